@@ -1,0 +1,1 @@
+"""The testbed control plane: tenant auth, admission, job records, backends."""

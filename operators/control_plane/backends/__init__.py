@@ -1,0 +1,1 @@
+"""Where jobs run: a backend interface and its implementations."""

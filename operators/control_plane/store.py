@@ -1,0 +1,179 @@
+"""Durable state of the control plane: tokens and job records (SQLAlchemy; SQLite or PostgreSQL).
+
+A job record is written before the backend is called and is the job's history after the backend
+forgets it: final status, times and logs stay here.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from testbed.jobs import TERMINAL_STATUSES, JobStatus
+
+LOG_LIMIT_BYTES = 1_000_000  # stored logs keep the last MB of a job's output
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class TokenRow(Base):
+    """A bearer token, stored only as its SHA-256 hash."""
+
+    __tablename__ = "tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(64), index=True)  # tenant id, or "operator"
+    role: Mapped[str] = mapped_column(String(16))  # "tenant" | "operator"
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class JobRow(Base):
+    """One job: its spec, its resources, its life and, once ended, its logs."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    region: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(64))
+    experiment: Mapped[str] = mapped_column(String(160))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    entrypoint: Mapped[str] = mapped_column(Text)
+    template: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    cpus: Mapped[float] = mapped_column(Float)
+    gpus: Mapped[int] = mapped_column(Integer)
+    gpu_model: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    memory_bytes: Mapped[int] = mapped_column(Integer)
+    submitted_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_seen_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    dispatched: Mapped[bool] = mapped_column(Boolean, default=False)
+    backend_ref: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+    logs: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    @property
+    def job_status(self) -> JobStatus:
+        return JobStatus(self.status)
+
+    @property
+    def terminal(self) -> bool:
+        return self.job_status in TERMINAL_STATUSES
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for SQLite (WAL, shared across threads) or any SQLAlchemy URL."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10}, pool_size=8)
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    return engine
+
+
+class Store:
+    """Tokens and jobs, behind short transactions."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = make_engine(url)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- tokens ---------------------------------------------------------------------------
+    def put_token(self, token_hash: str, subject: str, role: str, replace: bool = False) -> None:
+        """Store a token hash; with ``replace`` the subject's older tokens stop working."""
+        with self.session() as s:
+            if replace:
+                for row in s.scalars(select(TokenRow).where(TokenRow.subject == subject, TokenRow.role == role)):
+                    s.delete(row)
+            s.merge(TokenRow(token_hash=token_hash, subject=subject, role=role, created_at=time.time()))
+
+    def find_token(self, token_hash: str) -> TokenRow | None:
+        with self.session() as s:
+            return s.get(TokenRow, token_hash)
+
+    def token_subjects(self) -> set[str]:
+        with self.session() as s:
+            return set(s.scalars(select(TokenRow.subject)))
+
+    # -- jobs -----------------------------------------------------------------------------
+    def add_job(self, row: JobRow) -> JobRow:
+        with self.session() as s:
+            s.add(row)
+        return row
+
+    def get_job(self, job_id: str, tenant: str | None = None) -> JobRow | None:
+        """A job by id; with ``tenant`` only if it belongs to that tenant."""
+        with self.session() as s:
+            row = s.get(JobRow, job_id)
+        if row is None or (tenant is not None and row.tenant != tenant):
+            return None
+        return row
+
+    def list_jobs(
+        self, tenant: str | None = None, status: JobStatus | None = None, limit: int | None = None
+    ) -> list[JobRow]:
+        query = select(JobRow).order_by(JobRow.submitted_at.desc())
+        if tenant is not None:
+            query = query.where(JobRow.tenant == tenant)
+        if status is not None:
+            query = query.where(JobRow.status == status.value)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.session() as s:
+            return list(s.scalars(query))
+
+    def active_jobs(self) -> list[JobRow]:
+        """Jobs not yet in a terminal state, oldest first."""
+        terminal = [status.value for status in TERMINAL_STATUSES]
+        query = select(JobRow).where(JobRow.status.not_in(terminal)).order_by(JobRow.submitted_at)
+        with self.session() as s:
+            return list(s.scalars(query))
+
+    def update_job(self, job_id: str, **changes: Any) -> JobRow | None:
+        """Apply changes to a job, unless it is already terminal (a terminal record is final)."""
+        if "logs" in changes and changes["logs"] is not None:
+            changes["logs"] = changes["logs"][-LOG_LIMIT_BYTES:]
+        with self.session() as s:
+            row = s.get(JobRow, job_id, with_for_update=True)
+            if row is None or row.terminal:
+                return row
+            for key, value in changes.items():
+                setattr(row, key, value)
+            return row

@@ -1,0 +1,1 @@
+"""Per-tenant metering: ledger, Prometheus exposition, rules, dashboard, usage reports."""

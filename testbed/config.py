@@ -1,0 +1,366 @@
+"""Region, node pool, tenant, grant and quota models, loaded from ``Pulumi.<region>.yaml``.
+
+The stack file is the one source of truth: Pulumi builds namespaces, quotas and queues from it
+and the control plane admits jobs against it. Every key lives under the ``testbed:`` namespace of
+the stack's ``config:`` block, e.g. ``testbed:tenants``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+CONFIG_NAMESPACE = "testbed"
+REGIONS = ("gyeongnam", "daegu", "ulsan", "jeonnam", "jeju")
+SLUG = r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$"
+
+_MEMORY_UNITS = {
+    "": 1,
+    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
+}
+_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kMGT]i?|)\s*$")
+
+
+class ConfigError(ValueError):
+    """A stack file is wrong: names the file, the key path and the reason."""
+
+    def __init__(self, file: str | Path, problems: list[tuple[str, str]]):
+        self.file = str(file)
+        self.problems = problems
+        lines = [f"{self.file}: {path}: {reason}" for path, reason in problems]
+        super().__init__("\n".join(lines))
+
+
+def parse_memory(value: Any) -> int:
+    """Parse a Kubernetes-style quantity ('64Gi', '512M', 1073741824) into bytes."""
+    if isinstance(value, bool):
+        raise ValueError(f"memory must be a quantity such as '16Gi', not {value!r}")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"memory must not be negative, got {value!r}")
+        return int(value)
+    if isinstance(value, str):
+        match = _MEMORY_RE.match(value)
+        if match:
+            return int(float(match.group(1)) * _MEMORY_UNITS[match.group(2)])
+    raise ValueError(f"memory must be a quantity such as '16Gi' or '512Mi', not {value!r}")
+
+
+def format_memory(num_bytes: int) -> str:
+    """Render bytes as the largest exact binary Kubernetes quantity ('64Gi')."""
+    for unit in ("Ti", "Gi", "Mi", "Ki"):
+        size = _MEMORY_UNITS[unit]
+        if num_bytes and num_bytes % size == 0:
+            return f"{num_bytes // size}{unit}"
+    return str(num_bytes)
+
+
+MemoryBytes = Annotated[int, BeforeValidator(parse_memory)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class RegionInfo(_Model):
+    """Which region of the program this stack serves."""
+
+    id: Literal["gyeongnam", "daegu", "ulsan", "jeonnam", "jeju"]
+    display_name: str
+    lead_institution: str
+    industries: list[str] = Field(min_length=1)
+
+
+class ClusterConfig(_Model):
+    """Where the Kubernetes cluster comes from."""
+
+    provider: Literal["eks", "existing"]
+    location: str = "ap-northeast-2"
+    kubernetes_version: str = Field(default="1.33", pattern=r"^1\.\d{2}$")
+    availability_zones: int = Field(default=3, ge=2, le=6)
+    system_instance_type: str = "m6i.xlarge"
+    system_nodes: int = Field(default=2, ge=1, le=20)
+    vpc_cidr: str = "10.40.0.0/16"
+    # For provider=existing: the name of the Pulumi secret config key holding the kubeconfig.
+    kubeconfig_secret: str | None = None
+
+    @model_validator(mode="after")
+    def _existing_needs_kubeconfig(self) -> "ClusterConfig":
+        if self.provider == "existing" and not self.kubeconfig_secret:
+            raise ValueError("provider 'existing' needs kubeconfig_secret (a secret config key)")
+        return self
+
+
+class NodePool(_Model):
+    """A pool of GPU nodes: one managed node group on eks, a labelled node set on existing."""
+
+    name: str = Field(pattern=SLUG)
+    gpu_model: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", description="e.g. a10g, l4, a100, h100")
+    gpus_per_node: int = Field(ge=1, le=16)
+    cpus_per_node: int = Field(ge=1)
+    memory_per_node: MemoryBytes
+    instance_types: list[str] = Field(default_factory=list)
+    capacity_type: Literal["on-demand", "spot"] = "on-demand"
+    min_size: int = Field(default=0, ge=0)
+    max_size: int = Field(ge=1)
+    node_labels: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> "NodePool":
+        if self.min_size > self.max_size:
+            raise ValueError(f"min_size {self.min_size} is larger than max_size {self.max_size}")
+        return self
+
+    @property
+    def max_gpus(self) -> int:
+        return self.gpus_per_node * self.max_size
+
+    @property
+    def max_cpus(self) -> int:
+        return self.cpus_per_node * self.max_size
+
+    @property
+    def max_memory(self) -> int:
+        return self.memory_per_node * self.max_size
+
+
+class Grant(_Model):
+    """GPU-hours granted to a company over a period."""
+
+    gpu_hours: float = Field(gt=0)
+    start: dt.date
+    end: dt.date
+
+    @model_validator(mode="after")
+    def _period(self) -> "Grant":
+        if self.end <= self.start:
+            raise ValueError(f"grant end {self.end} is not after its start {self.start}")
+        return self
+
+    @property
+    def gpu_seconds(self) -> float:
+        return self.gpu_hours * 3600.0
+
+    @property
+    def start_timestamp(self) -> float:
+        return dt.datetime.combine(self.start, dt.time(), tzinfo=dt.timezone.utc).timestamp()
+
+    @property
+    def end_timestamp(self) -> float:
+        """End of the grant's last day (the end date is inclusive)."""
+        last = dt.datetime.combine(self.end, dt.time(), tzinfo=dt.timezone.utc)
+        return (last + dt.timedelta(days=1)).timestamp()
+
+
+class Quota(_Model):
+    """What a tenant may hold at once (concurrent requests, not hours)."""
+
+    cpus: int = Field(ge=1)
+    gpus: int = Field(ge=0)
+    memory: MemoryBytes
+    max_running_jobs: int = Field(default=4, ge=1)
+
+
+class Tenant(_Model):
+    """A company of the program. Sample tenants are fictional and must say so."""
+
+    id: str = Field(pattern=SLUG)
+    name: str = Field(min_length=1)
+    industry: str = Field(min_length=1)
+    sample: bool = False
+    grant: Grant
+    quota: Quota
+    gpu_pool: str | None = Field(default=None, description="node pool whose GPUs the tenant uses")
+
+
+class PlatformConfig(_Model):
+    """Options for the add-ons deployed on the cluster."""
+
+    control_plane_image: str = "ghcr.io/regional-ai-testbed/control-plane:0.1.0"
+    control_plane_replicas: int = Field(default=2, ge=1)
+    mlflow_image: str | None = None
+    gpu_operator: bool = True
+    grafana_admin_secret: str | None = None
+    mlflow_bucket_prefix: str = "testbed-mlflow"
+
+
+class StackConfig(_Model):
+    """Everything the ``testbed:`` namespace of one ``Pulumi.<region>.yaml`` holds."""
+
+    region: RegionInfo
+    cluster: ClusterConfig
+    node_pools: list[NodePool] = Field(min_length=1)
+    platform: PlatformConfig = PlatformConfig()
+    tenants: list[Tenant] = Field(min_length=1)
+
+    @field_validator("node_pools")
+    @classmethod
+    def _unique_pools(cls, pools: list[NodePool]) -> list[NodePool]:
+        _reject_duplicates("node pool", [p.name for p in pools])
+        return pools
+
+    @field_validator("tenants")
+    @classmethod
+    def _unique_tenants(cls, tenants: list[Tenant]) -> list[Tenant]:
+        _reject_duplicates("tenant id", [t.id for t in tenants])
+        return tenants
+
+    @model_validator(mode="after")
+    def _tenant_pools_exist(self) -> "StackConfig":
+        pools = {p.name for p in self.node_pools}
+        for tenant in self.tenants:
+            if tenant.gpu_pool is not None and tenant.gpu_pool not in pools:
+                raise ValueError(
+                    f"tenant {tenant.id!r} names gpu_pool {tenant.gpu_pool!r}, "
+                    f"which is not one of the node pools {sorted(pools)}"
+                )
+        return self
+
+    def tenant(self, tenant_id: str) -> Tenant:
+        for tenant in self.tenants:
+            if tenant.id == tenant_id:
+                return tenant
+        raise KeyError(tenant_id)
+
+    def pool_for(self, tenant: Tenant) -> NodePool:
+        """The GPU pool a tenant's GPU jobs land on (its own choice, else the first pool)."""
+        name = tenant.gpu_pool or self.node_pools[0].name
+        return next(p for p in self.node_pools if p.name == name)
+
+    def overcommitment(self) -> dict[str, float]:
+        """Ratio of summed tenant quota to the pools' maximum capacity, per resource.
+
+        Above 1.0 means tenants together may ask for more than the pools can ever hold;
+        Kueue then makes them wait or borrow within the region's cohort.
+        """
+        gpus = sum(p.max_gpus for p in self.node_pools)
+        cpus = sum(p.max_cpus for p in self.node_pools)
+        memory = sum(p.max_memory for p in self.node_pools)
+        return {
+            "gpus": sum(t.quota.gpus for t in self.tenants) / gpus,
+            "cpus": sum(t.quota.cpus for t in self.tenants) / cpus,
+            "memory": sum(t.quota.memory for t in self.tenants) / memory,
+        }
+
+
+def _reject_duplicates(what: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"duplicate {what} {name!r}")
+        seen.add(name)
+
+
+# Stack-file keys (under ``testbed:``) and the model field each one feeds.
+STACK_KEYS = {
+    "region": "region",
+    "cluster": "cluster",
+    "nodePools": "node_pools",
+    "platform": "platform",
+    "tenants": "tenants",
+}
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    """Turn a pydantic error location into the stack file's key path."""
+    field_to_key = {v: k for k, v in STACK_KEYS.items()}
+    parts: list[str] = ["config"]
+    for i, item in enumerate(loc):
+        if isinstance(item, int):
+            parts[-1] += f"[{item}]"
+        elif i == 0:
+            parts.append(f"{CONFIG_NAMESPACE}:{field_to_key.get(item, item)}")
+        else:
+            parts.append(str(item))
+    return ".".join(parts)
+
+
+def _reason(error: dict[str, Any]) -> str:
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] in ("missing",):
+        return "is required but missing"
+    if error["type"] == "extra_forbidden":
+        return "is not a known key"
+    if "input" in error and not isinstance(error["input"], (dict, list)):
+        return f"{message} (got {error['input']!r})"
+    return message
+
+
+def stack_config_from_mapping(config: dict[str, Any], file: str | Path = "<config>") -> StackConfig:
+    """Validate a ``config:`` mapping (``testbed:<key>`` -> value) into a :class:`StackConfig`."""
+    values: dict[str, Any] = {}
+    problems: list[tuple[str, str]] = []
+    for key, value in config.items():
+        namespace, _, name = str(key).partition(":")
+        if namespace != CONFIG_NAMESPACE:
+            continue  # other providers' keys, e.g. aws:region
+        if name not in STACK_KEYS:
+            problems.append((f"config.{key}", f"is not a known key; known: {sorted(STACK_KEYS)}"))
+            continue
+        values[STACK_KEYS[name]] = value
+    if problems:
+        raise ConfigError(file, problems)
+    try:
+        return StackConfig.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(file, [(_key_path(e["loc"]), _reason(e)) for e in exc.errors()]) from None
+
+
+def load_stack_file(path: str | Path) -> StackConfig:
+    """Load and validate one ``Pulumi.<region>.yaml``; raise :class:`ConfigError` if wrong."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(path, [("(file)", "no such file")]) from None
+    except OSError as exc:
+        raise ConfigError(path, [("(file)", f"cannot be read: {exc.strerror}")]) from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "(file)"
+        raise ConfigError(path, [(where, f"is not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    if not isinstance(document, dict) or not isinstance(document.get("config"), dict):
+        raise ConfigError(path, [("config", "a stack file needs a 'config:' mapping")])
+    stack = stack_config_from_mapping(document["config"], path)
+    expected = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
+    if path.name.startswith("Pulumi.") and expected != stack.region.id:
+        raise ConfigError(
+            path, [("config.testbed:region.id", f"is {stack.region.id!r} but the file is for stack {expected!r}")]
+        )
+    return stack
+
+
+def repo_root() -> Path:
+    """The checkout holding the stack files (this package lives one level below it)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def stack_file_for(region: str, stack_dir: str | Path | None = None) -> Path:
+    """Path of the stack file for a region; ``$TESTBED_STACK_DIR`` overrides the checkout."""
+    import os
+
+    base = Path(stack_dir or os.environ.get("TESTBED_STACK_DIR") or repo_root())
+    return base / f"Pulumi.{region}.yaml"
+
+
+def load_region(region: str, stack_dir: str | Path | None = None) -> StackConfig:
+    """Load the stack config of a region by its name."""
+    if region not in REGIONS:
+        raise ConfigError(f"Pulumi.{region}.yaml", [("(region)", f"unknown region {region!r}; one of {list(REGIONS)}")])
+    return load_stack_file(stack_file_for(region, stack_dir))

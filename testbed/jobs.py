@@ -1,0 +1,146 @@
+"""The job spec a tenant submits, the job object the control plane returns, and job env names."""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from testbed.config import MemoryBytes, format_memory
+
+
+class JobStatus(str, enum.Enum):
+    """Job states, in Ray's words."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    STOPPED = "STOPPED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED})
+
+# Environment every job gets; MLflow reads the first two itself.
+ENV_MLFLOW_TRACKING_URI = "MLFLOW_TRACKING_URI"
+ENV_MLFLOW_EXPERIMENT_NAME = "MLFLOW_EXPERIMENT_NAME"
+ENV_TENANT = "TESTBED_TENANT"
+ENV_JOB_ID = "TESTBED_JOB_ID"
+ENV_REGION = "TESTBED_REGION"
+ENV_STORAGE_PATH = "TESTBED_STORAGE_PATH"  # where checkpoints and job outputs go
+ENV_CPUS = "TESTBED_CPUS"  # the job's CPU budget (Ray Train sizes its workers within it)
+ENV_GPUS = "TESTBED_GPUS"
+ENV_MEMORY_BYTES = "TESTBED_MEMORY_BYTES"
+ENV_RUN_TAGS = "TESTBED_RUN_TAGS"  # JSON object: tags every MLflow run of the job carries
+RESERVED_ENV_PREFIXES = ("TESTBED_", "MLFLOW_", "RAY_")
+
+TAG_TENANT = "testbed.tenant"
+TAG_JOB_ID = "testbed.job_id"
+TAG_REGION = "testbed.region"
+TAG_KIND = "testbed.kind"
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_JOB_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+
+
+class JobSpec(BaseModel):
+    """What a tenant asks to run. Exactly one of ``entrypoint`` and ``template``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, description="experiment name within the tenant; default: template or 'default'")
+    entrypoint: str | None = Field(default=None, description="shell command run by the job driver")
+    template: str | None = Field(default=None, description="a template from `testbed templates list`")
+    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    working_dir: str | None = Field(default=None, description="local folder uploaded with the job")
+    cpus: float = Field(default=1.0, gt=0, le=1024)
+    gpus: int = Field(default=0, ge=0, le=64)
+    memory: MemoryBytes = Field(default=2 * 2**30, gt=0)
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not _JOB_NAME.match(value):
+            raise ValueError(
+                f"name {value!r} must be 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _entrypoint(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("entrypoint must not be empty")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, env: dict[str, str]) -> dict[str, str]:
+        for key in env:
+            if not _ENV_NAME.match(key):
+                raise ValueError(f"env name {key!r} is not a valid variable name")
+            if key.startswith(RESERVED_ENV_PREFIXES):
+                raise ValueError(f"env name {key!r} is reserved for the testbed (prefixes {', '.join(RESERVED_ENV_PREFIXES)})")
+        return env
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "JobSpec":
+        if (self.entrypoint is None) == (self.template is None):
+            raise ValueError("give exactly one of 'entrypoint' (a command) and 'template' (a template name)")
+        if self.params and self.template is None:
+            raise ValueError("'params' only apply to a template job")
+        return self
+
+    @property
+    def experiment_suffix(self) -> str:
+        return self.name or self.template or "default"
+
+
+class Job(BaseModel):
+    """A job as the control plane reports it."""
+
+    id: str
+    tenant: str
+    region: str
+    name: str
+    status: JobStatus
+    entrypoint: str
+    template: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    cpus: float
+    gpus: int
+    gpu_model: str | None = None
+    memory: str
+    experiment: str = Field(description="MLflow experiment, '<tenant>/<name>'")
+    message: str = ""
+    submitted_at: str
+    started_at: str | None = None
+    ended_at: str | None = None
+    backend_ref: str | None = None
+
+    @staticmethod
+    def memory_text(num_bytes: int) -> str:
+        return format_memory(num_bytes)
+
+
+class JobList(BaseModel):
+    jobs: list[Job]
+
+
+class JobLogs(BaseModel):
+    id: str
+    status: JobStatus
+    logs: str
+    final: bool = Field(description="true once the job ended and its logs were stored by the control plane")
+
+
+def experiment_name(tenant: str, suffix: str) -> str:
+    """MLflow experiment of a tenant's job: ``<tenant>/<name>``."""
+    return f"{tenant}/{suffix}"
