@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import (
     JSON,
@@ -103,6 +103,8 @@ class Store:
 
     def __init__(self, url: str):
         self.url = url
+        # Called inside the transaction that moves a job into a terminal state (e.g. the ledger).
+        self.on_terminal: list[Callable[[Session, JobRow], None]] = []
         self.engine = make_engine(url)
         Base.metadata.create_all(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -176,4 +178,7 @@ class Store:
                 return row
             for key, value in changes.items():
                 setattr(row, key, value)
+            if row.terminal:
+                for hook in self.on_terminal:
+                    hook(s, row)
             return row
