@@ -33,6 +33,7 @@ _MEMORY_UNITS = {
     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
 }
 _MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kMGT]i?|)\s*$")
+_TAINT_RE = re.compile(r"^[A-Za-z0-9./_-]+=[A-Za-z0-9._-]*:(NoSchedule|PreferNoSchedule|NoExecute)$")
 
 
 class ConfigError(ValueError):
@@ -118,6 +119,16 @@ class NodePool(_Model):
     min_size: int = Field(default=0, ge=0)
     max_size: int = Field(ge=1)
     node_labels: dict[str, str] = Field(default_factory=dict)
+    # Taints the pool's nodes carry, kubectl syntax 'key=value:Effect' (eks sets them, existing declares them).
+    taints: list[str] = Field(default_factory=lambda: ["nvidia.com/gpu=present:NoSchedule"])
+
+    @field_validator("taints")
+    @classmethod
+    def _taint_syntax(cls, taints: list[str]) -> list[str]:
+        for taint in taints:
+            if not _TAINT_RE.match(taint):
+                raise ValueError(f"taint {taint!r} is not 'key=value:NoSchedule|PreferNoSchedule|NoExecute'")
+        return taints
 
     @model_validator(mode="after")
     def _sizes(self) -> "NodePool":
@@ -196,6 +207,8 @@ class PlatformConfig(_Model):
     gpu_operator: bool = True
     grafana_admin_secret: str | None = None
     mlflow_bucket_prefix: str = "testbed-mlflow"
+    # Kueue: a tenant may borrow this fraction of its nominal quota from idle quota in the region's cohort.
+    borrowing_ratio: float = Field(default=1.0, ge=0)
 
 
 class StackConfig(_Model):
