@@ -112,7 +112,112 @@ _SMOKE = Template(
     ],
 )
 
-CATALOG: tuple[Template, ...] = (_SMOKE,)
+
+def _training_params(epochs: int, batch_size: int, lr: float, width: int) -> list[TemplateParam]:
+    """Params every training template has."""
+    return [
+        TemplateParam(name="epochs", type="int", default=epochs, minimum=1, maximum=10000, help="passes over the data"),
+        TemplateParam(name="batch_size", type="int", default=batch_size, minimum=1, maximum=65536, help="samples per batch per worker"),
+        TemplateParam(name="lr", type="float", default=lr, minimum=0.0, maximum=10.0, help="Adam learning rate"),
+        TemplateParam(name="width", type="int", default=width, minimum=1, maximum=4096, help="model width (channels or hidden units)"),
+        TemplateParam(name="seed", type="int", default=0, help="random seed (data generation, split, initialisation)"),
+        TemplateParam(name="val_fraction", type="float", default=0.2, minimum=0.01, maximum=0.9, help="share held out for validation"),
+        TemplateParam(
+            name="data_path", type="str", default="",
+            help="your data (local path or s3:// URI); empty: seeded synthetic data",
+        ),
+        TemplateParam(name="workers", type="int", default=0, minimum=0, maximum=256, help="Ray Train workers; 0: one per GPU, else 1"),
+        TemplateParam(name="max_failures", type="int", default=2, minimum=0, maximum=100, help="worker failures to recover from (from the last checkpoint)"),
+        TemplateParam(name="fail_at_epoch", type="int", default=0, minimum=0, help="fault drill: rank 0 fails once at this epoch; 0: off"),
+    ]
+
+
+_DEFECT = Template(
+    name="defect-inspection",
+    kind="train",
+    industry="manufacturing (Ulsan, Gyeongnam): visual defect inspection",
+    description="A small CNN classifies surface images as ok / scratch / dent. "
+    "Own data: a folder of class sub-folders of images.",
+    module="workloads.train",
+    params=[
+        *_training_params(epochs=6, batch_size=64, lr=0.003, width=16),
+        TemplateParam(name="image_size", type="int", default=32, minimum=8, maximum=512, help="images are resized to this square size"),
+        TemplateParam(name="samples", type="int", default=1200, minimum=20, help="synthetic images"),
+        TemplateParam(name="defect_rate", type="float", default=0.4, minimum=0.0, maximum=1.0, help="synthetic share of defective parts"),
+    ],
+)
+
+_MAINTENANCE = Template(
+    name="predictive-maintenance",
+    kind="train",
+    industry="machinery (Gyeongnam, Changwon cluster): predictive maintenance",
+    description="A temporal CNN predicts failure within the horizon from machine sensor windows. "
+    "Own data: CSV/Parquet with machine_id, the feature columns and the label column, in time order.",
+    module="workloads.train",
+    params=[
+        *_training_params(epochs=6, batch_size=128, lr=0.003, width=16),
+        TemplateParam(name="features", type="str", default="vibration,temperature,current", help="comma-separated sensor columns"),
+        TemplateParam(name="label", type="str", default="failure_soon", help="0/1 column: failure within the horizon"),
+        TemplateParam(name="window", type="int", default=24, minimum=2, maximum=10000, help="steps per input window"),
+        TemplateParam(name="stride", type="int", default=2, minimum=1, help="steps between window ends"),
+        TemplateParam(name="machines", type="int", default=30, minimum=2, help="synthetic machines"),
+        TemplateParam(name="steps", type="int", default=600, minimum=50, help="synthetic steps per machine"),
+        TemplateParam(name="horizon", type="int", default=48, minimum=1, help="synthetic label: failure within this many steps"),
+    ],
+)
+
+_POWER = Template(
+    name="power-forecast",
+    kind="train",
+    industry="renewable energy (Jeonnam): solar and wind power forecasting",
+    description="An MLP forecasts plant output `horizon` hours ahead from recent output and the weather forecast; "
+    "compared with persistence. Own data: CSV/Parquet with timestamp, power (0-1) and the feature columns.",
+    module="workloads.train",
+    params=[
+        *_training_params(epochs=8, batch_size=64, lr=0.003, width=64),
+        TemplateParam(name="source", type="str", default="solar", choices=["solar", "wind"], help="synthetic plant type"),
+        TemplateParam(name="days", type="int", default=120, minimum=3, help="synthetic days of hourly data"),
+        TemplateParam(name="window", type="int", default=24, minimum=1, maximum=1000, help="past hours of output used"),
+        TemplateParam(name="horizon", type="int", default=3, minimum=1, maximum=168, help="hours ahead to forecast"),
+        TemplateParam(
+            name="features", type="str", default="irradiance_forecast,cloud_cover_forecast,wind_speed_forecast,temperature_forecast",
+            help="comma-separated weather forecast columns",
+        ),
+    ],
+)
+
+_TABULAR = Template(
+    name="tabular-quality",
+    kind="train",
+    industry="food and beauty (Jeju): batch quality prediction",
+    description="An MLP predicts a production batch's quality score from its process record; compared with the mean. "
+    "Own data: CSV/Parquet, text columns are one-hot encoded.",
+    module="workloads.train",
+    params=[
+        *_training_params(epochs=8, batch_size=64, lr=0.003, width=64),
+        TemplateParam(name="target", type="str", default="quality", help="numeric column to predict"),
+        TemplateParam(name="samples", type="int", default=3000, minimum=20, help="synthetic batches"),
+    ],
+)
+
+_VALIDATE = Template(
+    name="validate",
+    kind="validation",
+    industry="any",
+    description="Evaluates a registered model version on held-out data, compares it with the 'champion' alias "
+    "and moves the alias only when the new version is better by the margin; fails otherwise.",
+    module="workloads.validate",
+    params=[
+        TemplateParam(name="model", type="str", help="registered model, '<template>' or '<tenant>.<template>'"),
+        TemplateParam(name="version", type="str", default="latest", help="model version number or 'latest'"),
+        TemplateParam(name="margin", type="float", default=0.0, minimum=0.0, help="how much better than the champion (metric units)"),
+        TemplateParam(name="holdout_seed", type="int", default=1000, help="seed of the regenerated held-out synthetic data"),
+        TemplateParam(name="data_path", type="str", default="", help="held-out data (local path or s3:// URI); empty: synthetic"),
+        TemplateParam(name="alias", type="str", default="champion", help="alias the gate moves"),
+    ],
+)
+
+CATALOG: tuple[Template, ...] = (_SMOKE, _DEFECT, _MAINTENANCE, _POWER, _TABULAR, _VALIDATE)
 
 
 def list_templates() -> list[Template]:

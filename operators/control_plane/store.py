@@ -161,10 +161,12 @@ class Store:
         with self.session() as s:
             return list(s.scalars(query))
 
-    def active_jobs(self) -> list[JobRow]:
+    def active_jobs(self, tenant: str | None = None) -> list[JobRow]:
         """Jobs not yet in a terminal state, oldest first."""
         terminal = [status.value for status in TERMINAL_STATUSES]
         query = select(JobRow).where(JobRow.status.not_in(terminal)).order_by(JobRow.submitted_at)
+        if tenant is not None:
+            query = query.where(JobRow.tenant == tenant)
         with self.session() as s:
             return list(s.scalars(query))
 

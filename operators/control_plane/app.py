@@ -1,0 +1,157 @@
+"""The control plane's REST API (FastAPI). OpenAPI is served at /docs and /openapi.json."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from operators.control_plane.auth import Principal, principal_from_request
+from operators.control_plane.backends.base import Backend
+from operators.control_plane.service import ControlPlane, ServiceError, job_view
+from operators.control_plane.settings import ControlPlaneSettings
+from operators.control_plane.store import Store
+from testbed.jobs import Job, JobList, JobLogs, JobSpec, JobStatus
+from testbed.templates import Template, list_templates
+
+Caller = Annotated[Principal, Depends(principal_from_request)]
+
+
+class Health(BaseModel):
+    status: str
+    region: str
+    backend: str
+    backend_healthy: bool
+
+
+class IssuedToken(BaseModel):
+    subject: str
+    token: str
+
+
+class TenantInfo(BaseModel):
+    id: str
+    name: str
+    industry: str
+    sample: bool
+    grant_gpu_hours: float
+    grant_start: str
+    grant_end: str
+
+
+class TenantList(BaseModel):
+    tenants: list[TenantInfo]
+
+
+class TemplateList(BaseModel):
+    templates: list[Template]
+
+
+def _readable(exc: RequestValidationError) -> str:
+    """One line per problem: 'body.cpus: Input should be greater than 0 (got -1)'."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        got = error.get("input")
+        suffix = f" (got {got!r})" if got is not None and not isinstance(got, (dict, list)) else ""
+        parts.append(f"{where}: {message}{suffix}")
+    return "; ".join(parts)
+
+
+def create_app(
+    settings: ControlPlaneSettings, backend: Backend | None = None, store: Store | None = None, sync: bool = True
+) -> FastAPI:
+    """Build the API around one region's control plane; ``sync`` starts the background sync."""
+    plane = ControlPlane(settings, backend=backend, store=store)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        if sync:
+            plane.start()
+        yield
+        plane.shutdown()
+
+    app = FastAPI(
+        title="Regional AI Testbed control plane",
+        version="0.1.0",
+        description="Tenants submit Ray jobs against their quota and GPU-hour grant; jobs, logs and usage are kept.",
+        lifespan=lifespan,
+    )
+    app.state.plane = plane
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse(status_code=exc.status_code, content={"error": exc.code, "detail": exc.message})
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"error": "invalid_spec", "detail": _readable(exc)})
+
+    @app.get("/healthz", response_model=Health)
+    def healthz() -> Health:
+        return Health(
+            status="ok",
+            region=plane.stack.region.id,
+            backend=plane.backend.name,
+            backend_healthy=plane.backend.healthy(),
+        )
+
+    @app.post("/v1/jobs", response_model=Job, status_code=201)
+    def submit_job(spec: JobSpec, caller: Caller) -> Job:
+        return job_view(plane.submit(caller, spec))
+
+    @app.get("/v1/jobs", response_model=JobList)
+    def list_jobs(
+        caller: Caller,
+        status: JobStatus | None = None,
+        limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+    ) -> JobList:
+        return JobList(jobs=[job_view(r) for r in plane.list_jobs(caller, status=status, limit=limit)])
+
+    @app.get("/v1/jobs/{job_id}", response_model=Job)
+    def get_job(job_id: str, caller: Caller) -> Job:
+        return job_view(plane.visible_job(caller, job_id))
+
+    @app.get("/v1/jobs/{job_id}/logs", response_model=JobLogs)
+    def job_logs(job_id: str, caller: Caller) -> JobLogs:
+        row, text, final = plane.logs(caller, job_id)
+        return JobLogs(id=row.id, status=JobStatus(row.status), logs=text, final=final)
+
+    @app.post("/v1/jobs/{job_id}/stop", response_model=Job)
+    def stop_job(job_id: str, caller: Caller) -> Job:
+        return job_view(plane.stop(caller, job_id))
+
+    @app.get("/v1/templates", response_model=TemplateList)
+    def templates(_caller: Caller) -> TemplateList:
+        return TemplateList(templates=list_templates())
+
+    @app.get("/v1/tenants", response_model=TenantList)
+    def tenants(caller: Caller) -> TenantList:
+        return TenantList(tenants=[
+            TenantInfo(
+                id=t.id, name=t.name, industry=t.industry, sample=t.sample, grant_gpu_hours=t.grant.gpu_hours,
+                grant_start=t.grant.start.isoformat(), grant_end=t.grant.end.isoformat(),
+            )
+            for t in plane.stack.tenants if caller.can_see(t.id)
+        ])
+
+    @app.post("/v1/tenants/{subject}/token", response_model=IssuedToken, status_code=201)
+    def rotate_token(subject: str, caller: Caller) -> IssuedToken:
+        return IssuedToken(subject=subject, token=plane.rotate_token(caller, subject))
+
+    _install_metering(app, plane)
+    return app
+
+
+def _install_metering(app: FastAPI, plane: ControlPlane) -> None:
+    """Per-tenant metering (/metrics, /v1/usage) lives in operators.metering."""
+    import operators.metering as metering
+
+    install = getattr(metering, "install", None)
+    if install is not None:
+        install(app, plane)

@@ -1,0 +1,395 @@
+"""The job lifecycle: admission, persistence, dispatch to the backend, status sync, history.
+
+submit -> validate spec -> admission (quota, grant) -> job record persisted -> backend submit
+-> status sync -> terminal state; logs and usage are kept after the backend forgets the job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+from operators.control_plane.auth import OPERATOR, Principal, issue_token
+from operators.control_plane.backends.base import (
+    Backend,
+    BackendError,
+    BackendJobInfo,
+    Capacity,
+    JobNotFound,
+    LaunchRequest,
+)
+from operators.control_plane.settings import ControlPlaneSettings
+from operators.control_plane.store import JobRow, Store
+from testbed import jobs as J
+from testbed.secrets import write_secret
+from testbed.config import StackConfig, Tenant, format_memory, load_stack_file
+from testbed.jobs import Job, JobSpec, JobStatus
+from testbed.templates import TemplateError, get_template
+
+log = logging.getLogger("testbed.control_plane")
+
+# If we last looked at a job longer ago than this, we cannot tell when it started running and
+# bill from the moment the backend accepted it.
+_START_OBSERVATION_SLACK_SECONDS = 2.0
+
+
+class ServiceError(Exception):
+    """A request the control plane refuses; carries the HTTP status and a readable reason."""
+
+    def __init__(self, status_code: int, code: str, message: str):
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+
+
+def not_found(job_id: str) -> ServiceError:
+    return ServiceError(404, "not_found", f"no job {job_id!r}")
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def job_view(row: JobRow) -> Job:
+    return Job(
+        id=row.id,
+        tenant=row.tenant,
+        region=row.region,
+        name=row.name,
+        status=JobStatus(row.status),
+        entrypoint=row.entrypoint,
+        template=row.template,
+        params=row.spec.get("params", {}),
+        cpus=row.cpus,
+        gpus=row.gpus,
+        gpu_model=row.gpu_model,
+        memory=format_memory(row.memory_bytes),
+        experiment=row.experiment,
+        message=row.message or "",
+        submitted_at=iso(row.submitted_at) or "",
+        started_at=iso(row.started_at),
+        ended_at=iso(row.ended_at),
+        backend_ref=row.backend_ref,
+    )
+
+
+class ControlPlane:
+    """One region's control plane: the stack's tenants, a job store and a backend."""
+
+    def __init__(self, settings: ControlPlaneSettings, backend: Backend | None = None, store: Store | None = None):
+        self.settings = settings
+        self.stack: StackConfig = load_stack_file(settings.stack_file)
+        self.tenants: dict[str, Tenant] = {t.id: t for t in self.stack.tenants}
+        self.store = store or Store(settings.database_url)
+        self.backend = backend or make_backend(settings)
+        self._tenant_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._stopping = threading.Event()
+        self._sync_thread: threading.Thread | None = None
+        if settings.credentials_dir is not None:
+            self.bootstrap_tokens(settings.credentials_dir)
+
+    def bootstrap_tokens(self, credentials_dir: Path) -> None:
+        """Local mode: give every tenant of the region (and the operator) a token if it has none.
+
+        Only the hash is stored; the clear token is written once to ``credentials_dir`` (0600),
+        the local operator's equivalent of a kubeconfig.
+        """
+        credentials_dir.mkdir(parents=True, exist_ok=True)
+        known = self.store.token_subjects()
+        for subject in [*self.tenants, OPERATOR]:
+            path = credentials_dir / f"{subject}.token"
+            if subject in known and path.exists():
+                continue
+            token = issue_token(self.store, subject, "operator" if subject == OPERATOR else "tenant")
+            write_secret(path, token)
+
+    def rotate_token(self, principal: Principal, subject: str) -> str:
+        """Operator only: a new token for a tenant (or the operator); older ones stop working."""
+        if not principal.is_operator:
+            raise ServiceError(403, "forbidden", "only the operator token can issue tokens")
+        if subject != OPERATOR and subject not in self.tenants:
+            raise ServiceError(404, "not_found", f"no tenant {subject!r} in region {self.stack.region.id!r}")
+        token = issue_token(self.store, subject, "operator" if subject == OPERATOR else "tenant", replace=True)
+        if self.settings.credentials_dir is not None:
+            write_secret(self.settings.credentials_dir / f"{subject}.token", token)
+        return token
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the background sync (status, logs, queued jobs)."""
+        if self._sync_thread is None:
+            self._sync_thread = threading.Thread(target=self._sync_loop, name="job-sync", daemon=True)
+            self._sync_thread.start()
+
+    def shutdown(self) -> None:
+        self._stopping.set()
+        if self._sync_thread is not None:
+            self._sync_thread.join(timeout=10)
+            self._sync_thread = None
+        self.backend.close()
+        self.store.close()
+
+    def _sync_loop(self) -> None:
+        while not self._stopping.wait(self.settings.sync_interval_seconds):
+            try:
+                self.sync_once()
+            except Exception:  # keep syncing; a bad round must not stop the loop
+                log.exception("job sync round failed")
+
+    # -- admission ------------------------------------------------------------------------
+    def submit(self, principal: Principal, spec: JobSpec) -> JobRow:
+        """Admit a job: refuse what can never run, persist it, then hand it to the backend."""
+        if principal.is_operator:
+            raise ServiceError(403, "forbidden", "the operator token cannot submit jobs; use a tenant token")
+        tenant = self.tenants.get(principal.subject)
+        if tenant is None:
+            raise ServiceError(403, "forbidden", f"tenant {principal.subject!r} is not in region {self.stack.region.id!r}")
+        entrypoint, params, kind = self._entrypoint(spec)
+        self._check_quota(tenant, spec)
+        gpu_model = self.stack.pool_for(tenant).gpu_model if spec.gpus else None
+        if spec.gpus:
+            self._check_grant(tenant)
+
+        job_id = "job-" + uuid.uuid4().hex[:16]
+        experiment = J.experiment_name(tenant.id, spec.experiment_suffix)
+        row = JobRow(
+            id=job_id,
+            tenant=tenant.id,
+            region=self.stack.region.id,
+            name=spec.experiment_suffix,
+            experiment=experiment,
+            status=JobStatus.PENDING.value,
+            entrypoint=entrypoint,
+            template=spec.template,
+            spec={**spec.model_dump(mode="json"), "params": params, "kind": kind},
+            cpus=spec.cpus,
+            gpus=spec.gpus,
+            gpu_model=gpu_model,
+            memory_bytes=spec.memory,
+            submitted_at=time.time(),
+            dispatched=False,
+            message="queued",
+        )
+        self.store.add_job(row)
+        return self._dispatch(row) or row
+
+    def _entrypoint(self, spec: JobSpec) -> tuple[str, dict, str]:
+        if spec.template is None:
+            return spec.entrypoint or "", {}, "command"
+        try:
+            template = get_template(spec.template)
+            params = template.resolve(spec.params)
+        except TemplateError as exc:
+            raise ServiceError(422, "invalid_spec", str(exc)) from None
+        return template.command(params), params, template.kind
+
+    def _check_quota(self, tenant: Tenant, spec: JobSpec) -> None:
+        quota = tenant.quota
+        problems = []
+        if spec.cpus > quota.cpus:
+            problems.append(f"{spec.cpus:g} CPUs (quota {quota.cpus})")
+        if spec.gpus > quota.gpus:
+            problems.append(f"{spec.gpus} GPUs (quota {quota.gpus})")
+        if spec.memory > quota.memory:
+            problems.append(f"{format_memory(spec.memory)} memory (quota {format_memory(quota.memory)})")
+        if problems:
+            raise ServiceError(
+                403, "quota_exceeded", f"job asks for {', '.join(problems)}: it can never fit tenant {tenant.id!r}'s quota"
+            )
+        capacity: Capacity = self.backend.capacity()
+        if capacity.cpus is not None and spec.cpus > capacity.cpus:
+            raise ServiceError(403, "capacity_exceeded", f"job asks for {spec.cpus:g} CPUs but the cluster has {capacity.cpus:g}")
+        if capacity.gpus is not None and spec.gpus > capacity.gpus:
+            raise ServiceError(403, "capacity_exceeded", f"job asks for {spec.gpus} GPUs but the cluster has {capacity.gpus:g}")
+
+    def _check_grant(self, tenant: Tenant) -> None:
+        now = time.time()
+        grant = tenant.grant
+        if not grant.start_timestamp <= now < grant.end_timestamp:
+            raise ServiceError(403, "grant_inactive", f"tenant {tenant.id!r}'s grant runs {grant.start} to {grant.end}: GPU jobs are refused outside it")
+        used = sum(r.gpus * _metered_seconds(r, now) for r in self.store.list_jobs(tenant=tenant.id) if r.gpus)
+        if used >= grant.gpu_seconds:
+            raise ServiceError(403, "grant_exhausted", f"tenant {tenant.id!r} has used {used / 3600:.1f} of {grant.gpu_hours:g} granted GPU-hours")
+
+    # -- dispatch -------------------------------------------------------------------------
+    def _fits_now(self, row: JobRow) -> str | None:
+        """None if the tenant's running jobs leave room for this one, else why not."""
+        quota = self.tenants[row.tenant].quota
+        running = [r for r in self.store.active_jobs(tenant=row.tenant) if r.dispatched and r.id != row.id]
+        if len(running) >= quota.max_running_jobs:
+            return f"queued: tenant runs {len(running)} of {quota.max_running_jobs} allowed jobs"
+        if sum(r.cpus for r in running) + row.cpus > quota.cpus:
+            return f"queued: tenant's running jobs hold {sum(r.cpus for r in running):g} of {quota.cpus} CPUs"
+        if sum(r.gpus for r in running) + row.gpus > quota.gpus:
+            return f"queued: tenant's running jobs hold {sum(r.gpus for r in running)} of {quota.gpus} GPUs"
+        if sum(r.memory_bytes for r in running) + row.memory_bytes > quota.memory:
+            return "queued: tenant's running jobs hold its memory quota"
+        return None
+
+    def _launch_request(self, row: JobRow) -> LaunchRequest:
+        spec = JobSpec.model_validate({k: v for k, v in row.spec.items() if k != "kind"})
+        storage = f"{self.settings.storage_path.rstrip('/')}/{row.tenant}/{row.id}"
+        tags = {J.TAG_TENANT: row.tenant, J.TAG_JOB_ID: row.id, J.TAG_REGION: row.region}
+        env = {
+            **spec.env,
+            J.ENV_MLFLOW_TRACKING_URI: self.settings.mlflow_tracking_uri,
+            J.ENV_MLFLOW_EXPERIMENT_NAME: row.experiment,
+            J.ENV_TENANT: row.tenant,
+            J.ENV_JOB_ID: row.id,
+            J.ENV_REGION: row.region,
+            J.ENV_STORAGE_PATH: storage,
+            J.ENV_CPUS: f"{row.cpus:g}",
+            J.ENV_GPUS: str(row.gpus),
+            J.ENV_MEMORY_BYTES: str(row.memory_bytes),
+            J.ENV_RUN_TAGS: json.dumps(tags),
+        }
+        # A template drives Ray Train workers that reserve the job's resources themselves.
+        driver_owns_resources = row.template is None
+        return LaunchRequest(
+            job_id=row.id,
+            tenant=row.tenant,
+            entrypoint=row.entrypoint,
+            env=env,
+            working_dir=spec.working_dir,
+            driver_cpus=row.cpus if driver_owns_resources else 0,
+            driver_gpus=row.gpus if driver_owns_resources else 0,
+            driver_memory=row.memory_bytes if driver_owns_resources else None,
+            metadata={"testbed.job_id": row.id, "testbed.region": row.region},
+        )
+
+    def _dispatch(self, row: JobRow) -> JobRow | None:
+        """Hand a queued job to the backend if the tenant has room; return the updated row."""
+        with self._tenant_locks[row.tenant]:
+            current = self.store.get_job(row.id)
+            if current is None or current.dispatched or current.terminal:
+                return current
+            reason = self._fits_now(current)
+            if reason is not None:
+                return self.store.update_job(row.id, message=reason)
+            try:
+                ref = self.backend.submit(self._launch_request(current))
+            except BackendError as exc:
+                return self.store.update_job(row.id, message=f"queued: waiting for the backend: {exc}")
+            return self.store.update_job(row.id, dispatched=True, backend_ref=ref, message="", last_seen_at=time.time())
+
+    # -- sync -----------------------------------------------------------------------------
+    def sync_once(self) -> None:
+        """One round: refresh dispatched jobs, then try to dispatch queued ones."""
+        for row in self.store.active_jobs():
+            if row.dispatched:
+                self._refresh(row)
+        for row in self.store.active_jobs():
+            if not row.dispatched:
+                self._dispatch(row)
+
+    def _refresh(self, row: JobRow) -> JobRow:
+        now = time.time()
+        try:
+            info = self.backend.info(row.backend_ref or row.id)
+        except JobNotFound:
+            ended = row.last_seen_at or now
+            return self.store.update_job(
+                row.id,
+                status=JobStatus.FAILED.value,
+                started_at=row.started_at,
+                ended_at=max(ended, row.started_at or ended),
+                message="lost: the backend no longer knows this job (was the Ray cluster restarted?)",
+                logs=row.logs or "",
+            ) or row
+        except BackendError as exc:
+            log.warning("cannot refresh %s: %s", row.id, exc)
+            return row
+        changes = self._changes_from(row, info, now)
+        return self.store.update_job(row.id, **changes) or row
+
+    def _changes_from(self, row: JobRow, info: BackendJobInfo, now: float) -> dict:
+        changes: dict = {"last_seen_at": now, "message": info.message if info.status.terminal else row.message}
+        watched = row.last_seen_at is not None and now - row.last_seen_at <= _START_OBSERVATION_SLACK_SECONDS
+        if info.status != JobStatus.PENDING and row.started_at is None:
+            # Bill from the moment we saw it running; if we were not watching, from acceptance.
+            changes["started_at"] = now if (watched and info.status == JobStatus.RUNNING) else (info.start_time or now)
+        if info.status.terminal:
+            changes["ended_at"] = info.end_time or now
+            changes["started_at"] = min(changes.get("started_at", row.started_at) or changes["ended_at"], changes["ended_at"])
+            changes["logs"] = self._final_logs(row)
+        changes["status"] = info.status.value
+        return changes
+
+    def _final_logs(self, row: JobRow) -> str:
+        try:
+            return self.backend.logs(row.backend_ref or row.id)
+        except BackendError as exc:
+            return f"[testbed] logs could not be read when the job ended: {exc}\n"
+
+    # -- reads and stop -------------------------------------------------------------------
+    def visible_job(self, principal: Principal, job_id: str, refresh: bool = True) -> JobRow:
+        """The job if the caller may see it, else 404 (never revealing that it exists)."""
+        row = self.store.get_job(job_id)
+        if row is None or not principal.can_see(row.tenant):
+            raise not_found(job_id)
+        if refresh and row.dispatched and not row.terminal:
+            row = self._refresh(row)
+        return row
+
+    def list_jobs(self, principal: Principal, status: JobStatus | None = None, limit: int | None = None) -> list[JobRow]:
+        tenant = None if principal.is_operator else principal.subject
+        return self.store.list_jobs(tenant=tenant, status=status, limit=limit)
+
+    def logs(self, principal: Principal, job_id: str) -> tuple[JobRow, str, bool]:
+        row = self.visible_job(principal, job_id)
+        if row.terminal:
+            return row, row.logs or "", True
+        if not row.dispatched:
+            return row, "", False
+        try:
+            return row, self.backend.logs(row.backend_ref or row.id), False
+        except BackendError as exc:
+            raise ServiceError(503, "backend_unavailable", str(exc)) from None
+
+    def stop(self, principal: Principal, job_id: str) -> JobRow:
+        row = self.visible_job(principal, job_id)
+        if row.terminal:
+            return row
+        if not row.dispatched:
+            with self._tenant_locks[row.tenant]:
+                current = self.store.get_job(job_id)
+                if current is not None and not current.dispatched:
+                    now = time.time()
+                    return self.store.update_job(
+                        job_id, status=JobStatus.STOPPED.value, ended_at=now, message="stopped before it started", logs=""
+                    ) or row
+        try:
+            self.backend.stop(row.backend_ref or row.id)
+        except JobNotFound:
+            pass
+        except BackendError as exc:
+            raise ServiceError(503, "backend_unavailable", str(exc)) from None
+        return self._refresh(self.store.get_job(job_id) or row)
+
+
+def _metered_seconds(row: JobRow, now: float) -> float:
+    if row.started_at is None:
+        return 0.0
+    return max(0.0, (row.ended_at or now) - row.started_at)
+
+
+def make_backend(settings: ControlPlaneSettings) -> Backend:
+    capacity = Capacity(cpus=settings.capacity_cpus, gpus=settings.capacity_gpus)
+    if settings.backend == "noop":
+        from operators.control_plane.backends.noop import NoopBackend
+
+        return NoopBackend()
+    if not settings.ray_address:
+        raise ValueError("backend 'ray' needs ray_address (the Ray dashboard URL)")
+    from operators.control_plane.backends.ray_jobs import RayJobsBackend
+
+    return RayJobsBackend(settings.ray_address, capacity)

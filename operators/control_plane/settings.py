@@ -1,0 +1,49 @@
+"""Settings of one control-plane process (a file locally, a ConfigMap in a cluster)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class SettingsError(ValueError):
+    pass
+
+
+class ControlPlaneSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stack_file: Path = Field(description="the region's Pulumi.<region>.yaml (or its rendering in a ConfigMap)")
+    database_url: str = Field(description="SQLAlchemy URL: sqlite:///... locally, postgresql://... in a cluster")
+    backend: Literal["ray", "noop"] = "ray"
+    ray_address: str | None = Field(default=None, description="Ray dashboard (Jobs API) URL")
+    mlflow_tracking_uri: str = Field(description="handed to every job")
+    storage_path: str = Field(description="root folder/URI for job outputs: <root>/<tenant>/<job id>")
+    capacity_cpus: float | None = Field(default=None, description="largest job the backend can ever run")
+    capacity_gpus: float | None = None
+    credentials_dir: Path | None = Field(
+        default=None, description="local mode: issue missing tenant/operator tokens at start and write them here (0600)"
+    )
+    sync_interval_seconds: float = Field(default=0.25, gt=0)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "ControlPlaneSettings":
+        path = Path(path)
+        try:
+            return cls.model_validate(json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise SettingsError(f"{path}: no such settings file") from None
+        except json.JSONDecodeError as exc:
+            raise SettingsError(f"{path}: not valid JSON: {exc}") from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise SettingsError(f"{path}: {where}: {first['msg']}") from None
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(self.model_dump_json(indent=2))

@@ -1,0 +1,245 @@
+"""Usage reports: the models ``GET /v1/usage`` returns and the ``testbed usage`` command.
+
+Allocated use only: what each job *requested*, from its start to its end (or to the last time the
+control plane saw it running). Observed utilisation is a separate Prometheus metric, not a report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field
+
+from testbed.jobs import JobStatus
+
+USAGE_PATH = "/v1/usage"
+STATUSES = [s.value for s in JobStatus]
+
+
+class BurnPoint(BaseModel):
+    """Cumulative allocated GPU-seconds of a tenant at a moment (epoch seconds)."""
+
+    timestamp: float
+    gpu_seconds: float
+
+
+class TenantUsage(BaseModel):
+    """One tenant's metered, allocated use and where it stands against its grant."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tenant: str
+    name: str | None = None
+    industry: str | None = None
+    region: str
+    cpu_seconds: float = 0.0
+    memory_byte_seconds: float = 0.0
+    gpu_seconds_by_model: dict[str, float] = Field(default_factory=dict)
+    jobs: dict[str, int] = Field(default_factory=dict, description="job count by status")
+    grant_gpu_seconds: float | None = None
+    grant_start: dt.date | None = None
+    grant_end: dt.date | None = None
+    burn: list[BurnPoint] | None = Field(default=None, description="only with ?series=true")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def gpu_seconds(self) -> float:
+        return sum(self.gpu_seconds_by_model.values())
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def gpu_hours(self) -> float:
+        return self.gpu_seconds / 3600.0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def cpu_hours(self) -> float:
+        return self.cpu_seconds / 3600.0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def grant_gpu_hours(self) -> float | None:
+        return None if self.grant_gpu_seconds is None else self.grant_gpu_seconds / 3600.0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def grant_used_ratio(self) -> float | None:
+        """Share of the grant used (1.0 = all of it; above 1.0 = overspent)."""
+        if not self.grant_gpu_seconds:
+            return None
+        return self.gpu_seconds / self.grant_gpu_seconds
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def jobs_total(self) -> int:
+        return sum(self.jobs.values())
+
+
+class UsageReport(BaseModel):
+    """Usage of every tenant the caller may see, in one region, at one moment."""
+
+    region: str
+    generated_at: dt.datetime
+    tenants: list[TenantUsage]
+
+
+# -- rendering ----------------------------------------------------------------------------
+def _fmt(value: float | None, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def render_table(report: UsageReport) -> str:
+    """A fixed-width table, one line per tenant."""
+    header = ["TENANT", "GPU-HOURS", "CPU-HOURS", "GRANT-H", "USED", *STATUSES]
+    rows = [
+        [
+            t.tenant,
+            _fmt(t.gpu_hours),
+            _fmt(t.cpu_hours),
+            _fmt(t.grant_gpu_hours, ".0f"),
+            "-" if t.grant_used_ratio is None else f"{t.grant_used_ratio:.1%}",
+            *(str(t.jobs.get(s, 0)) for s in STATUSES),
+        ]
+        for t in report.tenants
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [f"region {report.region}, usage at {report.generated_at.isoformat(timespec='seconds')}"]
+    for row in [header, *rows]:
+        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+CSV_COLUMNS = [
+    "region", "tenant", "name", "industry", "grant_start", "grant_end", "grant_gpu_hours",
+    "gpu_hours", "gpu_hours_by_model", "cpu_hours", "memory_gib_hours", "grant_used_ratio",
+    "jobs_total", *(f"jobs_{s.lower()}" for s in STATUSES), "generated_at",
+]
+
+
+def csv_rows(report: UsageReport) -> list[dict[str, Any]]:
+    """One settlement row per tenant (hours, not seconds; ratio 0-1)."""
+    rows = []
+    for t in report.tenants:
+        rows.append({
+            "region": t.region,
+            "tenant": t.tenant,
+            "name": t.name or "",
+            "industry": t.industry or "",
+            "grant_start": t.grant_start.isoformat() if t.grant_start else "",
+            "grant_end": t.grant_end.isoformat() if t.grant_end else "",
+            "grant_gpu_hours": "" if t.grant_gpu_hours is None else f"{t.grant_gpu_hours:.6f}",
+            "gpu_hours": f"{t.gpu_hours:.6f}",
+            "gpu_hours_by_model": ";".join(f"{m}={s / 3600:.6f}" for m, s in sorted(t.gpu_seconds_by_model.items())),
+            "cpu_hours": f"{t.cpu_hours:.6f}",
+            "memory_gib_hours": f"{t.memory_byte_seconds / 2**30 / 3600:.6f}",
+            "grant_used_ratio": "" if t.grant_used_ratio is None else f"{t.grant_used_ratio:.6f}",
+            "jobs_total": t.jobs_total,
+            **{f"jobs_{s.lower()}": t.jobs.get(s, 0) for s in STATUSES},
+            "generated_at": report.generated_at.isoformat(),
+        })
+    return rows
+
+
+def write_csv(report: UsageReport, path: str | Path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(csv_rows(report))
+
+
+def plot_burndown(report: UsageReport, path: str | Path) -> None:
+    """Each tenant's remaining grant (GPU-hours) over time against the straight-line plan."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tenants = [t for t in report.tenants if t.grant_gpu_seconds]
+    columns = min(3, max(1, len(tenants)))
+    rows = max(1, -(-len(tenants) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.4 * rows), squeeze=False)
+    now = report.generated_at.timestamp()
+    for ax, t in zip(axes.flat, tenants):
+        grant_h = t.grant_gpu_seconds / 3600.0  # type: ignore[operator]
+        start = dt.datetime.combine(t.grant_start, dt.time(), tzinfo=dt.timezone.utc) if t.grant_start else None
+        end = dt.datetime.combine(t.grant_end, dt.time(), tzinfo=dt.timezone.utc) + dt.timedelta(days=1) if t.grant_end else None
+        if start and end:
+            ax.plot([start, end], [grant_h, 0.0], linestyle="--", color="grey", label="plan")
+        points = t.burn or [BurnPoint(timestamp=now, gpu_seconds=t.gpu_seconds)]
+        if start:
+            points = [BurnPoint(timestamp=start.timestamp(), gpu_seconds=0.0), *points]
+        xs = [dt.datetime.fromtimestamp(p.timestamp, dt.timezone.utc) for p in points]
+        ax.plot(xs, [grant_h - p.gpu_seconds / 3600.0 for p in points], color="tab:blue", label="remaining")
+        ax.set_title(f"{t.tenant} ({(t.grant_used_ratio or 0):.1%} used)", fontsize=9)
+        ax.set_ylabel("GPU-hours left")
+        ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(tenants):]:
+        ax.axis("off")
+    fig.suptitle(f"Grant burn-down, region {report.region}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# -- CLI ----------------------------------------------------------------------------------
+def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``testbed usage`` to the top-level CLI (which supplies --url and --token)."""
+    parser = subparsers.add_parser(
+        "usage",
+        help="allocated GPU/CPU hours per tenant against its grant",
+        description="Per-tenant metered use. A tenant token shows its own; the operator token shows every tenant.",
+    )
+    parser.add_argument("--tenant", help="only this tenant (operator token)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--csv", metavar="FILE", help="write a settlement CSV, one row per tenant")
+    parser.add_argument("--plot", metavar="FILE.png", help="draw each tenant's grant burn-down (PNG)")
+    parser.set_defaults(func=cmd_usage, handler=cmd_usage)
+    return parser
+
+
+def fetch_report(client: Any, tenant: str | None = None, series: bool = False) -> UsageReport:
+    """GET /v1/usage through a TestbedClient and validate it."""
+    params = []
+    if tenant:
+        params.append(f"tenant={tenant}")
+    if series:
+        params.append("series=true")
+    path = USAGE_PATH + ("?" + "&".join(params) if params else "")
+    return UsageReport.model_validate(client.get_json(path))
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    """Handler of ``testbed usage``: print a table (or JSON) and write the CSV/PNG asked for."""
+    from testbed.client import TestbedClient, TestbedError
+
+    try:
+        client = TestbedClient.from_args(args)
+        report = fetch_report(client, tenant=args.tenant, series=bool(args.plot))
+        if args.csv:
+            write_csv(report, args.csv)
+        if args.plot:
+            plot_burndown(report, args.plot)
+    except TestbedError as exc:
+        print(f"testbed usage: {exc}", file=sys.stderr)
+        return 1
+    except ValidationError as exc:
+        print(f"testbed usage: the control plane sent an unexpected usage report: {exc.errors()[0]['msg']}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"testbed usage: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(report.model_dump_json(indent=2, exclude={"tenants": {"__all__": {"burn"}}}))
+    else:
+        print(render_table(report))
+    for label, target in (("settlement CSV", args.csv), ("burn-down plot", args.plot)):
+        if target:
+            print(f"wrote {label} to {target}", file=sys.stderr)
+    return 0

@@ -1,0 +1,156 @@
+"""Shared fixtures: a real local testbed (Ray + MLflow + control plane) for the whole session,
+and a control plane with the no-op backend over real HTTP for fast API tests.
+
+``local_testbed`` attributes: ``home``, ``control_plane_url``, ``mlflow_url``,
+``ray_dashboard_url``, ``ray_address``, ``stack`` (gyeongnam), ``tokens`` (tenant id -> token),
+``operator_token``, ``client(tenant)``, ``operator_client()``, ``restart_control_plane(crash)``,
+``instance`` (marker of its processes).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from testbed.client import TestbedClient
+from testbed.config import StackConfig, load_region, stack_file_for
+from testbed.local import LocalTestbed, instance_processes, stop_process_group
+
+REGION = "gyeongnam"
+
+
+@dataclass
+class LocalTestbedHandle:
+    testbed: LocalTestbed
+    stack: StackConfig
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def home(self) -> Path:
+        return self.testbed.home
+
+    @property
+    def state(self):
+        state = self.testbed.load_state()
+        assert state is not None
+        return state
+
+    @property
+    def instance(self) -> str:
+        return self.state.instance
+
+    @property
+    def control_plane_url(self) -> str:
+        return self.state.control_plane_url
+
+    @property
+    def mlflow_url(self) -> str:
+        return self.state.mlflow_url
+
+    @property
+    def ray_dashboard_url(self) -> str:
+        return self.state.ray_dashboard_url
+
+    @property
+    def ray_address(self) -> str:
+        return self.state.ray_address
+
+    @property
+    def operator_token(self) -> str:
+        return self.testbed.token("operator")
+
+    def refresh_tokens(self) -> None:
+        self.tokens = {t.id: self.testbed.token(t.id) for t in self.stack.tenants}
+
+    def client(self, tenant: str) -> TestbedClient:
+        return TestbedClient(self.control_plane_url, self.tokens[tenant])
+
+    def operator_client(self) -> TestbedClient:
+        return TestbedClient(self.control_plane_url, self.operator_token)
+
+    def restart_control_plane(self, crash: bool = False) -> None:
+        """Stop the control plane (SIGKILL with ``crash``, else SIGTERM) and bring it back."""
+        import signal
+
+        pid = self.state.components["control_plane"].pid
+        assert pid
+        if crash:
+            os.killpg(pid, signal.SIGKILL)
+        stop_process_group(pid, timeout=15)
+        self.testbed.up(region=REGION)
+
+    def env(self) -> dict[str, str]:
+        """Environment for running the ``testbed`` CLI against this testbed."""
+        return {**os.environ, "TESTBED_HOME": str(self.home), "TESTBED_URL": self.control_plane_url}
+
+
+@pytest.fixture(scope="session")
+def local_testbed() -> Iterator[LocalTestbedHandle]:
+    home = Path(tempfile.mkdtemp(prefix="tb-", dir="/tmp"))
+    previous = os.environ.get("TESTBED_HOME")
+    os.environ["TESTBED_HOME"] = str(home)
+    testbed = LocalTestbed(home)
+    handle = LocalTestbedHandle(testbed=testbed, stack=load_region(REGION))
+    try:
+        testbed.up(region=REGION, num_cpus=2)
+        handle.refresh_tokens()
+        yield handle
+    finally:
+        instance = testbed.load_state().instance if testbed.load_state() else None
+        testbed.down()
+        if previous is None:
+            os.environ.pop("TESTBED_HOME", None)
+        else:
+            os.environ["TESTBED_HOME"] = previous
+        leftovers = instance_processes(instance) if instance else []
+        shutil.rmtree(home, ignore_errors=True)
+        assert not leftovers, f"testbed down left processes behind: {leftovers}"
+
+
+@dataclass
+class NoopPlane:
+    """A control plane with the no-op backend, served over real HTTP on 127.0.0.1."""
+
+    url: str
+    app: object
+    home: Path
+
+    @property
+    def plane(self):
+        return self.app.state.plane
+
+    def token(self, subject: str) -> str:
+        return (self.home / "credentials" / f"{subject}.token").read_text().strip()
+
+    def client(self, subject: str) -> TestbedClient:
+        return TestbedClient(self.url, self.token(subject))
+
+
+def make_noop_app(home: Path, stack_file: Path | None = None, sync: bool = True):
+    from operators.control_plane.app import create_app
+    from operators.control_plane.settings import ControlPlaneSettings
+
+    settings = ControlPlaneSettings(
+        stack_file=stack_file or stack_file_for(REGION),
+        database_url=f"sqlite:///{home / 'cp.db'}",
+        backend="noop",
+        mlflow_tracking_uri="http://127.0.0.1:1",
+        storage_path=str(home / "storage"),
+        credentials_dir=home / "credentials",
+    )
+    return create_app(settings, sync=sync)
+
+
+@pytest.fixture()
+def noop_plane(tmp_path: Path) -> Iterator[NoopPlane]:
+    from operators.control_plane.server import serve_in_thread
+
+    app = make_noop_app(tmp_path)
+    with serve_in_thread(app) as url:
+        yield NoopPlane(url=url, app=app, home=tmp_path)

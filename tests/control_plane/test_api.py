@@ -1,0 +1,152 @@
+"""Control-plane API over real HTTP with the no-op backend: auth, isolation, validation, quota."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import httpx
+import pytest
+
+from testbed.client import TestbedClient, TestbedError
+
+ALICE = "changwon-precision"  # quota: 8 CPUs, 2 GPUs, 64Gi
+BOB = "gimhae-robotics"
+
+
+def submit_ok(client: TestbedClient, **fields) -> dict:
+    job = client.submit({"entrypoint": "python -c 'print(1)'", **fields})
+    assert job["id"].startswith("job-")
+    return job
+
+
+def test_missing_or_bad_token_is_401(noop_plane):
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"}):
+        for method, path in (("GET", "/v1/jobs"), ("POST", "/v1/jobs"), ("GET", "/v1/jobs/job-x"), ("GET", "/v1/usage")):
+            response = httpx.request(method, noop_plane.url + path, headers=headers, json={})
+            assert response.status_code == 401, (method, path, headers)
+            assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_health_and_openapi_are_served(noop_plane):
+    health = httpx.get(noop_plane.url + "/healthz").json()
+    assert health == {"status": "ok", "region": "gyeongnam", "backend": "noop", "backend_healthy": True}
+    spec = httpx.get(noop_plane.url + "/openapi.json").json()
+    for path in ("/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/logs", "/v1/jobs/{job_id}/stop", "/healthz"):
+        assert path in spec["paths"]
+
+
+def test_tokens_are_stored_hashed(noop_plane):
+    token = noop_plane.token(ALICE)
+    rows = sqlite3.connect(noop_plane.home / "cp.db").execute("select token_hash, subject from tokens").fetchall()
+    assert len(rows) == 6  # five tenants and the operator
+    assert all(token not in row[0] for row in rows)
+    dump = (noop_plane.home / "cp.db").read_bytes()
+    assert token.encode() not in dump
+
+
+def test_tenant_sees_only_its_own_jobs(noop_plane):
+    alice, bob = noop_plane.client(ALICE), noop_plane.client(BOB)
+    job = submit_ok(alice)
+    submit_ok(bob)
+    assert [j["tenant"] for j in alice.list_jobs()] == [ALICE]
+    assert [j["tenant"] for j in bob.list_jobs()] == [BOB]
+    for call in (bob.get_job, bob.logs, bob.stop):
+        with pytest.raises(TestbedError) as err:
+            call(job["id"])
+        assert err.value.status_code == 404
+        assert ALICE not in str(err.value)
+    # the same 404 as a job that does not exist: no way to probe other tenants' ids
+    with pytest.raises(TestbedError) as missing:
+        bob.get_job("job-doesnotexist")
+    assert missing.value.status_code == 404
+    operator = noop_plane.client("operator")
+    assert {j["tenant"] for j in operator.list_jobs()} == {ALICE, BOB}
+    assert operator.get_job(job["id"])["tenant"] == ALICE
+
+
+@pytest.mark.parametrize(
+    ("spec", "needle"),
+    [
+        ({"cpus": -1, "entrypoint": "x"}, "body.cpus: Input should be greater than 0 (got -1)"),
+        ({}, "give exactly one of 'entrypoint'"),
+        ({"entrypoint": "x", "template": "smoke"}, "give exactly one of 'entrypoint'"),
+        ({"entrypoint": "x", "memory": "lots"}, "memory must be a quantity"),
+        ({"entrypoint": "x", "env": {"TESTBED_TENANT": "other"}}, "reserved"),
+        ({"entrypoint": "x", "bogus": 1}, "body.bogus: Extra inputs are not permitted"),
+        ({"template": "no-such-template"}, "unknown template 'no-such-template'"),
+        ({"template": "smoke", "params": {"epochs": "many"}}, "param 'epochs': 'many' is not a valid int"),
+        ({"template": "smoke", "params": {"nope": 1}}, "has no param 'nope'"),
+    ],
+)
+def test_bad_spec_is_422_with_a_readable_reason(noop_plane, spec, needle):
+    client = noop_plane.client(ALICE)
+    with pytest.raises(TestbedError) as err:
+        client.submit(spec)
+    assert err.value.status_code == 422
+    assert needle in str(err.value)
+    assert client.list_jobs() == []  # nothing half-made
+
+
+@pytest.mark.parametrize(
+    ("fields", "needle"),
+    [
+        ({"cpus": 9}, "9 CPUs (quota 8)"),
+        ({"gpus": 3}, "3 GPUs (quota 2)"),
+        ({"memory": "65Gi"}, "65Gi memory (quota 64Gi)"),
+    ],
+)
+def test_job_that_never_fits_the_quota_is_refused(noop_plane, fields, needle):
+    client = noop_plane.client(ALICE)
+    with pytest.raises(TestbedError) as err:
+        client.submit({"entrypoint": "true", **fields})
+    assert err.value.status_code == 403
+    assert needle in str(err.value) and "can never fit" in str(err.value)
+    assert client.list_jobs() == []
+
+
+def test_operator_cannot_submit(noop_plane):
+    with pytest.raises(TestbedError) as err:
+        submit_ok(noop_plane.client("operator"))
+    assert err.value.status_code == 403
+
+
+def test_job_object_shape_and_environment(noop_plane):
+    client = noop_plane.client(ALICE)
+    job = client.wait(submit_ok(client, name="exp1", cpus=2, gpus=1)["id"], timeout=10)
+    assert job["status"] == "SUCCEEDED"
+    assert job["experiment"] == f"{ALICE}/exp1"
+    assert job["gpu_model"] == "l4"  # the tenant's pool
+    assert job["started_at"].endswith("Z") and job["ended_at"].endswith("Z")
+    request = noop_plane.plane._launch_request(noop_plane.plane.store.get_job(job["id"]))
+    assert request.env["MLFLOW_EXPERIMENT_NAME"] == f"{ALICE}/exp1"
+    assert request.env["TESTBED_TENANT"] == ALICE and request.env["TESTBED_REGION"] == "gyeongnam"
+    assert request.env["TESTBED_JOB_ID"] == job["id"]
+    assert '"testbed.job_id": "%s"' % job["id"] in request.env["TESTBED_RUN_TAGS"]
+
+
+def test_token_rotation_by_operator_only(noop_plane):
+    old = noop_plane.client(ALICE)
+    with pytest.raises(TestbedError) as err:
+        old.request_json("POST", f"/v1/tenants/{ALICE}/token")
+    assert err.value.status_code == 403
+    new_token = noop_plane.client("operator").request_json("POST", f"/v1/tenants/{ALICE}/token")["token"]
+    with pytest.raises(TestbedError) as err:
+        old.list_jobs()
+    assert err.value.status_code == 401
+    assert TestbedClient(noop_plane.url, new_token).list_jobs() == []
+
+
+def test_queued_job_stops_without_running(noop_plane):
+    plane = noop_plane.plane
+    client = noop_plane.client(BOB)  # quota: 8 CPUs, max 4 running jobs
+    # hold the tenant's whole CPU quota with a job the no-op backend keeps "running"
+    from testbed.jobs import JobStatus
+    from operators.control_plane.backends.base import BackendJobInfo
+
+    first = submit_ok(client, cpus=8)
+    plane.backend._jobs[first["id"]] = BackendJobInfo(status=JobStatus.RUNNING, start_time=0)
+    plane.store.update_job(first["id"], status="RUNNING", ended_at=None)
+    second = submit_ok(client, cpus=1)
+    assert second["status"] == "PENDING" and "queued" in second["message"]
+    stopped = client.stop(second["id"])
+    assert stopped["status"] == "STOPPED" and stopped["started_at"] is None
