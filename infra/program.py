@@ -1,0 +1,36 @@
+"""The region stack: cluster, platform, one environment per tenant, and the outputs."""
+
+from __future__ import annotations
+
+import pulumi
+
+from infra import capacity
+from infra import stack as stack_config
+from infra.providers import build_cluster
+from infra.services import Platform
+from infra.tenants import TenantEnvironment
+
+
+def main() -> None:
+    stack = stack_config.load()
+    cluster = build_cluster(stack)
+    k8s_only = {"kubernetes": cluster.provider}
+    platform = Platform("platform", stack, cluster,
+                        opts=pulumi.ResourceOptions(providers=k8s_only, depends_on=cluster.ready))
+    tenants = [
+        TenantEnvironment(f"tenant-{t.id}", stack, t, platform.kueue, platform.control_plane.service_account,
+                          opts=pulumi.ResourceOptions(providers=k8s_only, depends_on=[platform.control_plane]))
+        for t in stack.tenants
+    ]
+    overcommitment = capacity.report(stack)
+    capacity.warn(stack, overcommitment)
+
+    pulumi.export("region", stack.region.id)
+    pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig))
+    pulumi.export("mlflow_url", platform.mlflow.url)
+    pulumi.export("control_plane_url", platform.control_plane.url)
+    pulumi.export("grafana_url", platform.monitoring.grafana_url)
+    pulumi.export("tenants", {t.id: {"namespace": env.namespace_name, "queue": env.local_queue_name,
+                                     "cluster_queue": env.cluster_queue_name}
+                              for t, env in zip(stack.tenants, tenants)})
+    pulumi.export("overcommitment", overcommitment)

@@ -1,0 +1,86 @@
+"""MLflow's backing stores: a PostgreSQL server and an S3-compatible artifact store.
+
+Each cluster provider picks an implementation (managed on AWS, in-cluster elsewhere); the
+platform only sees :class:`MlflowStorage`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from infra.k8s import child, meta
+from infra.naming import labels
+
+DB_SECRET = "platform-db"
+DB_USER = "testbed"
+MLFLOW_DB = "mlflow"
+CONTROL_PLANE_DB = "testbed"
+ARTIFACT_BUCKET = "mlflow"
+
+
+@dataclass
+class MlflowStorage:
+    """Where MLflow keeps runs and artifacts, as the MLflow server and control plane need it."""
+
+    db_secret: str  # k8s Secret in the platform namespace: mlflow-uri, testbed-uri, admin-uri
+    artifacts_destination: pulumi.Input[str]  # s3://bucket/prefix
+    env: list[k8s.core.v1.EnvVarArgs] = field(default_factory=list)  # extra env for the MLflow server
+    service_account_annotations: dict[str, str] = field(default_factory=dict)
+    ready: list[pulumi.Resource] = field(default_factory=list)
+
+
+def password(name: str, parent: pulumi.Resource) -> random.RandomPassword:
+    """A generated password kept in state as a secret."""
+    return random.RandomPassword(name, length=32, special=False, opts=child(parent))
+
+
+def database_secret(name: str, parent: pulumi.Resource, ns: pulumi.Input[str], host: pulumi.Input[str],
+                    port: pulumi.Input[int], secret: pulumi.Input[str], query: str = "") -> k8s.core.v1.Secret:
+    """The Secret holding connection URIs for MLflow, the control plane and admin tasks."""
+    def uri(db: str) -> pulumi.Output[str]:
+        return pulumi.Output.secret(pulumi.Output.concat(
+            "postgresql://", DB_USER, ":", secret, "@", host, ":", pulumi.Output.from_input(port).apply(str),
+            "/", db, query))
+
+    return k8s.core.v1.Secret(
+        name, metadata=meta(DB_SECRET, ns, labels("platform-db")), type="Opaque",
+        string_data={"mlflow-uri": uri(MLFLOW_DB), "testbed-uri": uri(CONTROL_PLANE_DB),
+                     "admin-uri": uri("postgres"), "username": DB_USER, "password": secret},
+        opts=child(parent))
+
+
+def database_init_job(name: str, parent: pulumi.Resource, ns: pulumi.Input[str], image: str,
+                      depends_on: list[pulumi.Resource]) -> k8s.batch.v1.Job:
+    """A Job creating the control plane's database next to MLflow's (idempotent)."""
+    script = (
+        f'until pg_isready -d "$ADMIN_URI"; do sleep 5; done; '
+        f'psql "$ADMIN_URI" -tAc "SELECT 1 FROM pg_database WHERE datname=\'{CONTROL_PLANE_DB}\'" | grep -q 1 '
+        f'|| psql "$ADMIN_URI" -c "CREATE DATABASE {CONTROL_PLANE_DB}"'
+    )
+    container = k8s.core.v1.ContainerArgs(
+        name="create-db", image=image, command=["sh", "-c", script],
+        env=[secret_env("ADMIN_URI", DB_SECRET, "admin-uri")],
+        resources=k8s.core.v1.ResourceRequirementsArgs(requests={"cpu": "50m", "memory": "64Mi"},
+                                                       limits={"memory": "128Mi"}),
+        security_context=restricted_security_context())
+    return k8s.batch.v1.Job(
+        name, metadata=meta("platform-db-init", ns, labels("platform-db-init")),
+        spec=k8s.batch.v1.JobSpecArgs(backoff_limit=10, template=k8s.core.v1.PodTemplateSpecArgs(
+            metadata=meta("platform-db-init", labels=labels("platform-db-init")),
+            spec=k8s.core.v1.PodSpecArgs(restart_policy="OnFailure", containers=[container]))),
+        opts=child(parent, depends_on=depends_on))
+
+
+def secret_env(name: str, secret: str, key: str) -> k8s.core.v1.EnvVarArgs:
+    return k8s.core.v1.EnvVarArgs(name=name, value_from=k8s.core.v1.EnvVarSourceArgs(
+        secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=secret, key=key)))
+
+
+def restricted_security_context(run_as_user: int | None = None) -> k8s.core.v1.SecurityContextArgs:
+    return k8s.core.v1.SecurityContextArgs(
+        allow_privilege_escalation=False, run_as_non_root=run_as_user is not None or None,
+        run_as_user=run_as_user, capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]))

@@ -1,0 +1,180 @@
+"""One environment per tenant: namespace, quota, limits, network isolation, RBAC and Kueue queues."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.k8s import child, custom_resource, memory, meta
+from infra.naming import (
+    CONTROL_PLANE,
+    CONTROL_PLANE_PORT,
+    GPU_RESOURCE,
+    KUBERAY_NS,
+    MANAGED_BY,
+    MLFLOW,
+    MLFLOW_PORT,
+    MONITORING_NS,
+    PLATFORM_NS,
+    TENANT_LABEL,
+    cluster_queue,
+    flavor,
+    local_queue,
+    tenant_namespace,
+)
+from infra.versions import KUEUE_API
+from testbed.config import NodePool, StackConfig, Tenant
+
+PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"]
+RAY_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
+MIB = 2**20
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """A tenant's nominal quota and what it may borrow in the cohort, capped by its pool."""
+
+    cpus: int
+    memory: int  # bytes
+    gpus: int
+    borrow_cpus: int
+    borrow_memory: int
+    borrow_gpus: int
+
+    @classmethod
+    def of(cls, tenant: Tenant, pool: NodePool, ratio: float) -> "Allocation":
+        q = tenant.quota
+
+        def borrow(nominal: int, capacity: int, unit: int = 1) -> int:
+            wanted = math.ceil(nominal * ratio / unit) * unit
+            return max(0, min(wanted, capacity - nominal))
+
+        return cls(q.cpus, q.memory, q.gpus, borrow(q.cpus, pool.max_cpus), borrow(q.memory, pool.max_memory, MIB),
+                   borrow(q.gpus, pool.max_gpus))
+
+    @property
+    def ceiling(self) -> dict[str, str]:
+        """The most the tenant can hold at once (nominal + borrowed): the namespace's hard quota."""
+        return {"cpu": str(self.cpus + self.borrow_cpus), "memory": memory(self.memory + self.borrow_memory),
+                GPU_RESOURCE: str(self.gpus + self.borrow_gpus)}
+
+    def kueue_resources(self) -> list[dict]:
+        rows = [("cpu", str(self.cpus), str(self.borrow_cpus)),
+                ("memory", memory(self.memory), memory(self.borrow_memory) if self.borrow_memory else "0"),
+                (GPU_RESOURCE, str(self.gpus), str(self.borrow_gpus))]
+        return [{"name": n, "nominalQuota": nominal, "borrowingLimit": limit} for n, nominal, limit in rows]
+
+
+def _peer(namespace: str, component: str | None = None) -> k8s.networking.v1.NetworkPolicyPeerArgs:
+    return k8s.networking.v1.NetworkPolicyPeerArgs(
+        namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": namespace}),
+        pod_selector=k8s.meta.v1.LabelSelectorArgs(
+            match_labels={"app.kubernetes.io/name": component} if component else None))
+
+
+def _ports(*ports: tuple[int, str]) -> list[k8s.networking.v1.NetworkPolicyPortArgs]:
+    return [k8s.networking.v1.NetworkPolicyPortArgs(port=p, protocol=proto) for p, proto in ports]
+
+
+class TenantEnvironment(pulumi.ComponentResource):
+    """Everything one company gets in the region's cluster."""
+
+    def __init__(self, name: str, stack: StackConfig, tenant: Tenant, kueue, control_plane_account: str,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("testbed:tenant:Environment", name, None, opts)
+        pool = stack.pool_for(tenant)
+        alloc = Allocation.of(tenant, pool, stack.platform.borrowing_ratio)
+        tenant_labels = {**MANAGED_BY, TENANT_LABEL: tenant.id, "testbed.io/region": stack.region.id}
+        self.namespace_name = tenant_namespace(tenant)
+        self.namespace = k8s.core.v1.Namespace(
+            name, metadata=meta(self.namespace_name, labels={
+                **tenant_labels, "pod-security.kubernetes.io/enforce": "baseline"}),
+            opts=child(self))
+        ns = self.namespace.metadata.name
+
+        hard = alloc.ceiling
+        self.quota = k8s.core.v1.ResourceQuota(
+            f"{name}-quota", metadata=meta("tenant-quota", ns, tenant_labels),
+            spec=k8s.core.v1.ResourceQuotaSpecArgs(hard={
+                "requests.cpu": hard["cpu"], "requests.memory": hard["memory"], "limits.memory": hard["memory"],
+                f"requests.{GPU_RESOURCE}": hard[GPU_RESOURCE], "pods": "200",
+                "services.loadbalancers": "0", "services.nodeports": "0"}),
+            opts=child(self))
+        self.limits = k8s.core.v1.LimitRange(
+            f"{name}-limits", metadata=meta("tenant-defaults", ns, tenant_labels),
+            spec=k8s.core.v1.LimitRangeSpecArgs(limits=[k8s.core.v1.LimitRangeItemArgs(
+                type="Container",
+                default={"cpu": "1", "memory": "2Gi"},
+                default_request={"cpu": "250m", "memory": "512Mi"},
+                max={"cpu": hard["cpu"], "memory": hard["memory"]})]),
+            opts=child(self))
+        self.network_policies = self._network_policies(name, ns, tenant_labels)
+
+        self.role = k8s.rbac.v1.Role(
+            f"{name}-rayjobs", metadata=meta("testbed-rayjobs", ns, tenant_labels),
+            rules=[k8s.rbac.v1.PolicyRuleArgs(api_groups=["ray.io"], resources=["rayjobs"], verbs=RAY_VERBS),
+                   k8s.rbac.v1.PolicyRuleArgs(api_groups=["ray.io"], resources=["rayjobs/status"], verbs=["get"]),
+                   k8s.rbac.v1.PolicyRuleArgs(api_groups=["ray.io"], resources=["rayclusters"],
+                                              verbs=["get", "list", "watch"])],
+            opts=child(self))
+        self.role_binding = k8s.rbac.v1.RoleBinding(
+            f"{name}-rayjobs", metadata=meta("testbed-control-plane-rayjobs", ns, tenant_labels),
+            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role",
+                                             name=self.role.metadata.name),
+            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=control_plane_account,
+                                              namespace=PLATFORM_NS)],
+            opts=child(self))
+
+        crds = [kueue.release, kueue.flavors[pool.name], kueue.cohort]
+        self.cluster_queue_name = cluster_queue(stack, tenant)
+        self.cluster_queue = custom_resource(
+            f"{name}-cq", self, KUEUE_API, "ClusterQueue", meta(self.cluster_queue_name, labels=tenant_labels), {
+                "cohort": kueue.cohort_name,
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": self.namespace_name}},
+                "queueingStrategy": "BestEffortFIFO",
+                "resourceGroups": [{"coveredResources": ["cpu", "memory", GPU_RESOURCE],
+                                    "flavors": [{"name": flavor(pool), "resources": alloc.kueue_resources()}]}],
+                "preemption": {"reclaimWithinCohort": "Any", "withinClusterQueue": "LowerPriority"},
+            }, crds_from=crds)
+        self.local_queue_name = local_queue(tenant)
+        self.local_queue = custom_resource(
+            f"{name}-lq", self, KUEUE_API, "LocalQueue", meta(self.local_queue_name, ns, tenant_labels),
+            {"clusterQueue": self.cluster_queue_name}, crds_from=[*crds, self.cluster_queue])
+        self.register_outputs({"namespace": self.namespace_name, "local_queue": self.local_queue_name,
+                               "cluster_queue": self.cluster_queue_name})
+
+    def _network_policies(self, name: str, ns: pulumi.Input[str],
+                          tenant_labels: dict[str, str]) -> list[k8s.networking.v1.NetworkPolicy]:
+        """Deny by default; allow own pods, DNS, MLflow, the control plane, KubeRay, Prometheus, the internet."""
+        everything = k8s.meta.v1.LabelSelectorArgs()
+        own = k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=everything)
+        deny = k8s.networking.v1.NetworkPolicy(
+            f"{name}-deny", metadata=meta("default-deny", ns, tenant_labels),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(pod_selector=everything, policy_types=["Ingress", "Egress"]),
+            opts=child(self))
+        allow = k8s.networking.v1.NetworkPolicy(
+            f"{name}-allow", metadata=meta("allow-testbed", ns, tenant_labels),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=everything, policy_types=["Ingress", "Egress"],
+                ingress=[
+                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=[own]),
+                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=[
+                        _peer(PLATFORM_NS, CONTROL_PLANE), _peer(KUBERAY_NS), _peer(MONITORING_NS)]),
+                ],
+                egress=[
+                    k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[own]),
+                    k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                        to=[_peer("kube-system")], ports=_ports((53, "UDP"), (53, "TCP"))),
+                    k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                        to=[_peer(PLATFORM_NS, MLFLOW)], ports=_ports((MLFLOW_PORT, "TCP"))),
+                    k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                        to=[_peer(PLATFORM_NS, CONTROL_PLANE)], ports=_ports((CONTROL_PLANE_PORT, "TCP"))),
+                    # Public internet (datasets, packages) but no other tenant or private address.
+                    k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[k8s.networking.v1.NetworkPolicyPeerArgs(
+                        ip_block=k8s.networking.v1.IPBlockArgs(cidr="0.0.0.0/0", except_=PRIVATE_RANGES))]),
+                ]),
+            opts=child(self))
+        return [deny, allow]
