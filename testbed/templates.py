@@ -140,7 +140,7 @@ _DEFECT = Template(
     "Own data: a folder of class sub-folders of images.",
     module="workloads.train",
     params=[
-        *_training_params(epochs=6, batch_size=64, lr=0.003, width=16),
+        *_training_params(epochs=6, batch_size=32, lr=0.003, width=16),
         TemplateParam(name="image_size", type="int", default=32, minimum=8, maximum=512, help="images are resized to this square size"),
         TemplateParam(name="samples", type="int", default=1200, minimum=20, help="synthetic images"),
         TemplateParam(name="defect_rate", type="float", default=0.4, minimum=0.0, maximum=1.0, help="synthetic share of defective parts"),

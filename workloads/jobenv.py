@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -24,7 +25,7 @@ class JobEnv(BaseModel):
     region: str = "local"
     storage_path: str
     cpus: float = Field(default=1.0, gt=0)
-    gpus: int = Field(default=0, ge=0)
+    gpus: int | None = Field(default=None, ge=0, description="None when not set: use the cluster's GPUs if any")
     run_tags: dict[str, str] = Field(default_factory=dict)
 
     @classmethod
@@ -42,11 +43,11 @@ class JobEnv(BaseModel):
             tracking_uri=env.get(jobs.ENV_MLFLOW_TRACKING_URI) or f"sqlite:///{Path.cwd() / 'mlruns' / 'mlflow.db'}",
             experiment=env.get(jobs.ENV_MLFLOW_EXPERIMENT_NAME) or None,
             tenant=env.get(jobs.ENV_TENANT) or DEFAULT_TENANT,
-            job_id=env.get(jobs.ENV_JOB_ID) or "standalone",
+            job_id=env.get(jobs.ENV_JOB_ID) or f"standalone-{uuid.uuid4().hex[:8]}",
             region=env.get(jobs.ENV_REGION) or "local",
             storage_path=env.get(jobs.ENV_STORAGE_PATH) or str(Path.home() / "ray_results"),
             cpus=float(cpus) if cpus else float(max(1, min(os.cpu_count() or 1, 2))),
-            gpus=int(float(env.get(jobs.ENV_GPUS) or 0)),
+            gpus=int(float(env[jobs.ENV_GPUS])) if env.get(jobs.ENV_GPUS) else None,
             run_tags={str(k): str(v) for k, v in tags.items()},
         )
 
