@@ -200,19 +200,13 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--csv", metavar="FILE", help="write a settlement CSV, one row per tenant")
     parser.add_argument("--plot", metavar="FILE.png", help="draw each tenant's grant burn-down (PNG)")
-    parser.set_defaults(func=cmd_usage, handler=cmd_usage)
+    parser.set_defaults(handler=cmd_usage)
     return parser
 
 
 def fetch_report(client: Any, tenant: str | None = None, series: bool = False) -> UsageReport:
     """GET /v1/usage through a TestbedClient and validate it."""
-    params = []
-    if tenant:
-        params.append(f"tenant={tenant}")
-    if series:
-        params.append("series=true")
-    path = USAGE_PATH + ("?" + "&".join(params) if params else "")
-    return UsageReport.model_validate(client.get_json(path))
+    return UsageReport.model_validate(client.get_json(USAGE_PATH, tenant=tenant, series="true" if series else None))
 
 
 def cmd_usage(args: argparse.Namespace) -> int:

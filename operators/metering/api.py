@@ -1,0 +1,74 @@
+"""HTTP endpoints of metering: ``GET /metrics`` (Prometheus) and ``GET /v1/usage`` (reports)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Annotated, Any, Callable
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+
+from operators.control_plane.auth import Principal, principal_from_request
+from operators.metering.exporter import render_text
+from operators.metering.ledger import Ledger, TenantMeter
+from testbed.config import StackConfig
+from testbed.usage import BurnPoint, TenantUsage, UsageReport
+
+
+def build_report(
+    ledger: Ledger, stack: StackConfig, tenants: list[str] | None = None, series: bool = False, now: float | None = None
+) -> UsageReport:
+    """The usage of ``tenants`` (None: every tenant, configured or with recorded jobs)."""
+    now = time.time() if now is None else now
+    meters = ledger.snapshot(now, tenants=tenants)
+    configured = {t.id: t for t in stack.tenants}
+    ids = sorted(tenants if tenants is not None else configured.keys() | meters.keys())
+    burn = ledger.gpu_burn(ids, now) if series else {}
+    rows = []
+    for tenant_id in ids:
+        meter = meters.get(tenant_id) or TenantMeter(tenant_id)
+        tenant = configured.get(tenant_id)
+        points = burn.get(tenant_id, [])
+        rows.append(TenantUsage(
+            tenant=tenant_id,
+            name=tenant.name if tenant else None,
+            industry=tenant.industry if tenant else None,
+            region=stack.region.id,
+            cpu_seconds=meter.cpu_seconds,
+            memory_byte_seconds=meter.memory_byte_seconds,
+            gpu_seconds_by_model=meter.gpu_seconds,
+            jobs=meter.jobs,
+            grant_gpu_seconds=tenant.grant.gpu_seconds if tenant else None,
+            grant_start=tenant.grant.start if tenant else None,
+            grant_end=tenant.grant.end if tenant else None,
+            burn=[BurnPoint(timestamp=t, gpu_seconds=g) for t, g in [*points, (now, meter.gpu_seconds_total)]]
+            if series else None,
+        ))
+    return UsageReport(
+        region=stack.region.id, generated_at=dt.datetime.fromtimestamp(now, dt.timezone.utc), tenants=rows
+    )
+
+
+def make_router(ledger: Ledger, stack: Callable[[], StackConfig], registry: CollectorRegistry) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        """Prometheus text format, unauthenticated (scraped from inside the cluster)."""
+        return Response(render_text(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @router.get("/v1/usage", response_model=UsageReport, tags=["usage"])
+    def usage(
+        caller: Annotated[Principal, Depends(principal_from_request)],
+        tenant: str | None = None,
+        series: Annotated[bool, Query(description="add each tenant's cumulative GPU-seconds over time")] = False,
+    ) -> Any:
+        """Allocated use per tenant: a tenant token sees its own, the operator token every tenant."""
+        if tenant is not None and not caller.can_see(tenant):
+            raise HTTPException(status_code=404, detail=f"no usage for tenant {tenant!r}")
+        wanted = [tenant] if tenant is not None else (None if caller.is_operator else [caller.subject])
+        return build_report(ledger, stack(), wanted, series)
+
+    return router

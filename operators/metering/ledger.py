@@ -1,0 +1,211 @@
+"""The ledger: allocated resource-seconds per tenant, from job records.
+
+A job is metered from ``started_at`` to ``ended_at`` times what it requested: CPUs, GPUs (by GPU
+model) and memory, whatever its final status (succeeded, failed or stopped). A running job is
+metered up to the last time the control plane saw it running (``last_seen_at``, at most one sync
+interval behind now; now if it was never seen): its true end time, learned later, is never earlier,
+so exported counters never go backwards.
+
+Finished jobs are folded into ``usage_totals`` (one row per tenant and GPU model) by a hook that
+runs inside the transaction that ends the job, so a snapshot costs one small query: the totals
+plus the jobs still active, read by a single statement (one consistent view of both).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from sqlalchemy import Float, Integer, String, delete, func, literal, null, select, union_all, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from operators.control_plane.store import Base, JobRow, Store
+from testbed.jobs import TERMINAL_STATUSES, JobStatus
+
+NO_GPU = ""  # gpu_model key of the totals row for jobs without GPUs
+UNKNOWN_GPU_MODEL = "unknown"
+STATUSES = [s.value for s in JobStatus]
+_FINISHED = [s.value for s in JobStatus if s in TERMINAL_STATUSES]
+_ACTIVE = [s.value for s in JobStatus if s not in TERMINAL_STATUSES]
+
+
+class UsageTotalRow(Base):
+    """Allocated use of a tenant's finished jobs on one GPU model ('' for CPU-only jobs)."""
+
+    __tablename__ = "usage_totals"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    gpu_model: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    memory_byte_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    jobs_succeeded: Mapped[int] = mapped_column(Integer, default=0)
+    jobs_failed: Mapped[int] = mapped_column(Integer, default=0)
+    jobs_stopped: Mapped[int] = mapped_column(Integer, default=0)
+
+
+_JOB_COUNTERS = {
+    JobStatus.SUCCEEDED.value: "jobs_succeeded",
+    JobStatus.FAILED.value: "jobs_failed",
+    JobStatus.STOPPED.value: "jobs_stopped",
+}
+
+
+def metered_seconds(started_at: float | None, until: float | None) -> float:
+    """Seconds a job held its resources: zero if it never started."""
+    if started_at is None or until is None:
+        return 0.0
+    return max(0.0, until - started_at)
+
+
+def running_until(last_seen_at: float | None, now: float) -> float:
+    """Where a running job's metering stops for now (see the module docstring)."""
+    return now if last_seen_at is None else min(now, last_seen_at)
+
+
+def gpu_key(gpus: int, gpu_model: str | None) -> str:
+    return NO_GPU if not gpus else (gpu_model or UNKNOWN_GPU_MODEL)
+
+
+@dataclass
+class TenantMeter:
+    """Allocated use of one tenant at one moment (finished plus active jobs)."""
+
+    tenant: str
+    cpu_seconds: float = 0.0
+    memory_byte_seconds: float = 0.0
+    gpu_seconds: dict[str, float] = field(default_factory=dict)
+    jobs: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+
+    @property
+    def gpu_seconds_total(self) -> float:
+        return sum(self.gpu_seconds.values())
+
+    def add(self, model: str, cpu: float, gpu: float, memory: float) -> None:
+        self.cpu_seconds += cpu
+        self.memory_byte_seconds += memory
+        if model != NO_GPU:
+            self.gpu_seconds[model] = self.gpu_seconds.get(model, 0.0) + gpu
+
+
+def fold_job(session: Session, row: JobRow) -> None:
+    """``Store.on_terminal`` hook: add a job that just ended to its tenant's totals."""
+    if row.status not in _JOB_COUNTERS:
+        return
+    seconds = metered_seconds(row.started_at, row.ended_at if row.ended_at is not None else time.time())
+    model = gpu_key(row.gpus, row.gpu_model)
+    values = {
+        "cpu_seconds": row.cpus * seconds,
+        "gpu_seconds": row.gpus * seconds,
+        "memory_byte_seconds": float(row.memory_bytes) * seconds,
+        _JOB_COUNTERS[row.status]: 1,
+    }
+    _add_to_totals(session, row.tenant, model, values)
+
+
+def _add_to_totals(session: Session, tenant: str, model: str, values: dict[str, float]) -> None:
+    """Increment a totals row in SQL (``x = x + v``), creating it on first use."""
+    table = UsageTotalRow.__table__
+    increments = {name: table.c[name] + value for name, value in values.items()}
+    result = session.execute(
+        update(UsageTotalRow)
+        .where(UsageTotalRow.tenant == tenant, UsageTotalRow.gpu_model == model)
+        .values(increments)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount == 0:
+        defaults = {"cpu_seconds": 0.0, "gpu_seconds": 0.0, "memory_byte_seconds": 0.0,
+                    "jobs_succeeded": 0, "jobs_failed": 0, "jobs_stopped": 0}
+        session.add(UsageTotalRow(tenant=tenant, gpu_model=model, **{**defaults, **values}))
+        session.flush()
+
+
+class Ledger:
+    """Reads and maintains per-tenant allocated use in a control plane's store."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        Base.metadata.create_all(store.engine, tables=[UsageTotalRow.__table__])
+
+    def install(self) -> None:
+        """Hook into job completion (once) and fold in jobs that ended before metering existed."""
+        if fold_job not in self.store.on_terminal:
+            self.store.on_terminal.append(fold_job)
+        self.rebuild(only_if_empty=True)
+
+    def rebuild(self, only_if_empty: bool = False) -> None:
+        """Recompute the totals from every finished job (an upgrade or a repair)."""
+        with self.store.session() as s:
+            if only_if_empty and s.scalar(select(func.count()).select_from(UsageTotalRow)):
+                return
+            s.execute(delete(UsageTotalRow))
+            finished = s.scalars(select(JobRow).where(JobRow.status.in_(_FINISHED)))
+            for row in finished:
+                fold_job(s, row)
+
+    def snapshot(self, now: float | None = None, tenants: Iterable[str] | None = None) -> dict[str, TenantMeter]:
+        """Allocated use per tenant right now: finished totals plus active jobs, one statement."""
+        now = time.time() if now is None else now
+        t, j = UsageTotalRow.__table__.c, JobRow.__table__.c
+        totals = select(
+            t.tenant, t.gpu_model, null().label("gpus"), null().label("status"),
+            t.cpu_seconds, t.gpu_seconds, t.memory_byte_seconds,
+            t.jobs_succeeded, t.jobs_failed, t.jobs_stopped, null().label("started_at"), null().label("until"),
+        )
+        active = select(
+            j.tenant, j.gpu_model, j.gpus, j.status,
+            j.cpus, literal(0.0), j.memory_bytes,
+            literal(0), literal(0), literal(0), j.started_at, j.last_seen_at,
+        ).where(j.status.in_(_ACTIVE))
+        wanted = None if tenants is None else set(tenants)
+        meters: dict[str, TenantMeter] = {}
+        with self.store.session() as s:
+            rows = s.execute(union_all(totals, active)).all()
+        for tenant, model, gpus, status, cpu, gpu, memory, succeeded, failed, stopped, started, seen in rows:
+            if wanted is not None and tenant not in wanted:
+                continue
+            meter = meters.get(tenant)
+            if meter is None:
+                meter = meters[tenant] = TenantMeter(tenant)
+            jobs = meter.jobs
+            if status is None:  # a totals row: already seconds
+                meter.add(model, cpu, gpu, memory)
+                jobs["SUCCEEDED"] += succeeded
+                jobs["FAILED"] += failed
+                jobs["STOPPED"] += stopped
+            else:  # an active job: cpu/memory columns hold the request
+                jobs[status] = jobs.get(status, 0) + 1
+                if status == "RUNNING":
+                    seconds = metered_seconds(started, running_until(seen, now))
+                    meter.add(gpu_key(gpus, model), cpu * seconds, gpus * seconds, memory * seconds)
+        return meters
+
+    def gpu_burn(self, tenants: Iterable[str] | None = None, now: float | None = None) -> dict[str, list[tuple[float, float]]]:
+        """Cumulative allocated GPU-seconds per tenant at each job start/end (for burn-down plots)."""
+        now = time.time() if now is None else now
+        query = select(JobRow.tenant, JobRow.gpus, JobRow.status, JobRow.started_at, JobRow.ended_at, JobRow.last_seen_at).where(
+            JobRow.gpus > 0, JobRow.started_at.is_not(None)
+        )
+        if tenants is not None:
+            query = query.where(JobRow.tenant.in_(list(tenants)))
+        events: dict[str, list[tuple[float, int]]] = {}
+        with self.store.session() as s:
+            for tenant, gpus, status, started, ended, seen in s.execute(query):
+                if status in _FINISHED:
+                    until = ended if ended is not None else started
+                elif status == "RUNNING":
+                    until = running_until(seen, now)
+                else:
+                    continue
+                events.setdefault(tenant, []).extend([(started, gpus), (max(started, until), -gpus)])
+        series: dict[str, list[tuple[float, float]]] = {}
+        for tenant, items in events.items():
+            items.sort()
+            points, total, rate, last = [], 0.0, 0, items[0][0]
+            for when, delta in items:
+                total += rate * (when - last)
+                rate, last = rate + delta, when
+                points.append((when, total))
+            series[tenant] = points
+        return series

@@ -1,0 +1,56 @@
+"""Fixtures for metering tests: a store with the ledger installed, tool lookup, job helpers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from operators.control_plane.store import Store
+from operators.metering.ledger import Ledger
+from testbed.config import StackConfig, load_region
+
+APT_HINT = "install it with `apt-get install -y prometheus` (Debian's package ships prometheus and promtool)"
+
+
+def require_tool(name: str) -> str:
+    """Path of a binary on PATH; a missing one fails under CI and skips elsewhere."""
+    path = shutil.which(name)
+    if path:
+        return path
+    message = f"{name} is not on PATH: {APT_HINT}"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    return require_tool("promtool")
+
+
+@pytest.fixture(scope="session")
+def prometheus_binary() -> str:
+    return require_tool("prometheus")
+
+
+@pytest.fixture(scope="session")
+def stack() -> StackConfig:
+    return load_region("gyeongnam")
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Iterator[Store]:
+    store = Store(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    yield store
+    store.close()
+
+
+@pytest.fixture()
+def ledger(store: Store) -> Ledger:
+    ledger = Ledger(store)
+    ledger.install()
+    return ledger
