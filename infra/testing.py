@@ -64,6 +64,15 @@ class StackRun:
     def of_type(self, type_token: str) -> list[Registered]:
         return [r for r in self.resources if r.type == type_token]
 
+    def objects(self, type_token: str) -> dict[str, dict[str, Any]]:
+        """Inputs of the objects of a type keyed by metadata.name (``namespace/name`` when namespaced)."""
+        result = {}
+        for r in self.of_type(type_token):
+            meta = r.inputs.get("metadata") or {}
+            key = f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta.get("name", r.name)
+            result[key] = r.inputs
+        return result
+
     def kubernetes_objects(self) -> list[Registered]:
         """Every Kubernetes object (built-in or custom), excluding Helm releases and providers."""
         return [r for r in self.resources if r.type.startswith("kubernetes:") and "apiVersion" in r.inputs]

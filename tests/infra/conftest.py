@@ -1,0 +1,28 @@
+"""Each region stack runs once per session under fresh Pulumi mocks (see infra.testing)."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.testing import StackRun, all_regions, load_stack_document, run_region
+from testbed.config import load_region
+
+
+@pytest.fixture(scope="session")
+def runs() -> dict[str, StackRun]:
+    return {region: run_region(region) for region in all_regions()}
+
+
+@pytest.fixture(scope="session")
+def stacks():
+    return {region: load_region(region) for region in all_regions()}
+
+
+@pytest.fixture(params=all_regions())
+def region(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def document(region):
+    return load_stack_document(region)
