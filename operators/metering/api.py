@@ -8,10 +8,10 @@ from typing import Annotated, Any, Callable
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+from prometheus_client import CollectorRegistry
 
 from operators.control_plane.auth import Principal, principal_from_request
-from operators.metering.exporter import render_text
+from operators.metering.exporter import TEXT_CONTENT_TYPE, render_text
 from operators.metering.ledger import Ledger, TenantMeter
 from testbed.config import StackConfig
 from testbed.usage import BurnPoint, TenantUsage, UsageReport
@@ -57,7 +57,7 @@ def make_router(ledger: Ledger, stack: Callable[[], StackConfig], registry: Coll
     @router.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
         """Prometheus text format, unauthenticated (scraped from inside the cluster)."""
-        return Response(render_text(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(render_text(registry), media_type=TEXT_CONTENT_TYPE)
 
     @router.get("/v1/usage", response_model=UsageReport, tags=["usage"])
     def usage(

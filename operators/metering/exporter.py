@@ -148,6 +148,7 @@ def make_registry(ledger: Ledger, stack: Callable[[], StackConfig], observe_node
 
 
 _TEXT_TYPES = {"counter", "gauge"}
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what render_text writes
 
 
 def _label_value(value: str) -> str:
