@@ -53,8 +53,14 @@ def cohort(stack: StackConfig) -> str:
     return stack.region.id
 
 
-def pool_labels(pool: NodePool) -> dict[str, str]:
-    """Labels every node of a pool carries (declared ones win over the defaults)."""
+def pool_labels(pool: NodePool, managed: bool = True) -> dict[str, str]:
+    """Labels selecting a pool's nodes.
+
+    Managed pools (eks) get the testbed's labels plus the declared ones; existing clusters' nodes
+    carry only what the stack file declares (the GPU-model label when nothing is declared).
+    """
+    if not managed:
+        return dict(pool.node_labels) or {GPU_MODEL_LABEL: pool.gpu_model}
     return {GPU_MODEL_LABEL: pool.gpu_model, POOL_LABEL: pool.name, **pool.node_labels}
 
 

@@ -30,7 +30,8 @@ class Platform(pulumi.ComponentResource):
         self.kueue = Kueue("kueue", stack, cluster.pools, crds, opts=child(self))
         ns = namespace(PLATFORM_NS, self)
         self.mlflow = Mlflow("mlflow", stack, ns.metadata.name, cluster.mlflow_storage, opts=child(self))
-        self.control_plane = ControlPlane("control-plane", stack, ns.metadata.name, self.mlflow.url, crds,
+        self.control_plane = ControlPlane("control-plane", stack, ns.metadata.name, self.mlflow.url,
+                                          self.mlflow.storage, crds,
                                           depends_on=[self.kuberay.release, self.kueue.release], opts=child(self))
         self.register_outputs({"mlflow_url": self.mlflow.url, "control_plane_url": self.control_plane.url,
                                "grafana_url": self.monitoring.grafana_url})

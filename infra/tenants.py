@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra.addons.kueue import Kueue
 from infra.k8s import child, custom_resource, memory, meta
 from infra.naming import (
     CONTROL_PLANE,
@@ -82,7 +83,7 @@ def _ports(*ports: tuple[int, str]) -> list[k8s.networking.v1.NetworkPolicyPortA
 class TenantEnvironment(pulumi.ComponentResource):
     """Everything one company gets in the region's cluster."""
 
-    def __init__(self, name: str, stack: StackConfig, tenant: Tenant, kueue, control_plane_account: str,
+    def __init__(self, name: str, stack: StackConfig, tenant: Tenant, kueue: Kueue, control_plane_account: str,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("testbed:tenant:Environment", name, None, opts)
         pool = stack.pool_for(tenant)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -20,11 +21,25 @@ from infra.naming import (
     service_url,
     tenant_namespace,
 )
-from infra.storage import DB_SECRET, secret_env
+from infra.storage import MlflowStorage
 from infra.versions import MONITORING_API
 from testbed.config import CONFIG_NAMESPACE, STACK_KEYS, StackConfig
 
 CONFIG_DIR = "/etc/testbed"
+SETTINGS_DIR = "/etc/testbed-settings"
+# The in-cluster backend creates KubeRay RayJobs (DESIGN.md, "Cluster" mode).
+CLUSTER_BACKEND = "kuberay"
+
+
+def render_settings(stack: StackConfig, database_url: str, mlflow_url: str, job_storage: str) -> str:
+    """The control plane's settings file (``TESTBED_CONTROL_PLANE_SETTINGS``); a Secret, as it holds the DB URL."""
+    pools = stack.node_pools
+    return json.dumps({
+        "stack_file": f"{CONFIG_DIR}/Pulumi.{stack.region.id}.yaml", "database_url": database_url,
+        "backend": CLUSTER_BACKEND, "mlflow_tracking_uri": mlflow_url, "storage_path": job_storage,
+        "capacity_cpus": max(p.cpus_per_node for p in pools), "capacity_gpus": max(p.max_gpus for p in pools),
+        "host": "0.0.0.0", "port": CONTROL_PLANE_PORT,
+    }, indent=2)
 
 
 def render_stack_file(stack: StackConfig) -> str:
@@ -47,7 +62,7 @@ class ControlPlane(pulumi.ComponentResource):
     """ServiceAccount, ConfigMap, Deployment, ClusterIP Service and a ServiceMonitor for /metrics."""
 
     def __init__(self, name: str, stack: StackConfig, ns: pulumi.Input[str], mlflow_url: str,
-                 monitoring: pulumi.Resource, depends_on: list[pulumi.Resource],
+                 storage: MlflowStorage, monitoring: pulumi.Resource, depends_on: list[pulumi.Resource],
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("testbed:addon:ControlPlane", name, None, opts)
         files = {f"Pulumi.{stack.region.id}.yaml": render_stack_file(stack), "placement.yaml": render_placement(stack)}
@@ -55,16 +70,25 @@ class ControlPlane(pulumi.ComponentResource):
         self.config_map = k8s.core.v1.ConfigMap(
             f"{name}-config", metadata=meta(f"{CONTROL_PLANE}-config", ns, labels(CONTROL_PLANE)), data=files,
             opts=child(self))
-        env = {"TESTBED_REGION": stack.region.id, "TESTBED_STACK_DIR": CONFIG_DIR, "TESTBED_BACKEND": "kuberay",
-               "TESTBED_PLACEMENT_FILE": f"{CONFIG_DIR}/placement.yaml", "MLFLOW_TRACKING_URI": mlflow_url}
+        settings = k8s.core.v1.Secret(
+            f"{name}-settings", metadata=meta(f"{CONTROL_PLANE}-settings", ns, labels(CONTROL_PLANE)), type="Opaque",
+            string_data={"settings.json": pulumi.Output.secret(pulumi.Output.all(
+                storage.control_plane_db_uri, storage.job_storage).apply(
+                    lambda args: render_settings(stack, args[0], mlflow_url, args[1])))},
+            opts=child(self))
+        env = {"TESTBED_REGION": stack.region.id, "TESTBED_STACK_DIR": CONFIG_DIR,
+               "TESTBED_PLACEMENT_FILE": f"{CONFIG_DIR}/placement.yaml",
+               "TESTBED_CONTROL_PLANE_SETTINGS": f"{SETTINGS_DIR}/settings.json"}
         spec = WebService(
             component=CONTROL_PLANE, image=stack.platform.control_plane_image, port=CONTROL_PLANE_PORT,
             replicas=stack.platform.control_plane_replicas,
-            env=[*(k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in env.items()),
-                 secret_env("TESTBED_DATABASE_URL", DB_SECRET, "testbed-uri")],
+            env=[k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in env.items()],
             volumes=[k8s.core.v1.VolumeArgs(name="config", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
-                name=self.config_map.metadata.name))],
-            mounts=[k8s.core.v1.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True)],
+                         name=self.config_map.metadata.name)),
+                     k8s.core.v1.VolumeArgs(name="settings", secret=k8s.core.v1.SecretVolumeSourceArgs(
+                         secret_name=settings.metadata.name))],
+            mounts=[k8s.core.v1.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True),
+                    k8s.core.v1.VolumeMountArgs(name="settings", mount_path=SETTINGS_DIR, read_only=True)],
             pod_annotations={"testbed.io/config-sha256": digest}, api_access=True)
         self.account, self.deployment, self.service = deploy(name, self, ns, spec, depends_on=depends_on)
         self.service_monitor = custom_resource(

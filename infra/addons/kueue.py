@@ -6,7 +6,7 @@ import pulumi
 
 from infra.addons.helm import namespace, release
 from infra.k8s import custom_resource, meta
-from infra.naming import KUEUE_NS, cohort, flavor, labels
+from infra.naming import KUEUE_NS, POOL_LABEL, cohort, flavor, labels
 from infra.providers import GpuPool
 from infra.versions import KUEUE_API, KUEUE_COHORT_API
 from testbed.config import StackConfig
@@ -26,7 +26,7 @@ class Kueue(pulumi.ComponentResource):
                                depends_on=[monitoring])
         self.flavors = {
             pool.name: custom_resource(f"{name}-flavor-{pool.name}", self, KUEUE_API, "ResourceFlavor",
-                                       meta(flavor(pool.config), labels=labels("kueue-flavor")),
+                                       meta(flavor(pool.config), labels=labels("kueue-flavor", **{POOL_LABEL: pool.name})),
                                        flavor_spec(pool), crds_from=[self.release])
             for pool in pools
         }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -16,9 +18,10 @@ class Mlflow(pulumi.ComponentResource):
     """Tracking server proxying artifacts (``--serve-artifacts``), so tenants never touch the store."""
 
     def __init__(self, name: str, stack: StackConfig, ns: pulumi.Input[str],
-                 storage_factory, opts: pulumi.ResourceOptions | None = None):
+                 storage_factory: Callable[[pulumi.Resource, pulumi.Input[str]], MlflowStorage],
+                 opts: pulumi.ResourceOptions | None = None):
         super().__init__("testbed:addon:Mlflow", name, None, opts)
-        storage: MlflowStorage = storage_factory(self, ns)
+        self.storage = storage = storage_factory(self, ns)
         spec = WebService(
             component=MLFLOW, image=stack.platform.mlflow_image or IMAGES["mlflow"].ref, port=MLFLOW_PORT,
             replicas=2,

@@ -14,7 +14,14 @@ from pulumi_policy import (
 )
 
 from infra.k8s import Taint
-from infra.naming import DEFAULT_GPU_TAINT, GPU_MODEL_LABEL, GPU_RESOURCE, PRIVATE_COMPONENTS, TENANT_LABEL
+from infra.naming import (
+    DEFAULT_GPU_TAINT,
+    GPU_MODEL_LABEL,
+    GPU_RESOURCE,
+    POOL_LABEL,
+    PRIVATE_COMPONENTS,
+    TENANT_LABEL,
+)
 
 GPU_TAINT = Taint.parse(DEFAULT_GPU_TAINT)
 EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
@@ -50,7 +57,7 @@ def gpu_pools_tainted(args: ResourceValidationArgs, report: ReportViolation) -> 
                    "CPU pods would land on GPU nodes")
     elif args.resource_type.startswith("kubernetes:kueue.x-k8s.io/") and _kind(args.resource_type) == "ResourceFlavor":
         spec = props.get("spec") or {}
-        if GPU_MODEL_LABEL in (spec.get("nodeLabels") or {}):
+        if POOL_LABEL in (_metadata(props).get("labels") or {}):  # the flavor of a GPU pool
             tolerations = spec.get("tolerations") or []
             if not any(t.get("key") == GPU_TAINT.key and t.get("effect") == "NoSchedule" for t in tolerations):
                 report(f"GPU pool {_metadata(props).get('name', args.name)} is not declared tainted "

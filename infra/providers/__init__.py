@@ -24,6 +24,7 @@ class GpuPool:
     """A GPU node pool as the platform sees it: the labels to select it and the taints to tolerate."""
 
     config: NodePool
+    managed: bool = True  # the provider creates the nodes (and so sets their labels and taints)
 
     @property
     def name(self) -> str:
@@ -31,7 +32,7 @@ class GpuPool:
 
     @property
     def labels(self) -> dict[str, str]:
-        return pool_labels(self.config)
+        return pool_labels(self.config, self.managed)
 
     @property
     def taints(self) -> list[Taint]:

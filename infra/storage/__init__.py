@@ -28,6 +28,8 @@ class MlflowStorage:
 
     db_secret: str  # k8s Secret in the platform namespace: mlflow-uri, testbed-uri, admin-uri
     artifacts_destination: pulumi.Input[str]  # s3://bucket/prefix
+    control_plane_db_uri: pulumi.Output[str]  # secret; the control plane's SQLAlchemy URL
+    job_storage: pulumi.Input[str]  # where jobs write outputs and checkpoints (s3://bucket/jobs)
     env: list[k8s.core.v1.EnvVarArgs] = field(default_factory=list)  # extra env for the MLflow server
     service_account_annotations: dict[str, str] = field(default_factory=dict)
     ready: list[pulumi.Resource] = field(default_factory=list)
@@ -39,18 +41,20 @@ def password(name: str, parent: pulumi.Resource) -> random.RandomPassword:
 
 
 def database_secret(name: str, parent: pulumi.Resource, ns: pulumi.Input[str], host: pulumi.Input[str],
-                    port: pulumi.Input[int], secret: pulumi.Input[str], query: str = "") -> k8s.core.v1.Secret:
-    """The Secret holding connection URIs for MLflow, the control plane and admin tasks."""
+                    port: pulumi.Input[int], secret: pulumi.Input[str],
+                    query: str = "") -> tuple[k8s.core.v1.Secret, pulumi.Output[str]]:
+    """The Secret holding connection URIs for MLflow, the control plane and admin tasks (and the latter's URI)."""
     def uri(db: str) -> pulumi.Output[str]:
         return pulumi.Output.secret(pulumi.Output.concat(
             "postgresql://", DB_USER, ":", secret, "@", host, ":", pulumi.Output.from_input(port).apply(str),
             "/", db, query))
 
-    return k8s.core.v1.Secret(
+    secret_object = k8s.core.v1.Secret(
         name, metadata=meta(DB_SECRET, ns, labels("platform-db")), type="Opaque",
         string_data={"mlflow-uri": uri(MLFLOW_DB), "testbed-uri": uri(CONTROL_PLANE_DB),
                      "admin-uri": uri("postgres"), "username": DB_USER, "password": secret},
         opts=child(parent))
+    return secret_object, uri(CONTROL_PLANE_DB)
 
 
 def database_init_job(name: str, parent: pulumi.Resource, ns: pulumi.Input[str], image: str,

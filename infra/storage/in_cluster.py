@@ -65,7 +65,7 @@ class InClusterMlflowStorage(pulumi.ComponentResource):
     def __init__(self, name: str, ns: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None):
         super().__init__("testbed:storage:InClusterMlflow", name, None, opts)
         db_password = password(f"{name}-db", self)
-        db_secret = database_secret(f"{name}-db", self, ns, POSTGRES, POSTGRES_PORT, db_password.result)
+        db_secret, control_plane_uri = database_secret(f"{name}-db", self, ns, POSTGRES, POSTGRES_PORT, db_password.result)
         postgres = stateful_service(
             f"{name}-postgres", self, ns, POSTGRES, IMAGES["postgres"].ref, POSTGRES_PORT,
             env=[k8s.core.v1.EnvVarArgs(name="POSTGRES_USER", value=DB_USER),
@@ -105,6 +105,7 @@ class InClusterMlflowStorage(pulumi.ComponentResource):
 
         self.storage = MlflowStorage(
             db_secret=DB_SECRET, artifacts_destination=f"s3://{ARTIFACT_BUCKET}/artifacts",
+            control_plane_db_uri=control_plane_uri, job_storage=f"s3://{ARTIFACT_BUCKET}/jobs",
             env=[k8s.core.v1.EnvVarArgs(name="MLFLOW_S3_ENDPOINT_URL", value=endpoint),
                  secret_env("AWS_ACCESS_KEY_ID", OBJECT_STORE_SECRET, "AWS_ACCESS_KEY_ID"),
                  secret_env("AWS_SECRET_ACCESS_KEY", OBJECT_STORE_SECRET, "AWS_SECRET_ACCESS_KEY")],

@@ -126,9 +126,22 @@ def test_control_plane_reads_the_same_model(runs, stacks):
         assert pod["containers"][0]["image"] == stacks[region].platform.control_plane_image
         assert deployment["spec"]["replicas"] == stacks[region].platform.control_plane_replicas
         assert pod["serviceAccountName"] == CONTROL_PLANE
-        env = {e["name"]: e for e in pod["containers"][0]["env"]}
-        assert env["TESTBED_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "testbed-uri"
-        assert "value" not in env["TESTBED_DATABASE_URL"]
+        env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+        # Settings hold the database password: a Secret mounted next to the ConfigMap.
+        secret = run.objects("kubernetes:core/v1:Secret")[f"{PLATFORM_NS}/{CONTROL_PLANE}-settings"]
+        settings = json.loads(secret["stringData"]["settings.json"])
+        assert env["TESTBED_CONTROL_PLANE_SETTINGS"].endswith("/settings.json")
+        assert settings["stack_file"] == f"/etc/testbed/Pulumi.{region}.yaml"
+        assert settings["database_url"].startswith("postgresql://testbed:mock-password-")
+        assert settings["database_url"].split("?")[0].endswith("/testbed")
+        assert settings["mlflow_tracking_uri"] == run.outputs["mlflow_url"]
+        assert settings["storage_path"].startswith("s3://")
+        assert "mock-password" not in json.dumps(config_map)
+        try:  # the control plane's own settings model, when that package is present
+            from operators.control_plane.settings import ControlPlaneSettings
+        except ImportError:
+            continue
+        assert set(settings) <= set(ControlPlaneSettings.model_fields)
 
 
 def test_private_services_are_cluster_ip(runs):
@@ -140,3 +153,9 @@ def test_private_services_are_cluster_ip(runs):
         container = mlflow["spec"]["template"]["spec"]["containers"][0]
         assert "--serve-artifacts" in container["args"]
         assert container["image"] == IMAGES["mlflow"].ref
+
+
+def test_existing_pools_select_only_declared_labels(runs, stacks):
+    flavors = runs["jeonnam"].objects("kubernetes:kueue.x-k8s.io/v1beta1:ResourceFlavor")
+    for pool in stacks["jeonnam"].node_pools:
+        assert flavors[pool.name]["spec"]["nodeLabels"] == pool.node_labels
