@@ -34,7 +34,10 @@ from testbed.secrets import write_secret
 MARKER_ENV = "TESTBED_INSTANCE"
 HOST = "127.0.0.1"
 COMPONENTS = ("ray", "mlflow", "control_plane")
-_MAX_UNIX_SOCKET_PATH = 107  # AF_UNIX limit; Ray puts sockets under its temp folder
+_MAX_UNIX_SOCKET_PATH = 107
+# Ray turns --node-ip-address=127.0.0.1 into the machine's routable address unless it runs in
+# its single-machine mode; this keeps every Ray process (GCS, raylet, dashboard) on loopback.
+RAY_LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}  # AF_UNIX limit; Ray puts sockets under its temp folder
 
 
 class LocalTestbedError(RuntimeError):
@@ -135,9 +138,9 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
-def _http_ok(url: str, timeout: float = 2.0) -> bool:
+def _http_ok(url: str, timeout: float = 2.0, headers: dict[str, str] | None = None) -> bool:
     try:
-        return httpx.get(url, timeout=timeout).status_code == 200
+        return httpx.get(url, timeout=timeout, headers=headers).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -162,6 +165,25 @@ class LocalTestbed:
 
     def credentials_dir(self) -> Path:
         return self.home / "credentials"
+
+    @property
+    def ray_token_file(self) -> Path:
+        return self.credentials_dir() / "ray.token"
+
+    def ray_auth_env(self) -> dict[str, str]:
+        """Ray token auth for this testbed: only holders of its token reach Ray directly.
+
+        Tenants go through the control plane; the Ray token is the local operator's.
+        """
+        if not self.ray_token_file.exists():
+            write_secret(self.ray_token_file, secrets.token_hex(32))
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.ray_token_file)}
+
+    def ray_auth_headers(self) -> dict[str, str]:
+        try:
+            return {"Authorization": f"Bearer {self.ray_token_file.read_text().strip()}"}
+        except OSError:
+            return {}
 
     def load_state(self) -> LocalState | None:
         try:
@@ -246,7 +268,9 @@ class LocalTestbed:
             f"--num-cpus={state.num_cpus}", "--num-gpus=0", f"--object-store-memory={512 * 2**20}",
             f"--temp-dir={self.home / 'ray'}",
         ]
-        env = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1", "RAY_ADDRESS": ""}
+        # Jobs' `python` is this environment's interpreter, so `workloads` and its pins are there.
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        env = {**RAY_LOOPBACK_ENV, **self.ray_auth_env(), "RAY_DISABLE_DOCKER_CPU_WARNING": "1", "RAY_ADDRESS": "", "PATH": path}
         self._spawn(state, "ray", argv, env)
 
     def _start_mlflow(self, state: LocalState) -> None:
@@ -282,7 +306,7 @@ class LocalTestbed:
         settings_path = self.home / "control-plane.json"
         settings_path.write_text(json.dumps(settings, indent=2))
         argv = [sys.executable, "-m", "operators.control_plane", "--settings", str(settings_path)]
-        self._spawn(state, "control_plane", argv)
+        self._spawn(state, "control_plane", argv, {**RAY_LOOPBACK_ENV, **self.ray_auth_env()})
 
     def _health_url(self, state: LocalState, name: str) -> str:
         if name == "ray":
@@ -295,8 +319,12 @@ class LocalTestbed:
         component = state.components.get(name)
         return component is not None and pid_alive(component.pid)
 
+    def _healthy(self, state: LocalState, name: str) -> bool:
+        headers = self.ray_auth_headers() if name == "ray" else None
+        return _http_ok(self._health_url(state, name), headers=headers)
+
     def _component_healthy(self, state: LocalState, name: str) -> bool:
-        return self._component_running(state, name) and _http_ok(self._health_url(state, name))
+        return self._component_running(state, name) and self._healthy(state, name)
 
     def _any_running(self, state: LocalState) -> bool:
         return any(self._component_running(state, name) for name in COMPONENTS)
@@ -305,7 +333,7 @@ class LocalTestbed:
         while time.monotonic() < deadline:
             if not self._component_running(state, name):
                 raise LocalTestbedError(f"{name} exited while starting; see {state.components[name].log}")
-            if _http_ok(self._health_url(state, name)):
+            if self._healthy(state, name):
                 return
             time.sleep(0.25)
         raise LocalTestbedError(f"{name} did not become healthy in time; see {state.components[name].log}")
@@ -337,7 +365,7 @@ class LocalTestbed:
             component = state.components.get(name, ComponentState())
             running = self._component_running(state, name)
             components.append(ComponentStatus(
-                name=name, running=running, healthy=running and _http_ok(self._health_url(state, name)),
+                name=name, running=running, healthy=running and self._healthy(state, name),
                 pid=component.pid if running else None, url=urls[name], log=component.log,
             ))
         complete = all(name in state.components for name in COMPONENTS)

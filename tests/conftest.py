@@ -20,9 +20,12 @@ import pytest
 
 from testbed.client import TestbedClient
 from testbed.config import StackConfig, load_region, stack_file_for
-from testbed.local import LocalTestbed, instance_processes, stop_process_group
+from testbed.local import RAY_LOOPBACK_ENV, LocalTestbed, instance_processes, stop_process_group
 
 REGION = "gyeongnam"
+
+# Any Ray started from the test process (ray.init) stays on 127.0.0.1 too.
+os.environ.update(RAY_LOOPBACK_ENV)
 
 
 @dataclass
