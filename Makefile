@@ -1,0 +1,37 @@
+# Regional AI Testbed — the two set-up commands are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install system-deps demo test bench down clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian's prometheus package brings prometheus and promtool for the metering tests.
+system-deps:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
+	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus )
+
+demo: install
+	$(VENV)/bin/testbed demo
+
+test: install system-deps
+	$(PY) -m pytest
+
+bench: install
+	@set -e; for f in tests/benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f; done
+
+down:
+	$(VENV)/bin/testbed down
+
+clean: down
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,190 @@
+"""Control-plane benchmarks (issue: local testbed).
+
+1. Submit overhead: the same trivial job through the control plane (SDK over HTTP) and through
+   Ray's JobSubmissionClient against the same local Ray, alternating, polling both at the same
+   interval. Prints submit-to-RUNNING and submit-to-SUCCEEDED medians and
+   ``submit_overhead_ratio`` (the larger of the two ratios, control plane / Ray).
+2. Admission under load: 50 tenants submit concurrently over real HTTP to a control plane with
+   the no-op backend. ``admission_p50_seconds``/``admission_p99_seconds`` time the admission
+   pipeline inside the control plane (validate, quota and grant, persist, backend submit);
+   ``http_roundtrip_p*`` is what the 50 clients observed, queueing on 2 cores included.
+
+Run: ``.venv/bin/python tests/benchmarks/bench_control_plane.py [--rounds N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from testbed.client import TestbedClient  # noqa: E402
+from testbed.config import stack_file_for  # noqa: E402
+from testbed.local import RAY_LOOPBACK_ENV, LocalTestbed  # noqa: E402
+
+TRIVIAL = "python -c 'pass'"
+POLL = 0.02
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+def _time_until(get_status, start: float) -> tuple[float, float]:
+    """Poll a status getter; return seconds from ``start`` to first RUNNING and to SUCCEEDED."""
+    running = None
+    while True:
+        status = get_status()
+        now = time.perf_counter()
+        if status in ("RUNNING", "SUCCEEDED") and running is None:
+            running = now - start
+        if status == "SUCCEEDED":
+            return running, now - start
+        if status in ("FAILED", "STOPPED"):
+            raise RuntimeError(f"benchmark job ended {status}")
+        time.sleep(POLL)
+
+
+def bench_submit_overhead(rounds: int) -> None:
+    import os
+
+    home = Path(tempfile.mkdtemp(prefix="tb-bench-", dir="/tmp"))
+    local = LocalTestbed(home)
+    os.environ.update(RAY_LOOPBACK_ENV)
+    try:
+        status = local.up(region="gyeongnam", num_cpus=2)
+        os.environ.update(local.ray_auth_env())
+        from ray.job_submission import JobSubmissionClient
+
+        ray_client = JobSubmissionClient(status.ray_dashboard_url)
+        tenant = "changwon-precision"
+        cp_client = TestbedClient(status.control_plane_url, local.token(tenant))
+        samples: dict[str, list[tuple[float, float]]] = {"ray": [], "control_plane": []}
+
+        def via_ray() -> tuple[float, float]:
+            start = time.perf_counter()
+            job_id = ray_client.submit_job(entrypoint=TRIVIAL, entrypoint_num_cpus=1)
+            return _time_until(lambda: str(ray_client.get_job_status(job_id).value), start)
+
+        def via_control_plane() -> tuple[float, float]:
+            start = time.perf_counter()
+            job_id = cp_client.submit(entrypoint=TRIVIAL, cpus=1)["id"]
+            return _time_until(lambda: cp_client.get_job(job_id)["status"], start)
+
+        via_ray(), via_control_plane()  # warm both paths (runtime env agent, HTTP pools)
+        for i in range(rounds):
+            order = [("ray", via_ray), ("control_plane", via_control_plane)]
+            for name, run in order if i % 2 == 0 else reversed(order):
+                samples[name].append(run())
+        med = {name: (statistics.median(s[0] for s in v), statistics.median(s[1] for s in v)) for name, v in samples.items()}
+        running_ratio = med["control_plane"][0] / med["ray"][0]
+        succeeded_ratio = med["control_plane"][1] / med["ray"][1]
+        print(f"ray_submit_to_running_seconds={med['ray'][0]:.3f}")
+        print(f"control_plane_submit_to_running_seconds={med['control_plane'][0]:.3f}")
+        print(f"ray_submit_to_succeeded_seconds={med['ray'][1]:.3f}")
+        print(f"control_plane_submit_to_succeeded_seconds={med['control_plane'][1]:.3f}")
+        print(f"submit_to_running_ratio={running_ratio:.3f}")
+        print(f"submit_to_succeeded_ratio={succeeded_ratio:.3f}")
+        print(f"submit_overhead_ratio={max(running_ratio, succeeded_ratio):.3f}  # rounds={rounds}, median, larger of the two")
+    finally:
+        local.down()
+
+
+def _stack_with_tenants(base: Path, count: int, out: Path) -> Path:
+    document = yaml.safe_load(base.read_text())
+    template = document["config"]["testbed:tenants"][0]
+    document["config"]["testbed:tenants"] = [
+        {**template, "id": f"bench-tenant-{i:03d}", "name": f"Bench Tenant {i} (sample)",
+         "quota": {**template["quota"], "max_running_jobs": 10_000}}
+        for i in range(count)
+    ]
+    path = out / "Pulumi.gyeongnam.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def bench_admission(tenants: int, jobs_per_tenant: int) -> None:
+    from operators.control_plane.app import create_app
+    from operators.control_plane.server import serve_in_thread
+    from operators.control_plane.settings import ControlPlaneSettings
+
+    home = Path(tempfile.mkdtemp(prefix="tb-adm-", dir="/tmp"))
+    settings = ControlPlaneSettings(
+        stack_file=_stack_with_tenants(stack_file_for("gyeongnam"), tenants, home),
+        database_url=f"sqlite:///{home / 'cp.db'}", backend="noop",
+        mlflow_tracking_uri="http://127.0.0.1:1", storage_path=str(home / "storage"),
+        credentials_dir=home / "credentials",
+    )
+    app = create_app(settings)
+    plane = app.state.plane
+    admission: list[float] = []
+    original_submit = plane.submit
+
+    def timed_submit(principal, spec):
+        start = time.perf_counter()
+        try:
+            return original_submit(principal, spec)
+        finally:
+            admission.append(time.perf_counter() - start)
+
+    plane.submit = timed_submit
+    roundtrip: list[float] = []
+    lock = threading.Lock()
+    errors: list[str] = []
+    barrier = threading.Barrier(tenants)
+
+    def tenant_loop(tenant_id: str, url: str) -> None:
+        token = (home / "credentials" / f"{tenant_id}.token").read_text().strip()
+        with TestbedClient(url, token) as client:
+            client.list_jobs(limit=1)  # open the connection
+            barrier.wait()
+            for _ in range(jobs_per_tenant):
+                start = time.perf_counter()
+                try:
+                    client.submit(entrypoint=TRIVIAL, cpus=1)
+                except Exception as exc:  # counted, reported
+                    errors.append(str(exc))
+                with lock:
+                    roundtrip.append(time.perf_counter() - start)
+
+    with serve_in_thread(app) as url:
+        threads = [threading.Thread(target=tenant_loop, args=(f"bench-tenant-{i:03d}", url)) for i in range(tenants)]
+        started = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - started
+    print(f"admission_jobs={len(admission)} tenants={tenants} errors={len(errors)} throughput_jobs_per_second={len(roundtrip) / wall:.0f}")
+    print(f"admission_p50_seconds={percentile(admission, 50):.4f}")
+    print(f"admission_p99_seconds={percentile(admission, 99):.4f}")
+    print(f"http_roundtrip_p50_seconds={percentile(roundtrip, 50):.4f}")
+    print(f"http_roundtrip_p99_seconds={percentile(roundtrip, 99):.4f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--tenants", type=int, default=50)
+    parser.add_argument("--jobs-per-tenant", type=int, default=20)
+    parser.add_argument("--only", choices=["overhead", "admission"])
+    args = parser.parse_args()
+    if args.only in (None, "admission"):
+        bench_admission(args.tenants, args.jobs_per_tenant)
+    if args.only in (None, "overhead"):
+        bench_submit_overhead(args.rounds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
