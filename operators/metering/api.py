@@ -66,9 +66,12 @@ def make_router(ledger: Ledger, stack: Callable[[], StackConfig], registry: Coll
         series: Annotated[bool, Query(description="add each tenant's cumulative GPU-seconds over time")] = False,
     ) -> Any:
         """Allocated use per tenant: a tenant token sees its own, the operator token every tenant."""
-        if tenant is not None and not caller.can_see(tenant):
-            raise HTTPException(status_code=404, detail=f"no usage for tenant {tenant!r}")
+        region = stack()
+        if tenant is not None and (
+            not caller.can_see(tenant) or (tenant not in {t.id for t in region.tenants} and not ledger.snapshot(tenants=[tenant]))
+        ):
+            raise HTTPException(status_code=404, detail=f"no usage for tenant {tenant!r} in region {region.region.id!r}")
         wanted = [tenant] if tenant is not None else (None if caller.is_operator else [caller.subject])
-        return build_report(ledger, stack(), wanted, series)
+        return build_report(ledger, region, wanted, series)
 
     return router

@@ -136,7 +136,7 @@ class Ledger:
 
     def rebuild(self, only_if_empty: bool = False) -> None:
         """Recompute the totals from every finished job (an upgrade or a repair)."""
-        with self.store.session() as s:
+        with self.store.write_session() as s:
             if only_if_empty and s.scalar(select(func.count()).select_from(UsageTotalRow)):
                 return
             s.execute(delete(UsageTotalRow))

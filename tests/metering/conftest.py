@@ -54,3 +54,14 @@ def ledger(store: Store) -> Ledger:
     ledger = Ledger(store)
     ledger.install()
     return ledger
+
+
+@pytest.fixture()
+def prometheus(prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory):
+    """Factory: ``with prometheus(control_plane_url) as prom:`` a real Prometheus scraping it every second."""
+    from .prometheus import PrometheusServer
+
+    def start(target_url: str, region: str = "gyeongnam") -> PrometheusServer:
+        return PrometheusServer(prometheus_binary, tmp_path_factory.mktemp("prometheus"), target_url, region)
+
+    return start

@@ -62,6 +62,7 @@ def test_the_operator_sees_every_tenant(plane, stack: StackConfig) -> None:
     assert second.jobs["RUNNING"] == 1 and second.cpu_seconds == pytest.approx(HOUR + 100, abs=5)
     only = UsageReport.model_validate(_get(plane, plane.token("operator"), tenant=stack.tenants[1].id).json())
     assert [t.tenant for t in only.tenants] == [stack.tenants[1].id]
+    assert _get(plane, plane.token("operator"), tenant="no-such-tenant").status_code == 404
 
 
 def test_series_give_a_cumulative_gpu_burn(plane, stack: StackConfig) -> None:
