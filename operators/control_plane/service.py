@@ -388,6 +388,10 @@ def make_backend(settings: ControlPlaneSettings) -> Backend:
         from operators.control_plane.backends.noop import NoopBackend
 
         return NoopBackend()
+    if settings.backend == "kuberay":
+        from operators.control_plane.backends.kuberay import kuberay_backend
+
+        return kuberay_backend(settings, load_stack_file(settings.stack_file))
     if not settings.ray_address:
         raise ValueError("backend 'ray' needs ray_address (the Ray dashboard URL)")
     from operators.control_plane.backends.ray_jobs import RayJobsBackend

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
+# Cluster mode (backend "kuberay"): the jobs' Ray image and how long a finished job's Ray cluster stays.
+DEFAULT_RAY_IMAGE = "rayproject/ray:2.60.0-py311"
+DEFAULT_RAYJOB_TTL_SECONDS = 600
+
+
 class SettingsError(ValueError):
     pass
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
 
 
 class ControlPlaneSettings(BaseModel):
@@ -18,8 +29,16 @@ class ControlPlaneSettings(BaseModel):
 
     stack_file: Path = Field(description="the region's Pulumi.<region>.yaml (or its rendering in a ConfigMap)")
     database_url: str = Field(description="SQLAlchemy URL: sqlite:///... locally, postgresql://... in a cluster")
-    backend: Literal["ray", "noop"] = "ray"
+    backend: Literal["ray", "noop", "kuberay"] = "ray"
     ray_address: str | None = Field(default=None, description="Ray dashboard (Jobs API) URL")
+    placement_file: Path | None = Field(
+        default_factory=lambda: _env_path("TESTBED_PLACEMENT_FILE"),
+        description="kuberay: tenant -> namespace, LocalQueue, ClusterQueue, GPU pool (Pulumi's placement.yaml)",
+    )
+    ray_image: str = Field(default=DEFAULT_RAY_IMAGE, description="kuberay: image of the jobs' Ray pods")
+    rayjob_ttl_seconds: int = Field(
+        default=DEFAULT_RAYJOB_TTL_SECONDS, ge=0, description="kuberay: keep a finished job's Ray cluster this long"
+    )
     mlflow_tracking_uri: str = Field(description="handed to every job")
     storage_path: str = Field(description="root folder/URI for job outputs: <root>/<tenant>/<job id>")
     capacity_cpus: float | None = Field(default=None, description="largest job the backend can ever run")
