@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from typing import Literal
 
 from fastapi import HTTPException, Request, status
@@ -54,14 +55,40 @@ def _unauthorized(reason: str) -> HTTPException:
     )
 
 
-def principal_from_request(request: Request) -> Principal:
-    """FastAPI dependency: the caller of this request, or 401."""
+async def principal_from_request(request: Request) -> Principal:
+    """FastAPI dependency: the caller of this request, or 401 (cached: no thread hop, rarely a read)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("missing bearer token: send 'Authorization: Bearer <tenant token>'")
-    store: Store = request.app.state.plane.store
-    row = store.find_token(hash_token(token.strip()))
-    if row is None:
+    principal = request.app.state.plane.tokens.resolve(hash_token(token.strip()))
+    if principal is None:
         raise _unauthorized("invalid token")
-    return Principal(subject=row.subject, role=row.role)  # type: ignore[arg-type]
+    return principal
+
+
+class TokenCache:
+    """Token hash -> principal, cached for a few seconds so a request costs no database read.
+
+    A rotation in this process clears the cache at once; other replicas see it within ``ttl``.
+    """
+
+    def __init__(self, store: Store, ttl: float = 5.0):
+        self.store = store
+        self.ttl = ttl
+        self._entries: dict[str, tuple[float, Principal | None]] = {}
+
+    def resolve(self, token_hash: str) -> Principal | None:
+        now = time.monotonic()
+        cached = self._entries.get(token_hash)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        row = self.store.find_token(token_hash)
+        principal = None if row is None else Principal(subject=row.subject, role=row.role)  # type: ignore[arg-type]
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[token_hash] = (now, principal)
+        return principal
+
+    def clear(self) -> None:
+        self._entries.clear()

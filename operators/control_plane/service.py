@@ -15,7 +15,7 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 
-from operators.control_plane.auth import OPERATOR, Principal, issue_token
+from operators.control_plane.auth import OPERATOR, Principal, TokenCache, issue_token
 from operators.control_plane.backends.base import (
     Backend,
     BackendError,
@@ -37,6 +37,7 @@ log = logging.getLogger("testbed.control_plane")
 # If we last looked at a job longer ago than this, we cannot tell when it started running and
 # bill from the moment the backend accepted it.
 _START_OBSERVATION_SLACK_SECONDS = 2.0
+SYNC_BATCH = 16  # job updates per sync transaction
 
 
 class ServiceError(Exception):
@@ -91,6 +92,7 @@ class ControlPlane:
         self.tenants: dict[str, Tenant] = {t.id: t for t in self.stack.tenants}
         self.store = store or Store(settings.database_url)
         self.backend = backend or make_backend(settings)
+        self.tokens = TokenCache(self.store)
         self._tenant_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
         self._stopping = threading.Event()
         self._sync_thread: threading.Thread | None = None
@@ -119,6 +121,7 @@ class ControlPlane:
         if subject != OPERATOR and subject not in self.tenants:
             raise ServiceError(404, "not_found", f"no tenant {subject!r} in region {self.stack.region.id!r}")
         token = issue_token(self.store, subject, "operator" if subject == OPERATOR else "tenant", replace=True)
+        self.tokens.clear()
         if self.settings.credentials_dir is not None:
             write_secret(self.settings.credentials_dir / f"{subject}.token", token)
         return token
@@ -147,7 +150,11 @@ class ControlPlane:
 
     # -- admission ------------------------------------------------------------------------
     def submit(self, principal: Principal, spec: JobSpec) -> JobRow:
-        """Admit a job: refuse what can never run, persist it, then hand it to the backend."""
+        """Admit a job, then hand it to the backend if the tenant has room."""
+        return self.dispatch(self.admit(principal, spec))
+
+    def admit(self, principal: Principal, spec: JobSpec) -> JobRow:
+        """Refuse what can never run; persist the rest as a queued job record (nothing else)."""
         if principal.is_operator:
             raise ServiceError(403, "forbidden", "the operator token cannot submit jobs; use a tenant token")
         tenant = self.tenants.get(principal.subject)
@@ -179,7 +186,10 @@ class ControlPlane:
             dispatched=False,
             message="queued",
         )
-        self.store.add_job(row)
+        return self.store.add_job(row)
+
+    def dispatch(self, row: JobRow) -> JobRow:
+        """Hand an admitted job to the backend now if it fits; else it stays queued for the sync."""
         return self._dispatch(row) or row
 
     def _entrypoint(self, spec: JobSpec) -> tuple[str, dict, str]:
@@ -224,14 +234,14 @@ class ControlPlane:
     def _fits_now(self, row: JobRow) -> str | None:
         """None if the tenant's running jobs leave room for this one, else why not."""
         quota = self.tenants[row.tenant].quota
-        running = [r for r in self.store.active_jobs(tenant=row.tenant) if r.dispatched and r.id != row.id]
-        if len(running) >= quota.max_running_jobs:
-            return f"queued: tenant runs {len(running)} of {quota.max_running_jobs} allowed jobs"
-        if sum(r.cpus for r in running) + row.cpus > quota.cpus:
-            return f"queued: tenant's running jobs hold {sum(r.cpus for r in running):g} of {quota.cpus} CPUs"
-        if sum(r.gpus for r in running) + row.gpus > quota.gpus:
-            return f"queued: tenant's running jobs hold {sum(r.gpus for r in running)} of {quota.gpus} GPUs"
-        if sum(r.memory_bytes for r in running) + row.memory_bytes > quota.memory:
+        jobs, cpus, gpus, memory = self.store.held_by(row.tenant, exclude=row.id)
+        if jobs >= quota.max_running_jobs:
+            return f"queued: tenant runs {jobs} of {quota.max_running_jobs} allowed jobs"
+        if cpus + row.cpus > quota.cpus:
+            return f"queued: tenant's running jobs hold {cpus:g} of {quota.cpus} CPUs"
+        if gpus + row.gpus > quota.gpus:
+            return f"queued: tenant's running jobs hold {gpus} of {quota.gpus} GPUs"
+        if memory + row.memory_bytes > quota.memory:
             return "queued: tenant's running jobs hold its memory quota"
         return None
 
@@ -283,33 +293,39 @@ class ControlPlane:
 
     # -- sync -----------------------------------------------------------------------------
     def sync_once(self) -> None:
-        """One round: refresh dispatched jobs, then try to dispatch queued ones."""
-        for row in self.store.active_jobs():
-            if row.dispatched:
-                self._refresh(row)
-        for row in self.store.active_jobs():
+        """One round: refresh dispatched jobs (one transaction), then dispatch queued ones."""
+        active = self.store.active_jobs()
+        now = time.time()
+        changes = [(row.id, self._observe(row, now)) for row in active if row.dispatched]
+        changes = [(job_id, c) for job_id, c in changes if c]
+        # Short transactions, so admissions waiting for the write lock never wait long.
+        for i in range(0, len(changes), SYNC_BATCH):
+            self.store.update_jobs(dict(changes[i:i + SYNC_BATCH]))
+        for row in active:
             if not row.dispatched:
                 self._dispatch(row)
 
     def _refresh(self, row: JobRow) -> JobRow:
-        now = time.time()
+        """Bring one job's record up to date with the backend now."""
+        changes = self._observe(row, time.time())
+        return (self.store.update_job(row.id, **changes) if changes else None) or row
+
+    def _observe(self, row: JobRow, now: float) -> dict:
+        """The record changes the backend's view implies ({} when it cannot be reached)."""
         try:
             info = self.backend.info(row.backend_ref or row.id)
         except JobNotFound:
             ended = row.last_seen_at or now
-            return self.store.update_job(
-                row.id,
-                status=JobStatus.FAILED.value,
-                started_at=row.started_at,
-                ended_at=max(ended, row.started_at or ended),
-                message="lost: the backend no longer knows this job (was the Ray cluster restarted?)",
-                logs=row.logs or "",
-            ) or row
+            return {
+                "status": JobStatus.FAILED.value,
+                "ended_at": max(ended, row.started_at or ended),
+                "message": "lost: the backend no longer knows this job (was the Ray cluster restarted?)",
+                "logs": row.logs or "",
+            }
         except BackendError as exc:
             log.warning("cannot refresh %s: %s", row.id, exc)
-            return row
-        changes = self._changes_from(row, info, now)
-        return self.store.update_job(row.id, **changes) or row
+            return {}
+        return self._changes_from(row, info, now)
 
     def _changes_from(self, row: JobRow, info: BackendJobInfo, now: float) -> dict:
         changes: dict = {"last_seen_at": now, "message": info.message if info.status.terminal else row.message}

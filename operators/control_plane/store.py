@@ -6,12 +6,14 @@ forgets it: final status, times and logs stay here.
 
 from __future__ import annotations
 
+import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, Iterator
 
 from sqlalchemy import (
     JSON,
+    func,
     Boolean,
     Float,
     Integer,
@@ -108,10 +110,21 @@ class Store:
         self.engine = make_engine(url)
         Base.metadata.create_all(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time and its busy handler backs off in sleeps of up to
+        # 100 ms; queueing writers on a lock in this process is far faster under concurrency.
+        self.inline_writes = url.startswith("sqlite")
+        self._write_lock = threading.Lock() if self.inline_writes else nullcontext()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
+        """A read transaction (and, on PostgreSQL, any transaction)."""
         with self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def write_session(self) -> Iterator[Session]:
+        """A transaction that writes."""
+        with self._write_lock, self._sessions.begin() as session:
             yield session
 
     def close(self) -> None:
@@ -120,7 +133,7 @@ class Store:
     # -- tokens ---------------------------------------------------------------------------
     def put_token(self, token_hash: str, subject: str, role: str, replace: bool = False) -> None:
         """Store a token hash; with ``replace`` the subject's older tokens stop working."""
-        with self.session() as s:
+        with self.write_session() as s:
             if replace:
                 for row in s.scalars(select(TokenRow).where(TokenRow.subject == subject, TokenRow.role == role)):
                     s.delete(row)
@@ -136,7 +149,7 @@ class Store:
 
     # -- jobs -----------------------------------------------------------------------------
     def add_job(self, row: JobRow) -> JobRow:
-        with self.session() as s:
+        with self.write_session() as s:
             s.add(row)
         return row
 
@@ -170,17 +183,43 @@ class Store:
         with self.session() as s:
             return list(s.scalars(query))
 
+    def held_by(self, tenant: str, exclude: str | None = None) -> tuple[int, float, int, int]:
+        """What a tenant's dispatched, unfinished jobs hold: (jobs, CPUs, GPUs, memory bytes)."""
+        terminal = [status.value for status in TERMINAL_STATUSES]
+        query = select(
+            func.count(JobRow.id), func.coalesce(func.sum(JobRow.cpus), 0.0),
+            func.coalesce(func.sum(JobRow.gpus), 0), func.coalesce(func.sum(JobRow.memory_bytes), 0),
+        ).where(JobRow.tenant == tenant, JobRow.dispatched.is_(True), JobRow.status.not_in(terminal))
+        if exclude is not None:
+            query = query.where(JobRow.id != exclude)
+        with self.session() as s:
+            count, cpus, gpus, memory = s.execute(query).one()
+        return int(count), float(cpus), int(gpus), int(memory)
+
+    def update_jobs(self, changes: dict[str, dict[str, Any]]) -> list[JobRow]:
+        """Apply many jobs' changes in one transaction (one sync round)."""
+        rows = []
+        with self.write_session() as s:
+            for job_id, job_changes in changes.items():
+                row = self._apply(s, job_id, job_changes)
+                if row is not None:
+                    rows.append(row)
+        return rows
+
     def update_job(self, job_id: str, **changes: Any) -> JobRow | None:
         """Apply changes to a job, unless it is already terminal (a terminal record is final)."""
-        if "logs" in changes and changes["logs"] is not None:
+        with self.write_session() as s:
+            return self._apply(s, job_id, changes)
+
+    def _apply(self, s: Session, job_id: str, changes: dict[str, Any]) -> JobRow | None:
+        if changes.get("logs") is not None:
             changes["logs"] = changes["logs"][-LOG_LIMIT_BYTES:]
-        with self.session() as s:
-            row = s.get(JobRow, job_id, with_for_update=True)
-            if row is None or row.terminal:
-                return row
-            for key, value in changes.items():
-                setattr(row, key, value)
-            if row.terminal:
-                for hook in self.on_terminal:
-                    hook(s, row)
+        row = s.get(JobRow, job_id, with_for_update=True)
+        if row is None or row.terminal:
             return row
+        for key, value in changes.items():
+            setattr(row, key, value)
+        if row.terminal:
+            for hook in self.on_terminal:
+                hook(s, row)
+        return row

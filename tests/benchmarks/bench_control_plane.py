@@ -5,8 +5,8 @@
    interval. Prints submit-to-RUNNING and submit-to-SUCCEEDED medians and
    ``submit_overhead_ratio`` (the larger of the two ratios, control plane / Ray).
 2. Admission under load: 50 tenants submit concurrently over real HTTP to a control plane with
-   the no-op backend. ``admission_p50_seconds``/``admission_p99_seconds`` time the admission
-   pipeline inside the control plane (validate, quota and grant, persist, backend submit);
+   the no-op backend. ``admission_p50_seconds``/``admission_p99_seconds`` time admission inside
+   the control plane (quota and grant checks, template resolution, the persisted job record);
    ``http_roundtrip_p*`` is what the 50 clients observed, queueing on 2 cores included.
 
 Run: ``.venv/bin/python tests/benchmarks/bench_control_plane.py [--rounds N]``
@@ -128,16 +128,16 @@ def bench_admission(tenants: int, jobs_per_tenant: int) -> None:
     app = create_app(settings)
     plane = app.state.plane
     admission: list[float] = []
-    original_submit = plane.submit
+    original_admit = plane.admit
 
-    def timed_submit(principal, spec):
+    def timed_admit(principal, spec):
         start = time.perf_counter()
         try:
-            return original_submit(principal, spec)
+            return original_admit(principal, spec)
         finally:
             admission.append(time.perf_counter() - start)
 
-    plane.submit = timed_submit
+    plane.admit = timed_admit
     roundtrip: list[float] = []
     lock = threading.Lock()
     errors: list[str] = []
