@@ -1,0 +1,143 @@
+"""The embedded testbed for real: Ray head, MLflow server and control plane on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from testbed.client import TestbedError
+from testbed.local import instance_processes
+
+ALICE = "changwon-precision"
+BOB = "gimhae-robotics"
+TESTBED = [sys.executable, "-m", "testbed.cli"]
+
+
+def cli(local_testbed, *args: str, token: str | None = None, check: bool = False) -> subprocess.CompletedProcess:
+    env = local_testbed.env()
+    if token:
+        env["TESTBED_TOKEN"] = token
+    result = subprocess.run([*TESTBED, *args], env=env, capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in result.stderr, result.stderr
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def wait_for_status(client, job_id: str, status: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get_job(job_id)
+        if job["status"] == status:
+            return job
+        assert job["status"] in ("PENDING", "RUNNING"), job
+        time.sleep(0.2)
+    raise AssertionError(f"{job_id} never reached {status}")
+
+
+def test_status_json_reports_every_component(local_testbed):
+    status = json.loads(cli(local_testbed, "status", "--json", check=True).stdout)
+    assert status["healthy"] is True
+    assert {c["name"] for c in status["components"] if c["healthy"]} == {"ray", "mlflow", "control_plane"}
+    for key in ("control_plane_url", "mlflow_url", "ray_dashboard_url"):
+        assert status[key].startswith("http://127.0.0.1:")
+        assert httpx.get(status[key], timeout=5).status_code < 500
+
+
+def test_up_is_idempotent(local_testbed):
+    before = {n: c.pid for n, c in local_testbed.state.components.items()}
+    started = time.monotonic()
+    local_testbed.testbed.up(region="gyeongnam")
+    assert time.monotonic() - started < 10
+    assert {n: c.pid for n, c in local_testbed.state.components.items()} == before
+
+
+def test_command_job_succeeds_with_its_environment_and_logs(local_testbed):
+    script = "import os; print('hello', os.environ['MLFLOW_EXPERIMENT_NAME'], os.environ['TESTBED_JOB_ID'])"
+    result = cli(local_testbed, "submit", "--wait", "--json", "--name", "hello", "--", "python", "-c", script,
+                 token=local_testbed.tokens[ALICE], check=True)
+    job = json.loads(result.stdout)
+    assert job["status"] == "SUCCEEDED" and job["tenant"] == ALICE
+    assert job["started_at"] and job["ended_at"] and job["started_at"] <= job["ended_at"]
+    logs = cli(local_testbed, "jobs", "logs", job["id"], token=local_testbed.tokens[ALICE], check=True).stdout
+    assert f"hello {ALICE}/hello {job['id']}" in logs
+
+
+def test_failing_job_is_failed_and_cli_exits_nonzero(local_testbed):
+    result = cli(local_testbed, "submit", "--wait", "--", "python", "-c", "import sys; print('boom'); sys.exit(3)",
+                 token=local_testbed.tokens[ALICE])
+    assert result.returncode != 0
+    job_id = result.stdout.split()[0]
+    job = local_testbed.client(ALICE).get_job(job_id)
+    assert job["status"] == "FAILED"
+    assert "boom" in local_testbed.client(ALICE).logs(job_id)
+
+
+def test_stop_a_running_job_and_isolation_on_the_real_backend(local_testbed):
+    alice, bob = local_testbed.client(ALICE), local_testbed.client(BOB)
+    job = alice.submit(entrypoint="python -c 'import time; print(\"started\", flush=True); time.sleep(120)'")
+    wait_for_status(alice, job["id"], "RUNNING")
+    for call in (bob.get_job, bob.logs, bob.stop):
+        with pytest.raises(TestbedError) as err:
+            call(job["id"])
+        assert err.value.status_code == 404
+    assert job["id"] not in {j["id"] for j in bob.list_jobs()}
+    assert alice.get_job(job["id"])["status"] == "RUNNING"  # bob's stop did nothing
+    alice.stop(job["id"])
+    final = alice.wait(job["id"], timeout=60)
+    assert final["status"] == "STOPPED" and final["ended_at"]
+
+
+def test_smoke_template_is_tracked_in_mlflow_with_job_tags(local_testbed):
+    from mlflow.tracking import MlflowClient
+
+    alice = local_testbed.client(ALICE)
+    job = alice.wait(alice.submit(template="smoke", params={"epochs": 3})["id"], timeout=180)
+    assert job["status"] == "SUCCEEDED", alice.logs(job["id"])
+    mlflow = MlflowClient(local_testbed.mlflow_url)
+    experiment = mlflow.get_experiment_by_name(f"{ALICE}/smoke")
+    assert experiment is not None
+    runs = mlflow.search_runs([experiment.experiment_id], filter_string=f"tags.`testbed.job_id` = '{job['id']}'")
+    assert len(runs) == 1
+    tags = runs[0].data.tags
+    assert tags["testbed.tenant"] == ALICE and tags["testbed.region"] == "gyeongnam"
+    assert runs[0].data.metrics  # it logged metrics
+
+
+def test_control_plane_crash_mid_job_loses_nothing(local_testbed):
+    alice = local_testbed.client(ALICE)
+    job = alice.submit(entrypoint="python -c 'import time; time.sleep(4); print(\"survived\")'")
+    running = wait_for_status(alice, job["id"], "RUNNING")
+    local_testbed.restart_control_plane(crash=True)
+    final = local_testbed.client(ALICE).wait(job["id"], timeout=60)
+    assert final["status"] == "SUCCEEDED"
+    assert final["started_at"] == running["started_at"]
+    assert "survived" in local_testbed.client(ALICE).logs(job["id"])
+
+
+def test_down_leaves_no_process_and_up_keeps_history(local_testbed):
+    alice = local_testbed.client(ALICE)
+    done = alice.wait(alice.submit(entrypoint="python -c 'print(\"kept after down\")'")["id"], timeout=60)
+    assert done["status"] == "SUCCEEDED"
+    lost = alice.submit(entrypoint="python -c 'import time; time.sleep(300)'")
+    wait_for_status(alice, lost["id"], "RUNNING")
+    instance = local_testbed.instance
+
+    result = cli(local_testbed, "down", check=True)
+    assert "stopped" in result.stdout
+    assert instance_processes(instance) == []
+    assert json.loads(cli(local_testbed, "status", "--json").stdout)["running"] is False
+
+    local_testbed.testbed.up(region="gyeongnam")
+    alice = local_testbed.client(ALICE)
+    kept = alice.get_job(done["id"])
+    assert kept["status"] == "SUCCEEDED" and kept["ended_at"] == done["ended_at"]
+    assert "kept after down" in alice.logs(done["id"])
+    after = alice.wait(lost["id"], timeout=30)
+    assert after["status"] == "FAILED" and "lost" in after["message"]
+    assert after["ended_at"] is not None
