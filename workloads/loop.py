@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +35,8 @@ def make_loader(data: Dataset, batch_size: int, shuffle: bool, seed: int) -> Dat
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, x: np.ndarray, device: torch.device, batch_size: int = 2048) -> np.ndarray:
-    model.eval()
+    with contextlib.suppress(NotImplementedError):  # models loaded from MLflow (torch.export) are fixed in eval mode
+        model.eval()
     outputs = [model(torch.from_numpy(x[i : i + batch_size]).to(device)).cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(outputs).numpy()
 

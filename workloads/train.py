@@ -99,6 +99,14 @@ def fit(prep: Prepared, env: JobEnv, run_name: str, run_id: str | None = None) -
     return trainer.fit()
 
 
+def failure_line(exc: BaseException) -> str:
+    """One line for a failed training: the first worker's error (its traceback's last line) if known."""
+    failures = getattr(exc, "worker_failures", None)
+    cause = next(iter(failures.values())) if failures else exc
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    return lines[-1] if lines else type(cause).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         template, params = parse_args(argv, kinds=("train",))
@@ -117,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = fit(prep, env, run_name=f"{template.name}-{env.job_id}", run_id=run_id)
     except ray.train.TrainingFailedError as exc:
         client.set_terminated(run_id, "FAILED")
-        print(f"error: training failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}", file=sys.stderr)
+        print(f"error: training failed: {failure_line(exc)}", file=sys.stderr)
         return 1
     if result.checkpoint is None:
         client.set_terminated(run_id, "FAILED")
@@ -128,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = registered_model_name(env.tenant, template.name)
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metric("wall_seconds", time.perf_counter() - started)
-        version = _register(prep, env, model, name)
+        version = register_model(prep, env, model, name)
     metric = f"val_{prep.task.metric}"
     print(
         f"result: template={template.name} {metric}={result.metrics[metric]:.4f} "
@@ -138,7 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _register(prep: Prepared, env: JobEnv, model: Any, name: str) -> str:
+def register_model(prep: Prepared, env: JobEnv, model: Any, name: str) -> str:
+    """Log the trained model with its task layout to the active run and register it as ``name``."""
     from workloads.registry import log_and_register
 
     info = {

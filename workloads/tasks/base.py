@@ -105,7 +105,7 @@ class RegressionTask(Task):
     problem = "regression"
     metric = "mae"
     higher_is_better = False
-    baseline_name = "training mean"
+    baseline_name = "mean"
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return nn.functional.mse_loss(output, target)

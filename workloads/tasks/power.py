@@ -37,7 +37,7 @@ class PowerForecast(RegressionTask):
         power = frame[TARGET_COLUMN].to_numpy(np.float32)
         ahead = frame[weather].to_numpy(np.float32)
         stamp = pd.DatetimeIndex(frame[TIME_COLUMN])
-        hour, day = stamp.hour.to_numpy() + stamp.minute.to_numpy() / 60, stamp.dayofyear.to_numpy()
+        hour, day = stamp.hour.to_numpy() + stamp.minute.to_numpy() / 60, stamp.day_of_year.to_numpy()
         calendar = np.stack(
             [np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24), np.sin(2 * np.pi * day / 365), np.cos(2 * np.pi * day / 365)],
             axis=1,
