@@ -119,7 +119,10 @@ class TenantEnvironment(pulumi.ComponentResource):
             rules=[k8s.rbac.v1.PolicyRuleArgs(api_groups=["ray.io"], resources=["rayjobs"], verbs=RAY_VERBS),
                    k8s.rbac.v1.PolicyRuleArgs(api_groups=["ray.io"], resources=["rayjobs/status"], verbs=["get"]),
                    k8s.rbac.v1.PolicyRuleArgs(api_groups=["ray.io"], resources=["rayclusters"],
-                                              verbs=["get", "list", "watch"])],
+                                              verbs=["get", "list", "watch"]),
+                   # Job logs: the kuberay backend finds the submitter/head pod and reads its log.
+                   k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["get", "list"]),
+                   k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods/log"], verbs=["get"])],
             opts=child(self))
         self.role_binding = k8s.rbac.v1.RoleBinding(
             f"{name}-rayjobs", metadata=meta("testbed-control-plane-rayjobs", ns, tenant_labels),

@@ -42,6 +42,11 @@ IMAGES: dict[str, Image] = {
     "postgres": Image("docker.io/library/postgres", "16.10-bookworm"),
     "minio": Image("quay.io/minio/minio", "RELEASE.2025-07-23T15-54-02Z"),
     "minio-client": Image("quay.io/minio/mc", "RELEASE.2025-07-21T05-28-08Z"),
+    # Ray of the jobs' RayJob pods: the same release as the `ray` pinned in pyproject.toml (the control plane's
+    # ControlPlaneSettings.ray_image default names this exact image). Template jobs run this repository's
+    # `workloads` package, which this stock image lacks; they need an image containing it: the control-plane
+    # image (this distribution, Ray included), which is what infra/addons/control_plane.py hands the jobs.
+    "ray": Image("rayproject/ray", "2.60.0-py311"),
 }
 
 # Managed services (eks provider).

@@ -37,9 +37,17 @@ def render_settings(stack: StackConfig, database_url: str, mlflow_url: str, job_
     return json.dumps({
         "stack_file": f"{CONFIG_DIR}/Pulumi.{stack.region.id}.yaml", "database_url": database_url,
         "backend": CLUSTER_BACKEND, "mlflow_tracking_uri": mlflow_url, "storage_path": job_storage,
-        "capacity_cpus": max(p.cpus_per_node for p in pools), "capacity_gpus": max(p.max_gpus for p in pools),
+        "ray_image": rayjob_image(stack),
+        # The kuberay backend puts a job's whole budget on one worker pod: the largest job is one node's worth.
+        "capacity_cpus": max(p.cpus_per_node for p in pools), "capacity_gpus": max(p.gpus_per_node for p in pools),
         "host": "0.0.0.0", "port": CONTROL_PLANE_PORT,
     }, indent=2)
+
+
+def rayjob_image(stack: StackConfig) -> str:
+    """The jobs' Ray image is the control-plane image, not the stock ``IMAGES["ray"]``, because template jobs import
+    this repository's ``workloads`` package, which only the control-plane image carries (with the same pinned Ray)."""
+    return stack.platform.control_plane_image
 
 
 def render_stack_file(stack: StackConfig) -> str:

@@ -8,6 +8,23 @@ from infra.testing import generated_tenants_document, run_region
 from testbed.config import format_memory, stack_config_from_mapping
 
 
+# Exactly what the kuberay backend needs in a tenant namespace: manage RayJobs, read their Ray clusters and
+# read job logs (find the submitter/head pod, read its log); nothing more.
+CONTROL_PLANE_RULES = [
+    (("ray.io",), ("rayjobs",), ("get", "list", "watch", "create", "update", "patch", "delete")),
+    (("ray.io",), ("rayjobs/status",), ("get",)),
+    (("ray.io",), ("rayclusters",), ("get", "list", "watch")),
+    (("",), ("pods",), ("get", "list")),
+    (("",), ("pods/log",), ("get",)),
+]
+
+
+def _rules(role: dict) -> list[tuple[tuple[str, ...], ...]]:
+    for rule in role["rules"]:
+        assert set(rule) == {"apiGroups", "resources", "verbs"}  # no resourceNames, nonResourceURLs
+    return [(tuple(r["apiGroups"]), tuple(r["resources"]), tuple(sorted(r["verbs"]))) for r in role["rules"]]
+
+
 def test_tenant_environments(runs, stacks):
     for region, run in runs.items():
         stack = stacks[region]
@@ -40,9 +57,8 @@ def test_tenant_environments(runs, stacks):
             assert {53, 5000, 8000} <= egress_ports  # DNS, MLflow, control plane
 
             role = roles[f"{ns}/testbed-rayjobs"]
-            assert {(tuple(r["apiGroups"]), tuple(r["resources"])) for r in role["rules"]} == {
-                (("ray.io",), ("rayjobs",)), (("ray.io",), ("rayjobs/status",)), (("ray.io",), ("rayclusters",))}
-            assert all(r["apiGroups"] == ["ray.io"] for r in role["rules"])
+            assert sorted(_rules(role)) == sorted(
+                (groups, resources, tuple(sorted(verbs))) for groups, resources, verbs in CONTROL_PLANE_RULES)
             [subject] = bindings[f"{ns}/testbed-control-plane-rayjobs"]["subjects"]
             assert subject == {"kind": "ServiceAccount", "name": CONTROL_PLANE, "namespace": PLATFORM_NS}
 
