@@ -214,8 +214,8 @@ def cmd_usage(args: argparse.Namespace) -> int:
     from testbed.client import TestbedClient, TestbedError
 
     try:
-        client = TestbedClient.from_args(args)
-        report = fetch_report(client, tenant=args.tenant, series=bool(args.plot))
+        with TestbedClient.from_args(args) as client:
+            report = fetch_report(client, tenant=args.tenant, series=bool(args.plot))
         if args.csv:
             write_csv(report, args.csv)
         if args.plot:

@@ -18,6 +18,9 @@ pytestmark = pytest.mark.integration
 SLEEP = 'python -c "import time; time.sleep({seconds})"'
 FAIL = 'python -c "import sys, time; time.sleep(1); sys.exit(3)"'
 TOLERANCE = 0.02  # exposition within 2% of requested CPUs x run time
+# The control plane bills from when it first sees a job running (one sync interval, 0.25 s, plus
+# polling latency after the process starts), so a job's metered run time may trail its sleep a bit.
+OBSERVATION_SLACK = 1.0
 
 
 def _epoch(iso: str) -> float:
@@ -88,7 +91,8 @@ def test_finished_failed_and_stopped_jobs_are_metered(metered) -> None:
     jobs, before, after = metered["jobs"], metered["before"], metered["after"]
     a, b = metered["tenants"]
     assert [jobs[k]["status"] for k in ("ok_a", "ok_b", "failed_a", "stopped_b")] == ["SUCCEEDED", "SUCCEEDED", "FAILED", "STOPPED"]
-    assert 3.0 <= run_seconds(jobs["ok_a"]) < 30 and 3.0 <= run_seconds(jobs["ok_b"]) < 30
+    for key in ("ok_a", "ok_b"):
+        assert 3.0 - OBSERVATION_SLACK <= run_seconds(jobs[key]) < 30, jobs[key]
     assert run_seconds(jobs["failed_a"]) > 0.5 and run_seconds(jobs["stopped_b"]) > 1.5
     for tenant, keys in ((a, ("ok_a", "failed_a")), (b, ("ok_b", "stopped_b"))):
         expected = sum(jobs[k]["cpus"] * run_seconds(jobs[k]) for k in keys)
@@ -101,7 +105,8 @@ def test_finished_failed_and_stopped_jobs_are_metered(metered) -> None:
 def test_a_running_job_is_metered_while_it_runs(metered) -> None:
     first, second = metered["running"]
     assert first["jobs"]["RUNNING"] >= 1
-    assert second["cpu_seconds"] - first["cpu_seconds"] == pytest.approx(1.0, abs=0.6)
+    # one second apart; metering of a running job trails by up to a sync interval (0.25 s) each time
+    assert second["cpu_seconds"] - first["cpu_seconds"] == pytest.approx(1.0, abs=0.75)
 
 
 def test_exposition_matches_requested_cpus_times_run_time(local_testbed, metered) -> None:
@@ -121,7 +126,7 @@ def test_prometheus_scraping_the_local_testbed_agrees_with_the_ledger(local_test
             assert prom.value("testbed_tenant_cpu_requested_seconds_total", tenant=tenant) == pytest.approx(
                 ledger["cpu_seconds"], rel=1e-9)
             assert prom.value("sum by (tenant) (testbed_tenant_jobs)", tenant=tenant) == ledger["jobs_total"]
-            assert prom.value(f'testbed_tenant_jobs{{status="FAILED"}}', tenant=tenant) == ledger["jobs"]["FAILED"]
+            assert prom.value('testbed_tenant_jobs{status="FAILED"}', tenant=tenant) == ledger["jobs"]["FAILED"]
         assert prom.value('up{job="testbed-control-plane"}') == 1
         assert prom.value("count(testbed_node_cpu_utilization_ratio)") == 1  # observed use, separate
 
@@ -132,10 +137,12 @@ def test_restart_of_the_control_plane_mid_job_loses_no_metered_time(local_testbe
     job = local_testbed.client(tenant).submit({"entrypoint": SLEEP.format(seconds=8), "cpus": 1})
     wait_running(local_testbed.client(tenant), job["id"])
     time.sleep(1.0)
+    crashed_at = time.time()
     local_testbed.restart_control_plane(crash=True)
     done = local_testbed.client(tenant).wait(job["id"], timeout=180)
     assert done["status"] == "SUCCEEDED"
-    assert run_seconds(done) >= 8.0  # the whole sleep, across the restart
+    assert _epoch(done["started_at"]) < crashed_at
+    assert run_seconds(done) >= 8.0 - OBSERVATION_SLACK  # the whole sleep, across the restart
     after = usage(local_testbed, tenant)["cpu_seconds"]
     assert after - before == pytest.approx(done["cpus"] * run_seconds(done), rel=TOLERANCE)
     assert exposed_cpu_seconds(local_testbed)[tenant] == pytest.approx(after, rel=1e-9)
