@@ -35,7 +35,7 @@ INDUSTRY_TEMPLATES = {
     "defense": "defect-inspection",
     "manufacturing": "defect-inspection",
     "materials-parts-equipment": "defect-inspection",
-    "renewable-energy": "power-forecasting",
+    "renewable-energy": "power-forecast",
     "food": "tabular-quality",
     "beauty": "tabular-quality",
     "bio": "tabular-quality",
@@ -51,7 +51,7 @@ def _story_for(industry: str, available: set[str]) -> list[Step]:
         return [Step("smoke", {"epochs": DEMO_EPOCHS})]
     steps = [Step(template, {"epochs": DEMO_EPOCHS})]
     if "validate" in available:
-        steps.append(Step("validate", {"template": template}))
+        steps.append(Step("validate", {"model": template}))
     return steps
 
 
@@ -84,7 +84,7 @@ def _run_link(mlflow_url: str, job: dict[str, Any]) -> str:
         return f"(MLflow not reachable: {exc})"
 
 
-def _last_line(text: str, prefix: str) -> str | None:
+def _last_line(text: str, prefix: str | tuple[str, ...]) -> str | None:
     lines = [line for line in text.splitlines() if line.startswith(prefix)]
     return lines[-1] if lines else None
 
@@ -104,25 +104,30 @@ def run_demo(region: str = "gyeongnam", timeout: float = 900.0, json_output: boo
 
     available = {t.name for t in list_templates()}
     tenants = pick_tenants(stack)
+    stories = {t.id: _story_for(t.industry, available) for t in tenants}
+    clients = {t.id: TestbedClient(status.control_plane_url, local.token(t.id)) for t in tenants}
     results = []
-    for tenant in tenants:
-        client = TestbedClient(status.control_plane_url, local.token(tenant.id))
-        for step in _story_for(tenant.industry, available):
+    # Step by step, the tenants' jobs run side by side (each on its own quota and token).
+    for index in range(max(len(steps) for steps in stories.values())):
+        batch = []
+        for tenant in tenants:
+            if index >= len(stories[tenant.id]):
+                continue
+            step = stories[tenant.id][index]
             say(f"{tenant.name} [{tenant.industry}] submits {step.template} {step.params}")
-            job = client.submit(template=step.template, params=step.params, cpus=step.cpus)
-            reporter = JobProgress(f"{tenant.id} {step.template} {job['id']}")
-            try:
-                job = client.wait(job["id"], timeout=timeout, on_update=reporter.update, poll=0.5)
-            except TestbedError as exc:
-                print(f"testbed: error: {exc}", file=sys.stderr)
-                return 1
-            finally:
-                reporter.done()
-            logs = client.logs(job["id"])
+            job = clients[tenant.id].submit(template=step.template, params=step.params, cpus=step.cpus)
+            batch.append((tenant, step, job))
+        try:
+            finished = _wait_all(clients, batch, timeout)
+        except TestbedError as exc:
+            print(f"testbed: error: {exc}", file=sys.stderr)
+            return 1
+        for (tenant, step, _), job in zip(batch, finished):
+            logs = clients[tenant.id].logs(job["id"])
             results.append({
                 "tenant": tenant.id, "company": tenant.name, "template": step.template, "job_id": job["id"],
                 "status": job["status"], "mlflow_run": _run_link(status.mlflow_url, job),
-                "verdict": _last_line(logs, "verdict:") or _last_line(logs, "result:"),
+                "verdict": _last_line(logs, ("PASS ", "FAIL ", "result:")),
                 "seconds": _seconds(job),
             })
     usage = _usage(status.control_plane_url, local.token("operator"), [t.id for t in tenants])
@@ -133,7 +138,35 @@ def run_demo(region: str = "gyeongnam", timeout: float = 900.0, json_output: boo
                           "ray_dashboard_url": status.ray_dashboard_url}, indent=2))
     else:
         _print_summary(region, results, usage, status, wall, local)
-    return 0 if all(r["status"] == "SUCCEEDED" for r in results) else 1
+    return 0 if all(_story_ok(r) for r in results) else 1
+
+
+def _story_ok(result: dict[str, Any]) -> bool:
+    """Training must succeed; a validation that refuses promotion (FAIL verdict) is an outcome."""
+    if result["template"] == "validate":
+        return bool(result["verdict"]) and result["verdict"].startswith(("PASS ", "FAIL "))
+    return result["status"] == "SUCCEEDED"
+
+
+def _wait_all(clients: dict[str, TestbedClient], batch: list, timeout: float) -> list[dict[str, Any]]:
+    """Wait for every job of a batch, printing each one's progress; jobs in batch order."""
+    deadline = time.monotonic() + timeout
+    reporters = {job["id"]: JobProgress(f"{tenant.id} {step.template} {job['id']}") for tenant, step, job in batch}
+    pending = {job["id"]: tenant.id for tenant, _, job in batch}
+    done: dict[str, dict[str, Any]] = {}
+    while pending:
+        for job_id, tenant_id in list(pending.items()):
+            job = clients[tenant_id].get_job(job_id)
+            reporters[job_id].update(job)
+            if job["status"] in ("SUCCEEDED", "FAILED", "STOPPED"):
+                done[job_id] = job
+                del pending[job_id]
+        if pending and time.monotonic() > deadline:
+            raise TestbedError(f"jobs {', '.join(pending)} still running after {timeout:g}s")
+        time.sleep(0.5)
+    for reporter in reporters.values():
+        reporter.done()
+    return [done[job["id"]] for _, _, job in batch]
 
 
 def _seconds(job: dict[str, Any]) -> float | None:
