@@ -109,7 +109,10 @@ def test_a_running_job_is_metered_while_it_runs(metered) -> None:
     assert second["cpu_seconds"] - first["cpu_seconds"] == pytest.approx(1.0, abs=0.75)
 
 
-def test_exposition_matches_requested_cpus_times_run_time(local_testbed, metered) -> None:
+def test_exposition_matches_requested_cpus_times_run_time(local_testbed, metered, promtool) -> None:
+    scrape = httpx.get(f"{local_testbed.control_plane_url}/metrics", timeout=10).content
+    lint = subprocess.run([promtool, "check", "metrics"], input=scrape, capture_output=True, timeout=60)
+    assert lint.returncode == 0 and not (lint.stdout + lint.stderr).strip(), lint.stdout + lint.stderr
     exposed = exposed_cpu_seconds(local_testbed)
     jobs = metered["jobs"]
     a, b = metered["tenants"]
