@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.utils import floatToGoString
@@ -23,6 +23,15 @@ from testbed.config import StackConfig
 log = logging.getLogger(__name__)
 
 
+class _TenantFacts(NamedTuple):
+    name: str
+    industry: str
+    grant_seconds: float
+    start: float
+    end: float
+    gpu_model: str
+
+
 class TenantUsageCollector(Collector):
     """Per-tenant allocated use, jobs and grants, plus the exporter's own health."""
 
@@ -30,6 +39,8 @@ class TenantUsageCollector(Collector):
         self.ledger = ledger
         self.stack = stack
         self.errors = 0
+        self._facts_of: StackConfig | None = None
+        self._tenant_facts: dict[str, _TenantFacts] = {}
 
     def describe(self) -> list[Metric]:
         return []  # nothing to check at registration; collect() reads the database
@@ -54,10 +65,21 @@ class TenantUsageCollector(Collector):
             value=self.errors,
         )
 
+    def _facts(self, stack: StackConfig) -> dict[str, _TenantFacts]:
+        """Per-tenant constants of the stack (grant, pool), recomputed only when the stack changes."""
+        if self._facts_of is not stack:
+            self._tenant_facts = {
+                t.id: _TenantFacts(t.name, t.industry, t.grant.gpu_seconds, t.grant.start_timestamp,
+                                   t.grant.end_timestamp, stack.pool_for(t).gpu_model)
+                for t in stack.tenants
+            }
+            self._facts_of = stack
+        return self._tenant_facts
+
     def _tenant_families(self, now: float) -> list[Metric]:
         stack = self.stack()
         meters = self.ledger.snapshot(now)
-        configured = {t.id: t for t in stack.tenants}
+        configured = self._facts(stack)
         # Tenants removed from the stack file keep their (historic) usage series.
         tenants = sorted(configured.keys() | meters.keys())
 
@@ -92,7 +114,7 @@ class TenantUsageCollector(Collector):
             memory.add_metric([tenant_id], meter.memory_byte_seconds)
             gpu_seconds = dict(meter.gpu_seconds)
             if not gpu_seconds and tenant is not None:  # a zero series on the tenant's pool, so rules see it
-                gpu_seconds[stack.pool_for(tenant).gpu_model] = 0.0
+                gpu_seconds[tenant.gpu_model] = 0.0
             for model, seconds in sorted(gpu_seconds.items()):
                 gpu.add_metric([tenant_id, model], seconds)
             for status in STATUSES:
@@ -100,10 +122,10 @@ class TenantUsageCollector(Collector):
             if tenant is None:
                 continue
             info.add_metric([tenant_id, tenant.name, region, tenant.industry], 1)
-            grant.add_metric([tenant_id], tenant.grant.gpu_seconds)
-            used.add_metric([tenant_id], meter.gpu_seconds_total / tenant.grant.gpu_seconds)
-            start.add_metric([tenant_id], tenant.grant.start_timestamp)
-            end.add_metric([tenant_id], tenant.grant.end_timestamp)
+            grant.add_metric([tenant_id], tenant.grant_seconds)
+            used.add_metric([tenant_id], meter.gpu_seconds_total / tenant.grant_seconds)
+            start.add_metric([tenant_id], tenant.start)
+            end.add_metric([tenant_id], tenant.end)
         return [info, cpu, gpu, memory, jobs, grant, used, start, end]
 
 
