@@ -125,3 +125,12 @@ def test_snapshot_is_fast_enough_to_call_per_scrape(store: Store, ledger: Ledger
     meters = ledger.snapshot()
     assert time.perf_counter() - began < 0.5
     assert sum(m.jobs["SUCCEEDED"] for m in meters.values()) == 200
+
+
+def test_jobs_ending_in_one_sync_round_are_all_folded(store: Store, ledger: Ledger) -> None:
+    """The control plane's batched sync ends many jobs in one transaction (same tenant and model)."""
+    jobs = [add_job(store, "a", "RUNNING", started=T0, last_seen=T0 + 5, cpus=1, gpus=1, gpu_model="l4") for _ in range(3)]
+    store.update_jobs({job: {"status": "SUCCEEDED", "ended_at": T0 + 10 * (i + 1)} for i, job in enumerate(jobs)})
+    meter = ledger.snapshot(now=T0 + 100)["a"]
+    assert meter.gpu_seconds == {"l4": pytest.approx(10 + 20 + 30)}
+    assert meter.jobs["SUCCEEDED"] == 3 and meter.jobs["RUNNING"] == 0
