@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,18 +15,30 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from workloads.tasks import Dataset, Task
 
 EpochCallback = Callable[[int, dict[str, float]], None]
+TIMING_KEYS = ("loop_seconds", "train_seconds", "loop_samples", "samples_per_second", "epoch_seconds_median")
 
 
 @dataclass
 class LoopStats:
-    """What the loop did: samples seen, wall time from the first batch to the end of the last epoch
-    (evaluation and the per-epoch callback included) and time spent in training batches alone."""
+    """What the loop did: samples seen, wall time from the first batch to the end of the last epoch's
+    evaluation (earlier epochs' callbacks included) and time spent in training batches alone."""
 
     epochs_run: int = 0
     samples: int = 0
     loop_seconds: float = 0.0
     train_seconds: float = 0.0
     metrics: dict[str, float] = field(default_factory=dict)
+    epoch_seconds: list[float] = field(default_factory=list)
+
+    def timing(self) -> dict[str, float]:
+        """Loop timing so far, as metrics (the last epoch's callback is not yet included)."""
+        return {
+            "loop_seconds": self.loop_seconds,
+            "train_seconds": self.train_seconds,
+            "loop_samples": float(self.samples),
+            "samples_per_second": self.samples / self.loop_seconds if self.loop_seconds else 0.0,
+            "epoch_seconds_median": statistics.median(self.epoch_seconds) if self.epoch_seconds else 0.0,
+        }
 
 
 def make_loader(data: Dataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
@@ -75,10 +88,10 @@ def run_epochs(
         stats.samples += seen
         metrics = {"train_loss": total_loss / max(seen, 1)}
         metrics.update({f"val_{k}": v for k, v in task.metrics(predict(model, val.x, device), val.y).items()})
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, metrics)
         stats.epochs_run += 1
-        stats.metrics = metrics
-    if started is not None:
+        stats.epoch_seconds.append(time.perf_counter() - batch_started)
         stats.loop_seconds = time.perf_counter() - started
+        stats.metrics = metrics
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, {**metrics, **stats.timing()})
     return stats
