@@ -181,6 +181,12 @@ def _label_value(value: str) -> str:
     return value
 
 
+def _value(value: float) -> str:
+    """floatToGoString, with its common case (0 <= v < 1e6 prints as repr) inlined."""
+    value = float(value)
+    return repr(value) if 0.0 <= value < 1e6 else floatToGoString(value)
+
+
 def render_text(registry: CollectorRegistry) -> bytes:
     """Prometheus text format (0.0.4) of counter and gauge families, as ``generate_latest`` writes it.
 
@@ -200,9 +206,9 @@ def render_text(registry: CollectorRegistry) -> bytes:
                 ((key, value),) = labels.items()
                 text = f'{key}="{_label_value(value)}"'
             else:
-                text = ",".join(f'{k}="{_label_value(v)}"' for k, v in sorted(labels.items()))
+                text = ",".join([f'{k}="{_label_value(v)}"' for k, v in sorted(labels.items())])
             if text:
-                out.append(f"{sample.name}{{{text}}} {floatToGoString(sample.value)}\n")
+                out.append(f"{sample.name}{{{text}}} {_value(sample.value)}\n")
             else:
-                out.append(f"{sample.name} {floatToGoString(sample.value)}\n")
+                out.append(f"{sample.name} {_value(sample.value)}\n")
     return "".join(out).encode("utf-8")
