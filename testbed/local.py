@@ -310,7 +310,7 @@ class LocalTestbed:
 
     def _health_url(self, state: LocalState, name: str) -> str:
         if name == "ray":
-            return f"{state.ray_dashboard_url}/api/version"
+            return f"{state.ray_dashboard_url}/api/cluster_status"
         if name == "mlflow":
             return f"{state.mlflow_url}/health"
         return f"{state.control_plane_url}/healthz"
@@ -320,8 +320,18 @@ class LocalTestbed:
         return component is not None and pid_alive(component.pid)
 
     def _healthy(self, state: LocalState, name: str) -> bool:
-        headers = self.ray_auth_headers() if name == "ray" else None
-        return _http_ok(self._health_url(state, name), headers=headers)
+        if name == "ray":
+            return self._ray_node_ready(state)
+        return _http_ok(self._health_url(state, name))
+
+    def _ray_node_ready(self, state: LocalState) -> bool:
+        """The dashboard answers and the head node has registered its CPUs (raylet is up)."""
+        try:
+            response = httpx.get(self._health_url(state, "ray"), headers=self.ray_auth_headers(), timeout=2.0)
+            usage = response.json()["data"]["clusterStatus"]["loadMetricsReport"]["usage"]
+            return response.status_code == 200 and "CPU" in usage
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return False
 
     def _component_healthy(self, state: LocalState, name: str) -> bool:
         return self._component_running(state, name) and self._healthy(state, name)

@@ -38,6 +38,7 @@ log = logging.getLogger("testbed.control_plane")
 # bill from the moment the backend accepted it.
 _START_OBSERVATION_SLACK_SECONDS = 2.0
 SYNC_BATCH = 16  # job updates per sync transaction
+START_WATCH_INTERVAL_SECONDS = 0.05  # how often jobs about to start are looked at
 
 
 class ServiceError(Exception):
@@ -142,11 +143,17 @@ class ControlPlane:
         self.store.close()
 
     def _sync_loop(self) -> None:
-        while not self._stopping.wait(self.settings.sync_interval_seconds):
+        """Refresh every active job each interval; jobs about to start are watched more closely."""
+        last_full = 0.0
+        watching_starts = False
+        while not self._stopping.wait(START_WATCH_INTERVAL_SECONDS if watching_starts else self.settings.sync_interval_seconds):
+            full = time.monotonic() - last_full >= self.settings.sync_interval_seconds
             try:
-                self.sync_once()
+                watching_starts = self.sync_once(starting_only=not full)
             except Exception:  # keep syncing; a bad round must not stop the loop
                 log.exception("job sync round failed")
+            if full:
+                last_full = time.monotonic()
 
     # -- admission ------------------------------------------------------------------------
     def submit(self, principal: Principal, spec: JobSpec) -> JobRow:
@@ -292,18 +299,27 @@ class ControlPlane:
             return self.store.update_job(row.id, dispatched=True, backend_ref=ref, message="", last_seen_at=time.time())
 
     # -- sync -----------------------------------------------------------------------------
-    def sync_once(self) -> None:
-        """One round: refresh dispatched jobs (one transaction), then dispatch queued ones."""
+    def sync_once(self, starting_only: bool = False) -> bool:
+        """One round: refresh dispatched jobs, then dispatch queued ones.
+
+        With ``starting_only``, only dispatched jobs not yet running are refreshed. Returns whether
+        any dispatched job is still waiting to start (the loop then watches it closely, since a
+        job is billed from the moment it starts running).
+        """
         active = self.store.active_jobs()
         now = time.time()
-        changes = [(row.id, self._observe(row, now)) for row in active if row.dispatched]
+        watched = [row for row in active if row.dispatched and (not starting_only or row.status == JobStatus.PENDING.value)]
+        changes = [(row.id, self._observe(row, now)) for row in watched]
         changes = [(job_id, c) for job_id, c in changes if c]
         # Short transactions, so admissions waiting for the write lock never wait long.
         for i in range(0, len(changes), SYNC_BATCH):
             self.store.update_jobs(dict(changes[i:i + SYNC_BATCH]))
-        for row in active:
-            if not row.dispatched:
-                self._dispatch(row)
+        starting = {job_id for job_id, c in changes if c.get("status", JobStatus.PENDING.value) == JobStatus.PENDING.value}
+        if not starting_only:
+            for row in active:
+                if not row.dispatched:
+                    self._dispatch(row)
+        return bool(starting)
 
     def _refresh(self, row: JobRow) -> JobRow:
         """Bring one job's record up to date with the backend now."""
@@ -331,8 +347,10 @@ class ControlPlane:
         changes: dict = {"last_seen_at": now, "message": info.message if info.status.terminal else row.message}
         watched = row.last_seen_at is not None and now - row.last_seen_at <= _START_OBSERVATION_SLACK_SECONDS
         if info.status != JobStatus.PENDING and row.started_at is None:
-            # Bill from the moment we saw it running; if we were not watching, from acceptance.
-            changes["started_at"] = now if (watched and info.status == JobStatus.RUNNING) else (info.start_time or now)
+            # Bill from when it started running: between our last look (still pending) and now. If
+            # we were not watching, bill from when the backend accepted it.
+            seen_start = (row.last_seen_at + now) / 2 if row.last_seen_at is not None else now
+            changes["started_at"] = seen_start if (watched and info.status == JobStatus.RUNNING) else (info.start_time or now)
         if info.status.terminal:
             changes["ended_at"] = info.end_time or now
             changes["started_at"] = min(changes.get("started_at", row.started_at) or changes["ended_at"], changes["ended_at"])
