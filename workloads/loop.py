@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from workloads.tasks import Dataset, Task
 
@@ -41,9 +41,34 @@ class LoopStats:
         }
 
 
-def make_loader(data: Dataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
-    tensors = TensorDataset(torch.from_numpy(data.x), torch.from_numpy(data.y))
-    return DataLoader(tensors, batch_size=batch_size, shuffle=shuffle, generator=torch.Generator().manual_seed(seed))
+class TensorBatches:
+    """Shuffled mini-batches of an in-memory dataset, this rank's share only.
+
+    Like ``DataLoader`` + ``DistributedSampler`` (every rank gets the same number of samples, a
+    new order each epoch via ``set_epoch``) but indexes whole batches at once instead of per-sample
+    Python calls, so the loop stays compute-bound.
+    """
+
+    def __init__(self, data: Dataset, batch_size: int, seed: int, rank: int = 0, world_size: int = 1, shuffle: bool = True) -> None:
+        self.x, self.y = torch.tensor(data.x), torch.tensor(data.y)
+        self.batch_size, self.seed, self.shuffle = batch_size, seed, shuffle
+        self.rank, self.world_size = rank, world_size
+        self.per_rank = len(data) // world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(self.per_rank / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.y)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + self.epoch)) if self.shuffle else torch.arange(n)
+        mine = order[self.rank : self.per_rank * self.world_size : self.world_size]
+        for start in range(0, len(mine), self.batch_size):
+            index = mine[start : start + self.batch_size]
+            yield self.x[index], self.y[index]
 
 
 @torch.no_grad()
@@ -58,7 +83,7 @@ def run_epochs(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     task: Task,
-    train_loader: DataLoader,
+    train_loader: TensorBatches,
     val: Dataset,
     *,
     start_epoch: int,
@@ -70,8 +95,7 @@ def run_epochs(
     stats = LoopStats()
     started: float | None = None
     for epoch in range(start_epoch, epochs):
-        if isinstance(getattr(train_loader, "sampler", None), DistributedSampler):
-            train_loader.sampler.set_epoch(epoch)
+        train_loader.set_epoch(epoch)
         model.train()
         total_loss, seen = 0.0, 0
         batch_started = time.perf_counter()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from workloads.loop import LoopStats, make_loader, run_epochs
+from workloads.loop import LoopStats, TensorBatches, run_epochs
 from workloads.train import Prepared
 
 
@@ -15,7 +15,7 @@ def fit_plain(prep: Prepared, threads: int, device: str = "cpu") -> tuple[torch.
     torch.manual_seed(int(params["seed"]))
     model = prep.task.build_model(params, prep.train).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=float(params["lr"]))
-    loader = make_loader(prep.train, int(params["batch_size"]), True, int(params["seed"]))
+    loader = TensorBatches(prep.train, int(params["batch_size"]), int(params["seed"]))
     stats = run_epochs(
         model, optimizer, prep.task, loader, prep.val,
         start_epoch=0, epochs=int(params["epochs"]), device=torch.device(device),

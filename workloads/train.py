@@ -77,8 +77,15 @@ def scaling(params: dict[str, Any], env: JobEnv) -> tuple[ray.train.ScalingConfi
     return config, max(1, math.floor(cpus_per_worker))
 
 
+# Ray Train v2 keeps one unconsumed report per worker and the controller collects it every health
+# check (2 s by default), so epochs shorter than that would wait in ``report``. Polling faster keeps
+# short epochs unthrottled; the driver propagates this to the controller and workers.
+REPORT_POLL_ENV, REPORT_POLL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25"
+
+
 def fit(prep: Prepared, env: JobEnv, run_name: str, run_id: str | None = None) -> ray.train.Result:
     """Train on Ray Train; raises ray.train.TrainingFailedError when retries are exhausted."""
+    os.environ.setdefault(REPORT_POLL_ENV, REPORT_POLL_S)
     scaling_config, threads = scaling(prep.params, env)
     storage = Path(env.storage_path).expanduser()
     worker = WorkerConfig(

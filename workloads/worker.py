@@ -1,4 +1,5 @@
-"""The Ray Train worker: data from the object store, DDP model, checkpoints, rank-0 MLflow logging."""
+"""The Ray Train worker: data from the object store (each rank trains on its shard), DDP model,
+checkpoints, rank-0 MLflow logging."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import ray.train.torch
 import torch
 from pydantic import BaseModel
 
-from workloads.loop import TIMING_KEYS, make_loader, run_epochs
+from workloads.loop import TIMING_KEYS, TensorBatches, run_epochs
 from workloads.tasks import Dataset, get_task
 
 STATE_FILE = "state.pt"
@@ -52,7 +53,8 @@ def train_worker(config: dict[str, Any]) -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=float(params["lr"]))
     if state:
         optimizer.load_state_dict(state["optimizer"])
-    loader = ray.train.torch.prepare_data_loader(make_loader(train, int(params["batch_size"]), True, int(params["seed"])))
+    context = ray.train.get_context()
+    loader = TensorBatches(train, int(params["batch_size"]), int(params["seed"]), rank, context.get_world_size())
     fail_at = int(params.get("fail_at_epoch", 0))
 
     with _rank0_run(cfg, rank) as mlflow:

@@ -13,11 +13,17 @@ runs before and after Ray Train and its mean is used, to cancel drift on a share
   apart because Ray's fixed start-up cost does not shrink with the work.
 - ``ray_train_median_epoch_ratio``: the same comparison on the median epoch, a cross-check that a
   burst of load from other processes on a shared machine does not decide the result.
+
+Threads default to the cores minus one: Ray's own processes (GCS, raylet, the Train controller
+polling its workers) need some CPU, and when training takes every core of a small machine they
+stall its intra-op thread barriers. On the shared 2-core development machine: ratio 0.99-1.08 with
+1 thread, 0.96-1.20 with 2 (``--threads 2``); other users' load moves single runs by +-15%.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -36,7 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--template", default="defect-inspection")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--samples", type=int, default=4000, help="synthetic samples (train + validation)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads on both sides (= CPUs of the one worker)")
+    parser.add_argument(
+        "--threads", type=int, default=max(1, min(4, (os.cpu_count() or 2) - 1)),
+        help="torch threads on both sides (= CPUs of the one worker); default leaves one core to Ray's own processes",
+    )
     args = parser.parse_args(argv)
 
     params = get_template(args.template).resolve({"epochs": args.epochs, "samples": args.samples, "max_failures": 0, "workers": 1})
