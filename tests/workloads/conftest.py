@@ -62,6 +62,7 @@ class Workloads:
         return {
             **{k: v for k, v in os.environ.items() if not k.startswith(("TESTBED_", "MLFLOW_"))},
             "RAY_ADDRESS": self.ray_address,
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # keep 127.0.0.1 as is (tests/conftest.py sets it here too)
             jobs.ENV_MLFLOW_TRACKING_URI: self.mlflow_url,
             jobs.ENV_TENANT: tenant,
             jobs.ENV_JOB_ID: job_id,
