@@ -241,45 +241,40 @@ def _print_job_result(job: dict[str, Any]) -> None:
     print(line)
 
 
+def _emit(args: argparse.Namespace, value: Any, render: Callable[[Any], None]) -> int:
+    """Print ``value`` as JSON with ``--json``, else as ``render`` writes it."""
+    if args.json:
+        _print_json(value)
+    else:
+        render(value)
+    return 0
+
+
+def _show_job(job: dict[str, Any]) -> None:
+    for key, value in job.items():
+        print(f"{key:<13} {value if value not in (None, '') else '-'}")
+
+
 def cmd_jobs_list(args: argparse.Namespace) -> int:
     with TestbedClient.from_args(args) as client:
         jobs = client.list_jobs(status=args.status, limit=args.limit)
-    if args.json:
-        _print_json({"jobs": jobs})
-    else:
-        print(_table(jobs, JOB_COLUMNS))
-    return 0
+    return _emit(args, {"jobs": jobs}, lambda body: print(_table(body["jobs"], JOB_COLUMNS)))
 
 
 def cmd_jobs_show(args: argparse.Namespace) -> int:
     with TestbedClient.from_args(args) as client:
-        job = client.get_job(args.job_id)
-    if args.json:
-        _print_json(job)
-    else:
-        for key, value in job.items():
-            print(f"{key:<13} {value if value not in (None, '') else '-'}")
-    return 0
+        return _emit(args, client.get_job(args.job_id), _show_job)
 
 
 def cmd_jobs_logs(args: argparse.Namespace) -> int:
     with TestbedClient.from_args(args) as client:
         body = client.request_json("GET", f"/v1/jobs/{args.job_id}/logs")
-    if args.json:
-        _print_json(body)
-    else:
-        sys.stdout.write(body["logs"])
-    return 0
+    return _emit(args, body, lambda b: sys.stdout.write(b["logs"]))
 
 
 def cmd_jobs_stop(args: argparse.Namespace) -> int:
     with TestbedClient.from_args(args) as client:
-        job = client.stop(args.job_id)
-    if args.json:
-        _print_json(job)
-    else:
-        print(f"{job['id']} {job['status']}")
-    return 0
+        return _emit(args, client.stop(args.job_id), lambda job: print(f"{job['id']} {job['status']}"))
 
 
 def cmd_jobs_wait(args: argparse.Namespace) -> int:
