@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Annotated
 
@@ -20,6 +22,7 @@ from testbed.jobs import Job, JobList, JobLogs, JobSpec, JobStatus
 from testbed.templates import Template, list_templates
 
 Caller = Annotated[Principal, Depends(principal_from_request)]
+DISPATCH_THREADS = 4
 
 
 class Health(BaseModel):
@@ -70,11 +73,16 @@ def create_app(
     """Build the API around one region's control plane; ``sync`` starts the background sync."""
     plane = ControlPlane(settings, backend=backend, store=store)
 
+    # A few threads hand jobs to the backend: enough to overlap its network calls, few enough
+    # that admissions on the event loop do not queue behind dozens of threads for the GIL.
+    dispatchers = ThreadPoolExecutor(max_workers=DISPATCH_THREADS, thread_name_prefix="dispatch")
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         if sync:
             plane.start()
         yield
+        dispatchers.shutdown(wait=True)
         plane.shutdown()
 
     app = FastAPI(
@@ -111,7 +119,8 @@ def create_app(
             row = plane.admit(caller, spec)
         else:
             row = await run_in_threadpool(plane.admit, caller, spec)
-        return job_view(await run_in_threadpool(plane.dispatch, row))
+        loop = asyncio.get_running_loop()
+        return job_view(await loop.run_in_executor(dispatchers, plane.dispatch, row))
 
     @app.get("/v1/jobs", response_model=JobList)
     def list_jobs(
