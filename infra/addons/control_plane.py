@@ -102,7 +102,8 @@ class ControlPlane(pulumi.ComponentResource):
         self.service_monitor = custom_resource(
             f"{name}-monitor", self, MONITORING_API, "ServiceMonitor", meta(CONTROL_PLANE, ns, labels(CONTROL_PLANE)),
             {"selector": {"matchLabels": {"app.kubernetes.io/name": CONTROL_PLANE}},
-             "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s",
+             # honorLabels: testbed_tenant_info carries its own region label; keep it, not exported_region.
+             "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s", "honorLabels": True,
                             "relabelings": [{"targetLabel": "region", "replacement": stack.region.id,
                                              "action": "replace"}]}]},
             crds_from=[monitoring])
