@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -228,20 +229,15 @@ class StackConfig(_Model):
 
     @field_validator("tenants")
     @classmethod
-    def _unique_tenants(cls, tenants: list[Tenant]) -> list[Tenant]:
+    def _tenants(cls, tenants: list[Tenant], info: ValidationInfo) -> list[Tenant]:
         _reject_duplicates("tenant id", [t.id for t in tenants])
-        return tenants
-
-    @model_validator(mode="after")
-    def _tenant_pools_exist(self) -> "StackConfig":
-        pools = {p.name for p in self.node_pools}
-        for tenant in self.tenants:
-            if tenant.gpu_pool is not None and tenant.gpu_pool not in pools:
+        pools = {p.name for p in info.data.get("node_pools") or []}
+        for index, tenant in enumerate(tenants):
+            if pools and tenant.gpu_pool is not None and tenant.gpu_pool not in pools:
                 raise ValueError(
-                    f"tenant {tenant.id!r} names gpu_pool {tenant.gpu_pool!r}, "
-                    f"which is not one of the node pools {sorted(pools)}"
+                    f"[{index}].gpu_pool {tenant.gpu_pool!r} (tenant {tenant.id!r}) is not one of the node pools {sorted(pools)}"
                 )
-        return self
+        return tenants
 
     def tenant(self, tenant_id: str) -> Tenant:
         for tenant in self.tenants:
