@@ -16,10 +16,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Debian's prometheus package brings prometheus and promtool for the metering tests.
+# Debian packages the tests use: prometheus (prometheus, promtool) for metering, postgresql for
+# the control plane's PostgreSQL store test.
 system-deps:
-	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
-	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus )
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus postgresql )
 
 demo: install
 	$(VENV)/bin/testbed demo

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     func,
     Boolean,
     Float,
@@ -63,7 +64,7 @@ class JobRow(Base):
     cpus: Mapped[float] = mapped_column(Float)
     gpus: Mapped[int] = mapped_column(Integer)
     gpu_model: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    memory_bytes: Mapped[int] = mapped_column(Integer)
+    memory_bytes: Mapped[int] = mapped_column(BigInteger)
     submitted_at: Mapped[float] = mapped_column(Float)
     started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)

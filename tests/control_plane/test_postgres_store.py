@@ -1,0 +1,91 @@
+"""The control plane on a real PostgreSQL (the cluster's database), not only SQLite."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from testbed.local import HOST, free_port
+
+PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
+
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    """initdb and postgres refuse to run as root: run them as the 'postgres' user."""
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    if PG_BIN is None or not (PG_BIN / "initdb").exists():
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL server binaries missing: apt-get install -y postgresql (make system-deps)")
+        pytest.skip("PostgreSQL server not installed (apt-get install -y postgresql)")
+    root = Path(tempfile.mkdtemp(prefix="tb-pg-"))
+    data, sockets = root / "data", root / "sock"
+    sockets.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        shutil.chown(sockets, "postgres")
+    port = free_port()
+    subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "testbed", "--auth=trust", "-E", "UTF8"]),
+                   check=True, capture_output=True, timeout=120)
+    server = subprocess.Popen(
+        _as_postgres([str(PG_BIN / "postgres"), "-D", str(data), "-h", HOST, "-p", str(port), "-k", str(sockets)]),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    url = f"postgresql+psycopg2://testbed@{HOST}:{port}/postgres"
+    try:
+        import sqlalchemy
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                sqlalchemy.create_engine(url).connect().close()
+                break
+            except sqlalchemy.exc.OperationalError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_control_plane_on_postgresql(postgres_url, tmp_path):
+    from operators.control_plane.app import create_app
+    from operators.control_plane.server import serve_in_thread
+    from operators.control_plane.settings import ControlPlaneSettings
+    from testbed.client import TestbedClient, TestbedError
+    from testbed.config import stack_file_for
+
+    settings = ControlPlaneSettings(
+        stack_file=stack_file_for("gyeongnam"), database_url=postgres_url, backend="noop",
+        mlflow_tracking_uri="http://127.0.0.1:1", storage_path=str(tmp_path), credentials_dir=tmp_path / "credentials",
+    )
+    app = create_app(settings)
+    assert not app.state.plane.store.inline_writes
+    with serve_in_thread(app) as url:
+        token = lambda s: (tmp_path / "credentials" / f"{s}.token").read_text().strip()  # noqa: E731
+        alice, bob = TestbedClient(url, token("changwon-precision")), TestbedClient(url, token("gimhae-robotics"))
+        job = alice.wait(alice.submit(entrypoint="true", cpus=2)["id"], timeout=30)
+        assert job["status"] == "SUCCEEDED" and job["started_at"]
+        with pytest.raises(TestbedError) as err:
+            bob.get_job(job["id"])
+        assert err.value.status_code == 404
+        usage = TestbedClient(url, token("operator")).get_json("/v1/usage")
+        alice_usage = next(u for u in usage["tenants"] if u["tenant"] == "changwon-precision")
+        assert alice_usage["jobs"]["SUCCEEDED"] == 1
+    # the records outlive the process: a second control plane on the same database sees them
+    again = create_app(settings, sync=False)
+    assert again.state.plane.store.get_job(job["id"]).status == "SUCCEEDED"
+    again.state.plane.store.close()
