@@ -44,6 +44,22 @@ class LocalTestbedError(RuntimeError):
     """A local testbed step failed; the message says which and where its log is."""
 
 
+class ComponentExited(LocalTestbedError):
+    """A component's process ended before it became healthy."""
+
+
+def _last_error_line(log_path: str) -> str:
+    """The last line of a log that looks like an error, to name the cause in one line."""
+    try:
+        lines = Path(log_path).read_text(errors="replace").splitlines()[-200:]
+    except OSError:
+        return "no log"
+    for line in reversed(lines):
+        if any(word in line for word in ("Error", "Exception", "error:", "FATAL", "failed")):
+            return line.strip()[:300]
+    return lines[-1].strip()[:300] if lines else "empty log"
+
+
 class ComponentState(BaseModel):
     pid: int | None = None
     ports: dict[str, int] = Field(default_factory=dict)
@@ -224,16 +240,28 @@ class LocalTestbed:
             if self._component_healthy(state, name):
                 self.progress(f"{name}: already running")
                 continue
-            self._stop_component(state, name)
-            self.progress(f"{name}: starting")
-            starter(state)
-            self._save_state(state)
-            self._wait_healthy(state, name, deadline=started + timeout)
+            self._start_component(state, name, starter, deadline=started + timeout)
             self.progress(f"{name}: healthy after {time.monotonic() - started:.1f}s")
         if state.started_at is None:
             state.started_at = time.time()
         self._save_state(state)
         return self.status()
+
+    def _start_component(self, state: LocalState, name: str, starter: Callable[[LocalState], None], deadline: float) -> None:
+        """Start one component and wait for health; one retry on fresh ports if it dies starting."""
+        for attempt in (1, 2):
+            self._stop_component(state, name)
+            self.progress(f"{name}: starting" + (" again on fresh ports" if attempt == 2 else ""))
+            starter(state)
+            self._save_state(state)
+            try:
+                self._wait_healthy(state, name, deadline=deadline)
+                return
+            except ComponentExited:
+                if attempt == 2:
+                    raise
+                self._stop_component(state, name)
+                state.components[name].ports = {}  # a stale or taken port is the usual cause
 
     def _reuse_or_new_port(self, state: LocalState, component: str, name: str) -> int:
         port = state.components.get(component, ComponentState()).ports.get(name)
@@ -342,7 +370,8 @@ class LocalTestbed:
     def _wait_healthy(self, state: LocalState, name: str, deadline: float) -> None:
         while time.monotonic() < deadline:
             if not self._component_running(state, name):
-                raise LocalTestbedError(f"{name} exited while starting; see {state.components[name].log}")
+                log = state.components[name].log
+                raise ComponentExited(f"{name} exited while starting: {_last_error_line(log)} (log: {log})")
             if self._healthy(state, name):
                 return
             time.sleep(0.25)
