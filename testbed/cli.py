@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 from pydantic import BaseModel
 
-from testbed import progress
+from testbed import progress, usage
 from testbed.client import TestbedClient, TestbedError
 from testbed.config import REGIONS, ConfigError, load_stack_file, parse_memory
 from testbed.templates import TemplateError, list_templates
@@ -367,17 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--region", default="gyeongnam", choices=REGIONS)
     p.add_argument("--timeout", type=float, default=900.0)
 
-    _register_plugins(sub)
+    usage.register_cli(sub)  # `testbed usage`
     return parser
-
-
-def _register_plugins(sub: Any) -> None:
-    """Commands that live beside the core (``testbed usage``)."""
-    try:
-        from testbed import usage
-    except ImportError:  # metering not installed in this build
-        return
-    usage.register_cli(sub)
 
 
 def _split_command(argv: list[str]) -> tuple[list[str], list[str]]:

@@ -18,6 +18,7 @@ from operators.control_plane.backends.base import Backend
 from operators.control_plane.service import ControlPlane, ServiceError, job_view
 from operators.control_plane.settings import ControlPlaneSettings
 from operators.control_plane.store import Store
+from operators.metering import install as install_metering
 from testbed.jobs import Job, JobList, JobLogs, JobSpec, JobStatus
 from testbed.templates import Template, list_templates
 
@@ -161,14 +162,5 @@ def create_app(
     def rotate_token(subject: str, caller: Caller) -> IssuedToken:
         return IssuedToken(subject=subject, token=plane.rotate_token(caller, subject))
 
-    _install_metering(app, plane)
+    install_metering(app, plane)  # /metrics and /v1/usage
     return app
-
-
-def _install_metering(app: FastAPI, plane: ControlPlane) -> None:
-    """Per-tenant metering (/metrics, /v1/usage) lives in operators.metering."""
-    import operators.metering as metering
-
-    install = getattr(metering, "install", None)
-    if install is not None:
-        install(app, plane)

@@ -26,6 +26,7 @@ from operators.control_plane.backends.base import (
 )
 from operators.control_plane.settings import ControlPlaneSettings
 from operators.control_plane.store import JobRow, Store
+from operators.metering.ledger import Ledger
 from testbed import jobs as J
 from testbed.secrets import write_secret
 from testbed.config import StackConfig, Tenant, format_memory, load_stack_file
@@ -94,6 +95,9 @@ class ControlPlane:
         self.store = store or Store(settings.database_url)
         self.backend = backend or make_backend(settings)
         self.tokens = TokenCache(self.store)
+        # The same ledger meters usage for /metrics and /v1/usage and for the grant check here.
+        self.ledger = Ledger(self.store)
+        self.ledger.install()
         self._tenant_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
         self._stopping = threading.Event()
         self._sync_thread: threading.Thread | None = None
@@ -233,7 +237,8 @@ class ControlPlane:
         grant = tenant.grant
         if not grant.start_timestamp <= now < grant.end_timestamp:
             raise ServiceError(403, "grant_inactive", f"tenant {tenant.id!r}'s grant runs {grant.start} to {grant.end}: GPU jobs are refused outside it")
-        used = sum(r.gpus * _metered_seconds(r, now) for r in self.store.list_jobs(tenant=tenant.id) if r.gpus)
+        meter = self.ledger.snapshot(now=now, tenants=[tenant.id]).get(tenant.id)
+        used = meter.gpu_seconds_total if meter is not None else 0.0
         if used >= grant.gpu_seconds:
             raise ServiceError(403, "grant_exhausted", f"tenant {tenant.id!r} has used {used / 3600:.1f} of {grant.gpu_hours:g} granted GPU-hours")
 
@@ -306,9 +311,10 @@ class ControlPlane:
         any dispatched job is still waiting to start (the loop then watches it closely, since a
         job is billed from the moment it starts running).
         """
-        active = self.store.active_jobs()
+        # Every 50 ms while jobs are starting: read only the pending ones, not every active job.
+        active = self.store.list_jobs(status=JobStatus.PENDING) if starting_only else self.store.active_jobs()
         now = time.time()
-        watched = [row for row in active if row.dispatched and (not starting_only or row.status == JobStatus.PENDING.value)]
+        watched = [row for row in active if row.dispatched]
         changes = [(row.id, self._observe(row, now)) for row in watched]
         changes = [(job_id, c) for job_id, c in changes if c]
         # Short transactions, so admissions waiting for the write lock never wait long.
@@ -408,12 +414,6 @@ class ControlPlane:
         except BackendError as exc:
             raise ServiceError(503, "backend_unavailable", str(exc)) from None
         return self._refresh(self.store.get_job(job_id) or row)
-
-
-def _metered_seconds(row: JobRow, now: float) -> float:
-    if row.started_at is None:
-        return 0.0
-    return max(0.0, (row.ended_at or now) - row.started_at)
 
 
 def make_backend(settings: ControlPlaneSettings) -> Backend:

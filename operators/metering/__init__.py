@@ -1,7 +1,7 @@
 """Per-tenant metering: ledger, Prometheus exposition, rules, dashboard, usage reports.
 
-``install(app, plane)`` is called by the control plane's ``create_app``; ``plane`` has ``.store``
-(a :class:`~operators.control_plane.store.Store`) and ``.stack`` (the region's StackConfig).
+``install(app, plane)`` is called by the control plane's ``create_app``; ``plane`` has ``.ledger``
+(its :class:`Ledger`, hooked into the job store) and ``.stack`` (the region's StackConfig).
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ __all__ = ["install", "build_report", "Ledger", "make_registry"]
 
 
 def install(app: Any, plane: Any, observe_node: bool = True) -> Ledger:
-    """Hook the ledger into ``plane.store`` and add ``/metrics`` and ``/v1/usage`` to ``app``."""
-    ledger = Ledger(plane.store)
-    ledger.install()
+    """Add ``/metrics`` and ``/v1/usage`` to ``app``, both reading the plane's ledger."""
+    ledger: Ledger = plane.ledger
     stack = lambda: plane.stack  # noqa: E731 - read on every request: the plane may reload its stack
     registry = make_registry(ledger, stack, observe_node=observe_node)
     app.include_router(make_router(ledger, stack, registry))

@@ -150,3 +150,53 @@ def test_queued_job_stops_without_running(noop_plane):
     assert second["status"] == "PENDING" and "queued" in second["message"]
     stopped = client.stop(second["id"])
     assert stopped["status"] == "STOPPED" and stopped["started_at"] is None
+
+
+def _plane_with_grant(tmp_path, **grant):
+    """A no-op control plane whose stack gives every tenant the grant fields given."""
+    import yaml
+
+    from operators.control_plane.server import serve_in_thread
+    from testbed.config import stack_file_for
+    from tests.conftest import make_noop_app
+
+    document = yaml.safe_load(stack_file_for("gyeongnam").read_text())
+    for tenant in document["config"]["testbed:tenants"]:
+        tenant["grant"].update(grant)
+    stack_file = tmp_path / "Pulumi.gyeongnam.yaml"
+    stack_file.write_text(yaml.safe_dump(document))
+    app = make_noop_app(tmp_path, stack_file=stack_file)
+    return app, serve_in_thread(app)
+
+
+def test_gpu_jobs_are_refused_once_the_grant_is_used_up(tmp_path):
+    from operators.control_plane.store import JobRow
+
+    app, server = _plane_with_grant(tmp_path, gpu_hours=1)
+    plane = app.state.plane
+    with server as url:
+        client = TestbedClient(url, (tmp_path / "credentials" / f"{ALICE}.token").read_text().strip())
+        first = client.submit({"entrypoint": "true", "gpus": 1})
+        # a finished GPU job that held 2 GPUs for 30 minutes: the whole 1 GPU-hour grant
+        plane.store.add_job(JobRow(
+            id="job-used-grant", tenant=ALICE, region="gyeongnam", name="x", experiment=f"{ALICE}/x",
+            status="RUNNING", entrypoint="true", spec={}, cpus=1, gpus=2, gpu_model="l4", memory_bytes=2**30,
+            submitted_at=0, started_at=1000.0, dispatched=True))
+        plane.store.update_job("job-used-grant", status="SUCCEEDED", ended_at=1000.0 + 1800)
+        with pytest.raises(TestbedError) as err:
+            client.submit({"entrypoint": "true", "gpus": 1})
+        assert err.value.status_code == 403
+        assert "has used 1.0 of 1 granted GPU-hours" in str(err.value)
+        assert client.submit({"entrypoint": "true"})["status"]  # CPU jobs do not draw on the grant
+        assert {j["id"] for j in client.list_jobs()} >= {first["id"]}
+        assert len(client.list_jobs()) == 3  # the refused job left no record
+
+
+def test_gpu_jobs_are_refused_outside_the_grant_period(tmp_path):
+    app, server = _plane_with_grant(tmp_path, start="2020-01-01", end="2020-12-31")
+    with server as url:
+        client = TestbedClient(url, (tmp_path / "credentials" / f"{ALICE}.token").read_text().strip())
+        with pytest.raises(TestbedError) as err:
+            client.submit({"entrypoint": "true", "gpus": 1})
+        assert err.value.status_code == 403 and "runs 2020-01-01 to 2020-12-31" in str(err.value)
+        assert client.submit({"entrypoint": "true"})["tenant"] == ALICE
