@@ -1,37 +1,13 @@
-"""Small helpers for Kubernetes objects: metadata, taints and quantities."""
+"""Small helpers for Pulumi's Kubernetes objects: metadata, child options, quantities."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from testbed.config import format_memory
-
-
-@dataclass(frozen=True)
-class Taint:
-    """A node taint in kubectl syntax ``key=value:Effect``."""
-
-    key: str
-    value: str
-    effect: str
-
-    @classmethod
-    def parse(cls, text: str) -> "Taint":
-        key_value, _, effect = text.partition(":")
-        key, _, value = key_value.partition("=")
-        return cls(key, value, effect)
-
-    def toleration(self) -> dict[str, str]:
-        return {"key": self.key, "operator": "Equal", "value": self.value, "effect": self.effect}
-
-    def eks(self) -> dict[str, str]:
-        """The EKS API spelling (NoSchedule -> NO_SCHEDULE)."""
-        effects = {"NoSchedule": "NO_SCHEDULE", "NoExecute": "NO_EXECUTE", "PreferNoSchedule": "PREFER_NO_SCHEDULE"}
-        return {"key": self.key, "value": self.value, "effect": effects[self.effect]}
 
 
 def meta(name: str, namespace: str | None = None, labels: dict[str, str] | None = None,

@@ -1,17 +1,12 @@
-"""Names and labels shared by the program, the policy pack and the control plane's ConfigMap."""
+"""Names of the platform's namespaces and components (labels both sides use live in :mod:`testbed.kube`)."""
 
 from __future__ import annotations
 
-from testbed.config import NodePool, StackConfig, Tenant
+from testbed.config import NodePool, StackConfig
+from testbed.kube import GPU_MODEL_LABEL, POOL_LABEL
 
-TENANT_LABEL = "testbed.io/tenant"
-REGION_LABEL = "testbed.io/region"
-POOL_LABEL = "testbed.io/pool"
-GPU_MODEL_LABEL = "testbed.io/gpu-model"
 COMPONENT_LABEL = "app.kubernetes.io/name"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "regional-ai-testbed"}
-GPU_RESOURCE = "nvidia.com/gpu"
-DEFAULT_GPU_TAINT = "nvidia.com/gpu=present:NoSchedule"
 
 # Namespaces of the platform.
 PLATFORM_NS = "testbed-system"
@@ -29,19 +24,6 @@ POSTGRES = "postgres"
 OBJECT_STORE = "minio"
 # Components that must never get a public LoadBalancer.
 PRIVATE_COMPONENTS = (CONTROL_PLANE, MLFLOW, POSTGRES, OBJECT_STORE)
-
-
-def tenant_namespace(tenant: Tenant) -> str:
-    return f"tenant-{tenant.id}"
-
-
-def local_queue(tenant: Tenant) -> str:
-    """The LocalQueue in the tenant's namespace; RayJobs carry it as ``kueue.x-k8s.io/queue-name``."""
-    return tenant.id
-
-
-def cluster_queue(stack: StackConfig, tenant: Tenant) -> str:
-    return f"{stack.region.id}-{tenant.id}"
 
 
 def flavor(pool: NodePool) -> str:

@@ -13,20 +13,17 @@ from infra.k8s import child, custom_resource, memory, meta
 from infra.naming import (
     CONTROL_PLANE,
     CONTROL_PLANE_PORT,
-    GPU_RESOURCE,
     KUBERAY_NS,
     MANAGED_BY,
     MLFLOW,
     MLFLOW_PORT,
     MONITORING_NS,
     PLATFORM_NS,
-    TENANT_LABEL,
-    cluster_queue,
     flavor,
-    local_queue,
-    tenant_namespace,
 )
-from infra.versions import KUEUE_API
+from testbed.placement import cluster_queue, local_queue, tenant_namespace
+from testbed.kube import GPU_RESOURCE, TENANT_LABEL
+from testbed.versions import KUEUE_API
 from testbed.config import NodePool, StackConfig, Tenant
 
 PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"]

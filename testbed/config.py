@@ -24,6 +24,9 @@ from pydantic import (
     model_validator,
 )
 
+from testbed.kube import DEFAULT_GPU_TAINT, Taint
+from testbed.versions import IMAGES
+
 CONFIG_NAMESPACE = "testbed"
 REGIONS = ("gyeongnam", "daegu", "ulsan", "jeonnam", "jeju")
 SLUG = r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$"
@@ -34,7 +37,6 @@ _MEMORY_UNITS = {
     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
 }
 _MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kMGT]i?|)\s*$")
-_TAINT_RE = re.compile(r"^[A-Za-z0-9./_-]+=[A-Za-z0-9._-]*:(NoSchedule|PreferNoSchedule|NoExecute)$")
 
 
 class ConfigError(ValueError):
@@ -121,15 +123,18 @@ class NodePool(_Model):
     max_size: int = Field(ge=1)
     node_labels: dict[str, str] = Field(default_factory=dict)
     # Taints the pool's nodes carry, kubectl syntax 'key=value:Effect' (eks sets them, existing declares them).
-    taints: list[str] = Field(default_factory=lambda: ["nvidia.com/gpu=present:NoSchedule"])
+    taints: list[str] = Field(default_factory=lambda: [DEFAULT_GPU_TAINT])
 
     @field_validator("taints")
     @classmethod
     def _taint_syntax(cls, taints: list[str]) -> list[str]:
         for taint in taints:
-            if not _TAINT_RE.match(taint):
-                raise ValueError(f"taint {taint!r} is not 'key=value:NoSchedule|PreferNoSchedule|NoExecute'")
+            Taint.parse(taint)
         return taints
+
+    @property
+    def parsed_taints(self) -> list[Taint]:
+        return [Taint.parse(t) for t in self.taints]
 
     @model_validator(mode="after")
     def _sizes(self) -> "NodePool":
@@ -202,7 +207,7 @@ class Tenant(_Model):
 class PlatformConfig(_Model):
     """Options for the add-ons deployed on the cluster."""
 
-    control_plane_image: str = "ghcr.io/regional-ai-testbed/control-plane:0.1.0"
+    control_plane_image: str = IMAGES["control-plane"].ref
     control_plane_replicas: int = Field(default=2, ge=1)
     mlflow_image: str | None = None
     gpu_operator: bool = True

@@ -13,7 +13,6 @@ Each component runs in its own process group with a marker variable in its envir
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
@@ -28,8 +27,9 @@ import httpx
 from pydantic import BaseModel, Field, computed_field
 
 from testbed.client import testbed_home
-from testbed.config import load_region
+from testbed.config import load_region, stack_file_for
 from testbed.secrets import write_secret
+from testbed.settings import ControlPlaneSettings
 
 MARKER_ENV = "TESTBED_INSTANCE"
 HOST = "127.0.0.1"
@@ -314,25 +314,16 @@ class LocalTestbed:
         self._spawn(state, "mlflow", argv, {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
 
     def _start_control_plane(self, state: LocalState) -> None:
-        from testbed.config import stack_file_for
-
         port = self._reuse_or_new_port(state, "control_plane", "http")
         state.components["control_plane"] = ComponentState(ports={"http": port})
-        settings = {
-            "stack_file": str(stack_file_for(state.region)),
-            "database_url": self.database_url,
-            "backend": "ray",
-            "ray_address": state.ray_dashboard_url,
-            "mlflow_tracking_uri": state.mlflow_url,
-            "storage_path": str(self.home / "storage"),
-            "capacity_cpus": state.num_cpus,
-            "capacity_gpus": 0,
-            "credentials_dir": str(self.credentials_dir()),
-            "host": HOST,
-            "port": port,
-        }
+        settings = ControlPlaneSettings(
+            stack_file=stack_file_for(state.region), database_url=self.database_url, backend="ray",
+            ray_address=state.ray_dashboard_url, mlflow_tracking_uri=state.mlflow_url,
+            storage_path=str(self.home / "storage"), capacity_cpus=state.num_cpus, capacity_gpus=0,
+            credentials_dir=self.credentials_dir(), host=HOST, port=port,
+        )
         settings_path = self.home / "control-plane.json"
-        settings_path.write_text(json.dumps(settings, indent=2))
+        settings.write(settings_path)
         argv = [sys.executable, "-m", "operators.control_plane", "--settings", str(settings_path)]
         self._spawn(state, "control_plane", argv, {**RAY_LOOPBACK_ENV, **self.ray_auth_env()})
 

@@ -137,7 +137,7 @@ class NoopPlane:
 
 def make_noop_app(home: Path, stack_file: Path | None = None, sync: bool = True):
     from operators.control_plane.app import create_app
-    from operators.control_plane.settings import ControlPlaneSettings
+    from testbed.settings import ControlPlaneSettings
 
     settings = ControlPlaneSettings(
         stack_file=stack_file or stack_file_for(REGION),

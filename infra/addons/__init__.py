@@ -1,1 +1,1 @@
-"""Platform add-ons, one module each; chart and image versions come from :mod:`infra.versions`."""
+"""Platform add-ons, one module each; chart and image versions come from :mod:`testbed.versions`."""

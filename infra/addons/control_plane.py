@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -11,21 +10,15 @@ import yaml
 
 from infra.addons.workload import WebService, deploy
 from infra.k8s import child, custom_resource, meta
-from infra.naming import (
-    CONTROL_PLANE,
-    CONTROL_PLANE_PORT,
-    PLATFORM_NS,
-    cluster_queue,
-    labels,
-    local_queue,
-    service_url,
-    tenant_namespace,
-)
+from infra.naming import CONTROL_PLANE, CONTROL_PLANE_PORT, PLATFORM_NS, labels, service_url
+from testbed.placement import Placement
+from testbed.settings import ControlPlaneSettings
 from infra.storage import MlflowStorage
-from infra.versions import MONITORING_API
+from testbed.versions import MONITORING_API
 from testbed.config import CONFIG_NAMESPACE, STACK_KEYS, StackConfig
 
 CONFIG_DIR = "/etc/testbed"
+PLACEMENT_FILE = "placement.yaml"
 SETTINGS_DIR = "/etc/testbed-settings"
 # The in-cluster backend creates KubeRay RayJobs (DESIGN.md, "Cluster" mode).
 CLUSTER_BACKEND = "kuberay"
@@ -34,14 +27,14 @@ CLUSTER_BACKEND = "kuberay"
 def render_settings(stack: StackConfig, database_url: str, mlflow_url: str, job_storage: str) -> str:
     """The control plane's settings file (``TESTBED_CONTROL_PLANE_SETTINGS``); a Secret, as it holds the DB URL."""
     pools = stack.node_pools
-    return json.dumps({
-        "stack_file": f"{CONFIG_DIR}/Pulumi.{stack.region.id}.yaml", "database_url": database_url,
-        "backend": CLUSTER_BACKEND, "mlflow_tracking_uri": mlflow_url, "storage_path": job_storage,
-        "ray_image": rayjob_image(stack),
+    return ControlPlaneSettings(
+        stack_file=f"{CONFIG_DIR}/Pulumi.{stack.region.id}.yaml", database_url=database_url,
+        backend=CLUSTER_BACKEND, placement_file=f"{CONFIG_DIR}/{PLACEMENT_FILE}",
+        mlflow_tracking_uri=mlflow_url, storage_path=job_storage, ray_image=rayjob_image(stack),
         # The kuberay backend puts a job's whole budget on one worker pod: the largest job is one node's worth.
-        "capacity_cpus": max(p.cpus_per_node for p in pools), "capacity_gpus": max(p.gpus_per_node for p in pools),
-        "host": "0.0.0.0", "port": CONTROL_PLANE_PORT,
-    }, indent=2)
+        capacity_cpus=max(p.cpus_per_node for p in pools), capacity_gpus=max(p.gpus_per_node for p in pools),
+        host="0.0.0.0", port=CONTROL_PLANE_PORT,
+    ).to_json()
 
 
 def rayjob_image(stack: StackConfig) -> str:
@@ -59,11 +52,8 @@ def render_stack_file(stack: StackConfig) -> str:
 
 
 def render_placement(stack: StackConfig) -> str:
-    """Where each tenant's jobs go in the cluster: namespace, LocalQueue and ClusterQueue."""
-    return yaml.safe_dump({"region": stack.region.id, "tenants": {
-        t.id: {"namespace": tenant_namespace(t), "localQueue": local_queue(t),
-               "clusterQueue": cluster_queue(stack, t), "gpuPool": stack.pool_for(t).name}
-        for t in stack.tenants}}, sort_keys=False)
+    """Where each tenant's jobs go in the cluster (:class:`testbed.placement.Placement`)."""
+    return Placement.for_stack(stack).to_yaml()
 
 
 class ControlPlane(pulumi.ComponentResource):
@@ -73,7 +63,7 @@ class ControlPlane(pulumi.ComponentResource):
                  storage: MlflowStorage, monitoring: pulumi.Resource, depends_on: list[pulumi.Resource],
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("testbed:addon:ControlPlane", name, None, opts)
-        files = {f"Pulumi.{stack.region.id}.yaml": render_stack_file(stack), "placement.yaml": render_placement(stack)}
+        files = {f"Pulumi.{stack.region.id}.yaml": render_stack_file(stack), PLACEMENT_FILE: render_placement(stack)}
         digest = hashlib.sha256("".join(files.values()).encode()).hexdigest()
         self.config_map = k8s.core.v1.ConfigMap(
             f"{name}-config", metadata=meta(f"{CONTROL_PLANE}-config", ns, labels(CONTROL_PLANE)), data=files,
@@ -85,7 +75,6 @@ class ControlPlane(pulumi.ComponentResource):
                     lambda args: render_settings(stack, args[0], mlflow_url, args[1])))},
             opts=child(self))
         env = {"TESTBED_REGION": stack.region.id, "TESTBED_STACK_DIR": CONFIG_DIR,
-               "TESTBED_PLACEMENT_FILE": f"{CONFIG_DIR}/placement.yaml",
                "TESTBED_CONTROL_PLANE_SETTINGS": f"{SETTINGS_DIR}/settings.json"}
         spec = WebService(
             component=CONTROL_PLANE, image=stack.platform.control_plane_image, port=CONTROL_PLANE_PORT,

@@ -9,7 +9,7 @@ import pulumi_kubernetes as k8s
 
 from infra.k8s import child, meta
 from infra.naming import MANAGED_BY
-from infra.versions import CHARTS
+from testbed.versions import CHARTS
 
 
 def release(key: str, parent: pulumi.Resource, namespace: pulumi.Input[str], values: dict[str, Any],

@@ -6,9 +6,10 @@ import pulumi
 
 from infra.addons.helm import namespace, release
 from infra.k8s import custom_resource, meta
-from infra.naming import KUEUE_NS, POOL_LABEL, cohort, flavor, labels
+from infra.naming import KUEUE_NS, cohort, flavor, labels
+from testbed.kube import POOL_LABEL
 from infra.providers import GpuPool
-from infra.versions import KUEUE_API, KUEUE_COHORT_API
+from testbed.versions import KUEUE_API, KUEUE_COHORT_API
 from testbed.config import StackConfig
 
 

@@ -10,7 +10,7 @@ import pulumi_kubernetes as k8s
 from infra.addons.workload import WebService, deploy
 from infra.naming import MLFLOW, MLFLOW_PORT, PLATFORM_NS, service_url
 from infra.storage import MlflowStorage, secret_env
-from infra.versions import IMAGES
+from testbed.versions import IMAGES
 from testbed.config import StackConfig
 
 

@@ -13,7 +13,7 @@ from infra.addons.helm import namespace, release
 from infra.k8s import child, custom_resource, meta
 from infra.naming import MONITORING_NS, labels, service_url
 from infra.storage import password
-from infra.versions import MONITORING_API
+from testbed.versions import MONITORING_API
 from testbed.config import StackConfig, repo_root
 
 RULES_FILE = repo_root() / "operators" / "metering" / "rules.yaml"

@@ -13,15 +13,8 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from infra.k8s import Taint
-from infra.naming import (
-    DEFAULT_GPU_TAINT,
-    GPU_MODEL_LABEL,
-    GPU_RESOURCE,
-    POOL_LABEL,
-    PRIVATE_COMPONENTS,
-    TENANT_LABEL,
-)
+from infra.naming import PRIVATE_COMPONENTS
+from testbed.kube import DEFAULT_GPU_TAINT, GPU_MODEL_LABEL, GPU_RESOURCE, POOL_LABEL, TENANT_LABEL, Taint
 
 GPU_TAINT = Taint.parse(DEFAULT_GPU_TAINT)
 EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
@@ -71,7 +64,7 @@ def charts_pinned(args: ResourceValidationArgs, report: ReportViolation) -> None
     version = str(args.props.get("version") or "")
     if not EXACT_VERSION.match(version):
         report(f"chart {args.props.get('chart', args.name)} is not pinned to an exact version "
-               f"(got {version or 'none'}); add it to infra/versions.py")
+               f"(got {version or 'none'}); add it to testbed/versions.py")
 
 
 def no_public_load_balancer(args: ResourceValidationArgs, report: ReportViolation) -> None:

@@ -13,7 +13,7 @@ from typing import Callable, Protocol
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.k8s import Taint
+from testbed.kube import Taint
 from infra.naming import pool_labels
 from infra.storage import MlflowStorage
 from testbed.config import NodePool, StackConfig
@@ -36,7 +36,7 @@ class GpuPool:
 
     @property
     def taints(self) -> list[Taint]:
-        return [Taint.parse(t) for t in self.config.taints]
+        return self.config.parsed_taints
 
 
 @dataclass

@@ -9,11 +9,11 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.k8s import child
-from infra.naming import GPU_RESOURCE
+from testbed.kube import GPU_RESOURCE
 from infra.providers import Cluster, GpuPool
 from infra.providers.aws_iam import CLUSTER_POLICIES, NODE_POLICIES, service_role
 from infra.providers.aws_network import Network
-from infra.versions import EKS_AMI_TYPES
+from testbed.versions import EKS_AMI_TYPES
 from testbed.config import NodePool, StackConfig
 
 CAPACITY_TYPES = {"on-demand": "ON_DEMAND", "spot": "SPOT"}

@@ -9,7 +9,7 @@ from infra.k8s import child
 from infra.naming import MLFLOW, PLATFORM_NS
 from infra.providers.aws_iam import pod_role, policy_document
 from infra.storage import DB_SECRET, DB_USER, MLFLOW_DB, MlflowStorage, database_init_job, database_secret, password
-from infra.versions import IMAGES, RDS_POSTGRES_ENGINE_VERSION
+from testbed.versions import IMAGES, RDS_POSTGRES_ENGINE_VERSION
 from testbed.config import StackConfig
 
 

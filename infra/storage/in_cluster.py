@@ -18,7 +18,7 @@ from infra.storage import (
     password,
     secret_env,
 )
-from infra.versions import IMAGES
+from testbed.versions import IMAGES
 
 POSTGRES_PORT = 5432
 MINIO_PORT = 9000

@@ -10,7 +10,7 @@ import sys
 import uvicorn
 
 from operators.control_plane.app import create_app
-from operators.control_plane.settings import ControlPlaneSettings, SettingsError
+from testbed.settings import ControlPlaneSettings, SettingsError
 from testbed.config import ConfigError
 
 

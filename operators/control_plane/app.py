@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from operators.control_plane.auth import Principal, principal_from_request
 from operators.control_plane.backends.base import Backend
 from operators.control_plane.service import ControlPlane, ServiceError, job_view
-from operators.control_plane.settings import ControlPlaneSettings
+from testbed.settings import ControlPlaneSettings
 from operators.control_plane.store import Store
 from operators.metering import install as install_metering
 from testbed.jobs import Job, JobList, JobLogs, JobSpec, JobStatus

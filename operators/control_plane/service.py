@@ -24,7 +24,7 @@ from operators.control_plane.backends.base import (
     JobNotFound,
     LaunchRequest,
 )
-from operators.control_plane.settings import ControlPlaneSettings
+from testbed.settings import ControlPlaneSettings
 from operators.control_plane.store import JobRow, Store
 from operators.metering.ledger import Ledger
 from testbed import jobs as J

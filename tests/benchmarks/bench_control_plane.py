@@ -116,7 +116,7 @@ def _stack_with_tenants(base: Path, count: int, out: Path) -> Path:
 def bench_admission(tenants: int, jobs_per_tenant: int) -> None:
     from operators.control_plane.app import create_app
     from operators.control_plane.server import serve_in_thread
-    from operators.control_plane.settings import ControlPlaneSettings
+    from testbed.settings import ControlPlaneSettings
 
     home = Path(tempfile.mkdtemp(prefix="tb-adm-", dir="/tmp"))
     settings = ControlPlaneSettings(

@@ -18,16 +18,8 @@ from infra.addons.control_plane import render_placement, render_settings, render
 from infra.testing import schema_version
 from operators.control_plane.backends.base import BackendError, JobNotFound, LaunchRequest
 from operators.control_plane.backends.kuberay import (
-    GPU_MODEL_LABEL,
-    GPU_RESOURCE,
-    JOB_ID_LABEL,
     MAX_NAME_LENGTH,
-    QUEUE_LABEL,
-    STOP_ANNOTATION,
-    TENANT_LABEL,
     KubeRayBackend,
-    Placement,
-    PlacementError,
     RayJobOptions,
     Target,
     build_rayjob,
@@ -36,9 +28,11 @@ from operators.control_plane.backends.kuberay import (
     resolve_targets,
 )
 from operators.control_plane.service import make_backend
-from operators.control_plane.settings import ControlPlaneSettings
+from testbed.settings import ControlPlaneSettings
 from testbed import jobs as J
 from testbed.config import load_region
+from testbed.kube import GPU_MODEL_LABEL, GPU_RESOURCE, JOB_ID_LABEL, QUEUE_LABEL, STOP_ANNOTATION, TENANT_LABEL
+from testbed.placement import Placement, PlacementError
 from testbed.jobs import JobStatus
 
 REGION = "gyeongnam"
@@ -370,8 +364,9 @@ def test_infra_settings_build_a_kuberay_backend(stack, tmp_path, monkeypatch):
     # The pod's ConfigMap (/etc/testbed) and env, reproduced in a temporary folder.
     (tmp_path / f"Pulumi.{REGION}.yaml").write_text(render_stack_file(stack))
     (tmp_path / "placement.yaml").write_text(render_placement(stack))
-    monkeypatch.setenv("TESTBED_PLACEMENT_FILE", str(tmp_path / "placement.yaml"))
-    local = ControlPlaneSettings.model_validate({**rendered, "stack_file": str(tmp_path / f"Pulumi.{REGION}.yaml")})
+    assert str(settings.placement_file) == "/etc/testbed/placement.yaml"
+    local = ControlPlaneSettings.model_validate({**rendered, "stack_file": str(tmp_path / f"Pulumi.{REGION}.yaml"),
+                                                 "placement_file": str(tmp_path / "placement.yaml")})
     custom = FakeCustomObjects()
     monkeypatch.setattr("operators.control_plane.backends.kuberay.load_kube_apis", lambda: (custom, FakeCore()))
     backend = make_backend(local)
@@ -383,7 +378,6 @@ def test_infra_settings_build_a_kuberay_backend(stack, tmp_path, monkeypatch):
 
 
 def test_kuberay_settings_need_a_placement(stack, tmp_path, monkeypatch):
-    monkeypatch.delenv("TESTBED_PLACEMENT_FILE", raising=False)
     (tmp_path / "stack.yaml").write_text(render_stack_file(stack))
     settings = ControlPlaneSettings(stack_file=tmp_path / "stack.yaml", database_url="sqlite://", backend="kuberay",
                                     mlflow_tracking_uri="http://mlflow", storage_path="s3://jobs")

@@ -64,7 +64,7 @@ def postgres_url() -> Iterator[str]:
 def test_control_plane_on_postgresql(postgres_url, tmp_path):
     from operators.control_plane.app import create_app
     from operators.control_plane.server import serve_in_thread
-    from operators.control_plane.settings import ControlPlaneSettings
+    from testbed.settings import ControlPlaneSettings
     from testbed.client import TestbedClient, TestbedError
     from testbed.config import stack_file_for
 

@@ -7,8 +7,8 @@ import json
 
 from infra.addons.control_plane import render_settings
 from infra.naming import CONTROL_PLANE, PLATFORM_NS
-from infra.versions import IMAGES
-from operators.control_plane.settings import DEFAULT_RAY_IMAGE, ControlPlaneSettings
+from testbed.versions import IMAGES
+from testbed.settings import ControlPlaneSettings
 from testbed.config import stack_config_from_mapping
 
 DB, MLFLOW_URL, STORAGE = "postgresql://testbed:pw@db:5432/testbed", "http://mlflow:5000", "s3://bucket/jobs"
@@ -62,7 +62,7 @@ def test_rayjobs_run_the_control_plane_image(stacks):
 def test_ray_image_is_pinned_in_the_versions_table():
     """The one pin of the stock Ray image: the control plane's fallback names it, its Ray is the client's Ray."""
     ray = IMAGES["ray"]
-    assert DEFAULT_RAY_IMAGE == ray.ref
+    assert ControlPlaneSettings.model_fields["ray_image"].default == ray.ref
     assert ray.tag.split("-")[0] == importlib.metadata.version("ray")
 
 

@@ -7,8 +7,10 @@ import json
 import yaml
 
 from infra.addons.monitoring import read_rules
-from infra.naming import CONTROL_PLANE, GPU_MODEL_LABEL, MLFLOW, PLATFORM_NS, tenant_namespace
-from infra.versions import CHARTS, EKS_AMI_TYPES, IMAGES
+from infra.naming import CONTROL_PLANE, MLFLOW, PLATFORM_NS
+from testbed.placement import tenant_namespace
+from testbed.kube import GPU_MODEL_LABEL
+from testbed.versions import CHARTS, EKS_AMI_TYPES, IMAGES
 from testbed.config import stack_config_from_mapping
 
 EKS = ("gyeongnam", "daegu", "ulsan", "jeju")
@@ -138,7 +140,7 @@ def test_control_plane_reads_the_same_model(runs, stacks):
         assert settings["storage_path"].startswith("s3://")
         assert "mock-password" not in json.dumps(config_map)
         try:  # the control plane's own settings model, when that package is present
-            from operators.control_plane.settings import ControlPlaneSettings
+            from testbed.settings import ControlPlaneSettings
         except ImportError:
             continue
         assert set(settings) <= set(ControlPlaneSettings.model_fields)

@@ -23,11 +23,10 @@ import math
 import re
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from operators.control_plane.backends.base import (
     Backend,
@@ -37,49 +36,27 @@ from operators.control_plane.backends.base import (
     JobNotFound,
     LaunchRequest,
 )
-from operators.control_plane.settings import DEFAULT_RAY_IMAGE, DEFAULT_RAYJOB_TTL_SECONDS, ControlPlaneSettings
 from testbed import jobs as J
 from testbed.config import StackConfig, format_memory
 from testbed.jobs import JobStatus
+from testbed.kube import (
+    DEFAULT_GPU_TAINT,
+    GPU_MODEL_LABEL,
+    GPU_RESOURCE,
+    JOB_ID_LABEL,
+    QUEUE_LABEL,
+    STOP_ANNOTATION,
+    TENANT_LABEL,
+    Taint,
+)
+from testbed.placement import Placement, PlacementError
+from testbed.settings import DEFAULT_RAYJOB_TTL_SECONDS, ControlPlaneSettings
+from testbed.versions import IMAGES
 
 GROUP, VERSION, PLURAL, KIND = "ray.io", "v1", "rayjobs", "RayJob"
-QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-TENANT_LABEL = "testbed.io/tenant"
-JOB_ID_LABEL = "testbed.io/job-id"
-GPU_MODEL_LABEL = "testbed.io/gpu-model"
-GPU_RESOURCE = "nvidia.com/gpu"
-STOP_ANNOTATION = "testbed.io/stop-requested-at"
 HEAD_CONTAINER, WORKER_CONTAINER, WORKER_GROUP = "ray-head", "ray-worker", "workers"
 # KubeRay names the cluster <rayjob>-<5 chars> and its head Service <cluster>-head-svc (<= 63 chars).
 MAX_NAME_LENGTH = 40
-
-
-class PlacementError(ValueError):
-    """The placement file is missing, malformed or does not match the stack."""
-
-
-# -- placement: where each tenant's jobs go (rendered by infra/addons/control_plane.py) ------------
-class TenantPlacement(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, frozen=True)
-
-    namespace: str
-    local_queue: str = Field(alias="localQueue")
-    cluster_queue: str = Field(alias="clusterQueue")
-    gpu_pool: str = Field(alias="gpuPool")
-
-
-class Placement(BaseModel):
-    region: str
-    tenants: dict[str, TenantPlacement]
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> "Placement":
-        try:
-            return cls.model_validate(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
-        except OSError as exc:
-            raise PlacementError(f"{path}: cannot read placement file: {exc.strerror or exc}") from None
-        except (yaml.YAMLError, ValidationError) as exc:
-            raise PlacementError(f"{path}: not a valid placement file: {exc}") from None
 
 
 class Target(BaseModel):
@@ -91,7 +68,7 @@ class Target(BaseModel):
     namespace: str
     local_queue: str
     gpu_model: str
-    gpu_taints: tuple[str, ...] = ("nvidia.com/gpu=present:NoSchedule",)
+    gpu_taints: tuple[Taint, ...] = (Taint.parse(DEFAULT_GPU_TAINT),)
 
 
 def resolve_targets(placement: Placement, stack: StackConfig) -> dict[str, Target]:
@@ -105,14 +82,14 @@ def resolve_targets(placement: Placement, stack: StackConfig) -> dict[str, Targe
         if pool is None:
             raise PlacementError(f"placement of tenant {tenant!r} names unknown GPU pool {where.gpu_pool!r}")
         targets[tenant] = Target(tenant=tenant, namespace=where.namespace, local_queue=where.local_queue,
-                                 gpu_model=pool.gpu_model, gpu_taints=tuple(pool.taints))
+                                 gpu_model=pool.gpu_model, gpu_taints=tuple(pool.parsed_taints))
     return targets
 
 
 class RayJobOptions(BaseModel):
     """Cluster-wide knobs of the RayJob manifests."""
 
-    image: str = DEFAULT_RAY_IMAGE
+    image: str = IMAGES["ray"].ref
     ray_version: str = Field(default_factory=lambda: _installed_ray_version())
     ttl_seconds: int = Field(default=DEFAULT_RAYJOB_TTL_SECONDS, ge=0, description="keep the finished Ray cluster this long")
     head_cpus: float = Field(default=1, gt=0)
@@ -166,17 +143,10 @@ def container_resources(cpus: float, memory: int, gpus: int = 0) -> dict:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
-def toleration(taint: str) -> dict[str, str]:
-    """``key=value:Effect`` (the stack's syntax) as a Pod toleration."""
-    key_value, _, effect = taint.partition(":")
-    key, _, value = key_value.partition("=")
-    return {"key": key, "operator": "Equal", "value": value, "effect": effect}
-
-
 def gpu_scheduling(target: Target) -> dict:
     """Pod-spec fields that put a worker on the tenant's GPU pool."""
     return {"nodeSelector": {GPU_MODEL_LABEL: target.gpu_model},
-            "tolerations": [toleration(t) for t in target.gpu_taints]}
+            "tolerations": [t.toleration() for t in target.gpu_taints]}
 
 
 def pod_template(container: str, image: str, resources: dict, labels: dict[str, str], extra: dict | None = None) -> dict:
@@ -512,7 +482,7 @@ class KubeRayBackend(Backend):
 def kuberay_backend(settings: ControlPlaneSettings, stack: StackConfig) -> KubeRayBackend:
     """The backend described by the control plane's settings (``backend: kuberay``)."""
     if settings.placement_file is None:
-        raise PlacementError("backend 'kuberay' needs placement_file (or env TESTBED_PLACEMENT_FILE)")
+        raise PlacementError("backend 'kuberay' needs placement_file (the placement.yaml Pulumi renders)")
     targets = resolve_targets(Placement.from_file(settings.placement_file), stack)
     options = RayJobOptions(image=settings.ray_image, ttl_seconds=settings.rayjob_ttl_seconds)
     return KubeRayBackend(targets, options, capacity=Capacity(cpus=settings.capacity_cpus, gpus=settings.capacity_gpus))

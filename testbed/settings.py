@@ -1,27 +1,21 @@
-"""Settings of one control-plane process (a file locally, a ConfigMap in a cluster)."""
+"""Settings of one control-plane process: a JSON file that local mode and Pulumi both write from this model."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from testbed.versions import IMAGES
 
-# Cluster mode (backend "kuberay"): the jobs' Ray image and how long a finished job's Ray cluster stays.
-DEFAULT_RAY_IMAGE = "rayproject/ray:2.60.0-py311"
+# Cluster mode (backend "kuberay"): how long a finished job's Ray cluster stays.
 DEFAULT_RAYJOB_TTL_SECONDS = 600
 
 
 class SettingsError(ValueError):
     pass
-
-
-def _env_path(name: str) -> Path | None:
-    value = os.environ.get(name)
-    return Path(value) if value else None
 
 
 class ControlPlaneSettings(BaseModel):
@@ -32,10 +26,10 @@ class ControlPlaneSettings(BaseModel):
     backend: Literal["ray", "noop", "kuberay"] = "ray"
     ray_address: str | None = Field(default=None, description="Ray dashboard (Jobs API) URL")
     placement_file: Path | None = Field(
-        default_factory=lambda: _env_path("TESTBED_PLACEMENT_FILE"),
+        default=None,
         description="kuberay: tenant -> namespace, LocalQueue, ClusterQueue, GPU pool (Pulumi's placement.yaml)",
     )
-    ray_image: str = Field(default=DEFAULT_RAY_IMAGE, description="kuberay: image of the jobs' Ray pods")
+    ray_image: str = Field(default=IMAGES["ray"].ref, description="kuberay: image of the jobs' Ray pods")
     rayjob_ttl_seconds: int = Field(
         default=DEFAULT_RAYJOB_TTL_SECONDS, ge=0, description="kuberay: keep a finished job's Ray cluster this long"
     )
@@ -64,5 +58,9 @@ class ControlPlaneSettings(BaseModel):
             where = ".".join(str(p) for p in first["loc"])
             raise SettingsError(f"{path}: {where}: {first['msg']}") from None
 
+    def to_json(self) -> str:
+        """The settings file's text (what ``from_file`` reads)."""
+        return self.model_dump_json(indent=2, exclude_defaults=False)
+
     def write(self, path: str | Path) -> None:
-        Path(path).write_text(self.model_dump_json(indent=2))
+        Path(path).write_text(self.to_json())

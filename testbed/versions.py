@@ -47,6 +47,8 @@ IMAGES: dict[str, Image] = {
     # `workloads` package, which this stock image lacks; they need an image containing it: the control-plane
     # image (this distribution, Ray included), which is what infra/addons/control_plane.py hands the jobs.
     "ray": Image("rayproject/ray", "2.60.0-py311"),
+    # The testbed's own image (control plane, RayJob pods): the default of ``testbed:platform.control_plane_image``.
+    "control-plane": Image("ghcr.io/regional-ai-testbed/control-plane", "0.1.0"),
 }
 
 # Managed services (eks provider).
