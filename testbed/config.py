@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from testbed.errors import validation_problems
 from testbed.kube import DEFAULT_GPU_TAINT, Taint
 from testbed.versions import IMAGES
 
@@ -303,17 +304,6 @@ def _key_path(loc: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
-def _reason(error: dict[str, Any]) -> str:
-    message = error["msg"].removeprefix("Value error, ")
-    if error["type"] in ("missing",):
-        return "is required but missing"
-    if error["type"] == "extra_forbidden":
-        return "is not a known key"
-    if "input" in error and not isinstance(error["input"], (dict, list)):
-        return f"{message} (got {error['input']!r})"
-    return message
-
-
 def stack_config_from_mapping(config: dict[str, Any], file: str | Path = "<config>") -> StackConfig:
     """Validate a ``config:`` mapping (``testbed:<key>`` -> value) into a :class:`StackConfig`."""
     values: dict[str, Any] = {}
@@ -331,7 +321,7 @@ def stack_config_from_mapping(config: dict[str, Any], file: str | Path = "<confi
     try:
         return StackConfig.model_validate(values)
     except ValidationError as exc:
-        raise ConfigError(file, [(_key_path(e["loc"]), _reason(e)) for e in exc.errors()]) from None
+        raise ConfigError(file, validation_problems(exc.errors(), _key_path)) from None
 
 
 def load_stack_file(path: str | Path) -> StackConfig:

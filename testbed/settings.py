@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from testbed.errors import format_validation_errors
 from testbed.versions import IMAGES
 
 # Cluster mode (backend "kuberay"): how long a finished job's Ray cluster stays.
@@ -54,9 +55,7 @@ class ControlPlaneSettings(BaseModel):
         except json.JSONDecodeError as exc:
             raise SettingsError(f"{path}: not valid JSON: {exc}") from None
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise SettingsError(f"{path}: {where}: {first['msg']}") from None
+            raise SettingsError(f"{path}: {format_validation_errors(exc.errors())}") from None
 
     def to_json(self) -> str:
         """The settings file's text (what ``from_file`` reads)."""

@@ -19,6 +19,7 @@ from operators.control_plane.service import ControlPlane, ServiceError, job_view
 from testbed.settings import ControlPlaneSettings
 from operators.control_plane.store import Store
 from operators.metering import install as install_metering
+from testbed.errors import ErrorBody, format_validation_errors
 from testbed.jobs import Job, JobList, JobLogs, JobSpec, JobStatus
 from testbed.templates import Template, list_templates
 
@@ -56,18 +57,6 @@ class TemplateList(BaseModel):
     templates: list[Template]
 
 
-def _readable(exc: RequestValidationError) -> str:
-    """One line per problem: 'body.cpus: Input should be greater than 0 (got -1)'."""
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"])
-        message = error["msg"].removeprefix("Value error, ")
-        got = error.get("input")
-        suffix = f" (got {got!r})" if got is not None and not isinstance(got, (dict, list)) else ""
-        parts.append(f"{where}: {message}{suffix}")
-    return "; ".join(parts)
-
-
 def create_app(
     settings: ControlPlaneSettings, backend: Backend | None = None, store: Store | None = None, sync: bool = True
 ) -> FastAPI:
@@ -96,11 +85,11 @@ def create_app(
 
     @app.exception_handler(ServiceError)
     async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:
-        return JSONResponse(status_code=exc.status_code, content={"error": exc.code, "detail": exc.message})
+        return JSONResponse(status_code=exc.status_code, content=ErrorBody(error=exc.code, detail=exc.message).model_dump())
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"error": "invalid_spec", "detail": _readable(exc)})
+        return JSONResponse(status_code=422, content=ErrorBody(error="invalid_spec", detail=format_validation_errors(exc.errors())).model_dump())
 
     @app.get("/healthz", response_model=Health)
     def healthz() -> Health:
