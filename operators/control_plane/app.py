@@ -11,7 +11,6 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
 from operators.control_plane.auth import Principal, principal_from_request
 from operators.control_plane.backends.base import Backend
@@ -20,41 +19,12 @@ from testbed.settings import ControlPlaneSettings
 from operators.control_plane.store import Store
 from operators.metering import install as install_metering
 from testbed.errors import ErrorBody, format_validation_errors
+from testbed.api import Health, IssuedToken, TemplateList, TenantInfo, TenantList
 from testbed.jobs import Job, JobList, JobLogs, JobSpec, JobStatus
 from testbed.templates import Template, list_templates
 
 Caller = Annotated[Principal, Depends(principal_from_request)]
 DISPATCH_THREADS = 4
-
-
-class Health(BaseModel):
-    status: str
-    region: str
-    backend: str
-    backend_healthy: bool
-
-
-class IssuedToken(BaseModel):
-    subject: str
-    token: str
-
-
-class TenantInfo(BaseModel):
-    id: str
-    name: str
-    industry: str
-    sample: bool
-    grant_gpu_hours: float
-    grant_start: str
-    grant_end: str
-
-
-class TenantList(BaseModel):
-    tenants: list[TenantInfo]
-
-
-class TemplateList(BaseModel):
-    templates: list[Template]
 
 
 def create_app(
