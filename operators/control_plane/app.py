@@ -21,7 +21,7 @@ from operators.metering import install as install_metering
 from testbed.errors import ErrorBody, format_validation_errors
 from testbed.api import Health, IssuedToken, TemplateList, TenantInfo, TenantList
 from testbed.jobs import Job, JobList, JobLogs, JobSpec, JobStatus
-from testbed.templates import Template, list_templates
+from testbed.templates import list_templates
 
 Caller = Annotated[Principal, Depends(principal_from_request)]
 DISPATCH_THREADS = 4
