@@ -125,10 +125,6 @@ class Job(BaseModel):
     ended_at: str | None = None
     backend_ref: str | None = None
 
-    @staticmethod
-    def memory_text(num_bytes: int) -> str:
-        return format_memory(num_bytes)
-
 
 class JobList(BaseModel):
     jobs: list[Job]
