@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from testbed.config import MemoryBytes, format_memory
+from testbed.config import MemoryBytes
 
 
 class JobStatus(str, enum.Enum):
