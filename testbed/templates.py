@@ -8,9 +8,12 @@ validate templates cheaply; the code that runs lives in ``workloads/`` and is st
 from __future__ import annotations
 
 import shlex
-from typing import Literal
+from functools import cached_property
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+
+from testbed.errors import dotted, format_validation_errors
 
 ParamValue = str | int | float | bool
 
@@ -19,52 +22,39 @@ class TemplateError(ValueError):
     """A template name or parameter is wrong; the message says which and why."""
 
 
+def _not_bool(value: Any) -> Any:
+    """Pydantic's lax mode reads ``true`` as the number 1; a template number refuses it."""
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a number")
+    return value
+
+
+_TYPES: dict[str, Any] = {
+    "int": Annotated[int, BeforeValidator(_not_bool)],
+    "float": Annotated[float, BeforeValidator(_not_bool)],
+    "str": str,
+    "bool": bool,
+}
+
+
 class TemplateParam(BaseModel):
+    """One declared parameter: what GET /v1/templates shows and what the params model checks."""
+
     model_config = ConfigDict(frozen=True)
 
     name: str
     type: Literal["int", "float", "str", "bool"]
     default: ParamValue | None = None
     help: str = ""
-    choices: list[str] | None = None
+    choices: list[str] | None = Field(default=None, description="allowed values (str params)")
     minimum: float | None = None
     maximum: float | None = None
 
-    def parse(self, raw: ParamValue) -> ParamValue:
-        """Turn a raw value (often a CLI string) into this parameter's type, or explain why not."""
-        try:
-            if self.type == "bool":
-                value: ParamValue = _parse_bool(raw)
-            elif self.type == "int":
-                if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
-                    raise ValueError
-                value = int(raw)
-            elif self.type == "float":
-                if isinstance(raw, bool):
-                    raise ValueError
-                value = float(raw)
-            else:
-                value = str(raw)
-        except (TypeError, ValueError):
-            raise TemplateError(f"param {self.name!r}: {raw!r} is not a valid {self.type}") from None
-        if self.choices is not None and str(value) not in self.choices:
-            raise TemplateError(f"param {self.name!r}: {value!r} is not one of {self.choices}")
-        if self.minimum is not None and isinstance(value, (int, float)) and value < self.minimum:
-            raise TemplateError(f"param {self.name!r}: {value!r} is below the minimum {self.minimum}")
-        if self.maximum is not None and isinstance(value, (int, float)) and value > self.maximum:
-            raise TemplateError(f"param {self.name!r}: {value!r} is above the maximum {self.maximum}")
-        return value
-
-
-def _parse_bool(raw: ParamValue) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError
+    def field(self) -> tuple[Any, Any]:
+        """This parameter as a pydantic field: (annotation, FieldInfo); no default means required."""
+        annotation = Literal[tuple(self.choices)] if self.choices else _TYPES[self.type]
+        default = ... if self.default is None else self.default
+        return annotation, Field(default, ge=self.minimum, le=self.maximum, description=self.help or None)
 
 
 class Template(BaseModel):
@@ -77,21 +67,24 @@ class Template(BaseModel):
     module: str = Field(description="python module run with `python -m`")
     params: list[TemplateParam] = Field(default_factory=list)
 
+    @cached_property
+    def params_model(self) -> type[BaseModel]:
+        """The template's parameters as a pydantic model: typed (CLI strings are parsed), bounded,
+        unknown names refused."""
+        config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+        return create_model(f"{self.name}-params", __config__=config,
+                            **{p.name: p.field() for p in self.params})  # type: ignore[call-overload]
+
     def resolve(self, raw: dict[str, ParamValue]) -> dict[str, ParamValue]:
-        """Defaults overlaid with typed, checked values; unknown names are refused."""
-        known = {p.name: p for p in self.params}
-        unknown = sorted(set(raw) - set(known))
-        if unknown:
-            raise TemplateError(
-                f"template {self.name!r} has no param {', '.join(map(repr, unknown))}; "
-                f"its params are {sorted(known) or 'none'}"
-            )
-        resolved = {p.name: p.default for p in self.params if p.default is not None}
-        resolved.update({name: known[name].parse(value) for name, value in raw.items()})
-        missing = [p.name for p in self.params if p.name not in resolved]
-        if missing:
-            raise TemplateError(f"template {self.name!r} needs param {', '.join(map(repr, missing))}")
-        return resolved
+        """Defaults overlaid with typed, checked values; TemplateError naming param, value and reason."""
+        try:
+            return self.params_model.model_validate(raw).model_dump()
+        except ValidationError as exc:
+            errors = exc.errors()
+            message = format_validation_errors(errors, path=lambda loc: f"param {dotted(loc)!r}")
+            if any(e["type"] == "extra_forbidden" for e in errors):
+                message += f" (its params: {', '.join(p.name for p in self.params) or 'none'})"
+            raise TemplateError(f"template {self.name!r}: {message}") from None
 
     def command(self, params: dict[str, ParamValue]) -> str:
         """The driver command for resolved params."""

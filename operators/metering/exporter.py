@@ -12,10 +12,10 @@ import socket
 import time
 from typing import Callable, Iterator, NamedTuple
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
 from operators.metering.ledger import STATUSES, Ledger, TenantMeter
 from testbed.config import StackConfig
@@ -171,44 +171,8 @@ def make_registry(ledger: Ledger, stack: Callable[[], StackConfig], observe_node
     return registry
 
 
-_TEXT_TYPES = {"counter", "gauge"}
-TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what render_text writes
-
-
-def _label_value(value: str) -> str:
-    if "\\" in value or "\n" in value or '"' in value:
-        return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-    return value
-
-
-def _value(value: float) -> str:
-    """floatToGoString, with its common case (0 <= v < 1e6 prints as repr) inlined."""
-    value = float(value)
-    return repr(value) if 0.0 <= value < 1e6 else floatToGoString(value)
-
-
-def render_text(registry: CollectorRegistry) -> bytes:
-    """Prometheus text format (0.0.4) of counter and gauge families, as ``generate_latest`` writes it.
-
-    A lean writer for the scrape path (1,000 tenants are ~13k samples): label names here are fixed
-    identifiers, so only values need escaping. Tests hold it byte-equal to ``generate_latest``.
-    """
-    out: list[str] = []
-    for family in registry.collect():
-        if family.type not in _TEXT_TYPES:
-            raise ValueError(f"render_text writes counters and gauges, not {family.type} ({family.name})")
-        name = family.name + "_total" if family.type == "counter" else family.name
-        doc = family.documentation.replace("\\", "\\\\").replace("\n", "\\n")
-        out.append(f"# HELP {name} {doc}\n# TYPE {name} {family.type}\n")
-        for sample in family.samples:
-            labels = sample.labels
-            if len(labels) == 1:
-                ((key, value),) = labels.items()
-                text = f'{key}="{_label_value(value)}"'
-            else:
-                text = ",".join([f'{k}="{_label_value(v)}"' for k, v in sorted(labels.items())])
-            if text:
-                out.append(f"{sample.name}{{{text}}} {_value(sample.value)}\n")
-            else:
-                out.append(f"{sample.name} {_value(sample.value)}\n")
-    return "".join(out).encode("utf-8")
+# What /metrics answers: prometheus_client's text format 0.0.4 writer. A hand-written writer was
+# timed against it on 1,000 tenants (tests/benchmarks/bench_exposition.py): 1.6-1.9x faster, under
+# the 2x that would pay for keeping a second writer of the format, so the library writes it.
+TEXT_CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+render_text = generate_latest

@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from infra.testing import all_regions, generated_tenants_document, run_region  # noqa: E402
+from tests.infra.harness import all_regions, generated_tenants_document, run_region  # noqa: E402
 
 
 def main() -> None:

@@ -47,7 +47,7 @@ def test_errors_from_the_server_are_one_line(noop_plane):
     env = {"TESTBED_URL": noop_plane.url, "TESTBED_TOKEN": noop_plane.token("changwon-precision")}
     assert_one_line_error(run("jobs", "show", "job-nope", env=env), "404 Not Found: no job 'job-nope'")
     assert_one_line_error(run("submit", "--cpus", "99", "--", "true", env=env), "can never fit")
-    assert_one_line_error(run("submit", "--template", "smoke", "--param", "epochs=x", env=env), "is not a valid int")
+    assert_one_line_error(run("submit", "--template", "smoke", "--param", "epochs=x", env=env), "param 'epochs': Input should be a valid integer")
     assert_one_line_error(run("jobs", "list", env={**env, "TESTBED_TOKEN": "bad"}), "401 Unauthorized: invalid token")
 
 

@@ -15,7 +15,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from infra.addons.control_plane import render_placement, render_settings, render_stack_file
-from infra.testing import schema_version
+from tests.infra.harness import schema_version
 from operators.control_plane.backends.base import BackendError, JobNotFound, LaunchRequest
 from operators.control_plane.backends.kuberay import (
     MAX_NAME_LENGTH,

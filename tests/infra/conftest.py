@@ -1,10 +1,10 @@
-"""Each region stack runs once per session under fresh Pulumi mocks (see infra.testing)."""
+"""Each region stack runs once per session under fresh Pulumi mocks (see tests/infra/harness.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from infra.testing import StackRun, all_regions, load_stack_document, run_region
+from tests.infra.harness import StackRun, all_regions, load_stack_document, run_region
 from testbed.config import load_region
 
 

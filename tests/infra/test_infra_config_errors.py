@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pytest
 
-from infra.testing import load_stack_document, run_program, run_region, stack_config
+from tests.infra.harness import load_stack_document, run_program, run_region, stack_config
 
 
 def _error(region, edit) -> str:

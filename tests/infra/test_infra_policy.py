@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from infra.policy.policies import POLICIES
-from infra.testing import load_stack_document, policy_violations, run_region
+from tests.infra.harness import load_stack_document, policy_violations, run_region
 
 
 def _policies(violations):

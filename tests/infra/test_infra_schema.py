@@ -9,7 +9,7 @@ from __future__ import annotations
 import kubernetes_validate
 import pytest
 
-from infra.testing import is_builtin, schema_version
+from tests.infra.harness import is_builtin, schema_version
 
 CRD_REQUIRED = {
     # kind: required spec paths (dotted), from the Kueue v0.13 / KubeRay / prometheus-operator CRDs.

@@ -6,7 +6,7 @@ from infra.naming import CONTROL_PLANE, PLATFORM_NS
 from testbed.placement import tenant_namespace
 from testbed.kube import TENANT_LABEL
 from infra.tenants import Allocation
-from infra.testing import generated_tenants_document, run_region
+from tests.infra.harness import generated_tenants_document, run_region
 from testbed.config import format_memory, stack_config_from_mapping
 
 
