@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
 from testbed.client import TestbedError
-from testbed.local import instance_processes
+from testbed.local import Component, ComponentExited, LocalState, StateFolder, instance_processes
+from testbed.local.supervisor import Supervisor
 
 ALICE = "changwon-precision"
 BOB = "gimhae-robotics"
@@ -141,3 +144,54 @@ def test_down_leaves_no_process_and_up_keeps_history(local_testbed):
     after = alice.wait(lost["id"], timeout=30)
     assert after["status"] == "FAILED" and "lost" in after["message"]
     assert after["ended_at"] is not None
+
+
+# -- the supervisor alone, on a stand-in component (no Ray, no MLflow) -----------------------
+def _web_component(tmp_path: Path, failures: int) -> Component:
+    """An HTTP server with a helper child in its group; its first ``failures`` starts die."""
+
+    def command(folder: StateFolder, state: LocalState) -> list[str]:
+        script = (
+            "import pathlib, subprocess, sys, http.server\n"
+            f"tries = pathlib.Path({str(tmp_path / 'tries')!r})\n"
+            "n = len(tries.read_text()) if tries.exists() else 0\n"
+            "tries.write_text('x' * (n + 1))\n"
+            f"if n < {failures}: sys.exit('Error: address already in use')\n"
+            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+            f"http.server.ThreadingHTTPServer(('127.0.0.1', {state.port('web', 'http')}), "
+            "http.server.SimpleHTTPRequestHandler).serve_forever()\n"
+        )
+        return [sys.executable, "-c", script]
+
+    return Component(name="web", ports=("http",), command=command, health_path="/",
+                     url=lambda state: f"http://127.0.0.1:{state.port('web', 'http')}")
+
+
+def _supervised(tmp_path: Path) -> tuple[Supervisor, LocalState, list[str]]:
+    folder = StateFolder(tmp_path)
+    folder.prepare()
+    messages: list[str] = []
+    state = LocalState(instance=secrets.token_hex(6), region="gyeongnam", num_cpus=1)
+    return Supervisor(folder, messages.append), state, messages
+
+
+def test_supervisor_retries_once_then_stops_the_whole_group(tmp_path):
+    supervisor, state, messages = _supervised(tmp_path)
+    web = _web_component(tmp_path, failures=1)
+    supervisor.start(state, web, deadline=time.monotonic() + 60)
+    assert messages == ["web: starting", "web: starting again on fresh ports"]
+    assert supervisor.healthy(state, web)
+    assert StateFolder(tmp_path).load().components["web"].pid == state.components["web"].pid
+    assert len(instance_processes(state.instance)) == 2  # the server and its helper
+    assert supervisor.stop(state, "web", timeout=10)
+    assert instance_processes(state.instance) == []
+    assert not supervisor.running(state, "web")
+
+
+def test_supervisor_gives_up_after_the_retry_naming_the_error(tmp_path):
+    supervisor, state, _ = _supervised(tmp_path)
+    with pytest.raises(ComponentExited, match="web exited while starting: Error: address already in use"):
+        supervisor.start(state, _web_component(tmp_path, failures=2), deadline=time.monotonic() + 60)
+    assert (tmp_path / "tries").read_text() == "xx"
+    assert StateFolder(tmp_path).load().components["web"].pid is None
+    assert instance_processes(state.instance) == []

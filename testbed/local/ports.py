@@ -1,0 +1,35 @@
+"""Loopback ports: everything the local testbed serves binds to 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import socket
+from contextlib import ExitStack
+from typing import Iterable, Mapping
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def allocate_ports(names: Iterable[str], previous: Mapping[str, int] | None = None) -> dict[str, int]:
+    """One distinct free port per name, keeping a previous port where it is still free.
+
+    Every chosen port stays bound until all are chosen, so no two names get the same one.
+    """
+    previous = previous or {}
+    ports: dict[str, int] = {}
+    with ExitStack() as held:
+        for name in names:
+            sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            wanted = previous.get(name)
+            try:
+                sock.bind((HOST, wanted or 0))
+            except OSError:  # taken since: a fresh one
+                sock.bind((HOST, 0))
+            ports[name] = sock.getsockname()[1]
+    return ports

@@ -1,0 +1,107 @@
+"""Process groups and the instance marker, through psutil.
+
+Every component runs in its own process group (its pid is the group id) with
+``TESTBED_INSTANCE=<instance>`` in its environment, which its helpers inherit: stopping the group
+stops MLflow's workers and Ray's raylet; the marker finds whatever left the group (Ray's workers).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+
+MARKER_ENV = "TESTBED_INSTANCE"
+
+
+def pid_alive(pid: int | None) -> bool:
+    """The process exists and is not a zombie."""
+    if not pid:
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:  # ZombieProcess included
+        return False
+    except psutil.AccessDenied:
+        return True
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of the process group ``pgid``."""
+    try:
+        os.killpg(pgid, 0)  # cheap: no process at all in the group
+    except ProcessLookupError:
+        return []
+    except PermissionError:
+        pass
+    members = []
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
+                members.append(proc.pid)
+        except OSError:  # gone meanwhile
+            continue
+    return members
+
+
+def stop_process_group(pid: int, timeout: float = 30.0) -> None:
+    """SIGTERM the process group led by ``pid``, then SIGKILL whatever is left."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            pass
+        if _wait_until(lambda: not pid_alive(pid) and not group_members(pid), wait):
+            break
+    _reap(pid)
+
+
+def instance_processes(instance: str) -> list[int]:
+    """Live processes carrying this testbed's marker in their environment (this one excluded)."""
+    found = []
+    for proc in psutil.process_iter(["environ", "status"], ad_value=None):  # None: not ours to read
+        environ = proc.info["environ"] or {}
+        if (environ.get(MARKER_ENV) == instance and proc.pid != os.getpid()
+                and proc.info["status"] != psutil.STATUS_ZOMBIE):
+            found.append(proc.pid)
+    return found
+
+
+def sweep_instance(instance: str) -> int:
+    """Stop every process of this instance that escaped its process group; return how many."""
+    procs = []
+    for pid in instance_processes(instance):
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            continue
+    for stop in (psutil.Process.terminate, psutil.Process.kill):
+        for proc in procs:
+            try:
+                stop(proc)  # psutil refuses if the pid was reused meanwhile
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+        if _wait_until(lambda: not any(pid_alive(p.pid) for p in procs), 5.0):
+            break
+    for proc in procs:
+        _reap(proc.pid)
+    return len(procs)
+
+
+def _wait_until(done, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status of a child of this process, so that it leaves no zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
