@@ -205,10 +205,10 @@ def run_demo(region: str = "gyeongnam", timeout: float = 900.0, json_output: boo
 
 def _print_summary(report: DemoReport, status: TestbedStatus, local: LocalTestbed) -> None:
     print(f"\nRegional AI Testbed demo — region {report.region} (sample companies are fictional)\n")
-    print(render_table(["COMPANY", "TEMPLATE", "STATUS", "SECONDS", "JOB", "VERDICT"], [
-        [j.company, j.template, j.status, j.seconds, j.job_id, j.verdict] for j in report.jobs], right={3}, indent="  "))
-    print("\n  MLflow runs:")
-    print(render_table(None, [[j.job_id, j.mlflow_run] for j in report.jobs], indent="    "))
+    print(render_table(["COMPANY", "TEMPLATE", "STATUS", "SECONDS", "JOB"], [
+        [j.company, j.template, j.status, j.seconds, j.job_id] for j in report.jobs], right={3}, indent="  "))
+    for j in report.jobs:
+        print(f"\n  {j.job_id}  {j.verdict or '(no verdict in the logs)'}\n  {'':{len(j.job_id)}}  MLflow run: {j.mlflow_run}")
     print("\n  Metered use (allocated, per tenant):")
     if report.usage_error:
         print(f"    usage not available: {report.usage_error}")
