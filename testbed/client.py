@@ -1,8 +1,8 @@
-"""Python SDK for the control plane, shaped like Ray's JobSubmissionClient.
+"""Python SDK for the control plane, shaped like Ray's ``JobSubmissionClient``; every answer is a typed model.
 
-    client = TestbedClient("http://127.0.0.1:8000", token="tbt_...")
+    client = TestbedClient.from_env()                  # or TestbedClient(url, token)
     job = client.submit(template="smoke", params={"epochs": 3})
-    client.wait(job["id"]); print(client.logs(job["id"]))
+    job = client.wait(job.id); print(job.status, client.logs(job.id).logs)
 """
 
 from __future__ import annotations
@@ -11,24 +11,56 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
-from testbed.jobs import TERMINAL_STATUSES, JobStatus
+from testbed.api import Health, IssuedToken, TemplateList, TenantList
+from testbed.errors import ErrorBody, format_validation_errors
+from testbed.jobs import Job, JobList, JobLogs, JobSpec, JobStatus
+from testbed.usage import UsageReport
 
 ENV_URL = "TESTBED_URL"
 ENV_TOKEN = "TESTBED_TOKEN"
+Model = TypeVar("Model", bound=BaseModel)
 
 
 class TestbedError(RuntimeError):
-    """A failed call, as one readable line (HTTP status and the server's reason)."""
+    """A failed call as one readable line, with the HTTP status (if any), the error code and the detail.
+
+    ``code`` is the server's :class:`~testbed.errors.ErrorBody` code, or a client-side one:
+    ``no_address``, ``no_token``, ``unreachable``, ``timeout``, ``bad_answer``.
+    """
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, message: str, status_code: int | None = None):
-        super().__init__(message)
+    def __init__(self, detail: str, code: str, status_code: int | None = None, reason: str = ""):
+        super().__init__(f"{status_code} {reason}: {detail}" if status_code else detail)
+        self.detail = detail
+        self.code = code
         self.status_code = status_code
+
+    @classmethod
+    def from_response(cls, response: httpx.Response) -> "TestbedError":
+        """The error a 4xx/5xx answer carries (an ``ErrorBody``; any other body is read as best as can be)."""
+        try:
+            body = ErrorBody.model_validate_json(response.content)
+            code, detail = body.error, body.detail
+        except ValidationError:
+            code = response.reason_phrase.lower().replace(" ", "_") or f"http_{response.status_code}"
+            detail = _loose_detail(response)
+        return cls(" ".join(detail.split()), code, response.status_code, response.reason_phrase)
+
+
+def _loose_detail(response: httpx.Response) -> str:
+    """The reason in an answer that is not an ``ErrorBody`` (a proxy's page, FastAPI's ``{"detail": ...}``)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:300] or response.reason_phrase
+    detail = body.get("detail", body) if isinstance(body, dict) else body
+    return detail if isinstance(detail, str) else json.dumps(detail)
 
 
 def testbed_home() -> Path:
@@ -46,32 +78,28 @@ def local_control_plane_url(home: Path | None = None) -> str | None:
 
 
 class TestbedClient:
-    """submit, get_job, list_jobs, logs, stop, wait — against one control plane."""
+    """One control plane, one token: jobs (submit, get_job, status, list_jobs, logs, stop, wait), templates,
+    tenants, token rotation, usage and health."""
 
     __test__ = False
 
     def __init__(self, url: str, token: str | None, timeout: float = 30.0):
         self.url = url.rstrip("/")
-        self.token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
     @classmethod
     def from_env(cls, url: str | None = None, token: str | None = None) -> "TestbedClient":
-        """URL from the argument, ``$TESTBED_URL`` or the local state; token likewise or ``$TESTBED_TOKEN``."""
+        """URL from the argument, ``$TESTBED_URL`` or the local state; token from the argument or ``$TESTBED_TOKEN``."""
         url = url or os.environ.get(ENV_URL) or local_control_plane_url()
         if not url:
-            raise TestbedError(f"no control plane address: set {ENV_URL}, pass --url, or start one with `testbed up`")
+            raise TestbedError(f"no control plane address: set {ENV_URL}, pass --url, or start one with `testbed up`",
+                               "no_address")
         token = token or os.environ.get(ENV_TOKEN)
         if not token:
-            raise TestbedError(
-                f"no token: set {ENV_TOKEN} or pass --token (the local operator prints one with `testbed tenants token ID`)"
-            )
+            raise TestbedError(f"no token: set {ENV_TOKEN} or pass --token "
+                               "(the local operator prints one with `testbed tenants token ID`)", "no_token")
         return cls(url, token)
-
-    @classmethod
-    def from_args(cls, args: Any) -> "TestbedClient":
-        return cls.from_env(getattr(args, "url", None), getattr(args, "token", None))
 
     def close(self) -> None:
         self._http.close()
@@ -82,66 +110,78 @@ class TestbedClient:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    # -- raw calls ------------------------------------------------------------------------
-    def request_json(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _call(self, answer: type[Model], method: str, path: str, **kwargs: Any) -> Model:
+        """One request; the answer validated as ``answer``, any failure raised as :class:`TestbedError`."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise TestbedError(f"cannot reach the control plane at {self.url}: {exc}") from None
+            raise TestbedError(f"cannot reach the control plane at {self.url}: {exc}", "unreachable") from None
         if response.status_code >= 400:
-            try:
-                body = response.json()
-                detail = body.get("detail", body) if isinstance(body, dict) else body
-            except ValueError:
-                detail = response.text.strip() or response.reason_phrase
-            raise TestbedError(f"{response.status_code} {response.reason_phrase}: {detail}", response.status_code)
-        return response.json()
-
-    def get_json(self, path: str, **params: Any) -> Any:
-        return self.request_json("GET", path, params={k: v for k, v in params.items() if v is not None})
+            raise TestbedError.from_response(response)
+        try:
+            return answer.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise TestbedError(f"unexpected answer from {method} {path}: {format_validation_errors(exc.errors())}",
+                               "bad_answer") from None
 
     # -- jobs -----------------------------------------------------------------------------
-    def submit(self, spec: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
-        """Submit a job spec (a dict or keyword fields); returns the job object with its ``id``."""
-        body = {**(spec or {}), **fields}
-        return self.request_json("POST", "/v1/jobs", json=body)
+    def submit(self, spec: JobSpec | Mapping[str, Any] | None = None, **fields: Any) -> Job:
+        """Submit a job (a ``JobSpec``, a dict, or keyword fields of one); the control plane validates it."""
+        body = spec.model_dump(mode="json", exclude_unset=True) if isinstance(spec, JobSpec) else dict(spec or {})
+        return self._call(Job, "POST", "/v1/jobs", json={**body, **fields})
 
-    def get_job(self, job_id: str) -> dict[str, Any]:
-        return self.request_json("GET", f"/v1/jobs/{job_id}")
+    def get_job(self, job_id: str) -> Job:
+        return self._call(Job, "GET", f"/v1/jobs/{job_id}")
 
     def status(self, job_id: str) -> JobStatus:
-        return JobStatus(self.get_job(job_id)["status"])
+        return self.get_job(job_id).status
 
-    def list_jobs(self, status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-        return self.get_json("/v1/jobs", status=status, limit=limit)["jobs"]
+    def list_jobs(self, status: JobStatus | str | None = None, limit: int | None = None) -> JobList:
+        """Your jobs (the operator's: every tenant's), newest first; optionally of one status, at most ``limit``."""
+        params = {"status": JobStatus(status).value if status else None, "limit": limit}
+        return self._call(JobList, "GET", "/v1/jobs", params=_present(params))
 
-    def logs(self, job_id: str) -> str:
-        return self.request_json("GET", f"/v1/jobs/{job_id}/logs")["logs"]
+    def logs(self, job_id: str) -> JobLogs:
+        """The job's logs so far; ``final`` once the job ended and the control plane stored them."""
+        return self._call(JobLogs, "GET", f"/v1/jobs/{job_id}/logs")
 
-    def stop(self, job_id: str) -> dict[str, Any]:
-        return self.request_json("POST", f"/v1/jobs/{job_id}/stop")
+    def stop(self, job_id: str) -> Job:
+        return self._call(Job, "POST", f"/v1/jobs/{job_id}/stop")
 
-    def templates(self) -> list[dict[str, Any]]:
-        return self.get_json("/v1/templates")["templates"]
-
-    def wait(
-        self,
-        job_id: str,
-        timeout: float = 600.0,
-        poll: float = 0.2,
-        on_update: Callable[[dict[str, Any]], None] | None = None,
-    ) -> dict[str, Any]:
+    def wait(self, job_id: str, timeout: float = 600.0, poll: float = 0.25,
+             on_update: Callable[[Job], None] | None = None) -> Job:
         """Poll until the job ends; ``on_update`` sees the job after every poll. Raises on timeout."""
         deadline = time.monotonic() + timeout
         while True:
             job = self.get_job(job_id)
             if on_update is not None:
                 on_update(job)
-            if JobStatus(job["status"]) in TERMINAL_STATUSES:
+            if job.status.terminal:
                 return job
             if time.monotonic() > deadline:
-                raise TestbedError(f"job {job_id} still {job['status']} after {timeout:g}s")
+                raise TestbedError(f"job {job_id} still {job.status.value} after {timeout:g}s", "timeout")
             time.sleep(poll)
 
-    def health(self) -> dict[str, Any]:
-        return self.get_json("/healthz")
+    # -- region ---------------------------------------------------------------------------
+    def templates(self) -> TemplateList:
+        return self._call(TemplateList, "GET", "/v1/templates")
+
+    def tenants(self) -> TenantList:
+        """The region's tenants the token may see (the operator: all of them)."""
+        return self._call(TenantList, "GET", "/v1/tenants")
+
+    def rotate_token(self, subject: str) -> IssuedToken:
+        """Operator only: a new token for a tenant (or ``operator``); the old one stops working."""
+        return self._call(IssuedToken, "POST", f"/v1/tenants/{subject}/token")
+
+    def usage(self, tenant: str | None = None, series: bool = False) -> UsageReport:
+        """Allocated use per tenant against its grant; ``series`` adds each tenant's cumulative GPU burn."""
+        params = {"tenant": tenant, "series": "true" if series else None}
+        return self._call(UsageReport, "GET", "/v1/usage", params=_present(params))
+
+    def health(self) -> Health:
+        return self._call(Health, "GET", "/healthz")
+
+
+def _present(params: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in params.items() if value is not None}

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from testbed.jobs import Job
 
 HEARTBEAT_SECONDS = 10.0
 
@@ -24,12 +27,12 @@ class JobProgress:
         self.last_print = 0.0
         self.tty = sys.stderr.isatty()
 
-    def update(self, job: dict[str, Any]) -> None:
+    def update(self, job: Job) -> None:
         if not self.enabled:
             return
         now = time.monotonic()
         elapsed = now - self.started
-        status = job["status"]
+        status = job.status.value
         if status != self.last_status:
             self._line(f"{self.label}: {status} ({elapsed:.1f}s)")
             self.last_status = status

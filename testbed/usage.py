@@ -1,4 +1,4 @@
-"""Usage reports: the models ``GET /v1/usage`` returns and the ``testbed usage`` command.
+"""Usage reports: the models ``GET /v1/usage`` returns, and their table, settlement CSV and burn-down plot.
 
 Allocated use only: what each job *requested*, from its start to its end (or to the last time the
 control plane saw it running). Observed utilisation is a separate Prometheus metric, not a report.
@@ -6,18 +6,16 @@ control plane saw it running). Observed utilisation is a separate Prometheus met
 
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime as dt
-import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from testbed import tables
 from testbed.jobs import JobStatus
 
-USAGE_PATH = "/v1/usage"
 STATUSES = [s.value for s in JobStatus]
 
 
@@ -89,30 +87,22 @@ class UsageReport(BaseModel):
 
 
 # -- rendering ----------------------------------------------------------------------------
-def _fmt(value: float | None, spec: str = ".2f") -> str:
-    return "-" if value is None else format(value, spec)
+def _fmt(value: float | None, spec: str = ".2f") -> str | None:
+    return None if value is None else format(value, spec)
+
+
+USAGE_HEADERS = ["TENANT", "GPU-HOURS", "CPU-HOURS", "GRANT-H", "USED", *STATUSES]
 
 
 def render_table(report: UsageReport) -> str:
-    """A fixed-width table, one line per tenant."""
-    header = ["TENANT", "GPU-HOURS", "CPU-HOURS", "GRANT-H", "USED", *STATUSES]
+    """The report's moment, then one line per tenant (numbers aligned right)."""
     rows = [
-        [
-            t.tenant,
-            _fmt(t.gpu_hours),
-            _fmt(t.cpu_hours),
-            _fmt(t.grant_gpu_hours, ".0f"),
-            "-" if t.grant_used_ratio is None else f"{t.grant_used_ratio:.1%}",
-            *(str(t.jobs.get(s, 0)) for s in STATUSES),
-        ]
+        [t.tenant, _fmt(t.gpu_hours), _fmt(t.cpu_hours), _fmt(t.grant_gpu_hours, ".0f"), _fmt(t.grant_used_ratio, ".1%"),
+         *(t.jobs.get(s, 0) for s in STATUSES)]
         for t in report.tenants
     ]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [f"region {report.region}, usage at {report.generated_at.isoformat(timespec='seconds')}"]
-    for row in [header, *rows]:
-        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
+    table = tables.render_table(USAGE_HEADERS, rows, right=range(1, len(USAGE_HEADERS)))
+    return f"region {report.region}, usage at {report.generated_at.isoformat(timespec='seconds')}\n{table}"
 
 
 CSV_COLUMNS = [
@@ -186,54 +176,3 @@ def plot_burndown(report: UsageReport, path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-# -- CLI ----------------------------------------------------------------------------------
-def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``testbed usage`` to the top-level CLI (which supplies --url and --token)."""
-    parser = subparsers.add_parser(
-        "usage",
-        help="allocated GPU/CPU hours per tenant against its grant",
-        description="Per-tenant metered use. A tenant token shows its own; the operator token shows every tenant.",
-    )
-    parser.add_argument("--tenant", help="only this tenant (operator token)")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--csv", metavar="FILE", help="write a settlement CSV, one row per tenant")
-    parser.add_argument("--plot", metavar="FILE.png", help="draw each tenant's grant burn-down (PNG)")
-    parser.set_defaults(handler=cmd_usage)
-    return parser
-
-
-def fetch_report(client: Any, tenant: str | None = None, series: bool = False) -> UsageReport:
-    """GET /v1/usage through a TestbedClient and validate it."""
-    return UsageReport.model_validate(client.get_json(USAGE_PATH, tenant=tenant, series="true" if series else None))
-
-
-def cmd_usage(args: argparse.Namespace) -> int:
-    """Handler of ``testbed usage``: print a table (or JSON) and write the CSV/PNG asked for."""
-    from testbed.client import TestbedClient, TestbedError
-
-    try:
-        with TestbedClient.from_args(args) as client:
-            report = fetch_report(client, tenant=args.tenant, series=bool(args.plot))
-        if args.csv:
-            write_csv(report, args.csv)
-        if args.plot:
-            plot_burndown(report, args.plot)
-    except TestbedError as exc:
-        print(f"testbed usage: {exc}", file=sys.stderr)
-        return 1
-    except ValidationError as exc:
-        print(f"testbed usage: the control plane sent an unexpected usage report: {exc.errors()[0]['msg']}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"testbed usage: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(report.model_dump_json(indent=2, exclude={"tenants": {"__all__": {"burn"}}}))
-    else:
-        print(render_table(report))
-    for label, target in (("settlement CSV", args.csv), ("burn-down plot", args.plot)):
-        if target:
-            print(f"wrote {label} to {target}", file=sys.stderr)
-    return 0

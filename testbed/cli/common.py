@@ -1,0 +1,60 @@
+"""What every ``testbed`` command shares: its error, the --json switch, the SDK client from --url/--token."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Callable, TypeVar
+
+from pydantic import BaseModel
+
+from testbed.client import TestbedClient
+
+EXIT_ERROR = 1
+Handler = Callable[[argparse.Namespace], int]
+Shown = TypeVar("Shown", bound=BaseModel)
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line."""
+
+
+def add_command(parent: Any, name: str, handler: Handler, help: str, json_flag: bool = True) -> argparse.ArgumentParser:
+    """A subcommand running ``handler``, with ``--json`` unless told otherwise."""
+    parser = parent.add_parser(name, help=help, description=help)
+    parser.set_defaults(handler=handler)
+    if json_flag:
+        parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    return parser
+
+
+def print_json(value: BaseModel, **dump: Any) -> None:
+    print(value.model_dump_json(indent=2, **dump))
+
+
+def emit(args: argparse.Namespace, value: Shown, render: Callable[[Shown], object]) -> int:
+    """Print ``value`` as JSON with ``--json``, else as ``render`` writes it (a returned string is printed)."""
+    if getattr(args, "json", False):
+        print_json(value)
+    else:
+        text = render(value)
+        if isinstance(text, str):
+            print(text)
+    return 0
+
+
+def connect(args: argparse.Namespace, operator: bool = False) -> TestbedClient:
+    """The SDK client of --url/--token (or the environment, or the local state).
+
+    ``operator``: without --token, use the local operator's token when there is one.
+    """
+    token = args.token or (_local_operator_token() if operator else None)
+    return TestbedClient.from_env(args.url, token)
+
+
+def _local_operator_token() -> str | None:
+    from testbed.local import LocalTestbed, LocalTestbedError
+
+    try:
+        return LocalTestbed().token("operator")
+    except LocalTestbedError:
+        return None

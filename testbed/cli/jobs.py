@@ -1,0 +1,152 @@
+"""``testbed submit`` and ``testbed jobs list|show|logs|stop|wait``, through the SDK."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from testbed import progress
+from testbed.cli.common import EXIT_ERROR, CliError, add_command, connect, emit
+from testbed.client import TestbedClient
+from testbed.config import parse_memory
+from testbed.errors import format_validation_errors
+from testbed.jobs import Job, JobLogs, JobSpec, JobStatus
+from testbed.tables import model_table
+
+JOB_COLUMNS = ["id", "tenant", "name", "status", "cpus", "gpus", "submitted_at", "started_at", "ended_at"]
+
+
+def _parse_pairs(pairs: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CliError(f"{what} {pair!r} must look like KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def build_spec(args: argparse.Namespace) -> JobSpec:
+    """The job spec the submit flags describe, checked here before anything is sent."""
+    if args.command_argv and args.template:
+        raise CliError("give either --template NAME or a command after `--`, not both")
+    if not args.command_argv and not args.template:
+        raise CliError("nothing to run: give --template NAME or a command after `--` (e.g. testbed submit -- python train.py)")
+    if args.param and not args.template:
+        raise CliError("--param only applies with --template")
+    fields: dict[str, Any] = {"entrypoint": shlex.join(args.command_argv)} if args.command_argv else {
+        "template": args.template, "params": _parse_pairs(args.param, "--param")}
+    if args.working_dir:
+        path = Path(args.working_dir)
+        if not path.is_dir():
+            raise CliError(f"--working-dir {args.working_dir!r} is not a folder")
+        fields["working_dir"] = str(path.absolute())
+    fields.update({name: getattr(args, name) for name in ("name", "cpus", "gpus") if getattr(args, name) is not None})
+    if args.memory is not None:
+        try:
+            fields["memory"] = parse_memory(args.memory)
+        except ValueError as exc:
+            raise CliError(f"--memory: {exc}") from None
+    if args.env:
+        fields["env"] = _parse_pairs(args.env, "--env")
+    try:
+        return JobSpec(**fields)
+    except ValidationError as exc:
+        raise CliError(f"invalid job: {format_validation_errors(exc.errors())}") from None
+
+
+def _wait(client: TestbedClient, job_id: str, timeout: float, quiet: bool) -> Job:
+    reporter = progress.JobProgress(job_id, enabled=not quiet)
+    try:
+        return client.wait(job_id, timeout=timeout, on_update=reporter.update)
+    finally:
+        reporter.done()
+
+
+def _result_line(job: Job) -> str:
+    return f"{job.id} {job.status.value}" + (f": {job.message}" if job.message else "")
+
+
+def _ended(args: argparse.Namespace, job: Job) -> int:
+    """Print the ended job; exit 0 only if it succeeded."""
+    emit(args, job, _result_line)
+    return 0 if job.status is JobStatus.SUCCEEDED else EXIT_ERROR
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    spec = build_spec(args)
+    with connect(args) as client:
+        job = client.submit(spec)
+        if not args.wait:
+            return emit(args, job, lambda j: j.id)
+        if not args.json:
+            print(job.id, flush=True)
+        return _ended(args, _wait(client, job.id, args.timeout, quiet=args.json))
+
+
+def _show(job: Job) -> None:
+    for key, value in job.model_dump(mode="json").items():
+        print(f"{key:<13} {value if value not in (None, '') else '-'}")
+
+
+def _print_logs(logs: JobLogs) -> None:
+    sys.stdout.write(logs.logs)
+    if not logs.final:
+        print(f"  .. {logs.id} is {logs.status.value}: logs so far", file=sys.stderr)
+
+
+def cmd_jobs_list(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        jobs = client.list_jobs(status=args.status, limit=args.limit)
+    return emit(args, jobs, lambda body: model_table(body.jobs, JOB_COLUMNS))
+
+
+def cmd_jobs_show(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        return emit(args, client.get_job(args.job_id), _show)
+
+
+def cmd_jobs_logs(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        return emit(args, client.logs(args.job_id), _print_logs)
+
+
+def cmd_jobs_stop(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        return emit(args, client.stop(args.job_id), lambda job: f"{job.id} {job.status.value}")
+
+
+def cmd_jobs_wait(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        return _ended(args, _wait(client, args.job_id, args.timeout, quiet=args.json))
+
+
+def register(sub: Any) -> None:
+    p = add_command(sub, "submit", cmd_submit, "submit a job: --template NAME [--param k=v ...] or -- CMD ARGS...")
+    p.add_argument("--template")
+    p.add_argument("--param", action="append", default=[], metavar="K=V")
+    p.add_argument("--name", help="experiment name (MLflow experiment <tenant>/<name>)")
+    p.add_argument("--working-dir")
+    p.add_argument("--cpus", type=float)
+    p.add_argument("--gpus", type=int)
+    p.add_argument("--memory", help="e.g. 4Gi")
+    p.add_argument("--env", action="append", default=[], metavar="K=V")
+    p.add_argument("--wait", action="store_true", help="wait for the job to end; exit non-zero unless it succeeded")
+    p.add_argument("--timeout", type=float, default=3600.0)
+
+    jobs = sub.add_parser("jobs", help="your jobs").add_subparsers(dest="jobs_command", required=True)
+    p = add_command(jobs, "list", cmd_jobs_list, "list jobs")
+    p.add_argument("--status", choices=[s.value for s in JobStatus])
+    p.add_argument("--limit", type=int)
+    for name, handler, help in (("show", cmd_jobs_show, "show one job"), ("logs", cmd_jobs_logs, "print a job's logs"),
+                                ("stop", cmd_jobs_stop, "stop a job"), ("wait", cmd_jobs_wait, "wait for a job to end")):
+        p = add_command(jobs, name, handler, help)
+        p.add_argument("job_id", metavar="ID")
+        if handler is cmd_jobs_wait:
+            p.add_argument("--timeout", type=float, default=3600.0)
+

@@ -1,0 +1,91 @@
+"""``testbed tenants list|token``, ``testbed templates list`` and ``testbed usage``, through the SDK."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from testbed import usage
+from testbed.api import TemplateList
+from testbed.cli.common import CliError, add_command, connect, emit, print_json
+from testbed.client import TestbedError
+from testbed.tables import model_table, render_table
+from testbed.templates import list_templates
+
+TENANT_COLUMNS = ["id", "name", "industry", "grant_gpu_hours", "grant_start", "grant_end", "sample"]
+
+
+def cmd_tenants_list(args: argparse.Namespace) -> int:
+    with connect(args, operator=True) as client:
+        return emit(args, client.tenants(), lambda body: model_table(body.tenants, TENANT_COLUMNS))
+
+
+def cmd_tenants_token(args: argparse.Namespace) -> int:
+    if args.rotate:
+        with connect(args, operator=True) as client:
+            print(client.rotate_token(args.tenant).token)
+    else:
+        from testbed.local import LocalTestbed
+
+        print(LocalTestbed().token(args.tenant))
+    return 0
+
+
+def _templates(args: argparse.Namespace) -> TemplateList:
+    """The control plane's templates; without an address or token, the catalog this CLI ships with."""
+    try:
+        client = connect(args)
+    except TestbedError:
+        return TemplateList(templates=list_templates())
+    with client:
+        return client.templates()
+
+
+def _templates_table(body: TemplateList) -> str:
+    rows = [[t.name, t.kind, t.industry, ", ".join(f"{p.name}={p.default}" for p in t.params)] for t in body.templates]
+    return render_table(["NAME", "KIND", "INDUSTRY", "PARAMS"], rows)
+
+
+def cmd_templates_list(args: argparse.Namespace) -> int:
+    return emit(args, _templates(args), _templates_table)
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    """Print the usage table (or JSON) and write the settlement CSV and burn-down plot asked for."""
+    with connect(args) as client:
+        report = client.usage(tenant=args.tenant, series=bool(args.plot))
+    try:
+        if args.csv:
+            usage.write_csv(report, args.csv)
+        if args.plot:
+            usage.plot_burndown(report, args.plot)
+    except OSError as exc:
+        raise CliError(f"cannot write {exc.filename}: {exc.strerror}") from None
+    if args.json:
+        print_json(report, exclude={"tenants": {"__all__": {"burn"}}})
+    else:
+        print(usage.render_table(report))
+    for label, target in (("settlement CSV", args.csv), ("burn-down plot", args.plot)):
+        if target:
+            print(f"wrote {label} to {target}", file=sys.stderr)
+    return 0
+
+
+def register(sub: Any) -> None:
+    tenants = sub.add_parser("tenants", help="the region's tenants and their tokens").add_subparsers(
+        dest="tenants_command", required=True)
+    add_command(tenants, "list", cmd_tenants_list, "list the region's tenants (the operator's view by default)")
+    p = add_command(tenants, "token", cmd_tenants_token, "print a tenant's token (local operator)", json_flag=False)
+    p.add_argument("tenant", metavar="ID")
+    p.add_argument("--rotate", action="store_true", help="issue a new token; the old one stops working")
+
+    templates = sub.add_parser("templates", help="job templates").add_subparsers(dest="templates_command", required=True)
+    add_command(templates, "list", cmd_templates_list, "list templates with their kind and parameters")
+
+    p = add_command(sub, "usage", cmd_usage, "allocated GPU/CPU hours per tenant against its grant")
+    p.description = "Per-tenant metered use. A tenant token shows its own; the operator token shows every tenant."
+    p.add_argument("--tenant", help="only this tenant (operator token)")
+    p.add_argument("--csv", metavar="FILE", help="write a settlement CSV, one row per tenant")
+    p.add_argument("--plot", metavar="FILE.png", help="draw each tenant's grant burn-down (PNG)")
+
