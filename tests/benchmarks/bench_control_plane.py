@@ -78,8 +78,8 @@ def bench_submit_overhead(rounds: int) -> None:
 
         def via_control_plane() -> tuple[float, float]:
             start = time.perf_counter()
-            job_id = cp_client.submit(entrypoint=TRIVIAL, cpus=1)["id"]
-            return _time_until(lambda: cp_client.get_job(job_id)["status"], start)
+            job_id = cp_client.submit(entrypoint=TRIVIAL, cpus=1).id
+            return _time_until(lambda: cp_client.get_job(job_id).status.value, start)
 
         via_ray(), via_control_plane()  # warm both paths (runtime env agent, HTTP pools)
         for i in range(rounds):

@@ -8,14 +8,15 @@ import httpx
 import pytest
 
 from testbed.client import TestbedClient, TestbedError
+from testbed.jobs import Job
 
 ALICE = "changwon-precision"  # quota: 8 CPUs, 2 GPUs, 64Gi
 BOB = "gimhae-robotics"
 
 
-def submit_ok(client: TestbedClient, **fields) -> dict:
+def submit_ok(client: TestbedClient, **fields) -> Job:
     job = client.submit({"entrypoint": "python -c 'print(1)'", **fields})
-    assert job["id"].startswith("job-")
+    assert job.id.startswith("job-")
     return job
 
 
@@ -48,11 +49,11 @@ def test_tenant_sees_only_its_own_jobs(noop_plane):
     alice, bob = noop_plane.client(ALICE), noop_plane.client(BOB)
     job = submit_ok(alice)
     submit_ok(bob)
-    assert [j["tenant"] for j in alice.list_jobs()] == [ALICE]
-    assert [j["tenant"] for j in bob.list_jobs()] == [BOB]
+    assert [j.tenant for j in alice.list_jobs().jobs] == [ALICE]
+    assert [j.tenant for j in bob.list_jobs().jobs] == [BOB]
     for call in (bob.get_job, bob.logs, bob.stop):
         with pytest.raises(TestbedError) as err:
-            call(job["id"])
+            call(job.id)
         assert err.value.status_code == 404
         assert ALICE not in str(err.value)
     # the same 404 as a job that does not exist: no way to probe other tenants' ids
@@ -60,8 +61,8 @@ def test_tenant_sees_only_its_own_jobs(noop_plane):
         bob.get_job("job-doesnotexist")
     assert missing.value.status_code == 404
     operator = noop_plane.client("operator")
-    assert {j["tenant"] for j in operator.list_jobs()} == {ALICE, BOB}
-    assert operator.get_job(job["id"])["tenant"] == ALICE
+    assert {j.tenant for j in operator.list_jobs().jobs} == {ALICE, BOB}
+    assert operator.get_job(job.id).tenant == ALICE
 
 
 @pytest.mark.parametrize(
@@ -84,7 +85,7 @@ def test_bad_spec_is_422_with_a_readable_reason(noop_plane, spec, needle):
         client.submit(spec)
     assert err.value.status_code == 422
     assert needle in str(err.value)
-    assert client.list_jobs() == []  # nothing half-made
+    assert client.list_jobs().jobs == []  # nothing half-made
 
 
 @pytest.mark.parametrize(
@@ -101,7 +102,7 @@ def test_job_that_never_fits_the_quota_is_refused(noop_plane, fields, needle):
         client.submit({"entrypoint": "true", **fields})
     assert err.value.status_code == 403
     assert needle in str(err.value) and "can never fit" in str(err.value)
-    assert client.list_jobs() == []
+    assert client.list_jobs().jobs == []
 
 
 def test_operator_cannot_submit(noop_plane):
@@ -112,28 +113,28 @@ def test_operator_cannot_submit(noop_plane):
 
 def test_job_object_shape_and_environment(noop_plane):
     client = noop_plane.client(ALICE)
-    job = client.wait(submit_ok(client, name="exp1", cpus=2, gpus=1)["id"], timeout=10)
-    assert job["status"] == "SUCCEEDED"
-    assert job["experiment"] == f"{ALICE}/exp1"
-    assert job["gpu_model"] == "l4"  # the tenant's pool
-    assert job["started_at"].endswith("Z") and job["ended_at"].endswith("Z")
-    request = noop_plane.plane._launch_request(noop_plane.plane.store.get_job(job["id"]))
+    job = client.wait(submit_ok(client, name="exp1", cpus=2, gpus=1).id, timeout=10)
+    assert job.status == "SUCCEEDED"
+    assert job.experiment == f"{ALICE}/exp1"
+    assert job.gpu_model == "l4"  # the tenant's pool
+    assert job.started_at.endswith("Z") and job.ended_at.endswith("Z")
+    request = noop_plane.plane._launch_request(noop_plane.plane.store.get_job(job.id))
     assert request.env["MLFLOW_EXPERIMENT_NAME"] == f"{ALICE}/exp1"
     assert request.env["TESTBED_TENANT"] == ALICE and request.env["TESTBED_REGION"] == "gyeongnam"
-    assert request.env["TESTBED_JOB_ID"] == job["id"]
-    assert '"testbed.job_id": "%s"' % job["id"] in request.env["TESTBED_RUN_TAGS"]
+    assert request.env["TESTBED_JOB_ID"] == job.id
+    assert '"testbed.job_id": "%s"' % job.id in request.env["TESTBED_RUN_TAGS"]
 
 
 def test_token_rotation_by_operator_only(noop_plane):
     old = noop_plane.client(ALICE)
     with pytest.raises(TestbedError) as err:
-        old.request_json("POST", f"/v1/tenants/{ALICE}/token")
+        old.rotate_token(ALICE)
     assert err.value.status_code == 403
-    new_token = noop_plane.client("operator").request_json("POST", f"/v1/tenants/{ALICE}/token")["token"]
+    new_token = noop_plane.client("operator").rotate_token(ALICE).token
     with pytest.raises(TestbedError) as err:
         old.list_jobs()
     assert err.value.status_code == 401
-    assert TestbedClient(noop_plane.url, new_token).list_jobs() == []
+    assert TestbedClient(noop_plane.url, new_token).list_jobs().jobs == []
 
 
 def test_queued_job_stops_without_running(noop_plane):
@@ -144,12 +145,12 @@ def test_queued_job_stops_without_running(noop_plane):
     from operators.control_plane.backends.base import BackendJobInfo
 
     first = submit_ok(client, cpus=8)
-    plane.backend._jobs[first["id"]] = BackendJobInfo(status=JobStatus.RUNNING, start_time=0)
-    plane.store.update_job(first["id"], status="RUNNING", ended_at=None)
+    plane.backend._jobs[first.id] = BackendJobInfo(status=JobStatus.RUNNING, start_time=0)
+    plane.store.update_job(first.id, status="RUNNING", ended_at=None)
     second = submit_ok(client, cpus=1)
-    assert second["status"] == "PENDING" and "queued" in second["message"]
-    stopped = client.stop(second["id"])
-    assert stopped["status"] == "STOPPED" and stopped["started_at"] is None
+    assert second.status == "PENDING" and "queued" in second.message
+    stopped = client.stop(second.id)
+    assert stopped.status == "STOPPED" and stopped.started_at is None
 
 
 def _plane_with_grant(tmp_path, **grant):
@@ -187,9 +188,9 @@ def test_gpu_jobs_are_refused_once_the_grant_is_used_up(tmp_path):
             client.submit({"entrypoint": "true", "gpus": 1})
         assert err.value.status_code == 403
         assert "has used 1.0 of 1 granted GPU-hours" in str(err.value)
-        assert client.submit({"entrypoint": "true"})["status"]  # CPU jobs do not draw on the grant
-        assert {j["id"] for j in client.list_jobs()} >= {first["id"]}
-        assert len(client.list_jobs()) == 3  # the refused job left no record
+        assert client.submit({"entrypoint": "true"}).status  # CPU jobs do not draw on the grant
+        assert {j.id for j in client.list_jobs().jobs} >= {first.id}
+        assert len(client.list_jobs().jobs) == 3  # the refused job left no record
 
 
 def test_gpu_jobs_are_refused_outside_the_grant_period(tmp_path):
@@ -199,4 +200,4 @@ def test_gpu_jobs_are_refused_outside_the_grant_period(tmp_path):
         with pytest.raises(TestbedError) as err:
             client.submit({"entrypoint": "true", "gpus": 1})
         assert err.value.status_code == 403 and "runs 2020-01-01 to 2020-12-31" in str(err.value)
-        assert client.submit({"entrypoint": "true"})["tenant"] == ALICE
+        assert client.submit({"entrypoint": "true"}).tenant == ALICE

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from testbed.client import TestbedError
+from testbed.jobs import Job
 from testbed.local import Component, ComponentExited, LocalState, StateFolder, instance_processes
 from testbed.local.supervisor import Supervisor
 
@@ -32,13 +33,13 @@ def cli(local_testbed, *args: str, token: str | None = None, check: bool = False
     return result
 
 
-def wait_for_status(client, job_id: str, status: str, timeout: float = 60) -> dict:
+def wait_for_status(client, job_id: str, status: str, timeout: float = 60) -> Job:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = client.get_job(job_id)
-        if job["status"] == status:
+        if job.status == status:
             return job
-        assert job["status"] in ("PENDING", "RUNNING"), job
+        assert job.status in ("PENDING", "RUNNING"), job
         time.sleep(0.2)
     raise AssertionError(f"{job_id} never reached {status}")
 
@@ -64,11 +65,11 @@ def test_command_job_succeeds_with_its_environment_and_logs(local_testbed):
     script = "import os; print('hello', os.environ['MLFLOW_EXPERIMENT_NAME'], os.environ['TESTBED_JOB_ID'])"
     result = cli(local_testbed, "submit", "--wait", "--json", "--name", "hello", "--", "python", "-c", script,
                  token=local_testbed.tokens[ALICE], check=True)
-    job = json.loads(result.stdout)
-    assert job["status"] == "SUCCEEDED" and job["tenant"] == ALICE
-    assert job["started_at"] and job["ended_at"] and job["started_at"] <= job["ended_at"]
-    logs = cli(local_testbed, "jobs", "logs", job["id"], token=local_testbed.tokens[ALICE], check=True).stdout
-    assert f"hello {ALICE}/hello {job['id']}" in logs
+    job = Job.model_validate_json(result.stdout)
+    assert job.status == "SUCCEEDED" and job.tenant == ALICE
+    assert job.started_at and job.ended_at and job.started_at <= job.ended_at
+    logs = cli(local_testbed, "jobs", "logs", job.id, token=local_testbed.tokens[ALICE], check=True).stdout
+    assert f"hello {ALICE}/hello {job.id}" in logs
 
 
 def test_failing_job_is_failed_and_cli_exits_nonzero(local_testbed):
@@ -77,35 +78,35 @@ def test_failing_job_is_failed_and_cli_exits_nonzero(local_testbed):
     assert result.returncode != 0
     job_id = result.stdout.split()[0]
     job = local_testbed.client(ALICE).get_job(job_id)
-    assert job["status"] == "FAILED"
-    assert "boom" in local_testbed.client(ALICE).logs(job_id)
+    assert job.status == "FAILED"
+    assert "boom" in local_testbed.client(ALICE).logs(job_id).logs
 
 
 def test_stop_a_running_job_and_isolation_on_the_real_backend(local_testbed):
     alice, bob = local_testbed.client(ALICE), local_testbed.client(BOB)
     job = alice.submit(entrypoint="python -c 'import time; print(\"started\", flush=True); time.sleep(120)'")
-    wait_for_status(alice, job["id"], "RUNNING")
+    wait_for_status(alice, job.id, "RUNNING")
     for call in (bob.get_job, bob.logs, bob.stop):
         with pytest.raises(TestbedError) as err:
-            call(job["id"])
+            call(job.id)
         assert err.value.status_code == 404
-    assert job["id"] not in {j["id"] for j in bob.list_jobs()}
-    assert alice.get_job(job["id"])["status"] == "RUNNING"  # bob's stop did nothing
-    alice.stop(job["id"])
-    final = alice.wait(job["id"], timeout=60)
-    assert final["status"] == "STOPPED" and final["ended_at"]
+    assert job.id not in {j.id for j in bob.list_jobs().jobs}
+    assert alice.get_job(job.id).status == "RUNNING"  # bob's stop did nothing
+    alice.stop(job.id)
+    final = alice.wait(job.id, timeout=60)
+    assert final.status == "STOPPED" and final.ended_at
 
 
 def test_smoke_template_is_tracked_in_mlflow_with_job_tags(local_testbed):
     from mlflow.tracking import MlflowClient
 
     alice = local_testbed.client(ALICE)
-    job = alice.wait(alice.submit(template="smoke", params={"epochs": 3})["id"], timeout=180)
-    assert job["status"] == "SUCCEEDED", alice.logs(job["id"])
+    job = alice.wait(alice.submit(template="smoke", params={"epochs": 3}).id, timeout=180)
+    assert job.status == "SUCCEEDED", alice.logs(job.id).logs
     mlflow = MlflowClient(local_testbed.mlflow_url)
     experiment = mlflow.get_experiment_by_name(f"{ALICE}/smoke")
     assert experiment is not None
-    runs = mlflow.search_runs([experiment.experiment_id], filter_string=f"tags.`testbed.job_id` = '{job['id']}'")
+    runs = mlflow.search_runs([experiment.experiment_id], filter_string=f"tags.`testbed.job_id` = '{job.id}'")
     assert len(runs) == 1
     tags = runs[0].data.tags
     assert tags["testbed.tenant"] == ALICE and tags["testbed.region"] == "gyeongnam"
@@ -115,20 +116,20 @@ def test_smoke_template_is_tracked_in_mlflow_with_job_tags(local_testbed):
 def test_control_plane_crash_mid_job_loses_nothing(local_testbed):
     alice = local_testbed.client(ALICE)
     job = alice.submit(entrypoint="python -c 'import time; time.sleep(4); print(\"survived\")'")
-    running = wait_for_status(alice, job["id"], "RUNNING")
+    running = wait_for_status(alice, job.id, "RUNNING")
     local_testbed.restart_control_plane(crash=True)
-    final = local_testbed.client(ALICE).wait(job["id"], timeout=60)
-    assert final["status"] == "SUCCEEDED"
-    assert final["started_at"] == running["started_at"]
-    assert "survived" in local_testbed.client(ALICE).logs(job["id"])
+    final = local_testbed.client(ALICE).wait(job.id, timeout=60)
+    assert final.status == "SUCCEEDED"
+    assert final.started_at == running.started_at
+    assert "survived" in local_testbed.client(ALICE).logs(job.id).logs
 
 
 def test_down_leaves_no_process_and_up_keeps_history(local_testbed):
     alice = local_testbed.client(ALICE)
-    done = alice.wait(alice.submit(entrypoint="python -c 'print(\"kept after down\")'")["id"], timeout=60)
-    assert done["status"] == "SUCCEEDED"
+    done = alice.wait(alice.submit(entrypoint="python -c 'print(\"kept after down\")'").id, timeout=60)
+    assert done.status == "SUCCEEDED"
     lost = alice.submit(entrypoint="python -c 'import time; time.sleep(300)'")
-    wait_for_status(alice, lost["id"], "RUNNING")
+    wait_for_status(alice, lost.id, "RUNNING")
     instance = local_testbed.instance
 
     result = cli(local_testbed, "down", check=True)
@@ -138,12 +139,12 @@ def test_down_leaves_no_process_and_up_keeps_history(local_testbed):
 
     local_testbed.testbed.up(region="gyeongnam")
     alice = local_testbed.client(ALICE)
-    kept = alice.get_job(done["id"])
-    assert kept["status"] == "SUCCEEDED" and kept["ended_at"] == done["ended_at"]
-    assert "kept after down" in alice.logs(done["id"])
-    after = alice.wait(lost["id"], timeout=30)
-    assert after["status"] == "FAILED" and "lost" in after["message"]
-    assert after["ended_at"] is not None
+    kept = alice.get_job(done.id)
+    assert kept.status == "SUCCEEDED" and kept.ended_at == done.ended_at
+    assert "kept after down" in alice.logs(done.id).logs
+    after = alice.wait(lost.id, timeout=30)
+    assert after.status == "FAILED" and "lost" in after.message
+    assert after.ended_at is not None
 
 
 # -- the supervisor alone, on a stand-in component (no Ray, no MLflow) -----------------------

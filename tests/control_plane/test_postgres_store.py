@@ -77,15 +77,15 @@ def test_control_plane_on_postgresql(postgres_url, tmp_path):
     with serve_in_thread(app) as url:
         token = lambda s: (tmp_path / "credentials" / f"{s}.token").read_text().strip()  # noqa: E731
         alice, bob = TestbedClient(url, token("changwon-precision")), TestbedClient(url, token("gimhae-robotics"))
-        job = alice.wait(alice.submit(entrypoint="true", cpus=2)["id"], timeout=30)
-        assert job["status"] == "SUCCEEDED" and job["started_at"]
+        job = alice.wait(alice.submit(entrypoint="true", cpus=2).id, timeout=30)
+        assert job.status == "SUCCEEDED" and job.started_at
         with pytest.raises(TestbedError) as err:
-            bob.get_job(job["id"])
+            bob.get_job(job.id)
         assert err.value.status_code == 404
-        usage = TestbedClient(url, token("operator")).get_json("/v1/usage")
-        alice_usage = next(u for u in usage["tenants"] if u["tenant"] == "changwon-precision")
-        assert alice_usage["jobs"]["SUCCEEDED"] == 1
+        usage = TestbedClient(url, token("operator")).usage()
+        alice_usage = next(u for u in usage.tenants if u.tenant == "changwon-precision")
+        assert alice_usage.jobs["SUCCEEDED"] == 1
     # the records outlive the process: a second control plane on the same database sees them
     again = create_app(settings, sync=False)
-    assert again.state.plane.store.get_job(job["id"]).status == "SUCCEEDED"
+    assert again.state.plane.store.get_job(job.id).status == "SUCCEEDED"
     again.state.plane.store.close()

@@ -28,11 +28,11 @@ def test_each_template_runs_as_a_tenant_job_tracked_in_mlflow(local_testbed):
     mlflow = MlflowClient(local_testbed.mlflow_url)
     for tenant, job in submitted.items():
         client = local_testbed.client(tenant)
-        done = client.wait(job["id"], timeout=600)
-        assert done["status"] == "SUCCEEDED", client.logs(job["id"])[-3000:]
+        done = client.wait(job.id, timeout=600)
+        assert done.status == "SUCCEEDED", client.logs(job.id).logs[-3000:]
         template = RUNS[tenant][0]
         experiment = mlflow.get_experiment_by_name(f"{tenant}/{template}")
-        runs = mlflow.search_runs([experiment.experiment_id], filter_string=f"tags.`testbed.job_id` = '{job['id']}'")
+        runs = mlflow.search_runs([experiment.experiment_id], filter_string=f"tags.`testbed.job_id` = '{job.id}'")
         assert len(runs) == 1
         run = runs[0]
         assert run.data.tags["testbed.tenant"] == tenant

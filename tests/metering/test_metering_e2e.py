@@ -13,6 +13,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from testbed.jobs import Job
+
 pytestmark = pytest.mark.integration
 
 SLEEP = 'python -c "import time; time.sleep({seconds})"'
@@ -27,13 +29,13 @@ def _epoch(iso: str) -> float:
     return dt.datetime.fromisoformat(iso).timestamp()
 
 
-def run_seconds(job: dict[str, Any]) -> float:
-    return _epoch(job["ended_at"]) - _epoch(job["started_at"])
+def run_seconds(job: Job) -> float:
+    return _epoch(job.ended_at) - _epoch(job.started_at)
 
 
 def usage(testbed, tenant: str) -> dict[str, Any]:
-    (row,) = testbed.operator_client().get_json("/v1/usage", tenant=tenant)["tenants"]
-    return row
+    (row,) = testbed.operator_client().usage(tenant=tenant).tenants
+    return row.model_dump(mode="json")
 
 
 def exposed_cpu_seconds(testbed) -> dict[str, float]:
@@ -44,13 +46,13 @@ def exposed_cpu_seconds(testbed) -> dict[str, float]:
     raise AssertionError("no testbed_tenant_cpu_requested_seconds_total in /metrics")
 
 
-def wait_running(client, job_id: str, timeout: float = 120) -> dict[str, Any]:
+def wait_running(client, job_id: str, timeout: float = 120) -> Job:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = client.get_job(job_id)
-        if job["status"] == "RUNNING":
+        if job.status == "RUNNING":
             return job
-        assert job["status"] == "PENDING", job
+        assert job.status == "PENDING", job
         time.sleep(0.2)
     raise AssertionError(f"{job_id} never started")
 
@@ -69,20 +71,20 @@ def metered(local_testbed, tenants) -> dict[str, Any]:
     ca, cb = local_testbed.client(a), local_testbed.client(b)
     ok_a = ca.submit({"entrypoint": SLEEP.format(seconds=3), "cpus": 1})
     ok_b = cb.submit({"entrypoint": SLEEP.format(seconds=3), "cpus": 1})
-    wait_running(ca, ok_a["id"])
+    wait_running(ca, ok_a.id)
     time.sleep(1.0)
     running_1 = usage(local_testbed, a)
     time.sleep(1.0)
     running_2 = usage(local_testbed, a)
-    jobs = {"ok_a": ca.wait(ok_a["id"], timeout=180), "ok_b": cb.wait(ok_b["id"], timeout=180)}
+    jobs = {"ok_a": ca.wait(ok_a.id, timeout=180), "ok_b": cb.wait(ok_b.id, timeout=180)}
 
     failed = ca.submit({"entrypoint": FAIL, "cpus": 1})
     stopped = cb.submit({"entrypoint": SLEEP.format(seconds=120), "cpus": 1})
-    wait_running(cb, stopped["id"])
+    wait_running(cb, stopped.id)
     time.sleep(2.0)
-    cb.stop(stopped["id"])
-    jobs["failed_a"] = ca.wait(failed["id"], timeout=180)
-    jobs["stopped_b"] = cb.wait(stopped["id"], timeout=180)
+    cb.stop(stopped.id)
+    jobs["failed_a"] = ca.wait(failed.id, timeout=180)
+    jobs["stopped_b"] = cb.wait(stopped.id, timeout=180)
     after = {t: usage(local_testbed, t) for t in tenants}
     return {"before": before, "after": after, "jobs": jobs, "running": (running_1, running_2), "tenants": tenants}
 
@@ -90,12 +92,12 @@ def metered(local_testbed, tenants) -> dict[str, Any]:
 def test_finished_failed_and_stopped_jobs_are_metered(metered) -> None:
     jobs, before, after = metered["jobs"], metered["before"], metered["after"]
     a, b = metered["tenants"]
-    assert [jobs[k]["status"] for k in ("ok_a", "ok_b", "failed_a", "stopped_b")] == ["SUCCEEDED", "SUCCEEDED", "FAILED", "STOPPED"]
+    assert [jobs[k].status for k in ("ok_a", "ok_b", "failed_a", "stopped_b")] == ["SUCCEEDED", "SUCCEEDED", "FAILED", "STOPPED"]
     for key in ("ok_a", "ok_b"):
         assert 3.0 - OBSERVATION_SLACK <= run_seconds(jobs[key]) < 30, jobs[key]
     assert run_seconds(jobs["failed_a"]) > 0.5 and run_seconds(jobs["stopped_b"]) > 1.5
     for tenant, keys in ((a, ("ok_a", "failed_a")), (b, ("ok_b", "stopped_b"))):
-        expected = sum(jobs[k]["cpus"] * run_seconds(jobs[k]) for k in keys)
+        expected = sum(jobs[k].cpus * run_seconds(jobs[k]) for k in keys)
         assert after[tenant]["cpu_seconds"] - before[tenant]["cpu_seconds"] == pytest.approx(expected, rel=TOLERANCE)
         assert after[tenant]["jobs_total"] - before[tenant]["jobs_total"] == 2
     assert after[a]["jobs"]["FAILED"] - before[a]["jobs"]["FAILED"] == 1
@@ -117,7 +119,7 @@ def test_exposition_matches_requested_cpus_times_run_time(local_testbed, metered
     jobs = metered["jobs"]
     a, b = metered["tenants"]
     for tenant, keys in ((a, ("ok_a", "failed_a")), (b, ("ok_b", "stopped_b"))):
-        expected = metered["before"][tenant]["cpu_seconds"] + sum(jobs[k]["cpus"] * run_seconds(jobs[k]) for k in keys)
+        expected = metered["before"][tenant]["cpu_seconds"] + sum(jobs[k].cpus * run_seconds(jobs[k]) for k in keys)
         assert exposed[tenant] == pytest.approx(expected, rel=TOLERANCE)
 
 
@@ -138,16 +140,16 @@ def test_restart_of_the_control_plane_mid_job_loses_no_metered_time(local_testbe
     tenant = local_testbed.stack.tenants[4].id
     before = usage(local_testbed, tenant)["cpu_seconds"]
     job = local_testbed.client(tenant).submit({"entrypoint": SLEEP.format(seconds=8), "cpus": 1})
-    wait_running(local_testbed.client(tenant), job["id"])
+    wait_running(local_testbed.client(tenant), job.id)
     time.sleep(1.0)
     crashed_at = time.time()
     local_testbed.restart_control_plane(crash=True)
-    done = local_testbed.client(tenant).wait(job["id"], timeout=180)
-    assert done["status"] == "SUCCEEDED"
-    assert _epoch(done["started_at"]) < crashed_at
+    done = local_testbed.client(tenant).wait(job.id, timeout=180)
+    assert done.status == "SUCCEEDED"
+    assert _epoch(done.started_at) < crashed_at
     assert run_seconds(done) >= 8.0 - OBSERVATION_SLACK  # the whole sleep, across the restart
     after = usage(local_testbed, tenant)["cpu_seconds"]
-    assert after - before == pytest.approx(done["cpus"] * run_seconds(done), rel=TOLERANCE)
+    assert after - before == pytest.approx(done.cpus * run_seconds(done), rel=TOLERANCE)
     assert exposed_cpu_seconds(local_testbed)[tenant] == pytest.approx(after, rel=1e-9)
 
 
