@@ -17,13 +17,17 @@ from pathlib import Path
 
 from operators.control_plane.auth import OPERATOR, Principal, TokenCache, issue_token
 from operators.control_plane.backends.base import (
+    NO_RESOURCES,
     Backend,
     BackendError,
     BackendJobInfo,
     Capacity,
     JobNotFound,
     LaunchRequest,
+    Resources,
+    RuntimeEnv,
 )
+from operators.control_plane.backends.factory import make_backend
 from testbed.settings import ControlPlaneSettings
 from operators.control_plane.store import JobRow, Store
 from operators.metering.ledger import Ledger
@@ -93,7 +97,7 @@ class ControlPlane:
         self.stack: StackConfig = load_stack_file(settings.stack_file)
         self.tenants: dict[str, Tenant] = {t.id: t for t in self.stack.tenants}
         self.store = store or Store(settings.database_url)
-        self.backend = backend or make_backend(settings)
+        self.backend = backend or make_backend(settings, self.stack)
         self.tokens = TokenCache(self.store)
         # The same ledger meters usage for /metrics and /v1/usage and for the grant check here.
         self.ledger = Ledger(self.store)
@@ -259,8 +263,12 @@ class ControlPlane:
 
     def _launch_request(self, row: JobRow) -> LaunchRequest:
         spec = JobSpec.model_validate({k: v for k, v in row.spec.items() if k != "kind"})
-        storage = f"{self.settings.storage_path.rstrip('/')}/{row.tenant}/{row.id}"
-        tags = {J.TAG_TENANT: row.tenant, J.TAG_JOB_ID: row.id, J.TAG_REGION: row.region}
+        budget = Resources(cpus=row.cpus, gpus=row.gpus, memory=row.memory_bytes)
+        request = LaunchRequest(
+            job_id=row.id, tenant=row.tenant, region=row.region, entrypoint=row.entrypoint, budget=budget,
+            # A template drives Ray Train workers that reserve the job's resources themselves.
+            driver=budget if row.template is None else NO_RESOURCES,
+        )
         env = {
             **spec.env,
             J.ENV_MLFLOW_TRACKING_URI: self.settings.mlflow_tracking_uri,
@@ -268,25 +276,11 @@ class ControlPlane:
             J.ENV_TENANT: row.tenant,
             J.ENV_JOB_ID: row.id,
             J.ENV_REGION: row.region,
-            J.ENV_STORAGE_PATH: storage,
-            J.ENV_CPUS: f"{row.cpus:g}",
-            J.ENV_GPUS: str(row.gpus),
-            J.ENV_MEMORY_BYTES: str(row.memory_bytes),
-            J.ENV_RUN_TAGS: json.dumps(tags),
+            J.ENV_STORAGE_PATH: f"{self.settings.storage_path.rstrip('/')}/{row.tenant}/{row.id}",
+            **budget.env(),
+            J.ENV_RUN_TAGS: json.dumps(request.metadata),
         }
-        # A template drives Ray Train workers that reserve the job's resources themselves.
-        driver_owns_resources = row.template is None
-        return LaunchRequest(
-            job_id=row.id,
-            tenant=row.tenant,
-            entrypoint=row.entrypoint,
-            env=env,
-            working_dir=spec.working_dir,
-            driver_cpus=row.cpus if driver_owns_resources else 0,
-            driver_gpus=row.gpus if driver_owns_resources else 0,
-            driver_memory=row.memory_bytes if driver_owns_resources else None,
-            metadata={"testbed.job_id": row.id, "testbed.region": row.region},
-        )
+        return request.model_copy(update={"runtime_env": RuntimeEnv(env_vars=env, working_dir=spec.working_dir)})
 
     def _dispatch(self, row: JobRow) -> JobRow | None:
         """Hand a queued job to the backend if the tenant has room; return the updated row."""
@@ -415,19 +409,3 @@ class ControlPlane:
             raise ServiceError(503, "backend_unavailable", str(exc)) from None
         return self._refresh(self.store.get_job(job_id) or row)
 
-
-def make_backend(settings: ControlPlaneSettings) -> Backend:
-    capacity = Capacity(cpus=settings.capacity_cpus, gpus=settings.capacity_gpus)
-    if settings.backend == "noop":
-        from operators.control_plane.backends.noop import NoopBackend
-
-        return NoopBackend()
-    if settings.backend == "kuberay":
-        from operators.control_plane.backends.kuberay import kuberay_backend
-
-        return kuberay_backend(settings, load_stack_file(settings.stack_file))
-    if not settings.ray_address:
-        raise ValueError("backend 'ray' needs ray_address (the Ray dashboard URL)")
-    from operators.control_plane.backends.ray_jobs import RayJobsBackend
-
-    return RayJobsBackend(settings.ray_address, capacity)

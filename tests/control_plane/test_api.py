@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import httpx
 import pytest
 
+from operators.control_plane.backends.base import NO_RESOURCES, Resources
 from testbed.client import TestbedClient, TestbedError
 
 ALICE = "changwon-precision"  # quota: 8 CPUs, 2 GPUs, 64Gi
@@ -117,11 +119,27 @@ def test_job_object_shape_and_environment(noop_plane):
     assert job["experiment"] == f"{ALICE}/exp1"
     assert job["gpu_model"] == "l4"  # the tenant's pool
     assert job["started_at"].endswith("Z") and job["ended_at"].endswith("Z")
-    request = noop_plane.plane._launch_request(noop_plane.plane.store.get_job(job["id"]))
-    assert request.env["MLFLOW_EXPERIMENT_NAME"] == f"{ALICE}/exp1"
-    assert request.env["TESTBED_TENANT"] == ALICE and request.env["TESTBED_REGION"] == "gyeongnam"
-    assert request.env["TESTBED_JOB_ID"] == job["id"]
-    assert '"testbed.job_id": "%s"' % job["id"] in request.env["TESTBED_RUN_TAGS"]
+    plane = noop_plane.plane
+    request = plane._launch_request(plane.store.get_job(job["id"]))
+    env = request.runtime_env.env_vars
+    assert env["MLFLOW_EXPERIMENT_NAME"] == f"{ALICE}/exp1"
+    assert env["TESTBED_TENANT"] == ALICE and env["TESTBED_REGION"] == "gyeongnam"
+    assert env["TESTBED_JOB_ID"] == job["id"]
+    assert json.loads(env["TESTBED_RUN_TAGS"]) == request.metadata == {
+        "testbed.tenant": ALICE, "testbed.job_id": job["id"], "testbed.region": "gyeongnam"}
+    # a command job: the driver reserves the whole budget, which the env repeats for the workload
+    assert request.budget == request.driver == Resources(cpus=2, gpus=1, memory=2 * 2**30)
+    assert (env["TESTBED_CPUS"], env["TESTBED_GPUS"], env["TESTBED_MEMORY_BYTES"]) == ("2", "1", str(2 * 2**30))
+
+
+def test_template_job_driver_reserves_nothing(noop_plane):
+    client = noop_plane.client(ALICE)
+    job = client.submit({"template": "smoke", "cpus": 2, "memory": "3Gi"})
+    plane = noop_plane.plane
+    request = plane._launch_request(plane.store.get_job(job["id"]))
+    assert request.budget == Resources(cpus=2, gpus=0, memory=3 * 2**30)
+    assert request.driver == NO_RESOURCES  # Ray Train workers reserve the budget themselves
+    assert request.runtime_env.env_vars["TESTBED_CPUS"] == "2"
 
 
 def test_token_rotation_by_operator_only(noop_plane):
