@@ -7,9 +7,10 @@ import secrets
 import time
 from typing import Literal
 
-from fastapi import HTTPException, Request, status
+from fastapi import Request
 from pydantic import BaseModel
 
+from operators.control_plane.errors import unauthorized
 from operators.control_plane.store import Store
 
 TOKEN_PREFIX = "tbt_"
@@ -47,23 +48,15 @@ def issue_token(store: Store, subject: str, role: Literal["tenant", "operator"],
     return token
 
 
-def _unauthorized(reason: str) -> HTTPException:
-    return HTTPException(
-        status_code=status.HTTP_401_UNAUTHORIZED,
-        detail=reason,
-        headers={"WWW-Authenticate": "Bearer"},
-    )
-
-
 async def principal_from_request(request: Request) -> Principal:
     """FastAPI dependency: the caller of this request, or 401 (cached: no thread hop, rarely a read)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise _unauthorized("missing bearer token: send 'Authorization: Bearer <tenant token>'")
+        raise unauthorized("missing bearer token: send 'Authorization: Bearer <tenant token>'")
     principal = request.app.state.plane.tokens.resolve(hash_token(token.strip()))
     if principal is None:
-        raise _unauthorized("invalid token")
+        raise unauthorized("invalid token")
     return principal
 
 

@@ -28,6 +28,7 @@ from operators.control_plane.backends.base import (
     RuntimeEnv,
 )
 from operators.control_plane.backends.factory import make_backend
+from operators.control_plane.errors import ServiceError, not_found
 from testbed.settings import ControlPlaneSettings
 from operators.control_plane.store import JobRow, Store
 from operators.metering.ledger import Ledger
@@ -44,20 +45,6 @@ log = logging.getLogger("testbed.control_plane")
 _START_OBSERVATION_SLACK_SECONDS = 2.0
 SYNC_BATCH = 16  # job updates per sync transaction
 START_WATCH_INTERVAL_SECONDS = 0.05  # how often jobs about to start are looked at
-
-
-class ServiceError(Exception):
-    """A request the control plane refuses; carries the HTTP status and a readable reason."""
-
-    def __init__(self, status_code: int, code: str, message: str):
-        super().__init__(message)
-        self.status_code = status_code
-        self.code = code
-        self.message = message
-
-
-def not_found(job_id: str) -> ServiceError:
-    return ServiceError(404, "not_found", f"no job {job_id!r}")
 
 
 def iso(ts: float | None) -> str | None:
@@ -369,7 +356,7 @@ class ControlPlane:
         """The job if the caller may see it, else 404 (never revealing that it exists)."""
         row = self.store.get_job(job_id)
         if row is None or not principal.can_see(row.tenant):
-            raise not_found(job_id)
+            raise not_found(f"job {job_id!r}")
         if refresh and row.dispatched and not row.terminal:
             row = self._refresh(row)
         return row

@@ -21,12 +21,49 @@ def submit_ok(client: TestbedClient, **fields) -> dict:
     return job
 
 
+def assert_error_body(response: httpx.Response, status: int, code: str) -> str:
+    """Every error answer is ``{"error": code, "detail": text}`` (testbed.errors.ErrorBody)."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error", "detail"} and body["error"] == code and body["detail"], body
+    return body["detail"]
+
+
 def test_missing_or_bad_token_is_401(noop_plane):
     for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"}):
         for method, path in (("GET", "/v1/jobs"), ("POST", "/v1/jobs"), ("GET", "/v1/jobs/job-x"), ("GET", "/v1/usage")):
             response = httpx.request(method, noop_plane.url + path, headers=headers, json={})
-            assert response.status_code == 401, (method, path, headers)
+            assert_error_body(response, 401, "unauthorized")
             assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_every_error_answer_has_one_shape(noop_plane):
+    auth = {"Authorization": f"Bearer {noop_plane.token(ALICE)}"}
+    url = noop_plane.url
+    assert "job-missing" in assert_error_body(httpx.get(f"{url}/v1/jobs/job-missing", headers=auth), 404, "not_found")
+    assert_error_body(httpx.get(f"{url}/v1/usage", params={"tenant": BOB}, headers=auth), 404, "not_found")
+    assert_error_body(httpx.get(f"{url}/v1/no-such-route", headers=auth), 404, "not_found")
+    assert_error_body(httpx.delete(f"{url}/v1/jobs", headers=auth), 405, "method_not_allowed")
+    assert_error_body(httpx.get(f"{url}/v1/jobs", params={"limit": 0}, headers=auth), 422, "invalid_spec")
+    assert_error_body(httpx.post(f"{url}/v1/jobs", json={"entrypoint": "x", "cpus": 99}, headers=auth), 403, "quota_exceeded")
+    assert_error_body(httpx.post(f"{url}/v1/tenants/{BOB}/token", headers=auth), 403, "forbidden")
+
+
+def test_openapi_declares_the_error_body(noop_plane):
+    spec = httpx.get(noop_plane.url + "/openapi.json").json()
+    assert set(spec["components"]["schemas"]["ErrorBody"]["required"]) == {"error", "detail"}
+    declared = {
+        ("/v1/jobs", "post"): {"401", "403", "422"},
+        ("/v1/jobs/{job_id}", "get"): {"401", "404"},
+        ("/v1/jobs/{job_id}/stop", "post"): {"401", "404", "503"},
+        ("/v1/tenants/{subject}/token", "post"): {"401", "403", "404"},
+        ("/v1/usage", "get"): {"401", "404", "422"},
+    }
+    for (path, method), statuses in declared.items():
+        responses = spec["paths"][path][method]["responses"]
+        for status in statuses:
+            schema = responses[status]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (path, method, status)
 
 
 def test_health_and_openapi_are_served(noop_plane):
@@ -218,3 +255,11 @@ def test_gpu_jobs_are_refused_outside_the_grant_period(tmp_path):
             client.submit({"entrypoint": "true", "gpus": 1})
         assert err.value.status_code == 403 and "runs 2020-01-01 to 2020-12-31" in str(err.value)
         assert client.submit({"entrypoint": "true"})["tenant"] == ALICE
+
+
+def test_a_crash_answers_the_error_body_too(noop_plane, monkeypatch):
+    def broken() -> bool:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(noop_plane.plane.backend, "healthy", broken)
+    assert_error_body(httpx.get(noop_plane.url + "/healthz"), 500, "internal_error")
