@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -13,16 +14,48 @@ from fastapi.concurrency import run_in_threadpool
 from operators.control_plane.auth import Principal, principal_from_request
 from operators.control_plane.backends.base import Backend
 from operators.control_plane.errors import error_responses, install_error_handlers
-from operators.control_plane.service import ControlPlane, job_view
-from operators.control_plane.store import Store
+from operators.control_plane.plane import ControlPlane
+from operators.control_plane.store import JobRow, Store
 from operators.metering import install as install_metering
 from testbed.api import Health, IssuedToken, TemplateList, TenantInfo, TenantList
+from testbed.config import format_memory
 from testbed.jobs import Job, JobList, JobLogs, JobSpec, JobStatus
 from testbed.settings import ControlPlaneSettings
 from testbed.templates import list_templates
 
 Caller = Annotated[Principal, Depends(principal_from_request)]
 DISPATCH_THREADS = 4
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds as RFC 3339 UTC with milliseconds (``2025-03-01T09:00:00.000Z``)."""
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def job_view(row: JobRow) -> Job:
+    """A job record as the API answers it."""
+    return Job(
+        id=row.id,
+        tenant=row.tenant,
+        region=row.region,
+        name=row.name,
+        status=JobStatus(row.status),
+        entrypoint=row.entrypoint,
+        template=row.template,
+        params=row.spec.get("params", {}),
+        cpus=row.cpus,
+        gpus=row.gpus,
+        gpu_model=row.gpu_model,
+        memory=format_memory(row.memory_bytes),
+        experiment=row.experiment,
+        message=row.message or "",
+        submitted_at=iso(row.submitted_at) or "",
+        started_at=iso(row.started_at),
+        ended_at=iso(row.ended_at),
+        backend_ref=row.backend_ref,
+    )
 
 
 def create_app(

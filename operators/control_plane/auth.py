@@ -1,9 +1,11 @@
-"""Bearer tokens: generated once, stored only as SHA-256 hashes, resolved to a principal."""
+"""Who is calling: a bearer token, stored only as its SHA-256 hash, resolved to a principal.
+
+Tokens are issued in :mod:`operators.control_plane.tokens`.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import secrets
 import time
 from typing import Literal
 
@@ -13,15 +15,15 @@ from pydantic import BaseModel
 from operators.control_plane.errors import unauthorized
 from operators.control_plane.store import Store
 
-TOKEN_PREFIX = "tbt_"
 OPERATOR = "operator"
+Role = Literal["tenant", "operator"]
 
 
 class Principal(BaseModel):
     """Who is calling: a tenant (sees only itself) or the region's operator (sees all)."""
 
     subject: str
-    role: Literal["tenant", "operator"]
+    role: Role
 
     @property
     def is_operator(self) -> bool:
@@ -31,21 +33,9 @@ class Principal(BaseModel):
         return self.is_operator or self.subject == tenant
 
 
-def new_token() -> str:
-    """A fresh random token (256 bits)."""
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
-
-
 def hash_token(token: str) -> str:
     """Tokens carry 256 random bits, so a plain SHA-256 is a safe one-way store."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def issue_token(store: Store, subject: str, role: Literal["tenant", "operator"], replace: bool = True) -> str:
-    """Create a token for a subject, store its hash, return the clear token (shown once)."""
-    token = new_token()
-    store.put_token(hash_token(token), subject, role, replace=replace)
-    return token
 
 
 async def principal_from_request(request: Request) -> Principal:

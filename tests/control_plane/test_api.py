@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from operators.control_plane.backends.base import NO_RESOURCES, Resources
+from operators.control_plane.dispatch import launch_request
 from testbed.client import TestbedClient, TestbedError
 
 ALICE = "changwon-precision"  # quota: 8 CPUs, 2 GPUs, 64Gi
@@ -157,7 +158,7 @@ def test_job_object_shape_and_environment(noop_plane):
     assert job["gpu_model"] == "l4"  # the tenant's pool
     assert job["started_at"].endswith("Z") and job["ended_at"].endswith("Z")
     plane = noop_plane.plane
-    request = plane._launch_request(plane.store.get_job(job["id"]))
+    request = launch_request(plane.store.get_job(job["id"]), plane.settings)
     env = request.runtime_env.env_vars
     assert env["MLFLOW_EXPERIMENT_NAME"] == f"{ALICE}/exp1"
     assert env["TESTBED_TENANT"] == ALICE and env["TESTBED_REGION"] == "gyeongnam"
@@ -173,7 +174,7 @@ def test_template_job_driver_reserves_nothing(noop_plane):
     client = noop_plane.client(ALICE)
     job = client.submit({"template": "smoke", "cpus": 2, "memory": "3Gi"})
     plane = noop_plane.plane
-    request = plane._launch_request(plane.store.get_job(job["id"]))
+    request = launch_request(plane.store.get_job(job["id"]), plane.settings)
     assert request.budget == Resources(cpus=2, gpus=0, memory=3 * 2**30)
     assert request.driver == NO_RESOURCES  # Ray Train workers reserve the budget themselves
     assert request.runtime_env.env_vars["TESTBED_CPUS"] == "2"
