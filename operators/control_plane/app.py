@@ -3,28 +3,59 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 
 from operators.control_plane.auth import Principal, principal_from_request
 from operators.control_plane.backends.base import Backend
-from operators.control_plane.service import ControlPlane, ServiceError, job_view
-from testbed.settings import ControlPlaneSettings
-from operators.control_plane.store import Store
+from operators.control_plane.errors import error_responses, install_error_handlers
+from operators.control_plane.plane import ControlPlane
+from operators.control_plane.store import JobRow, Store
 from operators.metering import install as install_metering
-from testbed.errors import ErrorBody, format_validation_errors
 from testbed.api import Health, IssuedToken, TemplateList, TenantInfo, TenantList
+from testbed.config import format_memory
 from testbed.jobs import Job, JobList, JobLogs, JobSpec, JobStatus
+from testbed.settings import ControlPlaneSettings
 from testbed.templates import list_templates
 
 Caller = Annotated[Principal, Depends(principal_from_request)]
 DISPATCH_THREADS = 4
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds as RFC 3339 UTC with milliseconds (``2025-03-01T09:00:00.000Z``)."""
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def job_view(row: JobRow) -> Job:
+    """A job record as the API answers it."""
+    return Job(
+        id=row.id,
+        tenant=row.tenant,
+        region=row.region,
+        name=row.name,
+        status=JobStatus(row.status),
+        entrypoint=row.entrypoint,
+        template=row.template,
+        params=row.spec.get("params", {}),
+        cpus=row.cpus,
+        gpus=row.gpus,
+        gpu_model=row.gpu_model,
+        memory=format_memory(row.memory_bytes),
+        experiment=row.experiment,
+        message=row.message or "",
+        submitted_at=iso(row.submitted_at) or "",
+        started_at=iso(row.started_at),
+        ended_at=iso(row.ended_at),
+        backend_ref=row.backend_ref,
+    )
 
 
 def create_app(
@@ -52,14 +83,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.plane = plane
-
-    @app.exception_handler(ServiceError)
-    async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:
-        return JSONResponse(status_code=exc.status_code, content=ErrorBody(error=exc.code, detail=exc.message).model_dump())
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(status_code=422, content=ErrorBody(error="invalid_spec", detail=format_validation_errors(exc.errors())).model_dump())
+    install_error_handlers(app)
 
     @app.get("/healthz", response_model=Health)
     def healthz() -> Health:
@@ -70,7 +94,7 @@ def create_app(
             backend_healthy=plane.backend.healthy(),
         )
 
-    @app.post("/v1/jobs", response_model=Job, status_code=201)
+    @app.post("/v1/jobs", response_model=Job, status_code=201, responses=error_responses(401, 403, 422))
     async def submit_job(spec: JobSpec, caller: Caller) -> Job:
         # Admission (checks and one insert) runs inline on SQLite, whose writes are serial anyway:
         # no thread hand-offs, so it takes its own CPU time and no more. The backend call may be
@@ -82,7 +106,7 @@ def create_app(
         loop = asyncio.get_running_loop()
         return job_view(await loop.run_in_executor(dispatchers, plane.dispatch, row))
 
-    @app.get("/v1/jobs", response_model=JobList)
+    @app.get("/v1/jobs", response_model=JobList, responses=error_responses(401, 422))
     def list_jobs(
         caller: Caller,
         status: JobStatus | None = None,
@@ -90,24 +114,24 @@ def create_app(
     ) -> JobList:
         return JobList(jobs=[job_view(r) for r in plane.list_jobs(caller, status=status, limit=limit)])
 
-    @app.get("/v1/jobs/{job_id}", response_model=Job)
+    @app.get("/v1/jobs/{job_id}", response_model=Job, responses=error_responses(401, 404))
     def get_job(job_id: str, caller: Caller) -> Job:
         return job_view(plane.visible_job(caller, job_id))
 
-    @app.get("/v1/jobs/{job_id}/logs", response_model=JobLogs)
+    @app.get("/v1/jobs/{job_id}/logs", response_model=JobLogs, responses=error_responses(401, 404, 503))
     def job_logs(job_id: str, caller: Caller) -> JobLogs:
         row, text, final = plane.logs(caller, job_id)
         return JobLogs(id=row.id, status=JobStatus(row.status), logs=text, final=final)
 
-    @app.post("/v1/jobs/{job_id}/stop", response_model=Job)
+    @app.post("/v1/jobs/{job_id}/stop", response_model=Job, responses=error_responses(401, 404, 503))
     def stop_job(job_id: str, caller: Caller) -> Job:
         return job_view(plane.stop(caller, job_id))
 
-    @app.get("/v1/templates", response_model=TemplateList)
+    @app.get("/v1/templates", response_model=TemplateList, responses=error_responses(401))
     def templates(_caller: Caller) -> TemplateList:
         return TemplateList(templates=list_templates())
 
-    @app.get("/v1/tenants", response_model=TenantList)
+    @app.get("/v1/tenants", response_model=TenantList, responses=error_responses(401))
     def tenants(caller: Caller) -> TenantList:
         return TenantList(tenants=[
             TenantInfo(
@@ -117,7 +141,8 @@ def create_app(
             for t in plane.stack.tenants if caller.can_see(t.id)
         ])
 
-    @app.post("/v1/tenants/{subject}/token", response_model=IssuedToken, status_code=201)
+    @app.post("/v1/tenants/{subject}/token", response_model=IssuedToken, status_code=201,
+              responses=error_responses(401, 403, 404))
     def rotate_token(subject: str, caller: Caller) -> IssuedToken:
         return IssuedToken(subject=subject, token=plane.rotate_token(caller, subject))
 

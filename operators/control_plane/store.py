@@ -14,7 +14,6 @@ from typing import Any, Callable, Iterator
 from sqlalchemy import (
     JSON,
     BigInteger,
-    func,
     Boolean,
     Float,
     Integer,
@@ -22,6 +21,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    func,
     select,
 )
 from sqlalchemy.engine import Engine
@@ -75,12 +75,8 @@ class JobRow(Base):
     logs: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     @property
-    def job_status(self) -> JobStatus:
-        return JobStatus(self.status)
-
-    @property
     def terminal(self) -> bool:
-        return self.job_status in TERMINAL_STATUSES
+        return JobStatus(self.status) in TERMINAL_STATUSES
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -105,7 +101,6 @@ class Store:
     """Tokens and jobs, behind short transactions."""
 
     def __init__(self, url: str):
-        self.url = url
         # Called inside the transaction that moves a job into a terminal state (e.g. the ledger).
         self.on_terminal: list[Callable[[Session, JobRow], None]] = []
         self.engine = make_engine(url)
@@ -132,12 +127,11 @@ class Store:
         self.engine.dispose()
 
     # -- tokens ---------------------------------------------------------------------------
-    def put_token(self, token_hash: str, subject: str, role: str, replace: bool = False) -> None:
-        """Store a token hash; with ``replace`` the subject's older tokens stop working."""
+    def put_token(self, token_hash: str, subject: str, role: str) -> None:
+        """Store a subject's new token hash; its older tokens stop working."""
         with self.write_session() as s:
-            if replace:
-                for row in s.scalars(select(TokenRow).where(TokenRow.subject == subject, TokenRow.role == role)):
-                    s.delete(row)
+            for row in s.scalars(select(TokenRow).where(TokenRow.subject == subject, TokenRow.role == role)):
+                s.delete(row)
             s.merge(TokenRow(token_hash=token_hash, subject=subject, role=role, created_at=time.time()))
 
     def find_token(self, token_hash: str) -> TokenRow | None:
@@ -154,13 +148,9 @@ class Store:
             s.add(row)
         return row
 
-    def get_job(self, job_id: str, tenant: str | None = None) -> JobRow | None:
-        """A job by id; with ``tenant`` only if it belongs to that tenant."""
+    def get_job(self, job_id: str) -> JobRow | None:
         with self.session() as s:
-            row = s.get(JobRow, job_id)
-        if row is None or (tenant is not None and row.tenant != tenant):
-            return None
-        return row
+            return s.get(JobRow, job_id)
 
     def list_jobs(
         self, tenant: str | None = None, status: JobStatus | None = None, limit: int | None = None
@@ -175,12 +165,10 @@ class Store:
         with self.session() as s:
             return list(s.scalars(query))
 
-    def active_jobs(self, tenant: str | None = None) -> list[JobRow]:
+    def active_jobs(self) -> list[JobRow]:
         """Jobs not yet in a terminal state, oldest first."""
         terminal = [status.value for status in TERMINAL_STATUSES]
         query = select(JobRow).where(JobRow.status.not_in(terminal)).order_by(JobRow.submitted_at)
-        if tenant is not None:
-            query = query.where(JobRow.tenant == tenant)
         with self.session() as s:
             return list(s.scalars(query))
 

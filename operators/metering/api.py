@@ -6,11 +6,12 @@ import datetime as dt
 import time
 from typing import Annotated, Any, Callable
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry
 
 from operators.control_plane.auth import Principal, principal_from_request
+from operators.control_plane.errors import error_responses, not_found
 from operators.metering.exporter import TEXT_CONTENT_TYPE, render_text
 from operators.metering.ledger import Ledger, TenantMeter
 from testbed.config import StackConfig
@@ -59,7 +60,7 @@ def make_router(ledger: Ledger, stack: Callable[[], StackConfig], registry: Coll
         """Prometheus text format, unauthenticated (scraped from inside the cluster)."""
         return Response(render_text(registry), media_type=TEXT_CONTENT_TYPE)
 
-    @router.get("/v1/usage", response_model=UsageReport, tags=["usage"])
+    @router.get("/v1/usage", response_model=UsageReport, tags=["usage"], responses=error_responses(401, 404, 422))
     def usage(
         caller: Annotated[Principal, Depends(principal_from_request)],
         tenant: str | None = None,
@@ -70,7 +71,7 @@ def make_router(ledger: Ledger, stack: Callable[[], StackConfig], registry: Coll
         if tenant is not None and (
             not caller.can_see(tenant) or (tenant not in {t.id for t in region.tenants} and not ledger.snapshot(tenants=[tenant]))
         ):
-            raise HTTPException(status_code=404, detail=f"no usage for tenant {tenant!r} in region {region.region.id!r}")
+            raise not_found(f"usage for tenant {tenant!r} in region {region.region.id!r}")
         wanted = [tenant] if tenant is not None else (None if caller.is_operator else [caller.subject])
         return build_report(ledger, region, wanted, series)
 

@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from sqlalchemy import Float, Integer, String, delete, func, literal, null, select, union_all, update
+from sqlalchemy import Float, Integer, String, delete, func, literal, null, select, union_all
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from operators.control_plane.store import Base, JobRow, Store
@@ -104,27 +105,31 @@ def fold_job(session: Session, row: JobRow) -> None:
     _add_to_totals(session, row.tenant, model, values)
 
 
+_ZERO_TOTALS = {"cpu_seconds": 0.0, "gpu_seconds": 0.0, "memory_byte_seconds": 0.0,
+                "jobs_succeeded": 0, "jobs_failed": 0, "jobs_stopped": 0}
+# INSERT ... ON CONFLICT DO UPDATE of each supported dialect: one atomic statement, so two
+# writers (control-plane replicas) folding into the same row never lose or double an increment.
+_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+
+
 def _add_to_totals(session: Session, tenant: str, model: str, values: dict[str, float]) -> None:
-    """Increment a totals row in SQL (``x = x + v``), creating it on first use."""
+    """Add ``values`` to a totals row in SQL (``x = x + v``), creating it on first use."""
     table = UsageTotalRow.__table__
-    increments = {name: table.c[name] + value for name, value in values.items()}
-    result = session.execute(
-        update(UsageTotalRow)
-        .where(UsageTotalRow.tenant == tenant, UsageTotalRow.gpu_model == model)
-        .values(increments)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount == 0:
-        defaults = {"cpu_seconds": 0.0, "gpu_seconds": 0.0, "memory_byte_seconds": 0.0,
-                    "jobs_succeeded": 0, "jobs_failed": 0, "jobs_stopped": 0}
-        session.add(UsageTotalRow(tenant=tenant, gpu_model=model, **{**defaults, **values}))
-        session.flush()
+    insert = _INSERTS[session.get_bind().dialect.name](table).values(
+        tenant=tenant, gpu_model=model, **{**_ZERO_TOTALS, **values})
+    session.execute(insert.on_conflict_do_update(
+        index_elements=[table.c.tenant, table.c.gpu_model],
+        set_={name: table.c[name] + insert.excluded[name] for name in values},
+    ))
 
 
 class Ledger:
     """Reads and maintains per-tenant allocated use in a control plane's store."""
 
     def __init__(self, store: Store):
+        dialect = store.engine.dialect.name
+        if dialect not in _INSERTS:
+            raise ValueError(f"metering needs a SQLite or PostgreSQL database, not {dialect!r}")
         self.store = store
         Base.metadata.create_all(store.engine, tables=[UsageTotalRow.__table__])
 

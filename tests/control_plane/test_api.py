@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import httpx
 import pytest
 
+from operators.control_plane.backends.base import NO_RESOURCES, Resources
+from operators.control_plane.dispatch import launch_request
 from testbed.client import TestbedClient, TestbedError
 from testbed.jobs import Job
 
@@ -20,12 +23,49 @@ def submit_ok(client: TestbedClient, **fields) -> Job:
     return job
 
 
+def assert_error_body(response: httpx.Response, status: int, code: str) -> str:
+    """Every error answer is ``{"error": code, "detail": text}`` (testbed.errors.ErrorBody)."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error", "detail"} and body["error"] == code and body["detail"], body
+    return body["detail"]
+
+
 def test_missing_or_bad_token_is_401(noop_plane):
     for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"}):
         for method, path in (("GET", "/v1/jobs"), ("POST", "/v1/jobs"), ("GET", "/v1/jobs/job-x"), ("GET", "/v1/usage")):
             response = httpx.request(method, noop_plane.url + path, headers=headers, json={})
-            assert response.status_code == 401, (method, path, headers)
+            assert_error_body(response, 401, "unauthorized")
             assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_every_error_answer_has_one_shape(noop_plane):
+    auth = {"Authorization": f"Bearer {noop_plane.token(ALICE)}"}
+    url = noop_plane.url
+    assert "job-missing" in assert_error_body(httpx.get(f"{url}/v1/jobs/job-missing", headers=auth), 404, "not_found")
+    assert_error_body(httpx.get(f"{url}/v1/usage", params={"tenant": BOB}, headers=auth), 404, "not_found")
+    assert_error_body(httpx.get(f"{url}/v1/no-such-route", headers=auth), 404, "not_found")
+    assert_error_body(httpx.delete(f"{url}/v1/jobs", headers=auth), 405, "method_not_allowed")
+    assert_error_body(httpx.get(f"{url}/v1/jobs", params={"limit": 0}, headers=auth), 422, "invalid_spec")
+    assert_error_body(httpx.post(f"{url}/v1/jobs", json={"entrypoint": "x", "cpus": 99}, headers=auth), 403, "quota_exceeded")
+    assert_error_body(httpx.post(f"{url}/v1/tenants/{BOB}/token", headers=auth), 403, "forbidden")
+
+
+def test_openapi_declares_the_error_body(noop_plane):
+    spec = httpx.get(noop_plane.url + "/openapi.json").json()
+    assert set(spec["components"]["schemas"]["ErrorBody"]["required"]) == {"error", "detail"}
+    declared = {
+        ("/v1/jobs", "post"): {"401", "403", "422"},
+        ("/v1/jobs/{job_id}", "get"): {"401", "404"},
+        ("/v1/jobs/{job_id}/stop", "post"): {"401", "404", "503"},
+        ("/v1/tenants/{subject}/token", "post"): {"401", "403", "404"},
+        ("/v1/usage", "get"): {"401", "404", "422"},
+    }
+    for (path, method), statuses in declared.items():
+        responses = spec["paths"][path][method]["responses"]
+        for status in statuses:
+            schema = responses[status]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (path, method, status)
 
 
 def test_health_and_openapi_are_served(noop_plane):
@@ -118,11 +158,27 @@ def test_job_object_shape_and_environment(noop_plane):
     assert job.experiment == f"{ALICE}/exp1"
     assert job.gpu_model == "l4"  # the tenant's pool
     assert job.started_at.endswith("Z") and job.ended_at.endswith("Z")
-    request = noop_plane.plane._launch_request(noop_plane.plane.store.get_job(job.id))
-    assert request.env["MLFLOW_EXPERIMENT_NAME"] == f"{ALICE}/exp1"
-    assert request.env["TESTBED_TENANT"] == ALICE and request.env["TESTBED_REGION"] == "gyeongnam"
-    assert request.env["TESTBED_JOB_ID"] == job.id
-    assert '"testbed.job_id": "%s"' % job.id in request.env["TESTBED_RUN_TAGS"]
+    plane = noop_plane.plane
+    request = launch_request(plane.store.get_job(job.id), plane.settings)
+    env = request.runtime_env.env_vars
+    assert env["MLFLOW_EXPERIMENT_NAME"] == f"{ALICE}/exp1"
+    assert env["TESTBED_TENANT"] == ALICE and env["TESTBED_REGION"] == "gyeongnam"
+    assert env["TESTBED_JOB_ID"] == job.id
+    assert json.loads(env["TESTBED_RUN_TAGS"]) == request.metadata == {
+        "testbed.tenant": ALICE, "testbed.job_id": job.id, "testbed.region": "gyeongnam"}
+    # a command job: the driver reserves the whole budget, which the env repeats for the workload
+    assert request.budget == request.driver == Resources(cpus=2, gpus=1, memory=2 * 2**30)
+    assert (env["TESTBED_CPUS"], env["TESTBED_GPUS"], env["TESTBED_MEMORY_BYTES"]) == ("2", "1", str(2 * 2**30))
+
+
+def test_template_job_driver_reserves_nothing(noop_plane):
+    client = noop_plane.client(ALICE)
+    job = client.submit({"template": "smoke", "cpus": 2, "memory": "3Gi"})
+    plane = noop_plane.plane
+    request = launch_request(plane.store.get_job(job.id), plane.settings)
+    assert request.budget == Resources(cpus=2, gpus=0, memory=3 * 2**30)
+    assert request.driver == NO_RESOURCES  # Ray Train workers reserve the budget themselves
+    assert request.runtime_env.env_vars["TESTBED_CPUS"] == "2"
 
 
 def test_token_rotation_by_operator_only(noop_plane):
@@ -201,3 +257,11 @@ def test_gpu_jobs_are_refused_outside_the_grant_period(tmp_path):
             client.submit({"entrypoint": "true", "gpus": 1})
         assert err.value.status_code == 403 and "runs 2020-01-01 to 2020-12-31" in str(err.value)
         assert client.submit({"entrypoint": "true"}).tenant == ALICE
+
+
+def test_a_crash_answers_the_error_body_too(noop_plane, monkeypatch):
+    def broken() -> bool:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(noop_plane.plane.backend, "healthy", broken)
+    assert_error_body(httpx.get(noop_plane.url + "/healthz"), 500, "internal_error")

@@ -19,7 +19,6 @@ from tests.infra.harness import schema_version
 from operators.control_plane.backends.base import BackendError, JobNotFound, LaunchRequest
 from operators.control_plane.backends.kuberay import (
     MAX_NAME_LENGTH,
-    KubeRayBackend,
     RayJobOptions,
     Target,
     build_rayjob,
@@ -27,7 +26,8 @@ from operators.control_plane.backends.kuberay import (
     rayjob_name,
     resolve_targets,
 )
-from operators.control_plane.service import make_backend
+from operators.control_plane.backends.factory import make_backend
+from operators.control_plane.backends.kuberay_backend import KubeRayBackend
 from testbed.settings import ControlPlaneSettings
 from testbed import jobs as J
 from testbed.config import load_region
@@ -56,13 +56,14 @@ def target(targets) -> Target:
 
 def launch(tenant: str, cpus: float = 2, gpus: int = 0, memory: int = 4 * GIB, driver: bool = False,
            job_id: str = "job-0123456789abcdef") -> LaunchRequest:
-    """A request shaped like ControlPlane._launch_request builds it."""
+    """A request shaped like dispatch.launch_request builds it, minus the ``TESTBED_CPUS``... env
+    (the backend sizes the job from ``budget``, never from env strings)."""
     env = {J.ENV_MLFLOW_TRACKING_URI: "http://mlflow.testbed-system.svc.cluster.local:5000",
-           J.ENV_TENANT: tenant, J.ENV_JOB_ID: job_id, J.ENV_CPUS: f"{cpus:g}", J.ENV_GPUS: str(gpus),
-           J.ENV_MEMORY_BYTES: str(memory), "DATASET": "sample"}
-    return LaunchRequest(job_id=job_id, tenant=tenant, entrypoint="python -m workloads.train --epochs 1", env=env,
-                         driver_cpus=cpus if driver else 0, driver_gpus=gpus if driver else 0,
-                         driver_memory=memory if driver else None, metadata={"testbed.job_id": job_id})
+           J.ENV_TENANT: tenant, J.ENV_JOB_ID: job_id, "DATASET": "sample"}
+    budget = {"cpus": cpus, "gpus": gpus, "memory": memory}
+    return LaunchRequest(job_id=job_id, tenant=tenant, region=REGION, entrypoint="python -m workloads.train --epochs 1",
+                         budget=budget, driver=budget if driver else {"cpus": 0, "gpus": 0, "memory": 0},
+                         runtime_env={"env_vars": env})
 
 
 def groups(manifest: dict) -> tuple[dict, dict]:
@@ -84,6 +85,7 @@ def test_cpu_job_manifest(target):
     assert spec["jobId"] == "job-0123456789abcdef"
     env = yaml.safe_load(spec["runtimeEnvYAML"])["env_vars"]
     assert env[J.ENV_MLFLOW_TRACKING_URI].startswith("http://mlflow.") and env["DATASET"] == "sample"
+    assert spec["metadata"] == {J.TAG_TENANT: target.tenant, J.TAG_JOB_ID: "job-0123456789abcdef", J.TAG_REGION: REGION}
     head, worker = groups(manifest)
     [container] = worker["template"]["spec"]["containers"]
     assert container["resources"]["requests"] == container["resources"]["limits"] == {"cpu": "2500m", "memory": "6Gi"}
@@ -368,8 +370,8 @@ def test_infra_settings_build_a_kuberay_backend(stack, tmp_path, monkeypatch):
     local = ControlPlaneSettings.model_validate({**rendered, "stack_file": str(tmp_path / f"Pulumi.{REGION}.yaml"),
                                                  "placement_file": str(tmp_path / "placement.yaml")})
     custom = FakeCustomObjects()
-    monkeypatch.setattr("operators.control_plane.backends.kuberay.load_kube_apis", lambda: (custom, FakeCore()))
-    backend = make_backend(local)
+    monkeypatch.setattr("operators.control_plane.backends.kuberay_backend.load_kube_apis", lambda: (custom, FakeCore()))
+    backend = make_backend(local, stack)
     assert isinstance(backend, KubeRayBackend)
     assert set(backend.targets) == {t.id for t in stack.tenants}
     assert backend.capacity().gpus == settings.capacity_gpus
@@ -382,9 +384,9 @@ def test_kuberay_settings_need_a_placement(stack, tmp_path, monkeypatch):
     settings = ControlPlaneSettings(stack_file=tmp_path / "stack.yaml", database_url="sqlite://", backend="kuberay",
                                     mlflow_tracking_uri="http://mlflow", storage_path="s3://jobs")
     with pytest.raises(PlacementError, match="placement_file"):
-        make_backend(settings)
+        make_backend(settings, stack)
     with pytest.raises(PlacementError, match="cannot read"):
-        make_backend(settings.model_copy(update={"placement_file": tmp_path / "missing.yaml"}))
+        make_backend(settings.model_copy(update={"placement_file": tmp_path / "missing.yaml"}), stack)
 
 
 # -- a real cluster ----------------------------------------------------------------------------------------
@@ -415,9 +417,9 @@ def test_trivial_job_on_a_real_cluster():
     target = Target(tenant="it", namespace=namespace, local_queue=queue, gpu_model="none")
     backend = KubeRayBackend({"it": target}, RayJobOptions(ttl_seconds=60), custom_api=custom, core_api=core)
     job_id = "job-it-" + uuid.uuid4().hex[:8]
-    request = LaunchRequest(job_id=job_id, tenant="it", entrypoint="python -c \"print('hello from testbed')\"",
-                            env={J.ENV_CPUS: "1", J.ENV_GPUS: "0", J.ENV_MEMORY_BYTES: str(2 * GIB)},
-                            driver_cpus=0, driver_gpus=0)
+    request = LaunchRequest(job_id=job_id, tenant="it", region=REGION,
+                            entrypoint="python -c \"print('hello from testbed')\"",
+                            budget={"cpus": 1, "gpus": 0, "memory": 2 * GIB})
     ref = backend.submit(request)
     try:
         deadline = time.time() + 600

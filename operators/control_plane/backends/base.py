@@ -1,11 +1,12 @@
-"""The backend interface: where a persisted job is actually run."""
+"""The backend interface: where a persisted job is actually run, and the launch contract."""
 
 from __future__ import annotations
 
 import abc
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from testbed import jobs as J
 from testbed.jobs import JobStatus
 
 
@@ -17,18 +18,72 @@ class JobNotFound(BackendError):
     """The backend does not know the job (e.g. the Ray cluster was restarted)."""
 
 
+class AlreadyExists(BackendError):
+    """The backend already has a job under this name (submitted before a crash)."""
+
+
+class Resources(BaseModel):
+    """An amount of CPUs, GPUs and memory (bytes)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cpus: float = Field(ge=0)
+    gpus: int = Field(ge=0)
+    memory: int = Field(ge=0, description="bytes")
+
+    def fits_in(self, other: Resources) -> bool:
+        return self.cpus <= other.cpus and self.gpus <= other.gpus and self.memory <= other.memory
+
+    def env(self) -> dict[str, str]:
+        """The job's budget as the workloads read it (``TESTBED_CPUS`` ...)."""
+        return {J.ENV_CPUS: f"{self.cpus:g}", J.ENV_GPUS: str(self.gpus), J.ENV_MEMORY_BYTES: str(self.memory)}
+
+
+NO_RESOURCES = Resources(cpus=0, gpus=0, memory=0)
+
+
+class RuntimeEnv(BaseModel):
+    """The job's environment variables and the code folder it runs in."""
+
+    env_vars: dict[str, str] = Field(default_factory=dict)
+    working_dir: str | None = None
+
+    def to_ray(self) -> dict[str, object]:
+        """Ray's ``runtime_env`` (the Jobs API's argument, a RayJob's ``runtimeEnvYAML``)."""
+        runtime_env: dict[str, object] = {"env_vars": dict(self.env_vars)}
+        if self.working_dir:
+            runtime_env["working_dir"] = self.working_dir
+        return runtime_env
+
+
 class LaunchRequest(BaseModel):
-    """Everything a backend needs to start a job."""
+    """Everything a backend needs to start a job.
+
+    ``budget`` is what the job may use in all; ``driver`` is the part its driver process reserves.
+    A command job reserves its whole budget in the driver; a template job's driver reserves nothing,
+    because the Ray Train workers it starts reserve the budget themselves.
+    """
+
+    model_config = ConfigDict(frozen=True)
 
     job_id: str
     tenant: str
+    region: str
     entrypoint: str
-    env: dict[str, str]
-    working_dir: str | None = None
-    driver_cpus: float
-    driver_gpus: float
-    driver_memory: int | None = None
-    metadata: dict[str, str] = {}
+    budget: Resources
+    driver: Resources = NO_RESOURCES
+    runtime_env: RuntimeEnv = Field(default_factory=RuntimeEnv)
+
+    @model_validator(mode="after")
+    def _driver_within_budget(self) -> LaunchRequest:
+        if not self.driver.fits_in(self.budget):
+            raise ValueError(f"the driver's share {self.driver} exceeds the job's budget {self.budget}")
+        return self
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The job's tags: Ray job metadata, RayJob ``spec.metadata`` and its MLflow runs' tags."""
+        return {J.TAG_TENANT: self.tenant, J.TAG_JOB_ID: self.job_id, J.TAG_REGION: self.region}
 
 
 class BackendJobInfo(BaseModel):
@@ -48,7 +103,7 @@ class Capacity(BaseModel):
 
 
 class Backend(abc.ABC):
-    """Runs jobs. Implementations: Ray Jobs (any Ray cluster), no-op (benchmarks)."""
+    """Runs jobs. Implementations: Ray Jobs (any Ray cluster), KubeRay RayJobs, no-op (benchmarks)."""
 
     name: str = "backend"
 
@@ -62,11 +117,11 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def logs(self, ref: str) -> str:
-        """The job's output so far."""
+        """The job's output so far; raises JobNotFound if the backend forgot the job."""
 
     @abc.abstractmethod
     def stop(self, ref: str) -> None:
-        """Ask the job to stop."""
+        """Ask the job to stop; raises JobNotFound if the backend forgot the job."""
 
     def capacity(self) -> Capacity:
         return Capacity()

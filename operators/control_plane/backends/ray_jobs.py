@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 from operators.control_plane.backends.base import (
+    AlreadyExists,
     Backend,
     BackendError,
     BackendJobInfo,
@@ -13,6 +17,33 @@ from operators.control_plane.backends.base import (
     LaunchRequest,
 )
 from testbed.jobs import JobStatus
+
+# Ray's SDK raises RuntimeError("Request failed with status code 404: Job ... does not exist.") and
+# the like: the status code and the server's words are all there is to tell the cases apart.
+_NOT_FOUND = re.compile(r"status code 404|does not exist|not found", re.IGNORECASE)
+_ALREADY_EXISTS = re.compile(r"already exists", re.IGNORECASE)
+
+
+def translate_ray_error(exc: BaseException, what: str, ref: str) -> BackendError:
+    """The BackendError a Ray SDK failure of ``what`` (e.g. "cannot stop") on job ``ref`` means."""
+    if isinstance(exc, BackendError):
+        return exc
+    text = str(exc)
+    if _ALREADY_EXISTS.search(text):
+        return AlreadyExists(f"Ray already has job {ref}")
+    if _NOT_FOUND.search(text):
+        return JobNotFound(f"Ray does not know job {ref}")
+    first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return BackendError(f"{what} {ref}: {first_line}")
+
+
+@contextmanager
+def ray_errors(what: str, ref: str) -> Iterator[None]:
+    """Run a Ray SDK call; any failure leaves as the BackendError :func:`translate_ray_error` gives."""
+    try:
+        yield
+    except Exception as exc:
+        raise translate_ray_error(exc, what, ref) from None
 
 
 class RayJobsBackend(Backend):
@@ -40,35 +71,24 @@ class RayJobsBackend(Backend):
             return self._client
 
     def submit(self, request: LaunchRequest) -> str:
-        runtime_env: dict = {"env_vars": request.env}
-        if request.working_dir:
-            runtime_env["working_dir"] = request.working_dir
+        driver = request.driver
         try:
-            return self.client.submit_job(
-                entrypoint=request.entrypoint,
-                submission_id=request.job_id,
-                runtime_env=runtime_env,
-                metadata={"testbed.tenant": request.tenant, **request.metadata},
-                entrypoint_num_cpus=request.driver_cpus,
-                entrypoint_num_gpus=request.driver_gpus,
-                entrypoint_memory=request.driver_memory,
-            )
-        except BackendError:
-            raise
-        except Exception as exc:
-            if "already exists" in str(exc):  # submitted before a crash: adopt it
-                return request.job_id
-            raise BackendError(f"Ray refused job {request.job_id}: {_first_line(exc)}") from None
+            with ray_errors("Ray refused job", request.job_id):
+                return self.client.submit_job(
+                    entrypoint=request.entrypoint,
+                    submission_id=request.job_id,
+                    runtime_env=request.runtime_env.to_ray(),
+                    metadata=request.metadata,
+                    entrypoint_num_cpus=driver.cpus,
+                    entrypoint_num_gpus=driver.gpus,
+                    entrypoint_memory=driver.memory or None,
+                )
+        except AlreadyExists:  # submitted before a crash: adopt it
+            return request.job_id
 
     def info(self, ref: str) -> BackendJobInfo:
-        try:
+        with ray_errors("Ray Jobs API error for", ref):
             info = self.client.get_job_info(ref)
-        except BackendError:
-            raise
-        except Exception as exc:
-            if "does not exist" in str(exc) or "404" in str(exc) or "not found" in str(exc).lower():
-                raise JobNotFound(f"Ray does not know job {ref}") from None
-            raise BackendError(f"Ray Jobs API error for {ref}: {_first_line(exc)}") from None
         return BackendJobInfo(
             status=JobStatus(str(info.status.value if hasattr(info.status, "value") else info.status)),
             message=info.message or "",
@@ -77,22 +97,12 @@ class RayJobsBackend(Backend):
         )
 
     def logs(self, ref: str) -> str:
-        try:
+        with ray_errors("cannot read logs of", ref):
             return self.client.get_job_logs(ref)
-        except BackendError:
-            raise
-        except Exception as exc:
-            if "does not exist" in str(exc) or "404" in str(exc):
-                raise JobNotFound(f"Ray does not know job {ref}") from None
-            raise BackendError(f"cannot read logs of {ref}: {_first_line(exc)}") from None
 
     def stop(self, ref: str) -> None:
-        try:
+        with ray_errors("cannot stop", ref):
             self.client.stop_job(ref)
-        except BackendError:
-            raise
-        except Exception as exc:
-            raise BackendError(f"cannot stop {ref}: {_first_line(exc)}") from None
 
     def capacity(self) -> Capacity:
         return self._capacity
@@ -103,8 +113,3 @@ class RayJobsBackend(Backend):
             return True
         except Exception:
             return False
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

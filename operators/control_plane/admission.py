@@ -1,0 +1,105 @@
+"""Admission: validate a job spec, refuse what can never run, persist the rest as a queued record.
+
+A job is refused (403, nothing recorded) when it could never fit its tenant's quota or the
+cluster, or when it asks for GPUs outside the tenant's grant period or beyond the GPU-hours granted.
+Whether it fits the tenant's *current* free quota is the dispatcher's question, not admission's.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from operators.control_plane.auth import Principal
+from operators.control_plane.backends.base import Backend
+from operators.control_plane.errors import ServiceError
+from operators.control_plane.store import JobRow, Store
+from operators.metering.ledger import Ledger
+from testbed import jobs as J
+from testbed.config import StackConfig, Tenant, format_memory
+from testbed.jobs import JobSpec, JobStatus
+from testbed.templates import TemplateError, get_template
+
+
+class Admission:
+    """One region's admission: its tenants' quotas and grants, the backend's capacity, the ledger."""
+
+    def __init__(self, stack: StackConfig, store: Store, backend: Backend, ledger: Ledger):
+        self.stack = stack
+        self.tenants: dict[str, Tenant] = {t.id: t for t in stack.tenants}
+        self.store = store
+        self.backend = backend
+        self.ledger = ledger
+
+    def admit(self, principal: Principal, spec: JobSpec) -> JobRow:
+        """Refuse what can never run; persist the rest as a queued job record (nothing else)."""
+        if principal.is_operator:
+            raise ServiceError(403, "forbidden", "the operator token cannot submit jobs; use a tenant token")
+        tenant = self.tenants.get(principal.subject)
+        if tenant is None:
+            raise ServiceError(403, "forbidden", f"tenant {principal.subject!r} is not in region {self.stack.region.id!r}")
+        entrypoint, params, kind = resolve_entrypoint(spec)
+        self._check_quota(tenant, spec)
+        gpu_model = self.stack.pool_for(tenant).gpu_model if spec.gpus else None
+        if spec.gpus:
+            self._check_grant(tenant)
+        job_id = "job-" + uuid.uuid4().hex[:16]
+        return self.store.add_job(JobRow(
+            id=job_id,
+            tenant=tenant.id,
+            region=self.stack.region.id,
+            name=spec.experiment_suffix,
+            experiment=J.experiment_name(tenant.id, spec.experiment_suffix),
+            status=JobStatus.PENDING.value,
+            entrypoint=entrypoint,
+            template=spec.template,
+            spec={**spec.model_dump(mode="json"), "params": params, "kind": kind},
+            cpus=spec.cpus,
+            gpus=spec.gpus,
+            gpu_model=gpu_model,
+            memory_bytes=spec.memory,
+            submitted_at=time.time(),
+            dispatched=False,
+            message="queued",
+        ))
+
+    def _check_quota(self, tenant: Tenant, spec: JobSpec) -> None:
+        quota = tenant.quota
+        problems = []
+        if spec.cpus > quota.cpus:
+            problems.append(f"{spec.cpus:g} CPUs (quota {quota.cpus})")
+        if spec.gpus > quota.gpus:
+            problems.append(f"{spec.gpus} GPUs (quota {quota.gpus})")
+        if spec.memory > quota.memory:
+            problems.append(f"{format_memory(spec.memory)} memory (quota {format_memory(quota.memory)})")
+        if problems:
+            raise ServiceError(
+                403, "quota_exceeded", f"job asks for {', '.join(problems)}: it can never fit tenant {tenant.id!r}'s quota"
+            )
+        capacity = self.backend.capacity()
+        if capacity.cpus is not None and spec.cpus > capacity.cpus:
+            raise ServiceError(403, "capacity_exceeded", f"job asks for {spec.cpus:g} CPUs but the cluster has {capacity.cpus:g}")
+        if capacity.gpus is not None and spec.gpus > capacity.gpus:
+            raise ServiceError(403, "capacity_exceeded", f"job asks for {spec.gpus} GPUs but the cluster has {capacity.gpus:g}")
+
+    def _check_grant(self, tenant: Tenant) -> None:
+        now = time.time()
+        grant = tenant.grant
+        if not grant.start_timestamp <= now < grant.end_timestamp:
+            raise ServiceError(403, "grant_inactive", f"tenant {tenant.id!r}'s grant runs {grant.start} to {grant.end}: GPU jobs are refused outside it")
+        meter = self.ledger.snapshot(now=now, tenants=[tenant.id]).get(tenant.id)
+        used = meter.gpu_seconds_total if meter is not None else 0.0
+        if used >= grant.gpu_seconds:
+            raise ServiceError(403, "grant_exhausted", f"tenant {tenant.id!r} has used {used / 3600:.1f} of {grant.gpu_hours:g} granted GPU-hours")
+
+
+def resolve_entrypoint(spec: JobSpec) -> tuple[str, dict, str]:
+    """(command, resolved template params, kind) of a spec; 422 for a bad template or param."""
+    if spec.template is None:
+        return spec.entrypoint or "", {}, "command"
+    try:
+        template = get_template(spec.template)
+        params = template.resolve(spec.params)
+    except TemplateError as exc:
+        raise ServiceError(422, "invalid_spec", str(exc)) from None
+    return template.command(params), params, template.kind

@@ -1,0 +1,241 @@
+"""Cluster mode: the backend that creates, reads and deletes one KubeRay ``RayJob`` per job.
+
+The manifests and the status mapping are pure functions in
+:mod:`operators.control_plane.backends.kuberay`; this module talks to the Kubernetes API. The
+backend's reference of a job is ``<namespace>/<name>`` of its RayJob.
+
+Stop deletes the RayJob (foreground propagation: the Ray cluster and the submitter Job go with
+it and Kueue releases the quota). Suspending is not a stop here: Kueue owns ``spec.suspend`` for
+queued RayJobs and unsuspends an admitted one again, and KubeRay resets a suspended RayJob to a
+fresh, never-run state. Before deleting, the backend annotates the RayJob with
+``testbed.io/stop-requested-at`` and keeps its logs, so ``info`` reports STOPPED (not "lost") while
+the object is being deleted and, in this process, after it is gone.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from operators.control_plane.backends.base import (
+    AlreadyExists,
+    Backend,
+    BackendError,
+    BackendJobInfo,
+    Capacity,
+    JobNotFound,
+    LaunchRequest,
+)
+from operators.control_plane.backends.kuberay import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    RayJobOptions,
+    Target,
+    build_rayjob,
+    job_info,
+)
+from testbed.jobs import JobStatus
+from testbed.kube import JOB_ID_LABEL, STOP_ANNOTATION
+
+
+def load_kube_apis() -> tuple[Any, Any]:
+    """(CustomObjectsApi, CoreV1Api) from the in-cluster ServiceAccount, else KUBECONFIG."""
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        try:
+            config.load_kube_config()
+        except (config.ConfigException, OSError) as exc:
+            raise BackendError(f"no Kubernetes credentials (in-cluster or KUBECONFIG): {exc}") from None
+    api = client.ApiClient()
+    return client.CustomObjectsApi(api), client.CoreV1Api(api)
+
+
+def _created(obj: Any) -> float:
+    stamp = obj.metadata.creation_timestamp
+    return stamp.timestamp() if stamp else 0.0
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    namespace, _, name = ref.partition("/")
+    if not name:
+        raise JobNotFound(f"{ref!r} is not a RayJob reference (<namespace>/<name>)")
+    return namespace, name
+
+
+class KubeRayBackend(Backend):
+    """Runs each job as a Kueue-queued KubeRay RayJob; see the module docstring."""
+
+    name = "kuberay"
+
+    def __init__(self, targets: dict[str, Target], options: RayJobOptions | None = None,
+                 custom_api: Any = None, core_api: Any = None, capacity: Capacity | None = None):
+        self.targets = targets
+        self.options = options or RayJobOptions()
+        self._capacity = capacity or Capacity()
+        self._apis = (custom_api, core_api) if custom_api is not None else None
+        self._lock = threading.Lock()
+        self._stopped: dict[str, BackendJobInfo] = {}
+        self._stopped_logs: dict[str, str] = {}
+
+    @property
+    def custom_api(self) -> Any:
+        return self._kube()[0]
+
+    @property
+    def core_api(self) -> Any:
+        return self._kube()[1]
+
+    def _kube(self) -> tuple[Any, Any]:
+        with self._lock:
+            if self._apis is None:
+                self._apis = load_kube_apis()
+            return self._apis
+
+    def _call(self, what: str, fn, *args, **kwargs) -> Any:
+        """Call the API; the one place its failures are translated.
+
+        404 -> JobNotFound, 409 -> AlreadyExists, anything else (403, 5xx, no connection) -> BackendError.
+        """
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return fn(*args, **kwargs)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise JobNotFound(f"{what}: not found") from None
+            if exc.status == 409:
+                raise AlreadyExists(f"{what}: already exists") from None
+            if exc.status == 403:
+                raise BackendError(f"{what}: forbidden for the control plane's ServiceAccount (check its Role)") from None
+            raise BackendError(f"{what}: Kubernetes API {exc.status} {exc.reason}") from None
+        except BackendError:
+            raise
+        except Exception as exc:  # connection refused, TLS, timeouts
+            raise BackendError(f"{what}: Kubernetes API not reachable: {exc}") from None
+
+    def target(self, tenant: str) -> Target:
+        try:
+            return self.targets[tenant]
+        except KeyError:
+            raise BackendError(f"tenant {tenant!r} has no placement (namespace, queue) in this cluster") from None
+
+    # -- Backend interface ----------------------------------------------------------------------
+    def submit(self, request: LaunchRequest) -> str:
+        try:
+            manifest = build_rayjob(request, self.target(request.tenant), self.options)
+        except ValueError as exc:  # a budget no RayJob can carry (e.g. zero CPUs)
+            raise BackendError(f"cannot describe job {request.job_id} as a RayJob: {exc}") from None
+        namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+        ref = f"{namespace}/{name}"
+        try:
+            self._call(f"create RayJob {ref}", self.custom_api.create_namespaced_custom_object,
+                       GROUP, VERSION, namespace, PLURAL, manifest)
+        except AlreadyExists:
+            self._adopt(ref, request.job_id)  # created before a crash: adopt it
+        return ref
+
+    def _adopt(self, ref: str, job_id: str) -> None:
+        existing = self._get(ref)
+        owner = (existing.get("metadata") or {}).get("labels", {}).get(JOB_ID_LABEL)
+        if owner != job_id:
+            raise BackendError(f"RayJob {ref} exists but belongs to job {owner!r}, not {job_id!r}")
+
+    def _get(self, ref: str) -> dict:
+        namespace, name = split_ref(ref)
+        return self._call(f"RayJob {ref}", self.custom_api.get_namespaced_custom_object,
+                          GROUP, VERSION, namespace, PLURAL, name)
+
+    def info(self, ref: str) -> BackendJobInfo:
+        try:
+            return job_info(self._get(ref))
+        except JobNotFound:
+            if ref in self._stopped:
+                return self._stopped[ref]
+            raise JobNotFound(f"RayJob {ref} no longer exists") from None
+
+    def logs(self, ref: str) -> str:
+        """The submitter pod's output (``ray job submit`` follows the driver), else the head pod's."""
+        if ref in self._stopped_logs:
+            return self._stopped_logs[ref]
+        try:
+            obj = self._get(ref)
+        except JobNotFound:
+            raise JobNotFound(f"RayJob {ref} no longer exists") from None
+        namespace, name = split_ref(ref)
+        cluster = (obj.get("status") or {}).get("rayClusterName")
+        selectors = [f"job-name={name}"] + ([f"ray.io/cluster={cluster},ray.io/node-type=head"] if cluster else [])
+        for selector in selectors:
+            pod = self._newest_pod(namespace, selector)
+            if pod is not None:
+                return self._pod_log(namespace, pod)
+        raise BackendError(f"no submitter or head pod of RayJob {ref} (not admitted yet, or already cleaned up)")
+
+    def _newest_pod(self, namespace: str, selector: str) -> Any:
+        pods = self._call(f"pods of {namespace} ({selector})", self.core_api.list_namespaced_pod, namespace,
+                          label_selector=selector)
+        items = list(getattr(pods, "items", None) or [])
+        return max(items, key=_created, default=None)
+
+    def _pod_log(self, namespace: str, pod: Any) -> str:
+        container = pod.spec.containers[0].name if pod.spec and pod.spec.containers else None
+        try:
+            return self._call(f"log of pod {namespace}/{pod.metadata.name}", self.core_api.read_namespaced_pod_log,
+                              pod.metadata.name, namespace, container=container)
+        except JobNotFound:
+            raise BackendError(f"pod {namespace}/{pod.metadata.name} is gone") from None
+
+    def stop(self, ref: str) -> None:
+        """Annotate, keep the logs, delete the RayJob (and with it the Ray cluster); remember it as STOPPED."""
+        namespace, name = split_ref(ref)
+        started = job_info(self._get(ref)).start_time  # JobNotFound if it is already gone
+        logs = self._logs_or_none(ref)
+        now = time.time()
+        self._annotate_stop(ref, f"{now:.3f}")
+        try:
+            self._call(f"delete RayJob {ref}", self.custom_api.delete_namespaced_custom_object, GROUP, VERSION,
+                       namespace, PLURAL, name, propagation_policy="Foreground")
+        except JobNotFound:
+            pass
+        except BackendError:
+            self._annotate_stop(ref, None)  # still running: do not let it read as STOPPED
+            raise
+        self._stopped[ref] = BackendJobInfo(status=JobStatus.STOPPED, message="stopped", start_time=started,
+                                            end_time=now)
+        if logs is not None:
+            self._stopped_logs[ref] = logs
+
+    def _annotate_stop(self, ref: str, value: str | None) -> None:
+        namespace, name = split_ref(ref)
+        self._call(f"annotate RayJob {ref}", self.custom_api.patch_namespaced_custom_object, GROUP, VERSION,
+                   namespace, PLURAL, name, {"metadata": {"annotations": {STOP_ANNOTATION: value}}})
+
+    def _logs_or_none(self, ref: str) -> str | None:
+        try:
+            return self.logs(ref)
+        except BackendError:
+            return None  # best effort: the job may never have started
+
+    def capacity(self) -> Capacity:
+        return self._capacity
+
+    def healthy(self) -> bool:
+        """The API answers and the RayJob CRD is served (listing one tenant's RayJobs)."""
+        if not self.targets:
+            return False
+        namespace = next(iter(self.targets.values())).namespace
+        try:
+            self._call("RayJobs", self.custom_api.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL,
+                       limit=1)
+            return True
+        except BackendError:
+            return False
+
+    def close(self) -> None:
+        api_client = getattr(self._apis[0], "api_client", None) if self._apis else None
+        if api_client is not None and hasattr(api_client, "close"):
+            api_client.close()

@@ -1,0 +1,73 @@
+"""What the control plane refuses, and the one shape of every HTTP error answer (``ErrorBody``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from testbed.errors import ErrorBody, format_validation_errors
+
+# The error code of an HTTP status raised outside the control plane's own checks (routing, 401s).
+_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+_DESCRIPTIONS = {
+    401: "missing or invalid bearer token",
+    403: "not allowed, or refused at admission (quota, capacity, grant)",
+    404: "no such resource, or not the caller's",
+    422: "invalid request: names the field and the reason",
+    503: "the backend cannot be reached",
+}
+
+
+class ServiceError(Exception):
+    """A request the control plane refuses: HTTP status, error code, readable reason (and headers)."""
+
+    def __init__(self, status_code: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+
+def unauthorized(reason: str) -> ServiceError:
+    return ServiceError(401, "unauthorized", reason, headers={"WWW-Authenticate": "Bearer"})
+
+
+def not_found(what: str) -> ServiceError:
+    """404 for ``what`` (e.g. "job 'job-1'"): the same answer whether it is missing or someone else's."""
+    return ServiceError(404, "not_found", f"no {what}")
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for a route: each status answers an ``ErrorBody``."""
+    return {status: {"model": ErrorBody, "description": _DESCRIPTIONS.get(status, "error")} for status in statuses}
+
+
+def _answer(status_code: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = ErrorBody(error=code, detail=detail).model_dump()
+    return JSONResponse(status_code=status_code, content=body, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error the app answers (its own, validation, routing, crashes) becomes an ``ErrorBody``."""
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:
+        return _answer(exc.status_code, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _answer(422, "invalid_spec", format_validation_errors(exc.errors()))
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        return _answer(exc.status_code, _CODES.get(exc.status_code, "http_error"), str(exc.detail), exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _crash(_request: Request, _exc: Exception) -> JSONResponse:
+        # Starlette answers with this, then re-raises the exception for the server to log.
+        return _answer(500, "internal_error", "the control plane failed to answer; see its log")
