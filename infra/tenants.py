@@ -60,10 +60,31 @@ class Allocation:
                 GPU_RESOURCE: str(self.gpus + self.borrow_gpus)}
 
     def kueue_resources(self) -> list[dict]:
+        """The flavor's quota rows (v1beta2): nominalQuota, and borrowingLimit from the stack's borrowing_ratio.
+
+        lendingLimit stays unset: all of a tenant's idle nominal quota may be lent in the cohort, and
+        ``preemption.reclaimWithinCohort: Any`` gives it back when the tenant's own jobs need it.
+        """
         rows = [("cpu", str(self.cpus), str(self.borrow_cpus)),
                 ("memory", memory(self.memory), memory(self.borrow_memory) if self.borrow_memory else "0"),
                 (GPU_RESOURCE, str(self.gpus), str(self.borrow_gpus))]
         return [{"name": n, "nominalQuota": nominal, "borrowingLimit": limit} for n, nominal, limit in rows]
+
+
+def cluster_queue_spec(cohort_name: str, namespace: str, flavor_name: str, alloc: Allocation) -> dict:
+    """A tenant's ClusterQueue (kueue.x-k8s.io/v1beta2): its namespace only, one GPU-pool flavor, in the cohort."""
+    return {
+        "cohortName": cohort_name,
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+        "queueingStrategy": "BestEffortFIFO",
+        "resourceGroups": [{"coveredResources": ["cpu", "memory", GPU_RESOURCE],
+                            "flavors": [{"name": flavor_name, "resources": alloc.kueue_resources()}]}],
+        # One flavor per queue; the v1beta2 values (MayStopSearch replaced Borrow/Preempt) spelled out, as
+        # Kueue defaults them: take the flavor when borrowing fits, look further only before preempting.
+        "flavorFungibility": {"whenCanBorrow": "MayStopSearch", "whenCanPreempt": "TryNextFlavor"},
+        "preemption": {"reclaimWithinCohort": "Any", "borrowWithinCohort": {"policy": "Never"},
+                       "withinClusterQueue": "LowerPriority"},
+    }
 
 
 def _peer(namespace: str, component: str | None = None) -> k8s.networking.v1.NetworkPolicyPeerArgs:
@@ -132,14 +153,8 @@ class TenantEnvironment(pulumi.ComponentResource):
         crds = [kueue.release, kueue.flavors[pool.name], kueue.cohort]
         self.cluster_queue_name = cluster_queue(stack, tenant)
         self.cluster_queue = custom_resource(
-            f"{name}-cq", self, KUEUE_API, "ClusterQueue", meta(self.cluster_queue_name, labels=tenant_labels), {
-                "cohort": kueue.cohort_name,
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": self.namespace_name}},
-                "queueingStrategy": "BestEffortFIFO",
-                "resourceGroups": [{"coveredResources": ["cpu", "memory", GPU_RESOURCE],
-                                    "flavors": [{"name": flavor(pool), "resources": alloc.kueue_resources()}]}],
-                "preemption": {"reclaimWithinCohort": "Any", "withinClusterQueue": "LowerPriority"},
-            }, crds_from=crds)
+            f"{name}-cq", self, KUEUE_API, "ClusterQueue", meta(self.cluster_queue_name, labels=tenant_labels),
+            cluster_queue_spec(kueue.cohort_name, self.namespace_name, flavor(pool), alloc), crds_from=crds)
         self.local_queue_name = local_queue(tenant)
         self.local_queue = custom_resource(
             f"{name}-lq", self, KUEUE_API, "LocalQueue", meta(self.local_queue_name, ns, tenant_labels),

@@ -27,12 +27,14 @@ class Image:
 
 
 CHARTS: dict[str, Chart] = {
-    "gpu-operator": Chart("gpu-operator", "v25.3.2", "https://helm.ngc.nvidia.com/nvidia"),
-    "kuberay-operator": Chart("kuberay-operator", "1.4.2", "https://ray-project.github.io/kuberay-helm/"),
-    "kueue": Chart("oci://registry.k8s.io/kueue/charts/kueue", "0.13.4"),
-    "cluster-autoscaler": Chart("cluster-autoscaler", "9.50.1", "https://kubernetes.github.io/autoscaler"),
+    # Chart versions as the releases publish them (tests/upstream/SOURCES.md names each tag and file):
+    # gpu-operator's release workflow packages the chart as the tag (v26.7.0); Kueue's strips the tag's "v".
+    "gpu-operator": Chart("gpu-operator", "v26.7.0", "https://helm.ngc.nvidia.com/nvidia"),
+    "kuberay-operator": Chart("kuberay-operator", "1.7.0", "https://ray-project.github.io/kuberay-helm/"),
+    "kueue": Chart("oci://registry.k8s.io/kueue/charts/kueue", "0.19.2"),
+    "cluster-autoscaler": Chart("cluster-autoscaler", "9.59.0", "https://kubernetes.github.io/autoscaler"),
     "kube-prometheus-stack": Chart(
-        "kube-prometheus-stack", "77.5.0", "https://prometheus-community.github.io/helm-charts"
+        "kube-prometheus-stack", "88.5.3", "https://prometheus-community.github.io/helm-charts"
     ),
 }
 
@@ -51,11 +53,22 @@ IMAGES: dict[str, Image] = {
     "control-plane": Image("ghcr.io/regional-ai-testbed/control-plane", "0.1.0"),
 }
 
+# cluster-autoscaler (eks provider), per Kubernetes minor: upstream releases it in step with Kubernetes and
+# recommends the latest patch of the cluster's own minor (cluster-autoscaler/README.md, "Releases", at tag
+# cluster-autoscaler-chart-9.59.0: chart 9.47.0+ for 1.33.x, 9.51.0+ for 1.34.x). Chart 9.59.0 defaults to
+# v1.35.0, so the stack sets the chart's image from this table for its testbed:cluster.kubernetes_version.
+CLUSTER_AUTOSCALER_IMAGES: dict[str, Image] = {
+    minor: Image("registry.k8s.io/autoscaling/cluster-autoscaler", tag)
+    for minor, tag in {"1.33": "v1.33.6", "1.34": "v1.34.5", "1.35": "v1.35.2"}.items()
+}
+
 # Managed services (eks provider).
 RDS_POSTGRES_ENGINE_VERSION = "16.10"
 EKS_AMI_TYPES = {"cpu": "AL2023_x86_64_STANDARD", "gpu": "AL2023_x86_64_NVIDIA"}
 
-# Kueue API versions served by the pinned chart.
-KUEUE_API = "kueue.x-k8s.io/v1beta1"
-KUEUE_COHORT_API = "kueue.x-k8s.io/v1alpha1"
+# API versions of the custom resources the stacks create: the storage version of each CRD in the pinned
+# releases (Kueue 0.19.2 serves v1beta1 deprecated and stores v1beta2 for every kind, the Cohort included;
+# prometheus-operator 0.93.1 of kube-prometheus-stack 88.5.3 serves and stores v1). The vendored CRDs in
+# tests/upstream/ are checked against these.
+KUEUE_API = "kueue.x-k8s.io/v1beta2"
 MONITORING_API = "monitoring.coreos.com/v1"

@@ -19,6 +19,10 @@ from testbed.config import StackConfig, repo_root
 RULES_FILE = repo_root() / "operators" / "metering" / "rules.yaml"
 DASHBOARD_FILE = repo_root() / "operators" / "metering" / "dashboard.json"
 RELEASE = "kube-prometheus-stack"
+FULLNAME = "kps"  # the chart's own objects: kps-prometheus, kps-alertmanager, kps-operator
+# The grafana subchart (grafana-12.11.1) names its Service "<release>-grafana"; its values.yaml declares no
+# fullnameOverride, so the stack keeps that default name (tests/infra/test_helm_values.py).
+GRAFANA_SERVICE = f"{RELEASE}-grafana"
 GRAFANA_SECRET = "grafana-admin"
 
 
@@ -42,7 +46,7 @@ class Monitoring(pulumi.ComponentResource):
             f"{name}-grafana-admin", metadata=meta(GRAFANA_SECRET, ns.metadata.name, labels("grafana")),
             type="Opaque", string_data={"admin-user": "admin", "admin-password": admin}, opts=child(self))
         self.release = release(RELEASE, self, ns.metadata.name, {
-            "fullnameOverride": "kps",
+            "fullnameOverride": FULLNAME,
             "prometheus": {"prometheusSpec": {
                 # Pick up every ServiceMonitor and PrometheusRule, not only the chart's own.
                 "serviceMonitorSelectorNilUsesHelmValues": False,
@@ -53,7 +57,6 @@ class Monitoring(pulumi.ComponentResource):
             }},
             "grafana": {
                 "admin": {"existingSecret": GRAFANA_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
-                "fullnameOverride": "grafana",
                 "service": {"type": "ClusterIP"},
                 "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard", "labelValue": "1",
                                            "searchNamespace": "ALL"}},
@@ -67,6 +70,6 @@ class Monitoring(pulumi.ComponentResource):
             metadata=meta("testbed-dashboard", ns.metadata.name, {**labels("testbed-dashboard"),
                                                                   "grafana_dashboard": "1"}),
             data={"testbed.json": DASHBOARD_FILE.read_text(encoding="utf-8")}, opts=child(self))
-        self.grafana_url = service_url("grafana", MONITORING_NS, 80)
-        self.prometheus_url = service_url("kps-prometheus", MONITORING_NS, 9090)
+        self.grafana_url = service_url(GRAFANA_SERVICE, MONITORING_NS, 80)
+        self.prometheus_url = service_url(f"{FULLNAME}-prometheus", MONITORING_NS, 9090)
         self.register_outputs({"grafana_url": self.grafana_url, "prometheus_url": self.prometheus_url})

@@ -62,8 +62,7 @@ def test_tenant_namespace_without_quota_is_rejected(runs):
 
 def test_tenant_namespace_without_queue_or_network_policy_is_rejected(runs):
     run = runs["ulsan"]
-    resources = [r for r in run.resources if r.type not in (
-        "kubernetes:kueue.x-k8s.io/v1beta1:LocalQueue", "kubernetes:networking.k8s.io/v1:NetworkPolicy")]
+    resources = [r for r in run.resources if r.kind not in ("LocalQueue", "NetworkPolicy")]
     violations = policy_violations(resources)
     assert len(violations) == 4 and all("NetworkPolicy" in m and "LocalQueue" in m for _, m in violations)
 

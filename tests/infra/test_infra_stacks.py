@@ -10,10 +10,11 @@ from infra.addons.monitoring import read_rules
 from infra.naming import CONTROL_PLANE, MLFLOW, PLATFORM_NS
 from testbed.placement import tenant_namespace
 from testbed.kube import GPU_MODEL_LABEL
-from testbed.versions import CHARTS, EKS_AMI_TYPES, IMAGES
+from testbed.versions import CHARTS, EKS_AMI_TYPES, IMAGES, KUEUE_API
 from testbed.config import stack_config_from_mapping
 
 EKS = ("gyeongnam", "daegu", "ulsan", "jeju")
+FLAVOR, COHORT = f"kubernetes:{KUEUE_API}:ResourceFlavor", f"kubernetes:{KUEUE_API}:Cohort"
 
 
 def test_every_stack_evaluates(runs, stacks):
@@ -28,7 +29,7 @@ def test_outputs(runs, stacks):
         assert "kubeconfig" in run.secret_outputs and out["kubeconfig"]
         assert out["mlflow_url"] == f"http://{MLFLOW}.{PLATFORM_NS}.svc.cluster.local:5000"
         assert out["control_plane_url"] == f"http://{CONTROL_PLANE}.{PLATFORM_NS}.svc.cluster.local:8000"
-        assert out["grafana_url"].startswith("http://grafana.monitoring.svc")
+        assert out["grafana_url"] == "http://kube-prometheus-stack-grafana.monitoring.svc.cluster.local:80"
         for tenant in stacks[region].tenants:
             assert out["tenants"][tenant.id] == {"namespace": tenant_namespace(tenant), "queue": tenant.id,
                                                  "cluster_queue": f"{region}-{tenant.id}"}
@@ -92,14 +93,14 @@ def test_charts_come_from_the_versions_table(runs):
 
 def test_kueue_flavors_and_cohort(runs, stacks):
     for region, run in runs.items():
-        flavors = run.objects("kubernetes:kueue.x-k8s.io/v1beta1:ResourceFlavor")
+        flavors = run.objects(FLAVOR)
         assert set(flavors) == {p.name for p in stacks[region].node_pools}
         for pool in stacks[region].node_pools:
             spec = flavors[pool.name]["spec"]
             assert spec["nodeLabels"][GPU_MODEL_LABEL] == pool.gpu_model
             assert {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present",
                     "effect": "NoSchedule"} in spec["tolerations"]
-        assert set(run.objects("kubernetes:kueue.x-k8s.io/v1alpha1:Cohort")) == {region}
+        assert set(run.objects(COHORT)) == {region}
 
 
 def test_monitoring_rules_dashboard_and_service_monitor(runs):
@@ -158,6 +159,6 @@ def test_private_services_are_cluster_ip(runs):
 
 
 def test_existing_pools_select_only_declared_labels(runs, stacks):
-    flavors = runs["jeonnam"].objects("kubernetes:kueue.x-k8s.io/v1beta1:ResourceFlavor")
+    flavors = runs["jeonnam"].objects(FLAVOR)
     for pool in stacks["jeonnam"].node_pools:
         assert flavors[pool.name]["spec"]["nodeLabels"] == pool.node_labels

@@ -8,6 +8,7 @@ from testbed.kube import TENANT_LABEL
 from infra.tenants import Allocation
 from tests.infra.harness import generated_tenants_document, run_region
 from testbed.config import format_memory, stack_config_from_mapping
+from testbed.versions import KUEUE_API
 
 
 # Exactly what the kuberay backend needs in a tenant namespace: manage RayJobs, read their Ray clusters and
@@ -36,8 +37,8 @@ def test_tenant_environments(runs, stacks):
         policies = run.objects("kubernetes:networking.k8s.io/v1:NetworkPolicy")
         roles = run.objects("kubernetes:rbac.authorization.k8s.io/v1:Role")
         bindings = run.objects("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")
-        cluster_queues = run.objects("kubernetes:kueue.x-k8s.io/v1beta1:ClusterQueue")
-        local_queues = run.objects("kubernetes:kueue.x-k8s.io/v1beta1:LocalQueue")
+        cluster_queues = run.objects(f"kubernetes:{KUEUE_API}:ClusterQueue")
+        local_queues = run.objects(f"kubernetes:{KUEUE_API}:LocalQueue")
         for tenant in stack.tenants:
             ns = tenant_namespace(tenant)
             pool = stack.pool_for(tenant)
@@ -65,7 +66,7 @@ def test_tenant_environments(runs, stacks):
             assert subject == {"kind": "ServiceAccount", "name": CONTROL_PLANE, "namespace": PLATFORM_NS}
 
             cq = cluster_queues[f"{region}-{tenant.id}"]["spec"]
-            assert cq["cohort"] == region
+            assert cq["cohortName"] == region
             [group] = cq["resourceGroups"]
             [flavor] = group["flavors"]
             assert flavor["name"] == pool.name
