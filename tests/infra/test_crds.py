@@ -14,7 +14,7 @@ import pulumi
 import pytest
 import yaml
 
-from infra.testing import is_builtin, load_stack_document, run_region
+from tests.infra.harness import is_builtin, load_stack_document, run_region
 from testbed.config import format_memory, stack_config_from_mapping
 from testbed.placement import local_queue, tenant_namespace
 from testbed.versions import CHARTS, KUEUE_API, MONITORING_API
@@ -392,17 +392,10 @@ def _rayjob(kind: str) -> dict:
     working_dir = None if kind == "template" else f"s3://bucket/jobs/{target.tenant}/{job_id}/code.zip"
     env = {J.ENV_TENANT: target.tenant, J.ENV_JOB_ID: job_id,
            J.ENV_MLFLOW_TRACKING_URI: "http://mlflow.testbed-system.svc.cluster.local:5000"}
-    if "budget" in LaunchRequest.model_fields:  # the launch contract of the refactored control plane
-        budget = {"cpus": cpus, "gpus": gpus, "memory": memory}
-        request = LaunchRequest(job_id=job_id, tenant=target.tenant, region=REGION, entrypoint=entrypoint,
-                                budget=budget, driver=budget if driver_owns else {"cpus": 0, "gpus": 0, "memory": 0},
-                                runtime_env={"env_vars": env, "working_dir": working_dir})
-    else:  # the contract before it (budget in the env, driver_* fields); remove once the refactor is merged
-        env.update({J.ENV_CPUS: f"{cpus:g}", J.ENV_GPUS: str(gpus), J.ENV_MEMORY_BYTES: str(memory)})
-        request = LaunchRequest(
-            job_id=job_id, tenant=target.tenant, env=env, entrypoint=entrypoint, working_dir=working_dir,
-            driver_cpus=cpus if driver_owns else 0, driver_gpus=gpus if driver_owns else 0,
-            driver_memory=memory if driver_owns else None, metadata={"testbed.job_id": job_id})
+    budget = {"cpus": cpus, "gpus": gpus, "memory": memory}
+    request = LaunchRequest(job_id=job_id, tenant=target.tenant, region=REGION, entrypoint=entrypoint,
+                            budget=budget, driver=budget if driver_owns else {"cpus": 0, "gpus": 0, "memory": 0},
+                            runtime_env={"env_vars": env, "working_dir": working_dir})
     return build_rayjob(request, target, RayJobOptions())
 
 

@@ -135,7 +135,7 @@ def test_cluster_autoscaler_runs_the_release_of_the_clusters_minor(runs, stacks)
 def test_unpinned_kubernetes_minor_is_refused():
     import pulumi
 
-    from infra.testing import load_stack_document, run_region
+    from tests.infra.harness import load_stack_document, run_region
 
     document = load_stack_document("ulsan")
     document["config"]["testbed:cluster"]["kubernetes_version"] = "1.32"
