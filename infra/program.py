@@ -29,6 +29,8 @@ def main() -> None:
     pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig))
     pulumi.export("mlflow_url", platform.mlflow.url)
     pulumi.export("control_plane_url", platform.control_plane.url)
+    # First login: `pulumi stack output operator_token --show-secrets` (the control plane holds only its hash).
+    pulumi.export("operator_token", platform.control_plane.operator_token)
     pulumi.export("grafana_url", platform.monitoring.grafana_url)
     pulumi.export("tenants", {t.id: {"namespace": env.namespace_name, "queue": env.local_queue_name,
                                      "cluster_queue": env.cluster_queue_name}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Literal
@@ -17,6 +18,11 @@ DEFAULT_RAYJOB_TTL_SECONDS = 600
 
 class SettingsError(ValueError):
     pass
+
+
+def token_sha256(token: str) -> str:
+    """How a bearer token is stored and configured: its SHA-256, hex (tokens carry 256 random bits)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 class ControlPlaneSettings(BaseModel):
@@ -40,6 +46,11 @@ class ControlPlaneSettings(BaseModel):
     capacity_gpus: float | None = None
     credentials_dir: Path | None = Field(
         default=None, description="local mode: issue missing tenant/operator tokens at start and write them here (0600)"
+    )
+    operator_token_sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$",
+        description="cluster mode: SHA-256 of the operator token the stack generated; installed at start (the clear "
+                    "token is the stack's secret output `operator_token`, never in settings)",
     )
     sync_interval_seconds: float = Field(default=0.25, gt=0)
     host: str = "127.0.0.1"

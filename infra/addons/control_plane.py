@@ -6,13 +6,14 @@ import hashlib
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 import yaml
 
 from infra.addons.workload import WebService, deploy
 from infra.k8s import child, custom_resource, meta
 from infra.naming import CONTROL_PLANE, CONTROL_PLANE_PORT, PLATFORM_NS, labels, service_url
 from testbed.placement import Placement
-from testbed.settings import ControlPlaneSettings
+from testbed.settings import ControlPlaneSettings, token_sha256
 from infra.storage import MlflowStorage
 from testbed.versions import MONITORING_API
 from testbed.config import CONFIG_NAMESPACE, STACK_KEYS, StackConfig
@@ -22,10 +23,16 @@ PLACEMENT_FILE = "placement.yaml"
 SETTINGS_DIR = "/etc/testbed-settings"
 # The in-cluster backend creates KubeRay RayJobs (DESIGN.md, "Cluster" mode).
 CLUSTER_BACKEND = "kuberay"
+# 43 characters of [A-Za-z0-9]: 256 random bits, as many as the tokens the control plane issues.
+OPERATOR_TOKEN_LENGTH = 43
 
 
-def render_settings(stack: StackConfig, database_url: str, mlflow_url: str, job_storage: str) -> str:
-    """The control plane's settings file (``TESTBED_CONTROL_PLANE_SETTINGS``); a Secret, as it holds the DB URL."""
+def render_settings(stack: StackConfig, database_url: str, mlflow_url: str, job_storage: str,
+                    operator_token_sha256: str | None = None) -> str:
+    """The control plane's settings file (``TESTBED_CONTROL_PLANE_SETTINGS``); a Secret, as it holds the DB URL.
+
+    It carries the operator token's hash only; the clear token is the stack's secret output.
+    """
     pools = stack.node_pools
     return ControlPlaneSettings(
         stack_file=f"{CONFIG_DIR}/Pulumi.{stack.region.id}.yaml", database_url=database_url,
@@ -33,7 +40,7 @@ def render_settings(stack: StackConfig, database_url: str, mlflow_url: str, job_
         mlflow_tracking_uri=mlflow_url, storage_path=job_storage, ray_image=rayjob_image(stack),
         # The kuberay backend puts a job's whole budget on one worker pod: the largest job is one node's worth.
         capacity_cpus=max(p.cpus_per_node for p in pools), capacity_gpus=max(p.gpus_per_node for p in pools),
-        host="0.0.0.0", port=CONTROL_PLANE_PORT,
+        host="0.0.0.0", port=CONTROL_PLANE_PORT, operator_token_sha256=operator_token_sha256,
     ).to_json()
 
 
@@ -56,8 +63,15 @@ def render_placement(stack: StackConfig) -> str:
     return Placement.for_stack(stack).to_yaml()
 
 
+def operator_token(name: str, parent: pulumi.Resource) -> pulumi.Output[str]:
+    """The region's operator token: generated once, kept in the stack's state as a secret (first login)."""
+    generated = random.RandomPassword(f"{name}-operator-token", length=OPERATOR_TOKEN_LENGTH, special=False,
+                                      opts=child(parent))
+    return pulumi.Output.secret(generated.result)
+
+
 class ControlPlane(pulumi.ComponentResource):
-    """ServiceAccount, ConfigMap, Deployment, ClusterIP Service and a ServiceMonitor for /metrics."""
+    """ServiceAccount, ConfigMap, Deployment, ClusterIP Service, a ServiceMonitor for /metrics, the operator token."""
 
     def __init__(self, name: str, stack: StackConfig, ns: pulumi.Input[str], mlflow_url: str,
                  storage: MlflowStorage, monitoring: pulumi.Resource, depends_on: list[pulumi.Resource],
@@ -68,11 +82,12 @@ class ControlPlane(pulumi.ComponentResource):
         self.config_map = k8s.core.v1.ConfigMap(
             f"{name}-config", metadata=meta(f"{CONTROL_PLANE}-config", ns, labels(CONTROL_PLANE)), data=files,
             opts=child(self))
+        self.operator_token = operator_token(name, self)
         settings = k8s.core.v1.Secret(
             f"{name}-settings", metadata=meta(f"{CONTROL_PLANE}-settings", ns, labels(CONTROL_PLANE)), type="Opaque",
             string_data={"settings.json": pulumi.Output.secret(pulumi.Output.all(
-                storage.control_plane_db_uri, storage.job_storage).apply(
-                    lambda args: render_settings(stack, args[0], mlflow_url, args[1])))},
+                storage.control_plane_db_uri, storage.job_storage, self.operator_token.apply(token_sha256)).apply(
+                    lambda args: render_settings(stack, args[0], mlflow_url, args[1], operator_token_sha256=args[2])))},
             opts=child(self))
         env = {"TESTBED_REGION": stack.region.id, "TESTBED_STACK_DIR": CONFIG_DIR,
                "TESTBED_CONTROL_PLANE_SETTINGS": f"{SETTINGS_DIR}/settings.json"}

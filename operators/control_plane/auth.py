@@ -5,7 +5,6 @@ Tokens are issued in :mod:`operators.control_plane.tokens`.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import Literal
 
@@ -14,6 +13,7 @@ from pydantic import BaseModel
 
 from operators.control_plane.errors import unauthorized
 from operators.control_plane.store import Store
+from testbed.settings import token_sha256
 
 OPERATOR = "operator"
 Role = Literal["tenant", "operator"]
@@ -35,7 +35,7 @@ class Principal(BaseModel):
 
 def hash_token(token: str) -> str:
     """Tokens carry 256 random bits, so a plain SHA-256 is a safe one-way store."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+    return token_sha256(token)
 
 
 async def principal_from_request(request: Request) -> Principal:

@@ -37,7 +37,8 @@ class ControlPlane:
         self.ledger.install()
         self.admission = Admission(self.stack, self.store, self.backend, self.ledger)
         self.dispatcher = Dispatcher(settings, self.tenants, self.store, self.backend)
-        self.issuer = TokenIssuer(self.store, self.tokens, self.tenants, self.stack.region.id, settings.credentials_dir)
+        self.issuer = TokenIssuer(self.store, self.tokens, self.tenants, self.stack.region.id, settings.credentials_dir,
+                                  settings.operator_token_sha256)
         self.issuer.bootstrap()
 
     def start(self) -> None:

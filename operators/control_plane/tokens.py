@@ -1,8 +1,10 @@
-"""Issuing bearer tokens: the first tokens of a local testbed, and rotation by the operator.
+"""Issuing bearer tokens: the first tokens of a local testbed or a cluster, and rotation by the operator.
 
 A token is 256 random bits; only its SHA-256 hash is stored (:mod:`operators.control_plane.auth`
 resolves it). The clear token is shown once: returned by the API, or written 0600 to the local
-credentials folder (the local operator's equivalent of a kubeconfig).
+credentials folder (the local operator's equivalent of a kubeconfig). In a cluster the stack
+generates the operator token (its secret output ``operator_token``) and hands the control plane only
+its hash (``operator_token_sha256``), which every start installs.
 """
 
 from __future__ import annotations
@@ -39,29 +41,44 @@ class TokenIssuer:
     """Issues the tokens of one region's tenants and its operator."""
 
     def __init__(self, store: Store, cache: TokenCache, tenants: Collection[str], region: str,
-                 credentials_dir: Path | None = None):
+                 credentials_dir: Path | None = None, operator_token_sha256: str | None = None):
         self.store = store
         self.cache = cache
         self.tenants = tenants
         self.region = region
         self.credentials_dir = credentials_dir
+        self.operator_token_sha256 = operator_token_sha256
 
     def bootstrap(self) -> None:
-        """Local mode: give every tenant (and the operator) a token file if it has none yet."""
+        """Install the stack's operator token hash (cluster); give each tenant and the operator a token file (local)."""
+        if self.operator_token_sha256 is not None:
+            self.install_operator_hash(self.operator_token_sha256)
         if self.credentials_dir is None:
             return
         self.credentials_dir.mkdir(parents=True, exist_ok=True)
         known = self.store.token_subjects()
-        for subject in [*self.tenants, OPERATOR]:
+        stack_managed = self.operator_token_sha256 is not None
+        for subject in [*self.tenants, *([] if stack_managed else [OPERATOR])]:
             path = self.credentials_dir / f"{subject}.token"
             if subject in known and path.exists():
                 continue
             write_secret(path, issue_token(self.store, subject))
 
+    def install_operator_hash(self, token_hash: str) -> None:
+        """Make ``token_hash`` the operator's one token (an older operator token stops working); idempotent."""
+        current = self.store.find_token(token_hash)
+        if current is not None and (current.subject, current.role) == (OPERATOR, role_of(OPERATOR)):
+            return  # already installed (a restart, another replica): no write
+        self.store.put_token(token_hash, OPERATOR, role_of(OPERATOR))
+        self.cache.clear()
+
     def rotate(self, principal: Principal, subject: str) -> str:
         """Operator only: a new token for a tenant (or the operator); older ones stop working."""
         if not principal.is_operator:
             raise ServiceError(403, "forbidden", "only the operator token can issue tokens")
+        if subject == OPERATOR and self.operator_token_sha256 is not None:
+            raise ServiceError(403, "forbidden", "this region's operator token comes from its Pulumi stack (output "
+                               "operator_token); rotate it there, e.g. `pulumi up --replace <the token's URN>`")
         if subject != OPERATOR and subject not in self.tenants:
             raise not_found(f"tenant {subject!r} in region {self.region!r}")
         token = issue_token(self.store, subject)

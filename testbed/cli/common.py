@@ -19,9 +19,15 @@ class CliError(Exception):
 
 
 def add_command(parent: Any, name: str, handler: Handler, help: str, json_flag: bool = True) -> argparse.ArgumentParser:
-    """A subcommand running ``handler``, with ``--json`` unless told otherwise."""
+    """A subcommand running ``handler``, with ``--json`` unless told otherwise.
+
+    ``--url`` and ``--token`` are accepted after the subcommand too (``testbed tenants token ID --rotate --url U
+    --token T``); given there, they win over the ones before it.
+    """
     parser = parent.add_parser(name, help=help, description=help)
     parser.set_defaults(handler=handler)
+    parser.add_argument("--url", default=argparse.SUPPRESS, help="control plane URL (default: $TESTBED_URL or the local testbed)")
+    parser.add_argument("--token", default=argparse.SUPPRESS, help="tenant or operator token (default: $TESTBED_TOKEN)")
     if json_flag:
         parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     return parser
@@ -45,9 +51,10 @@ def emit(args: argparse.Namespace, value: Shown, render: Callable[[Shown], objec
 def connect(args: argparse.Namespace, operator: bool = False) -> TestbedClient:
     """The SDK client of --url/--token (or the environment, or the local state).
 
-    ``operator``: without --token, use the local operator's token when there is one.
+    ``operator``: without --token, use the local operator's token when there is one, unless --url names
+    another control plane (a cluster's operator token comes from its stack: ``pulumi stack output operator_token``).
     """
-    token = args.token or (_local_operator_token() if operator else None)
+    token = args.token or (_local_operator_token() if operator and not args.url else None)
     return TestbedClient.from_env(args.url, token)
 
 

@@ -22,13 +22,17 @@ def cmd_tenants_list(args: argparse.Namespace) -> int:
 
 
 def cmd_tenants_token(args: argparse.Namespace) -> int:
+    """With --rotate, issue a new token through the control plane (any: --url); else print the local testbed's."""
     if args.rotate:
         with connect(args, operator=True) as client:
             print(client.rotate_token(args.tenant).token)
-    else:
-        from testbed.local import LocalTestbed
+        return 0
+    if args.url:
+        raise CliError("a control plane keeps only tokens' hashes: issue a new token with "
+                       f"`testbed tenants token {args.tenant} --rotate --url {args.url} --token OPERATOR_TOKEN`")
+    from testbed.local import LocalTestbed
 
-        print(LocalTestbed().token(args.tenant))
+    print(LocalTestbed().token(args.tenant))
     return 0
 
 
@@ -76,7 +80,8 @@ def register(sub: Any) -> None:
     tenants = sub.add_parser("tenants", help="the region's tenants and their tokens").add_subparsers(
         dest="tenants_command", required=True)
     add_command(tenants, "list", cmd_tenants_list, "list the region's tenants (the operator's view by default)")
-    p = add_command(tenants, "token", cmd_tenants_token, "print a tenant's token (local operator)", json_flag=False)
+    p = add_command(tenants, "token", cmd_tenants_token,
+                    "print a tenant's token (local testbed); --rotate issues a new one (operator token)", json_flag=False)
     p.add_argument("tenant", metavar="ID")
     p.add_argument("--rotate", action="store_true", help="issue a new token; the old one stops working")
 

@@ -8,7 +8,7 @@ import json
 from infra.addons.control_plane import render_settings
 from infra.naming import CONTROL_PLANE, PLATFORM_NS
 from testbed.versions import IMAGES
-from testbed.settings import ControlPlaneSettings
+from testbed.settings import ControlPlaneSettings, token_sha256
 from testbed.config import stack_config_from_mapping
 
 DB, MLFLOW_URL, STORAGE = "postgresql://testbed:pw@db:5432/testbed", "http://mlflow:5000", "s3://bucket/jobs"
@@ -72,3 +72,20 @@ def test_deployed_secret_names_the_ray_image(runs, stacks):
         settings = ControlPlaneSettings.model_validate(json.loads(secret["stringData"]["settings.json"]))
         assert settings.ray_image == stacks[region].platform.control_plane_image
         assert settings.capacity_gpus == max(p.gpus_per_node for p in stacks[region].node_pools)
+
+
+def test_operator_token_is_a_secret_output_and_only_its_hash_reaches_the_control_plane(runs):
+    """First login: `pulumi stack output operator_token --show-secrets`; the settings Secret holds its SHA-256 only."""
+    for region, run in runs.items():
+        token = run.outputs["operator_token"]
+        assert "operator_token" in run.secret_outputs, region
+        [generated] = [r for r in run.of_type("random:index/randomPassword:RandomPassword")
+                       if r.name.endswith("-operator-token")]
+        assert generated.inputs["length"] >= 43 and generated.inputs["special"] is False  # 256 bits, URL-safe
+        assert token == generated.outputs["result"]
+        secret = run.objects("kubernetes:core/v1:Secret")[f"{PLATFORM_NS}/{CONTROL_PLANE}-settings"]
+        text = secret["stringData"]["settings.json"]
+        assert ControlPlaneSettings.model_validate(json.loads(text)).operator_token_sha256 == token_sha256(token)
+        assert token not in text
+        everything_else = json.dumps([r.inputs for r in run.resources if r is not generated])
+        assert token not in everything_else, f"{region}: the clear operator token is in some resource's inputs"
