@@ -140,7 +140,10 @@ class TenantEnvironment(pulumi.ComponentResource):
                                               verbs=["get", "list", "watch"]),
                    # Job logs: the kuberay backend finds the submitter/head pod and reads its log.
                    k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["get", "list"]),
-                   k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods/log"], verbs=["get"])],
+                   k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods/log"], verbs=["get"]),
+                   # Kueue's reason a job waits (or was evicted) is on the RayJob's Workload.
+                   k8s.rbac.v1.PolicyRuleArgs(api_groups=["kueue.x-k8s.io"], resources=["workloads"],
+                                              verbs=["get", "list"])],
             opts=child(self))
         self.role_binding = k8s.rbac.v1.RoleBinding(
             f"{name}-rayjobs", metadata=meta("testbed-control-plane-rayjobs", ns, tenant_labels),

@@ -25,6 +25,9 @@ SETTINGS_DIR = "/etc/testbed-settings"
 CLUSTER_BACKEND = "kuberay"
 # 43 characters of [A-Za-z0-9]: 256 random bits, as many as the tokens the control plane issues.
 OPERATOR_TOKEN_LENGTH = 43
+# Each sync round lists RayJobs and Workloads once per tenant namespace with active jobs; start and end times
+# come from the RayJobs themselves (Ray's), so a slower round costs no billing accuracy.
+CLUSTER_SYNC_INTERVAL_SECONDS = 2.0
 
 
 def render_settings(stack: StackConfig, database_url: str, mlflow_url: str, job_storage: str,
@@ -41,6 +44,7 @@ def render_settings(stack: StackConfig, database_url: str, mlflow_url: str, job_
         # The kuberay backend puts a job's whole budget on one worker pod: the largest job is one node's worth.
         capacity_cpus=max(p.cpus_per_node for p in pools), capacity_gpus=max(p.gpus_per_node for p in pools),
         host="0.0.0.0", port=CONTROL_PLANE_PORT, operator_token_sha256=operator_token_sha256,
+        sync_interval_seconds=CLUSTER_SYNC_INTERVAL_SECONDS,
     ).to_json()
 
 

@@ -11,7 +11,7 @@ import time
 import uuid
 
 from operators.control_plane.auth import Principal
-from operators.control_plane.backends.base import Backend
+from operators.control_plane.backends.base import Backend, Resources
 from operators.control_plane.errors import ServiceError
 from operators.control_plane.store import JobRow, Store
 from operators.metering.ledger import Ledger
@@ -76,11 +76,27 @@ class Admission:
             raise ServiceError(
                 403, "quota_exceeded", f"job asks for {', '.join(problems)}: it can never fit tenant {tenant.id!r}'s quota"
             )
+        self._check_pod_requests(tenant, spec)
         capacity = self.backend.capacity()
         if capacity.cpus is not None and spec.cpus > capacity.cpus:
             raise ServiceError(403, "capacity_exceeded", f"job asks for {spec.cpus:g} CPUs but the cluster has {capacity.cpus:g}")
         if capacity.gpus is not None and spec.gpus > capacity.gpus:
             raise ServiceError(403, "capacity_exceeded", f"job asks for {spec.gpus} GPUs but the cluster has {capacity.gpus:g}")
+
+    def _check_pod_requests(self, tenant: Tenant, spec: JobSpec) -> None:
+        """The job's pods in all (a RayJob's head and submitter too: what Kueue counts) must fit the quota."""
+        budget = Resources(cpus=spec.cpus, gpus=spec.gpus, memory=spec.memory)
+        need = self.backend.pod_requests(budget)
+        quota = tenant.quota
+        if not need.overhead or need.total.fits_in(Resources(cpus=quota.cpus, gpus=quota.gpus, memory=quota.memory)):
+            return
+        extra = " and ".join(f"the {part}'s {amount}" for part, amount in need.overhead.items())
+        most = Resources(cpus=max(quota.cpus - (need.total.cpus - budget.cpus), 0), gpus=quota.gpus,
+                         memory=max(quota.memory - (need.total.memory - budget.memory), 0))
+        raise ServiceError(403, "quota_exceeded", (
+            f"job asks for {budget}; with {extra} its pods request {need.total}, more than tenant {tenant.id!r}'s "
+            f"quota ({quota.cpus:g} CPUs, {format_memory(quota.memory)} memory), so the cluster's queue would never "
+            f"admit it: ask for at most {most.cpus:g} CPUs and {format_memory(most.memory)} memory"))
 
     def _check_grant(self, tenant: Tenant) -> None:
         now = time.time()

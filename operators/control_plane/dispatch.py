@@ -18,6 +18,7 @@ from typing import Any, Mapping
 from operators.control_plane.backends.base import (
     NO_RESOURCES,
     Backend,
+    BackendAnswer,
     BackendError,
     BackendJobInfo,
     JobNotFound,
@@ -66,7 +67,9 @@ def launch_request(row: JobRow, settings: ControlPlaneSettings) -> LaunchRequest
 
 def observed_changes(row: JobRow, info: BackendJobInfo, now: float) -> dict[str, Any]:
     """The record changes one observation of the backend implies (logs aside), billing start included."""
-    changes: dict[str, Any] = {"last_seen_at": now, "message": info.message if info.status.terminal else row.message}
+    # The backend's word on a job it holds (e.g. Kueue's reason it waits), else the message the record has.
+    changes: dict[str, Any] = {"last_seen_at": now,
+                               "message": info.message if info.status.terminal or info.message else row.message}
     watched = row.last_seen_at is not None and now - row.last_seen_at <= START_OBSERVATION_SLACK_SECONDS
     if info.status != JobStatus.PENDING and row.started_at is None:
         # Bill from when it started running: between our last look (still pending) and now. If
@@ -78,6 +81,11 @@ def observed_changes(row: JobRow, info: BackendJobInfo, now: float) -> dict[str,
         changes["started_at"] = min(changes.get("started_at", row.started_at) or changes["ended_at"], changes["ended_at"])
     changes["status"] = info.status.value
     return changes
+
+
+def _ref(row: JobRow) -> str:
+    """The backend's reference of a dispatched job."""
+    return row.backend_ref or row.id
 
 
 class Dispatcher:
@@ -124,11 +132,16 @@ class Dispatcher:
 
         With ``starting_only`` (every ``START_WATCH_INTERVAL_SECONDS`` while jobs are starting),
         only the pending jobs are read and refreshed. Returns whether any dispatched job is still
-        waiting to start (the loop then watches it closely, since a job is billed from then).
+        waiting to start (the loop then watches it closely, since a job is billed from then),
+        unless the backend reports start times itself. The backend is read in one batch
+        (``info_many``: the kuberay backend lists per namespace, it does not GET per job).
         """
         active = self.store.list_jobs(status=JobStatus.PENDING) if starting_only else self.store.active_jobs()
         now = time.time()
-        changes = [(row.id, self._observe(row, now)) for row in active if row.dispatched]
+        dispatched = [row for row in active if row.dispatched]
+        answers = self.backend.info_many([_ref(row) for row in dispatched]) if dispatched else {}
+        no_answer = BackendError("the backend gave no answer for it")
+        changes = [(row.id, self._observe(row, now, answers.get(_ref(row), no_answer))) for row in dispatched]
         changes = [(job_id, c) for job_id, c in changes if c]
         # Short transactions, so admissions waiting for the write lock never wait long.
         for i in range(0, len(changes), SYNC_BATCH):
@@ -138,7 +151,7 @@ class Dispatcher:
             for row in active:
                 if not row.dispatched:
                     self._try_dispatch(row)
-        return bool(starting)
+        return bool(starting) and not self.backend.reports_start_times
 
     # -- dispatch -------------------------------------------------------------------------
     def dispatch(self, row: JobRow) -> JobRow:
@@ -151,7 +164,8 @@ class Dispatcher:
             current = self.store.get_job(row.id)
             if current is None or current.dispatched or current.terminal:
                 return current
-            reason = self._fits_now(current)
+            # A backend that queues jobs itself (Kueue) gets them at once: one queue, not two.
+            reason = None if self.backend.queues_jobs else self._fits_now(current)
             if reason is not None:
                 return self.store.update_job(row.id, message=reason)
             try:
@@ -180,10 +194,17 @@ class Dispatcher:
         changes = self._observe(row, time.time())
         return (self.store.update_job(row.id, **changes) if changes else None) or row
 
-    def _observe(self, row: JobRow, now: float) -> dict[str, Any]:
-        """The record changes the backend's view implies ({} when it cannot be reached)."""
+    def _observe(self, row: JobRow, now: float, answer: BackendAnswer | None = None) -> dict[str, Any]:
+        """The record changes the backend's view implies ({} when it cannot be reached).
+
+        ``answer``: what a batched read (``info_many``) said of the job; without it the backend is asked now.
+        """
         try:
-            info = self.backend.info(row.backend_ref or row.id)
+            if answer is None:
+                answer = self.backend.info(_ref(row))
+            if isinstance(answer, BackendError):
+                raise answer
+            info = answer
         except JobNotFound:
             ended = row.last_seen_at or now
             return {

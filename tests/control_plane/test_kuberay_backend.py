@@ -31,7 +31,9 @@ from operators.control_plane.backends.kuberay_backend import KubeRayBackend
 from testbed.settings import ControlPlaneSettings
 from testbed import jobs as J
 from testbed.config import load_region
-from testbed.kube import GPU_MODEL_LABEL, GPU_RESOURCE, JOB_ID_LABEL, QUEUE_LABEL, STOP_ANNOTATION, TENANT_LABEL
+from testbed.kube import GPU_RESOURCE, JOB_ID_LABEL, QUEUE_LABEL, STOP_ANNOTATION, TENANT_LABEL
+from testbed.versions import KUEUE_API
+from tests.control_plane.kube_fakes import FakeCore, FakeCustomObjects
 from testbed.placement import Placement, PlacementError
 from testbed.jobs import JobStatus
 
@@ -103,9 +105,11 @@ def test_gpu_job_manifest(target):
     assert container["image"] == "registry.example/ray:2.60.0-gpu"
     assert container["resources"]["limits"] == {"cpu": "8", "memory": "32Gi", GPU_RESOURCE: "2"}
     assert container["resources"]["requests"] == container["resources"]["limits"]
-    assert pod["nodeSelector"] == {GPU_MODEL_LABEL: target.gpu_model}
-    assert {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"} in pod["tolerations"]
-    assert "nodeSelector" not in head["template"]["spec"]  # the head stays off the GPU nodes
+    # No pod names a node: Kueue adds the admitting flavor's nodeLabels (labels the GPU pool is guaranteed to
+    # carry, for eks and existing pools alike) and its tolerations (infra/addons/kueue.py flavor_spec).
+    templates = [head["template"], worker["template"], manifest["spec"]["submitterPodTemplate"]]
+    for template in templates:
+        assert not {"nodeSelector", "affinity", "tolerations", "nodeName"} & set(template["spec"])
     assert GPU_RESOURCE not in head["template"]["spec"]["containers"][0]["resources"]["limits"]
     assert manifest["spec"]["entrypointNumCpus"] == 8 and manifest["spec"]["entrypointNumGpus"] == 2
     assert manifest["spec"]["ttlSecondsAfterFinished"] == 60
@@ -194,77 +198,6 @@ def test_ray_job_times_win_over_deployment_times():
 
 
 # -- the backend against fake APIs ---------------------------------------------------------------------
-class FakeCustomObjects:
-    """Records calls; stores RayJobs like the API server (404 unknown, 409 duplicate)."""
-
-    def __init__(self, fail: int | None = None):
-        self.objects: dict[tuple[str, str], dict] = {}
-        self.calls: list[tuple] = []
-        self.fail = fail
-
-    def _check(self, call: tuple) -> None:
-        self.calls.append(call)
-        if self.fail:
-            raise ApiException(status=self.fail, reason="Forbidden" if self.fail == 403 else "Error")
-
-    def create_namespaced_custom_object(self, group, version, namespace, plural, body):
-        self._check(("create", group, version, namespace, plural, body["metadata"]["name"]))
-        key = (namespace, body["metadata"]["name"])
-        if key in self.objects:
-            raise ApiException(status=409, reason="AlreadyExists")
-        self.objects[key] = json.loads(json.dumps(body))
-        return self.objects[key]
-
-    def get_namespaced_custom_object(self, group, version, namespace, plural, name):
-        self._check(("get", group, version, namespace, plural, name))
-        if (namespace, name) not in self.objects:
-            raise ApiException(status=404, reason="Not Found")
-        return self.objects[(namespace, name)]
-
-    def patch_namespaced_custom_object(self, group, version, namespace, plural, name, body):
-        self._check(("patch", group, version, namespace, plural, name))
-        obj = self.get_namespaced_custom_object(group, version, namespace, plural, name)
-        annotations = obj["metadata"].setdefault("annotations", {})
-        for key, value in body["metadata"]["annotations"].items():  # merge patch: None removes
-            if value is None:
-                annotations.pop(key, None)
-            else:
-                annotations[key] = value
-        return obj
-
-    def delete_namespaced_custom_object(self, group, version, namespace, plural, name, propagation_policy=None):
-        self._check(("delete", group, version, namespace, plural, name, propagation_policy))
-        if self.objects.pop((namespace, name), None) is None:
-            raise ApiException(status=404, reason="Not Found")
-
-    def list_namespaced_custom_object(self, group, version, namespace, plural, limit=None):
-        self._check(("list", group, version, namespace, plural))
-        return {"items": [o for (ns, _), o in self.objects.items() if ns == namespace][:limit]}
-
-
-class FakeCore:
-    """Pods by label selector and their logs."""
-
-    def __init__(self, pods: dict[str, str] | None = None):
-        self.logs = {f"pod-{i}": text for i, text in enumerate((pods or {}).values())}
-        self.names = {selector: f"pod-{i}" for i, selector in enumerate(pods or {})}  # label selector -> pod
-        self.calls: list[tuple] = []
-
-    def list_namespaced_pod(self, namespace, label_selector):
-        self.calls.append(("list", namespace, label_selector))
-        if label_selector not in self.names:
-            return k8s.V1PodList(items=[])
-        pod = k8s.V1Pod(metadata=k8s.V1ObjectMeta(name=self.names[label_selector], namespace=namespace),
-                        spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="ray-job-submitter")]))
-        return k8s.V1PodList(items=[pod])
-
-    def read_namespaced_pod_log(self, name, namespace, container=None):
-        self.calls.append(("log", namespace, name, container))
-        if name not in self.logs:
-            raise ApiException(status=404, reason="Not Found")
-        return self.logs[name]
-
-
 def backend_with(targets, custom=None, core=None) -> KubeRayBackend:
     return KubeRayBackend(targets, RayJobOptions(), custom_api=custom or FakeCustomObjects(), core_api=core or FakeCore())
 
@@ -410,11 +343,13 @@ def test_trivial_job_on_a_real_cluster():
     custom, core = _cluster_or_skip()
     namespace = os.environ.get("TESTBED_KUBERAY_NAMESPACE", "default")
     queue = os.environ.get("TESTBED_KUBERAY_QUEUE", "default")
+    group, version = KUEUE_API.split("/")
     try:
-        custom.get_namespaced_custom_object("kueue.x-k8s.io", "v1beta1", namespace, "localqueues", queue)
+        local_queue = custom.get_namespaced_custom_object(group, version, namespace, "localqueues", queue)
     except ApiException as exc:
         pytest.skip(f"no Kueue LocalQueue {namespace}/{queue} to admit the RayJob: {exc.status} {exc.reason}")
-    target = Target(tenant="it", namespace=namespace, local_queue=queue, gpu_model="none")
+    target = Target(tenant="it", namespace=namespace, local_queue=queue,
+                    cluster_queue=local_queue["spec"]["clusterQueue"])
     backend = KubeRayBackend({"it": target}, RayJobOptions(ttl_seconds=60), custom_api=custom, core_api=core)
     job_id = "job-it-" + uuid.uuid4().hex[:8]
     request = LaunchRequest(job_id=job_id, tenant="it", region=REGION,
@@ -424,11 +359,16 @@ def test_trivial_job_on_a_real_cluster():
     try:
         deadline = time.time() + 600
         info = backend.info(ref)
+        seen = {info.message}
         while not info.status.terminal and time.time() < deadline:
-            time.sleep(5)
+            time.sleep(2)
             info = backend.info(ref)
+            seen.add(info.message)
         assert info.status == JobStatus.SUCCEEDED, info.message
+        # Kueue's word, read from the RayJob's Workload, while the Ray cluster started.
+        assert any(m.startswith(f"admitted by ClusterQueue {target.cluster_queue}") for m in seen), seen
         assert "hello from testbed" in backend.logs(ref)
+        assert backend.info_many([ref])[ref] == info  # the batched read (two lists) says the same
     finally:
         try:
             backend.stop(ref)

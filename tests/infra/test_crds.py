@@ -90,7 +90,7 @@ def test_vendored_files_match_their_recorded_sha256():
 
 
 def test_api_versions_are_the_storage_versions(catalog):
-    for kind in ("ClusterQueue", "LocalQueue", "Cohort", "ResourceFlavor"):
+    for kind in ("ClusterQueue", "LocalQueue", "Cohort", "ResourceFlavor", "Workload"):  # Workload: the backend reads
         crd = catalog.crd_for(KUEUE_API, kind)
         assert crd is not None and f"{crd.group}/{crd.storage_version}" == KUEUE_API, kind
     for kind in ("ServiceMonitor", "PrometheusRule"):
@@ -411,3 +411,13 @@ def test_backend_rayjobs_are_valid(catalog, kind):
     assert not spec.get("clusterSelector") and spec["rayClusterSpec"] and spec["shutdownAfterJobFinishes"] is True
     assert not spec["rayClusterSpec"].get("enableInTreeAutoscaling")
     assert all(g["groupName"] != "head" for g in spec["rayClusterSpec"]["workerGroupSpecs"])
+    # Kueue counts every pod set (head, workers, the submitter of K8sJobMode): each asks for what it gets, none
+    # names a node (the admitting ResourceFlavor adds its nodeLabels and tolerations).
+    from operators.control_plane.backends.kuberay import kueue_pod_sets
+
+    pod_sets = kueue_pod_sets(manifest)
+    assert [p.name for p in pod_sets] == ["head", "workers", "submitter"]
+    for pod_set in pod_sets:
+        pod = pod_set.template["spec"]
+        assert all(c["resources"]["requests"] == c["resources"]["limits"] for c in pod["containers"])
+        assert not {"nodeSelector", "affinity", "tolerations"} & set(pod)

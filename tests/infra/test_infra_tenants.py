@@ -11,14 +11,15 @@ from testbed.config import format_memory, stack_config_from_mapping
 from testbed.versions import KUEUE_API
 
 
-# Exactly what the kuberay backend needs in a tenant namespace: manage RayJobs, read their Ray clusters and
-# read job logs (find the submitter/head pod, read its log); nothing more.
+# Exactly what the kuberay backend needs in a tenant namespace: manage RayJobs, read their Ray clusters, read
+# job logs (find the submitter/head pod, read its log) and read Kueue's Workloads (why a job waits); nothing more.
 CONTROL_PLANE_RULES = [
     (("ray.io",), ("rayjobs",), ("get", "list", "watch", "create", "update", "patch", "delete")),
     (("ray.io",), ("rayjobs/status",), ("get",)),
     (("ray.io",), ("rayclusters",), ("get", "list", "watch")),
     (("",), ("pods",), ("get", "list")),
     (("",), ("pods/log",), ("get",)),
+    (("kueue.x-k8s.io",), ("workloads",), ("get", "list")),
 ]
 
 

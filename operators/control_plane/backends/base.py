@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import abc
+from typing import Sequence, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from testbed import jobs as J
+from testbed.config import format_memory
 from testbed.jobs import JobStatus
 
 
@@ -33,6 +35,15 @@ class Resources(BaseModel):
 
     def fits_in(self, other: Resources) -> bool:
         return self.cpus <= other.cpus and self.gpus <= other.gpus and self.memory <= other.memory
+
+    def plus(self, other: Resources, times: int = 1) -> Resources:
+        """This amount and ``times`` x ``other``."""
+        return Resources(cpus=self.cpus + times * other.cpus, gpus=self.gpus + times * other.gpus,
+                         memory=self.memory + times * other.memory)
+
+    def __str__(self) -> str:
+        gpus = f", {self.gpus} GPUs" if self.gpus else ""
+        return f"{self.cpus:g} CPUs{gpus}, {format_memory(self.memory)} memory"
 
     def env(self) -> dict[str, str]:
         """The job's budget as the workloads read it (``TESTBED_CPUS`` ...)."""
@@ -95,6 +106,16 @@ class BackendJobInfo(BaseModel):
     end_time: float | None = None
 
 
+class PodRequests(BaseModel):
+    """What one job's pods request in all (what a cluster's queue counts), and the part beyond the job's budget."""
+
+    total: Resources
+    overhead: dict[str, Resources] = Field(default_factory=dict, description="e.g. the Ray head, the submitter pod")
+
+
+BackendAnswer = Union[BackendJobInfo, BackendError]
+
+
 class Capacity(BaseModel):
     """The most a single job can ever get on this backend (None: unknown, do not check)."""
 
@@ -106,6 +127,11 @@ class Backend(abc.ABC):
     """Runs jobs. Implementations: Ray Jobs (any Ray cluster), KubeRay RayJobs, no-op (benchmarks)."""
 
     name: str = "backend"
+    # The backend queues dispatched jobs against the tenants' quotas itself (Kueue): the control plane hands
+    # every admitted job over at once and keeps no queue of its own.
+    queues_jobs: bool = False
+    # ``info`` carries when a job started running (not only that it did): the sync need not watch starts closely.
+    reports_start_times: bool = False
 
     @abc.abstractmethod
     def submit(self, request: LaunchRequest) -> str:
@@ -114,6 +140,20 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def info(self, ref: str) -> BackendJobInfo:
         """Current state; raises JobNotFound if the backend forgot the job."""
+
+    def info_many(self, refs: Sequence[str]) -> dict[str, BackendAnswer]:
+        """Each job's state, or the BackendError (JobNotFound ...) ``info`` raises for it; backends batch this."""
+        answers: dict[str, BackendAnswer] = {}
+        for ref in refs:
+            try:
+                answers[ref] = self.info(ref)
+            except BackendError as exc:
+                answers[ref] = exc
+        return answers
+
+    def pod_requests(self, budget: Resources) -> PodRequests:
+        """What a job with this budget requests from the cluster in all (by default: its budget)."""
+        return PodRequests(total=budget)
 
     @abc.abstractmethod
     def logs(self, ref: str) -> str:

@@ -7,6 +7,11 @@ job), submits the entrypoint from a submitter Kubernetes Job and deletes the clu
 ``ttlSecondsAfterFinished`` after the job ends. The RayJob object itself stays, so its status
 remains readable. Nothing here calls the Kubernetes API: the backend that does is
 :mod:`operators.control_plane.backends.kuberay_backend`.
+
+Kueue counts every pod of the RayJob against the quota: the head, the worker and the submitter
+(:func:`kueue_pod_sets`), so all three carry explicit requests (:func:`rayjob_pod_requests`). The
+pods name no node: Kueue adds the admitting ResourceFlavor's ``nodeLabels`` (labels the pool is
+guaranteed to carry) and ``tolerations`` to them (infra/addons/kueue.py builds the flavors).
 """
 
 from __future__ import annotations
@@ -20,26 +25,22 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from operators.control_plane.backends.base import BackendJobInfo, LaunchRequest
+from operators.control_plane.backends.base import BackendJobInfo, LaunchRequest, PodRequests, Resources
+from operators.control_plane.backends.kueue_workload import admitted, workload_message
 from testbed import jobs as J
-from testbed.config import StackConfig, format_memory
+from testbed.config import StackConfig, format_memory, parse_memory
 from testbed.jobs import JobStatus
-from testbed.kube import (
-    DEFAULT_GPU_TAINT,
-    GPU_MODEL_LABEL,
-    GPU_RESOURCE,
-    JOB_ID_LABEL,
-    QUEUE_LABEL,
-    STOP_ANNOTATION,
-    TENANT_LABEL,
-    Taint,
-)
+from testbed.kube import GPU_RESOURCE, JOB_ID_LABEL, QUEUE_LABEL, STOP_ANNOTATION, TENANT_LABEL
 from testbed.placement import Placement, PlacementError
 from testbed.settings import DEFAULT_RAYJOB_TTL_SECONDS
 from testbed.versions import IMAGES
 
 GROUP, VERSION, PLURAL, KIND = "ray.io", "v1", "rayjobs", "RayJob"
 HEAD_CONTAINER, WORKER_CONTAINER, WORKER_GROUP = "ray-head", "ray-worker", "workers"
+# KubeRay v1.7.0 ray-operator/controllers/ray/utils/constant.go SubmitterContainerName.
+SUBMITTER_CONTAINER = "ray-job-submitter"
+# Kueue v0.19.2 pod set names (pkg/controller/jobs/rayjob/rayjob_controller.go).
+HEAD_POD_SET, SUBMITTER_POD_SET = "head", "submitter"
 # KubeRay names the cluster <rayjob>-<5 chars> and its head Service <cluster>-head-svc (<= 63 chars).
 MAX_NAME_LENGTH = 40
 
@@ -52,22 +53,20 @@ class Target(BaseModel):
     tenant: str
     namespace: str
     local_queue: str
-    gpu_model: str
-    gpu_taints: tuple[Taint, ...] = (Taint.parse(DEFAULT_GPU_TAINT),)
+    cluster_queue: str = Field(description="the ClusterQueue behind the LocalQueue (named in Kueue's messages)")
 
 
 def resolve_targets(placement: Placement, stack: StackConfig) -> dict[str, Target]:
-    """Join the placement with the stack's pools (GPU model, taints); both come from one Pulumi run."""
+    """The placement, checked against the stack (region, GPU pools); both come from one Pulumi run."""
     if placement.region != stack.region.id:
         raise PlacementError(f"placement is for region {placement.region!r}, the stack for {stack.region.id!r}")
-    pools = {p.name: p for p in stack.node_pools}
+    pools = {p.name for p in stack.node_pools}
     targets = {}
     for tenant, where in placement.tenants.items():
-        pool = pools.get(where.gpu_pool)
-        if pool is None:
+        if where.gpu_pool not in pools:
             raise PlacementError(f"placement of tenant {tenant!r} names unknown GPU pool {where.gpu_pool!r}")
         targets[tenant] = Target(tenant=tenant, namespace=where.namespace, local_queue=where.local_queue,
-                                 gpu_model=pool.gpu_model, gpu_taints=tuple(pool.parsed_taints))
+                                 cluster_queue=where.cluster_queue)
     return targets
 
 
@@ -79,6 +78,9 @@ class RayJobOptions(BaseModel):
     ttl_seconds: int = Field(default=DEFAULT_RAYJOB_TTL_SECONDS, ge=0, description="keep the finished Ray cluster this long")
     head_cpus: float = Field(default=1, gt=0)
     head_memory: int = Field(default=2 * 2**30, gt=0)
+    # `ray job submit` then `ray job logs --follow`; KubeRay's default asks 500m/200Mi, limited to 1 CPU/1Gi.
+    submitter_cpus: float = Field(default=0.5, gt=0)
+    submitter_memory: int = Field(default=2**30, gt=0)
 
 
 def _installed_ray_version() -> str:
@@ -110,10 +112,10 @@ def container_resources(cpus: float, memory: int, gpus: int = 0) -> dict:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
-def gpu_scheduling(target: Target) -> dict:
-    """Pod-spec fields that put a worker on the tenant's GPU pool."""
-    return {"nodeSelector": {GPU_MODEL_LABEL: target.gpu_model},
-            "tolerations": [t.toleration() for t in target.gpu_taints]}
+def parse_cpu(quantity: str | int | float) -> float:
+    """A Kubernetes CPU quantity ('2500m', '8', 0.5) in CPUs."""
+    text = str(quantity)
+    return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
 
 
 def pod_template(container: str, image: str, resources: dict, labels: dict[str, str], extra: dict | None = None) -> dict:
@@ -146,14 +148,22 @@ def entrypoint_fields(request: LaunchRequest) -> dict:
     return fields
 
 
-def ray_cluster_spec(request: LaunchRequest, target: Target, options: RayJobOptions) -> dict:
-    """A small head (no Ray CPUs: work goes to the worker) and one worker holding the job's budget."""
-    need = request.budget
-    labels = job_labels(request)
+def job_pods(budget: Resources, labels: dict[str, str], options: RayJobOptions) -> tuple[dict, dict, dict]:
+    """The pod templates of a job's head, worker and submitter; none names a node (the Kueue flavor does)."""
     head = pod_template(HEAD_CONTAINER, options.image, container_resources(options.head_cpus, options.head_memory),
                         labels)
-    worker = pod_template(WORKER_CONTAINER, options.image, container_resources(need.cpus, need.memory, need.gpus),
-                          labels, gpu_scheduling(target) if need.gpus else None)
+    worker = pod_template(WORKER_CONTAINER, options.image,
+                          container_resources(budget.cpus, budget.memory, budget.gpus), labels)
+    # KubeRay fills in the submitter's command (ray-operator/controllers/ray/rayjob_controller.go
+    # configureSubmitterContainer, v1.7.0); a Job's pods must not restart in place.
+    submitter = pod_template(SUBMITTER_CONTAINER, options.image,
+                             container_resources(options.submitter_cpus, options.submitter_memory), labels,
+                             {"restartPolicy": "Never"})
+    return head, worker, submitter
+
+
+def ray_cluster_spec(head: dict, worker: dict, options: RayJobOptions) -> dict:
+    """A small head (no Ray CPUs: work goes to the worker) and one worker holding the job's budget."""
     return {
         "rayVersion": options.ray_version,
         "enableInTreeAutoscaling": False,
@@ -166,6 +176,7 @@ def ray_cluster_spec(request: LaunchRequest, target: Target, options: RayJobOpti
 def build_rayjob(request: LaunchRequest, target: Target, options: RayJobOptions) -> dict:
     """The RayJob manifest of one job (pure: no API calls)."""
     labels = {QUEUE_LABEL: target.local_queue, **job_labels(request)}
+    head, worker, submitter = job_pods(request.budget, job_labels(request), options)
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": KIND,
@@ -180,9 +191,63 @@ def build_rayjob(request: LaunchRequest, target: Target, options: RayJobOptions)
             "shutdownAfterJobFinishes": True,
             "ttlSecondsAfterFinished": options.ttl_seconds,
             **entrypoint_fields(request),
-            "rayClusterSpec": ray_cluster_spec(request, target, options),
+            "submitterPodTemplate": submitter,
+            "rayClusterSpec": ray_cluster_spec(head, worker, options),
         },
     }
+
+
+# -- what Kueue counts ----------------------------------------------------------------------------
+class PodSet(BaseModel):
+    """Identical pods as Kueue counts them against a ClusterQueue's quota."""
+
+    name: str
+    count: int
+    template: dict
+
+
+def kueue_pod_sets(rayjob: dict) -> list[PodSet]:
+    """The pod sets Kueue v0.19.2 builds for a RayJob: ``head``, each worker group (``replicas``, x ``numOfHosts``),
+    and ``submitter`` in K8sJobMode (pkg/controller/jobs/raycluster/common.go ``BuildPodSets``,
+    pkg/controller/jobs/rayjob/rayjob_controller.go ``PodSets``/``addSubmitterPodSet``)."""
+    spec = rayjob["spec"]
+    cluster = spec["rayClusterSpec"]
+    sets = [PodSet(name=HEAD_POD_SET, count=1, template=cluster["headGroupSpec"]["template"])]
+    sets += [PodSet(name=g["groupName"], count=g.get("replicas", 1) * max(g.get("numOfHosts", 1), 1),
+                    template=g["template"]) for g in cluster.get("workerGroupSpecs", [])]
+    if spec.get("submissionMode") == "K8sJobMode":
+        if "submitterPodTemplate" not in spec:
+            raise ValueError("no submitterPodTemplate: Kueue would count its default submitter (500m CPU, 200Mi)")
+        sets.append(PodSet(name=SUBMITTER_POD_SET, count=1, template=spec["submitterPodTemplate"]))
+    return sets
+
+
+def pod_requests(template: dict) -> Resources:
+    """A pod's requests: its containers' (a container without requests is requested at its limits)."""
+    total = Resources(cpus=0, gpus=0, memory=0)
+    for container in template["spec"]["containers"]:
+        amounts = container.get("resources") or {}
+        asked = amounts.get("requests") or amounts.get("limits") or {}
+        total = total.plus(Resources(cpus=parse_cpu(asked.get("cpu", 0)), gpus=int(asked.get(GPU_RESOURCE, 0)),
+                                     memory=parse_memory(asked.get("memory", 0))))
+    return total
+
+
+def total_requests(pod_sets: list[PodSet]) -> Resources:
+    total = Resources(cpus=0, gpus=0, memory=0)
+    for pod_set in pod_sets:
+        total = total.plus(pod_requests(pod_set.template), times=pod_set.count)
+    return total
+
+
+def rayjob_pod_requests(budget: Resources, options: RayJobOptions) -> PodRequests:
+    """What the RayJob of a job with this budget requests in all: the worker, plus the head and the submitter."""
+    head, worker, submitter = job_pods(budget, {}, options)
+    overhead = {"Ray head": pod_requests(head), "submitter": pod_requests(submitter)}
+    return PodRequests(total=total_requests([PodSet(name=name, count=1, template=template) for name, template in
+                                             ((HEAD_POD_SET, head), (WORKER_GROUP, worker),
+                                              (SUBMITTER_POD_SET, submitter))]),
+                       overhead=overhead)
 
 
 # -- status ---------------------------------------------------------------------------------------
@@ -230,11 +295,20 @@ def rayjob_message(obj: dict, status: JobStatus) -> str:
     return text
 
 
-def job_info(obj: dict) -> BackendJobInfo:
-    """Map a RayJob object (its ``status``) to what the control plane tracks."""
+def queue_message(obj: dict, status: JobStatus, workload: dict, cluster_queue: str) -> str:
+    """Kueue's reason while the job has not ended: why it waits, or that it was admitted (and what KubeRay does)."""
+    kueue = workload_message(workload, cluster_queue)
+    ray = rayjob_message(obj, status).removeprefix("admitted; ") if admitted(workload) else ""
+    return f"{kueue}; {ray}" if ray and ray != _WAITING_MESSAGES["Suspended"] else kueue
+
+
+def job_info(obj: dict, workload: dict | None = None, cluster_queue: str = "") -> BackendJobInfo:
+    """Map a RayJob object (its ``status``), and its Kueue Workload when known, to what the control plane tracks."""
     info = obj.get("status") or {}
     ray_times = info.get("rayJobInfo") or {}
     status = rayjob_status(obj)
     end = parse_time(ray_times.get("endTime") or info.get("endTime")) if status.terminal else None
-    return BackendJobInfo(status=status, message=rayjob_message(obj, status),
+    message = (queue_message(obj, status, workload, cluster_queue) if workload is not None and not status.terminal
+               else rayjob_message(obj, status))
+    return BackendJobInfo(status=status, message=message,
                           start_time=parse_time(ray_times.get("startTime") or info.get("startTime")), end_time=end)

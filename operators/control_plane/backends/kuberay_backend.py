@@ -1,8 +1,14 @@
 """Cluster mode: the backend that creates, reads and deletes one KubeRay ``RayJob`` per job.
 
 The manifests and the status mapping are pure functions in
-:mod:`operators.control_plane.backends.kuberay`; this module talks to the Kubernetes API. The
-backend's reference of a job is ``<namespace>/<name>`` of its RayJob.
+:mod:`operators.control_plane.backends.kuberay` (Kueue's Workloads in
+:mod:`operators.control_plane.backends.kueue_workload`); this module talks to the Kubernetes API.
+The backend's reference of a job is ``<namespace>/<name>`` of its RayJob.
+
+Kueue is the one queue (``queues_jobs``): every admitted job becomes a suspended RayJob at once and
+its message carries Kueue's reason, read from the RayJob's Workload. The status sync reads all jobs
+with ``info_many``: per tenant namespace one list of the testbed's RayJobs and one of the Workloads,
+however many jobs there are (more only when a namespace holds over ``LIST_PAGE`` of them).
 
 Stop deletes the RayJob (foreground propagation: the Ray cluster and the submitter Job go with
 it and Kueue releases the quota). Suspending is not a stop here: Kueue owns ``spec.suspend`` for
@@ -14,18 +20,23 @@ the object is being deleted and, in this process, after it is gone.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from typing import Any
+from collections import defaultdict
+from typing import Any, Sequence
 
 from operators.control_plane.backends.base import (
     AlreadyExists,
     Backend,
+    BackendAnswer,
     BackendError,
     BackendJobInfo,
     Capacity,
     JobNotFound,
     LaunchRequest,
+    PodRequests,
+    Resources,
 )
 from operators.control_plane.backends.kuberay import (
     GROUP,
@@ -35,9 +46,20 @@ from operators.control_plane.backends.kuberay import (
     Target,
     build_rayjob,
     job_info,
+    rayjob_pod_requests,
+)
+from operators.control_plane.backends.kueue_workload import (
+    JOB_UID_LABEL,
+    WORKLOAD_GROUP,
+    WORKLOAD_PLURAL,
+    WORKLOAD_VERSION,
+    workloads_by_owner,
 )
 from testbed.jobs import JobStatus
 from testbed.kube import JOB_ID_LABEL, STOP_ANNOTATION
+
+log = logging.getLogger("testbed.control_plane")
+LIST_PAGE = 500  # objects per list call
 
 
 def load_kube_apis() -> tuple[Any, Any]:
@@ -71,6 +93,8 @@ class KubeRayBackend(Backend):
     """Runs each job as a Kueue-queued KubeRay RayJob; see the module docstring."""
 
     name = "kuberay"
+    queues_jobs = True  # Kueue admits the suspended RayJobs against the tenants' ClusterQueues
+    reports_start_times = True  # the RayJob's status carries Ray's own start time of the job
 
     def __init__(self, targets: dict[str, Target], options: RayJobOptions | None = None,
                  custom_api: Any = None, core_api: Any = None, capacity: Capacity | None = None):
@@ -81,6 +105,7 @@ class KubeRayBackend(Backend):
         self._lock = threading.Lock()
         self._stopped: dict[str, BackendJobInfo] = {}
         self._stopped_logs: dict[str, str] = {}
+        self._cluster_queues = {t.namespace: t.cluster_queue for t in targets.values()}
 
     @property
     def custom_api(self) -> Any:
@@ -151,12 +176,76 @@ class KubeRayBackend(Backend):
                           GROUP, VERSION, namespace, PLURAL, name)
 
     def info(self, ref: str) -> BackendJobInfo:
+        """The RayJob (one GET) and its Workload (one list by Kueue's job-uid label)."""
         try:
-            return job_info(self._get(ref))
+            obj = self._get(ref)
         except JobNotFound:
-            if ref in self._stopped:
-                return self._stopped[ref]
-            raise JobNotFound(f"RayJob {ref} no longer exists") from None
+            return self._gone(ref)
+        namespace, _ = split_ref(ref)
+        uid = (obj.get("metadata") or {}).get("uid")
+        workloads = self._workloads(namespace, f"{JOB_UID_LABEL}={uid}") if uid else {}
+        return job_info(obj, workloads.get(uid), self._cluster_queues.get(namespace, ""))
+
+    def info_many(self, refs: Sequence[str]) -> dict[str, BackendAnswer]:
+        """Every job's state from two list calls per namespace: its testbed RayJobs and its Workloads."""
+        answers: dict[str, BackendAnswer] = {}
+        wanted: dict[str, list[str]] = defaultdict(list)
+        for ref in refs:
+            try:
+                wanted[split_ref(ref)[0]].append(ref)
+            except JobNotFound as exc:
+                answers[ref] = exc
+        for namespace, namespace_refs in wanted.items():
+            try:
+                rayjobs = {f"{namespace}/{o['metadata']['name']}": o for o in self._list(
+                    f"RayJobs of {namespace}", GROUP, VERSION, namespace, PLURAL, JOB_ID_LABEL)}
+            except BackendError as exc:
+                answers.update(dict.fromkeys(namespace_refs, exc))
+                continue
+            workloads = self._workloads(namespace, JOB_UID_LABEL)
+            for ref in namespace_refs:
+                answers[ref] = self._answer(ref, rayjobs.get(ref), workloads)
+        return answers
+
+    def _answer(self, ref: str, obj: dict | None, workloads: dict[str, dict]) -> BackendAnswer:
+        if obj is None:
+            try:
+                return self._gone(ref)
+            except JobNotFound as exc:
+                return exc
+        uid = (obj.get("metadata") or {}).get("uid")
+        return job_info(obj, workloads.get(uid) if uid else None, self._cluster_queues.get(split_ref(ref)[0], ""))
+
+    def _gone(self, ref: str) -> BackendJobInfo:
+        """A RayJob that no longer exists: STOPPED if this backend deleted it, else JobNotFound."""
+        if ref in self._stopped:
+            return self._stopped[ref]
+        raise JobNotFound(f"RayJob {ref} no longer exists")
+
+    def _list(self, what: str, group: str, version: str, namespace: str, plural: str, selector: str) -> list[dict]:
+        """All objects of a namespace matching a label selector, ``LIST_PAGE`` per call."""
+        items: list[dict] = []
+        token = None
+        while True:
+            page = self._call(what, self.custom_api.list_namespaced_custom_object, group, version, namespace, plural,
+                              label_selector=selector, limit=LIST_PAGE, **({"_continue": token} if token else {}))
+            items += page.get("items") or []
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+
+    def _workloads(self, namespace: str, selector: str) -> dict[str, dict]:
+        """RayJob uid -> Workload; {} when they cannot be read (the jobs' states do not depend on them)."""
+        try:
+            return workloads_by_owner(self._list(f"Workloads of {namespace}", WORKLOAD_GROUP, WORKLOAD_VERSION,
+                                                 namespace, WORKLOAD_PLURAL, selector))
+        except BackendError as exc:
+            log.warning("no Kueue reasons for the jobs in %s: %s", namespace, exc)
+            return {}
+
+    def pod_requests(self, budget: Resources) -> PodRequests:
+        """The worker (the budget), the Ray head and the submitter pod: what Kueue counts."""
+        return rayjob_pod_requests(budget, self.options)
 
     def logs(self, ref: str) -> str:
         """The submitter pod's output (``ray job submit`` follows the driver), else the head pod's."""
