@@ -12,8 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from testbed.errors import format_validation_errors
 from testbed.versions import IMAGES
 
-# Cluster mode (backend "kuberay"): how long a finished job's Ray cluster stays.
-DEFAULT_RAYJOB_TTL_SECONDS = 600
+# Cluster mode (backend "kuberay"): how long a finished job's Ray cluster stays: not at all. Kueue releases the job's
+# quota when the RayJob completes (Kueue v0.19.2 pkg/controller/jobs/rayjob/rayjob_controller.go ``Finished``),
+# so a cluster kept longer would run outside the quota and hold the namespace's ResourceQuota against the next
+# job. The logs stay: KubeRay keeps the submitter Job (v1.7.0 rayjob_controller.go handleShutdownAfterJobFinishes).
+DEFAULT_RAYJOB_TTL_SECONDS = 0
 
 
 class SettingsError(ValueError):

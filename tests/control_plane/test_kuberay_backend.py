@@ -83,7 +83,8 @@ def test_cpu_job_manifest(target):
     assert meta["labels"] == {QUEUE_LABEL: target.local_queue, TENANT_LABEL: target.tenant,
                               JOB_ID_LABEL: "job-0123456789abcdef"}
     assert spec["suspend"] is True and spec["shutdownAfterJobFinishes"] is True
-    assert spec["submissionMode"] == "K8sJobMode" and spec["ttlSecondsAfterFinished"] == 600
+    # The Ray cluster goes when the job ends, when Kueue releases its quota; the submitter Job (the logs) stays.
+    assert spec["submissionMode"] == "K8sJobMode" and spec["ttlSecondsAfterFinished"] == 0
     assert spec["jobId"] == "job-0123456789abcdef"
     env = yaml.safe_load(spec["runtimeEnvYAML"])["env_vars"]
     assert env[J.ENV_MLFLOW_TRACKING_URI].startswith("http://mlflow.") and env["DATASET"] == "sample"
