@@ -21,6 +21,7 @@ from testbed.config import CONFIG_NAMESPACE, STACK_KEYS, StackConfig
 CONFIG_DIR = "/etc/testbed"
 PLACEMENT_FILE = "placement.yaml"
 SETTINGS_DIR = "/etc/testbed-settings"
+SETTINGS_DIGEST_ANNOTATION = "testbed.io/settings-sha256"
 # The in-cluster backend creates KubeRay RayJobs (DESIGN.md, "Cluster" mode).
 CLUSTER_BACKEND = "kuberay"
 # 43 characters of [A-Za-z0-9]: 256 random bits, as many as the tokens the control plane issues.
@@ -87,12 +88,12 @@ class ControlPlane(pulumi.ComponentResource):
             f"{name}-config", metadata=meta(f"{CONTROL_PLANE}-config", ns, labels(CONTROL_PLANE)), data=files,
             opts=child(self))
         self.operator_token = operator_token(name, self)
+        settings_json = pulumi.Output.secret(pulumi.Output.all(
+            storage.control_plane_db_uri, storage.job_storage, self.operator_token.apply(token_sha256)).apply(
+                lambda args: render_settings(stack, args[0], mlflow_url, args[1], operator_token_sha256=args[2])))
         settings = k8s.core.v1.Secret(
             f"{name}-settings", metadata=meta(f"{CONTROL_PLANE}-settings", ns, labels(CONTROL_PLANE)), type="Opaque",
-            string_data={"settings.json": pulumi.Output.secret(pulumi.Output.all(
-                storage.control_plane_db_uri, storage.job_storage, self.operator_token.apply(token_sha256)).apply(
-                    lambda args: render_settings(stack, args[0], mlflow_url, args[1], operator_token_sha256=args[2])))},
-            opts=child(self))
+            string_data={"settings.json": settings_json}, opts=child(self))
         env = {"TESTBED_REGION": stack.region.id, "TESTBED_STACK_DIR": CONFIG_DIR,
                "TESTBED_CONTROL_PLANE_SETTINGS": f"{SETTINGS_DIR}/settings.json"}
         spec = WebService(
@@ -105,7 +106,9 @@ class ControlPlane(pulumi.ComponentResource):
                          secret_name=settings.metadata.name))],
             mounts=[k8s.core.v1.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True),
                     k8s.core.v1.VolumeMountArgs(name="settings", mount_path=SETTINGS_DIR, read_only=True)],
-            pod_annotations={"testbed.io/config-sha256": digest}, api_access=True)
+            # Settings are read at start: a new operator token (or database URL) rolls the pods.
+            pod_annotations={"testbed.io/config-sha256": digest, SETTINGS_DIGEST_ANNOTATION: settings_json.apply(
+                lambda text: hashlib.sha256(text.encode()).hexdigest())}, api_access=True)
         self.account, self.deployment, self.service = deploy(name, self, ns, spec, depends_on=depends_on)
         self.service_monitor = custom_resource(
             f"{name}-monitor", self, MONITORING_API, "ServiceMonitor", meta(CONTROL_PLANE, ns, labels(CONTROL_PLANE)),

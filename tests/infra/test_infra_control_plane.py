@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 
-from infra.addons.control_plane import render_settings
+from infra.addons.control_plane import SETTINGS_DIGEST_ANNOTATION, render_settings
 from infra.naming import CONTROL_PLANE, PLATFORM_NS
 from testbed.versions import IMAGES
 from testbed.settings import ControlPlaneSettings, token_sha256
@@ -89,3 +90,7 @@ def test_operator_token_is_a_secret_output_and_only_its_hash_reaches_the_control
         assert token not in text
         everything_else = json.dumps([r.inputs for r in run.resources if r is not generated])
         assert token not in everything_else, f"{region}: the clear operator token is in some resource's inputs"
+        # A new token (pulumi up --replace) changes the settings, and the pods that read them at start roll.
+        deployment = run.objects("kubernetes:apps/v1:Deployment")[f"{PLATFORM_NS}/{CONTROL_PLANE}"]
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations[SETTINGS_DIGEST_ANNOTATION] == hashlib.sha256(text.encode()).hexdigest()
