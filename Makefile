@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install system-deps demo test bench down clean
+.PHONY: install system-deps demo test bench down clean cluster-smoke
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: install system-deps
 
 bench: install
 	@set -e; for f in tests/benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f; done
+
+# A real cluster (Pulumi CLI, cloud credentials): pulumi up, first login, a company's first job.
+REGION ?= gyeongnam
+cluster-smoke: install   ## REGION=<stack> [TENANT=<id>] [SKIP_UP=1]
+	PY=$(PY) tests/cluster_smoke.sh $(REGION) $(TENANT)
 
 down:
 	$(VENV)/bin/testbed down
