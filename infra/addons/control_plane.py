@@ -20,27 +20,33 @@ from testbed.config import CONFIG_NAMESPACE, STACK_KEYS, StackConfig
 CONFIG_DIR = "/etc/testbed"
 PLACEMENT_FILE = "placement.yaml"
 SETTINGS_DIR = "/etc/testbed-settings"
+SETTINGS_FILE = "settings.json"
 # The in-cluster backend creates KubeRay RayJobs (DESIGN.md, "Cluster" mode).
 CLUSTER_BACKEND = "kuberay"
 
 
-def render_settings(stack: StackConfig, database_url: str, mlflow_url: str, job_storage: str) -> str:
-    """The control plane's settings file (``TESTBED_CONTROL_PLANE_SETTINGS``); a Secret, as it holds the DB URL."""
+def render_settings(stack: StackConfig, database_url: str, mlflow_url: str, job_storage: str, *,
+                    ray_image: str) -> str:
+    """The control plane's settings file (``TESTBED_CONTROL_PLANE_SETTINGS``); a Secret, as it holds the DB URL.
+
+    ``ray_image`` is the jobs' image: the testbed image the stack built (by digest), not the stock ``IMAGES["ray"]``,
+    because template jobs import this repository's ``workloads`` package, which only the testbed image carries (with
+    the same pinned Ray).
+    """
     pools = stack.node_pools
     return ControlPlaneSettings(
         stack_file=f"{CONFIG_DIR}/Pulumi.{stack.region.id}.yaml", database_url=database_url,
         backend=CLUSTER_BACKEND, placement_file=f"{CONFIG_DIR}/{PLACEMENT_FILE}",
-        mlflow_tracking_uri=mlflow_url, storage_path=job_storage, ray_image=rayjob_image(stack),
+        mlflow_tracking_uri=mlflow_url, storage_path=job_storage, ray_image=ray_image,
         # The kuberay backend puts a job's whole budget on one worker pod: the largest job is one node's worth.
         capacity_cpus=max(p.cpus_per_node for p in pools), capacity_gpus=max(p.gpus_per_node for p in pools),
         host="0.0.0.0", port=CONTROL_PLANE_PORT,
     ).to_json()
 
 
-def rayjob_image(stack: StackConfig) -> str:
-    """The jobs' Ray image is the control-plane image, not the stock ``IMAGES["ray"]``, because template jobs import
-    this repository's ``workloads`` package, which only the control-plane image carries (with the same pinned Ray)."""
-    return stack.platform.control_plane_image
+def container_args() -> list[str]:
+    """The control plane's command line in the testbed image."""
+    return ["python", "-m", "operators.control_plane", "--settings", f"{SETTINGS_DIR}/{SETTINGS_FILE}"]
 
 
 def render_stack_file(stack: StackConfig) -> str:
@@ -59,8 +65,8 @@ def render_placement(stack: StackConfig) -> str:
 class ControlPlane(pulumi.ComponentResource):
     """ServiceAccount, ConfigMap, Deployment, ClusterIP Service and a ServiceMonitor for /metrics."""
 
-    def __init__(self, name: str, stack: StackConfig, ns: pulumi.Input[str], mlflow_url: str,
-                 storage: MlflowStorage, monitoring: pulumi.Resource, depends_on: list[pulumi.Resource],
+    def __init__(self, name: str, stack: StackConfig, image: pulumi.Input[str], ns: pulumi.Input[str],
+                 mlflow_url: str, storage: MlflowStorage, monitoring: pulumi.Resource, depends_on: list[pulumi.Resource],
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("testbed:addon:ControlPlane", name, None, opts)
         files = {f"Pulumi.{stack.region.id}.yaml": render_stack_file(stack), PLACEMENT_FILE: render_placement(stack)}
@@ -70,14 +76,14 @@ class ControlPlane(pulumi.ComponentResource):
             opts=child(self))
         settings = k8s.core.v1.Secret(
             f"{name}-settings", metadata=meta(f"{CONTROL_PLANE}-settings", ns, labels(CONTROL_PLANE)), type="Opaque",
-            string_data={"settings.json": pulumi.Output.secret(pulumi.Output.all(
-                storage.control_plane_db_uri, storage.job_storage).apply(
-                    lambda args: render_settings(stack, args[0], mlflow_url, args[1])))},
+            string_data={SETTINGS_FILE: pulumi.Output.secret(pulumi.Output.all(
+                storage.control_plane_db_uri, storage.job_storage, image).apply(
+                    lambda args: render_settings(stack, args[0], mlflow_url, args[1], ray_image=args[2])))},
             opts=child(self))
         env = {"TESTBED_REGION": stack.region.id, "TESTBED_STACK_DIR": CONFIG_DIR,
-               "TESTBED_CONTROL_PLANE_SETTINGS": f"{SETTINGS_DIR}/settings.json"}
+               "TESTBED_CONTROL_PLANE_SETTINGS": f"{SETTINGS_DIR}/{SETTINGS_FILE}"}
         spec = WebService(
-            component=CONTROL_PLANE, image=stack.platform.control_plane_image, port=CONTROL_PLANE_PORT,
+            component=CONTROL_PLANE, image=image, port=CONTROL_PLANE_PORT, args=container_args(),
             replicas=stack.platform.control_plane_replicas,
             env=[k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in env.items()],
             volumes=[k8s.core.v1.VolumeArgs(name="config", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(

@@ -10,7 +10,7 @@ from infra.addons.monitoring import read_rules
 from infra.naming import CONTROL_PLANE, MLFLOW, PLATFORM_NS
 from testbed.placement import tenant_namespace
 from testbed.kube import GPU_MODEL_LABEL
-from testbed.versions import CHARTS, EKS_AMI_TYPES, IMAGES
+from testbed.versions import CHARTS, EKS_AMI_TYPES
 from testbed.config import stack_config_from_mapping
 
 EKS = ("gyeongnam", "daegu", "ulsan", "jeju")
@@ -125,7 +125,7 @@ def test_control_plane_reads_the_same_model(runs, stacks):
         assert set(placement["tenants"]) == {t.id for t in stacks[region].tenants}
         deployment = run.objects("kubernetes:apps/v1:Deployment")[f"{PLATFORM_NS}/{CONTROL_PLANE}"]
         pod = deployment["spec"]["template"]["spec"]
-        assert pod["containers"][0]["image"] == stacks[region].platform.control_plane_image
+        assert pod["containers"][0]["image"] == run.outputs["image"]  # the image the stack built, by digest
         assert deployment["spec"]["replicas"] == stacks[region].platform.control_plane_replicas
         assert pod["serviceAccountName"] == CONTROL_PLANE
         env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
@@ -154,7 +154,7 @@ def test_private_services_are_cluster_ip(runs):
         mlflow = run.objects("kubernetes:apps/v1:Deployment")[f"{PLATFORM_NS}/{MLFLOW}"]
         container = mlflow["spec"]["template"]["spec"]["containers"][0]
         assert "--serve-artifacts" in container["args"]
-        assert container["image"] == IMAGES["mlflow"].ref
+        assert container["image"] == run.outputs["image"]
 
 
 def test_existing_pools_select_only_declared_labels(runs, stacks):
