@@ -219,3 +219,13 @@ def test_image_tag_follows_the_build_inputs(tmp_path):
     assert image_tag({**args, "TORCH_INDEX_URL": "https://download.pytorch.org/whl/cpu"}, root) != tag
     (root / "workloads" / "train.py").write_text((root / "workloads" / "train.py").read_text() + "\n# changed\n")
     assert image_tag(args, root) != tag
+
+
+def test_database_uris_name_the_driver_in_the_image(runs):
+    """SQLAlchemy's bare postgresql:// is psycopg (3) since 2.1; the image has psycopg2 (the postgres extra)."""
+    for run in runs.values():
+        secret = run.objects("kubernetes:core/v1:Secret")[f"{PLATFORM_NS}/platform-db"]["stringData"]
+        assert secret["mlflow-uri"].startswith("postgresql+psycopg2://")
+        assert secret["testbed-uri"].startswith("postgresql+psycopg2://")
+        assert secret["admin-uri"].startswith("postgresql://")  # libpq (psql, pg_isready) in the init Job
+        assert _settings(run).database_url == secret["testbed-uri"]

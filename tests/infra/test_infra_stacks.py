@@ -134,7 +134,7 @@ def test_control_plane_reads_the_same_model(runs, stacks):
         settings = json.loads(secret["stringData"]["settings.json"])
         assert env["TESTBED_CONTROL_PLANE_SETTINGS"].endswith("/settings.json")
         assert settings["stack_file"] == f"/etc/testbed/Pulumi.{region}.yaml"
-        assert settings["database_url"].startswith("postgresql://testbed:mock-password-")
+        assert settings["database_url"].startswith("postgresql+psycopg2://testbed:mock-password-")
         assert settings["database_url"].split("?")[0].endswith("/testbed")
         assert settings["mlflow_tracking_uri"] == run.outputs["mlflow_url"]
         assert settings["storage_path"].startswith("s3://")
