@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+from pathlib import Path
 
 import pulumi
 import pytest
@@ -105,7 +107,10 @@ def test_eks_builds_into_its_own_ecr_repository(runs, stacks):
 def test_the_build_is_this_repository_with_the_pinned_base(runs, stacks):
     for region, run in runs.items():
         image = _built(run).inputs
-        assert image["context"] == {"location": "."} and image["dockerfile"] == {"location": "Dockerfile"}
+        # The checkout root, relative to the working directory (`.` under `pulumi up`): the same on every machine.
+        where = Path(os.path.relpath(repo_root(), Path.cwd()))
+        assert image["context"] == {"location": where.as_posix()}
+        assert image["dockerfile"] == {"location": (where / "Dockerfile").as_posix()}
         assert image["buildArgs"] == build_args(stacks[region])
         assert image["buildArgs"]["PYTHON_IMAGE"] == IMAGES["python"].ref
         assert image["platforms"] == ["linux/amd64"]
