@@ -6,6 +6,7 @@ import pulumi
 
 from infra import capacity
 from infra import stack as stack_config
+from infra.image import PlatformImage
 from infra.providers import build_cluster
 from infra.services import Platform
 from infra.tenants import TenantEnvironment
@@ -14,8 +15,10 @@ from infra.tenants import TenantEnvironment
 def main() -> None:
     stack = stack_config.load()
     cluster = build_cluster(stack)
+    # One image, built from this repository and pushed by the stack, runs the control plane, MLflow and the jobs.
+    image = PlatformImage(f"{stack.region.id}-image", stack)
     k8s_only = {"kubernetes": cluster.provider}
-    platform = Platform("platform", stack, cluster,
+    platform = Platform("platform", stack, cluster, image.ref,
                         opts=pulumi.ResourceOptions(providers=k8s_only, depends_on=cluster.ready))
     tenants = [
         TenantEnvironment(f"tenant-{t.id}", stack, t, platform.kueue, platform.control_plane.service_account,
@@ -27,6 +30,7 @@ def main() -> None:
 
     pulumi.export("region", stack.region.id)
     pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig))
+    pulumi.export("image", image.ref)
     pulumi.export("mlflow_url", platform.mlflow.url)
     pulumi.export("control_plane_url", platform.control_plane.url)
     # First login: `pulumi stack output operator_token --show-secrets` (the control plane holds only its hash).

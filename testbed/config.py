@@ -23,14 +23,16 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from testbed.errors import validation_problems
 from testbed.kube import DEFAULT_GPU_TAINT, Taint
-from testbed.versions import IMAGES
 
 CONFIG_NAMESPACE = "testbed"
 REGIONS = ("gyeongnam", "daegu", "ulsan", "jeonnam", "jeju")
 SLUG = r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$"
+# A registry host (optional port) and optional namespace path, without scheme or tag: ghcr.io/org, 10.0.0.5:5000/testbed.
+IMAGE_REGISTRY = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
 
 _MEMORY_UNITS = {
     "": 1,
@@ -208,14 +210,29 @@ class Tenant(_Model):
 class PlatformConfig(_Model):
     """Options for the add-ons deployed on the cluster."""
 
-    control_plane_image: str = IMAGES["control-plane"].ref
     control_plane_replicas: int = Field(default=2, ge=1)
-    mlflow_image: str | None = None
+    # The testbed image (control plane, MLflow, RayJob pods) is built by the stack from the repository's Dockerfile
+    # and deployed by digest: eks pushes it to an ECR repository the stack creates; existing clusters name a
+    # registry (host[:port][/namespace]) their nodes can pull from; the image goes to <image_registry>/testbed-<region>.
+    image_registry: str | None = Field(default=None, pattern=IMAGE_REGISTRY)
+    # Credentials for pushing there (both or neither; without them the Docker credentials of the machine running
+    # Pulumi are used): a user name, and the name of a Pulumi secret config key holding the password or token.
+    image_registry_username: str | None = None
+    image_registry_password_secret: str | None = None
+    # A PyTorch wheel index for the image's torch (e.g. https://download.pytorch.org/whl/cu128); unset: PyPI's
+    # torch, the CUDA build on linux/amd64 (see README, "The testbed image").
+    torch_index_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
     gpu_operator: bool = True
     grafana_admin_secret: str | None = None
     mlflow_bucket_prefix: str = "testbed-mlflow"
     # Kueue: a tenant may borrow this fraction of its nominal quota from idle quota in the region's cohort.
     borrowing_ratio: float = Field(default=1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _registry_credentials(self) -> "PlatformConfig":
+        if (self.image_registry_username is None) != (self.image_registry_password_secret is None):
+            raise ValueError("image_registry_username and image_registry_password_secret go together (both or neither)")
+        return self
 
 
 class StackConfig(_Model):
@@ -224,8 +241,25 @@ class StackConfig(_Model):
     region: RegionInfo
     cluster: ClusterConfig
     node_pools: list[NodePool] = Field(min_length=1)
-    platform: PlatformConfig = PlatformConfig()
+    platform: PlatformConfig = Field(default_factory=PlatformConfig, validate_default=True)
     tenants: list[Tenant] = Field(min_length=1)
+
+    @field_validator("platform")
+    @classmethod
+    def _image_registry(cls, platform: PlatformConfig, info: ValidationInfo) -> PlatformConfig:
+        """Where the stack pushes the testbed image: its own ECR repository on eks, a named registry otherwise."""
+        cluster = info.data.get("cluster")
+        if cluster is None:
+            return platform
+        if cluster.provider == "existing" and not platform.image_registry:
+            reason = ("is required for provider 'existing': the registry the stack pushes the testbed image to "
+                      "and the cluster's nodes pull it from, e.g. registry.example.org/testbed")
+        elif cluster.provider == "eks" and platform.image_registry:
+            reason = "is only for provider 'existing': an eks stack pushes the testbed image to its own ECR repository"
+        else:
+            return platform
+        raise ValidationError.from_exception_data("PlatformConfig", [InitErrorDetails(
+            type=PydanticCustomError("image_registry", reason), loc=("image_registry",), input=platform.image_registry)])
 
     @field_validator("node_pools")
     @classmethod

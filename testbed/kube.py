@@ -19,6 +19,7 @@ JOB_ID_LABEL = "testbed.io/job-id"
 # Annotations the testbed sets.
 STOP_ANNOTATION = "testbed.io/stop-requested-at"
 CONFIG_DIGEST_ANNOTATION = "testbed.io/config-sha256"
+SETTINGS_DIGEST_ANNOTATION = "testbed.io/settings-sha256"
 # Kueue: the LocalQueue a workload is submitted to.
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 # The NVIDIA device plugin's extended resource.

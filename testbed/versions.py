@@ -39,18 +39,18 @@ CHARTS: dict[str, Chart] = {
 }
 
 IMAGES: dict[str, Image] = {
-    # Same MLflow release as the client pinned in pyproject.toml.
-    "mlflow": Image("ghcr.io/mlflow/mlflow", "v3.17.2"),
+    # Base of the testbed image (the repository's Dockerfile); the stack passes it as the PYTHON_IMAGE build arg.
+    # The testbed image itself (control plane, MLflow, the jobs' RayJob pods) is built and pushed by each stack and
+    # deployed by digest (infra/image.py), so it has no entry here.
+    "python": Image("docker.io/library/python", "3.11.14-slim-bookworm"),
     "postgres": Image("docker.io/library/postgres", "16.10-bookworm"),
     "minio": Image("quay.io/minio/minio", "RELEASE.2025-07-23T15-54-02Z"),
     "minio-client": Image("quay.io/minio/mc", "RELEASE.2025-07-21T05-28-08Z"),
     # Ray of the jobs' RayJob pods: the same release as the `ray` pinned in pyproject.toml (the control plane's
     # ControlPlaneSettings.ray_image default names this exact image). Template jobs run this repository's
-    # `workloads` package, which this stock image lacks; they need an image containing it: the control-plane
-    # image (this distribution, Ray included), which is what infra/addons/control_plane.py hands the jobs.
+    # `workloads` package, which this stock image lacks: in a cluster the stack hands the jobs the testbed image
+    # (this distribution, Ray included) instead.
     "ray": Image("rayproject/ray", "2.60.0-py311"),
-    # The testbed's own image (control plane, RayJob pods): the default of ``testbed:platform.control_plane_image``.
-    "control-plane": Image("ghcr.io/regional-ai-testbed/control-plane", "0.1.0"),
 }
 
 # cluster-autoscaler (eks provider), per Kubernetes minor: upstream releases it in step with Kubernetes and

@@ -12,6 +12,7 @@ import yaml
 from infra.addons.workload import WebService, deploy
 from infra.k8s import child, custom_resource, meta
 from infra.naming import CONTROL_PLANE, CONTROL_PLANE_PORT, PLATFORM_NS, labels, service_url
+from testbed.kube import CONFIG_DIGEST_ANNOTATION, SETTINGS_DIGEST_ANNOTATION
 from testbed.placement import Placement
 from testbed.settings import ControlPlaneSettings, token_sha256
 from infra.storage import MlflowStorage
@@ -21,7 +22,7 @@ from testbed.config import CONFIG_NAMESPACE, STACK_KEYS, StackConfig
 CONFIG_DIR = "/etc/testbed"
 PLACEMENT_FILE = "placement.yaml"
 SETTINGS_DIR = "/etc/testbed-settings"
-SETTINGS_DIGEST_ANNOTATION = "testbed.io/settings-sha256"
+SETTINGS_FILE = "settings.json"
 # The in-cluster backend creates KubeRay RayJobs (DESIGN.md, "Cluster" mode).
 CLUSTER_BACKEND = "kuberay"
 # 43 characters of [A-Za-z0-9]: 256 random bits, as many as the tokens the control plane issues.
@@ -31,17 +32,19 @@ OPERATOR_TOKEN_LENGTH = 43
 CLUSTER_SYNC_INTERVAL_SECONDS = 2.0
 
 
-def render_settings(stack: StackConfig, database_url: str, mlflow_url: str, job_storage: str,
-                    operator_token_sha256: str | None = None) -> str:
+def render_settings(stack: StackConfig, database_url: str, mlflow_url: str, job_storage: str, *,
+                    ray_image: str, operator_token_sha256: str | None = None) -> str:
     """The control plane's settings file (``TESTBED_CONTROL_PLANE_SETTINGS``); a Secret, as it holds the DB URL.
 
-    It carries the operator token's hash only; the clear token is the stack's secret output.
+    ``ray_image`` is the jobs' image: the testbed image the stack built (by digest), not the stock ``IMAGES["ray"]``,
+    because template jobs import this repository's ``workloads`` package, which only the testbed image carries (with
+    the same pinned Ray). It carries the operator token's hash only; the clear token is the stack's secret output.
     """
     pools = stack.node_pools
     return ControlPlaneSettings(
         stack_file=f"{CONFIG_DIR}/Pulumi.{stack.region.id}.yaml", database_url=database_url,
         backend=CLUSTER_BACKEND, placement_file=f"{CONFIG_DIR}/{PLACEMENT_FILE}",
-        mlflow_tracking_uri=mlflow_url, storage_path=job_storage, ray_image=rayjob_image(stack),
+        mlflow_tracking_uri=mlflow_url, storage_path=job_storage, ray_image=ray_image,
         # The kuberay backend puts a job's whole budget on one worker pod: the largest job is one node's worth.
         capacity_cpus=max(p.cpus_per_node for p in pools), capacity_gpus=max(p.gpus_per_node for p in pools),
         host="0.0.0.0", port=CONTROL_PLANE_PORT, operator_token_sha256=operator_token_sha256,
@@ -49,10 +52,9 @@ def render_settings(stack: StackConfig, database_url: str, mlflow_url: str, job_
     ).to_json()
 
 
-def rayjob_image(stack: StackConfig) -> str:
-    """The jobs' Ray image is the control-plane image, not the stock ``IMAGES["ray"]``, because template jobs import
-    this repository's ``workloads`` package, which only the control-plane image carries (with the same pinned Ray)."""
-    return stack.platform.control_plane_image
+def container_args() -> list[str]:
+    """The control plane's command line in the testbed image."""
+    return ["python", "-m", "operators.control_plane", "--settings", f"{SETTINGS_DIR}/{SETTINGS_FILE}"]
 
 
 def render_stack_file(stack: StackConfig) -> str:
@@ -78,8 +80,8 @@ def operator_token(name: str, parent: pulumi.Resource) -> pulumi.Output[str]:
 class ControlPlane(pulumi.ComponentResource):
     """ServiceAccount, ConfigMap, Deployment, ClusterIP Service, a ServiceMonitor for /metrics, the operator token."""
 
-    def __init__(self, name: str, stack: StackConfig, ns: pulumi.Input[str], mlflow_url: str,
-                 storage: MlflowStorage, monitoring: pulumi.Resource, depends_on: list[pulumi.Resource],
+    def __init__(self, name: str, stack: StackConfig, image: pulumi.Input[str], ns: pulumi.Input[str],
+                 mlflow_url: str, storage: MlflowStorage, monitoring: pulumi.Resource, depends_on: list[pulumi.Resource],
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("testbed:addon:ControlPlane", name, None, opts)
         files = {f"Pulumi.{stack.region.id}.yaml": render_stack_file(stack), PLACEMENT_FILE: render_placement(stack)}
@@ -89,15 +91,16 @@ class ControlPlane(pulumi.ComponentResource):
             opts=child(self))
         self.operator_token = operator_token(name, self)
         settings_json = pulumi.Output.secret(pulumi.Output.all(
-            storage.control_plane_db_uri, storage.job_storage, self.operator_token.apply(token_sha256)).apply(
-                lambda args: render_settings(stack, args[0], mlflow_url, args[1], operator_token_sha256=args[2])))
+            storage.control_plane_db_uri, storage.job_storage, image, self.operator_token.apply(token_sha256)).apply(
+                lambda args: render_settings(stack, args[0], mlflow_url, args[1], ray_image=args[2],
+                                             operator_token_sha256=args[3])))
         settings = k8s.core.v1.Secret(
             f"{name}-settings", metadata=meta(f"{CONTROL_PLANE}-settings", ns, labels(CONTROL_PLANE)), type="Opaque",
-            string_data={"settings.json": settings_json}, opts=child(self))
+            string_data={SETTINGS_FILE: settings_json}, opts=child(self))
         env = {"TESTBED_REGION": stack.region.id, "TESTBED_STACK_DIR": CONFIG_DIR,
-               "TESTBED_CONTROL_PLANE_SETTINGS": f"{SETTINGS_DIR}/settings.json"}
+               "TESTBED_CONTROL_PLANE_SETTINGS": f"{SETTINGS_DIR}/{SETTINGS_FILE}"}
         spec = WebService(
-            component=CONTROL_PLANE, image=stack.platform.control_plane_image, port=CONTROL_PLANE_PORT,
+            component=CONTROL_PLANE, image=image, port=CONTROL_PLANE_PORT, args=container_args(),
             replicas=stack.platform.control_plane_replicas,
             env=[k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in env.items()],
             volumes=[k8s.core.v1.VolumeArgs(name="config", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
@@ -107,7 +110,7 @@ class ControlPlane(pulumi.ComponentResource):
             mounts=[k8s.core.v1.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True),
                     k8s.core.v1.VolumeMountArgs(name="settings", mount_path=SETTINGS_DIR, read_only=True)],
             # Settings are read at start: a new operator token (or database URL) rolls the pods.
-            pod_annotations={"testbed.io/config-sha256": digest, SETTINGS_DIGEST_ANNOTATION: settings_json.apply(
+            pod_annotations={CONFIG_DIGEST_ANNOTATION: digest, SETTINGS_DIGEST_ANNOTATION: settings_json.apply(
                 lambda text: hashlib.sha256(text.encode()).hexdigest())}, api_access=True)
         self.account, self.deployment, self.service = deploy(name, self, ns, spec, depends_on=depends_on)
         self.service_monitor = custom_resource(

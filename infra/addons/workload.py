@@ -16,7 +16,7 @@ class WebService:
     """What to run; the Service is always ClusterIP (never exposed outside the cluster)."""
 
     component: str
-    image: str
+    image: pulumi.Input[str]  # the testbed image by digest (infra/image.py); it runs as a numeric non-root user
     port: int
     replicas: int = 1
     args: list[str] | None = None
@@ -45,7 +45,7 @@ def deploy(name: str, parent: pulumi.Resource, ns: pulumi.Input[str], spec: WebS
         ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=spec.port)],
         readiness_probe=probe, liveness_probe=probe,
         resources=k8s.core.v1.ResourceRequirementsArgs(requests=spec.requests, limits={"memory": spec.memory_limit}),
-        security_context=k8s.core.v1.SecurityContextArgs(allow_privilege_escalation=False,
+        security_context=k8s.core.v1.SecurityContextArgs(allow_privilege_escalation=False, run_as_non_root=True,
                                                          capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"])))
     deployment = k8s.apps.v1.Deployment(
         name, metadata=meta(spec.component, ns, labels(spec.component)),

@@ -20,6 +20,9 @@ DB_USER = "testbed"
 MLFLOW_DB = "mlflow"
 CONTROL_PLANE_DB = "testbed"
 ARTIFACT_BUCKET = "mlflow"
+# MLflow and the control plane connect through SQLAlchemy, whose bare postgresql:// means psycopg (3) since 2.1; the
+# image carries psycopg2 (the postgres extra), so their URIs name it. admin-uri stays a libpq URI (psql, pg_isready).
+SQLALCHEMY_SCHEME = "postgresql+psycopg2"
 
 
 @dataclass
@@ -43,16 +46,16 @@ def password(name: str, parent: pulumi.Resource) -> random.RandomPassword:
 def database_secret(name: str, parent: pulumi.Resource, ns: pulumi.Input[str], host: pulumi.Input[str],
                     port: pulumi.Input[int], secret: pulumi.Input[str],
                     query: str = "") -> tuple[k8s.core.v1.Secret, pulumi.Output[str]]:
-    """The Secret holding connection URIs for MLflow, the control plane and admin tasks (and the latter's URI)."""
-    def uri(db: str) -> pulumi.Output[str]:
+    """The Secret holding connection URIs for MLflow, the control plane and admin tasks (and the control plane's)."""
+    def uri(db: str, scheme: str = SQLALCHEMY_SCHEME) -> pulumi.Output[str]:
         return pulumi.Output.secret(pulumi.Output.concat(
-            "postgresql://", DB_USER, ":", secret, "@", host, ":", pulumi.Output.from_input(port).apply(str),
+            scheme, "://", DB_USER, ":", secret, "@", host, ":", pulumi.Output.from_input(port).apply(str),
             "/", db, query))
 
     secret_object = k8s.core.v1.Secret(
         name, metadata=meta(DB_SECRET, ns, labels("platform-db")), type="Opaque",
         string_data={"mlflow-uri": uri(MLFLOW_DB), "testbed-uri": uri(CONTROL_PLANE_DB),
-                     "admin-uri": uri("postgres"), "username": DB_USER, "password": secret},
+                     "admin-uri": uri("postgres", "postgresql"), "username": DB_USER, "password": secret},
         opts=child(parent))
     return secret_object, uri(CONTROL_PLANE_DB)
 

@@ -293,8 +293,9 @@ def test_stop_that_cannot_delete_leaves_the_job_running(targets, target):
 
 # -- settings rendered by infra --------------------------------------------------------------------------
 def test_infra_settings_build_a_kuberay_backend(stack, tmp_path, monkeypatch):
-    rendered = json.loads(render_settings(stack, "postgresql://testbed:secret@postgres:5432/testbed",
-                                          "http://mlflow.testbed-system.svc.cluster.local:5000", "s3://jobs"))
+    rendered = json.loads(render_settings(stack, "postgresql+psycopg2://testbed:secret@postgres:5432/testbed",
+                                          "http://mlflow.testbed-system.svc.cluster.local:5000", "s3://jobs",
+                                          ray_image="registry.example/testbed-gyeongnam@sha256:" + "0" * 64))
     settings = ControlPlaneSettings.model_validate(rendered)
     assert settings.backend == "kuberay"
     # The pod's ConfigMap (/etc/testbed) and env, reproduced in a temporary folder.

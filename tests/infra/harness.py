@@ -10,6 +10,7 @@ next run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -125,6 +126,12 @@ class TestbedMocks(pulumi.runtime.Mocks):
             outputs.update(address=f"{name}.mock.ap-northeast-2.rds.amazonaws.com", port=5432)
         elif typ == "aws:rds/subnetGroup:SubnetGroup":
             outputs.setdefault("name", name)
+        elif typ == "aws:ecr/repository:Repository":
+            outputs.update(registryId="123456789012",
+                           repositoryUrl=f"123456789012.dkr.ecr.ap-northeast-2.amazonaws.com/{inputs.get('name', name)}")
+        elif typ == "docker-build:index:Image":  # a pushed build: its digest follows its inputs
+            outputs["digest"] = "sha256:" + hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+            outputs["ref"] = f"{(inputs.get('tags') or [name])[0]}@{outputs['digest']}"
         elif typ == "random:index/randomPassword:RandomPassword":
             outputs["result"] = f"mock-password-{name}"
         elif typ == "kubernetes:core/v1:Service":
@@ -138,6 +145,10 @@ class TestbedMocks(pulumi.runtime.Mocks):
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             zones = [f"ap-northeast-2{c}" for c in "abcd"]
             return {"names": zones, "zoneIds": [f"apne2-az{i}" for i in range(1, 5)], "id": "ap-northeast-2"}, []
+        if args.token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+            return {"userName": "AWS", "password": "mock-ecr-token", "authorizationToken": "QVdTOm1vY2stZWNyLXRva2Vu",
+                    "proxyEndpoint": "https://123456789012.dkr.ecr.ap-northeast-2.amazonaws.com",
+                    "expiresAt": "2026-12-01T00:00:00Z", "id": "123456789012"}, []
         return {}, []
 
 

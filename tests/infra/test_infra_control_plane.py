@@ -13,10 +13,12 @@ from testbed.settings import ControlPlaneSettings, token_sha256
 from testbed.config import stack_config_from_mapping
 
 DB, MLFLOW_URL, STORAGE = "postgresql://testbed:pw@db:5432/testbed", "http://mlflow:5000", "s3://bucket/jobs"
+IMAGE = "123456789012.dkr.ecr.ap-northeast-2.amazonaws.com/testbed-jeju@sha256:" + "0" * 64
 
 
-def _settings(stack) -> ControlPlaneSettings:
-    return ControlPlaneSettings.model_validate(json.loads(render_settings(stack, DB, MLFLOW_URL, STORAGE)))
+def _settings(stack, image: str = IMAGE) -> ControlPlaneSettings:
+    return ControlPlaneSettings.model_validate(json.loads(render_settings(stack, DB, MLFLOW_URL, STORAGE,
+                                                                          ray_image=image)))
 
 
 def test_rendered_settings_validate(stacks):
@@ -50,14 +52,12 @@ def test_capacity_is_the_largest_node_of_any_pool(document):
     assert settings.capacity_cpus == max([8] + [p.cpus_per_node for p in stack.node_pools[1:]])
 
 
-def test_rayjobs_run_the_control_plane_image(stacks):
-    """Template jobs import ``workloads``: only the control-plane image carries it (the stock Ray image does not)."""
+def test_rayjobs_run_the_testbed_image(stacks):
+    """Template jobs import ``workloads``: only the testbed image carries it (the stock Ray image does not)."""
     for stack in stacks.values():
-        assert _settings(stack).ray_image == stack.platform.control_plane_image != IMAGES["ray"].ref
-    jeju = stacks["jeju"]
-    custom = jeju.model_copy(update={"platform": jeju.platform.model_copy(
-        update={"control_plane_image": "registry.example/testbed/control-plane:9.9.9"})})
-    assert _settings(custom).ray_image == "registry.example/testbed/control-plane:9.9.9"
+        assert _settings(stack).ray_image == IMAGE != IMAGES["ray"].ref
+    other = "registry.example/testbed/testbed-jeonnam@sha256:" + "1" * 64
+    assert _settings(stacks["jeonnam"], other).ray_image == other
 
 
 def test_ray_image_is_pinned_in_the_versions_table():
@@ -71,7 +71,7 @@ def test_deployed_secret_names_the_ray_image(runs, stacks):
     for region, run in runs.items():
         secret = run.objects("kubernetes:core/v1:Secret")[f"{PLATFORM_NS}/{CONTROL_PLANE}-settings"]
         settings = ControlPlaneSettings.model_validate(json.loads(secret["stringData"]["settings.json"]))
-        assert settings.ray_image == stacks[region].platform.control_plane_image
+        assert settings.ray_image == run.outputs["image"]  # the image the stack built, by digest
         assert settings.capacity_gpus == max(p.gpus_per_node for p in stacks[region].node_pools)
 
 

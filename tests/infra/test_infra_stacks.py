@@ -126,7 +126,7 @@ def test_control_plane_reads_the_same_model(runs, stacks):
         assert set(placement["tenants"]) == {t.id for t in stacks[region].tenants}
         deployment = run.objects("kubernetes:apps/v1:Deployment")[f"{PLATFORM_NS}/{CONTROL_PLANE}"]
         pod = deployment["spec"]["template"]["spec"]
-        assert pod["containers"][0]["image"] == stacks[region].platform.control_plane_image
+        assert pod["containers"][0]["image"] == run.outputs["image"]  # the image the stack built, by digest
         assert deployment["spec"]["replicas"] == stacks[region].platform.control_plane_replicas
         assert pod["serviceAccountName"] == CONTROL_PLANE
         env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
@@ -135,7 +135,7 @@ def test_control_plane_reads_the_same_model(runs, stacks):
         settings = json.loads(secret["stringData"]["settings.json"])
         assert env["TESTBED_CONTROL_PLANE_SETTINGS"].endswith("/settings.json")
         assert settings["stack_file"] == f"/etc/testbed/Pulumi.{region}.yaml"
-        assert settings["database_url"].startswith("postgresql://testbed:mock-password-")
+        assert settings["database_url"].startswith("postgresql+psycopg2://testbed:mock-password-")
         assert settings["database_url"].split("?")[0].endswith("/testbed")
         assert settings["mlflow_tracking_uri"] == run.outputs["mlflow_url"]
         assert settings["storage_path"].startswith("s3://")
@@ -155,7 +155,7 @@ def test_private_services_are_cluster_ip(runs):
         mlflow = run.objects("kubernetes:apps/v1:Deployment")[f"{PLATFORM_NS}/{MLFLOW}"]
         container = mlflow["spec"]["template"]["spec"]["containers"][0]
         assert "--serve-artifacts" in container["args"]
-        assert container["image"] == IMAGES["mlflow"].ref
+        assert container["image"] == run.outputs["image"]
 
 
 def test_existing_pools_select_only_declared_labels(runs, stacks):
