@@ -15,7 +15,7 @@ from infra.addons.control_plane import container_args
 from infra.addons.mlflow import allowed_hosts, server_args
 from infra.image import CONTEXT, build_args, image_tag
 from infra.naming import CONTROL_PLANE, MLFLOW, PLATFORM_NS
-from infra.testing import FAKE_KUBECONFIG, load_stack_document, run_program, run_region, stack_config
+from tests.infra.harness import FAKE_KUBECONFIG, load_stack_document, run_program, run_region, stack_config
 from testbed.config import repo_root
 from testbed.settings import ControlPlaneSettings
 from testbed.versions import IMAGES

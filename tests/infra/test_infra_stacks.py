@@ -10,7 +10,7 @@ from infra.addons.monitoring import read_rules
 from infra.naming import CONTROL_PLANE, MLFLOW, PLATFORM_NS
 from testbed.placement import tenant_namespace
 from testbed.kube import GPU_MODEL_LABEL
-from testbed.versions import CHARTS, EKS_AMI_TYPES, IMAGES, KUEUE_API
+from testbed.versions import CHARTS, EKS_AMI_TYPES, KUEUE_API
 from testbed.config import stack_config_from_mapping
 
 EKS = ("gyeongnam", "daegu", "ulsan", "jeju")
