@@ -8,6 +8,7 @@ the stack's ``config:`` block, e.g. ``testbed:tenants``.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -55,13 +56,15 @@ def parse_memory(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError(f"memory must be a quantity such as '16Gi', not {value!r}")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError(f"memory must be a finite quantity, not {value!r}")
         if value < 0:
             raise ValueError(f"memory must not be negative, got {value!r}")
         return int(value)
     if isinstance(value, str):
         match = _MEMORY_RE.match(value)
         if match:
-            return int(float(match.group(1)) * _MEMORY_UNITS[match.group(2)])
+            return parse_memory(float(match.group(1)) * _MEMORY_UNITS[match.group(2)])
     raise ValueError(f"memory must be a quantity such as '16Gi' or '512Mi', not {value!r}")
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from testbed import limits as L
 from testbed.config import MemoryBytes
 
 
@@ -49,20 +50,35 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _JOB_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 
+EnvName = Annotated[str, StringConstraints(min_length=1, max_length=L.MAX_ENV_NAME_CHARS)]
+EnvValue = Annotated[str, StringConstraints(max_length=L.MAX_ENV_VALUE_CHARS)]
+ParamName = Annotated[str, StringConstraints(min_length=1, max_length=L.MAX_PARAM_NAME_CHARS)]
+ParamValue = (Annotated[str, StringConstraints(max_length=L.MAX_PARAM_VALUE_CHARS)] | int
+              | Annotated[float, Field(allow_inf_nan=False)] | bool)
+
+
 class JobSpec(BaseModel):
     """What a tenant asks to run. Exactly one of ``entrypoint`` and ``template``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, description="experiment name within the tenant; default: template or 'default'")
-    entrypoint: str | None = Field(default=None, description="shell command run by the job driver")
-    template: str | None = Field(default=None, description="a template from `testbed templates list`")
-    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    working_dir: str | None = Field(default=None, description="local folder uploaded with the job")
-    cpus: float = Field(default=1.0, gt=0, le=1024)
-    gpus: int = Field(default=0, ge=0, le=64)
-    memory: MemoryBytes = Field(default=2 * 2**30, gt=0)
-    env: dict[str, str] = Field(default_factory=dict)
+    name: str | None = Field(default=None, max_length=63,
+                             description="experiment name within the tenant; default: template or 'default'")
+    entrypoint: str | None = Field(default=None, max_length=L.MAX_ENTRYPOINT_CHARS,
+                                   description="shell command run by the job driver")
+    template: str | None = Field(default=None, max_length=L.MAX_TEMPLATE_CHARS,
+                                 description="a template from `testbed templates list`")
+    params: dict[ParamName, ParamValue] = Field(default_factory=dict, max_length=L.MAX_PARAMS,
+                                                description="template parameters")
+    working_dir: str | None = Field(
+        default=None, max_length=L.MAX_WORKING_DIR_CHARS,
+        description="a folder under the tenant's code folder (<storage_path>/<tenant>/code/), relative to it; "
+                    "never another path on the control plane's machine")
+    cpus: float = Field(default=1.0, ge=L.MIN_CPUS, le=L.MAX_CPUS, allow_inf_nan=False)
+    gpus: int = Field(default=0, ge=0, le=L.MAX_GPUS)
+    memory: MemoryBytes = Field(default=2 * 2**30, gt=0, le=L.MAX_MEMORY_BYTES,
+                                description="bytes, or a quantity such as '4Gi'")
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=L.MAX_ENV_VARS)
 
     @field_validator("name")
     @classmethod
@@ -127,7 +143,10 @@ class Job(BaseModel):
 
 
 class JobList(BaseModel):
+    """One page of jobs, newest first; ``next_cursor`` fetches the next page (None: this is the last)."""
+
     jobs: list[Job]
+    next_cursor: str | None = Field(default=None, description="pass as ?cursor= for the next page")
 
 
 class JobLogs(BaseModel):

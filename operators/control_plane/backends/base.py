@@ -14,6 +14,10 @@ class BackendError(RuntimeError):
     """The backend could not be reached or refused the call; the message says why."""
 
 
+class PermanentBackendError(BackendError):
+    """The backend refused the job for good (too large, a bad runtime env): retrying cannot help."""
+
+
 class JobNotFound(BackendError):
     """The backend does not know the job (e.g. the Ray cluster was restarted)."""
 
@@ -93,6 +97,7 @@ class BackendJobInfo(BaseModel):
     message: str = ""
     start_time: float | None = None
     end_time: float | None = None
+    ran: bool | None = Field(default=None, description="whether the job's process ever started (None: unknown)")
 
 
 class Capacity(BaseModel):
@@ -100,6 +105,7 @@ class Capacity(BaseModel):
 
     cpus: float | None = None
     gpus: float | None = None
+    memory: int | None = Field(default=None, description="bytes")
 
 
 class Backend(abc.ABC):

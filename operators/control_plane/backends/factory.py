@@ -10,7 +10,7 @@ from testbed.settings import ControlPlaneSettings
 
 def make_backend(settings: ControlPlaneSettings, stack: StackConfig) -> Backend:
     """Build the configured backend (implementations are imported only when chosen)."""
-    capacity = Capacity(cpus=settings.capacity_cpus, gpus=settings.capacity_gpus)
+    capacity = Capacity(cpus=settings.capacity_cpus, gpus=settings.capacity_gpus, memory=settings.capacity_memory)
     if settings.backend == "noop":
         from operators.control_plane.backends.noop import NoopBackend
 
