@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import enum
-import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from testbed import limits as L
-from testbed.config import MemoryBytes
+from testbed.spec_schema import (
+    ENV_NAME,
+    JOB_NAME,
+    WORKING_DIR,
+    ApiMemory,
+    job_spec_schema,
+)
+from testbed.templates import whole_number
 
 
 class JobStatus(str, enum.Enum):
@@ -46,10 +60,6 @@ TAG_JOB_ID = "testbed.job_id"
 TAG_REGION = "testbed.region"
 TAG_KIND = "testbed.kind"
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_JOB_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-
-
 EnvName = Annotated[str, StringConstraints(min_length=1, max_length=L.MAX_ENV_NAME_CHARS)]
 EnvValue = Annotated[str, StringConstraints(max_length=L.MAX_ENV_VALUE_CHARS)]
 ParamName = Annotated[str, StringConstraints(min_length=1, max_length=L.MAX_PARAM_NAME_CHARS)]
@@ -58,9 +68,12 @@ ParamValue = (Annotated[str, StringConstraints(max_length=L.MAX_PARAM_VALUE_CHAR
 
 
 class JobSpec(BaseModel):
-    """What a tenant asks to run. Exactly one of ``entrypoint`` and ``template``."""
+    """What a tenant asks to run. Exactly one of ``entrypoint`` and ``template``.
 
-    model_config = ConfigDict(extra="forbid")
+    Strict: numbers are JSON numbers, text is JSON text; limits are in :mod:`testbed.limits`.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=job_spec_schema)
 
     name: str | None = Field(default=None, max_length=63,
                              description="experiment name within the tenant; default: template or 'default'")
@@ -71,19 +84,18 @@ class JobSpec(BaseModel):
     params: dict[ParamName, ParamValue] = Field(default_factory=dict, max_length=L.MAX_PARAMS,
                                                 description="template parameters")
     working_dir: str | None = Field(
-        default=None, max_length=L.MAX_WORKING_DIR_CHARS,
-        description="a folder under the tenant's code folder (<storage_path>/<tenant>/code/), relative to it; "
-                    "never another path on the control plane's machine")
+        default=None, max_length=L.MAX_WORKING_DIR_CHARS, pattern=WORKING_DIR,
+        description="a folder in the tenant's code folder (<storage_path>/<tenant>/code/), relative to it; "
+                    "never any other path on the control plane's machine")
     cpus: float = Field(default=1.0, ge=L.MIN_CPUS, le=L.MAX_CPUS, allow_inf_nan=False)
-    gpus: int = Field(default=0, ge=0, le=L.MAX_GPUS)
-    memory: MemoryBytes = Field(default=2 * 2**30, gt=0, le=L.MAX_MEMORY_BYTES,
-                                description="bytes, or a quantity such as '4Gi'")
+    gpus: Annotated[int, BeforeValidator(whole_number)] = Field(default=0, ge=0, le=L.MAX_GPUS)
+    memory: ApiMemory = 2 * 2**30
     env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=L.MAX_ENV_VARS)
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str | None) -> str | None:
-        if value is not None and not _JOB_NAME.match(value):
+        if value is not None and not JOB_NAME.match(value):
             raise ValueError(
                 f"name {value!r} must be 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
             )
@@ -100,7 +112,7 @@ class JobSpec(BaseModel):
     @classmethod
     def _env(cls, env: dict[str, str]) -> dict[str, str]:
         for key in env:
-            if not _ENV_NAME.match(key):
+            if not ENV_NAME.match(key):
                 raise ValueError(f"env name {key!r} is not a valid variable name")
             if key.startswith(RESERVED_ENV_PREFIXES):
                 raise ValueError(f"env name {key!r} is reserved for the testbed (prefixes {', '.join(RESERVED_ENV_PREFIXES)})")

@@ -46,8 +46,8 @@ class Admission:
         if tenant is None:
             raise ServiceError(403, "forbidden", f"tenant {principal.subject!r} is not in region {self.stack.region.id!r}")
         entrypoint, params, kind = resolve_entrypoint(spec)
-        working_dir = (resolve_working_dir(spec.working_dir, self.settings.storage_path, tenant.id)
-                       if spec.working_dir is not None else None)
+        if spec.working_dir is not None:  # resolved again at dispatch
+            resolve_working_dir(spec.working_dir, self.settings.storage_path, tenant.id)
         self._check_quota(tenant, spec)
         gpu_model = self.stack.pool_for(tenant).gpu_model if spec.gpus else None
         if spec.gpus:
@@ -64,8 +64,7 @@ class Admission:
             entrypoint=entrypoint,
             template=spec.template,
             # the command is stored once, in ``entrypoint``
-            spec={**spec.model_dump(mode="json", exclude={"entrypoint"}), "working_dir": working_dir,
-                  "params": params, "kind": kind},
+            spec={**spec.model_dump(mode="json", exclude={"entrypoint"}), "params": params, "kind": kind},
             cpus=spec.cpus,
             gpus=spec.gpus,
             gpu_model=gpu_model,
@@ -128,7 +127,7 @@ def resolve_entrypoint(spec: JobSpec) -> tuple[str, dict, str]:
         return spec.entrypoint or "", {}, "command"
     try:
         template = get_template(spec.template)
-        params = template.resolve(spec.params)
+        params = template.resolve(spec.params, strict=True)
     except TemplateError as exc:
         raise ServiceError(422, "invalid_spec", str(exc)) from None
     return template.command(params), params, template.kind

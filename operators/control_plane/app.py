@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from operators.control_plane.auth import Principal, principal_from_request
 from operators.control_plane.backends.base import Backend
 from operators.control_plane.errors import error_responses, install_error_handlers
-from operators.control_plane.guards import BodySizeLimit, HealthProbe, decode_cursor, encode_cursor
+from operators.control_plane.guards import CURSOR_PATTERN, BodySizeLimit, HealthProbe, decode_cursor, encode_cursor
 from operators.control_plane.plane import ControlPlane
 from operators.control_plane.store import JobRow, Store
 from operators.metering import install as install_metering
@@ -102,7 +102,7 @@ def create_app(
             database=database,
         )
 
-    @app.post("/v1/jobs", response_model=Job, status_code=201, responses=error_responses(401, 403, 413, 422, 503))
+    @app.post("/v1/jobs", response_model=Job, status_code=201, responses=error_responses(401, 403, 404, 413, 422, 503))
     async def submit_job(spec: JobSpec, caller: Caller) -> Job:
         # Admission (checks and one insert) and the backend call run on worker threads: a locked
         # database holds up this request (503 after DB_TIMEOUT_SECONDS), never the event loop.
@@ -115,7 +115,7 @@ def create_app(
         caller: Caller,
         status: JobStatus | None = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="page size")] = DEFAULT_PAGE_SIZE,
-        cursor: Annotated[str | None, Query(max_length=MAX_ID_CHARS * 2, description="next_cursor of the previous page")] = None,
+        cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN, description="next_cursor of the previous page")] = None,
     ) -> JobList:
         after = decode_cursor(cursor) if cursor is not None else None
         rows = plane.list_jobs(caller, status=status, limit=limit + 1, after=after)

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from operators.control_plane.store import DatabaseBusy
 
@@ -79,8 +80,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_answer(422, "invalid_spec", format_validation_errors(exc.errors()))
 
     @app.exception_handler(HTTPException)
-    async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
-        return error_answer(exc.status_code, _CODES.get(exc.status_code, "http_error"), str(exc.detail), exc.headers)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI: a body that is not even text (JSON syntax errors are 422 already)
+            return error_answer(422, "invalid_spec", "body: is not valid UTF-8 JSON")
+        headers = exc.headers
+        if exc.status_code == 405:  # every method of the path, not only the first route's
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+        return error_answer(exc.status_code, _CODES.get(exc.status_code, "http_error"), str(exc.detail), headers)
 
     async def _database(_request: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
@@ -94,3 +100,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _crash(_request: Request, _exc: Exception) -> JSONResponse:
         # Starlette answers with this, then re-raises the exception for the server to log.
         return error_answer(500, "internal_error", "the control plane failed to answer; see its log")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods the routes of the request's path answer."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)

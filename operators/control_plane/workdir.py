@@ -1,11 +1,12 @@
 """A job's ``working_dir``: a folder under its tenant's code folder, never any other path of this machine.
 
-Until jobs carry an uploaded code package, ``working_dir`` names a folder under
-``<storage_path>/<tenant>/code/`` (relative to it, or absolute inside it). The folder is resolved
-with every symlink followed, at admission and again at dispatch: a path, or a link anywhere in the
-folder, that leads outside the tenant's code folder is refused, since the backend packages the
-folder from the control plane's disk. Where storage is not a local folder (``s3://...``) no
-``working_dir`` is taken.
+Until jobs carry an uploaded code package, ``working_dir`` names a folder in
+``<storage_path>/<tenant>/code/``, relative to it (the spec's schema allows plain segments only:
+no absolute path, no ``..``; anything else is a 422 naming the field). The folder is resolved with
+every symlink followed, at admission and again at dispatch: a folder, or a link anywhere in it,
+that leads outside the tenant's code folder is refused (403), since the backend packages the
+folder from the control plane's disk; a folder that is not there is a 404. Where storage is not a
+local folder (``s3://...``) no ``working_dir`` is taken (403).
 """
 
 from __future__ import annotations
@@ -30,17 +31,16 @@ def resolve_working_dir(value: str, storage_path: str, tenant: str) -> str:
     """The real path of a job's ``working_dir``; 422 naming the field for anything outside the tenant's code."""
     root = tenant_code_dir(storage_path, tenant)
     if root is None:
-        raise _refused("this control plane takes no working_dir (job storage is not a local folder)")
-    if "\x00" in value or not value.strip():
-        raise _refused("must be a folder name")
+        raise _refused(403, "this control plane takes no working_dir (job storage is not a local folder)")
+    if "\x00" in value or os.path.isabs(value) or ".." in Path(value).parts:
+        raise _refused(422, f"{value[:80]!r} must be a folder name relative to the tenant's code folder")
     real_root = os.path.realpath(root)
-    candidate = Path(value) if os.path.isabs(value) else root / value
-    real = os.path.realpath(candidate)
-    where = f"the tenant's code folder ({CODE_FOLDER}/ under its storage, {root})"
+    real = os.path.realpath(root / value)
+    where = f"the tenant's code folder ({root})"
     if not _inside(real, real_root):
-        raise _refused(f"{value!r} is not under {where}")
+        raise _refused(403, f"{value!r} leads outside {where}")
     if not os.path.isdir(real):
-        raise _refused(f"{value!r} is not a folder under {where}")
+        raise _refused(404, f"no folder {value!r} in {where}")
     _check_tree(real, real_root, value)
     return real
 
@@ -52,10 +52,10 @@ def _check_tree(folder: str, real_root: str, value: str) -> None:
         for name in [*dirs, *files]:
             seen += 1
             if seen > MAX_FILES:
-                raise _refused(f"{value!r} holds more than {MAX_FILES} files")
+                raise _refused(403, f"{value!r} holds more than {MAX_FILES} files")
             path = os.path.join(parent, name)
             if os.path.islink(path) and not _inside(os.path.realpath(path), real_root):
-                raise _refused(f"{value!r} holds a link that leads outside the tenant's code folder: "
+                raise _refused(403, f"{value!r} holds a link that leads outside the tenant's code folder: "
                                f"{os.path.relpath(path, folder)}")
 
 
@@ -63,5 +63,8 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def _refused(reason: str) -> ServiceError:
-    return ServiceError(422, "invalid_spec", f"body.working_dir: {reason}")
+_CODES = {403: "forbidden", 404: "not_found", 422: "invalid_spec"}
+
+
+def _refused(status: int, reason: str) -> ServiceError:
+    return ServiceError(status, _CODES[status], f"body.working_dir: {reason}")
