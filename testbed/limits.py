@@ -21,7 +21,7 @@ MAX_ID_CHARS = 64  # job ids, tenant ids and cursors in paths and queries
 MIN_CPUS = 0.01  # Ray schedules fractions of a CPU; less than this cannot do work
 MAX_CPUS = 1024.0
 MAX_GPUS = 64
-MAX_MEMORY_BYTES = 16 * 2**40  # 16 TiB: more than any node has
+MAX_MEMORY_BYTES = 2**50  # 1 PiB: more than any node has, and every quantity the API pattern allows
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200

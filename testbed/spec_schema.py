@@ -32,7 +32,10 @@ def _api_memory(value: Any) -> int:
         value = int(value)
     if not isinstance(value, (int, str)) or isinstance(value, bool):
         raise ValueError(f"memory must be a whole number of bytes or a quantity such as '16Gi', not {value!r}")
-    return parse_memory(value)
+    num_bytes = parse_memory(value)
+    if not 1 <= num_bytes <= L.MAX_MEMORY_BYTES:
+        raise ValueError(f"memory must be between 1 byte and {L.MAX_MEMORY_BYTES // 2**40}Ti")
+    return num_bytes
 
 
 ApiMemory = Annotated[int, BeforeValidator(_api_memory), WithJsonSchema({"anyOf": [
