@@ -61,9 +61,10 @@ class LocalTestbed:
             )
         if state is None or state.region != region:
             state = LocalState(instance=secrets.token_hex(6), region=region, num_cpus=num_cpus or os.cpu_count() or 2)
-            self._keep_control_plane_port(state)
         elif num_cpus and num_cpus != state.num_cpus and not self.supervisor.running(state, "ray"):
             state.num_cpus = num_cpus
+        if "control_plane" not in state.components:
+            self._keep_control_plane_port(state)
         self.folder.prepare()
         started = time.monotonic()
         for component in COMPONENTS:
