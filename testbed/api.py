@@ -5,16 +5,22 @@ Jobs live in :mod:`testbed.jobs`, usage in :mod:`testbed.usage`, the error body 
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from typing import Literal
+
+from pydantic import BaseModel, Field
 
 from testbed.templates import Template
 
 
 class Health(BaseModel):
-    status: str
+    """``GET /healthz``: answered within about a second, whatever the database or backend is doing."""
+
+    status: Literal["ok", "degraded"] = Field(description="degraded: the database or the backend is not answering")
     region: str
     backend: str
     backend_healthy: bool
+    database: Literal["ok", "busy", "unavailable"] = Field(
+        description="busy: writes wait on a lock (admissions answer 503); unavailable: not even reads answer")
 
 
 class IssuedToken(BaseModel):

@@ -11,7 +11,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -78,7 +78,7 @@ def local_control_plane_url(home: Path | None = None) -> str | None:
 
 
 class TestbedClient:
-    """One control plane, one token: jobs (submit, get_job, status, list_jobs, logs, stop, wait), templates,
+    """One control plane, one token: jobs (submit, get_job, status, list_jobs, iter_jobs, logs, stop, wait), templates,
     tenants, token rotation, usage and health."""
 
     __test__ = False
@@ -136,10 +136,25 @@ class TestbedClient:
     def status(self, job_id: str) -> JobStatus:
         return self.get_job(job_id).status
 
-    def list_jobs(self, status: JobStatus | str | None = None, limit: int | None = None) -> JobList:
-        """Your jobs (the operator's: every tenant's), newest first; optionally of one status, at most ``limit``."""
-        params = {"status": JobStatus(status).value if status else None, "limit": limit}
+    def list_jobs(self, status: JobStatus | str | None = None, limit: int | None = None,
+                  cursor: str | None = None) -> JobList:
+        """One page of your jobs (the operator's: every tenant's), newest first; optionally of one status.
+
+        ``limit`` is the page size (the server's default and maximum apply); ``cursor`` is the
+        ``next_cursor`` of the previous page. :meth:`iter_jobs` walks every page.
+        """
+        params = {"status": JobStatus(status).value if status else None, "limit": limit, "cursor": cursor}
         return self._call(JobList, "GET", "/v1/jobs", params=_present(params))
+
+    def iter_jobs(self, status: JobStatus | str | None = None, page_size: int | None = None) -> Iterator[Job]:
+        """Every job :meth:`list_jobs` would page through, newest first, one page fetched at a time."""
+        cursor = None
+        while True:
+            page = self.list_jobs(status=status, limit=page_size, cursor=cursor)
+            yield from page.jobs
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     def logs(self, job_id: str) -> JobLogs:
         """The job's logs so far; ``final`` once the job ended and the control plane stored them."""

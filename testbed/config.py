@@ -8,6 +8,7 @@ the stack's ``config:`` block, e.g. ``testbed:tenants``.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -39,7 +40,7 @@ _MEMORY_UNITS = {
     "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
 }
-_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kMGT]i?|)\s*$")
+_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(k|M|G|T|Ki|Mi|Gi|Ti|)\s*$")  # exactly the units above
 
 
 class ConfigError(ValueError):
@@ -57,13 +58,15 @@ def parse_memory(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError(f"memory must be a quantity such as '16Gi', not {value!r}")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError(f"memory must be a finite quantity, not {value!r}")
         if value < 0:
             raise ValueError(f"memory must not be negative, got {value!r}")
         return int(value)
     if isinstance(value, str):
         match = _MEMORY_RE.match(value)
         if match:
-            return int(float(match.group(1)) * _MEMORY_UNITS[match.group(2)])
+            return parse_memory(float(match.group(1)) * _MEMORY_UNITS[match.group(2)])
     raise ValueError(f"memory must be a quantity such as '16Gi' or '512Mi', not {value!r}")
 
 

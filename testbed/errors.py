@@ -6,6 +6,8 @@ from typing import Any, Callable, Iterable
 
 from pydantic import BaseModel, Field
 
+MAX_ECHO_CHARS = 80  # how much of an offending value an error message repeats
+
 
 class ErrorBody(BaseModel):
     """Every error the control plane answers (4xx/5xx): a stable code and one readable line."""
@@ -23,7 +25,10 @@ def problem_reason(error: dict[str, Any]) -> str:
         return "is not a known key"
     got = error.get("input")
     if got is not None and not isinstance(got, (dict, list)):
-        return f"{message} (got {got!r})"
+        shown = repr(got)
+        if len(shown) > MAX_ECHO_CHARS:  # a hostile 10 MB value is not sent back
+            shown = f"{shown[:MAX_ECHO_CHARS]}... ({len(shown)} characters)"
+        return f"{message} (got {shown})"
     return message
 
 

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import enum
-import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
-from testbed.config import MemoryBytes
+from testbed import limits as L
+from testbed.spec_schema import (
+    ENV_NAME,
+    JOB_NAME,
+    WORKING_DIR,
+    ApiMemory,
+    job_spec_schema,
+)
+from testbed.templates import whole_number
 
 
 class JobStatus(str, enum.Enum):
@@ -45,29 +60,42 @@ TAG_JOB_ID = "testbed.job_id"
 TAG_REGION = "testbed.region"
 TAG_KIND = "testbed.kind"
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_JOB_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+EnvName = Annotated[str, StringConstraints(min_length=1, max_length=L.MAX_ENV_NAME_CHARS)]
+EnvValue = Annotated[str, StringConstraints(max_length=L.MAX_ENV_VALUE_CHARS)]
+ParamName = Annotated[str, StringConstraints(min_length=1, max_length=L.MAX_PARAM_NAME_CHARS)]
+ParamValue = (Annotated[str, StringConstraints(max_length=L.MAX_PARAM_VALUE_CHARS)] | int
+              | Annotated[float, Field(allow_inf_nan=False)] | bool)
 
 
 class JobSpec(BaseModel):
-    """What a tenant asks to run. Exactly one of ``entrypoint`` and ``template``."""
+    """What a tenant asks to run. Exactly one of ``entrypoint`` and ``template``.
 
-    model_config = ConfigDict(extra="forbid")
+    Strict: numbers are JSON numbers, text is JSON text; limits are in :mod:`testbed.limits`.
+    """
 
-    name: str | None = Field(default=None, description="experiment name within the tenant; default: template or 'default'")
-    entrypoint: str | None = Field(default=None, description="shell command run by the job driver")
-    template: str | None = Field(default=None, description="a template from `testbed templates list`")
-    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    working_dir: str | None = Field(default=None, description="local folder uploaded with the job")
-    cpus: float = Field(default=1.0, gt=0, le=1024)
-    gpus: int = Field(default=0, ge=0, le=64)
-    memory: MemoryBytes = Field(default=2 * 2**30, gt=0)
-    env: dict[str, str] = Field(default_factory=dict)
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=job_spec_schema)
+
+    name: str | None = Field(default=None, max_length=63,
+                             description="experiment name within the tenant; default: template or 'default'")
+    entrypoint: str | None = Field(default=None, max_length=L.MAX_ENTRYPOINT_CHARS,
+                                   description="shell command run by the job driver")
+    template: str | None = Field(default=None, max_length=L.MAX_TEMPLATE_CHARS,
+                                 description="a template from `testbed templates list`")
+    params: dict[ParamName, ParamValue] = Field(default_factory=dict, max_length=L.MAX_PARAMS,
+                                                description="template parameters")
+    working_dir: str | None = Field(
+        default=None, max_length=L.MAX_WORKING_DIR_CHARS, pattern=WORKING_DIR,
+        description="a folder in the tenant's code folder (<storage_path>/<tenant>/code/), relative to it; "
+                    "never any other path on the control plane's machine")
+    cpus: float = Field(default=1.0, ge=L.MIN_CPUS, le=L.MAX_CPUS, allow_inf_nan=False)
+    gpus: Annotated[int, BeforeValidator(whole_number)] = Field(default=0, ge=0, le=L.MAX_GPUS)
+    memory: ApiMemory = 2 * 2**30
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=L.MAX_ENV_VARS)
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str | None) -> str | None:
-        if value is not None and not _JOB_NAME.match(value):
+        if value is not None and not JOB_NAME.match(value):
             raise ValueError(
                 f"name {value!r} must be 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
             )
@@ -84,7 +112,7 @@ class JobSpec(BaseModel):
     @classmethod
     def _env(cls, env: dict[str, str]) -> dict[str, str]:
         for key in env:
-            if not _ENV_NAME.match(key):
+            if not ENV_NAME.match(key):
                 raise ValueError(f"env name {key!r} is not a valid variable name")
             if key.startswith(RESERVED_ENV_PREFIXES):
                 raise ValueError(f"env name {key!r} is reserved for the testbed (prefixes {', '.join(RESERVED_ENV_PREFIXES)})")
@@ -127,7 +155,10 @@ class Job(BaseModel):
 
 
 class JobList(BaseModel):
+    """One page of jobs, newest first; ``next_cursor`` fetches the next page (None: this is the last)."""
+
     jobs: list[Job]
+    next_cursor: str | None = Field(default=None, description="pass as ?cursor= for the next page")
 
 
 class JobLogs(BaseModel):

@@ -9,7 +9,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from testbed.config import MemoryBytes
 from testbed.errors import format_validation_errors
+from testbed.limits import DEFAULT_MAX_QUEUED_JOBS
 from testbed.versions import IMAGES
 
 # Cluster mode (backend "kuberay"): how long a finished job's Ray cluster stays: not at all. Kueue releases the job's
@@ -45,8 +47,11 @@ class ControlPlaneSettings(BaseModel):
     )
     mlflow_tracking_uri: str = Field(description="handed to every job")
     storage_path: str = Field(description="root folder/URI for job outputs: <root>/<tenant>/<job id>")
-    capacity_cpus: float | None = Field(default=None, description="largest job the backend can ever run")
+    capacity_cpus: float | None = Field(default=None, description="largest job the backend can ever run (its largest node)")
     capacity_gpus: float | None = None
+    capacity_memory: MemoryBytes | None = Field(default=None, description="bytes: the largest node's memory")
+    max_queued_jobs_per_tenant: int = Field(
+        default=DEFAULT_MAX_QUEUED_JOBS, ge=1, description="jobs a tenant may have admitted but not yet dispatched")
     credentials_dir: Path | None = Field(
         default=None, description="local mode: issue missing tenant/operator tokens at start and write them here (0600)"
     )

@@ -29,10 +29,16 @@ def _not_bool(value: Any) -> Any:
     return value
 
 
+def whole_number(value: Any) -> Any:
+    """JSON Schema's integer: 16.0 is 16 (strict validation would refuse it); a boolean is no number."""
+    value = _not_bool(value)
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 _TYPES: dict[str, Any] = {
-    "int": Annotated[int, BeforeValidator(_not_bool)],
-    "float": Annotated[float, BeforeValidator(_not_bool)],
-    "str": str,
+    "int": Annotated[int, BeforeValidator(whole_number)],
+    "float": Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False)],
+    "str": Annotated[str, Field(max_length=1024)],
     "bool": bool,
 }
 
@@ -75,10 +81,13 @@ class Template(BaseModel):
         return create_model(f"{self.name}-params", __config__=config,
                             **{p.name: p.field() for p in self.params})  # type: ignore[call-overload]
 
-    def resolve(self, raw: dict[str, ParamValue]) -> dict[str, ParamValue]:
-        """Defaults overlaid with typed, checked values; TemplateError naming param, value and reason."""
+    def resolve(self, raw: dict[str, ParamValue], strict: bool = False) -> dict[str, ParamValue]:
+        """Defaults overlaid with typed, checked values; TemplateError naming param, value and reason.
+
+        ``strict`` (the API): each value has its param's JSON type; else text is parsed (``--epochs=5``).
+        """
         try:
-            return self.params_model.model_validate(raw).model_dump()
+            return self.params_model.model_validate(raw, strict=strict).model_dump()
         except ValidationError as exc:
             errors = exc.errors()
             message = format_validation_errors(errors, path=lambda loc: f"param {dotted(loc)!r}")

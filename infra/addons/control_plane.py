@@ -47,6 +47,7 @@ def render_settings(stack: StackConfig, database_url: str, mlflow_url: str, job_
         mlflow_tracking_uri=mlflow_url, storage_path=job_storage, ray_image=ray_image,
         # The kuberay backend puts a job's whole budget on one worker pod: the largest job is one node's worth.
         capacity_cpus=max(p.cpus_per_node for p in pools), capacity_gpus=max(p.gpus_per_node for p in pools),
+        capacity_memory=max(p.memory_per_node for p in pools),
         host="0.0.0.0", port=CONTROL_PLANE_PORT, operator_token_sha256=operator_token_sha256,
         sync_interval_seconds=CLUSTER_SYNC_INTERVAL_SECONDS,
     ).to_json()

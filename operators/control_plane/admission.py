@@ -1,7 +1,8 @@
 """Admission: validate a job spec, refuse what can never run, persist the rest as a queued record.
 
 A job is refused (403, nothing recorded) when it could never fit its tenant's quota or the
-cluster, or when it asks for GPUs outside the tenant's grant period or beyond the GPU-hours granted.
+largest node (CPUs, GPUs, memory), when it asks for GPUs outside the tenant's grant period or
+beyond the GPU-hours granted, or when the tenant already has its cap of queued jobs.
 Whether it fits the tenant's *current* free quota is the dispatcher's question, not admission's.
 """
 
@@ -10,21 +11,27 @@ from __future__ import annotations
 import time
 import uuid
 
+from sqlalchemy import func, select
+
 from operators.control_plane.auth import Principal
 from operators.control_plane.backends.base import Backend, Resources
 from operators.control_plane.errors import ServiceError
 from operators.control_plane.store import JobRow, Store
+from operators.control_plane.workdir import resolve_working_dir
 from operators.metering.ledger import Ledger
 from testbed import jobs as J
 from testbed.config import StackConfig, Tenant, format_memory
-from testbed.jobs import JobSpec, JobStatus
+from testbed.jobs import TERMINAL_STATUSES, JobSpec, JobStatus
+from testbed.settings import ControlPlaneSettings
 from testbed.templates import TemplateError, get_template
 
 
 class Admission:
     """One region's admission: its tenants' quotas and grants, the backend's capacity, the ledger."""
 
-    def __init__(self, stack: StackConfig, store: Store, backend: Backend, ledger: Ledger):
+    def __init__(self, stack: StackConfig, store: Store, backend: Backend, ledger: Ledger,
+                 settings: ControlPlaneSettings):
+        self.settings = settings
         self.stack = stack
         self.tenants: dict[str, Tenant] = {t.id: t for t in stack.tenants}
         self.store = store
@@ -39,10 +46,13 @@ class Admission:
         if tenant is None:
             raise ServiceError(403, "forbidden", f"tenant {principal.subject!r} is not in region {self.stack.region.id!r}")
         entrypoint, params, kind = resolve_entrypoint(spec)
+        if spec.working_dir is not None:  # resolved again at dispatch
+            resolve_working_dir(spec.working_dir, self.settings.storage_path, tenant.id)
         self._check_quota(tenant, spec)
         gpu_model = self.stack.pool_for(tenant).gpu_model if spec.gpus else None
         if spec.gpus:
             self._check_grant(tenant)
+        self._check_queue(tenant)
         job_id = "job-" + uuid.uuid4().hex[:16]
         return self.store.add_job(JobRow(
             id=job_id,
@@ -53,7 +63,8 @@ class Admission:
             status=JobStatus.PENDING.value,
             entrypoint=entrypoint,
             template=spec.template,
-            spec={**spec.model_dump(mode="json"), "params": params, "kind": kind},
+            # the command is stored once, in ``entrypoint``
+            spec={**spec.model_dump(mode="json", exclude={"entrypoint"}), "params": params, "kind": kind},
             cpus=spec.cpus,
             gpus=spec.gpus,
             gpu_model=gpu_model,
@@ -78,10 +89,27 @@ class Admission:
             )
         self._check_pod_requests(tenant, spec)
         capacity = self.backend.capacity()
+        beyond = []
         if capacity.cpus is not None and spec.cpus > capacity.cpus:
-            raise ServiceError(403, "capacity_exceeded", f"job asks for {spec.cpus:g} CPUs but the cluster has {capacity.cpus:g}")
+            beyond.append(f"{spec.cpus:g} CPUs (largest node: {capacity.cpus:g})")
         if capacity.gpus is not None and spec.gpus > capacity.gpus:
-            raise ServiceError(403, "capacity_exceeded", f"job asks for {spec.gpus} GPUs but the cluster has {capacity.gpus:g}")
+            beyond.append(f"{spec.gpus} GPUs (largest node: {capacity.gpus:g})")
+        if capacity.memory is not None and spec.memory > capacity.memory:
+            beyond.append(f"{format_memory(spec.memory)} memory (largest node: {format_memory(capacity.memory)})")
+        if beyond:
+            raise ServiceError(403, "capacity_exceeded", f"job asks for {', '.join(beyond)}: no node can ever run it")
+
+    def _check_queue(self, tenant: Tenant) -> None:
+        """Back-pressure: a tenant may park only so many jobs that wait for room."""
+        cap = self.settings.max_queued_jobs_per_tenant
+        terminal = [status.value for status in TERMINAL_STATUSES]
+        query = select(func.count(JobRow.id)).where(
+            JobRow.tenant == tenant.id, JobRow.dispatched.is_(False), JobRow.status.not_in(terminal))
+        with self.store.session() as s:
+            queued = s.execute(query).scalar_one()
+        if queued >= cap:
+            raise ServiceError(403, "queue_full", f"tenant {tenant.id!r} already has {queued} queued jobs "
+                               f"(max_queued_jobs_per_tenant: {cap}); wait for some to start or stop them")
 
     def _check_pod_requests(self, tenant: Tenant, spec: JobSpec) -> None:
         """The job's pods in all (a RayJob's head and submitter too: what Kueue counts) must fit the quota."""
@@ -115,7 +143,7 @@ def resolve_entrypoint(spec: JobSpec) -> tuple[str, dict, str]:
         return spec.entrypoint or "", {}, "command"
     try:
         template = get_template(spec.template)
-        params = template.resolve(spec.params)
+        params = template.resolve(spec.params, strict=True)
     except TemplateError as exc:
         raise ServiceError(422, "invalid_spec", str(exc)) from None
     return template.command(params), params, template.kind

@@ -8,22 +8,25 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Query
+from fastapi import Depends, FastAPI, Path, Query
 from fastapi.concurrency import run_in_threadpool
 
 from operators.control_plane.auth import Principal, principal_from_request
 from operators.control_plane.backends.base import Backend
 from operators.control_plane.errors import error_responses, install_error_handlers
+from operators.control_plane.guards import CURSOR_PATTERN, BodySizeLimit, HealthProbe, decode_cursor, encode_cursor
 from operators.control_plane.plane import ControlPlane
 from operators.control_plane.store import JobRow, Store
 from operators.metering import install as install_metering
 from testbed.api import Health, IssuedToken, TemplateList, TenantInfo, TenantList
 from testbed.config import format_memory
 from testbed.jobs import Job, JobList, JobLogs, JobSpec, JobStatus
+from testbed.limits import DEFAULT_PAGE_SIZE, MAX_BODY_BYTES, MAX_ID_CHARS, MAX_PAGE_SIZE
 from testbed.settings import ControlPlaneSettings
 from testbed.templates import list_templates
 
 Caller = Annotated[Principal, Depends(principal_from_request)]
+PathId = Annotated[str, Path(max_length=MAX_ID_CHARS)]
 DISPATCH_THREADS = 4
 
 
@@ -74,6 +77,7 @@ def create_app(
             plane.start()
         yield
         dispatchers.shutdown(wait=True)
+        probe.close()
         plane.shutdown()
 
     app = FastAPI(
@@ -83,55 +87,60 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.plane = plane
+    probe = HealthProbe(plane.store, plane.backend)
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
 
     @app.get("/healthz", response_model=Health)
     def healthz() -> Health:
+        database, backend_healthy = probe.database(), probe.backend_healthy()
         return Health(
-            status="ok",
+            status="ok" if database == "ok" and backend_healthy else "degraded",
             region=plane.stack.region.id,
             backend=plane.backend.name,
-            backend_healthy=plane.backend.healthy(),
+            backend_healthy=backend_healthy,
+            database=database,
         )
 
-    @app.post("/v1/jobs", response_model=Job, status_code=201, responses=error_responses(401, 403, 422))
+    @app.post("/v1/jobs", response_model=Job, status_code=201, responses=error_responses(401, 403, 404, 413, 422, 503))
     async def submit_job(spec: JobSpec, caller: Caller) -> Job:
-        # Admission (checks and one insert) runs inline on SQLite, whose writes are serial anyway:
-        # no thread hand-offs, so it takes its own CPU time and no more. The backend call may be
-        # slow (HTTP to Ray), so it runs on a worker thread.
-        if plane.store.inline_writes:
-            row = plane.admit(caller, spec)
-        else:
-            row = await run_in_threadpool(plane.admit, caller, spec)
+        # Admission (checks and one insert) and the backend call run on worker threads: a locked
+        # database holds up this request (503 after DB_TIMEOUT_SECONDS), never the event loop.
+        row = await run_in_threadpool(plane.admit, caller, spec)
         loop = asyncio.get_running_loop()
         return job_view(await loop.run_in_executor(dispatchers, plane.dispatch, row))
 
-    @app.get("/v1/jobs", response_model=JobList, responses=error_responses(401, 422))
+    @app.get("/v1/jobs", response_model=JobList, responses=error_responses(401, 422, 503))
     def list_jobs(
         caller: Caller,
         status: JobStatus | None = None,
-        limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="page size")] = DEFAULT_PAGE_SIZE,
+        cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN, description="next_cursor of the previous page")] = None,
     ) -> JobList:
-        return JobList(jobs=[job_view(r) for r in plane.list_jobs(caller, status=status, limit=limit)])
+        after = decode_cursor(cursor) if cursor is not None else None
+        rows = plane.list_jobs(caller, status=status, limit=limit + 1, after=after)
+        page = rows[:limit]
+        return JobList(jobs=[job_view(r) for r in page], next_cursor=encode_cursor(page[-1]) if len(rows) > limit else None)
 
-    @app.get("/v1/jobs/{job_id}", response_model=Job, responses=error_responses(401, 404))
-    def get_job(job_id: str, caller: Caller) -> Job:
+    @app.get("/v1/jobs/{job_id}", response_model=Job, responses=error_responses(401, 404, 422, 503))
+    def get_job(job_id: PathId, caller: Caller) -> Job:
         return job_view(plane.visible_job(caller, job_id))
 
-    @app.get("/v1/jobs/{job_id}/logs", response_model=JobLogs, responses=error_responses(401, 404, 503))
-    def job_logs(job_id: str, caller: Caller) -> JobLogs:
+    @app.get("/v1/jobs/{job_id}/logs", response_model=JobLogs, responses=error_responses(401, 404, 422, 503))
+    def job_logs(job_id: PathId, caller: Caller) -> JobLogs:
         row, text, final = plane.logs(caller, job_id)
         return JobLogs(id=row.id, status=JobStatus(row.status), logs=text, final=final)
 
-    @app.post("/v1/jobs/{job_id}/stop", response_model=Job, responses=error_responses(401, 404, 503))
-    def stop_job(job_id: str, caller: Caller) -> Job:
+    @app.post("/v1/jobs/{job_id}/stop", response_model=Job, responses=error_responses(401, 404, 422, 503))
+    def stop_job(job_id: PathId, caller: Caller) -> Job:
+        """Stop a job in any state (queued, starting, running); its ``message`` says what was done."""
         return job_view(plane.stop(caller, job_id))
 
-    @app.get("/v1/templates", response_model=TemplateList, responses=error_responses(401))
+    @app.get("/v1/templates", response_model=TemplateList, responses=error_responses(401, 503))
     def templates(_caller: Caller) -> TemplateList:
         return TemplateList(templates=list_templates())
 
-    @app.get("/v1/tenants", response_model=TenantList, responses=error_responses(401))
+    @app.get("/v1/tenants", response_model=TenantList, responses=error_responses(401, 503))
     def tenants(caller: Caller) -> TenantList:
         return TenantList(tenants=[
             TenantInfo(
@@ -142,8 +151,8 @@ def create_app(
         ])
 
     @app.post("/v1/tenants/{subject}/token", response_model=IssuedToken, status_code=201,
-              responses=error_responses(401, 403, 404))
-    def rotate_token(subject: str, caller: Caller) -> IssuedToken:
+              responses=error_responses(401, 403, 404, 422, 503))
+    def rotate_token(subject: PathId, caller: Caller) -> IssuedToken:
         return IssuedToken(subject=subject, token=plane.rotate_token(caller, subject))
 
     install_metering(app, plane)  # /metrics and /v1/usage

@@ -9,6 +9,7 @@ import time
 from typing import Literal
 
 from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from operators.control_plane.errors import unauthorized
@@ -39,12 +40,20 @@ def hash_token(token: str) -> str:
 
 
 async def principal_from_request(request: Request) -> Principal:
-    """FastAPI dependency: the caller of this request, or 401 (cached: no thread hop, rarely a read)."""
+    """FastAPI dependency: the caller of this request, or 401.
+
+    A cached token costs no thread hop; a lookup reads the database on a worker thread, so a
+    locked database never stalls the event loop.
+    """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise unauthorized("missing bearer token: send 'Authorization: Bearer <tenant token>'")
-    principal = request.app.state.plane.tokens.resolve(hash_token(token.strip()))
+    tokens: TokenCache = request.app.state.plane.tokens
+    token_hash = hash_token(token.strip())
+    hit, principal = tokens.cached(token_hash)
+    if not hit:
+        principal = await run_in_threadpool(tokens.resolve, token_hash)
     if principal is None:
         raise unauthorized("invalid token")
     return principal
@@ -61,11 +70,18 @@ class TokenCache:
         self.ttl = ttl
         self._entries: dict[str, tuple[float, Principal | None]] = {}
 
-    def resolve(self, token_hash: str) -> Principal | None:
-        now = time.monotonic()
+    def cached(self, token_hash: str) -> tuple[bool, Principal | None]:
+        """(whether a fresh answer is cached, that answer)."""
         cached = self._entries.get(token_hash)
-        if cached is not None and now - cached[0] < self.ttl:
-            return cached[1]
+        if cached is not None and time.monotonic() - cached[0] < self.ttl:
+            return True, cached[1]
+        return False, None
+
+    def resolve(self, token_hash: str) -> Principal | None:
+        hit, principal = self.cached(token_hash)
+        if hit:
+            return principal
+        now = time.monotonic()
         row = self.store.find_token(token_hash)
         principal = None if row is None else Principal(subject=row.subject, role=row.role)  # type: ignore[arg-type]
         if len(self._entries) > 10_000:

@@ -1,9 +1,10 @@
 """Dispatch and reconcile: queued jobs go to the backend as their tenant's quota allows, and each
 dispatched job's record follows what the backend reports until the job ends.
 
-A job is billed from when it is observed running: the sync watches jobs about to start closely
-and infers the start from its observations. When a job ends, its final status, times and logs are
-stored, so they outlive the backend's memory of it.
+A job is billed from when it is observed running, never from when the backend accepted it: the
+sync watches jobs about to start closely and infers the start from its observations; a job that
+never ran bills nothing. When a job ends, its final status, times and logs are stored, so they
+outlive the backend's memory of it. A job can be stopped in every state.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from operators.control_plane.backends.base import (
     BackendJobInfo,
     JobNotFound,
     LaunchRequest,
+    PermanentBackendError,
     Resources,
     RuntimeEnv,
 )
 from operators.control_plane.errors import ServiceError
 from operators.control_plane.store import JobRow, Store
+from operators.control_plane.workdir import resolve_working_dir
 from testbed import jobs as J
 from testbed.config import Tenant
 from testbed.jobs import JobSpec, JobStatus
@@ -36,7 +39,7 @@ from testbed.settings import ControlPlaneSettings
 log = logging.getLogger("testbed.control_plane")
 
 # If we last looked at a job longer ago than this, we cannot tell when it started running and
-# bill from the moment the backend accepted it.
+# bill from the look that first saw it started.
 START_OBSERVATION_SLACK_SECONDS = 2.0
 SYNC_BATCH = 16  # job updates per sync transaction
 START_WATCH_INTERVAL_SECONDS = 0.05  # how often jobs about to start are looked at
@@ -44,7 +47,16 @@ START_WATCH_INTERVAL_SECONDS = 0.05  # how often jobs about to start are looked 
 
 def launch_request(row: JobRow, settings: ControlPlaneSettings) -> LaunchRequest:
     """What the backend is asked to run for a job record: budget, driver's share, environment."""
-    spec = JobSpec.model_validate({k: v for k, v in row.spec.items() if k != "kind"})
+    fields = {k: v for k, v in row.spec.items() if k != "kind"}
+    if row.template is None:
+        fields["entrypoint"] = row.entrypoint  # stored once, in the record's own column
+    spec = JobSpec.model_validate(fields)
+    working_dir = None
+    if spec.working_dir is not None:  # again at dispatch: the folder may have changed since admission
+        try:
+            working_dir = resolve_working_dir(spec.working_dir, settings.storage_path, row.tenant)
+        except ServiceError as exc:
+            raise PermanentBackendError(exc.message) from None
     budget = Resources(cpus=row.cpus, gpus=row.gpus, memory=row.memory_bytes)
     request = LaunchRequest(
         job_id=row.id, tenant=row.tenant, region=row.region, entrypoint=row.entrypoint, budget=budget,
@@ -62,23 +74,28 @@ def launch_request(row: JobRow, settings: ControlPlaneSettings) -> LaunchRequest
         **budget.env(),
         J.ENV_RUN_TAGS: json.dumps(request.metadata),
     }
-    return request.model_copy(update={"runtime_env": RuntimeEnv(env_vars=env, working_dir=spec.working_dir)})
+    return request.model_copy(update={"runtime_env": RuntimeEnv(env_vars=env, working_dir=working_dir)})
 
 
 def observed_changes(row: JobRow, info: BackendJobInfo, now: float) -> dict[str, Any]:
-    """The record changes one observation of the backend implies (logs aside), billing start included."""
+    """The record changes one observation of the backend implies (logs aside), billing start included.
+
+    Billing starts at the first look that finds the job started: midway between that look and the
+    previous one (still pending) when they are close, else at that look. A job the backend ended
+    without ever starting it (start timeout, runtime env failure, stopped while pending) keeps
+    ``started_at`` empty and bills nothing. The backend's own start time is its submit time: unused.
+    """
     # The backend's word on a job it holds (e.g. Kueue's reason it waits), else the message the record has.
     changes: dict[str, Any] = {"last_seen_at": now,
                                "message": info.message if info.status.terminal or info.message else row.message}
-    watched = row.last_seen_at is not None and now - row.last_seen_at <= START_OBSERVATION_SLACK_SECONDS
-    if info.status != JobStatus.PENDING and row.started_at is None:
-        # Bill from when it started running: between our last look (still pending) and now. If
-        # we were not watching, bill from when the backend accepted it.
-        seen_start = (row.last_seen_at + now) / 2 if row.last_seen_at is not None else now
-        changes["started_at"] = seen_start if (watched and info.status == JobStatus.RUNNING) else (info.start_time or now)
+    if row.started_at is None and _has_run(info):
+        watched = row.last_seen_at is not None and now - row.last_seen_at <= START_OBSERVATION_SLACK_SECONDS
+        changes["started_at"] = (row.last_seen_at + now) / 2 if watched else now
     if info.status.terminal:
         changes["ended_at"] = info.end_time or now
-        changes["started_at"] = min(changes.get("started_at", row.started_at) or changes["ended_at"], changes["ended_at"])
+        started = changes.get("started_at", row.started_at)
+        if started is not None:
+            changes["started_at"] = min(started, changes["ended_at"])
     changes["status"] = info.status.value
     return changes
 
@@ -86,6 +103,15 @@ def observed_changes(row: JobRow, info: BackendJobInfo, now: float) -> dict[str,
 def _ref(row: JobRow) -> str:
     """The backend's reference of a dispatched job."""
     return row.backend_ref or row.id
+
+
+def _has_run(info: BackendJobInfo) -> bool:
+    """Whether the job's process ever started (a backend that cannot tell: only a success says so)."""
+    if info.status == JobStatus.PENDING:
+        return False
+    if info.status == JobStatus.RUNNING:
+        return True
+    return info.ran if info.ran is not None else info.status == JobStatus.SUCCEEDED
 
 
 class Dispatcher:
@@ -151,7 +177,7 @@ class Dispatcher:
             for row in active:
                 if not row.dispatched:
                     self._try_dispatch(row)
-        return bool(starting) and not self.backend.reports_start_times
+        return bool(starting) and self.backend.watch_starts
 
     # -- dispatch -------------------------------------------------------------------------
     def dispatch(self, row: JobRow) -> JobRow:
@@ -170,6 +196,10 @@ class Dispatcher:
                 return self.store.update_job(row.id, message=reason)
             try:
                 ref = self.backend.submit(launch_request(current, self.settings))
+            except PermanentBackendError as exc:  # retrying gets the same answer: fail it once
+                log.warning("backend refused %s for good: %s", row.id, exc)
+                return self.store.update_job(row.id, status=JobStatus.FAILED.value, ended_at=time.time(), logs="",
+                                             message=f"refused by the backend: {exc}")
             except BackendError as exc:
                 return self.store.update_job(row.id, message=f"queued: waiting for the backend: {exc}")
             return self.store.update_job(row.id, dispatched=True, backend_ref=ref, message="", last_seen_at=time.time())
@@ -228,19 +258,31 @@ class Dispatcher:
             return f"[testbed] logs could not be read when the job ended: {exc}\n"
 
     def stop(self, row: JobRow) -> JobRow:
-        """Stop a job: a queued one is marked STOPPED at once, a dispatched one is stopped by the backend."""
+        """Stop a job in any state; its message says what was done.
+
+        Queued: STOPPED at once. Dispatched but not started: the backend is told to stop it and
+        the record is STOPPED at once, never billed (a backend may hold a pending job until it
+        could start). Running: the backend stops it; the record follows when the backend says so.
+        """
         with self._tenant_locks[row.tenant]:
             row = self.store.get_job(row.id) or row
             if row.terminal:
                 return row
             if not row.dispatched:
-                return self.store.update_job(
-                    row.id, status=JobStatus.STOPPED.value, ended_at=time.time(), message="stopped before it started", logs=""
-                ) or row
+                return self._stopped(row, "stopped while queued: it never reached the backend")
         try:
             self.backend.stop(row.backend_ref or row.id)
         except JobNotFound:
             pass
         except BackendError as exc:
             raise ServiceError(503, "backend_unavailable", str(exc)) from None
-        return self.refresh(self.store.get_job(row.id) or row)
+        row = self.refresh(self.store.get_job(row.id) or row)
+        if row.terminal:
+            return row
+        if row.started_at is None:
+            return self._stopped(row, "stopped while starting: the backend was told to stop it before it ran")
+        return self.store.update_job(row.id, message="stopping: the backend was asked to stop it") or row
+
+    def _stopped(self, row: JobRow, message: str) -> JobRow:
+        return self.store.update_job(row.id, status=JobStatus.STOPPED.value, ended_at=time.time(), message=message,
+                                     logs="") or row

@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
+
+from operators.control_plane.store import DatabaseBusy
 
 from testbed.errors import ErrorBody, format_validation_errors
+from testbed.limits import MAX_BODY_BYTES
+
+log = logging.getLogger("testbed.control_plane")
 
 # The error code of an HTTP status raised outside the control plane's own checks (routing, 401s).
-_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 _DESCRIPTIONS = {
     401: "missing or invalid bearer token",
-    403: "not allowed, or refused at admission (quota, capacity, grant)",
+    403: "not allowed, or refused at admission (quota, capacity, grant, queue cap)",
     404: "no such resource, or not the caller's",
+    413: f"request body over {MAX_BODY_BYTES} bytes",
     422: "invalid request: names the field and the reason",
-    503: "the backend cannot be reached",
+    503: "the database or the backend is not answering (database_unavailable carries Retry-After); retry later",
 }
+RETRY_AFTER_SECONDS = 2
 
 
 class ServiceError(Exception):
@@ -43,11 +53,17 @@ def not_found(what: str) -> ServiceError:
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` for a route: each status answers an ``ErrorBody``."""
-    return {status: {"model": ErrorBody, "description": _DESCRIPTIONS.get(status, "error")} for status in statuses}
+    """OpenAPI ``responses=`` for a route: each status answers an ``ErrorBody`` (503 with ``Retry-After``)."""
+    responses: dict[int | str, dict[str, Any]] = {
+        status: {"model": ErrorBody, "description": _DESCRIPTIONS.get(status, "error")} for status in statuses}
+    if 503 in responses:
+        responses[503]["headers"] = {"Retry-After": {
+            "description": "seconds to wait before retrying (database_unavailable)", "schema": {"type": "string"}}}
+    return responses
 
 
-def _answer(status_code: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_answer(status_code: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """An ``ErrorBody`` answer."""
     body = ErrorBody(error=code, detail=detail).model_dump()
     return JSONResponse(status_code=status_code, content=body, headers=headers)
 
@@ -57,17 +73,40 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ServiceError)
     async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:
-        return _answer(exc.status_code, exc.code, exc.message, exc.headers)
+        return error_answer(exc.status_code, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _answer(422, "invalid_spec", format_validation_errors(exc.errors()))
+        return error_answer(422, "invalid_spec", format_validation_errors(exc.errors()))
 
     @app.exception_handler(HTTPException)
-    async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
-        return _answer(exc.status_code, _CODES.get(exc.status_code, "http_error"), str(exc.detail), exc.headers)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI: a body that is not even text (JSON syntax errors are 422 already)
+            return error_answer(422, "invalid_spec", "body: is not valid UTF-8 JSON")
+        headers = exc.headers
+        if exc.status_code == 405:  # every method of the path, not only the first route's
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+        return error_answer(exc.status_code, _CODES.get(exc.status_code, "http_error"), str(exc.detail), headers)
+
+    async def _database(_request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return error_answer(503, "database_unavailable", "the control plane's database is not answering; retry shortly",
+                            {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    app.add_exception_handler(SQLAlchemyError, _database)
+    app.add_exception_handler(DatabaseBusy, _database)
 
     @app.exception_handler(Exception)
     async def _crash(_request: Request, _exc: Exception) -> JSONResponse:
         # Starlette answers with this, then re-raises the exception for the server to log.
-        return _answer(500, "internal_error", "the control plane failed to answer; see its log")
+        return error_answer(500, "internal_error", "the control plane failed to answer; see its log")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods the routes of the request's path answer."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)

@@ -35,7 +35,7 @@ class ControlPlane:
         # The same ledger meters usage for /metrics and /v1/usage and for the grant check.
         self.ledger = Ledger(self.store)
         self.ledger.install()
-        self.admission = Admission(self.stack, self.store, self.backend, self.ledger)
+        self.admission = Admission(self.stack, self.store, self.backend, self.ledger, settings)
         self.dispatcher = Dispatcher(settings, self.tenants, self.store, self.backend)
         self.issuer = TokenIssuer(self.store, self.tokens, self.tenants, self.stack.region.id, settings.credentials_dir,
                                   settings.operator_token_sha256)
@@ -69,9 +69,10 @@ class ControlPlane:
             row = self.dispatcher.refresh(row)
         return row
 
-    def list_jobs(self, principal: Principal, status: JobStatus | None = None, limit: int | None = None) -> list[JobRow]:
+    def list_jobs(self, principal: Principal, status: JobStatus | None = None, limit: int | None = None,
+                  after: tuple[float, str] | None = None) -> list[JobRow]:
         tenant = None if principal.is_operator else principal.subject
-        return self.store.list_jobs(tenant=tenant, status=status, limit=limit)
+        return self.store.list_jobs(tenant=tenant, status=status, limit=limit, after=after)
 
     def logs(self, principal: Principal, job_id: str) -> tuple[JobRow, str, bool]:
         """(job, its output so far, whether that output is final)."""

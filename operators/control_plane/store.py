@@ -19,9 +19,11 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    and_,
     create_engine,
     event,
     func,
+    or_,
     select,
 )
 from sqlalchemy.engine import Engine
@@ -30,6 +32,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from testbed.jobs import TERMINAL_STATUSES, JobStatus
 
 LOG_LIMIT_BYTES = 1_000_000  # stored logs keep the last MB of a job's output
+# A locked or unreachable database fails a request after this long (the API answers 503) instead of hanging.
+DB_TIMEOUT_SECONDS = 3.0
 
 
 class Base(DeclarativeBase):
@@ -83,18 +87,42 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={int(DB_TIMEOUT_SECONDS * 1000)}")
     cursor.close()
 
 
 def make_engine(url: str) -> Engine:
     """An engine for SQLite (WAL, shared across threads) or any SQLAlchemy URL."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10}, pool_size=8)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": DB_TIMEOUT_SECONDS},
+                               pool_size=8, pool_timeout=DB_TIMEOUT_SECONDS)
         event.listen(engine, "connect", _sqlite_pragmas)
+    elif url.startswith("postgresql"):
+        ms = int(DB_TIMEOUT_SECONDS * 1000)
+        engine = create_engine(url, pool_pre_ping=True, pool_timeout=DB_TIMEOUT_SECONDS, connect_args={
+            "connect_timeout": int(DB_TIMEOUT_SECONDS),
+            "options": f"-c lock_timeout={ms} -c statement_timeout={ms * 5}"})
     else:
         engine = create_engine(url, pool_pre_ping=True)
     return engine
+
+
+class DatabaseBusy(RuntimeError):
+    """A write waited ``DB_TIMEOUT_SECONDS`` for its turn (the API answers 503)."""
+
+
+class _TimedLock:
+    """The in-process writer queue, waited on no longer than the database itself would be."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(timeout=DB_TIMEOUT_SECONDS):
+            raise DatabaseBusy(f"the database stayed locked for {DB_TIMEOUT_SECONDS:g} s")
+
+    def __exit__(self, *_exc: object) -> None:
+        self._lock.release()
 
 
 class Store:
@@ -109,7 +137,7 @@ class Store:
         # SQLite has one writer at a time and its busy handler backs off in sleeps of up to
         # 100 ms; queueing writers on a lock in this process is far faster under concurrency.
         self.inline_writes = url.startswith("sqlite")
-        self._write_lock = threading.Lock() if self.inline_writes else nullcontext()
+        self._write_lock = _TimedLock() if self.inline_writes else nullcontext()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -153,9 +181,14 @@ class Store:
             return s.get(JobRow, job_id)
 
     def list_jobs(
-        self, tenant: str | None = None, status: JobStatus | None = None, limit: int | None = None
+        self, tenant: str | None = None, status: JobStatus | None = None, limit: int | None = None,
+        after: tuple[float, str] | None = None,
     ) -> list[JobRow]:
-        query = select(JobRow).order_by(JobRow.submitted_at.desc())
+        """Newest first; ``after`` (submitted_at, id) of the last job of the previous page starts the next."""
+        query = select(JobRow).order_by(JobRow.submitted_at.desc(), JobRow.id.desc())
+        if after is not None:
+            query = query.where(or_(JobRow.submitted_at < after[0],
+                                    and_(JobRow.submitted_at == after[0], JobRow.id < after[1])))
         if tenant is not None:
             query = query.where(JobRow.tenant == tenant)
         if status is not None:

@@ -11,10 +11,11 @@ from fastapi.responses import Response
 from prometheus_client import CollectorRegistry
 
 from operators.control_plane.auth import Principal, principal_from_request
-from operators.control_plane.errors import error_responses, not_found
+from operators.control_plane.errors import ServiceError, error_responses, not_found
 from operators.metering.exporter import TEXT_CONTENT_TYPE, render_text
 from operators.metering.ledger import Ledger, TenantMeter
 from testbed.config import StackConfig
+from testbed.limits import MAX_ID_CHARS
 from testbed.usage import BurnPoint, TenantUsage, UsageReport
 
 
@@ -55,15 +56,20 @@ def build_report(
 def make_router(ledger: Ledger, stack: Callable[[], StackConfig], registry: CollectorRegistry) -> APIRouter:
     router = APIRouter()
 
-    @router.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
-        """Prometheus text format, unauthenticated (scraped from inside the cluster)."""
+    @router.get("/metrics", tags=["usage"], response_class=Response, responses={
+        200: {"description": "Prometheus text exposition", "content": {TEXT_CONTENT_TYPE: {"schema": {"type": "string"}}}},
+        **error_responses(401, 403, 503)})
+    def metrics(caller: Annotated[Principal, Depends(principal_from_request)]) -> Response:
+        """Prometheus text format, for the operator token only (every tenant's usage and grant is in it);
+        a tenant reads its own usage from ``/v1/usage``."""
+        if not caller.is_operator:
+            raise ServiceError(403, "forbidden", "/metrics is for the operator token; tenants read /v1/usage")
         return Response(render_text(registry), media_type=TEXT_CONTENT_TYPE)
 
-    @router.get("/v1/usage", response_model=UsageReport, tags=["usage"], responses=error_responses(401, 404, 422))
+    @router.get("/v1/usage", response_model=UsageReport, tags=["usage"], responses=error_responses(401, 404, 422, 503))
     def usage(
         caller: Annotated[Principal, Depends(principal_from_request)],
-        tenant: str | None = None,
+        tenant: Annotated[str | None, Query(max_length=MAX_ID_CHARS)] = None,
         series: Annotated[bool, Query(description="add each tenant's cumulative GPU-seconds over time")] = False,
     ) -> Any:
         """Allocated use per tenant: a tenant token sees its own, the operator token every tenant."""

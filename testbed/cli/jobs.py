@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,6 +17,7 @@ from testbed.config import parse_memory
 from testbed.errors import format_validation_errors
 from testbed.jobs import Job, JobLogs, JobSpec, JobStatus
 from testbed.tables import model_table
+from testbed.templates import TemplateError, get_template
 
 JOB_COLUMNS = ["id", "tenant", "name", "status", "cpus", "gpus", "submitted_at", "started_at", "ended_at"]
 
@@ -31,6 +32,16 @@ def _parse_pairs(pairs: list[str], what: str) -> dict[str, str]:
     return out
 
 
+def _typed_params(template: str, raw: dict[str, str]) -> dict[str, Any]:
+    """``--param`` text as each param's type (the API takes JSON numbers and booleans); text the
+    template's own parser refuses is sent as it is, for the control plane to say why."""
+    try:
+        typed = get_template(template).params_model.model_validate(raw).model_dump()
+    except (TemplateError, ValidationError):
+        return dict(raw)
+    return {name: typed[name] for name in raw}
+
+
 def build_spec(args: argparse.Namespace) -> JobSpec:
     """The job spec the submit flags describe, checked here before anything is sent."""
     if args.command_argv and args.template:
@@ -40,12 +51,12 @@ def build_spec(args: argparse.Namespace) -> JobSpec:
     if args.param and not args.template:
         raise CliError("--param only applies with --template")
     fields: dict[str, Any] = {"entrypoint": shlex.join(args.command_argv)} if args.command_argv else {
-        "template": args.template, "params": _parse_pairs(args.param, "--param")}
+        "template": args.template, "params": _typed_params(args.template, _parse_pairs(args.param, "--param"))}
     if args.working_dir:
-        path = Path(args.working_dir)
-        if not path.is_dir():
-            raise CliError(f"--working-dir {args.working_dir!r} is not a folder")
-        fields["working_dir"] = str(path.absolute())
+        if os.path.isabs(args.working_dir):
+            raise CliError(f"--working-dir {args.working_dir!r}: name a folder in your code folder on the testbed "
+                           "(<storage>/<tenant>/code/), e.g. `--working-dir mycode`, not a path on this machine")
+        fields["working_dir"] = os.path.normpath(args.working_dir)
     fields.update({name: getattr(args, name) for name in ("name", "cpus", "gpus") if getattr(args, name) is not None})
     if args.memory is not None:
         try:

@@ -10,11 +10,13 @@ from typing import Callable
 
 from testbed.client import testbed_home
 from testbed.config import load_region
-from testbed.local.components import COMPONENTS
+from testbed.local.adopt import adopt, running_instances
+from testbed.local.components import COMPONENTS, Component
 from testbed.local.errors import LocalTestbedError
 from testbed.local.processes import sweep_instance
 from testbed.local.state import ComponentState, ComponentStatus, LocalState, StateFolder, TestbedStatus
 from testbed.local.supervisor import Supervisor
+from testbed.settings import ControlPlaneSettings
 
 
 class LocalTestbed:
@@ -52,7 +54,7 @@ class LocalTestbed:
         """Start whatever is not running and healthy; return when all three are healthy."""
         load_region(region)  # fail fast on a bad stack file
         self.home.mkdir(parents=True, exist_ok=True)
-        state = self.folder.load()
+        state = self.folder.load() or self._adopt(region)
         if state is not None and state.region != region and self._any_running(state):
             raise LocalTestbedError(
                 f"the testbed in {self.home} runs region {state.region!r}; `testbed down` first to switch to {region!r}"
@@ -61,12 +63,16 @@ class LocalTestbed:
             state = LocalState(instance=secrets.token_hex(6), region=region, num_cpus=num_cpus or os.cpu_count() or 2)
         elif num_cpus and num_cpus != state.num_cpus and not self.supervisor.running(state, "ray"):
             state.num_cpus = num_cpus
+        if "control_plane" not in state.components:
+            self._keep_control_plane_port(state)
         self.folder.prepare()
         started = time.monotonic()
         for component in COMPONENTS:
             if self.supervisor.healthy(state, component):
                 self.progress(f"{component.name}: already running")
                 continue
+            if component.runs_jobs:
+                self._sweep_orphans(state, component)
             self.supervisor.start(state, component, deadline=started + timeout)
             self.progress(f"{component.name}: healthy after {time.monotonic() - started:.1f}s")
         if state.started_at is None:
@@ -76,6 +82,31 @@ class LocalTestbed:
 
     def _any_running(self, state: LocalState) -> bool:
         return any(self.supervisor.running(state, c.name) for c in COMPONENTS)
+
+    def _adopt(self, region: str) -> LocalState | None:
+        """A testbed still running from this folder though state.json is lost: adopted, never doubled."""
+        state = adopt(self.folder, region)
+        if state is not None:
+            self.progress(f"state.json was missing or unreadable: adopted the running testbed "
+                          f"({', '.join(state.components) or 'no component'} of instance {state.instance})")
+            self.folder.save(state)
+        return state
+
+    def _keep_control_plane_port(self, state: LocalState) -> None:
+        """A fresh state starts the control plane on the port its settings file last recorded, if free."""
+        try:
+            port = ControlPlaneSettings.from_file(self.folder.settings_file).port
+        except ValueError:
+            return
+        state.components["control_plane"] = ComponentState(ports={"http": port})
+
+    def _sweep_orphans(self, state: LocalState, component: Component) -> None:
+        """Before Ray starts again: stop job drivers of this instance that outlived the last Ray."""
+        self.supervisor.stop(state, component.name, component.stop_grace)
+        running = {c.pid for name, c in state.components.items() if c.pid and self.supervisor.running(state, name)}
+        orphans = sweep_instance(state.instance, keep_groups=running)
+        if orphans:
+            self.progress(f"stopped {orphans} orphaned job process(es) left by a Ray that had stopped")
 
     # -- status ---------------------------------------------------------------------------
     def status(self) -> TestbedStatus:
@@ -108,11 +139,14 @@ class LocalTestbed:
     def down(self, timeout: float = 30.0) -> list[str]:
         """Stop every component and its helpers; return what was stopped. Data stays."""
         state = self.folder.load()
-        if state is None:
-            return []
+        if state is None:  # state.json lost: stop whatever still runs from this folder
+            instances = running_instances(self.folder)
+            for instance in instances:
+                self.progress(f"stopped {sweep_instance(instance)} process(es) of instance {instance} (no state.json)")
+            return [f"instance {i}" for i in sorted(instances)]
         stopped = []
         for component in reversed(COMPONENTS):  # control plane first: it finishes its sync round
-            if self.supervisor.stop(state, component.name, timeout):
+            if self.supervisor.stop(state, component.name, min(timeout, component.stop_grace)):
                 stopped.append(component.name)
                 self.progress(f"{component.name}: stopped")
         leftovers = sweep_instance(state.instance)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from typing import Collection
 
 import psutil
 
@@ -58,21 +59,30 @@ def stop_process_group(pid: int, timeout: float = 30.0) -> None:
     _reap(pid)
 
 
-def instance_processes(instance: str) -> list[int]:
-    """Live processes carrying this testbed's marker in their environment (this one excluded)."""
+def instance_processes(instance: str, keep_groups: Collection[int] = ()) -> list[int]:
+    """Live processes carrying this testbed's marker in their environment (this one excluded),
+    except members of the process groups ``keep_groups``."""
     found = []
     for proc in psutil.process_iter(["environ", "status"], ad_value=None):  # None: not ours to read
         environ = proc.info["environ"] or {}
         if (environ.get(MARKER_ENV) == instance and proc.pid != os.getpid()
-                and proc.info["status"] != psutil.STATUS_ZOMBIE):
+                and proc.info["status"] != psutil.STATUS_ZOMBIE and _group(proc.pid) not in keep_groups):
             found.append(proc.pid)
     return found
 
 
-def sweep_instance(instance: str) -> int:
-    """Stop every process of this instance that escaped its process group; return how many."""
+def _group(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def sweep_instance(instance: str, keep_groups: Collection[int] = ()) -> int:
+    """Stop every process of this instance outside ``keep_groups`` (escaped helpers, orphaned job
+    drivers); return how many."""
     procs = []
-    for pid in instance_processes(instance):
+    for pid in instance_processes(instance, keep_groups):
         try:
             procs.append(psutil.Process(pid))
         except psutil.NoSuchProcess:

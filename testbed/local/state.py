@@ -104,6 +104,11 @@ class StateFolder:
         return self.home / "credentials"
 
     @property
+    def settings_file(self) -> Path:
+        """The control plane's settings, written at each start (its port survives a lost state.json)."""
+        return self.home / "control-plane.json"
+
+    @property
     def database_url(self) -> str:
         return f"sqlite:///{self.home / 'control-plane.db'}"
 
@@ -140,13 +145,16 @@ class StateFolder:
     def ray_token_file(self) -> Path:
         return self.credentials_dir / "ray.token"
 
-    def ray_auth_env(self) -> dict[str, str]:
+    def ray_auth_env(self, by_value: bool = False) -> dict[str, str]:
         """Ray token auth for this testbed: only holders of its token reach Ray directly.
 
-        Tenants go through the control plane; the Ray token is the local operator's.
+        Tenants go through the control plane; the Ray token is the local operator's. ``by_value``
+        (Ray's own environment, which jobs inherit) passes the token, not the credentials path.
         """
         if not self.ray_token_file.exists():
             write_secret(self.ray_token_file, secrets.token_hex(32))
+        if by_value:
+            return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.ray_token_file.read_text().strip()}
         return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.ray_token_file)}
 
     def ray_auth_headers(self) -> dict[str, str]:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from testbed.local.components import Component
+from testbed.local.components import Component, job_environ, jobs_dir
 from testbed.local.errors import ComponentExited, LocalTestbedError
 from testbed.local.ports import allocate_ports
 from testbed.local.processes import MARKER_ENV, pid_alive, stop_process_group
@@ -35,7 +35,7 @@ class Supervisor:
         """Start one component and wait until healthy; one retry on fresh ports if it dies starting."""
         name = component.name
         for attempt in (1, 2):
-            self.stop(state, name)
+            self.stop(state, name, component.stop_grace)
             self.progress(f"{name}: starting" + (" again on fresh ports" if attempt == 2 else ""))
             previous = state.components[name].ports if attempt == 1 and name in state.components else {}
             state.components[name] = ComponentState(ports=allocate_ports(component.ports, previous))
@@ -45,13 +45,13 @@ class Supervisor:
                 self._wait_healthy(state, component, deadline)
                 return
             except ComponentExited:  # a stale or taken port is the usual cause
-                self.stop(state, name)  # its helpers too
+                self.stop(state, name, component.stop_grace)  # its helpers too
                 self.folder.save(state)
                 if attempt == 2:
                     raise
 
     def stop(self, state: LocalState, name: str, timeout: float = 30.0) -> bool:
-        """Stop the component's process group; whether it was running."""
+        """Stop the component's process group (SIGKILL after ``timeout`` s); whether it was running."""
         component = state.components.get(name)
         if component is None or not component.pid:
             return False
@@ -62,12 +62,14 @@ class Supervisor:
 
     def _spawn(self, state: LocalState, component: Component) -> None:
         argv = component.command(self.folder, state)
-        env = {**os.environ, **component.env(self.folder, state), MARKER_ENV: state.instance}
+        # What tenants' jobs inherit names no platform path; the instance marker is an opaque id.
+        inherited = job_environ(os.environ) if component.runs_jobs else os.environ
+        env = {**inherited, **component.env(self.folder, state), MARKER_ENV: state.instance}
         log_path = self.folder.log_file(component.name)
         with open(log_path, "ab") as log:
             process = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, cwd=self.folder.home, start_new_session=True,
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                cwd=jobs_dir(state) if component.runs_jobs else self.folder.home, start_new_session=True,
             )
         state.components[component.name].pid = process.pid
         state.components[component.name].log = str(log_path)

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from testbed.client import TestbedError
 from testbed.jobs import Job
-from testbed.local import Component, ComponentExited, LocalState, StateFolder, instance_processes
+from testbed.local import Component, ComponentExited, LocalState, StateFolder, instance_processes, stop_process_group
 from testbed.local.supervisor import Supervisor
 
 ALICE = "changwon-precision"
@@ -124,6 +127,60 @@ def test_control_plane_crash_mid_job_loses_nothing(local_testbed):
     assert "survived" in local_testbed.client(ALICE).logs(job.id).logs
 
 
+def test_job_environment_names_no_platform_path(local_testbed):
+    """A job inherits no path to the credentials or the state folder, and runs outside it."""
+    script = ("import json, os; print('ENV=' + json.dumps(dict(os.environ))); print('CWD=' + os.getcwd())")
+    alice = local_testbed.client(ALICE)
+    job = alice.wait(alice.submit(entrypoint=f"python -c \"{script}\"").id, timeout=120)
+    assert job.status == "SUCCEEDED", alice.logs(job.id).logs
+    lines = alice.logs(job.id).logs.splitlines()
+    env = json.loads(next(line for line in lines if line.startswith("ENV="))[4:])
+    cwd = next(line for line in lines if line.startswith("CWD="))[4:]
+    assert not {"RAY_AUTH_TOKEN_PATH", "TESTBED_HOME", "TESTBED_CONTROL_PLANE_SETTINGS"} & set(env)
+    credentials = str(local_testbed.home / "credentials")
+    assert not [k for k, v in env.items() if credentials in v or str(local_testbed.home / "control-plane") in v]
+    assert not cwd.startswith(str(local_testbed.home))
+
+
+def test_corrupt_state_is_adopted_never_doubled(local_testbed):
+    before = {n: (c.pid, c.ports) for n, c in local_testbed.state.components.items()}
+    url = local_testbed.control_plane_url
+    local_testbed.testbed.folder.state_file.write_text("{not json")
+    local_testbed.testbed.up(region="gyeongnam")
+    assert {n: (c.pid, c.ports) for n, c in local_testbed.state.components.items()} == before
+    heads = [p for p in psutil.process_iter(["cmdline"]) if {"start", "--head"} <= set(p.info["cmdline"] or [])
+             and any(str(local_testbed.home) in a for a in p.info["cmdline"])]  # one `ray start --head`
+    assert len(heads) == 1 and local_testbed.control_plane_url == url
+
+
+def test_control_plane_keeps_its_port_after_a_crash(local_testbed):
+    url = local_testbed.control_plane_url
+    with httpx.Client() as kept_alive:  # its connection lingers in TIME_WAIT once the server dies
+        kept_alive.get(url + "/healthz")
+        local_testbed.restart_control_plane(crash=True)
+    assert local_testbed.control_plane_url == url
+    pid = local_testbed.state.components["control_plane"].pid
+    local_testbed.testbed.folder.state_file.unlink()  # state lost and the plane down: its settings file keeps the port
+    os.killpg(pid, signal.SIGKILL)
+    stop_process_group(pid, timeout=15)
+    local_testbed.testbed.up(region="gyeongnam")
+    assert local_testbed.control_plane_url == url
+
+
+def test_up_stops_job_drivers_that_outlived_ray(local_testbed):
+    alice = local_testbed.client(ALICE)
+    job = alice.submit(entrypoint="python -c 'import time; time.sleep(600)'")
+    wait_for_status(alice, job.id, "RUNNING")
+    drivers = [p.pid for p in psutil.process_iter(["cmdline"]) if "time.sleep(600)" in " ".join(p.info["cmdline"] or [])]
+    assert drivers
+    os.killpg(local_testbed.state.components["ray"].pid, signal.SIGKILL)  # Ray crashes; its drivers do not
+    time.sleep(1)
+    assert any(psutil.pid_exists(pid) for pid in drivers)
+    local_testbed.testbed.up(region="gyeongnam")
+    assert not [pid for pid in drivers if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert local_testbed.client(ALICE).wait(job.id, timeout=30).status == "FAILED"  # lost, not running unmetered
+
+
 def test_down_leaves_no_process_and_up_keeps_history(local_testbed):
     alice = local_testbed.client(ALICE)
     done = alice.wait(alice.submit(entrypoint="python -c 'print(\"kept after down\")'").id, timeout=60)
@@ -132,7 +189,9 @@ def test_down_leaves_no_process_and_up_keeps_history(local_testbed):
     wait_for_status(alice, lost.id, "RUNNING")
     instance = local_testbed.instance
 
+    started = time.monotonic()
     result = cli(local_testbed, "down", check=True)
+    assert time.monotonic() - started < 12  # Ray's group no longer sits out a 30 s SIGTERM timeout
     assert "stopped" in result.stdout
     assert instance_processes(instance) == []
     assert json.loads(cli(local_testbed, "status", "--json").stdout)["running"] is False

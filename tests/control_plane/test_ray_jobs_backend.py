@@ -13,6 +13,7 @@ from operators.control_plane.backends.base import (
     BackendError,
     JobNotFound,
     LaunchRequest,
+    PermanentBackendError,
     Resources,
     RuntimeEnv,
 )
@@ -122,3 +123,37 @@ def test_launch_request_refuses_a_driver_share_beyond_the_budget():
     with pytest.raises(ValueError, match="exceeds the job's budget"):
         LaunchRequest(job_id="job-1", tenant="acme", region="gyeongnam", entrypoint="true",
                       budget=Resources(cpus=1, gpus=0, memory=GIB), driver=Resources(cpus=2, gpus=0, memory=GIB))
+
+
+BAD_RUNTIME_ENV = RuntimeError("Request failed with status code 400: Traceback (most recent call last):\n"
+                               "  File \"job_head.py\", line 1\n"
+                               "ValueError: runtime_env field 'pip' must be a list of strings")
+
+
+@pytest.mark.parametrize(("failure", "reason"), [
+    (BAD_RUNTIME_ENV, "ValueError: runtime_env field 'pip' must be a list of strings"),
+    (RuntimeError("Request failed with status code 413: Request Entity Too Large"),
+     "Request failed with status code 413: Request Entity Too Large"),
+    (ValueError("working_dir must be an existing directory"), "working_dir must be an existing directory"),
+])
+def test_a_refusal_that_cannot_change_is_permanent(failure, reason):
+    with pytest.raises(PermanentBackendError) as err:
+        backend_with(FakeClient(fail=failure)).submit(request())
+    assert str(err.value) == f"Ray refused job job-1: {reason}"
+
+
+def test_timing_failures_stay_transient():
+    for failure in (BROKEN, RuntimeError("Request failed with status code 429: Too Many Requests"), TimeoutError()):
+        err = translate_ray_error(failure, "Ray refused job", "job-1")
+        assert type(err) is BackendError
+
+
+def test_info_says_whether_the_driver_ever_started():
+    client = FakeClient()
+    client.get_job_info = lambda ref: SimpleNamespace(  # a job whose supervisor never started
+        status="FAILED", message="Job supervisor actor failed to start within 900.0 seconds.",
+        start_time=1_000_000, end_time=1_900_000, driver_node_id=None, driver_exit_code=None)
+    assert backend_with(client).info("job-1").ran is False
+    client.get_job_info = lambda ref: SimpleNamespace(
+        status="FAILED", message="exit 3", start_time=1, end_time=2, driver_node_id="abc", driver_exit_code=3)
+    assert backend_with(client).info("job-1").ran is True

@@ -37,6 +37,7 @@ def test_capacity_is_one_node_not_the_pool(stacks):
         settings = _settings(stack)
         assert settings.capacity_gpus == max(p.gpus_per_node for p in stack.node_pools)
         assert settings.capacity_cpus == max(p.cpus_per_node for p in stack.node_pools)
+        assert settings.capacity_memory == max(p.memory_per_node for p in stack.node_pools)
         discriminating |= settings.capacity_gpus < max(p.max_gpus for p in stack.node_pools)
     assert discriminating  # some stack has a multi-node pool, so pool size and node size differ
 

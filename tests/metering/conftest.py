@@ -58,10 +58,11 @@ def ledger(store: Store) -> Ledger:
 
 @pytest.fixture()
 def prometheus(prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory):
-    """Factory: ``with prometheus(control_plane_url) as prom:`` a real Prometheus scraping it every second."""
+    """Factory: ``with prometheus(control_plane_url, token=operator_token) as prom:`` a real Prometheus scraping
+    it every second with the operator token (/metrics answers nothing else)."""
     from .prometheus import PrometheusServer
 
-    def start(target_url: str, region: str = "gyeongnam") -> PrometheusServer:
-        return PrometheusServer(prometheus_binary, tmp_path_factory.mktemp("prometheus"), target_url, region)
+    def start(target_url: str, token: str, region: str = "gyeongnam") -> PrometheusServer:
+        return PrometheusServer(prometheus_binary, tmp_path_factory.mktemp("prometheus"), target_url, region, token)
 
     return start

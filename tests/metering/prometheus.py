@@ -19,9 +19,9 @@ RULES_FILE = Path(__file__).resolve().parents[2] / "operators" / "metering" / "r
 
 
 class PrometheusServer:
-    """Scrapes one control plane every ``interval`` seconds, with region as a target label."""
+    """Scrapes one control plane every ``interval`` seconds with the operator token, region as a target label."""
 
-    def __init__(self, binary: str, workdir: Path, target_url: str, region: str, interval: float = 1.0):
+    def __init__(self, binary: str, workdir: Path, target_url: str, region: str, token: str, interval: float = 1.0):
         target = urlparse(target_url)
         assert target.hostname == "127.0.0.1", "tests scrape only 127.0.0.1"
         self.binary = binary
@@ -35,14 +35,20 @@ class PrometheusServer:
                 "job_name": "testbed-control-plane",
                 "honor_labels": True,  # testbed_tenant_info's own region label is the same value
                 "metrics_path": "/metrics",
+                # /metrics answers the operator token only (the ServiceMonitor's bearer token in a cluster)
+                "authorization": {"type": "Bearer", "credentials_file": str(workdir / "operator.token")},
                 "static_configs": [{"targets": [target.netloc], "labels": {"region": region}}],
             }],
         }
+        self.token = token
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> "PrometheusServer":
         config = self.workdir / "prometheus.yml"
         config.write_text(yaml.safe_dump(self.config))
+        token_file = self.workdir / "operator.token"
+        token_file.write_text(self.token)
+        token_file.chmod(0o600)
         self.log = open(self.workdir / "prometheus.log", "wb")
         self.process = subprocess.Popen(
             [self.binary, f"--config.file={config}", f"--storage.tsdb.path={self.workdir / 'tsdb'}",

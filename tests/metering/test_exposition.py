@@ -110,7 +110,8 @@ def test_promtool_finds_nothing_to_lint_on_a_real_scrape(noop_plane, promtool: s
     store = noop_plane.plane.store
     add_job(store, stack.tenants[0].id, "SUCCEEDED", started=T0, ended=T0 + 100, cpus=2, gpus=1, gpu_model="l4")
     add_job(store, stack.tenants[1].id, "RUNNING", started=T0, last_seen=T0 + 5, cpus=1)
-    response = httpx.get(f"{noop_plane.url}/metrics", timeout=10)  # no token: /metrics is open to the scraper
+    operator = {"Authorization": f"Bearer {noop_plane.token('operator')}"}
+    response = httpx.get(f"{noop_plane.url}/metrics", headers=operator, timeout=10)  # the scraper holds the operator token
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     assert "testbed_tenant_cpu_requested_seconds_total" in response.text

@@ -38,8 +38,13 @@ def usage(testbed, tenant: str) -> dict[str, Any]:
     return row.model_dump(mode="json")
 
 
+def operator_auth(testbed) -> dict[str, str]:
+    """/metrics answers the operator token only."""
+    return {"Authorization": f"Bearer {testbed.operator_token}"}
+
+
 def exposed_cpu_seconds(testbed) -> dict[str, float]:
-    text = httpx.get(f"{testbed.control_plane_url}/metrics", timeout=10).text
+    text = httpx.get(f"{testbed.control_plane_url}/metrics", headers=operator_auth(testbed), timeout=10).text
     for family in text_string_to_metric_families(text):
         if family.name == "testbed_tenant_cpu_requested_seconds":
             return {s.labels["tenant"]: s.value for s in family.samples}
@@ -112,7 +117,7 @@ def test_a_running_job_is_metered_while_it_runs(metered) -> None:
 
 
 def test_exposition_matches_requested_cpus_times_run_time(local_testbed, metered, promtool) -> None:
-    scrape = httpx.get(f"{local_testbed.control_plane_url}/metrics", timeout=10).content
+    scrape = httpx.get(f"{local_testbed.control_plane_url}/metrics", headers=operator_auth(local_testbed), timeout=10).content
     lint = subprocess.run([promtool, "check", "metrics"], input=scrape, capture_output=True, timeout=60)
     assert lint.returncode == 0 and not (lint.stdout + lint.stderr).strip(), lint.stdout + lint.stderr
     exposed = exposed_cpu_seconds(local_testbed)
@@ -124,7 +129,7 @@ def test_exposition_matches_requested_cpus_times_run_time(local_testbed, metered
 
 
 def test_prometheus_scraping_the_local_testbed_agrees_with_the_ledger(local_testbed, metered, prometheus) -> None:
-    with prometheus(local_testbed.control_plane_url) as prom:
+    with prometheus(local_testbed.control_plane_url, token=local_testbed.operator_token) as prom:
         prom.wait_for_scrape(after=time.time())
         for tenant in metered["tenants"]:
             ledger = usage(local_testbed, tenant)

@@ -21,7 +21,7 @@ def test_promql_agrees_with_the_ledger(noop_plane, prometheus, stack: StackConfi
     ledger = noop_plane.app.state.metering_ledger
     report = {t.tenant: t for t in build_report(ledger, noop_plane.plane.stack).tenants}
 
-    with prometheus(noop_plane.url) as prom:
+    with prometheus(noop_plane.url, token=noop_plane.token("operator")) as prom:
         prom.wait_for_scrape(after=time.time())
         assert prom.value('up{job="testbed-control-plane"}') == 1
         for tenant in (first.id, second.id):

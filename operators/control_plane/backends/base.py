@@ -16,6 +16,10 @@ class BackendError(RuntimeError):
     """The backend could not be reached or refused the call; the message says why."""
 
 
+class PermanentBackendError(BackendError):
+    """The backend refused the job for good (too large, a bad runtime env): retrying cannot help."""
+
+
 class JobNotFound(BackendError):
     """The backend does not know the job (e.g. the Ray cluster was restarted)."""
 
@@ -104,6 +108,7 @@ class BackendJobInfo(BaseModel):
     message: str = ""
     start_time: float | None = None
     end_time: float | None = None
+    ran: bool | None = Field(default=None, description="whether the job's process ever started (None: unknown)")
 
 
 class PodRequests(BaseModel):
@@ -121,6 +126,7 @@ class Capacity(BaseModel):
 
     cpus: float | None = None
     gpus: float | None = None
+    memory: int | None = Field(default=None, description="bytes")
 
 
 class Backend(abc.ABC):
@@ -130,8 +136,10 @@ class Backend(abc.ABC):
     # The backend queues dispatched jobs against the tenants' quotas itself (Kueue): the control plane hands
     # every admitted job over at once and keeps no queue of its own.
     queues_jobs: bool = False
-    # ``info`` carries when a job started running (not only that it did): the sync need not watch starts closely.
-    reports_start_times: bool = False
+    # Billing starts at the first look that finds a job running, so the sync looks at starting jobs every 50 ms.
+    # A backend whose every look costs API calls (Kubernetes) turns this off: billing then starts at the sync
+    # round (seconds apart) that first sees the job running.
+    watch_starts: bool = True
 
     @abc.abstractmethod
     def submit(self, request: LaunchRequest) -> str:

@@ -10,11 +10,11 @@ from testbed.settings import ControlPlaneSettings
 
 def make_backend(settings: ControlPlaneSettings, stack: StackConfig) -> Backend:
     """Build the configured backend (implementations are imported only when chosen)."""
-    capacity = Capacity(cpus=settings.capacity_cpus, gpus=settings.capacity_gpus)
+    capacity = Capacity(cpus=settings.capacity_cpus, gpus=settings.capacity_gpus, memory=settings.capacity_memory)
     if settings.backend == "noop":
         from operators.control_plane.backends.noop import NoopBackend
 
-        return NoopBackend()
+        return NoopBackend(capacity)
     if settings.backend == "kuberay":
         from operators.control_plane.backends.kuberay import RayJobOptions, resolve_targets
         from operators.control_plane.backends.kuberay_backend import KubeRayBackend

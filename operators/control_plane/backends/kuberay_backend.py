@@ -94,7 +94,7 @@ class KubeRayBackend(Backend):
 
     name = "kuberay"
     queues_jobs = True  # Kueue admits the suspended RayJobs against the tenants' ClusterQueues
-    reports_start_times = True  # the RayJob's status carries Ray's own start time of the job
+    watch_starts = False  # each look lists RayJobs and Workloads: no 50 ms watch (billing starts within a round)
 
     def __init__(self, targets: dict[str, Target], options: RayJobOptions | None = None,
                  custom_api: Any = None, core_api: Any = None, capacity: Capacity | None = None):

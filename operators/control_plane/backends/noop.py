@@ -5,14 +5,15 @@ from __future__ import annotations
 import threading
 import time
 
-from operators.control_plane.backends.base import Backend, BackendJobInfo, JobNotFound, LaunchRequest
+from operators.control_plane.backends.base import Backend, BackendJobInfo, Capacity, JobNotFound, LaunchRequest
 from testbed.jobs import JobStatus
 
 
 class NoopBackend(Backend):
     name = "noop"
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: Capacity | None = None) -> None:
+        self._capacity = capacity or Capacity()
         self._jobs: dict[str, BackendJobInfo] = {}
         self._lock = threading.Lock()
 
@@ -36,3 +37,6 @@ class NoopBackend(Backend):
 
     def stop(self, ref: str) -> None:
         self.info(ref)
+
+    def capacity(self) -> Capacity:
+        return self._capacity

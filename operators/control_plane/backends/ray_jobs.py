@@ -15,6 +15,7 @@ from operators.control_plane.backends.base import (
     Capacity,
     JobNotFound,
     LaunchRequest,
+    PermanentBackendError,
 )
 from testbed.jobs import JobStatus
 
@@ -22,6 +23,11 @@ from testbed.jobs import JobStatus
 # the like: the status code and the server's words are all there is to tell the cases apart.
 _NOT_FOUND = re.compile(r"status code 404|does not exist|not found", re.IGNORECASE)
 _ALREADY_EXISTS = re.compile(r"already exists", re.IGNORECASE)
+# Ray answered that the request itself is wrong (400 bad runtime env, 413 package too large, ...):
+# sending it again gets the same answer. 408 and 429 are about timing, not the request.
+_REFUSED = re.compile(r"status code (4(?!08|29)\d\d)")
+# The SDK checks a runtime env before sending it (a working_dir that is no folder, a bad field).
+_CLIENT_SIDE_REFUSALS = (ValueError, TypeError)
 
 
 def translate_ray_error(exc: BaseException, what: str, ref: str) -> BackendError:
@@ -31,10 +37,20 @@ def translate_ray_error(exc: BaseException, what: str, ref: str) -> BackendError
     text = str(exc)
     if _ALREADY_EXISTS.search(text):
         return AlreadyExists(f"Ray already has job {ref}")
+    first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    if _REFUSED.search(text) and not _NOT_FOUND.search(first_line):
+        return PermanentBackendError(f"{what} {ref}: {_reason(text)}")
     if _NOT_FOUND.search(text):
         return JobNotFound(f"Ray does not know job {ref}")
-    first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    if isinstance(exc, _CLIENT_SIDE_REFUSALS):
+        return PermanentBackendError(f"{what} {ref}: {first_line}")
     return BackendError(f"{what} {ref}: {first_line}")
+
+
+def _reason(text: str) -> str:
+    """Ray's own words for a refusal: the last line of its server-side traceback, else the first line."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if len(lines) > 1 and "Error" in lines[-1] else lines[0]
 
 
 @contextmanager
@@ -94,6 +110,8 @@ class RayJobsBackend(Backend):
             message=info.message or "",
             start_time=info.start_time / 1000 if info.start_time else None,
             end_time=info.end_time / 1000 if info.end_time else None,
+            # The supervisor records the driver's node when it starts the driver, its exit code when it ends.
+            ran=bool(getattr(info, "driver_node_id", None)) or getattr(info, "driver_exit_code", None) is not None,
         )
 
     def logs(self, ref: str) -> str:

@@ -1,0 +1,28 @@
+"""Size and range limits of the control plane's API, shared by the server, the SDK and the docs.
+
+A request body over ``MAX_BODY_BYTES`` is refused with 413; a field beyond its limit with 422.
+Lists are paged: ``DEFAULT_PAGE_SIZE`` items unless ``limit`` asks for up to ``MAX_PAGE_SIZE``.
+"""
+
+from __future__ import annotations
+
+MAX_BODY_BYTES = 64 * 1024  # a job spec; code travels as a package, never in the body
+MAX_ENTRYPOINT_CHARS = 8 * 1024
+MAX_ENV_VARS = 64
+MAX_ENV_NAME_CHARS = 128
+MAX_ENV_VALUE_CHARS = 4 * 1024
+MAX_PARAMS = 32
+MAX_PARAM_NAME_CHARS = 64
+MAX_PARAM_VALUE_CHARS = 1024
+MAX_TEMPLATE_CHARS = 64
+MAX_WORKING_DIR_CHARS = 1024
+MAX_ID_CHARS = 64  # job ids, tenant ids and cursors in paths and queries
+
+MIN_CPUS = 0.01  # Ray schedules fractions of a CPU; less than this cannot do work
+MAX_CPUS = 1024.0
+MAX_GPUS = 64
+MAX_MEMORY_BYTES = 2**50  # 1 PiB: more than any node has, and every quantity the API pattern allows
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+DEFAULT_MAX_QUEUED_JOBS = 100  # per tenant: jobs admitted but not yet handed to the backend
