@@ -60,6 +60,11 @@ class ControlPlaneSettings(BaseModel):
         description="cluster mode: SHA-256 of the operator token the stack generated; installed at start (the clear "
                     "token is the stack's secret output `operator_token`, never in settings)",
     )
+    monitoring_token_sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$",
+        description="cluster mode: SHA-256 of the token Prometheus scrapes /metrics with (the stack generates it and "
+                    "keeps the clear token in a Secret of the platform namespace for the ServiceMonitor)",
+    )
     sync_interval_seconds: float = Field(default=0.25, gt=0)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)

@@ -23,6 +23,8 @@ CONFIG_DIR = "/etc/testbed"
 PLACEMENT_FILE = "placement.yaml"
 SETTINGS_DIR = "/etc/testbed-settings"
 SETTINGS_FILE = "settings.json"
+# The Secret (in the platform namespace) holding the token Prometheus scrapes /metrics with.
+METRICS_TOKEN_SECRET, METRICS_TOKEN_KEY = f"{CONTROL_PLANE}-metrics-token", "token"
 # The in-cluster backend creates KubeRay RayJobs (DESIGN.md, "Cluster" mode).
 CLUSTER_BACKEND = "kuberay"
 # 43 characters of [A-Za-z0-9]: 256 random bits, as many as the tokens the control plane issues.
@@ -33,7 +35,8 @@ CLUSTER_SYNC_INTERVAL_SECONDS = 2.0
 
 
 def render_settings(stack: StackConfig, database_url: str, mlflow_url: str, job_storage: str, *,
-                    ray_image: str, operator_token_sha256: str | None = None) -> str:
+                    ray_image: str, operator_token_sha256: str | None = None,
+                    monitoring_token_sha256: str | None = None) -> str:
     """The control plane's settings file (``TESTBED_CONTROL_PLANE_SETTINGS``); a Secret, as it holds the DB URL.
 
     ``ray_image`` is the jobs' image: the testbed image the stack built (by digest), not the stock ``IMAGES["ray"]``,
@@ -49,6 +52,7 @@ def render_settings(stack: StackConfig, database_url: str, mlflow_url: str, job_
         capacity_cpus=max(p.cpus_per_node for p in pools), capacity_gpus=max(p.gpus_per_node for p in pools),
         capacity_memory=max(p.memory_per_node for p in pools),
         host="0.0.0.0", port=CONTROL_PLANE_PORT, operator_token_sha256=operator_token_sha256,
+        monitoring_token_sha256=monitoring_token_sha256,
         sync_interval_seconds=CLUSTER_SYNC_INTERVAL_SECONDS,
     ).to_json()
 
@@ -71,10 +75,9 @@ def render_placement(stack: StackConfig) -> str:
     return Placement.for_stack(stack).to_yaml()
 
 
-def operator_token(name: str, parent: pulumi.Resource) -> pulumi.Output[str]:
-    """The region's operator token: generated once, kept in the stack's state as a secret (first login)."""
-    generated = random.RandomPassword(f"{name}-operator-token", length=OPERATOR_TOKEN_LENGTH, special=False,
-                                      opts=child(parent))
+def stack_token(name: str, parent: pulumi.Resource) -> pulumi.Output[str]:
+    """A token the stack generates once and keeps in its state as a secret (operator: first login; monitoring)."""
+    generated = random.RandomPassword(name, length=OPERATOR_TOKEN_LENGTH, special=False, opts=child(parent))
     return pulumi.Output.secret(generated.result)
 
 
@@ -90,11 +93,17 @@ class ControlPlane(pulumi.ComponentResource):
         self.config_map = k8s.core.v1.ConfigMap(
             f"{name}-config", metadata=meta(f"{CONTROL_PLANE}-config", ns, labels(CONTROL_PLANE)), data=files,
             opts=child(self))
-        self.operator_token = operator_token(name, self)
+        self.operator_token = stack_token(f"{name}-operator-token", self)
+        # Prometheus scrapes /metrics with its own token (it reads usage and nothing else), kept in a Secret here.
+        monitoring_token = stack_token(f"{name}-monitoring-token", self)
+        metrics_secret = k8s.core.v1.Secret(
+            f"{name}-metrics-token", metadata=meta(METRICS_TOKEN_SECRET, ns, labels(CONTROL_PLANE)), type="Opaque",
+            string_data={METRICS_TOKEN_KEY: monitoring_token}, opts=child(self))
         settings_json = pulumi.Output.secret(pulumi.Output.all(
-            storage.control_plane_db_uri, storage.job_storage, image, self.operator_token.apply(token_sha256)).apply(
+            storage.control_plane_db_uri, storage.job_storage, image, self.operator_token.apply(token_sha256),
+            monitoring_token.apply(token_sha256)).apply(
                 lambda args: render_settings(stack, args[0], mlflow_url, args[1], ray_image=args[2],
-                                             operator_token_sha256=args[3])))
+                                             operator_token_sha256=args[3], monitoring_token_sha256=args[4])))
         settings = k8s.core.v1.Secret(
             f"{name}-settings", metadata=meta(f"{CONTROL_PLANE}-settings", ns, labels(CONTROL_PLANE)), type="Opaque",
             string_data={SETTINGS_FILE: settings_json}, opts=child(self))
@@ -119,9 +128,11 @@ class ControlPlane(pulumi.ComponentResource):
             {"selector": {"matchLabels": {"app.kubernetes.io/name": CONTROL_PLANE}},
              # honorLabels: testbed_tenant_info carries its own region label; keep it, not exported_region.
              "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s", "honorLabels": True,
+                            "authorization": {"type": "Bearer",
+                                              "credentials": {"name": METRICS_TOKEN_SECRET, "key": METRICS_TOKEN_KEY}},
                             "relabelings": [{"targetLabel": "region", "replacement": stack.region.id,
                                              "action": "replace"}]}]},
-            crds_from=[monitoring])
+            crds_from=[monitoring, metrics_secret])
         self.service_account = CONTROL_PLANE
         self.url = service_url(CONTROL_PLANE, PLATFORM_NS, CONTROL_PLANE_PORT)
         self.register_outputs({"url": self.url})

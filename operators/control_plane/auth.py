@@ -17,11 +17,13 @@ from operators.control_plane.store import Store
 from testbed.settings import token_sha256
 
 OPERATOR = "operator"
-Role = Literal["tenant", "operator"]
+# Prometheus's identity: it reads /metrics (every tenant's usage) and nothing else.
+MONITORING = "monitoring"
+Role = Literal["tenant", "operator", "monitoring"]
 
 
 class Principal(BaseModel):
-    """Who is calling: a tenant (sees only itself) or the region's operator (sees all)."""
+    """Who is calling: a tenant (sees only itself), the region's operator (sees all) or its monitoring."""
 
     subject: str
     role: Role
@@ -30,8 +32,12 @@ class Principal(BaseModel):
     def is_operator(self) -> bool:
         return self.role == "operator"
 
+    @property
+    def can_read_metrics(self) -> bool:
+        return self.role in ("operator", "monitoring")
+
     def can_see(self, tenant: str) -> bool:
-        return self.is_operator or self.subject == tenant
+        return self.is_operator or (self.role == "tenant" and self.subject == tenant)
 
 
 def hash_token(token: str) -> str:

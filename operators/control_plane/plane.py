@@ -38,7 +38,7 @@ class ControlPlane:
         self.admission = Admission(self.stack, self.store, self.backend, self.ledger, settings)
         self.dispatcher = Dispatcher(settings, self.tenants, self.store, self.backend)
         self.issuer = TokenIssuer(self.store, self.tokens, self.tenants, self.stack.region.id, settings.credentials_dir,
-                                  settings.operator_token_sha256)
+                                  settings.operator_token_sha256, settings.monitoring_token_sha256)
         self.issuer.bootstrap()
 
     def start(self) -> None:

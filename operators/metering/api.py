@@ -60,10 +60,10 @@ def make_router(ledger: Ledger, stack: Callable[[], StackConfig], registry: Coll
         200: {"description": "Prometheus text exposition", "content": {TEXT_CONTENT_TYPE: {"schema": {"type": "string"}}}},
         **error_responses(401, 403, 503)})
     def metrics(caller: Annotated[Principal, Depends(principal_from_request)]) -> Response:
-        """Prometheus text format, for the operator token only (every tenant's usage and grant is in it);
-        a tenant reads its own usage from ``/v1/usage``."""
-        if not caller.is_operator:
-            raise ServiceError(403, "forbidden", "/metrics is for the operator token; tenants read /v1/usage")
+        """Prometheus text format, for the operator and monitoring tokens only (every tenant's usage and grant is in
+        it); a tenant reads its own usage from ``/v1/usage``."""
+        if not caller.can_read_metrics:
+            raise ServiceError(403, "forbidden", "/metrics is for the operator or monitoring token; tenants read /v1/usage")
         return Response(render_text(registry), media_type=TEXT_CONTENT_TYPE)
 
     @router.get("/v1/usage", response_model=UsageReport, tags=["usage"], responses=error_responses(401, 404, 422, 503))

@@ -8,6 +8,7 @@ import logging
 import secrets
 from pathlib import Path
 
+import httpx
 import pytest
 
 from operators.control_plane.app import create_app
@@ -97,3 +98,27 @@ def test_a_new_stack_token_replaces_the_old_one_at_start(tmp_path):
             TestbedClient(url, first).tenants()
         assert err.value.status_code == 401
         assert TestbedClient(url, second).rotate_token(TENANT).subject == TENANT
+
+
+def test_the_monitoring_token_reads_metrics_and_nothing_else(no_local_state):
+    """Prometheus's token (settings ``monitoring_token_sha256``): /metrics answers, every tenant's data does not."""
+    home, operator_token, monitoring_token = no_local_state, stack_token(), stack_token()
+    settings = cluster_settings(home, operator_token).model_copy(
+        update={"monitoring_token_sha256": token_sha256(monitoring_token)})
+    with serve_in_thread(create_app(settings)) as url:
+        company_token = TestbedClient(url, operator_token).rotate_token(TENANT).token
+        TestbedClient(url, company_token).submit({"entrypoint": "true"})
+        monitoring = TestbedClient(url, monitoring_token)
+        scrape = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {monitoring_token}"})
+        assert scrape.status_code == 200 and "testbed_" in scrape.text
+        assert monitoring.list_jobs().jobs == []  # it sees no tenant's jobs
+        assert {t.id for t in monitoring.tenants().tenants} == set()
+        with pytest.raises(TestbedError) as err:
+            monitoring.rotate_token(TENANT)
+        assert err.value.status_code == 403
+        with pytest.raises(TestbedError) as err:
+            monitoring.submit({"entrypoint": "true"})
+        assert err.value.status_code == 403
+        with pytest.raises(TestbedError) as err:
+            monitoring.rotate_token("monitoring")
+        assert err.value.status_code == 403

@@ -6,7 +6,8 @@ import hashlib
 import importlib.metadata
 import json
 
-from infra.addons.control_plane import SETTINGS_DIGEST_ANNOTATION, render_settings
+from infra.addons.control_plane import METRICS_TOKEN_KEY, METRICS_TOKEN_SECRET, render_settings
+from testbed.kube import SETTINGS_DIGEST_ANNOTATION
 from infra.naming import CONTROL_PLANE, PLATFORM_NS
 from testbed.versions import IMAGES
 from testbed.settings import ControlPlaneSettings, token_sha256
@@ -95,3 +96,23 @@ def test_operator_token_is_a_secret_output_and_only_its_hash_reaches_the_control
         deployment = run.objects("kubernetes:apps/v1:Deployment")[f"{PLATFORM_NS}/{CONTROL_PLANE}"]
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
         assert annotations[SETTINGS_DIGEST_ANNOTATION] == hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_prometheus_scrapes_metrics_with_its_own_token(runs):
+    """/metrics needs a token: the ServiceMonitor sends the stack's monitoring token from a Secret beside it, and
+    the control plane knows only that token's SHA-256 (a role that reads /metrics and nothing else)."""
+    for region, run in runs.items():
+        secrets_ = run.objects("kubernetes:core/v1:Secret")
+        token = secrets_[f"{PLATFORM_NS}/{METRICS_TOKEN_SECRET}"]["stringData"][METRICS_TOKEN_KEY]
+        [generated] = [r for r in run.of_type("random:index/randomPassword:RandomPassword")
+                       if r.name.endswith("-monitoring-token")]
+        assert token == generated.outputs["result"] != run.outputs["operator_token"]
+        monitor = run.objects("kubernetes:monitoring.coreos.com/v1:ServiceMonitor")[f"{PLATFORM_NS}/{CONTROL_PLANE}"]
+        [endpoint] = monitor["spec"]["endpoints"]
+        assert endpoint["path"] == "/metrics"
+        assert endpoint["authorization"] == {"type": "Bearer", "credentials": {"name": METRICS_TOKEN_SECRET,
+                                                                                "key": METRICS_TOKEN_KEY}}
+        text = secrets_[f"{PLATFORM_NS}/{CONTROL_PLANE}-settings"]["stringData"]["settings.json"]
+        assert ControlPlaneSettings.model_validate(json.loads(text)).monitoring_token_sha256 == token_sha256(token)
+        assert token not in text, region
+        assert "monitoring_token" not in run.outputs  # Prometheus's, not the engineer's
