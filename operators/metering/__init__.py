@@ -18,9 +18,8 @@ __all__ = ["install", "build_report", "Ledger", "make_registry"]
 def install(app: Any, plane: Any, observe_node: bool = True) -> Ledger:
     """Add ``/metrics`` and ``/v1/usage`` to ``app``, both reading the plane's ledger."""
     ledger: Ledger = plane.ledger
-    stack = lambda: plane.stack  # noqa: E731 - read on every request: the plane may reload its stack
-    registry = make_registry(ledger, stack, observe_node=observe_node)
-    app.include_router(make_router(ledger, stack, registry))
+    registry = make_registry(ledger, plane.stack, observe_node=observe_node)
+    app.include_router(make_router(ledger, plane.stack, registry))
     app.state.metering_ledger = ledger
     app.state.metering_registry = registry
     return ledger

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from operators.control_plane.auth import Principal, principal_from_request
 from operators.control_plane.errors import ServiceError, error_responses, not_found
-from operators.metering.exporter import TEXT_CONTENT_TYPE, render_text
+from operators.metering.exporter import TEXT_CONTENT_TYPE
 from operators.metering.ledger import Ledger, TenantMeter
 from testbed.config import StackConfig
 from testbed.limits import MAX_ID_CHARS
@@ -53,7 +53,7 @@ def build_report(
     )
 
 
-def make_router(ledger: Ledger, stack: Callable[[], StackConfig], registry: CollectorRegistry) -> APIRouter:
+def make_router(ledger: Ledger, stack: StackConfig, registry: CollectorRegistry) -> APIRouter:
     router = APIRouter()
 
     @router.get("/metrics", tags=["usage"], response_class=Response, responses={
@@ -64,7 +64,7 @@ def make_router(ledger: Ledger, stack: Callable[[], StackConfig], registry: Coll
         it); a tenant reads its own usage from ``/v1/usage``."""
         if not caller.can_read_metrics:
             raise ServiceError(403, "forbidden", "/metrics is for the operator or monitoring token; tenants read /v1/usage")
-        return Response(render_text(registry), media_type=TEXT_CONTENT_TYPE)
+        return Response(generate_latest(registry), media_type=TEXT_CONTENT_TYPE)
 
     @router.get("/v1/usage", response_model=UsageReport, tags=["usage"], responses=error_responses(401, 404, 422, 503))
     def usage(
@@ -73,12 +73,11 @@ def make_router(ledger: Ledger, stack: Callable[[], StackConfig], registry: Coll
         series: Annotated[bool, Query(description="add each tenant's cumulative GPU-seconds over time")] = False,
     ) -> Any:
         """Allocated use per tenant: a tenant token sees its own, the operator token every tenant."""
-        region = stack()
         if tenant is not None and (
-            not caller.can_see(tenant) or (tenant not in {t.id for t in region.tenants} and not ledger.snapshot(tenants=[tenant]))
+            not caller.can_see(tenant) or (tenant not in {t.id for t in stack.tenants} and not ledger.snapshot(tenants=[tenant]))
         ):
-            raise not_found(f"usage for tenant {tenant!r} in region {region.region.id!r}")
+            raise not_found(f"usage for tenant {tenant!r} in region {stack.region.id!r}")
         wanted = [tenant] if tenant is not None else (None if caller.is_operator else [caller.subject])
-        return build_report(ledger, region, wanted, series)
+        return build_report(ledger, stack, wanted, series)
 
     return router

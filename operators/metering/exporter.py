@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from typing import Callable, Iterator, NamedTuple
+from typing import Iterator, NamedTuple
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 class _TenantFacts(NamedTuple):
-    """What the exposition needs from a configured tenant (constant while the stack is)."""
+    """What the exposition needs from a configured tenant (constants of the stack file)."""
 
     name: str
     industry: str
@@ -37,12 +37,15 @@ class _TenantFacts(NamedTuple):
 class TenantUsageCollector(Collector):
     """Per-tenant allocated use, jobs and grants, plus the exporter's own health."""
 
-    def __init__(self, ledger: Ledger, stack: Callable[[], StackConfig]):
+    def __init__(self, ledger: Ledger, stack: StackConfig):
         self.ledger = ledger
-        self.stack = stack
+        self.region = stack.region.id
         self.errors = 0
-        self._facts_of: StackConfig | None = None
-        self._tenant_facts: dict[str, _TenantFacts] = {}
+        self.configured = {
+            t.id: _TenantFacts(t.name, t.industry, t.grant.gpu_seconds, t.grant.start_timestamp,
+                               t.grant.end_timestamp, stack.pool_for(t).gpu_model)
+            for t in stack.tenants
+        }
 
     def describe(self) -> list[Metric]:
         return []  # nothing to check at registration; collect() reads the database
@@ -67,21 +70,9 @@ class TenantUsageCollector(Collector):
             value=self.errors,
         )
 
-    def _facts(self, stack: StackConfig) -> dict[str, _TenantFacts]:
-        """Per-tenant constants of the stack (grant, pool), recomputed only when the stack changes."""
-        if self._facts_of is not stack:
-            self._tenant_facts = {
-                t.id: _TenantFacts(t.name, t.industry, t.grant.gpu_seconds, t.grant.start_timestamp,
-                                   t.grant.end_timestamp, stack.pool_for(t).gpu_model)
-                for t in stack.tenants
-            }
-            self._facts_of = stack
-        return self._tenant_facts
-
     def _tenant_families(self, now: float) -> list[Metric]:
-        stack = self.stack()
         meters = self.ledger.snapshot(now)
-        configured = self._facts(stack)
+        configured = self.configured
         # Tenants removed from the stack file keep their (historic) usage series.
         tenants = sorted(configured.keys() | meters.keys())
 
@@ -108,7 +99,7 @@ class TenantUsageCollector(Collector):
         start = GaugeMetricFamily("testbed_tenant_grant_start_timestamp_seconds", "Start of the tenant's grant.", labels=["tenant"])
         end = GaugeMetricFamily("testbed_tenant_grant_end_timestamp_seconds", "End of the tenant's grant.", labels=["tenant"])
 
-        region = stack.region.id
+        region = self.region
         for tenant_id in tenants:
             meter = meters.get(tenant_id) or TenantMeter(tenant_id)
             tenant = configured.get(tenant_id)
@@ -162,7 +153,7 @@ class NodeUtilizationCollector(Collector):
         yield memory
 
 
-def make_registry(ledger: Ledger, stack: Callable[[], StackConfig], observe_node: bool = True) -> CollectorRegistry:
+def make_registry(ledger: Ledger, stack: StackConfig, observe_node: bool = True) -> CollectorRegistry:
     """A per-app registry (never the global one) holding the metering collectors."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(TenantUsageCollector(ledger, stack))
@@ -175,4 +166,3 @@ def make_registry(ledger: Ledger, stack: Callable[[], StackConfig], observe_node
 # timed against it on 1,000 tenants (tests/benchmarks/bench_exposition.py): 1.6-1.9x faster, under
 # the 2x that would pay for keeping a second writer of the format, so the library writes it.
 TEXT_CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
-render_text = generate_latest

@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 
 from operators.control_plane.store import JobRow, Store
-from operators.metering.exporter import make_registry, render_text
+from prometheus_client import generate_latest
+
+from operators.metering.exporter import make_registry
 from operators.metering.ledger import Ledger
 from testbed.config import StackConfig, load_region
 
@@ -63,12 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         ledger = Ledger(store)
         fill(store, stack, args.jobs, time.time())
         ledger.install()  # folds the finished jobs into the totals, as the terminal hook would have
-        registry = make_registry(ledger, lambda: stack)
-        body = render_text(registry)  # warm-up
+        registry = make_registry(ledger, stack)
+        body = generate_latest(registry)  # warm-up
         times, cpu_times = [], []
         for _ in range(args.scrapes):
             began, began_cpu = time.perf_counter(), time.process_time()
-            body = render_text(registry)
+            body = generate_latest(registry)
             times.append(time.perf_counter() - began)
             cpu_times.append(time.process_time() - began_cpu)
         store.close()

@@ -10,7 +10,9 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from operators.metering import dashboard
-from operators.metering.exporter import make_registry, render_text
+from prometheus_client import generate_latest
+
+from operators.metering.exporter import make_registry
 from operators.metering.ledger import Ledger
 from testbed.config import StackConfig
 
@@ -65,7 +67,7 @@ def test_every_query_names_only_exported_or_recorded_metrics(store, ledger: Ledg
     add_job(store, stack.tenants[0].id, "SUCCEEDED", started=1.0, ended=2.0, gpus=1, gpu_model="l4")
     exported = {
         sample.name
-        for family in text_string_to_metric_families(render_text(make_registry(ledger, lambda: stack)).decode())
+        for family in text_string_to_metric_families(generate_latest(make_registry(ledger, stack)).decode())
         for sample in family.samples
     }
     recorded = {r["record"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"] if "record" in r}
@@ -84,7 +86,7 @@ def test_every_query_names_only_exported_or_recorded_metrics(store, ledger: Ledg
 
 
 def test_rules_use_only_exported_or_recorded_metrics(store, ledger: Ledger, stack: StackConfig) -> None:
-    exported = {s.name for f in text_string_to_metric_families(render_text(make_registry(ledger, lambda: stack)).decode())
+    exported = {s.name for f in text_string_to_metric_families(generate_latest(make_registry(ledger, stack)).decode())
                 for s in f.samples}
     groups = yaml.safe_load(RULES.read_text())["groups"]
     recorded = {r["record"] for g in groups for r in g["rules"] if "record" in r}

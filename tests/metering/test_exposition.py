@@ -9,7 +9,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from operators.control_plane.store import Store
-from operators.metering.exporter import make_registry, render_text
+from prometheus_client import generate_latest
+
+from operators.metering.exporter import make_registry
 from operators.metering.ledger import Ledger
 from testbed.config import StackConfig
 
@@ -22,7 +24,7 @@ COUNTER_LABELS = {"tenant", "gpu_model"}
 def scrape(registry) -> dict[str, dict[tuple, float]]:
     """metric sample name -> {sorted label items: value}"""
     out: dict[str, dict[tuple, float]] = {}
-    for family in text_string_to_metric_families(render_text(registry).decode()):
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
         for sample in family.samples:
             out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
     return out
@@ -40,7 +42,7 @@ def filled(store: Store, ledger: Ledger, stack: StackConfig) -> Ledger:
 
 
 def test_exposition_names_labels_and_values(filled: Ledger, stack: StackConfig) -> None:
-    registry = make_registry(filled, lambda: stack)
+    registry = make_registry(filled, stack)
     metrics = scrape(registry)
     first, second = stack.tenants[0], stack.tenants[1]
     assert metrics["testbed_tenant_cpu_requested_seconds_total"][(("tenant", first.id),)] == pytest.approx(2 * 3600 + 60)
@@ -67,7 +69,7 @@ def test_exposition_names_labels_and_values(filled: Ledger, stack: StackConfig) 
 
 
 def test_counters_carry_no_job_pod_or_region_label(filled: Ledger, stack: StackConfig) -> None:
-    for family in text_string_to_metric_families(render_text(make_registry(filled, lambda: stack)).decode()):
+    for family in text_string_to_metric_families(generate_latest(make_registry(filled, stack)).decode()):
         assert family.name.startswith("testbed_")
         for sample in family.samples:
             assert not {"job", "pod", "job_id", "instance"} & sample.labels.keys(), sample
@@ -78,7 +80,7 @@ def test_counters_carry_no_job_pod_or_region_label(filled: Ledger, stack: StackC
 
 
 def test_observed_use_is_a_separate_metric(filled: Ledger, stack: StackConfig) -> None:
-    metrics = scrape(make_registry(filled, lambda: stack))
+    metrics = scrape(make_registry(filled, stack))
     (cpu,) = metrics["testbed_node_cpu_utilization_ratio"].values()
     (memory,) = metrics["testbed_node_memory_utilization_ratio"].values()
     assert 0.0 <= cpu <= 1.0 and 0.0 < memory <= 1.0
@@ -90,14 +92,14 @@ def test_label_values_are_escaped_and_read_back(filled: Ledger, stack: StackConf
     tricky_name = 'Quote " Backslash \\ Newline \n Co (sample)'
     tricky = stack.tenants[0].model_copy(update={"name": tricky_name})
     odd_stack = stack.model_copy(update={"tenants": [tricky, *stack.tenants[1:]]})
-    registry = make_registry(filled, lambda: odd_stack, observe_node=False)
-    assert 'name="Quote \\" Backslash \\\\ Newline \\n Co (sample)"' in render_text(registry).decode()
+    registry = make_registry(filled, odd_stack, observe_node=False)
+    assert 'name="Quote \\" Backslash \\\\ Newline \\n Co (sample)"' in generate_latest(registry).decode()
     info = {dict(k)["tenant"]: dict(k)["name"] for k in scrape(registry)["testbed_tenant_info"]}
     assert info[tricky.id] == tricky_name
 
 
 def test_a_broken_database_counts_a_scrape_error_and_still_answers(filled: Ledger, stack: StackConfig, store: Store) -> None:
-    registry = make_registry(filled, lambda: stack, observe_node=False)
+    registry = make_registry(filled, stack, observe_node=False)
     with store.engine.begin() as connection:
         connection.exec_driver_sql("DROP TABLE usage_totals")
     for expected in (1, 2):
