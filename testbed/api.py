@@ -15,6 +15,7 @@ class Health(BaseModel):
     region: str
     backend: str
     backend_healthy: bool
+    reconciler: bool = False  # this replica holds the reconciler lease and has completed a sync round under it
 
 
 class IssuedToken(BaseModel):

@@ -92,6 +92,7 @@ def create_app(
             region=plane.stack.region.id,
             backend=plane.backend.name,
             backend_healthy=plane.backend.healthy(),
+            reconciler=plane.dispatcher.reconciling,
         )
 
     @app.post("/v1/jobs", response_model=Job, status_code=201, responses=error_responses(401, 403, 422))

@@ -51,12 +51,13 @@ class TokenIssuer:
         if self.credentials_dir is None:
             return
         self.credentials_dir.mkdir(parents=True, exist_ok=True)
-        known = self.store.token_subjects()
-        for subject in [*self.tenants, OPERATOR]:
-            path = self.credentials_dir / f"{subject}.token"
-            if subject in known and path.exists():
-                continue
-            write_secret(path, issue_token(self.store, subject))
+        with self.store.lock("testbed:tokens"):  # replicas starting together issue each token once
+            known = self.store.token_subjects()
+            for subject in [*self.tenants, OPERATOR]:
+                path = self.credentials_dir / f"{subject}.token"
+                if subject in known and path.exists():
+                    continue
+                write_secret(path, issue_token(self.store, subject))
 
     def rotate(self, principal: Principal, subject: str) -> str:
         """Operator only: a new token for a tenant (or the operator); older ones stop working."""
