@@ -72,8 +72,8 @@ def _migration_engine(url: str) -> Engine:
     return create_engine(url, poolclass=NullPool)
 
 
-def upgrade(url: str) -> tuple[str | None, str]:
-    """Bring the database at ``url`` to the newest revision; (its revision before, after)."""
+def upgrade(url: str, revision: str = "head") -> tuple[str | None, str]:
+    """Bring the database at ``url`` to ``revision`` (the newest); (its revision before, after)."""
     engine = _migration_engine(url)
     try:
         with engine.connect() as conn:
@@ -86,8 +86,8 @@ def upgrade(url: str) -> tuple[str | None, str]:
             if before is None and inspect(conn).has_table(LEGACY_TABLE):
                 command.stamp(config, INITIAL_REVISION)  # created by the code before Alembic
                 before = INITIAL_REVISION
-            if before != head_revision():
-                command.upgrade(config, "head")
+            if before != (head_revision() if revision == "head" else revision):
+                command.upgrade(config, revision)
             after = MigrationContext.configure(conn).get_current_revision()
             conn.commit()
     finally:
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         before, after = upgrade(url)
     except Exception as exc:  # one line, no traceback: a bad URL, an unreachable server, a failed revision
         text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
-        print(f"testbed db upgrade: {text}", file=sys.stderr)
+        print(f"cannot upgrade the database: {text}", file=sys.stderr)
         return 1
     shown = make_url(url).render_as_string(hide_password=True)
     print(f"{shown}: {before or 'empty'} -> {after}" + (" (already up to date)" if before == after else ""))
