@@ -108,6 +108,7 @@ class Dispatcher:
     def start(self) -> None:
         """Start the background sync (status, logs, queued jobs)."""
         if self._thread is None:
+            self.lease.start()
             self._thread = threading.Thread(target=self._loop, name="job-sync", daemon=True)
             self._thread.start()
 
@@ -125,7 +126,7 @@ class Dispatcher:
         watching_starts = False
         interval = self.settings.sync_interval_seconds
         while not self._stopping.wait(START_WATCH_INTERVAL_SECONDS if watching_starts else interval):
-            if not self.lease.held():
+            if not self.lease.holding:
                 watching_starts = False
                 continue
             full = time.monotonic() - last_full >= interval

@@ -1,7 +1,8 @@
 """A lease in the database: which replica runs the reconciler (status sync, queued dispatch).
 
-The holder renews it every ``renew_every`` seconds; it lapses ``ttl`` seconds after the last
-renewal, so when the holder dies another replica takes it over within about ``ttl + renew_every``.
+A thread of each replica renews it (or tries to take it) every ``renew_every`` seconds, whatever
+the reconciler is doing; it lapses ``ttl`` seconds after the last renewal, so when the holder dies
+another replica takes it over within about ``ttl + renew_every``.
 Taking and renewing are one atomic statement (``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` the
 row is ours or has expired). A holder that cannot renew stops acting a ``renew_every`` before its
 lease can lapse, so two holders never act at once while clocks agree to within that margin.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 
@@ -54,30 +56,40 @@ class Lease:
         self.holder = holder or replica_id()
         self.acquired_at: float | None = None  # this process's clock, when it last took the lease
         self._valid_until = 0.0  # act only before this (time.monotonic())
-        self._next_try = 0.0
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
 
     @property
     def holding(self) -> bool:
-        """Whether this process held the lease at its last renewal (no database call)."""
+        """Whether this process holds the lease (as of its last renewal; no database call)."""
         return time.monotonic() < self._valid_until
 
-    def held(self) -> bool:
-        """Whether this process holds the lease now; renews it (or tries to take it) when due."""
+    def start(self) -> None:
+        """Renew (or try to take) the lease now and then every ``renew_every`` seconds, in a thread."""
+        if self._thread is None:
+            self.renew()
+            self._thread = threading.Thread(target=self._run, name=f"lease-{self.name}", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.renew_every):
+            self.renew()
+
+    def renew(self) -> bool:
+        """One try: renew the lease if ours, take it if free or lapsed; whether this process holds it."""
         now = time.monotonic()
-        if now >= self._next_try:
-            self._next_try = now + self.renew_every
-            try:
-                if self._claim():
-                    if self._valid_until <= now:
-                        self.acquired_at = time.time()
-                        log.info("%s: took lease %r", self.holder, self.name)
-                    self._valid_until = now + self.ttl - self.renew_every
-                elif self._valid_until > now:
-                    log.warning("%s: lost lease %r", self.holder, self.name)
-                    self._valid_until = 0.0
-            except Exception as exc:  # the database is unreachable: act until our lease could lapse
-                log.warning("%s: cannot renew lease %r: %s", self.holder, self.name, exc)
-        return now < self._valid_until
+        try:
+            if self._claim():
+                if self._valid_until <= now:
+                    self.acquired_at = time.time()
+                    log.info("%s: took lease %r", self.holder, self.name)
+                self._valid_until = now + self.ttl - self.renew_every
+            elif self._valid_until > now:
+                log.warning("%s: lost lease %r", self.holder, self.name)
+                self._valid_until = 0.0
+        except Exception as exc:  # the database is unreachable: act until our lease could lapse
+            log.warning("%s: cannot renew lease %r: %s", self.holder, self.name, exc)
+        return self.holding
 
     def _claim(self) -> bool:
         now = time.time()
@@ -95,7 +107,11 @@ class Lease:
             return s.execute(statement).first() is not None
 
     def release(self) -> None:
-        """Give the lease up (a clean shutdown): another replica takes it at its next try."""
+        """Stop renewing and give the lease up (a clean shutdown): another replica takes it at its next try."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
         if self._valid_until <= time.monotonic():
             return
         self._valid_until = 0.0

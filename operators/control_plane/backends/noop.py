@@ -1,5 +1,6 @@
 """A backend that runs nothing, for benchmarks and tests: a job whose entrypoint is ``sleep N``
-"runs" N seconds, any other job succeeds at once.
+"runs" N seconds, any other job succeeds at once. A job whose env sets ``NOOP_SUBMIT_SECONDS``
+takes that long to submit, like a real backend's API call (tests widen race windows with it).
 
 Given a PostgreSQL URL (the control plane passes its own database's), the jobs live in that
 database's ``noop_jobs`` table, so every replica answers the same; each row also counts the submit
@@ -25,6 +26,7 @@ from operators.control_plane.migrate import lock_key
 from testbed.jobs import JobStatus
 
 SUBMITTER = f"{socket.gethostname()}:{os.getpid()}"
+SUBMIT_SECONDS_ENV = "NOOP_SUBMIT_SECONDS"
 _SLEEP = re.compile(r"\s*sleep\s+(\d+(?:\.\d*)?)\s*")
 
 NOOP_JOBS = Table(
@@ -80,6 +82,7 @@ class NoopBackend(Backend):
                 NOOP_JOBS.create(conn, checkfirst=True)
 
     def submit(self, request: LaunchRequest) -> str:
+        time.sleep(float(request.runtime_env.env_vars.get(SUBMIT_SECONDS_ENV, 0)))
         job = NoopJob(tenant=request.tenant, submitted_at=time.time(), run_seconds=run_seconds(request.entrypoint))
         if self._engine is None:
             with self._lock:
