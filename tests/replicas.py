@@ -126,8 +126,7 @@ class ReplicaSet:
     replicas: list[Replica] = field(default_factory=list)
 
     def __enter__(self) -> ReplicaSet:
-        environment = {**os.environ, **self.env,
-                       "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+        environment = self._environment()
         for i in range(self.count):
             settings = self.base.model_copy(update={"host": HOST, "port": free_port()})
             self.replicas.append(Replica(f"replica-{i}", settings, self.folder / f"replica-{i}.log"))
@@ -148,6 +147,15 @@ class ReplicaSet:
     def __exit__(self, *_exc: object) -> None:
         for replica in self.replicas:
             replica.kill(signal.SIGTERM)
+
+    def restart(self, replica: Replica) -> None:
+        """Start a stopped (or killed) replica again, on its port."""
+        replica.kill(signal.SIGTERM)
+        replica.start(self.command, self._environment())
+
+    def _environment(self) -> dict[str, str]:
+        return {**os.environ, **self.env,
+                "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
 
     def live(self) -> list[Replica]:
         return [r for r in self.replicas if r.alive]

@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Query
-from fastapi.concurrency import run_in_threadpool
 
 from operators.control_plane.auth import Principal, principal_from_request
 from operators.control_plane.backends.base import Backend
@@ -25,6 +24,7 @@ from testbed.templates import list_templates
 
 Caller = Annotated[Principal, Depends(principal_from_request)]
 DISPATCH_THREADS = 4
+ADMISSION_THREADS = 4  # PostgreSQL: admissions of different tenants overlap, a few at a time
 
 
 def iso(ts: float | None) -> str | None:
@@ -67,6 +67,7 @@ def create_app(
     # A few threads hand jobs to the backend: enough to overlap its network calls, few enough
     # that admissions on the event loop do not queue behind dozens of threads for the GIL.
     dispatchers = ThreadPoolExecutor(max_workers=DISPATCH_THREADS, thread_name_prefix="dispatch")
+    admitters = ThreadPoolExecutor(max_workers=ADMISSION_THREADS, thread_name_prefix="admit")
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -74,6 +75,7 @@ def create_app(
             plane.start()
         yield
         dispatchers.shutdown(wait=True)
+        admitters.shutdown(wait=True)
         plane.shutdown()
 
     app = FastAPI(
@@ -100,11 +102,11 @@ def create_app(
         # Admission (checks and one insert) runs inline on SQLite, whose writes are serial anyway:
         # no thread hand-offs, so it takes its own CPU time and no more. The backend call may be
         # slow (HTTP to Ray), so it runs on a worker thread.
+        loop = asyncio.get_running_loop()
         if plane.store.inline_writes:
             row = plane.admit(caller, spec)
-        else:
-            row = await run_in_threadpool(plane.admit, caller, spec)
-        loop = asyncio.get_running_loop()
+        else:  # its own few threads: not dozens of request threads contending for the GIL mid-admission
+            row = await loop.run_in_executor(admitters, plane.admit, caller, spec)
         return job_view(await loop.run_in_executor(dispatchers, plane.dispatch, row))
 
     @app.get("/v1/jobs", response_model=JobList, responses=error_responses(401, 422))
