@@ -205,6 +205,7 @@ class Dispatcher:
         try:
             info = self.backend.info(row.backend_ref or row.id)
         except JobNotFound:
+            row = self.store.get_job(row.id) or row  # with a stop recorded (by any replica) since it was read
             ended = row.last_seen_at or now
             if row.stop_requested_at is not None:  # stopped by us, then forgotten (a deleted RayJob)
                 ended = max(row.stop_requested_at, row.started_at or row.stop_requested_at)

@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 
-from sqlalchemy import Float, String, case, delete
+from sqlalchemy import Float, String, case, delete, literal
 from sqlalchemy.orm import Mapped, mapped_column
 
 from operators.control_plane.store import Base, Store, dialect_insert
@@ -65,9 +65,12 @@ class Lease:
         return time.monotonic() < self._valid_until
 
     def start(self) -> None:
-        """Renew (or try to take) the lease now and then every ``renew_every`` seconds, in a thread."""
+        """Renew (or try to take) the lease now and then every ``renew_every`` seconds, in a thread.
+
+        On SQLite (one process) the lease is taken at once: one left by a crashed run is this process's.
+        """
         if self._thread is None:
-            self.renew()
+            self.renew(take=self.store.inline_writes)
             self._thread = threading.Thread(target=self._run, name=f"lease-{self.name}", daemon=True)
             self._thread.start()
 
@@ -75,11 +78,11 @@ class Lease:
         while not self._stopping.wait(self.renew_every):
             self.renew()
 
-    def renew(self) -> bool:
-        """One try: renew the lease if ours, take it if free or lapsed; whether this process holds it."""
+    def renew(self, take: bool = False) -> bool:
+        """One try: renew the lease if ours, take it if free or lapsed (or ``take``); whether we hold it."""
         now = time.monotonic()
         try:
-            if self._claim():
+            if self._claim(take):
                 if self._valid_until <= now:
                     self.acquired_at = time.time()
                     log.info("%s: took lease %r", self.holder, self.name)
@@ -91,7 +94,7 @@ class Lease:
             log.warning("%s: cannot renew lease %r: %s", self.holder, self.name, exc)
         return self.holding
 
-    def _claim(self) -> bool:
+    def _claim(self, take: bool) -> bool:
         now = time.time()
         table = LeaseRow.__table__
         with self.store.write_session() as s:
@@ -102,7 +105,7 @@ class Lease:
                 index_elements=[table.c.name],
                 set_={"holder": insert.excluded.holder, "expires_at": insert.excluded.expires_at,
                       "acquired_at": case((mine, table.c.acquired_at), else_=insert.excluded.acquired_at)},
-                where=mine | (table.c.expires_at < now),
+                where=mine | (table.c.expires_at < now) | literal(take),
             ).returning(table.c.holder)
             return s.execute(statement).first() is not None
 

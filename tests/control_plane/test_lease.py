@@ -75,3 +75,17 @@ def test_the_tenant_lock_serialises_sections_and_joins_their_writes(store):
             store.put_token(hash_token("rolled-back"), "subject-x", "tenant")
             raise RuntimeError("the section fails")
     assert "subject-x" not in store.token_subjects()
+
+
+def test_on_sqlite_a_restarted_process_takes_the_lease_its_crashed_run_left(tmp_path):
+    """Local mode is one process: after a crash, the next run reconciles at once, not a TTL later."""
+    store = Store(f"sqlite:///{tmp_path / 'cp.db'}")
+    crashed = Lease(store, "reconciler", ttl=60, renew_every=10, holder="crashed-run")
+    assert crashed.renew()
+    restarted = Lease(store, "reconciler", ttl=60, renew_every=10, holder="next-run")
+    restarted.start()
+    try:
+        assert restarted.holding
+    finally:
+        restarted.release()
+        store.close()
