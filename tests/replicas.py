@@ -96,8 +96,8 @@ class Replica:
 
     def kill(self, sig: int = signal.SIGKILL, timeout: float = 20.0) -> None:
         """Signal its process group (SIGKILL: a crash) and reap it; SIGKILL if SIGTERM is not enough."""
-        if self.process is None:
-            return
+        if self.process is None or self.process.poll() is not None:
+            return  # never started, or already ended and reaped: its pid may belong to someone else now
         try:
             os.killpg(self.pid, sig)
             self.process.wait(timeout=timeout)

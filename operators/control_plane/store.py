@@ -246,9 +246,10 @@ class Store:
         """
         rows = []
         with self.write_session() as s:
-            s.execute(select(JobRow.id).where(JobRow.id.in_(sorted(changes))).order_by(JobRow.id).with_for_update())
+            locked = {row.id: row for row in s.scalars(
+                select(JobRow).where(JobRow.id.in_(sorted(changes))).order_by(JobRow.id).with_for_update())}
             for job_id, job_changes in changes.items():
-                row = self._apply(s, job_id, job_changes)
+                row = self._apply(s, job_id, job_changes, locked.get(job_id))
                 if row is not None:
                     rows.append(row)
         return rows
@@ -258,10 +259,11 @@ class Store:
         with self.write_session() as s:
             return self._apply(s, job_id, changes)
 
-    def _apply(self, s: Session, job_id: str, changes: dict[str, Any]) -> JobRow | None:
+    def _apply(self, s: Session, job_id: str, changes: dict[str, Any], row: JobRow | None = None) -> JobRow | None:
+        """Change a job (``row``: already read and locked in ``s``) and run the terminal hooks if it ends."""
         if changes.get("logs") is not None:
             changes["logs"] = changes["logs"][-LOG_LIMIT_BYTES:]
-        row = s.get(JobRow, job_id, with_for_update=True)
+        row = row or s.get(JobRow, job_id, with_for_update=True)
         if row is None or row.terminal:
             return row
         for key, value in changes.items():

@@ -69,11 +69,16 @@ def bench_admission(replicas: ReplicaSet, home: Path, tenants: list[str], jobs_p
     for t in threads:
         t.join()
     wall = time.perf_counter() - started
-    admission = [s for r in replicas.replicas for s in httpx.get(r.url + "/_bench/admission", timeout=30).json()]
+    per_replica = {r.name: httpx.get(r.url + "/_bench/admission", timeout=30).json() for r in replicas.replicas}
+    admission = [s for samples in per_replica.values() for s in samples]
+    reconciler = replicas.reconciler().name
     print(f"admission_jobs_pg={len(admission)} tenants={len(tenants)} replicas={len(replicas.replicas)} "
           f"errors={len(errors)} throughput_jobs_per_second={len(roundtrip) / wall:.0f}")
     print(f"admission_p50_seconds_pg={percentile(admission, 50):.4f}")
     print(f"admission_p99_seconds_pg={percentile(admission, 99):.4f}")
+    for name, samples in per_replica.items():
+        role = "reconciler" if name == reconciler else "other"
+        print(f"admission_p99_seconds_pg_{role}_replica={percentile(samples, 99):.4f}  # {len(samples)} admissions")
     print(f"http_roundtrip_p50_seconds_pg={percentile(roundtrip, 50):.4f}")
     print(f"http_roundtrip_p99_seconds_pg={percentile(roundtrip, 99):.4f}")
 
