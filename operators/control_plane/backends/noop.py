@@ -57,8 +57,11 @@ class NoopJob:
     submits: int = 1
     submitter: str = SUBMITTER
     stopped_at: float | None = None
+    held: JobStatus | None = None  # a test aid: report this status whatever happens (``NoopBackend.hold``)
 
     def info(self, now: float) -> BackendJobInfo:
+        if self.held is not None:
+            return BackendJobInfo(status=self.held, start_time=self.submitted_at)
         end = self.submitted_at + self.run_seconds
         if self.stopped_at is not None and self.stopped_at < end:
             return BackendJobInfo(status=JobStatus.STOPPED, message="stopped", start_time=self.submitted_at,
@@ -91,12 +94,18 @@ class NoopBackend(Backend):
                 if known is not job:
                     known.submits += 1
             return request.job_id
-        insert = postgresql.insert(NOOP_JOBS).values(job_id=request.job_id, **asdict(job))
+        insert = postgresql.insert(NOOP_JOBS).values(
+            job_id=request.job_id, **{k: v for k, v in asdict(job).items() if k != "held"})
         with self._engine.begin() as conn:  # a second submit of a job adopts it, and is counted
             conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")  # a test aid's record: no fsync wait
             conn.execute(insert.on_conflict_do_update(index_elements=[NOOP_JOBS.c.job_id],
                                                       set_={"submits": NOOP_JOBS.c.submits + 1}))
         return request.job_id
+
+    def hold(self, ref: str, status: JobStatus) -> None:
+        """Report ``status`` for a job from now on (in-process jobs only): tests pin a job starting or running."""
+        with self._lock:
+            self._jobs[ref].held = status
 
     def job(self, ref: str) -> NoopJob:
         """The job as accepted (JobNotFound if it never was)."""
