@@ -18,6 +18,8 @@ from typing import Iterator
 
 import pytest
 
+from tests import postgres
+
 from testbed.client import TestbedClient
 from testbed.config import StackConfig, load_region, stack_file_for
 from testbed.local import RAY_LOOPBACK_ENV, LocalTestbed, instance_processes, stop_process_group
@@ -157,3 +159,20 @@ def noop_plane(tmp_path: Path) -> Iterator[NoopPlane]:
     app = make_noop_app(tmp_path)
     with serve_in_thread(app) as url:
         yield NoopPlane(url=url, app=app, home=tmp_path)
+
+
+# -- a throwaway PostgreSQL server (one per session), a fresh database per test ----------------
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[postgres.PostgresServer]:
+    if not postgres.available():
+        if os.environ.get("CI"):
+            pytest.fail(postgres.MISSING)
+        pytest.skip(postgres.MISSING)
+    with postgres.postgres_server() as server:
+        yield server
+
+
+@pytest.fixture()
+def postgres_url(postgres_server: postgres.PostgresServer) -> str:
+    """The URL of a new, empty database."""
+    return postgres_server.create_database()

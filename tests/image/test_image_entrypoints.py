@@ -42,7 +42,6 @@ from infra.naming import MLFLOW, MLFLOW_PORT, PLATFORM_NS, service_url
 from infra.storage import CONTROL_PLANE_DB, MLFLOW_DB, SQLALCHEMY_SCHEME
 from testbed.config import load_region
 from testbed.local import HOST, MARKER_ENV, RAY_LOOPBACK_ENV, free_port, instance_processes, stop_process_group
-from tests.control_plane.test_postgres_store import postgres_url  # noqa: F401  (a throwaway PostgreSQL server)
 
 pytestmark = pytest.mark.image
 
@@ -54,15 +53,10 @@ STARTUP_SECONDS = 180
 
 
 @pytest.fixture(scope="module")
-def databases(postgres_url) -> dict[str, str]:  # noqa: F811
+def databases(postgres_server) -> dict[str, str]:
     """MLflow's and the control plane's databases, as the stack's init Job creates them, with the URIs' scheme."""
-    engine = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        for name in (MLFLOW_DB, CONTROL_PLANE_DB):
-            connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    server = postgres_url.split("://", 1)[1].rsplit("/", 1)[0]
-    return {name: f"{SQLALCHEMY_SCHEME}://{server}/{name}" for name in (MLFLOW_DB, CONTROL_PLANE_DB)}
+    urls = {name: postgres_server.create_database(name) for name in (MLFLOW_DB, CONTROL_PLANE_DB)}
+    return {name: f"{SQLALCHEMY_SCHEME}://{url.split('://', 1)[1]}" for name, url in urls.items()}
 
 
 @contextmanager
