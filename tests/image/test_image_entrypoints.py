@@ -11,6 +11,7 @@ unhealthy; MLflow's S3 is a local stand-in that records the upload).
 from __future__ import annotations
 
 import json
+import secrets
 import re
 import shutil
 import subprocess
@@ -41,6 +42,7 @@ from infra.addons.mlflow import ARTIFACTS_ENV, BACKEND_STORE_ENV, server_args
 from infra.naming import MLFLOW, MLFLOW_PORT, PLATFORM_NS, service_url
 from infra.storage import CONTROL_PLANE_DB, MLFLOW_DB, SQLALCHEMY_SCHEME
 from testbed.config import load_region
+from testbed.settings import token_sha256
 from testbed.local import HOST, MARKER_ENV, RAY_LOOPBACK_ENV, free_port, instance_processes, stop_process_group
 
 pytestmark = pytest.mark.image
@@ -120,8 +122,10 @@ def test_control_plane_starts_with_the_rendered_files(image_env, databases, tmp_
     # The ConfigMap's two files and the Secret's settings, exactly as the stack renders them.
     (config_dir / f"Pulumi.{REGION}.yaml").write_text(render_stack_file(stack))
     (config_dir / PLACEMENT_FILE).write_text(render_placement(stack))
-    settings = json.loads(render_settings(stack, databases[CONTROL_PLANE_DB], MLFLOW_URL,
-                                          f"s3://{BUCKET}/jobs", ray_image=IMAGE))
+    monitoring_token = secrets.token_urlsafe(32)  # what the stack's RandomPassword stands for
+    settings = json.loads(render_settings(stack, databases[CONTROL_PLANE_DB], MLFLOW_URL, f"s3://{BUCKET}/jobs",
+                                          ray_image=IMAGE, operator_token_sha256=token_sha256(secrets.token_hex(8)),
+                                          monitoring_token_sha256=token_sha256(monitoring_token)))
     assert settings["backend"] == "kuberay" and settings["ray_image"] == IMAGE
     port = free_port()
     settings.update({key: settings[key].replace(CONFIG_DIR, str(config_dir)) for key in ("stack_file", "placement_file")})
@@ -136,9 +140,14 @@ def test_control_plane_starts_with_the_rendered_files(image_env, databases, tmp_
     log = tmp_path / "control-plane.log"
     with running(argv, env, log, tmp_path) as process:
         health = wait_http(f"http://{HOST}:{port}/healthz", process, log).json()
-        assert health == {"status": "ok", "region": REGION, "backend": "kuberay", "backend_healthy": False}
+        # No cluster: the backend is unhealthy, so the plane says it is degraded; its database answers.
+        assert health == {"status": "degraded", "region": REGION, "backend": "kuberay", "backend_healthy": False,
+                          "database": "ok", "reconciler": health["reconciler"]}
         assert httpx.get(f"http://{HOST}:{port}/v1/jobs", timeout=10).status_code == 401  # the API, behind tokens
-        assert httpx.get(f"http://{HOST}:{port}/metrics", timeout=10).status_code == 200
+        assert httpx.get(f"http://{HOST}:{port}/metrics", timeout=10).status_code == 401
+        scrape = httpx.get(f"http://{HOST}:{port}/metrics", headers={"Authorization": f"Bearer {monitoring_token}"},
+                           timeout=10)
+        assert scrape.status_code == 200 and "testbed_" in scrape.text  # as Prometheus's ServiceMonitor scrapes it
     engine = sqlalchemy.create_engine(databases[CONTROL_PLANE_DB])
     try:
         assert sqlalchemy.inspect(engine).get_table_names()  # its schema is in PostgreSQL
