@@ -88,7 +88,8 @@ def make_router(plane: Any, storage: TenantStorage, settings: ControlPlaneSettin
     router = APIRouter()
     max_package = settings.max_package_bytes
 
-    @router.get("/v1/packages/{ref}", response_model=StoredPackage, responses=error_responses(401, 403, 404, 422))
+    @router.get("/v1/packages/{ref}", response_model=StoredPackage,
+                responses=error_responses(401, 403, 404, 422, 503))
     def get_package(ref: PackageRef, caller: Caller) -> StoredPackage:
         """Whether the caller has this package (the client asks before uploading)."""
         found = storage.package(tenant_of(caller), package_sha256(ref))
@@ -98,7 +99,7 @@ def make_router(plane: Any, storage: TenantStorage, settings: ControlPlaneSettin
 
     @router.put("/v1/packages/{ref}", response_model=StoredPackage, status_code=201,
                 responses={200: {"model": StoredPackage, "description": "already stored (created: false)"},
-                           **_errors(401, 403, 409, 413, 422, too_large=f"package over {max_package} bytes, "
+                           **_errors(401, 403, 409, 413, 422, 503, too_large=f"package over {max_package} bytes, "
                                                                         "packed or unpacked")},
                 openapi_extra=_body("application/zip", "the package zip", max_package))
     async def put_package(ref: PackageRef, request: Request, caller: Caller) -> JSONResponse:
@@ -118,7 +119,7 @@ def make_router(plane: Any, storage: TenantStorage, settings: ControlPlaneSettin
         return _answer(stored, 201 if stored.created else 200)
 
     @router.put("/v1/data/{name:path}", response_model=StoredObject, status_code=201,
-                responses=_errors(401, 403, 413, 422, too_large=f"file over {settings.max_data_file_bytes} bytes"),
+                responses=_errors(401, 403, 413, 422, 503, too_large=f"file over {settings.max_data_file_bytes} bytes"),
                 openapi_extra=_body("application/octet-stream", "the file", settings.max_data_file_bytes))
     async def put_data(name: DataName, request: Request, caller: Caller) -> JSONResponse:
         """Store (or replace) a data file under ``data/<name>``, streamed; an empty body is a 422."""
@@ -134,7 +135,7 @@ def make_router(plane: Any, storage: TenantStorage, settings: ControlPlaneSettin
             raise
         return _answer(stored, 201)
 
-    @router.get("/v1/data", response_model=ObjectList, responses=error_responses(401, 403, 422))
+    @router.get("/v1/data", response_model=ObjectList, responses=error_responses(401, 403, 422, 503))
     def list_data(caller: Caller, prefix: Prefix = "", limit: Limit = DEFAULT_PAGE_SIZE,
                   cursor: Cursor = None) -> ObjectList:
         """The caller's data files by name (those starting with ``prefix``), a page at a time."""
@@ -142,12 +143,13 @@ def make_router(plane: Any, storage: TenantStorage, settings: ControlPlaneSettin
         return ObjectList(objects=page, next_cursor=page[-1].name if more else None)
 
     @router.get("/v1/data/{name:path}", response_class=StreamingResponse, responses={
-        **FILE_ANSWER, **error_responses(401, 403, 404, 422)})
+        **FILE_ANSWER, **error_responses(401, 403, 404, 422, 503)})
     def get_data(name: DataName, caller: Caller) -> StreamingResponse:
         handle, size = storage.open_file(tenant_of(caller), DATA, name, f"data {name!r}")
         return _stream(handle, size)
 
-    @router.delete("/v1/data/{name:path}", response_model=DeletedObjects, responses=error_responses(401, 403, 404, 422))
+    @router.delete("/v1/data/{name:path}", response_model=DeletedObjects,
+                   responses=error_responses(401, 403, 404, 422, 503))
     def delete_data(name: DataName, caller: Caller) -> DeletedObjects:
         return storage.delete_file(tenant_of(caller), DATA, name, f"data {name!r}")
 

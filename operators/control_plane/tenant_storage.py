@@ -7,16 +7,20 @@ operator's user and could plant links in their output folder: an entry whose rea
 the tenant's folder is treated as absent, never listed, read or followed.
 
 Uploads go to ``<tenant>/uploads/<random>`` first and are moved into place when complete, so a broken upload
-never shows a partial file.
+never shows a partial file. A store that does not answer (or a missing driver, e.g. s3fs) is a 503 naming the
+root; the filesystem is opened on first use, so the control plane starts (and runs jobs) without it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import functools
 import os
+import threading
 import uuid
 import zipfile
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -36,6 +40,25 @@ from testbed.storage import (
 )
 
 CHUNK_BYTES = 2**20
+T = TypeVar("T")
+
+
+def guarded(call: Callable[..., T]) -> Callable[..., T]:
+    """A storage call whose store cannot be reached (OSError other than a missing file, no driver) answers 503."""
+    @functools.wraps(call)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> T:
+        try:
+            return call(self, *args, **kwargs)
+        except (OSError, ImportError) as exc:
+            root = getattr(self, "root", None) or self.storage.root
+            raise ServiceError(503, "storage_unavailable", f"tenant storage {root} does not answer: "
+                                                           f"{getattr(exc, 'strerror', None) or exc}") from None
+    return wrapper
+
+
+def _absent(exc: OSError) -> bool:
+    """A missing file, or a name no file can have here: nothing stored under it."""
+    return isinstance(exc, FileNotFoundError) or exc.errno == errno.ENAMETOOLONG
 
 
 def iso(ts: Any) -> str | None:
@@ -76,10 +99,12 @@ class Upload:
         self._file = storage.fs.open(self.path, "wb")
         self.size = 0
 
+    @guarded
     def write(self, chunk: bytes) -> None:
         self._file.write(chunk)
         self.size += len(chunk)
 
+    @guarded
     def commit(self, area: Area, name: str) -> StoredObject:
         self._file.close()
         final = self.storage.path(self.tenant, area, name)
@@ -100,8 +125,19 @@ class TenantStorage:
 
     def __init__(self, root: str):
         self.root = root.rstrip("/") or "/"
-        self.fs, self._base = fsspec.core.url_to_fs(self.root)
-        self.local = isinstance(self.fs, LocalFileSystem)
+        self._base = ""  # the root inside its filesystem (no protocol), known once the filesystem is open
+        self.local = False
+        self._fs: fsspec.AbstractFileSystem | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        """The root's filesystem, opened on first use (ImportError naming the driver when it is missing)."""
+        with self._lock:
+            if self._fs is None:
+                self._fs, self._base = fsspec.core.url_to_fs(self.root)
+                self.local = isinstance(self._fs, LocalFileSystem)
+            return self._fs
 
     def location(self, tenant: str, area: Area, name: str = "") -> str:
         """What jobs and backends are given: a plain path locally, the URL elsewhere (``s3://bucket/tenants/...``)."""
@@ -109,6 +145,7 @@ class TenantStorage:
 
     def path(self, tenant: str, area: Area | None = None, name: str = "") -> str:
         """The path inside the filesystem (no protocol)."""
+        self.fs  # noqa: B018 - opens the filesystem, which tells the root's path inside it
         return tenant_path(self._base, tenant, area, name)
 
     def _contained(self, tenant: str, path: str) -> bool:
@@ -124,16 +161,20 @@ class TenantStorage:
             return None
         try:
             info = self.fs.info(path)
-        except (FileNotFoundError, OSError):
-            return None
+        except OSError as exc:
+            if _absent(exc):
+                return None
+            raise
         return info if info.get("type") == "file" else None
 
     # -- packages -----------------------------------------------------------------------------
+    @guarded
     def package(self, tenant: str, sha256: str) -> StoredPackage | None:
         """The tenant's package of this digest, if it has one (another tenant's never answers)."""
         info = self._file_info(tenant, self.path(tenant, PACKAGES, package_file(sha256)))
         return None if info is None else StoredPackage(ref=package_ref(sha256), sha256=sha256, size=int(info["size"]))
 
+    @guarded
     def store_package(self, tenant: str, sha256: str, source: IO[bytes]) -> StoredPackage:
         """Store a checked package once: an existing one of the same digest is kept (``created`` false)."""
         existing = self.package(tenant, sha256)
@@ -151,19 +192,20 @@ class TenantStorage:
         return StoredPackage(ref=package_ref(sha256), sha256=sha256, size=upload.size, created=True)
 
     # -- files: data and job outputs ------------------------------------------------------------
+    @guarded
     def begin_upload(self, tenant: str) -> Upload:
         return Upload(self, tenant)
 
+    @guarded
     def has_folder(self, tenant: str, area: Area, folder: str) -> bool:
         path = self.path(tenant, area, folder)
-        try:
-            return self._contained(tenant, path) and self.fs.isdir(path)
-        except OSError:
-            return False
+        return self._contained(tenant, path) and self.fs.isdir(path)
 
+    @guarded
     def data_exists(self, tenant: str, name: str) -> bool:
         return self._file_info(tenant, self.path(tenant, DATA, name)) is not None
 
+    @guarded
     def list_files(self, tenant: str, area: Area, folder: str = "", prefix: str = "", limit: int = 50,
                    after: str | None = None) -> tuple[list[StoredObject], bool]:
         """One page of files under ``<tenant>/<area>/<folder>`` whose names start with ``prefix``, by name,
@@ -172,7 +214,9 @@ class TenantStorage:
         narrowed = f"{base}/{prefix.rsplit('/', 1)[0]}" if "/" in prefix else base
         try:
             found = self.fs.find(narrowed, detail=True) if self.fs.isdir(narrowed) else {}
-        except (FileNotFoundError, OSError):
+        except OSError as exc:
+            if not _absent(exc):
+                raise
             found = {}
         names = []
         for path, info in found.items():
@@ -184,6 +228,7 @@ class TenantStorage:
                 for name, path, info in names[:limit + 1] if self._contained(tenant, path)]
         return page[:limit], len(page) > limit
 
+    @guarded
     def open_file(self, tenant: str, area: Area, name: str, what: str) -> tuple[IO[bytes], int]:
         """(an open file, its size) of a stored file; 404 naming ``what`` when there is none."""
         path = self.path(tenant, area, name)
@@ -192,6 +237,7 @@ class TenantStorage:
             raise not_found(what)
         return self.fs.open(path, "rb"), int(info["size"])
 
+    @guarded
     def delete_file(self, tenant: str, area: Area, name: str, what: str) -> DeletedObjects:
         path = self.path(tenant, area, name)
         info = self._file_info(tenant, path)
@@ -200,6 +246,7 @@ class TenantStorage:
         self.fs.rm(path)
         return DeletedObjects(deleted=[name], bytes=int(info["size"]))
 
+    @guarded
     def delete_folder(self, tenant: str, area: Area, folder: str) -> DeletedObjects:
         """Remove everything under ``<tenant>/<area>/<folder>`` (a job's outputs); links are removed, not followed."""
         files, after, removed = [], None, DeletedObjects(deleted=[], bytes=0)

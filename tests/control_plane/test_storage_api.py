@@ -255,3 +255,20 @@ def test_storage_routes_in_the_openapi_document(noop_plane):
     assert {"200", "201", "409", "413"} <= set(put_package["responses"])
     assert "application/octet-stream" in spec["paths"]["/v1/data/{name}"]["get"]["responses"]["200"]["content"]
     assert json.dumps(spec).count("/outputs") >= 2
+
+
+def test_storage_that_does_not_answer_is_a_503_and_jobs_still_run(noop_plane):
+    class Unreachable:
+        def __getattr__(self, _name):
+            def fail(*_args, **_kwargs):
+                raise ConnectionError("connect timeout on endpoint URL")
+            return fail
+
+    storage = noop_plane.plane.storage
+    storage.fs  # opened: now make it stop answering
+    storage._fs = Unreachable()
+    alice = noop_plane.client(ALICE)
+    detail = refused(lambda: alice.list_data(), 503, "storage_unavailable")
+    assert detail == f"tenant storage {storage.root} does not answer: connect timeout on endpoint URL"
+    refused(lambda: alice.submit(entrypoint="true", code_package="sha256:" + "0" * 64), 503, "storage_unavailable")
+    assert alice.submit(entrypoint="true").status  # a job without code or data needs no storage at admission
