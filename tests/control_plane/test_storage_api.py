@@ -6,6 +6,8 @@ import hashlib
 import io
 import json
 import os
+import subprocess
+import sys
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -272,3 +274,33 @@ def test_storage_that_does_not_answer_is_a_503_and_jobs_still_run(noop_plane):
     assert detail == f"tenant storage {storage.root} does not answer: connect timeout on endpoint URL"
     refused(lambda: alice.submit(entrypoint="true", code_package="sha256:" + "0" * 64), 503, "storage_unavailable")
     assert alice.submit(entrypoint="true").status  # a job without code or data needs no storage at admission
+
+
+def cli(plane_url: str, token: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESTBED_")}
+    env.update(TESTBED_URL=plane_url, TESTBED_TOKEN=token)
+    return subprocess.run([sys.executable, "-m", "testbed.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_the_data_commands_and_their_json(noop_plane, tmp_path):
+    alice, bob = noop_plane.token(ALICE), noop_plane.token(BOB)
+    (tmp_path / "mine.csv").write_text("a,b\n1,2\n")
+    up = cli(noop_plane.url, alice, tmp_path, "data", "upload", "mine.csv", "plant/readings.csv", "--json")
+    assert json.loads(up.stdout)["name"] == "plant/readings.csv", up.stderr
+    assert "use it as testbed-data://x.csv" in cli(noop_plane.url, alice, tmp_path, "data", "upload",
+                                                    "mine.csv", "x.csv").stdout
+    listed = json.loads(cli(noop_plane.url, alice, tmp_path, "data", "ls", "plant/", "--json").stdout)
+    assert [o["name"] for o in listed["objects"]] == ["plant/readings.csv"] and listed["next_cursor"] is None
+    table = cli(noop_plane.url, alice, tmp_path, "data", "ls").stdout.splitlines()
+    assert table[0].split() == ["NAME", "SIZE", "MODIFIED_AT"] and len(table) == 3
+    got = cli(noop_plane.url, alice, tmp_path, "data", "get", "plant/readings.csv", "--json")
+    assert json.loads(got.stdout)["size"] == 8 and (tmp_path / "readings.csv").read_text() == "a,b\n1,2\n"
+    stolen = cli(noop_plane.url, bob, tmp_path, "data", "rm", "plant/readings.csv")
+    assert stolen.returncode == 1 and stolen.stderr.strip() == (
+        "testbed: error: 404 Not Found: no data 'plant/readings.csv'")
+    assert json.loads(cli(noop_plane.url, bob, tmp_path, "data", "ls", "--json").stdout)["objects"] == []
+    removed = json.loads(cli(noop_plane.url, alice, tmp_path, "data", "rm", "x.csv", "--json").stdout)
+    assert removed == {"deleted": ["x.csv"], "bytes": 8}
+    both = cli(noop_plane.url, alice, tmp_path, "data", "rm", "x.csv", "--job", "job-1")
+    assert both.returncode == 1 and "not both" in both.stderr
