@@ -119,10 +119,12 @@ def make_router(plane: Any, storage: TenantStorage, settings: ControlPlaneSettin
         return _answer(stored, 201 if stored.created else 200)
 
     @router.put("/v1/data/{name:path}", response_model=StoredObject, status_code=201,
-                responses=_errors(401, 403, 413, 422, 503, too_large=f"file over {settings.max_data_file_bytes} bytes"),
+                responses=_errors(401, 403, 409, 413, 422, 503,
+                                  too_large=f"file over {settings.max_data_file_bytes} bytes"),
                 openapi_extra=_body("application/octet-stream", "the file", settings.max_data_file_bytes))
     async def put_data(name: DataName, request: Request, caller: Caller) -> JSONResponse:
-        """Store (or replace) a data file under ``data/<name>``, streamed; an empty body is a 422."""
+        """Store (or replace) a data file under ``data/<name>``, streamed; an empty body is a 422, a name that
+        a folder of your data holds (or a file on its path) a 409."""
         upload = await run_in_threadpool(storage.begin_upload, tenant_of(caller))
         try:
             async for chunk in request.stream():  # the middleware stops it past max_data_file_bytes (413)

@@ -106,10 +106,19 @@ class Upload:
 
     @guarded
     def commit(self, area: Area, name: str) -> StoredObject:
+        """Move the upload to ``<tenant>/<area>/<name>`` (replacing a file there); 409 where a folder of that
+        name, a file on its path or a link out of the tenant's folder is in the way."""
         self._file.close()
         final = self.storage.path(self.tenant, area, name)
-        self.storage.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
-        self.storage.fs.mv(self.path, final)
+        conflict = ServiceError(409, "name_conflict", f"{area} {name!r}: a folder of that name, a file on its path "
+                                                      "or a link out of the tenant's folder is in the way")
+        if not self.storage._contained(self.tenant, final) or self.storage.fs.isdir(final):
+            raise conflict
+        try:
+            self.storage.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+            self.storage.fs.mv(self.path, final)
+        except (NotADirectoryError, IsADirectoryError, FileExistsError):
+            raise conflict from None
         return StoredObject(name=name, size=self.size, modified_at=iso(dt.datetime.now(dt.timezone.utc)))
 
     def discard(self) -> None:
@@ -249,7 +258,8 @@ class TenantStorage:
     @guarded
     def delete_folder(self, tenant: str, area: Area, folder: str) -> DeletedObjects:
         """Remove everything under ``<tenant>/<area>/<folder>`` (a job's outputs); links are removed, not followed."""
-        files, after, removed = [], None, DeletedObjects(deleted=[], bytes=0)
+        files: list[StoredObject] = []
+        after = None
         while True:
             page, more = self.list_files(tenant, area, folder, limit=1000, after=after)
             files += page
@@ -259,9 +269,7 @@ class TenantStorage:
         base = self.path(tenant, area, folder)
         if self._contained(tenant, base) and self.fs.exists(base):
             self.fs.rm(base, recursive=True)
-        removed.deleted = [f.name for f in files]
-        removed.bytes = sum(f.size for f in files)
-        return removed
+        return DeletedObjects(deleted=[f.name for f in files], bytes=sum(f.size for f in files))
 
 
 def _modified(info: dict[str, Any]) -> str | None:

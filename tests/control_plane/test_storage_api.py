@@ -196,6 +196,9 @@ def test_data_upload_list_read_delete_and_tenant_isolation(noop_plane, tmp_path)
     for path in ("/v1/data/..%2F..%2Fcredentials%2Foperator.token", "/v1/data/.hidden", "/v1/data/a%2F..%2Fb"):
         assert httpx.put(noop_plane.url + path, content=b"x", headers=auth).status_code in (404, 422), path
         assert httpx.get(noop_plane.url + path, headers=auth).status_code in (404, 422), path
+    # a name that a folder holds, or that passes through a file, is a conflict (local folders; S3 has none)
+    assert "in the way" in refused(lambda: alice.upload_data(local, "2025"), 409, "name_conflict")
+    assert "in the way" in refused(lambda: alice.upload_data(local, "2025/march.csv/x"), 409, "name_conflict")
     # the operator token has no storage of its own
     refused(lambda: noop_plane.client("operator").list_data(), 403, "forbidden")
 
