@@ -21,6 +21,7 @@ class Health(BaseModel):
     backend_healthy: bool
     database: Literal["ok", "busy", "unavailable"] = Field(
         description="busy: writes wait on a lock (admissions answer 503); unavailable: not even reads answer")
+    reconciler: bool = False  # this replica holds the reconciler lease and has completed a sync round under it
 
 
 class IssuedToken(BaseModel):

@@ -69,6 +69,10 @@ class ControlPlaneSettings(BaseModel):
                     "keeps the clear token in a Secret of the platform namespace for the ServiceMonitor)",
     )
     sync_interval_seconds: float = Field(default=0.25, gt=0)
+    lease_ttl_seconds: float = Field(
+        default=5.0, gt=0, description="replicas: the reconciler lease lapses this long after its holder's last renewal"
+    )
+    lease_renew_seconds: float = Field(default=1.0, gt=0, description="replicas: how often the lease is renewed or tried")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
 

@@ -5,6 +5,10 @@ A job is billed from when it is observed running, never from when the backend ac
 sync watches jobs about to start closely and infers the start from its observations; a job that
 never ran bills nothing. When a job ends, its final status, times and logs are stored, so they
 outlive the backend's memory of it. A job can be stopped in every state.
+
+With several replicas, only the holder of the reconciler lease (:mod:`.lease`) runs the background
+sync; dispatch and stop of a tenant's jobs run in its database lock (``Store.tenant_lock``), where
+the job is also marked dispatched, so a job is handed to the backend once whichever replica asks.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import json
 import logging
 import threading
 import time
-from collections import defaultdict
 from typing import Any, Mapping
 
 from operators.control_plane.backends.base import (
@@ -30,6 +33,7 @@ from operators.control_plane.backends.base import (
     RuntimeEnv,
 )
 from operators.control_plane.errors import ServiceError
+from operators.control_plane.lease import RECONCILER, Lease
 from operators.control_plane.store import JobRow, Store
 from testbed import jobs as J
 from testbed.config import Tenant
@@ -123,14 +127,23 @@ class Dispatcher:
         self.tenants = tenants
         self.store = store
         self.backend = backend
-        self._tenant_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+        self.lease = Lease(store, RECONCILER, settings.lease_ttl_seconds, settings.lease_renew_seconds)
+        self.synced_at: float | None = None  # when this replica last completed a full sync round
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def reconciling(self) -> bool:
+        """This replica holds the reconciler lease and has completed a sync round under it."""
+        acquired = self.lease.acquired_at
+        return (self.lease.holding and acquired is not None and self.synced_at is not None
+                and self.synced_at >= acquired)
 
     # -- the background sync --------------------------------------------------------------
     def start(self) -> None:
         """Start the background sync (status, logs, queued jobs)."""
         if self._thread is None:
+            self.lease.start()
             self._thread = threading.Thread(target=self._loop, name="job-sync", daemon=True)
             self._thread.start()
 
@@ -139,16 +152,23 @@ class Dispatcher:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        self.lease.release()
 
     def _loop(self) -> None:
-        """Refresh every active job each interval; jobs about to start are watched more closely."""
+        """Refresh every active job each interval (while holding the reconciler lease); jobs about
+        to start are watched more closely."""
         last_full = 0.0
         watching_starts = False
         interval = self.settings.sync_interval_seconds
         while not self._stopping.wait(START_WATCH_INTERVAL_SECONDS if watching_starts else interval):
+            if not self.lease.holding:
+                watching_starts = False
+                continue
             full = time.monotonic() - last_full >= interval
             try:
                 watching_starts = self.sync_once(starting_only=not full)
+                if full:
+                    self.synced_at = time.time()
             except Exception:  # keep syncing; a bad round must not stop the loop
                 log.exception("job sync round failed")
             if full:
@@ -187,7 +207,7 @@ class Dispatcher:
 
     def _try_dispatch(self, row: JobRow) -> JobRow | None:
         """Hand a queued job to the backend if the tenant has room; return the updated row."""
-        with self._tenant_locks[row.tenant]:
+        with self.store.tenant_lock(row.tenant):
             current = self.store.get_job(row.id)
             if current is None or current.dispatched or current.terminal:
                 return current
@@ -237,7 +257,11 @@ class Dispatcher:
                 raise answer
             info = answer
         except JobNotFound:
+            row = self.store.get_job(row.id) or row  # with a stop recorded (by any replica) since it was read
             ended = row.last_seen_at or now
+            if row.stop_requested_at is not None:  # stopped by us, then forgotten (a deleted RayJob)
+                ended = max(row.stop_requested_at, row.started_at or row.stop_requested_at)
+                return {"status": JobStatus.STOPPED.value, "ended_at": ended, "message": "stopped", "logs": row.logs or ""}
             return {
                 "status": JobStatus.FAILED.value,
                 "ended_at": max(ended, row.started_at or ended),
@@ -264,13 +288,17 @@ class Dispatcher:
         Queued: STOPPED at once. Dispatched but not started: the backend is told to stop it and
         the record is STOPPED at once, never billed (a backend may hold a pending job until it
         could start). Running: the backend stops it; the record follows when the backend says so.
+        The stop and the output so far are recorded before the backend is asked, so any replica
+        reports the job STOPPED with its logs once the backend forgets it.
         """
-        with self._tenant_locks[row.tenant]:
+        with self.store.tenant_lock(row.tenant):
             row = self.store.get_job(row.id) or row
             if row.terminal:
                 return row
             if not row.dispatched:
                 return self._stopped(row, "stopped while queued: it never reached the backend")
+        # Recorded first, with the output so far: any replica then reports it STOPPED with its logs.
+        self.store.update_job(row.id, stop_requested_at=time.time(), logs=self._final_logs(row))
         try:
             self.backend.stop(row.backend_ref or row.id)
         except JobNotFound:
@@ -286,4 +314,4 @@ class Dispatcher:
 
     def _stopped(self, row: JobRow, message: str) -> JobRow:
         return self.store.update_job(row.id, status=JobStatus.STOPPED.value, ended_at=time.time(), message=message,
-                                     logs="") or row
+                                     logs=row.logs or "") or row

@@ -53,7 +53,9 @@ class ControlPlane:
         self.store.close()
 
     def admit(self, principal: Principal, spec: JobSpec) -> JobRow:
-        return self.admission.admit(principal, spec)
+        """Admission, serialised with the tenant's other admissions and dispatches (any replica)."""
+        with self.store.tenant_lock(principal.subject):
+            return self.admission.admit(principal, spec)
 
     def dispatch(self, row: JobRow) -> JobRow:
         return self.dispatcher.dispatch(row)

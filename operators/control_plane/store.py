@@ -1,7 +1,11 @@
 """Durable state of the control plane: tokens and job records (SQLAlchemy; SQLite or PostgreSQL).
 
 A job record is written before the backend is called and is the job's history after the backend
-forgets it: final status, times and logs stay here.
+forgets it: final status, times and logs stay here. Alembic owns the schema (:mod:`.migrate`).
+
+Replicas serialise work on one tenant with :meth:`Store.tenant_lock`: a transaction holding a
+database lock (PostgreSQL: ``pg_advisory_xact_lock`` on the tenant; SQLite: ``BEGIN IMMEDIATE``,
+the database's single writer). The store's calls made inside the section join its transaction.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import contextmanager, nullcontext
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ContextManager, Iterator
 
 from sqlalchemy import (
     JSON,
@@ -18,6 +22,7 @@ from sqlalchemy import (
     Float,
     Integer,
     String,
+    Table,
     Text,
     and_,
     create_engine,
@@ -26,9 +31,13 @@ from sqlalchemy import (
     or_,
     select,
 )
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from operators.control_plane.migrate import lock_key, sqlite_immediate, upgrade
 from testbed.jobs import TERMINAL_STATUSES, JobStatus
 
 LOG_LIMIT_BYTES = 1_000_000  # stored logs keep the last MB of a job's output
@@ -77,6 +86,8 @@ class JobRow(Base):
     backend_ref: Mapped[str | None] = mapped_column(String(80), nullable=True)
     message: Mapped[str] = mapped_column(Text, default="")
     logs: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # When a stop was asked for: a job its backend then forgets (a deleted RayJob) ended STOPPED.
+    stop_requested_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     @property
     def terminal(self) -> bool:
@@ -92,18 +103,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for SQLite (WAL, shared across threads) or any SQLAlchemy URL."""
+    """An engine for SQLite (WAL, shared across threads, BEGIN IMMEDIATE for writes) or any SQLAlchemy URL."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": DB_TIMEOUT_SECONDS},
                                pool_size=8, pool_timeout=DB_TIMEOUT_SECONDS)
         event.listen(engine, "connect", _sqlite_pragmas)
+        sqlite_immediate(engine)
     elif url.startswith("postgresql"):
         ms = int(DB_TIMEOUT_SECONDS * 1000)
-        engine = create_engine(url, pool_pre_ping=True, pool_timeout=DB_TIMEOUT_SECONDS, connect_args={
-            "connect_timeout": int(DB_TIMEOUT_SECONDS),
-            "options": f"-c lock_timeout={ms} -c statement_timeout={ms * 5}"})
+        # One connection per API thread (Starlette's pool has 40) and a few for the sync and dispatch.
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30, pool_timeout=DB_TIMEOUT_SECONDS,
+                               connect_args={"connect_timeout": int(DB_TIMEOUT_SECONDS),
+                                             "options": f"-c lock_timeout={ms} -c statement_timeout={ms * 5}"})
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
     return engine
 
 
@@ -125,31 +138,71 @@ class _TimedLock:
         self._lock.release()
 
 
-class Store:
-    """Tokens and jobs, behind short transactions."""
+# INSERT ... ON CONFLICT of each supported dialect (one atomic statement, safe between replicas).
+DIALECT_INSERTS: dict[str, Callable[[Table], PgInsert | SqliteInsert]] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
-    def __init__(self, url: str):
+
+def dialect_insert(session: Session, table: Table) -> PgInsert | SqliteInsert:
+    """``INSERT`` with ``on_conflict_do_*`` for the session's database."""
+    return DIALECT_INSERTS[session.get_bind().dialect.name](table)
+
+
+class Store:
+    """Tokens and jobs, behind short transactions; the schema is brought up to date first."""
+
+    def __init__(self, url: str, migrate: bool = True):
         # Called inside the transaction that moves a job into a terminal state (e.g. the ledger).
         self.on_terminal: list[Callable[[Session, JobRow], None]] = []
+        if migrate:
+            upgrade(url)
         self.engine = make_engine(url)
-        Base.metadata.create_all(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.inline_writes = url.startswith("sqlite")
+        self._write_sessions = (sessionmaker(self.engine.execution_options(sqlite_immediate=True), expire_on_commit=False)
+                                if self.inline_writes else self._sessions)
         # SQLite has one writer at a time and its busy handler backs off in sleeps of up to
         # 100 ms; queueing writers on a lock in this process is far faster under concurrency.
-        self.inline_writes = url.startswith("sqlite")
         self._write_lock = _TimedLock() if self.inline_writes else nullcontext()
+        self._section = threading.local()  # the transaction of this thread's locked section
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A read transaction (and, on PostgreSQL, any transaction)."""
+        """A read transaction (and, on PostgreSQL, any transaction); inside a locked section, its own."""
+        current: Session | None = getattr(self._section, "session", None)
+        if current is not None:
+            yield current
+            return
         with self._sessions.begin() as session:
             yield session
 
     @contextmanager
     def write_session(self) -> Iterator[Session]:
-        """A transaction that writes."""
-        with self._write_lock, self._sessions.begin() as session:
+        """A transaction that writes; inside a locked section, the section's."""
+        current: Session | None = getattr(self._section, "session", None)
+        if current is not None:
+            yield current
+            return
+        with self._write_lock, self._write_sessions.begin() as session:
             yield session
+
+    @contextmanager
+    def lock(self, name: str) -> Iterator[Session]:
+        """A section serialised across replicas on ``name``: one transaction, committed at its end."""
+        current: Session | None = getattr(self._section, "session", None)
+        with nullcontext(current) if current is not None else self.write_session() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(select(func.pg_advisory_xact_lock(lock_key(name))))
+            else:
+                session.connection()  # BEGIN IMMEDIATE now: the write lock is held from here
+            self._section.session = session
+            try:
+                yield session
+            finally:
+                self._section.session = current
+
+    def tenant_lock(self, tenant: str) -> ContextManager[Session]:
+        """Admission and dispatch of one tenant's jobs run one at a time, whichever replica runs them."""
+        return self.lock(f"testbed:tenant:{tenant}")
 
     def close(self) -> None:
         self.engine.dispose()
@@ -219,11 +272,17 @@ class Store:
         return int(count), float(cpus), int(gpus), int(memory)
 
     def update_jobs(self, changes: dict[str, dict[str, Any]]) -> list[JobRow]:
-        """Apply many jobs' changes in one transaction (one sync round)."""
+        """Apply many jobs' changes in one transaction (one sync round).
+
+        The rows are locked first, in id order: a reader refreshing one of them (another replica)
+        waits before this round folds anything, rather than deadlocking on a ledger row.
+        """
         rows = []
         with self.write_session() as s:
+            locked = {row.id: row for row in s.scalars(
+                select(JobRow).where(JobRow.id.in_(sorted(changes))).order_by(JobRow.id).with_for_update())}
             for job_id, job_changes in changes.items():
-                row = self._apply(s, job_id, job_changes)
+                row = self._apply(s, job_id, job_changes, locked.get(job_id))
                 if row is not None:
                     rows.append(row)
         return rows
@@ -233,10 +292,11 @@ class Store:
         with self.write_session() as s:
             return self._apply(s, job_id, changes)
 
-    def _apply(self, s: Session, job_id: str, changes: dict[str, Any]) -> JobRow | None:
+    def _apply(self, s: Session, job_id: str, changes: dict[str, Any], row: JobRow | None = None) -> JobRow | None:
+        """Change a job (``row``: already read and locked in ``s``) and run the terminal hooks if it ends."""
         if changes.get("logs") is not None:
             changes["logs"] = changes["logs"][-LOG_LIMIT_BYTES:]
-        row = s.get(JobRow, job_id, with_for_update=True)
+        row = row or s.get(JobRow, job_id, with_for_update=True)
         if row is None or row.terminal:
             return row
         for key, value in changes.items():

@@ -60,13 +60,14 @@ class TokenIssuer:
         if self.credentials_dir is None:
             return
         self.credentials_dir.mkdir(parents=True, exist_ok=True)
-        known = self.store.token_subjects()
-        stack_managed = self.operator_token_sha256 is not None
-        for subject in [*self.tenants, *([] if stack_managed else [OPERATOR])]:
-            path = self.credentials_dir / f"{subject}.token"
-            if subject in known and path.exists():
-                continue
-            write_secret(path, issue_token(self.store, subject))
+        with self.store.lock("testbed:tokens"):  # replicas starting together issue each token once
+            known = self.store.token_subjects()
+            stack_managed = self.operator_token_sha256 is not None
+            for subject in [*self.tenants, *([] if stack_managed else [OPERATOR])]:
+                path = self.credentials_dir / f"{subject}.token"
+                if subject in known and path.exists():
+                    continue
+                write_secret(path, issue_token(self.store, subject))
 
     def install_stack_hash(self, subject: str, token_hash: str) -> None:
         """Make ``token_hash`` the one token of ``subject`` (operator, monitoring): older ones stop working; idempotent."""

@@ -9,6 +9,10 @@ so exported counters never go backwards.
 Finished jobs are folded into ``usage_totals`` (one row per tenant and GPU model) by a hook that
 runs inside the transaction that ends the job, so a snapshot costs one small query: the totals
 plus the jobs still active, read by a single statement (one consistent view of both).
+
+A fold is idempotent, keyed by job: it inserts the job's row into ``usage_jobs`` (``ON CONFLICT DO
+NOTHING``) and adds to the totals only when that row is new, in the same transaction. A fold
+repeated after a crash, or by another replica, adds nothing.
 """
 
 from __future__ import annotations
@@ -17,11 +21,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from sqlalchemy import Float, Integer, String, delete, func, literal, null, select, union_all
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Float, Integer, String, delete, exists, literal, null, select, union_all
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from operators.control_plane.store import Base, JobRow, Store
+from operators.control_plane.store import DIALECT_INSERTS, Base, JobRow, Store, dialect_insert
 from testbed.jobs import TERMINAL_STATUSES, JobStatus
 
 NO_GPU = ""  # gpu_model key of the totals row for jobs without GPUs
@@ -44,6 +47,20 @@ class UsageTotalRow(Base):
     jobs_succeeded: Mapped[int] = mapped_column(Integer, default=0)
     jobs_failed: Mapped[int] = mapped_column(Integer, default=0)
     jobs_stopped: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class UsageJobRow(Base):
+    """What one finished job added to its tenant's totals (its key makes a fold happen once)."""
+
+    __tablename__ = "usage_jobs"
+
+    job_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    gpu_model: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    cpu_seconds: Mapped[float] = mapped_column(Float)
+    gpu_seconds: Mapped[float] = mapped_column(Float)
+    memory_byte_seconds: Mapped[float] = mapped_column(Float)
 
 
 _JOB_COUNTERS = {
@@ -91,31 +108,34 @@ class TenantMeter:
 
 
 def fold_job(session: Session, row: JobRow) -> None:
-    """``Store.on_terminal`` hook: add a job that just ended to its tenant's totals."""
+    """``Store.on_terminal`` hook: add a job that just ended to its tenant's totals, once."""
     if row.status not in _JOB_COUNTERS:
         return
     seconds = metered_seconds(row.started_at, row.ended_at if row.ended_at is not None else time.time())
     model = gpu_key(row.gpus, row.gpu_model)
-    values = {
+    used = {
         "cpu_seconds": row.cpus * seconds,
         "gpu_seconds": row.gpus * seconds,
         "memory_byte_seconds": float(row.memory_bytes) * seconds,
-        _JOB_COUNTERS[row.status]: 1,
     }
-    _add_to_totals(session, row.tenant, model, values)
+    usage = UsageJobRow.__table__
+    once = dialect_insert(session, usage).values(job_id=row.id, tenant=row.tenant, gpu_model=model, status=row.status,
+                                                 **used)
+    if session.execute(once.on_conflict_do_nothing(index_elements=[usage.c.job_id]).returning(usage.c.job_id)).first() is None:
+        return  # folded before
+    _add_to_totals(session, row.tenant, model, {**used, _JOB_COUNTERS[row.status]: 1})
 
 
 _ZERO_TOTALS = {"cpu_seconds": 0.0, "gpu_seconds": 0.0, "memory_byte_seconds": 0.0,
                 "jobs_succeeded": 0, "jobs_failed": 0, "jobs_stopped": 0}
-# INSERT ... ON CONFLICT DO UPDATE of each supported dialect: one atomic statement, so two
-# writers (control-plane replicas) folding into the same row never lose or double an increment.
-_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
-
-
 def _add_to_totals(session: Session, tenant: str, model: str, values: dict[str, float]) -> None:
-    """Add ``values`` to a totals row in SQL (``x = x + v``), creating it on first use."""
+    """Add ``values`` to a totals row in SQL (``x = x + v``), creating it on first use.
+
+    One atomic INSERT ... ON CONFLICT DO UPDATE: two replicas folding into the same row never lose
+    or double an increment.
+    """
     table = UsageTotalRow.__table__
-    insert = _INSERTS[session.get_bind().dialect.name](table).values(
+    insert = dialect_insert(session, table).values(
         tenant=tenant, gpu_model=model, **{**_ZERO_TOTALS, **values})
     session.execute(insert.on_conflict_do_update(
         index_elements=[table.c.tenant, table.c.gpu_model],
@@ -128,25 +148,29 @@ class Ledger:
 
     def __init__(self, store: Store):
         dialect = store.engine.dialect.name
-        if dialect not in _INSERTS:
+        if dialect not in DIALECT_INSERTS:
             raise ValueError(f"metering needs a SQLite or PostgreSQL database, not {dialect!r}")
         self.store = store
-        Base.metadata.create_all(store.engine, tables=[UsageTotalRow.__table__])
 
     def install(self) -> None:
-        """Hook into job completion (once) and fold in jobs that ended before metering existed."""
+        """Hook into job completion (once) and fold in finished jobs not folded yet."""
         if fold_job not in self.store.on_terminal:
             self.store.on_terminal.append(fold_job)
-        self.rebuild(only_if_empty=True)
+        self.backfill()
 
-    def rebuild(self, only_if_empty: bool = False) -> None:
-        """Recompute the totals from every finished job (an upgrade or a repair)."""
+    def backfill(self) -> None:
+        """Fold every finished job that has no usage row yet (idempotent; any replica, any time)."""
+        folded = exists().where(UsageJobRow.job_id == JobRow.id)
         with self.store.write_session() as s:
-            if only_if_empty and s.scalar(select(func.count()).select_from(UsageTotalRow)):
-                return
+            for row in s.scalars(select(JobRow).where(JobRow.status.in_(_FINISHED), ~folded)):
+                fold_job(s, row)
+
+    def rebuild(self) -> None:
+        """Recompute the usage rows and totals from every finished job (a repair: one replica running)."""
+        with self.store.write_session() as s:
+            s.execute(delete(UsageJobRow))
             s.execute(delete(UsageTotalRow))
-            finished = s.scalars(select(JobRow).where(JobRow.status.in_(_FINISHED)))
-            for row in finished:
+            for row in s.scalars(select(JobRow).where(JobRow.status.in_(_FINISHED))):
                 fold_job(s, row)
 
     def snapshot(self, now: float | None = None, tenants: Iterable[str] | None = None) -> dict[str, TenantMeter]:

@@ -70,6 +70,7 @@ def test_openapi_declares_the_error_body(noop_plane):
 
 def test_health_and_openapi_are_served(noop_plane):
     health = httpx.get(noop_plane.url + "/healthz").json()
+    assert isinstance(health.pop("reconciler"), bool)  # true once it holds the lease and has synced
     assert health == {"status": "ok", "region": "gyeongnam", "backend": "noop", "backend_healthy": True, "database": "ok"}
     spec = httpx.get(noop_plane.url + "/openapi.json").json()
     for path in ("/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/logs", "/v1/jobs/{job_id}/stop", "/healthz"):
@@ -198,10 +199,9 @@ def test_queued_job_stops_without_running(noop_plane):
     client = noop_plane.client(BOB)  # quota: 8 CPUs, max 4 running jobs
     # hold the tenant's whole CPU quota with a job the no-op backend keeps "running"
     from testbed.jobs import JobStatus
-    from operators.control_plane.backends.base import BackendJobInfo
 
     first = submit_ok(client, cpus=8)
-    plane.backend._jobs[first.id] = BackendJobInfo(status=JobStatus.RUNNING, start_time=0)
+    plane.backend.hold(first.id, JobStatus.RUNNING)
     plane.store.update_job(first.id, status="RUNNING", ended_at=None)
     second = submit_ok(client, cpus=1)
     assert second.status == "PENDING" and "queued" in second.message

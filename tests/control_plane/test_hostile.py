@@ -55,7 +55,7 @@ def refused(call, status: int, code: str) -> str:
 
 def hold(app, job_id: str, status: JobStatus) -> None:
     """Make the no-op backend report ``status`` for a job (it otherwise succeeds at once)."""
-    app.state.plane.backend._jobs[job_id] = BackendJobInfo(status=status, start_time=time.time() - 900)
+    app.state.plane.backend.hold(job_id, status)
 
 
 # -- a request names a host path --------------------------------------------------------------

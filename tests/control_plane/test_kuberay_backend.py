@@ -260,21 +260,56 @@ def test_logs_come_from_the_submitter_then_the_head(targets, target):
         backend_with(targets, custom, FakeCore()).logs(ref)
 
 
-def test_stop_deletes_the_rayjob_and_reports_stopped(targets, target):
+def test_stop_annotates_then_deletes_the_rayjob_and_keeps_nothing(targets, target):
     custom = FakeCustomObjects()
-    core = FakeCore({"job-name=job-0123456789abcdef": "partial output\n"})
-    backend = backend_with(targets, custom, core)
+    backend = backend_with(targets, custom)
     ref = backend.submit(launch(target.tenant))
     custom.objects[tuple(ref.split("/"))]["status"] = {"jobStatus": "RUNNING", "jobDeploymentStatus": "Running",
                                                        "startTime": T0}
     backend.stop(ref)
+    verbs = [c[0] for c in custom.calls]
+    assert verbs.index("patch") < verbs.index("delete")  # annotated (reads STOPPED) while being deleted
     assert ("delete", "ray.io", "v1", target.namespace, "rayjobs", "job-0123456789abcdef", "Foreground") in custom.calls
     assert not custom.objects
-    info = backend.info(ref)
-    assert info.status == JobStatus.STOPPED and info.start_time == E0 and info.end_time
-    assert backend.logs(ref) == "partial output\n"
+    with pytest.raises(JobNotFound):  # no memory in the backend: the control plane's record says STOPPED
+        backend.info(ref)
     with pytest.raises(JobNotFound):  # the control plane treats this as "already gone"
         backend.stop(ref)
+
+
+def test_a_stopped_rayjob_reads_stopped_with_its_logs_on_every_replica(targets, target, stack, tmp_path):
+    """Replica A stops a running job (its RayJob is deleted); replica B, with its own backend object
+    on the same cluster and database, reports it STOPPED with the output A kept, and bills it once."""
+    from operators.control_plane.auth import Principal
+    from operators.control_plane.plane import ControlPlane
+    from operators.metering.ledger import UsageJobRow
+    from testbed.config import stack_file_for
+    from testbed.jobs import JobSpec
+
+    custom = FakeCustomObjects()
+    core = FakeCore()
+    settings = ControlPlaneSettings(stack_file=stack_file_for(REGION), database_url=f"sqlite:///{tmp_path / 'cp.db'}",
+                                    backend="kuberay", mlflow_tracking_uri="http://mlflow", storage_path="s3://jobs")
+    replica_a, replica_b = (ControlPlane(settings, backend=backend_with(targets, custom, core)) for _ in range(2))
+    tenant = Principal(subject=target.tenant, role="tenant")
+    job = replica_a.dispatch(replica_a.admit(tenant, JobSpec(entrypoint="python train.py", cpus=1)))
+    assert job.dispatched and job.backend_ref == f"{target.namespace}/{job.id}"
+    core.names = {f"job-name={job.id}": "pod-0"}
+    core.logs = {"pod-0": "epoch 1 loss 0.4\n"}
+    custom.objects[tuple(job.backend_ref.split("/"))]["status"] = {"jobStatus": "RUNNING", "jobDeploymentStatus": "Running"}
+    assert replica_b.visible_job(tenant, job.id).status == "RUNNING"
+    stopped = replica_a.stop(tenant, job.id)
+    assert not custom.objects
+    for replica in (replica_b, replica_a):
+        replica.dispatcher.sync_once()
+        seen = replica.visible_job(tenant, job.id)
+        assert (seen.status, seen.message) == ("STOPPED", "stopped") and seen.ended_at == stopped.ended_at
+        assert replica.logs(tenant, job.id)[1:] == ("epoch 1 loss 0.4\n", True)
+    with replica_b.store.session() as s:
+        assert s.query(UsageJobRow).filter_by(job_id=job.id).count() == 1
+    assert replica_b.ledger.snapshot()[target.tenant].jobs["STOPPED"] == 1
+    for replica in (replica_a, replica_b):
+        replica.shutdown()
 
 
 def test_stop_that_cannot_delete_leaves_the_job_running(targets, target):

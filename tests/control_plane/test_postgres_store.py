@@ -2,63 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
-import time
-from pathlib import Path
-from typing import Iterator
-
 import pytest
-
-from testbed.local import HOST, free_port
-
-PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
-
-
-def _as_postgres(argv: list[str]) -> list[str]:
-    """initdb and postgres refuse to run as root: run them as the 'postgres' user."""
-    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    if PG_BIN is None or not (PG_BIN / "initdb").exists():
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL server binaries missing: apt-get install -y postgresql (make system-deps)")
-        pytest.skip("PostgreSQL server not installed (apt-get install -y postgresql)")
-    root = Path(tempfile.mkdtemp(prefix="tb-pg-"))
-    data, sockets = root / "data", root / "sock"
-    sockets.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-        shutil.chown(sockets, "postgres")
-    port = free_port()
-    subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "testbed", "--auth=trust", "-E", "UTF8"]),
-                   check=True, capture_output=True, timeout=120)
-    server = subprocess.Popen(
-        _as_postgres([str(PG_BIN / "postgres"), "-D", str(data), "-h", HOST, "-p", str(port), "-k", str(sockets)]),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    url = f"postgresql+psycopg2://testbed@{HOST}:{port}/postgres"
-    try:
-        import sqlalchemy
-
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                sqlalchemy.create_engine(url).connect().close()
-                break
-            except sqlalchemy.exc.OperationalError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.2)
-        yield url
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_control_plane_on_postgresql(postgres_url, tmp_path):

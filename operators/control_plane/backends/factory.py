@@ -14,7 +14,7 @@ def make_backend(settings: ControlPlaneSettings, stack: StackConfig) -> Backend:
     if settings.backend == "noop":
         from operators.control_plane.backends.noop import NoopBackend
 
-        return NoopBackend(capacity)
+        return NoopBackend(settings.database_url, capacity)  # on PostgreSQL, shared by the replicas
     if settings.backend == "kuberay":
         from operators.control_plane.backends.kuberay import RayJobOptions, resolve_targets
         from operators.control_plane.backends.kuberay_backend import KubeRayBackend

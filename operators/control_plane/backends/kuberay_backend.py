@@ -14,8 +14,10 @@ Stop deletes the RayJob (foreground propagation: the Ray cluster and the submitt
 it and Kueue releases the quota). Suspending is not a stop here: Kueue owns ``spec.suspend`` for
 queued RayJobs and unsuspends an admitted one again, and KubeRay resets a suspended RayJob to a
 fresh, never-run state. Before deleting, the backend annotates the RayJob with
-``testbed.io/stop-requested-at`` and keeps its logs, so ``info`` reports STOPPED (not "lost") while
-the object is being deleted and, in this process, after it is gone.
+``testbed.io/stop-requested-at``, so ``info`` reports STOPPED while the object is being deleted.
+Once it is gone the backend knows nothing of it (JobNotFound): the control plane recorded the stop
+request and the output so far in the job's row first, so every replica reports it STOPPED with
+those logs. The backend keeps no state of its own.
 """
 
 from __future__ import annotations
@@ -55,7 +57,6 @@ from operators.control_plane.backends.kueue_workload import (
     WORKLOAD_VERSION,
     workloads_by_owner,
 )
-from testbed.jobs import JobStatus
 from testbed.kube import JOB_ID_LABEL, STOP_ANNOTATION
 
 log = logging.getLogger("testbed.control_plane")
@@ -103,8 +104,6 @@ class KubeRayBackend(Backend):
         self._capacity = capacity or Capacity()
         self._apis = (custom_api, core_api) if custom_api is not None else None
         self._lock = threading.Lock()
-        self._stopped: dict[str, BackendJobInfo] = {}
-        self._stopped_logs: dict[str, str] = {}
         self._cluster_queues = {t.namespace: t.cluster_queue for t in targets.values()}
 
     @property
@@ -217,9 +216,7 @@ class KubeRayBackend(Backend):
         return job_info(obj, workloads.get(uid) if uid else None, self._cluster_queues.get(split_ref(ref)[0], ""))
 
     def _gone(self, ref: str) -> BackendJobInfo:
-        """A RayJob that no longer exists: STOPPED if this backend deleted it, else JobNotFound."""
-        if ref in self._stopped:
-            return self._stopped[ref]
+        """A RayJob that no longer exists (a stop that deleted it is on the job's record, which the sync reads)."""
         raise JobNotFound(f"RayJob {ref} no longer exists")
 
     def _list(self, what: str, group: str, version: str, namespace: str, plural: str, selector: str) -> list[dict]:
@@ -249,8 +246,6 @@ class KubeRayBackend(Backend):
 
     def logs(self, ref: str) -> str:
         """The submitter pod's output (``ray job submit`` follows the driver), else the head pod's."""
-        if ref in self._stopped_logs:
-            return self._stopped_logs[ref]
         try:
             obj = self._get(ref)
         except JobNotFound:
@@ -279,12 +274,10 @@ class KubeRayBackend(Backend):
             raise BackendError(f"pod {namespace}/{pod.metadata.name} is gone") from None
 
     def stop(self, ref: str) -> None:
-        """Annotate, keep the logs, delete the RayJob (and with it the Ray cluster); remember it as STOPPED."""
+        """Annotate, then delete the RayJob (and with it the Ray cluster)."""
         namespace, name = split_ref(ref)
-        started = job_info(self._get(ref)).start_time  # JobNotFound if it is already gone
-        logs = self._logs_or_none(ref)
-        now = time.time()
-        self._annotate_stop(ref, f"{now:.3f}")
+        self._get(ref)  # JobNotFound if it is already gone
+        self._annotate_stop(ref, f"{time.time():.3f}")
         try:
             self._call(f"delete RayJob {ref}", self.custom_api.delete_namespaced_custom_object, GROUP, VERSION,
                        namespace, PLURAL, name, propagation_policy="Foreground")
@@ -293,21 +286,11 @@ class KubeRayBackend(Backend):
         except BackendError:
             self._annotate_stop(ref, None)  # still running: do not let it read as STOPPED
             raise
-        self._stopped[ref] = BackendJobInfo(status=JobStatus.STOPPED, message="stopped", start_time=started,
-                                            end_time=now)
-        if logs is not None:
-            self._stopped_logs[ref] = logs
 
     def _annotate_stop(self, ref: str, value: str | None) -> None:
         namespace, name = split_ref(ref)
         self._call(f"annotate RayJob {ref}", self.custom_api.patch_namespaced_custom_object, GROUP, VERSION,
                    namespace, PLURAL, name, {"metadata": {"annotations": {STOP_ANNOTATION: value}}})
-
-    def _logs_or_none(self, ref: str) -> str | None:
-        try:
-            return self.logs(ref)
-        except BackendError:
-            return None  # best effort: the job may never have started
 
     def capacity(self) -> Capacity:
         return self._capacity

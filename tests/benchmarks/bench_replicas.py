@@ -1,0 +1,123 @@
+"""Two control-plane replicas on one PostgreSQL (issue: the control plane in a cluster).
+
+1. Admission under load: 50 tenants submit concurrently over real HTTP, half to each replica
+   (real processes, no-op backend, PostgreSQL with its default durable commits).
+   ``admission_p50_seconds_pg``/``admission_p99_seconds_pg`` time admission inside the control
+   plane exactly as bench_control_plane.py's SQLite figure does (checks, the tenant's database
+   lock, the persisted record); ``http_roundtrip_p*_pg`` is what the clients observed.
+2. Failover: the lease holder is SIGKILLed; ``failover_seconds`` is the time until the other
+   replica holds the lease and has completed a sync round (its ``/healthz`` says ``reconciler``),
+   with the default lease (TTL 5 s, renewed every 1 s), once the admission load's jobs have ended.
+   Repeated, the killed replica restarted each time.
+
+Run: ``.venv/bin/python tests/benchmarks/bench_replicas.py [--tenants 50] [--jobs-per-tenant 20] [--failovers 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from testbed.client import TestbedClient  # noqa: E402
+from testbed.settings import ControlPlaneSettings  # noqa: E402
+from tests.postgres import postgres_server  # noqa: E402
+from tests.replicas import ReplicaSet, stack_with_tenants, wait_for  # noqa: E402
+
+TRIVIAL = "python -c 'pass'"
+TIMED_REPLICA = [sys.executable, str(Path(__file__).with_name("timed_replica.py"))]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+def bench_admission(replicas: ReplicaSet, home: Path, tenants: list[str], jobs_per_tenant: int) -> None:
+    roundtrip: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(len(tenants))
+
+    def tenant_loop(i: int, tenant: str) -> None:
+        token = (home / "credentials" / f"{tenant}.token").read_text().strip()
+        with TestbedClient(replicas.replicas[i % len(replicas.replicas)].url, token) as client:
+            client.list_jobs(limit=1)  # open the connection
+            barrier.wait()
+            for _ in range(jobs_per_tenant):
+                start = time.perf_counter()
+                try:
+                    client.submit(entrypoint=TRIVIAL, cpus=1)
+                except Exception as exc:  # counted, reported
+                    errors.append(str(exc))
+                with lock:
+                    roundtrip.append(time.perf_counter() - start)
+
+    threads = [threading.Thread(target=tenant_loop, args=item) for item in enumerate(tenants)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    per_replica = {r.name: httpx.get(r.url + "/_bench/admission", timeout=30).json() for r in replicas.replicas}
+    admission = [s for samples in per_replica.values() for s in samples]
+    reconciler = replicas.reconciler().name
+    print(f"admission_jobs_pg={len(admission)} tenants={len(tenants)} replicas={len(replicas.replicas)} "
+          f"errors={len(errors)} throughput_jobs_per_second={len(roundtrip) / wall:.0f}")
+    print(f"admission_p50_seconds_pg={percentile(admission, 50):.4f}")
+    print(f"admission_p99_seconds_pg={percentile(admission, 99):.4f}")
+    for name, samples in per_replica.items():
+        role = "reconciler" if name == reconciler else "other"
+        print(f"admission_p99_seconds_pg_{role}_replica={percentile(samples, 99):.4f}  # {len(samples)} admissions")
+    print(f"http_roundtrip_p50_seconds_pg={percentile(roundtrip, 50):.4f}")
+    print(f"http_roundtrip_p99_seconds_pg={percentile(roundtrip, 99):.4f}")
+
+
+def bench_failover(replicas: ReplicaSet, operator: str, rounds: int) -> None:
+    samples = []
+    for _ in range(rounds):
+        holder = replicas.reconciler()
+        with TestbedClient(holder.url, operator) as client:  # the admission load's jobs have all ended
+            wait_for(lambda: not client.list_jobs(status="PENDING", limit=1).jobs, 120, "the sync to catch up")
+        killed_at = time.monotonic()
+        holder.kill()
+        replicas.reconciler(timeout=60)
+        samples.append(time.monotonic() - killed_at)
+        replicas.restart(holder)
+        wait_for(holder.health, 60, f"{holder.name} back")
+    print(f"failover_seconds={statistics.median(samples):.2f}  # median of {rounds}, max {max(samples):.2f}, "
+          f"lease TTL 5 s renewed every 1 s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tenants", type=int, default=50)
+    parser.add_argument("--jobs-per-tenant", type=int, default=20)
+    parser.add_argument("--failovers", type=int, default=3)
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="tb-rep-", dir="/tmp"))
+    with postgres_server(durable=True) as pg:
+        stack, tenants = stack_with_tenants(home, args.tenants, {"max_running_jobs": 10_000})
+        settings = ControlPlaneSettings(
+            stack_file=stack, database_url=pg.create_database("bench"), backend="noop",
+            mlflow_tracking_uri="http://127.0.0.1:1", storage_path=str(home / "storage"),
+            credentials_dir=home / "credentials",
+        )
+        with ReplicaSet(settings, home, command=TIMED_REPLICA) as replicas:
+            bench_admission(replicas, home, tenants, args.jobs_per_tenant)
+            bench_failover(replicas, (home / "credentials" / "operator.token").read_text().strip(), args.failovers)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""A throwaway PostgreSQL server for tests and benchmarks: ``initdb`` in a temporary folder,
+listening on 127.0.0.1 at a free port (and a private unix socket folder), stopped and removed after.
+
+    with postgres_server() as pg:
+        url = pg.create_database("t1")   # postgresql+psycopg2://testbed@127.0.0.1:PORT/t1
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from testbed.local import HOST, free_port
+
+PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
+MISSING = "PostgreSQL server binaries missing: apt-get install -y postgresql (make system-deps)"
+
+
+def available() -> bool:
+    return PG_BIN is not None and (PG_BIN / "initdb").exists()
+
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    """initdb and postgres refuse to run as root: run them as the 'postgres' user."""
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+
+
+@dataclass
+class PostgresServer:
+    port: int
+    process: subprocess.Popen
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg2://testbed@{HOST}:{self.port}/{database}"
+
+    def create_database(self, name: str | None = None) -> str:
+        """A fresh, empty database on this server; its URL."""
+        import sqlalchemy
+
+        name = name or f"t_{uuid.uuid4().hex[:12]}"
+        engine = sqlalchemy.create_engine(self.url(), isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        engine.dispose()
+        return self.url(name)
+
+
+@contextmanager
+def postgres_server(max_connections: int = 200, durable: bool = False) -> Iterator[PostgresServer]:
+    """Start a private PostgreSQL; stop it (its whole process group) and delete its files on exit.
+
+    Tests run it without fsync; ``durable`` (benchmarks) keeps PostgreSQL's default, flushed commits.
+    """
+    if not available():
+        raise RuntimeError(MISSING)
+    import sqlalchemy
+
+    root = Path(tempfile.mkdtemp(prefix="tb-pg-"))
+    data, sockets = root / "data", root / "sock"
+    sockets.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        shutil.chown(sockets, "postgres")
+    port = free_port()
+    subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "testbed", "--auth=trust", "-E", "UTF8"]),
+                   check=True, capture_output=True, timeout=120)
+    server = subprocess.Popen(
+        _as_postgres([str(PG_BIN / "postgres"), "-D", str(data), "-h", HOST, "-p", str(port), "-k", str(sockets),
+                      "-c", f"max_connections={max_connections}", *([] if durable else ["-c", "fsync=off"])]),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    handle = PostgresServer(port=port, process=server)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                sqlalchemy.create_engine(handle.url()).connect().close()
+                break
+            except sqlalchemy.exc.OperationalError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        yield handle
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+        shutil.rmtree(root, ignore_errors=True)
