@@ -1,8 +1,8 @@
 """How the MLflow tracking server is started with access control, in both modes (pure functions).
 
 MLflow's own basic-auth app (``--app-name basic-auth``) with workspaces (``--enable-workspaces``):
-one workspace per tenant, ``default_permission = NO_PERMISSIONS``, the fail-closed net on, and no
-grant ever reaching the ``default`` workspace. The lead wires :func:`local_server_auth` into
+one workspace per tenant, ``default_permission = NO_PERMISSIONS``, the fail-closed net on, no
+grant ever reaching the ``default`` workspace, and ``guard.py`` as the authorization function. The lead wires :func:`local_server_auth` into
 ``testbed/local/components.py`` and :func:`cluster_server_auth` into ``infra/addons/mlflow.py``.
 
 Secrets (the admin password, the Flask CSRF key) travel as environment variables, never in argv;
@@ -45,8 +45,22 @@ CLUSTER_AUTH_DB = "mlflow_auth"  # a PostgreSQL database next to MLflow's own ("
 
 SERVER_ARGV: tuple[str, ...] = ("--app-name", AUTH_APP_NAME, "--enable-workspaces")
 
+# MLflow's basic-auth authentication plus one refusal (guard.py: no user roster for non-admins).
+# Locally the server imports it from this package; in a cluster, from a ConfigMap-mounted file.
+LOCAL_AUTHORIZATION_FUNCTION = "operators.mlflow_access.guard:authenticate"
+CLUSTER_GUARD_MODULE = "testbed_mlflow_guard"
+CLUSTER_GUARD_CONFIGMAP = "mlflow-auth-guard"
+CLUSTER_GUARD_MOUNT_DIR = "/opt/testbed-mlflow"
+CLUSTER_AUTHORIZATION_FUNCTION = f"{CLUSTER_GUARD_MODULE}:authenticate"
+
+
+def guard_source() -> str:
+    """guard.py's text, for the cluster's ConfigMap (file ``testbed_mlflow_guard.py``)."""
+    return (Path(__file__).parent / "guard.py").read_text()
+
 
 def render_auth_ini(database_uri: str, *, admin_username: str = ADMIN_USERNAME,
+                    authorization_function: str = LOCAL_AUTHORIZATION_FUNCTION,
                     auth_cache_ttl_seconds: int = DEFAULT_AUTH_CACHE_TTL_SECONDS) -> str:
     """The auth config file (``MLFLOW_AUTH_CONFIG_PATH``). No password: that comes from the env."""
     if not database_uri or "\n" in database_uri:
@@ -61,7 +75,7 @@ def render_auth_ini(database_uri: str, *, admin_username: str = ADMIN_USERNAME,
         f"default_permission = {DEFAULT_PERMISSION}",
         f"database_uri = {uri}",
         f"admin_username = {admin_username}",
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
+        f"authorization_function = {authorization_function}",
         "grant_default_workspace_access = false",
         f"auth_cache_ttl_seconds = {auth_cache_ttl_seconds}",
         "auth_cache_max_size = 10000",
@@ -118,15 +132,20 @@ def local_server_auth(mlflow_home: Path, admin_password: str, flask_secret_key: 
 
 @dataclass(frozen=True)
 class ClusterServerAuth:
-    """What the MLflow Deployment needs: a Secret, its mount, argv additions and env.
+    """What the MLflow Deployment needs: a Secret and a ConfigMap, their mounts, argv and env.
 
-    ``secret_data`` goes into Secret ``secret_name`` (string_data); ``secret_env`` maps an env name
-    to the Secret key it is read from (``secretKeyRef``); ``env`` are plain values.
+    ``secret_data`` goes into Secret ``secret_name`` (string_data), mounted read-only at
+    ``mount_dir``; ``guard_data`` into ConfigMap ``guard_configmap`` mounted at ``guard_mount_dir``;
+    ``secret_env`` maps an env name to the Secret key it is read from (``secretKeyRef``); ``env``
+    are plain values (PYTHONPATH included, so the server imports the guard).
     """
 
     secret_name: str
     secret_data: dict[str, str] = field(repr=False)
     mount_dir: str
+    guard_configmap: str
+    guard_data: dict[str, str] = field(repr=False)
+    guard_mount_dir: str
     argv: tuple[str, ...]
     env: dict[str, str]
     secret_env: dict[str, str]
@@ -142,14 +161,19 @@ def cluster_server_auth(auth_database_uri: str, admin_password: str, flask_secre
     return ClusterServerAuth(
         secret_name=CLUSTER_AUTH_SECRET,
         secret_data={
-            CLUSTER_SECRET_KEY_INI: render_auth_ini(auth_database_uri, auth_cache_ttl_seconds=auth_cache_ttl_seconds),
+            CLUSTER_SECRET_KEY_INI: render_auth_ini(auth_database_uri, authorization_function=CLUSTER_AUTHORIZATION_FUNCTION,
+                                                    auth_cache_ttl_seconds=auth_cache_ttl_seconds),
             CLUSTER_SECRET_KEY_ADMIN_PASSWORD: admin_password,
             CLUSTER_SECRET_KEY_FLASK: flask_secret_key,
         },
         mount_dir=CLUSTER_AUTH_MOUNT_DIR,
+        guard_configmap=CLUSTER_GUARD_CONFIGMAP,
+        guard_data={f"{CLUSTER_GUARD_MODULE}.py": guard_source()},
+        guard_mount_dir=CLUSTER_GUARD_MOUNT_DIR,
         argv=SERVER_ARGV,
         env={
             ENV_AUTH_CONFIG_PATH: f"{CLUSTER_AUTH_MOUNT_DIR}/{CLUSTER_SECRET_KEY_INI}",
+            "PYTHONPATH": CLUSTER_GUARD_MOUNT_DIR,
             **_HARDENING_ENV,
         },
         secret_env={

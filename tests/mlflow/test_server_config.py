@@ -24,7 +24,7 @@ def test_ini_denies_by_default_and_names_no_password():
     assert section["database_uri"] == "sqlite:////state/mlflow/auth.db"
     assert section["admin_username"] == sc.ADMIN_USERNAME
     assert "admin_password" not in section
-    assert section["authorization_function"] == "mlflow.server.auth:authenticate_request_basic_auth"
+    assert section["authorization_function"] == "operators.mlflow_access.guard:authenticate"
 
 
 def test_ini_is_read_by_mlflow_itself(tmp_path, monkeypatch):
@@ -76,6 +76,19 @@ def test_cluster_mode():
                                "MLFLOW_FLASK_SERVER_SECRET_KEY": "flask-secret-key"}
     assert "secret" not in " ".join(auth.argv) + str(auth.env)
     assert "b" * 20 not in repr(auth)
+    assert _parse(auth.secret_data["basic_auth.ini"])["authorization_function"] == "testbed_mlflow_guard:authenticate"
+    assert auth.guard_configmap == "mlflow-auth-guard" and auth.env["PYTHONPATH"] == "/opt/testbed-mlflow"
+    assert "def authenticate" in auth.guard_data["testbed_mlflow_guard.py"]
+
+
+def test_guard_module_stands_alone():
+    """The cluster mounts guard.py as a top-level module: it may import mlflow/flask/werkzeug only."""
+    import ast
+
+    tree = ast.parse(sc.guard_source())
+    roots = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    roots |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert roots <= {"__future__", "flask", "werkzeug", "mlflow"}, roots
 
 
 @pytest.mark.parametrize("bad", ["short", ""])
