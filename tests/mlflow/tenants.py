@@ -130,7 +130,7 @@ def snapshot(url: str, credentials: MlflowCredentials, data: TenantData) -> dict
         version = client.get_model_version(data.model_name, data.model_version)
         logged = client.get_logged_model(data.logged_model_id)
         trace = client.get_trace(data.trace_id)
-        prompt = mlflow.genai.load_prompt(f"prompts:/{data.prompt_name}/1")
+        prompt = mlflow.genai.load_prompt(f"prompts:/{data.prompt_name}/1", cache_ttl_seconds=0)
         local = client.download_artifacts(data.run_id, "notes/marker.txt")
         with open(local) as f:
             artifact = f.read()
