@@ -222,3 +222,23 @@ def play(client, op: Op, t: TenantData, *, auth: tuple[str, str] | None, workspa
     if op.content:
         kwargs["content"] = op.content(t)
     return client.request(op.method, op.path(t), **kwargs)
+
+
+def leaked(op: Op, t: TenantData, response) -> list[str]:
+    """The tenant's names, ids and secret in an answer, other than those the request itself sent."""
+    sent = op.path(t) + json.dumps(op.params(t) if op.params else {}) + json.dumps(op.body(t) if op.body else {})
+    return [m for m in t.leaked_markers() if m in response.text and m not in sent]
+
+
+def intruder_problems(client, t: TenantData, *, auth: tuple[str, str] | None, workspace: str | None) -> list:
+    """Play the whole table as someone who must reach nothing of ``t``; what went wrong."""
+    problems = []
+    for op in ALL:
+        response = play(client, op, t, auth=auth, workspace=workspace)
+        if op.write and response.status_code < 400:
+            problems.append((op.name, "write accepted", response.status_code, response.text[:200]))
+        if found := leaked(op, t, response):
+            problems.append((op.name, "read leaked", found, response.status_code, response.text[:200]))
+        if response.status_code >= 500:
+            problems.append((op.name, "server error", response.status_code, response.text[:200]))
+    return problems

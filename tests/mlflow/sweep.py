@@ -31,6 +31,11 @@ TIMED_OUT = 0  # Outcome.status of a request that got no answer in time
 class Route:
     method: str
     path: str  # with <param> / {param} placeholders
+    # Protobuf routes: the request message's fields (None: unknown, send every value) and which
+    # of them are repeated. Sending only known fields keeps a handler from answering 400 to a
+    # parameter it does not know, which would hide what a wrongly allowed request returns.
+    fields: frozenset[str] | None = None
+    repeated: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -44,14 +49,24 @@ class Outcome:
 
 @lru_cache(maxsize=1)
 def all_routes() -> tuple[Route, ...]:
+    from google.protobuf.message import Message
     from mlflow.server import app
     from mlflow.server.auth import routes as auth_routes
     from mlflow.server.fastapi_app import create_fastapi_app
+    from mlflow.server.handlers import get_endpoints
 
+    messages = {(path, method): handler for path, handler, methods in get_endpoints(get_handler=lambda cls: cls)
+                for method in methods}
     found: set[Route] = set()
     for rule in app.url_map.iter_rules():
         for method in rule.methods - {"HEAD", "OPTIONS"}:
-            found.add(Route(method, rule.rule))
+            message = messages.get((rule.rule, method))
+            if isinstance(message, type) and issubclass(message, Message):
+                fields = message.DESCRIPTOR.fields
+                found.add(Route(method, rule.rule, frozenset(f.name for f in fields),
+                                frozenset(f.name for f in fields if f.label == f.LABEL_REPEATED)))
+            else:
+                found.add(Route(method, rule.rule))
     for route in create_fastapi_app(app).routes:
         contexts = getattr(route, "effective_route_contexts", None)
         for context in (contexts() if callable(contexts) else contexts or []):
@@ -97,9 +112,23 @@ def fill_path(path: str, values: dict[str, Any]) -> str:
     return _PARAM.sub(one, path)
 
 
+def _for_route(route: Route, values: dict[str, Any]) -> dict[str, Any]:
+    if route.fields is None:
+        return values
+    chosen = {}
+    for name in route.fields & values.keys():
+        value = values[name]
+        if name in route.repeated:
+            chosen[name] = value if isinstance(value, list) else [value]
+        else:
+            chosen[name] = value[0] if isinstance(value, list) and value and not isinstance(value[0], dict) else value
+    return chosen
+
+
 def call(client: httpx.Client, route: Route, values: dict[str, Any], *, workspace: str | None,
          auth: tuple[str, str] | None) -> Outcome:
     url = fill_path(route.path, values)
+    values = _for_route(route, values)
     headers = {"X-MLFLOW-WORKSPACE": workspace} if workspace else {}
     kwargs: dict[str, Any] = {"headers": headers}
     if route.method == "GET":

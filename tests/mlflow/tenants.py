@@ -72,10 +72,11 @@ class TenantData:
         return self.artifact_uri.removeprefix("mlflow-artifacts:/").lstrip("/") + "/notes/marker.txt"
 
     def leaked_markers(self) -> list[str]:
-        """Strings only this tenant's data holds: the content secret, its names and ids (a sweep
-        ignores those a request sent itself, since error messages may echo them)."""
-        return [self.secret, self.experiment_name, self.model_name, self.prompt_name, self.run_id, self.trace_id,
-                self.logged_model_id, self.dataset_id, self.assessment_id, f"train-{self.marker}"]
+        """Strings only this tenant's data holds: the content secret and the unguessable ids (a sweep
+        ignores those a request sent itself, since error messages may echo them). Names are not
+        markers -- another tenant may own a same-named copy in its own workspace -- but every named
+        object carries the secret in a tag, description or content, so a listing that shows it leaks it."""
+        return [self.secret, self.run_id, self.trace_id, self.logged_model_id, self.dataset_id, self.assessment_id]
 
 
 def seed(url: str, credentials: MlflowCredentials) -> TenantData:
@@ -104,10 +105,12 @@ def seed(url: str, credentials: MlflowCredentials) -> TenantData:
                                               model_id=logged.model_id, tags={"marker": secret})
         client.set_registered_model_alias(model_name, "champion", version.version)
         # Before any active experiment: registering a prompt then links it from a background thread.
-        prompt = mlflow.genai.register_prompt(name=f"{tenant}-prompt-{marker}", template="hi {{x}} " + secret)
+        prompt = mlflow.genai.register_prompt(name=f"{tenant}-prompt-{marker}", template="hi {{x}} " + secret,
+                                              tags={"marker": secret})
         mlflow.set_experiment(experiment_id=experiment_id)
         with mlflow.start_span(name=f"span-{marker}") as span:
             span.set_inputs({"q": secret})
+            mlflow.update_current_trace(tags={"marker": secret})
         trace_id = span.trace_id
         mlflow.flush_trace_async_logging()
         assessment = mlflow.log_feedback(trace_id=trace_id, name="quality", value=True, rationale=secret)
