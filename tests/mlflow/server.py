@@ -22,6 +22,7 @@ from operators.mlflow_access import OPERATOR_USERNAME, MlflowAccessAdmin, Mlflow
 
 HOST = "127.0.0.1"
 _BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -65,7 +66,8 @@ class MlflowServer:
             pass
 
 
-def start_server(home: Path, *, secured: bool, timeout: float = 120.0) -> MlflowServer:
+def start_server(home: Path, *, secured: bool, timeout: float = 120.0,
+                 auth_cache_ttl_seconds: int | None = None) -> MlflowServer:
     """Start ``mlflow server`` in ``home``; ``secured``: basic-auth + workspaces as wired for local mode."""
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -76,10 +78,13 @@ def start_server(home: Path, *, secured: bool, timeout: float = 120.0) -> Mlflow
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    # The server imports the guard (operators.mlflow_access.guard) from this checkout.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     admin_password = None
     if secured:
         admin_password = new_secret()
-        auth = local_server_auth(home, admin_password, new_secret())
+        cache = {} if auth_cache_ttl_seconds is None else {"auth_cache_ttl_seconds": auth_cache_ttl_seconds}
+        auth = local_server_auth(home, admin_password, new_secret(), **cache)
         auth.write_ini()
         argv += list(auth.argv)
         env.update(auth.env)
