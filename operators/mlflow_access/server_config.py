@@ -34,6 +34,7 @@ ENV_FLASK_SECRET_KEY = "MLFLOW_FLASK_SERVER_SECRET_KEY"  # CSRF key; the same on
 ENV_FAIL_CLOSED = "MLFLOW_BASIC_AUTH_FAIL_CLOSED"  # a route with no validator is denied
 ENV_SEED_DEFAULT_ROLES = "MLFLOW_RBAC_SEED_DEFAULT_ROLES"  # we create our own roles
 ENV_GRAPHQL_AUTH = "MLFLOW_SERVER_ENABLE_GRAPHQL_AUTH"  # default true; pinned so it cannot drift
+ENV_AI_GATEWAY = "MLFLOW_ENABLE_AI_GATEWAY"  # off: no server-side calls to tenant-chosen LLM providers
 
 # Cluster mode: one Secret in the platform namespace holds all three; the ini is mounted as a file.
 CLUSTER_AUTH_SECRET = "mlflow-auth"
@@ -88,7 +89,8 @@ def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
-_HARDENING_ENV = {ENV_FAIL_CLOSED: "true", ENV_SEED_DEFAULT_ROLES: "false", ENV_GRAPHQL_AUTH: "true"}
+_HARDENING_ENV = {ENV_FAIL_CLOSED: "true", ENV_SEED_DEFAULT_ROLES: "false", ENV_GRAPHQL_AUTH: "true",
+                  ENV_AI_GATEWAY: "false"}
 
 
 def _server_env(admin_password: str, flask_secret_key: str) -> dict[str, str]:

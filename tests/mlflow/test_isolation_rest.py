@@ -262,3 +262,26 @@ def test_no_roster_of_other_tenants(secured, http):
             sent = json.dumps(params)
             seen += [(workspace, path, params, name) for name in others if name in response.text and name not in sent]
     assert not seen, seen
+
+
+def test_server_wide_features_are_the_admins(secured, http):
+    """The Assistant's server-wide config and tools, demo data and the AI gateway: not for tenants."""
+    b = (secured.b.username, secured.b.password)
+    headers = {"X-MLFLOW-WORKSPACE": secured.b.workspace}
+    for method, path, body in [
+        ("GET", "/ajax-api/3.0/mlflow/assistant/config", None),
+        ("PUT", "/ajax-api/3.0/mlflow/assistant/config", {"providers": {}}),
+        ("GET", "/ajax-api/3.0/mlflow/assistant/providers", None),
+        ("POST", "/ajax-api/3.0/mlflow/assistant/message", {"message": "hi"}),
+        ("POST", "/ajax-api/3.0/mlflow/assistant/skills/install", {}),
+        ("POST", "/ajax-api/3.0/mlflow/demo/generate", {}),
+        ("POST", "/ajax-api/3.0/mlflow/demo/delete", {}),
+    ]:
+        response = http.request(method, path, auth=b, headers=headers, json=body)
+        assert response.status_code == 403, (method, path, response.status_code, response.text[:200])
+    admin = ("_admin", secured.server.admin_password)
+    assert http.get("/ajax-api/3.0/mlflow/assistant/config", auth=admin).status_code == 200
+    for method, path in [("GET", "/ajax-api/3.0/mlflow/gateway/supported-providers"),
+                         ("POST", "/gateway/mlflow/v1/chat/completions"), ("GET", "/gateway/mlflow/v1/models")]:
+        response = http.request(method, path, auth=b, headers=headers, json={"model": "x", "messages": []})
+        assert response.status_code in (403, 501), (path, response.status_code, response.text[:200])

@@ -59,6 +59,7 @@ def test_local_mode(tmp_path):
         "MLFLOW_AUTH_CONFIG_PATH": str(auth.ini_path), "MLFLOW_AUTH_ADMIN_PASSWORD": "a" * 20,
         "MLFLOW_FLASK_SERVER_SECRET_KEY": "flask-key", "MLFLOW_BASIC_AUTH_FAIL_CLOSED": "true",
         "MLFLOW_RBAC_SEED_DEFAULT_ROLES": "false", "MLFLOW_SERVER_ENABLE_GRAPHQL_AUTH": "true",
+        "MLFLOW_ENABLE_AI_GATEWAY": "false",
     }
     path = auth.write_ini()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
