@@ -96,11 +96,12 @@ class MlflowAccessAdmin:
 
     # -- identities ------------------------------------------------------------------------
     def ensure_operator(self, password: str | None = None) -> MlflowCredentials:
-        """The program office's read-only user; ``password`` (if given) is (re)asserted, else a new
-        one is set only when the user is created (returned password is then None-safe: see below).
+        """The program office's read-only user (not an MLflow admin: it reads, never writes).
 
-        Returns the credentials when the password is known (given, or just created); raises when
-        the user exists and no password was given (use :meth:`rotate`).
+        ``password``: the stored one (re-asserted); None on first provisioning (a random one is
+        created and returned). Raises when the user exists and no password was given: call
+        :meth:`rotate`. Its read role is added to each tenant workspace by :meth:`ensure_tenant`
+        (or :meth:`grant_operator_read` for workspaces made before the operator existed).
         """
         password = self._ensure_user(self.operator_username, password)
         return MlflowCredentials(self.operator_username, password)
