@@ -25,7 +25,19 @@ from operators.mlflow_access.server_config import (
 )
 
 __all__ = [
-    "ADMIN_USERNAME", "OPERATOR_USERNAME", "OPERATOR_ROLE", "TENANT_ROLE",
-    "ClusterServerAuth", "LocalServerAuth", "MlflowAccessAdmin", "MlflowAccessError", "MlflowCredentials",
-    "check_tenant_id", "cluster_server_auth", "local_server_auth", "new_password", "new_secret", "render_auth_ini",
+    "ADMIN_USERNAME",
+    "OPERATOR_ROLE",
+    "OPERATOR_USERNAME",
+    "TENANT_ROLE",
+    "ClusterServerAuth",
+    "LocalServerAuth",
+    "MlflowAccessAdmin",
+    "MlflowAccessError",
+    "MlflowCredentials",
+    "check_tenant_id",
+    "cluster_server_auth",
+    "local_server_auth",
+    "new_password",
+    "new_secret",
+    "render_auth_ini",
 ]

@@ -22,10 +22,9 @@ upstream MLflow image as module ``testbed_mlflow_guard``.
 from __future__ import annotations
 
 from flask import Response, make_response, request
-from werkzeug.datastructures import Authorization
-
 from mlflow.server.auth import authenticate_request_basic_auth, store
 from mlflow.server.auth.routes import AJAX_LIST_USERS, LIST_USERS
+from werkzeug.datastructures import Authorization
 
 ROSTER_PATHS = (LIST_USERS, AJAX_LIST_USERS)
 ADMIN_ONLY_PREFIXES = ("/ajax-api/3.0/mlflow/assistant", "/ajax-api/3.0/mlflow/demo/")

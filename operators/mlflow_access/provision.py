@@ -88,7 +88,7 @@ class MlflowAccessAdmin:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "MlflowAccessAdmin":
+    def __enter__(self) -> MlflowAccessAdmin:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -5,9 +5,9 @@ operator provisioned through ``operators.mlflow_access``, each tenant's data see
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

@@ -18,7 +18,13 @@ from pathlib import Path
 
 import httpx
 
-from operators.mlflow_access import OPERATOR_USERNAME, MlflowAccessAdmin, MlflowCredentials, local_server_auth, new_secret
+from operators.mlflow_access import (
+    OPERATOR_USERNAME,
+    MlflowAccessAdmin,
+    MlflowCredentials,
+    local_server_auth,
+    new_secret,
+)
 
 HOST = "127.0.0.1"
 _BIN = Path(sys.executable).parent

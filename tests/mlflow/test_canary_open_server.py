@@ -5,7 +5,7 @@ the checks here stop finding leaks on the open server, the checks themselves are
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
