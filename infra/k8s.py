@@ -7,7 +7,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from testbed.config import format_memory
+from testbed.quantities import format_memory
 
 
 def meta(name: str, namespace: str | None = None, labels: dict[str, str] | None = None,

@@ -8,15 +8,12 @@ the stack's ``config:`` block, e.g. ``testbed:tenants``.
 from __future__ import annotations
 
 import datetime as dt
-import math
-import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -27,6 +24,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from testbed.errors import validation_problems
+from testbed.quantities import MemoryBytes
 from testbed.kube import DEFAULT_GPU_TAINT, Taint
 
 CONFIG_NAMESPACE = "testbed"
@@ -35,12 +33,6 @@ SLUG = r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$"
 # A registry host (optional port) and optional namespace path, without scheme or tag: ghcr.io/org, 10.0.0.5:5000/testbed.
 IMAGE_REGISTRY = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
 
-_MEMORY_UNITS = {
-    "": 1,
-    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
-}
-_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(k|M|G|T|Ki|Mi|Gi|Ti|)\s*$")  # exactly the units above
 
 
 class ConfigError(ValueError):
@@ -53,33 +45,6 @@ class ConfigError(ValueError):
         super().__init__("\n".join(lines))
 
 
-def parse_memory(value: Any) -> int:
-    """Parse a Kubernetes-style quantity ('64Gi', '512M', 1073741824) into bytes."""
-    if isinstance(value, bool):
-        raise ValueError(f"memory must be a quantity such as '16Gi', not {value!r}")
-    if isinstance(value, (int, float)):
-        if not math.isfinite(value):
-            raise ValueError(f"memory must be a finite quantity, not {value!r}")
-        if value < 0:
-            raise ValueError(f"memory must not be negative, got {value!r}")
-        return int(value)
-    if isinstance(value, str):
-        match = _MEMORY_RE.match(value)
-        if match:
-            return parse_memory(float(match.group(1)) * _MEMORY_UNITS[match.group(2)])
-    raise ValueError(f"memory must be a quantity such as '16Gi' or '512Mi', not {value!r}")
-
-
-def format_memory(num_bytes: int) -> str:
-    """Render bytes as the largest exact binary Kubernetes quantity ('64Gi')."""
-    for unit in ("Ti", "Gi", "Mi", "Ki"):
-        size = _MEMORY_UNITS[unit]
-        if num_bytes and num_bytes % size == 0:
-            return f"{num_bytes // size}{unit}"
-    return str(num_bytes)
-
-
-MemoryBytes = Annotated[int, BeforeValidator(parse_memory)]
 
 
 class _Model(BaseModel):

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from testbed.config import MemoryBytes
+from testbed.quantities import MemoryBytes
 from testbed.errors import format_validation_errors
 from testbed.limits import DEFAULT_MAX_QUEUED_JOBS, MAX_DATA_FILE_BYTES, MAX_PACKAGE_BYTES
 from testbed.versions import IMAGES

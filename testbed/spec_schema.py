@@ -12,7 +12,7 @@ from pydantic import BeforeValidator, WithJsonSchema
 from typing_extensions import Annotated
 
 from testbed import limits as L
-from testbed.config import parse_memory
+from testbed.quantities import parse_memory
 from testbed.templates import Template, list_templates
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

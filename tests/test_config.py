@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from testbed.config import REGIONS, ConfigError, load_region, load_stack_file, parse_memory, stack_file_for
+from testbed.config import REGIONS, ConfigError, load_region, load_stack_file, stack_file_for
+
+from testbed.quantities import parse_memory
 
 
 @pytest.mark.parametrize("region", REGIONS)

@@ -20,7 +20,8 @@ from operators.control_plane.store import JobRow, Store
 from operators.control_plane.tenant_storage import TenantStorage
 from operators.metering.ledger import Ledger
 from testbed import jobs as J
-from testbed.config import StackConfig, Tenant, format_memory
+from testbed.config import StackConfig, Tenant
+from testbed.quantities import format_memory
 from testbed.jobs import TERMINAL_STATUSES, JobSpec, JobStatus
 from testbed.settings import ControlPlaneSettings
 from testbed.storage import DATA, data_ref_name, package_sha256, valid_name

@@ -20,7 +20,7 @@ from operators.control_plane.storage_api import upload_limits
 from operators.control_plane.store import JobRow, Store
 from operators.metering import install as install_metering
 from testbed.api import Health, IssuedToken, TemplateList, TenantInfo, TenantList
-from testbed.config import format_memory
+from testbed.quantities import format_memory
 from testbed.jobs import Job, JobList, JobLogs, JobSpec, JobStatus
 from testbed.limits import DEFAULT_PAGE_SIZE, MAX_BODY_BYTES, MAX_ID_CHARS, MAX_PAGE_SIZE
 from testbed.settings import ControlPlaneSettings

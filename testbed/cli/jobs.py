@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from testbed import progress
 from testbed.cli.common import EXIT_ERROR, CliError, add_command, connect, emit
 from testbed.client import TestbedClient
-from testbed.config import parse_memory
+from testbed.quantities import parse_memory
 from testbed.errors import format_validation_errors
 from testbed.jobs import Job, JobLogs, JobSpec, JobStatus
 from testbed.tables import model_table

@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from tests.infra.harness import is_builtin, load_stack_document, run_region
-from testbed.config import format_memory, stack_config_from_mapping
+from testbed.config import stack_config_from_mapping
+from testbed.quantities import format_memory
 from testbed.placement import local_queue, tenant_namespace
 from testbed.versions import CHARTS, KUEUE_API, MONITORING_API
 

@@ -7,7 +7,8 @@ from testbed.placement import tenant_namespace
 from testbed.kube import TENANT_LABEL
 from infra.tenants import Allocation
 from tests.infra.harness import generated_tenants_document, run_region
-from testbed.config import format_memory, stack_config_from_mapping
+from testbed.config import stack_config_from_mapping
+from testbed.quantities import format_memory
 from testbed.versions import KUEUE_API
 
 

@@ -8,7 +8,7 @@ from typing import Sequence, Union
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from testbed import jobs as J
-from testbed.config import format_memory
+from testbed.quantities import format_memory
 from testbed.jobs import JobStatus
 
 

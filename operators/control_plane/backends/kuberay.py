@@ -34,7 +34,8 @@ from operators.control_plane.backends.base import (
 )
 from operators.control_plane.backends.kueue_workload import admitted, workload_message
 from testbed import jobs as J
-from testbed.config import StackConfig, format_memory, parse_memory
+from testbed.config import StackConfig
+from testbed.quantities import format_memory, parse_memory
 from testbed.jobs import JobStatus
 from testbed.kube import GPU_RESOURCE, JOB_ID_LABEL, QUEUE_LABEL, STOP_ANNOTATION, TENANT_LABEL
 from testbed.placement import Placement, PlacementError
