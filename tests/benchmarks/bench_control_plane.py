@@ -18,26 +18,19 @@ import argparse
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from testbed.client import TestbedClient  # noqa: E402
-from testbed.config import stack_file_for  # noqa: E402
 from testbed.local import RAY_LOOPBACK_ENV, LocalTestbed  # noqa: E402
+from tests.replicas import stack_with_tenants  # noqa: E402
+from tests.benchmarks.admission_load import TRIVIAL, percentile, submit_concurrently, time_admissions  # noqa: E402
 
-TRIVIAL = "python -c 'pass'"
 POLL = 0.02
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
 def _time_until(get_status, start: float) -> tuple[float, float]:
@@ -100,72 +93,26 @@ def bench_submit_overhead(rounds: int) -> None:
         local.down()
 
 
-def _stack_with_tenants(base: Path, count: int, out: Path) -> Path:
-    document = yaml.safe_load(base.read_text())
-    template = document["config"]["testbed:tenants"][0]
-    document["config"]["testbed:tenants"] = [
-        {**template, "id": f"bench-tenant-{i:03d}", "name": f"Bench Tenant {i} (sample)",
-         "quota": {**template["quota"], "max_running_jobs": 10_000}}
-        for i in range(count)
-    ]
-    path = out / "Pulumi.gyeongnam.yaml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return path
-
-
 def bench_admission(tenants: int, jobs_per_tenant: int) -> None:
     from operators.control_plane.app import create_app
     from operators.control_plane.server import serve_in_thread
     from testbed.settings import ControlPlaneSettings
 
     home = Path(tempfile.mkdtemp(prefix="tb-adm-", dir="/tmp"))
+    stack, tenant_ids = stack_with_tenants(home, tenants, {"max_running_jobs": 10_000})
     settings = ControlPlaneSettings(
-        stack_file=_stack_with_tenants(stack_file_for("gyeongnam"), tenants, home),
+        stack_file=stack,
         database_url=f"sqlite:///{home / 'cp.db'}", backend="noop",
         mlflow_tracking_uri="http://127.0.0.1:1", storage_path=str(home / "storage"),
         credentials_dir=home / "credentials",
     )
     app = create_app(settings)
     plane = app.state.plane
-    admission: list[float] = []
-    original_admit = plane.admit
-
-    def timed_admit(principal, spec):
-        start = time.perf_counter()
-        try:
-            return original_admit(principal, spec)
-        finally:
-            admission.append(time.perf_counter() - start)
-
-    plane.admit = timed_admit
-    roundtrip: list[float] = []
-    lock = threading.Lock()
-    errors: list[str] = []
-    barrier = threading.Barrier(tenants)
-
-    def tenant_loop(tenant_id: str, url: str) -> None:
-        token = (home / "credentials" / f"{tenant_id}.token").read_text().strip()
-        with TestbedClient(url, token) as client:
-            client.list_jobs(limit=1)  # open the connection
-            barrier.wait()
-            for _ in range(jobs_per_tenant):
-                start = time.perf_counter()
-                try:
-                    client.submit(entrypoint=TRIVIAL, cpus=1)
-                except Exception as exc:  # counted, reported
-                    errors.append(str(exc))
-                with lock:
-                    roundtrip.append(time.perf_counter() - start)
-
+    admission = time_admissions(plane)
     with serve_in_thread(app) as url:
-        threads = [threading.Thread(target=tenant_loop, args=(f"bench-tenant-{i:03d}", url)) for i in range(tenants)]
-        started = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - started
-    print(f"admission_jobs={len(admission)} tenants={tenants} errors={len(errors)} throughput_jobs_per_second={len(roundtrip) / wall:.0f}")
+        load = submit_concurrently(home / "credentials", tenant_ids, [url], jobs_per_tenant)
+    roundtrip, errors = load.roundtrip, load.errors
+    print(f"admission_jobs={len(admission)} tenants={tenants} errors={len(errors)} throughput_jobs_per_second={load.throughput:.0f}")
     print(f"admission_p50_seconds={percentile(admission, 50):.4f}")
     print(f"admission_p99_seconds={percentile(admission, 99):.4f}")
     print(f"http_roundtrip_p50_seconds={percentile(roundtrip, 50):.4f}")

@@ -19,7 +19,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -30,50 +29,21 @@ sys.path.insert(0, str(REPO))
 
 from testbed.client import TestbedClient  # noqa: E402
 from testbed.settings import ControlPlaneSettings  # noqa: E402
+from tests.benchmarks.admission_load import percentile, submit_concurrently  # noqa: E402
 from tests.postgres import postgres_server  # noqa: E402
 from tests.replicas import ReplicaSet, stack_with_tenants, wait_for  # noqa: E402
 
-TRIVIAL = "python -c 'pass'"
 TIMED_REPLICA = [sys.executable, str(Path(__file__).with_name("timed_replica.py"))]
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
-
-
 def bench_admission(replicas: ReplicaSet, home: Path, tenants: list[str], jobs_per_tenant: int) -> None:
-    roundtrip: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-    barrier = threading.Barrier(len(tenants))
-
-    def tenant_loop(i: int, tenant: str) -> None:
-        token = (home / "credentials" / f"{tenant}.token").read_text().strip()
-        with TestbedClient(replicas.replicas[i % len(replicas.replicas)].url, token) as client:
-            client.list_jobs(limit=1)  # open the connection
-            barrier.wait()
-            for _ in range(jobs_per_tenant):
-                start = time.perf_counter()
-                try:
-                    client.submit(entrypoint=TRIVIAL, cpus=1)
-                except Exception as exc:  # counted, reported
-                    errors.append(str(exc))
-                with lock:
-                    roundtrip.append(time.perf_counter() - start)
-
-    threads = [threading.Thread(target=tenant_loop, args=item) for item in enumerate(tenants)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - started
+    load = submit_concurrently(home / "credentials", tenants, [r.url for r in replicas.replicas], jobs_per_tenant)
+    roundtrip, errors = load.roundtrip, load.errors
     per_replica = {r.name: httpx.get(r.url + "/_bench/admission", timeout=30).json() for r in replicas.replicas}
     admission = [s for samples in per_replica.values() for s in samples]
     reconciler = replicas.reconciler().name
     print(f"admission_jobs_pg={len(admission)} tenants={len(tenants)} replicas={len(replicas.replicas)} "
-          f"errors={len(errors)} throughput_jobs_per_second={len(roundtrip) / wall:.0f}")
+          f"errors={len(errors)} throughput_jobs_per_second={load.throughput:.0f}")
     print(f"admission_p50_seconds_pg={percentile(admission, 50):.4f}")
     print(f"admission_p99_seconds_pg={percentile(admission, 99):.4f}")
     for name, samples in per_replica.items():

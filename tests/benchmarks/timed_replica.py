@@ -7,7 +7,6 @@ measurement as bench_control_plane.py's) and the samples, in seconds, at ``GET /
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -16,22 +15,13 @@ from fastapi import FastAPI  # noqa: E402
 
 from operators.control_plane import __main__ as control_plane  # noqa: E402
 from operators.control_plane.app import create_app  # noqa: E402
+from tests.benchmarks.admission_load import time_admissions  # noqa: E402
 
 
 def timed_app(*args, **kwargs) -> FastAPI:
     app = create_app(*args, **kwargs)
     plane = app.state.plane
-    samples: list[float] = []
-    admit = plane.admit
-
-    def timed_admit(principal, spec):
-        start = time.perf_counter()
-        try:
-            return admit(principal, spec)
-        finally:
-            samples.append(time.perf_counter() - start)
-
-    plane.admit = timed_admit
+    samples = time_admissions(plane)
     app.add_api_route("/_bench/admission", lambda: samples, methods=["GET"])
     return app
 
