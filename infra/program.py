@@ -22,6 +22,7 @@ def main() -> None:
                         opts=pulumi.ResourceOptions(providers=k8s_only, depends_on=cluster.ready))
     tenants = [
         TenantEnvironment(f"tenant-{t.id}", stack, t, platform.kueue, platform.control_plane.service_account,
+                          platform.mlflow.storage,
                           opts=pulumi.ResourceOptions(providers=k8s_only, depends_on=[platform.control_plane]))
         for t in stack.tenants
     ]
@@ -37,6 +38,7 @@ def main() -> None:
     pulumi.export("operator_token", platform.control_plane.operator_token)
     pulumi.export("grafana_url", platform.monitoring.grafana_url)
     pulumi.export("tenants", {t.id: {"namespace": env.namespace_name, "queue": env.local_queue_name,
-                                     "cluster_queue": env.cluster_queue_name}
+                                     "cluster_queue": env.cluster_queue_name,
+                                     "service_account": env.service_account_name}
                               for t, env in zip(stack.tenants, tenants)})
     pulumi.export("overcommitment", overcommitment)

@@ -1,4 +1,5 @@
-"""One environment per tenant: namespace, quota, limits, network isolation, RBAC and Kueue queues."""
+"""One environment per tenant: namespace, quota, limits, network isolation, RBAC, Kueue queues, and the
+ServiceAccount its Ray pods run as (on eks bound to an IAM role that reaches its own storage prefix only)."""
 
 from __future__ import annotations
 
@@ -21,12 +22,15 @@ from infra.naming import (
     PLATFORM_NS,
     flavor,
 )
-from testbed.placement import cluster_queue, local_queue, tenant_namespace
+from infra.storage import MlflowStorage
+from testbed.placement import cluster_queue, job_service_account, local_queue, tenant_namespace
 from testbed.kube import GPU_RESOURCE, TENANT_LABEL
 from testbed.versions import KUEUE_API
 from testbed.config import NodePool, StackConfig, Tenant
 
 PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"]
+# The EKS Pod Identity Agent on every node (link-local, hence outside the internet rule): the job pods' credentials.
+POD_IDENTITY_AGENT = ("169.254.170.23/32", 80)
 RAY_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
 MIB = 2**20
 
@@ -102,7 +106,7 @@ class TenantEnvironment(pulumi.ComponentResource):
     """Everything one company gets in the region's cluster."""
 
     def __init__(self, name: str, stack: StackConfig, tenant: Tenant, kueue: Kueue, control_plane_account: str,
-                 opts: pulumi.ResourceOptions | None = None):
+                 storage: MlflowStorage, opts: pulumi.ResourceOptions | None = None):
         super().__init__("testbed:tenant:Environment", name, None, opts)
         pool = stack.pool_for(tenant)
         alloc = Allocation.of(tenant, pool, stack.platform.borrowing_ratio)
@@ -130,7 +134,16 @@ class TenantEnvironment(pulumi.ComponentResource):
                 default_request={"cpu": "250m", "memory": "512Mi"},
                 max={"cpu": hard["cpu"], "memory": hard["memory"]})]),
             opts=child(self))
-        self.network_policies = self._network_policies(name, ns, tenant_labels)
+        self.network_policies = self._network_policies(name, ns, tenant_labels, pod_identity=stack.cluster.provider == "eks")
+
+        # The identity of the tenant's Ray pods (the kuberay backend names it from the placement): its own storage
+        # prefix and nothing else; no Kubernetes API token.
+        self.service_account_name = job_service_account(tenant)
+        self.service_account = k8s.core.v1.ServiceAccount(
+            f"{name}-jobs", metadata=meta(self.service_account_name, ns, tenant_labels),
+            automount_service_account_token=False, opts=child(self))
+        if storage.tenant_identity is not None:
+            storage.tenant_identity(tenant.id, self.namespace_name, self.service_account_name)
 
         self.role = k8s.rbac.v1.Role(
             f"{name}-rayjobs", metadata=meta("testbed-rayjobs", ns, tenant_labels),
@@ -163,11 +176,15 @@ class TenantEnvironment(pulumi.ComponentResource):
             f"{name}-lq", self, KUEUE_API, "LocalQueue", meta(self.local_queue_name, ns, tenant_labels),
             {"clusterQueue": self.cluster_queue_name}, crds_from=[*crds, self.cluster_queue])
         self.register_outputs({"namespace": self.namespace_name, "local_queue": self.local_queue_name,
-                               "cluster_queue": self.cluster_queue_name})
+                               "cluster_queue": self.cluster_queue_name, "service_account": self.service_account_name})
 
-    def _network_policies(self, name: str, ns: pulumi.Input[str],
-                          tenant_labels: dict[str, str]) -> list[k8s.networking.v1.NetworkPolicy]:
-        """Deny by default; allow own pods, DNS, MLflow, the control plane, KubeRay, Prometheus, the internet."""
+    def _network_policies(self, name: str, ns: pulumi.Input[str], tenant_labels: dict[str, str],
+                          pod_identity: bool) -> list[k8s.networking.v1.NetworkPolicy]:
+        """Deny by default; allow own pods, DNS, MLflow, the control plane, KubeRay, Prometheus, the internet
+        (and on eks the node's Pod Identity Agent, which hands the pods their storage credentials)."""
+        agent = [k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+            to=[k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(
+                cidr=POD_IDENTITY_AGENT[0]))], ports=_ports((POD_IDENTITY_AGENT[1], "TCP")))] if pod_identity else []
         everything = k8s.meta.v1.LabelSelectorArgs()
         own = k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=everything)
         deny = k8s.networking.v1.NetworkPolicy(
@@ -194,6 +211,7 @@ class TenantEnvironment(pulumi.ComponentResource):
                     # Public internet (datasets, packages) but no other tenant or private address.
                     k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[k8s.networking.v1.NetworkPolicyPeerArgs(
                         ip_block=k8s.networking.v1.IPBlockArgs(cidr="0.0.0.0/0", except_=PRIVATE_RANGES))]),
+                    *agent,
                 ]),
             opts=child(self))
         return [deny, allow]

@@ -11,7 +11,8 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, TypeVar
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -19,6 +20,9 @@ from pydantic import BaseModel, ValidationError
 from testbed.api import Health, IssuedToken, TemplateList, TenantList
 from testbed.errors import ErrorBody, format_validation_errors
 from testbed.jobs import Job, JobList, JobLogs, JobSpec, JobStatus
+from testbed.limits import MAX_DATA_FILE_BYTES
+from testbed.packaging import PackageError, build_package, mib
+from testbed.storage import DeletedObjects, ObjectList, StoredObject, StoredPackage, check_name
 from testbed.usage import UsageReport
 
 ENV_URL = "TESTBED_URL"
@@ -30,7 +34,8 @@ class TestbedError(RuntimeError):
     """A failed call as one readable line, with the HTTP status (if any), the error code and the detail.
 
     ``code`` is the server's :class:`~testbed.errors.ErrorBody` code, or a client-side one:
-    ``no_address``, ``no_token``, ``unreachable``, ``timeout``, ``bad_answer``.
+    ``no_address``, ``no_token``, ``unreachable``, ``timeout``, ``bad_answer``, ``refused_here`` (a folder or file
+    the client will not send: too large, a link out of it, a bad name).
     """
 
     __test__ = False  # not a pytest test class
@@ -78,8 +83,9 @@ def local_control_plane_url(home: Path | None = None) -> str | None:
 
 
 class TestbedClient:
-    """One control plane, one token: jobs (submit, get_job, status, list_jobs, iter_jobs, logs, stop, wait), templates,
-    tenants, token rotation, usage and health."""
+    """One control plane, one token: jobs (submit, get_job, status, list_jobs, iter_jobs, logs, stop, wait), your code
+    and data (upload_package, upload_data, list_data, download_data, delete_data, list_outputs, download_output,
+    delete_outputs), templates, tenants, token rotation, usage and health."""
 
     __test__ = False
 
@@ -124,10 +130,34 @@ class TestbedClient:
             raise TestbedError(f"unexpected answer from {method} {path}: {format_validation_errors(exc.errors())}",
                                "bad_answer") from None
 
+    def _download(self, path: str, dest: str | Path) -> Path:
+        """Stream a file answer into ``dest``; a failure as :class:`TestbedError` (no partial file is left)."""
+        target, part = Path(dest), Path(f"{dest}.part")
+        try:
+            with self._http.stream("GET", path) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise TestbedError.from_response(response)
+                with open(part, "wb") as out:
+                    for chunk in response.iter_bytes(2**20):
+                        out.write(chunk)
+        except httpx.HTTPError as exc:
+            part.unlink(missing_ok=True)
+            raise TestbedError(f"cannot reach the control plane at {self.url}: {exc}", "unreachable") from None
+        part.replace(target)
+        return target
+
     # -- jobs -----------------------------------------------------------------------------
-    def submit(self, spec: JobSpec | Mapping[str, Any] | None = None, **fields: Any) -> Job:
-        """Submit a job (a ``JobSpec``, a dict, or keyword fields of one); the control plane validates it."""
+    def submit(self, spec: JobSpec | Mapping[str, Any] | None = None, working_dir: str | Path | None = None,
+               excludes: Sequence[str] = (), **fields: Any) -> Job:
+        """Submit a job (a ``JobSpec``, a dict, or keyword fields of one); the control plane validates it.
+
+        ``working_dir``: a folder on this machine, packed and uploaded (:meth:`upload_package`) and run as the
+        job's working directory, as Ray's ``runtime_env={"working_dir": ...}``; ``excludes`` as Ray's.
+        """
         body = spec.model_dump(mode="json", exclude_unset=True) if isinstance(spec, JobSpec) else dict(spec or {})
+        if working_dir is not None:
+            fields["code_package"] = self.upload_package(working_dir, excludes).ref
         return self._call(Job, "POST", "/v1/jobs", json={**body, **fields})
 
     def get_job(self, job_id: str) -> Job:
@@ -177,6 +207,69 @@ class TestbedClient:
                 raise TestbedError(f"job {job_id} still {job.status.value} after {timeout:g}s", "timeout")
             time.sleep(poll)
 
+    # -- your code and data -----------------------------------------------------------------
+    def upload_package(self, folder: str | Path, excludes: Sequence[str] = ()) -> StoredPackage:
+        """Pack ``folder`` (:mod:`testbed.packaging`: excludes, links, size limit) and store it in your storage,
+        unless it is there already; a job names it by the answer's ``ref`` (``code_package``)."""
+        try:
+            package = build_package(folder, excludes)
+        except (PackageError, OSError) as exc:
+            raise TestbedError(str(exc), "refused_here") from None
+        try:
+            return self._call(StoredPackage, "GET", f"/v1/packages/{package.ref}")
+        except TestbedError as exc:
+            if exc.status_code != 404:
+                raise
+        return self._call(StoredPackage, "PUT", f"/v1/packages/{package.ref}", content=package.data,
+                          headers={"Content-Type": "application/zip"})
+
+    def upload_data(self, local: str | Path, name: str | None = None) -> StoredObject:
+        """Store a file as ``data/<name>`` (default: its file name), streamed; jobs read it as
+        ``testbed-data://<name>`` (a template's ``data_path``) or under ``$TESTBED_DATA_PATH``."""
+        path = Path(local)
+        name = name or path.name
+        try:
+            check_name(name, "data name")
+            size = path.stat().st_size
+        except (ValueError, OSError) as exc:
+            raise TestbedError(f"{local}: {getattr(exc, 'strerror', None) or exc}", "refused_here") from None
+        if not path.is_file() or size > MAX_DATA_FILE_BYTES:
+            why = "not a file" if not path.is_file() else f"{mib(size)}, over the {mib(MAX_DATA_FILE_BYTES)} limit"
+            raise TestbedError(f"{local}: {why} of a data file", "refused_here")
+        with open(path, "rb") as body:
+            return self._call(StoredObject, "PUT", f"/v1/data/{quote(name)}", content=body,
+                              headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)})
+
+    def list_data(self, prefix: str = "", limit: int | None = None, cursor: str | None = None) -> ObjectList:
+        """One page of your data files by name; ``next_cursor`` for the next (:meth:`iter_data` walks them all)."""
+        params = {"prefix": prefix or None, "limit": limit, "cursor": cursor}
+        return self._call(ObjectList, "GET", "/v1/data", params=_present(params))
+
+    def iter_data(self, prefix: str = "") -> Iterator[StoredObject]:
+        return _pages(lambda cursor: self.list_data(prefix, cursor=cursor))
+
+    def download_data(self, name: str, dest: str | Path) -> Path:
+        return self._download(f"/v1/data/{quote(name)}", dest)
+
+    def delete_data(self, name: str) -> DeletedObjects:
+        return self._call(DeletedObjects, "DELETE", f"/v1/data/{quote(name)}")
+
+    def list_outputs(self, job_id: str, prefix: str = "", limit: int | None = None,
+                     cursor: str | None = None) -> ObjectList:
+        """One page of the files a job wrote to its folder (checkpoints, outputs)."""
+        params = {"prefix": prefix or None, "limit": limit, "cursor": cursor}
+        return self._call(ObjectList, "GET", f"/v1/jobs/{job_id}/outputs", params=_present(params))
+
+    def iter_outputs(self, job_id: str, prefix: str = "") -> Iterator[StoredObject]:
+        return _pages(lambda cursor: self.list_outputs(job_id, prefix, cursor=cursor))
+
+    def download_output(self, job_id: str, name: str, dest: str | Path) -> Path:
+        return self._download(f"/v1/jobs/{job_id}/outputs/{quote(name)}", dest)
+
+    def delete_outputs(self, job_id: str) -> DeletedObjects:
+        """Remove everything an ended job wrote to its folder."""
+        return self._call(DeletedObjects, "DELETE", f"/v1/jobs/{job_id}/outputs")
+
     # -- region ---------------------------------------------------------------------------
     def templates(self) -> TemplateList:
         return self._call(TemplateList, "GET", "/v1/templates")
@@ -200,3 +293,14 @@ class TestbedClient:
 
 def _present(params: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in params.items() if value is not None}
+
+
+def _pages(page: Callable[[str | None], ObjectList]) -> Iterator[StoredObject]:
+    """Every file of a paged listing, one page fetched at a time."""
+    cursor = None
+    while True:
+        answer = page(cursor)
+        yield from answer.objects
+        if answer.next_cursor is None:
+            return
+        cursor = answer.next_cursor

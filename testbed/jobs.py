@@ -19,10 +19,10 @@ from testbed import limits as L
 from testbed.spec_schema import (
     ENV_NAME,
     JOB_NAME,
-    WORKING_DIR,
     ApiMemory,
     job_spec_schema,
 )
+from testbed.storage import PACKAGE_REF
 from testbed.templates import whole_number
 
 
@@ -48,7 +48,8 @@ ENV_MLFLOW_EXPERIMENT_NAME = "MLFLOW_EXPERIMENT_NAME"
 ENV_TENANT = "TESTBED_TENANT"
 ENV_JOB_ID = "TESTBED_JOB_ID"
 ENV_REGION = "TESTBED_REGION"
-ENV_STORAGE_PATH = "TESTBED_STORAGE_PATH"  # where checkpoints and job outputs go
+ENV_STORAGE_PATH = "TESTBED_STORAGE_PATH"  # where checkpoints and job outputs go: <root>/<tenant>/jobs/<job id>
+ENV_DATA_PATH = "TESTBED_DATA_PATH"  # the tenant's uploaded data: <root>/<tenant>/data
 ENV_CPUS = "TESTBED_CPUS"  # the job's CPU budget (Ray Train sizes its workers within it)
 ENV_GPUS = "TESTBED_GPUS"
 ENV_MEMORY_BYTES = "TESTBED_MEMORY_BYTES"
@@ -83,14 +84,23 @@ class JobSpec(BaseModel):
                                  description="a template from `testbed templates list`")
     params: dict[ParamName, ParamValue] = Field(default_factory=dict, max_length=L.MAX_PARAMS,
                                                 description="template parameters")
-    working_dir: str | None = Field(
-        default=None, max_length=L.MAX_WORKING_DIR_CHARS, pattern=WORKING_DIR,
-        description="a folder in the tenant's code folder (<storage_path>/<tenant>/code/), relative to it; "
-                    "never any other path on the control plane's machine")
+    code_package: str | None = Field(
+        default=None, pattern=PACKAGE_REF,
+        description="'sha256:<hex>' of a code package uploaded to the tenant's storage (PUT /v1/packages/{ref}); "
+                    "the job runs in it (Ray's working_dir)")
     cpus: float = Field(default=1.0, ge=L.MIN_CPUS, le=L.MAX_CPUS, allow_inf_nan=False)
     gpus: Annotated[int, BeforeValidator(whole_number)] = Field(default=0, ge=0, le=L.MAX_GPUS)
     memory: ApiMemory = 2 * 2**30
     env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=L.MAX_ENV_VARS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_host_paths(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "working_dir" in data:
+            raise ValueError("working_dir: no request names a folder on the control plane; upload your folder "
+                             "(`testbed submit --working-dir DIR`, `client.submit(working_dir=DIR)`) and name the "
+                             "package in code_package")
+        return data
 
     @field_validator("name")
     @classmethod

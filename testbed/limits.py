@@ -1,12 +1,15 @@
 """Size and range limits of the control plane's API, shared by the server, the SDK and the docs.
 
-A request body over ``MAX_BODY_BYTES`` is refused with 413; a field beyond its limit with 422.
+A request body over ``MAX_BODY_BYTES`` is refused with 413 (an upload: over ``MAX_PACKAGE_BYTES`` or
+``MAX_DATA_FILE_BYTES``, the control plane's settings may lower them); a field beyond its limit with 422.
 Lists are paged: ``DEFAULT_PAGE_SIZE`` items unless ``limit`` asks for up to ``MAX_PAGE_SIZE``.
 """
 
 from __future__ import annotations
 
 MAX_BODY_BYTES = 64 * 1024  # a job spec; code travels as a package, never in the body
+MAX_PACKAGE_BYTES = 100 * 2**20  # a code package: its files and its zip (Ray's own default is of this order)
+MAX_DATA_FILE_BYTES = 5 * 2**30  # one data file uploaded through the control plane
 MAX_ENTRYPOINT_CHARS = 8 * 1024
 MAX_ENV_VARS = 64
 MAX_ENV_NAME_CHARS = 128
@@ -15,7 +18,6 @@ MAX_PARAMS = 32
 MAX_PARAM_NAME_CHARS = 64
 MAX_PARAM_VALUE_CHARS = 1024
 MAX_TEMPLATE_CHARS = 64
-MAX_WORKING_DIR_CHARS = 1024
 MAX_ID_CHARS = 64  # job ids, tenant ids and cursors in paths and queries
 
 MIN_CPUS = 0.01  # Ray schedules fractions of a CPU; less than this cannot do work

@@ -1,4 +1,4 @@
-"""Where each tenant's jobs go in a cluster: namespace, LocalQueue, ClusterQueue, GPU pool.
+"""Where each tenant's jobs go in a cluster: namespace, LocalQueue, ClusterQueue, GPU pool, ServiceAccount.
 
 Pulumi builds the tenants' namespaces and queues from these names and renders the same model into
 the control plane's ConfigMap (``placement.yaml``); the kuberay backend reads it back.
@@ -31,6 +31,11 @@ def cluster_queue(stack: StackConfig, tenant: Tenant) -> str:
     return f"{stack.region.id}-{tenant.id}"
 
 
+def job_service_account(tenant: Tenant) -> str:
+    """The ServiceAccount of the tenant's Ray pods in its namespace: the identity that reaches its storage prefix."""
+    return f"{tenant.id}-jobs"
+
+
 class TenantPlacement(BaseModel):
     model_config = ConfigDict(populate_by_name=True, frozen=True, extra="forbid")
 
@@ -38,6 +43,7 @@ class TenantPlacement(BaseModel):
     local_queue: str = Field(alias="localQueue")
     cluster_queue: str = Field(alias="clusterQueue")
     gpu_pool: str = Field(alias="gpuPool")
+    service_account: str = Field(alias="serviceAccount")
 
 
 class Placement(BaseModel):
@@ -51,7 +57,8 @@ class Placement(BaseModel):
         """The placement of every tenant of a stack (what Pulumi creates)."""
         return cls(region=stack.region.id, tenants={
             t.id: TenantPlacement(namespace=tenant_namespace(t), local_queue=local_queue(t),
-                                  cluster_queue=cluster_queue(stack, t), gpu_pool=stack.pool_for(t).name)
+                                  cluster_queue=cluster_queue(stack, t), gpu_pool=stack.pool_for(t).name,
+                                  service_account=job_service_account(t))
             for t in stack.tenants})
 
     @classmethod

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from testbed.config import MemoryBytes
 from testbed.errors import format_validation_errors
-from testbed.limits import DEFAULT_MAX_QUEUED_JOBS
+from testbed.limits import DEFAULT_MAX_QUEUED_JOBS, MAX_DATA_FILE_BYTES, MAX_PACKAGE_BYTES
 from testbed.versions import IMAGES
 
 # Cluster mode (backend "kuberay"): how long a finished job's Ray cluster stays: not at all. Kueue releases the job's
@@ -46,7 +46,10 @@ class ControlPlaneSettings(BaseModel):
         default=DEFAULT_RAYJOB_TTL_SECONDS, ge=0, description="kuberay: keep a finished job's Ray cluster this long"
     )
     mlflow_tracking_uri: str = Field(description="handed to every job")
-    storage_path: str = Field(description="root folder/URI for job outputs: <root>/<tenant>/<job id>")
+    storage_path: str = Field(description="root folder or fsspec URL of the tenants' storage: <root>/<tenant>/"
+                                          "{packages,data,jobs} (testbed/storage.py); s3://<bucket>/tenants in a cluster")
+    max_package_bytes: int = Field(default=MAX_PACKAGE_BYTES, ge=1, description="a code package's zip and its files")
+    max_data_file_bytes: int = Field(default=MAX_DATA_FILE_BYTES, ge=1, description="one uploaded data file")
     capacity_cpus: float | None = Field(default=None, description="largest job the backend can ever run (its largest node)")
     capacity_gpus: float | None = None
     capacity_memory: MemoryBytes | None = Field(default=None, description="bytes: the largest node's memory")

@@ -1,6 +1,6 @@
 """The job spec's JSON schema says every rule its validators enforce, so the OpenAPI document is the
-contract: a spec the schema accepts is admitted or refused only for quota, capacity, grant or a
-missing code folder (403/404), never as malformed (422), and a spec it rejects is a 422.
+contract: a spec the schema accepts is admitted or refused only for quota, capacity, grant, or a code
+package or data name not in the tenant's storage (403/404), never as malformed (422); a spec it rejects is a 422.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from testbed.templates import Template, list_templates
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 JOB_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-# a folder below the tenant's code folder: plain segments, none starting with '.', never absolute
-WORKING_DIR = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$"
 # '4Gi', '512Mi', '1.5G': at most 1 PiB, at least one byte
 API_MEMORY = re.compile(r"^([1-9][0-9]{0,5}(\.[0-9]{1,3})?(k|M|G|Ki|Mi|Gi)?|[1-9][0-9]{0,2}(\.[0-9]{1,3})?(T|Ti))$")
 

@@ -126,7 +126,8 @@ def _training_params(epochs: int, batch_size: int, lr: float, width: int) -> lis
         TemplateParam(name="val_fraction", type="float", default=0.2, minimum=0.01, maximum=0.9, help="share held out for validation"),
         TemplateParam(
             name="data_path", type="str", default="",
-            help="your data (local path or s3:// URI); empty: seeded synthetic data",
+            help="your data: testbed-data://NAME (uploaded with `testbed data upload`), or an s3:// URI; "
+                 "empty: seeded synthetic data",
         ),
         TemplateParam(name="workers", type="int", default=0, minimum=0, maximum=256, help="Ray Train workers; 0: one per GPU, else 1"),
         TemplateParam(name="max_failures", type="int", default=2, minimum=0, maximum=100, help="worker failures to recover from (from the last checkpoint)"),
@@ -214,7 +215,7 @@ _VALIDATE = Template(
         TemplateParam(name="version", type="str", default="latest", help="model version number or 'latest'"),
         TemplateParam(name="margin", type="float", default=0.0, minimum=0.0, help="how much better than the champion (metric units)"),
         TemplateParam(name="holdout_seed", type="int", default=1000, help="seed of the regenerated held-out synthetic data"),
-        TemplateParam(name="data_path", type="str", default="", help="held-out data (local path or s3:// URI); empty: synthetic"),
+        TemplateParam(name="data_path", type="str", default="", help="held-out data: testbed-data://NAME or an s3:// URI; empty: synthetic"),
         TemplateParam(name="alias", type="str", default="champion", help="alias the gate moves"),
     ],
 )

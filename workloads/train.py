@@ -87,9 +87,10 @@ def fit(prep: Prepared, env: JobEnv, run_name: str, run_id: str | None = None) -
     """Train on Ray Train; raises ray.train.TrainingFailedError when retries are exhausted."""
     os.environ.setdefault(REPORT_POLL_ENV, REPORT_POLL_S)
     scaling_config, threads = scaling(prep.params, env)
-    storage = Path(env.storage_path).expanduser()
+    # A folder locally, an s3:// URI in a cluster (Ray Train writes either; Path() would fold the '//').
+    storage = env.storage_path if "://" in env.storage_path else str(Path(env.storage_path).expanduser())
     worker = WorkerConfig(
-        template=prep.template, params=prep.params, threads=threads, run_dir=str(storage / run_name),
+        template=prep.template, params=prep.params, threads=threads, run_dir=f"{storage.rstrip('/')}/{run_name}",
         tracking_uri=env.tracking_uri if run_id else None, run_id=run_id, baseline=prep.baseline,
     )
     trainer = TorchTrainer(
@@ -98,7 +99,7 @@ def fit(prep: Prepared, env: JobEnv, run_name: str, run_id: str | None = None) -
         scaling_config=scaling_config,
         run_config=ray.train.RunConfig(
             name=run_name,
-            storage_path=str(storage),
+            storage_path=storage,
             failure_config=ray.train.FailureConfig(max_failures=int(prep.params.get("max_failures", 0))),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
         ),

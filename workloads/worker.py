@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import ray
 import ray.train
 import ray.train.torch
@@ -66,7 +67,7 @@ def train_worker(config: dict[str, Any]) -> None:
 
         def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
             if rank == 0 and fail_at > 0 and epoch == fail_at:
-                _inject_failure(Path(cfg.run_dir), epoch)
+                _inject_failure(cfg.run_dir, epoch)
             _report(epoch, {**metrics, "start_epoch": start_epoch}, model, optimizer, rank)
             if mlflow is not None:
                 # asynchronous: the tracking server's latency stays off the training loop
@@ -102,12 +103,13 @@ def _report(epoch: int, metrics: dict[str, float], model: torch.nn.Module, optim
         ray.train.report({**metrics, "epoch": epoch}, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
 
-def _inject_failure(run_dir: Path, epoch: int) -> None:
-    marker = run_dir / f"injected-failure-epoch-{epoch}"
-    if marker.exists():
+def _inject_failure(run_dir: str, epoch: int) -> None:
+    """Fail once at ``epoch``: a marker in the run's folder (local or s3://) remembers it across restarts."""
+    fs, marker = fsspec.core.url_to_fs(f"{run_dir}/injected-failure-epoch-{epoch}")
+    if fs.exists(marker):
         return
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text("rank 0 failed here once on purpose\n")
+    fs.makedirs(marker.rsplit("/", 1)[0], exist_ok=True)
+    fs.pipe_file(marker, b"rank 0 failed here once on purpose\n")
     raise InjectedFailure(f"injected failure at epoch {epoch} (fail_at_epoch drill)")
 
 

@@ -112,7 +112,7 @@ class ControlPlane(pulumi.ComponentResource):
         spec = WebService(
             component=CONTROL_PLANE, image=image, port=CONTROL_PLANE_PORT, args=container_args(),
             replicas=stack.platform.control_plane_replicas,
-            env=[k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in env.items()],
+            env=[*(k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in env.items()), *storage.control_plane_env],
             volumes=[k8s.core.v1.VolumeArgs(name="config", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
                          name=self.config_map.metadata.name)),
                      k8s.core.v1.VolumeArgs(name="settings", secret=k8s.core.v1.SecretVolumeSourceArgs(

@@ -47,3 +47,16 @@ def pod_role(name: str, cluster_name: pulumi.Input[str], namespace: str, service
 
 def policy_document(statements: list[dict]) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+PREFIX_OBJECT_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+
+
+def prefix_policy(bucket_arn: str, prefix: str) -> str:
+    """Read, write, delete and list the objects under ``<bucket>/<prefix>/`` and nothing else of the bucket."""
+    return policy_document([
+        {"Sid": "ObjectsUnderPrefix", "Effect": "Allow", "Action": PREFIX_OBJECT_ACTIONS,
+         "Resource": [f"{bucket_arn}/{prefix}/*"]},
+        {"Sid": "ListPrefixOnly", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [bucket_arn],
+         "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/*"]}}},
+    ])

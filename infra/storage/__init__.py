@@ -7,6 +7,7 @@ platform only sees :class:`MlflowStorage`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -20,6 +21,8 @@ DB_USER = "testbed"
 MLFLOW_DB = "mlflow"
 CONTROL_PLANE_DB = "testbed"
 ARTIFACT_BUCKET = "mlflow"
+# The tenants' storage in the bucket: <bucket>/tenants/<tenant>/{packages,data,jobs} (testbed/storage.py).
+TENANTS_PREFIX = "tenants"
 # MLflow and the control plane connect through SQLAlchemy, whose bare postgresql:// means psycopg (3) since 2.1; the
 # image carries psycopg2 (the postgres extra), so their URIs name it. admin-uri stays a libpq URI (psql, pg_isready).
 SQLALCHEMY_SCHEME = "postgresql+psycopg2"
@@ -32,10 +35,14 @@ class MlflowStorage:
     db_secret: str  # k8s Secret in the platform namespace: mlflow-uri, testbed-uri, admin-uri
     artifacts_destination: pulumi.Input[str]  # s3://bucket/prefix
     control_plane_db_uri: pulumi.Output[str]  # secret; the control plane's SQLAlchemy URL
-    job_storage: pulumi.Input[str]  # where jobs write outputs and checkpoints (s3://bucket/jobs)
+    job_storage: pulumi.Input[str]  # the tenants' storage root (s3://bucket/tenants): packages, data, checkpoints
     env: list[k8s.core.v1.EnvVarArgs] = field(default_factory=list)  # extra env for the MLflow server
     service_account_annotations: dict[str, str] = field(default_factory=dict)
     ready: list[pulumi.Resource] = field(default_factory=list)
+    control_plane_env: list[k8s.core.v1.EnvVarArgs] = field(default_factory=list)  # to reach job_storage
+    # Binds a tenant's job ServiceAccount (tenant id, namespace, name) to an identity that reaches
+    # <job_storage>/<tenant>/* and nothing else; None: the cluster's operator provides one (provider: existing).
+    tenant_identity: Callable[[str, str, str], None] | None = None
 
 
 def password(name: str, parent: pulumi.Resource) -> random.RandomPassword:

@@ -1,4 +1,8 @@
-"""MLflow storage on AWS: RDS PostgreSQL and an S3 bucket reached through EKS Pod Identity."""
+"""MLflow storage on AWS: RDS PostgreSQL and an S3 bucket reached through EKS Pod Identity.
+
+The same bucket holds the tenants' storage under ``tenants/``: the control plane's role reaches all of it (uploads,
+listings), each tenant's job role only ``tenants/<tenant>/`` (:meth:`AwsMlflowStorage.tenant_identity`).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,19 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.k8s import child
-from infra.naming import MLFLOW, PLATFORM_NS
-from infra.providers.aws_iam import pod_role, policy_document
-from infra.storage import DB_SECRET, DB_USER, MLFLOW_DB, MlflowStorage, database_init_job, database_secret, password
+from infra.naming import CONTROL_PLANE, MLFLOW, PLATFORM_NS
+from infra.providers.aws_iam import pod_role, policy_document, prefix_policy
+from infra.storage import (
+    DB_SECRET,
+    DB_USER,
+    MLFLOW_DB,
+    TENANTS_PREFIX,
+    MlflowStorage,
+    database_init_job,
+    database_secret,
+    password,
+)
+from testbed.storage import tenant_path
 from testbed.versions import IMAGES, RDS_POSTGRES_ENGINE_VERSION
 from testbed.config import StackConfig
 
@@ -31,6 +45,10 @@ class AwsMlflowStorage(pulumi.ComponentResource):
             {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [arn]},
             {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
              "Resource": [f"{arn}/*"]}])), self)
+        self.eks, self.bucket = eks, bucket
+        # The control plane stores tenants' code packages and data, and lists and removes job outputs: tenants/*.
+        pod_role(f"{name}-control-plane", eks.cluster.name, PLATFORM_NS, CONTROL_PLANE,
+                 bucket.arn.apply(lambda arn: prefix_policy(arn, TENANTS_PREFIX)), self)
 
         subnets = aws.rds.SubnetGroup(name, subnet_ids=eks.network.private_subnet_ids, opts=child(self))
         security_group = aws.ec2.SecurityGroup(
@@ -51,6 +69,14 @@ class AwsMlflowStorage(pulumi.ComponentResource):
         init = database_init_job(f"{name}-db-init", self, ns, IMAGES["postgres"].ref, [db_secret, db])
         self.storage = MlflowStorage(
             db_secret=DB_SECRET, artifacts_destination=pulumi.Output.concat("s3://", bucket.bucket, "/artifacts"),
-            control_plane_db_uri=control_plane_uri, job_storage=pulumi.Output.concat("s3://", bucket.bucket, "/jobs"),
-            env=[], ready=[db_secret, init])
+            control_plane_db_uri=control_plane_uri,
+            job_storage=pulumi.Output.concat("s3://", bucket.bucket, "/", TENANTS_PREFIX),
+            env=[], ready=[db_secret, init], tenant_identity=self.tenant_identity)
         self.register_outputs({"bucket": bucket.bucket, "db_address": db.address})
+
+    def tenant_identity(self, tenant: str, namespace: str, service_account: str) -> None:
+        """An IAM role reaching ``<bucket>/tenants/<tenant>/*`` only, assumed by the tenant's job ServiceAccount
+        through EKS Pod Identity (the cluster runs the eks-pod-identity-agent add-on)."""
+        prefix = tenant_path(TENANTS_PREFIX, tenant)
+        pod_role(f"tenant-{tenant}-jobs", self.eks.cluster.name, namespace, service_account,
+                 self.bucket.arn.apply(lambda arn: prefix_policy(arn, prefix)), self)

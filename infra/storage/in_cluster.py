@@ -9,6 +9,7 @@ from infra.k8s import child, meta
 from infra.naming import OBJECT_STORE, POSTGRES, labels
 from infra.storage import (
     ARTIFACT_BUCKET,
+    TENANTS_PREFIX,
     DB_SECRET,
     DB_USER,
     MLFLOW_DB,
@@ -91,6 +92,8 @@ class InClusterMlflowStorage(pulumi.ComponentResource):
                                                                                 port=MINIO_PORT)),
             depends_on=[store_secret])
         endpoint = f"http://{OBJECT_STORE}:{MINIO_PORT}"
+        store_credentials = [secret_env("AWS_ACCESS_KEY_ID", OBJECT_STORE_SECRET, "AWS_ACCESS_KEY_ID"),
+                             secret_env("AWS_SECRET_ACCESS_KEY", OBJECT_STORE_SECRET, "AWS_SECRET_ACCESS_KEY")]
         bucket = k8s.batch.v1.Job(
             f"{name}-bucket", metadata=meta("object-store-bucket", ns, labels("object-store-bucket")),
             spec=k8s.batch.v1.JobSpecArgs(backoff_limit=10, template=k8s.core.v1.PodTemplateSpecArgs(
@@ -105,9 +108,10 @@ class InClusterMlflowStorage(pulumi.ComponentResource):
 
         self.storage = MlflowStorage(
             db_secret=DB_SECRET, artifacts_destination=f"s3://{ARTIFACT_BUCKET}/artifacts",
-            control_plane_db_uri=control_plane_uri, job_storage=f"s3://{ARTIFACT_BUCKET}/jobs",
-            env=[k8s.core.v1.EnvVarArgs(name="MLFLOW_S3_ENDPOINT_URL", value=endpoint),
-                 secret_env("AWS_ACCESS_KEY_ID", OBJECT_STORE_SECRET, "AWS_ACCESS_KEY_ID"),
-                 secret_env("AWS_SECRET_ACCESS_KEY", OBJECT_STORE_SECRET, "AWS_SECRET_ACCESS_KEY")],
-            ready=[db_secret, postgres, minio, bucket, init])
+            control_plane_db_uri=control_plane_uri, job_storage=f"s3://{ARTIFACT_BUCKET}/{TENANTS_PREFIX}",
+            env=[k8s.core.v1.EnvVarArgs(name="MLFLOW_S3_ENDPOINT_URL", value=endpoint), *store_credentials],
+            ready=[db_secret, postgres, minio, bucket, init],
+            # The control plane reaches the tenants' storage with the store's own credentials (botocore reads
+            # AWS_ENDPOINT_URL); the tenants' jobs get no identity here: the cluster's operator provides one.
+            control_plane_env=[k8s.core.v1.EnvVarArgs(name="AWS_ENDPOINT_URL", value=endpoint), *store_credentials])
         self.register_outputs({})

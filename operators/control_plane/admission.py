@@ -17,12 +17,13 @@ from operators.control_plane.auth import Principal
 from operators.control_plane.backends.base import Backend, Resources
 from operators.control_plane.errors import ServiceError
 from operators.control_plane.store import JobRow, Store
-from operators.control_plane.workdir import resolve_working_dir
+from operators.control_plane.tenant_storage import TenantStorage
 from operators.metering.ledger import Ledger
 from testbed import jobs as J
 from testbed.config import StackConfig, Tenant, format_memory
 from testbed.jobs import TERMINAL_STATUSES, JobSpec, JobStatus
 from testbed.settings import ControlPlaneSettings
+from testbed.storage import DATA, data_ref_name, package_sha256, valid_name
 from testbed.templates import TemplateError, get_template
 
 
@@ -30,8 +31,9 @@ class Admission:
     """One region's admission: its tenants' quotas and grants, the backend's capacity, the ledger."""
 
     def __init__(self, stack: StackConfig, store: Store, backend: Backend, ledger: Ledger,
-                 settings: ControlPlaneSettings):
+                 settings: ControlPlaneSettings, storage: TenantStorage):
         self.settings = settings
+        self.storage = storage
         self.stack = stack
         self.tenants: dict[str, Tenant] = {t.id: t for t in stack.tenants}
         self.store = store
@@ -46,8 +48,10 @@ class Admission:
         if tenant is None:
             raise ServiceError(403, "forbidden", f"tenant {principal.subject!r} is not in region {self.stack.region.id!r}")
         entrypoint, params, kind = resolve_entrypoint(spec)
-        if spec.working_dir is not None:  # resolved again at dispatch
-            resolve_working_dir(spec.working_dir, self.settings.storage_path, tenant.id)
+        if spec.code_package is not None:
+            self._check_package(tenant, spec.code_package)
+        if spec.template is not None:
+            entrypoint = self._locate_data(tenant, spec.template, params) or entrypoint
         self._check_quota(tenant, spec)
         gpu_model = self.stack.pool_for(tenant).gpu_model if spec.gpus else None
         if spec.gpus:
@@ -73,6 +77,26 @@ class Admission:
             dispatched=False,
             message="queued",
         ))
+
+    def _check_package(self, tenant: Tenant, ref: str) -> None:
+        """The job's code package is in the tenant's own storage (another tenant's digest is not)."""
+        if self.storage.package(tenant.id, package_sha256(ref)) is None:
+            raise ServiceError(404, "not_found", f"body.code_package: no code package {ref} in tenant {tenant.id!r}'s "
+                                                 "storage; upload it first (`testbed submit --working-dir DIR` does)")
+
+    def _locate_data(self, tenant: Tenant, template: str, params: dict) -> str | None:
+        """The template's command with each ``testbed-data://NAME`` param at the tenant's own data (None: no such
+        param); 404 naming the param when the tenant has no such data."""
+        located = {}
+        for key, value in params.items():
+            name = data_ref_name(value)
+            if name is None:
+                continue
+            if not valid_name(name) or not self.storage.data_exists(tenant.id, name):
+                raise ServiceError(404, "not_found", f"body.params.{key}: no data {name[:80]!r} in tenant {tenant.id!r}'s "
+                                                     "storage (`testbed data ls` lists it; `testbed data upload` adds)")
+            located[key] = self.storage.location(tenant.id, DATA, name)
+        return get_template(template).command({**params, **located}) if located else None
 
     def _check_quota(self, tenant: Tenant, spec: JobSpec) -> None:
         quota = tenant.quota

@@ -15,6 +15,8 @@ from operators.control_plane.backends.base import Backend
 from operators.control_plane.errors import error_responses, install_error_handlers
 from operators.control_plane.guards import CURSOR_PATTERN, BodySizeLimit, HealthProbe, decode_cursor, encode_cursor
 from operators.control_plane.plane import ControlPlane
+from operators.control_plane.storage_api import install as install_storage
+from operators.control_plane.storage_api import upload_limits
 from operators.control_plane.store import JobRow, Store
 from operators.metering import install as install_metering
 from testbed.api import Health, IssuedToken, TemplateList, TenantInfo, TenantList
@@ -91,7 +93,7 @@ def create_app(
     app.state.plane = plane
     probe = HealthProbe(plane.store, plane.backend)
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES, uploads=upload_limits(settings))
 
     @app.get("/healthz", response_model=Health)
     def healthz() -> Health:
@@ -160,4 +162,5 @@ def create_app(
         return IssuedToken(subject=subject, token=plane.rotate_token(caller, subject))
 
     install_metering(app, plane)  # /metrics and /v1/usage
+    install_storage(app, plane)  # /v1/packages, /v1/data, /v1/jobs/{id}/outputs
     return app

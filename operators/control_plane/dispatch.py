@@ -25,6 +25,7 @@ from operators.control_plane.backends.base import (
     BackendAnswer,
     BackendError,
     BackendJobInfo,
+    CodePackage,
     JobNotFound,
     LaunchRequest,
     PermanentBackendError,
@@ -34,11 +35,11 @@ from operators.control_plane.backends.base import (
 from operators.control_plane.errors import ServiceError
 from operators.control_plane.lease import RECONCILER, Lease
 from operators.control_plane.store import JobRow, Store
-from operators.control_plane.workdir import resolve_working_dir
 from testbed import jobs as J
 from testbed.config import Tenant
 from testbed.jobs import JobSpec, JobStatus
 from testbed.settings import ControlPlaneSettings
+from testbed.storage import DATA, JOBS, PACKAGES, package_file, package_sha256, tenant_path
 
 log = logging.getLogger("testbed.control_plane")
 
@@ -55,12 +56,11 @@ def launch_request(row: JobRow, settings: ControlPlaneSettings) -> LaunchRequest
     if row.template is None:
         fields["entrypoint"] = row.entrypoint  # stored once, in the record's own column
     spec = JobSpec.model_validate(fields)
-    working_dir = None
-    if spec.working_dir is not None:  # again at dispatch: the folder may have changed since admission
-        try:
-            working_dir = resolve_working_dir(spec.working_dir, settings.storage_path, row.tenant)
-        except ServiceError as exc:
-            raise PermanentBackendError(exc.message) from None
+    package = None
+    if spec.code_package is not None:  # admission found it in the tenant's storage; packages are never removed
+        sha256 = package_sha256(spec.code_package)
+        package = CodePackage(sha256=sha256, location=tenant_path(settings.storage_path, row.tenant, PACKAGES,
+                                                                  package_file(sha256)))
     budget = Resources(cpus=row.cpus, gpus=row.gpus, memory=row.memory_bytes)
     request = LaunchRequest(
         job_id=row.id, tenant=row.tenant, region=row.region, entrypoint=row.entrypoint, budget=budget,
@@ -74,11 +74,12 @@ def launch_request(row: JobRow, settings: ControlPlaneSettings) -> LaunchRequest
         J.ENV_TENANT: row.tenant,
         J.ENV_JOB_ID: row.id,
         J.ENV_REGION: row.region,
-        J.ENV_STORAGE_PATH: f"{settings.storage_path.rstrip('/')}/{row.tenant}/{row.id}",
+        J.ENV_STORAGE_PATH: tenant_path(settings.storage_path, row.tenant, JOBS, row.id),
+        J.ENV_DATA_PATH: tenant_path(settings.storage_path, row.tenant, DATA),
         **budget.env(),
         J.ENV_RUN_TAGS: json.dumps(request.metadata),
     }
-    return request.model_copy(update={"runtime_env": RuntimeEnv(env_vars=env, working_dir=working_dir)})
+    return request.model_copy(update={"runtime_env": RuntimeEnv(env_vars=env, code_package=package)})
 
 
 def observed_changes(row: JobRow, info: BackendJobInfo, now: float) -> dict[str, Any]:

@@ -25,9 +25,12 @@ _DESCRIPTIONS = {
     401: "missing or invalid bearer token",
     403: "not allowed, or refused at admission (quota, capacity, grant, queue cap)",
     404: "no such resource, or not the caller's",
+    409: "conflicts with the resource's state (a package body that is not the digest its path names, a data name "
+         "a folder holds, a job still running)",
     413: f"request body over {MAX_BODY_BYTES} bytes",
     422: "invalid request: names the field and the reason",
-    503: "the database or the backend is not answering (database_unavailable carries Retry-After); retry later",
+    503: "the database, the backend or the tenants' storage is not answering (database_unavailable carries "
+         "Retry-After); retry later",
 }
 RETRY_AFTER_SECONDS = 2
 

@@ -1,7 +1,7 @@
 """The API's edge: the request-body size limit, list cursors, and health probes that never hang.
 
-A body over ``MAX_BODY_BYTES`` is refused with 413 before it is read (by its Content-Length) or as
-soon as it grows past the limit (a chunked body). A list cursor is the (submitted_at, id) of the
+A body over ``MAX_BODY_BYTES`` (an upload route: its own limit) is refused with 413 before it is read
+(by its Content-Length) or as soon as it grows past the limit (a chunked body). A list cursor is the (submitted_at, id) of the
 last job of the page. Health probes run on their own threads and answer
 within ``PROBE_TIMEOUT_SECONDS`` whatever the database or the backend is doing.
 """
@@ -13,7 +13,7 @@ import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Callable, Literal, TypeVar
+from typing import Callable, Literal, NamedTuple, Sequence, TypeVar
 
 from sqlalchemy import text
 from starlette.exceptions import HTTPException
@@ -29,20 +29,32 @@ DatabaseState = Literal["ok", "busy", "unavailable"]
 T = TypeVar("T")
 
 
-class BodySizeLimit:
-    """ASGI middleware: 413 (an ``ErrorBody``) for a request body over ``max_bytes``."""
+class UploadLimit(NamedTuple):
+    """A route that takes a larger body than a JSON request: its method, path prefix, limit and what it is."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES):
+    method: str
+    prefix: str
+    max_bytes: int
+    what: str
+
+
+class BodySizeLimit:
+    """ASGI middleware: 413 (an ``ErrorBody``) for a request body over ``max_bytes`` (an upload route's own limit)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES, uploads: Sequence[UploadLimit] = ()):
         self.app = app
         self.max_bytes = max_bytes
+        self.uploads = tuple(uploads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit, what = self._limit(scope)
+        detail = f"request body is larger than {limit} bytes (the limit of {what})"
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await error_answer(413, "too_large", self._detail())(scope, receive, send)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await error_answer(413, "too_large", detail)(scope, receive, send)
             return
         received = 0
 
@@ -50,14 +62,17 @@ class BodySizeLimit:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.max_bytes:  # FastAPI re-raises an HTTPException met while reading the body
-                raise HTTPException(413, self._detail())
+            if received > limit:  # FastAPI re-raises an HTTPException met while reading the body
+                raise HTTPException(413, detail)
             return message
 
         await self.app(scope, limited, send)
 
-    def _detail(self) -> str:
-        return f"request body is larger than {self.max_bytes} bytes"
+    def _limit(self, scope: Scope) -> tuple[int, str]:
+        for upload in self.uploads:
+            if scope.get("method") == upload.method and scope.get("path", "").startswith(upload.prefix):
+                return upload.max_bytes, upload.what
+        return self.max_bytes, "a request"
 
 
 # -- cursors ------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from operators.control_plane.backends.factory import make_backend
 from operators.control_plane.dispatch import Dispatcher
 from operators.control_plane.errors import ServiceError, not_found
 from operators.control_plane.store import JobRow, Store
+from operators.control_plane.tenant_storage import TenantStorage
 from operators.control_plane.tokens import TokenIssuer
 from operators.metering.ledger import Ledger
 from testbed.config import StackConfig, Tenant, load_stack_file
@@ -31,11 +32,12 @@ class ControlPlane:
         self.tenants: dict[str, Tenant] = {t.id: t for t in self.stack.tenants}
         self.store = store or Store(settings.database_url)
         self.backend = backend or make_backend(settings, self.stack)
+        self.storage = TenantStorage(settings.storage_path)  # packages, data and job outputs of each tenant
         self.tokens = TokenCache(self.store)
         # The same ledger meters usage for /metrics and /v1/usage and for the grant check.
         self.ledger = Ledger(self.store)
         self.ledger.install()
-        self.admission = Admission(self.stack, self.store, self.backend, self.ledger, settings)
+        self.admission = Admission(self.stack, self.store, self.backend, self.ledger, settings, self.storage)
         self.dispatcher = Dispatcher(settings, self.tenants, self.store, self.backend)
         self.issuer = TokenIssuer(self.store, self.tokens, self.tenants, self.stack.region.id, settings.credentials_dir,
                                   settings.operator_token_sha256, settings.monitoring_token_sha256)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 from typing import Any
@@ -52,11 +51,8 @@ def build_spec(args: argparse.Namespace) -> JobSpec:
         raise CliError("--param only applies with --template")
     fields: dict[str, Any] = {"entrypoint": shlex.join(args.command_argv)} if args.command_argv else {
         "template": args.template, "params": _typed_params(args.template, _parse_pairs(args.param, "--param"))}
-    if args.working_dir:
-        if os.path.isabs(args.working_dir):
-            raise CliError(f"--working-dir {args.working_dir!r}: name a folder in your code folder on the testbed "
-                           "(<storage>/<tenant>/code/), e.g. `--working-dir mycode`, not a path on this machine")
-        fields["working_dir"] = os.path.normpath(args.working_dir)
+    if args.exclude and not args.working_dir:
+        raise CliError("--exclude only applies with --working-dir")
     fields.update({name: getattr(args, name) for name in ("name", "cpus", "gpus") if getattr(args, name) is not None})
     if args.memory is not None:
         try:
@@ -92,6 +88,12 @@ def _ended(args: argparse.Namespace, job: Job) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     spec = build_spec(args)
     with connect(args) as client:
+        if args.working_dir:  # packed and uploaded here, as Ray's job client does with a working_dir
+            stored = client.upload_package(args.working_dir, args.exclude)
+            if not args.json:
+                done = "uploaded" if stored.created else "already stored"
+                print(f"code: {args.working_dir} -> {stored.ref} ({stored.size} bytes, {done})", file=sys.stderr)
+            spec = spec.model_copy(update={"code_package": stored.ref})
         job = client.submit(spec)
         if not args.wait:
             return emit(args, job, lambda j: j.id)
@@ -142,7 +144,9 @@ def register(sub: Any) -> None:
     p.add_argument("--template")
     p.add_argument("--param", action="append", default=[], metavar="K=V")
     p.add_argument("--name", help="experiment name (MLflow experiment <tenant>/<name>)")
-    p.add_argument("--working-dir")
+    p.add_argument("--working-dir", metavar="DIR", help="a folder here: packed, uploaded, the job's working directory")
+    p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                   help="leave out of the package (as .testbedignore; .git, __pycache__ are always left out)")
     p.add_argument("--cpus", type=float)
     p.add_argument("--gpus", type=int)
     p.add_argument("--memory", help="e.g. 4Gi")

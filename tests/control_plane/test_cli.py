@@ -63,7 +63,7 @@ def test_errors_from_the_server_are_one_line(noop_plane):
         (["submit"], "nothing to run"),
         (["submit", "--param", "a=1", "--", "true"], "--param only applies with --template"),
         (["submit", "--template", "smoke", "--param", "novalue"], "must look like KEY=VALUE"),
-        (["submit", "--working-dir", "/does/not/exist", "--", "true"], "name a folder in your code folder on the testbed"),
+        (["submit", "--working-dir", "/does/not/exist", "--", "true"], "/does/not/exist: not a folder"),
         (["submit", "--memory", "lots", "--", "true"], "--memory"),
     ],
 )

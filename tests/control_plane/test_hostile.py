@@ -6,7 +6,6 @@ job environment) run on the real testbed in ``test_local_testbed.py``.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import time
@@ -19,7 +18,7 @@ import pytest
 
 from operators.control_plane.app import create_app
 from operators.control_plane.backends.base import BackendJobInfo, PermanentBackendError
-from operators.control_plane.dispatch import launch_request, observed_changes
+from operators.control_plane.dispatch import observed_changes
 from operators.control_plane.server import serve_in_thread
 from operators.control_plane.store import JobRow
 from testbed.client import TestbedClient, TestbedError
@@ -60,39 +59,16 @@ def hold(app, job_id: str, status: JobStatus) -> None:
 
 
 # -- a request names a host path --------------------------------------------------------------
-def test_working_dir_never_names_a_host_path(noop_plane):
+def test_no_request_names_a_host_path(noop_plane):
+    """Code travels as an uploaded package named by its digest; a folder or path of this machine is a 422."""
     client = noop_plane.client(ALICE)
     credentials = noop_plane.home / "credentials"
-    for value in ("credentials", str(credentials), "../../credentials", "code/../../x"):
-        status = 404 if value == "credentials" else 422
-        detail = refused(lambda: client.submit(entrypoint="ls", working_dir=value), status,
-                         "not_found" if status == 404 else "invalid_spec")
-        assert "working_dir" in detail
-    code = noop_plane.home / "storage" / ALICE / "code"
-    (code / "proj").mkdir(parents=True)
-    (code / "proj" / "secrets").symlink_to(credentials)  # a link inside the folder that leads out
-    assert "leads outside" in refused(lambda: client.submit(entrypoint="ls", working_dir="proj"), 403, "forbidden")
-    (code / "proj" / "secrets").unlink()
-    job = client.submit(entrypoint="ls", working_dir="proj")
-    request = launch_request(noop_plane.plane.store.get_job(job.id), noop_plane.plane.settings)
-    assert request.runtime_env.working_dir == os.path.realpath(code / "proj")
-    assert client.list_jobs().jobs[0].id == job.id and len(client.list_jobs().jobs) == 1  # refusals left no record
-
-
-def test_a_working_dir_gone_before_dispatch_fails_once(tmp_path):
-    with plane(tmp_path, sync=False) as (url, app):
-        code = tmp_path / "storage" / ALICE / "code" / "proj"
-        code.mkdir(parents=True)
-        client = TestbedClient(url, token(tmp_path, ALICE))
-        dispatcher = app.state.plane.dispatcher
-        app.state.plane.dispatcher.dispatch = lambda row: row  # keep it queued for now
-        job = client.submit(entrypoint="ls", working_dir="proj")
-        code.rmdir()
-        dispatcher.sync_once()
-        dispatcher.sync_once()
-        failed = client.get_job(job.id)
-        assert failed.status == "FAILED" and failed.message.startswith("refused by the backend: body.working_dir")
-        assert failed.started_at is None
+    for value in ("credentials", str(credentials), "../../credentials"):
+        spec = {"entrypoint": "ls", "working_dir": value}
+        assert "working_dir" in refused(lambda: client.submit(spec), 422, "invalid_spec")
+        assert "body.code_package" in refused(lambda: client.submit(entrypoint="ls", code_package=value), 422,
+                                              "invalid_spec")
+    assert client.list_jobs().jobs == []  # refusals left no record
 
 
 # -- a job that can never run is admitted, cannot be stopped and is billed ------------------------

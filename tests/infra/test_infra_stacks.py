@@ -32,7 +32,8 @@ def test_outputs(runs, stacks):
         assert out["grafana_url"] == "http://kube-prometheus-stack-grafana.monitoring.svc.cluster.local:80"
         for tenant in stacks[region].tenants:
             assert out["tenants"][tenant.id] == {"namespace": tenant_namespace(tenant), "queue": tenant.id,
-                                                 "cluster_queue": f"{region}-{tenant.id}"}
+                                                 "cluster_queue": f"{region}-{tenant.id}",
+                                                 "service_account": f"{tenant.id}-jobs"}
         assert set(out["overcommitment"]) >= {"gpus", "cpus", "memory", "pools", "overcommitted"}
         # Generated passwords never show up in plain outputs.
         plain = json.dumps({k: v for k, v in out.items() if k not in run.secret_outputs})
@@ -63,8 +64,10 @@ def test_eks_cluster_and_gpu_node_groups(runs, stacks):
         assert db.inputs["publiclyAccessible"] is False and db.inputs["storageEncrypted"] is True
         [block] = run.of_type("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
         assert all(block.inputs[k] for k in ("blockPublicAcls", "blockPublicPolicy", "restrictPublicBuckets"))
+        jobs = {f"{t.id}-jobs" for t in stack.tenants}  # each tenant's Ray pods (tests/infra/test_tenant_storage.py)
         assert {r.inputs["serviceAccount"] for r in run.of_type(
-            "aws:eks/podIdentityAssociation:PodIdentityAssociation")} == {MLFLOW, "cluster-autoscaler"}
+            "aws:eks/podIdentityAssociation:PodIdentityAssociation")} == {MLFLOW, "cluster-autoscaler", CONTROL_PLANE,
+                                                                          *jobs}
         assert not run.of_type("kubernetes:apps/v1:StatefulSet")  # managed database and bucket instead
 
 
@@ -129,7 +132,7 @@ def test_control_plane_reads_the_same_model(runs, stacks):
         assert pod["containers"][0]["image"] == run.outputs["image"]  # the image the stack built, by digest
         assert deployment["spec"]["replicas"] == stacks[region].platform.control_plane_replicas
         assert pod["serviceAccountName"] == CONTROL_PLANE
-        env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+        env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
         # Settings hold the database password: a Secret mounted next to the ConfigMap.
         secret = run.objects("kubernetes:core/v1:Secret")[f"{PLATFORM_NS}/{CONTROL_PLANE}-settings"]
         settings = json.loads(secret["stringData"]["settings.json"])

@@ -26,6 +26,7 @@ import mlflow
 import pytest
 
 from testbed import jobs
+from testbed.storage import JOBS, tenant_path
 from testbed.templates import get_template
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,7 +68,7 @@ class Workloads:
             jobs.ENV_TENANT: tenant,
             jobs.ENV_JOB_ID: job_id,
             jobs.ENV_REGION: "gyeongnam",
-            jobs.ENV_STORAGE_PATH: str(self.storage / tenant / job_id),
+            jobs.ENV_STORAGE_PATH: tenant_path(str(self.storage), tenant, JOBS, job_id),  # the control plane's layout
             jobs.ENV_CPUS: str(cpus),
             jobs.ENV_GPUS: "0",
             jobs.ENV_RUN_TAGS: json.dumps({"testbed.suite": "workloads"}),

@@ -17,7 +17,7 @@ def test_ddp_worker_failure_resumes_from_checkpoint(workloads, mlflow_client):
     run_id = fields["run_id"]
     assert sorted(m.value for m in mlflow_client.get_metric_history(run_id, "attempt_start_epoch")) == [0, 3]
     assert sorted(m.step for m in mlflow_client.get_metric_history(run_id, "val_rmse")) == list(range(8))
-    assert (workloads.storage / "tenant-a" / "drill" / "tabular-quality-drill" / "injected-failure-epoch-3").exists()
+    assert (workloads.storage / "tenant-a" / "jobs" / "drill" / "tabular-quality-drill" / "injected-failure-epoch-3").exists()
     rmse, baseline = float(fields["val_rmse"]), float(fields["baseline_val_rmse"])
     print(f"tabular-quality (2 workers, resumed at epoch 3): val_rmse={rmse:.4f} baseline={baseline:.4f}")
     assert rmse <= 0.6 * baseline  # at most 60% of the mean predictor's RMSE

@@ -57,11 +57,35 @@ class Resources(BaseModel):
 NO_RESOURCES = Resources(cpus=0, gpus=0, memory=0)
 
 
+class CodePackage(BaseModel):
+    """A tenant's uploaded code package: its SHA-256 and where the control plane stored it.
+
+    ``location`` is a path on the control plane's disk locally and ``s3://<bucket>/tenants/<tenant>/packages/
+    <sha256>.zip`` in a cluster. Each backend turns it into the URI Ray unpacks as the job's working_dir: the Ray Jobs
+    backend uploads it to Ray's own package store (:attr:`gcs_uri`), KubeRay pods fetch the ``s3://`` URI themselves
+    with their tenant's identity.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    location: str
+
+    @property
+    def gcs_uri(self) -> str:
+        """The package's name in a Ray cluster's package store (what Ray's job client names its uploads)."""
+        return f"gcs://_ray_pkg_{self.sha256}.zip"
+
+
 class RuntimeEnv(BaseModel):
-    """The job's environment variables and the code folder it runs in."""
+    """The job's environment variables and its code: a package (``code_package``) or a Ray URI (``working_dir``)."""
 
     env_vars: dict[str, str] = Field(default_factory=dict)
-    working_dir: str | None = None
+    code_package: CodePackage | None = None
+    working_dir: str | None = Field(default=None, description="a Ray package URI (gcs://, s3://); set by the backend")
+
+    def with_working_dir(self, uri: str) -> RuntimeEnv:
+        return self.model_copy(update={"working_dir": uri})
 
     def to_ray(self) -> dict[str, object]:
         """Ray's ``runtime_env`` (the Jobs API's argument, a RayJob's ``runtimeEnvYAML``)."""

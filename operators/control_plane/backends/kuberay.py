@@ -25,7 +25,13 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from operators.control_plane.backends.base import BackendJobInfo, LaunchRequest, PodRequests, Resources
+from operators.control_plane.backends.base import (
+    BackendJobInfo,
+    LaunchRequest,
+    PermanentBackendError,
+    PodRequests,
+    Resources,
+)
 from operators.control_plane.backends.kueue_workload import admitted, workload_message
 from testbed import jobs as J
 from testbed.config import StackConfig, format_memory, parse_memory
@@ -54,6 +60,7 @@ class Target(BaseModel):
     namespace: str
     local_queue: str
     cluster_queue: str = Field(description="the ClusterQueue behind the LocalQueue (named in Kueue's messages)")
+    service_account: str | None = Field(default=None, description="the tenant's job identity: its storage prefix only")
 
 
 def resolve_targets(placement: Placement, stack: StackConfig) -> dict[str, Target]:
@@ -66,7 +73,7 @@ def resolve_targets(placement: Placement, stack: StackConfig) -> dict[str, Targe
         if where.gpu_pool not in pools:
             raise PlacementError(f"placement of tenant {tenant!r} names unknown GPU pool {where.gpu_pool!r}")
         targets[tenant] = Target(tenant=tenant, namespace=where.namespace, local_queue=where.local_queue,
-                                 cluster_queue=where.cluster_queue)
+                                 cluster_queue=where.cluster_queue, service_account=where.service_account)
     return targets
 
 
@@ -118,11 +125,14 @@ def parse_cpu(quantity: str | int | float) -> float:
     return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
 
 
-def pod_template(container: str, image: str, resources: dict, labels: dict[str, str], extra: dict | None = None) -> dict:
-    """A PodTemplateSpec for one Ray node; the pods need no Kubernetes API access."""
+def pod_template(container: str, image: str, resources: dict, labels: dict[str, str], extra: dict | None = None,
+                 service_account: str | None = None) -> dict:
+    """A PodTemplateSpec for one Ray node: the tenant's ServiceAccount (its identity for its own storage prefix,
+    through EKS Pod Identity), and no Kubernetes API token (the pods need no API access)."""
     return {
         "metadata": {"labels": dict(labels)},
         "spec": {
+            **({"serviceAccountName": service_account} if service_account else {}),
             "automountServiceAccountToken": False,
             "containers": [{"name": container, "image": image, "resources": resources}],
             **(extra or {}),
@@ -131,7 +141,16 @@ def pod_template(container: str, image: str, resources: dict, labels: dict[str, 
 
 
 def runtime_env_yaml(request: LaunchRequest) -> str:
-    return yaml.safe_dump(request.runtime_env.to_ray(), sort_keys=True)
+    """The job's runtime env; its code package is the ``s3://`` URI the pods fetch with their tenant's identity."""
+    runtime_env = request.runtime_env
+    package = runtime_env.code_package
+    if package is not None:
+        if "://" not in package.location:
+            raise PermanentBackendError(f"code package {package.sha256} of {request.job_id} is on the control "
+                                        f"plane's disk ({package.location}), which the job's pods cannot read: "
+                                        "the kuberay backend needs storage_path in object storage (s3://...)")
+        runtime_env = runtime_env.with_working_dir(package.location)
+    return yaml.safe_dump(runtime_env.to_ray(), sort_keys=True)
 
 
 def job_labels(request: LaunchRequest) -> dict[str, str]:
@@ -148,17 +167,19 @@ def entrypoint_fields(request: LaunchRequest) -> dict:
     return fields
 
 
-def job_pods(budget: Resources, labels: dict[str, str], options: RayJobOptions) -> tuple[dict, dict, dict]:
+def job_pods(budget: Resources, labels: dict[str, str], options: RayJobOptions,
+             service_account: str | None = None) -> tuple[dict, dict, dict]:
     """The pod templates of a job's head, worker and submitter; none names a node (the Kueue flavor does)."""
     head = pod_template(HEAD_CONTAINER, options.image, container_resources(options.head_cpus, options.head_memory),
-                        labels)
+                        labels, service_account=service_account)
     worker = pod_template(WORKER_CONTAINER, options.image,
-                          container_resources(budget.cpus, budget.memory, budget.gpus), labels)
+                          container_resources(budget.cpus, budget.memory, budget.gpus), labels,
+                          service_account=service_account)
     # KubeRay fills in the submitter's command (ray-operator/controllers/ray/rayjob_controller.go
     # configureSubmitterContainer, v1.7.0); a Job's pods must not restart in place.
     submitter = pod_template(SUBMITTER_CONTAINER, options.image,
                              container_resources(options.submitter_cpus, options.submitter_memory), labels,
-                             {"restartPolicy": "Never"})
+                             {"restartPolicy": "Never"}, service_account=service_account)
     return head, worker, submitter
 
 
@@ -176,7 +197,7 @@ def ray_cluster_spec(head: dict, worker: dict, options: RayJobOptions) -> dict:
 def build_rayjob(request: LaunchRequest, target: Target, options: RayJobOptions) -> dict:
     """The RayJob manifest of one job (pure: no API calls)."""
     labels = {QUEUE_LABEL: target.local_queue, **job_labels(request)}
-    head, worker, submitter = job_pods(request.budget, job_labels(request), options)
+    head, worker, submitter = job_pods(request.budget, job_labels(request), options, target.service_account)
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": KIND,

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 import threading
 from contextlib import contextmanager
 from typing import Iterator
+
+import fsspec
 
 from operators.control_plane.backends.base import (
     AlreadyExists,
@@ -13,6 +17,7 @@ from operators.control_plane.backends.base import (
     BackendError,
     BackendJobInfo,
     Capacity,
+    CodePackage,
     JobNotFound,
     LaunchRequest,
     PermanentBackendError,
@@ -88,12 +93,15 @@ class RayJobsBackend(Backend):
 
     def submit(self, request: LaunchRequest) -> str:
         driver = request.driver
+        runtime_env = request.runtime_env
+        if runtime_env.code_package is not None:
+            runtime_env = runtime_env.with_working_dir(self.ensure_package(runtime_env.code_package, request.job_id))
         try:
             with ray_errors("Ray refused job", request.job_id):
                 return self.client.submit_job(
                     entrypoint=request.entrypoint,
                     submission_id=request.job_id,
-                    runtime_env=request.runtime_env.to_ray(),
+                    runtime_env=runtime_env.to_ray(),
                     metadata=request.metadata,
                     entrypoint_num_cpus=driver.cpus,
                     entrypoint_num_gpus=driver.gpus,
@@ -101,6 +109,33 @@ class RayJobsBackend(Backend):
                 )
         except AlreadyExists:  # submitted before a crash: adopt it
             return request.job_id
+
+    def ensure_package(self, package: CodePackage, job_id: str) -> str:
+        """The package in the Ray cluster's own package store, uploaded once: its ``gcs://_ray_pkg_<sha256>.zip``.
+
+        Through the Jobs API's package routes, as Ray's job client uploads a working_dir (``JobSubmissionClient.
+        _package_exists`` / ``_upload_package``, Ray 2.60 ``dashboard/modules/dashboard_sdk.py``); asking whether
+        it exists also pins it in Ray for a while, so it outlives the submit that follows.
+        """
+        uri = package.gcs_uri
+        with ray_errors("cannot check the code package of", job_id):
+            if self.client._package_exists(uri):
+                return uri
+        with tempfile.TemporaryDirectory(prefix="testbed-package-") as folder:
+            path = package.location
+            try:
+                if "://" in path:  # object storage: copy it here first
+                    path = f"{folder}/{package.sha256}.zip"
+                    with fsspec.open(package.location, "rb") as source, open(path, "wb") as target:
+                        shutil.copyfileobj(source, target, 2**20)
+                open(path, "rb").close()
+            except OSError as exc:  # gone for good, or the store does not answer now
+                error = PermanentBackendError if isinstance(exc, FileNotFoundError) else BackendError
+                raise error(f"the code package of {job_id} cannot be read from the tenant's storage "
+                            f"({package.location}): {exc.strerror or exc}") from None
+            with ray_errors("cannot upload the code package of", job_id):
+                self.client._upload_package(uri, path, include_gitignore=False, is_file=True)
+        return uri
 
     def info(self, ref: str) -> BackendJobInfo:
         with ray_errors("Ray Jobs API error for", ref):
