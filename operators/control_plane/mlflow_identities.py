@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import logging
 import threading
+import time
 from collections.abc import Collection
 
 from operators.control_plane.auth import OPERATOR, Principal
@@ -31,6 +32,10 @@ from testbed.settings import ControlPlaneSettings
 
 log = logging.getLogger("testbed.control_plane")
 LOCK = "testbed:mlflow"
+# After a failed provisioning, dispatch and logins wait this long before asking MLflow again: a dispatch runs in
+# its tenant's lock and must not wait on an unreachable MLflow job after job.
+RETRY_SECONDS = 30.0
+ADMIN_TIMEOUT_SECONDS = 10.0
 
 
 def read_admin_password(settings: ControlPlaneSettings) -> str | None:
@@ -48,6 +53,7 @@ class MlflowIdentities:
         self.tenants = list(tenants)
         self._admin_password = read_admin_password(settings)
         self._provisioned = False
+        self._next_try = 0.0  # monotonic time before which a failed provisioning is not retried
         self._mutex = threading.Lock()
 
     @property
@@ -73,7 +79,7 @@ class MlflowIdentities:
 
     def _admin(self) -> MlflowAccessAdmin:
         assert self._admin_password is not None
-        return MlflowAccessAdmin(self.settings.mlflow_tracking_uri, self._admin_password)
+        return MlflowAccessAdmin(self.settings.mlflow_tracking_uri, self._admin_password, timeout=ADMIN_TIMEOUT_SECONDS)
 
     # -- provisioning ---------------------------------------------------------------------
     def provision(self) -> bool:
@@ -83,6 +89,8 @@ class MlflowIdentities:
         with self._mutex:
             if self._provisioned:
                 return True
+            if time.monotonic() < self._next_try:
+                return False
             try:
                 with self.store.lock(LOCK), self._admin() as admin:
                     operator = self.operator_credentials()
@@ -90,7 +98,8 @@ class MlflowIdentities:
                     for tenant in self.tenants:
                         admin.ensure_tenant(tenant, self.tenant_credentials(tenant).password)
             except MlflowAccessError as exc:
-                log.warning("MLflow identities not provisioned yet: %s", exc)
+                log.warning("MLflow identities not provisioned yet (retried in %g s): %s", RETRY_SECONDS, exc)
+                self._next_try = time.monotonic() + RETRY_SECONDS
                 return False
             self._provisioned = True
             log.info("MLflow identities provisioned: operator and %d tenants", len(self.tenants))

@@ -170,3 +170,34 @@ def test_cli_prints_the_login_to_eval(plane: NoopPlane, capsys):
     assert f"MLflow UI: {login.tracking_uri}" in text and "browser" in text
     assert main(["mlflow", "login", "--json", "--url", plane.url, "--token", plane.token(B)]) == 0
     assert json.loads(capsys.readouterr().out)["workspace"] == B
+
+
+def test_an_unreachable_mlflow_holds_no_dispatch_back(tmp_path, monkeypatch):
+    """Jobs still get their (derived) login; MLflow is asked again only after a pause, not at every dispatch."""
+    from operators.control_plane import mlflow_identities
+    from operators.control_plane.mlflow_identities import MlflowIdentities
+    from operators.control_plane.store import Store
+    from testbed.config import stack_file_for
+    from testbed.settings import ControlPlaneSettings
+
+    password_file = tmp_path / "admin.password"
+    write_secret(password_file, "an-admin-password-of-some-length")
+    settings = ControlPlaneSettings(stack_file=stack_file_for("gyeongnam"), database_url=f"sqlite:///{tmp_path / 'cp.db'}",
+                                    backend="noop", mlflow_tracking_uri="http://127.0.0.1:1",
+                                    storage_path=str(tmp_path / "storage"), mlflow_admin_password_file=password_file)
+    store = Store(settings.database_url)
+    try:
+        identities = MlflowIdentities(settings, store, [A, B])
+        tries = []
+        real_admin = identities._admin
+        monkeypatch.setattr(identities, "_admin", lambda: tries.append(1) or real_admin())
+        assert not identities.provision()
+        env = identities.job_env(A)
+        assert (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_WORKSPACE"]) == (A, A) and env["MLFLOW_TRACKING_PASSWORD"]
+        identities.job_env(B)
+        assert len(tries) == 1
+        monkeypatch.setattr(mlflow_identities.time, "monotonic", lambda: 10**9)  # the pause is over
+        identities.job_env(B)
+        assert len(tries) == 2
+    finally:
+        store.close()
