@@ -227,4 +227,5 @@ def _print_summary(report: DemoReport, status: TestbedStatus, local: LocalTestbe
     print("  Try it as a tenant:")
     print(f"    export TESTBED_TOKEN=$(.venv/bin/testbed tenants token {report.jobs[0].tenant if report.jobs else '<tenant>'})")
     print("    .venv/bin/testbed templates list && .venv/bin/testbed jobs list && .venv/bin/testbed usage")
+    print('    eval "$(.venv/bin/testbed mlflow login)"   # your MLflow login (UI: log in with the printed user/password)')
     print("  Stop everything:  .venv/bin/testbed down   (or: make down)")
