@@ -33,6 +33,7 @@ class Platform(pulumi.ComponentResource):
         self.mlflow = Mlflow("mlflow", stack, image, ns.metadata.name, cluster.mlflow_storage, opts=child(self))
         self.control_plane = ControlPlane("control-plane", stack, image, ns.metadata.name, self.mlflow.url,
                                           self.mlflow.storage, crds,
-                                          depends_on=[self.kuberay.release, self.kueue.release], opts=child(self))
+                                          depends_on=[self.kuberay.release, self.kueue.release, self.mlflow.auth_secret],
+                                          opts=child(self))
         self.register_outputs({"mlflow_url": self.mlflow.url, "control_plane_url": self.control_plane.url,
                                "grafana_url": self.monitoring.grafana_url})

@@ -5,7 +5,9 @@ Jobs live in :mod:`testbed.jobs`, usage in :mod:`testbed.usage`, the error body 
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+from contextlib import contextmanager
+from typing import Iterator, Literal
 
 from pydantic import BaseModel, Field
 
@@ -27,6 +29,41 @@ class Health(BaseModel):
 class IssuedToken(BaseModel):
     subject: str
     token: str
+
+
+class MlflowLogin(BaseModel):
+    """``GET /v1/mlflow/credentials``: the caller's own MLflow login (a tenant: its user and workspace; the
+    operator: the program office's read-only user, which picks a workspace per call)."""
+
+    tracking_uri: str = Field(description="MLFLOW_TRACKING_URI; the UI is served at the same address")
+    username: str = Field(description="MLFLOW_TRACKING_USERNAME")
+    password: str = Field(description="MLFLOW_TRACKING_PASSWORD (changes when the tenant's token is rotated)")
+    workspace: str | None = Field(default=None, description="MLFLOW_WORKSPACE; none for the operator")
+
+    def env(self) -> dict[str, str]:
+        """The environment the MLflow client reads."""
+        env = {"MLFLOW_TRACKING_URI": self.tracking_uri, "MLFLOW_TRACKING_USERNAME": self.username,
+               "MLFLOW_TRACKING_PASSWORD": self.password}
+        if self.workspace is not None:
+            env["MLFLOW_WORKSPACE"] = self.workspace
+        return env
+
+    @contextmanager
+    def active(self) -> Iterator["MlflowLogin"]:
+        """Within it, ``mlflow`` and ``MlflowClient()`` in this process act as this login (``os.environ``)."""
+        names = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_WORKSPACE")
+        saved = {name: os.environ.get(name) for name in names}
+        for name in names:
+            os.environ.pop(name, None)
+        os.environ.update(self.env())
+        try:
+            yield self
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 class TenantInfo(BaseModel):

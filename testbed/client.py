@@ -17,7 +17,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from testbed.api import Health, IssuedToken, TemplateList, TenantList
+from testbed.api import Health, IssuedToken, MlflowLogin, TemplateList, TenantList
 from testbed.errors import ErrorBody, format_validation_errors
 from testbed.jobs import Job, JobList, JobLogs, JobSpec, JobStatus
 from testbed.limits import MAX_DATA_FILE_BYTES
@@ -277,6 +277,14 @@ class TestbedClient:
     def tenants(self) -> TenantList:
         """The region's tenants the token may see (the operator: all of them)."""
         return self._call(TenantList, "GET", "/v1/tenants")
+
+    def mlflow_credentials(self) -> MlflowLogin:
+        """This token's own MLflow login (a tenant: its user and workspace; the operator: read-only).
+
+        ``login.env()`` is the environment the MLflow client reads; or pass it on:
+        ``os.environ.update(client.mlflow_credentials().env())`` then use ``mlflow`` as usual.
+        """
+        return self._call(MlflowLogin, "GET", "/v1/mlflow/credentials")
 
     def rotate_token(self, subject: str) -> IssuedToken:
         """Operator only: a new token for a tenant (or ``operator``); the old one stops working."""

@@ -46,6 +46,14 @@ class ControlPlaneSettings(BaseModel):
         default=DEFAULT_RAYJOB_TTL_SECONDS, ge=0, description="kuberay: keep a finished job's Ray cluster this long"
     )
     mlflow_tracking_uri: str = Field(description="handed to every job")
+    mlflow_admin_password_file: Path | None = Field(
+        default=None,
+        description="file (0600 locally, a mounted Secret in a cluster) holding the MLflow admin password: the control "
+                    "plane provisions one MLflow user and workspace per tenant and hands each job its own tenant's "
+                    "login; unset: MLflow has no access control and jobs get no MLflow login",
+    )
+    mlflow_public_url: str | None = Field(
+        default=None, description="MLflow's URL as tenants reach it (UI and SDK); default: mlflow_tracking_uri")
     storage_path: str = Field(description="root folder or fsspec URL of the tenants' storage: <root>/<tenant>/"
                                           "{packages,data,jobs} (testbed/storage.py); s3://<bucket>/tenants in a cluster")
     max_package_bytes: int = Field(default=MAX_PACKAGE_BYTES, ge=1, description="a code package's zip and its files")

@@ -9,6 +9,8 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 import yaml
 
+from infra.addons.mlflow import ADMIN_PASSWORD_FILE as MLFLOW_ADMIN_PASSWORD_FILE
+from infra.addons.mlflow import admin_password_volume
 from infra.addons.workload import WebService, deploy
 from infra.k8s import child, custom_resource, meta
 from infra.naming import CONTROL_PLANE, CONTROL_PLANE_PORT, PLATFORM_NS, labels, service_url
@@ -48,6 +50,7 @@ def render_settings(stack: StackConfig, database_url: str, mlflow_url: str, job_
         stack_file=f"{CONFIG_DIR}/Pulumi.{stack.region.id}.yaml", database_url=database_url,
         backend=CLUSTER_BACKEND, placement_file=f"{CONFIG_DIR}/{PLACEMENT_FILE}",
         mlflow_tracking_uri=mlflow_url, storage_path=job_storage, ray_image=ray_image,
+        mlflow_admin_password_file=MLFLOW_ADMIN_PASSWORD_FILE,
         # The kuberay backend puts a job's whole budget on one worker pod: the largest job is one node's worth.
         capacity_cpus=max(p.cpus_per_node for p in pools), capacity_gpus=max(p.gpus_per_node for p in pools),
         capacity_memory=max(p.memory_per_node for p in pools),
@@ -107,6 +110,7 @@ class ControlPlane(pulumi.ComponentResource):
         settings = k8s.core.v1.Secret(
             f"{name}-settings", metadata=meta(f"{CONTROL_PLANE}-settings", ns, labels(CONTROL_PLANE)), type="Opaque",
             string_data={SETTINGS_FILE: settings_json}, opts=child(self))
+        mlflow_admin = admin_password_volume()  # MLflow's admin password, to provision the tenants' identities
         env = {"TESTBED_REGION": stack.region.id, "TESTBED_STACK_DIR": CONFIG_DIR,
                "TESTBED_CONTROL_PLANE_SETTINGS": f"{SETTINGS_DIR}/{SETTINGS_FILE}"}
         spec = WebService(
@@ -116,9 +120,11 @@ class ControlPlane(pulumi.ComponentResource):
             volumes=[k8s.core.v1.VolumeArgs(name="config", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
                          name=self.config_map.metadata.name)),
                      k8s.core.v1.VolumeArgs(name="settings", secret=k8s.core.v1.SecretVolumeSourceArgs(
-                         secret_name=settings.metadata.name))],
+                         secret_name=settings.metadata.name)),
+                     mlflow_admin[0]],
             mounts=[k8s.core.v1.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True),
-                    k8s.core.v1.VolumeMountArgs(name="settings", mount_path=SETTINGS_DIR, read_only=True)],
+                    k8s.core.v1.VolumeMountArgs(name="settings", mount_path=SETTINGS_DIR, read_only=True),
+                    mlflow_admin[1]],
             # Settings are read at start: a new operator token (or database URL) rolls the pods.
             pod_annotations={CONFIG_DIGEST_ANNOTATION: digest, SETTINGS_DIGEST_ANNOTATION: settings_json.apply(
                 lambda text: hashlib.sha256(text.encode()).hexdigest())}, api_access=True)

@@ -20,6 +20,7 @@ DB_SECRET = "platform-db"
 DB_USER = "testbed"
 MLFLOW_DB = "mlflow"
 CONTROL_PLANE_DB = "testbed"
+MLFLOW_AUTH_DB = "mlflow_auth"  # MLflow's users and permissions (operators.mlflow_access.server_config.CLUSTER_AUTH_DB)
 ARTIFACT_BUCKET = "mlflow"
 # The tenants' storage in the bucket: <bucket>/tenants/<tenant>/{packages,data,jobs} (testbed/storage.py).
 TENANTS_PREFIX = "tenants"
@@ -35,6 +36,7 @@ class MlflowStorage:
     db_secret: str  # k8s Secret in the platform namespace: mlflow-uri, testbed-uri, admin-uri
     artifacts_destination: pulumi.Input[str]  # s3://bucket/prefix
     control_plane_db_uri: pulumi.Output[str]  # secret; the control plane's SQLAlchemy URL
+    mlflow_auth_db_uri: pulumi.Output[str]  # secret; MLflow's auth database (its users and permissions)
     job_storage: pulumi.Input[str]  # the tenants' storage root (s3://bucket/tenants): packages, data, checkpoints
     env: list[k8s.core.v1.EnvVarArgs] = field(default_factory=list)  # extra env for the MLflow server
     service_account_annotations: dict[str, str] = field(default_factory=dict)
@@ -52,8 +54,9 @@ def password(name: str, parent: pulumi.Resource) -> random.RandomPassword:
 
 def database_secret(name: str, parent: pulumi.Resource, ns: pulumi.Input[str], host: pulumi.Input[str],
                     port: pulumi.Input[int], secret: pulumi.Input[str],
-                    query: str = "") -> tuple[k8s.core.v1.Secret, pulumi.Output[str]]:
-    """The Secret holding connection URIs for MLflow, the control plane and admin tasks (and the control plane's)."""
+                    query: str = "") -> tuple[k8s.core.v1.Secret, pulumi.Output[str], pulumi.Output[str]]:
+    """The Secret holding connection URIs for MLflow, the control plane and admin tasks (and the control plane's
+    URI, and MLflow's auth database's, which goes into MLflow's auth Secret)."""
     def uri(db: str, scheme: str = SQLALCHEMY_SCHEME) -> pulumi.Output[str]:
         return pulumi.Output.secret(pulumi.Output.concat(
             scheme, "://", DB_USER, ":", secret, "@", host, ":", pulumi.Output.from_input(port).apply(str),
@@ -64,17 +67,16 @@ def database_secret(name: str, parent: pulumi.Resource, ns: pulumi.Input[str], h
         string_data={"mlflow-uri": uri(MLFLOW_DB), "testbed-uri": uri(CONTROL_PLANE_DB),
                      "admin-uri": uri("postgres", "postgresql"), "username": DB_USER, "password": secret},
         opts=child(parent))
-    return secret_object, uri(CONTROL_PLANE_DB)
+    return secret_object, uri(CONTROL_PLANE_DB), uri(MLFLOW_AUTH_DB)
 
 
 def database_init_job(name: str, parent: pulumi.Resource, ns: pulumi.Input[str], image: str,
                       depends_on: list[pulumi.Resource]) -> k8s.batch.v1.Job:
-    """A Job creating the control plane's database next to MLflow's (idempotent)."""
-    script = (
-        f'until pg_isready -d "$ADMIN_URI"; do sleep 5; done; '
-        f'psql "$ADMIN_URI" -tAc "SELECT 1 FROM pg_database WHERE datname=\'{CONTROL_PLANE_DB}\'" | grep -q 1 '
-        f'|| psql "$ADMIN_URI" -c "CREATE DATABASE {CONTROL_PLANE_DB}"'
-    )
+    """A Job creating the control plane's database and MLflow's auth database next to MLflow's (idempotent)."""
+    script = 'until pg_isready -d "$ADMIN_URI"; do sleep 5; done' + "".join(
+        f' && (psql "$ADMIN_URI" -tAc "SELECT 1 FROM pg_database WHERE datname=\'{db}\'" | grep -q 1 '
+        f'|| psql "$ADMIN_URI" -c "CREATE DATABASE {db}")'
+        for db in (CONTROL_PLANE_DB, MLFLOW_AUTH_DB))
     container = k8s.core.v1.ContainerArgs(
         name="create-db", image=image, command=["sh", "-c", script],
         env=[secret_env("ADMIN_URI", DB_SECRET, "admin-uri")],

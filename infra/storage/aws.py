@@ -65,11 +65,11 @@ class AwsMlflowStorage(pulumi.ComponentResource):
             vpc_security_group_ids=[security_group.id], backup_retention_period=7, skip_final_snapshot=False,
             final_snapshot_identifier=f"testbed-{stack.region.id}-mlflow-final", opts=child(self))
 
-        db_secret, control_plane_uri = database_secret(f"{name}-db", self, ns, db.address, db.port, secret.result, "?sslmode=require")
+        db_secret, control_plane_uri, mlflow_auth_uri = database_secret(f"{name}-db", self, ns, db.address, db.port, secret.result, "?sslmode=require")
         init = database_init_job(f"{name}-db-init", self, ns, IMAGES["postgres"].ref, [db_secret, db])
         self.storage = MlflowStorage(
             db_secret=DB_SECRET, artifacts_destination=pulumi.Output.concat("s3://", bucket.bucket, "/artifacts"),
-            control_plane_db_uri=control_plane_uri,
+            control_plane_db_uri=control_plane_uri, mlflow_auth_db_uri=mlflow_auth_uri,
             job_storage=pulumi.Output.concat("s3://", bucket.bucket, "/", TENANTS_PREFIX),
             env=[], ready=[db_secret, init], tenant_identity=self.tenant_identity)
         self.register_outputs({"bucket": bucket.bucket, "db_address": db.address})

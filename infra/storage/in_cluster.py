@@ -66,7 +66,7 @@ class InClusterMlflowStorage(pulumi.ComponentResource):
     def __init__(self, name: str, ns: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None):
         super().__init__("testbed:storage:InClusterMlflow", name, None, opts)
         db_password = password(f"{name}-db", self)
-        db_secret, control_plane_uri = database_secret(f"{name}-db", self, ns, POSTGRES, POSTGRES_PORT, db_password.result)
+        db_secret, control_plane_uri, mlflow_auth_uri = database_secret(f"{name}-db", self, ns, POSTGRES, POSTGRES_PORT, db_password.result)
         postgres = stateful_service(
             f"{name}-postgres", self, ns, POSTGRES, IMAGES["postgres"].ref, POSTGRES_PORT,
             env=[k8s.core.v1.EnvVarArgs(name="POSTGRES_USER", value=DB_USER),
@@ -108,7 +108,7 @@ class InClusterMlflowStorage(pulumi.ComponentResource):
 
         self.storage = MlflowStorage(
             db_secret=DB_SECRET, artifacts_destination=f"s3://{ARTIFACT_BUCKET}/artifacts",
-            control_plane_db_uri=control_plane_uri, job_storage=f"s3://{ARTIFACT_BUCKET}/{TENANTS_PREFIX}",
+            control_plane_db_uri=control_plane_uri, mlflow_auth_db_uri=mlflow_auth_uri, job_storage=f"s3://{ARTIFACT_BUCKET}/{TENANTS_PREFIX}",
             env=[k8s.core.v1.EnvVarArgs(name="MLFLOW_S3_ENDPOINT_URL", value=endpoint), *store_credentials],
             ready=[db_secret, postgres, minio, bucket, init],
             # The control plane reaches the tenants' storage with the store's own credentials (botocore reads

@@ -19,7 +19,7 @@ from operators.control_plane.storage_api import install as install_storage
 from operators.control_plane.storage_api import upload_limits
 from operators.control_plane.store import JobRow, Store
 from operators.metering import install as install_metering
-from testbed.api import Health, IssuedToken, TemplateList, TenantInfo, TenantList
+from testbed.api import Health, IssuedToken, MlflowLogin, TemplateList, TenantInfo, TenantList
 from testbed.quantities import format_memory
 from testbed.jobs import Job, JobList, JobLogs, JobSpec, JobStatus
 from testbed.limits import DEFAULT_PAGE_SIZE, MAX_BODY_BYTES, MAX_ID_CHARS, MAX_PAGE_SIZE
@@ -160,6 +160,11 @@ def create_app(
               responses=error_responses(401, 403, 404, 422, 503))
     def rotate_token(subject: PathId, caller: Caller) -> IssuedToken:
         return IssuedToken(subject=subject, token=plane.rotate_token(caller, subject))
+
+    @app.get("/v1/mlflow/credentials", response_model=MlflowLogin, responses=error_responses(401, 403, 404, 503))
+    def mlflow_credentials(caller: Caller) -> MlflowLogin:
+        """The caller's own MLflow login: a tenant's user and workspace, or the operator's read-only user."""
+        return plane.mlflow.login(caller)
 
     install_metering(app, plane)  # /metrics and /v1/usage
     install_storage(app, plane)  # /v1/packages, /v1/data, /v1/jobs/{id}/outputs

@@ -17,7 +17,7 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from operators.control_plane.backends.base import (
     NO_RESOURCES,
@@ -50,8 +50,13 @@ SYNC_BATCH = 16  # job updates per sync transaction
 START_WATCH_INTERVAL_SECONDS = 0.05  # how often jobs about to start are looked at
 
 
-def launch_request(row: JobRow, settings: ControlPlaneSettings) -> LaunchRequest:
-    """What the backend is asked to run for a job record: budget, driver's share, environment."""
+def launch_request(row: JobRow, settings: ControlPlaneSettings,
+                   mlflow_env: Callable[[str], dict[str, str]] | None = None) -> LaunchRequest:
+    """What the backend is asked to run for a job record: budget, driver's share, environment.
+
+    ``mlflow_env(tenant)``: the tenant's own MLflow login (``MLFLOW_TRACKING_USERNAME/PASSWORD``,
+    ``MLFLOW_WORKSPACE``); it goes only into the backend's request, never into the job record.
+    """
     fields = {k: v for k, v in row.spec.items() if k != "kind"}
     if row.template is None:
         fields["entrypoint"] = row.entrypoint  # stored once, in the record's own column
@@ -78,6 +83,7 @@ def launch_request(row: JobRow, settings: ControlPlaneSettings) -> LaunchRequest
         J.ENV_DATA_PATH: tenant_path(settings.storage_path, row.tenant, DATA),
         **budget.env(),
         J.ENV_RUN_TAGS: json.dumps(request.metadata),
+        **(mlflow_env(row.tenant) if mlflow_env is not None else {}),  # last: a spec cannot override it
     }
     return request.model_copy(update={"runtime_env": RuntimeEnv(env_vars=env, code_package=package)})
 
@@ -122,8 +128,10 @@ def _has_run(info: BackendJobInfo) -> bool:
 class Dispatcher:
     """Hands queued jobs to the backend and keeps every dispatched job's record in step with it."""
 
-    def __init__(self, settings: ControlPlaneSettings, tenants: Mapping[str, Tenant], store: Store, backend: Backend):
+    def __init__(self, settings: ControlPlaneSettings, tenants: Mapping[str, Tenant], store: Store, backend: Backend,
+                 mlflow_env: Callable[[str], dict[str, str]] | None = None):
         self.settings = settings
+        self.mlflow_env = mlflow_env
         self.tenants = tenants
         self.store = store
         self.backend = backend
@@ -216,7 +224,7 @@ class Dispatcher:
             if reason is not None:
                 return self.store.update_job(row.id, message=reason)
             try:
-                ref = self.backend.submit(launch_request(current, self.settings))
+                ref = self.backend.submit(launch_request(current, self.settings, self.mlflow_env))
             except PermanentBackendError as exc:  # retrying gets the same answer: fail it once
                 log.warning("backend refused %s for good: %s", row.id, exc)
                 return self.store.update_job(row.id, status=JobStatus.FAILED.value, ended_at=time.time(), logs="",

@@ -14,6 +14,7 @@ from operators.control_plane.backends.base import Backend, BackendError
 from operators.control_plane.backends.factory import make_backend
 from operators.control_plane.dispatch import Dispatcher
 from operators.control_plane.errors import ServiceError, not_found
+from operators.control_plane.mlflow_identities import MlflowIdentities
 from operators.control_plane.store import JobRow, Store
 from operators.control_plane.tenant_storage import TenantStorage
 from operators.control_plane.tokens import TokenIssuer
@@ -38,10 +39,12 @@ class ControlPlane:
         self.ledger = Ledger(self.store)
         self.ledger.install()
         self.admission = Admission(self.stack, self.store, self.backend, self.ledger, settings, self.storage)
-        self.dispatcher = Dispatcher(settings, self.tenants, self.store, self.backend)
+        self.mlflow = MlflowIdentities(settings, self.store, self.tenants)  # after the tokens: it derives from them
+        self.dispatcher = Dispatcher(settings, self.tenants, self.store, self.backend, self.mlflow.job_env)
         self.issuer = TokenIssuer(self.store, self.tokens, self.tenants, self.stack.region.id, settings.credentials_dir,
                                   settings.operator_token_sha256, settings.monitoring_token_sha256)
         self.issuer.bootstrap()
+        self.mlflow.provision()  # best effort: retried at dispatch and at GET /v1/mlflow/credentials
 
     def start(self) -> None:
         """Start the background sync (status, logs, queued jobs)."""
@@ -61,7 +64,9 @@ class ControlPlane:
         return self.dispatcher.dispatch(row)
 
     def rotate_token(self, principal: Principal, subject: str) -> str:
-        return self.issuer.rotate(principal, subject)
+        token = self.issuer.rotate(principal, subject)
+        self.mlflow.rotated(subject)  # its MLflow password derives from the token: set the new one
+        return token
 
     # -- what a caller may read and do with its jobs ----------------------------------------
     def visible_job(self, principal: Principal, job_id: str) -> JobRow:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from typing import Any
 
@@ -34,6 +35,24 @@ def cmd_tenants_token(args: argparse.Namespace) -> int:
 
     print(LocalTestbed().token(args.tenant))
     return 0
+
+
+def _mlflow_login_text(login: Any) -> str:
+    lines = [f"export {name}={shlex.quote(value)}" for name, value in login.env().items()]
+    who = f"user {login.username}" + (f", workspace {login.workspace}" if login.workspace else " (read-only; pick a "
+                                                                                           "tenant's workspace)")
+    lines += [
+        f"# MLflow UI: {login.tracking_uri}  ({who})",
+        "# In a browser: open the UI, log in with the username and password above; choose the workspace "
+        "at the top of the page.",
+        "# In a shell: eval \"$(testbed mlflow login)\" then use mlflow / MlflowClient as usual.",
+    ]
+    return "\n".join(lines)
+
+
+def cmd_mlflow_login(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        return emit(args, client.mlflow_credentials(), _mlflow_login_text)
 
 
 def _templates(args: argparse.Namespace) -> TemplateList:
@@ -84,6 +103,10 @@ def register(sub: Any) -> None:
                     "print a tenant's token (local testbed); --rotate issues a new one (operator token)", json_flag=False)
     p.add_argument("tenant", metavar="ID")
     p.add_argument("--rotate", action="store_true", help="issue a new token; the old one stops working")
+
+    mlflow = sub.add_parser("mlflow", help="your MLflow login").add_subparsers(dest="mlflow_command", required=True)
+    add_command(mlflow, "login", cmd_mlflow_login,
+                "print `export MLFLOW_*=...` lines of your token's MLflow login (eval them), and the UI address")
 
     templates = sub.add_parser("templates", help="job templates").add_subparsers(dest="templates_command", required=True)
     add_command(templates, "list", cmd_templates_list, "list templates with their kind and parameters")

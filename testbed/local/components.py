@@ -17,6 +17,7 @@ from typing import Callable, Mapping
 import httpx
 import psutil
 
+from operators.mlflow_access import LocalServerAuth, local_server_auth
 from testbed.config import stack_file_for
 from testbed.local.errors import LocalTestbedError
 from testbed.local.ports import HOST
@@ -159,13 +160,26 @@ def _ray_node_registered(response: httpx.Response) -> bool:
 
 
 # -- MLflow tracking server -----------------------------------------------------------------
+def _mlflow_auth(folder: StateFolder) -> LocalServerAuth:
+    """Basic-auth app with workspaces, fail-closed, the roster guard; auth DB ``mlflow/auth.db``. The admin
+    password and Flask key are generated once, 0600 in the credentials folder, and reach MLflow by env only."""
+    return local_server_auth(folder.home / "mlflow", folder.mlflow_admin_password_file.read_text().strip(),
+                             folder.mlflow_flask_key_file.read_text().strip())
+
+
 def _mlflow_command(folder: StateFolder, state: LocalState) -> list[str]:
+    auth = _mlflow_auth(folder)
+    auth.write_ini()
     return [
         str(_BIN / "mlflow"), "server", "--host", HOST, "--port", str(state.port("mlflow", "http")), "--workers", "1",
         "--backend-store-uri", f"sqlite:///{folder.home / 'mlflow' / 'mlflow.db'}",
         "--artifacts-destination", str(folder.home / "mlflow" / "artifacts"),
-        "--serve-artifacts",
+        "--serve-artifacts", *auth.argv,
     ]
+
+
+def _mlflow_env(folder: StateFolder, _state: LocalState) -> dict[str, str]:
+    return {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **_mlflow_auth(folder).env}
 
 
 # -- control plane --------------------------------------------------------------------------
@@ -176,6 +190,7 @@ def _control_plane_command(folder: StateFolder, state: LocalState) -> list[str]:
         ray_address=state.ray_dashboard_url, mlflow_tracking_uri=state.mlflow_url,
         storage_path=str(folder.home / "storage"), capacity_cpus=state.num_cpus, capacity_gpus=0,
         capacity_memory=node_memory(), credentials_dir=folder.credentials_dir, host=HOST,
+        mlflow_admin_password_file=folder.mlflow_admin_password_file,
         port=state.port("control_plane", "http"),
     )
     settings.write(folder.settings_file)
@@ -202,7 +217,7 @@ COMPONENTS: tuple[Component, ...] = (
     ),
     Component(
         name="mlflow", ports=("http",), command=_mlflow_command,
-        env=lambda _folder, _state: {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        env=_mlflow_env,
         url=attrgetter("mlflow_url"), health_path="/health",
         owns=lambda argv: _runs(argv, "mlflow", "server", "--backend-store-uri"),
         ports_of=lambda argv, _env: {"http": int(_flag_values(argv).get("--port", "0"))},

@@ -112,19 +112,22 @@ class DemoReport(BaseModel):
     ray_dashboard_url: str
 
 
-def _run_link(mlflow_url: str, job: Job) -> str:
-    """The MLflow run tagged with this job id, as a browser link (or why there is none)."""
+def _run_link(testbed: TestbedClient, job: Job) -> str:
+    """The MLflow run tagged with this job id, as a browser link (or why there is none), read with the
+    job's tenant's own MLflow login (``GET /v1/mlflow/credentials``)."""
     try:
         from mlflow.tracking import MlflowClient
 
-        client = MlflowClient(mlflow_url)
-        experiment = client.get_experiment_by_name(job.experiment)
-        if experiment is None:
-            return "(no MLflow experiment)"
-        runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`testbed.job_id` = '{job.id}'")
+        with testbed.mlflow_credentials().active() as login:
+            client = MlflowClient(login.tracking_uri)
+            experiment = client.get_experiment_by_name(job.experiment)
+            if experiment is None:
+                return "(no MLflow experiment)"
+            runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`testbed.job_id` = '{job.id}'")
         if not runs:
             return "(no MLflow run)"
-        return f"{mlflow_url}/#/experiments/{experiment.experiment_id}/runs/{runs[0].info.run_id}"
+        return (f"{login.tracking_uri}/#/experiments/{experiment.experiment_id}/runs/{runs[0].info.run_id}"
+                f" (workspace {login.workspace}; log in with `testbed mlflow login`)")
     except Exception as exc:  # the link is a convenience; the job result stands without it
         return f"(MLflow not reachable: {exc})"
 
@@ -188,7 +191,7 @@ def run_demo(region: str = "gyeongnam", timeout: float = 900.0, json_output: boo
             results.append(DemoJob(
                 tenant=tenant.id, company=tenant.name, template=step.template, job_id=job.id, status=job.status,
                 seconds=_seconds(job), verdict=_last_line(client.logs(job.id).logs, ("PASS ", "FAIL ", "result:")),
-                mlflow_run=_run_link(status.mlflow_url, job),
+                mlflow_run=_run_link(client, job),
             ))
     usage, usage_error = _usage(status.control_plane_url, local.token("operator"), set(clients))
     report = DemoReport(
@@ -224,4 +227,5 @@ def _print_summary(report: DemoReport, status: TestbedStatus, local: LocalTestbe
     print("  Try it as a tenant:")
     print(f"    export TESTBED_TOKEN=$(.venv/bin/testbed tenants token {report.jobs[0].tenant if report.jobs else '<tenant>'})")
     print("    .venv/bin/testbed templates list && .venv/bin/testbed jobs list && .venv/bin/testbed usage")
+    print('    eval "$(.venv/bin/testbed mlflow login)"   # your MLflow login (UI: log in with the printed user/password)')
     print("  Stop everything:  .venv/bin/testbed down   (or: make down)")

@@ -142,6 +142,23 @@ class StateFolder:
             raise LocalTestbedError(f"no token for {subject!r} in {self.credentials_dir}; run `testbed up` first") from None
 
     @property
+    def mlflow_admin_password_file(self) -> Path:
+        """MLflow's admin password (0600): the MLflow server bootstraps its admin with it, the control plane reads it."""
+        return self._secret_file("mlflow-admin.password")
+
+    @property
+    def mlflow_flask_key_file(self) -> Path:
+        """MLflow's Flask (CSRF) key (0600)."""
+        return self._secret_file("mlflow-flask.key")
+
+    def _secret_file(self, name: str) -> Path:
+        """A random secret generated once under the credentials folder."""
+        path = self.credentials_dir / name
+        if not path.exists():
+            write_secret(path, secrets.token_urlsafe(32))
+        return path
+
+    @property
     def ray_token_file(self) -> Path:
         return self.credentials_dir / "ray.token"
 

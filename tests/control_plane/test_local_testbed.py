@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -106,14 +107,83 @@ def test_smoke_template_is_tracked_in_mlflow_with_job_tags(local_testbed):
     alice = local_testbed.client(ALICE)
     job = alice.wait(alice.submit(template="smoke", params={"epochs": 3}).id, timeout=180)
     assert job.status == "SUCCEEDED", alice.logs(job.id).logs
-    mlflow = MlflowClient(local_testbed.mlflow_url)
-    experiment = mlflow.get_experiment_by_name(f"{ALICE}/smoke")
-    assert experiment is not None
-    runs = mlflow.search_runs([experiment.experiment_id], filter_string=f"tags.`testbed.job_id` = '{job.id}'")
+    with alice.mlflow_credentials().active():  # MLflow answers only a tenant's own login
+        mlflow = MlflowClient(local_testbed.mlflow_url)
+        experiment = mlflow.get_experiment_by_name(f"{ALICE}/smoke")
+        assert experiment is not None
+        runs = mlflow.search_runs([experiment.experiment_id], filter_string=f"tags.`testbed.job_id` = '{job.id}'")
     assert len(runs) == 1
     tags = runs[0].data.tags
     assert tags["testbed.tenant"] == ALICE and tags["testbed.region"] == "gyeongnam"
     assert runs[0].data.metrics  # it logged metrics
+
+
+# A job of ALICE's: logs a run, registers a model and points its champion alias at it, as itself (its job env).
+_REGISTER = """
+import mlflow
+from mlflow import MlflowClient
+mlflow.set_experiment("{tenant}/wired")
+with mlflow.start_run() as run:
+    mlflow.log_metric("accuracy", 0.9)
+client = MlflowClient()
+client.create_registered_model("{tenant}.wired")
+version = client.create_model_version("{tenant}.wired", f"runs:/{{run.info.run_id}}/model", run.info.run_id)
+client.set_registered_model_alias("{tenant}.wired", "champion", version.version)
+print("REGISTERED", run.info.run_id, version.version)
+"""
+_PRINT_MLFLOW_ENV = "import json, os; print('ENV=' + json.dumps({k: v for k, v in os.environ.items() if 'MLFLOW' in k}))"
+
+
+def test_mlflow_access_control_between_tenants_on_the_real_testbed(local_testbed):
+    """A's job registers a champion; B (its login from the control plane, or its job's) sees nothing of A's;
+    MLflow refuses anonymous calls; B's job holds B's login only; no API answer carries an MLflow password."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    alice, bob = local_testbed.client(ALICE), local_testbed.client(BOB)
+    script = base64.b64encode(_REGISTER.format(tenant=ALICE).encode()).decode()  # no package: ALICE's stay as they are
+    entrypoint = f"python -c \"import base64; exec(base64.b64decode('{script}').decode())\""
+    job = alice.wait(alice.submit(entrypoint=entrypoint).id, timeout=180)
+    logs = alice.logs(job.id).logs
+    assert job.status == "SUCCEEDED", logs
+    run_id, version = next(line for line in logs.splitlines() if line.startswith("REGISTERED")).split()[1:]
+    with alice.mlflow_credentials().active():
+        assert MlflowClient().get_model_version_by_alias(f"{ALICE}.wired", "champion").version == version
+
+    b_login = bob.mlflow_credentials()
+    assert (b_login.username, b_login.workspace) == (BOB, BOB)
+    with b_login.active():
+        client = MlflowClient()
+        assert client.get_experiment_by_name(f"{ALICE}/wired") is None
+        assert not client.search_registered_models()
+        for read in (lambda: client.get_run(run_id), lambda: client.get_registered_model(f"{ALICE}.wired"),
+                     lambda: client.get_model_version_by_alias(f"{ALICE}.wired", "champion")):
+            with pytest.raises(MlflowException):
+                read()
+    assert httpx.get(f"{local_testbed.mlflow_url}/api/2.0/mlflow/experiments/search",
+                     params={"max_results": 5}).status_code == 401
+    assert httpx.get(f"{local_testbed.mlflow_url}/health").status_code == 200
+
+    b_job = bob.wait(bob.submit(entrypoint=f"python -c \"{_PRINT_MLFLOW_ENV}\"").id, timeout=120)
+    b_logs = bob.logs(b_job.id).logs
+    assert b_job.status == "SUCCEEDED", b_logs
+    env = json.loads(next(line for line in b_logs.splitlines() if line.startswith("ENV="))[4:])
+    assert (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_WORKSPACE"]) == (BOB, BOB)
+    assert env["MLFLOW_TRACKING_PASSWORD"] == b_login.password
+    admin_password = (local_testbed.home / "credentials" / "mlflow-admin.password").read_text().strip()
+    a_password = alice.mlflow_credentials().password
+    assert not [k for k, v in env.items() if admin_password in v or a_password in v]
+    assert "MLFLOW_AUTH_ADMIN_PASSWORD" not in env
+    for client, job_id, password in ((alice, job.id, a_password), (bob, b_job.id, b_login.password)):
+        assert password not in client.get_job(job_id).model_dump_json()
+        assert password not in client.list_jobs().model_dump_json()
+    # the secrets stay in the credentials folder, owner-only, never in state.json or the settings file
+    for name in ("mlflow-admin.password", "mlflow-flask.key"):
+        assert (local_testbed.home / "credentials" / name).stat().st_mode & 0o077 == 0
+    for path in ("state.json", "control-plane.json"):
+        assert admin_password not in (local_testbed.home / path).read_text()
+    for log in (local_testbed.home / "logs").glob("*.log"):
+        assert admin_password not in log.read_text(errors="replace"), log
 
 
 def test_control_plane_crash_mid_job_loses_nothing(local_testbed):

@@ -40,7 +40,8 @@ from infra.addons.control_plane import (
 )
 from infra.addons.mlflow import ARTIFACTS_ENV, BACKEND_STORE_ENV, server_args
 from infra.naming import MLFLOW, MLFLOW_PORT, PLATFORM_NS, service_url
-from infra.storage import CONTROL_PLANE_DB, MLFLOW_DB, SQLALCHEMY_SCHEME
+from infra.storage import CONTROL_PLANE_DB, MLFLOW_AUTH_DB, MLFLOW_DB, SQLALCHEMY_SCHEME
+from operators.mlflow_access import cluster_server_auth, new_secret
 from testbed.config import load_region
 from testbed.settings import token_sha256
 from testbed.local import HOST, MARKER_ENV, RAY_LOOPBACK_ENV, free_port, instance_processes, stop_process_group
@@ -57,7 +58,7 @@ STARTUP_SECONDS = 180
 @pytest.fixture(scope="module")
 def databases(postgres_server) -> dict[str, str]:
     """MLflow's and the control plane's databases, as the stack's init Job creates them, with the URIs' scheme."""
-    urls = {name: postgres_server.create_database(name) for name in (MLFLOW_DB, CONTROL_PLANE_DB)}
+    urls = {name: postgres_server.create_database(name) for name in (MLFLOW_DB, CONTROL_PLANE_DB, MLFLOW_AUTH_DB)}
     return {name: f"{SQLALCHEMY_SCHEME}://{url.split('://', 1)[1]}" for name, url in urls.items()}
 
 
@@ -198,7 +199,18 @@ def s3() -> Iterator[FakeS3]:
 def test_mlflow_starts_with_the_rendered_args(image_env, databases, s3, tmp_path):
     port = free_port()
     args = server_args(HOST, port)
-    env = {**image_env.env, BACKEND_STORE_ENV: databases[MLFLOW_DB], ARTIFACTS_ENV: f"s3://{BUCKET}/artifacts",
+    # The auth Secret and guard ConfigMap as the stack renders them, "mounted" in folders here.
+    admin_password = new_secret()
+    auth = cluster_server_auth(databases[MLFLOW_AUTH_DB], admin_password, new_secret())
+    for folder, files in ((tmp_path / "auth", auth.secret_data), (tmp_path / "guard", auth.guard_data)):
+        folder.mkdir()
+        for name, text in files.items():
+            (folder / name).write_text(text)
+    mounted = {auth.mount_dir: str(tmp_path / "auth"), auth.guard_mount_dir: str(tmp_path / "guard")}
+    auth_env = {k: next((v.replace(d, f) for d, f in mounted.items() if v.startswith(d)), v) for k, v in auth.env.items()}
+    auth_env.update({k: auth.secret_data[key] for k, key in auth.secret_env.items()})
+    admin = ("_admin", admin_password)
+    env = {**image_env.env, **auth_env, BACKEND_STORE_ENV: databases[MLFLOW_DB], ARTIFACTS_ENV: f"s3://{BUCKET}/artifacts",
            # S3 is not reachable from here: boto3 talks to a local stand-in, with placeholder keys.
            "MLFLOW_S3_ENDPOINT_URL": s3.url, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
            "AWS_DEFAULT_REGION": "ap-northeast-2", "AWS_MAX_ATTEMPTS": "1"}
@@ -211,15 +223,17 @@ def test_mlflow_starts_with_the_rendered_args(image_env, databases, s3, tmp_path
         wait_http(f"{base}/health", process, log, expect="OK")
         # Jobs and the control plane reach it by its Service's name; its host guard lets exactly those in.
         in_cluster = {"Host": f"{MLFLOW}.{PLATFORM_NS}.svc.cluster.local:{MLFLOW_PORT}"}
+        assert httpx.get(f"{base}/api/2.0/mlflow/experiments/search?max_results=10", headers=in_cluster,
+                         timeout=30).status_code == 401  # basic-auth: no login, nothing
         created = httpx.post(f"{base}/api/2.0/mlflow/experiments/create", json={"name": "image-test"},
-                             headers=in_cluster, timeout=30)
+                             headers=in_cluster, auth=admin, timeout=30)
         assert created.status_code == 200, created.text
         experiment = created.json()["experiment_id"]
         assert httpx.get(f"{base}/api/2.0/mlflow/experiments/search?max_results=10",
-                         headers={"Host": "evil.example"}, timeout=30).status_code == 403
+                         headers={"Host": "evil.example"}, auth=admin, timeout=30).status_code == 403
         # Artifacts go through the server (--serve-artifacts) to the s3:// destination, written with boto3.
         upload = httpx.put(f"{base}/api/2.0/mlflow-artifacts/artifacts/{experiment}/probe.txt",
-                           content=b"probe-artifact", headers=in_cluster, timeout=120)
+                           content=b"probe-artifact", headers=in_cluster, auth=admin, timeout=120)
         assert upload.status_code == 200, upload.text + log.read_text()[-3000:]
     [(path, body)] = s3.puts
     assert path.split("?")[0] == f"/{BUCKET}/artifacts/{experiment}/probe.txt" and b"probe-artifact" in body
