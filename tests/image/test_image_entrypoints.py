@@ -131,6 +131,11 @@ def test_control_plane_starts_with_the_rendered_files(image_env, databases, tmp_
     port = free_port()
     settings.update({key: settings[key].replace(CONFIG_DIR, str(config_dir)) for key in ("stack_file", "placement_file")})
     settings.update(host=HOST, port=port)
+    # The mounted key of the mlflow-auth Secret: the control plane reads MLflow's admin password from it.
+    assert settings["mlflow_admin_password_file"]
+    admin_password = tmp_path / "mlflow-admin-password"
+    admin_password.write_text(secrets.token_urlsafe(16))
+    settings["mlflow_admin_password_file"] = str(admin_password)
     (settings_dir / SETTINGS_FILE).write_text(json.dumps(settings))
     argv = container_args()
     assert argv[0] == "python"
