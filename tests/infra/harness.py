@@ -298,3 +298,14 @@ BUILTIN_API_GROUPS = ("core/", "apps/", "batch/", "rbac.authorization.k8s.io/", 
 def is_builtin(resource: Registered) -> bool:
     """A built-in Kubernetes kind (validated against the official schema) rather than a CRD."""
     return resource.type.startswith("kubernetes:") and resource.type.split(":", 2)[1].startswith(BUILTIN_API_GROUPS)
+
+
+def config_error(region: str, edit: Callable[[dict[str, Any]], Any]) -> str:
+    """The error a region's program stops with after ``edit`` changed its stack file's ``config``."""
+    import pytest
+
+    document = load_stack_document(region)
+    edit(document["config"])
+    with pytest.raises(pulumi.RunError) as info:
+        run_region(region, document)
+    return str(info.value)

@@ -15,7 +15,7 @@ from infra.addons.control_plane import container_args
 from infra.addons.mlflow import allowed_hosts, server_args
 from infra.image import CONTEXT, build_args, image_tag
 from infra.naming import CONTROL_PLANE, MLFLOW, PLATFORM_NS
-from tests.infra.harness import FAKE_KUBECONFIG, load_stack_document, run_program, run_region, stack_config
+from tests.infra.harness import FAKE_KUBECONFIG, config_error, load_stack_document, run_program, run_region, stack_config
 from testbed.config import repo_root
 from testbed.settings import ControlPlaneSettings
 from testbed.versions import IMAGES
@@ -166,30 +166,22 @@ def test_missing_registry_secret_is_named():
     assert "config.regional-ai-testbed:registryPassword: is required but missing" in str(info.value)
 
 
-def _error(region, edit) -> str:
-    document = load_stack_document(region)
-    edit(document["config"])
-    with pytest.raises(pulumi.RunError) as info:
-        run_region(region, document)
-    return str(info.value)
-
-
 def test_existing_needs_a_registry():
-    message = _error("jeonnam", lambda c: c["testbed:platform"].pop("image_registry"))
+    message = config_error("jeonnam", lambda c: c["testbed:platform"].pop("image_registry"))
     assert "Pulumi.jeonnam.yaml: config.testbed:platform.image_registry: is required for provider 'existing'" in message
-    message = _error("jeonnam", lambda c: c.pop("testbed:platform"))
+    message = config_error("jeonnam", lambda c: c.pop("testbed:platform"))
     assert "config.testbed:platform.image_registry: is required" in message
 
 
 def test_registry_keys_are_checked():
-    message = _error("gyeongnam", lambda c: c["testbed:platform"].update(image_registry="ghcr.io/someone"))
+    message = config_error("gyeongnam", lambda c: c["testbed:platform"].update(image_registry="ghcr.io/someone"))
     assert "config.testbed:platform.image_registry: is only for provider 'existing'" in message
-    message = _error("jeonnam", lambda c: c["testbed:platform"].update(image_registry="https://harbor.example/x"))
+    message = config_error("jeonnam", lambda c: c["testbed:platform"].update(image_registry="https://harbor.example/x"))
     assert "config.testbed:platform.image_registry: String should match pattern" in message
-    message = _error("jeonnam", lambda c: c["testbed:platform"].update(image_registry_username="robot"))
+    message = config_error("jeonnam", lambda c: c["testbed:platform"].update(image_registry_username="robot"))
     assert "config.testbed:platform: image_registry_username and image_registry_password_secret go together" in message
     # The ghcr.io default is gone: a stack file still naming it is told the key is unknown.
-    message = _error("daegu", lambda c: c["testbed:platform"].update(
+    message = config_error("daegu", lambda c: c["testbed:platform"].update(
         control_plane_image="ghcr.io/regional-ai-testbed/control-plane:0.1.0"))
     assert "config.testbed:platform.control_plane_image: is not a known key" in message
 
