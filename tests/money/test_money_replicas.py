@@ -85,6 +85,12 @@ def test_fifty_concurrent_gpu_submissions_never_hold_more_than_the_balance_sqlit
     token = (tmp_path / "credentials" / f"{tenants[0]}.token").read_text().strip()
     with serve_in_thread(app) as url:
         check_admitted_within_balance(submit_concurrently([url], token, GPU_JOB, 50), url, token)
+        operator = (tmp_path / "credentials" / "operator.token").read_text().strip()
+        metrics = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {operator}"}).text
+        tenant = tenants[0]
+        assert f'testbed_tenant_grant_krw{{tenant="{tenant}"}} {GRANT:.1f}' in metrics
+        assert f'testbed_tenant_remaining_krw{{tenant="{tenant}"}} {GRANT - FITTING * HOLD:.1f}' in metrics
+        assert f'testbed_tenant_charged_krw_total{{tenant="{tenant}"}}' in metrics
 
 
 def settings_for(home: Path, stack: Path, postgres_url: str) -> ControlPlaneSettings:
