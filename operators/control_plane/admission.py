@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import nullcontext
 
 from sqlalchemy import func, select
 
@@ -47,11 +48,21 @@ class Admission:
         self.backend = backend
         self.ledger = ledger
 
-    def admit(self, principal: Principal, spec: JobSpec, now: float | None = None) -> JobRow:
-        """Refuse what can never run or does not fit the grant; persist the rest as a queued job record and its hold."""
+    def admit(self, principal: Principal, spec: JobSpec, now: float | None = None, locked: bool = False) -> JobRow:
+        """Refuse what can never run or does not fit the grant; persist the rest as a queued job record and its hold.
+
+        ``locked``: take the tenant's database lock for the part that reads the balance and writes (the checks of
+        the spec alone and the hold's price run before it, so the lock is held briefly).
+        """
         now = time.time() if now is None else now
         tenant, entrypoint, params, kind, max_runtime = self._validate(principal, spec)
-        quote, hold = self._price(tenant, spec, max_runtime, now)
+        priced = self.money.hold_for(tenant, self._shape(spec, max_runtime), now) if self.money is not None else None
+        with self.store.tenant_lock(tenant.id) if locked else nullcontext():
+            return self._admit(tenant, spec, entrypoint, params, kind, max_runtime, now, priced)
+
+    def _admit(self, tenant: Tenant, spec: JobSpec, entrypoint: str, params: dict, kind: str, max_runtime: int,
+               now: float, priced: Hold | None) -> JobRow:
+        quote, hold = self._price(tenant, spec, max_runtime, now, priced)
         if not quote.fits:
             raise ServiceError(403, quote.refusal or "grant_insufficient", quote.reason)
         self._check_queue(tenant)
@@ -118,11 +129,12 @@ class Admission:
     def _shape(spec: JobSpec, max_runtime: int) -> JobShape:
         return JobShape(cpus=spec.cpus, gpus=spec.gpus, memory_bytes=spec.memory, max_runtime_seconds=max_runtime)
 
-    def _price(self, tenant: Tenant, spec: JobSpec, max_runtime: int, now: float) -> tuple[Quote, Hold | None]:
-        """The job's hold and whether the grant admits it now (with the numbers when it does not)."""
+    def _price(self, tenant: Tenant, spec: JobSpec, max_runtime: int, now: float,
+               hold: Hold | None = None) -> tuple[Quote, Hold | None]:
+        """The job's hold (``hold``: already priced) and whether the grant admits it now (with the numbers if not)."""
         grant = tenant.grant
-        shape = self._shape(spec, max_runtime)
-        hold = self.money.hold_for(tenant, shape, now) if self.money is not None else None
+        if hold is None and self.money is not None:
+            hold = self.money.hold_for(tenant, self._shape(spec, max_runtime), now)
         priced = hold is not None and hold.priced
         money = priced and grant.krw is not None
         quote = Quote(hold_krw=hold.krw if hold is not None else 0, max_runtime_seconds=max_runtime,
@@ -139,7 +151,7 @@ class Admission:
                 self._check_gpu_hours_metered(tenant, now)
             return quote, hold
         assert self.money is not None and hold is not None
-        balance = self.money.balance(tenant.id)
+        balance = self.money.balance(tenant.id, gpu=bool(grant.gpu_seconds is not None and spec.gpus))
         quote = quote.model_copy(update={"balance_krw": balance.remaining_krw})
         mode = grant.enforcement
         if money and grant.krw is not None:

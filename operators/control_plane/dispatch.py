@@ -49,6 +49,7 @@ log = logging.getLogger("testbed.control_plane")
 START_OBSERVATION_SLACK_SECONDS = 2.0
 SYNC_BATCH = 16  # job updates per sync transaction
 START_WATCH_INTERVAL_SECONDS = 0.05  # how often jobs about to start are looked at
+RESTOP_SECONDS = 10.0  # a job the reconciler must stop (max run time, grant) is asked again after this long
 
 
 def launch_request(row: JobRow, settings: ControlPlaneSettings,
@@ -232,6 +233,8 @@ class Dispatcher:
         running = self.store.list_jobs(status=JobStatus.RUNNING)
         stops, warnings = self.money.verdicts(running, now)
         for row in running:
+            if row.id in stops and row.stop_requested_at is not None and now - row.stop_requested_at < RESTOP_SECONDS:
+                continue  # asked already: the backend is stopping it (asked again if it has not after a while)
             if row.id in stops:
                 try:
                     self.stop(row, reason=stops[row.id])

@@ -176,9 +176,10 @@ class MoneyLedger:
         with self.store.session() as s:
             return {tenant: self._balance(s, tenant) for tenant in ids}
 
-    def balance(self, tenant: str) -> TenantBalance:
+    def balance(self, tenant: str, gpu: bool = True) -> "_Balance":
+        """One tenant's balance; ``gpu=False`` leaves out the GPU-seconds still held (one query less)."""
         with self.store.session() as s:
-            return self._balance(s, tenant)
+            return self._balance(s, tenant, gpu)
 
     def job_money(self, job_ids: list[str]) -> dict[str, tuple[int, int]]:
         """(hold, charged) in won per job."""
@@ -194,14 +195,14 @@ class MoneyLedger:
                 out[job_id] = (hold + int(amount), charged) if kind == LedgerKind.HOLD.value else (hold, charged + int(amount))
         return out
 
-    def _balance(self, s: Session, tenant_id: str) -> "_Balance":
+    def _balance(self, s: Session, tenant_id: str, gpu: bool = True) -> "_Balance":
         t = MoneyLedgerRow
         sums = {kind: (int(amount or 0), int(gpu or 0)) for kind, amount, gpu in s.execute(
             select(t.kind, func.sum(t.amount_krw), func.sum(t.gpu_seconds)).where(t.tenant == tenant_id).group_by(t.kind))}
         charged_kinds = (LedgerKind.OPENING.value, LedgerKind.CHARGE.value, LedgerKind.ADJUSTMENT.value)
         charged = sum(sums.get(k, (0, 0))[0] for k in charged_kinds)
         charged_gpu = sum(sums.get(k, (0, 0))[1] for k in charged_kinds)
-        held, held_gpu = self._held(s, tenant_id)
+        held, held_gpu = self._held(s, tenant_id, gpu)
         tenant = self.tenants.get(tenant_id)
         grant = tenant.grant if tenant is not None else None
         grant_krw = grant.krw if grant is not None else None
@@ -216,8 +217,8 @@ class MoneyLedger:
             charged_gpu_hours=charged_gpu / 3600.0, enforcement=enforcement, charged_gpu_seconds=charged_gpu,
             held_gpu_seconds=held_gpu)
 
-    def _held(self, s: Session, tenant_id: str) -> tuple[int, int]:
-        """(won, GPU-seconds) still held by the tenant's jobs whose hold is not released."""
+    def _held(self, s: Session, tenant_id: str, gpu: bool = True) -> tuple[int, int]:
+        """(won, GPU-seconds; 0 unless ``gpu``) still held by the tenant's jobs whose hold is not released."""
         t = MoneyLedgerRow
         released = select(t.job_id).where(t.tenant == tenant_id, t.kind == LedgerKind.RELEASE.value)
         held_jobs = select(t.job_id).where(t.tenant == tenant_id, t.kind == LedgerKind.HOLD.value,
@@ -229,7 +230,11 @@ class MoneyLedger:
             per_job.setdefault(job_id, {})[kind] = (int(amount or 0), int(gpu or 0))
         if not per_job:
             return 0, 0
-        shapes = {row.id: JobShape.of(row) for row in s.scalars(select(JobRow).where(JobRow.id.in_(list(per_job))))}
+        shapes: dict[str, JobShape] = {}
+        if gpu:  # the GPU-seconds a job may still use: its GPUs x its max run time, less what it was charged
+            for job_id, gpus, spec in s.execute(select(JobRow.id, JobRow.gpus, JobRow.spec)
+                                                .where(JobRow.id.in_(list(per_job)), JobRow.gpus > 0)):
+                shapes[job_id] = JobShape(0.0, gpus, 0, int((spec or {}).get("max_runtime_seconds") or 0))
         won_held = gpu_held = 0
         for job_id, kinds in per_job.items():
             hold = kinds.get(LedgerKind.HOLD.value, (0, 0))[0]

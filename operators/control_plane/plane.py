@@ -129,8 +129,7 @@ class ControlPlane:
 
     def admit(self, principal: Principal, spec: JobSpec) -> JobRow:
         """Admission, serialised with the tenant's other admissions and dispatches (any replica)."""
-        with self.store.tenant_lock(principal.subject):
-            return self.admission.admit(principal, spec)
+        return self.admission.admit(principal, spec, locked=True)
 
     def quote(self, principal: Principal, spec: JobSpec) -> Quote:
         """The hold a job would take now and whether it fits; nothing is recorded."""
