@@ -16,9 +16,9 @@ from sqlalchemy import func, select
 from operators.control_plane.auth import Principal
 from operators.control_plane.backends.base import Backend, Resources
 from operators.control_plane.errors import ServiceError
-from operators.control_plane.store import JobRow, Store
+from operators.control_plane.db.store import JobRow, Store
 from operators.control_plane.tenant_storage import TenantStorage
-from operators.metering.ledger import Ledger
+from operators.control_plane.db.ledger import Ledger
 from testbed import jobs as J
 from testbed.config import StackConfig, Tenant
 from testbed.quantities import format_memory

@@ -33,8 +33,8 @@ from operators.control_plane.backends.base import (
     RuntimeEnv,
 )
 from operators.control_plane.errors import ServiceError
-from operators.control_plane.lease import RECONCILER, Lease
-from operators.control_plane.store import JobRow, Store
+from operators.control_plane.db.lease import RECONCILER, Lease
+from operators.control_plane.db.store import JobRow, Store
 from testbed import jobs as J
 from testbed.config import Tenant
 from testbed.jobs import JobSpec, JobStatus

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from operators.control_plane.backends.base import Backend
 from operators.control_plane.errors import ServiceError, error_answer
-from operators.control_plane.store import JobRow, Store
+from operators.control_plane.db.store import JobRow, Store
 from testbed.limits import MAX_BODY_BYTES
 
 PROBE_TIMEOUT_SECONDS = 1.0

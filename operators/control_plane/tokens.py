@@ -16,7 +16,7 @@ from typing import Collection
 
 from operators.control_plane.auth import MONITORING, OPERATOR, Principal, Role, TokenCache, hash_token
 from operators.control_plane.errors import ServiceError, not_found
-from operators.control_plane.store import Store
+from operators.control_plane.db.store import Store
 from testbed.secrets import write_secret
 
 TOKEN_PREFIX = "tbt_"

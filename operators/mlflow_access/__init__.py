@@ -13,7 +13,7 @@ from operators.mlflow_access.provision import (
     check_tenant_id,
     new_password,
 )
-from operators.mlflow_access.server_config import (
+from testbed.mlflow_server import (
     ADMIN_USERNAME,
     OPERATOR_USERNAME,
     ClusterServerAuth,

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from operators.mlflow_access.server_config import ADMIN_USERNAME, OPERATOR_USERNAME
+from testbed.mlflow_server import ADMIN_USERNAME, OPERATOR_USERNAME
 
 TENANT_ROLE = "testbed-tenant"
 OPERATOR_ROLE = "testbed-operator-read"

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from operators.control_plane.store import Store
-from operators.metering.ledger import Ledger, UsageTotalRow, fold_job
+from operators.control_plane.db.store import Store
+from operators.control_plane.db.ledger import Ledger, UsageTotalRow, fold_job
 from .helpers import add_job
 
 GIB = 2**30

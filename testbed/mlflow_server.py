@@ -3,7 +3,7 @@
 MLflow's own basic-auth app (``--app-name basic-auth``) with workspaces (``--enable-workspaces``):
 one workspace per tenant, ``default_permission = NO_PERMISSIONS``, the fail-closed net on, no
 grant ever reaching the ``default`` workspace, and ``guard.py`` as the authorization function. The lead wires :func:`local_server_auth` into
-``testbed/local/components.py`` and :func:`cluster_server_auth` into ``infra/addons/mlflow.py``.
+``embedded/components.py`` and :func:`cluster_server_auth` into ``infra/addons/mlflow.py``.
 
 Secrets (the admin password, the Flask CSRF key) travel as environment variables, never in argv;
 in cluster mode the ini itself holds the auth database URI (with its password), so it is a Secret.
@@ -71,7 +71,7 @@ def render_auth_ini(database_uri: str, *, admin_username: str = ADMIN_USERNAME,
     # configparser interpolates '%': a URI-encoded password ("%40") must be written as "%%40".
     uri = database_uri.replace("%", "%%")
     return "\n".join([
-        "# Rendered by operators.mlflow_access.server_config; do not edit by hand.",
+        "# Rendered by testbed.mlflow_server; do not edit by hand.",
         "[mlflow]",
         f"default_permission = {DEFAULT_PERMISSION}",
         f"database_uri = {uri}",
