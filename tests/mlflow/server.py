@@ -1,6 +1,6 @@
 """A real ``mlflow server`` on 127.0.0.1 for the tests and the benchmark, with or without access control.
 
-With access control it is started exactly as the wiring plan says: ``server_config.local_server_auth``
+With access control it is started exactly as the wiring plan says: ``testbed.mlflow_server.local_server_auth``
 (ini, argv, env) on SQLite with proxied local artifacts. The server runs in its own process group
 (gunicorn/uvicorn workers, huey) and :meth:`MlflowServer.stop` kills the whole group.
 """

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from operators.mlflow_access import server_config as sc
+from testbed import mlflow_server as sc
 from operators.mlflow_access.provision import MlflowCredentials, check_tenant_id
 
 

@@ -38,6 +38,7 @@ from testbed.storage import (
     StoredPackage,
     package_sha256,
 )
+from testbed.errors import ErrorCode
 
 PackageRef = Annotated[str, Path(pattern=PACKAGE_REF, description="'sha256:' and the zip's SHA-256 (hex)")]
 DataName = Annotated[str, Path(max_length=MAX_NAME_CHARS, pattern=DATA_NAME, description="e.g. sensors/2025-03.csv")]
@@ -67,7 +68,7 @@ def _body(media: str, what: str, limit: int) -> dict[str, Any]:
 def tenant_of(caller: Principal) -> str:
     """The caller's tenant: storage belongs to tenants (the operator and monitoring have none)."""
     if caller.role != "tenant":
-        raise ServiceError(403, "forbidden", f"the {caller.role} token has no storage of its own; use a tenant token")
+        raise ServiceError(ErrorCode.FORBIDDEN, f"the {caller.role} token has no storage of its own; use a tenant token")
     return caller.subject
 
 
@@ -94,7 +95,7 @@ def router_for(settings: ControlPlaneSettings) -> APIRouter:
         """Whether the caller has this package (the client asks before uploading)."""
         found = plane.storage.package(tenant_of(caller), package_sha256(ref))
         if found is None:
-            raise ServiceError(404, "not_found", f"no code package {ref} in tenant {caller.subject!r}'s storage")
+            raise ServiceError(ErrorCode.NOT_FOUND, f"no code package {ref} in tenant {caller.subject!r}'s storage")
         return found
 
     @router.put("/v1/packages/{ref}", response_model=StoredPackage, status_code=201,
@@ -111,7 +112,7 @@ def router_for(settings: ControlPlaneSettings) -> APIRouter:
                 digest.update(chunk)
                 spool.write(chunk)
             if digest.hexdigest() != sha256:
-                raise ServiceError(409, "digest_mismatch", f"path.ref: the body's SHA-256 is {digest.hexdigest()}, "
+                raise ServiceError(ErrorCode.DIGEST_MISMATCH, f"path.ref: the body's SHA-256 is {digest.hexdigest()}, "
                                                            f"not the {sha256} the path names")
             spool.seek(0)
             await run_in_threadpool(check_zip, spool, max_package, f"package {ref}")
@@ -130,7 +131,7 @@ def router_for(settings: ControlPlaneSettings) -> APIRouter:
             async for chunk in request.stream():  # the middleware stops it past max_data_file_bytes (413)
                 await run_in_threadpool(upload.write, chunk)
             if upload.size == 0:  # also what a PUT without a body looks like
-                raise ServiceError(422, "invalid_spec", f"body: is empty; data {name!r} needs at least one byte")
+                raise ServiceError(ErrorCode.INVALID_SPEC, f"body: is empty; data {name!r} needs at least one byte")
             stored = await run_in_threadpool(upload.commit, DATA, name)
         except BaseException:
             await run_in_threadpool(upload.discard)
@@ -162,7 +163,7 @@ def router_for(settings: ControlPlaneSettings) -> APIRouter:
         it has none (none written yet, or removed)."""
         row = plane.visible_job(caller, job_id)
         if not plane.storage.has_folder(row.tenant, JOBS, row.id):
-            raise ServiceError(404, "not_found", f"no outputs of job {job_id!r} (none written yet, or removed)")
+            raise ServiceError(ErrorCode.NOT_FOUND, f"no outputs of job {job_id!r} (none written yet, or removed)")
         page, more = plane.storage.list_files(row.tenant, JOBS, row.id, prefix=prefix, limit=limit, after=cursor)
         return ObjectList(objects=page, next_cursor=page[-1].name if more else None)
 
@@ -180,7 +181,7 @@ def router_for(settings: ControlPlaneSettings) -> APIRouter:
         nothing."""
         row = plane.visible_job(caller, job_id)
         if not row.terminal:
-            raise ServiceError(409, "job_active", f"job {job_id!r} is {row.status}: its outputs can be removed once "
+            raise ServiceError(ErrorCode.JOB_ACTIVE, f"job {job_id!r} is {row.status}: its outputs can be removed once "
                                                   "it ended (stop it first)")
         return plane.storage.delete_folder(row.tenant, JOBS, row.id)
 

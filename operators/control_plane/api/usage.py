@@ -14,6 +14,7 @@ from operators.metering.exporter import TEXT_CONTENT_TYPE
 from operators.metering.report import build_report
 from testbed.limits import MAX_ID_CHARS
 from testbed.usage import UsageReport
+from testbed.errors import ErrorCode
 
 router = APIRouter()
 
@@ -25,7 +26,7 @@ def metrics(caller: Caller, request: Request) -> Response:
     """Prometheus text format, for the operator and monitoring tokens only (every tenant's usage and grant is in
     it); a tenant reads its own usage from ``/v1/usage``."""
     if not caller.can_read_metrics:
-        raise ServiceError(403, "forbidden", "/metrics is for the operator or monitoring token; tenants read /v1/usage")
+        raise ServiceError(ErrorCode.FORBIDDEN, "/metrics is for the operator or monitoring token; tenants read /v1/usage")
     registry: CollectorRegistry = request.app.state.metering_registry
     return Response(generate_latest(registry), media_type=TEXT_CONTENT_TYPE)
 
