@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from pydantic import BaseModel, Field
 
@@ -74,9 +74,9 @@ class ErrorBody(BaseModel):
     detail: str = Field(description="what is wrong, naming the field or resource and the reason")
 
 
-def problem_reason(error: dict[str, Any]) -> str:
+def problem_reason(error: Mapping[str, Any]) -> str:
     """The reason of one pydantic error, with the offending value when it is a scalar."""
-    message = error["msg"].removeprefix("Value error, ")
+    message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "missing":
         return "is required but missing"
     if error["type"] == "extra_forbidden":
@@ -98,13 +98,13 @@ def dotted(loc: Iterable[Any]) -> str:
     return out
 
 
-def validation_problems(errors: list[dict[str, Any]],
+def validation_problems(errors: Sequence[Mapping[str, Any]],
                         path: Callable[[tuple[Any, ...]], str] = lambda loc: dotted(loc)) -> list[tuple[str, str]]:
     """``[(key path, reason), ...]`` of a pydantic ``ValidationError.errors()`` list."""
     return [(path(tuple(e["loc"])), problem_reason(e)) for e in errors]
 
 
-def format_validation_errors(errors: list[dict[str, Any]], path: Callable[[tuple[Any, ...]], str] = dotted,
+def format_validation_errors(errors: Sequence[Mapping[str, Any]], path: Callable[[tuple[Any, ...]], str] = dotted,
                              sep: str = "; ") -> str:
     """One line per problem (``where: reason``), joined by ``sep``."""
     return sep.join(f"{where}: {reason}" for where, reason in validation_problems(errors, path))

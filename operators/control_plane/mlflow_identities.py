@@ -25,7 +25,8 @@ from collections.abc import Collection
 
 from operators.control_plane.auth import OPERATOR, Principal
 from operators.control_plane.errors import ServiceError
-from operators.control_plane.db.store import Store, TokenRow
+from operators.control_plane.db.models import TokenRow
+from operators.control_plane.db.store import Store
 from operators.mlflow_access import OPERATOR_USERNAME, MlflowAccessAdmin, MlflowAccessError, MlflowCredentials
 from testbed.api import MlflowLogin
 from testbed.settings import ControlPlaneSettings

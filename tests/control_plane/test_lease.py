@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from operators.control_plane.db.lease import Lease, LeaseRow
+from operators.control_plane.db.lease import Lease
+from operators.control_plane.db.models import LeaseRow
 from operators.control_plane.db.store import Store
 
 

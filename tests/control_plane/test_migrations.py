@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from operators.control_plane import migrate
-from operators.control_plane.db.lease import LeaseRow  # noqa: F401  (its table in Base.metadata)
-from operators.control_plane.db.store import Base, Store
-from operators.control_plane.db.ledger import Ledger, UsageJobRow, UsageTotalRow
+from operators.control_plane.db import migrate
+from operators.control_plane.db.ledger import Ledger
+from operators.control_plane.db.models import Base, UsageJobRow, UsageTotalRow
+from operators.control_plane.db.store import Store
 
 DATA = Path(__file__).parent / "data"
 SNAPSHOT_JOBS = 7

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from operators.control_plane.db.migrate import lock_key, sqlite_immediate, upgrade
-from operators.control_plane.db.models import Base, JobRow, TokenRow
+from operators.control_plane.db.models import JobRow, TokenRow
 from testbed.jobs import TERMINAL_STATUSES, JobStatus
 
 LOG_LIMIT_BYTES = 1_000_000  # stored logs keep the last MB of a job's output
