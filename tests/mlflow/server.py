@@ -84,7 +84,7 @@ def start_server(home: Path, *, secured: bool, timeout: float = 120.0,
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-    # The server imports the guard (operators.mlflow_access.guard) from this checkout.
+    # The server imports the guard (testbed.mlflow_guard) from this checkout.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     admin_password = None
     if secured:
