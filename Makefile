@@ -28,12 +28,12 @@ demo: install
 test: install system-deps
 	$(PY) -m pytest
 
-# The gates: lint, format, import contracts (pyproject [tool.importlinter]), types (strict on the SDK and contracts).
+# The gates: lint, import contracts (pyproject [tool.importlinter]), types (strict on the SDK and contracts), format.
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
+	$(VENV)/bin/ruff format --check .
 
 bench: install
 	@set -e; for f in tests/benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f; done
