@@ -9,7 +9,7 @@ below 0); remaining = grant - charged - held, never below 0.
   concurrent admissions on any replica never hold more than the balance.
 - ``charge`` (the reconciler, every ``charge_interval_seconds``, and when the job ends): the whole
   seconds it ran since the last charge, split where a new price row comes into force; each entry is
-  ``round_half_up(exact cost of everything charged so far) - already charged`` (``testbed.money``).
+  ``round_half_up(exact cost of everything charged so far) - already charged`` (``testbed.money``). The table is ``MoneyLedgerRow`` in :mod:`.models`.
   A job is charged under its record's row lock: the replica that ends it and the one that accrues it
   never both charge the same seconds.
 - ``release`` (when the job ends): what is left of the hold.
@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable, Iterable, Mapping
 
-from sqlalchemy import BigInteger, Float, Index, Integer, String, Text, func, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
-from operators.control_plane.store import Base, JobRow, Store
+from operators.control_plane.db.models import JobRow, MoneyLedgerRow, UsageTotalRow
+from operators.control_plane.db.store import Store
 from testbed.config import Price, StackConfig, Tenant
 from testbed.jobs import JobStatus
 from testbed.money import (
@@ -47,29 +48,6 @@ from testbed.money import (
 log = logging.getLogger("testbed.control_plane")
 
 WARN_RATIO = 0.9  # stop mode: a running job's message warns at 90% of the grant
-
-
-class MoneyLedgerRow(Base):
-    """One ledger entry (append-only)."""
-
-    __tablename__ = "money_ledger"
-    __table_args__ = (Index("ix_money_ledger_tenant_job", "tenant", "job_id"),)
-
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
-                                    primary_key=True, autoincrement=True)
-    at: Mapped[float] = mapped_column(Float)
-    tenant: Mapped[str] = mapped_column(String(64))
-    job_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
-    kind: Mapped[str] = mapped_column(String(16))
-    amount_krw: Mapped[int] = mapped_column(BigInteger)
-    pool: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    price_id: Mapped[str | None] = mapped_column(String(80), nullable=True)
-    seconds: Mapped[int] = mapped_column(BigInteger, default=0)
-    cpu_milli_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
-    gpu_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
-    memory_mib_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
-    note: Mapped[str] = mapped_column(Text, default="")
-    actor: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 @dataclass(frozen=True)
@@ -332,7 +310,7 @@ class MoneyLedger:
 
     def accrue_running(self, now: float, until_of: Callable[[JobRow], float] | None = None) -> int:
         """Charge every running job up to where the control plane last saw it (one transaction per job); won charged."""
-        from operators.metering.ledger import running_until
+        from operators.control_plane.db.ledger import running_until
 
         total = 0
         with self.store.session() as s:
@@ -400,8 +378,6 @@ def opening_amount(meter: Meter, price: Price) -> int:
 
 def usage_meters(session: Session) -> Mapping[str, Meter]:
     """Today's usage totals per tenant (``usage_totals``) as integer meters."""
-    from operators.metering.ledger import UsageTotalRow
-
     meters: dict[str, Meter] = {}
     for row in session.scalars(select(UsageTotalRow)):
         add = Meter(cpu_milli_seconds=round(row.cpu_seconds * 1000), gpu_seconds=round(row.gpu_seconds),
