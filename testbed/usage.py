@@ -43,6 +43,7 @@ class TenantUsage(BaseModel):
     grant_start: dt.date | None = None
     grant_end: dt.date | None = None
     burn: list[BurnPoint] | None = Field(default=None, description="only with ?series=true")
+    idle_gpu_seconds: float = Field(default=0.0, description="GPU-seconds the tenant's jobs held idle (DCGM)")
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -53,6 +54,11 @@ class TenantUsage(BaseModel):
     @property
     def gpu_hours(self) -> float:
         return self.gpu_seconds / 3600.0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def idle_gpu_hours(self) -> float:
+        return self.idle_gpu_seconds / 3600.0
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -15,6 +15,7 @@ from operators.control_plane.backends.base import Backend
 from operators.control_plane.errors import error_responses, install_error_handlers
 from operators.control_plane.guards import CURSOR_PATTERN, BodySizeLimit, HealthProbe, decode_cursor, encode_cursor
 from operators.control_plane.plane import ControlPlane
+from operators.control_plane.program_api import install as install_program
 from operators.control_plane.storage_api import install as install_storage
 from operators.control_plane.storage_api import upload_limits
 from operators.control_plane.store import JobRow, Store
@@ -60,6 +61,8 @@ def job_view(row: JobRow) -> Job:
         started_at=iso(row.started_at),
         ended_at=iso(row.ended_at),
         backend_ref=row.backend_ref,
+        idle_since=iso(row.idle_since),
+        idle_gpu_hours=(row.idle_gpu_seconds or 0.0) / 3600.0,
     )
 
 
@@ -153,7 +156,7 @@ def create_app(
                 id=t.id, name=t.name, industry=t.industry, sample=t.sample, grant_gpu_hours=t.grant.gpu_hours,
                 grant_start=t.grant.start.isoformat(), grant_end=t.grant.end.isoformat(),
             )
-            for t in plane.stack.tenants if caller.can_see(t.id)
+            for t in plane.stack.tenants if caller.can_read_accounts(t.id)
         ])
 
     @app.post("/v1/tenants/{subject}/token", response_model=IssuedToken, status_code=201,
@@ -168,4 +171,5 @@ def create_app(
 
     install_metering(app, plane)  # /metrics and /v1/usage
     install_storage(app, plane)  # /v1/packages, /v1/data, /v1/jobs/{id}/outputs
+    install_program(app, plane)  # /v1/budget (operator, program office)
     return app

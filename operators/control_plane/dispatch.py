@@ -107,6 +107,8 @@ def observed_changes(row: JobRow, info: BackendJobInfo, now: float) -> dict[str,
         started = changes.get("started_at", row.started_at)
         if started is not None:
             changes["started_at"] = min(started, changes["ended_at"])
+    if info.status.terminal and row.stop_reason:
+        changes["message"] = row.stop_reason  # the platform stopped it (e.g. idle GPUs): say why
     changes["status"] = info.status.value
     return changes
 
@@ -269,7 +271,8 @@ class Dispatcher:
             ended = row.last_seen_at or now
             if row.stop_requested_at is not None:  # stopped by us, then forgotten (a deleted RayJob)
                 ended = max(row.stop_requested_at, row.started_at or row.stop_requested_at)
-                return {"status": JobStatus.STOPPED.value, "ended_at": ended, "message": "stopped", "logs": row.logs or ""}
+                return {"status": JobStatus.STOPPED.value, "ended_at": ended, "message": row.stop_reason or "stopped",
+                        "logs": row.logs or ""}
             return {
                 "status": JobStatus.FAILED.value,
                 "ended_at": max(ended, row.started_at or ended),
@@ -290,8 +293,8 @@ class Dispatcher:
         except BackendError as exc:
             return f"[testbed] logs could not be read when the job ended: {exc}\n"
 
-    def stop(self, row: JobRow) -> JobRow:
-        """Stop a job in any state; its message says what was done.
+    def stop(self, row: JobRow, reason: str | None = None) -> JobRow:
+        """Stop a job in any state; its message says what was done (``reason``: why the platform stopped it).
 
         Queued: STOPPED at once. Dispatched but not started: the backend is told to stop it and
         the record is STOPPED at once, never billed (a backend may hold a pending job until it
@@ -304,9 +307,10 @@ class Dispatcher:
             if row.terminal:
                 return row
             if not row.dispatched:
-                return self._stopped(row, "stopped while queued: it never reached the backend")
+                return self._stopped(row, reason or "stopped while queued: it never reached the backend")
         # Recorded first, with the output so far: any replica then reports it STOPPED with its logs.
-        self.store.update_job(row.id, stop_requested_at=time.time(), logs=self._final_logs(row))
+        self.store.update_job(row.id, stop_requested_at=time.time(), logs=self._final_logs(row),
+                              **({"stop_reason": reason} if reason else {}))
         try:
             self.backend.stop(row.backend_ref or row.id)
         except JobNotFound:
@@ -317,8 +321,8 @@ class Dispatcher:
         if row.terminal:
             return row
         if row.started_at is None:
-            return self._stopped(row, "stopped while starting: the backend was told to stop it before it ran")
-        return self.store.update_job(row.id, message="stopping: the backend was asked to stop it") or row
+            return self._stopped(row, reason or "stopped while starting: the backend was told to stop it before it ran")
+        return self.store.update_job(row.id, message=f"stopping: {reason or 'the backend was asked to stop it'}") or row
 
     def _stopped(self, row: JobRow, message: str) -> JobRow:
         return self.store.update_job(row.id, status=JobStatus.STOPPED.value, ended_at=time.time(), message=message,

@@ -14,6 +14,7 @@ from operators.control_plane.backends.base import Backend, BackendError
 from operators.control_plane.backends.factory import make_backend
 from operators.control_plane.dispatch import Dispatcher
 from operators.control_plane.errors import ServiceError, not_found
+from operators.control_plane.idle import IdleWatch
 from operators.control_plane.mlflow_identities import MlflowIdentities
 from operators.control_plane.store import JobRow, Store
 from operators.control_plane.tenant_storage import TenantStorage
@@ -41,16 +42,20 @@ class ControlPlane:
         self.admission = Admission(self.stack, self.store, self.backend, self.ledger, settings, self.storage)
         self.mlflow = MlflowIdentities(settings, self.store, self.tenants)  # after the tokens: it derives from them
         self.dispatcher = Dispatcher(settings, self.tenants, self.store, self.backend, self.mlflow.job_env)
+        self.idle = IdleWatch(settings, self.tenants, self.store, self.dispatcher)  # idle GPUs (Prometheus)
         self.issuer = TokenIssuer(self.store, self.tokens, self.tenants, self.stack.region.id, settings.credentials_dir,
-                                  settings.operator_token_sha256, settings.monitoring_token_sha256)
+                                  settings.operator_token_sha256, settings.monitoring_token_sha256,
+                                  settings.program_office_token_sha256)
         self.issuer.bootstrap()
         self.mlflow.provision()  # best effort: retried at dispatch and at GET /v1/mlflow/credentials
 
     def start(self) -> None:
         """Start the background sync (status, logs, queued jobs)."""
         self.dispatcher.start()
+        self.idle.start()
 
     def shutdown(self) -> None:
+        self.idle.stop()
         self.dispatcher.stop_sync()
         self.backend.close()
         self.store.close()

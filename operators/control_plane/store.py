@@ -88,6 +88,13 @@ class JobRow(Base):
     logs: Mapped[str | None] = mapped_column(Text, nullable=True)
     # When a stop was asked for: a job its backend then forgets (a deleted RayJob) ended STOPPED.
     stop_requested_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Idle GPUs (operators/control_plane/idle.py): since when every GPU of the job has stayed under the idle
+    # threshold (None: not idle), when that was last checked, and the idle GPU-seconds counted so far.
+    idle_since: Mapped[float | None] = mapped_column(Float, nullable=True)
+    idle_checked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    idle_gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    # Why the platform stopped it (e.g. idle GPUs): the job's final message once the backend confirms the stop.
+    stop_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     @property
     def terminal(self) -> bool:
@@ -270,6 +277,15 @@ class Store:
         with self.session() as s:
             count, cpus, gpus, memory = s.execute(query).one()
         return int(count), float(cpus), int(gpus), int(memory)
+
+    def idle_gpu_seconds(self, tenants: list[str] | None = None) -> dict[str, float]:
+        """Tenant -> GPU-seconds its jobs held idle (operators/control_plane/idle.py)."""
+        query = (select(JobRow.tenant, func.sum(JobRow.idle_gpu_seconds))
+                 .where(JobRow.idle_gpu_seconds > 0).group_by(JobRow.tenant))
+        if tenants is not None:
+            query = query.where(JobRow.tenant.in_(tenants))
+        with self.session() as s:
+            return {tenant: float(seconds or 0.0) for tenant, seconds in s.execute(query)}
 
     def update_jobs(self, changes: dict[str, dict[str, Any]]) -> list[JobRow]:
         """Apply many jobs' changes in one transaction (one sync round).

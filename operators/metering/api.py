@@ -28,6 +28,7 @@ def build_report(
     configured = {t.id: t for t in stack.tenants}
     ids = sorted(tenants if tenants is not None else configured.keys() | meters.keys())
     burn = ledger.gpu_burn(ids, now) if series else {}
+    idle = ledger.store.idle_gpu_seconds(ids)
     rows = []
     for tenant_id in ids:
         meter = meters.get(tenant_id) or TenantMeter(tenant_id)
@@ -47,6 +48,7 @@ def build_report(
             grant_end=tenant.grant.end if tenant else None,
             burn=[BurnPoint(timestamp=t, gpu_seconds=g) for t, g in [*points, (now, meter.gpu_seconds_total)]]
             if series else None,
+            idle_gpu_seconds=idle.get(tenant_id, 0.0),
         ))
     return UsageReport(
         region=stack.region.id, generated_at=dt.datetime.fromtimestamp(now, dt.timezone.utc), tenants=rows
@@ -72,12 +74,12 @@ def make_router(ledger: Ledger, stack: StackConfig, registry: CollectorRegistry)
         tenant: Annotated[str | None, Query(max_length=MAX_ID_CHARS)] = None,
         series: Annotated[bool, Query(description="add each tenant's cumulative GPU-seconds over time")] = False,
     ) -> Any:
-        """Allocated use per tenant: a tenant token sees its own, the operator token every tenant."""
+        """Allocated use per tenant: a tenant token sees its own, the operator and program-office tokens every tenant."""
         if tenant is not None and (
-            not caller.can_see(tenant) or (tenant not in {t.id for t in stack.tenants} and not ledger.snapshot(tenants=[tenant]))
+            not caller.can_read_accounts(tenant) or (tenant not in {t.id for t in stack.tenants} and not ledger.snapshot(tenants=[tenant]))
         ):
             raise not_found(f"usage for tenant {tenant!r} in region {stack.region.id!r}")
-        wanted = [tenant] if tenant is not None else (None if caller.is_operator else [caller.subject])
+        wanted = [tenant] if tenant is not None else (None if caller.reads_every_tenant else [caller.subject])
         return build_report(ledger, stack, wanted, series)
 
     return router
