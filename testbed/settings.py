@@ -90,6 +90,8 @@ class ControlPlaneSettings(BaseModel):
     idle_flag_minutes: float = Field(
         default=30.0, gt=0, description="a job whose every GPU stays under the threshold this long is flagged idle")
     idle_check_seconds: float = Field(default=30.0, gt=0, description="how often Prometheus is asked")
+    charge_interval_seconds: float = Field(
+        default=30.0, gt=0, le=60, description="how often the reconciler charges running jobs (at least every minute)")
     lease_ttl_seconds: float = Field(
         default=5.0, gt=0, description="replicas: the reconciler lease lapses this long after its holder's last renewal"
     )

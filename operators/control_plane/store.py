@@ -93,8 +93,6 @@ class JobRow(Base):
     idle_since: Mapped[float | None] = mapped_column(Float, nullable=True)
     idle_checked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     idle_gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
-    # Why the platform stopped it (e.g. idle GPUs): the job's final message once the backend confirms the stop.
-    stop_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     @property
     def terminal(self) -> bool:
@@ -157,11 +155,11 @@ def dialect_insert(session: Session, table: Table) -> PgInsert | SqliteInsert:
 class Store:
     """Tokens and jobs, behind short transactions; the schema is brought up to date first."""
 
-    def __init__(self, url: str, migrate: bool = True):
+    def __init__(self, url: str, migrate: bool = True, opening_prices: dict[str, Any] | None = None):
         # Called inside the transaction that moves a job into a terminal state (e.g. the ledger).
         self.on_terminal: list[Callable[[Session, JobRow], None]] = []
         if migrate:
-            upgrade(url)
+            upgrade(url, opening_prices=opening_prices)
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.inline_writes = url.startswith("sqlite")
