@@ -28,6 +28,7 @@ def main() -> None:
     ]
     overcommitment = capacity.report(stack)
     capacity.warn(stack, overcommitment)
+    capacity.warn_plan(stack)  # the pools cannot deliver the granted GPU-hours within the period
 
     pulumi.export("region", stack.region.id)
     pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig))

@@ -6,7 +6,8 @@ Arithmetic (docs/program-office/plan.md works one region through by hand):
   force on the fiscal period's first day); a **loaded GPU-hour** is a GPU with its share of the node's CPUs and
   memory: node-hour / GPUs per node. Amounts are supply amounts (excl. VAT): VAT is not an eligible cost.
 - **The budget buys** ``budget / loaded GPU-hour`` GPU-hours of a pool (were it all spent there).
-- **A grant asks** for its ``gpu_hours`` when it names them, else ``krw / loaded GPU-hour`` of its tenant's pool.
+- **A grant asks** for ``krw / loaded GPU-hour`` of its tenant's pool, or its ``gpu_hours`` cap if that is
+  smaller (whichever cap is reached first applies).
 - **Average GPUs busy** in a pool = sum over its grants of GPU-hours / the grant's own period in hours.
 - **max_size** = ceil(average GPUs / (target utilisation x GPUs per node)), and at least the nodes the largest
   tenant quota of the pool needs at once; **min_size** = floor(average GPUs / GPUs per node) (the nodes busy
@@ -120,6 +121,19 @@ def split_by_shares(amount: int, shares: dict[str, float]) -> dict[str, int]:
     return parts
 
 
+def plannable(stack: StackConfig) -> bool:
+    """The stack has a budget and a price for every pool on its period's first day."""
+    if stack.budget is None:
+        return False
+    at = dt.datetime.combine(stack.budget.fiscal_period.start, dt.time(12), tzinfo=dt.timezone.utc)
+    try:
+        for pool in stack.node_pools:
+            stack.price_for(pool.name, at)
+    except (KeyError, LookupError, ValueError):
+        return False
+    return True
+
+
 def make_plan(stack: StackConfig, target_utilisation: float = DEFAULT_TARGET_UTILISATION) -> Plan:
     """The region's plan (see the module docstring for the arithmetic)."""
     if not 0 < target_utilisation <= 1:
@@ -129,8 +143,8 @@ def make_plan(stack: StackConfig, target_utilisation: float = DEFAULT_TARGET_UTI
         raise ValueError(f"region {stack.region.id!r} has no testbed:budget in its stack file")
     start, end = budget.fiscal_period.start, budget.fiscal_period.end
     period_hours = _hours(start, end)
-    at = dt.datetime.combine(start, dt.time(12))
-    funding = {str(getattr(k, "value", k)): int(v) for k, v in budget.funding.items()}
+    at = dt.datetime.combine(start, dt.time(12), tzinfo=dt.timezone.utc)  # midday UTC: the period's first KST day
+    funding = {source.value: int(amount) for source, amount in budget.funding.items()}
     budget_krw = sum(funding.values())
 
     loaded: dict[str, float] = {}
@@ -146,16 +160,17 @@ def make_plan(stack: StackConfig, target_utilisation: float = DEFAULT_TARGET_UTI
     largest_quota: dict[str, int] = {p.name: 0 for p in stack.node_pools}
     for tenant in stack.tenants:
         grant, pool = tenant.grant, stack.pool_for(tenant)
-        krw = int(getattr(grant, "krw", 0) or 0)
-        hours = float(grant.gpu_hours) if grant.gpu_hours else krw / loaded[pool.name]
+        krw = int(grant.krw or 0)
+        caps = [float(grant.gpu_hours)] if grant.gpu_hours else []
+        caps += [krw / loaded[pool.name]] if grant.krw is not None else []
+        hours = min(caps)
         granted_hours[pool.name] += hours
         average[pool.name] += hours / _hours(grant.start, grant.end)
         largest_quota[pool.name] = max(largest_quota[pool.name], tenant.quota.gpus)
-        shares = {str(getattr(k, "value", k)): float(v) for k, v in (getattr(grant, "funding_shares", None) or {}).items()}
+        shares = {source.value: float(share) for source, share in grant.funding_shares.items()}
         grants.append(GrantPlan(
             tenant=tenant.id, pool=pool.name, krw=krw, gpu_hours=hours, share=krw / budget_krw if budget_krw else 0.0,
-            cost_item=str(getattr(getattr(grant, "cost_item", ""), "value", getattr(grant, "cost_item", ""))),
-            funding_krw=split_by_shares(krw, shares)))
+            cost_item=grant.cost_item.value, funding_krw=split_by_shares(krw, shares)))
 
     pools = []
     for pool in stack.node_pools:
