@@ -216,16 +216,18 @@ def region_lines(region: str, budget: dict[str, Any], usage: dict[str, Any], tod
         items_of_source = sorted((c, v) for (s, c), v in sums.items() if s == source)
         total = [sum(v[i] for _, v in items_of_source) for i in range(4)]
         budget_krw = funding.get(source, 0)
+        executed = round(total[1])
         lines.append(FundingLine(
             region=region, source=source, budget_krw=budget_krw, granted_krw=round(total[0]),
-            executed_krw=round(total[1]), held_krw=round(total[2]),
-            execution_rate=total[1] / budget_krw if budget_krw else None, forecast_executed_krw=round(total[3]),
+            executed_krw=executed, held_krw=round(total[2]),
+            execution_rate=executed / budget_krw if budget_krw else None, forecast_executed_krw=round(total[3]),
             unspent_at_end_krw=budget_krw - round(total[3]), stale=stale))
         for cost_item, v in items_of_source:
+            granted, executed = round(v[0]), round(v[1])
             lines.append(FundingLine(
-                region=region, source=source, cost_item=cost_item, granted_krw=round(v[0]), executed_krw=round(v[1]),
-                held_krw=round(v[2]), execution_rate=v[1] / v[0] if v[0] else None, forecast_executed_krw=round(v[3]),
-                unspent_at_end_krw=round(v[0]) - round(v[3]), stale=stale))
+                region=region, source=source, cost_item=cost_item, granted_krw=granted, executed_krw=executed,
+                held_krw=round(v[2]), execution_rate=executed / granted if granted else None,
+                forecast_executed_krw=round(v[3]), unspent_at_end_krw=granted - round(v[3]), stale=stale))
     return lines, tenants
 
 
@@ -425,7 +427,7 @@ def plot_report(report: ProgramReport, path: str | Path) -> None:
     labels = [f"{f.region}{' *' if f.stale else ''}\n{f.source}" for f in totals]
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(totals) + 2), 4))
     xs = list(range(len(totals)))
-    ax.bar(xs, [f.executed_krw / f.budget_krw for f in totals], color="tab:blue", label="executed (집행률)")
+    ax.bar(xs, [f.executed_krw / f.budget_krw for f in totals], color="tab:blue", label="executed (execution rate)")
     ax.scatter(xs, [f.forecast_executed_krw / f.budget_krw for f in totals], color="tab:red", zorder=3,
                label="forecast at period end")
     ax.set_xticks(xs, labels, fontsize=8)
