@@ -91,7 +91,7 @@ class ControlPlane(pulumi.ComponentResource):
 
     def __init__(self, name: str, stack: StackConfig, image: pulumi.Input[str], ns: pulumi.Input[str],
                  mlflow_url: str, storage: MlflowStorage, monitoring: pulumi.Resource, depends_on: list[pulumi.Resource],
-                 opts: pulumi.ResourceOptions | None = None):
+                 prometheus_url: str | None = None, opts: pulumi.ResourceOptions | None = None):
         super().__init__("testbed:addon:ControlPlane", name, None, opts)
         files = {f"Pulumi.{stack.region.id}.yaml": render_stack_file(stack), PLACEMENT_FILE: render_placement(stack)}
         digest = hashlib.sha256("".join(files.values()).encode()).hexdigest()
@@ -106,7 +106,6 @@ class ControlPlane(pulumi.ComponentResource):
             string_data={METRICS_TOKEN_KEY: monitoring_token}, opts=child(self))
         # The program office reads every tenant's accounts and writes nothing: its token is a secret stack output.
         self.program_office_token = stack_token(f"{name}-program-office-token", self)
-        prometheus_url = getattr(monitoring, "prometheus_url", None)
         settings_json = pulumi.Output.secret(pulumi.Output.all(
             storage.control_plane_db_uri, storage.job_storage, image, self.operator_token.apply(token_sha256),
             monitoring_token.apply(token_sha256), self.program_office_token.apply(token_sha256)).apply(
