@@ -297,6 +297,16 @@ class TestbedClient:
         """Operator only: a new token for a tenant (or ``operator``); the old one stops working."""
         return self._call(IssuedToken, "POST", f"/v1/tenants/{subject}/token")
 
+    def download_tenant_archive(self, tenant: str, dest: str | Path) -> Path:
+        """Operator only: everything the platform keeps of a tenant, as one zip (the export is recorded)."""
+        return self._download(f"/v1/tenants/{tenant}/archive", dest)
+
+    def purge_tenant(self, tenant: str) -> "PurgeResult":
+        """Operator only, after an export: remove the tenant's storage, job logs and tokens (ledger rows stay)."""
+        from testbed.tenant_exit import PurgeResult
+
+        return self._call(PurgeResult, "POST", f"/v1/tenants/{tenant}/purge", json={"confirm": tenant})
+
     def usage(self, tenant: str | None = None, series: bool = False) -> UsageReport:
         """Allocated use per tenant against its grant; ``series`` adds each tenant's cumulative GPU burn."""
         params = {"tenant": tenant, "series": "true" if series else None}

@@ -16,6 +16,7 @@ from operators.control_plane.errors import error_responses, install_error_handle
 from operators.control_plane.guards import CURSOR_PATTERN, BodySizeLimit, HealthProbe, decode_cursor, encode_cursor
 from operators.control_plane.plane import ControlPlane
 from operators.control_plane.program_api import install as install_program
+from operators.control_plane.tenant_exit import install as install_tenant_exit
 from operators.control_plane.storage_api import install as install_storage
 from operators.control_plane.storage_api import upload_limits
 from operators.control_plane.store import JobRow, Store
@@ -187,4 +188,5 @@ def create_app(
     install_metering(app, plane)  # /metrics and /v1/usage
     install_storage(app, plane)  # /v1/packages, /v1/data, /v1/jobs/{id}/outputs
     install_program(app, plane)  # /v1/budget (operator, program office)
+    install_tenant_exit(app, plane)  # /v1/tenants/{id}/archive and /purge (operator)
     return app
