@@ -103,3 +103,17 @@ def test_pulumi_warns_when_the_pools_cannot_deliver_the_granted_hours() -> None:
     short = run_region("gyeongnam", hand_checked_document(max_size=1))
     assert any("'l4-pool'" in w and "at least 3" in w for w in short.warnings), short.warnings
     # the sample stacks' pools suffice: tests/infra/test_infra_tenants.py holds them to no warning at all
+
+
+def test_the_worked_example_in_the_docs_is_what_testbed_plan_prints() -> None:
+    from testbed.config import load_stack_file
+    from testbed.plan import render_plan
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "program-office"
+    plan = make_plan(load_stack_file(docs / "example-7bn.yaml"))
+    assert plan.budget_krw == 7_000_000_000 and plan.unallocated_krw == 500_000_000
+    page = (docs / "plan.md").read_text(encoding="utf-8")
+    rendered = render_plan(plan).splitlines()
+    pool_lines = [line for line in rendered if line.startswith(("l4-pool ", "h100-pool ", "national ", "warning:"))]
+    assert len(pool_lines) == 4 and all(line in page for line in pool_lines)
+    assert [p.max_size for p in plan.pools] == [45, 5] and [p.min_size for p in plan.pools] == [31, 2]
