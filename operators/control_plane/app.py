@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Path, Query
 
+from operators.control_plane.audit_api import install as install_audit
 from operators.control_plane.auth import Principal, principal_from_request
 from operators.control_plane.backends.base import Backend
 from operators.control_plane.errors import error_responses, install_error_handlers
@@ -17,7 +18,8 @@ from operators.control_plane.guards import CURSOR_PATTERN, BodySizeLimit, Health
 from operators.control_plane.plane import ControlPlane
 from operators.control_plane.storage_api import install as install_storage
 from operators.control_plane.storage_api import upload_limits
-from operators.control_plane.store import JobRow, Store
+from operators.control_plane.store import DEFAULT_TOKEN_NAME, JobRow, Store
+from operators.control_plane.tokens import TOKEN_NAME_PATTERN
 from operators.metering import install as install_metering
 from testbed.api import Health, IssuedToken, MlflowLogin, TemplateList, TenantInfo, TenantList
 from testbed.quantities import format_memory
@@ -158,8 +160,11 @@ def create_app(
 
     @app.post("/v1/tenants/{subject}/token", response_model=IssuedToken, status_code=201,
               responses=error_responses(401, 403, 404, 422, 503))
-    def rotate_token(subject: PathId, caller: Caller) -> IssuedToken:
-        return IssuedToken(subject=subject, token=plane.rotate_token(caller, subject))
+    def rotate_token(subject: PathId, caller: Caller,
+                     name: Annotated[str, Query(pattern=TOKEN_NAME_PATTERN, description="whose token (a person)")]
+                     = DEFAULT_TOKEN_NAME) -> IssuedToken:
+        """Issue the subject's token ``name`` (operator only); its older token of that name stops working."""
+        return IssuedToken(subject=subject, name=name, token=plane.rotate_token(caller, subject, name))
 
     @app.get("/v1/mlflow/credentials", response_model=MlflowLogin, responses=error_responses(401, 403, 404, 503))
     def mlflow_credentials(caller: Caller) -> MlflowLogin:
@@ -167,5 +172,6 @@ def create_app(
         return plane.mlflow.login(caller)
 
     install_metering(app, plane)  # /metrics and /v1/usage
+    install_audit(app, plane)  # /v1/audit, named tokens
     install_storage(app, plane)  # /v1/packages, /v1/data, /v1/jobs/{id}/outputs
     return app

@@ -8,14 +8,17 @@ issuing in :mod:`.tokens`, the backend's construction in :mod:`.backends.factory
 
 from __future__ import annotations
 
+from operators.control_plane import audit
 from operators.control_plane.admission import Admission
+from operators.control_plane.audit import AuditKind
+from operators.control_plane.audit_config import admission_detail, record_money_changes
 from operators.control_plane.auth import Principal, TokenCache
 from operators.control_plane.backends.base import Backend, BackendError
 from operators.control_plane.backends.factory import make_backend
 from operators.control_plane.dispatch import Dispatcher
 from operators.control_plane.errors import ServiceError, not_found
 from operators.control_plane.mlflow_identities import MlflowIdentities
-from operators.control_plane.store import JobRow, Store
+from operators.control_plane.store import DEFAULT_TOKEN_NAME, JobRow, Store, TokenRow
 from operators.control_plane.tenant_storage import TenantStorage
 from operators.control_plane.tokens import TokenIssuer
 from operators.metering.ledger import Ledger
@@ -44,6 +47,7 @@ class ControlPlane:
         self.issuer = TokenIssuer(self.store, self.tokens, self.tenants, self.stack.region.id, settings.credentials_dir,
                                   settings.operator_token_sha256, settings.monitoring_token_sha256)
         self.issuer.bootstrap()
+        record_money_changes(self.store, self.stack)  # grant, price and budget changes since the last start
         self.mlflow.provision()  # best effort: retried at dispatch and at GET /v1/mlflow/credentials
 
     def start(self) -> None:
@@ -56,17 +60,36 @@ class ControlPlane:
         self.store.close()
 
     def admit(self, principal: Principal, spec: JobSpec) -> JobRow:
-        """Admission, serialised with the tenant's other admissions and dispatches (any replica)."""
-        with self.store.tenant_lock(principal.subject):
-            return self.admission.admit(principal, spec)
+        """Admission, serialised with the tenant's other admissions and dispatches (any replica).
+
+        The admission's audit row is written in its transaction; a refusal (nothing else written) is
+        audited in a transaction of its own, with its reason.
+        """
+        try:
+            with self.store.tenant_lock(principal.subject) as session:
+                row = self.admission.admit(principal, spec)
+                audit.append(session, AuditKind.JOB_ADMITTED, tenant=row.tenant, actor=principal.actor, job_id=row.id,
+                             detail=admission_detail(row))
+                return row
+        except ServiceError as exc:
+            audit.record(self.store, AuditKind.JOB_REFUSED, tenant=principal.subject, actor=principal.actor,
+                         detail={"error": exc.code, "reason": exc.message[:1000], "status": exc.status_code})
+            raise
 
     def dispatch(self, row: JobRow) -> JobRow:
         return self.dispatcher.dispatch(row)
 
-    def rotate_token(self, principal: Principal, subject: str) -> str:
-        token = self.issuer.rotate(principal, subject)
-        self.mlflow.rotated(subject)  # its MLflow password derives from the token: set the new one
+    def rotate_token(self, principal: Principal, subject: str, name: str = DEFAULT_TOKEN_NAME) -> str:
+        token = self.issuer.rotate(principal, subject, name)
+        if name == DEFAULT_TOKEN_NAME:
+            self.mlflow.rotated(subject)  # its MLflow password derives from the default token: set the new one
         return token
+
+    def revoke_token(self, principal: Principal, subject: str, name: str) -> list[TokenRow]:
+        rows = self.issuer.revoke(principal, subject, name)
+        if name == DEFAULT_TOKEN_NAME:
+            self.mlflow.rotated(subject)
+        return rows
 
     # -- what a caller may read and do with its jobs ----------------------------------------
     def visible_job(self, principal: Principal, job_id: str) -> JobRow:
