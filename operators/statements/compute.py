@@ -22,7 +22,7 @@ from testbed.statements import FINAL, PROVISIONAL, TOTAL, StatementRow, TenantSt
 COST_KINDS = (LedgerKind.CHARGE, LedgerKind.ADJUSTMENT)  # what consumes a grant; holds and releases do not
 FUNDING_ORDER = ("national", "local", "self")
 HOURS = Decimal("0.001")
-NO_POOL = "-"  # an adjustment that names no pool
+NO_POOL = "adjustment"  # the pool column of an adjustment that names no pool
 
 
 def next_month(month: str) -> str:

@@ -154,7 +154,8 @@ def to_pdf(statement: TenantStatement, issued_at: dt.datetime) -> bytes:
         pdfmetrics.registerFont(TTFont(FONT_NAME, str(korean_font())))
     buffer = io.BytesIO()
     width, height = landscape(A4)
-    pdf = canvas.Canvas(buffer, pagesize=(width, height), invariant=1, pageCompression=1)
+    pdf = canvas.Canvas(buffer, pagesize=(width, height), invariant=1, pageCompression=1,
+                        initialFontName=FONT_NAME, initialFontSize=10)  # no unembedded Helvetica
     title = f"{statement.month} 테스트베드 사용료 명세서 (Testbed usage statement)"
     pdf.setTitle(title)
     pdf.setAuthor("Regional AI Testbed")
@@ -187,8 +188,11 @@ def to_pdf(statement: TenantStatement, issued_at: dt.datetime) -> bytes:
     y -= 28
     pdf.setFont(FONT_NAME, 9)
     x = left
-    for header, _, col_width in PDF_COLUMNS:
-        pdf.drawString(x, y, header)
+    for header, name, col_width in PDF_COLUMNS:
+        if name in ("status", "funding_source", "pool"):
+            pdf.drawString(x, y, header)
+        else:
+            pdf.drawRightString(x + col_width - 6, y, header)
         x += col_width
     pdf.line(left, y - 4, x, y - 4)
     for row in statement.rows:

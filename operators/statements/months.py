@@ -15,7 +15,7 @@ import time
 from contextlib import ExitStack
 from typing import Callable, Sequence
 
-from sqlalchemy import Float, Integer, String, Text, select
+from sqlalchemy import Float, Index, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from operators.control_plane import audit
@@ -47,6 +47,7 @@ class StatementRowRow(Base):
     """A tenant's frozen statement of a closed month (canonical JSON of a TenantStatement)."""
 
     __tablename__ = "statement_rows"
+    __table_args__ = (Index("ix_statement_rows_month", "month", "tenant"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     month: Mapped[str] = mapped_column(String(7))
