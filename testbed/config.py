@@ -482,11 +482,9 @@ def money_problems(stack: StackConfig) -> list[tuple[str, str]]:
         if tenant.grant.krw is None:
             continue
         for pool in sorted({stack.pool_for(tenant).name, LOCAL_POOL}):
-            try:
-                stack.price_for(pool, tenant.grant.start_timestamp)
-            except KeyError:
-                problems.append((f"{key}:prices", f"no row for pool {pool!r} in force on {tenant.grant.start} "
-                                                  f"(tenant {tenant.id!r}'s grant starts then)"))
+            if not any(p.effective_from <= tenant.grant.end for p in stack.price_rows(pool)):
+                problems.append((f"{key}:prices", f"no row for pool {pool!r} in force by {tenant.grant.end} "
+                                                  f"(tenant {tenant.id!r}'s grant in won ends then)"))
     return list(dict.fromkeys(problems))
 
 

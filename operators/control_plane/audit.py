@@ -16,10 +16,10 @@ import json
 import time
 from typing import Any, Iterable
 
-from sqlalchemy import Float, Integer, String, Text, select
+from sqlalchemy import Connection, Float, Integer, String, Text, insert, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from operators.control_plane.store import Base, Store, dialect_insert
+from operators.control_plane.store import DIALECT_INSERTS, Base, Store
 from testbed.audit import AuditEntry, AuditProblem, AuditVerification
 
 GENESIS_HASH = "0" * 64
@@ -37,6 +37,7 @@ class AuditKind:
     LEDGER_ADJUSTMENT = "ledger.adjustment"
     LEDGER_OPENING = "ledger.opening"
     ENFORCEMENT_STOP = "enforcement.stop"
+    JOB_STOPPED = "job.stopped"
     TOKEN_ISSUED = "token.issued"
     TOKEN_ROTATED = "token.rotated"
     TOKEN_REVOKED = "token.revoked"
@@ -89,26 +90,27 @@ def _hash_of(row: AuditRow) -> str:
     return row_hash(row.seq, row.at, row.kind, row.tenant, row.actor, row.job_id, row.detail, row.prev_hash)
 
 
-def append(session: Session, kind: str, *, tenant: str | None = None, actor: str | None = None,
-           job_id: str | None = None, detail: dict[str, Any] | None = None, at: float | None = None) -> AuditRow:
-    """Append one row in ``session``'s transaction (it commits or rolls back with the action it records)."""
+def append(session: Session | Connection, kind: str, *, tenant: str | None = None, actor: str | None = None,
+           job_id: str | None = None, detail: dict[str, Any] | None = None, at: float | None = None) -> AuditEntry:
+    """Append one row in the transaction of ``session`` (or a connection inside a flush): it commits or rolls
+    back with the action it records."""
+    conn = session.connection() if isinstance(session, Session) else session
+    head_table, log_table = AuditHead.__table__, AuditRow.__table__
     # Make sure the head row exists (first append ever; a no-op afterwards, safe between replicas), then lock it.
-    session.execute(dialect_insert(session, AuditHead.__table__)
-                    .values(id=HEAD_ID, seq=0, hash=GENESIS_HASH).on_conflict_do_nothing(index_elements=["id"]))
-    # populate_existing: another transaction may have moved the head since this session first read it.
-    head = session.execute(select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()
-                           .execution_options(populate_existing=True)).scalar_one()
+    conn.execute(DIALECT_INSERTS[conn.dialect.name](head_table).values(id=HEAD_ID, seq=0, hash=GENESIS_HASH)
+                 .on_conflict_do_nothing(index_elements=["id"]))
+    head_seq, head_hash = conn.execute(select(head_table.c.seq, head_table.c.hash)
+                                       .where(head_table.c.id == HEAD_ID).with_for_update()).one()
     text = canonical_json(detail or {})
-    row = AuditRow(seq=head.seq + 1, at=time.time() if at is None else float(at), kind=kind, tenant=tenant,
-                   actor=actor, job_id=job_id, detail=text, prev_hash=head.hash)
-    row.hash = _hash_of(row)
-    session.add(row)
-    head.seq, head.hash = row.seq, row.hash
-    session.flush()
-    return row
+    values = {"seq": head_seq + 1, "at": time.time() if at is None else float(at), "kind": kind, "tenant": tenant,
+              "actor": actor, "job_id": job_id, "detail": text, "prev_hash": head_hash}
+    values["hash"] = row_hash(**values)
+    conn.execute(insert(log_table).values(**values))
+    conn.execute(update(head_table).where(head_table.c.id == HEAD_ID).values(seq=values["seq"], hash=values["hash"]))
+    return AuditEntry(**{**values, "detail": detail or {}})
 
 
-def record(store: Store, kind: str, **fields: Any) -> AuditRow:
+def record(store: Store, kind: str, **fields: Any) -> AuditEntry:
     """Append one row in a transaction of its own (an action that writes nothing else, e.g. a refusal)."""
     with store.write_session() as session:
         return append(session, kind, **fields)

@@ -85,7 +85,7 @@ def _over_budget(config):
         (lambda c: c["testbed:prices"].append(dict(c["testbed:prices"][0])), "config.testbed:prices",
          "duplicate price row 'l4-pool@2026-03-01'"),
         (lambda c: c.update({"testbed:prices": [p for p in c["testbed:prices"] if p["pool"] != "local"]}),
-         "config.testbed:prices", "no row for pool 'local' in force on 2026-03-01"),
+         "config.testbed:prices", "no row for pool 'local' in force by 2027-02-28"),
         (lambda c: c["testbed:budget"].update(vat_rate=1.5), "config.testbed:budget.vat_rate", "less than or equal to 1"),
         (lambda c: c["testbed:budget"]["funding"].update(provincial=5), "config.testbed:budget.funding.provincial.[key]",
          "'national', 'local' or 'self'"),

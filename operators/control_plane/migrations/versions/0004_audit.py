@@ -3,15 +3,14 @@
 ``audit_log`` (hash-chained, append-only) and ``audit_head`` (its newest row: the append lock);
 tokens gain a ``name`` (several per company or operator) and ``revoked_at`` (a revoked token is kept,
 so its earlier actions still name it); ``statement_months`` and ``statement_rows`` freeze a closed
-month's statement. The money contract chains this after ``0003_money`` (h17); until that revision is in
-this branch it follows ``0002_replicas`` (the integrator sets down_revision at merge).
+month's statement. Follows ``0003_money`` (h17's money ledger), as the money contract says.
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_audit"
-down_revision = "0002_replicas"
+down_revision = "0003_money"
 
 
 def upgrade() -> None:
