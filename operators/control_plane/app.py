@@ -101,7 +101,13 @@ def create_app(
     app.state.plane = plane
 
     def view(row: JobRow) -> Job:
-        return job_view(row, plane.money.job_money([row.id]).get(row.id))
+        return with_notices([job_view(row, plane.money.job_money([row.id]).get(row.id))])[0]
+
+    def with_notices(jobs: list[Job]) -> list[Job]:
+        """Jobs whose company has used 80% or 100% of its grant say so in their message."""
+        notices = plane.grant_notices({job.tenant for job in jobs})
+        return [job.model_copy(update={"message": f"{job.message}; {notices[job.tenant]}" if job.message
+                                       else notices[job.tenant]}) if job.tenant in notices else job for job in jobs]
     probe = HealthProbe(plane.store, plane.backend)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES, uploads=upload_limits(settings))
@@ -144,7 +150,7 @@ def create_app(
         rows = plane.list_jobs(caller, status=status, limit=limit + 1, after=after)
         page = rows[:limit]
         money = plane.money.job_money([r.id for r in page])
-        return JobList(jobs=[job_view(r, money.get(r.id)) for r in page], next_cursor=encode_cursor(page[-1]) if len(rows) > limit else None)
+        return JobList(jobs=with_notices([job_view(r, money.get(r.id)) for r in page]), next_cursor=encode_cursor(page[-1]) if len(rows) > limit else None)
 
     @app.get("/v1/jobs/{job_id}", response_model=Job, responses=error_responses(401, 404, 422, 503))
     def get_job(job_id: PathId, caller: Caller) -> Job:

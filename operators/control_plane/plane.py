@@ -83,14 +83,17 @@ class ControlPlane:
                 row = self.admission.admit(principal, spec)
                 audit.append(session, AuditKind.JOB_ADMITTED, tenant=row.tenant, actor=principal.actor, job_id=row.id,
                              detail=admission_detail(row))
-                note = grant_notice(self.money.balance(row.tenant))
-                if note:
-                    row.message = f"{row.message}; {note}"
                 return row
         except ServiceError as exc:
             audit.record(self.store, AuditKind.JOB_REFUSED, tenant=principal.subject, actor=principal.actor,
                          detail={"error": exc.code, "reason": exc.message[:1000], "status": exc.status_code})
             raise
+
+    def grant_notices(self, tenants: set[str]) -> dict[str, str]:
+        """What each of these companies is told about its grant in its job messages (at 80% and 100% charged)."""
+        known = [t for t in tenants if t in self.tenants]
+        notices = {t: grant_notice(b) for t, b in self.money.balances(tenants=known).items()} if known else {}
+        return {t: note for t, note in notices.items() if note}
 
     def quote(self, principal: Principal, spec: JobSpec) -> Quote:
         """The hold a job would take now and whether it fits; nothing is recorded."""
