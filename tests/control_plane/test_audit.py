@@ -234,3 +234,31 @@ def test_the_audit_route_is_operator_only_and_validated(noop_plane):
     assert httpx.get(f"{noop_plane.url}/v1/audit", params={"limit": 0}, headers=auth).status_code == 422
     tenant = {"Authorization": f"Bearer {noop_plane.token(ALICE)}"}
     assert httpx.get(f"{noop_plane.url}/v1/audit/verify", headers=tenant).status_code == 403
+
+
+def test_ledger_entries_and_enforcement_stops_are_audited_naming_the_token(noop_plane):
+    """A named token's job: its hold names the token (ledger and audit); stopped at its max run time by the
+    reconciler: an enforcement.stop row with the reason, then its charge and release; the chain still verifies."""
+    import time
+
+    operator = noop_plane.client("operator")
+    kim = TestbedClient(noop_plane.url, operator.rotate_token(ALICE, name="kim").token)
+    job = kim.submit({"entrypoint": "sleep 30", "cpus": 1, "max_runtime_seconds": 1})
+    deadline = time.time() + 30
+    while kim.get_job(job.id).status not in ("STOPPED", "FAILED", "SUCCEEDED") and time.time() < deadline:
+        time.sleep(0.2)
+    assert kim.get_job(job.id).status == "STOPPED"
+    entries = noop_plane.plane.money.entries(job_id=job.id)
+    [hold] = [e for e in entries if e.kind == "hold"]
+    assert hold.actor == f"{ALICE}:kim"
+    rows = [e for e in operator.iter_audit(tenant=ALICE) if e.job_id == job.id]
+    by_kind = {e.kind: e for e in rows}
+    assert by_kind[AuditKind.LEDGER_HOLD].actor == f"{ALICE}:kim"
+    assert by_kind[AuditKind.LEDGER_HOLD].detail["ledger_id"] == hold.id
+    assert by_kind[AuditKind.JOB_ADMITTED].actor == f"{ALICE}:kim"
+    assert "maximum run time" in by_kind[AuditKind.ENFORCEMENT_STOP].detail["reason"]
+    assert by_kind[AuditKind.ENFORCEMENT_STOP].actor == "reconciler"
+    assert AuditKind.LEDGER_RELEASE in by_kind
+    # one audit row per ledger entry of the job
+    assert sorted(e.detail["ledger_id"] for e in rows if e.kind.startswith("ledger.")) == sorted(e.id for e in entries)
+    assert operator.audit_verify().ok
