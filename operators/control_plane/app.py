@@ -10,6 +10,8 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Path, Query
 
+from operators.control_plane.audit_api import install as install_audit
+from operators.statements.api import install as install_statements
 from operators.control_plane.auth import Principal, principal_from_request
 from operators.control_plane.backends.base import Backend
 from operators.control_plane.errors import error_responses, install_error_handlers
@@ -19,7 +21,8 @@ from operators.control_plane.program_api import install as install_program
 from operators.control_plane.tenant_exit import install as install_tenant_exit
 from operators.control_plane.storage_api import install as install_storage
 from operators.control_plane.storage_api import upload_limits
-from operators.control_plane.store import JobRow, Store
+from operators.control_plane.store import DEFAULT_TOKEN_NAME, JobRow, Store
+from operators.control_plane.tokens import TOKEN_NAME_PATTERN
 from operators.metering import install as install_metering
 from testbed.api import Health, IssuedToken, MlflowLogin, TemplateList, TenantInfo, TenantList
 from testbed.quantities import format_memory
@@ -102,7 +105,13 @@ def create_app(
     app.state.plane = plane
 
     def view(row: JobRow) -> Job:
-        return job_view(row, plane.money.job_money([row.id]).get(row.id))
+        return with_notices([job_view(row, plane.money.job_money([row.id]).get(row.id))])[0]
+
+    def with_notices(jobs: list[Job]) -> list[Job]:
+        """Jobs whose company has used 80% or 100% of its grant say so in their message."""
+        notices = plane.grant_notices({job.tenant for job in jobs})
+        return [job.model_copy(update={"message": f"{job.message}; {notices[job.tenant]}" if job.message
+                                       else notices[job.tenant]}) if job.tenant in notices else job for job in jobs]
     probe = HealthProbe(plane.store, plane.backend)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES, uploads=upload_limits(settings))
@@ -145,7 +154,7 @@ def create_app(
         rows = plane.list_jobs(caller, status=status, limit=limit + 1, after=after)
         page = rows[:limit]
         money = plane.money.job_money([r.id for r in page])
-        return JobList(jobs=[job_view(r, money.get(r.id)) for r in page], next_cursor=encode_cursor(page[-1]) if len(rows) > limit else None)
+        return JobList(jobs=with_notices([job_view(r, money.get(r.id)) for r in page]), next_cursor=encode_cursor(page[-1]) if len(rows) > limit else None)
 
     @app.get("/v1/jobs/{job_id}", response_model=Job, responses=error_responses(401, 404, 422, 503))
     def get_job(job_id: PathId, caller: Caller) -> Job:
@@ -177,8 +186,11 @@ def create_app(
 
     @app.post("/v1/tenants/{subject}/token", response_model=IssuedToken, status_code=201,
               responses=error_responses(401, 403, 404, 422, 503))
-    def rotate_token(subject: PathId, caller: Caller) -> IssuedToken:
-        return IssuedToken(subject=subject, token=plane.rotate_token(caller, subject))
+    def rotate_token(subject: PathId, caller: Caller,
+                     name: Annotated[str, Query(pattern=TOKEN_NAME_PATTERN, description="whose token (a person)")]
+                     = DEFAULT_TOKEN_NAME) -> IssuedToken:
+        """Issue the subject's token ``name`` (operator only); its older token of that name stops working."""
+        return IssuedToken(subject=subject, name=name, token=plane.rotate_token(caller, subject, name))
 
     @app.get("/v1/mlflow/credentials", response_model=MlflowLogin, responses=error_responses(401, 403, 404, 503))
     def mlflow_credentials(caller: Caller) -> MlflowLogin:
@@ -186,6 +198,8 @@ def create_app(
         return plane.mlflow.login(caller)
 
     install_metering(app, plane)  # /metrics and /v1/usage
+    install_audit(app, plane)  # /v1/audit, named tokens
+    install_statements(app, plane.statements)  # /v1/statements
     install_storage(app, plane)  # /v1/packages, /v1/data, /v1/jobs/{id}/outputs
     install_program(app, plane)  # /v1/budget (operator, program office)
     install_tenant_exit(app, plane)  # /v1/tenants/{id}/archive and /purge (operator)

@@ -7,7 +7,7 @@ adds the company's MLflow runs and models (testbed/tenant_export.py).
 
 ``POST /v1/tenants/{id}/purge`` (operator, body ``{"confirm": "<id>"}``): only after an export that is newer than
 the tenant's last job, and with none of its jobs active. It deletes the tenant's storage, empties its jobs' logs
-and specs, revokes its tokens and records the purge. The job rows (ids, times, resources), the usage totals and
+and specs, revokes its tokens (kept, marked revoked) and records the purge in ``tenant_exits`` and the audit trail. The job rows (ids, times, resources), the usage totals and
 the money ledger stay: settlement needs them.
 """
 
@@ -21,9 +21,11 @@ from typing import IO, Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Path
 from fastapi.responses import StreamingResponse
-from sqlalchemy import BigInteger, Float, Integer, String, delete, func, select, update
+from sqlalchemy import BigInteger, Float, Integer, String, func, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
+from operators.control_plane import audit
+from operators.control_plane.audit import AuditKind
 from operators.control_plane.auth import OPERATOR, Principal, principal_from_request
 from operators.control_plane.errors import ServiceError, error_responses, not_found
 from operators.control_plane.plane import ControlPlane
@@ -114,13 +116,18 @@ def purge(plane: ControlPlane, tenant: str, actor: str | None) -> PurgeResult:
         if active:
             raise ServiceError(409, "jobs_active", f"tenant {tenant!r} has {active} job(s) not yet ended; stop them first")
         scrubbed = s.execute(update(JobRow).where(JobRow.tenant == tenant).values(logs="", spec={})).rowcount
-        revoked = s.execute(delete(TokenRow).where(TokenRow.subject == tenant, TokenRow.role == "tenant")).rowcount
+        now = time.time()
+        revoked = s.execute(update(TokenRow).where(TokenRow.subject == tenant, TokenRow.role == "tenant",
+                                                   TokenRow.revoked_at.is_(None)).values(revoked_at=now)).rowcount
         files = _all_files(plane, tenant)
         sizes = sum(int(plane.storage.fs.info(path).get("size") or 0) for path, _ in files)
         base = plane.storage.path(tenant)
         if plane.storage.fs.exists(base):
             plane.storage.fs.rm(base, recursive=True)
-        s.add(TenantExitRow(tenant=tenant, kind="purge", at=time.time(), sha256=export.sha256, bytes=sizes, actor=actor))
+        s.add(TenantExitRow(tenant=tenant, kind="purge", at=now, sha256=export.sha256, bytes=sizes, actor=actor))
+        audit.append(s, AuditKind.TENANT_PURGED, tenant=tenant, actor=actor,
+                     detail={"export_sha256": export.sha256, "deleted_files": len(files), "deleted_bytes": sizes,
+                             "jobs_scrubbed": scrubbed or 0, "tokens_revoked": revoked or 0})
         result = PurgeResult(tenant=tenant, export_sha256=export.sha256 or "", exported_at=export.at,
                              deleted_files=len(files), deleted_bytes=sizes, jobs_scrubbed=scrubbed or 0,
                              tokens_revoked=revoked or 0)
@@ -150,7 +157,9 @@ def install(app: FastAPI, plane: ControlPlane) -> None:
         spool, sha256, size = build_archive(plane, tenant)
         with plane.store.write_session() as s:
             s.add(TenantExitRow(tenant=tenant, kind="export", at=time.time(), sha256=sha256, bytes=size,
-                                actor=getattr(caller, "token_name", None) or caller.subject))
+                                actor=caller.actor))
+            audit.append(s, AuditKind.TENANT_EXPORTED, tenant=tenant, actor=caller.actor,
+                         detail={"sha256": sha256, "bytes": size})
 
         def chunks() -> Any:
             try:
@@ -171,4 +180,4 @@ def install(app: FastAPI, plane: ControlPlane) -> None:
         known(tenant)
         if body.confirm != tenant or tenant == OPERATOR:
             raise ServiceError(422, "invalid_request", f"confirm must repeat the tenant id {tenant!r}")
-        return purge(plane, tenant, getattr(caller, "token_name", None) or caller.subject)
+        return purge(plane, tenant, caller.actor)

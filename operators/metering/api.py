@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from operators.control_plane.auth import Principal, principal_from_request
 from operators.control_plane.errors import ServiceError, error_responses, not_found
+from operators.metering.burn import burn_of
 from operators.metering.exporter import TEXT_CONTENT_TYPE
 from operators.metering.ledger import Ledger, TenantMeter
 from testbed.config import StackConfig
@@ -53,10 +54,18 @@ def build_report(
             if series else None,
             idle_gpu_seconds=idle.get(tenant_id, 0.0),
             **_money_fields(balances.get(tenant_id), tenant),
+            **_burn_fields(money, tenant, balances.get(tenant_id), now),
         ))
     return UsageReport(
         region=stack.region.id, generated_at=dt.datetime.fromtimestamp(now, dt.timezone.utc), tenants=rows
     )
+
+
+def _burn_fields(money: Any, tenant: Any, balance: Any, now: float) -> dict[str, Any]:
+    """The burn-down fields of a configured tenant's usage row (:mod:`operators.metering.burn`)."""
+    if money is None or tenant is None:
+        return {}
+    return burn_of(money, tenant, balance, now).model_dump(exclude={"forecast_exhaustion_timestamp"})
 
 
 def _money_fields(balance: Any, tenant: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from typing import Iterator, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
@@ -154,10 +154,15 @@ class NodeUtilizationCollector(Collector):
         yield memory
 
 
-def make_registry(ledger: Ledger, stack: StackConfig, observe_node: bool = True) -> CollectorRegistry:
-    """A per-app registry (never the global one) holding the metering collectors."""
+def make_registry(ledger: Ledger, stack: StackConfig, observe_node: bool = True, money: Any = None) -> CollectorRegistry:
+    """A per-app registry (never the global one) holding the metering collectors (``money``: the plane's
+    ``MoneyLedger``, for the ``testbed_tenant_*_krw`` gauges)."""
+    from operators.metering.money_exporter import MoneyCollector
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(TenantUsageCollector(ledger, stack))
+    if money is not None:
+        registry.register(MoneyCollector(money, stack))
     if observe_node:
         registry.register(NodeUtilizationCollector())
     return registry

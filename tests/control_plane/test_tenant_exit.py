@@ -76,6 +76,11 @@ def test_export_then_purge(noop_plane, tmp_path: Path, capsys) -> None:
     assert db.execute("select count(*) from money_ledger").fetchone()[0] == ledger_rows  # the ledger stays
     assert [k for (k,) in db.execute("select kind from tenant_exits where tenant=? order by id", (TENANT,))] == [
         "export", "purge"]
+    audited = [k for (k,) in db.execute("select kind from audit_log where tenant=? and kind like 'tenant.%' order by seq",
+                                        (TENANT,))]
+    assert audited == ["tenant.exported", "tenant.purged"]
+    revoked = db.execute("select count(*) from tokens where subject=? and revoked_at is not null", (TENANT,)).fetchone()
+    assert revoked[0] >= 1  # revoked, kept: the actions it took still name it
     assert [o.name for o in other.list_data().objects] == ["theirs.csv"]  # the other tenant is untouched
 
 

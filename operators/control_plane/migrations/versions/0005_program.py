@@ -1,14 +1,13 @@
 """Program office: idle GPUs on the job (since when its GPUs are idle, when that was last checked, the idle GPU-seconds).
 
-down_revision: the money chain is 0003_money (h17) -> 0004_audit (h18) -> 0005_program; until those land in this
-branch it follows 0003_money (the integrator relinks it to 0004_audit at merge).
+The chain: 0003_money (h17) -> 0004_audit (h18) -> 0005_program (h19).
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_program"
-down_revision = "0003_money"
+down_revision = "0004_audit"
 
 
 def upgrade() -> None:
