@@ -64,7 +64,14 @@ def test_the_program_office_reads_every_tenants_accounts_and_nothing_else(noop_p
     assert httpx.get(f"{noop_plane.url}/v1/jobs", headers=headers).json()["jobs"] == []
     assert httpx.get(f"{noop_plane.url}/v1/data", headers=headers).status_code == 403
     assert httpx.get(f"{noop_plane.url}/metrics", headers=headers).status_code == 403
-    # A tenant cannot read the region's budget; the program office and the operator can (404: no budget configured).
+    # The region's budget, every tenant's statement and the audit trail: the program office reads them, a tenant not.
     tenant_headers = {"Authorization": f"Bearer {noop_plane.token('changwon-precision')}"}
     assert httpx.get(f"{noop_plane.url}/v1/budget", headers=tenant_headers).status_code == 403
-    assert httpx.get(f"{noop_plane.url}/v1/budget", headers=headers).status_code in (200, 404)
+    budget = httpx.get(f"{noop_plane.url}/v1/budget", headers=headers).json()
+    assert budget["region"] == "gyeongnam" and budget["funding"]["national"] == 7_000_000_000
+    month = budget["fiscal_period_start"][:7]
+    statement = httpx.get(f"{noop_plane.url}/v1/statements/{month}", headers=headers).json()
+    assert {t["tenant"] for t in statement["tenants"]} == configured
+    audit = httpx.get(f"{noop_plane.url}/v1/audit", headers=headers)
+    assert audit.status_code == 200 and audit.json()["entries"]
+    assert httpx.get(f"{noop_plane.url}/v1/audit", headers=tenant_headers).status_code == 403

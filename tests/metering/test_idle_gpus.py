@@ -10,12 +10,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
 
+import httpx
 import pytest
 import yaml
 
 from testbed.client import TestbedClient
 from testbed.config import stack_file_for
 from testbed.jobs import JobSpec, JobStatus
+from testbed.money import kst_month
 
 pytestmark = pytest.mark.integration
 
@@ -145,6 +147,13 @@ def test_idle_gpus_are_flagged_counted_and_stopped_by_policy(tmp_path: Path, exp
             assert usage[STOPPING_TENANT].idle_gpu_hours == pytest.approx(stopped.idle_gpu_hours)
             assert usage[FLAGGING_TENANT].idle_gpu_hours > 0
             assert usage["sacheon-aero-parts"].idle_gpu_hours == 0
+            # ... and on the tenant's statement of this month
+            month = kst_month(time.time())
+            token = (tmp_path / "credentials" / f"{STOPPING_TENANT}.token").read_text().strip()
+            statement = httpx.get(f"{url}/v1/statements/{month}", params={"tenant": STOPPING_TENANT},
+                                  headers={"Authorization": f"Bearer {token}"}).json()
+            [mine] = statement["tenants"]
+            assert float(mine["idle_gpu_hours"]) == pytest.approx(stopped.idle_gpu_hours, abs=1e-6)
             # busy again: unflagged; the idle hours it held stay counted
             exporter.jobs[b.id] = (FLAGGING_TENANT, 95.0)
             _wait(lambda: flagging.get_job(b.id).idle_since is None, 30, "the busy job to be unflagged")
