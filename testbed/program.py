@@ -427,7 +427,8 @@ def plot_report(report: ProgramReport, path: str | Path) -> None:
     labels = [f"{f.region}{' *' if f.stale else ''}\n{f.source}" for f in totals]
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(totals) + 2), 4))
     xs = list(range(len(totals)))
-    ax.bar(xs, [f.executed_krw / f.budget_krw for f in totals], color="tab:blue", label="executed (execution rate)")
+    ax.bar(xs, [f.granted_krw / f.budget_krw for f in totals], color="lightgrey", label="granted")
+    ax.bar(xs, [f.executed_krw / f.budget_krw for f in totals], width=0.5, color="tab:blue", label="executed (execution rate)")
     ax.scatter(xs, [f.forecast_executed_krw / f.budget_krw for f in totals], color="tab:red", zorder=3,
                label="forecast at period end")
     ax.set_xticks(xs, labels, fontsize=8)
