@@ -90,7 +90,10 @@ class Statements:
 
     def idle_gpu_hours(self, month: str) -> dict[str, Decimal]:
         """Tenant -> GPU-hours its jobs held idle, of the jobs last observed idle in ``month`` (KST; 6 decimals)."""
-        start, end = dt.datetime.combine(month_start(month), dt.time(), KST).timestamp(), month_end_ts(month)
+        try:
+            start, end = dt.datetime.combine(month_start(month), dt.time(), KST).timestamp(), month_end_ts(month)
+        except (ValueError, OverflowError):  # a month outside the calendar (year 0, 9999-12): no job was idle then
+            return {}
         query = (select(JobRow.tenant, func.sum(JobRow.idle_gpu_seconds))
                  .where(JobRow.idle_gpu_seconds > 0, JobRow.idle_checked_at >= start, JobRow.idle_checked_at < end)
                  .group_by(JobRow.tenant))
