@@ -47,7 +47,6 @@ class AuditKind:
     MONTH_CLOSED = "month.closed"
     TENANT_EXPORTED = "tenant.exported"
     TENANT_PURGED = "tenant.purged"
-    JOB_IDLE = "job.idle"
 
 
 class AuditRow(Base):
