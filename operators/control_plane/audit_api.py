@@ -13,8 +13,9 @@ from fastapi import Depends, FastAPI, Path, Query
 
 from operators.control_plane import audit
 from operators.control_plane.auth import Principal, principal_from_request
+from testbed.errors import ErrorCode
 from operators.control_plane.errors import ServiceError, error_responses
-from operators.control_plane.store import TokenRow
+from operators.control_plane.db.models import TokenRow
 from operators.control_plane.tokens import TOKEN_NAME_PATTERN
 from testbed.api import TokenInfo, TokenList
 from testbed.audit import AuditPage, AuditVerification
@@ -38,7 +39,7 @@ def token_info(row: TokenRow) -> TokenInfo:
 def require_operator(caller: Principal) -> None:
     """The audit trail is read by the operator and the program office (read-only)."""
     if not caller.reads_every_tenant:
-        raise ServiceError(403, "forbidden", "only the operator and program-office tokens read the audit trail")
+        raise ServiceError(ErrorCode.FORBIDDEN, "only the operator and program-office tokens read the audit trail")
 
 
 def install(app: FastAPI, plane) -> None:

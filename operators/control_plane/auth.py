@@ -12,8 +12,10 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
+from testbed.errors import ErrorCode
 from operators.control_plane.errors import ServiceError, unauthorized
-from operators.control_plane.store import DEFAULT_TOKEN_NAME, Store
+from operators.control_plane.db.models import DEFAULT_TOKEN_NAME
+from operators.control_plane.db.store import Store
 from testbed.settings import token_sha256
 
 OPERATOR = "operator"
@@ -85,7 +87,7 @@ async def principal_from_request(request: Request) -> Principal:
     if principal is None:
         raise unauthorized("invalid token")
     if principal.is_program_office and request.method.upper() not in READ_METHODS:
-        raise ServiceError(403, "forbidden", "the program-office token is read-only: it changes nothing")
+        raise ServiceError(ErrorCode.FORBIDDEN, "the program-office token is read-only: it changes nothing")
     return principal
 
 

@@ -27,7 +27,8 @@ import httpx
 from pydantic import BaseModel
 
 from operators.control_plane.dispatch import Dispatcher
-from operators.control_plane.store import JobRow, Store
+from operators.control_plane.db.models import JobRow
+from operators.control_plane.db.store import Store
 from testbed.config import Tenant
 from testbed.jobs import JobStatus
 from testbed.settings import ControlPlaneSettings

@@ -13,7 +13,7 @@ import logging
 from operators.control_plane import audit
 from operators.control_plane.admission import Admission
 from operators.control_plane.audit import AuditKind
-from operators.control_plane.audit_config import admission_detail, record_money_changes
+from operators.control_plane.audit_config import record_money_changes
 from operators.control_plane.audit_hooks import acting
 from operators.control_plane.audit_hooks import install as install_audit_hooks
 from operators.metering.burn import grant_notice
@@ -24,17 +24,19 @@ from operators.control_plane.backends.factory import make_backend
 from operators.control_plane.dispatch import Dispatcher
 from operators.control_plane.errors import ServiceError, not_found
 from operators.control_plane.idle import IdleWatch
-from operators.control_plane.migrate import opening_prices
+from operators.control_plane.db.migrate import opening_prices
 from operators.control_plane.mlflow_identities import MlflowIdentities
-from operators.control_plane.money import MoneyLedger
-from operators.control_plane.store import DEFAULT_TOKEN_NAME, JobRow, Store, TokenRow
+from operators.control_plane.db.models import DEFAULT_TOKEN_NAME, TokenRow
+from operators.control_plane.db.money import MoneyLedger
+from operators.control_plane.db.store import JobRow, Store
 from operators.control_plane.tenant_storage import TenantStorage
 from operators.control_plane.tokens import TokenIssuer
-from operators.metering.ledger import Ledger
+from operators.control_plane.db.ledger import Ledger
 from testbed.config import ConfigError, StackConfig, Tenant, load_stack_file, pricing_pool
 from testbed.jobs import JobSpec, JobStatus
 from testbed.money import Enforcement, Quote, won
 from testbed.settings import ControlPlaneSettings
+from testbed.errors import ErrorCode
 
 
 log = logging.getLogger("testbed.control_plane")
@@ -147,18 +149,15 @@ class ControlPlane:
     def admit(self, principal: Principal, spec: JobSpec) -> JobRow:
         """Admission, serialised with the tenant's other admissions and dispatches (any replica).
 
-        The admission's audit row is written in its transaction; a refusal (nothing else written) is
-        audited in a transaction of its own, with its reason.
+        The admission's audit row (``job.admitted``) is written with the job record, in its transaction; a
+        refusal (nothing else written) is audited in a transaction of its own, with its reason.
         """
         try:
-            with acting(principal.actor), self.store.tenant_lock(principal.subject) as session:
-                row = self.admission.admit(principal, spec)
-                audit.append(session, AuditKind.JOB_ADMITTED, tenant=row.tenant, actor=principal.actor, job_id=row.id,
-                             detail=admission_detail(row))
-                return row
+            with acting(principal.actor):
+                return self.admission.admit(principal, spec, locked=True)
         except ServiceError as exc:
             audit.record(self.store, AuditKind.JOB_REFUSED, tenant=principal.subject, actor=principal.actor,
-                         detail={"error": exc.code, "reason": exc.message[:1000], "status": exc.status_code})
+                         detail={"error": str(exc.code), "reason": exc.message[:1000], "status": exc.status_code})
             raise
 
     def grant_notices(self, tenants: set[str]) -> dict[str, str]:
@@ -211,7 +210,7 @@ class ControlPlane:
         try:
             return row, self.backend.logs(row.backend_ref or row.id), False
         except BackendError as exc:
-            raise ServiceError(503, "backend_unavailable", str(exc)) from None
+            raise ServiceError(ErrorCode.BACKEND_UNAVAILABLE, str(exc)) from None
 
     def stop(self, principal: Principal, job_id: str) -> JobRow:
         with acting(principal.actor):

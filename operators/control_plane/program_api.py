@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI
 
 from operators.control_plane.auth import Principal, principal_from_request
+from testbed.errors import ErrorCode
 from operators.control_plane.errors import ServiceError, error_responses
 from operators.control_plane.plane import ControlPlane
 from testbed.program import RegionBudget
@@ -21,7 +22,7 @@ def install(app: FastAPI, plane: ControlPlane) -> None:
     def budget(caller: Annotated[Principal, Depends(principal_from_request)]) -> RegionBudget:
         """The region's budget per funding source and its fiscal period (operator and program office)."""
         if not caller.reads_every_tenant:
-            raise ServiceError(403, "forbidden", "the region's budget is for the operator and program-office tokens")
+            raise ServiceError(ErrorCode.FORBIDDEN, "the region's budget is for the operator and program-office tokens")
         if getattr(plane.stack, "budget", None) is None:
-            raise ServiceError(404, "not_found", f"region {plane.stack.region.id!r} has no testbed:budget")
+            raise ServiceError(ErrorCode.NOT_FOUND, f"region {plane.stack.region.id!r} has no testbed:budget")
         return RegionBudget.from_stack(plane.stack)

@@ -21,15 +21,15 @@ from typing import IO, Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Path
 from fastapi.responses import StreamingResponse
-from sqlalchemy import BigInteger, Float, Integer, String, func, select, update
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import func, select, update
 
 from operators.control_plane import audit
 from operators.control_plane.audit import AuditKind
 from operators.control_plane.auth import OPERATOR, Principal, principal_from_request
+from testbed.errors import ErrorCode
 from operators.control_plane.errors import ServiceError, error_responses, not_found
 from operators.control_plane.plane import ControlPlane
-from operators.control_plane.store import Base, JobRow, TokenRow
+from operators.control_plane.db.models import JobRow, TenantExitRow, TokenRow
 from testbed.jobs import TERMINAL_STATUSES
 from testbed.limits import MAX_ID_CHARS
 from testbed.tenant_exit import PurgeRequest, PurgeResult
@@ -38,23 +38,9 @@ ARCHIVE_MEDIA_TYPE = "application/zip"
 CHUNK = 1 << 20
 
 
-class TenantExitRow(Base):
-    """An export (``kind`` export) or purge (``kind`` purge) of a tenant; never updated."""
-
-    __tablename__ = "tenant_exits"
-
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
-    tenant: Mapped[str] = mapped_column(String(64), index=True)
-    kind: Mapped[str] = mapped_column(String(16))
-    at: Mapped[float] = mapped_column(Float)
-    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
-    actor: Mapped[str | None] = mapped_column(String(64), nullable=True)
-
-
 def _operator(caller: Principal) -> None:
     if not caller.is_operator:
-        raise ServiceError(403, "forbidden", "only the operator token can export or purge a tenant")
+        raise ServiceError(ErrorCode.FORBIDDEN, "only the operator token can export or purge a tenant")
 
 
 def _all_files(plane: ControlPlane, tenant: str) -> list[tuple[str, str]]:
@@ -75,7 +61,7 @@ def build_archive(plane: ControlPlane, tenant: str) -> tuple[IO[bytes], str, int
     """The tenant's archive in a temporary file: (file at offset 0, SHA-256, size)."""
     import zipfile
 
-    from operators.control_plane.app import job_view
+    from operators.control_plane.api.jobs import job_view
     from operators.metering import build_report
 
     jobs = plane.store.list_jobs(tenant=tenant)
@@ -109,12 +95,12 @@ def purge(plane: ControlPlane, tenant: str, actor: str | None) -> PurgeResult:
                            .order_by(TenantExitRow.at.desc()).limit(1)).first()
         last_job = s.scalar(select(func.max(JobRow.submitted_at)).where(JobRow.tenant == tenant))
         if export is None or (last_job is not None and last_job >= export.at):
-            raise ServiceError(409, "export_required", f"export tenant {tenant!r} first (`testbed tenants export "
+            raise ServiceError(ErrorCode.EXPORT_REQUIRED, f"export tenant {tenant!r} first (`testbed tenants export "
                                f"{tenant} --out DIR`): a purge needs an export newer than its last job")
         terminal = [status.value for status in TERMINAL_STATUSES]
         active = s.scalar(select(func.count(JobRow.id)).where(JobRow.tenant == tenant, JobRow.status.not_in(terminal)))
         if active:
-            raise ServiceError(409, "jobs_active", f"tenant {tenant!r} has {active} job(s) not yet ended; stop them first")
+            raise ServiceError(ErrorCode.JOB_ACTIVE, f"tenant {tenant!r} has {active} job(s) not yet ended; stop them first")
         scrubbed = s.execute(update(JobRow).where(JobRow.tenant == tenant).values(logs="", spec={})).rowcount
         now = time.time()
         revoked = s.execute(update(TokenRow).where(TokenRow.subject == tenant, TokenRow.role == "tenant",
@@ -179,5 +165,5 @@ def install(app: FastAPI, plane: ControlPlane) -> None:
         _operator(caller)
         known(tenant)
         if body.confirm != tenant or tenant == OPERATOR:
-            raise ServiceError(422, "invalid_request", f"confirm must repeat the tenant id {tenant!r}")
+            raise ServiceError(ErrorCode.INVALID_SPEC, f"confirm must repeat the tenant id {tenant!r}")
         return purge(plane, tenant, caller.actor)

@@ -97,7 +97,7 @@ def test_purge_needs_an_export_newer_than_the_last_job(noop_plane, tmp_path: Pat
     operator.download_tenant_archive(TENANT, tmp_path / "new.zip")
     with pytest.raises(TestbedError) as busy:
         operator.purge_tenant(TENANT)
-    assert busy.value.status_code == 409 and busy.value.code == "jobs_active"
+    assert busy.value.status_code == 409 and busy.value.code == "job_active"
     company.stop(running.id)
 
 

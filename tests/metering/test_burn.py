@@ -11,7 +11,7 @@ import time
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from operators.control_plane.money import MoneyLedgerRow
+from operators.control_plane.db.models import MoneyLedgerRow
 from operators.metering.burn import grant_notice
 from testbed.money import TenantBalance, kst_date
 
@@ -50,7 +50,7 @@ def test_burn_rate_forecast_and_the_80_percent_notice(noop_plane):
     scrape = httpx.get(f"{noop_plane.url}/metrics", headers={"Authorization": f"Bearer {noop_plane.token('operator')}"}).text
     samples = {(s.name, s.labels.get("tenant")): s.value for f in text_string_to_metric_families(scrape) for s in f.samples}
     assert samples[("testbed_tenant_grant_krw", ALICE)] == 180_000_000
-    assert samples[("testbed_tenant_charged_krw", ALICE)] >= 159_000_000
+    assert samples[("testbed_tenant_charged_krw_total", ALICE)] >= 159_000_000
     assert abs(samples[("testbed_tenant_grant_krw_used_ratio", ALICE)] - alice.used_ratio) < 1e-3
     assert abs(samples[("testbed_tenant_burn_rate_krw_per_second", ALICE)] * 86400 - alice.burn_rate_krw_per_day) < 1000
     forecast = samples[("testbed_tenant_grant_krw_forecast_exhaustion_timestamp_seconds", ALICE)]

@@ -13,7 +13,7 @@ from operators.metering import dashboard
 from prometheus_client import generate_latest
 
 from operators.metering.exporter import make_registry
-from operators.metering.ledger import Ledger
+from operators.control_plane.db.ledger import Ledger
 from testbed.config import StackConfig
 
 from .helpers import add_job
@@ -68,7 +68,8 @@ def money_ledger(store, stack: StackConfig):
     forecast included, has a sample)."""
     import time
 
-    from operators.control_plane.money import MoneyLedger, MoneyLedgerRow
+    from operators.control_plane.db.models import MoneyLedgerRow
+    from operators.control_plane.db.money import MoneyLedger
     from testbed.config import pricing_pool
 
     with store.write_session() as s:

@@ -100,7 +100,7 @@ def _wait(predicate, timeout: float, what: str):
 
 def test_idle_gpus_are_flagged_counted_and_stopped_by_policy(tmp_path: Path, exporter: FakeDcgmExporter, prometheus) -> None:
     from operators.control_plane.app import create_app
-    from operators.control_plane.server import serve_in_thread
+    from tests.serve import serve_in_thread
     from testbed.settings import ControlPlaneSettings
 
     scrape = {"job_name": "dcgm-exporter", "honor_labels": True, "static_configs": [{"targets": [exporter.address]}]}

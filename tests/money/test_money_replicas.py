@@ -77,7 +77,7 @@ def check_admitted_within_balance(answers: list[httpx.Response], url: str, token
 
 
 def test_fifty_concurrent_gpu_submissions_never_hold_more_than_the_balance_sqlite(tmp_path):
-    from operators.control_plane.server import serve_in_thread
+    from tests.serve import serve_in_thread
     from tests.conftest import make_noop_app
 
     stack, tenants = grant_stack(tmp_path, GRANT)
@@ -85,6 +85,12 @@ def test_fifty_concurrent_gpu_submissions_never_hold_more_than_the_balance_sqlit
     token = (tmp_path / "credentials" / f"{tenants[0]}.token").read_text().strip()
     with serve_in_thread(app) as url:
         check_admitted_within_balance(submit_concurrently([url], token, GPU_JOB, 50), url, token)
+        operator = (tmp_path / "credentials" / "operator.token").read_text().strip()
+        metrics = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {operator}"}).text
+        tenant = tenants[0]
+        assert f'testbed_tenant_grant_krw{{tenant="{tenant}"}} {GRANT:.1f}' in metrics
+        assert f'testbed_tenant_remaining_krw{{tenant="{tenant}"}} {GRANT - FITTING * HOLD:.1f}' in metrics
+        assert f'testbed_tenant_charged_krw_total{{tenant="{tenant}"}}' in metrics
 
 
 def settings_for(home: Path, stack: Path, postgres_url: str) -> ControlPlaneSettings:

@@ -18,12 +18,12 @@ import pytest
 import yaml
 
 from operators.control_plane.auth import PROGRAM_OFFICE
-from operators.control_plane.server import serve_in_thread
+from tests.serve import serve_in_thread
 from testbed import program
 from testbed.cli.main import main
 from testbed.config import stack_file_for
 from testbed.jobs import JobSpec, JobStatus
-from testbed.local import free_port
+from testbed.net import free_port
 from testbed.settings import ControlPlaneSettings
 from tests.conftest import NoopPlane, make_noop_app
 
