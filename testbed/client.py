@@ -26,6 +26,7 @@ from testbed.money import Quote
 from testbed.packaging import PackageError, build_package, mib
 from testbed.statements import MonthClosed, Statement
 from testbed.storage import DeletedObjects, ObjectList, StoredObject, StoredPackage, check_name
+from testbed.tenant_exit import PurgeResult
 from testbed.usage import UsageReport
 
 ENV_URL = "TESTBED_URL"
@@ -345,10 +346,8 @@ class TestbedClient:
         """Operator only: everything the platform keeps of a tenant, as one zip (the export is recorded)."""
         return self._download(f"/v1/tenants/{tenant}/archive", dest)
 
-    def purge_tenant(self, tenant: str) -> "PurgeResult":
+    def purge_tenant(self, tenant: str) -> PurgeResult:
         """Operator only, after an export: remove the tenant's storage, job logs and tokens (ledger rows stay)."""
-        from testbed.tenant_exit import PurgeResult
-
         return self._call(PurgeResult, "POST", f"/v1/tenants/{tenant}/purge", json={"confirm": tenant})
 
     def usage(self, tenant: str | None = None, series: bool = False) -> UsageReport:
