@@ -17,10 +17,12 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Debian packages the tests use: prometheus (prometheus, promtool) for metering, postgresql for
-# the control plane's PostgreSQL store test.
+# the control plane's PostgreSQL store test, chromium + chromium-driver (+ a Korean font) for the
+# portal's browser tests.
 system-deps:
-	@command -v promtool >/dev/null && command -v prometheus >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
-	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus postgresql )
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	  && command -v chromium >/dev/null && command -v chromedriver >/dev/null && ls /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc >/dev/null 2>&1 || \
+	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus postgresql chromium chromium-driver fonts-noto-cjk )
 
 demo: install
 	$(VENV)/bin/testbed demo

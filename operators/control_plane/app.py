@@ -19,6 +19,7 @@ from operators.control_plane.storage_api import install as install_storage
 from operators.control_plane.storage_api import upload_limits
 from operators.control_plane.store import JobRow, Store
 from operators.metering import install as install_metering
+from operators.portal.app import install as install_portal
 from testbed.api import Health, IssuedToken, MlflowLogin, TemplateList, TenantInfo, TenantList
 from testbed.quantities import format_memory
 from testbed.jobs import Job, JobList, JobLogs, JobSpec, JobStatus
@@ -168,4 +169,5 @@ def create_app(
 
     install_metering(app, plane)  # /metrics and /v1/usage
     install_storage(app, plane)  # /v1/packages, /v1/data, /v1/jobs/{id}/outputs
+    install_portal(app)  # /portal: the web pages, through this API in process
     return app
