@@ -10,6 +10,8 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Path, Query
 
+from operators.control_plane.audit_api import install as install_audit
+from operators.statements.api import install as install_statements
 from operators.control_plane.auth import Principal, principal_from_request
 from operators.control_plane.backends.base import Backend
 from operators.control_plane.errors import error_responses, install_error_handlers
@@ -17,12 +19,14 @@ from operators.control_plane.guards import CURSOR_PATTERN, BodySizeLimit, Health
 from operators.control_plane.plane import ControlPlane
 from operators.control_plane.storage_api import install as install_storage
 from operators.control_plane.storage_api import upload_limits
-from operators.control_plane.store import JobRow, Store
+from operators.control_plane.store import DEFAULT_TOKEN_NAME, JobRow, Store
+from operators.control_plane.tokens import TOKEN_NAME_PATTERN
 from operators.metering import install as install_metering
 from operators.portal.app import install as install_portal
 from testbed.api import Health, IssuedToken, MlflowLogin, TemplateList, TenantInfo, TenantList
 from testbed.quantities import format_memory
 from testbed.jobs import Job, JobList, JobLogs, JobSpec, JobStatus
+from testbed.money import Quote
 from testbed.limits import DEFAULT_PAGE_SIZE, MAX_BODY_BYTES, MAX_ID_CHARS, MAX_PAGE_SIZE
 from testbed.settings import ControlPlaneSettings
 from testbed.templates import list_templates
@@ -40,8 +44,9 @@ def iso(ts: float | None) -> str | None:
     return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def job_view(row: JobRow) -> Job:
-    """A job record as the API answers it."""
+def job_view(row: JobRow, money: tuple[int, int] | None = None) -> Job:
+    """A job record as the API answers it; ``money``: its (hold, charged) in won."""
+    hold, charged = money or (0, 0)
     return Job(
         id=row.id,
         tenant=row.tenant,
@@ -61,6 +66,9 @@ def job_view(row: JobRow) -> Job:
         started_at=iso(row.started_at),
         ended_at=iso(row.ended_at),
         backend_ref=row.backend_ref,
+        max_runtime_seconds=row.spec.get("max_runtime_seconds"),
+        hold_krw=hold,
+        charged_krw=charged,
     )
 
 
@@ -92,6 +100,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.plane = plane
+
+    def view(row: JobRow) -> Job:
+        return job_view(row, plane.money.job_money([row.id]).get(row.id))
     probe = HealthProbe(plane.store, plane.backend)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES, uploads=upload_limits(settings))
@@ -115,7 +126,13 @@ def create_app(
         # request threads contending for the GIL mid-admission. The backend call runs on the dispatch threads.
         loop = asyncio.get_running_loop()
         row = await loop.run_in_executor(admitters, plane.admit, caller, spec)
-        return job_view(await loop.run_in_executor(dispatchers, plane.dispatch, row))
+        return view(await loop.run_in_executor(dispatchers, plane.dispatch, row))
+
+    @app.post("/v1/jobs/quote", response_model=Quote, responses=error_responses(401, 403, 404, 413, 422, 503))
+    def quote_job(spec: JobSpec, caller: Caller) -> Quote:
+        """The hold (maximum cost, in won) the same spec would take if submitted now, and whether it fits the
+        grant's balance; nothing is submitted or recorded."""
+        return plane.quote(caller, spec)
 
     @app.get("/v1/jobs", response_model=JobList, responses=error_responses(401, 422, 503))
     def list_jobs(
@@ -127,11 +144,12 @@ def create_app(
         after = decode_cursor(cursor) if cursor is not None else None
         rows = plane.list_jobs(caller, status=status, limit=limit + 1, after=after)
         page = rows[:limit]
-        return JobList(jobs=[job_view(r) for r in page], next_cursor=encode_cursor(page[-1]) if len(rows) > limit else None)
+        money = plane.money.job_money([r.id for r in page])
+        return JobList(jobs=[job_view(r, money.get(r.id)) for r in page], next_cursor=encode_cursor(page[-1]) if len(rows) > limit else None)
 
     @app.get("/v1/jobs/{job_id}", response_model=Job, responses=error_responses(401, 404, 422, 503))
     def get_job(job_id: PathId, caller: Caller) -> Job:
-        return job_view(plane.visible_job(caller, job_id))
+        return view(plane.visible_job(caller, job_id))
 
     @app.get("/v1/jobs/{job_id}/logs", response_model=JobLogs, responses=error_responses(401, 404, 422, 503))
     def job_logs(job_id: PathId, caller: Caller) -> JobLogs:
@@ -141,7 +159,7 @@ def create_app(
     @app.post("/v1/jobs/{job_id}/stop", response_model=Job, responses=error_responses(401, 404, 422, 503))
     def stop_job(job_id: PathId, caller: Caller) -> Job:
         """Stop a job in any state (queued, starting, running); its ``message`` says what was done."""
-        return job_view(plane.stop(caller, job_id))
+        return view(plane.stop(caller, job_id))
 
     @app.get("/v1/templates", response_model=TemplateList, responses=error_responses(401, 503))
     def templates(_caller: Caller) -> TemplateList:
@@ -151,7 +169,7 @@ def create_app(
     def tenants(caller: Caller) -> TenantList:
         return TenantList(tenants=[
             TenantInfo(
-                id=t.id, name=t.name, industry=t.industry, sample=t.sample, grant_gpu_hours=t.grant.gpu_hours,
+                id=t.id, name=t.name, industry=t.industry, sample=t.sample, grant_gpu_hours=t.grant.gpu_hours, grant_krw=t.grant.krw,
                 grant_start=t.grant.start.isoformat(), grant_end=t.grant.end.isoformat(),
             )
             for t in plane.stack.tenants if caller.can_see(t.id)
@@ -159,8 +177,11 @@ def create_app(
 
     @app.post("/v1/tenants/{subject}/token", response_model=IssuedToken, status_code=201,
               responses=error_responses(401, 403, 404, 422, 503))
-    def rotate_token(subject: PathId, caller: Caller) -> IssuedToken:
-        return IssuedToken(subject=subject, token=plane.rotate_token(caller, subject))
+    def rotate_token(subject: PathId, caller: Caller,
+                     name: Annotated[str, Query(pattern=TOKEN_NAME_PATTERN, description="whose token (a person)")]
+                     = DEFAULT_TOKEN_NAME) -> IssuedToken:
+        """Issue the subject's token ``name`` (operator only); its older token of that name stops working."""
+        return IssuedToken(subject=subject, name=name, token=plane.rotate_token(caller, subject, name))
 
     @app.get("/v1/mlflow/credentials", response_model=MlflowLogin, responses=error_responses(401, 403, 404, 503))
     def mlflow_credentials(caller: Caller) -> MlflowLogin:
@@ -168,6 +189,8 @@ def create_app(
         return plane.mlflow.login(caller)
 
     install_metering(app, plane)  # /metrics and /v1/usage
+    install_audit(app, plane)  # /v1/audit, named tokens
+    install_statements(app, plane.statements)  # /v1/statements
     install_storage(app, plane)  # /v1/packages, /v1/data, /v1/jobs/{id}/outputs
     install_portal(app)  # /portal: the web pages, through this API in process
     return app

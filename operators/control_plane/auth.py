@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from operators.control_plane.errors import unauthorized
-from operators.control_plane.store import Store
+from operators.control_plane.store import DEFAULT_TOKEN_NAME, Store
 from testbed.settings import token_sha256
 
 OPERATOR = "operator"
@@ -27,6 +27,12 @@ class Principal(BaseModel):
 
     subject: str
     role: Role
+    token_name: str = DEFAULT_TOKEN_NAME  # which of the subject's named tokens made the call
+
+    @property
+    def actor(self) -> str:
+        """Who acted, as audit rows and ledger entries name it: ``<subject>:<token name>``."""
+        return f"{self.subject}:{self.token_name}"
 
     @property
     def is_operator(self) -> bool:
@@ -89,7 +95,7 @@ class TokenCache:
             return principal
         now = time.monotonic()
         row = self.store.find_token(token_hash)
-        principal = None if row is None else Principal(subject=row.subject, role=row.role)  # type: ignore[arg-type]
+        principal = None if row is None else Principal(subject=row.subject, role=row.role, token_name=row.name)  # type: ignore[arg-type]
         if len(self._entries) > 10_000:
             self._entries.clear()
         self._entries[token_hash] = (now, principal)

@@ -8,19 +8,29 @@ issuing in :mod:`.tokens`, the backend's construction in :mod:`.backends.factory
 
 from __future__ import annotations
 
+from operators.control_plane import audit
 from operators.control_plane.admission import Admission
+from operators.control_plane.audit import AuditKind
+from operators.control_plane.audit_config import admission_detail, record_money_changes
+from operators.control_plane.audit_hooks import acting
+from operators.control_plane.audit_hooks import install as install_audit_hooks
+from operators.metering.burn import grant_notice
+from operators.statements.months import Statements
 from operators.control_plane.auth import Principal, TokenCache
 from operators.control_plane.backends.base import Backend, BackendError
 from operators.control_plane.backends.factory import make_backend
 from operators.control_plane.dispatch import Dispatcher
 from operators.control_plane.errors import ServiceError, not_found
+from operators.control_plane.migrate import opening_prices
 from operators.control_plane.mlflow_identities import MlflowIdentities
-from operators.control_plane.store import JobRow, Store
+from operators.control_plane.money import MoneyLedger
+from operators.control_plane.store import DEFAULT_TOKEN_NAME, JobRow, Store, TokenRow
 from operators.control_plane.tenant_storage import TenantStorage
 from operators.control_plane.tokens import TokenIssuer
 from operators.metering.ledger import Ledger
-from testbed.config import StackConfig, Tenant, load_stack_file
+from testbed.config import StackConfig, Tenant, load_stack_file, pricing_pool
 from testbed.jobs import JobSpec, JobStatus
+from testbed.money import Quote
 from testbed.settings import ControlPlaneSettings
 
 
@@ -31,19 +41,26 @@ class ControlPlane:
         self.settings = settings
         self.stack: StackConfig = load_stack_file(settings.stack_file)
         self.tenants: dict[str, Tenant] = {t.id: t for t in self.stack.tenants}
-        self.store = store or Store(settings.database_url)
+        # A database migrated here opens its money ledger with today's usage at today's prices (0003_money).
+        self.store = store or Store(settings.database_url, opening_prices=opening_prices(self.stack, settings.backend))
         self.backend = backend or make_backend(settings, self.stack)
         self.storage = TenantStorage(settings.storage_path)  # packages, data and job outputs of each tenant
         self.tokens = TokenCache(self.store)
         # The same ledger meters usage for /metrics and /v1/usage and for the grant check.
         self.ledger = Ledger(self.store)
         self.ledger.install()
-        self.admission = Admission(self.stack, self.store, self.backend, self.ledger, settings, self.storage)
+        # The money ledger: holds at admission, charges from the reconciler and at a job's end, releases.
+        self.money = MoneyLedger(self.store, self.stack, lambda tenant: pricing_pool(self.stack, tenant, settings.backend))
+        self.money.install()
+        install_audit_hooks()  # ledger entries and enforcement stops write their audit rows
+        self.statements = Statements(self.stack, self.store, lambda: self.money.entries())
+        self.admission = Admission(self.stack, self.store, self.backend, self.ledger, settings, self.storage, self.money)
         self.mlflow = MlflowIdentities(settings, self.store, self.tenants)  # after the tokens: it derives from them
-        self.dispatcher = Dispatcher(settings, self.tenants, self.store, self.backend, self.mlflow.job_env)
+        self.dispatcher = Dispatcher(settings, self.tenants, self.store, self.backend, self.mlflow.job_env, self.money)
         self.issuer = TokenIssuer(self.store, self.tokens, self.tenants, self.stack.region.id, settings.credentials_dir,
                                   settings.operator_token_sha256, settings.monitoring_token_sha256)
         self.issuer.bootstrap()
+        record_money_changes(self.store, self.stack)  # grant, price and budget changes since the last start
         self.mlflow.provision()  # best effort: retried at dispatch and at GET /v1/mlflow/credentials
 
     def start(self) -> None:
@@ -56,17 +73,43 @@ class ControlPlane:
         self.store.close()
 
     def admit(self, principal: Principal, spec: JobSpec) -> JobRow:
-        """Admission, serialised with the tenant's other admissions and dispatches (any replica)."""
-        with self.store.tenant_lock(principal.subject):
-            return self.admission.admit(principal, spec)
+        """Admission, serialised with the tenant's other admissions and dispatches (any replica).
+
+        The admission's audit row is written in its transaction; a refusal (nothing else written) is
+        audited in a transaction of its own, with its reason.
+        """
+        try:
+            with acting(principal.actor), self.store.tenant_lock(principal.subject) as session:
+                row = self.admission.admit(principal, spec)
+                audit.append(session, AuditKind.JOB_ADMITTED, tenant=row.tenant, actor=principal.actor, job_id=row.id,
+                             detail=admission_detail(row))
+                note = grant_notice(self.money.balance(row.tenant))
+                if note:
+                    row.message = f"{row.message}; {note}"
+                return row
+        except ServiceError as exc:
+            audit.record(self.store, AuditKind.JOB_REFUSED, tenant=principal.subject, actor=principal.actor,
+                         detail={"error": exc.code, "reason": exc.message[:1000], "status": exc.status_code})
+            raise
+
+    def quote(self, principal: Principal, spec: JobSpec) -> Quote:
+        """The hold a job would take now and whether it fits; nothing is recorded."""
+        return self.admission.quote(principal, spec)
 
     def dispatch(self, row: JobRow) -> JobRow:
         return self.dispatcher.dispatch(row)
 
-    def rotate_token(self, principal: Principal, subject: str) -> str:
-        token = self.issuer.rotate(principal, subject)
-        self.mlflow.rotated(subject)  # its MLflow password derives from the token: set the new one
+    def rotate_token(self, principal: Principal, subject: str, name: str = DEFAULT_TOKEN_NAME) -> str:
+        token = self.issuer.rotate(principal, subject, name)
+        if name == DEFAULT_TOKEN_NAME:
+            self.mlflow.rotated(subject)  # its MLflow password derives from the default token: set the new one
         return token
+
+    def revoke_token(self, principal: Principal, subject: str, name: str) -> list[TokenRow]:
+        rows = self.issuer.revoke(principal, subject, name)
+        if name == DEFAULT_TOKEN_NAME:
+            self.mlflow.rotated(subject)
+        return rows
 
     # -- what a caller may read and do with its jobs ----------------------------------------
     def visible_job(self, principal: Principal, job_id: str) -> JobRow:
@@ -96,4 +139,5 @@ class ControlPlane:
             raise ServiceError(503, "backend_unavailable", str(exc)) from None
 
     def stop(self, principal: Principal, job_id: str) -> JobRow:
-        return self.dispatcher.stop(self.visible_job(principal, job_id))
+        with acting(principal.actor):
+            return self.dispatcher.stop(self.visible_job(principal, job_id))

@@ -11,6 +11,7 @@ from typing import Any
 from operators.metering.api import build_report, make_router
 from operators.metering.exporter import make_registry
 from operators.metering.ledger import Ledger
+from operators.metering.money_exporter import MoneyCollector
 
 __all__ = ["install", "build_report", "Ledger", "make_registry"]
 
@@ -19,7 +20,9 @@ def install(app: Any, plane: Any, observe_node: bool = True) -> Ledger:
     """Add ``/metrics`` and ``/v1/usage`` to ``app``, both reading the plane's ledger."""
     ledger: Ledger = plane.ledger
     registry = make_registry(ledger, plane.stack, observe_node=observe_node)
-    app.include_router(make_router(ledger, plane.stack, registry))
+    if getattr(plane, "money", None) is not None:
+        registry.register(MoneyCollector(plane.money, plane.stack))  # testbed_tenant_*_krw
+    app.include_router(make_router(ledger, plane.stack, registry, money=getattr(plane, "money", None)))
     app.state.metering_ledger = ledger
     app.state.metering_registry = registry
     return ledger

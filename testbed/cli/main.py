@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Sequence
 
-from testbed.cli import data, db, jobs, lifecycle, region
+from testbed.cli import audit, data, db, jobs, lifecycle, region, statements
 from testbed.cli.common import EXIT_ERROR
 
 
@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--url", help="control plane URL (default: $TESTBED_URL or the local testbed)")
     parser.add_argument("--token", help="tenant or operator token (default: $TESTBED_TOKEN)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (lifecycle, region, jobs, data, db):
+    for module in (lifecycle, region, jobs, data, db, audit, statements):
         module.register(sub)
     return parser
 
