@@ -342,7 +342,7 @@ def make_router(portal: Portal) -> APIRouter:
     @router.get("/grant")
     async def grant(request: Request, tenant: str | None = None) -> Response:
         session = portal.session(request)
-        wanted = session.subject if session.role == "tenant" else tenant
+        wanted = tenant or (session.subject if session.role == "tenant" else None)  # another's: the API's 404
         if wanted is None:
             raise PortalRedirect(f"{PREFIX}/operator")
         report = await portal.api(session).get("/v1/usage", tenant=wanted)
