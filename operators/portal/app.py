@@ -10,11 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote, urlencode
+from typing import Annotated, Any
+from urllib.parse import quote as url_quote
+from urllib.parse import urlencode
 
 import httpx
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -126,6 +127,15 @@ class Portal:
                            detail=error.detail if status in (422, 503) and error.code != "csrf" else "")
 
 
+def portal_of(request: Request) -> Portal:
+    """The app's portal (made by :func:`install`)."""
+    return request.app.state.portal
+
+
+PortalDep = Annotated[Portal, Depends(portal_of)]
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+
 def set_session_cookie(request: Request, response: Response, sid: str) -> None:
     response.set_cookie(COOKIE, sid, httponly=True, samesite="strict", path=PREFIX,
                         secure=request.url.scheme == "https")
@@ -151,356 +161,357 @@ def safe_next(target: str | None, default: str) -> str:
     return default
 
 
-def make_router(portal: Portal) -> APIRouter:
-    router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
-    def lang_of(request: Request, session: Session | None = None) -> str:
-        return i18n.pick_language(request.query_params.get("lang"),
-                                  session.lang if session else request.cookies.get(LANG_COOKIE))
+def lang_of(request: Request, session: Session | None = None) -> str:
+    return i18n.pick_language(request.query_params.get("lang"),
+                              session.lang if session else request.cookies.get(LANG_COOKIE))
 
-    # -- login / logout ---------------------------------------------------------------------
-    @router.get("/login")
-    def login_page(request: Request) -> Response:
-        import secrets
+# -- login / logout ---------------------------------------------------------------------
+@router.get("/login")
+def login_page(request: Request, portal: PortalDep) -> Response:
+    import secrets
 
-        lang = lang_of(request)
-        csrf = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
-        response = portal.render(request, "login.html", lang, None, login_csrf=csrf,
-                                 next=request.query_params.get("next", ""), failed=False)
-        response.set_cookie(LOGIN_CSRF_COOKIE, csrf, httponly=True, samesite="strict", path=PREFIX)
+    lang = lang_of(request)
+    csrf = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
+    response = portal.render(request, "login.html", lang, None, login_csrf=csrf,
+                             next=request.query_params.get("next", ""), failed=False)
+    response.set_cookie(LOGIN_CSRF_COOKIE, csrf, httponly=True, samesite="strict", path=PREFIX)
+    return response
+
+@router.post("/login")
+async def login(request: Request, portal: PortalDep) -> Response:
+    from operators.control_plane.auth import hash_token
+
+    form = await request.form()
+    lang = i18n.pick_language(str(form.get("lang", "")), request.cookies.get(LANG_COOKIE))
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE)
+    token = str(form.get("token", "")).strip()
+    principal = None
+    if expected and form.get("csrf") == expected and 0 < len(token) <= 200:
+        tokens = request.app.state.plane.tokens
+        principal = await run_in_threadpool(tokens.resolve, hash_token(token))
+    if principal is None or principal.role == "monitoring":
+        response = portal.render(request, "login.html", lang, None, http_status=401, login_csrf=expected or "",
+                                 next=str(form.get("next", "")), failed=True)
         return response
+    session = Session(token=token, subject=principal.subject, role=principal.role, lang=lang)
+    sid = portal.sessions.create(session)
+    home = f"{PREFIX}/operator" if principal.role != "tenant" else f"{PREFIX}/jobs"
+    response = RedirectResponse(safe_next(str(form.get("next", "")), home), status_code=303)
+    set_session_cookie(request, response, sid)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path=PREFIX)
+    return response
 
-    @router.post("/login")
-    async def login(request: Request) -> Response:
-        from operators.control_plane.auth import hash_token
+@router.post("/logout")
+async def logout(request: Request, portal: PortalDep) -> Response:
+    session = portal.session(request)
+    await portal.checked_form(request, session)
+    portal.sessions.drop(request.cookies.get(COOKIE))
+    response = RedirectResponse(f"{PREFIX}/login", status_code=303)
+    response.delete_cookie(COOKIE, path=PREFIX)
+    return response
 
-        form = await request.form()
-        lang = i18n.pick_language(str(form.get("lang", "")), request.cookies.get(LANG_COOKIE))
-        expected = request.cookies.get(LOGIN_CSRF_COOKIE)
-        token = str(form.get("token", "")).strip()
-        principal = None
-        if expected and form.get("csrf") == expected and 0 < len(token) <= 200:
-            tokens = request.app.state.plane.tokens
-            principal = await run_in_threadpool(tokens.resolve, hash_token(token))
-        if principal is None or principal.role == "monitoring":
-            response = portal.render(request, "login.html", lang, None, http_status=401, login_csrf=expected or "",
-                                     next=str(form.get("next", "")), failed=True)
-            return response
-        session = Session(token=token, subject=principal.subject, role=principal.role, lang=lang)
-        sid = portal.sessions.create(session)
-        home = f"{PREFIX}/operator" if principal.role != "tenant" else f"{PREFIX}/jobs"
-        response = RedirectResponse(safe_next(str(form.get("next", "")), home), status_code=303)
-        set_session_cookie(request, response, sid)
-        response.delete_cookie(LOGIN_CSRF_COOKIE, path=PREFIX)
-        return response
+@router.get("/")
+@router.get("")
+def home(request: Request, portal: PortalDep) -> Response:
+    session = portal.session(request)
+    return RedirectResponse(f"{PREFIX}/operator" if session.role != "tenant" else f"{PREFIX}/jobs", status_code=303)
 
-    @router.post("/logout")
-    async def logout(request: Request) -> Response:
-        session = portal.session(request)
-        await portal.checked_form(request, session)
-        portal.sessions.drop(request.cookies.get(COOKIE))
-        response = RedirectResponse(f"{PREFIX}/login", status_code=303)
-        response.delete_cookie(COOKIE, path=PREFIX)
-        return response
+# -- jobs -------------------------------------------------------------------------------
+@router.get("/jobs")
+async def jobs(request: Request, portal: PortalDep, status: str | None = None, cursor: str | None = None) -> Response:
+    session = portal.session(request)
+    page = await portal.api(session).get("/v1/jobs", status=status or None, cursor=cursor or None, limit=PAGE_SIZE)
+    return portal.render(request, "jobs.html", session.lang, session, jobs=page["jobs"],
+                         next_cursor=page.get("next_cursor"), status=status or "", statuses=list(STATUS_LABELS))
 
-    @router.get("/")
-    @router.get("")
-    def home(request: Request) -> Response:
-        session = portal.session(request)
-        return RedirectResponse(f"{PREFIX}/operator" if session.role != "tenant" else f"{PREFIX}/jobs", status_code=303)
+@router.get("/jobs/new")
+async def new_job(request: Request, portal: PortalDep, template: str | None = None) -> Response:
+    session = portal.session(request)
+    return await _job_form(portal, request, session, template, {}, None)
 
-    # -- jobs -------------------------------------------------------------------------------
-    @router.get("/jobs")
-    async def jobs(request: Request, status: str | None = None, cursor: str | None = None) -> Response:
-        session = portal.session(request)
-        page = await portal.api(session).get("/v1/jobs", status=status or None, cursor=cursor or None, limit=PAGE_SIZE)
-        return portal.render(request, "jobs.html", session.lang, session, jobs=page["jobs"],
-                             next_cursor=page.get("next_cursor"), status=status or "", statuses=list(STATUS_LABELS))
+async def _job_form(portal: Portal, request: Request, session: Session, name: str | None, values: dict[str, Any],
+                    error: FormError | ApiError | None, status: int = 200) -> Response:
+    catalogue = (await portal.api(session).get("/v1/templates"))["templates"]
+    chosen = next((t for t in catalogue if t["name"] == name), None)
+    if name and chosen is None:
+        raise ApiError(404, "not_found", name)
+    fields = template_fields(chosen, values) if chosen else []
+    return portal.render(request, "job_new.html", session.lang, session, http_status=status, templates=catalogue,
+                         template=chosen, fields=fields, values=values, error=error, note_env=NOTE_ENV)
 
-    @router.get("/jobs/new")
-    async def new_job(request: Request, template: str | None = None) -> Response:
-        session = portal.session(request)
-        return await _job_form(request, session, template, {}, None)
+@router.post("/jobs/quote")
+async def quote_job(request: Request, portal: PortalDep) -> Response:
+    session = portal.session(request)
+    form = await portal.checked_form(request, session)
+    result: dict[str, Any] | None = None
+    problem = ""
+    try:
+        template = await _template(portal, session, str(form.get("template", "")))
+        result = await portal.api(session).post("/v1/jobs/quote", spec_from_form(template, _text(form)))
+    except FormError as exc:
+        problem = portal.catalogues.gettext(session.lang, exc.msgid) + f" ({exc.field})"
+    except ApiError as exc:
+        if exc.status in (404, 405):  # a control plane without grants in won
+            problem = portal.catalogues.gettext(session.lang, N_("Quotes are not available on this control plane."))
+        else:
+            problem = exc.detail
+    return portal.render(request, "_quote.html", session.lang, session, quote=result, problem=problem)
 
-    async def _job_form(request: Request, session: Session, name: str | None, values: dict[str, Any],
-                        error: FormError | ApiError | None, status: int = 200) -> Response:
-        catalogue = (await portal.api(session).get("/v1/templates"))["templates"]
-        chosen = next((t for t in catalogue if t["name"] == name), None)
-        if name and chosen is None:
-            raise ApiError(404, "not_found", name)
-        fields = template_fields(chosen, values) if chosen else []
-        return portal.render(request, "job_new.html", session.lang, session, http_status=status, templates=catalogue,
-                             template=chosen, fields=fields, values=values, error=error, note_env=NOTE_ENV)
+@router.post("/jobs/new")
+async def submit_job(request: Request, portal: PortalDep) -> Response:
+    session = portal.session(request)
+    form = await portal.checked_form(request, session)
+    values = _text(form)
+    name = values.get("template", "")
+    try:
+        template = await _template(portal, session, name)
+        job = await portal.api(session).post("/v1/jobs", spec_from_form(template, values))
+    except (FormError, ApiError) as exc:
+        if isinstance(exc, ApiError) and exc.status not in (403, 409, 413, 422):
+            raise
+        return await _job_form(portal, request, session, name, values, exc, status=422)
+    return RedirectResponse(f"{PREFIX}/jobs/{quote_path(job['id'])}", status_code=303)
 
-    @router.post("/jobs/quote")
-    async def quote(request: Request) -> Response:
-        session = portal.session(request)
-        form = await portal.checked_form(request, session)
-        result: dict[str, Any] | None = None
-        problem = ""
+async def _template(portal: Portal, session: Session, name: str) -> dict[str, Any]:
+    catalogue = (await portal.api(session).get("/v1/templates"))["templates"]
+    for template in catalogue:
+        if template["name"] == name:
+            return template
+    raise FormError("template", N_("Choose a template."), name)
+
+@router.get("/jobs/{job_id}")
+async def job_page(request: Request, portal: PortalDep, job_id: str) -> Response:
+    session = portal.session(request)
+    job = await portal.api(session).get(f"/v1/jobs/{quote_path(job_id)}")
+    logs = await _logs(portal, session, job_id)
+    return portal.render(request, "job.html", session.lang, session, job=job, logs=logs,
+                         terminal=job["status"] in ("SUCCEEDED", "FAILED", "STOPPED"))
+
+async def _logs(portal: Portal, session: Session, job_id: str) -> dict[str, Any]:
+    logs = await portal.api(session).get(f"/v1/jobs/{quote_path(job_id)}/logs")
+    text = logs.get("logs") or ""
+    logs["tail"] = text[-LOG_TAIL_CHARS:]
+    logs["cut"] = len(text) > LOG_TAIL_CHARS
+    return logs
+
+@router.get("/jobs/{job_id}/log")
+async def job_log(request: Request, portal: PortalDep, job_id: str) -> Response:
+    """The log panel alone (htmx polls it every 2 s until the job's logs are final)."""
+    session = portal.session(request)
+    job = await portal.api(session).get(f"/v1/jobs/{quote_path(job_id)}")
+    return portal.render(request, "_log.html", session.lang, session, job=job, logs=await _logs(portal, session, job_id),
+                         terminal=job["status"] in ("SUCCEEDED", "FAILED", "STOPPED"))
+
+@router.post("/jobs/{job_id}/stop")
+async def stop(request: Request, portal: PortalDep, job_id: str) -> Response:
+    session = portal.session(request)
+    await portal.checked_form(request, session)
+    await portal.api(session).post(f"/v1/jobs/{quote_path(job_id)}/stop")
+    return RedirectResponse(f"{PREFIX}/jobs/{quote_path(job_id)}", status_code=303)
+
+# -- data -------------------------------------------------------------------------------
+@router.get("/data")
+async def data(request: Request, portal: PortalDep, cursor: str | None = None) -> Response:
+    session = portal.session(request)
+    return await _data_page(portal, request, session, cursor, None, None)
+
+async def _data_page(portal: Portal, request: Request, session: Session, cursor: str | None, uploaded: dict | None,
+                     error: str | None, status: int = 200) -> Response:
+    page: dict[str, Any] = {"objects": [], "next_cursor": None}
+    if session.role == "tenant":
+        page = await portal.api(session).get("/v1/data", cursor=cursor, limit=PAGE_SIZE)
+    return portal.render(request, "data.html", session.lang, session, http_status=status, objects=page["objects"],
+                         next_cursor=page.get("next_cursor"), uploaded=uploaded, error=error)
+
+@router.post("/data")
+async def upload(request: Request, portal: PortalDep) -> Response:
+    session = portal.session(request)
+    form = await portal.checked_form(request, session)
+    upload = form.get("file")
+    name = str(form.get("name", "")).strip() or getattr(upload, "filename", "") or ""
+    if upload is None or not hasattr(upload, "read") or not name:
+        return await _data_page(portal, request, session, None, None,
+                                portal.catalogues.gettext(session.lang, N_("Choose a file to upload.")), 422)
+
+    async def chunks():
+        while chunk := await upload.read(1 << 20):
+            yield chunk
+
+    try:
+        stored = await portal.api(session).put_stream(f"/v1/data/{quote_path(name)}", chunks())
+    except ApiError as exc:
+        if exc.status >= 500:
+            raise
+        return await _data_page(portal, request, session, None, None, exc.detail, exc.status)
+    return await _data_page(portal, request, session, None, stored, None)
+
+# -- grant ------------------------------------------------------------------------------
+@router.get("/grant")
+async def grant(request: Request, portal: PortalDep, tenant: str | None = None) -> Response:
+    session = portal.session(request)
+    wanted = tenant or (session.subject if session.role == "tenant" else None)  # another's: the API's 404
+    if wanted is None:
+        raise PortalRedirect(f"{PREFIX}/operator")
+    report = await portal.api(session).get("/v1/usage", tenant=wanted)
+    usage = report["tenants"][0]
+    return portal.render(request, "grant.html", session.lang, session, usage=usage,
+                         chart=_chart(portal, usage, session.lang), hours=_hours(usage))
+
+def _hours(usage: dict[str, Any]) -> dict[str, float | None]:
+    used = usage.get("charged_gpu_hours")
+    if used is None:
+        used = sum((usage.get("gpu_seconds_by_model") or {}).values()) / 3600
+    grant_seconds = usage.get("grant_gpu_seconds")
+    granted = usage.get("grant_gpu_hours") or (grant_seconds / 3600 if grant_seconds else None)
+    return {"used": used, "grant": granted, "remaining": None if granted is None else max(granted - used, 0.0)}
+
+def _chart(portal: Portal, usage: dict[str, Any], lang: str) -> Markup | None:
+    if not usage.get("grant_krw") or not usage.get("grant_start") or not usage.get("grant_end"):
+        return None
+    forecast = usage.get("forecast_exhaustion_date")
+    data = BurnDown(start=dt.date.fromisoformat(usage["grant_start"]), end=dt.date.fromisoformat(usage["grant_end"]),
+                    grant_krw=int(usage["grant_krw"]), remaining_krw=int(usage.get("remaining_krw") or 0),
+                    today=kst_today(), forecast=dt.date.fromisoformat(forecast) if forecast else None)
+    t = lambda msgid: portal.catalogues.gettext(lang, msgid)  # noqa: E731
+    labels = {"plan": t(N_("even use")), "actual": t(N_("remaining")), "forecast": t(N_("forecast")),
+              "description": t(N_("Remaining grant in won from the grant's start to its end: even use, "
+                                  "remaining today and the forecast at the current burn rate."))}
+    return Markup(burn_down_svg(data, t(N_("Grant burn-down")), labels, lambda v: i18n.won(v, lang),
+                                i18n.short_date))
+
+# -- models -----------------------------------------------------------------------------
+@router.get("/models")
+async def models(request: Request, portal: PortalDep) -> Response:
+    session = portal.session(request)
+    rows, mlflow_url, problem = [], None, ""
+    if session.role == "tenant":
         try:
-            template = await _template(session, str(form.get("template", "")))
-            result = await portal.api(session).post("/v1/jobs/quote", spec_from_form(template, _text(form)))
-        except FormError as exc:
-            problem = portal.catalogues.gettext(session.lang, exc.msgid) + f" ({exc.field})"
-        except ApiError as exc:
-            if exc.status in (404, 405):  # a control plane without grants in won
-                problem = portal.catalogues.gettext(session.lang, N_("Quotes are not available on this control plane."))
-            else:
-                problem = exc.detail
-        return portal.render(request, "_quote.html", session.lang, session, quote=result, problem=problem)
-
-    @router.post("/jobs/new")
-    async def submit_job(request: Request) -> Response:
-        session = portal.session(request)
-        form = await portal.checked_form(request, session)
-        values = _text(form)
-        name = values.get("template", "")
-        try:
-            template = await _template(session, name)
-            job = await portal.api(session).post("/v1/jobs", spec_from_form(template, values))
-        except (FormError, ApiError) as exc:
-            if isinstance(exc, ApiError) and exc.status not in (403, 409, 413, 422):
-                raise
-            return await _job_form(request, session, name, values, exc, status=422)
-        return RedirectResponse(f"{PREFIX}/jobs/{quote_path(job['id'])}", status_code=303)
-
-    async def _template(session: Session, name: str) -> dict[str, Any]:
-        catalogue = (await portal.api(session).get("/v1/templates"))["templates"]
-        for template in catalogue:
-            if template["name"] == name:
-                return template
-        raise FormError("template", N_("Choose a template."), name)
-
-    @router.get("/jobs/{job_id}")
-    async def job_page(request: Request, job_id: str) -> Response:
-        session = portal.session(request)
-        job = await portal.api(session).get(f"/v1/jobs/{quote_path(job_id)}")
-        logs = await _logs(session, job_id)
-        return portal.render(request, "job.html", session.lang, session, job=job, logs=logs,
-                             terminal=job["status"] in ("SUCCEEDED", "FAILED", "STOPPED"))
-
-    async def _logs(session: Session, job_id: str) -> dict[str, Any]:
-        logs = await portal.api(session).get(f"/v1/jobs/{quote_path(job_id)}/logs")
-        text = logs.get("logs") or ""
-        logs["tail"] = text[-LOG_TAIL_CHARS:]
-        logs["cut"] = len(text) > LOG_TAIL_CHARS
-        return logs
-
-    @router.get("/jobs/{job_id}/log")
-    async def job_log(request: Request, job_id: str) -> Response:
-        """The log panel alone (htmx polls it every 2 s until the job's logs are final)."""
-        session = portal.session(request)
-        job = await portal.api(session).get(f"/v1/jobs/{quote_path(job_id)}")
-        return portal.render(request, "_log.html", session.lang, session, job=job, logs=await _logs(session, job_id),
-                             terminal=job["status"] in ("SUCCEEDED", "FAILED", "STOPPED"))
-
-    @router.post("/jobs/{job_id}/stop")
-    async def stop(request: Request, job_id: str) -> Response:
-        session = portal.session(request)
-        await portal.checked_form(request, session)
-        await portal.api(session).post(f"/v1/jobs/{quote_path(job_id)}/stop")
-        return RedirectResponse(f"{PREFIX}/jobs/{quote_path(job_id)}", status_code=303)
-
-    # -- data -------------------------------------------------------------------------------
-    @router.get("/data")
-    async def data(request: Request, cursor: str | None = None) -> Response:
-        session = portal.session(request)
-        return await _data_page(request, session, cursor, None, None)
-
-    async def _data_page(request: Request, session: Session, cursor: str | None, uploaded: dict | None,
-                         error: str | None, status: int = 200) -> Response:
-        page: dict[str, Any] = {"objects": [], "next_cursor": None}
-        if session.role == "tenant":
-            page = await portal.api(session).get("/v1/data", cursor=cursor, limit=PAGE_SIZE)
-        return portal.render(request, "data.html", session.lang, session, http_status=status, objects=page["objects"],
-                             next_cursor=page.get("next_cursor"), uploaded=uploaded, error=error)
-
-    @router.post("/data")
-    async def upload(request: Request) -> Response:
-        session = portal.session(request)
-        form = await portal.checked_form(request, session)
-        upload = form.get("file")
-        name = str(form.get("name", "")).strip() or getattr(upload, "filename", "") or ""
-        if upload is None or not hasattr(upload, "read") or not name:
-            return await _data_page(request, session, None, None,
-                                    portal.catalogues.gettext(session.lang, N_("Choose a file to upload.")), 422)
-
-        async def chunks():
-            while chunk := await upload.read(1 << 20):
-                yield chunk
-
-        try:
-            stored = await portal.api(session).put_stream(f"/v1/data/{quote_path(name)}", chunks())
-        except ApiError as exc:
-            if exc.status >= 500:
-                raise
-            return await _data_page(request, session, None, None, exc.detail, exc.status)
-        return await _data_page(request, session, None, stored, None)
-
-    # -- grant ------------------------------------------------------------------------------
-    @router.get("/grant")
-    async def grant(request: Request, tenant: str | None = None) -> Response:
-        session = portal.session(request)
-        wanted = tenant or (session.subject if session.role == "tenant" else None)  # another's: the API's 404
-        if wanted is None:
-            raise PortalRedirect(f"{PREFIX}/operator")
-        report = await portal.api(session).get("/v1/usage", tenant=wanted)
-        usage = report["tenants"][0]
-        return portal.render(request, "grant.html", session.lang, session, usage=usage,
-                             chart=_chart(usage, session.lang), hours=_hours(usage))
-
-    def _hours(usage: dict[str, Any]) -> dict[str, float | None]:
-        used = usage.get("charged_gpu_hours")
-        if used is None:
-            used = sum((usage.get("gpu_seconds_by_model") or {}).values()) / 3600
-        grant_seconds = usage.get("grant_gpu_seconds")
-        granted = usage.get("grant_gpu_hours") or (grant_seconds / 3600 if grant_seconds else None)
-        return {"used": used, "grant": granted, "remaining": None if granted is None else max(granted - used, 0.0)}
-
-    def _chart(usage: dict[str, Any], lang: str) -> Markup | None:
-        if not usage.get("grant_krw") or not usage.get("grant_start") or not usage.get("grant_end"):
-            return None
-        forecast = usage.get("forecast_exhaustion_date")
-        data = BurnDown(start=dt.date.fromisoformat(usage["grant_start"]), end=dt.date.fromisoformat(usage["grant_end"]),
-                        grant_krw=int(usage["grant_krw"]), remaining_krw=int(usage.get("remaining_krw") or 0),
-                        today=kst_today(), forecast=dt.date.fromisoformat(forecast) if forecast else None)
-        t = lambda msgid: portal.catalogues.gettext(lang, msgid)  # noqa: E731
-        labels = {"plan": t(N_("even use")), "actual": t(N_("remaining")), "forecast": t(N_("forecast")),
-                  "description": t(N_("Remaining grant in won from the grant's start to its end: even use, "
-                                      "remaining today and the forecast at the current burn rate."))}
-        return Markup(burn_down_svg(data, t(N_("Grant burn-down")), labels, lambda v: i18n.won(v, lang),
-                                    i18n.short_date))
-
-    # -- models -----------------------------------------------------------------------------
-    @router.get("/models")
-    async def models(request: Request) -> Response:
-        session = portal.session(request)
-        rows, mlflow_url, problem = [], None, ""
-        if session.role == "tenant":
-            try:
-                login = await portal.api(session).get("/v1/mlflow/credentials")
-                mlflow_url = login["tracking_uri"].rstrip("/")
-                rows = await _registered_models(request, login)
-            except ApiError as exc:
-                if exc.status not in (404, 503):
-                    raise
-                problem = exc.code
-            except (httpx.HTTPError, ValueError, KeyError) as exc:
-                problem = type(exc).__name__
-        return portal.render(request, "models.html", session.lang, session, models=rows, mlflow_url=mlflow_url,
-                             problem=problem, quote_path=quote_path)
-
-    async def _registered_models(request: Request, login: dict[str, Any]) -> list[dict[str, Any]]:
-        """The tenant's registered models with their champion, read from MLflow with the tenant's own login."""
-        settings = request.app.state.plane.settings
-        base = (getattr(settings, "mlflow_tracking_uri", None) or login["tracking_uri"]).rstrip("/")
-        headers = {"X-MLFLOW-WORKSPACE": login["workspace"]} if login.get("workspace") else {}
-        async with httpx.AsyncClient(timeout=5.0, auth=(login["username"], login["password"])) as http:
-            response = await http.get(f"{base}/api/2.0/mlflow/registered-models/search",
-                                      params={"max_results": 100}, headers=headers)
-            response.raise_for_status()
-        rows = []
-        for model in response.json().get("registered_models", []):
-            aliases = {a["alias"]: a["version"] for a in model.get("aliases", [])}
-            latest = max((int(v["version"]) for v in model.get("latest_versions", [])), default=None)
-            rows.append({"name": model["name"], "champion": aliases.get("champion"), "latest": latest,
-                         "updated": (model.get("last_updated_timestamp") or 0) / 1000 or None})
-        return sorted(rows, key=lambda r: r["name"])
-
-    # -- statements -------------------------------------------------------------------------
-    @router.get("/statements")
-    async def statements(request: Request, month: str | None = None) -> Response:
-        session = portal.session(request)
-        months = months_back(kst_today(), 12)
-        month = month if month in months else months[0]
-        statement, problem = None, ""
-        try:
-            statement = await portal.api(session).get(f"/v1/statements/{month}")
+            login = await portal.api(session).get("/v1/mlflow/credentials")
+            mlflow_url = login["tracking_uri"].rstrip("/")
+            rows = await _registered_models(request, login)
         except ApiError as exc:
             if exc.status not in (404, 503):
                 raise
-            problem = exc.detail
-        return portal.render(request, "statements.html", session.lang, session, months=months, month=month,
-                             statement=statement, problem=problem,
-                             is_operator=session.is_operator)
+            problem = exc.code
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            problem = type(exc).__name__
+    return portal.render(request, "models.html", session.lang, session, models=rows, mlflow_url=mlflow_url,
+                         problem=problem, quote_path=quote_path)
 
-    @router.get("/statements/{month}/download")
-    async def download(request: Request, month: str, format: str = "csv", tenant: str | None = None) -> Response:
-        session = portal.session(request)
-        if format not in ("csv", "xlsx", "pdf"):
-            raise ApiError(404, "not_found", format)
-        answer = await portal.api(session).request("GET", f"/v1/statements/{quote_path(month)}/download",
-                                                   params={"format": format, **({"tenant": tenant} if tenant else {})})
-        headers = {k: v for k, v in answer.headers.items() if k.lower() in ("content-disposition",)}
-        return Response(answer.content, media_type=answer.headers.get("content-type"), headers=headers)
+async def _registered_models(request: Request, login: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tenant's registered models with their champion, read from MLflow with the tenant's own login."""
+    settings = request.app.state.plane.settings
+    base = (getattr(settings, "mlflow_tracking_uri", None) or login["tracking_uri"]).rstrip("/")
+    headers = {"X-MLFLOW-WORKSPACE": login["workspace"]} if login.get("workspace") else {}
+    async with httpx.AsyncClient(timeout=5.0, auth=(login["username"], login["password"])) as http:
+        response = await http.get(f"{base}/api/2.0/mlflow/registered-models/search",
+                                  params={"max_results": 100}, headers=headers)
+        response.raise_for_status()
+    rows = []
+    for model in response.json().get("registered_models", []):
+        aliases = {a["alias"]: a["version"] for a in model.get("aliases", [])}
+        latest = max((int(v["version"]) for v in model.get("latest_versions", [])), default=None)
+        rows.append({"name": model["name"], "champion": aliases.get("champion"), "latest": latest,
+                     "updated": (model.get("last_updated_timestamp") or 0) / 1000 or None})
+    return sorted(rows, key=lambda r: r["name"])
 
-    @router.post("/statements/{month}/close")
-    async def close_month(request: Request, month: str) -> Response:
-        session = portal.session(request)
-        await portal.checked_form(request, session)
-        await portal.api(session).post(f"/v1/statements/{quote_path(month)}/close")
-        return RedirectResponse(f"{PREFIX}/statements?month={quote(month)}", status_code=303)
+# -- statements -------------------------------------------------------------------------
+@router.get("/statements")
+async def statements(request: Request, portal: PortalDep, month: str | None = None) -> Response:
+    session = portal.session(request)
+    months = months_back(kst_today(), 12)
+    month = month if month in months else months[0]
+    statement, problem = None, ""
+    try:
+        statement = await portal.api(session).get(f"/v1/statements/{month}")
+    except ApiError as exc:
+        if exc.status not in (404, 503):
+            raise
+        problem = exc.detail
+    return portal.render(request, "statements.html", session.lang, session, months=months, month=month,
+                         statement=statement, problem=problem,
+                         is_operator=session.is_operator)
 
-    # -- operator ---------------------------------------------------------------------------
-    @router.get("/operator")
-    async def operator(request: Request) -> Response:
-        session = portal.session(request)
-        if session.role == "tenant":
-            raise ApiError(404, "not_found", "operator")
-        api = portal.api(session)
-        report = await api.get("/v1/usage")
-        stopped = (await api.get("/v1/jobs", status="STOPPED", limit=PAGE_SIZE))["jobs"]
-        enforced = [j for j in stopped if "enforcement" in (j.get("message") or "")]
-        alerts, alerts_problem = await _alerts()
-        return portal.render(request, "operator.html", session.lang, session, tenants=report["tenants"],
-                             enforced=enforced, alerts=alerts, alerts_problem=alerts_problem,
-                             prometheus=portal.prometheus_url)
+@router.get("/statements/{month}/download")
+async def download(
+    request: Request, portal: PortalDep, month: str, format: str = "csv", tenant: str | None = None
+) -> Response:
+    session = portal.session(request)
+    if format not in ("csv", "xlsx", "pdf"):
+        raise ApiError(404, "not_found", format)
+    answer = await portal.api(session).request("GET", f"/v1/statements/{quote_path(month)}/download",
+                                               params={"format": format, **({"tenant": tenant} if tenant else {})})
+    headers = {k: v for k, v in answer.headers.items() if k.lower() in ("content-disposition",)}
+    return Response(answer.content, media_type=answer.headers.get("content-type"), headers=headers)
 
-    async def _alerts() -> tuple[list[dict[str, Any]], str]:
-        if not portal.prometheus_url:
-            return [], "unconfigured"
-        try:
-            async with httpx.AsyncClient(timeout=3.0) as http:
-                response = await http.get(portal.prometheus_url.rstrip("/") + "/api/v1/alerts")
-                response.raise_for_status()
-            alerts = response.json()["data"]["alerts"]
-        except (httpx.HTTPError, ValueError, KeyError):
-            return [], "unreachable"
-        return [a for a in alerts if a.get("state") == "firing"], ""
+@router.post("/statements/{month}/close")
+async def close_month(request: Request, portal: PortalDep, month: str) -> Response:
+    session = portal.session(request)
+    await portal.checked_form(request, session)
+    await portal.api(session).post(f"/v1/statements/{quote_path(month)}/close")
+    return RedirectResponse(f"{PREFIX}/statements?month={url_quote(month)}", status_code=303)
 
-    @router.get("/operator/tokens")
-    async def tokens(request: Request) -> Response:
-        session = portal.session(request)
-        if not session.is_operator:
-            raise ApiError(404, "not_found", "tokens")
-        tenants = (await portal.api(session).get("/v1/tenants"))["tenants"]
-        return portal.render(request, "tokens.html", session.lang, session, tenants=tenants, issued=None)
+# -- operator ---------------------------------------------------------------------------
+@router.get("/operator")
+async def operator(request: Request, portal: PortalDep) -> Response:
+    session = portal.session(request)
+    if session.role == "tenant":
+        raise ApiError(404, "not_found", "operator")
+    api = portal.api(session)
+    report = await api.get("/v1/usage")
+    stopped = (await api.get("/v1/jobs", status="STOPPED", limit=PAGE_SIZE))["jobs"]
+    enforced = [j for j in stopped if "enforcement" in (j.get("message") or "")]
+    alerts, alerts_problem = await _alerts(portal)
+    return portal.render(request, "operator.html", session.lang, session, tenants=report["tenants"],
+                         enforced=enforced, alerts=alerts, alerts_problem=alerts_problem,
+                         prometheus=portal.prometheus_url)
 
-    @router.post("/operator/tokens/{subject}")
-    async def rotate(request: Request, subject: str) -> Response:
-        session = portal.session(request)
-        await portal.checked_form(request, session)
-        issued = await portal.api(session).post(f"/v1/tenants/{quote_path(subject)}/token")
-        tenants = (await portal.api(session).get("/v1/tenants"))["tenants"]
-        return portal.render(request, "tokens.html", session.lang, session, tenants=tenants, issued=issued)
+async def _alerts(portal: Portal) -> tuple[list[dict[str, Any]], str]:
+    if not portal.prometheus_url:
+        return [], "unconfigured"
+    try:
+        async with httpx.AsyncClient(timeout=3.0) as http:
+            response = await http.get(portal.prometheus_url.rstrip("/") + "/api/v1/alerts")
+            response.raise_for_status()
+        alerts = response.json()["data"]["alerts"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return [], "unreachable"
+    return [a for a in alerts if a.get("state") == "firing"], ""
 
-    @router.get("/operator/audit")
-    async def audit(request: Request, cursor: str | None = None, tenant: str | None = None) -> Response:
-        session = portal.session(request)
-        if session.role == "tenant":
-            raise ApiError(404, "not_found", "audit")
-        page, problem = {"entries": [], "next_cursor": None}, ""
-        try:
-            page = await portal.api(session).get("/v1/audit", cursor=cursor or None, tenant=tenant or None, limit=PAGE_SIZE)
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
-            problem = exc.detail
-        return portal.render(request, "audit.html", session.lang, session, entries=page["entries"],
-                             next_cursor=page.get("next_cursor"), problem=problem)
+@router.get("/operator/tokens")
+async def tokens(request: Request, portal: PortalDep) -> Response:
+    session = portal.session(request)
+    if not session.is_operator:
+        raise ApiError(404, "not_found", "tokens")
+    tenants = (await portal.api(session).get("/v1/tenants"))["tenants"]
+    return portal.render(request, "tokens.html", session.lang, session, tenants=tenants, issued=None)
 
-    return router
+@router.post("/operator/tokens/{subject}")
+async def rotate(request: Request, portal: PortalDep, subject: str) -> Response:
+    session = portal.session(request)
+    await portal.checked_form(request, session)
+    issued = await portal.api(session).post(f"/v1/tenants/{quote_path(subject)}/token")
+    tenants = (await portal.api(session).get("/v1/tenants"))["tenants"]
+    return portal.render(request, "tokens.html", session.lang, session, tenants=tenants, issued=issued)
+
+@router.get("/operator/audit")
+async def audit(
+    request: Request, portal: PortalDep, cursor: str | None = None, tenant: str | None = None
+) -> Response:
+    session = portal.session(request)
+    if session.role == "tenant":
+        raise ApiError(404, "not_found", "audit")
+    page, problem = {"entries": [], "next_cursor": None}, ""
+    try:
+        page = await portal.api(session).get("/v1/audit", cursor=cursor or None, tenant=tenant or None, limit=PAGE_SIZE)
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        problem = exc.detail
+    return portal.render(request, "audit.html", session.lang, session, entries=page["entries"],
+                         next_cursor=page.get("next_cursor"), problem=problem)
+
 
 
 def _text(form: dict[str, Any]) -> dict[str, str]:
@@ -508,7 +519,7 @@ def _text(form: dict[str, Any]) -> dict[str, str]:
 
 
 def quote_path(value: str) -> str:
-    return quote(value, safe="")
+    return url_quote(value, safe="")
 
 
 def install(app: FastAPI) -> Portal:
@@ -529,6 +540,6 @@ def install(app: FastAPI) -> Portal:
             return response
         return portal.error_page(request, exc)
 
-    app.include_router(make_router(portal))
+    app.include_router(router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="portal-static")
     return portal
