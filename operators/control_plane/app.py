@@ -22,7 +22,7 @@ from operators.control_plane.storage_api import upload_limits
 from operators.control_plane.store import DEFAULT_TOKEN_NAME, JobRow, Store
 from operators.control_plane.tokens import TOKEN_NAME_PATTERN
 from operators.metering import install as install_metering
-from operators.portal.app import install as install_portal
+from operators.portal import app as portal
 from testbed.api import Health, IssuedToken, MlflowLogin, TemplateList, TenantInfo, TenantList
 from testbed.quantities import format_memory
 from testbed.jobs import Job, JobList, JobLogs, JobSpec, JobStatus
@@ -192,5 +192,6 @@ def create_app(
     install_audit(app, plane)  # /v1/audit, named tokens
     install_statements(app, plane.statements)  # /v1/statements
     install_storage(app, plane)  # /v1/packages, /v1/data, /v1/jobs/{id}/outputs
-    install_portal(app)  # /portal: the web pages, through this API in process
+    app.include_router(portal.router)  # /portal: the web pages, through this API in process
+    portal.install(app)  # the portal's sessions, error pages and static files
     return app

@@ -523,7 +523,8 @@ def quote_path(value: str) -> str:
 
 
 def install(app: FastAPI) -> Portal:
-    """Serve the portal from ``app`` (the control plane): pages under /portal, static files under /portal/static."""
+    """The portal's state, error handlers and static files (/portal/static) on ``app`` (the control plane);
+    the app includes :data:`router` (the pages under /portal) beside its API routers."""
     portal = Portal(app)
     app.state.portal = portal
 
@@ -540,6 +541,5 @@ def install(app: FastAPI) -> Portal:
             return response
         return portal.error_page(request, exc)
 
-    app.include_router(router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="portal-static")
     return portal

@@ -187,3 +187,32 @@ def test_a_rotated_token_ends_the_session(noop_plane):
     noop_plane.plane.tokens.clear()
     answer = alice.get("/portal/jobs")
     assert answer.status_code == 303 and answer.headers["location"].startswith("/portal/login")
+
+
+def test_a_pending_job_says_why_it_waits(noop_plane):
+    alice = noop_plane.client(ALICE)
+    jobs = [alice.submit({"entrypoint": "sleep 120"}) for _ in range(5)]  # max_running_jobs: 4
+    waiting = next(j for j in (alice.get_job(j.id) for j in jobs) if j.status.value == "PENDING")
+    assert waiting.message
+    page = login(noop_plane.url, noop_plane.token(ALICE)).get(f"/portal/jobs/{waiting.id}")
+    assert "대기 사유" in page.text and waiting.message.split("\n")[0][:40] in page.text.replace("&#39;", "'")
+
+
+def test_the_operator_issues_a_token_and_closes_a_month(noop_plane):
+    operator = login(noop_plane.url, noop_plane.token("operator"))
+    old = noop_plane.token(ALICE)
+    page = operator.get("/portal/operator/tokens")
+    issued = operator.post(f"/portal/operator/tokens/{ALICE}", data={"csrf": csrf_of(page.text)})
+    token = re.search(r'id="issued-token">([^<]+)<', issued.text).group(1)
+    assert httpx.get(noop_plane.url + "/v1/jobs", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    noop_plane.plane.tokens.clear()
+    assert httpx.get(noop_plane.url + "/v1/jobs", headers={"Authorization": f"Bearer {old}"}).status_code == 401
+    month = re.findall(r'<option value="(\d{4}-\d{2})"', operator.get("/portal/statements").text)[1]  # last month
+    before = operator.get(f"/portal/statements?month={month}").text
+    assert "잠정" in before and "이번 달 마감" in before
+    closed = operator.post(f"/portal/statements/{month}/close", data={"csrf": csrf_of(before)})
+    assert closed.status_code == 303, closed.text
+    after = operator.get(f"/portal/statements?month={month}").text
+    assert "마감됨" in after and "이번 달 마감" not in after
+    company = login(noop_plane.url, token)
+    assert company.post(f"/portal/statements/{month}/close", data={"csrf": csrf_of(company.get("/portal/jobs").text)}).status_code == 403
