@@ -43,19 +43,25 @@ def burn_down_svg(data: BurnDown, title: str, labels: dict[str, str], fmt_won, f
         f'<circle class="actual" cx="{x(today):.1f}" cy="{y(data.remaining_krw):.1f}" r="4"/>',
     ]
     if data.forecast is not None:
-        lines.append(f'<line class="forecast" x1="{x(today):.1f}" y1="{y(data.remaining_krw):.1f}" '
-                     f'x2="{x(data.forecast):.1f}" y2="{y(0):.1f}"/>')
+        lines.append(
+            f'<line class="forecast" x1="{x(today):.1f}" y1="{y(data.remaining_krw):.1f}" '
+            f'x2="{x(data.forecast):.1f}" y2="{y(0):.1f}"/>'
+        )
     text = [
         f'<text x="{PAD_LEFT - 6}" y="{y(top) + 4:.1f}" text-anchor="end">{escape(fmt_won(top))}</text>',
         f'<text x="{PAD_LEFT - 6}" y="{y(0) + 4:.1f}" text-anchor="end">0</text>',
         f'<text x="{PAD_LEFT}" y="{HEIGHT - 6}">{escape(fmt_date(data.start))}</text>',
         f'<text x="{WIDTH - PAD_RIGHT}" y="{HEIGHT - 6}" text-anchor="end">{escape(fmt_date(data.end))}</text>',
     ]
-    legend = (f'<text class="legend-plan" x="{PAD_LEFT + 8}" y="16">— {escape(labels["plan"])}</text>'
-              f'<text class="legend-actual" x="{PAD_LEFT + 170}" y="16">— {escape(labels["actual"])}</text>'
-              f'<text class="legend-forecast" x="{PAD_LEFT + 340}" y="16">- - {escape(labels["forecast"])}</text>')
+    legend = (
+        f'<text class="legend-plan" x="{PAD_LEFT + 8}" y="16">— {escape(labels["plan"])}</text>'
+        f'<text class="legend-actual" x="{PAD_LEFT + 170}" y="16">— {escape(labels["actual"])}</text>'
+        f'<text class="legend-forecast" x="{PAD_LEFT + 340}" y="16">- - {escape(labels["forecast"])}</text>'
+    )
     description = escape(labels["description"])
-    return (f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="chart-title chart-desc" '
-            f'preserveAspectRatio="xMidYMid meet" xmlns="http://www.w3.org/2000/svg">'
-            f'<title id="chart-title">{escape(title)}</title><desc id="chart-desc">{description}</desc>'
-            f'{"".join(lines)}{"".join(text)}{legend}</svg>')
+    return (
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="chart-title chart-desc" '
+        f'preserveAspectRatio="xMidYMid meet" xmlns="http://www.w3.org/2000/svg">'
+        f'<title id="chart-title">{escape(title)}</title><desc id="chart-desc">{description}</desc>'
+        f"{''.join(lines)}{''.join(text)}{legend}</svg>"
+    )

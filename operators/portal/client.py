@@ -58,8 +58,9 @@ class Api:
         return (await self.request("POST", path, json=body)).json()
 
     async def put_stream(self, path: str, chunks: AsyncIterator[bytes]) -> Any:
-        return (await self.request("PUT", path, content=chunks,
-                                   headers={"Content-Type": "application/octet-stream"})).json()
+        return (
+            await self.request("PUT", path, content=chunks, headers={"Content-Type": "application/octet-stream"})
+        ).json()
 
 
 def internal_client(app: Any) -> httpx.AsyncClient:

@@ -56,11 +56,20 @@ def template_fields(template: dict[str, Any], values: dict[str, str] | None = No
             widget = "number"
         else:
             widget = "text"
-        fields.append(Field(
-            name=name, kind=widget, label=name, help=param.get("help", ""), value="" if shown is None else shown,
-            required=param.get("default") is None, step="1" if kind == "int" else "any",
-            minimum=param.get("minimum"), maximum=param.get("maximum"), choices=param.get("choices"),
-        ))
+        fields.append(
+            Field(
+                name=name,
+                kind=widget,
+                label=name,
+                help=param.get("help", ""),
+                value="" if shown is None else shown,
+                required=param.get("default") is None,
+                step="1" if kind == "int" else "any",
+                minimum=param.get("minimum"),
+                maximum=param.get("maximum"),
+                choices=param.get("choices"),
+            )
+        )
     return fields
 
 

@@ -42,7 +42,9 @@ def read_catalogue(lang: str) -> dict[str, str]:
 class Catalogues:
     """Both languages' messages, loaded once."""
 
-    messages: dict[str, dict[str, str]] = field(default_factory=lambda: {lang: read_catalogue(lang) for lang in LANGUAGES})
+    messages: dict[str, dict[str, str]] = field(
+        default_factory=lambda: {lang: read_catalogue(lang) for lang in LANGUAGES}
+    )
     missing: set[tuple[str, str]] = field(default_factory=set)
 
     def gettext(self, lang: str, msgid: str) -> str:

@@ -44,10 +44,17 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="tb-bench-portal-", dir="/tmp"))
     try:
         stack, [tenant] = stack_with_tenants(home, 1, {"max_running_jobs": 10_000})
-        app = create_app(ControlPlaneSettings(
-            stack_file=stack, database_url=f"sqlite:///{home / 'cp.db'}", backend="noop",
-            mlflow_tracking_uri="http://127.0.0.1:1", storage_path=str(home / "storage"),
-            credentials_dir=home / "credentials", max_queued_jobs_per_tenant=args.jobs + 10))
+        app = create_app(
+            ControlPlaneSettings(
+                stack_file=stack,
+                database_url=f"sqlite:///{home / 'cp.db'}",
+                backend="noop",
+                mlflow_tracking_uri="http://127.0.0.1:1",
+                storage_path=str(home / "storage"),
+                credentials_dir=home / "credentials",
+                max_queued_jobs_per_tenant=args.jobs + 10,
+            )
+        )
         with serve_in_thread(app) as url:
             token = (home / "credentials" / f"{tenant}.token").read_text().strip()
             headers = {"Authorization": f"Bearer {token}"}

@@ -41,11 +41,21 @@ def chromium(download_dir: Path) -> Iterator["object"]:
     SeleniumManager.binary_paths = refuse  # type: ignore[method-assign]
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,900",
-                "--lang=ko-KR", "--no-first-run", "--disable-extensions", "--disable-background-networking"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1280,900",
+        "--lang=ko-KR",
+        "--no-first-run",
+        "--disable-extensions",
+        "--disable-background-networking",
+    ):
         options.add_argument(arg)
-    options.add_experimental_option("prefs", {"download.default_directory": str(download_dir),
-                                              "download.prompt_for_download": False})
+    options.add_experimental_option(
+        "prefs", {"download.default_directory": str(download_dir), "download.prompt_for_download": False}
+    )
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
     try:
         driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(download_dir)})
@@ -57,8 +67,10 @@ def chromium(download_dir: Path) -> Iterator["object"]:
 
 
 def set_width(driver, width: int, height: int = 900) -> None:
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600})
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600},
+    )
 
 
 def wait_until(check: Callable[[], object], timeout: float, what: str, every: float = 0.25) -> object:
@@ -116,13 +128,17 @@ def axe_violations(driver) -> list[str]:
         "const done = arguments[arguments.length - 1];"
         "axe.run(document, {runOnly: {type: 'tag', values: arguments[0]}})"
         ".then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, targets: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))))"
-        ".catch(e => done([{id: 'axe-error', impact: 'critical', targets: [String(e)]}]));", WCAG_TAGS)
+        ".catch(e => done([{id: 'axe-error', impact: 'critical', targets: [String(e)]}]));",
+        WCAG_TAGS,
+    )
     return [f"{v['impact']}: {v['id']} at {v['targets']}" for v in result if v["impact"] in BLOCKING]
 
 
 def active(driver) -> dict:
-    return driver.execute_script("const e = document.activeElement; return {tag: e.tagName, id: e.id, text: e.textContent.trim(), "
-                                 "href: e.getAttribute('href') || ''};")
+    return driver.execute_script(
+        "const e = document.activeElement; return {tag: e.tagName, id: e.id, text: e.textContent.trim(), "
+        "href: e.getAttribute('href') || ''};"
+    )
 
 
 def tab_to(driver, matches: Callable[[dict], bool], what: str, limit: int = 80) -> None:

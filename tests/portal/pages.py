@@ -28,8 +28,12 @@ class _VisibleText(HTMLParser):
         if tag in VOID:
             return
         a = dict(attrs)
-        exempt = (tag in SKIP_TAGS or a.get("translate") == "no" or (a.get("lang") not in (None, self.lang))
-                  or (self.stack and self.stack[-1]))
+        exempt = (
+            tag in SKIP_TAGS
+            or a.get("translate") == "no"
+            or (a.get("lang") not in (None, self.lang))
+            or (self.stack and self.stack[-1])
+        )
         self.stack.append(bool(exempt))
 
     def handle_endtag(self, tag):

@@ -35,8 +35,10 @@ from tests.portal.browser import (
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-                       reason="needs Debian's chromium and chromium-driver (make system-deps)"),
+    pytest.mark.skipif(
+        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+        reason="needs Debian's chromium and chromium-driver (make system-deps)",
+    ),
 ]
 
 ALICE = "changwon-precision"
@@ -118,8 +120,9 @@ def register_champion(testbed, tenant: str) -> None:
 def ime_compose_then_enter(driver) -> None:
     """Compose Korean in the focused field through the DevTools protocol and press Enter mid-composition."""
     for partial in ("ㅎ", "하", "한"):
-        driver.execute_cdp_cmd("Input.imeSetComposition", {"text": partial, "selectionStart": len(partial),
-                                                           "selectionEnd": len(partial)})
+        driver.execute_cdp_cmd(
+            "Input.imeSetComposition", {"text": partial, "selectionStart": len(partial), "selectionEnd": len(partial)}
+        )
     for kind in ("rawKeyDown", "char", "keyUp"):
         event = {"type": kind, "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13, "nativeVirtualKeyCode": 13}
         if kind == "char":
@@ -130,10 +133,14 @@ def ime_compose_then_enter(driver) -> None:
 def test_the_layout_and_axe_checks_can_fail(browser):
     """The checks themselves: a page that overflows, overlaps and lacks a label is caught."""
     driver = browser
-    driver.get("data:text/html;charset=utf-8," + quote(
-        '<html lang="ko"><body><p style="position:absolute;top:0;left:0">겹침 하나</p>'
-        '<p style="position:absolute;top:0;left:0">겹침 둘</p><div style="width:2000px">넓음</div>'
-        '<input type="text"><img src="x.png"></body></html>'))
+    driver.get(
+        "data:text/html;charset=utf-8,"
+        + quote(
+            '<html lang="ko"><body><p style="position:absolute;top:0;left:0">겹침 하나</p>'
+            '<p style="position:absolute;top:0;left:0">겹침 둘</p><div style="width:2000px">넓음</div>'
+            '<input type="text"><img src="x.png"></body></html>'
+        )
+    )
     set_width(driver, 320)
     problems = layout_problems(driver)
     assert any(p.startswith("page scrolls sideways") for p in problems)
@@ -195,11 +202,14 @@ def test_company_submits_a_job_with_the_keyboard_and_downloads_its_statement(bro
     def final_log():
         state = driver.find_element(By.CSS_SELECTOR, "#log .log-state").text
         return "최종 로그" in state and state
+
     state = wait_until(final_log, 150, "the job to finish in the live log", every=1.0)
     assert "성공" in state, (state, driver.find_element(By.ID, "log-text").text[-2000:])
     log = driver.find_element(By.ID, "log-text")
     assert "final_loss=" in log.text
-    scrolled = driver.execute_script("const p = arguments[0]; return p.scrollTop + p.clientHeight >= p.scrollHeight - 2;", log)
+    scrolled = driver.execute_script(
+        "const p = arguments[0]; return p.scrollTop + p.clientHeight >= p.scrollHeight - 2;", log
+    )
     assert scrolled, "the log is not scrolled to its end"
 
     # its charge (the API's own figure, shown in won)
@@ -211,7 +221,11 @@ def test_company_submits_a_job_with_the_keyboard_and_downloads_its_statement(bro
     driver.get(testbed.control_plane_url + "/portal/models")
     champion = driver.find_element(By.CSS_SELECTOR, ".champion").text
     assert champion == f"v{STATE['champion']}"
-    assert driver.find_element(By.LINK_TEXT, MODEL).get_attribute("href").startswith(alice.mlflow_credentials().tracking_uri)
+    assert (
+        driver.find_element(By.LINK_TEXT, MODEL)
+        .get_attribute("href")
+        .startswith(alice.mlflow_credentials().tracking_uri)
+    )
 
     # its statement: the navigation and the download with the keyboard alone
     tab_to(driver, lambda e: e["href"].endswith("/portal/statements"), "the Statements link")
@@ -220,7 +234,9 @@ def test_company_submits_a_job_with_the_keyboard_and_downloads_its_statement(bro
     assert "잠정" in driver.find_element(By.TAG_NAME, "main").text  # the open month is provisional
     tab_to(driver, lambda e: e["id"] == f"download-csv-{ALICE}", "the CSV download link")
     press(driver, Keys.ENTER)
-    csv_file = wait_until(lambda: next((p for p in downloads.glob("statement-*.csv")), None), 20, "the statement download")
+    csv_file = wait_until(
+        lambda: next((p for p in downloads.glob("statement-*.csv")), None), 20, "the statement download"
+    )
     text = csv_file.read_bytes()
     assert text.startswith(b"\xef\xbb\xbf") and ALICE.encode() in text
 
@@ -232,8 +248,13 @@ def test_another_company_sees_none_of_it(browser, testbed):
     job_id = company_job(testbed)
     log_in(driver, testbed, testbed.tokens[BOB])
     assert job_id not in driver.find_element(By.TAG_NAME, "main").text
-    for path in (f"/portal/jobs/{job_id}", f"/portal/jobs/{job_id}/log", f"/portal/grant?tenant={ALICE}",
-                 f"/portal/statements/{this_month()}/download?format=csv&tenant={ALICE}", "/portal/operator"):
+    for path in (
+        f"/portal/jobs/{job_id}",
+        f"/portal/jobs/{job_id}/log",
+        f"/portal/grant?tenant={ALICE}",
+        f"/portal/statements/{this_month()}/download?format=csv&tenant={ALICE}",
+        "/portal/operator",
+    ):
         driver.get(portal_url(testbed, path))
         main = driver.find_element(By.TAG_NAME, "main").text
         assert driver.find_element(By.TAG_NAME, "h1").text == "찾을 수 없음", path
@@ -262,10 +283,21 @@ def test_the_operator_sees_both(browser, testbed):
     assert driver.find_element(By.TAG_NAME, "h1").text.endswith(alice_job)
 
 
-COMPANY_PAGES = ["/portal/jobs", "/portal/jobs/new?template=tabular-quality", "/portal/grant", "/portal/models",
-                 "/portal/statements", "/portal/data"]
-OPERATOR_PAGES = ["/portal/operator", "/portal/jobs", "/portal/operator/tokens", "/portal/statements",
-                  "/portal/operator/audit"]
+COMPANY_PAGES = [
+    "/portal/jobs",
+    "/portal/jobs/new?template=tabular-quality",
+    "/portal/grant",
+    "/portal/models",
+    "/portal/statements",
+    "/portal/data",
+]
+OPERATOR_PAGES = [
+    "/portal/operator",
+    "/portal/jobs",
+    "/portal/operator/tokens",
+    "/portal/statements",
+    "/portal/operator/audit",
+]
 
 
 @pytest.mark.parametrize("lang", ["ko", "en"])
@@ -273,8 +305,10 @@ def test_pages_fit_320_and_1280_px_and_pass_axe(browser, testbed, lang):
     driver = browser
     folder = screenshot_dir()
     problems: list[str] = []
-    for role, token, pages in (("company", testbed.tokens[ALICE], [*COMPANY_PAGES, f"/portal/jobs/{company_job(testbed)}"]),
-                               ("operator", testbed.operator_token, OPERATOR_PAGES)):
+    for role, token, pages in (
+        ("company", testbed.tokens[ALICE], [*COMPANY_PAGES, f"/portal/jobs/{company_job(testbed)}"]),
+        ("operator", testbed.operator_token, OPERATOR_PAGES),
+    ):
         log_in(driver, testbed, token, lang=lang)
         for path in pages:
             driver.get(portal_url(testbed, path))

@@ -16,10 +16,23 @@ from tests.portal.pages import csrf_of, login, untranslated
 
 ALICE = "changwon-precision"
 BOB = "gimhae-robotics"
-COMPANY_PAGES = ["/portal/jobs", "/portal/jobs/new", "/portal/jobs/new?template=smoke", "/portal/data", "/portal/grant",
-                 "/portal/models", "/portal/statements"]
-OPERATOR_PAGES = ["/portal/operator", "/portal/jobs", "/portal/operator/tokens", "/portal/statements",
-                  "/portal/operator/audit", f"/portal/grant?tenant={ALICE}"]
+COMPANY_PAGES = [
+    "/portal/jobs",
+    "/portal/jobs/new",
+    "/portal/jobs/new?template=smoke",
+    "/portal/data",
+    "/portal/grant",
+    "/portal/models",
+    "/portal/statements",
+]
+OPERATOR_PAGES = [
+    "/portal/operator",
+    "/portal/jobs",
+    "/portal/operator/tokens",
+    "/portal/statements",
+    "/portal/operator/audit",
+    f"/portal/grant?tenant={ALICE}",
+]
 
 
 def test_every_msgid_is_translated_in_both_catalogues():
@@ -35,7 +48,9 @@ def test_a_missing_translation_is_caught(tmp_path, monkeypatch):
     (tmp_path / "ko" / "LC_MESSAGES").mkdir(parents=True)
     (tmp_path / "ko" / "LC_MESSAGES" / "messages.po").write_text(cut, encoding="utf-8")
     (tmp_path / "en" / "LC_MESSAGES").mkdir(parents=True)
-    (tmp_path / "en" / "LC_MESSAGES" / "messages.po").write_text(i18n.po_path("en").read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "en" / "LC_MESSAGES" / "messages.po").write_text(
+        i18n.po_path("en").read_text(encoding="utf-8"), encoding="utf-8"
+    )
     monkeypatch.setattr(i18n, "LOCALE_DIR", tmp_path)
     assert missing()["ko"] == ["Submit job"]
     catalogues = i18n.Catalogues()
@@ -43,9 +58,9 @@ def test_a_missing_translation_is_caught(tmp_path, monkeypatch):
 
 
 def test_untranslated_text_is_detected():
-    assert untranslated('<p>작업 <b>Jobs</b></p>', "ko") == ["Jobs"]
+    assert untranslated("<p>작업 <b>Jobs</b></p>", "ko") == ["Jobs"]
     assert untranslated('<p translate="no">job-123 Running</p><p>CSV</p>', "ko") == []
-    assert untranslated('<p>작업</p>', "en") == ["작업"]
+    assert untranslated("<p>작업</p>", "en") == ["작업"]
 
 
 def test_money_dates_and_times_as_koreans_write_them():
@@ -95,8 +110,12 @@ def test_login_cookie_is_httponly_strict_and_a_bad_token_is_refused(noop_plane):
 def test_every_form_needs_the_csrf_token(noop_plane):
     client = login(noop_plane.url, noop_plane.token(ALICE))
     job = noop_plane.client(ALICE).submit({"entrypoint": "sleep 60"})
-    for path, data in ((f"/portal/jobs/{job.id}/stop", {}), ("/portal/jobs/new", {"template": "smoke"}),
-                       ("/portal/logout", {}), ("/portal/jobs/quote", {"template": "smoke"})):
+    for path, data in (
+        (f"/portal/jobs/{job.id}/stop", {}),
+        ("/portal/jobs/new", {"template": "smoke"}),
+        ("/portal/logout", {}),
+        ("/portal/jobs/quote", {"template": "smoke"}),
+    ):
         assert client.post(path, data={**data, "csrf": "forged"}).status_code == 403, path
         assert client.post(path, data=data).status_code == 403, path
     assert noop_plane.client(ALICE).get_job(job.id).status.value == "RUNNING"  # the forged stop did nothing
@@ -116,9 +135,17 @@ def test_another_companys_job_is_a_404_as_on_the_api(noop_plane):
         assert answer.status_code == unknown.status_code == 404, path
         assert answer.text.replace(job.id, "X") == unknown.text.replace("job-doesnotexist", "X"), path
     assert job.id not in bob.get("/portal/jobs").text
-    assert bob.post(f"/portal/jobs/{job.id}/stop", data={"csrf": csrf_of(bob.get("/portal/jobs/new").text)}).status_code == 404
+    assert (
+        bob.post(f"/portal/jobs/{job.id}/stop", data={"csrf": csrf_of(bob.get("/portal/jobs/new").text)}).status_code
+        == 404
+    )
     assert noop_plane.client(ALICE).get_job(job.id).status.value == "RUNNING"
-    for path in ("/portal/operator", "/portal/operator/tokens", "/portal/operator/audit", f"/portal/grant?tenant={ALICE}"):
+    for path in (
+        "/portal/operator",
+        "/portal/operator/tokens",
+        "/portal/operator/audit",
+        f"/portal/grant?tenant={ALICE}",
+    ):
         answer = bob.get(path)
         main = answer.text.split("<main", 1)[1].split("</main>", 1)[0]
         assert answer.status_code == 404 and ALICE not in main, path
@@ -150,8 +177,9 @@ def test_submit_through_the_form_with_korean_text_and_get_a_quote(noop_plane):
 def test_upload_data_through_the_form(noop_plane):
     alice = login(noop_plane.url, noop_plane.token(ALICE))
     csrf = csrf_of(alice.get("/portal/data").text)
-    answer = alice.post("/portal/data", data={"csrf": csrf, "name": "batches.csv"},
-                        files={"file": ("b.csv", b"a,b\n1,2\n", "text/csv")})
+    answer = alice.post(
+        "/portal/data", data={"csrf": csrf, "name": "batches.csv"}, files={"file": ("b.csv", b"a,b\n1,2\n", "text/csv")}
+    )
     assert answer.status_code == 200 and "batches.csv" in answer.text
     assert [o.name for o in noop_plane.client(ALICE).list_data().objects] == ["batches.csv"]
 
@@ -215,4 +243,9 @@ def test_the_operator_issues_a_token_and_closes_a_month(noop_plane):
     after = operator.get(f"/portal/statements?month={month}").text
     assert "마감됨" in after and "이번 달 마감" not in after
     company = login(noop_plane.url, token)
-    assert company.post(f"/portal/statements/{month}/close", data={"csrf": csrf_of(company.get("/portal/jobs").text)}).status_code == 403
+    assert (
+        company.post(
+            f"/portal/statements/{month}/close", data={"csrf": csrf_of(company.get("/portal/jobs").text)}
+        ).status_code
+        == 403
+    )
