@@ -19,7 +19,8 @@ from typing import Any, Iterable
 from sqlalchemy import Connection, Float, Integer, String, Text, insert, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from operators.control_plane.store import DIALECT_INSERTS, Base, Store
+from operators.control_plane.db.models import Base
+from operators.control_plane.db.store import DIALECT_INSERTS, Store
 from testbed.audit import AuditEntry, AuditProblem, AuditVerification
 
 GENESIS_HASH = "0" * 64

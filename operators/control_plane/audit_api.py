@@ -13,8 +13,9 @@ from fastapi import Depends, FastAPI, Path, Query
 
 from operators.control_plane import audit
 from operators.control_plane.auth import Principal, principal_from_request
+from testbed.errors import ErrorCode
 from operators.control_plane.errors import ServiceError, error_responses
-from operators.control_plane.store import TokenRow
+from operators.control_plane.db.models import TokenRow
 from operators.control_plane.tokens import TOKEN_NAME_PATTERN
 from testbed.api import TokenInfo, TokenList
 from testbed.audit import AuditPage, AuditVerification
@@ -37,7 +38,7 @@ def token_info(row: TokenRow) -> TokenInfo:
 
 def require_operator(caller: Principal) -> None:
     if not caller.is_operator:
-        raise ServiceError(403, "forbidden", "only the operator token reads the audit trail")
+        raise ServiceError(ErrorCode.FORBIDDEN, "only the operator token reads the audit trail")
 
 
 def install(app: FastAPI, plane) -> None:

@@ -13,7 +13,8 @@ from typing import Any
 
 from operators.control_plane import audit
 from operators.control_plane.audit import AuditKind
-from operators.control_plane.store import JobRow, Store
+from operators.control_plane.db.models import JobRow
+from operators.control_plane.db.store import Store
 from testbed.config import StackConfig
 
 

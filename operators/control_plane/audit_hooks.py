@@ -2,6 +2,7 @@
 
 - every money-ledger entry (hold, charge, release, opening, adjustment) gets a ``ledger.<kind>`` row,
   whichever code path inserts it, and names the token that acted (``actor``) when a request is behind it;
+- a job record written (admission) gets a ``job.admitted`` row naming the token;
 - a job stopped by enforcement (the reconciler: max run time, grant exhausted, period ended) gets an
   ``enforcement.stop`` row with the reason; a job stopped through the API a ``job.stopped`` row naming the token.
 
@@ -19,8 +20,8 @@ from sqlalchemy.orm import attributes
 
 from operators.control_plane import audit
 from operators.control_plane.audit import AuditKind
-from operators.control_plane.money import MoneyLedgerRow
-from operators.control_plane.store import JobRow
+from operators.control_plane.audit_config import admission_detail
+from operators.control_plane.db.models import JobRow, MoneyLedgerRow
 
 current_actor: ContextVar[str | None] = ContextVar("testbed_actor", default=None)
 ACTOR_CHARS = 64  # money_ledger.actor
@@ -63,9 +64,15 @@ def _job_stop(_mapper: Any, connection: Any, row: JobRow) -> None:
                      detail={"status": row.status})
 
 
+def _job_admitted(_mapper: Any, connection: Any, row: JobRow) -> None:
+    audit.append(connection, AuditKind.JOB_ADMITTED, tenant=row.tenant, actor=current_actor.get(), job_id=row.id,
+                 at=row.submitted_at, detail=admission_detail(row))
+
+
 def install() -> None:
     """Listen once per process (mapper events are global to the mapped class)."""
     if not event.contains(MoneyLedgerRow, "after_insert", _ledger_audit):
         event.listen(MoneyLedgerRow, "before_insert", _ledger_actor)
         event.listen(MoneyLedgerRow, "after_insert", _ledger_audit)
         event.listen(JobRow, "after_update", _job_stop)
+        event.listen(JobRow, "after_insert", _job_admitted)

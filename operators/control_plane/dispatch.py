@@ -33,14 +33,15 @@ from operators.control_plane.backends.base import (
     RuntimeEnv,
 )
 from operators.control_plane.errors import ServiceError
-from operators.control_plane.lease import RECONCILER, Lease
-from operators.control_plane.money import MoneyLedger
-from operators.control_plane.store import JobRow, Store
+from operators.control_plane.db.lease import RECONCILER, Lease
+from operators.control_plane.db.money import MoneyLedger
+from operators.control_plane.db.store import JobRow, Store
 from testbed import jobs as J
 from testbed.config import Tenant
 from testbed.jobs import JobSpec, JobStatus
 from testbed.settings import ControlPlaneSettings
 from testbed.storage import DATA, JOBS, PACKAGES, package_file, package_sha256, tenant_path
+from testbed.errors import ErrorCode
 
 log = logging.getLogger("testbed.control_plane")
 
@@ -49,6 +50,7 @@ log = logging.getLogger("testbed.control_plane")
 START_OBSERVATION_SLACK_SECONDS = 2.0
 SYNC_BATCH = 16  # job updates per sync transaction
 START_WATCH_INTERVAL_SECONDS = 0.05  # how often jobs about to start are looked at
+RESTOP_SECONDS = 10.0  # a job the reconciler must stop (max run time, grant) is asked again after this long
 
 
 def launch_request(row: JobRow, settings: ControlPlaneSettings,
@@ -134,6 +136,7 @@ class Dispatcher:
         self.settings = settings
         self.money = money
         self.charged_at: float | None = None  # when this replica last charged running jobs
+        self.on_round: list[Callable[[], Any]] = []  # called about every second by the sync thread of every replica
         self.mlflow_env = mlflow_env
         self.tenants = tenants
         self.store = store
@@ -171,7 +174,15 @@ class Dispatcher:
         last_full = 0.0
         watching_starts = False
         interval = self.settings.sync_interval_seconds
+        hooks_at = 0.0
         while not self._stopping.wait(START_WATCH_INTERVAL_SECONDS if watching_starts else interval):
+            if time.monotonic() - hooks_at >= 1.0:  # every replica, lease or not (e.g. the stack file's reload)
+                hooks_at = time.monotonic()
+                for hook in self.on_round:
+                    try:
+                        hook()
+                    except Exception:
+                        log.exception("sync hook failed")
             if not self.lease.holding:
                 watching_starts = False
                 continue
@@ -223,11 +234,13 @@ class Dispatcher:
         running = self.store.list_jobs(status=JobStatus.RUNNING)
         stops, warnings = self.money.verdicts(running, now)
         for row in running:
+            if row.id in stops and row.stop_requested_at is not None and now - row.stop_requested_at < RESTOP_SECONDS:
+                continue  # asked already: the backend is stopping it (asked again if it has not after a while)
             if row.id in stops:
                 try:
                     self.stop(row, reason=stops[row.id])
                 except ServiceError as exc:
-                    log.warning("cannot stop %s (%s): %s", row.id, stops[row.id], exc.detail)
+                    log.warning("cannot stop %s (%s): %s", row.id, stops[row.id], exc.message)
             elif row.id in warnings and row.message != warnings[row.id]:
                 self.store.update_job(row.id, message=warnings[row.id])
 
@@ -330,7 +343,7 @@ class Dispatcher:
             if row.terminal:
                 return row
             if not row.dispatched:
-                return self._stopped(row, "stopped while queued: it never reached the backend")
+                return self._stopped(row, reason or "stopped while queued: it never reached the backend")
         # Recorded first, with the output so far: any replica then reports it STOPPED with its logs.
         self.store.update_job(row.id, stop_requested_at=time.time(), logs=self._final_logs(row),
                               **({"message": reason} if reason else {}))
@@ -339,7 +352,7 @@ class Dispatcher:
         except JobNotFound:
             pass
         except BackendError as exc:
-            raise ServiceError(503, "backend_unavailable", str(exc)) from None
+            raise ServiceError(ErrorCode.BACKEND_UNAVAILABLE, str(exc)) from None
         row = self.refresh(self.store.get_job(row.id) or row)
         if row.terminal:
             return row

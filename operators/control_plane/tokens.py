@@ -21,8 +21,10 @@ from operators.control_plane import audit
 from operators.control_plane.audit import AuditKind
 from operators.control_plane.auth import MONITORING, OPERATOR, Principal, Role, TokenCache, hash_token
 from operators.control_plane.errors import ServiceError, not_found
-from operators.control_plane.store import DEFAULT_TOKEN_NAME, Store, TokenRow
+from operators.control_plane.db.models import DEFAULT_TOKEN_NAME, TokenRow
+from operators.control_plane.db.store import Store
 from testbed.secrets import write_secret
+from testbed.errors import ErrorCode
 
 TOKEN_PREFIX = "tbt_"
 
@@ -63,7 +65,7 @@ def issue_token(store: Store, subject: str, name: str = DEFAULT_TOKEN_NAME, acto
 
 def check_token_name(name: str) -> str:
     if not _TOKEN_NAME.match(name):
-        raise ServiceError(422, "invalid_spec", f"token name {name[:80]!r}: use 1-64 letters, digits, '.', '_', '@' "
+        raise ServiceError(ErrorCode.INVALID_SPEC, f"token name {name[:80]!r}: use 1-64 letters, digits, '.', '_', '@' "
                                                 "or '-', starting with a letter or digit")
     return name
 
@@ -141,11 +143,11 @@ class TokenIssuer:
     def _check_subject(self, principal: Principal, subject: str, name: str, issuing: bool = True) -> None:
         check_token_name(name)
         if not principal.is_operator:
-            raise ServiceError(403, "forbidden", "only the operator token can issue, list or revoke tokens")
+            raise ServiceError(ErrorCode.FORBIDDEN, "only the operator token can issue, list or revoke tokens")
         if issuing and subject == OPERATOR and self.operator_token_sha256 is not None and name == DEFAULT_TOKEN_NAME:
-            raise ServiceError(403, "forbidden", "this region's operator token comes from its Pulumi stack (output "
+            raise ServiceError(ErrorCode.FORBIDDEN, "this region's operator token comes from its Pulumi stack (output "
                                "operator_token); rotate it there, e.g. `pulumi up --replace <the token's URN>`")
         if subject == MONITORING:
-            raise ServiceError(403, "forbidden", "the monitoring token comes from the Pulumi stack; rotate it there")
+            raise ServiceError(ErrorCode.FORBIDDEN, "the monitoring token comes from the Pulumi stack; rotate it there")
         if subject != OPERATOR and subject not in self.tenants:
             raise not_found(f"tenant {subject!r} in region {self.region!r}")

@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from operators.control_plane.auth import Principal, principal_from_request
+from testbed.errors import ErrorCode
 from operators.control_plane.errors import ServiceError, error_responses
 from operators.statements.export import ExportError, to_csv, to_pdf, to_xlsx
 from operators.statements.months import Statements
@@ -43,7 +44,7 @@ def render(statement: Statement, fmt: str) -> tuple[bytes, str]:
     if fmt == "xlsx":
         return to_xlsx(statement.tenants, when, f"{month} statement"), f"statement-{month}{suffix}.xlsx"
     if len(statement.tenants) != 1:
-        raise ServiceError(422, "invalid_spec", "query.tenant: a PDF statement is one tenant's: name it with ?tenant=ID")
+        raise ServiceError(ErrorCode.INVALID_SPEC, "query.tenant: a PDF statement is one tenant's: name it with ?tenant=ID")
     [one] = statement.tenants
     return to_pdf(one, when), f"statement-{month}-{one.tenant}{suffix}.pdf"
 
@@ -72,5 +73,5 @@ def install(app: FastAPI, statements: Statements) -> None:
         try:
             data, name = await run_in_threadpool(render, statement, format)
         except ExportError as exc:
-            raise ServiceError(503, "export_unavailable", str(exc)) from None
+            raise ServiceError(ErrorCode.EXPORT_UNAVAILABLE, str(exc)) from None
         return Response(data, media_type=MEDIA[format], headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -19,9 +19,10 @@ from testbed.config import StackConfig, Tenant
 from testbed.money import LedgerEntry, LedgerKind, kst_month, round_half_up
 from testbed.statements import FINAL, PROVISIONAL, TOTAL, StatementRow, TenantStatement
 
-COST_KINDS = (LedgerKind.CHARGE, LedgerKind.ADJUSTMENT)  # what consumes a grant; holds and releases do not
+COST_KINDS = (LedgerKind.OPENING, LedgerKind.CHARGE, LedgerKind.ADJUSTMENT)  # what a grant is charged; not holds, releases
 FUNDING_ORDER = ("national", "local", "self")
 HOURS = Decimal("0.001")
+DEFAULT_VAT_RATE = "0.1"  # a stack file without testbed:budget (the money contract's default)
 NO_POOL = "adjustment"  # the pool column of an adjustment that names no pool
 
 
@@ -90,7 +91,8 @@ def funding_shares(tenant: Tenant) -> list[tuple[str, Fraction]]:
 def tenant_statement(stack: StackConfig, tenant: Tenant, month: str, entries: Iterable[LedgerEntry],
                      closes: Mapping[str, int], provisional: bool) -> TenantStatement:
     """The tenant's statement for ``month`` from all its ledger entries (any month: the grant remaining needs them)."""
-    vat_rate = Fraction(str(stack.budget.vat_rate))
+    vat_text = str(stack.budget.vat_rate) if stack.budget is not None else DEFAULT_VAT_RATE
+    vat_rate = Fraction(vat_text)
     pools: dict[str, _Use] = defaultdict(_Use)
     to_date = 0
     for entry in entries:
@@ -138,4 +140,4 @@ def tenant_statement(stack: StackConfig, tenant: Tenant, month: str, entries: It
     return TenantStatement(month=month, provisional=provisional, tenant=tenant.id, tenant_name=tenant.name,
                            region=stack.region.id, cost_item=cost_item, grant_krw=grant_krw, charged_krw=whole.supply,
                            charged_to_date_krw=to_date, grant_remaining_krw=remaining,
-                           vat_rate=Decimal(str(stack.budget.vat_rate)), rows=rows)
+                           vat_rate=Decimal(vat_text), rows=rows)

@@ -21,8 +21,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from operators.control_plane import audit
 from operators.control_plane.audit import AuditKind, canonical_json
 from operators.control_plane.auth import Principal
+from testbed.errors import ErrorCode
 from operators.control_plane.errors import ServiceError, not_found
-from operators.control_plane.store import Base, Store
+from operators.control_plane.db.models import Base
+from operators.control_plane.db.store import Store
 from operators.statements.compute import month_start, next_month, tenant_statement
 from testbed.config import StackConfig
 from testbed.money import KST, LedgerEntry, kst_month
@@ -103,11 +105,11 @@ class Statements:
     def close(self, principal: Principal, month: str, now: float | None = None) -> MonthClosed:
         """Freeze ``month`` (operator): it must have ended, and every earlier month with ledger entries be closed."""
         if not principal.is_operator:
-            raise ServiceError(403, "forbidden", "only the operator closes months")
+            raise ServiceError(ErrorCode.FORBIDDEN, "only the operator closes months")
         month = self._month(month)
         now = time.time() if now is None else now
         if now < month_end_ts(month):
-            raise ServiceError(409, "month_open", f"month {month} has not ended yet (Asia/Seoul); close it from "
+            raise ServiceError(ErrorCode.MONTH_OPEN, f"month {month} has not ended yet (Asia/Seoul); close it from "
                                                   f"{next_month(month)}-01 00:00 KST")
         with ExitStack() as locks:
             for tenant in sorted(t.id for t in self.stack.tenants):  # no ledger write in flight, on any replica
@@ -116,12 +118,12 @@ class Statements:
                 session = locks.enter_context(self.store.lock("testbed:statements"))
             closed = {row.month: row.last_ledger_id for row in session.scalars(select(StatementMonthRow))}
             if month in closed:
-                raise ServiceError(409, "month_closed", f"month {month} is already closed; a correction is an "
+                raise ServiceError(ErrorCode.MONTH_CLOSED, f"month {month} is already closed; a correction is an "
                                                         "adjusting entry in the next open month")
             entries = list(self.entries())
             earlier = sorted({kst_month(e.at) for e in entries if kst_month(e.at) < month} - closed.keys())
             if earlier:
-                raise ServiceError(409, "month_open", f"close {earlier[0]} first: months close in order")
+                raise ServiceError(ErrorCode.MONTH_OPEN, f"close {earlier[0]} first: months close in order")
             statements = self.compute(month, provisional=False, closes=closed, entries=entries)
             last_id = max((e.id for e in entries), default=0)
             texts = [frozen_text(st) for st in statements]
@@ -142,4 +144,4 @@ class Statements:
         try:
             return check_month(month)
         except ValueError as exc:
-            raise ServiceError(422, "invalid_spec", str(exc)) from None
+            raise ServiceError(ErrorCode.INVALID_SPEC, str(exc)) from None

@@ -13,7 +13,7 @@ from operators.metering import dashboard
 from prometheus_client import generate_latest
 
 from operators.metering.exporter import make_registry
-from operators.metering.ledger import Ledger
+from operators.control_plane.db.ledger import Ledger
 from testbed.config import StackConfig
 
 from .helpers import add_job
@@ -63,11 +63,26 @@ def test_committed_dashboard_is_the_generated_one() -> None:
     )
 
 
+def money_ledger(store, stack: StackConfig):
+    """The control plane's money ledger on the test's store, one charge in it (so every ``*_krw`` gauge, the
+    forecast included, has a sample)."""
+    import time
+
+    from operators.control_plane.db.models import MoneyLedgerRow
+    from operators.control_plane.db.money import MoneyLedger
+    from testbed.config import pricing_pool
+
+    with store.write_session() as s:
+        s.add(MoneyLedgerRow(at=time.time(), tenant=stack.tenants[0].id, job_id="job-x", kind="charge", amount_krw=1000,
+                             pool="l4-pool", price_id=None, seconds=60, note=""))
+    return MoneyLedger(store, stack, lambda tenant: pricing_pool(stack, tenant, "kuberay"))
+
+
 def test_every_query_names_only_exported_or_recorded_metrics(store, ledger: Ledger, stack: StackConfig) -> None:
     add_job(store, stack.tenants[0].id, "SUCCEEDED", started=1.0, ended=2.0, gpus=1, gpu_model="l4")
     exported = {
         sample.name
-        for family in text_string_to_metric_families(generate_latest(make_registry(ledger, stack)).decode())
+        for family in text_string_to_metric_families(generate_latest(make_registry(ledger, stack, money=money_ledger(store, stack))).decode())
         for sample in family.samples
     }
     recorded = {r["record"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"] if "record" in r}
@@ -86,7 +101,7 @@ def test_every_query_names_only_exported_or_recorded_metrics(store, ledger: Ledg
 
 
 def test_rules_use_only_exported_or_recorded_metrics(store, ledger: Ledger, stack: StackConfig) -> None:
-    exported = {s.name for f in text_string_to_metric_families(generate_latest(make_registry(ledger, stack)).decode())
+    exported = {s.name for f in text_string_to_metric_families(generate_latest(make_registry(ledger, stack, money=money_ledger(store, stack))).decode())
                 for s in f.samples}
     groups = yaml.safe_load(RULES.read_text())["groups"]
     recorded = {r["record"] for g in groups for r in g["rules"] if "record" in r}

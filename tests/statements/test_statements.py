@@ -19,8 +19,9 @@ import pytest
 from operators.control_plane import audit
 from operators.control_plane.auth import Principal
 from operators.control_plane.errors import ServiceError
-from operators.control_plane.money import MoneyLedger
-from operators.control_plane.store import JobRow, Store
+from operators.control_plane.db.models import JobRow
+from operators.control_plane.db.money import MoneyLedger
+from operators.control_plane.db.store import Store
 from operators.statements.api import render
 from operators.statements.export import COLUMNS, to_csv, to_pdf, to_xlsx
 from operators.statements.months import Statements

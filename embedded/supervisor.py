@@ -1,0 +1,97 @@
+"""Runs the components of one state folder: spawn, wait until healthy, stop.
+
+A component runs in its own process group with the instance marker in its environment
+(``processes``), its output appended to ``logs/<name>.log``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+from embedded.components import Component, job_environ, jobs_dir
+from embedded.errors import ComponentExited, LocalTestbedError
+from embedded.ports import allocate_ports
+from embedded.processes import MARKER_ENV, pid_alive, stop_process_group
+from embedded.state import ComponentState, LocalState, StateFolder
+
+
+class Supervisor:
+    def __init__(self, folder: StateFolder, progress: Callable[[str], None]):
+        self.folder = folder
+        self.progress = progress
+
+    def running(self, state: LocalState, name: str) -> bool:
+        component = state.components.get(name)
+        return component is not None and pid_alive(component.pid)
+
+    def healthy(self, state: LocalState, component: Component) -> bool:
+        return self.running(state, component.name) and component.healthy(self.folder, state)
+
+    def start(self, state: LocalState, component: Component, deadline: float) -> None:
+        """Start one component and wait until healthy; one retry on fresh ports if it dies starting."""
+        name = component.name
+        for attempt in (1, 2):
+            self.stop(state, name, component.stop_grace)
+            self.progress(f"{name}: starting" + (" again on fresh ports" if attempt == 2 else ""))
+            previous = state.components[name].ports if attempt == 1 and name in state.components else {}
+            state.components[name] = ComponentState(ports=allocate_ports(component.ports, previous))
+            self._spawn(state, component)
+            self.folder.save(state)  # the pid is on record before anything can go wrong
+            try:
+                self._wait_healthy(state, component, deadline)
+                return
+            except ComponentExited:  # a stale or taken port is the usual cause
+                self.stop(state, name, component.stop_grace)  # its helpers too
+                self.folder.save(state)
+                if attempt == 2:
+                    raise
+
+    def stop(self, state: LocalState, name: str, timeout: float = 30.0) -> bool:
+        """Stop the component's process group (SIGKILL after ``timeout`` s); whether it was running."""
+        component = state.components.get(name)
+        if component is None or not component.pid:
+            return False
+        was_running = pid_alive(component.pid)
+        stop_process_group(component.pid, timeout)
+        component.pid = None
+        return was_running
+
+    def _spawn(self, state: LocalState, component: Component) -> None:
+        argv = component.command(self.folder, state)
+        # What tenants' jobs inherit names no platform path; the instance marker is an opaque id.
+        inherited = job_environ(os.environ) if component.runs_jobs else os.environ
+        env = {**inherited, **component.env(self.folder, state), MARKER_ENV: state.instance}
+        log_path = self.folder.log_file(component.name)
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                cwd=jobs_dir(state) if component.runs_jobs else self.folder.home, start_new_session=True,
+            )
+        state.components[component.name].pid = process.pid
+        state.components[component.name].log = str(log_path)
+
+    def _wait_healthy(self, state: LocalState, component: Component, deadline: float) -> None:
+        log = state.components[component.name].log
+        while time.monotonic() < deadline:
+            if not self.running(state, component.name):
+                raise ComponentExited(f"{component.name} exited while starting: {_last_error_line(log)} (log: {log})")
+            if component.healthy(self.folder, state):
+                return
+            time.sleep(0.25)
+        raise LocalTestbedError(f"{component.name} did not become healthy in time; see {log}")
+
+
+def _last_error_line(log_path: str) -> str:
+    """The last line of a log that looks like an error, to name the cause in one line."""
+    try:
+        lines = Path(log_path).read_text(errors="replace").splitlines()[-200:]
+    except OSError:
+        return "no log"
+    for line in reversed(lines):
+        if any(word in line for word in ("Error", "Exception", "error:", "FATAL", "failed")):
+            return line.strip()[:300]
+    return lines[-1].strip()[:300] if lines else "empty log"

@@ -1,0 +1,285 @@
+"""Durable state of the control plane: tokens and job records (SQLAlchemy; SQLite or PostgreSQL).
+
+A job record is written before the backend is called and is the job's history after the backend
+forgets it: final status, times and logs stay here. Alembic owns the schema (:mod:`.migrate`).
+
+Replicas serialise work on one tenant with :meth:`Store.tenant_lock`: a transaction holding a
+database lock (PostgreSQL: ``pg_advisory_xact_lock`` on the tenant; SQLite: ``BEGIN IMMEDIATE``,
+the database's single writer). The store's calls made inside the section join its transaction.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager, nullcontext
+from typing import Any, Callable, ContextManager, Iterator
+
+from sqlalchemy import (
+    Table,
+    and_,
+    create_engine,
+    event,
+    func,
+    or_,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from operators.control_plane.db.migrate import lock_key, sqlite_immediate, upgrade
+from operators.control_plane.db.models import DEFAULT_TOKEN_NAME, JobRow, TokenRow
+from testbed.jobs import TERMINAL_STATUSES, JobStatus
+
+LOG_LIMIT_BYTES = 1_000_000  # stored logs keep the last MB of a job's output
+# A locked or unreachable database fails a request after this long (the API answers 503) instead of hanging.
+DB_TIMEOUT_SECONDS = 3.0
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+    cursor.execute(f"PRAGMA busy_timeout={int(DB_TIMEOUT_SECONDS * 1000)}")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for SQLite (WAL, shared across threads, BEGIN IMMEDIATE for writes) or any SQLAlchemy URL."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": DB_TIMEOUT_SECONDS},
+                               pool_size=8, pool_timeout=DB_TIMEOUT_SECONDS)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        sqlite_immediate(engine)
+    elif url.startswith("postgresql"):
+        ms = int(DB_TIMEOUT_SECONDS * 1000)
+        # One connection per API thread (Starlette's pool has 40) and a few for the sync and dispatch.
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30, pool_timeout=DB_TIMEOUT_SECONDS,
+                               connect_args={"connect_timeout": int(DB_TIMEOUT_SECONDS),
+                                             "options": f"-c lock_timeout={ms} -c statement_timeout={ms * 5}"})
+    else:
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
+    return engine
+
+
+class DatabaseBusy(RuntimeError):
+    """A write waited ``DB_TIMEOUT_SECONDS`` for its turn (the API answers 503)."""
+
+
+class _TimedLock:
+    """The in-process writer queue, waited on no longer than the database itself would be."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(timeout=DB_TIMEOUT_SECONDS):
+            raise DatabaseBusy(f"the database stayed locked for {DB_TIMEOUT_SECONDS:g} s")
+
+    def __exit__(self, *_exc: object) -> None:
+        self._lock.release()
+
+
+# INSERT ... ON CONFLICT of each supported dialect (one atomic statement, safe between replicas).
+DIALECT_INSERTS: dict[str, Callable[[Table], PgInsert | SqliteInsert]] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+
+
+def dialect_insert(session: Session, table: Table) -> PgInsert | SqliteInsert:
+    """``INSERT`` with ``on_conflict_do_*`` for the session's database."""
+    return DIALECT_INSERTS[session.get_bind().dialect.name](table)
+
+
+class Store:
+    """Tokens and jobs, behind short transactions; the schema is brought up to date first."""
+
+    def __init__(self, url: str, migrate: bool = True, opening_prices: dict[str, Any] | None = None):
+        # Called inside the transaction that moves a job into a terminal state (e.g. the ledger).
+        self.on_terminal: list[Callable[[Session, JobRow], None]] = []
+        if migrate:
+            upgrade(url, opening_prices=opening_prices)
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.inline_writes = url.startswith("sqlite")
+        self._write_sessions = (sessionmaker(self.engine.execution_options(sqlite_immediate=True), expire_on_commit=False)
+                                if self.inline_writes else self._sessions)
+        # SQLite has one writer at a time and its busy handler backs off in sleeps of up to
+        # 100 ms; queueing writers on a lock in this process is far faster under concurrency.
+        self._write_lock = _TimedLock() if self.inline_writes else nullcontext()
+        self._section = threading.local()  # the transaction of this thread's locked section
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A read transaction (and, on PostgreSQL, any transaction); inside a locked section, its own."""
+        current: Session | None = getattr(self._section, "session", None)
+        if current is not None:
+            yield current
+            return
+        with self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def write_session(self) -> Iterator[Session]:
+        """A transaction that writes; inside a locked section, the section's."""
+        current: Session | None = getattr(self._section, "session", None)
+        if current is not None:
+            yield current
+            return
+        with self._write_lock, self._write_sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def lock(self, name: str) -> Iterator[Session]:
+        """A section serialised across replicas on ``name``: one transaction, committed at its end."""
+        current: Session | None = getattr(self._section, "session", None)
+        with nullcontext(current) if current is not None else self.write_session() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(select(func.pg_advisory_xact_lock(lock_key(name))))
+            else:
+                session.connection()  # BEGIN IMMEDIATE now: the write lock is held from here
+            self._section.session = session
+            try:
+                yield session
+            finally:
+                self._section.session = current
+
+    def tenant_lock(self, tenant: str) -> ContextManager[Session]:
+        """Admission and dispatch of one tenant's jobs run one at a time, whichever replica runs them."""
+        return self.lock(f"testbed:tenant:{tenant}")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- tokens ---------------------------------------------------------------------------
+    def put_token(self, token_hash: str, subject: str, role: str, name: str = DEFAULT_TOKEN_NAME,
+                  on_write: Callable[[Session, list[TokenRow]], None] | None = None) -> None:
+        """Store a subject's new token hash under ``name``; its older token of that name is revoked (kept).
+
+        ``on_write(session, revoked rows)`` runs in the same transaction (the audit row).
+        """
+        now = time.time()
+        with self.write_session() as s:
+            revoked = list(s.scalars(select(TokenRow).where(
+                TokenRow.subject == subject, TokenRow.role == role, TokenRow.name == name,
+                TokenRow.revoked_at.is_(None), TokenRow.token_hash != token_hash)))
+            for row in revoked:
+                row.revoked_at = now
+            s.merge(TokenRow(token_hash=token_hash, subject=subject, role=role, created_at=now, name=name,
+                             revoked_at=None))
+            if on_write is not None:
+                on_write(s, revoked)
+
+    def revoke_tokens(self, subject: str, name: str,
+                      on_write: Callable[[Session, list[TokenRow]], None] | None = None) -> list[TokenRow]:
+        """Revoke a subject's active token(s) of ``name``; the rows stay, marked revoked."""
+        with self.write_session() as s:
+            rows = list(s.scalars(select(TokenRow).where(TokenRow.subject == subject, TokenRow.name == name,
+                                                         TokenRow.revoked_at.is_(None))))
+            for row in rows:
+                row.revoked_at = time.time()
+            if rows and on_write is not None:
+                on_write(s, rows)
+            return rows
+
+    def find_token(self, token_hash: str) -> TokenRow | None:
+        """The token of this hash, unless revoked."""
+        with self.session() as s:
+            row = s.get(TokenRow, token_hash)
+            return row if row is not None and row.revoked_at is None else None
+
+    def list_tokens(self, subject: str) -> list[TokenRow]:
+        """A subject's tokens, active and revoked, oldest first."""
+        with self.session() as s:
+            return list(s.scalars(select(TokenRow).where(TokenRow.subject == subject)
+                                  .order_by(TokenRow.created_at, TokenRow.name)))
+
+    def token_subjects(self) -> set[str]:
+        """Subjects that hold an active default token."""
+        with self.session() as s:
+            return set(s.scalars(select(TokenRow.subject).where(TokenRow.revoked_at.is_(None),
+                                                                TokenRow.name == DEFAULT_TOKEN_NAME)))
+
+    # -- jobs -----------------------------------------------------------------------------
+    def add_job(self, row: JobRow) -> JobRow:
+        with self.write_session() as s:
+            s.add(row)
+        return row
+
+    def get_job(self, job_id: str) -> JobRow | None:
+        with self.session() as s:
+            return s.get(JobRow, job_id)
+
+    def list_jobs(
+        self, tenant: str | None = None, status: JobStatus | None = None, limit: int | None = None,
+        after: tuple[float, str] | None = None,
+    ) -> list[JobRow]:
+        """Newest first; ``after`` (submitted_at, id) of the last job of the previous page starts the next."""
+        query = select(JobRow).order_by(JobRow.submitted_at.desc(), JobRow.id.desc())
+        if after is not None:
+            query = query.where(or_(JobRow.submitted_at < after[0],
+                                    and_(JobRow.submitted_at == after[0], JobRow.id < after[1])))
+        if tenant is not None:
+            query = query.where(JobRow.tenant == tenant)
+        if status is not None:
+            query = query.where(JobRow.status == status.value)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.session() as s:
+            return list(s.scalars(query))
+
+    def active_jobs(self) -> list[JobRow]:
+        """Jobs not yet in a terminal state, oldest first."""
+        terminal = [status.value for status in TERMINAL_STATUSES]
+        query = select(JobRow).where(JobRow.status.not_in(terminal)).order_by(JobRow.submitted_at)
+        with self.session() as s:
+            return list(s.scalars(query))
+
+    def held_by(self, tenant: str, exclude: str | None = None) -> tuple[int, float, int, int]:
+        """What a tenant's dispatched, unfinished jobs hold: (jobs, CPUs, GPUs, memory bytes)."""
+        terminal = [status.value for status in TERMINAL_STATUSES]
+        query = select(
+            func.count(JobRow.id), func.coalesce(func.sum(JobRow.cpus), 0.0),
+            func.coalesce(func.sum(JobRow.gpus), 0), func.coalesce(func.sum(JobRow.memory_bytes), 0),
+        ).where(JobRow.tenant == tenant, JobRow.dispatched.is_(True), JobRow.status.not_in(terminal))
+        if exclude is not None:
+            query = query.where(JobRow.id != exclude)
+        with self.session() as s:
+            count, cpus, gpus, memory = s.execute(query).one()
+        return int(count), float(cpus), int(gpus), int(memory)
+
+    def update_jobs(self, changes: dict[str, dict[str, Any]]) -> list[JobRow]:
+        """Apply many jobs' changes in one transaction (one sync round).
+
+        The rows are locked first, in id order: a reader refreshing one of them (another replica)
+        waits before this round folds anything, rather than deadlocking on a ledger row.
+        """
+        rows = []
+        with self.write_session() as s:
+            locked = {row.id: row for row in s.scalars(
+                select(JobRow).where(JobRow.id.in_(sorted(changes))).order_by(JobRow.id).with_for_update())}
+            for job_id, job_changes in changes.items():
+                row = self._apply(s, job_id, job_changes, locked.get(job_id))
+                if row is not None:
+                    rows.append(row)
+        return rows
+
+    def update_job(self, job_id: str, **changes: Any) -> JobRow | None:
+        """Apply changes to a job, unless it is already terminal (a terminal record is final)."""
+        with self.write_session() as s:
+            return self._apply(s, job_id, changes)
+
+    def _apply(self, s: Session, job_id: str, changes: dict[str, Any], row: JobRow | None = None) -> JobRow | None:
+        """Change a job (``row``: already read and locked in ``s``) and run the terminal hooks if it ends."""
+        if changes.get("logs") is not None:
+            changes["logs"] = changes["logs"][-LOG_LIMIT_BYTES:]
+        row = row or s.get(JobRow, job_id, with_for_update=True)
+        if row is None or row.terminal:
+            return row
+        for key, value in changes.items():
+            setattr(row, key, value)
+        if row.terminal:
+            for hook in self.on_terminal:
+                hook(s, row)
+        return row

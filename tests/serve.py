@@ -1,0 +1,32 @@
+"""Serve the control plane from a thread on 127.0.0.1 (tests, benchmarks)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+import uvicorn
+from fastapi import FastAPI
+
+from testbed.net import HOST, free_port
+
+
+@contextmanager
+def serve_in_thread(app: FastAPI, port: int | None = None, timeout: float = 20.0) -> Iterator[str]:
+    """Run ``app`` with uvicorn in a background thread; yield its URL; stop it on exit."""
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host=HOST, port=port, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"control plane did not start on {HOST}:{port}")
+        time.sleep(0.02)
+    try:
+        yield f"http://{HOST}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=timeout)
