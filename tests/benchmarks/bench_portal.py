@@ -26,7 +26,7 @@ import httpx  # noqa: E402
 
 from operators.control_plane.app import create_app  # noqa: E402
 from operators.control_plane.auth import hash_token  # noqa: E402
-from operators.control_plane.server import serve_in_thread  # noqa: E402
+from tests.serve import serve_in_thread  # noqa: E402
 from tests.benchmarks.admission_load import percentile  # noqa: E402
 from tests.portal.pages import login  # noqa: E402
 from tests.replicas import stack_with_tenants  # noqa: E402
