@@ -64,9 +64,9 @@ def create_app(
     app.state.metering_registry = make_registry(plane.ledger, plane.stack, money=plane.money)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES, uploads=storage.upload_limits(settings))
-    for router in (health.router, jobs.router, templates.router, tenants.router, mlflow.router, usage.router,
-                   portal.router):  # portal: the web pages under /portal, through this API in process
+    for router in (health.router, jobs.router, templates.router, tenants.router, mlflow.router, usage.router):
         app.include_router(router)
+    app.include_router(portal.router)  # the web pages under /portal, through this API in process
     app.include_router(storage.router_for(settings))  # its OpenAPI names this plane's upload limits
     install_audit(app, plane)  # /v1/audit, named tokens
     install_statements(app, plane.statements)  # /v1/statements
