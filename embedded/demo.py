@@ -227,6 +227,7 @@ def _print_summary(report: DemoReport, status: TestbedStatus, local: LocalTestbe
     print(f"    MLflow          {status.mlflow_url}")
     print(f"    Ray dashboard   {status.ray_dashboard_url}  (it asks for the Ray token in {local.ray_token_file})")
     print(f"    Control plane   {status.control_plane_url}/docs")
+    print(f"    Portal          {status.control_plane_url}/portal/  (log in with a tenant or the operator token)")
     print("  Try it as a tenant:")
     print(f"    export TESTBED_TOKEN=$(.venv/bin/testbed tenants token {report.jobs[0].tenant if report.jobs else '<tenant>'})")
     print("    .venv/bin/testbed templates list && .venv/bin/testbed jobs list && .venv/bin/testbed usage")
