@@ -132,6 +132,14 @@ def _training_params(epochs: int, batch_size: int, lr: float, width: int) -> lis
         TemplateParam(name="workers", type="int", default=0, minimum=0, maximum=256, help="Ray Train workers; 0: one per GPU, else 1"),
         TemplateParam(name="max_failures", type="int", default=2, minimum=0, maximum=100, help="worker failures to recover from (from the last checkpoint)"),
         TemplateParam(name="fail_at_epoch", type="int", default=0, minimum=0, help="fault drill: rank 0 fails once at this epoch; 0: off"),
+        TemplateParam(name="patience", type="int", default=5, minimum=0, maximum=10000,
+                      help="early stopping: stop after this many epochs without a better validation metric "
+                           "(the best epoch's weights are kept either way); 0: never stop early"),
+        TemplateParam(name="baselines", type="bool", default=True,
+                      help="also fit classical baselines (scikit-learn linear model and gradient boosting) on the same split"),
+        TemplateParam(name="match_margin", type="float", default=0.02, minimum=0.0, maximum=1.0,
+                      help="the neural model is registered if within this share of the best classical model's metric "
+                           "(0.02: at most 2 percent worse); otherwise the classical model is registered"),
     ]
 
 
@@ -217,6 +225,8 @@ _VALIDATE = Template(
         TemplateParam(name="holdout_seed", type="int", default=1000, help="seed of the regenerated held-out synthetic data"),
         TemplateParam(name="data_path", type="str", default="", help="held-out data: testbed-data://NAME or an s3:// URI; empty: synthetic"),
         TemplateParam(name="alias", type="str", default="champion", help="alias the gate moves"),
+        TemplateParam(name="require_beat_baseline", type="bool", default=False,
+                      help="also require beating the training run's best classical baseline on the held-out data"),
     ],
 )
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import ray
 import ray.train
 from ray.train.torch import TorchTrainer
@@ -40,10 +41,23 @@ class Prepared:
     params: dict[str, Any]
     train: Dataset
     val: Dataset
+    class_weights: list[float] | None = None
 
     @property
     def baseline(self) -> float:
         return self.task.baseline(self.train, self.val)
+
+    def preprocessing_report(self) -> str:
+        """One line: what the preprocessing (fitted on the training split) does with this data."""
+        parts = [f"train={len(self.train)} val={len(self.val)} features={len(self.train.feature_names)}"]
+        if self.train.missing:
+            parts.append("imputed (training median) missing values: "
+                         + ", ".join(f"{column}={count}" for column, count in sorted(self.train.missing.items())))
+        if self.class_weights:
+            parts.append("class weights (imbalanced labels): " + ", ".join(
+                f"{name}={w:.2f}" for name, w in zip(self.train.classes or map(str, range(len(self.class_weights))),
+                                                     self.class_weights, strict=False)))
+        return "preprocessing: " + "; ".join(parts)
 
 
 def prepare(template: str, params: dict[str, Any]) -> Prepared:
@@ -51,7 +65,9 @@ def prepare(template: str, params: dict[str, Any]) -> Prepared:
     task = get_task(template)
     data = task.dataset(params, seed=int(params["seed"]))
     train, val = split(data, float(params["val_fraction"]), int(params["seed"]))
-    return Prepared(template, task, params, train, val)
+    if task.problem == "classification" and len(np.unique(train.y)) < 2:
+        raise DataError(f"data path {params.get('data_path') or '<synthetic>'!r}: the training split holds one class only")
+    return Prepared(template, task, params, train, val, class_weights=task.class_weights(train))
 
 
 def connect_ray(env: JobEnv) -> None:
@@ -92,6 +108,7 @@ def fit(prep: Prepared, env: JobEnv, run_name: str, run_id: str | None = None) -
     worker = WorkerConfig(
         template=prep.template, params=prep.params, threads=threads, run_dir=f"{storage.rstrip('/')}/{run_name}",
         tracking_uri=env.tracking_uri if run_id else None, run_id=run_id, baseline=prep.baseline,
+        class_weights=prep.class_weights,
     )
     trainer = TorchTrainer(
         train_loop_per_worker=train_worker,
@@ -123,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TemplateError, DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    print(prep.preprocessing_report(), flush=True)
     connect_ray(env)
     experiment_id = use_experiment(env, template.name)
     client = mlflow.MlflowClient()
@@ -141,29 +159,76 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     with result.checkpoint.as_directory() as folder:
         model = load_state(folder, prep.task.build_model(prep.params, prep.train))
-    name = registered_model_name(env.tenant, template.name)
+    neural = float(result.metrics[f"best_val_{prep.task.metric}"])
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metric("wall_seconds", time.perf_counter() - started)
-        version = register_model(prep, env, model, name)
-    metric = f"val_{prep.task.metric}"
-    print(
-        f"result: template={template.name} {metric}={result.metrics[metric]:.4f} "
-        f"baseline_{metric}={prep.baseline:.4f} ({prep.task.baseline_name}) "
-        f"start_epoch={int(result.metrics.get('start_epoch', 0))} model={name} version={version} run_id={run_id}"
-    )
+        line = finish(prep, env, model, neural, result.metrics, threads=max(1, math.floor(env.cpus)))
+    print(line)
     return 0
 
 
-def register_model(prep: Prepared, env: JobEnv, model: Any, name: str) -> str:
-    """Log the trained model with its task layout to the active run and register it as ``name``."""
-    from workloads.registry import log_and_register
+def finish(prep: Prepared, env: JobEnv, model: Any, neural: float, metrics: dict[str, Any], threads: int) -> str:
+    """In the active run: fit the classical baselines on the same split, log their metrics, register the
+    neural model (or the classical one where it won) and word the ``result:`` line."""
+    from workloads.baselines import best_baseline, fit_baselines, matches
+
+    task, m = prep.task, prep.task.metric
+    name = registered_model_name(env.tenant, prep.template)
+    comparison = ""
+    winner = "neural"
+    best = None
+    if prep.params.get("baselines", True):
+        baselines = fit_baselines(prep.template, task, prep.train, prep.val, prep.class_weights,
+                                  int(prep.params["seed"]), threads)
+        best = best_baseline(task, baselines)
+        classical = best.metrics[m]
+        margin = float(prep.params.get("match_margin", 0.0))
+        beats = task.better(neural, classical) > 0
+        if not matches(task, neural, classical, margin):
+            winner = "classical"
+        mlflow.log_metrics({
+            **{f"classical_{b.name}_val_{k}": v for b in baselines for k, v in b.metrics.items()},
+            **{f"classical_{b.name}_seconds": b.seconds for b in baselines},
+            f"classical_best_val_{m}": classical, "neural_beats_classical": float(beats),
+            "registered_classical": float(winner == "classical"),
+        })
+        mlflow.set_tags({"testbed.classical_best": best.name, "testbed.registered": winner})
+        verdict = ("neural beats classical" if beats else
+                   "neural matches classical within margin" if winner == "neural" else
+                   "classical model wins: the neural model is behind by more than the margin, registering the classical one")
+        comparison = (f"classical_best={best.name} classical_val_{m}={classical:.4f} "
+                      f"neural_beats_classical={'yes' if beats else 'no'} registered={winner} ({verdict}) ")
+    version = register_model(prep, env, model, name, classical=best if winner == "classical" else None, best=best)
+    shown = best.metrics[m] if winner == "classical" and best else neural
+    return (
+        f"result: template={prep.template} val_{m}={shown:.4f} neural_val_{m}={neural:.4f} "
+        f"best_epoch={int(metrics.get('best_epoch', -1))} "
+        f"baseline_val_{m}={prep.baseline:.4f} ({task.baseline_name}) {comparison}"
+        f"start_epoch={int(metrics.get('start_epoch', 0))} model={name} version={version} run_id={mlflow.active_run().info.run_id}"
+    )
+
+
+def register_model(prep: Prepared, env: JobEnv, model: Any, name: str, classical: Any = None, best: Any = None) -> str:
+    """Log the trained model with its task layout to the active run and register it as ``name``; with
+    ``classical`` (a winning Baseline) register that one instead. The best baseline is logged either way
+    (``classical`` in the run) so the validation gate can compare with it on held-out data."""
+    from workloads.registry import log_and_register, log_classical
 
     info = {
         "template": prep.template, "params": prep.params, "metric": prep.task.metric,
         "feature_names": prep.train.feature_names, "classes": prep.train.classes,
+        "registered": "classical" if classical is not None else "neural",
+        "classical": best.name if best is not None else None,
     }
     tags = {"testbed.tenant": env.tenant, "testbed.job_id": env.job_id, "testbed.template": prep.template}
-    return log_and_register(model, prep.val.x[:4], name, info, tags)
+    example = prep.val.x[:4]
+    if best is not None:
+        version = log_classical(prep.template, prep.task, best, prep.train, example,
+                                name if classical is not None else None, {**tags, "testbed.flavor": "classical"})
+        if classical is not None:
+            mlflow.log_dict(info, "testbed/task.json")
+            return version
+    return log_and_register(model, example, name, info, {**tags, "testbed.flavor": "torch"})
 
 
 if __name__ == "__main__":

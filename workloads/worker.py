@@ -16,7 +16,7 @@ import ray.train.torch
 import torch
 from pydantic import BaseModel
 
-from workloads.loop import TIMING_KEYS, TensorBatches, run_epochs
+from workloads.loop import TIMING_KEYS, BestEpoch, TensorBatches, run_epochs
 from workloads.tasks import Dataset, get_task
 
 STATE_FILE = "state.pt"
@@ -36,6 +36,7 @@ class WorkerConfig(BaseModel):
     tracking_uri: str | None = None
     run_id: str | None = None
     baseline: float | None = None
+    class_weights: list[float] | None = None
 
 
 def train_worker(config: dict[str, Any]) -> None:
@@ -48,8 +49,11 @@ def train_worker(config: dict[str, Any]) -> None:
     torch.manual_seed(int(params["seed"]))
     model = task.build_model(params, train)
     state, start_epoch = _restore()
+    best = BestEpoch(task, int(params.get("patience", 0)))
     if state:
         model.load_state_dict(state["model"])
+        if state.get("best"):
+            best.load_state_dict(state["best"])
     model = ray.train.torch.prepare_model(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=float(params["lr"]))
     if state:
@@ -68,7 +72,7 @@ def train_worker(config: dict[str, Any]) -> None:
         def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
             if rank == 0 and fail_at > 0 and epoch == fail_at:
                 _inject_failure(cfg.run_dir, epoch)
-            _report(epoch, {**metrics, "start_epoch": start_epoch}, model, optimizer, rank)
+            _report(epoch, {**metrics, "start_epoch": start_epoch}, model, optimizer, rank, best)
             if mlflow is not None:
                 # asynchronous: the tracking server's latency stays off the training loop
                 mlflow.log_metrics({k: v for k, v in metrics.items() if k not in TIMING_KEYS}, step=epoch, synchronous=False)
@@ -77,6 +81,7 @@ def train_worker(config: dict[str, Any]) -> None:
             model, optimizer, task, loader, val,
             start_epoch=start_epoch, epochs=int(params["epochs"]),
             device=ray.train.torch.get_device(), on_epoch_end=on_epoch_end,
+            class_weights=cfg.class_weights, best=best,
         )
         if mlflow is not None:
             mlflow.log_metrics({k: float(v) for k, v in stats.timing().items()})
@@ -92,14 +97,16 @@ def _restore() -> tuple[dict[str, Any] | None, int]:
     return state, int(state["epoch"]) + 1
 
 
-def _report(epoch: int, metrics: dict[str, float], model: torch.nn.Module, optimizer: torch.optim.Optimizer, rank: int) -> None:
-    """Every rank reports; rank 0 attaches the checkpoint (model and optimizer state, epoch)."""
+def _report(epoch: int, metrics: dict[str, float], model: torch.nn.Module, optimizer: torch.optim.Optimizer, rank: int,
+            best: BestEpoch) -> None:
+    """Every rank reports; rank 0 attaches the checkpoint (model and optimizer state, epoch, the best epoch's weights)."""
     if rank != 0:
         ray.train.report({**metrics, "epoch": epoch})
         return
     with tempfile.TemporaryDirectory() as folder:
         bare = model.module if hasattr(model, "module") else model
-        torch.save({"epoch": epoch, "model": bare.state_dict(), "optimizer": optimizer.state_dict()}, Path(folder) / STATE_FILE)
+        state = {"epoch": epoch, "model": bare.state_dict(), "optimizer": optimizer.state_dict(), "best": best.state_dict()}
+        torch.save(state, Path(folder) / STATE_FILE)
         ray.train.report({**metrics, "epoch": epoch}, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
 
@@ -130,9 +137,10 @@ def _rank0_run(cfg: WorkerConfig, rank: int) -> Iterator[Any]:
 
 
 def load_state(checkpoint_dir: str, model: torch.nn.Module) -> torch.nn.Module:
-    """Load a checkpoint folder's model weights into ``model``."""
+    """Load a checkpoint folder's best-epoch weights (early stopping restores them) into ``model``."""
     state = torch.load(Path(checkpoint_dir) / STATE_FILE, map_location="cpu", weights_only=False)
-    model.load_state_dict(state["model"])
+    best = state.get("best") or {}
+    model.load_state_dict(best.get("weights") or state["model"])
     return model
 
 
