@@ -93,9 +93,11 @@ class Admission:
             name = data_ref_name(value)
             if name is None:
                 continue
-            if not valid_name(name) or not self.storage.data_exists(tenant.id, name):
-                raise ServiceError(404, "not_found", f"body.params.{key}: no data {name[:80]!r} in tenant {tenant.id!r}'s "
-                                                     "storage (`testbed data ls` lists it; `testbed data upload` adds)")
+            if not valid_name(name) or not (self.storage.data_exists(tenant.id, name)
+                                            or self.storage.has_folder(tenant.id, DATA, name)):
+                raise ServiceError(404, "not_found", f"body.params.{key}: no data {name[:80]!r} (a file or a folder) in "
+                                                     f"tenant {tenant.id!r}'s storage (`testbed data ls` lists it; "
+                                                     "`testbed data upload` adds)")
             located[key] = self.storage.location(tenant.id, DATA, name)
         return get_template(template).command({**params, **located}) if located else None
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import functools
+import hashlib
 import os
 import threading
 import uuid
@@ -98,10 +99,12 @@ class Upload:
         storage.fs.makedirs(storage.path(tenant, UPLOADS), exist_ok=True)
         self._file = storage.fs.open(self.path, "wb")
         self.size = 0
+        self._digest = hashlib.sha256()
 
     @guarded
     def write(self, chunk: bytes) -> None:
         self._file.write(chunk)
+        self._digest.update(chunk)
         self.size += len(chunk)
 
     @guarded
@@ -119,7 +122,9 @@ class Upload:
             self.storage.fs.mv(self.path, final)
         except (NotADirectoryError, IsADirectoryError, FileExistsError):
             raise conflict from None
-        return StoredObject(name=name, size=self.size, modified_at=iso(dt.datetime.now(dt.timezone.utc)))
+        sha256 = self._digest.hexdigest()
+        self.storage.remember_digest(final, sha256)
+        return StoredObject(name=name, size=self.size, modified_at=iso(dt.datetime.now(dt.timezone.utc)), sha256=sha256)
 
     def discard(self) -> None:
         try:
@@ -138,6 +143,28 @@ class TenantStorage:
         self.local = False
         self._fs: fsspec.AbstractFileSystem | None = None
         self._lock = threading.Lock()
+        self._digests: dict[tuple[str, int, str | None], str] = {}  # (path, size, modified) -> SHA-256
+
+    def remember_digest(self, path: str, sha256: str) -> None:
+        """Keep an uploaded file's SHA-256 (keyed by path, size and modification time) for later listings."""
+        info = self.fs.info(path)
+        with self._lock:
+            self._digests[(path, int(info.get("size") or 0), _modified(info))] = sha256
+
+    def digest(self, path: str, info: dict[str, Any]) -> str:
+        """A stored file's SHA-256: remembered from its upload, else read once and remembered."""
+        key = (path, int(info.get("size") or 0), _modified(info))
+        with self._lock:
+            known = self._digests.get(key)
+        if known is None:
+            sha = hashlib.sha256()
+            with self.fs.open(path, "rb") as handle:
+                for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
+                    sha.update(chunk)
+            known = sha.hexdigest()
+            with self._lock:
+                self._digests[key] = known
+        return known
 
     @property
     def fs(self) -> fsspec.AbstractFileSystem:
@@ -216,9 +243,9 @@ class TenantStorage:
 
     @guarded
     def list_files(self, tenant: str, area: Area, folder: str = "", prefix: str = "", limit: int = 50,
-                   after: str | None = None) -> tuple[list[StoredObject], bool]:
+                   after: str | None = None, digests: bool = False) -> tuple[list[StoredObject], bool]:
         """One page of files under ``<tenant>/<area>/<folder>`` whose names start with ``prefix``, by name,
-        after ``after``; and whether more follow."""
+        after ``after``; and whether more follow. ``digests``: each with its SHA-256."""
         base = self.path(tenant, area, folder)
         narrowed = f"{base}/{prefix.rsplit('/', 1)[0]}" if "/" in prefix else base
         try:
@@ -233,8 +260,9 @@ class TenantStorage:
             if name and name.startswith(prefix) and (after is None or name > after) and info.get("type") == "file":
                 names.append((name, path, info))
         names.sort(key=lambda item: item[0])
-        page = [StoredObject(name=name, size=int(info.get("size") or 0), modified_at=_modified(info))
-                for name, path, info in names[:limit + 1] if self._contained(tenant, path)]
+        page = [StoredObject(name=name, size=int(info.get("size") or 0), modified_at=_modified(info),
+                             sha256=self.digest(path, info) if digests and i < limit else None)
+                for i, (name, path, info) in enumerate(names[:limit + 1]) if self._contained(tenant, path)]
         return page[:limit], len(page) > limit
 
     @guarded
