@@ -132,6 +132,9 @@ def _training_params(epochs: int, batch_size: int, lr: float, width: int) -> lis
         TemplateParam(name="workers", type="int", default=0, minimum=0, maximum=256, help="Ray Train workers; 0: one per GPU, else 1"),
         TemplateParam(name="max_failures", type="int", default=2, minimum=0, maximum=100, help="worker failures to recover from (from the last checkpoint)"),
         TemplateParam(name="fail_at_epoch", type="int", default=0, minimum=0, help="fault drill: rank 0 fails once at this epoch; 0: off"),
+        TemplateParam(name="engine", type="str", default="auto", choices=["auto", "ray-train", "direct"],
+                      help="auto: a one-worker job without GPUs runs its loop in the job's process (same checkpoints, "
+                           "retries and metrics, no worker-group start-up), others on Ray Train"),
         TemplateParam(name="patience", type="int", default=5, minimum=0, maximum=10000,
                       help="early stopping: stop after this many epochs without a better validation metric "
                            "(the best epoch's weights are kept either way); 0: never stop early"),

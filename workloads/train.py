@@ -19,9 +19,6 @@ from typing import Any
 
 import mlflow
 import numpy as np
-import ray
-import ray.train
-from ray.train.torch import TorchTrainer
 
 from testbed.templates import TemplateError
 from workloads.cli import parse_args
@@ -29,7 +26,7 @@ from workloads.data import DataError
 from workloads.jobenv import JobEnv
 from workloads.tasks import Dataset, Task, get_task, split
 from workloads.tracking import registered_model_name, use_experiment
-from workloads.worker import WorkerConfig, load_state, train_worker
+from workloads.checkpoints import WorkerConfig, load_state
 
 
 @dataclass
@@ -49,7 +46,7 @@ class Prepared:
 
     def preprocessing_report(self) -> str:
         """One line: what the preprocessing (fitted on the training split) does with this data."""
-        parts = [f"train={len(self.train)} val={len(self.val)} features={len(self.train.feature_names)}"]
+        parts = [f"train={len(self.train)} val={len(self.val)} inputs={int(np.prod(self.train.x.shape[1:]))}"]
         if self.train.missing:
             parts.append("imputed (training median) missing values: "
                          + ", ".join(f"{column}={count}" for column, count in sorted(self.train.missing.items())))
@@ -72,6 +69,8 @@ def prepare(template: str, params: dict[str, Any]) -> Prepared:
 
 def connect_ray(env: JobEnv) -> None:
     """Join the job's cluster (RAY_ADDRESS, as under ``ray job submit``) or start a local one on 127.0.0.1."""
+    import ray
+
     if ray.is_initialized():
         return
     if os.environ.get("RAY_ADDRESS"):
@@ -83,6 +82,8 @@ def connect_ray(env: JobEnv) -> None:
 def scaling(params: dict[str, Any], env: JobEnv) -> tuple[ray.train.ScalingConfig, int]:
     """Workers inside the job's budget: one per GPU when it has GPUs, else ``workers`` (default 1)
     sharing its CPUs. Returns the config and torch threads per worker."""
+    import ray
+    import ray.train
     gpus = env.gpus if env.gpus is not None else int(ray.cluster_resources().get("GPU", 0))
     workers = int(params.get("workers") or 0) or max(gpus, 1)
     cpus_per_worker = env.cpus / workers
@@ -101,6 +102,12 @@ REPORT_POLL_ENV, REPORT_POLL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25"
 
 def fit(prep: Prepared, env: JobEnv, run_name: str, run_id: str | None = None) -> ray.train.Result:
     """Train on Ray Train; raises ray.train.TrainingFailedError when retries are exhausted."""
+    import ray
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from workloads.worker import train_worker
+
     os.environ.setdefault(REPORT_POLL_ENV, REPORT_POLL_S)
     scaling_config, threads = scaling(prep.params, env)
     # A folder locally, an s3:// URI in a cluster (Ray Train writes either; Path() would fold the '//').
@@ -124,6 +131,26 @@ def fit(prep: Prepared, env: JobEnv, run_name: str, run_id: str | None = None) -
     return trainer.fit()
 
 
+def runs_direct(params: dict[str, Any], env: JobEnv) -> bool:
+    """Whether the loop runs in this process (``engine=auto``: a one-worker job without GPUs, where Ray Train's
+    worker group would only add start-up) rather than on Ray Train (``engine=ray-train``, several workers, GPUs)."""
+    engine = str(params.get("engine", "auto"))
+    return engine == "direct" or (engine == "auto" and int(params.get("workers") or 1) == 1 and env.gpus == 0)
+
+
+def fit_in_process(prep: Prepared, env: JobEnv, run_name: str, run_id: str | None = None) -> Any:
+    """The one-worker loop in this process (``workloads/direct.py``), with the same checkpoints, retries and metrics."""
+    from workloads.direct import fit_direct
+
+    storage = env.storage_path if "://" in env.storage_path else str(Path(env.storage_path).expanduser())
+    worker = WorkerConfig(
+        template=prep.template, params=prep.params, threads=max(1, math.floor(env.cpus)),
+        run_dir=f"{storage.rstrip('/')}/{run_name}", tracking_uri=env.tracking_uri if run_id else None, run_id=run_id,
+        baseline=prep.baseline, class_weights=prep.class_weights,
+    )
+    return fit_direct(prep.template, prep.params, prep.train, prep.val, worker)
+
+
 def failure_line(exc: BaseException) -> str:
     """One line for a failed training: the first worker's error (its traceback's last line) if known."""
     failures = getattr(exc, "worker_failures", None)
@@ -141,15 +168,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(prep.preprocessing_report(), flush=True)
-    connect_ray(env)
+    direct = runs_direct(prep.params, env)
+    if not direct:
+        connect_ray(env)
     experiment_id = use_experiment(env, template.name)
     client = mlflow.MlflowClient()
     run = client.create_run(experiment_id, run_name=f"{template.name}-{env.job_id}", tags=env.tags("train"))
     run_id = run.info.run_id
     started = time.perf_counter()
     try:
-        result = fit(prep, env, run_name=f"{template.name}-{env.job_id}", run_id=run_id)
-    except ray.train.TrainingFailedError as exc:
+        if direct:
+            result: Any = fit_in_process(prep, env, run_name=f"{template.name}-{env.job_id}", run_id=run_id)
+        else:
+            result = fit(prep, env, run_name=f"{template.name}-{env.job_id}", run_id=run_id)
+    except Exception as exc:
+        if type(exc).__name__ not in ("TrainingFailedError", "TrainingFailed"):
+            raise
         client.set_terminated(run_id, "FAILED")
         print(f"error: training failed: {failure_line(exc)}", file=sys.stderr)
         return 1
