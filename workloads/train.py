@@ -187,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         client.set_terminated(run_id, "FAILED")
         print(f"error: training failed: {failure_line(exc)}", file=sys.stderr)
         return 1
+    print(f"timing: engine={'direct' if direct else 'ray-train'} loop_seconds={float(result.metrics.get('loop_seconds', 0)):.3f} "
+          f"driver_to_loop_end_seconds={time.perf_counter() - started:.3f}", flush=True)
     if result.checkpoint is None:
         client.set_terminated(run_id, "FAILED")
         print("error: training finished without a checkpoint", file=sys.stderr)
