@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from testbed.client import TestbedClient  # noqa: E402
-from testbed.local import RAY_LOOPBACK_ENV, LocalTestbed  # noqa: E402
+from embedded import RAY_LOOPBACK_ENV, LocalTestbed  # noqa: E402
 
 PLAIN = """
 import sys, time
