@@ -86,7 +86,7 @@ def fit_baselines(template: str, task: Task, train: Dataset, val: Dataset, class
     """Fit every classical baseline on ``train`` and score it on ``val`` (at most ``threads`` CPU threads)."""
     from threadpoolctl import threadpool_limits
 
-    x_train, x_val = task.classical_features(train.x), task.classical_features(val.x)
+    x_train = task.classical_features(train.x)
     y_train = train.y.reshape(-1) if task.problem == "regression" else train.y
     classes = max(len(train.classes), int(train.y.max()) + 1) if task.problem == "classification" else 1
     fitted = []

@@ -70,9 +70,9 @@ def load_scorer(name: str, version: str) -> Any:
     if flavor == "classical":
         model = mlflow.pyfunc.load_model(uri)
         return lambda x: np.asarray(model.predict(x))
-    import mlflow.pytorch
+    from mlflow import pytorch as mlflow_pytorch
 
-    torch_model = mlflow.pytorch.load_model(uri, map_location="cpu")
+    torch_model = mlflow_pytorch.load_model(uri, map_location="cpu")
     return lambda x: predict(torch_model, x, torch.device("cpu"))
 
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
@@ -26,6 +26,9 @@ from workloads.data import DataError
 from workloads.jobenv import JobEnv
 from workloads.tasks import Dataset, Task, get_task, split
 from workloads.tracking import registered_model_name, use_experiment
+
+if TYPE_CHECKING:
+    import ray.train
 from workloads.checkpoints import WorkerConfig, load_state
 
 
