@@ -271,7 +271,7 @@ def test_storage_that_does_not_answer_is_a_503_and_jobs_still_run(noop_plane):
 
     storage = noop_plane.plane.storage
     storage.fs  # opened: now make it stop answering
-    storage._fs = Unreachable()
+    storage._fs, storage.local = Unreachable(), False  # a remote store (s3://) that stopped answering
     alice = noop_plane.client(ALICE)
     detail = refused(lambda: alice.list_data(), 503, "storage_unavailable")
     assert detail == f"tenant storage {storage.root} does not answer: connect timeout on endpoint URL"
