@@ -228,7 +228,7 @@ def test_data_path_names_the_tenants_own_data(noop_plane, tmp_path):
     located = f"--data_path={noop_plane.home / 'storage' / ALICE / 'data' / 'sensors.csv'}"
     assert located in job.entrypoint.split()  # ...and runs on the tenant's own copy
     refused(lambda: bob.submit(spec), 404, "not_found")  # Bob has no such data; Alice's is not his
-    refused(lambda: alice.submit({**spec, "params": {"data_path": f"{DATA_SCHEME}../{BOB}/data/x"}}), 404, "not_found")
+    refused(lambda: alice.submit({**spec, "params": {"data_path": f"{DATA_SCHEME}../{BOB}/data/x"}}), 422, "invalid_spec")
 
 
 def test_job_outputs_are_the_owners_only(noop_plane):
