@@ -83,9 +83,13 @@ def launch_request(row: JobRow, settings: ControlPlaneSettings,
         J.ENV_DATA_PATH: tenant_path(settings.storage_path, row.tenant, DATA),
         **budget.env(),
         J.ENV_RUN_TAGS: json.dumps(request.metadata),
-        **(mlflow_env(row.tenant) if mlflow_env is not None else {}),  # last: a spec cannot override it
+        **J.MLFLOW_CLIENT_BOUNDS,
     }
-    return request.model_copy(update={"runtime_env": RuntimeEnv(env_vars=env, code_package=package)})
+    login = mlflow_env(row.tenant) if mlflow_env is not None else {}
+    env.update({k: v for k, v in login.items() if k not in J.MLFLOW_SECRET_VARS})  # last: a spec cannot override it
+    secrets = {k: v for k, v in login.items() if k in J.MLFLOW_SECRET_VARS}
+    return request.model_copy(update={"runtime_env": RuntimeEnv(env_vars=env, code_package=package),
+                                      "secret_env": secrets})
 
 
 def observed_changes(row: JobRow, info: BackendJobInfo, now: float) -> dict[str, Any]:

@@ -43,6 +43,7 @@ class Supervisor:
             self.folder.save(state)  # the pid is on record before anything can go wrong
             try:
                 self._wait_healthy(state, component, deadline)
+                self.folder.tighten()  # Ray's 0777 session folders, the log just opened
                 return
             except ComponentExited:  # a stale or taken port is the usual cause
                 self.stop(state, name, component.stop_grace)  # its helpers too
@@ -66,10 +67,12 @@ class Supervisor:
         inherited = job_environ(os.environ) if component.runs_jobs else os.environ
         env = {**inherited, **component.env(self.folder, state), MARKER_ENV: state.instance}
         log_path = self.folder.log_file(component.name)
-        with open(log_path, "ab") as log:
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with open(fd, "ab") as log:
             process = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                 cwd=jobs_dir(state) if component.runs_jobs else self.folder.home, start_new_session=True,
+                umask=0o077,  # what the platform (and, under Ray, every job) writes is the owner's only
             )
         state.components[component.name].pid = process.pid
         state.components[component.name].log = str(log_path)
