@@ -105,6 +105,7 @@ def create_app(
             backend_healthy=backend_healthy,
             database=database,
             reconciler=plane.dispatcher.reconciling,
+            mlflow=probe.bounded(plane.mlflow.state, "unavailable"),
         )
 
     @app.post("/v1/jobs", response_model=Job, status_code=201, responses=error_responses(401, 403, 404, 413, 422, 503))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, computed_field
 
+from testbed.isolation import LOCAL_MODE_LINE
 from testbed.local.errors import LocalTestbedError
 from testbed.local.ports import HOST
 from testbed.secrets import write_secret
@@ -88,6 +89,7 @@ class TestbedStatus(BaseModel):
     mlflow_url: str | None = None
     ray_dashboard_url: str | None = None
     ray_address: str | None = None
+    trust: str = Field(default=LOCAL_MODE_LINE, description="local mode's trust boundary (docs/operators/isolation.md)")
 
 
 class StateFolder:
