@@ -16,9 +16,9 @@ from sqlalchemy import func, select
 from operators.control_plane.auth import Principal
 from operators.control_plane.backends.base import Backend, Resources
 from operators.control_plane.errors import ServiceError
-from operators.control_plane.store import JobRow, Store
+from operators.control_plane.db.store import JobRow, Store
 from operators.control_plane.tenant_storage import TenantStorage
-from operators.metering.ledger import Ledger
+from operators.control_plane.db.ledger import Ledger
 from testbed import jobs as J
 from testbed.config import StackConfig, Tenant
 from testbed.quantities import format_memory
@@ -27,6 +27,7 @@ from testbed.settings import ControlPlaneSettings
 from operators.control_plane.data_params import resolve_data_params
 from testbed.storage import package_sha256
 from testbed.templates import TemplateError, get_template
+from testbed.errors import ErrorCode
 
 
 class Admission:
@@ -45,10 +46,10 @@ class Admission:
     def admit(self, principal: Principal, spec: JobSpec) -> JobRow:
         """Refuse what can never run; persist the rest as a queued job record (nothing else)."""
         if principal.is_operator:
-            raise ServiceError(403, "forbidden", "the operator token cannot submit jobs; use a tenant token")
+            raise ServiceError(ErrorCode.FORBIDDEN, "the operator token cannot submit jobs; use a tenant token")
         tenant = self.tenants.get(principal.subject)
         if tenant is None:
-            raise ServiceError(403, "forbidden", f"tenant {principal.subject!r} is not in region {self.stack.region.id!r}")
+            raise ServiceError(ErrorCode.FORBIDDEN, f"tenant {principal.subject!r} is not in region {self.stack.region.id!r}")
         entrypoint, params, kind = resolve_entrypoint(spec)
         if spec.code_package is not None:
             self._check_package(tenant, spec.code_package)
@@ -83,7 +84,7 @@ class Admission:
     def _check_package(self, tenant: Tenant, ref: str) -> None:
         """The job's code package is in the tenant's own storage (another tenant's digest is not)."""
         if self.storage.package(tenant.id, package_sha256(ref)) is None:
-            raise ServiceError(404, "not_found", f"body.code_package: no code package {ref} in tenant {tenant.id!r}'s "
+            raise ServiceError(ErrorCode.NOT_FOUND, f"body.code_package: no code package {ref} in tenant {tenant.id!r}'s "
                                                  "storage; upload it first (`testbed submit --working-dir DIR` does)")
 
     def _locate_data(self, tenant: Tenant, template: str, params: dict) -> str | None:
@@ -103,7 +104,7 @@ class Admission:
             problems.append(f"{format_memory(spec.memory)} memory (quota {format_memory(quota.memory)})")
         if problems:
             raise ServiceError(
-                403, "quota_exceeded", f"job asks for {', '.join(problems)}: it can never fit tenant {tenant.id!r}'s quota"
+                ErrorCode.QUOTA_EXCEEDED, f"job asks for {', '.join(problems)}: it can never fit tenant {tenant.id!r}'s quota"
             )
         self._check_pod_requests(tenant, spec)
         capacity = self.backend.capacity()
@@ -115,7 +116,7 @@ class Admission:
         if capacity.memory is not None and spec.memory > capacity.memory:
             beyond.append(f"{format_memory(spec.memory)} memory (largest node: {format_memory(capacity.memory)})")
         if beyond:
-            raise ServiceError(403, "capacity_exceeded", f"job asks for {', '.join(beyond)}: no node can ever run it")
+            raise ServiceError(ErrorCode.CAPACITY_EXCEEDED, f"job asks for {', '.join(beyond)}: no node can ever run it")
 
     def _check_queue(self, tenant: Tenant) -> None:
         """Back-pressure: a tenant may park only so many jobs that wait for room."""
@@ -126,7 +127,7 @@ class Admission:
         with self.store.session() as s:
             queued = s.execute(query).scalar_one()
         if queued >= cap:
-            raise ServiceError(403, "queue_full", f"tenant {tenant.id!r} already has {queued} queued jobs "
+            raise ServiceError(ErrorCode.QUEUE_FULL, f"tenant {tenant.id!r} already has {queued} queued jobs "
                                f"(max_queued_jobs_per_tenant: {cap}); wait for some to start or stop them")
 
     def _check_pod_requests(self, tenant: Tenant, spec: JobSpec) -> None:
@@ -139,7 +140,7 @@ class Admission:
         extra = " and ".join(f"the {part}'s {amount}" for part, amount in need.overhead.items())
         most = Resources(cpus=max(quota.cpus - (need.total.cpus - budget.cpus), 0), gpus=quota.gpus,
                          memory=max(quota.memory - (need.total.memory - budget.memory), 0))
-        raise ServiceError(403, "quota_exceeded", (
+        raise ServiceError(ErrorCode.QUOTA_EXCEEDED, (
             f"job asks for {budget}; with {extra} its pods request {need.total}, more than tenant {tenant.id!r}'s "
             f"quota ({quota.cpus:g} CPUs, {format_memory(quota.memory)} memory), so the cluster's queue would never "
             f"admit it: ask for at most {most.cpus:g} CPUs and {format_memory(most.memory)} memory"))
@@ -148,11 +149,11 @@ class Admission:
         now = time.time()
         grant = tenant.grant
         if not grant.start_timestamp <= now < grant.end_timestamp:
-            raise ServiceError(403, "grant_inactive", f"tenant {tenant.id!r}'s grant runs {grant.start} to {grant.end}: GPU jobs are refused outside it")
+            raise ServiceError(ErrorCode.GRANT_INACTIVE, f"tenant {tenant.id!r}'s grant runs {grant.start} to {grant.end}: GPU jobs are refused outside it")
         meter = self.ledger.snapshot(now=now, tenants=[tenant.id]).get(tenant.id)
         used = meter.gpu_seconds_total if meter is not None else 0.0
         if used >= grant.gpu_seconds:
-            raise ServiceError(403, "grant_exhausted", f"tenant {tenant.id!r} has used {used / 3600:.1f} of {grant.gpu_hours:g} granted GPU-hours")
+            raise ServiceError(ErrorCode.GRANT_EXHAUSTED, f"tenant {tenant.id!r} has used {used / 3600:.1f} of {grant.gpu_hours:g} granted GPU-hours")
 
 
 def resolve_entrypoint(spec: JobSpec) -> tuple[str, dict, str]:
@@ -163,5 +164,5 @@ def resolve_entrypoint(spec: JobSpec) -> tuple[str, dict, str]:
         template = get_template(spec.template)
         params = template.resolve(spec.params, strict=True)
     except TemplateError as exc:
-        raise ServiceError(422, "invalid_spec", str(exc)) from None
+        raise ServiceError(ErrorCode.INVALID_SPEC, str(exc)) from None
     return template.command(params), params, template.kind

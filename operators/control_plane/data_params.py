@@ -10,6 +10,7 @@ where the template's default is its synthetic data. Anything else (a host path, 
 from __future__ import annotations
 
 from operators.control_plane.errors import ServiceError
+from testbed.errors import ErrorCode
 from operators.control_plane.tenant_storage import TenantStorage
 from testbed.storage import DATA, DATA_SCHEME, data_ref_name, prefix_problem, tenant_path, valid_name
 from testbed.templates import Template
@@ -34,10 +35,10 @@ def _locate(field: str, value: str, tenant: str, storage: TenantStorage) -> str:
     name = data_ref_name(value)
     if name is not None:
         if not valid_name(name):
-            raise ServiceError(422, "invalid_spec", f"{field}: {value[:120]!r} does not name data: "
+            raise ServiceError(ErrorCode.INVALID_SPEC, f"{field}: {value[:120]!r} does not name data: "
                                                     f"{DATA_SCHEME}NAME takes a relative name of your data")
         if not (storage.data_exists(tenant, name) or storage.has_folder(tenant, DATA, name)):
-            raise ServiceError(404, "not_found", f"{field}: no data {name[:80]!r} in tenant {tenant!r}'s storage "
+            raise ServiceError(ErrorCode.NOT_FOUND, f"{field}: no data {name[:80]!r} in tenant {tenant!r}'s storage "
                                                  "(`testbed data ls` lists it; `testbed data upload` adds)")
         return storage.location(tenant, DATA, name)
     own = tenant_path(storage.root, tenant) + "/"
@@ -45,5 +46,5 @@ def _locate(field: str, value: str, tenant: str, storage: TenantStorage) -> str:
             and not prefix_problem(value[len(own):]) and value[len(own):]):
         return value
     where = f" or an object-store URI under {own}" if storage.root.startswith(OBJECT_STORE_SCHEMES) else ""
-    raise ServiceError(422, "invalid_spec", f"{field}: {value[:120]!r} is not {DATA_SCHEME}NAME{where}; no request "
+    raise ServiceError(ErrorCode.INVALID_SPEC, f"{field}: {value[:120]!r} is not {DATA_SCHEME}NAME{where}; no request "
                                             "names a path on the control plane's machine or outside your storage")

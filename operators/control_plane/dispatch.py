@@ -33,13 +33,14 @@ from operators.control_plane.backends.base import (
     RuntimeEnv,
 )
 from operators.control_plane.errors import ServiceError
-from operators.control_plane.lease import RECONCILER, Lease
-from operators.control_plane.store import JobRow, Store
+from operators.control_plane.db.lease import RECONCILER, Lease
+from operators.control_plane.db.store import JobRow, Store
 from testbed import jobs as J
 from testbed.config import Tenant
 from testbed.jobs import JobSpec, JobStatus
 from testbed.settings import ControlPlaneSettings
 from testbed.storage import DATA, JOBS, PACKAGES, package_file, package_sha256, tenant_path
+from testbed.errors import ErrorCode
 
 log = logging.getLogger("testbed.control_plane")
 
@@ -316,7 +317,7 @@ class Dispatcher:
         except JobNotFound:
             pass
         except BackendError as exc:
-            raise ServiceError(503, "backend_unavailable", str(exc)) from None
+            raise ServiceError(ErrorCode.BACKEND_UNAVAILABLE, str(exc)) from None
         row = self.refresh(self.store.get_job(row.id) or row)
         if row.terminal:
             return row

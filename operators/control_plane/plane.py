@@ -15,13 +15,14 @@ from operators.control_plane.backends.factory import make_backend
 from operators.control_plane.dispatch import Dispatcher
 from operators.control_plane.errors import ServiceError, not_found
 from operators.control_plane.mlflow_identities import MlflowIdentities
-from operators.control_plane.store import JobRow, Store
+from operators.control_plane.db.store import JobRow, Store
 from operators.control_plane.tenant_storage import TenantStorage, UploadSweeper
 from operators.control_plane.tokens import TokenIssuer
-from operators.metering.ledger import Ledger
+from operators.control_plane.db.ledger import Ledger
 from testbed.config import StackConfig, Tenant, load_stack_file
 from testbed.jobs import JobSpec, JobStatus
 from testbed.settings import ControlPlaneSettings
+from testbed.errors import ErrorCode
 
 
 class ControlPlane:
@@ -97,7 +98,7 @@ class ControlPlane:
         try:
             return row, self.backend.logs(row.backend_ref or row.id), False
         except BackendError as exc:
-            raise ServiceError(503, "backend_unavailable", str(exc)) from None
+            raise ServiceError(ErrorCode.BACKEND_UNAVAILABLE, str(exc)) from None
 
     def stop(self, principal: Principal, job_id: str) -> JobRow:
         return self.dispatcher.stop(self.visible_job(principal, job_id))

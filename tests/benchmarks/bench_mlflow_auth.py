@@ -3,7 +3,7 @@
 The same training-like run -- 5 params, 300 steps x 3 metrics through the client, one small
 artifact -- against two local servers started the same way
 (SQLite, proxied artifacts, one worker): today's open server and the one with access control
-(basic-auth + workspaces + guard, as ``operators.mlflow_access.server_config`` renders it),
+(basic-auth + workspaces + guard, as ``testbed.mlflow_server`` renders it),
 logging as a provisioned tenant. Rounds alternate which server goes first; medians of ``--rounds``
 (>= 5) per server, in this one process.
 

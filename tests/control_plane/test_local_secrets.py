@@ -14,7 +14,7 @@ import httpx
 import psutil
 import pytest
 
-from testbed.local.components import jobs_dir
+from embedded.components import jobs_dir
 
 ALICE = "changwon-precision"
 BOB = "gimhae-robotics"

@@ -1,6 +1,6 @@
 """A real ``mlflow server`` on 127.0.0.1 for the tests and the benchmark, with or without access control.
 
-With access control it is started exactly as the wiring plan says: ``server_config.local_server_auth``
+With access control it is started exactly as the wiring plan says: ``testbed.mlflow_server.local_server_auth``
 (ini, argv, env) on SQLite with proxied local artifacts. The server runs in its own process group
 (gunicorn/uvicorn workers, huey) and :meth:`MlflowServer.stop` kills the whole group.
 """
@@ -86,7 +86,7 @@ def start_server(home: Path, *, secured: bool, timeout: float = 120.0,
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-    # The server imports the guard (operators.mlflow_access.guard) from this checkout.
+    # The server imports the guard (testbed.mlflow_guard) from this checkout.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     if not secured:
         admin_password = None

@@ -55,7 +55,7 @@ def _run_job(plane: NoopPlane, job_id: str, logins: JobLogins) -> tuple[subproce
 
 def test_mlflow_down_is_seen_bounded_and_recovered(tmp_path: Path):
     from operators.control_plane.app import create_app
-    from operators.control_plane.server import serve_in_thread
+    from tests.serve import serve_in_thread
     from testbed.config import stack_file_for
     from testbed.settings import ControlPlaneSettings
 
