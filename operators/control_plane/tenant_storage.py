@@ -30,6 +30,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from operators.control_plane import contained_files as contained
 from operators.control_plane.errors import ServiceError, not_found
+from testbed.packaging import MAX_PACKAGE_FILES
 from testbed.storage import (
     DATA,
     PACKAGES,
@@ -88,6 +89,9 @@ def check_zip(source: IO[bytes], max_unpacked: int, what: str) -> int:
             raise ServiceError(ErrorCode.INVALID_SPEC, f"{what}: the zip names a path outside itself: {entry.filename!r}")
         if (entry.external_attr >> 16) & 0o170000 == 0o120000:
             raise ServiceError(ErrorCode.INVALID_SPEC, f"{what}: the zip holds a link: {entry.filename!r}")
+    if len(entries) > MAX_PACKAGE_FILES:  # the same limit the client packs by (testbed.packaging)
+        raise ServiceError(ErrorCode.TOO_LARGE, f"{what}: the zip holds {len(entries)} entries, over the "
+                                                f"{MAX_PACKAGE_FILES}-entry limit of a code package")
     unpacked = sum(entry.file_size for entry in entries)
     if unpacked > max_unpacked:
         raise ServiceError(ErrorCode.TOO_LARGE, f"{what}: the zip unpacks to {unpacked} bytes, over the "

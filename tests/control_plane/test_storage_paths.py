@@ -144,3 +144,21 @@ def test_a_name_with_a_newline_or_a_dot_part_is_refused_and_nothing_is_stored(no
     (folder / "x").write_bytes(b"out")
     assert get(noop_plane.url, token, f"/v1/jobs/{job_id}/outputs/x").status_code == 200
     assert get(noop_plane.url, token, f"/v1/jobs/{job_id}/outputs/x%0A").status_code == 422
+
+
+def test_the_server_refuses_a_package_of_more_entries_than_the_client_packs(noop_plane):
+    import hashlib
+    import io
+    import zipfile
+
+    from testbed.packaging import MAX_PACKAGE_FILES
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for i in range(MAX_PACKAGE_FILES + 1):
+            archive.writestr(f"f{i}", b"")
+    body = buffer.getvalue()
+    token = noop_plane.token(BOB)
+    answer = put(noop_plane.url, token, f"/v1/packages/sha256:{hashlib.sha256(body).hexdigest()}", body)
+    assert answer.status_code == 413 and f"{MAX_PACKAGE_FILES + 1} entries" in answer.json()["detail"], answer.text
+    assert not list((noop_plane.home / "storage" / BOB).glob("packages/*"))
