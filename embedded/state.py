@@ -28,6 +28,8 @@ _SUBFOLDERS = ("logs", "credentials", "mlflow/artifacts", "storage", "ray")
 
 class ComponentState(BaseModel):
     pid: int | None = None
+    started_at: float | None = Field(default=None, description="the process's create time: with its command line, "
+                                                               "what tells it from another process under a reused pid")
     ports: dict[str, int] = Field(default_factory=dict)
     log: str = ""
 
