@@ -49,8 +49,12 @@ def wait_for_status(client, job_id: str, status: str, timeout: float = 60) -> Jo
 
 
 def test_status_json_reports_every_component(local_testbed):
+    from testbed.isolation import LOCAL_MODE_LINE
+
     status = json.loads(cli(local_testbed, "status", "--json", check=True).stdout)
-    assert status["healthy"] is True
+    assert status["healthy"] is True and status["trust"] == LOCAL_MODE_LINE
+    assert cli(local_testbed, "status", check=True).stdout.strip().splitlines()[-1] == LOCAL_MODE_LINE
+    assert cli(local_testbed, "up", check=True).stdout.splitlines()[0] == LOCAL_MODE_LINE  # idempotent: already up
     assert {c["name"] for c in status["components"] if c["healthy"]} == {"ray", "mlflow", "control_plane"}
     for key in ("control_plane_url", "mlflow_url", "ray_dashboard_url"):
         assert status[key].startswith("http://127.0.0.1:")
