@@ -4,7 +4,8 @@ cursors, links planted or swapped in a job's folder (a bounded race), abandoned 
 from __future__ import annotations
 
 import os
-import threading
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -68,6 +69,29 @@ def test_listing_shows_only_the_area_never_uploads_in_flight_or_links(noop_plane
     assert (storage / ALICE / "data" / "secret.csv").read_bytes() == SECRET
 
 
+_SWAPPER = """
+import os, signal, sys
+from pathlib import Path
+folder, alice = Path(sys.argv[1]), Path(sys.argv[2])
+swaps = 0
+def done(*_):
+    print(swaps, flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, done)
+dir_link, file_link = folder / "sub.link", folder / "race.link"
+while True:
+    (folder / "own.tmp").write_bytes(b"bob's own\\n")
+    os.replace(folder / "own.tmp", folder / "race.txt")  # a regular file ...
+    file_link.symlink_to(alice / "secret.csv")
+    os.replace(file_link, folder / "race.txt")  # ... swapped for a link to ALICE's file
+    os.rename(folder / "sub", folder / "sub.real")
+    os.rename(dir_link, folder / "sub")  # a folder swapped for a link to ALICE's folder ...
+    os.rename(folder / "sub", dir_link)
+    os.rename(folder / "sub.real", folder / "sub")  # ... and back
+    swaps += 1
+"""
+
+
 def test_a_link_swapped_in_and_out_never_serves_another_tenants_file(noop_plane):
     """The check-then-open race: a job swaps its output file (and a folder) between a real one and a link to
     ALICE's data while BOB reads; bounded to a few seconds, never ALICE's bytes."""
@@ -78,42 +102,32 @@ def test_a_link_swapped_in_and_out_never_serves_another_tenants_file(noop_plane)
     (folder / "sub" / "secret.csv").write_bytes(b"bob's own\n")
     dir_link, file_link = folder / "sub.link", folder / "race.link"
     dir_link.symlink_to(alice_data, target_is_directory=True)
-    stop = threading.Event()
-    swaps = 0
-
-    def swapper() -> None:
-        nonlocal swaps
-        while not stop.is_set():
-            (folder / "own.tmp").write_bytes(b"bob's own\n")
-            os.replace(folder / "own.tmp", folder / "race.txt")  # a regular file ...
-            file_link.symlink_to(alice_data / "secret.csv")
-            os.replace(file_link, folder / "race.txt")  # ... swapped for a link to ALICE's file
-            os.rename(folder / "sub", folder / "sub.real")
-            os.rename(dir_link, folder / "sub")  # a folder swapped for a link to ALICE's folder ...
-            os.rename(folder / "sub", dir_link)
-            os.rename(folder / "sub.real", folder / "sub")  # ... and back
-            swaps += 1
-
-    thread = threading.Thread(target=swapper, daemon=True)
-    thread.start()
+    # the swapper is a process of its own (as a job is), so it runs truly beside the server's threads
+    swapper = subprocess.Popen([sys.executable, "-c", _SWAPPER, str(folder), str(alice_data)],
+                               stdout=subprocess.PIPE, text=True)
     served: dict[int, int] = {}
     leaked = []
-    deadline = time.monotonic() + 4
+    deadline = time.monotonic() + 6
     with httpx.Client(base_url=noop_plane.url, headers={"Authorization": f"Bearer {noop_plane.token(BOB)}"}) as http:
         try:
+            rounds = 0
             while time.monotonic() < deadline:
-                for path in ("race.txt", "sub/secret.csv"):
+                rounds += 1
+                for path in ("race.txt", "sub/secret.csv", "race.txt", "race.txt"):
                     answer = http.get(f"/v1/jobs/{job_id}/outputs/{path}")
                     served[answer.status_code] = served.get(answer.status_code, 0) + 1
-                    if SECRET in answer.content:
+                    if answer.status_code == 200 and answer.content != b"bob's own\n":  # any byte of ALICE's
                         leaked.append(path)
+                if rounds % 8:
+                    continue
                 answer = http.get(f"/v1/jobs/{job_id}/outputs")
                 assert answer.status_code == 200, answer.text
                 listing = answer.json()["objects"]
                 leaked += [o["name"] for o in listing if o["size"] == len(SECRET)]  # BOB's files are shorter
         finally:
-            stop.set()
-            thread.join(5)
+            swapper.terminate()
+            swaps = int((swapper.communicate(timeout=10)[0] or "0").strip() or 0)
+    print(f"swaps {swaps}, answers {served}, leaked {len(leaked)}")
     assert swaps > 10 and served.get(200, 0) > 10, (swaps, served)  # the race really ran, both ways
     assert leaked == []
 
