@@ -61,7 +61,7 @@ def package_file(sha256: str) -> str:
 
 
 def valid_name(name: str) -> bool:
-    return len(name) <= MAX_NAME_CHARS and re.match(DATA_NAME, name) is not None
+    return len(name) <= MAX_NAME_CHARS and re.fullmatch(DATA_NAME, name) is not None
 
 
 def check_name(name: str, what: str = "name") -> str:
@@ -70,6 +70,24 @@ def check_name(name: str, what: str = "name") -> str:
         raise ValueError(f"{what} {name[:80]!r} must be a relative name of at most {MAX_NAME_CHARS} characters: "
                          "'/'-separated parts of 1-255 letters, digits, '.', '_' or '-', none starting with '.'")
     return name
+
+
+def prefix_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a listing prefix or cursor (None: it can): a relative name, optionally ending in
+    ``/`` or a partial last part; never a leading ``/``, ``..`` or ``.`` part, empty part, backslash or control
+    character."""
+    if value.startswith("/"):
+        return "starts with '/'"
+    if "\\" in value:
+        return "holds a backslash"
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return "holds a control character"
+    parts = value.split("/")
+    if any(part in (".", "..") for part in parts):
+        return "holds a '.' or '..' part"
+    if "" in parts[:-1]:
+        return "holds an empty part ('//')"
+    return None
 
 
 def data_ref_name(value: object) -> str | None:

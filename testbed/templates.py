@@ -40,6 +40,9 @@ _TYPES: dict[str, Any] = {
     "float": Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False)],
     "str": Annotated[str, Field(max_length=1024)],
     "bool": bool,
+    # names the tenant's data: testbed-data://NAME or an object-store URI inside the tenant's own prefix, checked
+    # and resolved at admission (operators/control_plane/data_params.py); "" where the default is synthetic data
+    "data": Annotated[str, Field(max_length=1024)],
 }
 
 
@@ -49,7 +52,7 @@ class TemplateParam(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     name: str
-    type: Literal["int", "float", "str", "bool"]
+    type: Literal["int", "float", "str", "bool", "data"]
     default: ParamValue | None = None
     help: str = ""
     choices: list[str] | None = Field(default=None, description="allowed values (str params)")
@@ -125,7 +128,7 @@ def _training_params(epochs: int, batch_size: int, lr: float, width: int) -> lis
         TemplateParam(name="seed", type="int", default=0, help="random seed (data generation, split, initialisation)"),
         TemplateParam(name="val_fraction", type="float", default=0.2, minimum=0.01, maximum=0.9, help="share held out for validation"),
         TemplateParam(
-            name="data_path", type="str", default="",
+            name="data_path", type="data", default="",
             help="your data: testbed-data://NAME (uploaded with `testbed data upload`), or an s3:// URI; "
                  "empty: seeded synthetic data",
         ),
@@ -226,7 +229,7 @@ _VALIDATE = Template(
         TemplateParam(name="version", type="str", default="latest", help="model version number or 'latest'"),
         TemplateParam(name="margin", type="float", default=0.0, minimum=0.0, help="how much better than the champion (metric units)"),
         TemplateParam(name="holdout_seed", type="int", default=1000, help="seed of the regenerated held-out synthetic data"),
-        TemplateParam(name="data_path", type="str", default="", help="held-out data: testbed-data://NAME or an s3:// URI; empty: synthetic"),
+        TemplateParam(name="data_path", type="data", default="", help="held-out data: testbed-data://NAME or an s3:// URI; empty: synthetic"),
         TemplateParam(name="alias", type="str", default="champion", help="alias the gate moves"),
         TemplateParam(name="require_beat_baseline", type="bool", default=False,
                       help="also require beating the training run's best classical baseline on the held-out data"),

@@ -16,7 +16,7 @@ from operators.control_plane.dispatch import Dispatcher
 from operators.control_plane.errors import ServiceError, not_found
 from operators.control_plane.mlflow_identities import MlflowIdentities
 from operators.control_plane.db.store import JobRow, Store
-from operators.control_plane.tenant_storage import TenantStorage
+from operators.control_plane.tenant_storage import TenantStorage, UploadSweeper
 from operators.control_plane.tokens import TokenIssuer
 from operators.control_plane.db.ledger import Ledger
 from testbed.config import StackConfig, Tenant, load_stack_file
@@ -48,10 +48,14 @@ class ControlPlane:
         self.mlflow.provision()  # best effort: retried at dispatch and at GET /v1/mlflow/credentials
 
     def start(self) -> None:
-        """Start the background sync (status, logs, queued jobs)."""
+        """Start the background sync (status, logs, queued jobs) and the sweep of abandoned uploads."""
         self.dispatcher.start()
+        self._sweeper = UploadSweeper(self.storage, self.settings.upload_idle_seconds)
+        self._sweeper.start()
 
     def shutdown(self) -> None:
+        if getattr(self, "_sweeper", None) is not None:
+            self._sweeper.stop()
         self.dispatcher.stop_sync()
         self.backend.close()
         self.store.close()
