@@ -32,7 +32,9 @@ def train_worker(config: dict[str, Any]) -> None:
         model.load_state_dict(state["model"])
         if state.get("best"):
             best.load_state_dict(state["best"])
-    model = ray.train.torch.prepare_model(model)
+    # Logical GPUs (no CUDA: `testbed up --gpus N`) train on the CPU; real ones on the worker's GPU.
+    device = ray.train.torch.get_device() if torch.cuda.is_available() else torch.device("cpu")
+    model = ray.train.torch.prepare_model(model, move_to_device=device)
     optimizer = torch.optim.Adam(model.parameters(), lr=float(params["lr"]))
     if state:
         optimizer.load_state_dict(state["optimizer"])
@@ -58,7 +60,7 @@ def train_worker(config: dict[str, Any]) -> None:
         stats = run_epochs(
             model, optimizer, task, loader, val,
             start_epoch=start_epoch, epochs=int(params["epochs"]),
-            device=ray.train.torch.get_device(), on_epoch_end=on_epoch_end,
+            device=device, on_epoch_end=on_epoch_end,
             class_weights=cfg.class_weights, best=best,
         )
         if mlflow is not None:
