@@ -30,7 +30,8 @@ from testbed.jobs import TERMINAL_STATUSES, JobSpec, JobStatus
 from testbed.limits import DEFAULT_COMMAND_MAX_RUNTIME_SECONDS
 from testbed.money import Enforcement, Quote, format_duration, won
 from testbed.settings import ControlPlaneSettings
-from testbed.storage import DATA, data_ref_name, package_sha256, valid_name
+from operators.control_plane.data_params import resolve_data_params
+from testbed.storage import package_sha256
 from testbed.templates import TemplateError, get_template
 from testbed.errors import ErrorCode
 
@@ -184,17 +185,9 @@ class Admission:
                                                  "storage; upload it first (`testbed submit --working-dir DIR` does)")
 
     def _locate_data(self, tenant: Tenant, template: str, params: dict) -> str | None:
-        """The template's command with each ``testbed-data://NAME`` param at the tenant's own data (None: no such
-        param); 404 naming the param when the tenant has no such data."""
-        located = {}
-        for key, value in params.items():
-            name = data_ref_name(value)
-            if name is None:
-                continue
-            if not valid_name(name) or not self.storage.data_exists(tenant.id, name):
-                raise ServiceError(ErrorCode.NOT_FOUND, f"body.params.{key}: no data {name[:80]!r} in tenant {tenant.id!r}'s "
-                                                     "storage (`testbed data ls` lists it; `testbed data upload` adds)")
-            located[key] = self.storage.location(tenant.id, DATA, name)
+        """The template's command with each ``data`` param located in the tenant's own storage (None: no such
+        param given); 422/404 naming the param otherwise (:mod:`.data_params`)."""
+        located = resolve_data_params(get_template(template), params, tenant.id, self.storage)
         return get_template(template).command({**params, **located}) if located else None
 
     def _check_quota(self, tenant: Tenant, spec: JobSpec) -> None:

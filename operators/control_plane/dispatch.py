@@ -86,9 +86,16 @@ def launch_request(row: JobRow, settings: ControlPlaneSettings,
         J.ENV_DATA_PATH: tenant_path(settings.storage_path, row.tenant, DATA),
         **budget.env(),
         J.ENV_RUN_TAGS: json.dumps(request.metadata),
-        **(mlflow_env(row.tenant) if mlflow_env is not None else {}),  # last: a spec cannot override it
+        **J.MLFLOW_CLIENT_BOUNDS,
     }
-    return request.model_copy(update={"runtime_env": RuntimeEnv(env_vars=env, code_package=package)})
+    login = mlflow_env(row.tenant) if mlflow_env is not None else {}
+    env.update({k: v for k, v in login.items() if k not in J.MLFLOW_SECRET_VARS})  # last: a spec cannot override it
+    secrets = {k: v for k, v in login.items() if k in J.MLFLOW_SECRET_VARS}
+    return request.model_copy(update={"runtime_env": RuntimeEnv(env_vars=env, code_package=package),
+                                      "secret_env": secrets})
+
+
+STOP_SETTLE_SECONDS = 3.0  # how long a stop waits for the backend's word on a job that was starting
 
 
 def observed_changes(row: JobRow, info: BackendJobInfo, now: float) -> dict[str, Any]:
@@ -332,9 +339,10 @@ class Dispatcher:
     def stop(self, row: JobRow, reason: str | None = None) -> JobRow:
         """Stop a job in any state; its message says what was done.
 
-        Queued: STOPPED at once. Dispatched but not started: the backend is told to stop it and
-        the record is STOPPED at once, never billed (a backend may hold a pending job until it
-        could start). Running: the backend stops it; the record follows when the backend says so.
+        Queued: STOPPED at once. Dispatched but not started: the backend is told to stop it, and what
+        it then reports within ``STOP_SETTLE_SECONDS`` is recorded (an entrypoint that ran meanwhile
+        is billed from when the backend saw it start, its output kept); a job the backend still holds
+        unstarted is STOPPED, never billed. Running: the backend stops it; the record follows when the backend says so.
         The stop and the output so far are recorded before the backend is asked, so any replica
         reports the job STOPPED with its logs once the backend forgets it.
         """
@@ -354,9 +362,17 @@ class Dispatcher:
         except BackendError as exc:
             raise ServiceError(ErrorCode.BACKEND_UNAVAILABLE, str(exc)) from None
         row = self.refresh(self.store.get_job(row.id) or row)
+        # A job stopped while starting may have had its entrypoint run meanwhile: give the backend a moment to say
+        # what it did (its end, whether the entrypoint ran: billed from then, its output kept) before recording it
+        # as never run.
+        settle = time.monotonic() + STOP_SETTLE_SECONDS
+        while not row.terminal and row.started_at is None and time.monotonic() < settle:
+            time.sleep(0.2)
+            row = self.refresh(self.store.get_job(row.id) or row)
         if row.terminal:
             return row
         if row.started_at is None:
+            row = self.store.update_job(row.id, logs=self._final_logs(row)) or row
             return self._stopped(row, "stopped while starting: the backend was told to stop it before it ran")
         return self.store.update_job(row.id, message=reason or "stopping: the backend was asked to stop it") or row
 
