@@ -26,6 +26,7 @@ from testbed.money import Quote
 from testbed.packaging import PackageError, build_package, mib
 from testbed.statements import MonthClosed, Statement
 from testbed.storage import DeletedObjects, ObjectList, StoredObject, StoredPackage, check_name
+from testbed.tenant_exit import PurgeResult
 from testbed.usage import UsageReport
 
 ENV_URL = "TESTBED_URL"
@@ -340,6 +341,14 @@ class TestbedClient:
     def audit_verify(self, expect_head: str | None = None) -> AuditVerification:
         """Operator only: the control plane recomputes the audit trail's hash chain."""
         return self._call(AuditVerification, "GET", "/v1/audit/verify", params=_present({"expect_head": expect_head}))
+
+    def download_tenant_archive(self, tenant: str, dest: str | Path) -> Path:
+        """Operator only: everything the platform keeps of a tenant, as one zip (the export is recorded)."""
+        return self._download(f"/v1/tenants/{tenant}/archive", dest)
+
+    def purge_tenant(self, tenant: str) -> PurgeResult:
+        """Operator only, after an export: remove the tenant's storage, job logs and tokens (ledger rows stay)."""
+        return self._call(PurgeResult, "POST", f"/v1/tenants/{tenant}/purge", json={"confirm": tenant})
 
     def usage(self, tenant: str | None = None, series: bool = False) -> UsageReport:
         """Allocated use per tenant against its grant; ``series`` adds each tenant's cumulative GPU burn."""

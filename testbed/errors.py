@@ -37,6 +37,7 @@ class ErrorCode(StrEnum):
     DATABASE_UNAVAILABLE = "database_unavailable"
     MLFLOW_UNAVAILABLE = "mlflow_unavailable"
     STORAGE_UNAVAILABLE = "storage_unavailable"
+    EXPORT_REQUIRED = "export_required"  # a tenant purge before an export newer than its last job
     EXPORT_UNAVAILABLE = "export_unavailable"  # a statement file cannot be rendered (e.g. no Korean font)
 
     @property
@@ -70,6 +71,7 @@ ERROR_STATUS: dict[ErrorCode, int] = {
     ErrorCode.DATABASE_UNAVAILABLE: 503,
     ErrorCode.MLFLOW_UNAVAILABLE: 503,
     ErrorCode.STORAGE_UNAVAILABLE: 503,
+    ErrorCode.EXPORT_REQUIRED: 409,
     ErrorCode.EXPORT_UNAVAILABLE: 503,
 }
 

@@ -66,6 +66,8 @@ class TenantStatement(BaseModel):
     grant_remaining_krw: int | None
     vat_rate: Decimal
     rows: list[StatementRow]
+    idle_gpu_hours: Decimal = Field(default=Decimal(0), description="GPU-hours its jobs held idle (DCGM utilisation "
+                                    "under the idle threshold), counted in the month they were last observed idle")
 
     @property
     def total(self) -> StatementRow:

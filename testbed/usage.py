@@ -43,6 +43,7 @@ class TenantUsage(BaseModel):
     grant_start: dt.date | None = None
     grant_end: dt.date | None = None
     burn: list[BurnPoint] | None = Field(default=None, description="only with ?series=true")
+    idle_gpu_seconds: float = Field(default=0.0, description="GPU-seconds the tenant's jobs held idle (DCGM)")
     # Money, from the money ledger (whole won, excluding VAT); see docs/money.md.
     grant_krw: int | None = Field(default=None, description="the grant in won (None: GPU-hours only)")
     charged_krw: int = 0
@@ -69,6 +70,11 @@ class TenantUsage(BaseModel):
     @property
     def gpu_hours(self) -> float:
         return self.gpu_seconds / 3600.0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def idle_gpu_hours(self) -> float:
+        return self.idle_gpu_seconds / 3600.0
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -20,6 +20,8 @@ from operators.control_plane.guards import BodySizeLimit, HealthProbe
 from operators.control_plane.plane import ControlPlane
 from operators.metering.exporter import make_registry
 from operators.statements.api import install as install_statements
+from operators.control_plane.program_api import install as install_program
+from operators.control_plane.tenant_exit import install as install_tenant_exit
 from testbed.limits import MAX_BODY_BYTES
 from testbed.settings import ControlPlaneSettings
 
@@ -68,4 +70,6 @@ def create_app(
     app.include_router(storage.router_for(settings))  # its OpenAPI names this plane's upload limits
     install_audit(app, plane)  # /v1/audit, named tokens
     install_statements(app, plane.statements)  # /v1/statements
+    install_program(app, plane)  # /v1/budget (operator, program office)
+    install_tenant_exit(app, plane)  # /v1/tenants/{id}/archive and /purge (operator)
     return app

@@ -46,6 +46,8 @@ class AuditKind:
     PRICES_CHANGED = "prices.changed"
     BUDGET_CHANGED = "budget.changed"
     MONTH_CLOSED = "month.closed"
+    TENANT_EXPORTED = "tenant.exported"
+    TENANT_PURGED = "tenant.purged"
 
 
 class AuditRow(Base):

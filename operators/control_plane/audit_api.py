@@ -37,8 +37,9 @@ def token_info(row: TokenRow) -> TokenInfo:
 
 
 def require_operator(caller: Principal) -> None:
-    if not caller.is_operator:
-        raise ServiceError(ErrorCode.FORBIDDEN, "only the operator token reads the audit trail")
+    """The audit trail is read by the operator and the program office (read-only)."""
+    if not caller.reads_every_tenant:
+        raise ServiceError(ErrorCode.FORBIDDEN, "only the operator and program-office tokens read the audit trail")
 
 
 def install(app: FastAPI, plane) -> None:

@@ -23,6 +23,7 @@ from operators.control_plane.backends.base import Backend, BackendError
 from operators.control_plane.backends.factory import make_backend
 from operators.control_plane.dispatch import Dispatcher
 from operators.control_plane.errors import ServiceError, not_found
+from operators.control_plane.idle import IdleWatch
 from operators.control_plane.db.migrate import opening_prices
 from operators.control_plane.mlflow_identities import MlflowIdentities
 from operators.control_plane.db.models import DEFAULT_TOKEN_NAME, TokenRow
@@ -65,8 +66,10 @@ class ControlPlane:
         self.admission = Admission(self.stack, self.store, self.backend, self.ledger, settings, self.storage, self.money)
         self.mlflow = MlflowIdentities(settings, self.store, self.tenants)  # after the tokens: it derives from them
         self.dispatcher = Dispatcher(settings, self.tenants, self.store, self.backend, self.mlflow.job_env, self.money)
+        self.idle = IdleWatch(settings, self.tenants, self.store, self.dispatcher)  # idle GPUs (Prometheus)
         self.issuer = TokenIssuer(self.store, self.tokens, self.tenants, self.stack.region.id, settings.credentials_dir,
-                                  settings.operator_token_sha256, settings.monitoring_token_sha256)
+                                  settings.operator_token_sha256, settings.monitoring_token_sha256,
+                                  settings.program_office_token_sha256)
         self.issuer.bootstrap()
         record_money_changes(self.store, self.stack)  # grant, price and budget changes since the last start
         self.mlflow.provision()  # best effort: retried at dispatch and at GET /v1/mlflow/credentials
@@ -75,6 +78,7 @@ class ControlPlane:
         """Start the background sync (status, logs, queued jobs); it also reloads an amended stack file."""
         self.dispatcher.on_round.append(self.reload_if_changed)
         self.dispatcher.start()
+        self.idle.start()
 
     def reload_if_changed(self) -> list[str]:
         """Reload the stack file when it changed on disk (amended grants, new price rows); what was done."""
@@ -137,6 +141,7 @@ class ControlPlane:
         return actions
 
     def shutdown(self) -> None:
+        self.idle.stop()
         self.dispatcher.stop_sync()
         self.backend.close()
         self.store.close()

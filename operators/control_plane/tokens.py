@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from operators.control_plane import audit
 from operators.control_plane.audit import AuditKind
-from operators.control_plane.auth import MONITORING, OPERATOR, Principal, Role, TokenCache, hash_token
+from operators.control_plane.auth import MONITORING, OPERATOR, PROGRAM_OFFICE, Principal, Role, TokenCache, hash_token
 from operators.control_plane.errors import ServiceError, not_found
 from operators.control_plane.db.models import DEFAULT_TOKEN_NAME, TokenRow
 from operators.control_plane.db.store import Store
@@ -35,7 +35,8 @@ def new_token() -> str:
 
 
 def role_of(subject: str) -> Role:
-    return {OPERATOR: "operator", MONITORING: "monitoring"}.get(subject, "tenant")  # type: ignore[return-value]
+    roles = {OPERATOR: "operator", MONITORING: "monitoring", PROGRAM_OFFICE: "program-office"}
+    return roles.get(subject, "tenant")  # type: ignore[return-value]
 
 
 TOKEN_NAME_PATTERN = r"^[\w][\w.@-]{0,63}$"  # a person or purpose: `kim`, `ci-bot`, `김민수`
@@ -75,7 +76,7 @@ class TokenIssuer:
 
     def __init__(self, store: Store, cache: TokenCache, tenants: Collection[str], region: str,
                  credentials_dir: Path | None = None, operator_token_sha256: str | None = None,
-                 monitoring_token_sha256: str | None = None):
+                 monitoring_token_sha256: str | None = None, program_office_token_sha256: str | None = None):
         self.store = store
         self.cache = cache
         self.tenants = tenants
@@ -83,10 +84,12 @@ class TokenIssuer:
         self.credentials_dir = credentials_dir
         self.operator_token_sha256 = operator_token_sha256
         self.monitoring_token_sha256 = monitoring_token_sha256
+        self.program_office_token_sha256 = program_office_token_sha256
 
     def bootstrap(self) -> None:
         """Install the stack's token hashes (cluster); give each tenant and the operator a token file (local)."""
-        for subject, token_hash in ((OPERATOR, self.operator_token_sha256), (MONITORING, self.monitoring_token_sha256)):
+        for subject, token_hash in ((OPERATOR, self.operator_token_sha256), (MONITORING, self.monitoring_token_sha256),
+                                    (PROGRAM_OFFICE, self.program_office_token_sha256)):
             if token_hash is not None:
                 self.install_stack_hash(subject, token_hash)
         if self.credentials_dir is None:
@@ -95,7 +98,8 @@ class TokenIssuer:
         with self.store.lock("testbed:tokens"):  # replicas starting together issue each token once
             known = self.store.token_subjects()
             stack_managed = self.operator_token_sha256 is not None
-            for subject in [*self.tenants, *([] if stack_managed else [OPERATOR])]:
+            for subject in [*self.tenants, *([] if stack_managed else [OPERATOR]),
+                            *([] if self.program_office_token_sha256 is not None else [PROGRAM_OFFICE])]:
                 path = self.credentials_dir / f"{subject}.token"
                 if subject in known and path.exists():
                     continue
@@ -149,5 +153,8 @@ class TokenIssuer:
                                "operator_token); rotate it there, e.g. `pulumi up --replace <the token's URN>`")
         if subject == MONITORING:
             raise ServiceError(ErrorCode.FORBIDDEN, "the monitoring token comes from the Pulumi stack; rotate it there")
-        if subject != OPERATOR and subject not in self.tenants:
+        if subject == PROGRAM_OFFICE and self.program_office_token_sha256 is not None:
+            raise ServiceError(ErrorCode.FORBIDDEN, "this region's program-office token comes from its Pulumi stack "
+                               "(output program_office_token); rotate it there")
+        if subject not in (OPERATOR, PROGRAM_OFFICE) and subject not in self.tenants:
             raise not_found(f"tenant {subject!r} in region {self.region!r}")

@@ -25,6 +25,7 @@ def build_report(
     ids = sorted(tenants if tenants is not None else configured.keys() | meters.keys())
     balances = money.balances(now, tenants=ids) if money is not None else {}
     burn = ledger.gpu_burn(ids, now) if series else {}
+    idle = ledger.store.idle_gpu_seconds(ids)
     rows = []
     for tenant_id in ids:
         meter = meters.get(tenant_id) or TenantMeter(tenant_id)
@@ -44,6 +45,7 @@ def build_report(
             grant_end=tenant.grant.end if tenant else None,
             burn=[BurnPoint(timestamp=t, gpu_seconds=g) for t, g in [*points, (now, meter.gpu_seconds_total)]]
             if series else None,
+            idle_gpu_seconds=idle.get(tenant_id, 0.0),
             **_money_fields(balances.get(tenant_id), tenant),
             **_burn_fields(money, tenant, balances.get(tenant_id), now),
         ))

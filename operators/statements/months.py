@@ -13,9 +13,10 @@ import datetime as dt
 import hashlib
 import time
 from contextlib import ExitStack
+from decimal import Decimal
 from typing import Callable, Sequence
 
-from sqlalchemy import Float, Index, Integer, String, Text, select
+from sqlalchemy import Float, Index, Integer, String, Text, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from operators.control_plane import audit
@@ -23,7 +24,7 @@ from operators.control_plane.audit import AuditKind, canonical_json
 from operators.control_plane.auth import Principal
 from testbed.errors import ErrorCode
 from operators.control_plane.errors import ServiceError, not_found
-from operators.control_plane.db.models import Base
+from operators.control_plane.db.models import Base, JobRow
 from operators.control_plane.db.store import Store
 from operators.statements.compute import month_start, next_month, tenant_statement
 from testbed.config import StackConfig
@@ -84,12 +85,27 @@ class Statements:
         """Every configured tenant's statement for ``month`` from the ledger as it is now."""
         closes = closes if closes is not None else {m: row.last_ledger_id for m, row in self.closes().items()}
         entries = list(self.entries()) if entries is None else entries
-        return [tenant_statement(self.stack, tenant, month, entries, closes, provisional) for tenant in self.stack.tenants]
+        idle = self.idle_gpu_hours(month)
+        return [tenant_statement(self.stack, tenant, month, entries, closes, provisional).model_copy(
+                    update={"idle_gpu_hours": idle.get(tenant.id, Decimal(0))})
+                for tenant in self.stack.tenants]
+
+    def idle_gpu_hours(self, month: str) -> dict[str, Decimal]:
+        """Tenant -> GPU-hours its jobs held idle, of the jobs last observed idle in ``month`` (KST; 6 decimals)."""
+        try:
+            start, end = dt.datetime.combine(month_start(month), dt.time(), KST).timestamp(), month_end_ts(month)
+        except (ValueError, OverflowError):  # a month outside the calendar (year 0, 9999-12): no job was idle then
+            return {}
+        query = (select(JobRow.tenant, func.sum(JobRow.idle_gpu_seconds))
+                 .where(JobRow.idle_gpu_seconds > 0, JobRow.idle_checked_at >= start, JobRow.idle_checked_at < end)
+                 .group_by(JobRow.tenant))
+        with self.store.session() as s:
+            return {tenant: (Decimal(seconds) / 3600).quantize(Decimal("0.000001")) for tenant, seconds in s.execute(query)}
 
     def statement(self, principal: Principal, month: str, tenant: str | None = None) -> Statement:
         """The month's statement of every tenant the caller may see (``tenant``: only that one; another's: 404)."""
         month = self._month(month)
-        if tenant is not None and (not principal.can_see(tenant) or tenant not in {t.id for t in self.stack.tenants}):
+        if tenant is not None and (not principal.can_read_accounts(tenant) or tenant not in {t.id for t in self.stack.tenants}):
             raise not_found(f"tenant {tenant!r}")
         closed = self.closes().get(month)
         if closed is not None:
@@ -98,7 +114,7 @@ class Statements:
                     select(StatementRowRow).where(StatementRowRow.month == month).order_by(StatementRowRow.position))]
         else:
             frozen = self.compute(month, provisional=True)
-        visible = [st for st in frozen if principal.can_see(st.tenant) and (tenant is None or st.tenant == tenant)]
+        visible = [st for st in frozen if principal.can_read_accounts(st.tenant) and (tenant is None or st.tenant == tenant)]
         return Statement(month=month, provisional=closed is None, closed_at=closed.closed_at if closed else None,
                          tenants=visible)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from testbed import usage
 from testbed.api import TemplateList
+from testbed.cli import tenant_exit
 from testbed.cli.common import CliError, add_command, connect, emit, local_token, print_json
 from testbed.client import TestbedError
 from testbed.tables import model_table, render_table
@@ -112,6 +113,7 @@ def register(sub: Any) -> None:
     tenants = sub.add_parser("tenants", help="the region's tenants and their tokens").add_subparsers(
         dest="tenants_command", required=True)
     add_command(tenants, "list", cmd_tenants_list, "list the region's tenants (the operator's view by default)")
+    tenant_exit.register(tenants)  # export, purge
     p = add_command(tenants, "token", cmd_tenants_token,
                     "print a tenant's token (local testbed); --rotate issues a new one (operator token)", json_flag=False)
     p.add_argument("tenant", metavar="ID")

@@ -46,7 +46,7 @@ def test_admissions_refusals_and_tokens_are_audited_in_one_verified_chain(noop_p
     grants = list(operator.iter_audit(kind=AuditKind.GRANT_CHANGED))
     assert {e.tenant for e in grants} == {t.id for t in noop_plane.plane.stack.tenants}
     assert all(e.detail["before"] is None and e.detail["after"]["krw"] for e in grants)
-    assert len(list(operator.iter_audit(kind="token."))) == 6  # five tenants and the operator
+    assert len(list(operator.iter_audit(kind="token."))) == 7  # five tenants, the operator and the program office
 
     # paging and filters
     everything = list(operator.iter_audit())

@@ -22,7 +22,7 @@ def tenants(caller: Caller, plane: Plane) -> TenantList:
             id=t.id, name=t.name, industry=t.industry, sample=t.sample, grant_gpu_hours=t.grant.gpu_hours, grant_krw=t.grant.krw,
             grant_start=t.grant.start.isoformat(), grant_end=t.grant.end.isoformat(),
         )
-        for t in plane.stack.tenants if caller.can_see(t.id)
+        for t in plane.stack.tenants if caller.can_read_accounts(t.id)
     ])
 
 

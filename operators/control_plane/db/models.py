@@ -70,6 +70,11 @@ class JobRow(Base):
     logs: Mapped[str | None] = mapped_column(Text, nullable=True)
     # When a stop was asked for: a job its backend then forgets (a deleted RayJob) ended STOPPED.
     stop_requested_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Idle GPUs (operators/control_plane/idle.py): since when every GPU of the job has stayed under the idle
+    # threshold (None: not idle), when that was last checked, and the idle GPU-seconds counted so far.
+    idle_since: Mapped[float | None] = mapped_column(Float, nullable=True)
+    idle_checked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    idle_gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
 
     @property
     def terminal(self) -> bool:
@@ -149,4 +154,18 @@ class MoneyLedgerRow(Base):
     gpu_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
     memory_mib_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
     note: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class TenantExitRow(Base):
+    """An export (``kind`` export) or purge (``kind`` purge) of a tenant; never updated."""
+
+    __tablename__ = "tenant_exits"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    at: Mapped[float] = mapped_column(Float)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     actor: Mapped[str | None] = mapped_column(String(64), nullable=True)

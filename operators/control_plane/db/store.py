@@ -249,6 +249,15 @@ class Store:
             count, cpus, gpus, memory = s.execute(query).one()
         return int(count), float(cpus), int(gpus), int(memory)
 
+    def idle_gpu_seconds(self, tenants: list[str] | None = None) -> dict[str, float]:
+        """Tenant -> GPU-seconds its jobs held idle (operators/control_plane/idle.py)."""
+        query = (select(JobRow.tenant, func.sum(JobRow.idle_gpu_seconds))
+                 .where(JobRow.idle_gpu_seconds > 0).group_by(JobRow.tenant))
+        if tenants is not None:
+            query = query.where(JobRow.tenant.in_(tenants))
+        with self.session() as s:
+            return {tenant: float(seconds or 0.0) for tenant, seconds in s.execute(query)}
+
     def update_jobs(self, changes: dict[str, dict[str, Any]]) -> list[JobRow]:
         """Apply many jobs' changes in one transaction (one sync round).
 
