@@ -162,8 +162,8 @@ def test_cli_manages_named_tokens(noop_plane):
 @pytest.mark.parametrize("tamper", ["edit", "delete", "delete_last"])
 def test_a_tampered_or_deleted_audit_row_is_found(noop_plane, tamper, capsys):
     alice = noop_plane.client(ALICE)
-    for _ in range(3):
-        alice.submit({"entrypoint": "true", "cpus": 1})
+    for _ in range(3):  # ended (charged and released) before the trail is read: nothing appends meanwhile
+        assert alice.wait(alice.submit({"entrypoint": "true", "cpus": 1}).id, timeout=30).status == "SUCCEEDED"
     db = noop_plane.home / "cp.db"
     url = f"sqlite:///{db}"
 
