@@ -61,7 +61,7 @@ class ControlPlane:
         # The money ledger: holds at admission, charges from the reconciler and at a job's end, releases.
         self.money = MoneyLedger(self.store, self.stack, lambda tenant: pricing_pool(self.stack, tenant, settings.backend))
         self.money.install()
-        install_audit_hooks()  # ledger entries and enforcement stops write their audit rows
+        install_audit_hooks(self.store)  # ledger entries and enforcement stops write their audit rows
         self.statements = Statements(self.stack, self.store, lambda: self.money.entries())
         self.admission = Admission(self.stack, self.store, self.backend, self.ledger, settings, self.storage, self.money)
         self.mlflow = MlflowIdentities(settings, self.store, self.tenants)  # after the tokens: it derives from them
