@@ -71,7 +71,8 @@ class TenantInfo(BaseModel):
     name: str
     industry: str
     sample: bool
-    grant_gpu_hours: float
+    grant_gpu_hours: float | None = None
+    grant_krw: int | None = None
     grant_start: str
     grant_end: str
 

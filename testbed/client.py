@@ -21,6 +21,7 @@ from testbed.api import Health, IssuedToken, MlflowLogin, TemplateList, TenantLi
 from testbed.errors import ErrorBody, format_validation_errors
 from testbed.jobs import Job, JobList, JobLogs, JobSpec, JobStatus
 from testbed.limits import MAX_DATA_FILE_BYTES
+from testbed.money import Quote
 from testbed.packaging import PackageError, build_package, mib
 from testbed.storage import DeletedObjects, ObjectList, StoredObject, StoredPackage, check_name
 from testbed.usage import UsageReport
@@ -159,6 +160,12 @@ class TestbedClient:
         if working_dir is not None:
             fields["code_package"] = self.upload_package(working_dir, excludes).ref
         return self._call(Job, "POST", "/v1/jobs", json={**body, **fields})
+
+    def quote(self, spec: JobSpec | Mapping[str, Any] | None = None, **fields: Any) -> Quote:
+        """The hold (maximum cost in won) a job would take if submitted now, and whether it fits your grant's
+        balance; nothing is submitted (``POST /v1/jobs/quote``, the same body as :meth:`submit`)."""
+        body = spec.model_dump(mode="json", exclude_unset=True) if isinstance(spec, JobSpec) else dict(spec or {})
+        return self._call(Quote, "POST", "/v1/jobs/quote", json={**body, **fields})
 
     def get_job(self, job_id: str) -> Job:
         return self._call(Job, "GET", f"/v1/jobs/{job_id}")

@@ -23,6 +23,8 @@ MAX_ID_CHARS = 64  # job ids, tenant ids and cursors in paths and queries
 MIN_CPUS = 0.01  # Ray schedules fractions of a CPU; less than this cannot do work
 MAX_CPUS = 1024.0
 MAX_GPUS = 64
+MAX_RUNTIME_SECONDS = 366 * 86400  # a job's max run time: at most a fiscal year
+DEFAULT_COMMAND_MAX_RUNTIME_SECONDS = 3600  # a command job that names none
 MAX_MEMORY_BYTES = 2**50  # 1 PiB: more than any node has, and every quantity the API pattern allows
 
 DEFAULT_PAGE_SIZE = 50

@@ -77,6 +77,8 @@ class ControlPlaneSettings(BaseModel):
                     "keeps the clear token in a Secret of the platform namespace for the ServiceMonitor)",
     )
     sync_interval_seconds: float = Field(default=0.25, gt=0)
+    charge_interval_seconds: float = Field(
+        default=30.0, gt=0, le=60, description="how often the reconciler charges running jobs (at least every minute)")
     lease_ttl_seconds: float = Field(
         default=5.0, gt=0, description="replicas: the reconciler lease lapses this long after its holder's last renewal"
     )

@@ -72,6 +72,7 @@ class Template(BaseModel):
     description: str
     module: str = Field(description="python module run with `python -m`")
     params: list[TemplateParam] = Field(default_factory=list)
+    max_runtime_seconds: int = Field(default=1800, description="a job's default max run time")
 
     @cached_property
     def params_model(self) -> type[BaseModel]:
@@ -104,6 +105,7 @@ class Template(BaseModel):
 _SMOKE = Template(
     name="smoke",
     kind="smoke",
+    max_runtime_seconds=600,
     industry="any",
     description="A tiny regression fit that logs a few metrics to MLflow: checks the tenant's wiring.",
     module="workloads.smoke",
@@ -138,6 +140,7 @@ def _training_params(epochs: int, batch_size: int, lr: float, width: int) -> lis
 _DEFECT = Template(
     name="defect-inspection",
     kind="train",
+    max_runtime_seconds=7200,
     industry="manufacturing (Ulsan, Gyeongnam): visual defect inspection",
     description="A small CNN classifies surface images as ok / scratch / dent. "
     "Own data: a folder of class sub-folders of images.",
@@ -153,6 +156,7 @@ _DEFECT = Template(
 _MAINTENANCE = Template(
     name="predictive-maintenance",
     kind="train",
+    max_runtime_seconds=7200,
     industry="machinery (Gyeongnam, Changwon cluster): predictive maintenance",
     description="A temporal CNN predicts failure within the horizon from machine sensor windows. "
     "Own data: CSV/Parquet with machine_id, the feature columns and the label column, in time order.",
@@ -172,6 +176,7 @@ _MAINTENANCE = Template(
 _POWER = Template(
     name="power-forecast",
     kind="train",
+    max_runtime_seconds=7200,
     industry="renewable energy (Jeonnam): solar and wind power forecasting",
     description="An MLP forecasts plant output `horizon` hours ahead from recent output and the weather forecast; "
     "compared with persistence. Own data: CSV/Parquet with timestamp, power (0-1) and the feature columns.",
@@ -192,6 +197,7 @@ _POWER = Template(
 _TABULAR = Template(
     name="tabular-quality",
     kind="train",
+    max_runtime_seconds=7200,
     industry="food and beauty (Jeju): batch quality prediction",
     description="An MLP predicts a production batch's quality score from its process record; compared with the mean. "
     "Own data: CSV/Parquet, text columns are one-hot encoded.",
@@ -206,6 +212,7 @@ _TABULAR = Template(
 _VALIDATE = Template(
     name="validate",
     kind="validation",
+    max_runtime_seconds=1800,
     industry="any",
     description="Evaluates a registered model version on held-out data, compares it with the 'champion' alias "
     "and moves the alias only when the new version is better by the margin; fails otherwise.",

@@ -22,6 +22,7 @@ from operators.metering import install as install_metering
 from testbed.api import Health, IssuedToken, MlflowLogin, TemplateList, TenantInfo, TenantList
 from testbed.quantities import format_memory
 from testbed.jobs import Job, JobList, JobLogs, JobSpec, JobStatus
+from testbed.money import Quote
 from testbed.limits import DEFAULT_PAGE_SIZE, MAX_BODY_BYTES, MAX_ID_CHARS, MAX_PAGE_SIZE
 from testbed.settings import ControlPlaneSettings
 from testbed.templates import list_templates
@@ -39,8 +40,9 @@ def iso(ts: float | None) -> str | None:
     return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def job_view(row: JobRow) -> Job:
-    """A job record as the API answers it."""
+def job_view(row: JobRow, money: tuple[int, int] | None = None) -> Job:
+    """A job record as the API answers it; ``money``: its (hold, charged) in won."""
+    hold, charged = money or (0, 0)
     return Job(
         id=row.id,
         tenant=row.tenant,
@@ -60,6 +62,9 @@ def job_view(row: JobRow) -> Job:
         started_at=iso(row.started_at),
         ended_at=iso(row.ended_at),
         backend_ref=row.backend_ref,
+        max_runtime_seconds=row.spec.get("max_runtime_seconds"),
+        hold_krw=hold,
+        charged_krw=charged,
     )
 
 
@@ -91,6 +96,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.plane = plane
+
+    def view(row: JobRow) -> Job:
+        return job_view(row, plane.money.job_money([row.id]).get(row.id))
     probe = HealthProbe(plane.store, plane.backend)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES, uploads=upload_limits(settings))
@@ -114,7 +122,13 @@ def create_app(
         # request threads contending for the GIL mid-admission. The backend call runs on the dispatch threads.
         loop = asyncio.get_running_loop()
         row = await loop.run_in_executor(admitters, plane.admit, caller, spec)
-        return job_view(await loop.run_in_executor(dispatchers, plane.dispatch, row))
+        return view(await loop.run_in_executor(dispatchers, plane.dispatch, row))
+
+    @app.post("/v1/jobs/quote", response_model=Quote, responses=error_responses(401, 403, 404, 413, 422, 503))
+    def quote_job(spec: JobSpec, caller: Caller) -> Quote:
+        """The hold (maximum cost, in won) the same spec would take if submitted now, and whether it fits the
+        grant's balance; nothing is submitted or recorded."""
+        return plane.quote(caller, spec)
 
     @app.get("/v1/jobs", response_model=JobList, responses=error_responses(401, 422, 503))
     def list_jobs(
@@ -126,11 +140,12 @@ def create_app(
         after = decode_cursor(cursor) if cursor is not None else None
         rows = plane.list_jobs(caller, status=status, limit=limit + 1, after=after)
         page = rows[:limit]
-        return JobList(jobs=[job_view(r) for r in page], next_cursor=encode_cursor(page[-1]) if len(rows) > limit else None)
+        money = plane.money.job_money([r.id for r in page])
+        return JobList(jobs=[job_view(r, money.get(r.id)) for r in page], next_cursor=encode_cursor(page[-1]) if len(rows) > limit else None)
 
     @app.get("/v1/jobs/{job_id}", response_model=Job, responses=error_responses(401, 404, 422, 503))
     def get_job(job_id: PathId, caller: Caller) -> Job:
-        return job_view(plane.visible_job(caller, job_id))
+        return view(plane.visible_job(caller, job_id))
 
     @app.get("/v1/jobs/{job_id}/logs", response_model=JobLogs, responses=error_responses(401, 404, 422, 503))
     def job_logs(job_id: PathId, caller: Caller) -> JobLogs:
@@ -140,7 +155,7 @@ def create_app(
     @app.post("/v1/jobs/{job_id}/stop", response_model=Job, responses=error_responses(401, 404, 422, 503))
     def stop_job(job_id: PathId, caller: Caller) -> Job:
         """Stop a job in any state (queued, starting, running); its ``message`` says what was done."""
-        return job_view(plane.stop(caller, job_id))
+        return view(plane.stop(caller, job_id))
 
     @app.get("/v1/templates", response_model=TemplateList, responses=error_responses(401, 503))
     def templates(_caller: Caller) -> TemplateList:
@@ -150,7 +165,7 @@ def create_app(
     def tenants(caller: Caller) -> TenantList:
         return TenantList(tenants=[
             TenantInfo(
-                id=t.id, name=t.name, industry=t.industry, sample=t.sample, grant_gpu_hours=t.grant.gpu_hours,
+                id=t.id, name=t.name, industry=t.industry, sample=t.sample, grant_gpu_hours=t.grant.gpu_hours, grant_krw=t.grant.krw,
                 grant_start=t.grant.start.isoformat(), grant_end=t.grant.end.isoformat(),
             )
             for t in plane.stack.tenants if caller.can_see(t.id)

@@ -14,13 +14,16 @@ from operators.control_plane.backends.base import Backend, BackendError
 from operators.control_plane.backends.factory import make_backend
 from operators.control_plane.dispatch import Dispatcher
 from operators.control_plane.errors import ServiceError, not_found
+from operators.control_plane.migrate import opening_prices
 from operators.control_plane.mlflow_identities import MlflowIdentities
+from operators.control_plane.money import MoneyLedger
 from operators.control_plane.store import JobRow, Store
 from operators.control_plane.tenant_storage import TenantStorage
 from operators.control_plane.tokens import TokenIssuer
 from operators.metering.ledger import Ledger
-from testbed.config import StackConfig, Tenant, load_stack_file
+from testbed.config import StackConfig, Tenant, load_stack_file, pricing_pool
 from testbed.jobs import JobSpec, JobStatus
+from testbed.money import Quote
 from testbed.settings import ControlPlaneSettings
 
 
@@ -31,16 +34,20 @@ class ControlPlane:
         self.settings = settings
         self.stack: StackConfig = load_stack_file(settings.stack_file)
         self.tenants: dict[str, Tenant] = {t.id: t for t in self.stack.tenants}
-        self.store = store or Store(settings.database_url)
+        # A database migrated here opens its money ledger with today's usage at today's prices (0003_money).
+        self.store = store or Store(settings.database_url, opening_prices=opening_prices(self.stack, settings.backend))
         self.backend = backend or make_backend(settings, self.stack)
         self.storage = TenantStorage(settings.storage_path)  # packages, data and job outputs of each tenant
         self.tokens = TokenCache(self.store)
         # The same ledger meters usage for /metrics and /v1/usage and for the grant check.
         self.ledger = Ledger(self.store)
         self.ledger.install()
-        self.admission = Admission(self.stack, self.store, self.backend, self.ledger, settings, self.storage)
+        # The money ledger: holds at admission, charges from the reconciler and at a job's end, releases.
+        self.money = MoneyLedger(self.store, self.stack, lambda tenant: pricing_pool(self.stack, tenant, settings.backend))
+        self.money.install()
+        self.admission = Admission(self.stack, self.store, self.backend, self.ledger, settings, self.storage, self.money)
         self.mlflow = MlflowIdentities(settings, self.store, self.tenants)  # after the tokens: it derives from them
-        self.dispatcher = Dispatcher(settings, self.tenants, self.store, self.backend, self.mlflow.job_env)
+        self.dispatcher = Dispatcher(settings, self.tenants, self.store, self.backend, self.mlflow.job_env, self.money)
         self.issuer = TokenIssuer(self.store, self.tokens, self.tenants, self.stack.region.id, settings.credentials_dir,
                                   settings.operator_token_sha256, settings.monitoring_token_sha256)
         self.issuer.bootstrap()
@@ -59,6 +66,10 @@ class ControlPlane:
         """Admission, serialised with the tenant's other admissions and dispatches (any replica)."""
         with self.store.tenant_lock(principal.subject):
             return self.admission.admit(principal, spec)
+
+    def quote(self, principal: Principal, spec: JobSpec) -> Quote:
+        """The hold a job would take now and whether it fits; nothing is recorded."""
+        return self.admission.quote(principal, spec)
 
     def dispatch(self, row: JobRow) -> JobRow:
         return self.dispatcher.dispatch(row)

@@ -150,11 +150,11 @@ def dialect_insert(session: Session, table: Table) -> PgInsert | SqliteInsert:
 class Store:
     """Tokens and jobs, behind short transactions; the schema is brought up to date first."""
 
-    def __init__(self, url: str, migrate: bool = True):
+    def __init__(self, url: str, migrate: bool = True, opening_prices: dict[str, Any] | None = None):
         # Called inside the transaction that moves a job into a terminal state (e.g. the ledger).
         self.on_terminal: list[Callable[[Session, JobRow], None]] = []
         if migrate:
-            upgrade(url)
+            upgrade(url, opening_prices=opening_prices)
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.inline_writes = url.startswith("sqlite")

@@ -20,13 +20,16 @@ from testbed.usage import BurnPoint, TenantUsage, UsageReport
 
 
 def build_report(
-    ledger: Ledger, stack: StackConfig, tenants: list[str] | None = None, series: bool = False, now: float | None = None
+    ledger: Ledger, stack: StackConfig, tenants: list[str] | None = None, series: bool = False, now: float | None = None,
+    money: Any = None,
 ) -> UsageReport:
-    """The usage of ``tenants`` (None: every tenant, configured or with recorded jobs)."""
+    """The usage of ``tenants`` (None: every tenant, configured or with recorded jobs); ``money``: the control
+    plane's ``MoneyLedger`` (the won fields come from it alone)."""
     now = time.time() if now is None else now
     meters = ledger.snapshot(now, tenants=tenants)
     configured = {t.id: t for t in stack.tenants}
     ids = sorted(tenants if tenants is not None else configured.keys() | meters.keys())
+    balances = money.balances(now, tenants=ids) if money is not None else {}
     burn = ledger.gpu_burn(ids, now) if series else {}
     rows = []
     for tenant_id in ids:
@@ -47,13 +50,27 @@ def build_report(
             grant_end=tenant.grant.end if tenant else None,
             burn=[BurnPoint(timestamp=t, gpu_seconds=g) for t, g in [*points, (now, meter.gpu_seconds_total)]]
             if series else None,
+            **_money_fields(balances.get(tenant_id), tenant),
         ))
     return UsageReport(
         region=stack.region.id, generated_at=dt.datetime.fromtimestamp(now, dt.timezone.utc), tenants=rows
     )
 
 
-def make_router(ledger: Ledger, stack: StackConfig, registry: CollectorRegistry) -> APIRouter:
+def _money_fields(balance: Any, tenant: Any) -> dict[str, Any]:
+    """The ``*_krw`` fields of a tenant's usage row."""
+    fields: dict[str, Any] = {}
+    if tenant is not None:
+        grant = tenant.grant
+        fields.update(grant_krw=grant.krw, enforcement=grant.enforcement.value, cost_item=grant.cost_item.value,
+                      funding_shares={k.value: v for k, v in grant.funding_shares.items()})
+    if balance is not None:
+        fields.update(charged_krw=balance.charged_krw, held_krw=balance.held_krw, remaining_krw=balance.remaining_krw,
+                      overspend_krw=balance.overspend_krw, charged_gpu_hours=balance.charged_gpu_hours)
+    return fields
+
+
+def make_router(ledger: Ledger, stack: StackConfig, registry: CollectorRegistry, money: Any = None) -> APIRouter:
     router = APIRouter()
 
     @router.get("/metrics", tags=["usage"], response_class=Response, responses={
@@ -78,6 +95,6 @@ def make_router(ledger: Ledger, stack: StackConfig, registry: CollectorRegistry)
         ):
             raise not_found(f"usage for tenant {tenant!r} in region {stack.region.id!r}")
         wanted = [tenant] if tenant is not None else (None if caller.is_operator else [caller.subject])
-        return build_report(ledger, stack, wanted, series)
+        return build_report(ledger, stack, wanted, series, money=money)
 
     return router

@@ -28,7 +28,7 @@ class _TenantFacts(NamedTuple):
 
     name: str
     industry: str
-    grant_seconds: float
+    grant_seconds: float | None
     start: float
     end: float
     gpu_model: str
@@ -115,8 +115,9 @@ class TenantUsageCollector(Collector):
             if tenant is None:
                 continue
             info.add_metric([tenant_id, tenant.name, region, tenant.industry], 1)
-            grant.add_metric([tenant_id], tenant.grant_seconds)
-            used.add_metric([tenant_id], meter.gpu_seconds_total / tenant.grant_seconds)
+            if tenant.grant_seconds:  # a grant in won only has no GPU-hour cap
+                grant.add_metric([tenant_id], tenant.grant_seconds)
+                used.add_metric([tenant_id], meter.gpu_seconds_total / tenant.grant_seconds)
             start.add_metric([tenant_id], tenant.start)
             end.add_metric([tenant_id], tenant.end)
         return [info, cpu, gpu, memory, jobs, grant, used, start, end]

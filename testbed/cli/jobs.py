@@ -15,6 +15,7 @@ from testbed.client import TestbedClient
 from testbed.quantities import parse_memory
 from testbed.errors import format_validation_errors
 from testbed.jobs import Job, JobLogs, JobSpec, JobStatus
+from testbed.money import Quote, format_duration, parse_duration, won
 from testbed.tables import model_table
 from testbed.templates import TemplateError, get_template
 
@@ -61,6 +62,11 @@ def build_spec(args: argparse.Namespace) -> JobSpec:
             raise CliError(f"--memory: {exc}") from None
     if args.env:
         fields["env"] = _parse_pairs(args.env, "--env")
+    if args.max_runtime is not None:
+        try:
+            fields["max_runtime_seconds"] = parse_duration(args.max_runtime)
+        except ValueError as exc:
+            raise CliError(f"--max-runtime: {exc}") from None
     try:
         return JobSpec(**fields)
     except ValidationError as exc:
@@ -94,12 +100,23 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 done = "uploaded" if stored.created else "already stored"
                 print(f"code: {args.working_dir} -> {stored.ref} ({stored.size} bytes, {done})", file=sys.stderr)
             spec = spec.model_copy(update={"code_package": stored.ref})
+        if args.quote:
+            quote = client.quote(spec)
+            emit(args, quote, _quote_text)
+            return 0 if quote.fits else EXIT_ERROR
         job = client.submit(spec)
         if not args.wait:
             return emit(args, job, lambda j: j.id)
         if not args.json:
             print(job.id, flush=True)
         return _ended(args, _wait(client, job.id, args.timeout, quiet=args.json))
+
+
+def _quote_text(quote: Quote) -> str:
+    balance = "no grant in won" if quote.balance_krw is None else f"balance {won(quote.balance_krw)}"
+    head = (f"hold {won(quote.hold_krw)} for at most {format_duration(quote.max_runtime_seconds)} at "
+            f"{quote.price_id or 'no price'}; {balance}: ")
+    return head + ("fits" if quote.fits else f"does NOT fit: {quote.reason}")
 
 
 def _show(job: Job) -> None:
@@ -151,6 +168,10 @@ def register(sub: Any) -> None:
     p.add_argument("--gpus", type=int)
     p.add_argument("--memory", help="e.g. 4Gi")
     p.add_argument("--env", action="append", default=[], metavar="K=V")
+    p.add_argument("--max-runtime", metavar="DURATION",
+                   help="stop the job after it ran this long: 90s, 30m, 2h (default: the template's, or 1h)")
+    p.add_argument("--quote", action="store_true",
+                   help="only print the hold (maximum cost in won) the job would take and whether it fits; submit nothing")
     p.add_argument("--wait", action="store_true", help="wait for the job to end; exit non-zero unless it succeeded")
     p.add_argument("--timeout", type=float, default=3600.0)
 
