@@ -172,6 +172,7 @@ class LedgerEntry(BaseModel):
     amount_krw: int
     pool: str | None = None
     price_id: str | None = None
+    seconds: int = Field(default=0, description="charge: the whole seconds of the job's run it covers")
     cpu_milli_seconds: int = 0
     gpu_seconds: int = 0
     memory_mib_seconds: int = 0
