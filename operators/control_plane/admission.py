@@ -56,7 +56,7 @@ class Admission:
             raise ServiceError(403, quote.refusal or "grant_insufficient", quote.reason)
         self._check_queue(tenant)
         job_id = "job-" + uuid.uuid4().hex[:16]
-        row = self.store.add_job(JobRow(
+        row = JobRow(
             id=job_id,
             tenant=tenant.id,
             region=self.stack.region.id,
@@ -75,9 +75,11 @@ class Admission:
             submitted_at=now,
             dispatched=False,
             message="queued",
-        ))
+        )
+        rows: list = [row]
         if self.money is not None and hold is not None and hold.priced:
-            self.money.record_hold(job_id, tenant.id, hold, self._shape(spec, max_runtime), now)
+            rows.append(self.money.hold_row(job_id, tenant.id, hold, self._shape(spec, max_runtime), now))
+        self.store.insert(rows)  # the record and its hold, in one transaction
         return row
 
     def quote(self, principal: Principal, spec: JobSpec, now: float | None = None) -> Quote:

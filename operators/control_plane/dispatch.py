@@ -35,7 +35,7 @@ from operators.control_plane.backends.base import (
 from operators.control_plane.errors import ServiceError
 from operators.control_plane.lease import RECONCILER, Lease
 from operators.control_plane.money import MoneyLedger
-from operators.control_plane.store import JobRow, Store
+from operators.control_plane.store import JobRow, QueuedJob, Store
 from testbed import jobs as J
 from testbed.config import Tenant
 from testbed.jobs import JobSpec, JobStatus
@@ -126,6 +126,24 @@ def _has_run(info: BackendJobInfo) -> bool:
     return info.ran if info.ran is not None else info.status == JobStatus.SUCCEEDED
 
 
+_NOTHING_HELD = (0, 0.0, 0, 0)
+
+
+def _no_room(tenant: Tenant, held: tuple[int, float, int, int], row: JobRow | QueuedJob) -> str | None:
+    """None if what the tenant's running jobs hold (jobs, CPUs, GPUs, memory) leaves room for the job, else why not."""
+    quota = tenant.quota
+    jobs, cpus, gpus, memory = held
+    if jobs >= quota.max_running_jobs:
+        return f"queued: tenant runs {jobs} of {quota.max_running_jobs} allowed jobs"
+    if cpus + row.cpus > quota.cpus:
+        return f"queued: tenant's running jobs hold {cpus:g} of {quota.cpus} CPUs"
+    if gpus + row.gpus > quota.gpus:
+        return f"queued: tenant's running jobs hold {gpus} of {quota.gpus} GPUs"
+    if memory + row.memory_bytes > quota.memory:
+        return "queued: tenant's running jobs hold its memory quota"
+    return None
+
+
 class Dispatcher:
     """Hands queued jobs to the backend and keeps every dispatched job's record in step with it."""
 
@@ -194,9 +212,8 @@ class Dispatcher:
         unless the backend reports start times itself. The backend is read in one batch
         (``info_many``: the kuberay backend lists per namespace, it does not GET per job).
         """
-        active = self.store.list_jobs(status=JobStatus.PENDING) if starting_only else self.store.active_jobs()
+        dispatched = self.store.dispatched_jobs(status=JobStatus.PENDING if starting_only else None)
         now = time.time()
-        dispatched = [row for row in active if row.dispatched]
         answers = self.backend.info_many([_ref(row) for row in dispatched]) if dispatched else {}
         no_answer = BackendError("the backend gave no answer for it")
         changes = [(row.id, self._observe(row, now, answers.get(_ref(row), no_answer))) for row in dispatched]
@@ -208,10 +225,41 @@ class Dispatcher:
         if not starting_only and self.money is not None:
             self.money_round(now)
         if not starting_only:
-            for row in active:
-                if not row.dispatched:
-                    self._try_dispatch(row)
+            self.dispatch_queued()
         return bool(starting) and self.backend.watch_starts
+
+    def dispatch_queued(self) -> int:
+        """Hand queued jobs to the backend, oldest first, as far as each tenant's room allows; how many went.
+
+        The queue is read as a few columns per job and each tenant's running jobs as one grouped
+        read; only a job that fits by those numbers is tried under the tenant's lock (which checks
+        again). A job that does not fit gets the reason in its message only when it is the first
+        of its tenant's queue not to fit and the reason changed, so a long queue costs no writes."""
+        queued = self.store.queued_jobs()
+        if not queued:
+            return 0
+        held = self.store.held_by_tenant()
+        told: set[str] = set()
+        sent = 0
+        for job in queued:
+            tenant = self.tenants.get(job.tenant)
+            if tenant is None:
+                continue
+            reason = None if self.backend.queues_jobs else _no_room(tenant, held.get(job.tenant, _NOTHING_HELD), job)
+            if reason is not None:
+                if job.tenant not in told:
+                    told.add(job.tenant)
+                    if job.message != reason:
+                        self.store.update_job(job.id, message=reason)
+                continue
+            row = self._try_dispatch(job)
+            if row is not None and row.dispatched:
+                sent += 1
+                jobs, cpus, gpus, memory = held.get(job.tenant, _NOTHING_HELD)
+                held[job.tenant] = (jobs + 1, cpus + row.cpus, gpus + row.gpus, memory + row.memory_bytes)
+            else:
+                told.add(job.tenant)  # the locked check said no: its reason is in the message now
+        return sent
 
     def money_round(self, now: float) -> None:
         """Charge running jobs (every ``charge_interval_seconds``), then stop those past their max run time or, in
@@ -236,7 +284,7 @@ class Dispatcher:
         """Hand an admitted job to the backend now if it fits; else it stays queued for the sync."""
         return self._try_dispatch(row) or row
 
-    def _try_dispatch(self, row: JobRow) -> JobRow | None:
+    def _try_dispatch(self, row: JobRow | QueuedJob) -> JobRow | None:
         """Hand a queued job to the backend if the tenant has room; return the updated row."""
         with self.store.tenant_lock(row.tenant):
             current = self.store.get_job(row.id)
@@ -258,17 +306,7 @@ class Dispatcher:
 
     def _fits_now(self, row: JobRow) -> str | None:
         """None if the tenant's running jobs leave room for this one, else why not."""
-        quota = self.tenants[row.tenant].quota
-        jobs, cpus, gpus, memory = self.store.held_by(row.tenant, exclude=row.id)
-        if jobs >= quota.max_running_jobs:
-            return f"queued: tenant runs {jobs} of {quota.max_running_jobs} allowed jobs"
-        if cpus + row.cpus > quota.cpus:
-            return f"queued: tenant's running jobs hold {cpus:g} of {quota.cpus} CPUs"
-        if gpus + row.gpus > quota.gpus:
-            return f"queued: tenant's running jobs hold {gpus} of {quota.gpus} GPUs"
-        if memory + row.memory_bytes > quota.memory:
-            return "queued: tenant's running jobs hold its memory quota"
-        return None
+        return _no_room(self.tenants[row.tenant], self.store.held_by(row.tenant, exclude=row.id), row)
 
     # -- reconcile ------------------------------------------------------------------------
     def refresh(self, row: JobRow) -> JobRow:

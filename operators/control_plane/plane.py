@@ -63,8 +63,8 @@ class ControlPlane:
         self.store.close()
 
     def admit(self, principal: Principal, spec: JobSpec) -> JobRow:
-        """Admission, serialised with the tenant's other admissions and dispatches (any replica)."""
-        with self.store.tenant_lock(principal.subject):
+        """Admission, serialised with the tenant's other admissions (any replica; :meth:`Store.admission_section`)."""
+        with self.store.admission_section(principal.subject):
             return self.admission.admit(principal, spec)
 
     def quote(self, principal: Principal, spec: JobSpec) -> Quote:
