@@ -28,6 +28,7 @@ upstream MLflow image as module ``testbed_mlflow_guard``.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import threading
 from typing import Any, Callable
@@ -58,6 +59,7 @@ def authenticate() -> Authorization | Response:
     return result
 
 
+LOOKUP_CACHES_ENV = "TESTBED_MLFLOW_LOOKUP_CACHES"
 # Auth-store methods that change a user, a role, a grant or a permission (all start with these).
 _WRITE_METHOD = re.compile(r"^(create|update|delete|grant|revoke|rename|set|add|remove|assign|unassign)_")
 
@@ -144,5 +146,7 @@ def install_lookup_caches(ttl_seconds: int, max_size: int = 10_000) -> LookupCac
     return caches
 
 
-LOOKUP_CACHES = install_lookup_caches(mlflow_auth.auth_config.auth_cache_ttl_seconds,
-                                      mlflow_auth.auth_config.auth_cache_max_size)
+# ``TESTBED_MLFLOW_LOOKUP_CACHES=off`` leaves MLflow's lookups as they are (the benchmark's baseline).
+LOOKUP_CACHES = install_lookup_caches(
+    mlflow_auth.auth_config.auth_cache_ttl_seconds if os.environ.get(LOOKUP_CACHES_ENV, "on") != "off" else 0,
+    mlflow_auth.auth_config.auth_cache_max_size)

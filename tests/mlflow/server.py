@@ -73,8 +73,9 @@ class MlflowServer:
 
 
 def start_server(home: Path, *, secured: bool, timeout: float = 120.0,
-                 auth_cache_ttl_seconds: int | None = None) -> MlflowServer:
-    """Start ``mlflow server`` in ``home``; ``secured``: basic-auth + workspaces as wired for local mode."""
+                 auth_cache_ttl_seconds: int | None = None, lookup_caches: bool = True) -> MlflowServer:
+    """Start ``mlflow server`` in ``home``; ``secured``: basic-auth + workspaces as wired for local mode
+    (``lookup_caches=False``: without the guard's memoized permission lookups, a benchmark's baseline)."""
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     argv = [
@@ -84,6 +85,9 @@ def start_server(home: Path, *, secured: bool, timeout: float = 120.0,
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    env.pop("TESTBED_MLFLOW_LOOKUP_CACHES", None)
+    if not lookup_caches:
+        env["TESTBED_MLFLOW_LOOKUP_CACHES"] = "off"
     # The server imports the guard (operators.mlflow_access.guard) from this checkout.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     admin_password = None
