@@ -49,6 +49,7 @@ log = logging.getLogger("testbed.control_plane")
 START_OBSERVATION_SLACK_SECONDS = 2.0
 SYNC_BATCH = 16  # job updates per sync transaction
 START_WATCH_INTERVAL_SECONDS = 0.05  # how often jobs about to start are looked at
+DISPATCH_BATCH = 16  # queued jobs of one tenant handed to the backend in one hold of its lock
 
 
 def launch_request(row: JobRow, settings: ControlPlaneSettings,
@@ -231,35 +232,52 @@ class Dispatcher:
     def dispatch_queued(self) -> int:
         """Hand queued jobs to the backend, oldest first, as far as each tenant's room allows; how many went.
 
-        The queue is read as a few columns per job and each tenant's running jobs as one grouped
-        read; only a job that fits by those numbers is tried under the tenant's lock (which checks
-        again). A job that does not fit gets the reason in its message only when it is the first
-        of its tenant's queue not to fit and the reason changed, so a long queue costs no writes."""
+        The queue is read as a few columns per job and the tenants' running jobs as one grouped read;
+        the jobs that fit by those numbers are tried, each tenant's in one hold of its lock (up to
+        ``DISPATCH_BATCH`` at a time), where each is checked again. A tenant's first job that does
+        not fit gets the reason in its message (when it has none of its jobs tried this round and the
+        reason changed), so a long queue behind a full tenant costs no writes."""
         queued = self.store.queued_jobs()
         if not queued:
             return 0
         held = self.store.held_by_tenant()
+        candidates: dict[str, list[QueuedJob]] = {}
         told: set[str] = set()
-        sent = 0
         for job in queued:
             tenant = self.tenants.get(job.tenant)
             if tenant is None:
                 continue
-            reason = None if self.backend.queues_jobs else _no_room(tenant, held.get(job.tenant, _NOTHING_HELD), job)
-            if reason is not None:
-                if job.tenant not in told:
-                    told.add(job.tenant)
-                    if job.message != reason:
-                        self.store.update_job(job.id, message=reason)
-                continue
-            row = self._try_dispatch(job)
-            if row is not None and row.dispatched:
-                sent += 1
-                jobs, cpus, gpus, memory = held.get(job.tenant, _NOTHING_HELD)
-                held[job.tenant] = (jobs + 1, cpus + row.cpus, gpus + row.gpus, memory + row.memory_bytes)
-            else:
-                told.add(job.tenant)  # the locked check said no: its reason is in the message now
+            mine = held.get(job.tenant, _NOTHING_HELD)
+            # A backend that queues jobs itself (Kueue) gets them at once: one queue, not two.
+            reason = None if self.backend.queues_jobs else _no_room(tenant, mine, job)
+            if reason is None:
+                candidates.setdefault(job.tenant, []).append(job)
+                held[job.tenant] = (mine[0] + 1, mine[1] + job.cpus, mine[2] + job.gpus, mine[3] + job.memory_bytes)
+            elif job.tenant not in told:
+                told.add(job.tenant)
+                if job.tenant not in candidates and job.message != reason:
+                    self.store.update_job(job.id, message=reason)
+        sent = 0
+        for tenant_id, jobs in candidates.items():
+            for i in range(0, len(jobs), DISPATCH_BATCH):
+                went, stopped = self._dispatch_many(tenant_id, jobs[i:i + DISPATCH_BATCH])
+                sent += went
+                if stopped:
+                    break
         return sent
+
+    def _dispatch_many(self, tenant: str, jobs: list[QueuedJob]) -> tuple[int, bool]:
+        """:meth:`_try_dispatch` for some of a tenant's queued jobs, oldest first, in one hold of its lock
+        (one transaction); (how many went, whether one did not and the rest were left for the next round)."""
+        went = 0
+        with self.store.tenant_lock(tenant):
+            for job in jobs:
+                row = self._try_dispatch(job)  # joins the section's transaction
+                if row is not None and row.dispatched and row.backend_ref is not None and not row.terminal:
+                    went += 1
+                elif row is not None and not row.dispatched and not row.terminal:
+                    return went, True  # no room after all (or the backend is not answering)
+        return went, False
 
     def money_round(self, now: float) -> None:
         """Charge running jobs (every ``charge_interval_seconds``), then stop those past their max run time or, in

@@ -53,7 +53,8 @@ def queue(plane: ControlPlane, tenants: list[str], jobs: int, job_seconds: float
             cpus=1.0, gpus=0, gpu_model=None, memory_bytes=2**30, submitted_at=now + i * 1e-6, dispatched=False,
             message="queued"))
     for i in range(0, len(rows), 1000):
-        plane.store.insert(rows[i:i + 1000])
+        with plane.store.write_session() as s:
+            s.add_all(rows[i:i + 1000])
 
 
 def main() -> int:
