@@ -19,13 +19,13 @@ from operators.control_plane.auth import Principal
 from operators.control_plane.backends.base import Backend, Resources
 from operators.control_plane.errors import ServiceError
 from operators.control_plane.money import Hold, JobShape, MoneyLedger
-from operators.control_plane.store import JobRow, Store
+from operators.control_plane.store import ACTIVE_STATUSES, JobRow, Store
 from operators.control_plane.tenant_storage import TenantStorage
 from operators.metering.ledger import Ledger
 from testbed import jobs as J
 from testbed.config import StackConfig, Tenant
 from testbed.quantities import format_memory
-from testbed.jobs import TERMINAL_STATUSES, JobSpec, JobStatus
+from testbed.jobs import JobSpec, JobStatus
 from testbed.limits import DEFAULT_COMMAND_MAX_RUNTIME_SECONDS
 from testbed.money import Enforcement, Quote, format_duration, won
 from testbed.settings import ControlPlaneSettings
@@ -214,9 +214,8 @@ class Admission:
     def _check_queue(self, tenant: Tenant) -> None:
         """Back-pressure: a tenant may park only so many jobs that wait for room."""
         cap = self.settings.max_queued_jobs_per_tenant
-        terminal = [status.value for status in TERMINAL_STATUSES]
-        query = select(func.count(JobRow.id)).where(
-            JobRow.tenant == tenant.id, JobRow.dispatched.is_(False), JobRow.status.not_in(terminal))
+        query = select(func.count(JobRow.id)).where(  # ix_jobs_tenant_status: the tenant's unfinished jobs only
+            JobRow.tenant == tenant.id, JobRow.status.in_(ACTIVE_STATUSES), JobRow.dispatched.is_(False))
         with self.store.session() as s:
             queued = s.execute(query).scalar_one()
         if queued >= cap:
