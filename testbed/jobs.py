@@ -92,7 +92,7 @@ class JobSpec(BaseModel):
     gpus: Annotated[int, BeforeValidator(whole_number)] = Field(default=0, ge=0, le=L.MAX_GPUS)
     memory: ApiMemory = 2 * 2**30
     env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=L.MAX_ENV_VARS)
-    max_runtime_seconds: int | None = Field(
+    max_runtime_seconds: Annotated[int | None, BeforeValidator(whole_number)] = Field(
         default=None, ge=1, le=L.MAX_RUNTIME_SECONDS,
         description="stop the job after it ran this long (default: the template's, or 1 h for a command; at most the "
                     "tenant's max_runtime_seconds); its hold is this x its resources x the price")

@@ -40,8 +40,9 @@ def stack_with_tenants(out: Path, count: int, quota: dict[str, Any], region: str
         for i, tenant in enumerate(ids)
     ]
     budget = document["config"].get("testbed:budget")
-    if budget is not None:  # the region's budget covers every copy of the template's grant
-        budget["funding"] = {source: amount * count for source, amount in budget["funding"].items()}
+    if budget is not None and template["grant"].get("krw"):  # the budget covers every copy of the grant
+        budget["funding"] = {source: max(amount, template["grant"]["krw"] * count) for source, amount
+                             in budget["funding"].items()}
     path = out / f"Pulumi.{region}.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path, ids

@@ -20,7 +20,8 @@ from typing import Any
 import mlflow
 import ray
 import ray.train
-from ray.train.torch import TorchTrainer
+import torch
+from ray.train.torch import TorchConfig, TorchTrainer
 
 from testbed.templates import TemplateError
 from workloads.cli import parse_args
@@ -77,6 +78,11 @@ def scaling(params: dict[str, Any], env: JobEnv) -> tuple[ray.train.ScalingConfi
     return config, max(1, math.floor(cpus_per_worker))
 
 
+def logical_gpus(gpus: int) -> bool:
+    """The job holds GPUs but this machine has no CUDA: Ray's logical GPUs (``testbed up --gpus N``)."""
+    return gpus > 0 and not torch.cuda.is_available()
+
+
 # Ray Train v2 keeps one unconsumed report per worker and the controller collects it every health
 # check (2 s by default), so epochs shorter than that would wait in ``report``. Polling faster keeps
 # short epochs unthrottled; the driver propagates this to the controller and workers.
@@ -87,6 +93,9 @@ def fit(prep: Prepared, env: JobEnv, run_name: str, run_id: str | None = None) -
     """Train on Ray Train; raises ray.train.TrainingFailedError when retries are exhausted."""
     os.environ.setdefault(REPORT_POLL_ENV, REPORT_POLL_S)
     scaling_config, threads = scaling(prep.params, env)
+    logical = logical_gpus(scaling_config.num_workers if scaling_config.use_gpu else 0)
+    if logical:  # the workers still hold the job's GPUs (that is what is granted and charged)
+        print(f"[testbed] {env.gpus} logical GPU(s) and no CUDA here: training on the CPU", flush=True)
     # A folder locally, an s3:// URI in a cluster (Ray Train writes either; Path() would fold the '//').
     storage = env.storage_path if "://" in env.storage_path else str(Path(env.storage_path).expanduser())
     worker = WorkerConfig(
@@ -97,6 +106,7 @@ def fit(prep: Prepared, env: JobEnv, run_name: str, run_id: str | None = None) -
         train_loop_per_worker=train_worker,
         train_loop_config={"worker": worker.model_dump(), "train": ray.put(prep.train), "val": ray.put(prep.val)},
         scaling_config=scaling_config,
+        torch_config=TorchConfig(backend="gloo") if logical else None,  # NCCL needs CUDA
         run_config=ray.train.RunConfig(
             name=run_name,
             storage_path=storage,

@@ -50,7 +50,9 @@ def train_worker(config: dict[str, Any]) -> None:
     state, start_epoch = _restore()
     if state:
         model.load_state_dict(state["model"])
-    model = ray.train.torch.prepare_model(model)
+    # Logical GPUs (no CUDA: `testbed up --gpus N`) train on the CPU; real ones on the worker's GPU.
+    device = ray.train.torch.get_device() if torch.cuda.is_available() else torch.device("cpu")
+    model = ray.train.torch.prepare_model(model, move_to_device=device)
     optimizer = torch.optim.Adam(model.parameters(), lr=float(params["lr"]))
     if state:
         optimizer.load_state_dict(state["optimizer"])
@@ -76,7 +78,7 @@ def train_worker(config: dict[str, Any]) -> None:
         stats = run_epochs(
             model, optimizer, task, loader, val,
             start_epoch=start_epoch, epochs=int(params["epochs"]),
-            device=ray.train.torch.get_device(), on_epoch_end=on_epoch_end,
+            device=device, on_epoch_end=on_epoch_end,
         )
         if mlflow is not None:
             mlflow.log_metrics({k: float(v) for k, v in stats.timing().items()})

@@ -153,6 +153,7 @@ class Dispatcher:
         self.settings = settings
         self.money = money
         self.charged_at: float | None = None  # when this replica last charged running jobs
+        self.on_round: list[Callable[[], Any]] = []  # called about every second by the sync thread of every replica
         self.mlflow_env = mlflow_env
         self.tenants = tenants
         self.store = store
@@ -190,7 +191,15 @@ class Dispatcher:
         last_full = 0.0
         watching_starts = False
         interval = self.settings.sync_interval_seconds
+        hooks_at = 0.0
         while not self._stopping.wait(START_WATCH_INTERVAL_SECONDS if watching_starts else interval):
+            if time.monotonic() - hooks_at >= 1.0:  # every replica, lease or not (e.g. the stack file's reload)
+                hooks_at = time.monotonic()
+                for hook in self.on_round:
+                    try:
+                        hook()
+                    except Exception:
+                        log.exception("sync hook failed")
             if not self.lease.holding:
                 watching_starts = False
                 continue
@@ -386,7 +395,7 @@ class Dispatcher:
             if row.terminal:
                 return row
             if not row.dispatched:
-                return self._stopped(row, "stopped while queued: it never reached the backend")
+                return self._stopped(row, reason or "stopped while queued: it never reached the backend")
         # Recorded first, with the output so far: any replica then reports it STOPPED with its logs.
         self.store.update_job(row.id, stop_requested_at=time.time(), logs=self._final_logs(row),
                               **({"message": reason} if reason else {}))

@@ -8,6 +8,8 @@ issuing in :mod:`.tokens`, the backend's construction in :mod:`.backends.factory
 
 from __future__ import annotations
 
+import logging
+
 from operators.control_plane.admission import Admission
 from operators.control_plane.auth import Principal, TokenCache
 from operators.control_plane.backends.base import Backend, BackendError
@@ -21,10 +23,13 @@ from operators.control_plane.store import JobRow, Store
 from operators.control_plane.tenant_storage import TenantStorage
 from operators.control_plane.tokens import TokenIssuer
 from operators.metering.ledger import Ledger
-from testbed.config import StackConfig, Tenant, load_stack_file, pricing_pool
+from testbed.config import ConfigError, StackConfig, Tenant, load_stack_file, pricing_pool
 from testbed.jobs import JobSpec, JobStatus
-from testbed.money import Quote
+from testbed.money import Enforcement, Quote, won
 from testbed.settings import ControlPlaneSettings
+
+
+log = logging.getLogger("testbed.control_plane")
 
 
 class ControlPlane:
@@ -32,6 +37,7 @@ class ControlPlane:
 
     def __init__(self, settings: ControlPlaneSettings, backend: Backend | None = None, store: Store | None = None):
         self.settings = settings
+        self._stack_mtime = settings.stack_file.stat().st_mtime_ns if settings.stack_file.exists() else None
         self.stack: StackConfig = load_stack_file(settings.stack_file)
         self.tenants: dict[str, Tenant] = {t.id: t for t in self.stack.tenants}
         # A database migrated here opens its money ledger with today's usage at today's prices (0003_money).
@@ -54,8 +60,67 @@ class ControlPlane:
         self.mlflow.provision()  # best effort: retried at dispatch and at GET /v1/mlflow/credentials
 
     def start(self) -> None:
-        """Start the background sync (status, logs, queued jobs)."""
+        """Start the background sync (status, logs, queued jobs); it also reloads an amended stack file."""
+        self.dispatcher.on_round.append(self.reload_if_changed)
         self.dispatcher.start()
+
+    def reload_if_changed(self) -> list[str]:
+        """Reload the stack file when it changed on disk (amended grants, new price rows); what was done."""
+        try:
+            mtime = self.settings.stack_file.stat().st_mtime_ns
+        except OSError:
+            return []
+        if mtime == self._stack_mtime:
+            return []
+        self._stack_mtime = mtime
+        return self.reload_stack()
+
+    def reload_stack(self) -> list[str]:
+        """Take the stack file as it is now; a bad file is refused (logged) and the running config kept.
+
+        Grants and prices change at once for admission, charges and enforcement. Live holds are re-checked:
+        an admit-if-fits tenant whose queued jobs' holds no longer fit its amended grant has them stopped
+        (they never ran); running jobs are handled by their grant's mode (``stop`` stops them at exhaustion).
+        Tenants and quotas are read at start only. Returns one line per action taken.
+        """
+        try:
+            stack = load_stack_file(self.settings.stack_file)
+        except ConfigError as exc:
+            log.error("stack file not reloaded, keeping the running config: %s", exc)
+            return [f"refused: {exc}"]
+        if stack == self.stack:
+            return []
+        changed = [t.id for t in stack.tenants if t.id in self.tenants and t.grant != self.tenants[t.id].grant]
+        self.stack = stack
+        for tenant in stack.tenants:
+            if tenant.id in self.tenants:
+                self.tenants[tenant.id] = self.tenants[tenant.id].model_copy(update={"grant": tenant.grant})
+        self.admission.stack = stack
+        self.admission.tenants = dict(self.tenants)
+        self.money.reload(stack.model_copy(update={"tenants": list(self.tenants.values())}))
+        actions = [f"grant of {tenant} amended" for tenant in changed]
+        for tenant in changed:
+            actions += self._recheck_holds(tenant)
+        for action in actions:
+            log.warning("stack reload: %s", action)
+        return actions
+
+    def _recheck_holds(self, tenant_id: str) -> list[str]:
+        """Stop a tenant's queued jobs, newest first, while its holds exceed its amended grant (admit-if-fits)."""
+        grant = self.tenants[tenant_id].grant
+        if grant.krw is None or grant.enforcement != Enforcement.ADMIT_IF_FITS:
+            return []
+        actions = []
+        queued = [row for row in self.store.list_jobs(tenant=tenant_id, status=JobStatus.PENDING) if not row.dispatched]
+        for row in queued:  # newest first
+            balance = self.money.balance(tenant_id)
+            if balance.charged_krw + balance.held_krw <= grant.krw:
+                break
+            self.dispatcher.stop(row, reason=(
+                f"stopped: tenant {tenant_id!r}'s amended grant ({won(grant.krw)}) no longer covers this queued job's "
+                f"hold (charged {won(balance.charged_krw)}, held {won(balance.held_krw)})"))
+            actions.append(f"queued job {row.id} of {tenant_id} stopped: its hold no longer fits the amended grant")
+        return actions
 
     def shutdown(self) -> None:
         self.dispatcher.stop_sync()

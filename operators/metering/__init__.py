@@ -18,7 +18,7 @@ __all__ = ["install", "build_report", "Ledger", "make_registry"]
 def install(app: Any, plane: Any, observe_node: bool = True) -> Ledger:
     """Add ``/metrics`` and ``/v1/usage`` to ``app``, both reading the plane's ledger."""
     ledger: Ledger = plane.ledger
-    registry = make_registry(ledger, plane.stack, observe_node=observe_node)
+    registry = make_registry(ledger, plane.stack, observe_node=observe_node, money=getattr(plane, "money", None))
     app.include_router(make_router(ledger, plane.stack, registry, money=getattr(plane, "money", None)))
     app.state.metering_ledger = ledger
     app.state.metering_registry = registry

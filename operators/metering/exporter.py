@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from typing import Iterator, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
@@ -154,10 +154,43 @@ class NodeUtilizationCollector(Collector):
         yield memory
 
 
-def make_registry(ledger: Ledger, stack: StackConfig, observe_node: bool = True) -> CollectorRegistry:
-    """A per-app registry (never the global one) holding the metering collectors."""
+class TenantMoneyCollector(Collector):
+    """Per-tenant money from the money ledger (whole won, excluding VAT): granted, charged, held, remaining."""
+
+    def __init__(self, money: Any):
+        self.money = money
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            balances = self.money.balances(time.time())
+        except Exception:  # the usage collector reports scrape errors; money is left out of this scrape
+            log.exception("money scrape failed")
+            return
+        grant = GaugeMetricFamily("testbed_tenant_grant_krw", "The tenant's grant in KRW (excl. VAT).", labels=["tenant"])
+        charged = CounterMetricFamily("testbed_tenant_charged_krw", "KRW charged to the tenant (openings, charges, "
+                                      "adjustments).", labels=["tenant"])
+        held = GaugeMetricFamily("testbed_tenant_held_krw", "KRW still held by the tenant's unfinished jobs.",
+                                 labels=["tenant"])
+        remaining = GaugeMetricFamily("testbed_tenant_remaining_krw", "Grant - charged - held, never below 0.",
+                                      labels=["tenant"])
+        for tenant, balance in sorted(balances.items()):
+            charged.add_metric([tenant], balance.charged_krw)
+            held.add_metric([tenant], balance.held_krw)
+            if balance.grant_krw is not None:
+                grant.add_metric([tenant], balance.grant_krw)
+                remaining.add_metric([tenant], balance.remaining_krw or 0)
+        yield from (grant, charged, held, remaining)
+
+
+def make_registry(ledger: Ledger, stack: StackConfig, observe_node: bool = True, money: Any = None) -> CollectorRegistry:
+    """A per-app registry (never the global one) holding the metering collectors (``money``: the MoneyLedger)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(TenantUsageCollector(ledger, stack))
+    if money is not None:
+        registry.register(TenantMoneyCollector(money))
     if observe_node:
         registry.register(NodeUtilizationCollector())
     return registry

@@ -22,7 +22,7 @@ from testbed.local import LocalTestbed, TestbedStatus
 from testbed.progress import JobProgress, say
 from testbed.tables import render_table
 from testbed.templates import list_templates
-from testbed.usage import TenantUsage
+from testbed.usage import TenantUsage, grant_line
 
 
 @dataclass(frozen=True)
@@ -219,6 +219,9 @@ def _print_summary(report: DemoReport, status: TestbedStatus, local: LocalTestbe
         print(render_table(["TENANT", "CPU-HOURS", "GPU-HOURS", "JOBS"], [
             [u.tenant, f"{u.cpu_hours:.4f}", f"{u.gpu_hours:.4f}", ", ".join(f"{k}={v}" for k, v in sorted(u.jobs.items()))]
             for u in report.usage], right={1, 2}, indent="    "))
+        print("\n  Grants in won (excluding VAT; sample prices of the local testbed, see docs/money.md):")
+        for u in report.usage:
+            print(f"    {grant_line(u)}")
     print(f"\n  Demo wall time: {report.wall_seconds:.1f}s")
     print("\n  Open:")
     print(f"    MLflow          {status.mlflow_url}")

@@ -187,3 +187,39 @@ def test_opening_entries_equal_todays_usage_times_the_price(tmp_path, request):
                 assert s.query(MoneyLedgerRow).count() == 2
         finally:
             store.close()
+
+
+def test_an_amended_grant_takes_effect_at_reload_and_live_holds_are_rechecked(tmp_path):
+    import yaml
+
+    from tests.conftest import make_noop_app
+
+    document = yaml.safe_load((__import__("testbed.config", fromlist=["x"]).stack_file_for("gyeongnam")).read_text())
+    stack_file = tmp_path / "Pulumi.gyeongnam.yaml"
+    stack_file.write_text(yaml.safe_dump(document))
+    app = make_noop_app(tmp_path, stack_file=stack_file, sync=False)
+    plane = app.state.plane
+    from operators.control_plane.auth import Principal
+    from testbed.jobs import JobSpec
+
+    alice = Principal(subject=TENANT, role="tenant")
+    spec = JobSpec(entrypoint="sleep 600", gpus=1, cpus=1, memory=2**30, max_runtime_seconds=3600)  # holds 2,851
+    first, second = plane.admit(alice, spec), plane.admit(alice, spec)  # queued, never dispatched (no sync)
+    assert plane.money.balance(TENANT).held_krw == 2 * 2851
+    assert plane.reload_if_changed() == []  # unchanged file: nothing to do
+    document["config"]["testbed:tenants"][0]["grant"]["krw"] = 4000  # amended: room for one hold, not two
+    stack_file.write_text(yaml.safe_dump(document))
+    actions = plane.reload_stack()
+    assert actions == [f"grant of {TENANT} amended",
+                       f"queued job {second.id} of {TENANT} stopped: its hold no longer fits the amended grant"]
+    assert plane.store.get_job(second.id).status == "STOPPED"
+    assert "amended grant (4,000 KRW) no longer covers" in plane.store.get_job(second.id).message
+    assert plane.store.get_job(first.id).status == "PENDING"
+    balance = plane.money.balance(TENANT)
+    assert (balance.grant_krw, balance.held_krw, balance.remaining_krw) == (4000, 2851, 4000 - 2851)
+    quote = plane.quote(alice, spec)
+    assert not quote.fits and quote.refusal == "grant_insufficient" and "grant 4,000 KRW" in quote.reason
+    document["config"]["testbed:tenants"][0]["grant"]["krw"] = -5  # a bad file is refused, the config kept
+    stack_file.write_text(yaml.safe_dump(document))
+    assert plane.reload_stack()[0].startswith("refused: ") and plane.money.balance(TENANT).grant_krw == 4000
+    plane.shutdown()

@@ -85,6 +85,12 @@ def test_fifty_concurrent_gpu_submissions_never_hold_more_than_the_balance_sqlit
     token = (tmp_path / "credentials" / f"{tenants[0]}.token").read_text().strip()
     with serve_in_thread(app) as url:
         check_admitted_within_balance(submit_concurrently([url], token, GPU_JOB, 50), url, token)
+        operator = (tmp_path / "credentials" / "operator.token").read_text().strip()
+        metrics = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {operator}"}).text
+        tenant = tenants[0]
+        assert f'testbed_tenant_grant_krw{{tenant="{tenant}"}} {GRANT:.1f}' in metrics
+        assert f'testbed_tenant_remaining_krw{{tenant="{tenant}"}} {GRANT - FITTING * HOLD:.1f}' in metrics
+        assert f'testbed_tenant_charged_krw_total{{tenant="{tenant}"}}' in metrics
 
 
 def settings_for(home: Path, stack: Path, postgres_url: str) -> ControlPlaneSettings:
@@ -145,3 +151,35 @@ def test_kill_9_of_the_reconciler_mid_job_loses_no_hold_and_charges_nothing_twic
         hold = next(e.amount_krw for e in mine if e.kind == "hold")
         release = next(e.amount_krw for e in mine if e.kind == "release")
         assert hold == round_half_up(per_second * 60) and hold == charged + release
+
+
+@pytest.mark.integration
+def test_stop_mode_stops_a_running_job_at_exhaustion_charged_exactly(postgres_url, tmp_path):
+    stack, tenants = grant_stack(tmp_path, 20, quota={"gpus": 2, "cpus": 8, "memory": "64Gi"})
+    document = yaml.safe_load(stack.read_text())
+    document["config"]["testbed:tenants"][0]["grant"]["enforcement"] = "stop"
+    stack.write_text(yaml.safe_dump(document, sort_keys=False))
+    # 2 GPUs, 4 CPUs, 16 GiB: 5,876 KRW per hour = 1.63 won a second; 20 won after 12.3 s
+    spec = {"entrypoint": "sleep 120", "gpus": 2, "cpus": 4, "memory": "16Gi", "max_runtime_seconds": 60}
+    with ReplicaSet(settings_for(tmp_path, stack, postgres_url), tmp_path) as replicas:
+        token = (tmp_path / "credentials" / f"{tenants[0]}.token").read_text().strip()
+        client = httpx.Client(base_url=replicas.replicas[0].url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        job = client.post("/v1/jobs", json=spec).json()
+        assert job["hold_krw"] == 98  # 60 s x 5876/3600 = 97.93 -> 98: admitted, the balance (20) is above zero
+        ended = wait_for(lambda: (lambda j: j if j["status"] in ("STOPPED", "SUCCEEDED", "FAILED") else None)(
+            client.get(f"/v1/jobs/{job['id']}").json()), 60, "the job to be stopped")
+        assert ended["status"] == "STOPPED"
+        assert ended["message"].startswith("stopped: grant exhausted: charged "), ended["message"]
+        assert ended["message"].endswith("of 20 KRW (enforcement stop)")
+        refused = client.post("/v1/jobs", json=spec)
+        assert refused.status_code == 403 and refused.json()["error"] == "grant_exhausted"
+        usage = client.get("/v1/usage").json()["tenants"][0]
+        client.close()
+    row = database(postgres_url, f"SELECT started_at, ended_at FROM jobs WHERE id = '{job['id']}'")[0]
+    seconds = math.floor(row.ended_at - row.started_at)
+    charges = database(postgres_url, f"SELECT amount_krw, seconds FROM money_ledger WHERE kind = 'charge' "
+                                     f"AND job_id = '{job['id']}'")
+    assert sum(c.seconds for c in charges) == seconds
+    charged = sum(c.amount_krw for c in charges)
+    assert charged == round_half_up(Fraction(seconds * 5876, 3600)) >= 20  # exact to the won, the grant reached
+    assert usage["charged_krw"] == charged and usage["held_krw"] == 0 and usage["remaining_krw"] == 0
