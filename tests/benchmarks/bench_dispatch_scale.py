@@ -106,9 +106,12 @@ def main() -> int:
     print(f"dispatch_scale_jobs={args.jobs} tenants={args.tenants} running_per_tenant={args.running} "
           f"job_seconds={args.job_seconds:g} dispatched={len(launched)} in {args.seconds:g} s")
     print(f"reconciler_rounds={len(rounds)}")
-    print(f"reconciler_round_seconds_p50={percentile(rounds, 50):.3f}")
-    print(f"reconciler_round_seconds_p99={percentile(rounds, 99):.3f}")
-    print(f"reconciler_round_seconds_max={max(rounds):.3f}")
+    if rounds:
+        print(f"reconciler_round_seconds_p50={percentile(rounds, 50):.3f}")
+        print(f"reconciler_round_seconds_p99={percentile(rounds, 99):.3f}")
+        print(f"reconciler_round_seconds_max={max(rounds):.3f}")
+    else:
+        print(f"reconciler_round_seconds_p50=nan  # no full round ended within {args.seconds:g} s")
     if latencies:
         print(f"dispatch_latency_p50_seconds={percentile(latencies, 50):.3f}")
         print(f"dispatch_latency_p99_seconds={percentile(latencies, 99):.3f}  # {len(latencies)} freed slots")
