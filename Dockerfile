@@ -20,6 +20,7 @@ COPY testbed ./testbed
 COPY operators ./operators
 COPY workloads ./workloads
 COPY infra ./infra
+COPY embedded ./embedded
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip wheel --wheel-dir /wheels ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} ".[postgres,s3]"
 

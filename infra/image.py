@@ -26,7 +26,7 @@ from testbed.versions import IMAGES
 DOCKERFILE = "Dockerfile"
 # What the build is given: .dockerignore lets exactly these through (a test keeps the two lists equal). The image's
 # tag is a hash of them and of the build args.
-CONTEXT = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "testbed", "operators", "workloads", "infra")
+CONTEXT = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "testbed", "operators", "workloads", "infra", "embedded")
 # The node pools are x86_64 (testbed.versions.EKS_AMI_TYPES); build for them whatever machine runs Pulumi.
 PLATFORM = docker_build.Platform.LINUX_AMD64
 # ECR keeps this many images; untagged ones (a tag moved to a rebuild) go after UNTAGGED_DAYS.

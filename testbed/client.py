@@ -11,7 +11,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar, cast
 from urllib.parse import quote
 
 import httpx
@@ -78,9 +78,10 @@ def local_control_plane_url(home: Path | None = None) -> str | None:
     """The control plane URL recorded by ``testbed up`` in the state folder, if any."""
     state = (home or testbed_home()) / "state.json"
     try:
-        return json.loads(state.read_text()).get("client_url")
+        url = json.loads(state.read_text()).get("client_url")
     except (OSError, ValueError):
         return None
+    return cast("str | None", url)
 
 
 class TestbedClient:

@@ -478,7 +478,7 @@ def money_problems(stack: StackConfig) -> list[tuple[str, str]]:
                                  f"{period.start} to {period.end}"))
     elif granted:
         problems.append((f"{key}:budget", f"is required when a grant is in won ({granted[0].id} has krw)"))
-    for index, tenant in enumerate(stack.tenants):
+    for tenant in stack.tenants:
         if tenant.grant.krw is None:
             continue
         for pool in sorted({stack.pool_for(tenant).name, LOCAL_POOL}):

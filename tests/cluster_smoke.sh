@@ -12,7 +12,7 @@ set -euo pipefail
 
 REGION=${1:?usage: tests/cluster_smoke.sh REGION [TENANT]}
 PY=${PY:-.venv/bin/python}
-TESTBED=("$PY" -m testbed.cli)
+TESTBED=("$PY" -m embedded.cli)
 CP_PORT=${CP_PORT:-18000}
 MLFLOW_PORT=${MLFLOW_PORT:-15000}
 TIMEOUT=${TIMEOUT:-1800}

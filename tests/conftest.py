@@ -22,7 +22,7 @@ from tests import postgres
 
 from testbed.client import TestbedClient
 from testbed.config import StackConfig, load_region, stack_file_for
-from testbed.local import RAY_LOOPBACK_ENV, LocalTestbed, instance_processes, stop_process_group
+from embedded import RAY_LOOPBACK_ENV, LocalTestbed, instance_processes, stop_process_group
 
 REGION = "gyeongnam"
 
@@ -140,6 +140,7 @@ class NoopPlane:
 def make_noop_app(home: Path, stack_file: Path | None = None, sync: bool = True):
     from operators.control_plane.app import create_app
     from testbed.settings import ControlPlaneSettings
+    from tests.noop_doubles import noop_backend
 
     settings = ControlPlaneSettings(
         stack_file=stack_file or stack_file_for(REGION),
@@ -149,12 +150,12 @@ def make_noop_app(home: Path, stack_file: Path | None = None, sync: bool = True)
         storage_path=str(home / "storage"),
         credentials_dir=home / "credentials",
     )
-    return create_app(settings, sync=sync)
+    return create_app(settings, backend=noop_backend(settings), sync=sync)
 
 
 @pytest.fixture()
 def noop_plane(tmp_path: Path) -> Iterator[NoopPlane]:
-    from operators.control_plane.server import serve_in_thread
+    from tests.serve import serve_in_thread
 
     app = make_noop_app(tmp_path)
     with serve_in_thread(app) as url:

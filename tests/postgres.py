@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from testbed.local import HOST, free_port
+from testbed.net import HOST, free_port
 
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
 MISSING = "PostgreSQL server binaries missing: apt-get install -y postgresql (make system-deps)"

@@ -23,11 +23,11 @@ import httpx
 import yaml
 
 from testbed.config import stack_file_for
-from testbed.local import HOST, free_port
+from testbed.net import HOST, free_port
 from testbed.settings import ControlPlaneSettings
 
 REPO = Path(__file__).resolve().parents[1]
-CONTROL_PLANE = [sys.executable, "-m", "operators.control_plane"]
+CONTROL_PLANE = [sys.executable, "-m", "tests.noop_doubles"]  # the control plane, with the no-op test aids
 
 
 def stack_with_tenants(out: Path, count: int, quota: dict[str, Any], region: str = "gyeongnam") -> tuple[Path, list[str]]:
@@ -182,8 +182,8 @@ class RayHead:
 def ray_head(home: Path, num_cpus: int = 2) -> Iterator[RayHead]:
     """Start only the local testbed's Ray head (its component row: flags, ports, environment) and stop it,
     its whole process group and any escaped worker, on exit. ``home`` must be a short path."""
-    from testbed.local import COMPONENTS, RAY_LOOPBACK_ENV, LocalState, StateFolder, sweep_instance
-    from testbed.local.supervisor import Supervisor
+    from embedded import COMPONENTS, RAY_LOOPBACK_ENV, LocalState, StateFolder, sweep_instance
+    from embedded.supervisor import Supervisor
 
     folder = StateFolder(home)
     folder.prepare()

@@ -82,13 +82,13 @@ def test_cli_validate_reports_every_problem_and_exits_nonzero(tmp_path):
     good = str(stack_file_for("gyeongnam"))
     bad = write(tmp_path, lambda c: (c["testbed:tenants"][0]["quota"].update(cpus=0),
                                      c["testbed:tenants"][1]["grant"].update(gpu_hours="many")))
-    result = subprocess.run([sys.executable, "-m", "testbed.cli", "config", "validate", good, str(bad)],
+    result = subprocess.run([sys.executable, "-m", "embedded.cli", "config", "validate", good, str(bad)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert f"{good}: ok (region gyeongnam" in result.stdout
     assert f"{bad}: config.testbed:tenants[0].quota.cpus: Input should be greater than or equal to 1 (got 0)" in result.stderr
     assert f"{bad}: config.testbed:tenants[1].grant.gpu_hours:" in result.stderr
-    ok = subprocess.run([sys.executable, "-m", "testbed.cli", "config", "validate", "--json", good],
+    ok = subprocess.run([sys.executable, "-m", "embedded.cli", "config", "validate", "--json", good],
                         capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0 and '"valid": true' in ok.stdout

@@ -11,7 +11,7 @@ from infra.addons.workload import WebService, deploy
 from infra.k8s import child, meta
 from infra.naming import MLFLOW, MLFLOW_PORT, PLATFORM_NS, labels, service_url
 from infra.storage import MlflowStorage, password, secret_env
-from operators.mlflow_access.server_config import (
+from testbed.mlflow_server import (
     CLUSTER_AUTH_MOUNT_DIR,
     CLUSTER_AUTH_SECRET,
     CLUSTER_GUARD_CONFIGMAP,

@@ -20,7 +20,7 @@ DB_SECRET = "platform-db"
 DB_USER = "testbed"
 MLFLOW_DB = "mlflow"
 CONTROL_PLANE_DB = "testbed"
-MLFLOW_AUTH_DB = "mlflow_auth"  # MLflow's users and permissions (operators.mlflow_access.server_config.CLUSTER_AUTH_DB)
+MLFLOW_AUTH_DB = "mlflow_auth"  # MLflow's users and permissions (testbed.mlflow_server.CLUSTER_AUTH_DB)
 ARTIFACT_BUCKET = "mlflow"
 # The tenants' storage in the bucket: <bucket>/tenants/<tenant>/{packages,data,jobs} (testbed/storage.py).
 TENANTS_PREFIX = "tenants"

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import nullcontext
 
 from sqlalchemy import func, select
 
 from operators.control_plane.auth import Principal
 from operators.control_plane.backends.base import Backend, Resources
 from operators.control_plane.errors import ServiceError
-from operators.control_plane.money import Hold, JobShape, MoneyLedger
-from operators.control_plane.store import ACTIVE_STATUSES, JobRow, Store
+from operators.control_plane.db.money import Hold, JobShape, MoneyLedger
+from operators.control_plane.db.store import ACTIVE_STATUSES, JobRow, Store
 from operators.control_plane.tenant_storage import TenantStorage
-from operators.metering.ledger import Ledger
+from operators.control_plane.db.ledger import Ledger
 from testbed import jobs as J
 from testbed.config import StackConfig, Tenant
 from testbed.quantities import format_memory
@@ -31,6 +32,7 @@ from testbed.money import Enforcement, Quote, format_duration, won
 from testbed.settings import ControlPlaneSettings
 from testbed.storage import DATA, data_ref_name, package_sha256, valid_name
 from testbed.templates import TemplateError, get_template
+from testbed.errors import ErrorCode
 
 
 class Admission:
@@ -47,13 +49,23 @@ class Admission:
         self.backend = backend
         self.ledger = ledger
 
-    def admit(self, principal: Principal, spec: JobSpec, now: float | None = None) -> JobRow:
-        """Refuse what can never run or does not fit the grant; persist the rest as a queued job record and its hold."""
+    def admit(self, principal: Principal, spec: JobSpec, now: float | None = None, locked: bool = False) -> JobRow:
+        """Refuse what can never run or does not fit the grant; persist the rest as a queued job record and its hold.
+
+        ``locked``: run the part that reads the balance and writes in the tenant's admission section
+        (:meth:`Store.admission_section`; the checks of the spec alone and the hold's price run before it).
+        """
         now = time.time() if now is None else now
         tenant, entrypoint, params, kind, max_runtime = self._validate(principal, spec)
-        quote, hold = self._price(tenant, spec, max_runtime, now)
+        priced = self.money.hold_for(tenant, self._shape(spec, max_runtime), now) if self.money is not None else None
+        with self.store.admission_section(tenant.id) if locked else nullcontext():
+            return self._admit(tenant, spec, entrypoint, params, kind, max_runtime, now, priced)
+
+    def _admit(self, tenant: Tenant, spec: JobSpec, entrypoint: str, params: dict, kind: str, max_runtime: int,
+               now: float, priced: Hold | None) -> JobRow:
+        quote, hold = self._price(tenant, spec, max_runtime, now, priced)
         if not quote.fits:
-            raise ServiceError(403, quote.refusal or "grant_insufficient", quote.reason)
+            raise ServiceError(ErrorCode(quote.refusal or ErrorCode.GRANT_INSUFFICIENT), quote.reason)
         self._check_queue(tenant)
         job_id = "job-" + uuid.uuid4().hex[:16]
         row = JobRow(
@@ -91,10 +103,10 @@ class Admission:
     def _validate(self, principal: Principal, spec: JobSpec) -> tuple[Tenant, str, dict, str, int]:
         """(tenant, command, params, kind, max run time) of a spec that can run at all; else a ServiceError."""
         if principal.is_operator:
-            raise ServiceError(403, "forbidden", "the operator token cannot submit jobs; use a tenant token")
+            raise ServiceError(ErrorCode.FORBIDDEN, "the operator token cannot submit jobs; use a tenant token")
         tenant = self.tenants.get(principal.subject)
         if tenant is None:
-            raise ServiceError(403, "forbidden", f"tenant {principal.subject!r} is not in region {self.stack.region.id!r}")
+            raise ServiceError(ErrorCode.FORBIDDEN, f"tenant {principal.subject!r} is not in region {self.stack.region.id!r}")
         entrypoint, params, kind = resolve_entrypoint(spec)
         if spec.code_package is not None:
             self._check_package(tenant, spec.code_package)
@@ -108,7 +120,7 @@ class Admission:
         cap = tenant.quota.max_runtime_seconds
         if spec.max_runtime_seconds is not None:
             if spec.max_runtime_seconds > cap:
-                raise ServiceError(403, "max_runtime_exceeded", (
+                raise ServiceError(ErrorCode.MAX_RUNTIME_EXCEEDED, (
                     f"body.max_runtime_seconds: {spec.max_runtime_seconds} ({format_duration(spec.max_runtime_seconds)}) "
                     f"is above tenant {tenant.id!r}'s cap of {cap} ({format_duration(cap)})"))
             return spec.max_runtime_seconds
@@ -120,11 +132,12 @@ class Admission:
     def _shape(spec: JobSpec, max_runtime: int) -> JobShape:
         return JobShape(cpus=spec.cpus, gpus=spec.gpus, memory_bytes=spec.memory, max_runtime_seconds=max_runtime)
 
-    def _price(self, tenant: Tenant, spec: JobSpec, max_runtime: int, now: float) -> tuple[Quote, Hold | None]:
-        """The job's hold and whether the grant admits it now (with the numbers when it does not)."""
+    def _price(self, tenant: Tenant, spec: JobSpec, max_runtime: int, now: float,
+               hold: Hold | None = None) -> tuple[Quote, Hold | None]:
+        """The job's hold (``hold``: already priced) and whether the grant admits it now (with the numbers if not)."""
         grant = tenant.grant
-        shape = self._shape(spec, max_runtime)
-        hold = self.money.hold_for(tenant, shape, now) if self.money is not None else None
+        if hold is None and self.money is not None:
+            hold = self.money.hold_for(tenant, self._shape(spec, max_runtime), now)
         priced = hold is not None and hold.priced
         money = priced and grant.krw is not None
         quote = Quote(hold_krw=hold.krw if hold is not None else 0, max_runtime_seconds=max_runtime,
@@ -134,34 +147,34 @@ class Admission:
             ends = [grant.end_timestamp] + ([self.stack.budget.end_timestamp] if self.stack.budget else [])
             if not grant.start_timestamp <= now < min(ends):
                 what = "jobs" if money else "GPU jobs"
-                return quote.refuse("grant_inactive", f"tenant {tenant.id!r}'s grant runs {grant.start} to {grant.end} "
+                return quote.refuse(ErrorCode.GRANT_INACTIVE, f"tenant {tenant.id!r}'s grant runs {grant.start} to {grant.end} "
                                                       f"(Asia/Seoul days): {what} are refused outside it"), hold
         if not priced:
             if spec.gpus:
                 self._check_gpu_hours_metered(tenant, now)
             return quote, hold
         assert self.money is not None and hold is not None
-        balance = self.money.balance(tenant.id)
+        balance = self.money.balance(tenant.id, gpu=bool(grant.gpu_seconds is not None and spec.gpus))
         quote = quote.model_copy(update={"balance_krw": balance.remaining_krw})
         mode = grant.enforcement
         if money and grant.krw is not None:
             numbers = (f"balance {won(balance.remaining_krw or 0)} = grant {won(grant.krw)} - charged "
                        f"{won(balance.charged_krw)} - held {won(balance.held_krw)}")
             if mode == Enforcement.ADMIT_IF_FITS and hold.krw > (balance.remaining_krw or 0):
-                return quote.refuse("grant_insufficient", (
+                return quote.refuse(ErrorCode.GRANT_INSUFFICIENT, (
                     f"job's hold {won(hold.krw)} ({format_duration(max_runtime)} x {spec.cpus:g} CPUs, {spec.gpus} GPUs, "
                     f"{format_memory(spec.memory)} at {hold.price_id}) does not fit tenant {tenant.id!r}'s {numbers}; "
                     "ask for less (--max-runtime, resources) or wait for running jobs to end")), hold
             if mode == Enforcement.STOP and (balance.remaining_krw or 0) <= 0:
-                return quote.refuse("grant_exhausted", f"tenant {tenant.id!r}'s grant is used up: {numbers}"), hold
+                return quote.refuse(ErrorCode.GRANT_EXHAUSTED, f"tenant {tenant.id!r}'s grant is used up: {numbers}"), hold
         if grant.gpu_seconds is not None and spec.gpus and mode != Enforcement.WARN:
             cap = grant.gpu_seconds
             used, held = balance.charged_gpu_seconds, balance.held_gpu_seconds  # type: ignore[attr-defined]
             hours = (f"charged {used / 3600:.2f} + held {held / 3600:.2f} of {grant.gpu_hours:g} granted GPU-hours")
             if used >= cap:
-                return quote.refuse("grant_exhausted", f"tenant {tenant.id!r} has {hours}"), hold
+                return quote.refuse(ErrorCode.GRANT_EXHAUSTED, f"tenant {tenant.id!r} has {hours}"), hold
             if mode == Enforcement.ADMIT_IF_FITS and used + held + hold.gpu_seconds > cap:
-                return quote.refuse("grant_insufficient", (
+                return quote.refuse(ErrorCode.GRANT_INSUFFICIENT, (
                     f"job's {hold.gpu_seconds / 3600:.2f} GPU-hours ({spec.gpus} GPUs x {format_duration(max_runtime)}) "
                     f"do not fit tenant {tenant.id!r}'s {hours}")), hold
         return quote, hold
@@ -169,7 +182,7 @@ class Admission:
     def _check_package(self, tenant: Tenant, ref: str) -> None:
         """The job's code package is in the tenant's own storage (another tenant's digest is not)."""
         if self.storage.package(tenant.id, package_sha256(ref)) is None:
-            raise ServiceError(404, "not_found", f"body.code_package: no code package {ref} in tenant {tenant.id!r}'s "
+            raise ServiceError(ErrorCode.NOT_FOUND, f"body.code_package: no code package {ref} in tenant {tenant.id!r}'s "
                                                  "storage; upload it first (`testbed submit --working-dir DIR` does)")
 
     def _locate_data(self, tenant: Tenant, template: str, params: dict) -> str | None:
@@ -181,7 +194,7 @@ class Admission:
             if name is None:
                 continue
             if not valid_name(name) or not self.storage.data_exists(tenant.id, name):
-                raise ServiceError(404, "not_found", f"body.params.{key}: no data {name[:80]!r} in tenant {tenant.id!r}'s "
+                raise ServiceError(ErrorCode.NOT_FOUND, f"body.params.{key}: no data {name[:80]!r} in tenant {tenant.id!r}'s "
                                                      "storage (`testbed data ls` lists it; `testbed data upload` adds)")
             located[key] = self.storage.location(tenant.id, DATA, name)
         return get_template(template).command({**params, **located}) if located else None
@@ -197,7 +210,7 @@ class Admission:
             problems.append(f"{format_memory(spec.memory)} memory (quota {format_memory(quota.memory)})")
         if problems:
             raise ServiceError(
-                403, "quota_exceeded", f"job asks for {', '.join(problems)}: it can never fit tenant {tenant.id!r}'s quota"
+                ErrorCode.QUOTA_EXCEEDED, f"job asks for {', '.join(problems)}: it can never fit tenant {tenant.id!r}'s quota"
             )
         self._check_pod_requests(tenant, spec)
         capacity = self.backend.capacity()
@@ -209,7 +222,7 @@ class Admission:
         if capacity.memory is not None and spec.memory > capacity.memory:
             beyond.append(f"{format_memory(spec.memory)} memory (largest node: {format_memory(capacity.memory)})")
         if beyond:
-            raise ServiceError(403, "capacity_exceeded", f"job asks for {', '.join(beyond)}: no node can ever run it")
+            raise ServiceError(ErrorCode.CAPACITY_EXCEEDED, f"job asks for {', '.join(beyond)}: no node can ever run it")
 
     def _check_queue(self, tenant: Tenant) -> None:
         """Back-pressure: a tenant may park only so many jobs that wait for room."""
@@ -219,7 +232,7 @@ class Admission:
         with self.store.session() as s:
             queued = s.execute(query).scalar_one()
         if queued >= cap:
-            raise ServiceError(403, "queue_full", f"tenant {tenant.id!r} already has {queued} queued jobs "
+            raise ServiceError(ErrorCode.QUEUE_FULL, f"tenant {tenant.id!r} already has {queued} queued jobs "
                                f"(max_queued_jobs_per_tenant: {cap}); wait for some to start or stop them")
 
     def _check_pod_requests(self, tenant: Tenant, spec: JobSpec) -> None:
@@ -232,7 +245,7 @@ class Admission:
         extra = " and ".join(f"the {part}'s {amount}" for part, amount in need.overhead.items())
         most = Resources(cpus=max(quota.cpus - (need.total.cpus - budget.cpus), 0), gpus=quota.gpus,
                          memory=max(quota.memory - (need.total.memory - budget.memory), 0))
-        raise ServiceError(403, "quota_exceeded", (
+        raise ServiceError(ErrorCode.QUOTA_EXCEEDED, (
             f"job asks for {budget}; with {extra} its pods request {need.total}, more than tenant {tenant.id!r}'s "
             f"quota ({quota.cpus:g} CPUs, {format_memory(quota.memory)} memory), so the cluster's queue would never "
             f"admit it: ask for at most {most.cpus:g} CPUs and {format_memory(most.memory)} memory"))
@@ -245,7 +258,7 @@ class Admission:
         meter = self.ledger.snapshot(now=now, tenants=[tenant.id]).get(tenant.id)
         used = meter.gpu_seconds_total if meter is not None else 0.0
         if used >= grant.gpu_seconds:
-            raise ServiceError(403, "grant_exhausted", f"tenant {tenant.id!r} has used {used / 3600:.1f} of {grant.gpu_hours:g} granted GPU-hours")
+            raise ServiceError(ErrorCode.GRANT_EXHAUSTED, f"tenant {tenant.id!r} has used {used / 3600:.1f} of {grant.gpu_hours:g} granted GPU-hours")
 
 
 def resolve_entrypoint(spec: JobSpec) -> tuple[str, dict, str]:
@@ -256,5 +269,5 @@ def resolve_entrypoint(spec: JobSpec) -> tuple[str, dict, str]:
         template = get_template(spec.template)
         params = template.resolve(spec.params, strict=True)
     except TemplateError as exc:
-        raise ServiceError(422, "invalid_spec", str(exc)) from None
+        raise ServiceError(ErrorCode.INVALID_SPEC, str(exc)) from None
     return template.command(params), params, template.kind

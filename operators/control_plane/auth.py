@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from operators.control_plane.errors import unauthorized
-from operators.control_plane.store import Store
+from operators.control_plane.db.store import Store
 from testbed.settings import token_sha256
 
 OPERATOR = "operator"

@@ -33,14 +33,15 @@ from operators.control_plane.backends.base import (
     RuntimeEnv,
 )
 from operators.control_plane.errors import ServiceError
-from operators.control_plane.lease import RECONCILER, Lease
-from operators.control_plane.money import MoneyLedger
-from operators.control_plane.store import JobRow, QueuedJob, Store
+from operators.control_plane.db.lease import RECONCILER, Lease
+from operators.control_plane.db.money import MoneyLedger
+from operators.control_plane.db.store import JobRow, QueuedJob, Store
 from testbed import jobs as J
 from testbed.config import Tenant
 from testbed.jobs import JobSpec, JobStatus
 from testbed.settings import ControlPlaneSettings
 from testbed.storage import DATA, JOBS, PACKAGES, package_file, package_sha256, tenant_path
+from testbed.errors import ErrorCode
 
 log = logging.getLogger("testbed.control_plane")
 
@@ -50,6 +51,7 @@ START_OBSERVATION_SLACK_SECONDS = 2.0
 SYNC_BATCH = 16  # job updates per sync transaction
 START_WATCH_INTERVAL_SECONDS = 0.05  # how often jobs about to start are looked at
 DISPATCH_BATCH = 16  # queued jobs of one tenant handed to the backend in one hold of its lock
+RESTOP_SECONDS = 10.0  # a job the reconciler must stop (max run time, grant) is asked again after this long
 
 
 def launch_request(row: JobRow, settings: ControlPlaneSettings,
@@ -298,11 +300,13 @@ class Dispatcher:
         running = self.store.list_jobs(status=JobStatus.RUNNING)
         stops, warnings = self.money.verdicts(running, now)
         for row in running:
+            if row.id in stops and row.stop_requested_at is not None and now - row.stop_requested_at < RESTOP_SECONDS:
+                continue  # asked already: the backend is stopping it (asked again if it has not after a while)
             if row.id in stops:
                 try:
                     self.stop(row, reason=stops[row.id])
                 except ServiceError as exc:
-                    log.warning("cannot stop %s (%s): %s", row.id, stops[row.id], exc.detail)
+                    log.warning("cannot stop %s (%s): %s", row.id, stops[row.id], exc.message)
             elif row.id in warnings and row.message != warnings[row.id]:
                 self.store.update_job(row.id, message=warnings[row.id])
 
@@ -404,7 +408,7 @@ class Dispatcher:
         except JobNotFound:
             pass
         except BackendError as exc:
-            raise ServiceError(503, "backend_unavailable", str(exc)) from None
+            raise ServiceError(ErrorCode.BACKEND_UNAVAILABLE, str(exc)) from None
         row = self.refresh(self.store.get_job(row.id) or row)
         if row.terminal:
             return row

@@ -12,15 +12,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from operators.control_plane.store import DatabaseBusy
+from operators.control_plane.db.store import DatabaseBusy
 
-from testbed.errors import ErrorBody, format_validation_errors
+from testbed.errors import ErrorBody, ErrorCode, format_validation_errors
 from testbed.limits import MAX_BODY_BYTES
 
 log = logging.getLogger("testbed.control_plane")
 
 # The error code of an HTTP status raised outside the control plane's own checks (routing, 401s).
-_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+_CODES = {code.status: code for code in (ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN, ErrorCode.NOT_FOUND,
+                                        ErrorCode.METHOD_NOT_ALLOWED, ErrorCode.TOO_LARGE)}
 _DESCRIPTIONS = {
     401: "missing or invalid bearer token",
     403: "not allowed, or refused at admission (quota, capacity, grant, queue cap)",
@@ -36,23 +37,24 @@ RETRY_AFTER_SECONDS = 2
 
 
 class ServiceError(Exception):
-    """A request the control plane refuses: HTTP status, error code, readable reason (and headers)."""
+    """A request the control plane refuses: its error code (which carries the HTTP status), a readable reason (and
+    headers)."""
 
-    def __init__(self, status_code: int, code: str, message: str, headers: dict[str, str] | None = None):
+    def __init__(self, code: ErrorCode, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
-        self.status_code = status_code
+        self.status_code = code.status
         self.code = code
         self.message = message
         self.headers = headers
 
 
 def unauthorized(reason: str) -> ServiceError:
-    return ServiceError(401, "unauthorized", reason, headers={"WWW-Authenticate": "Bearer"})
+    return ServiceError(ErrorCode.UNAUTHORIZED, reason, headers={"WWW-Authenticate": "Bearer"})
 
 
 def not_found(what: str) -> ServiceError:
     """404 for ``what`` (e.g. "job 'job-1'"): the same answer whether it is missing or someone else's."""
-    return ServiceError(404, "not_found", f"no {what}")
+    return ServiceError(ErrorCode.NOT_FOUND, f"no {what}")
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -65,8 +67,10 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return responses
 
 
-def error_answer(status_code: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    """An ``ErrorBody`` answer."""
+def error_answer(code: ErrorCode, detail: str, headers: dict[str, str] | None = None,
+                 status_code: int | None = None) -> JSONResponse:
+    """An ``ErrorBody`` answer, with the code's status unless ``status_code`` says otherwise (an HTTP-layer error)."""
+    status_code = code.status if status_code is None else status_code
     body = ErrorBody(error=code, detail=detail).model_dump()
     return JSONResponse(status_code=status_code, content=body, headers=headers)
 
@@ -76,24 +80,24 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ServiceError)
     async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:
-        return error_answer(exc.status_code, exc.code, exc.message, exc.headers)
+        return error_answer(exc.code, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_answer(422, "invalid_spec", format_validation_errors(exc.errors()))
+        return error_answer(ErrorCode.INVALID_SPEC, format_validation_errors(exc.errors()))
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
         if exc.status_code == 400:  # FastAPI: a body that is not even text (JSON syntax errors are 422 already)
-            return error_answer(422, "invalid_spec", "body: is not valid UTF-8 JSON")
+            return error_answer(ErrorCode.INVALID_SPEC, "body: is not valid UTF-8 JSON")
         headers = exc.headers
         if exc.status_code == 405:  # every method of the path, not only the first route's
             headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
-        return error_answer(exc.status_code, _CODES.get(exc.status_code, "http_error"), str(exc.detail), headers)
+        return error_answer(_CODES.get(exc.status_code, ErrorCode.HTTP_ERROR), str(exc.detail), headers, exc.status_code)
 
     async def _database(_request: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        return error_answer(503, "database_unavailable", "the control plane's database is not answering; retry shortly",
+        return error_answer(ErrorCode.DATABASE_UNAVAILABLE, "the control plane's database is not answering; retry shortly",
                             {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     app.add_exception_handler(SQLAlchemyError, _database)
@@ -102,7 +106,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _crash(_request: Request, _exc: Exception) -> JSONResponse:
         # Starlette answers with this, then re-raises the exception for the server to log.
-        return error_answer(500, "internal_error", "the control plane failed to answer; see its log")
+        return error_answer(ErrorCode.INTERNAL_ERROR, "the control plane failed to answer; see its log")
 
 
 def _allowed_methods(request: Request) -> list[str]:

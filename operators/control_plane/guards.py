@@ -21,8 +21,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from operators.control_plane.backends.base import Backend
 from operators.control_plane.errors import ServiceError, error_answer
-from operators.control_plane.store import JobRow, Store
+from operators.control_plane.db.store import JobRow, Store
 from testbed.limits import MAX_BODY_BYTES
+from testbed.errors import ErrorCode
 
 PROBE_TIMEOUT_SECONDS = 1.0
 DatabaseState = Literal["ok", "busy", "unavailable"]
@@ -54,7 +55,7 @@ class BodySizeLimit:
         detail = f"request body is larger than {limit} bytes (the limit of {what})"
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            await error_answer(413, "too_large", detail)(scope, receive, send)
+            await error_answer(ErrorCode.TOO_LARGE, detail)(scope, receive, send)
             return
         received = 0
 
@@ -88,7 +89,7 @@ def encode_cursor(row: JobRow) -> str:
 def decode_cursor(cursor: str) -> tuple[float, str]:
     """(submitted_at, id) of a cursor; 422 for one that is not of the documented shape."""
     if not re.match(CURSOR_PATTERN, cursor):
-        raise ServiceError(422, "invalid_spec", "query.cursor: not a cursor this API gave (use next_cursor of a page)")
+        raise ServiceError(ErrorCode.INVALID_SPEC, "query.cursor: not a cursor this API gave (use next_cursor of a page)")
     submitted_at, _, job_id = cursor.partition("~")
     return float(submitted_at), job_id
 

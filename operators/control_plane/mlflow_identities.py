@@ -25,10 +25,12 @@ from collections.abc import Collection
 
 from operators.control_plane.auth import OPERATOR, Principal
 from operators.control_plane.errors import ServiceError
-from operators.control_plane.store import Store, TokenRow
+from operators.control_plane.db.models import TokenRow
+from operators.control_plane.db.store import Store
 from operators.mlflow_access import OPERATOR_USERNAME, MlflowAccessAdmin, MlflowAccessError, MlflowCredentials
 from testbed.api import MlflowLogin
 from testbed.settings import ControlPlaneSettings
+from testbed.errors import ErrorCode
 
 log = logging.getLogger("testbed.control_plane")
 LOCK = "testbed:mlflow"
@@ -129,15 +131,15 @@ class MlflowIdentities:
 
     def login(self, principal: Principal) -> MlflowLogin:
         if not self.enabled:
-            raise ServiceError(404, "not_found", "this region's MLflow has no access control: no login to hand out")
+            raise ServiceError(ErrorCode.NOT_FOUND, "this region's MLflow has no access control: no login to hand out")
         if principal.is_operator:
             credentials = self.operator_credentials()
         elif principal.subject in self.tenants:
             credentials = self.tenant_credentials(principal.subject)
         else:
-            raise ServiceError(403, "forbidden", "only tenants and the operator have an MLflow login")
+            raise ServiceError(ErrorCode.FORBIDDEN, "only tenants and the operator have an MLflow login")
         if not self.provision():
-            raise ServiceError(503, "mlflow_unavailable", "the MLflow server is not answering; try again shortly")
+            raise ServiceError(ErrorCode.MLFLOW_UNAVAILABLE, "the MLflow server is not answering; try again shortly")
         return MlflowLogin(tracking_uri=self.settings.mlflow_public_url or self.settings.mlflow_tracking_uri,
                            username=credentials.username, password=credentials.password,
                            workspace=credentials.workspace)

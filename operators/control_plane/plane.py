@@ -16,17 +16,18 @@ from operators.control_plane.backends.base import Backend, BackendError
 from operators.control_plane.backends.factory import make_backend
 from operators.control_plane.dispatch import Dispatcher
 from operators.control_plane.errors import ServiceError, not_found
-from operators.control_plane.migrate import opening_prices
+from operators.control_plane.db.migrate import opening_prices
 from operators.control_plane.mlflow_identities import MlflowIdentities
-from operators.control_plane.money import MoneyLedger
-from operators.control_plane.store import JobRow, Store
+from operators.control_plane.db.money import MoneyLedger
+from operators.control_plane.db.store import JobRow, Store
 from operators.control_plane.tenant_storage import TenantStorage
 from operators.control_plane.tokens import TokenIssuer
-from operators.metering.ledger import Ledger
+from operators.control_plane.db.ledger import Ledger
 from testbed.config import ConfigError, StackConfig, Tenant, load_stack_file, pricing_pool
 from testbed.jobs import JobSpec, JobStatus
 from testbed.money import Enforcement, Quote, won
 from testbed.settings import ControlPlaneSettings
+from testbed.errors import ErrorCode
 
 
 log = logging.getLogger("testbed.control_plane")
@@ -128,9 +129,8 @@ class ControlPlane:
         self.store.close()
 
     def admit(self, principal: Principal, spec: JobSpec) -> JobRow:
-        """Admission, serialised with the tenant's other admissions (any replica; :meth:`Store.admission_section`)."""
-        with self.store.admission_section(principal.subject):
-            return self.admission.admit(principal, spec)
+        """Admission, serialised with the tenant's other admissions and dispatches (any replica)."""
+        return self.admission.admit(principal, spec, locked=True)
 
     def quote(self, principal: Principal, spec: JobSpec) -> Quote:
         """The hold a job would take now and whether it fits; nothing is recorded."""
@@ -169,7 +169,7 @@ class ControlPlane:
         try:
             return row, self.backend.logs(row.backend_ref or row.id), False
         except BackendError as exc:
-            raise ServiceError(503, "backend_unavailable", str(exc)) from None
+            raise ServiceError(ErrorCode.BACKEND_UNAVAILABLE, str(exc)) from None
 
     def stop(self, principal: Principal, job_id: str) -> JobRow:
         return self.dispatcher.stop(self.visible_job(principal, job_id))

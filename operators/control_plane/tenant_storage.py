@@ -38,6 +38,7 @@ from testbed.storage import (
     package_ref,
     tenant_path,
 )
+from testbed.errors import ErrorCode
 
 CHUNK_BYTES = 2**20
 T = TypeVar("T")
@@ -51,7 +52,7 @@ def guarded(call: Callable[..., T]) -> Callable[..., T]:
             return call(self, *args, **kwargs)
         except (OSError, ImportError) as exc:
             root = getattr(self, "root", None) or self.storage.root
-            raise ServiceError(503, "storage_unavailable", f"tenant storage {root} does not answer: "
+            raise ServiceError(ErrorCode.STORAGE_UNAVAILABLE, f"tenant storage {root} does not answer: "
                                                            f"{getattr(exc, 'strerror', None) or exc}") from None
     return wrapper
 
@@ -75,16 +76,16 @@ def check_zip(source: IO[bytes], max_unpacked: int, what: str) -> int:
         with zipfile.ZipFile(source) as archive:
             entries = archive.infolist()
     except zipfile.BadZipFile:
-        raise ServiceError(422, "invalid_spec", f"{what}: the body is not a zip file") from None
+        raise ServiceError(ErrorCode.INVALID_SPEC, f"{what}: the body is not a zip file") from None
     for entry in entries:
         parts = entry.filename.split("/")
         if entry.filename.startswith("/") or "\\" in entry.filename or ".." in parts or ":" in parts[0]:
-            raise ServiceError(422, "invalid_spec", f"{what}: the zip names a path outside itself: {entry.filename!r}")
+            raise ServiceError(ErrorCode.INVALID_SPEC, f"{what}: the zip names a path outside itself: {entry.filename!r}")
         if (entry.external_attr >> 16) & 0o170000 == 0o120000:
-            raise ServiceError(422, "invalid_spec", f"{what}: the zip holds a link: {entry.filename!r}")
+            raise ServiceError(ErrorCode.INVALID_SPEC, f"{what}: the zip holds a link: {entry.filename!r}")
     unpacked = sum(entry.file_size for entry in entries)
     if unpacked > max_unpacked:
-        raise ServiceError(413, "too_large", f"{what}: the zip unpacks to {unpacked} bytes, over the "
+        raise ServiceError(ErrorCode.TOO_LARGE, f"{what}: the zip unpacks to {unpacked} bytes, over the "
                                              f"{max_unpacked}-byte limit of a code package")
     return unpacked
 
@@ -110,7 +111,7 @@ class Upload:
         name, a file on its path or a link out of the tenant's folder is in the way."""
         self._file.close()
         final = self.storage.path(self.tenant, area, name)
-        conflict = ServiceError(409, "name_conflict", f"{area} {name!r}: a folder of that name, a file on its path "
+        conflict = ServiceError(ErrorCode.NAME_CONFLICT, f"{area} {name!r}: a folder of that name, a file on its path "
                                                       "or a link out of the tenant's folder is in the way")
         if not self.storage._contained(self.tenant, final) or self.storage.fs.isdir(final):
             raise conflict

@@ -16,8 +16,9 @@ from typing import Collection
 
 from operators.control_plane.auth import MONITORING, OPERATOR, Principal, Role, TokenCache, hash_token
 from operators.control_plane.errors import ServiceError, not_found
-from operators.control_plane.store import Store
+from operators.control_plane.db.store import Store
 from testbed.secrets import write_secret
+from testbed.errors import ErrorCode
 
 TOKEN_PREFIX = "tbt_"
 
@@ -80,12 +81,12 @@ class TokenIssuer:
     def rotate(self, principal: Principal, subject: str) -> str:
         """Operator only: a new token for a tenant (or the operator); older ones stop working."""
         if not principal.is_operator:
-            raise ServiceError(403, "forbidden", "only the operator token can issue tokens")
+            raise ServiceError(ErrorCode.FORBIDDEN, "only the operator token can issue tokens")
         if subject == OPERATOR and self.operator_token_sha256 is not None:
-            raise ServiceError(403, "forbidden", "this region's operator token comes from its Pulumi stack (output "
+            raise ServiceError(ErrorCode.FORBIDDEN, "this region's operator token comes from its Pulumi stack (output "
                                "operator_token); rotate it there, e.g. `pulumi up --replace <the token's URN>`")
         if subject == MONITORING:
-            raise ServiceError(403, "forbidden", "the monitoring token comes from the Pulumi stack; rotate it there")
+            raise ServiceError(ErrorCode.FORBIDDEN, "the monitoring token comes from the Pulumi stack; rotate it there")
         if subject != OPERATOR and subject not in self.tenants:
             raise not_found(f"tenant {subject!r} in region {self.region!r}")
         token = issue_token(self.store, subject)

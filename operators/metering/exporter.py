@@ -17,7 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from operators.metering.ledger import STATUSES, Ledger, TenantMeter
+from operators.control_plane.db.ledger import STATUSES, Ledger, TenantMeter
 from testbed.config import StackConfig
 
 log = logging.getLogger(__name__)

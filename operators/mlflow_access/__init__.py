@@ -1,6 +1,6 @@
 """MLflow access control: one MLflow identity and workspace per tenant, a read-only operator.
 
-``server_config`` renders how ``mlflow server`` starts (auth ini, argv, env) in local and cluster
+``testbed.mlflow_server`` (the core) renders how ``mlflow server`` starts (auth ini, argv, env) in local and cluster
 mode; ``provision`` creates and rotates the identities through the server's admin API.
 """
 
@@ -13,7 +13,7 @@ from operators.mlflow_access.provision import (
     check_tenant_id,
     new_password,
 )
-from operators.mlflow_access.server_config import (
+from testbed.mlflow_server import (
     ADMIN_USERNAME,
     OPERATOR_USERNAME,
     ClusterServerAuth,

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from operators.mlflow_access.server_config import ADMIN_USERNAME, OPERATOR_USERNAME
+from testbed.mlflow_server import ADMIN_USERNAME, OPERATOR_USERNAME
 
 TENANT_ROLE = "testbed-tenant"
 OPERATOR_ROLE = "testbed-operator-read"
@@ -130,7 +130,7 @@ class MlflowAccessAdmin:
         """Set a new random password for a tenant (or the operator) and return it.
 
         The old password stops working at once on the worker that handled this call, and on other
-        workers/replicas within the auth cache TTL (``server_config.DEFAULT_AUTH_CACHE_TTL_SECONDS``).
+        workers/replicas within the auth cache TTL (``testbed.mlflow_server.DEFAULT_AUTH_CACHE_TTL_SECONDS``).
         """
         if username != self.operator_username:
             check_tenant_id(username)

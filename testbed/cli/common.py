@@ -54,14 +54,19 @@ def connect(args: argparse.Namespace, operator: bool = False) -> TestbedClient:
     ``operator``: without --token, use the local operator's token when there is one, unless --url names
     another control plane (a cluster's operator token comes from its stack: ``pulumi stack output operator_token``).
     """
-    token = args.token or (_local_operator_token() if operator and not args.url else None)
+    token = args.token or (local_token(args, "operator", required=False) if operator and not args.url else None)
     return TestbedClient.from_env(args.url, token)
 
 
-def _local_operator_token() -> str | None:
-    from testbed.local import LocalTestbed, LocalTestbedError
+LocalTokens = Callable[..., "str | None"]  # (subject, required=True): a local testbed's token
 
-    try:
-        return LocalTestbed().token("operator")
-    except LocalTestbedError:
+
+def local_token(args: argparse.Namespace, subject: str, required: bool = True) -> str | None:
+    """A token of the testbed running on this machine, through the ``local_token`` the embedded mode's
+    parser sets (the core does not import the embedded mode); None when there is none and not ``required``."""
+    lookup: LocalTokens | None = getattr(args, "local_token", None)
+    if lookup is None:
+        if required:
+            raise CliError("no local testbed in this command: give --url and --token")
         return None
+    return lookup(subject, required=required)

@@ -5,19 +5,24 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
-from testbed.cli import data, db, jobs, lifecycle, region
+from testbed.cli import config, data, jobs, region
 from testbed.cli.common import EXIT_ERROR
 
 
-def build_parser() -> argparse.ArgumentParser:
+Register = Callable[[Any], None]
+
+
+def build_parser(extra: Sequence[Register] = ()) -> argparse.ArgumentParser:
+    """The core commands (stack files, tenants, jobs, data), then ``extra`` modules' ``register`` (the embedded
+    mode adds its lifecycle commands this way: the core does not import it)."""
     parser = argparse.ArgumentParser(prog="testbed", description="Regional AI Testbed: local testbed, jobs, tenants, usage.")
     parser.add_argument("--url", help="control plane URL (default: $TESTBED_URL or the local testbed)")
     parser.add_argument("--token", help="tenant or operator token (default: $TESTBED_TOKEN)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (lifecycle, region, jobs, data, db):
-        module.register(sub)
+    for register in (config.register, region.register, jobs.register, data.register, *extra):
+        register(sub)
     return parser
 
 
@@ -35,10 +40,10 @@ def one_line(exc: BaseException) -> str:
     return "; ".join(lines) or type(exc).__name__
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     own, command_argv = _split_command(argv)
-    parser = build_parser()
+    parser = parser or build_parser()
     args = parser.parse_args(own)
     args.command_argv = command_argv
     if command_argv and args.command != "submit":

@@ -9,7 +9,7 @@ from typing import Any
 
 from testbed import usage
 from testbed.api import TemplateList
-from testbed.cli.common import CliError, add_command, connect, emit, print_json
+from testbed.cli.common import CliError, add_command, connect, emit, local_token, print_json
 from testbed.client import TestbedError
 from testbed.tables import model_table, render_table
 from testbed.templates import list_templates
@@ -31,9 +31,7 @@ def cmd_tenants_token(args: argparse.Namespace) -> int:
     if args.url:
         raise CliError("a control plane keeps only tokens' hashes: issue a new token with "
                        f"`testbed tenants token {args.tenant} --rotate --url {args.url} --token OPERATOR_TOKEN`")
-    from testbed.local import LocalTestbed
-
-    print(LocalTestbed().token(args.tenant))
+    print(local_token(args, args.tenant))
     return 0
 
 

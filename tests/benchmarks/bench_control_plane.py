@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from testbed.client import TestbedClient  # noqa: E402
-from testbed.local import RAY_LOOPBACK_ENV, LocalTestbed  # noqa: E402
+from embedded import RAY_LOOPBACK_ENV, LocalTestbed  # noqa: E402
 from tests.replicas import stack_with_tenants  # noqa: E402
 from tests.benchmarks.admission_load import TRIVIAL, percentile, submit_concurrently, time_admissions  # noqa: E402
 
@@ -95,7 +95,7 @@ def bench_submit_overhead(rounds: int) -> None:
 
 def bench_admission(tenants: int, jobs_per_tenant: int) -> None:
     from operators.control_plane.app import create_app
-    from operators.control_plane.server import serve_in_thread
+    from tests.serve import serve_in_thread
     from testbed.settings import ControlPlaneSettings
 
     home = Path(tempfile.mkdtemp(prefix="tb-adm-", dir="/tmp"))

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from operators.control_plane.plane import ControlPlane  # noqa: E402
-from operators.control_plane.store import JobRow  # noqa: E402
+from operators.control_plane.db.models import JobRow  # noqa: E402
 from testbed.jobs import JobSpec, JobStatus  # noqa: E402
 from testbed.settings import ControlPlaneSettings  # noqa: E402
 from tests.benchmarks.admission_load import percentile  # noqa: E402

@@ -17,11 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from operators.control_plane.store import JobRow, Store
+from operators.control_plane.db.store import JobRow, Store
 from prometheus_client import generate_latest
 
 from operators.metering.exporter import make_registry
-from operators.metering.ledger import Ledger
+from operators.control_plane.db.ledger import Ledger
 from testbed.config import StackConfig, load_region
 
 FINISHED = ["SUCCEEDED"] * 13 + ["FAILED"] * 3 + ["STOPPED"]

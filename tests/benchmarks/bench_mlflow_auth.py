@@ -3,7 +3,7 @@
 The same training-like run -- 5 params, 300 steps x 3 metrics through the client, one small
 artifact -- against two local servers started the same way
 (SQLite, proxied artifacts, one worker): today's open server and the one with access control
-(basic-auth + workspaces + guard, as ``operators.mlflow_access.server_config`` renders it),
+(basic-auth + workspaces + guard, as ``testbed.mlflow_server`` renders it),
 logging as a provisioned tenant. Rounds alternate which server goes first; medians of ``--rounds``
 (>= 5) per server, in this one process.
 
@@ -14,7 +14,7 @@ check. ``mlflow_auth_overhead_ratio_async``: the same with ``synchronous=False``
 ``end_run``).
 
 ``mlflow_auth_overhead_ratio_without_lookup_caches``: the same access control with MLflow's own
-credential cache but without the guard's memoized permission lookups (operators.mlflow_access.guard:
+credential cache but without the guard's memoized permission lookups (testbed.mlflow_guard:
 the run's experiment, the user, the role grants), measured in the same rounds: what they save.
 
 ``--no-cache-too`` adds a server with the credential cache off (auth_cache_ttl_seconds=0),

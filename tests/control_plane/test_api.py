@@ -213,7 +213,7 @@ def _plane_with_grant(tmp_path, fiscal_period=None, **grant):
     """A no-op control plane whose stack gives every tenant the grant fields given."""
     import yaml
 
-    from operators.control_plane.server import serve_in_thread
+    from tests.serve import serve_in_thread
     from testbed.config import stack_file_for
     from tests.conftest import make_noop_app
 
@@ -234,7 +234,7 @@ def _plane_with_grant(tmp_path, fiscal_period=None, **grant):
 def test_gpu_jobs_are_refused_once_the_grant_is_used_up(tmp_path):
     import time
 
-    from operators.control_plane.store import JobRow
+    from operators.control_plane.db.store import JobRow
 
     app, server = _plane_with_grant(tmp_path, gpu_hours=1)
     plane = app.state.plane

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from testbed.api import TenantList
-from testbed.cli import main as cli
+from embedded.cli import main as cli
 from testbed.client import TestbedClient, TestbedError
 from testbed.jobs import Job, JobList, JobLogs, JobSpec, JobStatus
 from testbed.usage import UsageReport
 
-TESTBED = [sys.executable, "-m", "testbed.cli"]
+TESTBED = [sys.executable, "-m", "embedded.cli"]
 REPO = Path(__file__).resolve().parents[2]
 
 

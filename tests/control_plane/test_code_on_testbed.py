@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 ALICE = "changwon-precision"
 BOB = "gimhae-robotics"
-TESTBED = [sys.executable, "-m", "testbed.cli"]
+TESTBED = [sys.executable, "-m", "embedded.cli"]
 TRAIN = """\
 import os, pathlib
 from mypkg.greet import GREETING

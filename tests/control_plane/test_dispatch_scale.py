@@ -13,7 +13,7 @@ from sqlalchemy import event
 
 from operators.control_plane.auth import Principal
 from operators.control_plane.plane import ControlPlane
-from operators.control_plane.store import JobRow
+from operators.control_plane.db.models import JobRow
 from testbed.jobs import JobSpec, JobStatus
 from testbed.settings import ControlPlaneSettings
 from tests.replicas import stack_with_tenants

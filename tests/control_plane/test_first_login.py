@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from operators.control_plane.app import create_app
-from operators.control_plane.server import serve_in_thread
-from operators.control_plane.store import Store
-from testbed.cli import main as cli
+from tests.serve import serve_in_thread
+from operators.control_plane.db.store import Store
+from embedded.cli import main as cli
 from testbed.client import TestbedClient, TestbedError
 from testbed.config import stack_file_for
 from testbed.settings import ControlPlaneSettings, token_sha256

@@ -19,8 +19,9 @@ import pytest
 from operators.control_plane.app import create_app
 from operators.control_plane.backends.base import BackendJobInfo, PermanentBackendError
 from operators.control_plane.dispatch import observed_changes
-from operators.control_plane.server import serve_in_thread
-from operators.control_plane.store import JobRow
+from tests.noop_doubles import noop_backend
+from tests.serve import serve_in_thread
+from operators.control_plane.db.store import JobRow
 from testbed.client import TestbedClient, TestbedError
 from testbed.config import stack_file_for
 from testbed.jobs import JobStatus
@@ -34,10 +35,11 @@ GIB = 2**30
 @contextmanager
 def plane(tmp_path: Path, sync: bool = True, **settings) -> Iterator[tuple[str, object]]:
     """A no-op control plane with extra settings, served on 127.0.0.1: (url, app)."""
-    app = create_app(ControlPlaneSettings(
+    config = ControlPlaneSettings(
         stack_file=stack_file_for("gyeongnam"), database_url=f"sqlite:///{tmp_path / 'cp.db'}", backend="noop",
         mlflow_tracking_uri="http://127.0.0.1:1", storage_path=str(tmp_path / "storage"),
-        credentials_dir=tmp_path / "credentials", **settings), sync=sync)
+        credentials_dir=tmp_path / "credentials", **settings)
+    app = create_app(config, backend=noop_backend(config), sync=sync)
     with serve_in_thread(app) as url:
         yield url, app
 

@@ -282,7 +282,7 @@ def test_a_stopped_rayjob_reads_stopped_with_its_logs_on_every_replica(targets, 
     on the same cluster and database, reports it STOPPED with the output A kept, and bills it once."""
     from operators.control_plane.auth import Principal
     from operators.control_plane.plane import ControlPlane
-    from operators.metering.ledger import UsageJobRow
+    from operators.control_plane.db.models import UsageJobRow
     from testbed.config import stack_file_for
     from testbed.jobs import JobSpec
 

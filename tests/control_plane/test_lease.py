@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from operators.control_plane.lease import Lease, LeaseRow
-from operators.control_plane.store import Store
+from operators.control_plane.db.lease import Lease
+from operators.control_plane.db.models import LeaseRow
+from operators.control_plane.db.store import Store
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -18,12 +18,12 @@ import pytest
 
 from testbed.client import TestbedError
 from testbed.jobs import Job
-from testbed.local import Component, ComponentExited, LocalState, StateFolder, instance_processes, stop_process_group
-from testbed.local.supervisor import Supervisor
+from embedded import Component, ComponentExited, LocalState, StateFolder, instance_processes, stop_process_group
+from embedded.supervisor import Supervisor
 
 ALICE = "changwon-precision"
 BOB = "gimhae-robotics"
-TESTBED = [sys.executable, "-m", "testbed.cli"]
+TESTBED = [sys.executable, "-m", "embedded.cli"]
 
 
 def cli(local_testbed, *args: str, token: str | None = None, check: bool = False) -> subprocess.CompletedProcess:

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from operators.control_plane import migrate
-from operators.control_plane.lease import LeaseRow  # noqa: F401  (its table in Base.metadata)
-from operators.control_plane.store import Base, Store
-from operators.metering.ledger import Ledger, UsageJobRow, UsageTotalRow
+from operators.control_plane.db import migrate
+from operators.control_plane.db.ledger import Ledger
+from operators.control_plane.db.models import Base, UsageJobRow, UsageTotalRow
+from operators.control_plane.db.store import Store
 
 DATA = Path(__file__).parent / "data"
 SNAPSHOT_JOBS = 7
@@ -161,7 +161,7 @@ def test_testbed_db_upgrade(tmp_path):
 
     url = f"sqlite:///{tmp_path / 'cp.db'}"
     load_snapshot(url)
-    cli = [sys.executable, "-m", "testbed.cli"]
+    cli = [sys.executable, "-m", "embedded.cli"]
     done = subprocess.run([*cli, "db", "upgrade", "--database-url", url], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"{url}: {migrate.INITIAL_REVISION} -> {migrate.head_revision()}"

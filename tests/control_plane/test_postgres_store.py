@@ -7,7 +7,7 @@ import pytest
 
 def test_control_plane_on_postgresql(postgres_url, tmp_path):
     from operators.control_plane.app import create_app
-    from operators.control_plane.server import serve_in_thread
+    from tests.serve import serve_in_thread
     from testbed.settings import ControlPlaneSettings
     from testbed.client import TestbedClient, TestbedError
     from testbed.config import stack_file_for
@@ -45,8 +45,8 @@ def test_two_replicas_fold_usage_into_one_totals_row_exactly(postgres_url):
     import threading
     import uuid
 
-    from operators.control_plane.store import JobRow, Store
-    from operators.metering.ledger import Ledger
+    from operators.control_plane.db.store import JobRow, Store
+    from operators.control_plane.db.ledger import Ledger
 
     replicas = [Store(postgres_url), Store(postgres_url)]
     ledger = Ledger(replicas[0])

@@ -23,7 +23,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from operators.control_plane.backends.noop import SUBMIT_SECONDS_ENV
+from tests.noop_doubles import SUBMIT_SECONDS_ENV
 from testbed.client import TestbedClient
 from testbed.settings import ControlPlaneSettings
 from tests.replicas import Replica, ReplicaSet, ray_head, stack_with_tenants, wait_for

@@ -18,7 +18,7 @@ import pytest
 
 from operators.control_plane.app import create_app
 from operators.control_plane.dispatch import launch_request
-from operators.control_plane.server import serve_in_thread
+from tests.serve import serve_in_thread
 from testbed.client import TestbedClient, TestbedError
 from testbed.config import stack_file_for
 from testbed.packaging import build_package
@@ -282,7 +282,7 @@ def test_storage_that_does_not_answer_is_a_503_and_jobs_still_run(noop_plane):
 def cli(plane_url: str, token: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TESTBED_")}
     env.update(TESTBED_URL=plane_url, TESTBED_TOKEN=token)
-    return subprocess.run([sys.executable, "-m", "testbed.cli", *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "embedded.cli", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=60)
 
 

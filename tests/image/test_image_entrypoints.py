@@ -44,7 +44,7 @@ from infra.storage import CONTROL_PLANE_DB, MLFLOW_AUTH_DB, MLFLOW_DB, SQLALCHEM
 from operators.mlflow_access import cluster_server_auth, new_secret
 from testbed.config import load_region
 from testbed.settings import token_sha256
-from testbed.local import HOST, MARKER_ENV, RAY_LOOPBACK_ENV, free_port, instance_processes, stop_process_group
+from embedded import HOST, MARKER_ENV, RAY_LOOPBACK_ENV, free_port, instance_processes, stop_process_group
 
 pytestmark = pytest.mark.image
 

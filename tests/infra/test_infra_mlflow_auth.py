@@ -8,7 +8,7 @@ import json
 from infra.addons.mlflow import ADMIN_PASSWORD_FILE
 from infra.naming import CONTROL_PLANE, MLFLOW, PLATFORM_NS
 from infra.storage import MLFLOW_AUTH_DB
-from operators.mlflow_access.server_config import (
+from testbed.mlflow_server import (
     CLUSTER_AUTH_MOUNT_DIR,
     CLUSTER_AUTH_SECRET,
     CLUSTER_GUARD_CONFIGMAP,

@@ -9,8 +9,8 @@ from typing import Iterator
 
 import pytest
 
-from operators.control_plane.store import Store
-from operators.metering.ledger import Ledger
+from operators.control_plane.db.store import Store
+from operators.control_plane.db.ledger import Ledger
 from testbed.config import StackConfig, load_region
 
 APT_HINT = "install it with `apt-get install -y prometheus` (Debian's package ships prometheus and promtool)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from operators.control_plane.store import JobRow, Store
+from operators.control_plane.db.store import JobRow, Store
 
 _counter = itertools.count(1)
 

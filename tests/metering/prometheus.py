@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 import httpx
 import yaml
 
-from testbed.local import free_port
+from testbed.net import free_port
 
 RULES_FILE = Path(__file__).resolve().parents[2] / "operators" / "metering" / "rules.yaml"
 

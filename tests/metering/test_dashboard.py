@@ -13,7 +13,7 @@ from operators.metering import dashboard
 from prometheus_client import generate_latest
 
 from operators.metering.exporter import make_registry
-from operators.metering.ledger import Ledger
+from operators.control_plane.db.ledger import Ledger
 from testbed.config import StackConfig
 
 from .helpers import add_job

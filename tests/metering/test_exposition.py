@@ -8,11 +8,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from operators.control_plane.store import Store
+from operators.control_plane.db.store import Store
 from prometheus_client import generate_latest
 
 from operators.metering.exporter import make_registry
-from operators.metering.ledger import Ledger
+from operators.control_plane.db.ledger import Ledger
 from testbed.config import StackConfig
 
 from .helpers import add_job

@@ -6,8 +6,9 @@ import time
 
 import pytest
 
-from operators.control_plane.store import Store
-from operators.metering.ledger import Ledger, UsageTotalRow, fold_job
+from operators.control_plane.db.store import Store
+from operators.control_plane.db.ledger import Ledger, fold_job
+from operators.control_plane.db.models import UsageTotalRow
 from .helpers import add_job
 
 GIB = 2**30

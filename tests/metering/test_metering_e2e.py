@@ -161,12 +161,12 @@ def test_restart_of_the_control_plane_mid_job_loses_no_metered_time(local_testbe
 def test_testbed_usage_cli_on_the_local_testbed(local_testbed, metered, tmp_path) -> None:
     env = {**local_testbed.env(), "TESTBED_TOKEN": local_testbed.operator_token}
     settlement = tmp_path / "settlement.csv"
-    result = subprocess.run([sys.executable, "-m", "testbed.cli", "usage", "--json", "--csv", str(settlement)],
+    result = subprocess.run([sys.executable, "-m", "embedded.cli", "usage", "--json", "--csv", str(settlement)],
                             env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert {t["tenant"] for t in report["tenants"]} == {t.id for t in local_testbed.stack.tenants}
     assert settlement.read_text().count("\n") == 1 + len(local_testbed.stack.tenants)
-    own = subprocess.run([sys.executable, "-m", "testbed.cli", "usage"], capture_output=True, text=True, timeout=120,
+    own = subprocess.run([sys.executable, "-m", "embedded.cli", "usage"], capture_output=True, text=True, timeout=120,
                          env={**local_testbed.env(), "TESTBED_TOKEN": local_testbed.tokens[metered["tenants"][0]]})
     assert own.returncode == 0 and metered["tenants"][0] in own.stdout and metered["tenants"][1] not in own.stdout

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from testbed.cli import main as cli
+from embedded.cli import main as cli
 from testbed.config import StackConfig
 from testbed.usage import CSV_COLUMNS, UsageReport
 

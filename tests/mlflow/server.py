@@ -1,6 +1,6 @@
 """A real ``mlflow server`` on 127.0.0.1 for the tests and the benchmark, with or without access control.
 
-With access control it is started exactly as the wiring plan says: ``server_config.local_server_auth``
+With access control it is started exactly as the wiring plan says: ``testbed.mlflow_server.local_server_auth``
 (ini, argv, env) on SQLite with proxied local artifacts. The server runs in its own process group
 (gunicorn/uvicorn workers, huey) and :meth:`MlflowServer.stop` kills the whole group.
 """
@@ -88,7 +88,7 @@ def start_server(home: Path, *, secured: bool, timeout: float = 120.0,
     env.pop("TESTBED_MLFLOW_LOOKUP_CACHES", None)
     if not lookup_caches:
         env["TESTBED_MLFLOW_LOOKUP_CACHES"] = "off"
-    # The server imports the guard (operators.mlflow_access.guard) from this checkout.
+    # The server imports the guard (testbed.mlflow_guard) from this checkout.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     admin_password = None
     if secured:

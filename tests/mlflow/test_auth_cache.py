@@ -1,4 +1,4 @@
-"""The guard's memoized lookups (operators.mlflow_access.guard) against a real MLflow server.
+"""The guard's memoized lookups (testbed.mlflow_guard) against a real MLflow server.
 
 Warm caches never outlive a change: a password rotated or a grant revoked through this server is
 in force on the next request; one made elsewhere (another worker or replica writing the same auth

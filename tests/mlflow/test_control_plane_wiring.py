@@ -39,7 +39,7 @@ def server(tmp_path_factory) -> Iterator[MlflowServer]:
 @pytest.fixture()
 def plane(server: MlflowServer, tmp_path: Path) -> Iterator[NoopPlane]:
     from operators.control_plane.app import create_app
-    from operators.control_plane.server import serve_in_thread
+    from tests.serve import serve_in_thread
     from testbed.config import stack_file_for
     from testbed.settings import ControlPlaneSettings
 
@@ -159,7 +159,7 @@ def test_a_restart_provisions_again_without_changing_anything(plane: NoopPlane, 
 
 
 def test_cli_prints_the_login_to_eval(plane: NoopPlane, capsys):
-    from testbed.cli.main import main
+    from embedded.cli import main
 
     assert main(["mlflow", "login", "--url", plane.url, "--token", plane.token(B)]) == 0
     text = capsys.readouterr().out
@@ -176,7 +176,7 @@ def test_an_unreachable_mlflow_holds_no_dispatch_back(tmp_path, monkeypatch):
     """Jobs still get their (derived) login; MLflow is asked again only after a pause, not at every dispatch."""
     from operators.control_plane import mlflow_identities
     from operators.control_plane.mlflow_identities import MlflowIdentities
-    from operators.control_plane.store import Store
+    from operators.control_plane.db.store import Store
     from testbed.config import stack_file_for
     from testbed.settings import ControlPlaneSettings
 

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from operators.mlflow_access import server_config as sc
+from testbed import mlflow_server as sc
 from operators.mlflow_access.provision import MlflowCredentials, check_tenant_id
 
 
@@ -24,7 +24,7 @@ def test_ini_denies_by_default_and_names_no_password():
     assert section["database_uri"] == "sqlite:////state/mlflow/auth.db"
     assert section["admin_username"] == sc.ADMIN_USERNAME
     assert "admin_password" not in section
-    assert section["authorization_function"] == "operators.mlflow_access.guard:authenticate"
+    assert section["authorization_function"] == "testbed.mlflow_guard:authenticate"
 
 
 def test_ini_is_read_by_mlflow_itself(tmp_path, monkeypatch):

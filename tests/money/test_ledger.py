@@ -9,10 +9,11 @@ import datetime as dt
 
 import pytest
 
-from operators.control_plane import migrate
-from operators.control_plane.money import MoneyLedger, MoneyLedgerRow, price_pieces
-from operators.control_plane.store import JobRow, Store
-from operators.metering.ledger import Ledger
+from operators.control_plane.db import migrate
+from operators.control_plane.db.models import JobRow, MoneyLedgerRow
+from operators.control_plane.db.money import MoneyLedger, price_pieces
+from operators.control_plane.db.store import Store
+from operators.control_plane.db.ledger import Ledger
 from testbed.config import LOCAL_POOL, load_region, pricing_pool
 from testbed.money import KST, LedgerKind, round_half_up
 
@@ -51,7 +52,7 @@ def charges(money: MoneyLedger, job_id: str) -> list[tuple[int, str, int]]:
 
 def test_charges_are_exact_to_the_won_hold_and_release(store):
     money = money_for(store)
-    from operators.control_plane.money import JobShape
+    from operators.control_plane.db.money import JobShape
 
     # 4 CPUs, 1 GPU, 16 GiB at local 2,800 + 4 x 45 + 16 x 6 = 3,076 KRW per hour.
     shape = JobShape(cpus=4, gpus=1, memory_bytes=16 * GIB, max_runtime_seconds=7200)

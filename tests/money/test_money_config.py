@@ -10,7 +10,7 @@ from fractions import Fraction
 
 import pytest
 
-from testbed.config import LOCAL_POOL, REGIONS, ConfigError, load_region, load_stack_file, stack_file_for
+from testbed.config import LOCAL_POOL, REGIONS, ConfigError, load_region, load_stack_file
 from testbed.money import (
     KST,
     FundingSource,

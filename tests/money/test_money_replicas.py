@@ -77,7 +77,7 @@ def check_admitted_within_balance(answers: list[httpx.Response], url: str, token
 
 
 def test_fifty_concurrent_gpu_submissions_never_hold_more_than_the_balance_sqlite(tmp_path):
-    from operators.control_plane.server import serve_in_thread
+    from tests.serve import serve_in_thread
     from tests.conftest import make_noop_app
 
     stack, tenants = grant_stack(tmp_path, GRANT)

@@ -1,6 +1,5 @@
 """A backend that runs nothing, for benchmarks and tests: a job whose entrypoint is ``sleep N``
-"runs" N seconds, any other job succeeds at once. A job whose env sets ``NOOP_SUBMIT_SECONDS``
-takes that long to submit, like a real backend's API call (tests widen race windows with it).
+"runs" N seconds, any other job succeeds at once.
 
 Given a PostgreSQL URL (the control plane passes its own database's), the jobs live in that
 database's ``noop_jobs`` table, so every replica answers the same; each row also counts the submit
@@ -18,28 +17,16 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, create_engine, func, select, update
+from sqlalchemy import create_engine, func, select, update
 from sqlalchemy.dialects import postgresql
 
 from operators.control_plane.backends.base import Backend, BackendJobInfo, Capacity, JobNotFound, LaunchRequest
-from operators.control_plane.migrate import lock_key
+from operators.control_plane.db.migrate import lock_key
+from operators.control_plane.db.models import NOOP_JOBS
 from testbed.jobs import JobStatus
 
 SUBMITTER = f"{socket.gethostname()}:{os.getpid()}"
-SUBMIT_SECONDS_ENV = "NOOP_SUBMIT_SECONDS"
 _SLEEP = re.compile(r"\s*sleep\s+(\d+(?:\.\d*)?)\s*")
-
-NOOP_JOBS = Table(
-    "noop_jobs", MetaData(),
-    Column("job_id", String(40), primary_key=True),
-    Column("tenant", String(64), nullable=False),
-    Column("submitted_at", Float, nullable=False),
-    Column("run_seconds", Float, nullable=False),
-    Column("submits", Integer, nullable=False),
-    Column("submitter", String(128), nullable=False),
-    Column("stopped_at", Float, nullable=True),
-)
-
 
 def run_seconds(entrypoint: str) -> float:
     """How long a job "runs": N for ``sleep N``, else 0."""
@@ -57,11 +44,8 @@ class NoopJob:
     submits: int = 1
     submitter: str = SUBMITTER
     stopped_at: float | None = None
-    held: JobStatus | None = None  # a test aid: report this status whatever happens (``NoopBackend.hold``)
 
     def info(self, now: float) -> BackendJobInfo:
-        if self.held is not None:
-            return BackendJobInfo(status=self.held, start_time=self.submitted_at)
         end = self.submitted_at + self.run_seconds
         if self.stopped_at is not None and self.stopped_at < end:
             return BackendJobInfo(status=JobStatus.STOPPED, message="stopped", start_time=self.submitted_at,
@@ -86,7 +70,6 @@ class NoopBackend(Backend):
                 NOOP_JOBS.create(conn, checkfirst=True)
 
     def submit(self, request: LaunchRequest) -> str:
-        time.sleep(float(request.runtime_env.env_vars.get(SUBMIT_SECONDS_ENV, 0)))
         job = NoopJob(tenant=request.tenant, submitted_at=time.time(), run_seconds=run_seconds(request.entrypoint))
         if self._engine is None:
             with self._lock:
@@ -95,17 +78,12 @@ class NoopBackend(Backend):
                     known.submits += 1
             return request.job_id
         insert = postgresql.insert(NOOP_JOBS).values(
-            job_id=request.job_id, **{k: v for k, v in asdict(job).items() if k != "held"})
+            job_id=request.job_id, **asdict(job))
         with self._engine.begin() as conn:  # a second submit of a job adopts it, and is counted
             conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")  # a test aid's record: no fsync wait
             conn.execute(insert.on_conflict_do_update(index_elements=[NOOP_JOBS.c.job_id],
                                                       set_={"submits": NOOP_JOBS.c.submits + 1}))
         return request.job_id
-
-    def hold(self, ref: str, status: JobStatus) -> None:
-        """Report ``status`` for a job from now on (in-process jobs only): tests pin a job starting or running."""
-        with self._lock:
-            self._jobs[ref].held = status
 
     def job(self, ref: str) -> NoopJob:
         """The job as accepted (JobNotFound if it never was)."""

@@ -4,9 +4,9 @@ Run with that commit's code first on PYTHONPATH: ``python make_snapshot_d058584.
 (for PostgreSQL, a postgresql:// URL, then ``pg_dump --no-owner --no-privileges --inserts``). Not a test.
 """
 import sys
-from operators.control_plane.store import JobRow, Store
+from operators.control_plane.db.store import JobRow, Store
 from operators.control_plane.tokens import issue_token
-from operators.metering.ledger import Ledger
+from operators.control_plane.db.ledger import Ledger
 
 url = sys.argv[1]
 store = Store(url)

@@ -12,12 +12,12 @@ Everything binds to 127.0.0.1 and lives under one state folder (``$TESTBED_HOME`
 
 from __future__ import annotations
 
-from testbed.local.components import COMPONENTS, RAY_LOOPBACK_ENV, Component
-from testbed.local.errors import ComponentExited, LocalTestbedError
-from testbed.local.lifecycle import LocalTestbed
-from testbed.local.ports import HOST, allocate_ports, free_port
-from testbed.local.processes import MARKER_ENV, instance_processes, pid_alive, stop_process_group, sweep_instance
-from testbed.local.state import ComponentStatus, LocalState, StateFolder, TestbedStatus
+from embedded.components import COMPONENTS, RAY_LOOPBACK_ENV, Component
+from embedded.errors import ComponentExited, LocalTestbedError
+from embedded.lifecycle import LocalTestbed
+from embedded.ports import HOST, allocate_ports, free_port
+from embedded.processes import MARKER_ENV, instance_processes, pid_alive, stop_process_group, sweep_instance
+from embedded.state import ComponentStatus, LocalState, StateFolder, TestbedStatus
 
 __all__ = [
     "COMPONENTS", "HOST", "MARKER_ENV", "RAY_LOOPBACK_ENV", "Component", "ComponentExited", "ComponentStatus",

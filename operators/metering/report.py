@@ -1,21 +1,14 @@
-"""HTTP endpoints of metering: ``GET /metrics`` (Prometheus) and ``GET /v1/usage`` (reports)."""
+"""Usage reports: each tenant's allocated use against its grant, from the ledger."""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
-from fastapi.responses import Response
-from prometheus_client import CollectorRegistry, generate_latest
+from typing import Any
 
-from operators.control_plane.auth import Principal, principal_from_request
-from operators.control_plane.errors import ServiceError, error_responses, not_found
-from operators.metering.exporter import TEXT_CONTENT_TYPE
-from operators.metering.ledger import Ledger, TenantMeter
+from operators.control_plane.db.ledger import Ledger, TenantMeter
 from testbed.config import StackConfig
-from testbed.limits import MAX_ID_CHARS
 from testbed.usage import BurnPoint, TenantUsage, UsageReport
 
 
@@ -68,33 +61,3 @@ def _money_fields(balance: Any, tenant: Any) -> dict[str, Any]:
         fields.update(charged_krw=balance.charged_krw, held_krw=balance.held_krw, remaining_krw=balance.remaining_krw,
                       overspend_krw=balance.overspend_krw, charged_gpu_hours=balance.charged_gpu_hours)
     return fields
-
-
-def make_router(ledger: Ledger, stack: StackConfig, registry: CollectorRegistry, money: Any = None) -> APIRouter:
-    router = APIRouter()
-
-    @router.get("/metrics", tags=["usage"], response_class=Response, responses={
-        200: {"description": "Prometheus text exposition", "content": {TEXT_CONTENT_TYPE: {"schema": {"type": "string"}}}},
-        **error_responses(401, 403, 503)})
-    def metrics(caller: Annotated[Principal, Depends(principal_from_request)]) -> Response:
-        """Prometheus text format, for the operator and monitoring tokens only (every tenant's usage and grant is in
-        it); a tenant reads its own usage from ``/v1/usage``."""
-        if not caller.can_read_metrics:
-            raise ServiceError(403, "forbidden", "/metrics is for the operator or monitoring token; tenants read /v1/usage")
-        return Response(generate_latest(registry), media_type=TEXT_CONTENT_TYPE)
-
-    @router.get("/v1/usage", response_model=UsageReport, tags=["usage"], responses=error_responses(401, 404, 422, 503))
-    def usage(
-        caller: Annotated[Principal, Depends(principal_from_request)],
-        tenant: Annotated[str | None, Query(max_length=MAX_ID_CHARS)] = None,
-        series: Annotated[bool, Query(description="add each tenant's cumulative GPU-seconds over time")] = False,
-    ) -> Any:
-        """Allocated use per tenant: a tenant token sees its own, the operator token every tenant."""
-        if tenant is not None and (
-            not caller.can_see(tenant) or (tenant not in {t.id for t in stack.tenants} and not ledger.snapshot(tenants=[tenant]))
-        ):
-            raise not_found(f"usage for tenant {tenant!r} in region {stack.region.id!r}")
-        wanted = [tenant] if tenant is not None else (None if caller.is_operator else [caller.subject])
-        return build_report(ledger, stack, wanted, series, money=money)
-
-    return router

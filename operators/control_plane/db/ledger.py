@@ -21,10 +21,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from sqlalchemy import Float, Integer, String, delete, exists, literal, null, select, union_all
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import delete, exists, literal, null, select, union_all
+from sqlalchemy.orm import Session
 
-from operators.control_plane.store import DIALECT_INSERTS, Base, JobRow, Store, dialect_insert
+from operators.control_plane.db.models import JobRow, UsageJobRow, UsageTotalRow
+from operators.control_plane.db.store import DIALECT_INSERTS, Store, dialect_insert
 from testbed.jobs import TERMINAL_STATUSES, JobStatus
 
 NO_GPU = ""  # gpu_model key of the totals row for jobs without GPUs
@@ -32,35 +33,6 @@ UNKNOWN_GPU_MODEL = "unknown"
 STATUSES = [s.value for s in JobStatus]
 _FINISHED = [s.value for s in JobStatus if s in TERMINAL_STATUSES]
 _ACTIVE = [s.value for s in JobStatus if s not in TERMINAL_STATUSES]
-
-
-class UsageTotalRow(Base):
-    """Allocated use of a tenant's finished jobs on one GPU model ('' for CPU-only jobs)."""
-
-    __tablename__ = "usage_totals"
-
-    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
-    gpu_model: Mapped[str] = mapped_column(String(32), primary_key=True)
-    cpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
-    gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
-    memory_byte_seconds: Mapped[float] = mapped_column(Float, default=0.0)
-    jobs_succeeded: Mapped[int] = mapped_column(Integer, default=0)
-    jobs_failed: Mapped[int] = mapped_column(Integer, default=0)
-    jobs_stopped: Mapped[int] = mapped_column(Integer, default=0)
-
-
-class UsageJobRow(Base):
-    """What one finished job added to its tenant's totals (its key makes a fold happen once)."""
-
-    __tablename__ = "usage_jobs"
-
-    job_id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    tenant: Mapped[str] = mapped_column(String(64), index=True)
-    gpu_model: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16))
-    cpu_seconds: Mapped[float] = mapped_column(Float)
-    gpu_seconds: Mapped[float] = mapped_column(Float)
-    memory_byte_seconds: Mapped[float] = mapped_column(Float)
 
 
 _JOB_COUNTERS = {

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from testbed.client import TestbedClient, TestbedError
 from testbed.config import StackConfig, Tenant, load_region
 from testbed.jobs import Job, JobStatus
-from testbed.local import LocalTestbed, TestbedStatus
+from embedded import LocalTestbed, TestbedStatus
 from testbed.progress import JobProgress, say
 from testbed.tables import render_table
 from testbed.templates import list_templates

@@ -6,15 +6,9 @@ import socket
 from contextlib import ExitStack
 from typing import Iterable, Mapping
 
-HOST = "127.0.0.1"
+from testbed.net import HOST, free_port
 
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
+__all__ = ["HOST", "allocate_ports", "free_port"]
 
 def allocate_ports(names: Iterable[str], previous: Mapping[str, int] | None = None) -> dict[str, int]:
     """One distinct free port per name, keeping a previous port where it is still free.

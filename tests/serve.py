@@ -1,4 +1,4 @@
-"""Serve the control plane from a thread on 127.0.0.1 (tests, benchmarks, embedding)."""
+"""Serve the control plane from a thread on 127.0.0.1 (tests, benchmarks)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Iterator
 import uvicorn
 from fastapi import FastAPI
 
-from testbed.local import HOST, free_port
+from testbed.net import HOST, free_port
 
 
 @contextmanager

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from testbed.local.components import Component, job_environ, jobs_dir
-from testbed.local.errors import ComponentExited, LocalTestbedError
-from testbed.local.ports import allocate_ports
-from testbed.local.processes import MARKER_ENV, pid_alive, stop_process_group
-from testbed.local.state import ComponentState, LocalState, StateFolder
+from embedded.components import Component, job_environ, jobs_dir
+from embedded.errors import ComponentExited, LocalTestbedError
+from embedded.ports import allocate_ports
+from embedded.processes import MARKER_ENV, pid_alive, stop_process_group
+from embedded.state import ComponentState, LocalState, StateFolder
 
 
 class Supervisor:

@@ -10,12 +10,12 @@ from typing import Callable
 
 from testbed.client import testbed_home
 from testbed.config import load_region
-from testbed.local.adopt import adopt, running_instances
-from testbed.local.components import COMPONENTS, Component
-from testbed.local.errors import LocalTestbedError
-from testbed.local.processes import sweep_instance
-from testbed.local.state import ComponentState, ComponentStatus, LocalState, StateFolder, TestbedStatus
-from testbed.local.supervisor import Supervisor
+from embedded.adopt import adopt, running_instances
+from embedded.components import COMPONENTS, Component
+from embedded.errors import LocalTestbedError
+from embedded.processes import sweep_instance
+from embedded.state import ComponentState, ComponentStatus, LocalState, StateFolder, TestbedStatus
+from embedded.supervisor import Supervisor
 from testbed.settings import ControlPlaneSettings
 
 

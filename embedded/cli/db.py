@@ -2,7 +2,7 @@
 
 The control plane upgrades its database when it starts (under a lock, so replicas starting
 together do not race); this runs the same upgrade by hand, e.g. before rolling out a new image.
-It runs ``python -m operators.control_plane.migrate`` (the core does not import the operators).
+It runs ``python -m operators.control_plane.db.migrate`` (the core does not import the operators).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
         if not args.settings and not settings.exists():
             raise CliError(f"no local testbed settings at {settings}: give --settings FILE or --database-url URL")
         where = ["--settings", str(settings)]
-    done = subprocess.run([sys.executable, "-m", "operators.control_plane.migrate", *where],
+    done = subprocess.run([sys.executable, "-m", "operators.control_plane.db.migrate", *where],
                           capture_output=True, text=True)
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()]

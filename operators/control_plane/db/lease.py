@@ -17,25 +17,14 @@ import threading
 import time
 import uuid
 
-from sqlalchemy import Float, String, case, delete, literal
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import case, delete, literal
 
-from operators.control_plane.store import Base, Store, dialect_insert
+from operators.control_plane.db.models import LeaseRow
+from operators.control_plane.db.store import Store, dialect_insert
 
 log = logging.getLogger("testbed.control_plane")
 
 RECONCILER = "reconciler"
-
-
-class LeaseRow(Base):
-    """A named lease and who holds it until when (epoch seconds)."""
-
-    __tablename__ = "leases"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    holder: Mapped[str] = mapped_column(String(128))
-    expires_at: Mapped[float] = mapped_column(Float)
-    acquired_at: Mapped[float] = mapped_column(Float)
 
 
 def replica_id() -> str:

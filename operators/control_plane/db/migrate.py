@@ -1,7 +1,7 @@
 """The control plane's schema: Alembic revisions (``migrations/``) applied under a database lock.
 
 Every control-plane process upgrades the database when it starts (``Store``), and
-``python -m operators.control_plane.migrate`` (``testbed db upgrade``) does it by hand. Replicas
+``python -m operators.control_plane.db.migrate`` (``testbed db upgrade``) does it by hand. Replicas
 starting together do not race: on PostgreSQL the upgrade runs in one transaction holding an
 advisory lock, on SQLite in one ``BEGIN IMMEDIATE`` transaction (the database's single writer).
 A database created before Alembic (tables, no ``alembic_version``) is stamped with the initial
@@ -117,7 +117,7 @@ def opening_prices(stack: Any, backend: str, now: float | None = None) -> dict[s
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m operators.control_plane.migrate (--settings FILE | --database-url URL)``."""
+    """``python -m operators.control_plane.db.migrate (--settings FILE | --database-url URL)``."""
     parser = argparse.ArgumentParser(prog="testbed db upgrade", description="Upgrade the control plane's database.")
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--settings", help="the control plane's settings JSON (its database_url)")

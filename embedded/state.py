@@ -17,8 +17,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, computed_field
 
-from testbed.local.errors import LocalTestbedError
-from testbed.local.ports import HOST
+from embedded.errors import LocalTestbedError
+from embedded.ports import HOST
 from testbed.secrets import write_secret
 
 _SUBFOLDERS = ("logs", "credentials", "mlflow/artifacts", "storage", "ray")

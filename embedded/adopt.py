@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from testbed.local.components import COMPONENTS
-from testbed.local.errors import LocalTestbedError
-from testbed.local.processes import MARKER_ENV
-from testbed.local.state import ComponentState, LocalState, StateFolder
+from embedded.components import COMPONENTS
+from embedded.errors import LocalTestbedError
+from embedded.processes import MARKER_ENV
+from embedded.state import ComponentState, LocalState, StateFolder
 from testbed.settings import ControlPlaneSettings
 
 _REGION_FILE = re.compile(r"Pulumi\.([a-z]+)\.ya?ml$")

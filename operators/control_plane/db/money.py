@@ -9,7 +9,7 @@ below 0); remaining = grant - charged - held, never below 0.
   concurrent admissions on any replica never hold more than the balance.
 - ``charge`` (the reconciler, every ``charge_interval_seconds``, and when the job ends): the whole
   seconds it ran since the last charge, split where a new price row comes into force; each entry is
-  ``round_half_up(exact cost of everything charged so far) - already charged`` (``testbed.money``).
+  ``round_half_up(exact cost of everything charged so far) - already charged`` (``testbed.money``). The table is ``MoneyLedgerRow`` in :mod:`.models`.
   A job is charged under its record's row lock: the replica that ends it and the one that accrues it
   never both charge the same seconds.
 - ``release`` (when the job ends): what is left of the hold.
@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Callable, Iterable, Mapping
 
-from sqlalchemy import BigInteger, Float, Index, Integer, String, Text, case, func, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
 
-from operators.control_plane.store import Base, JobRow, Store
+from operators.control_plane.db.models import JobRow, MoneyLedgerRow, UsageTotalRow
+from operators.control_plane.db.store import Store
 from testbed.config import Price, StackConfig, Tenant
 from testbed.jobs import JobStatus
 from testbed.money import (
@@ -47,30 +48,6 @@ from testbed.money import (
 log = logging.getLogger("testbed.control_plane")
 
 WARN_RATIO = 0.9  # stop mode: a running job's message warns at 90% of the grant
-
-
-class MoneyLedgerRow(Base):
-    """One ledger entry (append-only)."""
-
-    __tablename__ = "money_ledger"
-    __table_args__ = (Index("ix_money_ledger_tenant_job", "tenant", "job_id"),
-                      Index("ix_money_ledger_tenant_kind", "tenant", "kind"))  # 0007_scale
-
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
-                                    primary_key=True, autoincrement=True)
-    at: Mapped[float] = mapped_column(Float)
-    tenant: Mapped[str] = mapped_column(String(64))
-    job_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
-    kind: Mapped[str] = mapped_column(String(16))
-    amount_krw: Mapped[int] = mapped_column(BigInteger)
-    pool: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    price_id: Mapped[str | None] = mapped_column(String(80), nullable=True)
-    seconds: Mapped[int] = mapped_column(BigInteger, default=0)
-    cpu_milli_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
-    gpu_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
-    memory_mib_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
-    note: Mapped[str] = mapped_column(Text, default="")
-    actor: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 @dataclass(frozen=True)
@@ -177,9 +154,10 @@ class MoneyLedger:
         with self.store.session() as s:
             return {tenant: self._balance(s, tenant) for tenant in ids}
 
-    def balance(self, tenant: str) -> TenantBalance:
+    def balance(self, tenant: str, gpu: bool = True) -> "_Balance":
+        """One tenant's balance; ``gpu=False`` leaves out the GPU-seconds still held (one query less)."""
         with self.store.session() as s:
-            return self._balance(s, tenant)
+            return self._balance(s, tenant, gpu)
 
     def job_money(self, job_ids: list[str]) -> dict[str, tuple[int, int]]:
         """(hold, charged) in won per job."""
@@ -195,14 +173,14 @@ class MoneyLedger:
                 out[job_id] = (hold + int(amount), charged) if kind == LedgerKind.HOLD.value else (hold, charged + int(amount))
         return out
 
-    def _balance(self, s: Session, tenant_id: str) -> "_Balance":
+    def _balance(self, s: Session, tenant_id: str, gpu: bool = True) -> "_Balance":
         t = MoneyLedgerRow
         sums = {kind: (int(amount or 0), int(gpu or 0)) for kind, amount, gpu in s.execute(
             select(t.kind, func.sum(t.amount_krw), func.sum(t.gpu_seconds)).where(t.tenant == tenant_id).group_by(t.kind))}
         charged_kinds = (LedgerKind.OPENING.value, LedgerKind.CHARGE.value, LedgerKind.ADJUSTMENT.value)
         charged = sum(sums.get(k, (0, 0))[0] for k in charged_kinds)
         charged_gpu = sum(sums.get(k, (0, 0))[1] for k in charged_kinds)
-        held, held_gpu = self._held(s, tenant_id)
+        held, held_gpu = self._held(s, tenant_id, gpu)
         tenant = self.tenants.get(tenant_id)
         grant = tenant.grant if tenant is not None else None
         grant_krw = grant.krw if grant is not None else None
@@ -217,9 +195,9 @@ class MoneyLedger:
             charged_gpu_hours=charged_gpu / 3600.0, enforcement=enforcement, charged_gpu_seconds=charged_gpu,
             held_gpu_seconds=held_gpu)
 
-    def _held(self, s: Session, tenant_id: str) -> tuple[int, int]:
-        """(won, GPU-seconds) still held by the tenant's jobs whose hold is not released: per job, its hold
-        less what it was charged (GPU-seconds: its GPUs x max run time less those charged), floor 0.
+    def _held(self, s: Session, tenant_id: str, gpu: bool = True) -> tuple[int, int]:
+        """(won, GPU-seconds; 0 unless ``gpu``) still held by the tenant's jobs whose hold is not released: per
+        job, its hold less what it was charged (GPU-seconds: its GPUs x max run time less those charged), floor 0.
 
         Summed by the database in one statement (no job rows are loaded)."""
         t = MoneyLedgerRow
@@ -234,11 +212,14 @@ class MoneyLedger:
                           of_kind(LedgerKind.CHARGE, t.amount_krw).label("charged"),
                           of_kind(LedgerKind.CHARGE, t.gpu_seconds).label("charged_gpu"))
                    .where(t.tenant == tenant_id, t.job_id.in_(held_jobs)).group_by(t.job_id).subquery())
-        gpu_need = JobRow.gpus * JobRow.spec["max_runtime_seconds"].as_integer()
         won = func.sum(case((per_job.c.hold > per_job.c.charged, per_job.c.hold - per_job.c.charged), else_=0))
-        gpu = func.sum(case((gpu_need > per_job.c.charged_gpu, gpu_need - per_job.c.charged_gpu), else_=0))
+        if not gpu:
+            return int(s.execute(select(won).select_from(per_job)).scalar_one() or 0), 0
+        # the GPU-seconds a job may still use: its GPUs x its max run time, less what it was charged
+        gpu_need = JobRow.gpus * JobRow.spec["max_runtime_seconds"].as_integer()
+        gpu_left = func.sum(case((gpu_need > per_job.c.charged_gpu, gpu_need - per_job.c.charged_gpu), else_=0))
         won_held, gpu_held = s.execute(
-            select(won, gpu).select_from(per_job.outerjoin(JobRow, JobRow.id == per_job.c.job_id))).one()
+            select(won, gpu_left).select_from(per_job.outerjoin(JobRow, JobRow.id == per_job.c.job_id))).one()
         return int(won_held or 0), int(gpu_held or 0)
 
     # -- admission -----------------------------------------------------------------------------
@@ -333,7 +314,7 @@ class MoneyLedger:
 
     def accrue_running(self, now: float, until_of: Callable[[JobRow], float] | None = None) -> int:
         """Charge every running job up to where the control plane last saw it (one transaction per job); won charged."""
-        from operators.metering.ledger import running_until
+        from operators.control_plane.db.ledger import running_until
 
         total = 0
         with self.store.session() as s:
@@ -401,8 +382,6 @@ def opening_amount(meter: Meter, price: Price) -> int:
 
 def usage_meters(session: Session) -> Mapping[str, Meter]:
     """Today's usage totals per tenant (``usage_totals``) as integer meters."""
-    from operators.metering.ledger import UsageTotalRow
-
     meters: dict[str, Meter] = {}
     for row in session.scalars(select(UsageTotalRow)):
         add = Meter(cpu_milli_seconds=round(row.cpu_seconds * 1000), gpu_seconds=round(row.gpu_seconds),

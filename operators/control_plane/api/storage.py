@@ -14,14 +14,15 @@ import hashlib
 import tempfile
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from operators.control_plane.auth import Principal, principal_from_request
+from operators.control_plane.api.deps import Caller, Plane
+from operators.control_plane.auth import Principal
 from operators.control_plane.errors import ServiceError, error_responses
 from operators.control_plane.guards import UploadLimit
-from operators.control_plane.tenant_storage import TenantStorage, check_zip, read_chunks
+from operators.control_plane.tenant_storage import check_zip, read_chunks
 from testbed.limits import DEFAULT_PAGE_SIZE, MAX_ID_CHARS, MAX_PAGE_SIZE
 from testbed.settings import ControlPlaneSettings
 from testbed.storage import (
@@ -37,8 +38,8 @@ from testbed.storage import (
     StoredPackage,
     package_sha256,
 )
+from testbed.errors import ErrorCode
 
-Caller = Annotated[Principal, Depends(principal_from_request)]
 PackageRef = Annotated[str, Path(pattern=PACKAGE_REF, description="'sha256:' and the zip's SHA-256 (hex)")]
 DataName = Annotated[str, Path(max_length=MAX_NAME_CHARS, pattern=DATA_NAME, description="e.g. sensors/2025-03.csv")]
 OutputName = Annotated[str, Path(max_length=1024, pattern=OUTPUT_NAME, description="as listed, e.g. ckpt/model.pt")]
@@ -67,7 +68,7 @@ def _body(media: str, what: str, limit: int) -> dict[str, Any]:
 def tenant_of(caller: Principal) -> str:
     """The caller's tenant: storage belongs to tenants (the operator and monitoring have none)."""
     if caller.role != "tenant":
-        raise ServiceError(403, "forbidden", f"the {caller.role} token has no storage of its own; use a tenant token")
+        raise ServiceError(ErrorCode.FORBIDDEN, f"the {caller.role} token has no storage of its own; use a tenant token")
     return caller.subject
 
 
@@ -83,18 +84,18 @@ def _answer(model: Any, status: int) -> JSONResponse:
     return JSONResponse(model.model_dump(mode="json"), status_code=status)
 
 
-def make_router(plane: Any, storage: TenantStorage, settings: ControlPlaneSettings) -> APIRouter:
-    """The storage routes of one control plane (``plane`` answers which jobs a caller may see)."""
+def router_for(settings: ControlPlaneSettings) -> APIRouter:
+    """The storage routes (their OpenAPI names the configured upload limits, so the router is built per settings)."""
     router = APIRouter()
     max_package = settings.max_package_bytes
 
     @router.get("/v1/packages/{ref}", response_model=StoredPackage,
                 responses=error_responses(401, 403, 404, 422, 503))
-    def get_package(ref: PackageRef, caller: Caller) -> StoredPackage:
+    def get_package(ref: PackageRef, caller: Caller, plane: Plane) -> StoredPackage:
         """Whether the caller has this package (the client asks before uploading)."""
-        found = storage.package(tenant_of(caller), package_sha256(ref))
+        found = plane.storage.package(tenant_of(caller), package_sha256(ref))
         if found is None:
-            raise ServiceError(404, "not_found", f"no code package {ref} in tenant {caller.subject!r}'s storage")
+            raise ServiceError(ErrorCode.NOT_FOUND, f"no code package {ref} in tenant {caller.subject!r}'s storage")
         return found
 
     @router.put("/v1/packages/{ref}", response_model=StoredPackage, status_code=201,
@@ -102,7 +103,7 @@ def make_router(plane: Any, storage: TenantStorage, settings: ControlPlaneSettin
                            **_errors(401, 403, 409, 413, 422, 503, too_large=f"package over {max_package} bytes, "
                                                                         "packed or unpacked")},
                 openapi_extra=_body("application/zip", "the package zip", max_package))
-    async def put_package(ref: PackageRef, request: Request, caller: Caller) -> JSONResponse:
+    async def put_package(ref: PackageRef, request: Request, caller: Caller, plane: Plane) -> JSONResponse:
         """Store a code package; 409 when the body's SHA-256 is not the one ``ref`` names."""
         tenant, sha256 = tenant_of(caller), package_sha256(ref)
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
@@ -111,26 +112,26 @@ def make_router(plane: Any, storage: TenantStorage, settings: ControlPlaneSettin
                 digest.update(chunk)
                 spool.write(chunk)
             if digest.hexdigest() != sha256:
-                raise ServiceError(409, "digest_mismatch", f"path.ref: the body's SHA-256 is {digest.hexdigest()}, "
+                raise ServiceError(ErrorCode.DIGEST_MISMATCH, f"path.ref: the body's SHA-256 is {digest.hexdigest()}, "
                                                            f"not the {sha256} the path names")
             spool.seek(0)
             await run_in_threadpool(check_zip, spool, max_package, f"package {ref}")
-            stored = await run_in_threadpool(storage.store_package, tenant, sha256, spool)
+            stored = await run_in_threadpool(plane.storage.store_package, tenant, sha256, spool)
         return _answer(stored, 201 if stored.created else 200)
 
     @router.put("/v1/data/{name:path}", response_model=StoredObject, status_code=201,
                 responses=_errors(401, 403, 409, 413, 422, 503,
                                   too_large=f"file over {settings.max_data_file_bytes} bytes"),
                 openapi_extra=_body("application/octet-stream", "the file", settings.max_data_file_bytes))
-    async def put_data(name: DataName, request: Request, caller: Caller) -> JSONResponse:
+    async def put_data(name: DataName, request: Request, caller: Caller, plane: Plane) -> JSONResponse:
         """Store (or replace) a data file under ``data/<name>``, streamed; an empty body is a 422, a name that
         a folder of your data holds (or a file on its path) a 409."""
-        upload = await run_in_threadpool(storage.begin_upload, tenant_of(caller))
+        upload = await run_in_threadpool(plane.storage.begin_upload, tenant_of(caller))
         try:
             async for chunk in request.stream():  # the middleware stops it past max_data_file_bytes (413)
                 await run_in_threadpool(upload.write, chunk)
             if upload.size == 0:  # also what a PUT without a body looks like
-                raise ServiceError(422, "invalid_spec", f"body: is empty; data {name!r} needs at least one byte")
+                raise ServiceError(ErrorCode.INVALID_SPEC, f"body: is empty; data {name!r} needs at least one byte")
             stored = await run_in_threadpool(upload.commit, DATA, name)
         except BaseException:
             await run_in_threadpool(upload.discard)
@@ -138,51 +139,51 @@ def make_router(plane: Any, storage: TenantStorage, settings: ControlPlaneSettin
         return _answer(stored, 201)
 
     @router.get("/v1/data", response_model=ObjectList, responses=error_responses(401, 403, 422, 503))
-    def list_data(caller: Caller, prefix: Prefix = "", limit: Limit = DEFAULT_PAGE_SIZE,
+    def list_data(caller: Caller, plane: Plane, prefix: Prefix = "", limit: Limit = DEFAULT_PAGE_SIZE,
                   cursor: Cursor = None) -> ObjectList:
         """The caller's data files by name (those starting with ``prefix``), a page at a time."""
-        page, more = storage.list_files(tenant_of(caller), DATA, prefix=prefix, limit=limit, after=cursor)
+        page, more = plane.storage.list_files(tenant_of(caller), DATA, prefix=prefix, limit=limit, after=cursor)
         return ObjectList(objects=page, next_cursor=page[-1].name if more else None)
 
     @router.get("/v1/data/{name:path}", response_class=StreamingResponse, responses={
         **FILE_ANSWER, **error_responses(401, 403, 404, 422, 503)})
-    def get_data(name: DataName, caller: Caller) -> StreamingResponse:
-        handle, size = storage.open_file(tenant_of(caller), DATA, name, f"data {name!r}")
+    def get_data(name: DataName, caller: Caller, plane: Plane) -> StreamingResponse:
+        handle, size = plane.storage.open_file(tenant_of(caller), DATA, name, f"data {name!r}")
         return _stream(handle, size)
 
     @router.delete("/v1/data/{name:path}", response_model=DeletedObjects,
                    responses=error_responses(401, 403, 404, 422, 503))
-    def delete_data(name: DataName, caller: Caller) -> DeletedObjects:
-        return storage.delete_file(tenant_of(caller), DATA, name, f"data {name!r}")
+    def delete_data(name: DataName, caller: Caller, plane: Plane) -> DeletedObjects:
+        return plane.storage.delete_file(tenant_of(caller), DATA, name, f"data {name!r}")
 
     @router.get("/v1/jobs/{job_id}/outputs", response_model=ObjectList, responses=error_responses(401, 404, 422, 503))
-    def list_outputs(job_id: JobId, caller: Caller, prefix: Prefix = "", limit: Limit = DEFAULT_PAGE_SIZE,
+    def list_outputs(job_id: JobId, caller: Caller, plane: Plane, prefix: Prefix = "", limit: Limit = DEFAULT_PAGE_SIZE,
                      cursor: Cursor = None) -> ObjectList:
         """The files the job wrote to its folder (``TESTBED_STORAGE_PATH``): checkpoints and outputs; 404 while
         it has none (none written yet, or removed)."""
         row = plane.visible_job(caller, job_id)
-        if not storage.has_folder(row.tenant, JOBS, row.id):
-            raise ServiceError(404, "not_found", f"no outputs of job {job_id!r} (none written yet, or removed)")
-        page, more = storage.list_files(row.tenant, JOBS, row.id, prefix=prefix, limit=limit, after=cursor)
+        if not plane.storage.has_folder(row.tenant, JOBS, row.id):
+            raise ServiceError(ErrorCode.NOT_FOUND, f"no outputs of job {job_id!r} (none written yet, or removed)")
+        page, more = plane.storage.list_files(row.tenant, JOBS, row.id, prefix=prefix, limit=limit, after=cursor)
         return ObjectList(objects=page, next_cursor=page[-1].name if more else None)
 
     @router.get("/v1/jobs/{job_id}/outputs/{name:path}", response_class=StreamingResponse, responses={
         **FILE_ANSWER, **error_responses(401, 404, 422, 503)})
-    def get_output(job_id: JobId, name: OutputName, caller: Caller) -> StreamingResponse:
+    def get_output(job_id: JobId, name: OutputName, caller: Caller, plane: Plane) -> StreamingResponse:
         row = plane.visible_job(caller, job_id)
-        handle, size = storage.open_file(row.tenant, JOBS, f"{row.id}/{name}", f"output {name!r} of job {job_id!r}")
+        handle, size = plane.storage.open_file(row.tenant, JOBS, f"{row.id}/{name}", f"output {name!r} of job {job_id!r}")
         return _stream(handle, size)
 
     @router.delete("/v1/jobs/{job_id}/outputs", response_model=DeletedObjects,
                    responses=error_responses(401, 404, 409, 422, 503))
-    def delete_outputs(job_id: JobId, caller: Caller) -> DeletedObjects:
+    def delete_outputs(job_id: JobId, caller: Caller, plane: Plane) -> DeletedObjects:
         """Remove a job's folder once the job ended (409 while it may still write there); removing again removes
         nothing."""
         row = plane.visible_job(caller, job_id)
         if not row.terminal:
-            raise ServiceError(409, "job_active", f"job {job_id!r} is {row.status}: its outputs can be removed once "
+            raise ServiceError(ErrorCode.JOB_ACTIVE, f"job {job_id!r} is {row.status}: its outputs can be removed once "
                                                   "it ended (stop it first)")
-        return storage.delete_folder(row.tenant, JOBS, row.id)
+        return plane.storage.delete_folder(row.tenant, JOBS, row.id)
 
     return router
 
@@ -190,8 +191,3 @@ def make_router(plane: Any, storage: TenantStorage, settings: ControlPlaneSettin
 def _stream(handle: Any, size: int) -> StreamingResponse:
     return StreamingResponse(read_chunks(handle), media_type="application/octet-stream",
                              headers={"Content-Length": str(size)})
-
-
-def install(app: FastAPI, plane: Any) -> None:
-    """Add the storage routes to ``app`` (the upload limits go to the app's ``BodySizeLimit``)."""
-    app.include_router(make_router(plane, plane.storage, plane.settings))

@@ -19,9 +19,9 @@ import psutil
 
 from operators.mlflow_access import LocalServerAuth, local_server_auth
 from testbed.config import stack_file_for
-from testbed.local.errors import LocalTestbedError
-from testbed.local.ports import HOST
-from testbed.local.state import LocalState, StateFolder
+from embedded.errors import LocalTestbedError
+from embedded.ports import HOST
+from embedded.state import LocalState, StateFolder
 from testbed.settings import ControlPlaneSettings
 
 # Ray turns --node-ip-address=127.0.0.1 into the machine's routable address unless it runs in

@@ -1,75 +1,25 @@
-"""``testbed up|down|status|demo`` (the local testbed) and ``testbed config validate`` (stack files)."""
+"""``testbed up|down|status|demo``: the embedded testbed on this machine."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
+from embedded import LocalTestbed, TestbedStatus
 from testbed import progress
 from testbed.cli.common import EXIT_ERROR, add_command, emit
-from testbed.config import REGIONS, ConfigError, load_stack_file
+from testbed.config import REGIONS
 from testbed.tables import render_table
-
-if TYPE_CHECKING:
-    from testbed.local import TestbedStatus
-
-
-class Problem(BaseModel):
-    path: str
-    reason: str
-
-
-class FileCheck(BaseModel):
-    """One stack file: valid with its shape, or its problems."""
-
-    file: str
-    valid: bool
-    region: str | None = None
-    tenants: int | None = None
-    node_pools: int | None = None
-    overcommitment: dict[str, float] | None = None
-    errors: list[Problem] = Field(default_factory=list)
-
-
-class ConfigReport(BaseModel):
-    files: list[FileCheck]
 
 
 class Stopped(BaseModel):
     stopped: list[str]
 
 
-def check_file(file: str) -> FileCheck:
-    try:
-        stack = load_stack_file(file)
-    except ConfigError as exc:
-        return FileCheck(file=file, valid=False, errors=[Problem(path=p, reason=r) for p, r in exc.problems])
-    return FileCheck(file=file, valid=True, region=stack.region.id, tenants=len(stack.tenants),
-                     node_pools=len(stack.node_pools), overcommitment=stack.overcommitment())
-
-
-def _print_checks(report: ConfigReport) -> None:
-    for check in report.files:
-        if check.valid:
-            print(f"{check.file}: ok (region {check.region}, {check.tenants} tenants, {check.node_pools} node pools, "
-                  f"GPU quota over-commitment {(check.overcommitment or {})['gpus']:.2f}x)")
-        for error in check.errors:
-            print(f"{check.file}: {error.path}: {error.reason}", file=sys.stderr)
-
-
-def cmd_config_validate(args: argparse.Namespace) -> int:
-    report = ConfigReport(files=[check_file(file) for file in args.files])
-    emit(args, report, _print_checks)
-    return 0 if all(check.valid for check in report.files) else EXIT_ERROR
-
-
-def _local(args: argparse.Namespace):
-    from testbed.local import LocalTestbed
-
+def _local(args: argparse.Namespace) -> LocalTestbed:
     return LocalTestbed(progress=None if getattr(args, "json", False) else progress.say)
 
 
@@ -109,16 +59,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from testbed.local.demo import run_demo
+    from embedded.demo import run_demo
 
     return run_demo(region=args.region, timeout=args.timeout, json_output=args.json)
 
 
 def register(sub: Any) -> None:
-    config = sub.add_parser("config", help="check stack files").add_subparsers(dest="config_command", required=True)
-    p = add_command(config, "validate", cmd_config_validate, "validate Pulumi.<region>.yaml files")
-    p.add_argument("files", nargs="+", metavar="FILE")
-
     p = add_command(sub, "up", cmd_up, "start the local testbed (Ray, MLflow, control plane) on 127.0.0.1")
     p.add_argument("--region", default="gyeongnam", choices=REGIONS)
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs the local Ray offers (default: all)")

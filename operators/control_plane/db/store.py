@@ -21,15 +21,7 @@ from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, ContextManager, Iterator, NamedTuple
 
 from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Boolean,
-    Float,
-    Index,
-    Integer,
-    String,
     Table,
-    Text,
     and_,
     create_engine,
     event,
@@ -41,9 +33,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
-from operators.control_plane.migrate import lock_key, sqlite_immediate, upgrade
+from operators.control_plane.db.migrate import lock_key, sqlite_immediate, upgrade
+from operators.control_plane.db.models import JobRow, TokenRow
 from testbed.jobs import TERMINAL_STATUSES, JobStatus
 
 LOG_LIMIT_BYTES = 1_000_000  # stored logs keep the last MB of a job's output
@@ -51,56 +44,6 @@ LOG_LIMIT_BYTES = 1_000_000  # stored logs keep the last MB of a job's output
 ACTIVE_STATUSES = [status.value for status in JobStatus if status not in TERMINAL_STATUSES]
 # A locked or unreachable database fails a request after this long (the API answers 503) instead of hanging.
 DB_TIMEOUT_SECONDS = 3.0
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class TokenRow(Base):
-    """A bearer token, stored only as its SHA-256 hash."""
-
-    __tablename__ = "tokens"
-
-    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    subject: Mapped[str] = mapped_column(String(64), index=True)  # tenant id, or "operator"
-    role: Mapped[str] = mapped_column(String(16))  # "tenant" | "operator"
-    created_at: Mapped[float] = mapped_column(Float)
-
-
-class JobRow(Base):
-    """One job: its spec, its resources, its life and, once ended, its logs."""
-
-    __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_tenant_status", "tenant", "status"),)  # 0007_scale
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    tenant: Mapped[str] = mapped_column(String(64), index=True)
-    region: Mapped[str] = mapped_column(String(32))
-    name: Mapped[str] = mapped_column(String(64))
-    experiment: Mapped[str] = mapped_column(String(160))
-    status: Mapped[str] = mapped_column(String(16), index=True)
-    entrypoint: Mapped[str] = mapped_column(Text)
-    template: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
-    cpus: Mapped[float] = mapped_column(Float)
-    gpus: Mapped[int] = mapped_column(Integer)
-    gpu_model: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    memory_bytes: Mapped[int] = mapped_column(BigInteger)
-    submitted_at: Mapped[float] = mapped_column(Float)
-    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-    last_seen_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-    dispatched: Mapped[bool] = mapped_column(Boolean, default=False)
-    backend_ref: Mapped[str | None] = mapped_column(String(80), nullable=True)
-    message: Mapped[str] = mapped_column(Text, default="")
-    logs: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # When a stop was asked for: a job its backend then forgets (a deleted RayJob) ended STOPPED.
-    stop_requested_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-
-    @property
-    def terminal(self) -> bool:
-        return JobStatus(self.status) in TERMINAL_STATUSES
 
 
 class QueuedJob(NamedTuple):
@@ -256,7 +199,7 @@ class Store:
         with lock:
             yield
 
-    def insert(self, rows: list[Base]) -> None:
+    def insert(self, rows: list[Any]) -> None:
         """Write new rows durably: in the current locked section's transaction, or (SQLite) by group
         commit with other threads' rows; returns once they are committed (or raises: none written)."""
         current: Session | None = getattr(self._section, "session", None)

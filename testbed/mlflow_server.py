@@ -2,8 +2,8 @@
 
 MLflow's own basic-auth app (``--app-name basic-auth``) with workspaces (``--enable-workspaces``):
 one workspace per tenant, ``default_permission = NO_PERMISSIONS``, the fail-closed net on, no
-grant ever reaching the ``default`` workspace, and ``guard.py`` as the authorization function. The lead wires :func:`local_server_auth` into
-``testbed/local/components.py`` and :func:`cluster_server_auth` into ``infra/addons/mlflow.py``.
+grant ever reaching the ``default`` workspace, and ``mlflow_guard.py`` as the authorization function. The lead wires :func:`local_server_auth` into
+``embedded/components.py`` and :func:`cluster_server_auth` into ``infra/addons/mlflow.py``.
 
 Secrets (the admin password, the Flask CSRF key) travel as environment variables, never in argv;
 in cluster mode the ini itself holds the auth database URI (with its password), so it is a Secret.
@@ -46,9 +46,9 @@ CLUSTER_AUTH_DB = "mlflow_auth"  # a PostgreSQL database next to MLflow's own ("
 
 SERVER_ARGV: tuple[str, ...] = ("--app-name", AUTH_APP_NAME, "--enable-workspaces")
 
-# MLflow's basic-auth authentication plus one refusal (guard.py: no user roster for non-admins).
+# MLflow's basic-auth authentication plus one refusal (mlflow_guard.py: no user roster for non-admins).
 # Locally the server imports it from this package; in a cluster, from a ConfigMap-mounted file.
-LOCAL_AUTHORIZATION_FUNCTION = "operators.mlflow_access.guard:authenticate"
+LOCAL_AUTHORIZATION_FUNCTION = "testbed.mlflow_guard:authenticate"
 CLUSTER_GUARD_MODULE = "testbed_mlflow_guard"
 CLUSTER_GUARD_CONFIGMAP = "mlflow-auth-guard"
 CLUSTER_GUARD_MOUNT_DIR = "/opt/testbed-mlflow"
@@ -56,8 +56,8 @@ CLUSTER_AUTHORIZATION_FUNCTION = f"{CLUSTER_GUARD_MODULE}:authenticate"
 
 
 def guard_source() -> str:
-    """guard.py's text, for the cluster's ConfigMap (file ``testbed_mlflow_guard.py``)."""
-    return (Path(__file__).parent / "guard.py").read_text()
+    """mlflow_guard.py's text, for the cluster's ConfigMap (file ``testbed_mlflow_guard.py``)."""
+    return (Path(__file__).parent / "mlflow_guard.py").read_text()
 
 
 def render_auth_ini(database_uri: str, *, admin_username: str = ADMIN_USERNAME,
@@ -71,7 +71,7 @@ def render_auth_ini(database_uri: str, *, admin_username: str = ADMIN_USERNAME,
     # configparser interpolates '%': a URI-encoded password ("%40") must be written as "%%40".
     uri = database_uri.replace("%", "%%")
     return "\n".join([
-        "# Rendered by operators.mlflow_access.server_config; do not edit by hand.",
+        "# Rendered by testbed.mlflow_server; do not edit by hand.",
         "[mlflow]",
         f"default_permission = {DEFAULT_PERMISSION}",
         f"database_uri = {uri}",

@@ -1,0 +1,109 @@
+"""``/v1/jobs``: submit, list, get, logs and stop a job."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from operators.control_plane.api.deps import Caller, PathId, Plane
+from operators.control_plane.db.store import JobRow
+from operators.control_plane.errors import error_responses
+from operators.control_plane.guards import CURSOR_PATTERN, decode_cursor, encode_cursor
+from testbed.jobs import Job, JobList, JobLogs, JobSpec, JobStatus
+from testbed.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from testbed.money import Quote
+from testbed.quantities import format_memory
+
+router = APIRouter()
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds as RFC 3339 UTC with milliseconds (``2025-03-01T09:00:00.000Z``)."""
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def job_view(row: JobRow, money: tuple[int, int] | None = None) -> Job:
+    """A job record as the API answers it; ``money``: its (hold, charged) in won."""
+    hold, charged = money or (0, 0)
+    return Job(
+        id=row.id,
+        tenant=row.tenant,
+        region=row.region,
+        name=row.name,
+        status=JobStatus(row.status),
+        entrypoint=row.entrypoint,
+        template=row.template,
+        params=row.spec.get("params", {}),
+        cpus=row.cpus,
+        gpus=row.gpus,
+        gpu_model=row.gpu_model,
+        memory=format_memory(row.memory_bytes),
+        experiment=row.experiment,
+        message=row.message or "",
+        submitted_at=iso(row.submitted_at) or "",
+        started_at=iso(row.started_at),
+        ended_at=iso(row.ended_at),
+        backend_ref=row.backend_ref,
+        max_runtime_seconds=row.spec.get("max_runtime_seconds"),
+        hold_krw=hold,
+        charged_krw=charged,
+    )
+
+
+def view(plane: Any, row: JobRow) -> Job:
+    """A job with its hold and charges from the money ledger."""
+    return job_view(row, plane.money.job_money([row.id]).get(row.id))
+
+
+@router.post("/v1/jobs", response_model=Job, status_code=201, responses=error_responses(401, 403, 404, 413, 422, 503))
+async def submit_job(spec: JobSpec, caller: Caller, plane: Plane, request: Request) -> Job:
+    # Admission (checks and one insert) runs on a few threads of its own, never the event loop (a locked
+    # database holds up this request, 503 after DB_TIMEOUT_SECONDS, not every other one), and not on dozens of
+    # request threads contending for the GIL mid-admission. The backend call runs on the dispatch threads.
+    loop = asyncio.get_running_loop()
+    row = await loop.run_in_executor(request.app.state.admitters, plane.admit, caller, spec)
+    return view(plane, await loop.run_in_executor(request.app.state.dispatchers, plane.dispatch, row))
+
+
+@router.post("/v1/jobs/quote", response_model=Quote, responses=error_responses(401, 403, 404, 413, 422, 503))
+def quote_job(spec: JobSpec, caller: Caller, plane: Plane) -> Quote:
+    """The hold (maximum cost, in won) the same spec would take if submitted now, and whether it fits the grant's
+    balance; nothing is submitted or recorded."""
+    return plane.quote(caller, spec)
+
+
+@router.get("/v1/jobs", response_model=JobList, responses=error_responses(401, 422, 503))
+def list_jobs(
+    caller: Caller,
+    plane: Plane,
+    status: JobStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="page size")] = DEFAULT_PAGE_SIZE,
+    cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN, description="next_cursor of the previous page")] = None,
+) -> JobList:
+    after = decode_cursor(cursor) if cursor is not None else None
+    rows = plane.list_jobs(caller, status=status, limit=limit + 1, after=after)
+    page = rows[:limit]
+    money = plane.money.job_money([r.id for r in page])
+    return JobList(jobs=[job_view(r, money.get(r.id)) for r in page], next_cursor=encode_cursor(page[-1]) if len(rows) > limit else None)
+
+
+@router.get("/v1/jobs/{job_id}", response_model=Job, responses=error_responses(401, 404, 422, 503))
+def get_job(job_id: PathId, caller: Caller, plane: Plane) -> Job:
+    return view(plane, plane.visible_job(caller, job_id))
+
+
+@router.get("/v1/jobs/{job_id}/logs", response_model=JobLogs, responses=error_responses(401, 404, 422, 503))
+def job_logs(job_id: PathId, caller: Caller, plane: Plane) -> JobLogs:
+    row, text, final = plane.logs(caller, job_id)
+    return JobLogs(id=row.id, status=JobStatus(row.status), logs=text, final=final)
+
+
+@router.post("/v1/jobs/{job_id}/stop", response_model=Job, responses=error_responses(401, 404, 422, 503))
+def stop_job(job_id: PathId, caller: Caller, plane: Plane) -> Job:
+    """Stop a job in any state (queued, starting, running); its ``message`` says what was done."""
+    return view(plane, plane.stop(caller, job_id))

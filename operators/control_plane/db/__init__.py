@@ -1,0 +1,1 @@
+"""The control plane's database: every table (models), the store, the lease, the ledger, migrations."""
