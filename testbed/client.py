@@ -12,18 +12,21 @@ import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar, cast
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from testbed.api import Health, IssuedToken, MlflowLogin, TemplateList, TenantList
+from testbed.api import Health, IssuedToken, MlflowLogin, TemplateList, TenantList, TokenList
+from testbed.audit import AuditEntry, AuditPage, AuditVerification
 from testbed.errors import ErrorBody, format_validation_errors
 from testbed.jobs import Job, JobList, JobLogs, JobSpec, JobStatus
 from testbed.limits import MAX_DATA_FILE_BYTES
 from testbed.money import Quote
 from testbed.packaging import PackageError, build_package, mib
+from testbed.statements import MonthClosed, Statement
 from testbed.storage import DeletedObjects, ObjectList, StoredObject, StoredPackage, check_name
+from testbed.tenant_exit import PurgeResult
 from testbed.usage import UsageReport
 
 ENV_URL = "TESTBED_URL"
@@ -294,9 +297,58 @@ class TestbedClient:
         """
         return self._call(MlflowLogin, "GET", "/v1/mlflow/credentials")
 
-    def rotate_token(self, subject: str) -> IssuedToken:
-        """Operator only: a new token for a tenant (or ``operator``); the old one stops working."""
-        return self._call(IssuedToken, "POST", f"/v1/tenants/{subject}/token")
+    def rotate_token(self, subject: str, name: str | None = None) -> IssuedToken:
+        """Operator only: a new token for a tenant (or ``operator``), named ``name`` (a person; default
+        ``default``); the subject's old token of that name stops working, its other named tokens do not."""
+        return self._call(IssuedToken, "POST", f"/v1/tenants/{subject}/token", params=_present({"name": name}))
+
+    def list_tokens(self, subject: str) -> TokenList:
+        """Operator only: a subject's named tokens (active and revoked), never the tokens themselves."""
+        return self._call(TokenList, "GET", f"/v1/tenants/{subject}/tokens")
+
+    def revoke_token(self, subject: str, name: str) -> TokenList:
+        """Operator only: the subject's token ``name`` stops working; its earlier actions still name it."""
+        return self._call(TokenList, "DELETE", f"/v1/tenants/{subject}/tokens/{quote(name, safe='')}")
+
+    def audit(self, tenant: str | None = None, kind: str | None = None, since: float | None = None,
+              until: float | None = None, limit: int | None = None, cursor: str | None = None) -> AuditPage:
+        """Operator only: one page of the audit trail, oldest first."""
+        params = {"tenant": tenant, "kind": kind, "since": since, "until": until, "limit": limit, "cursor": cursor}
+        return self._call(AuditPage, "GET", "/v1/audit", params=_present(params))
+
+    def iter_audit(self, **filters: Any) -> Iterator[AuditEntry]:
+        cursor = None
+        while True:
+            page = self.audit(cursor=cursor, **filters)
+            yield from page.entries
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def statement(self, month: str, tenant: str | None = None) -> Statement:
+        """A month's statement rows (a tenant: its own; provisional while the month is open)."""
+        return self._call(Statement, "GET", f"/v1/statements/{month}", params=_present({"tenant": tenant}))
+
+    def close_month(self, month: str) -> MonthClosed:
+        """Operator only: close a month (Asia/Seoul); its statement never changes afterwards."""
+        return self._call(MonthClosed, "POST", f"/v1/statements/{month}/close")
+
+    def download_statement(self, month: str, format: str, dest: str | Path, tenant: str | None = None) -> Path:
+        """Save the month's statement as ``format`` (csv, xlsx, or pdf: one tenant's) into the file ``dest``."""
+        query = urlencode(_present({"format": format, "tenant": tenant}))
+        return self._download(f"/v1/statements/{month}/download?{query}", dest)
+
+    def audit_verify(self, expect_head: str | None = None) -> AuditVerification:
+        """Operator only: the control plane recomputes the audit trail's hash chain."""
+        return self._call(AuditVerification, "GET", "/v1/audit/verify", params=_present({"expect_head": expect_head}))
+
+    def download_tenant_archive(self, tenant: str, dest: str | Path) -> Path:
+        """Operator only: everything the platform keeps of a tenant, as one zip (the export is recorded)."""
+        return self._download(f"/v1/tenants/{tenant}/archive", dest)
+
+    def purge_tenant(self, tenant: str) -> PurgeResult:
+        """Operator only, after an export: remove the tenant's storage, job logs and tokens (ledger rows stay)."""
+        return self._call(PurgeResult, "POST", f"/v1/tenants/{tenant}/purge", json={"confirm": tenant})
 
     def usage(self, tenant: str | None = None, series: bool = False) -> UsageReport:
         """Allocated use per tenant against its grant; ``series`` adds each tenant's cumulative GPU burn."""

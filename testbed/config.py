@@ -267,6 +267,8 @@ class Tenant(_Model):
     grant: Grant
     quota: Quota
     gpu_pool: str | None = Field(default=None, description="node pool whose GPUs the tenant uses")
+    # Stop a job of this tenant once its GPUs have been idle this many minutes (None: flag and report only).
+    idle_stop_minutes: float | None = Field(default=None, gt=0)
 
 
 class PlatformConfig(_Model):

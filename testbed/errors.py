@@ -28,6 +28,8 @@ class ErrorCode(StrEnum):
     DIGEST_MISMATCH = "digest_mismatch"
     NAME_CONFLICT = "name_conflict"
     JOB_ACTIVE = "job_active"
+    MONTH_OPEN = "month_open"  # a month that has not ended, or an earlier month still open, cannot be closed
+    MONTH_CLOSED = "month_closed"
     TOO_LARGE = "too_large"
     HTTP_ERROR = "http_error"  # any other status the HTTP layer answers
     INTERNAL_ERROR = "internal_error"
@@ -35,6 +37,8 @@ class ErrorCode(StrEnum):
     DATABASE_UNAVAILABLE = "database_unavailable"
     MLFLOW_UNAVAILABLE = "mlflow_unavailable"
     STORAGE_UNAVAILABLE = "storage_unavailable"
+    EXPORT_REQUIRED = "export_required"  # a tenant purge before an export newer than its last job
+    EXPORT_UNAVAILABLE = "export_unavailable"  # a statement file cannot be rendered (e.g. no Korean font)
 
     @property
     def status(self) -> int:
@@ -58,6 +62,8 @@ ERROR_STATUS: dict[ErrorCode, int] = {
     ErrorCode.DIGEST_MISMATCH: 409,
     ErrorCode.NAME_CONFLICT: 409,
     ErrorCode.JOB_ACTIVE: 409,
+    ErrorCode.MONTH_OPEN: 409,
+    ErrorCode.MONTH_CLOSED: 409,
     ErrorCode.TOO_LARGE: 413,
     ErrorCode.HTTP_ERROR: 400,
     ErrorCode.INTERNAL_ERROR: 500,
@@ -65,6 +71,8 @@ ERROR_STATUS: dict[ErrorCode, int] = {
     ErrorCode.DATABASE_UNAVAILABLE: 503,
     ErrorCode.MLFLOW_UNAVAILABLE: 503,
     ErrorCode.STORAGE_UNAVAILABLE: 503,
+    ErrorCode.EXPORT_REQUIRED: 409,
+    ErrorCode.EXPORT_UNAVAILABLE: 503,
 }
 
 

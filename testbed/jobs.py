@@ -166,6 +166,9 @@ class Job(BaseModel):
     started_at: str | None = None
     ended_at: str | None = None
     backend_ref: str | None = None
+    idle_since: str | None = Field(default=None, description="since when every GPU of the job has stayed under the "
+                                   "idle threshold (RFC 3339 UTC); null while it is not flagged idle")
+    idle_gpu_hours: float = Field(default=0.0, description="GPU-hours the job held idle so far")
     max_runtime_seconds: int | None = Field(default=None, description="the job is stopped after running this long")
     hold_krw: int = Field(default=0, description="won held at admission: its maximum cost")
     charged_krw: int = Field(default=0, description="won charged so far")

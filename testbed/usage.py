@@ -43,6 +43,7 @@ class TenantUsage(BaseModel):
     grant_start: dt.date | None = None
     grant_end: dt.date | None = None
     burn: list[BurnPoint] | None = Field(default=None, description="only with ?series=true")
+    idle_gpu_seconds: float = Field(default=0.0, description="GPU-seconds the tenant's jobs held idle (DCGM)")
     # Money, from the money ledger (whole won, excluding VAT); see docs/money.md.
     grant_krw: int | None = Field(default=None, description="the grant in won (None: GPU-hours only)")
     charged_krw: int = 0
@@ -53,6 +54,12 @@ class TenantUsage(BaseModel):
     enforcement: str | None = None
     cost_item: str | None = None
     funding_shares: dict[str, float] | None = None
+    # Burn-down in won (h18): the last 7 Asia/Seoul days' rate and when the grant runs out at it.
+    burn_rate_krw_per_day: float | None = Field(default=None, description="won charged per day, last 7 KST days")
+    forecast_exhaustion_date: dt.date | None = Field(default=None, description="KST day the grant runs out at that "
+                                                     "rate (None: nothing burns)")
+    used_ratio: float | None = Field(default=None, description="charged / grant in won (1 = all of it)")
+    grant_notice: str | None = Field(default=None, description="said to the company at 80% and 100% of its grant")
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -63,6 +70,11 @@ class TenantUsage(BaseModel):
     @property
     def gpu_hours(self) -> float:
         return self.gpu_seconds / 3600.0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def idle_gpu_hours(self) -> float:
+        return self.idle_gpu_seconds / 3600.0
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -102,7 +114,7 @@ def _fmt(value: float | None, spec: str = ".2f") -> str | None:
 
 
 USAGE_HEADERS = ["TENANT", "GPU-HOURS", "CPU-HOURS", "GRANT-H", "USED", "GRANT-KRW", "CHARGED-KRW", "HELD-KRW",
-                 "REMAINING-KRW", *STATUSES]
+                 "REMAINING-KRW", "KRW/DAY", "RUNS-OUT", *STATUSES]
 
 
 def _won(value: int | None) -> str | None:
@@ -124,11 +136,14 @@ def render_table(report: UsageReport) -> str:
     rows = [
         [t.tenant, _fmt(t.gpu_hours), _fmt(t.cpu_hours), _fmt(t.grant_gpu_hours, ".0f"), _fmt(t.grant_used_ratio, ".1%"),
          _won(t.grant_krw), _won(t.charged_krw), _won(t.held_krw), _won(t.remaining_krw),
+         _fmt(t.burn_rate_krw_per_day, ",.0f"), t.forecast_exhaustion_date.isoformat() if t.forecast_exhaustion_date else None,
          *(t.jobs.get(s, 0) for s in STATUSES)]
         for t in report.tenants
     ]
     table = tables.render_table(USAGE_HEADERS, rows, right=range(1, len(USAGE_HEADERS)))
-    return f"region {report.region}, usage at {report.generated_at.isoformat(timespec='seconds')}\n{table}"
+    notices = [f"! {t.tenant}: {t.grant_notice}" for t in report.tenants if t.grant_notice]
+    return "\n".join([f"region {report.region}, usage at {report.generated_at.isoformat(timespec='seconds')}", table,
+                      *notices])
 
 
 CSV_COLUMNS = [

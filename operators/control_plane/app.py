@@ -12,12 +12,16 @@ from typing import AsyncIterator
 from fastapi import FastAPI
 
 from operators.control_plane.api import health, jobs, mlflow, storage, templates, tenants, usage
+from operators.control_plane.audit_api import install as install_audit
 from operators.control_plane.backends.base import Backend
 from operators.control_plane.db.store import Store
 from operators.control_plane.errors import install_error_handlers
 from operators.control_plane.guards import BodySizeLimit, HealthProbe
 from operators.control_plane.plane import ControlPlane
 from operators.metering.exporter import make_registry
+from operators.statements.api import install as install_statements
+from operators.control_plane.program_api import install as install_program
+from operators.control_plane.tenant_exit import install as install_tenant_exit
 from testbed.limits import MAX_BODY_BYTES
 from testbed.settings import ControlPlaneSettings
 
@@ -64,4 +68,8 @@ def create_app(
     for router in (health.router, jobs.router, templates.router, tenants.router, mlflow.router, usage.router):
         app.include_router(router)
     app.include_router(storage.router_for(settings))  # its OpenAPI names this plane's upload limits
+    install_audit(app, plane)  # /v1/audit, named tokens
+    install_statements(app, plane.statements)  # /v1/statements
+    install_program(app, plane)  # /v1/budget (operator, program office)
+    install_tenant_exit(app, plane)  # /v1/tenants/{id}/archive and /purge (operator)
     return app

@@ -10,14 +10,23 @@ from __future__ import annotations
 
 import logging
 
+from operators.control_plane import audit
 from operators.control_plane.admission import Admission
+from operators.control_plane.audit import AuditKind
+from operators.control_plane.audit_config import record_money_changes
+from operators.control_plane.audit_hooks import acting
+from operators.control_plane.audit_hooks import install as install_audit_hooks
+from operators.metering.burn import grant_notice
+from operators.statements.months import Statements
 from operators.control_plane.auth import Principal, TokenCache
 from operators.control_plane.backends.base import Backend, BackendError
 from operators.control_plane.backends.factory import make_backend
 from operators.control_plane.dispatch import Dispatcher
 from operators.control_plane.errors import ServiceError, not_found
+from operators.control_plane.idle import IdleWatch
 from operators.control_plane.db.migrate import opening_prices
 from operators.control_plane.mlflow_identities import MlflowIdentities
+from operators.control_plane.db.models import DEFAULT_TOKEN_NAME, TokenRow
 from operators.control_plane.db.money import MoneyLedger
 from operators.control_plane.db.store import JobRow, Store
 from operators.control_plane.tenant_storage import TenantStorage
@@ -52,18 +61,24 @@ class ControlPlane:
         # The money ledger: holds at admission, charges from the reconciler and at a job's end, releases.
         self.money = MoneyLedger(self.store, self.stack, lambda tenant: pricing_pool(self.stack, tenant, settings.backend))
         self.money.install()
+        install_audit_hooks()  # ledger entries and enforcement stops write their audit rows
+        self.statements = Statements(self.stack, self.store, lambda: self.money.entries())
         self.admission = Admission(self.stack, self.store, self.backend, self.ledger, settings, self.storage, self.money)
         self.mlflow = MlflowIdentities(settings, self.store, self.tenants)  # after the tokens: it derives from them
         self.dispatcher = Dispatcher(settings, self.tenants, self.store, self.backend, self.mlflow.job_env, self.money)
+        self.idle = IdleWatch(settings, self.tenants, self.store, self.dispatcher)  # idle GPUs (Prometheus)
         self.issuer = TokenIssuer(self.store, self.tokens, self.tenants, self.stack.region.id, settings.credentials_dir,
-                                  settings.operator_token_sha256, settings.monitoring_token_sha256)
+                                  settings.operator_token_sha256, settings.monitoring_token_sha256,
+                                  settings.program_office_token_sha256)
         self.issuer.bootstrap()
+        record_money_changes(self.store, self.stack)  # grant, price and budget changes since the last start
         self.mlflow.provision()  # best effort: retried at dispatch and at GET /v1/mlflow/credentials
 
     def start(self) -> None:
         """Start the background sync (status, logs, queued jobs); it also reloads an amended stack file."""
         self.dispatcher.on_round.append(self.reload_if_changed)
         self.dispatcher.start()
+        self.idle.start()
 
     def reload_if_changed(self) -> list[str]:
         """Reload the stack file when it changed on disk (amended grants, new price rows); what was done."""
@@ -99,6 +114,8 @@ class ControlPlane:
         self.admission.stack = stack
         self.admission.tenants = dict(self.tenants)
         self.money.reload(stack.model_copy(update={"tenants": list(self.tenants.values())}))
+        self.statements.stack = stack.model_copy(update={"tenants": list(self.tenants.values())})
+        record_money_changes(self.store, self.statements.stack)  # audit rows: grant, price, budget changes
         actions = [f"grant of {tenant} amended" for tenant in changed]
         for tenant in changed:
             actions += self._recheck_holds(tenant)
@@ -124,13 +141,30 @@ class ControlPlane:
         return actions
 
     def shutdown(self) -> None:
+        self.idle.stop()
         self.dispatcher.stop_sync()
         self.backend.close()
         self.store.close()
 
     def admit(self, principal: Principal, spec: JobSpec) -> JobRow:
-        """Admission, serialised with the tenant's other admissions and dispatches (any replica)."""
-        return self.admission.admit(principal, spec, locked=True)
+        """Admission, serialised with the tenant's other admissions and dispatches (any replica).
+
+        The admission's audit row (``job.admitted``) is written with the job record, in its transaction; a
+        refusal (nothing else written) is audited in a transaction of its own, with its reason.
+        """
+        try:
+            with acting(principal.actor):
+                return self.admission.admit(principal, spec, locked=True)
+        except ServiceError as exc:
+            audit.record(self.store, AuditKind.JOB_REFUSED, tenant=principal.subject, actor=principal.actor,
+                         detail={"error": str(exc.code), "reason": exc.message[:1000], "status": exc.status_code})
+            raise
+
+    def grant_notices(self, tenants: set[str]) -> dict[str, str]:
+        """What each of these companies is told about its grant in its job messages (at 80% and 100% charged)."""
+        known = [t for t in tenants if t in self.tenants]
+        notices = {t: grant_notice(b) for t, b in self.money.balances(tenants=known).items()} if known else {}
+        return {t: note for t, note in notices.items() if note}
 
     def quote(self, principal: Principal, spec: JobSpec) -> Quote:
         """The hold a job would take now and whether it fits; nothing is recorded."""
@@ -139,10 +173,17 @@ class ControlPlane:
     def dispatch(self, row: JobRow) -> JobRow:
         return self.dispatcher.dispatch(row)
 
-    def rotate_token(self, principal: Principal, subject: str) -> str:
-        token = self.issuer.rotate(principal, subject)
-        self.mlflow.rotated(subject)  # its MLflow password derives from the token: set the new one
+    def rotate_token(self, principal: Principal, subject: str, name: str = DEFAULT_TOKEN_NAME) -> str:
+        token = self.issuer.rotate(principal, subject, name)
+        if name == DEFAULT_TOKEN_NAME:
+            self.mlflow.rotated(subject)  # its MLflow password derives from the default token: set the new one
         return token
+
+    def revoke_token(self, principal: Principal, subject: str, name: str) -> list[TokenRow]:
+        rows = self.issuer.revoke(principal, subject, name)
+        if name == DEFAULT_TOKEN_NAME:
+            self.mlflow.rotated(subject)
+        return rows
 
     # -- what a caller may read and do with its jobs ----------------------------------------
     def visible_job(self, principal: Principal, job_id: str) -> JobRow:
@@ -172,4 +213,5 @@ class ControlPlane:
             raise ServiceError(ErrorCode.BACKEND_UNAVAILABLE, str(exc)) from None
 
     def stop(self, principal: Principal, job_id: str) -> JobRow:
-        return self.dispatcher.stop(self.visible_job(principal, job_id))
+        with acting(principal.actor):
+            return self.dispatcher.stop(self.visible_job(principal, job_id))

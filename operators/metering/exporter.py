@@ -191,6 +191,9 @@ def make_registry(ledger: Ledger, stack: StackConfig, observe_node: bool = True,
     registry.register(TenantUsageCollector(ledger, stack))
     if money is not None:
         registry.register(TenantMoneyCollector(money))
+        from operators.metering.money_exporter import BurnCollector
+
+        registry.register(BurnCollector(money))  # share charged, burn rate, forecast (testbed_tenant_*_krw_*)
     if observe_node:
         registry.register(NodeUtilizationCollector())
     return registry

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from operators.control_plane.db.ledger import Ledger, TenantMeter
+from operators.metering.burn import burn_of
 from testbed.config import StackConfig
 from testbed.usage import BurnPoint, TenantUsage, UsageReport
 
@@ -24,6 +25,7 @@ def build_report(
     ids = sorted(tenants if tenants is not None else configured.keys() | meters.keys())
     balances = money.balances(now, tenants=ids) if money is not None else {}
     burn = ledger.gpu_burn(ids, now) if series else {}
+    idle = ledger.store.idle_gpu_seconds(ids)
     rows = []
     for tenant_id in ids:
         meter = meters.get(tenant_id) or TenantMeter(tenant_id)
@@ -43,11 +45,20 @@ def build_report(
             grant_end=tenant.grant.end if tenant else None,
             burn=[BurnPoint(timestamp=t, gpu_seconds=g) for t, g in [*points, (now, meter.gpu_seconds_total)]]
             if series else None,
+            idle_gpu_seconds=idle.get(tenant_id, 0.0),
             **_money_fields(balances.get(tenant_id), tenant),
+            **_burn_fields(money, tenant, balances.get(tenant_id), now),
         ))
     return UsageReport(
         region=stack.region.id, generated_at=dt.datetime.fromtimestamp(now, dt.timezone.utc), tenants=rows
     )
+
+
+def _burn_fields(money: Any, tenant: Any, balance: Any, now: float) -> dict[str, Any]:
+    """The burn-down fields of a configured tenant's usage row (:mod:`operators.metering.burn`)."""
+    if money is None or tenant is None:
+        return {}
+    return burn_of(money, tenant, balance, now).model_dump(exclude={"forecast_exhaustion_timestamp"})
 
 
 def _money_fields(balance: Any, tenant: Any) -> dict[str, Any]:

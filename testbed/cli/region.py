@@ -9,6 +9,7 @@ from typing import Any
 
 from testbed import usage
 from testbed.api import TemplateList
+from testbed.cli import tenant_exit
 from testbed.cli.common import CliError, add_command, connect, emit, local_token, print_json
 from testbed.client import TestbedError
 from testbed.tables import model_table, render_table
@@ -23,16 +24,31 @@ def cmd_tenants_list(args: argparse.Namespace) -> int:
 
 
 def cmd_tenants_token(args: argparse.Namespace) -> int:
-    """With --rotate, issue a new token through the control plane (any: --url); else print the local testbed's."""
-    if args.rotate:
+    """With --rotate or --name, issue a token through the control plane (any: --url); --revoke NAME revokes one;
+    else print the local testbed's default token."""
+    if args.revoke:
         with connect(args, operator=True) as client:
-            print(client.rotate_token(args.tenant).token)
+            revoked = client.revoke_token(args.tenant, args.revoke)
+        print(f"revoked token {args.revoke!r} of {args.tenant} ({', '.join(t.token_id for t in revoked.tokens)})",
+              file=sys.stderr)
+        return 0
+    if args.rotate or args.name:
+        with connect(args, operator=True) as client:
+            print(client.rotate_token(args.tenant, args.name).token)
         return 0
     if args.url:
         raise CliError("a control plane keeps only tokens' hashes: issue a new token with "
                        f"`testbed tenants token {args.tenant} --rotate --url {args.url} --token OPERATOR_TOKEN`")
     print(local_token(args, args.tenant))
     return 0
+
+
+TOKEN_COLUMNS = ["subject", "name", "token_id", "created_at", "revoked_at", "active"]
+
+
+def cmd_tenants_tokens(args: argparse.Namespace) -> int:
+    with connect(args, operator=True) as client:
+        return emit(args, client.list_tokens(args.tenant), lambda body: model_table(body.tokens, TOKEN_COLUMNS))
 
 
 def _mlflow_login_text(login: Any) -> str:
@@ -97,10 +113,15 @@ def register(sub: Any) -> None:
     tenants = sub.add_parser("tenants", help="the region's tenants and their tokens").add_subparsers(
         dest="tenants_command", required=True)
     add_command(tenants, "list", cmd_tenants_list, "list the region's tenants (the operator's view by default)")
+    tenant_exit.register(tenants)  # export, purge
     p = add_command(tenants, "token", cmd_tenants_token,
                     "print a tenant's token (local testbed); --rotate issues a new one (operator token)", json_flag=False)
     p.add_argument("tenant", metavar="ID")
     p.add_argument("--rotate", action="store_true", help="issue a new token; the old one stops working")
+    p.add_argument("--name", help="issue (or re-issue) the token of this person (operator); printed once")
+    p.add_argument("--revoke", metavar="NAME", help="revoke the named token (operator); it stops working")
+    p = add_command(tenants, "tokens", cmd_tenants_tokens, "list a tenant's (or `operator`'s) named tokens (operator)")
+    p.add_argument("tenant", metavar="ID")
 
     mlflow = sub.add_parser("mlflow", help="your MLflow login").add_subparsers(dest="mlflow_command", required=True)
     add_command(mlflow, "login", cmd_mlflow_login,

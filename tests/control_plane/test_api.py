@@ -80,7 +80,7 @@ def test_health_and_openapi_are_served(noop_plane):
 def test_tokens_are_stored_hashed(noop_plane):
     token = noop_plane.token(ALICE)
     rows = sqlite3.connect(noop_plane.home / "cp.db").execute("select token_hash, subject from tokens").fetchall()
-    assert len(rows) == 6  # five tenants and the operator
+    assert len(rows) == 7  # five tenants, the operator and the program office
     assert all(token not in row[0] for row in rows)
     dump = (noop_plane.home / "cp.db").read_bytes()
     assert token.encode() not in dump

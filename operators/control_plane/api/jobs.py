@@ -49,6 +49,8 @@ def job_view(row: JobRow, money: tuple[int, int] | None = None) -> Job:
         started_at=iso(row.started_at),
         ended_at=iso(row.ended_at),
         backend_ref=row.backend_ref,
+        idle_since=iso(row.idle_since),
+        idle_gpu_hours=(row.idle_gpu_seconds or 0.0) / 3600.0,
         max_runtime_seconds=row.spec.get("max_runtime_seconds"),
         hold_krw=hold,
         charged_krw=charged,
@@ -56,8 +58,15 @@ def job_view(row: JobRow, money: tuple[int, int] | None = None) -> Job:
 
 
 def view(plane: Any, row: JobRow) -> Job:
-    """A job with its hold and charges from the money ledger."""
-    return job_view(row, plane.money.job_money([row.id]).get(row.id))
+    """A job with its hold and charges from the money ledger (and its company's grant notice)."""
+    return with_notices(plane, [job_view(row, plane.money.job_money([row.id]).get(row.id))])[0]
+
+
+def with_notices(plane: Any, jobs: list[Job]) -> list[Job]:
+    """Jobs whose company has been charged 80% or 100% of its grant say so in their message."""
+    notices = plane.grant_notices({job.tenant for job in jobs})
+    return [job.model_copy(update={"message": f"{job.message}; {notices[job.tenant]}" if job.message
+                                   else notices[job.tenant]}) if job.tenant in notices else job for job in jobs]
 
 
 @router.post("/v1/jobs", response_model=Job, status_code=201, responses=error_responses(401, 403, 404, 413, 422, 503))
@@ -89,7 +98,7 @@ def list_jobs(
     rows = plane.list_jobs(caller, status=status, limit=limit + 1, after=after)
     page = rows[:limit]
     money = plane.money.job_money([r.id for r in page])
-    return JobList(jobs=[job_view(r, money.get(r.id)) for r in page], next_cursor=encode_cursor(page[-1]) if len(rows) > limit else None)
+    return JobList(jobs=with_notices(plane, [job_view(r, money.get(r.id)) for r in page]), next_cursor=encode_cursor(page[-1]) if len(rows) > limit else None)
 
 
 @router.get("/v1/jobs/{job_id}", response_model=Job, responses=error_responses(401, 404, 422, 503))
