@@ -8,7 +8,7 @@ kind, its unreleased holds) without reading its other tenants' entries.
 from alembic import op
 
 revision = "0007_scale"
-down_revision = "0003_money"  # the integrator sets the newest revision before it (money.md's chain)
+down_revision = "0005_program"  # the newest before it here; 0006_portal (h20) goes between if it lands
 
 
 def upgrade() -> None:
