@@ -73,10 +73,11 @@ class MlflowServer:
 
 
 def start_server(home: Path, *, secured: bool, timeout: float = 120.0,
-                 auth_cache_ttl_seconds: int | None = None, port: int | None = None,
+                 auth_cache_ttl_seconds: int | None = None, lookup_caches: bool = True, port: int | None = None,
                  admin_password: str | None = None) -> MlflowServer:
     """Start ``mlflow server`` in ``home``; ``secured``: basic-auth + workspaces as wired for local mode (with
-    ``admin_password`` if given); ``port``: a given one (a server restarted where it was)."""
+    ``admin_password`` if given; ``lookup_caches=False``: without the guard's memoized permission lookups, a
+    benchmark's baseline); ``port``: a given one (a server restarted where it was)."""
     home.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     argv = [
@@ -86,6 +87,9 @@ def start_server(home: Path, *, secured: bool, timeout: float = 120.0,
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    env.pop("TESTBED_MLFLOW_LOOKUP_CACHES", None)
+    if not lookup_caches:
+        env["TESTBED_MLFLOW_LOOKUP_CACHES"] = "off"
     # The server imports the guard (testbed.mlflow_guard) from this checkout.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     if not secured:

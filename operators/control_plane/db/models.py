@@ -46,6 +46,7 @@ class JobRow(Base):
     """One job: its spec, its resources, its life and, once ended, its logs."""
 
     __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_tenant_status", "tenant", "status"),)  # 0007_scale
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(64), index=True)
@@ -138,7 +139,8 @@ class MoneyLedgerRow(Base):
     """One ledger entry (append-only)."""
 
     __tablename__ = "money_ledger"
-    __table_args__ = (Index("ix_money_ledger_tenant_job", "tenant", "job_id"),)
+    __table_args__ = (Index("ix_money_ledger_tenant_job", "tenant", "job_id"),
+                      Index("ix_money_ledger_tenant_kind", "tenant", "kind"))  # 0007_scale
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
                                     primary_key=True, autoincrement=True)
