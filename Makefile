@@ -17,10 +17,14 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Debian packages the tests use: prometheus (prometheus, promtool) for metering, postgresql for
-# the control plane's PostgreSQL store test.
+# the control plane's PostgreSQL store test, fonts-nanum (the Korean TrueType font PDF statements
+# embed, and the portal's browser tests render) and poppler-utils (pdffonts, pdftoppm: the statement
+# tests check the embedded font), chromium + chromium-driver (the portal's browser tests).
 system-deps:
-	@command -v promtool >/dev/null && command -v prometheus >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
-	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus postgresql )
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && \
+	  command -v pdffonts >/dev/null && ls /usr/share/fonts/truetype/nanum/NanumGothic.ttf >/dev/null 2>&1 && \
+	  command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus postgresql fonts-nanum poppler-utils chromium chromium-driver )
 
 demo: install
 	$(VENV)/bin/testbed demo

@@ -84,6 +84,8 @@ def _take_details(state: LocalState, argv: list[str]) -> None:
     for arg in argv:
         if arg.startswith("--num-cpus="):
             state.num_cpus = int(arg.partition("=")[2])
+        if arg.startswith("--num-gpus="):
+            state.num_gpus = int(arg.partition("=")[2])
         if arg.endswith("control-plane.json"):
             try:
                 match = _REGION_FILE.search(ControlPlaneSettings.from_file(arg).stack_file.name)

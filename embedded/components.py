@@ -135,7 +135,7 @@ def _ray_command(folder: StateFolder, state: LocalState) -> list[str]:
         str(_BIN / "ray"), "start", "--head", "--block", "--disable-usage-stats",
         f"--node-ip-address={HOST}", "--include-dashboard=true", f"--dashboard-host={HOST}",
         *(f"{flag}={ports[name]}" for name, flag in _RAY_PORT_FLAGS.items()),
-        f"--num-cpus={state.num_cpus}", "--num-gpus=0", f"--memory={node_memory()}",
+        f"--num-cpus={state.num_cpus}", f"--num-gpus={state.num_gpus}", f"--memory={node_memory()}",
         f"--object-store-memory={OBJECT_STORE_BYTES}", f"--temp-dir={temp}",
     ]
 
@@ -199,7 +199,7 @@ def _control_plane_command(folder: StateFolder, state: LocalState) -> list[str]:
     settings = ControlPlaneSettings(
         stack_file=stack_file_for(state.region), database_url=folder.database_url, backend="ray",
         ray_address=state.ray_dashboard_url, mlflow_tracking_uri=state.mlflow_url,
-        storage_path=str(folder.home / "storage"), capacity_cpus=state.num_cpus, capacity_gpus=0,
+        storage_path=str(folder.home / "storage"), capacity_cpus=state.num_cpus, capacity_gpus=state.num_gpus,
         capacity_memory=node_memory(), credentials_dir=folder.credentials_dir, host=HOST,
         mlflow_admin_password_file=folder.mlflow_admin_password_file,
         port=state.port("control_plane", "http"), job_logins_dir=jobs_dir(state) / "logins",

@@ -50,8 +50,11 @@ class LocalTestbed:
         return self.folder.token(subject)
 
     # -- up -------------------------------------------------------------------------------
-    def up(self, region: str = "gyeongnam", num_cpus: int | None = None, timeout: float = 180.0) -> TestbedStatus:
-        """Start whatever is not running and healthy; return when all three are healthy."""
+    def up(self, region: str = "gyeongnam", num_cpus: int | None = None, timeout: float = 180.0,
+           num_gpus: int | None = None) -> TestbedStatus:
+        """Start whatever is not running and healthy; return when all three are healthy.
+
+        ``num_gpus``: logical GPUs Ray offers on the head (no CUDA behind them; templates then train on the CPU)."""
         load_region(region)  # fail fast on a bad stack file
         self.home.mkdir(parents=True, exist_ok=True)
         state = self.folder.load() or self._adopt(region)
@@ -60,9 +63,16 @@ class LocalTestbed:
                 f"the testbed in {self.home} runs region {state.region!r}; `testbed down` first to switch to {region!r}"
             )
         if state is None or state.region != region:
-            state = LocalState(instance=secrets.token_hex(6), region=region, num_cpus=num_cpus or os.cpu_count() or 2)
-        elif num_cpus and num_cpus != state.num_cpus and not self.supervisor.running(state, "ray"):
-            state.num_cpus = num_cpus
+            state = LocalState(instance=secrets.token_hex(6), region=region, num_cpus=num_cpus or os.cpu_count() or 2,
+                               num_gpus=num_gpus or 0)
+        elif not self.supervisor.running(state, "ray"):
+            if num_cpus and num_cpus != state.num_cpus:
+                state.num_cpus = num_cpus
+            if num_gpus is not None:
+                state.num_gpus = num_gpus
+        elif num_gpus is not None and num_gpus != state.num_gpus:
+            raise LocalTestbedError(f"the testbed in {self.home} runs Ray with {state.num_gpus} logical GPUs; "
+                                    f"`testbed down` first to start it with {num_gpus}")
         if "control_plane" not in state.components:
             self._keep_control_plane_port(state)
         self.folder.prepare()

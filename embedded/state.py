@@ -40,6 +40,7 @@ class LocalState(BaseModel):
     instance: str  # the marker value in every process of this testbed
     region: str
     num_cpus: int
+    num_gpus: int = 0  # Ray's logical GPUs on the head (`testbed up --gpus N`): no CUDA behind them
     components: dict[str, ComponentState] = Field(default_factory=dict)
     started_at: float | None = None
 

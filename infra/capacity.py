@@ -30,3 +30,14 @@ def warn(stack: StackConfig, result: dict) -> None:
         ratio = result[resource] if scope == "region" else result["pools"][scope][resource]
         pulumi.log.warn(f"{stack.region.id}: tenant {resource} quota is {ratio:.2f}x the capacity of "
                         f"{'the region' if scope == 'region' else 'pool ' + scope}; Kueue will queue jobs")
+
+
+def warn_plan(stack: StackConfig) -> list[str]:
+    """Warn (``pulumi preview``/``up``) when the pools' max sizes cannot deliver the granted GPU-hours within the
+    fiscal period (testbed/plan.py; a stack without a budget or prices is not planned)."""
+    from testbed.plan import make_plan, plannable
+
+    lines = [f"{stack.region.id}: {line}" for line in make_plan(stack).warnings()] if plannable(stack) else []
+    for line in lines:
+        pulumi.log.warn(line)
+    return lines

@@ -28,6 +28,7 @@ def main() -> None:
     ]
     overcommitment = capacity.report(stack)
     capacity.warn(stack, overcommitment)
+    capacity.warn_plan(stack)  # the pools cannot deliver the granted GPU-hours within the period
 
     pulumi.export("region", stack.region.id)
     pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig))
@@ -36,6 +37,8 @@ def main() -> None:
     pulumi.export("control_plane_url", platform.control_plane.url)
     # First login: `pulumi stack output operator_token --show-secrets` (the control plane holds only its hash).
     pulumi.export("operator_token", platform.control_plane.operator_token)
+    # The program office's read-only token for this region (`testbed program report` reads it from a file).
+    pulumi.export("program_office_token", platform.control_plane.program_office_token)
     pulumi.export("grafana_url", platform.monitoring.grafana_url)
     pulumi.export("tenants", {t.id: {"namespace": env.namespace_name, "queue": env.local_queue_name,
                                      "cluster_queue": env.cluster_queue_name,

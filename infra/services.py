@@ -34,6 +34,6 @@ class Platform(pulumi.ComponentResource):
         self.control_plane = ControlPlane("control-plane", stack, image, ns.metadata.name, self.mlflow.url,
                                           self.mlflow.storage, crds,
                                           depends_on=[self.kuberay.release, self.kueue.release, self.mlflow.auth_secret],
-                                          opts=child(self))
+                                          prometheus_url=self.monitoring.prometheus_url, opts=child(self))
         self.register_outputs({"mlflow_url": self.mlflow.url, "control_plane_url": self.control_plane.url,
                                "grafana_url": self.monitoring.grafana_url})

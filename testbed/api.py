@@ -31,7 +31,23 @@ class Health(BaseModel):
 
 class IssuedToken(BaseModel):
     subject: str
-    token: str
+    token: str = Field(description="shown once; only its hash is stored")
+    name: str = "default"
+
+
+class TokenInfo(BaseModel):
+    """A named token as the operator lists it (never the token or its hash: ``token_id`` is the hash's first 12 hex)."""
+
+    subject: str
+    name: str
+    token_id: str
+    created_at: str
+    revoked_at: str | None = None
+    active: bool
+
+
+class TokenList(BaseModel):
+    tokens: list[TokenInfo]
 
 
 class MlflowLogin(BaseModel):
@@ -74,7 +90,8 @@ class TenantInfo(BaseModel):
     name: str
     industry: str
     sample: bool
-    grant_gpu_hours: float
+    grant_gpu_hours: float | None = None
+    grant_krw: int | None = None
     grant_start: str
     grant_end: str
 

@@ -12,17 +12,28 @@ import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar, cast
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from testbed.api import Health, IssuedToken, MlflowLogin, TemplateList, TenantList
+from testbed.api import Health, IssuedToken, MlflowLogin, TemplateList, TenantList, TokenList
+from testbed.audit import AuditEntry, AuditPage, AuditVerification
 from testbed.errors import ErrorBody, format_validation_errors
 from testbed.jobs import Job, JobList, JobLogs, JobSpec, JobStatus
 from testbed.limits import MAX_DATA_FILE_BYTES
+from testbed.money import Quote
 from testbed.packaging import PackageError, build_package, mib
-from testbed.storage import DeletedObjects, ObjectList, StoredObject, StoredPackage, check_name
+from testbed.statements import MonthClosed, Statement
+from testbed.storage import (
+    DeletedObjects,
+    FolderTransfer,
+    ObjectList,
+    StoredObject,
+    StoredPackage,
+    check_name,
+)
+from testbed.tenant_exit import PurgeResult
 from testbed.usage import UsageReport
 
 ENV_URL = "TESTBED_URL"
@@ -161,6 +172,12 @@ class TestbedClient:
             fields["code_package"] = self.upload_package(working_dir, excludes).ref
         return self._call(Job, "POST", "/v1/jobs", json={**body, **fields})
 
+    def quote(self, spec: JobSpec | Mapping[str, Any] | None = None, **fields: Any) -> Quote:
+        """The hold (maximum cost in won) a job would take if submitted now, and whether it fits your grant's
+        balance; nothing is submitted (``POST /v1/jobs/quote``, the same body as :meth:`submit`)."""
+        body = spec.model_dump(mode="json", exclude_unset=True) if isinstance(spec, JobSpec) else dict(spec or {})
+        return self._call(Quote, "POST", "/v1/jobs/quote", json={**body, **fields})
+
     def get_job(self, job_id: str) -> Job:
         return self._call(Job, "GET", f"/v1/jobs/{job_id}")
 
@@ -241,13 +258,37 @@ class TestbedClient:
             return self._call(StoredObject, "PUT", f"/v1/data/{quote(name)}", content=body,
                               headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)})
 
-    def list_data(self, prefix: str = "", limit: int | None = None, cursor: str | None = None) -> ObjectList:
-        """One page of your data files by name; ``next_cursor`` for the next (:meth:`iter_data` walks them all)."""
-        params = {"prefix": prefix or None, "limit": limit, "cursor": cursor}
+    def list_data(self, prefix: str = "", limit: int | None = None, cursor: str | None = None,
+                  sha256: bool = False) -> ObjectList:
+        """One page of your data files by name; ``next_cursor`` for the next (:meth:`iter_data` walks them all);
+        ``sha256``: each with its SHA-256."""
+        params = {"prefix": prefix or None, "limit": limit, "cursor": cursor, "sha256": "true" if sha256 else None}
         return self._call(ObjectList, "GET", "/v1/data", params=_present(params))
 
-    def iter_data(self, prefix: str = "") -> Iterator[StoredObject]:
-        return _pages(lambda cursor: self.list_data(prefix, cursor=cursor))
+    def iter_data(self, prefix: str = "", sha256: bool = False) -> Iterator[StoredObject]:
+        return _pages(lambda cursor: self.list_data(prefix, cursor=cursor, sha256=sha256))
+
+    def upload_folder(self, local: str | Path, name: str | None = None, workers: int = 4,
+                      progress: Callable[[int, int], None] | None = None) -> FolderTransfer:
+        """Store a folder (recursively) as ``data/<name>/<relative path>`` (default name: the folder's), ``workers``
+        files at a time; a file already stored with the same size and SHA-256 is skipped, so an interrupted upload
+        resumes. ``progress(bytes_done, bytes_total)`` after each file. Jobs read it as ``testbed-data://<name>``."""
+        from testbed.folders import upload_folder
+
+        return upload_folder(self, Path(local), name, workers, progress)
+
+    def download_folder(self, name: str, dest: str | Path, workers: int = 4,
+                        progress: Callable[[int, int], None] | None = None) -> FolderTransfer:
+        """Fetch every file of your data folder ``name`` into ``dest`` (created), keeping the relative paths."""
+        from testbed.folders import download_folder
+
+        return download_folder(self, name, Path(dest), workers, progress)
+
+    def delete_folder(self, name: str, workers: int = 4) -> DeletedObjects:
+        """Remove every file of your data folder ``name``."""
+        from testbed.folders import delete_folder
+
+        return delete_folder(self, name, workers)
 
     def download_data(self, name: str, dest: str | Path) -> Path:
         return self._download(f"/v1/data/{quote(name)}", dest)
@@ -287,9 +328,58 @@ class TestbedClient:
         """
         return self._call(MlflowLogin, "GET", "/v1/mlflow/credentials")
 
-    def rotate_token(self, subject: str) -> IssuedToken:
-        """Operator only: a new token for a tenant (or ``operator``); the old one stops working."""
-        return self._call(IssuedToken, "POST", f"/v1/tenants/{subject}/token")
+    def rotate_token(self, subject: str, name: str | None = None) -> IssuedToken:
+        """Operator only: a new token for a tenant (or ``operator``), named ``name`` (a person; default
+        ``default``); the subject's old token of that name stops working, its other named tokens do not."""
+        return self._call(IssuedToken, "POST", f"/v1/tenants/{subject}/token", params=_present({"name": name}))
+
+    def list_tokens(self, subject: str) -> TokenList:
+        """Operator only: a subject's named tokens (active and revoked), never the tokens themselves."""
+        return self._call(TokenList, "GET", f"/v1/tenants/{subject}/tokens")
+
+    def revoke_token(self, subject: str, name: str) -> TokenList:
+        """Operator only: the subject's token ``name`` stops working; its earlier actions still name it."""
+        return self._call(TokenList, "DELETE", f"/v1/tenants/{subject}/tokens/{quote(name, safe='')}")
+
+    def audit(self, tenant: str | None = None, kind: str | None = None, since: float | None = None,
+              until: float | None = None, limit: int | None = None, cursor: str | None = None) -> AuditPage:
+        """Operator only: one page of the audit trail, oldest first."""
+        params = {"tenant": tenant, "kind": kind, "since": since, "until": until, "limit": limit, "cursor": cursor}
+        return self._call(AuditPage, "GET", "/v1/audit", params=_present(params))
+
+    def iter_audit(self, **filters: Any) -> Iterator[AuditEntry]:
+        cursor = None
+        while True:
+            page = self.audit(cursor=cursor, **filters)
+            yield from page.entries
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def statement(self, month: str, tenant: str | None = None) -> Statement:
+        """A month's statement rows (a tenant: its own; provisional while the month is open)."""
+        return self._call(Statement, "GET", f"/v1/statements/{month}", params=_present({"tenant": tenant}))
+
+    def close_month(self, month: str) -> MonthClosed:
+        """Operator only: close a month (Asia/Seoul); its statement never changes afterwards."""
+        return self._call(MonthClosed, "POST", f"/v1/statements/{month}/close")
+
+    def download_statement(self, month: str, format: str, dest: str | Path, tenant: str | None = None) -> Path:
+        """Save the month's statement as ``format`` (csv, xlsx, or pdf: one tenant's) into the file ``dest``."""
+        query = urlencode(_present({"format": format, "tenant": tenant}))
+        return self._download(f"/v1/statements/{month}/download?{query}", dest)
+
+    def audit_verify(self, expect_head: str | None = None) -> AuditVerification:
+        """Operator only: the control plane recomputes the audit trail's hash chain."""
+        return self._call(AuditVerification, "GET", "/v1/audit/verify", params=_present({"expect_head": expect_head}))
+
+    def download_tenant_archive(self, tenant: str, dest: str | Path) -> Path:
+        """Operator only: everything the platform keeps of a tenant, as one zip (the export is recorded)."""
+        return self._download(f"/v1/tenants/{tenant}/archive", dest)
+
+    def purge_tenant(self, tenant: str) -> PurgeResult:
+        """Operator only, after an export: remove the tenant's storage, job logs and tokens (ledger rows stay)."""
+        return self._call(PurgeResult, "POST", f"/v1/tenants/{tenant}/purge", json={"confirm": tenant})
 
     def usage(self, tenant: str | None = None, series: bool = False) -> UsageReport:
         """Allocated use per tenant against its grant; ``series`` adds each tenant's cumulative GPU burn."""

@@ -8,6 +8,7 @@ the stack's ``config:`` block, e.g. ``testbed:tenants``.
 from __future__ import annotations
 
 import datetime as dt
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +25,16 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from testbed.errors import validation_problems
+from testbed.money import (
+    CostItem,
+    Enforcement,
+    FundingSource,
+    Rates,
+    day_end_ts,
+    day_start_ts,
+    kst_date,
+    round_half_up,
+)
 from testbed.quantities import MemoryBytes
 from testbed.kube import DEFAULT_GPU_TAINT, Taint
 
@@ -32,6 +43,7 @@ REGIONS = ("gyeongnam", "daegu", "ulsan", "jeonnam", "jeju")
 SLUG = r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$"
 # A registry host (optional port) and optional namespace path, without scheme or tag: ghcr.io/org, 10.0.0.5:5000/testbed.
 IMAGE_REGISTRY = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
+LOCAL_POOL = "local"  # the price pool of the embedded local testbed (its CPUs and logical GPUs)
 
 
 
@@ -126,32 +138,113 @@ class NodePool(_Model):
         return self.memory_per_node * self.max_size
 
 
-class Grant(_Model):
-    """GPU-hours granted to a company over a period."""
+class Price(_Model):
+    """One row of a pool's price table (KRW per hour, excluding VAT); a new price is a new row, never an edit."""
 
-    gpu_hours: float = Field(gt=0)
+    pool: str = Field(pattern=SLUG, description=f"a node pool's name, or {LOCAL_POOL!r} for the local testbed")
+    effective_from: dt.date = Field(description="Asia/Seoul day from which this row is in force")
+    gpu_hour_krw: int = Field(ge=0)
+    cpu_hour_krw: int = Field(ge=0)
+    gib_hour_krw: int = Field(ge=0, description="per GiB of memory per hour")
+    source: str = Field(min_length=1, description="where the number comes from")
+    sample: bool = False
+
+    @property
+    def id(self) -> str:
+        """``<pool>@<effective_from>``: how ledger entries name the price they used."""
+        return f"{self.pool}@{self.effective_from.isoformat()}"
+
+    @property
+    def effective_ts(self) -> float:
+        return day_start_ts(self.effective_from)
+
+    @property
+    def rates(self) -> Rates:
+        return Rates(gpu_hour_krw=self.gpu_hour_krw, cpu_hour_krw=self.cpu_hour_krw, gib_hour_krw=self.gib_hour_krw)
+
+
+class Period(_Model):
+    """Inclusive Asia/Seoul days."""
+
     start: dt.date
     end: dt.date
+
+    @model_validator(mode="after")
+    def _order(self) -> "Period":
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+
+class Budget(_Model):
+    """The region's budget per funding source over its fiscal period, and the VAT rate of its statements."""
+
+    fiscal_period: Period
+    vat_rate: float = Field(default=0.10, ge=0, le=1)
+    funding: dict[FundingSource, int] = Field(description="KRW per funding source")
+    sample: bool = False
+
+    @field_validator("funding")
+    @classmethod
+    def _non_negative(cls, funding: dict[FundingSource, int]) -> dict[FundingSource, int]:
+        for source, amount in funding.items():
+            if amount < 0:
+                raise ValueError(f"{source.value}: {amount} is negative")
+        return funding
+
+    @property
+    def start_timestamp(self) -> float:
+        return day_start_ts(self.fiscal_period.start)
+
+    @property
+    def end_timestamp(self) -> float:
+        return day_end_ts(self.fiscal_period.end)
+
+
+def _default_shares() -> dict[FundingSource, float]:
+    return {FundingSource.NATIONAL: 1.0}
+
+
+class Grant(_Model):
+    """What a company may consume over a period: won (supply amount, excl. VAT) and/or GPU-hours."""
+
+    krw: int | None = Field(default=None, ge=0, description="supply amount in KRW, excluding VAT")
+    gpu_hours: float | None = Field(default=None, gt=0, description="optional second cap; whichever is reached first")
+    start: dt.date
+    end: dt.date
+    funding_shares: dict[FundingSource, float] = Field(default_factory=_default_shares)
+    cost_item: CostItem = CostItem.DEVELOPMENT
+    enforcement: Enforcement = Enforcement.ADMIT_IF_FITS
 
     @model_validator(mode="after")
     def _period(self) -> "Grant":
         if self.end <= self.start:
             raise ValueError(f"grant end {self.end} is not after its start {self.start}")
+        if self.krw is None and self.gpu_hours is None:
+            raise ValueError("a grant needs krw (won) or gpu_hours, or both")
+        total = sum(self.funding_shares.values())
+        if any(share < 0 for share in self.funding_shares.values()) or abs(total - 1.0) > 1e-9:
+            shares = ", ".join(f"{k.value}={v:g}" for k, v in self.funding_shares.items())
+            raise ValueError(f"funding_shares ({shares}) must be non-negative and sum to 1, not {total:g}")
         return self
 
     @property
-    def gpu_seconds(self) -> float:
-        return self.gpu_hours * 3600.0
+    def gpu_seconds(self) -> float | None:
+        return None if self.gpu_hours is None else self.gpu_hours * 3600.0
 
     @property
     def start_timestamp(self) -> float:
-        return dt.datetime.combine(self.start, dt.time(), tzinfo=dt.timezone.utc).timestamp()
+        """00:00 Asia/Seoul of the grant's first day."""
+        return day_start_ts(self.start)
 
     @property
     def end_timestamp(self) -> float:
-        """End of the grant's last day (the end date is inclusive)."""
-        last = dt.datetime.combine(self.end, dt.time(), tzinfo=dt.timezone.utc)
-        return (last + dt.timedelta(days=1)).timestamp()
+        """End of the grant's last day in Asia/Seoul (the end date is inclusive)."""
+        return day_end_ts(self.end)
+
+    def share_krw(self, source: FundingSource) -> Fraction:
+        """The exact won of this grant that ``source`` funds."""
+        return Fraction(self.krw or 0) * Fraction(str(self.funding_shares.get(source, 0.0)))
 
 
 class Quota(_Model):
@@ -161,6 +254,7 @@ class Quota(_Model):
     gpus: int = Field(ge=0)
     memory: MemoryBytes
     max_running_jobs: int = Field(default=4, ge=1)
+    max_runtime_seconds: int = Field(default=86400, ge=1, description="cap on any job's maximum run time")
 
 
 class Tenant(_Model):
@@ -173,6 +267,8 @@ class Tenant(_Model):
     grant: Grant
     quota: Quota
     gpu_pool: str | None = Field(default=None, description="node pool whose GPUs the tenant uses")
+    # Stop a job of this tenant once its GPUs have been idle this many minutes (None: flag and report only).
+    idle_stop_minutes: float | None = Field(default=None, gt=0)
 
 
 class PlatformConfig(_Model):
@@ -210,6 +306,8 @@ class StackConfig(_Model):
     cluster: ClusterConfig
     node_pools: list[NodePool] = Field(min_length=1)
     platform: PlatformConfig = Field(default_factory=PlatformConfig, validate_default=True)
+    prices: list[Price] = Field(default_factory=list, description="price rows per pool, with dates; never rewritten")
+    budget: Budget | None = None
     tenants: list[Tenant] = Field(min_length=1)
 
     @field_validator("platform")
@@ -235,6 +333,16 @@ class StackConfig(_Model):
         _reject_duplicates("node pool", [p.name for p in pools])
         return pools
 
+    @field_validator("prices")
+    @classmethod
+    def _price_rows(cls, prices: list[Price], info: ValidationInfo) -> list[Price]:
+        pools = {p.name for p in info.data.get("node_pools") or []} | {LOCAL_POOL}
+        _reject_duplicates("price row", [p.id for p in prices])
+        for index, price in enumerate(prices):
+            if price.pool not in pools:
+                raise ValueError(f"[{index}].pool {price.pool!r} is not one of the node pools {sorted(pools)}")
+        return prices
+
     @field_validator("tenants")
     @classmethod
     def _tenants(cls, tenants: list[Tenant], info: ValidationInfo) -> list[Tenant]:
@@ -258,6 +366,18 @@ class StackConfig(_Model):
         name = tenant.gpu_pool or self.node_pools[0].name
         return next(p for p in self.node_pools if p.name == name)
 
+    def price_for(self, pool: str, at: dt.datetime | float) -> Price:
+        """The price row of ``pool`` in force at ``at`` (the newest row effective on or before its KST day)."""
+        ts = at.timestamp() if isinstance(at, dt.datetime) else float(at)
+        rows = [p for p in self.prices if p.pool == pool and p.effective_ts <= ts]
+        if not rows:
+            raise KeyError(f"no price for pool {pool!r} on {kst_date(ts)} (Asia/Seoul)")
+        return max(rows, key=lambda p: p.effective_from)
+
+    def price_rows(self, pool: str) -> list[Price]:
+        """A pool's price rows, oldest first."""
+        return sorted((p for p in self.prices if p.pool == pool), key=lambda p: p.effective_from)
+
     def overcommitment(self) -> dict[str, float]:
         """Ratio of summed tenant quota to the pools' maximum capacity, per resource.
 
@@ -274,6 +394,11 @@ class StackConfig(_Model):
         }
 
 
+def pricing_pool(stack: StackConfig, tenant: Tenant, backend: str) -> str:
+    """The price pool of a tenant's jobs: ``local`` on the embedded testbed, its GPU pool in a cluster (kuberay)."""
+    return stack.pool_for(tenant).name if backend == "kuberay" else LOCAL_POOL
+
+
 def _reject_duplicates(what: str, names: list[str]) -> None:
     seen: set[str] = set()
     for name in names:
@@ -288,6 +413,8 @@ STACK_KEYS = {
     "cluster": "cluster",
     "nodePools": "node_pools",
     "platform": "platform",
+    "prices": "prices",
+    "budget": "budget",
     "tenants": "tenants",
 }
 
@@ -321,9 +448,46 @@ def stack_config_from_mapping(config: dict[str, Any], file: str | Path = "<confi
     if problems:
         raise ConfigError(file, problems)
     try:
-        return StackConfig.model_validate(values)
+        stack = StackConfig.model_validate(values)
     except ValidationError as exc:
         raise ConfigError(file, validation_problems(exc.errors(), _key_path)) from None
+    problems = money_problems(stack)
+    if problems:
+        raise ConfigError(file, problems)
+    return stack
+
+
+def money_problems(stack: StackConfig) -> list[tuple[str, str]]:
+    """What is wrong with a valid stack's money as a whole: grants beyond the budget, won grants without prices."""
+    problems: list[tuple[str, str]] = []
+    key = f"config.{CONFIG_NAMESPACE}"
+    granted = [t for t in stack.tenants if t.grant.krw is not None]
+    if stack.budget is not None:
+        for source in FundingSource:
+            total = sum((t.grant.share_krw(source) for t in granted), Fraction(0))
+            budget = stack.budget.funding.get(source, 0)
+            if total > budget:
+                parts = " + ".join(f"{t.id} {round_half_up(t.grant.share_krw(source)):,}" for t in granted
+                                   if t.grant.share_krw(source))
+                problems.append((f"{key}:budget.funding.{source.value}",
+                                 f"the grants' {source.value} shares total {round_half_up(total):,} KRW ({parts}), more "
+                                 f"than the budget's {budget:,} KRW by {round_half_up(total - budget):,} KRW"))
+        period = stack.budget.fiscal_period
+        for index, tenant in enumerate(stack.tenants):
+            if tenant.grant.start < period.start or tenant.grant.end > period.end:
+                problems.append((f"{key}:tenants[{index}].grant",
+                                 f"runs {tenant.grant.start} to {tenant.grant.end}, outside the fiscal period "
+                                 f"{period.start} to {period.end}"))
+    elif granted:
+        problems.append((f"{key}:budget", f"is required when a grant is in won ({granted[0].id} has krw)"))
+    for tenant in stack.tenants:
+        if tenant.grant.krw is None:
+            continue
+        for pool in sorted({stack.pool_for(tenant).name, LOCAL_POOL}):
+            if not any(p.effective_from <= tenant.grant.end for p in stack.price_rows(pool)):
+                problems.append((f"{key}:prices", f"no row for pool {pool!r} in force by {tenant.grant.end} "
+                                                  f"(tenant {tenant.id!r}'s grant in won ends then)"))
+    return list(dict.fromkeys(problems))
 
 
 def load_stack_file(path: str | Path) -> StackConfig:

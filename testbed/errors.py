@@ -20,12 +20,16 @@ class ErrorCode(StrEnum):
     CAPACITY_EXCEEDED = "capacity_exceeded"
     GRANT_EXHAUSTED = "grant_exhausted"
     GRANT_INACTIVE = "grant_inactive"
+    GRANT_INSUFFICIENT = "grant_insufficient"  # the job's hold (its maximum cost) does not fit the grant's balance
+    MAX_RUNTIME_EXCEEDED = "max_runtime_exceeded"  # a max run time above the tenant's cap
     QUEUE_FULL = "queue_full"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     DIGEST_MISMATCH = "digest_mismatch"
     NAME_CONFLICT = "name_conflict"
     JOB_ACTIVE = "job_active"
+    MONTH_OPEN = "month_open"  # a month that has not ended, or an earlier month still open, cannot be closed
+    MONTH_CLOSED = "month_closed"
     TOO_LARGE = "too_large"
     HTTP_ERROR = "http_error"  # any other status the HTTP layer answers
     INTERNAL_ERROR = "internal_error"
@@ -33,6 +37,8 @@ class ErrorCode(StrEnum):
     DATABASE_UNAVAILABLE = "database_unavailable"
     MLFLOW_UNAVAILABLE = "mlflow_unavailable"
     STORAGE_UNAVAILABLE = "storage_unavailable"
+    EXPORT_REQUIRED = "export_required"  # a tenant purge before an export newer than its last job
+    EXPORT_UNAVAILABLE = "export_unavailable"  # a statement file cannot be rendered (e.g. no Korean font)
 
     @property
     def status(self) -> int:
@@ -48,12 +54,16 @@ ERROR_STATUS: dict[ErrorCode, int] = {
     ErrorCode.CAPACITY_EXCEEDED: 403,
     ErrorCode.GRANT_EXHAUSTED: 403,
     ErrorCode.GRANT_INACTIVE: 403,
+    ErrorCode.GRANT_INSUFFICIENT: 403,
+    ErrorCode.MAX_RUNTIME_EXCEEDED: 403,
     ErrorCode.QUEUE_FULL: 403,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.DIGEST_MISMATCH: 409,
     ErrorCode.NAME_CONFLICT: 409,
     ErrorCode.JOB_ACTIVE: 409,
+    ErrorCode.MONTH_OPEN: 409,
+    ErrorCode.MONTH_CLOSED: 409,
     ErrorCode.TOO_LARGE: 413,
     ErrorCode.HTTP_ERROR: 400,
     ErrorCode.INTERNAL_ERROR: 500,
@@ -61,6 +71,8 @@ ERROR_STATUS: dict[ErrorCode, int] = {
     ErrorCode.DATABASE_UNAVAILABLE: 503,
     ErrorCode.MLFLOW_UNAVAILABLE: 503,
     ErrorCode.STORAGE_UNAVAILABLE: 503,
+    ErrorCode.EXPORT_REQUIRED: 409,
+    ErrorCode.EXPORT_UNAVAILABLE: 503,
 }
 
 

@@ -99,6 +99,10 @@ class JobSpec(BaseModel):
     gpus: Annotated[int, BeforeValidator(whole_number)] = Field(default=0, ge=0, le=L.MAX_GPUS)
     memory: ApiMemory = 2 * 2**30
     env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=L.MAX_ENV_VARS)
+    max_runtime_seconds: Annotated[int | None, BeforeValidator(whole_number)] = Field(
+        default=None, ge=1, le=L.MAX_RUNTIME_SECONDS,
+        description="stop the job after it ran this long (default: the template's, or 1 h for a command; at most the "
+                    "tenant's max_runtime_seconds); its hold is this x its resources x the price")
 
     @model_validator(mode="before")
     @classmethod
@@ -169,6 +173,12 @@ class Job(BaseModel):
     started_at: str | None = None
     ended_at: str | None = None
     backend_ref: str | None = None
+    idle_since: str | None = Field(default=None, description="since when every GPU of the job has stayed under the "
+                                   "idle threshold (RFC 3339 UTC); null while it is not flagged idle")
+    idle_gpu_hours: float = Field(default=0.0, description="GPU-hours the job held idle so far")
+    max_runtime_seconds: int | None = Field(default=None, description="the job is stopped after running this long")
+    hold_krw: int = Field(default=0, description="won held at admission: its maximum cost")
+    charged_krw: int = Field(default=0, description="won charged so far")
 
 
 class JobList(BaseModel):

@@ -83,7 +83,22 @@ class ControlPlaneSettings(BaseModel):
         description="cluster mode: SHA-256 of the token Prometheus scrapes /metrics with (the stack generates it and "
                     "keeps the clear token in a Secret of the platform namespace for the ServiceMonitor)",
     )
+    program_office_token_sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$",
+        description="cluster mode: SHA-256 of the program office's read-only token (the clear token is the stack's "
+                    "secret output `program_office_token`); locally it is written to credentials/program-office.token")
     sync_interval_seconds: float = Field(default=0.25, gt=0)
+    prometheus_url: str | None = Field(
+        default=None, pattern=r"^https?://\S+$",
+        description="Prometheus holding the DCGM utilisation joined to jobs (operators/metering/rules.yaml, group "
+                    "testbed.gpu.idle); unset: idle GPUs are not watched")
+    idle_threshold_ratio: float = Field(
+        default=0.05, gt=0, le=1, description="a GPU under this utilisation (0-1) counts as idle")
+    idle_flag_minutes: float = Field(
+        default=30.0, gt=0, description="a job whose every GPU stays under the threshold this long is flagged idle")
+    idle_check_seconds: float = Field(default=30.0, gt=0, description="how often Prometheus is asked")
+    charge_interval_seconds: float = Field(
+        default=30.0, gt=0, le=60, description="how often the reconciler charges running jobs (at least every minute)")
     lease_ttl_seconds: float = Field(
         default=5.0, gt=0, description="replicas: the reconciler lease lapses this long after its holder's last renewal"
     )

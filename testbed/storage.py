@@ -91,10 +91,21 @@ def prefix_problem(value: str) -> str | None:
 
 
 def data_ref_name(value: object) -> str | None:
-    """NAME of a ``testbed-data://NAME`` value, None for any other value."""
+    """NAME of a ``testbed-data://NAME`` value (a file, or a folder: ``NAME`` or ``NAME/``), None for any other
+    value; a folder's trailing '/' is dropped."""
     if isinstance(value, str) and value.startswith(DATA_SCHEME):
-        return value[len(DATA_SCHEME):]
+        return value[len(DATA_SCHEME):].rstrip("/") or value[len(DATA_SCHEME):]
     return None
+
+
+class FolderTransfer(BaseModel):
+    """What a folder upload or download did (``testbed data upload DIR`` / ``get NAME/ DEST``)."""
+
+    folder: str = Field(description="the folder's name in your data (files are NAME/<relative path>)")
+    transferred: list[StoredObject] = Field(description="files sent (or fetched) this time")
+    skipped: list[StoredObject] = Field(default_factory=list, description="files already stored with the same size "
+                                                                          "and SHA-256 (resuming)")
+    bytes: int = Field(description="bytes sent (or fetched) this time")
 
 
 # -- API answers ---------------------------------------------------------------------------------
@@ -113,6 +124,8 @@ class StoredObject(BaseModel):
     name: str = Field(description="relative to the listed folder (data/ or the job's folder)")
     size: int = Field(description="bytes")
     modified_at: str | None = Field(default=None, description="RFC 3339 UTC, where the store tells")
+    sha256: str | None = Field(default=None, description="the file's SHA-256 (hex): on upload, and in data listings "
+                                                         "asked with ?sha256=true (a folder upload skips what matches)")
 
 
 class ObjectList(BaseModel):

@@ -75,6 +75,7 @@ class Template(BaseModel):
     description: str
     module: str = Field(description="python module run with `python -m`")
     params: list[TemplateParam] = Field(default_factory=list)
+    max_runtime_seconds: int = Field(default=1800, description="a job's default max run time")
 
     @cached_property
     def params_model(self) -> type[BaseModel]:
@@ -107,6 +108,7 @@ class Template(BaseModel):
 _SMOKE = Template(
     name="smoke",
     kind="smoke",
+    max_runtime_seconds=600,
     industry="any",
     description="A tiny regression fit that logs a few metrics to MLflow: checks the tenant's wiring.",
     module="workloads.smoke",
@@ -135,12 +137,24 @@ def _training_params(epochs: int, batch_size: int, lr: float, width: int) -> lis
         TemplateParam(name="workers", type="int", default=0, minimum=0, maximum=256, help="Ray Train workers; 0: one per GPU, else 1"),
         TemplateParam(name="max_failures", type="int", default=2, minimum=0, maximum=100, help="worker failures to recover from (from the last checkpoint)"),
         TemplateParam(name="fail_at_epoch", type="int", default=0, minimum=0, help="fault drill: rank 0 fails once at this epoch; 0: off"),
+        TemplateParam(name="engine", type="str", default="auto", choices=["auto", "ray-train", "direct"],
+                      help="auto: a one-worker job without GPUs runs its loop in the job's process (same checkpoints, "
+                           "retries and metrics, no worker-group start-up), others on Ray Train"),
+        TemplateParam(name="patience", type="int", default=5, minimum=0, maximum=10000,
+                      help="early stopping: stop after this many epochs without a better validation metric "
+                           "(the best epoch's weights are kept either way); 0: never stop early"),
+        TemplateParam(name="baselines", type="bool", default=True,
+                      help="also fit classical baselines (scikit-learn linear model and gradient boosting) on the same split"),
+        TemplateParam(name="match_margin", type="float", default=0.02, minimum=0.0, maximum=1.0,
+                      help="the neural model is registered if within this share of the best classical model's metric "
+                           "(0.02: at most 2 percent worse); otherwise the classical model is registered"),
     ]
 
 
 _DEFECT = Template(
     name="defect-inspection",
     kind="train",
+    max_runtime_seconds=7200,
     industry="manufacturing (Ulsan, Gyeongnam): visual defect inspection",
     description="A small CNN classifies surface images as ok / scratch / dent. "
     "Own data: a folder of class sub-folders of images.",
@@ -156,6 +170,7 @@ _DEFECT = Template(
 _MAINTENANCE = Template(
     name="predictive-maintenance",
     kind="train",
+    max_runtime_seconds=7200,
     industry="machinery (Gyeongnam, Changwon cluster): predictive maintenance",
     description="A temporal CNN predicts failure within the horizon from machine sensor windows. "
     "Own data: CSV/Parquet with machine_id, the feature columns and the label column, in time order.",
@@ -175,6 +190,7 @@ _MAINTENANCE = Template(
 _POWER = Template(
     name="power-forecast",
     kind="train",
+    max_runtime_seconds=7200,
     industry="renewable energy (Jeonnam): solar and wind power forecasting",
     description="An MLP forecasts plant output `horizon` hours ahead from recent output and the weather forecast; "
     "compared with persistence. Own data: CSV/Parquet with timestamp, power (0-1) and the feature columns.",
@@ -195,6 +211,7 @@ _POWER = Template(
 _TABULAR = Template(
     name="tabular-quality",
     kind="train",
+    max_runtime_seconds=7200,
     industry="food and beauty (Jeju): batch quality prediction",
     description="An MLP predicts a production batch's quality score from its process record; compared with the mean. "
     "Own data: CSV/Parquet, text columns are one-hot encoded.",
@@ -209,6 +226,7 @@ _TABULAR = Template(
 _VALIDATE = Template(
     name="validate",
     kind="validation",
+    max_runtime_seconds=1800,
     industry="any",
     description="Evaluates a registered model version on held-out data, compares it with the 'champion' alias "
     "and moves the alias only when the new version is better by the margin; fails otherwise.",
@@ -220,6 +238,8 @@ _VALIDATE = Template(
         TemplateParam(name="holdout_seed", type="int", default=1000, help="seed of the regenerated held-out synthetic data"),
         TemplateParam(name="data_path", type="data", default="", help="held-out data: testbed-data://NAME or an s3:// URI; empty: synthetic"),
         TemplateParam(name="alias", type="str", default="champion", help="alias the gate moves"),
+        TemplateParam(name="require_beat_baseline", type="bool", default=False,
+                      help="also require beating the training run's best classical baseline on the held-out data"),
     ],
 )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import math
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,23 @@ class TenantUsage(BaseModel):
     grant_start: dt.date | None = None
     grant_end: dt.date | None = None
     burn: list[BurnPoint] | None = Field(default=None, description="only with ?series=true")
+    idle_gpu_seconds: float = Field(default=0.0, description="GPU-seconds the tenant's jobs held idle (DCGM)")
+    # Money, from the money ledger (whole won, excluding VAT); see docs/money.md.
+    grant_krw: int | None = Field(default=None, description="the grant in won (None: GPU-hours only)")
+    charged_krw: int = 0
+    held_krw: int = Field(default=0, description="what running and queued jobs still hold of their holds")
+    remaining_krw: int | None = Field(default=None, description="grant - charged - held, never below 0")
+    overspend_krw: int = Field(default=0, description="charged + held beyond the grant (warn mode only)")
+    charged_gpu_hours: float = 0.0
+    enforcement: str | None = None
+    cost_item: str | None = None
+    funding_shares: dict[str, float] | None = None
+    # Burn-down in won (h18): the last 7 Asia/Seoul days' rate and when the grant runs out at it.
+    burn_rate_krw_per_day: float | None = Field(default=None, description="won charged per day, last 7 KST days")
+    forecast_exhaustion_date: dt.date | None = Field(default=None, description="KST day the grant runs out at that "
+                                                     "rate (None: nothing burns)")
+    used_ratio: float | None = Field(default=None, description="charged / grant in won (1 = all of it)")
+    grant_notice: str | None = Field(default=None, description="said to the company at 80% and 100% of its grant")
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -53,6 +71,11 @@ class TenantUsage(BaseModel):
     @property
     def gpu_hours(self) -> float:
         return self.gpu_seconds / 3600.0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def idle_gpu_hours(self) -> float:
+        return self.idle_gpu_seconds / 3600.0
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -91,24 +114,51 @@ def _fmt(value: float | None, spec: str = ".2f") -> str | None:
     return None if value is None else format(value, spec)
 
 
-USAGE_HEADERS = ["TENANT", "GPU-HOURS", "CPU-HOURS", "GRANT-H", "USED", *STATUSES]
+def _hours(value: float) -> str:
+    """Hours with two significant digits below 1 (a 30-second job is 0.0083, not 0.00), else two decimals."""
+    if value <= 0 or value >= 1:
+        return f"{value:.2f}"
+    return f"{value:.{max(2, 1 - math.floor(math.log10(value)))}f}"
+
+
+USAGE_HEADERS = ["TENANT", "GPU-HOURS", "CPU-HOURS", "GRANT-H", "USED", "GRANT-KRW", "CHARGED-KRW", "HELD-KRW",
+                 "REMAINING-KRW", "KRW/DAY", "RUNS-OUT", *STATUSES]
+
+
+def _won(value: int | None) -> str | None:
+    return None if value is None else f"{value:,}"
+
+
+def grant_line(t: TenantUsage) -> str:
+    """One company's grant in a sentence (the demo prints it)."""
+    if t.grant_krw is None:
+        return f"{t.tenant}: no grant in won; {t.gpu_hours:.4f} GPU-hours used"
+    over = f", overspent {t.overspend_krw:,} KRW" if t.overspend_krw else ""
+    return (f"{t.tenant}: grant {t.grant_krw:,} KRW, charged {t.charged_krw:,}, held {t.held_krw:,}, "
+            f"remaining {(t.remaining_krw or 0):,} KRW{over} ({t.enforcement}, {t.cost_item}); "
+            f"{t.charged_gpu_hours:.4f} of {_fmt(t.grant_gpu_hours, '.0f') or '-'} GPU-hours charged")
 
 
 def render_table(report: UsageReport) -> str:
     """The report's moment, then one line per tenant (numbers aligned right)."""
     rows = [
-        [t.tenant, _fmt(t.gpu_hours), _fmt(t.cpu_hours), _fmt(t.grant_gpu_hours, ".0f"), _fmt(t.grant_used_ratio, ".1%"),
+        [t.tenant, _hours(t.gpu_hours), _hours(t.cpu_hours), _fmt(t.grant_gpu_hours, ".0f"), _fmt(t.grant_used_ratio, ".1%"),
+         _won(t.grant_krw), _won(t.charged_krw), _won(t.held_krw), _won(t.remaining_krw),
+         _fmt(t.burn_rate_krw_per_day, ",.0f"), t.forecast_exhaustion_date.isoformat() if t.forecast_exhaustion_date else None,
          *(t.jobs.get(s, 0) for s in STATUSES)]
         for t in report.tenants
     ]
     table = tables.render_table(USAGE_HEADERS, rows, right=range(1, len(USAGE_HEADERS)))
-    return f"region {report.region}, usage at {report.generated_at.isoformat(timespec='seconds')}\n{table}"
+    notices = [f"! {t.tenant}: {t.grant_notice}" for t in report.tenants if t.grant_notice]
+    return "\n".join([f"region {report.region}, usage at {report.generated_at.isoformat(timespec='seconds')}", table,
+                      *notices])
 
 
 CSV_COLUMNS = [
     "region", "tenant", "name", "industry", "grant_start", "grant_end", "grant_gpu_hours",
     "gpu_hours", "gpu_hours_by_model", "cpu_hours", "memory_gib_hours", "grant_used_ratio",
-    "jobs_total", *(f"jobs_{s.lower()}" for s in STATUSES), "generated_at",
+    "jobs_total", *(f"jobs_{s.lower()}" for s in STATUSES), "grant_krw", "charged_krw", "held_krw", "remaining_krw",
+    "overspend_krw", "generated_at",
 ]
 
 
@@ -131,6 +181,11 @@ def csv_rows(report: UsageReport) -> list[dict[str, Any]]:
             "grant_used_ratio": "" if t.grant_used_ratio is None else f"{t.grant_used_ratio:.6f}",
             "jobs_total": t.jobs_total,
             **{f"jobs_{s.lower()}": t.jobs.get(s, 0) for s in STATUSES},
+            "grant_krw": "" if t.grant_krw is None else t.grant_krw,
+            "charged_krw": t.charged_krw,
+            "held_krw": t.held_krw,
+            "remaining_krw": "" if t.remaining_krw is None else t.remaining_krw,
+            "overspend_krw": t.overspend_krw,
             "generated_at": report.generated_at.isoformat(),
         })
     return rows

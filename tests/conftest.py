@@ -103,7 +103,7 @@ def local_testbed() -> Iterator[LocalTestbedHandle]:
     testbed = LocalTestbed(home)
     handle = LocalTestbedHandle(testbed=testbed, stack=load_region(REGION))
     try:
-        testbed.up(region=REGION, num_cpus=2)
+        testbed.up(region=REGION, num_cpus=2, num_gpus=2)  # logical GPUs: GPU jobs, holds and stops run for real
         handle.refresh_tokens()
         yield handle
     finally:

@@ -39,6 +39,10 @@ def stack_with_tenants(out: Path, count: int, quota: dict[str, Any], region: str
         {**template, "id": tenant, "name": f"Replica Tenant {i} (sample)", "quota": {**template["quota"], **quota}}
         for i, tenant in enumerate(ids)
     ]
+    budget = document["config"].get("testbed:budget")
+    if budget is not None and template["grant"].get("krw"):  # the budget covers every copy of the grant
+        budget["funding"] = {source: max(amount, template["grant"]["krw"] * count) for source, amount
+                             in budget["funding"].items()}
     path = out / f"Pulumi.{region}.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path, ids

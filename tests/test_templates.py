@@ -43,7 +43,7 @@ def test_every_problem_is_reported_in_one_line():
 def test_the_listing_keeps_its_shape_and_every_default_passes_its_own_model():
     for template in list_templates():
         shown = template.model_dump(mode="json")
-        assert set(shown) == {"name", "kind", "industry", "description", "module", "params"}
+        assert set(shown) == {"name", "kind", "industry", "description", "module", "params", "max_runtime_seconds"}
         for param in shown["params"]:
             assert set(param) == {"name", "type", "default", "help", "choices", "minimum", "maximum"}
         required = {p.name: "x" for p in template.params if p.default is None}

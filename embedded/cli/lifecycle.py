@@ -36,7 +36,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not getattr(args, "json", False):
         print(LOCAL_MODE_LINE, flush=True)  # the first line, before anything starts
     started = time.monotonic()
-    status = _local(args).up(region=args.region, num_cpus=args.num_cpus, timeout=args.timeout)
+    status = _local(args).up(region=args.region, num_cpus=args.num_cpus, timeout=args.timeout, num_gpus=args.gpus)
     return emit(args, status, lambda s: f"testbed up in {time.monotonic() - started:.1f}s "
                                         f"(region {s.region}, state in {s.home})\n{_urls(s)}")
 
@@ -71,6 +71,9 @@ def register(sub: Any) -> None:
     p = add_command(sub, "up", cmd_up, "start the local testbed (Ray, MLflow, control plane) on 127.0.0.1")
     p.add_argument("--region", default="gyeongnam", choices=REGIONS)
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs the local Ray offers (default: all)")
+    p.add_argument("--gpus", type=int, default=None, metavar="N",
+                   help="logical GPUs the local Ray offers (default 0): GPU jobs, holds and charges run for real, "
+                        "templates train on the CPU (there is no CUDA behind them)")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for health")
     add_command(sub, "down", cmd_down, "stop the local testbed and all its helper processes")
     add_command(sub, "status", cmd_status, "show the local testbed's components and URLs")

@@ -38,7 +38,8 @@ CLUSTER_SYNC_INTERVAL_SECONDS = 2.0
 
 def render_settings(stack: StackConfig, database_url: str, mlflow_url: str, job_storage: str, *,
                     ray_image: str, operator_token_sha256: str | None = None,
-                    monitoring_token_sha256: str | None = None) -> str:
+                    monitoring_token_sha256: str | None = None, program_office_token_sha256: str | None = None,
+                    prometheus_url: str | None = None) -> str:
     """The control plane's settings file (``TESTBED_CONTROL_PLANE_SETTINGS``); a Secret, as it holds the DB URL.
 
     ``ray_image`` is the jobs' image: the testbed image the stack built (by digest), not the stock ``IMAGES["ray"]``,
@@ -55,7 +56,8 @@ def render_settings(stack: StackConfig, database_url: str, mlflow_url: str, job_
         capacity_cpus=max(p.cpus_per_node for p in pools), capacity_gpus=max(p.gpus_per_node for p in pools),
         capacity_memory=max(p.memory_per_node for p in pools),
         host="0.0.0.0", port=CONTROL_PLANE_PORT, operator_token_sha256=operator_token_sha256,
-        monitoring_token_sha256=monitoring_token_sha256,
+        monitoring_token_sha256=monitoring_token_sha256, program_office_token_sha256=program_office_token_sha256,
+        prometheus_url=prometheus_url,  # idle GPUs: DCGM utilisation joined to jobs by the testbed.gpu.idle rules
         sync_interval_seconds=CLUSTER_SYNC_INTERVAL_SECONDS,
     ).to_json()
 
@@ -89,7 +91,7 @@ class ControlPlane(pulumi.ComponentResource):
 
     def __init__(self, name: str, stack: StackConfig, image: pulumi.Input[str], ns: pulumi.Input[str],
                  mlflow_url: str, storage: MlflowStorage, monitoring: pulumi.Resource, depends_on: list[pulumi.Resource],
-                 opts: pulumi.ResourceOptions | None = None):
+                 prometheus_url: str | None = None, opts: pulumi.ResourceOptions | None = None):
         super().__init__("testbed:addon:ControlPlane", name, None, opts)
         files = {f"Pulumi.{stack.region.id}.yaml": render_stack_file(stack), PLACEMENT_FILE: render_placement(stack)}
         digest = hashlib.sha256("".join(files.values()).encode()).hexdigest()
@@ -102,11 +104,14 @@ class ControlPlane(pulumi.ComponentResource):
         metrics_secret = k8s.core.v1.Secret(
             f"{name}-metrics-token", metadata=meta(METRICS_TOKEN_SECRET, ns, labels(CONTROL_PLANE)), type="Opaque",
             string_data={METRICS_TOKEN_KEY: monitoring_token}, opts=child(self))
+        # The program office reads every tenant's accounts and writes nothing: its token is a secret stack output.
+        self.program_office_token = stack_token(f"{name}-program-office-token", self)
         settings_json = pulumi.Output.secret(pulumi.Output.all(
             storage.control_plane_db_uri, storage.job_storage, image, self.operator_token.apply(token_sha256),
-            monitoring_token.apply(token_sha256)).apply(
+            monitoring_token.apply(token_sha256), self.program_office_token.apply(token_sha256)).apply(
                 lambda args: render_settings(stack, args[0], mlflow_url, args[1], ray_image=args[2],
-                                             operator_token_sha256=args[3], monitoring_token_sha256=args[4])))
+                                             operator_token_sha256=args[3], monitoring_token_sha256=args[4],
+                                             program_office_token_sha256=args[5], prometheus_url=prometheus_url)))
         settings = k8s.core.v1.Secret(
             f"{name}-settings", metadata=meta(f"{CONTROL_PLANE}-settings", ns, labels(CONTROL_PLANE)), type="Opaque",
             string_data={SETTINGS_FILE: settings_json}, opts=child(self))

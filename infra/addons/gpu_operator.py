@@ -18,6 +18,8 @@ class GpuOperator(pulumi.ComponentResource):
         self.release = release("gpu-operator", self, ns.metadata.name, {
             "driver": {"enabled": not drivers_preinstalled},
             "toolkit": {"enabled": not drivers_preinstalled},
-            "dcgmExporter": {"enabled": True, "serviceMonitor": {"enabled": True, "interval": "15s"}},
+            # honorLabels: the exporter's own namespace/pod labels (the pod holding each GPU) win over the target's,
+            # so the idle-GPU rules (operators/metering/rules.yaml, testbed.gpu.idle) can join them to jobs.
+            "dcgmExporter": {"enabled": True, "serviceMonitor": {"enabled": True, "interval": "15s", "honorLabels": True}},
         }, depends_on=[monitoring])  # the ServiceMonitor CRD comes with kube-prometheus-stack
         self.register_outputs({})

@@ -13,6 +13,7 @@ from infra.addons.helm import namespace, release
 from infra.k8s import child, custom_resource, meta
 from infra.naming import MONITORING_NS, labels, service_url
 from infra.storage import password
+from testbed.kube import JOB_ID_LABEL, TENANT_LABEL
 from testbed.versions import MONITORING_API
 from testbed.config import StackConfig, repo_root
 
@@ -55,6 +56,8 @@ class Monitoring(pulumi.ComponentResource):
                 "externalLabels": {"region": stack.region.id},
                 "retention": "30d",
             }},
+            # kube_pod_labels carries the job's pod labels, which the idle-GPU rules join DCGM utilisation on.
+            "kube-state-metrics": {"metricLabelsAllowlist": [f"pods=[{JOB_ID_LABEL},{TENANT_LABEL}]"]},
             "grafana": {
                 "admin": {"existingSecret": GRAFANA_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
                 "service": {"type": "ClusterIP"},

@@ -1,8 +1,10 @@
 """Admission: validate a job spec, refuse what can never run, persist the rest as a queued record.
 
 A job is refused (403, nothing recorded) when it could never fit its tenant's quota or the
-largest node (CPUs, GPUs, memory), when it asks for GPUs outside the tenant's grant period or
-beyond the GPU-hours granted, or when the tenant already has its cap of queued jobs.
+largest node (CPUs, GPUs, memory), when its max run time is above the tenant's cap, outside the
+tenant's grant period, when its hold (its maximum cost) does not fit the grant's balance under the
+grant's enforcement mode (:mod:`.money`), or when the tenant already has its cap of queued jobs.
+An admitted job's hold is written in the same transaction as its record.
 Whether it fits the tenant's *current* free quota is the dispatcher's question, not admission's.
 """
 
@@ -10,12 +12,14 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import nullcontext
 
 from sqlalchemy import func, select
 
 from operators.control_plane.auth import Principal
 from operators.control_plane.backends.base import Backend, Resources
 from operators.control_plane.errors import ServiceError
+from operators.control_plane.db.money import Hold, JobShape, MoneyLedger
 from operators.control_plane.db.store import JobRow, Store
 from operators.control_plane.tenant_storage import TenantStorage
 from operators.control_plane.db.ledger import Ledger
@@ -23,6 +27,8 @@ from testbed import jobs as J
 from testbed.config import StackConfig, Tenant
 from testbed.quantities import format_memory
 from testbed.jobs import TERMINAL_STATUSES, JobSpec, JobStatus
+from testbed.limits import DEFAULT_COMMAND_MAX_RUNTIME_SECONDS
+from testbed.money import Enforcement, Quote, format_duration, won
 from testbed.settings import ControlPlaneSettings
 from operators.control_plane.data_params import resolve_data_params
 from testbed.storage import package_sha256
@@ -34,8 +40,9 @@ class Admission:
     """One region's admission: its tenants' quotas and grants, the backend's capacity, the ledger."""
 
     def __init__(self, stack: StackConfig, store: Store, backend: Backend, ledger: Ledger,
-                 settings: ControlPlaneSettings, storage: TenantStorage):
+                 settings: ControlPlaneSettings, storage: TenantStorage, money: MoneyLedger | None = None):
         self.settings = settings
+        self.money = money
         self.storage = storage
         self.stack = stack
         self.tenants: dict[str, Tenant] = {t.id: t for t in stack.tenants}
@@ -43,8 +50,57 @@ class Admission:
         self.backend = backend
         self.ledger = ledger
 
-    def admit(self, principal: Principal, spec: JobSpec) -> JobRow:
-        """Refuse what can never run; persist the rest as a queued job record (nothing else)."""
+    def admit(self, principal: Principal, spec: JobSpec, now: float | None = None, locked: bool = False) -> JobRow:
+        """Refuse what can never run or does not fit the grant; persist the rest as a queued job record and its hold.
+
+        ``locked``: take the tenant's database lock for the part that reads the balance and writes (the checks of
+        the spec alone and the hold's price run before it, so the lock is held briefly).
+        """
+        now = time.time() if now is None else now
+        tenant, entrypoint, params, kind, max_runtime = self._validate(principal, spec)
+        priced = self.money.hold_for(tenant, self._shape(spec, max_runtime), now) if self.money is not None else None
+        with self.store.tenant_lock(tenant.id) if locked else nullcontext():
+            return self._admit(tenant, spec, entrypoint, params, kind, max_runtime, now, priced)
+
+    def _admit(self, tenant: Tenant, spec: JobSpec, entrypoint: str, params: dict, kind: str, max_runtime: int,
+               now: float, priced: Hold | None) -> JobRow:
+        quote, hold = self._price(tenant, spec, max_runtime, now, priced)
+        if not quote.fits:
+            raise ServiceError(ErrorCode(quote.refusal or ErrorCode.GRANT_INSUFFICIENT), quote.reason)
+        self._check_queue(tenant)
+        job_id = "job-" + uuid.uuid4().hex[:16]
+        row = self.store.add_job(JobRow(
+            id=job_id,
+            tenant=tenant.id,
+            region=self.stack.region.id,
+            name=spec.experiment_suffix,
+            experiment=J.experiment_name(tenant.id, spec.experiment_suffix),
+            status=JobStatus.PENDING.value,
+            entrypoint=entrypoint,
+            template=spec.template,
+            # the command is stored once, in ``entrypoint``
+            spec={**spec.model_dump(mode="json", exclude={"entrypoint"}), "params": params, "kind": kind,
+                  "max_runtime_seconds": max_runtime},
+            cpus=spec.cpus,
+            gpus=spec.gpus,
+            gpu_model=self.stack.pool_for(tenant).gpu_model if spec.gpus else None,
+            memory_bytes=spec.memory,
+            submitted_at=now,
+            dispatched=False,
+            message="queued",
+        ))
+        if self.money is not None and hold is not None and hold.priced:
+            self.money.record_hold(job_id, tenant.id, hold, self._shape(spec, max_runtime), now)
+        return row
+
+    def quote(self, principal: Principal, spec: JobSpec, now: float | None = None) -> Quote:
+        """What admitting ``spec`` now would hold, and whether it fits; nothing is recorded."""
+        now = time.time() if now is None else now
+        tenant, _entrypoint, _params, _kind, max_runtime = self._validate(principal, spec)
+        return self._price(tenant, spec, max_runtime, now)[0]
+
+    def _validate(self, principal: Principal, spec: JobSpec) -> tuple[Tenant, str, dict, str, int]:
+        """(tenant, command, params, kind, max run time) of a spec that can run at all; else a ServiceError."""
         if principal.is_operator:
             raise ServiceError(ErrorCode.FORBIDDEN, "the operator token cannot submit jobs; use a tenant token")
         tenant = self.tenants.get(principal.subject)
@@ -56,30 +112,71 @@ class Admission:
         if spec.template is not None:
             entrypoint = self._locate_data(tenant, spec.template, params) or entrypoint
         self._check_quota(tenant, spec)
-        gpu_model = self.stack.pool_for(tenant).gpu_model if spec.gpus else None
-        if spec.gpus:
-            self._check_grant(tenant)
-        self._check_queue(tenant)
-        job_id = "job-" + uuid.uuid4().hex[:16]
-        return self.store.add_job(JobRow(
-            id=job_id,
-            tenant=tenant.id,
-            region=self.stack.region.id,
-            name=spec.experiment_suffix,
-            experiment=J.experiment_name(tenant.id, spec.experiment_suffix),
-            status=JobStatus.PENDING.value,
-            entrypoint=entrypoint,
-            template=spec.template,
-            # the command is stored once, in ``entrypoint``
-            spec={**spec.model_dump(mode="json", exclude={"entrypoint"}), "params": params, "kind": kind},
-            cpus=spec.cpus,
-            gpus=spec.gpus,
-            gpu_model=gpu_model,
-            memory_bytes=spec.memory,
-            submitted_at=time.time(),
-            dispatched=False,
-            message="queued",
-        ))
+        return tenant, entrypoint, params, kind, self._max_runtime(tenant, spec)
+
+    def _max_runtime(self, tenant: Tenant, spec: JobSpec) -> int:
+        """The spec's max run time, else its template's or the command default, within the tenant's cap."""
+        cap = tenant.quota.max_runtime_seconds
+        if spec.max_runtime_seconds is not None:
+            if spec.max_runtime_seconds > cap:
+                raise ServiceError(ErrorCode.MAX_RUNTIME_EXCEEDED, (
+                    f"body.max_runtime_seconds: {spec.max_runtime_seconds} ({format_duration(spec.max_runtime_seconds)}) "
+                    f"is above tenant {tenant.id!r}'s cap of {cap} ({format_duration(cap)})"))
+            return spec.max_runtime_seconds
+        default = (get_template(spec.template).max_runtime_seconds if spec.template is not None
+                   else DEFAULT_COMMAND_MAX_RUNTIME_SECONDS)
+        return min(default, cap)
+
+    @staticmethod
+    def _shape(spec: JobSpec, max_runtime: int) -> JobShape:
+        return JobShape(cpus=spec.cpus, gpus=spec.gpus, memory_bytes=spec.memory, max_runtime_seconds=max_runtime)
+
+    def _price(self, tenant: Tenant, spec: JobSpec, max_runtime: int, now: float,
+               hold: Hold | None = None) -> tuple[Quote, Hold | None]:
+        """The job's hold (``hold``: already priced) and whether the grant admits it now (with the numbers if not)."""
+        grant = tenant.grant
+        if hold is None and self.money is not None:
+            hold = self.money.hold_for(tenant, self._shape(spec, max_runtime), now)
+        priced = hold is not None and hold.priced
+        money = priced and grant.krw is not None
+        quote = Quote(hold_krw=hold.krw if hold is not None else 0, max_runtime_seconds=max_runtime,
+                      price_id=hold.price_id if hold is not None else "", pool=hold.pool if hold is not None else "",
+                      balance_krw=None, fits=True)
+        if money or spec.gpus:
+            ends = [grant.end_timestamp] + ([self.stack.budget.end_timestamp] if self.stack.budget else [])
+            if not grant.start_timestamp <= now < min(ends):
+                what = "jobs" if money else "GPU jobs"
+                return quote.refuse(ErrorCode.GRANT_INACTIVE, f"tenant {tenant.id!r}'s grant runs {grant.start} to {grant.end} "
+                                                      f"(Asia/Seoul days): {what} are refused outside it"), hold
+        if not priced:
+            if spec.gpus:
+                self._check_gpu_hours_metered(tenant, now)
+            return quote, hold
+        assert self.money is not None and hold is not None
+        balance = self.money.balance(tenant.id, gpu=bool(grant.gpu_seconds is not None and spec.gpus))
+        quote = quote.model_copy(update={"balance_krw": balance.remaining_krw})
+        mode = grant.enforcement
+        if money and grant.krw is not None:
+            numbers = (f"balance {won(balance.remaining_krw or 0)} = grant {won(grant.krw)} - charged "
+                       f"{won(balance.charged_krw)} - held {won(balance.held_krw)}")
+            if mode == Enforcement.ADMIT_IF_FITS and hold.krw > (balance.remaining_krw or 0):
+                return quote.refuse(ErrorCode.GRANT_INSUFFICIENT, (
+                    f"job's hold {won(hold.krw)} ({format_duration(max_runtime)} x {spec.cpus:g} CPUs, {spec.gpus} GPUs, "
+                    f"{format_memory(spec.memory)} at {hold.price_id}) does not fit tenant {tenant.id!r}'s {numbers}; "
+                    "ask for less (--max-runtime, resources) or wait for running jobs to end")), hold
+            if mode == Enforcement.STOP and (balance.remaining_krw or 0) <= 0:
+                return quote.refuse(ErrorCode.GRANT_EXHAUSTED, f"tenant {tenant.id!r}'s grant is used up: {numbers}"), hold
+        if grant.gpu_seconds is not None and spec.gpus and mode != Enforcement.WARN:
+            cap = grant.gpu_seconds
+            used, held = balance.charged_gpu_seconds, balance.held_gpu_seconds  # type: ignore[attr-defined]
+            hours = (f"charged {used / 3600:.2f} + held {held / 3600:.2f} of {grant.gpu_hours:g} granted GPU-hours")
+            if used >= cap:
+                return quote.refuse(ErrorCode.GRANT_EXHAUSTED, f"tenant {tenant.id!r} has {hours}"), hold
+            if mode == Enforcement.ADMIT_IF_FITS and used + held + hold.gpu_seconds > cap:
+                return quote.refuse(ErrorCode.GRANT_INSUFFICIENT, (
+                    f"job's {hold.gpu_seconds / 3600:.2f} GPU-hours ({spec.gpus} GPUs x {format_duration(max_runtime)}) "
+                    f"do not fit tenant {tenant.id!r}'s {hours}")), hold
+        return quote, hold
 
     def _check_package(self, tenant: Tenant, ref: str) -> None:
         """The job's code package is in the tenant's own storage (another tenant's digest is not)."""
@@ -145,11 +242,11 @@ class Admission:
             f"quota ({quota.cpus:g} CPUs, {format_memory(quota.memory)} memory), so the cluster's queue would never "
             f"admit it: ask for at most {most.cpus:g} CPUs and {format_memory(most.memory)} memory"))
 
-    def _check_grant(self, tenant: Tenant) -> None:
-        now = time.time()
+    def _check_gpu_hours_metered(self, tenant: Tenant, now: float) -> None:
+        """Without prices: GPU jobs are refused once the metered GPU-hours reach the grant's."""
         grant = tenant.grant
-        if not grant.start_timestamp <= now < grant.end_timestamp:
-            raise ServiceError(ErrorCode.GRANT_INACTIVE, f"tenant {tenant.id!r}'s grant runs {grant.start} to {grant.end}: GPU jobs are refused outside it")
+        if grant.gpu_seconds is None:
+            return
         meter = self.ledger.snapshot(now=now, tenants=[tenant.id]).get(tenant.id)
         used = meter.gpu_seconds_total if meter is not None else 0.0
         if used >= grant.gpu_seconds:

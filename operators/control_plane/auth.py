@@ -12,14 +12,19 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
-from operators.control_plane.errors import unauthorized
+from testbed.errors import ErrorCode
+from operators.control_plane.errors import ServiceError, unauthorized
+from operators.control_plane.db.models import DEFAULT_TOKEN_NAME
 from operators.control_plane.db.store import Store
 from testbed.settings import token_sha256
 
 OPERATOR = "operator"
 # Prometheus's identity: it reads /metrics (every tenant's usage) and nothing else.
 MONITORING = "monitoring"
-Role = Literal["tenant", "operator", "monitoring"]
+# The ministry's program office: reads every tenant's usage, grants, statements and audit trail; writes nothing.
+PROGRAM_OFFICE = "program-office"
+Role = Literal["tenant", "operator", "monitoring", "program-office"]
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class Principal(BaseModel):
@@ -27,10 +32,29 @@ class Principal(BaseModel):
 
     subject: str
     role: Role
+    token_name: str = DEFAULT_TOKEN_NAME  # which of the subject's named tokens made the call
+
+    @property
+    def actor(self) -> str:
+        """Who acted, as audit rows and ledger entries name it: ``<subject>:<token name>``."""
+        return f"{self.subject}:{self.token_name}"
 
     @property
     def is_operator(self) -> bool:
         return self.role == "operator"
+
+    @property
+    def is_program_office(self) -> bool:
+        return self.role == "program-office"
+
+    @property
+    def reads_every_tenant(self) -> bool:
+        """The operator and the program office read every tenant's accounts (usage, grants, statements, audit)."""
+        return self.role in ("operator", "program-office")
+
+    def can_read_accounts(self, tenant: str) -> bool:
+        """Usage, grant, statements and audit of ``tenant``: its own token, the operator, the program office."""
+        return self.reads_every_tenant or self.can_see(tenant)
 
     @property
     def can_read_metrics(self) -> bool:
@@ -62,6 +86,8 @@ async def principal_from_request(request: Request) -> Principal:
         principal = await run_in_threadpool(tokens.resolve, token_hash)
     if principal is None:
         raise unauthorized("invalid token")
+    if principal.is_program_office and request.method.upper() not in READ_METHODS:
+        raise ServiceError(ErrorCode.FORBIDDEN, "the program-office token is read-only: it changes nothing")
     return principal
 
 
@@ -89,7 +115,7 @@ class TokenCache:
             return principal
         now = time.monotonic()
         row = self.store.find_token(token_hash)
-        principal = None if row is None else Principal(subject=row.subject, role=row.role)  # type: ignore[arg-type]
+        principal = None if row is None else Principal(subject=row.subject, role=row.role, token_name=row.name)  # type: ignore[arg-type]
         if len(self._entries) > 10_000:
             self._entries.clear()
         self._entries[token_hash] = (now, principal)

@@ -34,6 +34,7 @@ from operators.control_plane.backends.base import (
 )
 from operators.control_plane.errors import ServiceError
 from operators.control_plane.db.lease import RECONCILER, Lease
+from operators.control_plane.db.money import MoneyLedger
 from operators.control_plane.db.store import JobRow, Store
 from testbed import jobs as J
 from testbed.config import Tenant
@@ -49,6 +50,7 @@ log = logging.getLogger("testbed.control_plane")
 START_OBSERVATION_SLACK_SECONDS = 2.0
 SYNC_BATCH = 16  # job updates per sync transaction
 START_WATCH_INTERVAL_SECONDS = 0.05  # how often jobs about to start are looked at
+RESTOP_SECONDS = 10.0  # a job the reconciler must stop (max run time, grant) is asked again after this long
 
 
 def launch_request(row: JobRow, settings: ControlPlaneSettings,
@@ -137,8 +139,11 @@ class Dispatcher:
     """Hands queued jobs to the backend and keeps every dispatched job's record in step with it."""
 
     def __init__(self, settings: ControlPlaneSettings, tenants: Mapping[str, Tenant], store: Store, backend: Backend,
-                 mlflow_env: Callable[[str], dict[str, str]] | None = None):
+                 mlflow_env: Callable[[str], dict[str, str]] | None = None, money: MoneyLedger | None = None):
         self.settings = settings
+        self.money = money
+        self.charged_at: float | None = None  # when this replica last charged running jobs
+        self.on_round: list[Callable[[], Any]] = []  # called about every second by the sync thread of every replica
         self.mlflow_env = mlflow_env
         self.tenants = tenants
         self.store = store
@@ -176,7 +181,15 @@ class Dispatcher:
         last_full = 0.0
         watching_starts = False
         interval = self.settings.sync_interval_seconds
+        hooks_at = 0.0
         while not self._stopping.wait(START_WATCH_INTERVAL_SECONDS if watching_starts else interval):
+            if time.monotonic() - hooks_at >= 1.0:  # every replica, lease or not (e.g. the stack file's reload)
+                hooks_at = time.monotonic()
+                for hook in self.on_round:
+                    try:
+                        hook()
+                    except Exception:
+                        log.exception("sync hook failed")
             if not self.lease.holding:
                 watching_starts = False
                 continue
@@ -210,11 +223,33 @@ class Dispatcher:
         for i in range(0, len(changes), SYNC_BATCH):
             self.store.update_jobs(dict(changes[i:i + SYNC_BATCH]))
         starting = {job_id for job_id, c in changes if c.get("status", JobStatus.PENDING.value) == JobStatus.PENDING.value}
+        if not starting_only and self.money is not None:
+            self.money_round(now)
         if not starting_only:
             for row in active:
                 if not row.dispatched:
                     self._try_dispatch(row)
         return bool(starting) and self.backend.watch_starts
+
+    def money_round(self, now: float) -> None:
+        """Charge running jobs (every ``charge_interval_seconds``), then stop those past their max run time or, in
+        ``stop`` mode, past their grant or its period; warn at 90%."""
+        assert self.money is not None
+        if self.charged_at is None or now - self.charged_at >= self.settings.charge_interval_seconds:
+            self.money.accrue_running(now)
+            self.charged_at = now
+        running = self.store.list_jobs(status=JobStatus.RUNNING)
+        stops, warnings = self.money.verdicts(running, now)
+        for row in running:
+            if row.id in stops and row.stop_requested_at is not None and now - row.stop_requested_at < RESTOP_SECONDS:
+                continue  # asked already: the backend is stopping it (asked again if it has not after a while)
+            if row.id in stops:
+                try:
+                    self.stop(row, reason=stops[row.id])
+                except ServiceError as exc:
+                    log.warning("cannot stop %s (%s): %s", row.id, stops[row.id], exc.message)
+            elif row.id in warnings and row.message != warnings[row.id]:
+                self.store.update_job(row.id, message=warnings[row.id])
 
     # -- dispatch -------------------------------------------------------------------------
     def dispatch(self, row: JobRow) -> JobRow:
@@ -277,7 +312,8 @@ class Dispatcher:
             ended = row.last_seen_at or now
             if row.stop_requested_at is not None:  # stopped by us, then forgotten (a deleted RayJob)
                 ended = max(row.stop_requested_at, row.started_at or row.stop_requested_at)
-                return {"status": JobStatus.STOPPED.value, "ended_at": ended, "message": "stopped", "logs": row.logs or ""}
+                message = row.message if row.message.startswith("stopped:") else "stopped"
+                return {"status": JobStatus.STOPPED.value, "ended_at": ended, "message": message, "logs": row.logs or ""}
             return {
                 "status": JobStatus.FAILED.value,
                 "ended_at": max(ended, row.started_at or ended),
@@ -290,6 +326,8 @@ class Dispatcher:
         changes = observed_changes(row, info, now)
         if info.status.terminal:
             changes["logs"] = self._final_logs(row)
+        if row.stop_requested_at is not None and row.message.startswith("stopped:"):
+            changes["message"] = row.message  # why the testbed stopped it (max run time, grant), not Ray's words
         return changes
 
     def _final_logs(self, row: JobRow) -> str:
@@ -298,7 +336,7 @@ class Dispatcher:
         except BackendError as exc:
             return f"[testbed] logs could not be read when the job ended: {exc}\n"
 
-    def stop(self, row: JobRow) -> JobRow:
+    def stop(self, row: JobRow, reason: str | None = None) -> JobRow:
         """Stop a job in any state; its message says what was done.
 
         Queued: STOPPED at once. Dispatched but not started: the backend is told to stop it, and what
@@ -313,9 +351,10 @@ class Dispatcher:
             if row.terminal:
                 return row
             if not row.dispatched:
-                return self._stopped(row, "stopped while queued: it never reached the backend")
+                return self._stopped(row, reason or "stopped while queued: it never reached the backend")
         # Recorded first, with the output so far: any replica then reports it STOPPED with its logs.
-        self.store.update_job(row.id, stop_requested_at=time.time(), logs=self._final_logs(row))
+        self.store.update_job(row.id, stop_requested_at=time.time(), logs=self._final_logs(row),
+                              **({"message": reason} if reason else {}))
         try:
             self.backend.stop(row.backend_ref or row.id)
         except JobNotFound:
@@ -335,7 +374,7 @@ class Dispatcher:
         if row.started_at is None:
             row = self.store.update_job(row.id, logs=self._final_logs(row)) or row
             return self._stopped(row, "stopped while starting: the backend was told to stop it before it ran")
-        return self.store.update_job(row.id, message="stopping: the backend was asked to stop it") or row
+        return self.store.update_job(row.id, message=reason or "stopping: the backend was asked to stop it") or row
 
     def _stopped(self, row: JobRow, message: str) -> JobRow:
         return self.store.update_job(row.id, status=JobStatus.STOPPED.value, ended_at=time.time(), message=message,

@@ -110,10 +110,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """The methods the routes of the request's path answer."""
+    """The methods the routes of the request's path answer; a literal path (``/v1/jobs/quote``) is its own
+    resource, not an id of the parametrised route beside it (``/v1/jobs/{job_id}``)."""
+    matching = [route for route in request.app.router.routes
+                if route.matches({**request.scope, "method": "GET"})[0] != Match.NONE]
+    literal = [route for route in matching if "{" not in getattr(route, "path", "{")]
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "GET"})
-        if match != Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
+    for route in literal or matching:
+        methods |= getattr(route, "methods", None) or set()
     return sorted(methods)

@@ -27,7 +27,7 @@ from collections.abc import Collection
 
 from operators.control_plane.auth import OPERATOR, Principal
 from operators.control_plane.errors import ServiceError
-from operators.control_plane.db.models import TokenRow
+from operators.control_plane.db.models import DEFAULT_TOKEN_NAME, TokenRow
 from operators.control_plane.db.store import Store
 from operators.mlflow_access import OPERATOR_USERNAME, MlflowAccessAdmin, MlflowAccessError, MlflowCredentials
 from testbed.api import MlflowLogin
@@ -70,7 +70,9 @@ class MlflowIdentities:
     # -- passwords ------------------------------------------------------------------------
     def _generation(self, subject: str) -> str:
         with self.store.session() as s:
-            row = s.query(TokenRow).filter(TokenRow.subject == subject).order_by(TokenRow.created_at.desc()).first()
+            row = (s.query(TokenRow).filter(TokenRow.subject == subject, TokenRow.name == DEFAULT_TOKEN_NAME,
+                                            TokenRow.revoked_at.is_(None))
+                   .order_by(TokenRow.created_at.desc()).first())
             return row.token_hash if row is not None else ""
 
     def password(self, username: str, generation: str) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import functools
+import hashlib
 import os
 import threading
 import time
@@ -105,6 +106,7 @@ class Upload:
     def __init__(self, storage: TenantStorage, tenant: str):
         self.storage, self.tenant = storage, tenant
         self.size = 0
+        self._digest = hashlib.sha256()
         storage.fs  # noqa: B018 - opens the filesystem (tells whether it is local)
         if storage.local:
             self._new: contained.NewFile | None = contained.NewFile(storage.local_root(), [tenant, UPLOADS])
@@ -119,6 +121,7 @@ class Upload:
     @guarded
     def write(self, chunk: bytes) -> None:
         self._file.write(chunk)
+        self._digest.update(chunk)
         self.size += len(chunk)
 
     @guarded
@@ -142,7 +145,9 @@ class Upload:
                 self.storage.fs.mv(self.path, final)
             except (NotADirectoryError, IsADirectoryError, FileExistsError):
                 raise conflict from None
-        return StoredObject(name=name, size=self.size, modified_at=iso(dt.datetime.now(dt.timezone.utc)))
+        sha256 = self._digest.hexdigest()
+        self.storage.remember_digest(self.tenant, area, name, self.size, sha256)
+        return StoredObject(name=name, size=self.size, modified_at=iso(dt.datetime.now(dt.timezone.utc)), sha256=sha256)
 
     def discard(self) -> None:
         if self._new is not None:
@@ -164,6 +169,32 @@ class TenantStorage:
         self.local = False
         self._fs: fsspec.AbstractFileSystem | None = None
         self._lock = threading.Lock()
+        self._digests: dict[tuple[str, str, str, int], str] = {}  # (tenant, area, name, size) -> SHA-256
+
+    def remember_digest(self, tenant: str, area: Area, name: str, size: int, sha256: str) -> None:
+        """Keep an uploaded file's SHA-256 for later listings (``?sha256=true``)."""
+        with self._lock:
+            self._digests[(tenant, area, name, size)] = sha256
+
+    def digest(self, tenant: str, area: Area, name: str, size: int) -> str | None:
+        """A stored file's SHA-256: remembered from its upload (by name and size; the control plane is the only
+        writer of data/), else read once through :meth:`open_file` and remembered; None if it vanished."""
+        key = (tenant, area, name, size)
+        with self._lock:
+            known = self._digests.get(key)
+        if known is not None:
+            return known
+        try:
+            handle, _ = self.open_file(tenant, area, name, name)
+        except ServiceError:
+            return None
+        sha = hashlib.sha256()
+        with handle:
+            for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
+                sha.update(chunk)
+        with self._lock:
+            self._digests[key] = sha.hexdigest()
+        return sha.hexdigest()
 
     @property
     def fs(self) -> fsspec.AbstractFileSystem:
@@ -247,9 +278,9 @@ class TenantStorage:
 
     @guarded
     def list_files(self, tenant: str, area: Area, folder: str = "", prefix: str = "", limit: int = 50,
-                   after: str | None = None) -> tuple[list[StoredObject], bool]:
+                   after: str | None = None, digests: bool = False) -> tuple[list[StoredObject], bool]:
         """One page of files under ``<tenant>/<area>/<folder>`` whose names start with ``prefix``, by name,
-        after ``after``; and whether more follow. ``prefix`` and ``after`` are checked names
+        after ``after``; and whether more follow (``digests``: each with its SHA-256). ``prefix`` and ``after`` are checked names
         (:func:`testbed.storage.prefix_problem`): the walk never leaves the folder, nor follows a link."""
         for value in (prefix, after or ""):
             if prefix_problem(value):
@@ -263,6 +294,9 @@ class TenantStorage:
         names = sorted(item for item in found if after is None or item[0] > after)
         page = [StoredObject(name=name, size=int(size or 0), modified_at=iso(modified))
                 for name, size, modified in names[:limit + 1]]
+        if digests:
+            for item in page[:limit]:
+                item.sha256 = self.digest(tenant, area, f"{folder}/{item.name}" if folder else item.name, item.size)
         return page[:limit], len(page) > limit
 
     def _find_remote(self, base: str, prefix: str) -> list[tuple[str, int, Any]]:

@@ -88,6 +88,22 @@ def panels() -> list[dict[str, Any]]:
             _target("max by (instance) (testbed_exporter_scrape_duration_seconds)", legend="scrape s {{instance}}", ref="B"),
             _target("sum(increase(testbed_exporter_scrape_errors_total[1h]))", legend="scrape errors (1h)", ref="C"),
         ], (0, 33, 24, 7)),
+        _panel("timeseries", "Grant burn-down in won: remaining KRW", [
+            _target(f"tenant:testbed_tenant_remaining_krw:max{SEL}", ref="A"),
+        ], (0, 40, 12, 8), unit="currencyKRW",
+            description="Grant - charged - held, from the money ledger (alerts at 50/80/100% charged and when the "
+                        "last 7 days' burn rate runs it out before the grant ends)."),
+        _panel("bargauge", "Grant in won charged", [_target(f"tenant:testbed_tenant_grant_krw_used:ratio{SEL}")],
+               (12, 40, 6, 8), unit="percentunit", description="Charged over granted won.",
+               defaults={"min": 0, "max": 1, **grant_colours}, options={"orientation": "horizontal"}),
+        _panel("table", "Forecast exhaustion", [
+            _target(f"tenant:testbed_tenant_grant_krw_forecast_exhaustion:timestamp{SEL} * 1000", instant=True, ref="A"),
+            _target(f"max by (region, tenant) (testbed_tenant_burn_rate_krw_per_second{SEL}) * 86400", instant=True, ref="B"),
+        ], (18, 40, 6, 8), description="When the grant in won runs out at the last 7 Asia/Seoul days' burn rate.",
+            transformations=[{"id": "merge", "options": {}}, {"id": "organize", "options": {
+                "excludeByName": {"Time": True},
+                "renameByName": {"Value #A": "Runs out", "Value #B": "KRW per day"}}}],
+    ),
     ]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from typing import Iterator, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
@@ -28,7 +28,7 @@ class _TenantFacts(NamedTuple):
 
     name: str
     industry: str
-    grant_seconds: float
+    grant_seconds: float | None
     start: float
     end: float
     gpu_model: str
@@ -115,8 +115,9 @@ class TenantUsageCollector(Collector):
             if tenant is None:
                 continue
             info.add_metric([tenant_id, tenant.name, region, tenant.industry], 1)
-            grant.add_metric([tenant_id], tenant.grant_seconds)
-            used.add_metric([tenant_id], meter.gpu_seconds_total / tenant.grant_seconds)
+            if tenant.grant_seconds:  # a grant in won only has no GPU-hour cap
+                grant.add_metric([tenant_id], tenant.grant_seconds)
+                used.add_metric([tenant_id], meter.gpu_seconds_total / tenant.grant_seconds)
             start.add_metric([tenant_id], tenant.start)
             end.add_metric([tenant_id], tenant.end)
         return [info, cpu, gpu, memory, jobs, grant, used, start, end]
@@ -153,10 +154,46 @@ class NodeUtilizationCollector(Collector):
         yield memory
 
 
-def make_registry(ledger: Ledger, stack: StackConfig, observe_node: bool = True) -> CollectorRegistry:
-    """A per-app registry (never the global one) holding the metering collectors."""
+class TenantMoneyCollector(Collector):
+    """Per-tenant money from the money ledger (whole won, excluding VAT): granted, charged, held, remaining."""
+
+    def __init__(self, money: Any):
+        self.money = money
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            balances = self.money.balances(time.time())
+        except Exception:  # the usage collector reports scrape errors; money is left out of this scrape
+            log.exception("money scrape failed")
+            return
+        grant = GaugeMetricFamily("testbed_tenant_grant_krw", "The tenant's grant in KRW (excl. VAT).", labels=["tenant"])
+        charged = CounterMetricFamily("testbed_tenant_charged_krw", "KRW charged to the tenant (openings, charges, "
+                                      "adjustments).", labels=["tenant"])
+        held = GaugeMetricFamily("testbed_tenant_held_krw", "KRW still held by the tenant's unfinished jobs.",
+                                 labels=["tenant"])
+        remaining = GaugeMetricFamily("testbed_tenant_remaining_krw", "Grant - charged - held, never below 0.",
+                                      labels=["tenant"])
+        for tenant, balance in sorted(balances.items()):
+            charged.add_metric([tenant], balance.charged_krw)
+            held.add_metric([tenant], balance.held_krw)
+            if balance.grant_krw is not None:
+                grant.add_metric([tenant], balance.grant_krw)
+                remaining.add_metric([tenant], balance.remaining_krw or 0)
+        yield from (grant, charged, held, remaining)
+
+
+def make_registry(ledger: Ledger, stack: StackConfig, observe_node: bool = True, money: Any = None) -> CollectorRegistry:
+    """A per-app registry (never the global one) holding the metering collectors (``money``: the MoneyLedger)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(TenantUsageCollector(ledger, stack))
+    if money is not None:
+        registry.register(TenantMoneyCollector(money))
+        from operators.metering.money_exporter import BurnCollector
+
+        registry.register(BurnCollector(money))  # share charged, burn rate, forecast (testbed_tenant_*_krw_*)
     if observe_node:
         registry.register(NodeUtilizationCollector())
     return registry

@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any, Callable, Sequence
 
-from testbed.cli import config, data, jobs, region
+from testbed.cli import audit, config, data, jobs, program, region, statements
 from testbed.cli.common import EXIT_ERROR
 
 
@@ -21,7 +21,7 @@ def build_parser(extra: Sequence[Register] = ()) -> argparse.ArgumentParser:
     parser.add_argument("--url", help="control plane URL (default: $TESTBED_URL or the local testbed)")
     parser.add_argument("--token", help="tenant or operator token (default: $TESTBED_TOKEN)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for register in (config.register, region.register, jobs.register, data.register, *extra):
+    for register in (config.register, region.register, jobs.register, data.register, audit.register, statements.register, program.register, *extra):
         register(sub)
     return parser
 

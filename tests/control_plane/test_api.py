@@ -81,7 +81,7 @@ def test_health_and_openapi_are_served(noop_plane):
 def test_tokens_are_stored_hashed(noop_plane):
     token = noop_plane.token(ALICE)
     rows = sqlite3.connect(noop_plane.home / "cp.db").execute("select token_hash, subject from tokens").fetchall()
-    assert len(rows) == 6  # five tenants and the operator
+    assert len(rows) == 7  # five tenants, the operator and the program office
     assert all(token not in row[0] for row in rows)
     dump = (noop_plane.home / "cp.db").read_bytes()
     assert token.encode() not in dump
@@ -210,7 +210,7 @@ def test_queued_job_stops_without_running(noop_plane):
     assert stopped.status == "STOPPED" and stopped.started_at is None
 
 
-def _plane_with_grant(tmp_path, **grant):
+def _plane_with_grant(tmp_path, fiscal_period=None, **grant):
     """A no-op control plane whose stack gives every tenant the grant fields given."""
     import yaml
 
@@ -221,6 +221,11 @@ def _plane_with_grant(tmp_path, **grant):
     document = yaml.safe_load(stack_file_for("gyeongnam").read_text())
     for tenant in document["config"]["testbed:tenants"]:
         tenant["grant"].update(grant)
+    if fiscal_period is not None:  # prices from the start of the fiscal period
+        document["config"]["testbed:budget"]["fiscal_period"] = fiscal_period
+        for price in document["config"]["testbed:prices"]:
+            if price["effective_from"] == "2026-03-01":
+                price["effective_from"] = fiscal_period["start"]
     stack_file = tmp_path / "Pulumi.gyeongnam.yaml"
     stack_file.write_text(yaml.safe_dump(document))
     app = make_noop_app(tmp_path, stack_file=stack_file)
@@ -228,36 +233,42 @@ def _plane_with_grant(tmp_path, **grant):
 
 
 def test_gpu_jobs_are_refused_once_the_grant_is_used_up(tmp_path):
+    import time
+
     from operators.control_plane.db.store import JobRow
 
     app, server = _plane_with_grant(tmp_path, gpu_hours=1)
     plane = app.state.plane
     with server as url:
         client = TestbedClient(url, (tmp_path / "credentials" / f"{ALICE}.token").read_text().strip())
-        first = client.submit({"entrypoint": "true", "gpus": 1})
-        # a finished GPU job that held 2 GPUs for 30 minutes: the whole 1 GPU-hour grant
+        first = client.submit({"entrypoint": "true", "gpus": 1, "max_runtime_seconds": 600})
+        assert first.hold_krw > 0 and first.max_runtime_seconds == 600
+        # a job that held 2 GPUs for 30 minutes, charged when it ends: the whole 1 GPU-hour grant
+        now = time.time()
         plane.store.add_job(JobRow(
             id="job-used-grant", tenant=ALICE, region="gyeongnam", name="x", experiment=f"{ALICE}/x",
-            status="RUNNING", entrypoint="true", spec={}, cpus=1, gpus=2, gpu_model="l4", memory_bytes=2**30,
-            submitted_at=0, started_at=1000.0, dispatched=True))
-        plane.store.update_job("job-used-grant", status="SUCCEEDED", ended_at=1000.0 + 1800)
+            status="RUNNING", entrypoint="true", spec={"max_runtime_seconds": 3600}, cpus=1, gpus=2, gpu_model="l4",
+            memory_bytes=2**30, submitted_at=now - 1800, started_at=now - 1800, dispatched=True))
+        plane.store.update_job("job-used-grant", status="SUCCEEDED", ended_at=now)
         with pytest.raises(TestbedError) as err:
             client.submit({"entrypoint": "true", "gpus": 1})
-        assert err.value.status_code == 403
-        assert "has used 1.0 of 1 granted GPU-hours" in str(err.value)
-        assert client.submit({"entrypoint": "true"}).status  # CPU jobs do not draw on the grant
+        assert err.value.status_code == 403 and err.value.code == "grant_exhausted"
+        assert "has charged 1.00 + held" in str(err.value) and "of 1 granted GPU-hours" in str(err.value)
+        assert client.submit({"entrypoint": "true"}).status  # CPU jobs do not draw on the GPU-hours
         assert {j.id for j in client.list_jobs().jobs} >= {first.id}
         assert len(client.list_jobs().jobs) == 3  # the refused job left no record
 
 
-def test_gpu_jobs_are_refused_outside_the_grant_period(tmp_path):
-    app, server = _plane_with_grant(tmp_path, start="2020-01-01", end="2020-12-31")
+def test_jobs_are_refused_outside_the_grant_period(tmp_path):
+    app, server = _plane_with_grant(tmp_path, fiscal_period={"start": "2020-01-01", "end": "2027-02-28"},
+                                    start="2020-01-01", end="2020-12-31")
     with server as url:
         client = TestbedClient(url, (tmp_path / "credentials" / f"{ALICE}.token").read_text().strip())
-        with pytest.raises(TestbedError) as err:
-            client.submit({"entrypoint": "true", "gpus": 1})
-        assert err.value.status_code == 403 and "runs 2020-01-01 to 2020-12-31" in str(err.value)
-        assert client.submit({"entrypoint": "true"}).tenant == ALICE
+        for spec in ({"entrypoint": "true", "gpus": 1}, {"entrypoint": "true"}):  # CPU work is charged too
+            with pytest.raises(TestbedError) as err:
+                client.submit(spec)
+            assert err.value.status_code == 403 and err.value.code == "grant_inactive"
+            assert "runs 2020-01-01 to 2020-12-31" in str(err.value)
 
 
 def test_a_crash_answers_the_error_body_too(noop_plane, monkeypatch):

@@ -38,7 +38,7 @@ def test_every_operation_keeps_its_openapi_contract(noop_plane, tmp_path):
     started = time.monotonic()
     tenant = schemathesis(noop_plane.url, noop_plane.token(ALICE), tmp_path)
     assert tenant.returncode == 0, tenant.stdout[-6000:] + tenant.stderr[-2000:]
-    assert "21 selected / 21 total" in tenant.stdout  # every operation, /metrics, the storage routes and /v1/mlflow/credentials
+    assert "22 selected / 22 total" in tenant.stdout  # every operation, /metrics, the storage routes, /v1/mlflow/credentials, /v1/jobs/quote
     # /metrics answers the operator token only: its 200 (text exposition) is checked with that token
     operator = schemathesis(noop_plane.url, noop_plane.token("operator"), tmp_path, "--include-path", "/metrics")
     assert operator.returncode == 0, operator.stdout[-6000:] + operator.stderr[-2000:]

@@ -31,7 +31,7 @@ SOURCE_TAGS = {
     "gpu-operator": "NVIDIA/gpu-operator @ v{v}",
     "cluster-autoscaler": "kubernetes/autoscaler @ cluster-autoscaler-chart-{v}",
 }
-SUBCHARTS = {"grafana-12.11.1"}  # kube-prometheus-stack 88.5.3's grafana dependency (values only)
+SUBCHARTS = {"grafana-12.11.1", "kube-state-metrics-8.4.0"}  # kube-prometheus-stack 88.5.3's dependencies (values only)
 CUSTOM_KINDS = {"ClusterQueue", "LocalQueue", "Cohort", "ResourceFlavor", "ServiceMonitor", "PrometheusRule"}
 
 

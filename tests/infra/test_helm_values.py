@@ -20,7 +20,8 @@ from tests.infra.crd_schema import UPSTREAM, chart_folder
 
 # Subcharts: values under this key of the parent chart go to the subchart (Chart.yaml dependency of the parent
 # at its tag, see tests/upstream/SOURCES.md); keys the parent's values.yaml does not list are looked up there.
-SUBCHART_VALUES = {("kube-prometheus-stack", "grafana"): UPSTREAM / "grafana-12.11.1" / "values.yaml"}
+SUBCHART_VALUES = {("kube-prometheus-stack", "grafana"): UPSTREAM / "grafana-12.11.1" / "values.yaml",
+                   ("kube-prometheus-stack", "kube-state-metrics"): UPSTREAM / "kube-state-metrics-8.4.0" / "values.yaml"}
 
 # Free-form maps: the stacks may put their own keys below these paths, because the chart's values.yaml shows
 # a map meant to be filled. Each entry says why; nothing else is exempt.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -62,7 +62,8 @@ def prometheus(prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory)
     it every second with the operator token (/metrics answers nothing else)."""
     from .prometheus import PrometheusServer
 
-    def start(target_url: str, token: str, region: str = "gyeongnam") -> PrometheusServer:
-        return PrometheusServer(prometheus_binary, tmp_path_factory.mktemp("prometheus"), target_url, region, token)
+    def start(target_url: str | None, token: str, region: str = "gyeongnam", **options: Any) -> PrometheusServer:
+        return PrometheusServer(prometheus_binary, tmp_path_factory.mktemp("prometheus"), target_url, region, token,
+                                **options)
 
     return start

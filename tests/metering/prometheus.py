@@ -21,24 +21,26 @@ RULES_FILE = Path(__file__).resolve().parents[2] / "operators" / "metering" / "r
 class PrometheusServer:
     """Scrapes one control plane every ``interval`` seconds with the operator token, region as a target label."""
 
-    def __init__(self, binary: str, workdir: Path, target_url: str, region: str, token: str, interval: float = 1.0):
-        target = urlparse(target_url)
+    def __init__(self, binary: str, workdir: Path, target_url: str | None, region: str, token: str, interval: float = 1.0,
+                 extra_scrape_configs: list[dict[str, Any]] | None = None):
+        """``target_url`` None: no control plane is scraped, only ``extra_scrape_configs`` (e.g. a fake exporter)."""
+        target = urlparse(target_url or "http://127.0.0.1")
         assert target.hostname == "127.0.0.1", "tests scrape only 127.0.0.1"
         self.binary = binary
         self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = {
-            "global": {"scrape_interval": f"{interval:g}s", "evaluation_interval": f"{interval:g}s"},
+            "global": {"scrape_interval": f"{round(interval * 1000)}ms", "evaluation_interval": f"{round(interval * 1000)}ms"},
             "rule_files": [str(RULES_FILE)],
-            "scrape_configs": [{
+            "scrape_configs": [*(extra_scrape_configs or []), *[{
                 "job_name": "testbed-control-plane",
                 "honor_labels": True,  # testbed_tenant_info's own region label is the same value
                 "metrics_path": "/metrics",
                 # /metrics answers the operator token only (the ServiceMonitor's bearer token in a cluster)
                 "authorization": {"type": "Bearer", "credentials_file": str(workdir / "operator.token")},
                 "static_configs": [{"targets": [target.netloc], "labels": {"region": region}}],
-            }],
+            }] * (target_url is not None)],
         }
         self.token = token
         self.process: subprocess.Popen[bytes] | None = None

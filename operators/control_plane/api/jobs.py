@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
@@ -14,6 +14,7 @@ from operators.control_plane.errors import error_responses
 from operators.control_plane.guards import CURSOR_PATTERN, decode_cursor, encode_cursor
 from testbed.jobs import Job, JobList, JobLogs, JobSpec, JobStatus
 from testbed.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from testbed.money import Quote
 from testbed.quantities import format_memory
 
 router = APIRouter()
@@ -26,8 +27,9 @@ def iso(ts: float | None) -> str | None:
     return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def job_view(row: JobRow) -> Job:
-    """A job record as the API answers it."""
+def job_view(row: JobRow, money: tuple[int, int] | None = None) -> Job:
+    """A job record as the API answers it; ``money``: its (hold, charged) in won."""
+    hold, charged = money or (0, 0)
     return Job(
         id=row.id,
         tenant=row.tenant,
@@ -47,7 +49,24 @@ def job_view(row: JobRow) -> Job:
         started_at=iso(row.started_at),
         ended_at=iso(row.ended_at),
         backend_ref=row.backend_ref,
+        idle_since=iso(row.idle_since),
+        idle_gpu_hours=(row.idle_gpu_seconds or 0.0) / 3600.0,
+        max_runtime_seconds=row.spec.get("max_runtime_seconds"),
+        hold_krw=hold,
+        charged_krw=charged,
     )
+
+
+def view(plane: Any, row: JobRow) -> Job:
+    """A job with its hold and charges from the money ledger (and its company's grant notice)."""
+    return with_notices(plane, [job_view(row, plane.money.job_money([row.id]).get(row.id))])[0]
+
+
+def with_notices(plane: Any, jobs: list[Job]) -> list[Job]:
+    """Jobs whose company has been charged 80% or 100% of its grant say so in their message."""
+    notices = plane.grant_notices({job.tenant for job in jobs})
+    return [job.model_copy(update={"message": f"{job.message}; {notices[job.tenant]}" if job.message
+                                   else notices[job.tenant]}) if job.tenant in notices else job for job in jobs]
 
 
 @router.post("/v1/jobs", response_model=Job, status_code=201, responses=error_responses(401, 403, 404, 413, 422, 503))
@@ -57,7 +76,14 @@ async def submit_job(spec: JobSpec, caller: Caller, plane: Plane, request: Reque
     # request threads contending for the GIL mid-admission. The backend call runs on the dispatch threads.
     loop = asyncio.get_running_loop()
     row = await loop.run_in_executor(request.app.state.admitters, plane.admit, caller, spec)
-    return job_view(await loop.run_in_executor(request.app.state.dispatchers, plane.dispatch, row))
+    return view(plane, await loop.run_in_executor(request.app.state.dispatchers, plane.dispatch, row))
+
+
+@router.post("/v1/jobs/quote", response_model=Quote, responses=error_responses(401, 403, 404, 413, 422, 503))
+def quote_job(spec: JobSpec, caller: Caller, plane: Plane) -> Quote:
+    """The hold (maximum cost, in won) the same spec would take if submitted now, and whether it fits the grant's
+    balance; nothing is submitted or recorded."""
+    return plane.quote(caller, spec)
 
 
 @router.get("/v1/jobs", response_model=JobList, responses=error_responses(401, 422, 503))
@@ -71,12 +97,13 @@ def list_jobs(
     after = decode_cursor(cursor) if cursor is not None else None
     rows = plane.list_jobs(caller, status=status, limit=limit + 1, after=after)
     page = rows[:limit]
-    return JobList(jobs=[job_view(r) for r in page], next_cursor=encode_cursor(page[-1]) if len(rows) > limit else None)
+    money = plane.money.job_money([r.id for r in page])
+    return JobList(jobs=with_notices(plane, [job_view(r, money.get(r.id)) for r in page]), next_cursor=encode_cursor(page[-1]) if len(rows) > limit else None)
 
 
 @router.get("/v1/jobs/{job_id}", response_model=Job, responses=error_responses(401, 404, 422, 503))
 def get_job(job_id: PathId, caller: Caller, plane: Plane) -> Job:
-    return job_view(plane.visible_job(caller, job_id))
+    return view(plane, plane.visible_job(caller, job_id))
 
 
 @router.get("/v1/jobs/{job_id}/logs", response_model=JobLogs, responses=error_responses(401, 404, 422, 503))
@@ -88,4 +115,4 @@ def job_logs(job_id: PathId, caller: Caller, plane: Plane) -> JobLogs:
 @router.post("/v1/jobs/{job_id}/stop", response_model=Job, responses=error_responses(401, 404, 422, 503))
 def stop_job(job_id: PathId, caller: Caller, plane: Plane) -> Job:
     """Stop a job in any state (queued, starting, running); its ``message`` says what was done."""
-    return job_view(plane.stop(caller, job_id))
+    return view(plane, plane.stop(caller, job_id))

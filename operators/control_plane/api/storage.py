@@ -49,6 +49,7 @@ JobId = Annotated[str, Path(max_length=MAX_ID_CHARS)]
 Prefix = Annotated[str, Query(max_length=MAX_NAME_CHARS, description="only names starting with this")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="page size")]
 Cursor = Annotated[str | None, Query(max_length=1024, description="next_cursor of the previous page")]
+Digests = Annotated[bool, Query(description="each file with its SHA-256 (read once per file, then remembered)")]
 SPOOL_BYTES = 16 * 2**20  # a package is held in memory up to this, then on the control plane's temporary disk
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 FILE_ANSWER: dict[int | str, dict[str, Any]] = {200: {"content": {"application/octet-stream": BINARY},
@@ -162,10 +163,12 @@ def router_for(settings: ControlPlaneSettings) -> APIRouter:
 
     @router.get("/v1/data", response_model=ObjectList, responses=error_responses(401, 403, 422, 503))
     def list_data(caller: Caller, plane: Plane, prefix: Prefix = "", limit: Limit = DEFAULT_PAGE_SIZE,
-                  cursor: Cursor = None) -> ObjectList:
-        """The caller's data files by name (those starting with ``prefix``), a page at a time."""
+                  cursor: Cursor = None, sha256: Digests = False) -> ObjectList:
+        """The caller's data files by name (those starting with ``prefix``; a folder's: ``NAME/``), a page at a
+        time; with ``sha256=true`` each with its SHA-256."""
         checked_listing(prefix, cursor)
-        page, more = plane.storage.list_files(tenant_of(caller), DATA, prefix=prefix, limit=limit, after=cursor)
+        page, more = plane.storage.list_files(tenant_of(caller), DATA, prefix=prefix, limit=limit, after=cursor,
+                                              digests=sha256)
         return ObjectList(objects=page, next_cursor=page[-1].name if more else None)
 
     @router.get("/v1/data/{name:path}", response_class=StreamingResponse, responses={

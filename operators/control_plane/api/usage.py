@@ -41,9 +41,9 @@ def usage(
     """Allocated use per tenant: a tenant token sees its own, the operator token every tenant."""
     ledger, stack = plane.ledger, plane.stack
     if tenant is not None and (
-        not caller.can_see(tenant) or (tenant not in {t.id for t in stack.tenants} and not ledger.snapshot(tenants=[tenant]))
+        not caller.can_read_accounts(tenant) or (tenant not in {t.id for t in stack.tenants} and not ledger.snapshot(tenants=[tenant]))
     ):
         raise not_found(f"usage for tenant {tenant!r} in region {stack.region.id!r}")
-    wanted = [tenant] if tenant is not None else (None if caller.is_operator else [caller.subject])
-    return build_report(ledger, stack, wanted, series)
+    wanted = [tenant] if tenant is not None else (None if caller.reads_every_tenant else [caller.subject])
+    return build_report(ledger, stack, wanted, series, money=plane.money)
 

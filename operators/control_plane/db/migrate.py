@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import sys
 from pathlib import Path
+from typing import Any, Mapping
 
 from alembic import command
 from alembic.config import Config
@@ -51,10 +52,11 @@ def sqlite_immediate(engine: Engine, always: bool = False) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _config(connection: Connection | None = None) -> Config:
+def _config(connection: Connection | None = None, opening_prices: Mapping[str, Any] | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
+    config.attributes["opening_prices"] = dict(opening_prices or {})  # tenant -> Price (0003_money)
     return config
 
 
@@ -72,8 +74,11 @@ def _migration_engine(url: str) -> Engine:
     return create_engine(url, poolclass=NullPool)
 
 
-def upgrade(url: str, revision: str = "head") -> tuple[str | None, str]:
-    """Bring the database at ``url`` to ``revision`` (the newest); (its revision before, after)."""
+def upgrade(url: str, revision: str = "head", opening_prices: Mapping[str, Any] | None = None) -> tuple[str | None, str]:
+    """Bring the database at ``url`` to ``revision`` (the newest); (its revision before, after).
+
+    ``opening_prices`` (tenant -> ``testbed.config.Price``): what 0003_money prices today's usage at.
+    """
     engine = _migration_engine(url)
     try:
         with engine.connect() as conn:
@@ -82,7 +87,7 @@ def upgrade(url: str, revision: str = "head") -> tuple[str | None, str]:
             else:
                 conn.exec_driver_sql("SELECT 1")  # BEGIN IMMEDIATE: the write lock, until commit
             before = MigrationContext.configure(conn).get_current_revision()
-            config = _config(conn)
+            config = _config(conn, opening_prices)
             if before is None and inspect(conn).has_table(LEGACY_TABLE):
                 command.stamp(config, INITIAL_REVISION)  # created by the code before Alembic
                 before = INITIAL_REVISION
@@ -96,6 +101,21 @@ def upgrade(url: str, revision: str = "head") -> tuple[str | None, str]:
     return before, after
 
 
+def opening_prices(stack: Any, backend: str, now: float | None = None) -> dict[str, Any]:
+    """Tenant -> the price its usage so far is opened at (the row in force now for its pool)."""
+    import time
+
+    from testbed.config import pricing_pool
+
+    prices = {}
+    for tenant in stack.tenants:
+        try:
+            prices[tenant.id] = stack.price_for(pricing_pool(stack, tenant, backend), time.time() if now is None else now)
+        except KeyError:
+            pass
+    return prices
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m operators.control_plane.db.migrate (--settings FILE | --database-url URL)``."""
     parser = argparse.ArgumentParser(prog="testbed db upgrade", description="Upgrade the control plane's database.")
@@ -104,12 +124,16 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--database-url", help="SQLAlchemy URL, e.g. postgresql+psycopg2://user:pw@host/db")
     args = parser.parse_args(argv)
     try:
-        url = args.database_url
+        url, prices = args.database_url, None
         if args.settings:
             from testbed.settings import ControlPlaneSettings
 
-            url = ControlPlaneSettings.from_file(args.settings).database_url
-        before, after = upgrade(url)
+            from testbed.config import load_stack_file
+
+            settings = ControlPlaneSettings.from_file(args.settings)
+            url = settings.database_url
+            prices = opening_prices(load_stack_file(settings.stack_file), settings.backend)
+        before, after = upgrade(url, opening_prices=prices)
     except Exception as exc:  # one line, no traceback: a bad URL, an unreachable server, a failed revision
         text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
         print(f"cannot upgrade the database: {text}", file=sys.stderr)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, Integer, MetaData, String, Table, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from testbed.jobs import TERMINAL_STATUSES, JobStatus
@@ -18,8 +18,15 @@ class Base(DeclarativeBase):
     pass
 
 
+DEFAULT_TOKEN_NAME = "default"  # the token `testbed tenants token ID --rotate` (and first login) issues
+
+
 class TokenRow(Base):
-    """A bearer token, stored only as its SHA-256 hash."""
+    """A bearer token, stored only as its SHA-256 hash; a subject may hold several, each with a name.
+
+    A rotated or revoked token is kept with ``revoked_at`` set (it no longer resolves), so the actions
+    it took still name it.
+    """
 
     __tablename__ = "tokens"
 
@@ -27,6 +34,12 @@ class TokenRow(Base):
     subject: Mapped[str] = mapped_column(String(64), index=True)  # tenant id, or "operator"
     role: Mapped[str] = mapped_column(String(16))  # "tenant" | "operator"
     created_at: Mapped[float] = mapped_column(Float)
+    name: Mapped[str] = mapped_column(String(64), default=DEFAULT_TOKEN_NAME, server_default=DEFAULT_TOKEN_NAME)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
 
 
 class JobRow(Base):
@@ -57,6 +70,11 @@ class JobRow(Base):
     logs: Mapped[str | None] = mapped_column(Text, nullable=True)
     # When a stop was asked for: a job its backend then forgets (a deleted RayJob) ended STOPPED.
     stop_requested_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Idle GPUs (operators/control_plane/idle.py): since when every GPU of the job has stayed under the idle
+    # threshold (None: not idle), when that was last checked, and the idle GPU-seconds counted so far.
+    idle_since: Mapped[float | None] = mapped_column(Float, nullable=True)
+    idle_checked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    idle_gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
 
     @property
     def terminal(self) -> bool:
@@ -113,3 +131,41 @@ NOOP_JOBS = Table(
     Column("submitter", String(128), nullable=False),
     Column("stopped_at", Float, nullable=True),
 )
+
+
+# -- money (h17): the append-only money ledger; operators/control_plane/db/money.py reads and writes it --------
+class MoneyLedgerRow(Base):
+    """One ledger entry (append-only)."""
+
+    __tablename__ = "money_ledger"
+    __table_args__ = (Index("ix_money_ledger_tenant_job", "tenant", "job_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float)
+    tenant: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    amount_krw: Mapped[int] = mapped_column(BigInteger)
+    pool: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    price_id: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+    cpu_milli_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+    gpu_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+    memory_mib_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+    note: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class TenantExitRow(Base):
+    """An export (``kind`` export) or purge (``kind`` purge) of a tenant; never updated."""
+
+    __tablename__ = "tenant_exits"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    at: Mapped[float] = mapped_column(Float)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    actor: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from operators.control_plane.db.migrate import lock_key, sqlite_immediate, upgrade
-from operators.control_plane.db.models import JobRow, TokenRow
+from operators.control_plane.db.models import DEFAULT_TOKEN_NAME, JobRow, TokenRow
 from testbed.jobs import TERMINAL_STATUSES, JobStatus
 
 LOG_LIMIT_BYTES = 1_000_000  # stored logs keep the last MB of a job's output
@@ -95,11 +95,11 @@ def dialect_insert(session: Session, table: Table) -> PgInsert | SqliteInsert:
 class Store:
     """Tokens and jobs, behind short transactions; the schema is brought up to date first."""
 
-    def __init__(self, url: str, migrate: bool = True):
+    def __init__(self, url: str, migrate: bool = True, opening_prices: dict[str, Any] | None = None):
         # Called inside the transaction that moves a job into a terminal state (e.g. the ledger).
         self.on_terminal: list[Callable[[Session, JobRow], None]] = []
         if migrate:
-            upgrade(url)
+            upgrade(url, opening_prices=opening_prices)
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.inline_writes = url.startswith("sqlite")
@@ -153,20 +153,53 @@ class Store:
         self.engine.dispose()
 
     # -- tokens ---------------------------------------------------------------------------
-    def put_token(self, token_hash: str, subject: str, role: str) -> None:
-        """Store a subject's new token hash; its older tokens stop working."""
+    def put_token(self, token_hash: str, subject: str, role: str, name: str = DEFAULT_TOKEN_NAME,
+                  on_write: Callable[[Session, list[TokenRow]], None] | None = None) -> None:
+        """Store a subject's new token hash under ``name``; its older token of that name is revoked (kept).
+
+        ``on_write(session, revoked rows)`` runs in the same transaction (the audit row).
+        """
+        now = time.time()
         with self.write_session() as s:
-            for row in s.scalars(select(TokenRow).where(TokenRow.subject == subject, TokenRow.role == role)):
-                s.delete(row)
-            s.merge(TokenRow(token_hash=token_hash, subject=subject, role=role, created_at=time.time()))
+            revoked = list(s.scalars(select(TokenRow).where(
+                TokenRow.subject == subject, TokenRow.role == role, TokenRow.name == name,
+                TokenRow.revoked_at.is_(None), TokenRow.token_hash != token_hash)))
+            for row in revoked:
+                row.revoked_at = now
+            s.merge(TokenRow(token_hash=token_hash, subject=subject, role=role, created_at=now, name=name,
+                             revoked_at=None))
+            if on_write is not None:
+                on_write(s, revoked)
+
+    def revoke_tokens(self, subject: str, name: str,
+                      on_write: Callable[[Session, list[TokenRow]], None] | None = None) -> list[TokenRow]:
+        """Revoke a subject's active token(s) of ``name``; the rows stay, marked revoked."""
+        with self.write_session() as s:
+            rows = list(s.scalars(select(TokenRow).where(TokenRow.subject == subject, TokenRow.name == name,
+                                                         TokenRow.revoked_at.is_(None))))
+            for row in rows:
+                row.revoked_at = time.time()
+            if rows and on_write is not None:
+                on_write(s, rows)
+            return rows
 
     def find_token(self, token_hash: str) -> TokenRow | None:
+        """The token of this hash, unless revoked."""
         with self.session() as s:
-            return s.get(TokenRow, token_hash)
+            row = s.get(TokenRow, token_hash)
+            return row if row is not None and row.revoked_at is None else None
+
+    def list_tokens(self, subject: str) -> list[TokenRow]:
+        """A subject's tokens, active and revoked, oldest first."""
+        with self.session() as s:
+            return list(s.scalars(select(TokenRow).where(TokenRow.subject == subject)
+                                  .order_by(TokenRow.created_at, TokenRow.name)))
 
     def token_subjects(self) -> set[str]:
+        """Subjects that hold an active default token."""
         with self.session() as s:
-            return set(s.scalars(select(TokenRow.subject)))
+            return set(s.scalars(select(TokenRow.subject).where(TokenRow.revoked_at.is_(None),
+                                                                TokenRow.name == DEFAULT_TOKEN_NAME)))
 
     # -- jobs -----------------------------------------------------------------------------
     def add_job(self, row: JobRow) -> JobRow:
@@ -215,6 +248,15 @@ class Store:
         with self.session() as s:
             count, cpus, gpus, memory = s.execute(query).one()
         return int(count), float(cpus), int(gpus), int(memory)
+
+    def idle_gpu_seconds(self, tenants: list[str] | None = None) -> dict[str, float]:
+        """Tenant -> GPU-seconds its jobs held idle (operators/control_plane/idle.py)."""
+        query = (select(JobRow.tenant, func.sum(JobRow.idle_gpu_seconds))
+                 .where(JobRow.idle_gpu_seconds > 0).group_by(JobRow.tenant))
+        if tenants is not None:
+            query = query.where(JobRow.tenant.in_(tenants))
+        with self.session() as s:
+            return {tenant: float(seconds or 0.0) for tenant, seconds in s.execute(query)}
 
     def update_jobs(self, changes: dict[str, dict[str, Any]]) -> list[JobRow]:
         """Apply many jobs' changes in one transaction (one sync round).

@@ -1,0 +1,229 @@
+"""The audit trail: append-only, hash-chained rows in ``audit_log``, written in the transaction they record.
+
+Each row holds ``seq`` (1, 2, 3 ...), the hash of the row before it (``prev_hash``; 64 zeros for the
+first) and its own ``hash``: SHA-256 of the row's canonical JSON (:func:`canonical_json`: sorted keys,
+no spaces, UTF-8). Appends are serialised in the database: the one ``audit_head`` row (the chain's
+newest seq and hash) is read ``FOR UPDATE`` (PostgreSQL: a row lock held to commit; SQLite: the
+database's single writer), so two replicas appending at once still make one linear chain, and the
+unique ``seq`` makes a fork impossible even without the lock. :func:`verify` recomputes the chain
+and finds a row edited, removed or inserted. The platform never updates or deletes these rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any, Iterable
+
+from sqlalchemy import Connection, Float, Integer, String, Text, insert, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from operators.control_plane.db.models import Base
+from operators.control_plane.db.store import DIALECT_INSERTS, Store
+from testbed.audit import AuditEntry, AuditProblem, AuditVerification
+
+GENESIS_HASH = "0" * 64
+HEAD_ID = 1
+
+
+class AuditKind:
+    """The kinds of audit rows (a string column; these are the values the platform writes)."""
+
+    JOB_ADMITTED = "job.admitted"
+    JOB_REFUSED = "job.refused"
+    LEDGER_HOLD = "ledger.hold"
+    LEDGER_CHARGE = "ledger.charge"
+    LEDGER_RELEASE = "ledger.release"
+    LEDGER_ADJUSTMENT = "ledger.adjustment"
+    LEDGER_OPENING = "ledger.opening"
+    ENFORCEMENT_STOP = "enforcement.stop"
+    JOB_STOPPED = "job.stopped"
+    TOKEN_ISSUED = "token.issued"
+    TOKEN_ROTATED = "token.rotated"
+    TOKEN_REVOKED = "token.revoked"
+    GRANT_CHANGED = "grant.changed"
+    PRICES_CHANGED = "prices.changed"
+    BUDGET_CHANGED = "budget.changed"
+    MONTH_CLOSED = "month.closed"
+    TENANT_EXPORTED = "tenant.exported"
+    TENANT_PURGED = "tenant.purged"
+
+
+class AuditRow(Base):
+    """One audited action. Never updated, never deleted."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    tenant: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    actor: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    job_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    detail: Mapped[str] = mapped_column(Text)  # canonical JSON of an object
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditHead(Base):
+    """The chain's newest row (one row, id 1): the append lock, and an anchor against removing the newest rows."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+def canonical_json(value: Any) -> str:
+    """The one text of a JSON value that is hashed: sorted keys, no spaces, UTF-8 (not \\u-escaped)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def row_hash(seq: int, at: float, kind: str, tenant: str | None, actor: str | None, job_id: str | None,
+             detail: str, prev_hash: str) -> str:
+    """SHA-256 of the row's canonical JSON (its ``detail`` is already canonical JSON text)."""
+    body = {"seq": seq, "at": at, "kind": kind, "tenant": tenant, "actor": actor, "job_id": job_id,
+            "detail": detail, "prev_hash": prev_hash}
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+
+def _hash_of(row: AuditRow) -> str:
+    return row_hash(row.seq, row.at, row.kind, row.tenant, row.actor, row.job_id, row.detail, row.prev_hash)
+
+
+def append(session: Session | Connection, kind: str, *, tenant: str | None = None, actor: str | None = None,
+           job_id: str | None = None, detail: dict[str, Any] | None = None, at: float | None = None) -> AuditEntry:
+    """Append one row in the transaction of ``session`` (or a connection inside a flush): it commits or rolls
+    back with the action it records."""
+    conn = session.connection() if isinstance(session, Session) else session
+    head_table, log_table = AuditHead.__table__, AuditRow.__table__
+    # Make sure the head row exists (first append ever; a no-op afterwards, safe between replicas), then lock it.
+    conn.execute(DIALECT_INSERTS[conn.dialect.name](head_table).values(id=HEAD_ID, seq=0, hash=GENESIS_HASH)
+                 .on_conflict_do_nothing(index_elements=["id"]))
+    head_seq, head_hash = conn.execute(select(head_table.c.seq, head_table.c.hash)
+                                       .where(head_table.c.id == HEAD_ID).with_for_update()).one()
+    text = canonical_json(detail or {})
+    values = {"seq": head_seq + 1, "at": time.time() if at is None else float(at), "kind": kind, "tenant": tenant,
+              "actor": actor, "job_id": job_id, "detail": text, "prev_hash": head_hash}
+    values["hash"] = row_hash(**values)
+    conn.execute(insert(log_table).values(**values))
+    conn.execute(update(head_table).where(head_table.c.id == HEAD_ID).values(seq=values["seq"], hash=values["hash"]))
+    return AuditEntry(**{**values, "detail": detail or {}})
+
+
+def record(store: Store, kind: str, **fields: Any) -> AuditEntry:
+    """Append one row in a transaction of its own (an action that writes nothing else, e.g. a refusal)."""
+    with store.write_session() as session:
+        return append(session, kind, **fields)
+
+
+def entry_view(row: AuditRow) -> AuditEntry:
+    return AuditEntry(seq=row.seq, at=row.at, kind=row.kind, tenant=row.tenant, actor=row.actor, job_id=row.job_id,
+                      detail=json.loads(row.detail), prev_hash=row.prev_hash, hash=row.hash)
+
+
+def list_entries(store: Store, *, tenant: str | None = None, kind: str | None = None, since: float | None = None,
+                 until: float | None = None, after_seq: int | None = None, limit: int = 100) -> list[AuditRow]:
+    """Oldest first; ``after_seq`` (the last seq of the previous page) starts the next page."""
+    query = select(AuditRow).order_by(AuditRow.seq)
+    if tenant is not None:
+        query = query.where(AuditRow.tenant == tenant)
+    if kind is not None:
+        query = query.where(AuditRow.kind == kind) if not kind.endswith(".") else query.where(AuditRow.kind.startswith(kind))
+    if since is not None:
+        query = query.where(AuditRow.at >= since)
+    if until is not None:
+        query = query.where(AuditRow.at < until)
+    if after_seq is not None:
+        query = query.where(AuditRow.seq > after_seq)
+    with store.session() as s:
+        return list(s.scalars(query.limit(limit)))
+
+
+def last_of(session: Session, kind: str, tenant: str | None = None) -> AuditRow | None:
+    """The newest row of a kind (and tenant)."""
+    query = select(AuditRow).where(AuditRow.kind == kind)
+    if tenant is not None:
+        query = query.where(AuditRow.tenant == tenant)
+    return session.scalars(query.order_by(AuditRow.seq.desc()).limit(1)).first()
+
+
+def verify_rows(rows: Iterable[AuditRow], head: tuple[int, str] | None, expect_head: str | None = None) -> AuditVerification:
+    """Walk the chain in seq order: every hash recomputes, links to the row before, no seq is missing, and
+    the head (``audit_head``, and ``expect_head`` if an operator kept one) names the newest row."""
+    problems: list[AuditProblem] = []
+    prev_hash, expected_seq, count, last_seq = GENESIS_HASH, 1, 0, 0
+    seen_hashes: set[str] = set()
+    for row in rows:
+        count += 1
+        if row.seq != expected_seq:
+            problems.append(AuditProblem(seq=row.seq, problem=f"rows {expected_seq}..{row.seq - 1} are missing"
+                                         if row.seq > expected_seq else f"seq {row.seq} is out of order"))
+        if row.prev_hash != prev_hash:
+            problems.append(AuditProblem(seq=row.seq, problem="prev_hash does not match the row before it"))
+        if _hash_of(row) != row.hash:
+            problems.append(AuditProblem(seq=row.seq, problem="its content does not match its hash (edited)"))
+        seen_hashes.add(row.hash)
+        prev_hash, expected_seq, last_seq = row.hash, row.seq + 1, row.seq
+    if head is not None and (head[0], head[1]) != (last_seq, prev_hash):
+        problems.append(AuditProblem(seq=head[0], problem=f"the chain's head names row {head[0]} ({head[1][:12]}...), "
+                                     f"but the newest row is {last_seq}: rows at the end were removed or the head edited"))
+    if expect_head is not None and expect_head not in seen_hashes:
+        problems.append(AuditProblem(seq=None, problem=f"no row has the expected hash {expect_head[:12]}...: "
+                                     "rows were removed or rewritten since that head was recorded"))
+    return AuditVerification(ok=not problems, rows=count, head_seq=last_seq, head_hash=prev_hash, problems=problems)
+
+
+def verify(store: Store, expect_head: str | None = None, batch: int = 5000) -> AuditVerification:
+    """Verify the whole chain in the database (read in batches, in one transaction)."""
+    with store.session() as s:
+        head_row = s.get(AuditHead, HEAD_ID)
+        head = (head_row.seq, head_row.hash) if head_row is not None else (0, GENESIS_HASH)
+
+        def rows() -> Iterable[AuditRow]:
+            after = 0
+            while True:
+                page = list(s.scalars(select(AuditRow).where(AuditRow.seq > after).order_by(AuditRow.seq).limit(batch)))
+                yield from page
+                if len(page) < batch:
+                    return
+                after = page[-1].seq
+                s.expunge_all()
+
+        return verify_rows(rows(), head, expect_head)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m operators.control_plane.audit (--settings FILE | --database-url URL) [--expect-head HASH]``."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="testbed audit verify", description="Verify the audit trail's hash chain.")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--settings", help="the control plane's settings JSON (its database_url)")
+    where.add_argument("--database-url", help="SQLAlchemy URL, e.g. postgresql+psycopg2://user:pw@host/db")
+    parser.add_argument("--expect-head", help="a head hash printed by an earlier verify: it must still be in the chain")
+    args = parser.parse_args(argv)
+    try:
+        url = args.database_url
+        if args.settings:
+            from testbed.settings import ControlPlaneSettings
+
+            url = ControlPlaneSettings.from_file(args.settings).database_url
+        store = Store(url, migrate=False)
+        try:
+            result = verify(store, expect_head=args.expect_head)
+        finally:
+            store.close()
+    except Exception as exc:  # one line: a bad URL, an unreachable server, a database without the audit table
+        text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
+        print(f"cannot verify the audit trail: {text[:500]}", file=sys.stderr)
+        return 2
+    print(result.model_dump_json())
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""Audit rows written by the database layer itself, in the transaction of the write they record.
+
+- every money-ledger entry (hold, charge, release, opening, adjustment) gets a ``ledger.<kind>`` row,
+  whichever code path inserts it, and names the token that acted (``actor``) when a request is behind it;
+- a job record written (admission) gets a ``job.admitted`` row naming the token;
+- a job stopped by enforcement (the reconciler: max run time, grant exhausted, period ended) gets an
+  ``enforcement.stop`` row with the reason; a job stopped through the API a ``job.stopped`` row naming the token.
+
+The acting token comes from :data:`current_actor`, set by the control plane around a request's work.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Iterator
+
+from sqlalchemy import event
+from sqlalchemy.orm import attributes
+
+from operators.control_plane import audit
+from operators.control_plane.audit import AuditKind
+from operators.control_plane.audit_config import admission_detail
+from operators.control_plane.db.models import JobRow, MoneyLedgerRow
+from operators.control_plane.db.store import Store
+
+current_actor: ContextVar[str | None] = ContextVar("testbed_actor", default=None)
+# The databases (URLs) of the control planes in this process: mapper events are global to a class, and a
+# store on another database (a tool, a test on an older schema) writes no audit rows.
+AUDITED_URLS: set[str] = set()
+ACTOR_CHARS = 64  # money_ledger.actor
+LEDGER_KINDS = {"hold": AuditKind.LEDGER_HOLD, "charge": AuditKind.LEDGER_CHARGE, "release": AuditKind.LEDGER_RELEASE,
+                "opening": AuditKind.LEDGER_OPENING, "adjustment": AuditKind.LEDGER_ADJUSTMENT}
+
+
+@contextmanager
+def acting(actor: str) -> Iterator[None]:
+    """Within it, ledger entries and audit rows written by this thread name ``actor``."""
+    token = current_actor.set(actor)
+    try:
+        yield
+    finally:
+        current_actor.reset(token)
+
+
+def _ledger_actor(_mapper: Any, _connection: Any, row: MoneyLedgerRow) -> None:
+    if row.actor is None and current_actor.get() is not None:
+        row.actor = current_actor.get()[:ACTOR_CHARS]
+
+
+def _audited(connection: Any) -> bool:
+    return connection.engine.url.render_as_string(hide_password=False) in AUDITED_URLS
+
+
+def _ledger_audit(_mapper: Any, connection: Any, row: MoneyLedgerRow) -> None:
+    if not _audited(connection):
+        return
+    audit.append(connection, LEDGER_KINDS.get(row.kind, f"ledger.{row.kind}"), tenant=row.tenant, actor=row.actor,
+                 job_id=row.job_id, at=row.at,
+                 detail={"ledger_id": row.id, "amount_krw": row.amount_krw, "pool": row.pool, "price_id": row.price_id,
+                         "seconds": row.seconds, "gpu_seconds": row.gpu_seconds, "note": row.note})
+
+
+def _job_stop(_mapper: Any, connection: Any, row: JobRow) -> None:
+    if not _audited(connection):
+        return
+    added = attributes.get_history(row, "stop_requested_at").added
+    if not added or added[0] is None:
+        return
+    actor = current_actor.get()
+    if actor is None and (row.message or "").startswith("stopped:"):
+        audit.append(connection, AuditKind.ENFORCEMENT_STOP, tenant=row.tenant, actor="reconciler", job_id=row.id,
+                     detail={"reason": row.message[:1000]})
+    elif actor is not None:
+        audit.append(connection, AuditKind.JOB_STOPPED, tenant=row.tenant, actor=actor, job_id=row.id,
+                     detail={"status": row.status})
+
+
+def _job_admitted(_mapper: Any, connection: Any, row: JobRow) -> None:
+    if not _audited(connection):
+        return
+    audit.append(connection, AuditKind.JOB_ADMITTED, tenant=row.tenant, actor=current_actor.get(), job_id=row.id,
+                 at=row.submitted_at, detail=admission_detail(row))
+
+
+def install(store: Store) -> None:
+    """Audit the writes to ``store``'s database (the listeners are installed once per process)."""
+    AUDITED_URLS.add(store.engine.url.render_as_string(hide_password=False))
+    if not event.contains(MoneyLedgerRow, "after_insert", _ledger_audit):
+        event.listen(MoneyLedgerRow, "before_insert", _ledger_actor)
+        event.listen(MoneyLedgerRow, "after_insert", _ledger_audit)
+        event.listen(JobRow, "after_update", _job_stop)
+        event.listen(JobRow, "after_insert", _job_admitted)

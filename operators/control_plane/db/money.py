@@ -1,0 +1,386 @@
+"""The money ledger: one append-only table of holds, charges, releases, openings and adjustments, in whole won.
+
+Every balance is read from it and nothing else: charged = openings + charges + adjustments; held =
+for each job whose hold is not yet released, what is left of its hold (hold - its charges, never
+below 0); remaining = grant - charged - held, never below 0.
+
+- ``hold`` (admission): the job's maximum cost, its max run time x its spec x the prices in force,
+  written in the same transaction as the job record, inside the tenant's database lock, so
+  concurrent admissions on any replica never hold more than the balance.
+- ``charge`` (the reconciler, every ``charge_interval_seconds``, and when the job ends): the whole
+  seconds it ran since the last charge, split where a new price row comes into force; each entry is
+  ``round_half_up(exact cost of everything charged so far) - already charged`` (``testbed.money``). The table is ``MoneyLedgerRow`` in :mod:`.models`.
+  A job is charged under its record's row lock: the replica that ends it and the one that accrues it
+  never both charge the same seconds.
+- ``release`` (when the job ends): what is left of the hold.
+
+Rows are never updated or deleted (corrections are ``adjustment`` rows).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Callable, Iterable, Mapping
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from operators.control_plane.db.models import JobRow, MoneyLedgerRow, UsageTotalRow
+from operators.control_plane.db.store import Store
+from testbed.config import Price, StackConfig, Tenant
+from testbed.jobs import JobStatus
+from testbed.money import (
+    Enforcement,
+    LedgerEntry,
+    LedgerKind,
+    Meter,
+    TenantBalance,
+    exact_cost,
+    format_duration,
+    round_half_up,
+    won,
+)
+
+log = logging.getLogger("testbed.control_plane")
+
+WARN_RATIO = 0.9  # stop mode: a running job's message warns at 90% of the grant
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Whole seconds ``[start, end)`` of a job's run (counted from its start) all at one price."""
+
+    price: Price
+    start: int
+    end: int
+
+
+def price_pieces(stack: StackConfig, pool: str, started_at: float, start: int, end: int) -> list[Piece]:
+    """Split a job's seconds ``[start, end)`` where a new price row of ``pool`` comes into force.
+
+    Second ``k`` of a job is ``[started_at + k, started_at + k + 1)`` and is priced at the row in force
+    at its beginning. Raises KeyError when no row is in force.
+    """
+    rows = stack.price_rows(pool)
+    pieces = []
+    k = start
+    while k < end:
+        price = stack.price_for(pool, started_at + k)
+        later = [r for r in rows if r.effective_ts > started_at + k]
+        stop = end if not later else min(end, max(k + 1, math.ceil(later[0].effective_ts - started_at)))
+        pieces.append(Piece(price, k, stop))
+        k = stop
+    return pieces
+
+
+@dataclass(frozen=True)
+class JobShape:
+    """What a job occupies per second, and for how long at most."""
+
+    cpus: float
+    gpus: int
+    memory_bytes: int
+    max_runtime_seconds: int
+
+    @classmethod
+    def of(cls, row: JobRow) -> "JobShape":
+        return cls(row.cpus, row.gpus, row.memory_bytes, int(row.spec.get("max_runtime_seconds") or 0))
+
+    def meter(self, seconds: int) -> Meter:
+        return Meter.of(self.cpus, self.gpus, self.memory_bytes, seconds)
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A job's maximum cost at admission (and its GPU-seconds), priced from now."""
+
+    krw: int
+    gpu_seconds: int
+    pool: str
+    price_id: str
+    priced: bool  # False: the pool has no price in force (money is off for this tenant)
+
+
+class MoneyLedger:
+    """The ledger of one region's control plane: writes at admission and from the reconciler, reads for balances.
+
+    ``pool_of(tenant)``: the price pool a tenant's jobs are priced in (``local`` in the embedded mode, the
+    tenant's GPU pool in a cluster).
+    """
+
+    def __init__(self, store: Store, stack: StackConfig, pool_of: Callable[[Tenant], str]):
+        self.store = store
+        self.stack = stack
+        self.pool_of = pool_of
+        self.tenants: dict[str, Tenant] = {t.id: t for t in stack.tenants}
+        self._prices = {p.id: p for p in stack.prices}
+
+    def install(self) -> None:
+        """Charge and release in the transaction that ends a job (once)."""
+        if self.settle not in self.store.on_terminal:
+            self.store.on_terminal.append(self.settle)
+
+    def reload(self, stack: StackConfig) -> None:
+        """Take a new stack (amended grants, new price rows)."""
+        self.stack = stack
+        self.tenants = {t.id: t for t in stack.tenants}
+        self._prices = {p.id: p for p in stack.prices}
+
+    # -- reads -------------------------------------------------------------------------------
+    def entries(self, tenant: str | None = None, since: float | None = None, until: float | None = None,
+                kinds: Iterable[LedgerKind] | None = None, job_id: str | None = None) -> list[LedgerEntry]:
+        """Ledger entries in order, filtered by tenant, time ``[since, until)``, kinds and job."""
+        query = select(MoneyLedgerRow).order_by(MoneyLedgerRow.id)
+        if tenant is not None:
+            query = query.where(MoneyLedgerRow.tenant == tenant)
+        if job_id is not None:
+            query = query.where(MoneyLedgerRow.job_id == job_id)
+        if since is not None:
+            query = query.where(MoneyLedgerRow.at >= since)
+        if until is not None:
+            query = query.where(MoneyLedgerRow.at < until)
+        if kinds is not None:
+            query = query.where(MoneyLedgerRow.kind.in_([LedgerKind(k).value for k in kinds]))
+        with self.store.session() as s:
+            return [LedgerEntry.model_validate(row) for row in s.scalars(query)]
+
+    def balances(self, now: float | None = None, tenants: Iterable[str] | None = None) -> dict[str, TenantBalance]:
+        """Every configured tenant's balance (or those named), from the ledger alone."""
+        ids = list(tenants) if tenants is not None else list(self.tenants)
+        with self.store.session() as s:
+            return {tenant: self._balance(s, tenant) for tenant in ids}
+
+    def balance(self, tenant: str, gpu: bool = True) -> "_Balance":
+        """One tenant's balance; ``gpu=False`` leaves out the GPU-seconds still held (one query less)."""
+        with self.store.session() as s:
+            return self._balance(s, tenant, gpu)
+
+    def job_money(self, job_ids: list[str]) -> dict[str, tuple[int, int]]:
+        """(hold, charged) in won per job."""
+        if not job_ids:
+            return {}
+        t = MoneyLedgerRow
+        query = (select(t.job_id, t.kind, func.sum(t.amount_krw)).where(t.job_id.in_(job_ids),
+                 t.kind.in_([LedgerKind.HOLD.value, LedgerKind.CHARGE.value])).group_by(t.job_id, t.kind))
+        out: dict[str, tuple[int, int]] = {}
+        with self.store.session() as s:
+            for job_id, kind, amount in s.execute(query):
+                hold, charged = out.get(job_id, (0, 0))
+                out[job_id] = (hold + int(amount), charged) if kind == LedgerKind.HOLD.value else (hold, charged + int(amount))
+        return out
+
+    def _balance(self, s: Session, tenant_id: str, gpu: bool = True) -> "_Balance":
+        t = MoneyLedgerRow
+        sums = {kind: (int(amount or 0), int(gpu or 0)) for kind, amount, gpu in s.execute(
+            select(t.kind, func.sum(t.amount_krw), func.sum(t.gpu_seconds)).where(t.tenant == tenant_id).group_by(t.kind))}
+        charged_kinds = (LedgerKind.OPENING.value, LedgerKind.CHARGE.value, LedgerKind.ADJUSTMENT.value)
+        charged = sum(sums.get(k, (0, 0))[0] for k in charged_kinds)
+        charged_gpu = sum(sums.get(k, (0, 0))[1] for k in charged_kinds)
+        held, held_gpu = self._held(s, tenant_id, gpu)
+        tenant = self.tenants.get(tenant_id)
+        grant = tenant.grant if tenant is not None else None
+        grant_krw = grant.krw if grant is not None else None
+        enforcement = grant.enforcement if grant is not None else Enforcement.ADMIT_IF_FITS
+        remaining = None if grant_krw is None else max(0, grant_krw - charged - held)
+        overspend = 0
+        if grant_krw is not None and enforcement == Enforcement.WARN:
+            overspend = max(0, charged + held - grant_krw)
+        return _Balance(
+            tenant=tenant_id, grant_krw=grant_krw, charged_krw=charged, held_krw=held, remaining_krw=remaining,
+            overspend_krw=overspend, grant_gpu_hours=grant.gpu_hours if grant is not None else None,
+            charged_gpu_hours=charged_gpu / 3600.0, enforcement=enforcement, charged_gpu_seconds=charged_gpu,
+            held_gpu_seconds=held_gpu)
+
+    def _held(self, s: Session, tenant_id: str, gpu: bool = True) -> tuple[int, int]:
+        """(won, GPU-seconds; 0 unless ``gpu``) still held by the tenant's jobs whose hold is not released."""
+        t = MoneyLedgerRow
+        released = select(t.job_id).where(t.tenant == tenant_id, t.kind == LedgerKind.RELEASE.value)
+        held_jobs = select(t.job_id).where(t.tenant == tenant_id, t.kind == LedgerKind.HOLD.value,
+                                           t.job_id.not_in(released))
+        per_job: dict[str, dict[str, tuple[int, int]]] = {}
+        for job_id, kind, amount, gpu in s.execute(
+                select(t.job_id, t.kind, func.sum(t.amount_krw), func.sum(t.gpu_seconds))
+                .where(t.tenant == tenant_id, t.job_id.in_(held_jobs)).group_by(t.job_id, t.kind)):
+            per_job.setdefault(job_id, {})[kind] = (int(amount or 0), int(gpu or 0))
+        if not per_job:
+            return 0, 0
+        shapes: dict[str, JobShape] = {}
+        if gpu:  # the GPU-seconds a job may still use: its GPUs x its max run time, less what it was charged
+            for job_id, gpus, spec in s.execute(select(JobRow.id, JobRow.gpus, JobRow.spec)
+                                                .where(JobRow.id.in_(list(per_job)), JobRow.gpus > 0)):
+                shapes[job_id] = JobShape(0.0, gpus, 0, int((spec or {}).get("max_runtime_seconds") or 0))
+        won_held = gpu_held = 0
+        for job_id, kinds in per_job.items():
+            hold = kinds.get(LedgerKind.HOLD.value, (0, 0))[0]
+            charged, charged_gpu = kinds.get(LedgerKind.CHARGE.value, (0, 0))
+            won_held += max(0, hold - charged)
+            shape = shapes.get(job_id)
+            if shape is not None:
+                gpu_held += max(0, shape.gpus * shape.max_runtime_seconds - charged_gpu)
+        return won_held, gpu_held
+
+    # -- admission -----------------------------------------------------------------------------
+    def hold_for(self, tenant: Tenant, shape: JobShape, now: float) -> Hold:
+        """The maximum cost of a job admitted now (priced as if it started now, each second at its price)."""
+        pool = self.pool_of(tenant)
+        gpu_seconds = shape.gpus * shape.max_runtime_seconds
+        try:
+            pieces = price_pieces(self.stack, pool, now, 0, shape.max_runtime_seconds)
+        except KeyError:
+            return Hold(0, gpu_seconds, pool, "", priced=False)
+        exact = sum((exact_cost(shape.meter(p.end - p.start), p.price.rates) for p in pieces), Fraction(0))
+        price_id = pieces[0].price.id if pieces else self.stack.price_for(pool, now).id
+        return Hold(round_half_up(exact), gpu_seconds, pool, price_id, priced=True)
+
+    def record_hold(self, job_id: str, tenant: str, hold: Hold, shape: JobShape, now: float) -> None:
+        """The hold entry, in the caller's transaction (admission's tenant lock)."""
+        with self.store.write_session() as s:
+            s.add(MoneyLedgerRow(at=now, tenant=tenant, job_id=job_id, kind=LedgerKind.HOLD.value, amount_krw=hold.krw,
+                                 pool=hold.pool, price_id=hold.price_id, seconds=0, cpu_milli_seconds=0, gpu_seconds=0,
+                                 memory_mib_seconds=0, actor=None,
+                                 note=f"max cost: {format_duration(shape.max_runtime_seconds)} x {shape.cpus:g} CPUs, "
+                                      f"{shape.gpus} GPUs, {shape.memory_bytes / 2**30:g} GiB"))
+
+    # -- charges ---------------------------------------------------------------------------------
+    def accrue(self, s: Session, row: JobRow, until: float, now: float) -> int:
+        """Charge a job (its row locked in ``s``) for its whole seconds up to ``until`` not charged yet; won charged.
+
+        Never beyond its max run time. Idempotent: the seconds already charged are read from the ledger.
+        """
+        if row.started_at is None:
+            return 0
+        tenant = self.tenants.get(row.tenant)
+        if tenant is None:
+            return 0
+        shape = JobShape.of(row)
+        limit = row.started_at + shape.max_runtime_seconds if shape.max_runtime_seconds else until
+        total = int(math.floor(max(0.0, min(until, limit) - row.started_at)))
+        t = MoneyLedgerRow
+        done = s.execute(select(t.price_id, func.sum(t.seconds), func.sum(t.amount_krw), func.sum(t.cpu_milli_seconds),
+                                func.sum(t.gpu_seconds), func.sum(t.memory_mib_seconds))
+                         .where(t.job_id == row.id, t.kind == LedgerKind.CHARGE.value).group_by(t.price_id)).all()
+        covered = sum(int(r[1] or 0) for r in done)
+        if total <= covered:
+            return 0
+        pool = self.pool_of(tenant)
+        try:
+            pieces = price_pieces(self.stack, pool, row.started_at, covered, total)
+        except KeyError:
+            return 0  # no price: money is off for this pool
+        charged = sum(int(r[2] or 0) for r in done)
+        exact = Fraction(0)
+        for price_id, _sec, _amount, cpu, gpu, mem in done:
+            price = self._prices.get(price_id or "")
+            if price is None:
+                log.error("ledger names price %s that the stack file no longer has; job %s", price_id, row.id)
+                return 0
+            exact += exact_cost(Meter(cpu_milli_seconds=int(cpu), gpu_seconds=int(gpu), memory_mib_seconds=int(mem)),
+                                price.rates)
+        added = 0
+        for piece in pieces:
+            meter = shape.meter(piece.end - piece.start)
+            exact += exact_cost(meter, piece.price.rates)
+            amount = round_half_up(exact) - charged
+            charged += amount
+            added += amount
+            s.add(MoneyLedgerRow(at=now, tenant=row.tenant, job_id=row.id, kind=LedgerKind.CHARGE.value, amount_krw=amount,
+                                 pool=pool, price_id=piece.price.id, seconds=piece.end - piece.start,
+                                 cpu_milli_seconds=meter.cpu_milli_seconds, gpu_seconds=meter.gpu_seconds,
+                                 memory_mib_seconds=meter.memory_mib_seconds, actor=None,
+                                 note=f"seconds {piece.start}-{piece.end} of the run"))
+        return added
+
+    def settle(self, s: Session, row: JobRow) -> None:
+        """``Store.on_terminal`` hook: the last charge (to its end) and the release of what is left of the hold."""
+        now = time.time()
+        if row.started_at is not None:
+            self.accrue(s, row, row.ended_at if row.ended_at is not None else now, now)
+        t = MoneyLedgerRow
+        sums = dict(s.execute(select(t.kind, func.sum(t.amount_krw)).where(t.job_id == row.id).group_by(t.kind)).all())
+        if LedgerKind.HOLD.value not in sums or LedgerKind.RELEASE.value in sums:
+            return
+        left = max(0, int(sums[LedgerKind.HOLD.value]) - int(sums.get(LedgerKind.CHARGE.value) or 0))
+        s.add(MoneyLedgerRow(at=now, tenant=row.tenant, job_id=row.id, kind=LedgerKind.RELEASE.value, amount_krw=left,
+                             pool=None, price_id=None, seconds=0, cpu_milli_seconds=0, gpu_seconds=0, memory_mib_seconds=0,
+                             actor=None, note=f"job {row.status.lower()}: the rest of its hold"))
+
+    def accrue_running(self, now: float, until_of: Callable[[JobRow], float] | None = None) -> int:
+        """Charge every running job up to where the control plane last saw it (one transaction per job); won charged."""
+        from operators.control_plane.db.ledger import running_until
+
+        total = 0
+        with self.store.session() as s:
+            ids = list(s.scalars(select(JobRow.id).where(JobRow.status == JobStatus.RUNNING.value,
+                                                         JobRow.started_at.is_not(None))))
+        for job_id in ids:
+            with self.store.write_session() as s:
+                row = s.get(JobRow, job_id, with_for_update=True)
+                if row is None or row.status != JobStatus.RUNNING.value:
+                    continue
+                until = until_of(row) if until_of is not None else running_until(row.last_seen_at, now)
+                total += self.accrue(s, row, until, now)
+        return total
+
+    # -- what the reconciler stops ---------------------------------------------------------------
+    def verdicts(self, running: list[JobRow], now: float) -> tuple[dict[str, str], dict[str, str]]:
+        """(job id -> why it must stop, job id -> warning) for running jobs: max run time, stop-mode exhaustion,
+        the end of the grant or the budget."""
+        stops: dict[str, str] = {}
+        warnings: dict[str, str] = {}
+        balances: dict[str, _Balance] = {}
+        for row in running:
+            if row.started_at is None:
+                continue
+            shape = JobShape.of(row)
+            if shape.max_runtime_seconds and now - row.started_at >= shape.max_runtime_seconds:
+                stops[row.id] = (f"stopped: reached its maximum run time of {format_duration(shape.max_runtime_seconds)} "
+                                 f"(max_runtime_seconds {shape.max_runtime_seconds})")
+                continue
+            tenant = self.tenants.get(row.tenant)
+            if tenant is None or tenant.grant.enforcement != Enforcement.STOP:
+                continue
+            grant = tenant.grant
+            end = min(grant.end_timestamp, self.stack.budget.end_timestamp if self.stack.budget else grant.end_timestamp)
+            if now >= end:
+                stops[row.id] = f"stopped: tenant {tenant.id!r}'s grant period ended on {grant.end} (enforcement stop)"
+                continue
+            if row.tenant not in balances:
+                with self.store.session() as s:
+                    balances[row.tenant] = self._balance(s, row.tenant)  # type: ignore[assignment]
+            bal = balances[row.tenant]
+            if grant.krw is not None and bal.charged_krw >= grant.krw:
+                stops[row.id] = (f"stopped: grant exhausted: charged {won(bal.charged_krw)} of {won(grant.krw)} "
+                                 "(enforcement stop)")
+            elif grant.gpu_seconds is not None and row.gpus and bal.charged_gpu_seconds >= grant.gpu_seconds:
+                stops[row.id] = (f"stopped: GPU-hours exhausted: charged {bal.charged_gpu_seconds / 3600:.2f} of "
+                                 f"{grant.gpu_hours:g} GPU-hours (enforcement stop)")
+            elif grant.krw and bal.charged_krw >= WARN_RATIO * grant.krw:
+                warnings[row.id] = (f"warning: {bal.charged_krw / grant.krw:.0%} of the grant charged "
+                                    f"({won(bal.charged_krw)} of {won(grant.krw)}); running jobs stop at 100%")
+        return stops, warnings
+
+
+class _Balance(TenantBalance):
+    """A balance with the GPU-seconds the checks need (not part of the API's view)."""
+
+    charged_gpu_seconds: int = 0
+    held_gpu_seconds: int = 0
+
+
+def opening_amount(meter: Meter, price: Price) -> int:
+    """What an opening entry charges for usage metered before the ledger existed."""
+    return round_half_up(exact_cost(meter, price.rates))
+
+
+def usage_meters(session: Session) -> Mapping[str, Meter]:
+    """Today's usage totals per tenant (``usage_totals``) as integer meters."""
+    meters: dict[str, Meter] = {}
+    for row in session.scalars(select(UsageTotalRow)):
+        add = Meter(cpu_milli_seconds=round(row.cpu_seconds * 1000), gpu_seconds=round(row.gpu_seconds),
+                    memory_mib_seconds=round(row.memory_byte_seconds / 2**20))
+        meters[row.tenant] = meters.get(row.tenant, Meter()) + add
+    return meters

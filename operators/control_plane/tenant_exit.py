@@ -1,0 +1,169 @@
+"""The end of the program for a company: hand it everything it owns, then remove it.
+
+``GET /v1/tenants/{id}/archive`` (operator): one zip of the tenant's storage (code packages, data, every job's
+outputs), its job records with their logs, its usage and its money-ledger entries; each export is recorded
+(``tenant_exits``: when, the archive's SHA-256 and size). ``testbed tenants export ID --out DIR`` fetches it and
+adds the company's MLflow runs and models (testbed/tenant_export.py).
+
+``POST /v1/tenants/{id}/purge`` (operator, body ``{"confirm": "<id>"}``): only after an export that is newer than
+the tenant's last job, and with none of its jobs active. It deletes the tenant's storage, empties its jobs' logs
+and specs, revokes its tokens (kept, marked revoked) and records the purge in ``tenant_exits`` and the audit trail. The job rows (ids, times, resources), the usage totals and
+the money ledger stay: settlement needs them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import time
+from typing import IO, Annotated, Any
+
+from fastapi import Body, Depends, FastAPI, Path
+from fastapi.responses import StreamingResponse
+from sqlalchemy import func, select, update
+
+from operators.control_plane import audit
+from operators.control_plane.audit import AuditKind
+from operators.control_plane.auth import OPERATOR, Principal, principal_from_request
+from testbed.errors import ErrorCode
+from operators.control_plane.errors import ServiceError, error_responses, not_found
+from operators.control_plane.plane import ControlPlane
+from operators.control_plane.db.models import JobRow, TenantExitRow, TokenRow
+from testbed.jobs import TERMINAL_STATUSES
+from testbed.limits import MAX_ID_CHARS
+from testbed.tenant_exit import PurgeRequest, PurgeResult
+
+ARCHIVE_MEDIA_TYPE = "application/zip"
+CHUNK = 1 << 20
+
+
+def _operator(caller: Principal) -> None:
+    if not caller.is_operator:
+        raise ServiceError(ErrorCode.FORBIDDEN, "only the operator token can export or purge a tenant")
+
+
+def _all_files(plane: ControlPlane, tenant: str) -> list[tuple[str, str]]:
+    """(path in the filesystem, name in the archive) of every file under the tenant's storage."""
+    storage = plane.storage
+    base = storage.path(tenant)
+    if not storage.fs.exists(base):
+        return []
+    files = []
+    for path in sorted(storage.fs.find(base)):
+        relative = path[len(base):].lstrip("/")
+        if storage._contained(tenant, path):  # a planted link never leads out of the tenant's folder
+            files.append((path, f"storage/{relative}"))
+    return files
+
+
+def build_archive(plane: ControlPlane, tenant: str) -> tuple[IO[bytes], str, int]:
+    """The tenant's archive in a temporary file: (file at offset 0, SHA-256, size)."""
+    import zipfile
+
+    from operators.control_plane.api.jobs import job_view
+    from operators.metering import build_report
+
+    jobs = plane.store.list_jobs(tenant=tenant)
+    records = [{**job_view(row).model_dump(mode="json"), "logs": row.logs or ""} for row in jobs]
+    usage = build_report(plane.ledger, plane.stack, [tenant], money=plane.money)
+    ledger = [entry.model_dump(mode="json") for entry in plane.money.entries(tenant=tenant)]
+    spool = tempfile.TemporaryFile()
+    fixed = (1980, 1, 1, 0, 0, 0)
+    with zipfile.ZipFile(spool, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+        for name, value in (("jobs.json", records), ("usage.json", usage.model_dump(mode="json")),
+                            ("ledger.json", ledger)):
+            archive.writestr(zipfile.ZipInfo(name, fixed), json.dumps(value, indent=1, ensure_ascii=False))
+        for path, name in _all_files(plane, tenant):
+            with plane.storage.fs.open(path, "rb") as source, archive.open(zipfile.ZipInfo(name, fixed), "w",
+                                                                           force_zip64=True) as target:
+                while chunk := source.read(CHUNK):
+                    target.write(chunk)
+    size = spool.tell()
+    spool.seek(0)
+    digest = hashlib.sha256()
+    while chunk := spool.read(CHUNK):
+        digest.update(chunk)
+    spool.seek(0)
+    return spool, digest.hexdigest(), size
+
+
+def purge(plane: ControlPlane, tenant: str, actor: str | None) -> PurgeResult:
+    store = plane.store
+    with store.tenant_lock(tenant) as s:
+        export = s.scalars(select(TenantExitRow).where(TenantExitRow.tenant == tenant, TenantExitRow.kind == "export")
+                           .order_by(TenantExitRow.at.desc()).limit(1)).first()
+        last_job = s.scalar(select(func.max(JobRow.submitted_at)).where(JobRow.tenant == tenant))
+        if export is None or (last_job is not None and last_job >= export.at):
+            raise ServiceError(ErrorCode.EXPORT_REQUIRED, f"export tenant {tenant!r} first (`testbed tenants export "
+                               f"{tenant} --out DIR`): a purge needs an export newer than its last job")
+        terminal = [status.value for status in TERMINAL_STATUSES]
+        active = s.scalar(select(func.count(JobRow.id)).where(JobRow.tenant == tenant, JobRow.status.not_in(terminal)))
+        if active:
+            raise ServiceError(ErrorCode.JOB_ACTIVE, f"tenant {tenant!r} has {active} job(s) not yet ended; stop them first")
+        scrubbed = s.execute(update(JobRow).where(JobRow.tenant == tenant).values(logs="", spec={})).rowcount
+        now = time.time()
+        revoked = s.execute(update(TokenRow).where(TokenRow.subject == tenant, TokenRow.role == "tenant",
+                                                   TokenRow.revoked_at.is_(None)).values(revoked_at=now)).rowcount
+        files = _all_files(plane, tenant)
+        sizes = sum(int(plane.storage.fs.info(path).get("size") or 0) for path, _ in files)
+        base = plane.storage.path(tenant)
+        if plane.storage.fs.exists(base):
+            plane.storage.fs.rm(base, recursive=True)
+        s.add(TenantExitRow(tenant=tenant, kind="purge", at=now, sha256=export.sha256, bytes=sizes, actor=actor))
+        audit.append(s, AuditKind.TENANT_PURGED, tenant=tenant, actor=actor,
+                     detail={"export_sha256": export.sha256, "deleted_files": len(files), "deleted_bytes": sizes,
+                             "jobs_scrubbed": scrubbed or 0, "tokens_revoked": revoked or 0})
+        result = PurgeResult(tenant=tenant, export_sha256=export.sha256 or "", exported_at=export.at,
+                             deleted_files=len(files), deleted_bytes=sizes, jobs_scrubbed=scrubbed or 0,
+                             tokens_revoked=revoked or 0)
+    plane.tokens.clear()
+    if plane.settings.credentials_dir is not None:
+        (plane.settings.credentials_dir / f"{tenant}.token").unlink(missing_ok=True)
+    return result
+
+
+Caller = Annotated[Principal, Depends(principal_from_request)]
+TenantId = Annotated[str, Path(max_length=MAX_ID_CHARS)]
+
+
+def install(app: FastAPI, plane: ControlPlane) -> None:
+    def known(tenant: str) -> None:
+        if tenant not in plane.tenants and not plane.store.list_jobs(tenant=tenant, limit=1):
+            raise not_found(f"tenant {tenant!r} in region {plane.stack.region.id!r}")
+
+    @app.get("/v1/tenants/{tenant}/archive", tags=["tenants"], response_class=StreamingResponse, responses={
+        200: {"description": "a zip: storage/, jobs.json, usage.json, ledger.json",
+              "content": {ARCHIVE_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
+        **error_responses(401, 403, 404, 422, 503)})
+    def archive(tenant: TenantId, caller: Caller) -> StreamingResponse:
+        """Everything the platform keeps of a tenant, as one zip (operator); the export is recorded."""
+        _operator(caller)
+        known(tenant)
+        spool, sha256, size = build_archive(plane, tenant)
+        with plane.store.write_session() as s:
+            s.add(TenantExitRow(tenant=tenant, kind="export", at=time.time(), sha256=sha256, bytes=size,
+                                actor=caller.actor))
+            audit.append(s, AuditKind.TENANT_EXPORTED, tenant=tenant, actor=caller.actor,
+                         detail={"sha256": sha256, "bytes": size})
+
+        def chunks() -> Any:
+            try:
+                while chunk := spool.read(CHUNK):
+                    yield chunk
+            finally:
+                spool.close()
+
+        return StreamingResponse(chunks(), media_type=ARCHIVE_MEDIA_TYPE, headers={
+            "Content-Length": str(size), "X-Archive-SHA256": sha256,
+            "Content-Disposition": f'attachment; filename="{tenant}.zip"'})
+
+    @app.post("/v1/tenants/{tenant}/purge", response_model=PurgeResult, tags=["tenants"],
+              responses=error_responses(401, 403, 404, 409, 422, 503))
+    def purge_tenant(tenant: TenantId, body: Annotated[PurgeRequest, Body()], caller: Caller) -> PurgeResult:
+        """Remove a tenant's storage, job logs and tokens after an export (operator; ``confirm`` repeats the id)."""
+        _operator(caller)
+        known(tenant)
+        if body.confirm != tenant or tenant == OPERATOR:
+            raise ServiceError(ErrorCode.INVALID_SPEC, f"confirm must repeat the tenant id {tenant!r}")
+        return purge(plane, tenant, caller.actor)

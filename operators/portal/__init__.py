@@ -1,0 +1,1 @@
+"""The web portal (Korean first, English beside it), served by the control plane under ``/portal``."""

@@ -1,0 +1,161 @@
+"""Idle GPUs, for real: a fake DCGM exporter -> a real Prometheus (the testbed.gpu.idle rules join utilisation
+to jobs through kube_pod_labels) -> the control plane's idle watch (over Prometheus' HTTP API) -> idle_since on
+the job, idle GPU-hours in usage, and the stop of a job whose tenant's policy says so."""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+import yaml
+
+from testbed.client import TestbedClient
+from testbed.config import stack_file_for
+from testbed.jobs import JobSpec, JobStatus
+from testbed.money import kst_month
+
+pytestmark = pytest.mark.integration
+
+STOPPING_TENANT = "changwon-precision"  # idle_stop_minutes set below
+FLAGGING_TENANT = "gimhae-robotics"  # no policy: flagged and counted, never stopped
+
+
+class FakeDcgmExporter:
+    """Serves DCGM_FI_DEV_GPU_UTIL per GPU (labels as dcgm-exporter's Kubernetes mapping writes them) and
+    kube-state-metrics' kube_pod_labels for the job's pods; ``utilisation[job_id]`` (0-100) is what it reports."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, tuple[str, float]] = {}  # job id -> (tenant, utilisation %)
+        exporter = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                body = exporter.render().encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def render(self) -> str:
+        lines = ["# TYPE DCGM_FI_DEV_GPU_UTIL gauge"]
+        for index, (job_id, (tenant, util)) in enumerate(sorted(self.jobs.items())):
+            lines.append(f'DCGM_FI_DEV_GPU_UTIL{{gpu="{index}",UUID="GPU-{index:04d}",Hostname="node-1",modelName="NVIDIA L4",'
+                         f'namespace="tenant-{tenant}",pod="{job_id}-head",container="ray-head"}} {util}')
+        lines.append('DCGM_FI_DEV_GPU_UTIL{gpu="7",UUID="GPU-free",Hostname="node-1",modelName="NVIDIA L4",'
+                     'namespace="",pod="",container=""} 0')
+        lines.append("# TYPE kube_pod_labels gauge")
+        for job_id, (tenant, _util) in sorted(self.jobs.items()):
+            lines.append(f'kube_pod_labels{{namespace="tenant-{tenant}",pod="{job_id}-head",'
+                         f'label_testbed_io_job_id="{job_id}",label_testbed_io_tenant="{tenant}"}} 1')
+        return "\n".join(lines) + "\n"
+
+    def __enter__(self) -> "FakeDcgmExporter":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture()
+def exporter() -> Iterator[FakeDcgmExporter]:
+    with FakeDcgmExporter() as fake:
+        yield fake
+
+
+def _stack_with_policy(tmp_path: Path) -> Path:
+    document = yaml.safe_load(stack_file_for("gyeongnam").read_text())
+    for tenant in document["config"]["testbed:tenants"]:
+        if tenant["id"] == STOPPING_TENANT:
+            tenant["idle_stop_minutes"] = 0.1  # 6 s
+    path = tmp_path / "Pulumi.gyeongnam.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
+def test_idle_gpus_are_flagged_counted_and_stopped_by_policy(tmp_path: Path, exporter: FakeDcgmExporter, prometheus) -> None:
+    from operators.control_plane.app import create_app
+    from tests.serve import serve_in_thread
+    from testbed.settings import ControlPlaneSettings
+
+    scrape = {"job_name": "dcgm-exporter", "honor_labels": True, "static_configs": [{"targets": [exporter.address]}]}
+    with prometheus(None, token="unused", extra_scrape_configs=[scrape], interval=0.5) as prom:
+        settings = ControlPlaneSettings(
+            stack_file=_stack_with_policy(tmp_path), database_url=f"sqlite:///{tmp_path / 'cp.db'}", backend="noop",
+            mlflow_tracking_uri="http://127.0.0.1:1", storage_path=str(tmp_path / "storage"),
+            credentials_dir=tmp_path / "credentials", prometheus_url=prom.url,
+            idle_flag_minutes=0.05, idle_check_seconds=0.5, idle_threshold_ratio=0.05,  # flagged after 3 s idle
+        )
+        app = create_app(settings)
+        with serve_in_thread(app) as url:
+            def client(subject: str) -> TestbedClient:
+                return TestbedClient(url, (tmp_path / "credentials" / f"{subject}.token").read_text().strip())
+
+            stopping, flagging = client(STOPPING_TENANT), client(FLAGGING_TENANT)
+            spec = JobSpec(entrypoint="sleep 600", gpus=1, cpus=1, memory="1Gi")
+            a, b = stopping.submit(spec), flagging.submit(spec)
+            exporter.jobs[a.id] = (STOPPING_TENANT, 2.0)   # idle
+            exporter.jobs[b.id] = (FLAGGING_TENANT, 90.0)  # busy
+            _wait(lambda: stopping.get_job(a.id).status == JobStatus.RUNNING and flagging.get_job(b.id).status == JobStatus.RUNNING,
+                  20, "both jobs running")
+            # The join is Prometheus' own: the recorded series names the job and tenant.
+            _wait(lambda: prom.value("job:testbed_job_gpu_utilization:max_ratio", job_id=a.id) is not None, 20,
+                  "the recording rule to join the fake DCGM series to the job")
+            assert prom.value("job:testbed_job_gpu_utilization:max_ratio", job_id=b.id, tenant=FLAGGING_TENANT) == pytest.approx(0.9)
+
+            flagged = _wait(lambda: (job := stopping.get_job(a.id)).idle_since and job, 20, "the idle job to be flagged")
+            assert flagged.status == JobStatus.RUNNING
+            stopped = _wait(lambda: (job := stopping.get_job(a.id)).status == JobStatus.STOPPED and job, 30,
+                            "the idle job to be stopped by its tenant's policy")
+            assert "idle_stop_minutes" in stopped.message and "under 5%" in stopped.message, stopped.message
+            assert stopped.idle_gpu_hours > 0
+            busy = flagging.get_job(b.id)
+            assert busy.idle_since is None and busy.idle_gpu_hours == 0 and busy.status == JobStatus.RUNNING
+
+            exporter.jobs[b.id] = (FLAGGING_TENANT, 1.0)  # now the other one idles: flagged, counted, not stopped
+            _wait(lambda: flagging.get_job(b.id).idle_since, 30, "the second job to be flagged")
+            time.sleep(2 * settings.idle_check_seconds + 0.5)
+            still = flagging.get_job(b.id)
+            assert still.status == JobStatus.RUNNING and still.idle_gpu_hours > 0
+
+            usage = {t.tenant: t for t in client("operator").usage().tenants}
+            assert usage[STOPPING_TENANT].idle_gpu_hours == pytest.approx(stopped.idle_gpu_hours)
+            assert usage[FLAGGING_TENANT].idle_gpu_hours > 0
+            assert usage["sacheon-aero-parts"].idle_gpu_hours == 0
+            # ... and on the tenant's statement of this month
+            month = kst_month(time.time())
+            token = (tmp_path / "credentials" / f"{STOPPING_TENANT}.token").read_text().strip()
+            statement = httpx.get(f"{url}/v1/statements/{month}", params={"tenant": STOPPING_TENANT},
+                                  headers={"Authorization": f"Bearer {token}"}).json()
+            [mine] = statement["tenants"]
+            assert float(mine["idle_gpu_hours"]) == pytest.approx(stopped.idle_gpu_hours, abs=1e-6)
+            # busy again: unflagged; the idle hours it held stay counted
+            exporter.jobs[b.id] = (FLAGGING_TENANT, 95.0)
+            _wait(lambda: flagging.get_job(b.id).idle_since is None, 30, "the busy job to be unflagged")
+            assert flagging.get_job(b.id).idle_gpu_hours >= still.idle_gpu_hours
+            flagging.stop(b.id)
