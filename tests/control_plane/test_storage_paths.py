@@ -100,7 +100,7 @@ def test_a_link_swapped_in_and_out_never_serves_another_tenants_file(noop_plane)
     job_id, folder = bob_job_folder(noop_plane)
     (folder / "sub").mkdir()
     (folder / "sub" / "secret.csv").write_bytes(b"bob's own\n")
-    dir_link, file_link = folder / "sub.link", folder / "race.link"
+    dir_link = folder / "sub.link"
     dir_link.symlink_to(alice_data, target_is_directory=True)
     # the swapper is a process of its own (as a job is), so it runs truly beside the server's threads
     swapper = subprocess.Popen([sys.executable, "-c", _SWAPPER, str(folder), str(alice_data)],
