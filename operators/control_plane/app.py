@@ -18,6 +18,7 @@ from operators.control_plane.errors import install_error_handlers
 from operators.control_plane.guards import BodySizeLimit, HealthProbe
 from operators.control_plane.plane import ControlPlane
 from operators.metering.exporter import make_registry
+from testbed.clock import SYSTEM_CLOCK, Clock
 from testbed.limits import MAX_BODY_BYTES
 from testbed.settings import ControlPlaneSettings
 
@@ -26,10 +27,12 @@ ADMISSION_THREADS = 4  # PostgreSQL: admissions of different tenants overlap, a 
 
 
 def create_app(
-    settings: ControlPlaneSettings, backend: Backend | None = None, store: Store | None = None, sync: bool = True
+    settings: ControlPlaneSettings, backend: Backend | None = None, store: Store | None = None, sync: bool = True,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> FastAPI:
-    """Build the API around one region's control plane; ``sync`` starts the background sync."""
-    plane = ControlPlane(settings, backend=backend, store=store)
+    """Build the API around one region's control plane; ``sync`` starts the background sync (a test
+    passes ``sync=False`` and drives ``plane.dispatcher.sync_once()``), ``clock`` drives its timers."""
+    plane = ControlPlane(settings, backend=backend, store=store, clock=clock)
 
     # A few threads hand jobs to the backend: enough to overlap its network calls, few enough
     # that admissions on the event loop do not queue behind dozens of threads for the GIL.

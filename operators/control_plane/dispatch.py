@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from typing import Any, Callable, Mapping
 
 from operators.control_plane.backends.base import (
@@ -36,6 +35,7 @@ from operators.control_plane.errors import ServiceError
 from operators.control_plane.db.lease import RECONCILER, Lease
 from operators.control_plane.db.store import JobRow, Store
 from testbed import jobs as J
+from testbed.clock import SYSTEM_CLOCK, Clock
 from testbed.config import Tenant
 from testbed.jobs import JobSpec, JobStatus
 from testbed.settings import ControlPlaneSettings
@@ -130,13 +130,14 @@ class Dispatcher:
     """Hands queued jobs to the backend and keeps every dispatched job's record in step with it."""
 
     def __init__(self, settings: ControlPlaneSettings, tenants: Mapping[str, Tenant], store: Store, backend: Backend,
-                 mlflow_env: Callable[[str], dict[str, str]] | None = None):
+                 mlflow_env: Callable[[str], dict[str, str]] | None = None, clock: Clock = SYSTEM_CLOCK):
         self.settings = settings
         self.mlflow_env = mlflow_env
         self.tenants = tenants
         self.store = store
         self.backend = backend
-        self.lease = Lease(store, RECONCILER, settings.lease_ttl_seconds, settings.lease_renew_seconds)
+        self.clock = clock
+        self.lease = Lease(store, RECONCILER, settings.lease_ttl_seconds, settings.lease_renew_seconds, clock=clock)
         self.synced_at: float | None = None  # when this replica last completed a full sync round
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -173,15 +174,15 @@ class Dispatcher:
             if not self.lease.holding:
                 watching_starts = False
                 continue
-            full = time.monotonic() - last_full >= interval
+            full = self.clock.monotonic() - last_full >= interval
             try:
                 watching_starts = self.sync_once(starting_only=not full)
                 if full:
-                    self.synced_at = time.time()
+                    self.synced_at = self.clock.time()
             except Exception:  # keep syncing; a bad round must not stop the loop
                 log.exception("job sync round failed")
             if full:
-                last_full = time.monotonic()
+                last_full = self.clock.monotonic()
 
     def sync_once(self, starting_only: bool = False) -> bool:
         """One round: refresh dispatched jobs, then dispatch queued ones.
@@ -193,7 +194,7 @@ class Dispatcher:
         (``info_many``: the kuberay backend lists per namespace, it does not GET per job).
         """
         active = self.store.list_jobs(status=JobStatus.PENDING) if starting_only else self.store.active_jobs()
-        now = time.time()
+        now = self.clock.time()
         dispatched = [row for row in active if row.dispatched]
         answers = self.backend.info_many([_ref(row) for row in dispatched]) if dispatched else {}
         no_answer = BackendError("the backend gave no answer for it")
@@ -228,11 +229,11 @@ class Dispatcher:
                 ref = self.backend.submit(launch_request(current, self.settings, self.mlflow_env))
             except PermanentBackendError as exc:  # retrying gets the same answer: fail it once
                 log.warning("backend refused %s for good: %s", row.id, exc)
-                return self.store.update_job(row.id, status=JobStatus.FAILED.value, ended_at=time.time(), logs="",
+                return self.store.update_job(row.id, status=JobStatus.FAILED.value, ended_at=self.clock.time(), logs="",
                                              message=f"refused by the backend: {exc}")
             except BackendError as exc:
                 return self.store.update_job(row.id, message=f"queued: waiting for the backend: {exc}")
-            return self.store.update_job(row.id, dispatched=True, backend_ref=ref, message="", last_seen_at=time.time())
+            return self.store.update_job(row.id, dispatched=True, backend_ref=ref, message="", last_seen_at=self.clock.time())
 
     def _fits_now(self, row: JobRow) -> str | None:
         """None if the tenant's running jobs leave room for this one, else why not."""
@@ -251,7 +252,7 @@ class Dispatcher:
     # -- reconcile ------------------------------------------------------------------------
     def refresh(self, row: JobRow) -> JobRow:
         """Bring one job's record up to date with the backend now."""
-        changes = self._observe(row, time.time())
+        changes = self._observe(row, self.clock.time())
         return (self.store.update_job(row.id, **changes) if changes else None) or row
 
     def _observe(self, row: JobRow, now: float, answer: BackendAnswer | None = None) -> dict[str, Any]:
@@ -307,7 +308,7 @@ class Dispatcher:
             if not row.dispatched:
                 return self._stopped(row, "stopped while queued: it never reached the backend")
         # Recorded first, with the output so far: any replica then reports it STOPPED with its logs.
-        self.store.update_job(row.id, stop_requested_at=time.time(), logs=self._final_logs(row))
+        self.store.update_job(row.id, stop_requested_at=self.clock.time(), logs=self._final_logs(row))
         try:
             self.backend.stop(row.backend_ref or row.id)
         except JobNotFound:
@@ -322,5 +323,5 @@ class Dispatcher:
         return self.store.update_job(row.id, message="stopping: the backend was asked to stop it") or row
 
     def _stopped(self, row: JobRow, message: str) -> JobRow:
-        return self.store.update_job(row.id, status=JobStatus.STOPPED.value, ended_at=time.time(), message=message,
+        return self.store.update_job(row.id, status=JobStatus.STOPPED.value, ended_at=self.clock.time(), message=message,
                                      logs=row.logs or "") or row

@@ -22,13 +22,15 @@ from operators.control_plane.db.ledger import Ledger
 from testbed.config import StackConfig, Tenant, load_stack_file
 from testbed.jobs import JobSpec, JobStatus
 from testbed.settings import ControlPlaneSettings
+from testbed.clock import SYSTEM_CLOCK, Clock
 from testbed.errors import ErrorCode
 
 
 class ControlPlane:
     """The region's tenants, a job store, a backend; admission, dispatch and tokens around them."""
 
-    def __init__(self, settings: ControlPlaneSettings, backend: Backend | None = None, store: Store | None = None):
+    def __init__(self, settings: ControlPlaneSettings, backend: Backend | None = None, store: Store | None = None,
+                 clock: Clock = SYSTEM_CLOCK):
         self.settings = settings
         self.stack: StackConfig = load_stack_file(settings.stack_file)
         self.tenants: dict[str, Tenant] = {t.id: t for t in self.stack.tenants}
@@ -37,11 +39,12 @@ class ControlPlane:
         self.storage = TenantStorage(settings.storage_path)  # packages, data and job outputs of each tenant
         self.tokens = TokenCache(self.store)
         # The same ledger meters usage for /metrics and /v1/usage and for the grant check.
+        self.clock = clock
         self.ledger = Ledger(self.store)
         self.ledger.install()
         self.admission = Admission(self.stack, self.store, self.backend, self.ledger, settings, self.storage)
-        self.mlflow = MlflowIdentities(settings, self.store, self.tenants)  # after the tokens: it derives from them
-        self.dispatcher = Dispatcher(settings, self.tenants, self.store, self.backend, self.mlflow.job_env)
+        self.mlflow = MlflowIdentities(settings, self.store, self.tenants, clock)  # after the tokens: it derives from them
+        self.dispatcher = Dispatcher(settings, self.tenants, self.store, self.backend, self.mlflow.job_env, clock)
         self.issuer = TokenIssuer(self.store, self.tokens, self.tenants, self.stack.region.id, settings.credentials_dir,
                                   settings.operator_token_sha256, settings.monitoring_token_sha256)
         self.issuer.bootstrap()

@@ -1,7 +1,7 @@
 """Hostile input and faults (issue 12), one regression test per finding, on the no-op backend over HTTP.
 
 The local lifecycle findings (a split stack, a moved port, orphaned drivers, a slow ``down``, the
-job environment) run on the real testbed in ``test_local_testbed.py``.
+job environment) run on the real testbed in ``tests/embedded/test_local_testbed.py``.
 """
 
 from __future__ import annotations
@@ -206,7 +206,8 @@ def test_a_permanent_backend_refusal_fails_the_job_once(noop_plane, monkeypatch)
     client = noop_plane.client(ALICE)
     job = client.submit(entrypoint="true")
     assert job.status == "FAILED" and job.message == "refused by the backend: Ray refused job: ValueError: runtime_env is invalid"
-    time.sleep(0.6)  # two sync rounds: never sent again
+    for _ in range(2):  # two sync rounds: never sent again
+        noop_plane.plane.dispatcher.sync_once()
     assert calls == [job.id] and client.get_job(job.id).started_at is None
 
 
