@@ -9,6 +9,7 @@ import sys
 import time
 
 import httpx
+import pytest
 
 ALICE = "changwon-precision"
 MAX_EXAMPLES = 30  # per operation and phase; with a fixed seed the run takes 10-20 s on 2 cores
@@ -34,6 +35,7 @@ def schemathesis(url: str, token: str, cwd, *extra: str) -> subprocess.Completed
     )
 
 
+@pytest.mark.integration  # starts a real process
 def test_every_operation_keeps_its_openapi_contract(noop_plane, tmp_path):
     started = time.monotonic()
     tenant = schemathesis(noop_plane.url, noop_plane.token(ALICE), tmp_path)

@@ -155,6 +155,7 @@ def test_replicas_upgrading_together_do_not_race(empty_url):
     assert sorted(results, key=str) == sorted([(None, head)] + [(head, head)] * 3, key=str)
 
 
+@pytest.mark.integration  # starts a real process
 def test_testbed_db_upgrade(tmp_path):
     from testbed.settings import ControlPlaneSettings
     from testbed.config import stack_file_for
