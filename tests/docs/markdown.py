@@ -77,8 +77,10 @@ def check_command(words: list[str], parser: argparse.ArgumentParser, targets: se
     """Why a documented cluster command is wrong, or None."""
     tool = words[0]
     if tool in ("testbed", ".venv/bin/testbed"):
+        argv = words[1:]
+        argv = argv[:argv.index("--")] if "--" in argv else argv  # the job's command, as the CLI splits it
         try:
-            parser.parse_args(words[1:])
+            parser.parse_args(argv)
         except SystemExit:
             return f"`{shlex.join(words)}`: not a valid testbed command line"
         return None

@@ -13,7 +13,7 @@ from embedded.cli import build_parser
 from testbed.config import repo_root
 from tests.docs.markdown import blocks, check_command, commands, makefile_targets
 
-STATIC = [b for b in blocks() if b.info in ("sh", "sh cluster", "bash")]
+STATIC = [b for b in blocks() if b.info in ("sh", "sh cluster", "sh local", "bash")]  # local ones run too
 
 
 def test_the_documents_have_executed_and_checked_blocks():
