@@ -24,7 +24,7 @@ FINISHED = {"job-snapshot000001": "SUCCEEDED", "job-snapshot000002": "FAILED", "
 T0 = 1_780_000_000.0
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def empty_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'cp.db'}"
