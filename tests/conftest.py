@@ -191,6 +191,7 @@ def postgres_url(postgres_server: postgres.PostgresServer) -> str:
 PROCESS_FIXTURES = frozenset({
     "local_testbed", "postgres_server", "postgres_url", "secured", "prometheus", "promtool",
     "prometheus_binary", "mlflow_server", "ray_address", "workloads", "mlflow_client",
+    "open_server", "server",
 })
 _SPAWN_EVENTS = frozenset({"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.exec"})
 _spawned: list[str] | None = None  # set while a fast-tier test runs
@@ -211,17 +212,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-@pytest.fixture(autouse=True)
-def _fast_tier_starts_no_process(request: pytest.FixtureRequest) -> Iterator[None]:
-    """A test not marked ``integration`` or ``image`` starts no process (audited, not patched)."""
+def _fast(item: pytest.Item) -> bool:
+    return not (item.get_closest_marker("integration") or item.get_closest_marker("image"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A test not marked ``integration`` or ``image`` starts no process, in its setup (any fixture,
+    module- and session-scoped ones included) or its call (audited with sys.addaudithook, not patched)."""
     global _spawned
-    if request.node.get_closest_marker("integration") or request.node.get_closest_marker("image"):
-        yield
-        return
-    _spawned = []
-    try:
-        yield
-    finally:
-        spawned, _spawned = _spawned, None
-    if spawned:
-        pytest.fail(f"{request.node.nodeid} started processes but is not marked integration: {spawned[:3]}")
+    outcome = yield
+    report = outcome.get_result()
+    # Teardown is not audited: the session's last teardown stops the shared processes (testbed down).
+    spawned, _spawned = _spawned, ([] if _fast(item) and call.when == "setup" else None)
+    if spawned and report.outcome != "failed":
+        report.outcome = "failed"
+        report.longrepr = f"{item.nodeid} started processes but is not marked integration: {spawned[:3]}"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    global _spawned
+    _spawned = [] if _fast(item) else None
