@@ -20,6 +20,7 @@ from operators.control_plane.plane import ControlPlane
 from operators.metering.exporter import make_registry
 from operators.portal import app as portal
 from operators.control_plane.tenant_exit import install as install_tenant_exit
+from testbed.clock import SYSTEM_CLOCK, Clock
 from testbed.limits import MAX_BODY_BYTES
 from testbed.settings import ControlPlaneSettings
 
@@ -28,10 +29,12 @@ ADMISSION_THREADS = 4  # PostgreSQL: admissions of different tenants overlap, a 
 
 
 def create_app(
-    settings: ControlPlaneSettings, backend: Backend | None = None, store: Store | None = None, sync: bool = True
+    settings: ControlPlaneSettings, backend: Backend | None = None, store: Store | None = None, sync: bool = True,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> FastAPI:
-    """Build the API around one region's control plane; ``sync`` starts the background sync."""
-    plane = ControlPlane(settings, backend=backend, store=store)
+    """Build the API around one region's control plane; ``sync`` starts the background sync (a test
+    passes ``sync=False`` and drives ``plane.dispatcher.sync_once()``), ``clock`` drives its timers."""
+    plane = ControlPlane(settings, backend=backend, store=store, clock=clock)
 
     # A few threads hand jobs to the backend: enough to overlap its network calls, few enough
     # that admissions on the event loop do not queue behind dozens of threads for the GIL.

@@ -26,7 +26,7 @@ FINISHED = {"job-snapshot000001": "SUCCEEDED", "job-snapshot000002": "FAILED", "
 T0 = 1_780_000_000.0
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def empty_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'cp.db'}"
@@ -160,6 +160,7 @@ def test_replicas_upgrading_together_do_not_race(empty_url):
     assert sorted(results, key=str) == sorted([(None, head)] + [(head, head)] * 3, key=str)
 
 
+@pytest.mark.integration  # starts a real process
 def test_testbed_db_upgrade(tmp_path):
     from testbed.settings import ControlPlaneSettings
     from testbed.config import stack_file_for
