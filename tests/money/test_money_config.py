@@ -24,12 +24,13 @@ from testbed.money import (
     parse_duration,
     round_half_up,
 )
-from tests.test_config import write
+from tests.stack_files import REAL_STACK_DIR
+from tests.testbed.test_config import write
 
 
 @pytest.mark.parametrize("region", REGIONS)
 def test_every_region_has_sample_prices_budget_and_grants_that_fit(region):
-    stack = load_region(region)
+    stack = load_region(region, REAL_STACK_DIR)
     assert stack.budget is not None and stack.budget.sample
     assert 6_000_000_000 <= stack.budget.funding[FundingSource.NATIONAL] <= 8_000_000_000
     assert stack.prices and all(p.sample and p.source.startswith("sample:") for p in stack.prices)
@@ -54,7 +55,7 @@ def test_price_for_picks_the_row_in_force_on_the_kst_day():
 
 
 def test_grant_periods_are_asia_seoul_days():
-    grant = load_region("jeju").tenants[0].grant
+    grant = load_region("jeju", REAL_STACK_DIR).tenants[0].grant
     assert grant.start_timestamp == dt.datetime(2026, 2, 28, 15, tzinfo=dt.timezone.utc).timestamp()
     assert grant.end_timestamp == dt.datetime(2027, 2, 28, 15, tzinfo=dt.timezone.utc).timestamp()
 
@@ -104,6 +105,7 @@ def test_money_errors_name_file_key_path_and_reason(tmp_path, edit, path, reason
     assert any(line.startswith(f"{bad}: {path}:") and reason in line for line in lines), lines
 
 
+@pytest.mark.integration  # runs the CLI in a process of its own
 def test_cli_validate_refuses_grants_above_the_budget_naming_the_numbers(tmp_path):
     bad = write(tmp_path, _over_budget)
     result = subprocess.run([sys.executable, "-m", "testbed.cli", "config", "validate", str(bad)],

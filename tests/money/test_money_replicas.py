@@ -22,7 +22,8 @@ from testbed.config import load_stack_file
 from testbed.money import Meter, Rates, exact_cost, round_half_up
 from testbed.settings import ControlPlaneSettings
 from tests.control_plane.test_replicas import database
-from tests.replicas import ReplicaSet, stack_with_tenants, wait_for
+from tests.replicas import ReplicaSet, stack_with_tenants
+from tests.waiting import wait_until
 
 LOCAL = Rates(gpu_hour_krw=2800, cpu_hour_krw=45, gib_hour_krw=6)  # Pulumi.gyeongnam.yaml, pool local
 GPU_JOB = {"entrypoint": "sleep 600", "gpus": 1, "cpus": 1, "memory": "1Gi", "max_runtime_seconds": 3600}
@@ -121,15 +122,15 @@ def test_kill_9_of_the_reconciler_mid_job_loses_no_hold_and_charges_nothing_twic
         answers = submit_concurrently([r.url for r in replicas.replicas], token, spec, 4)
         assert [a.status_code for a in answers] == [201] * 4, [a.text for a in answers]
         # mid-job: the reconciler has charged every job at least once
-        wait_for(lambda: database(postgres_url, "SELECT count(DISTINCT job_id) FROM money_ledger "
+        wait_until(lambda: database(postgres_url, "SELECT count(DISTINCT job_id) FROM money_ledger "
                                                 "WHERE kind = 'charge'")[0][0] == 4, 30, "a charge of every job")
         killed = replicas.reconciler()
         killed.kill()  # SIGKILL to its process group
         survivor = replicas.reconciler(timeout=30)
         assert survivor is not killed
-        wait_for(lambda: database(postgres_url, "SELECT count(*) FROM jobs WHERE status NOT IN "
+        wait_until(lambda: database(postgres_url, "SELECT count(*) FROM jobs WHERE status NOT IN "
                                                 "('SUCCEEDED', 'FAILED', 'STOPPED')")[0][0] == 0, 60, "every job to end")
-        wait_for(lambda: database(postgres_url, "SELECT count(*) FROM money_ledger WHERE kind = 'release'")[0][0] == 4,
+        wait_until(lambda: database(postgres_url, "SELECT count(*) FROM money_ledger WHERE kind = 'release'")[0][0] == 4,
                  30, "every hold released")
     jobs = {row.id: row for row in database(postgres_url, "SELECT * FROM jobs")}
     assert len(jobs) == 4 and {row.status for row in jobs.values()} == {"SUCCEEDED"}
@@ -166,7 +167,7 @@ def test_stop_mode_stops_a_running_job_at_exhaustion_charged_exactly(postgres_ur
         client = httpx.Client(base_url=replicas.replicas[0].url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
         job = client.post("/v1/jobs", json=spec).json()
         assert job["hold_krw"] == 98  # 60 s x 5876/3600 = 97.93 -> 98: admitted, the balance (20) is above zero
-        ended = wait_for(lambda: (lambda j: j if j["status"] in ("STOPPED", "SUCCEEDED", "FAILED") else None)(
+        ended = wait_until(lambda: (lambda j: j if j["status"] in ("STOPPED", "SUCCEEDED", "FAILED") else None)(
             client.get(f"/v1/jobs/{job['id']}").json()), 60, "the job to be stopped")
         assert ended["status"] == "STOPPED"
         assert ended["message"].startswith("stopped: grant exhausted: charged "), ended["message"]
