@@ -6,9 +6,11 @@ outputs), its job records with their logs, its usage and its money-ledger entrie
 adds the company's MLflow runs and models (testbed/tenant_export.py).
 
 ``POST /v1/tenants/{id}/purge`` (operator, body ``{"confirm": "<id>"}``): only after an export that is newer than
-the tenant's last job, and with none of its jobs active. It deletes the tenant's storage, empties its jobs' logs
-and specs, revokes its tokens (kept, marked revoked) and records the purge in ``tenant_exits`` and the audit trail. The job rows (ids, times, resources), the usage totals and
-the money ledger stay: settlement needs them.
+the tenant's last job, and with none of its jobs active. It deletes the tenant's MLflow workspace (experiments,
+runs, artifacts, registered models, traces, prompts; with the control plane's MLflow admin login) and user, the
+tenant's storage, empties its jobs' logs and specs, revokes its tokens (kept, marked revoked) and records the purge
+in ``tenant_exits`` and the audit trail. The job rows (ids, times, resources), the usage totals, the money ledger
+and the audit trail stay: settlement needs them.
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ def purge(plane: ControlPlane, tenant: str, actor: str | None) -> PurgeResult:
         active = s.scalar(select(func.count(JobRow.id)).where(JobRow.tenant == tenant, JobRow.status.not_in(terminal)))
         if active:
             raise ServiceError(ErrorCode.JOB_ACTIVE, f"tenant {tenant!r} has {active} job(s) not yet ended; stop them first")
+        mlflow = plane.mlflow.purge(tenant)  # first: if MLflow fails, nothing here has changed yet
         scrubbed = s.execute(update(JobRow).where(JobRow.tenant == tenant).values(logs="", spec={})).rowcount
         now = time.time()
         revoked = s.execute(update(TokenRow).where(TokenRow.subject == tenant, TokenRow.role == "tenant",
@@ -113,10 +116,12 @@ def purge(plane: ControlPlane, tenant: str, actor: str | None) -> PurgeResult:
         s.add(TenantExitRow(tenant=tenant, kind="purge", at=now, sha256=export.sha256, bytes=sizes, actor=actor))
         audit.append(s, AuditKind.TENANT_PURGED, tenant=tenant, actor=actor,
                      detail={"export_sha256": export.sha256, "deleted_files": len(files), "deleted_bytes": sizes,
-                             "jobs_scrubbed": scrubbed or 0, "tokens_revoked": revoked or 0})
+                             "jobs_scrubbed": scrubbed or 0, "tokens_revoked": revoked or 0,
+                             "mlflow": mlflow.model_dump() if mlflow is not None else None})
         result = PurgeResult(tenant=tenant, export_sha256=export.sha256 or "", exported_at=export.at,
                              deleted_files=len(files), deleted_bytes=sizes, jobs_scrubbed=scrubbed or 0,
-                             tokens_revoked=revoked or 0)
+                             tokens_revoked=revoked or 0,
+                             mlflow=mlflow)
     plane.tokens.clear()
     if plane.settings.credentials_dir is not None:
         (plane.settings.credentials_dir / f"{tenant}.token").unlink(missing_ok=True)
