@@ -105,8 +105,9 @@ class MlflowIdentities:
                 with self.store.lock(LOCK), self._admin() as admin:
                     operator = self.operator_credentials()
                     admin.ensure_operator(operator.password)
+                    purged = self._purged_tenants()  # a purged company is not given a new workspace
                     for tenant in self.tenants:
-                        if tenant in self._purged_tenants():  # a purged company is not given a new workspace
+                        if tenant in purged:
                             continue
                         admin.ensure_tenant(tenant, self.tenant_credentials(tenant).password)
             except MlflowAccessError as exc:
