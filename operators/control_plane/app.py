@@ -11,8 +11,7 @@ from typing import AsyncIterator
 
 from fastapi import FastAPI
 
-from operators.control_plane.api import health, jobs, mlflow, storage, templates, tenants, usage
-from operators.control_plane.audit_api import install as install_audit
+from operators.control_plane.api import audit, budget, health, jobs, mlflow, statements, storage, templates, tenants, usage
 from operators.control_plane.backends.base import Backend
 from operators.control_plane.db.store import Store
 from operators.control_plane.errors import install_error_handlers
@@ -20,8 +19,6 @@ from operators.control_plane.guards import BodySizeLimit, HealthProbe
 from operators.control_plane.plane import ControlPlane
 from operators.metering.exporter import make_registry
 from operators.portal import app as portal
-from operators.statements.api import install as install_statements
-from operators.control_plane.program_api import install as install_program
 from operators.control_plane.tenant_exit import install as install_tenant_exit
 from testbed.limits import MAX_BODY_BYTES
 from testbed.settings import ControlPlaneSettings
@@ -66,13 +63,11 @@ def create_app(
     app.state.metering_registry = make_registry(plane.ledger, plane.stack, money=plane.money)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES, uploads=storage.upload_limits(settings))
-    for router in (health.router, jobs.router, templates.router, tenants.router, mlflow.router, usage.router):
+    for router in (health.router, jobs.router, templates.router, tenants.router, mlflow.router, usage.router,
+                   audit.router, statements.router, budget.router):
         app.include_router(router)
     app.include_router(portal.router)  # the web pages under /portal, through this API in process
     app.include_router(storage.router_for(settings))  # its OpenAPI names this plane's upload limits
-    install_audit(app, plane)  # /v1/audit, named tokens
-    install_statements(app, plane.statements)  # /v1/statements
-    install_program(app, plane)  # /v1/budget (operator, program office)
     install_tenant_exit(app, plane)  # /v1/tenants/{id}/archive and /purge (operator)
     portal.install(app)  # the portal's sessions, error pages and static files
     return app

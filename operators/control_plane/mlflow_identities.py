@@ -21,6 +21,8 @@ import hmac
 import logging
 import threading
 import time
+
+import httpx
 from collections.abc import Collection
 
 from operators.control_plane.auth import OPERATOR, Principal
@@ -44,6 +46,8 @@ LOCK = "testbed:mlflow"
 # its tenant's lock and must not wait on an unreachable MLflow job after job.
 RETRY_SECONDS = 30.0
 ADMIN_TIMEOUT_SECONDS = 10.0
+STATE_TTL_SECONDS = 2.0
+HEALTH_TIMEOUT_SECONDS = 1.0
 
 
 def read_admin_password(settings: ControlPlaneSettings) -> str | None:
@@ -63,6 +67,7 @@ class MlflowIdentities:
         self._provisioned = False
         self._next_try = 0.0  # monotonic time before which a failed provisioning is not retried
         self._mutex = threading.Lock()
+        self._state, self._state_at = "unavailable", -STATE_TTL_SECONDS
 
     @property
     def enabled(self) -> bool:
@@ -151,6 +156,28 @@ class MlflowIdentities:
             log.warning("MLflow password of %s not updated: %s", subject, exc)
             self._provisioned = False
 
+    # -- the server's state ----------------------------------------------------------------
+    def state(self) -> str:
+        """``ok`` or ``unavailable``: the tracking server's ``/health``, asked at most every
+        ``STATE_TTL_SECONDS``. While it is down the identities count as unprovisioned, so the first check that
+        finds it back re-provisions them at once (a server restarted from an empty auth database works again)."""
+        now = time.monotonic()
+        with self._mutex:
+            if now - self._state_at < STATE_TTL_SECONDS:
+                return self._state
+        try:
+            answer = httpx.get(self.settings.mlflow_tracking_uri.rstrip("/") + "/health", timeout=HEALTH_TIMEOUT_SECONDS)
+            state = "ok" if answer.status_code == 200 else "unavailable"
+        except httpx.HTTPError:
+            state = "unavailable"
+        with self._mutex:
+            self._state, self._state_at = state, time.monotonic()
+            if state == "unavailable":
+                self._provisioned, self._next_try = False, 0.0
+        if state == "ok" and self.enabled:
+            self.provision()
+        return state
+
     # -- handing out ----------------------------------------------------------------------
     def job_env(self, tenant: str) -> dict[str, str]:
         """MLFLOW_TRACKING_USERNAME/PASSWORD and MLFLOW_WORKSPACE of a job's tenant (empty: no access control)."""
@@ -168,8 +195,9 @@ class MlflowIdentities:
             credentials = self.tenant_credentials(principal.subject)
         else:
             raise ServiceError(ErrorCode.FORBIDDEN, "only tenants and the operator have an MLflow login")
-        if not self.provision():
-            raise ServiceError(ErrorCode.MLFLOW_UNAVAILABLE, "the MLflow server is not answering; try again shortly")
+        if self.state() != "ok" or not self.provision():
+            raise ServiceError(ErrorCode.MLFLOW_UNAVAILABLE, f"the MLflow server ({self.settings.mlflow_tracking_uri}) "
+                                                             "is not answering; your login works again once it is back")
         return MlflowLogin(tracking_uri=self.settings.mlflow_public_url or self.settings.mlflow_tracking_uri,
                            username=credentials.username, password=credentials.password,
                            workspace=credentials.workspace)

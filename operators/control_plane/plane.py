@@ -29,7 +29,7 @@ from operators.control_plane.mlflow_identities import MlflowIdentities
 from operators.control_plane.db.models import DEFAULT_TOKEN_NAME, TokenRow
 from operators.control_plane.db.money import MoneyLedger
 from operators.control_plane.db.store import JobRow, Store
-from operators.control_plane.tenant_storage import TenantStorage
+from operators.control_plane.tenant_storage import TenantStorage, UploadSweeper
 from operators.control_plane.tokens import TokenIssuer
 from operators.control_plane.db.ledger import Ledger
 from testbed.config import ConfigError, StackConfig, Tenant, load_stack_file, pricing_pool
@@ -61,7 +61,7 @@ class ControlPlane:
         # The money ledger: holds at admission, charges from the reconciler and at a job's end, releases.
         self.money = MoneyLedger(self.store, self.stack, lambda tenant: pricing_pool(self.stack, tenant, settings.backend))
         self.money.install()
-        install_audit_hooks()  # ledger entries and enforcement stops write their audit rows
+        install_audit_hooks(self.store)  # ledger entries and enforcement stops write their audit rows
         self.statements = Statements(self.stack, self.store, lambda: self.money.entries())
         self.admission = Admission(self.stack, self.store, self.backend, self.ledger, settings, self.storage, self.money)
         self.mlflow = MlflowIdentities(settings, self.store, self.tenants)  # after the tokens: it derives from them
@@ -75,10 +75,13 @@ class ControlPlane:
         self.mlflow.provision()  # best effort: retried at dispatch and at GET /v1/mlflow/credentials
 
     def start(self) -> None:
-        """Start the background sync (status, logs, queued jobs); it also reloads an amended stack file."""
+        """Start the background sync (status, logs, queued jobs; it also reloads an amended stack file), the idle-GPU
+        watch and the sweep of abandoned uploads."""
         self.dispatcher.on_round.append(self.reload_if_changed)
         self.dispatcher.start()
         self.idle.start()
+        self._sweeper = UploadSweeper(self.storage, self.settings.upload_idle_seconds)
+        self._sweeper.start()
 
     def reload_if_changed(self) -> list[str]:
         """Reload the stack file when it changed on disk (amended grants, new price rows); what was done."""
@@ -142,6 +145,8 @@ class ControlPlane:
 
     def shutdown(self) -> None:
         self.idle.stop()
+        if getattr(self, "_sweeper", None) is not None:
+            self._sweeper.stop()
         self.dispatcher.stop_sync()
         self.backend.close()
         self.store.close()

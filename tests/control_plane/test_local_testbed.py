@@ -49,8 +49,12 @@ def wait_for_status(client, job_id: str, status: str, timeout: float = 60) -> Jo
 
 
 def test_status_json_reports_every_component(local_testbed):
+    from testbed.isolation import LOCAL_MODE_LINE
+
     status = json.loads(cli(local_testbed, "status", "--json", check=True).stdout)
-    assert status["healthy"] is True
+    assert status["healthy"] is True and status["trust"] == LOCAL_MODE_LINE
+    assert cli(local_testbed, "status", check=True).stdout.strip().splitlines()[-1] == LOCAL_MODE_LINE
+    assert cli(local_testbed, "up", check=True).stdout.splitlines()[0] == LOCAL_MODE_LINE  # idempotent: already up
     assert {c["name"] for c in status["components"] if c["healthy"]} == {"ray", "mlflow", "control_plane"}
     for key in ("control_plane_url", "mlflow_url", "ray_dashboard_url"):
         assert status[key].startswith("http://127.0.0.1:")
@@ -131,7 +135,9 @@ version = client.create_model_version("{tenant}.wired", f"runs:/{{run.info.run_i
 client.set_registered_model_alias("{tenant}.wired", "champion", version.version)
 print("REGISTERED", run.info.run_id, version.version)
 """
-_PRINT_MLFLOW_ENV = "import json, os; print('ENV=' + json.dumps({k: v for k, v in os.environ.items() if 'MLFLOW' in k}))"
+_PRINT_MLFLOW_ENV = ("import json, os; from mlflow.utils.credentials import read_mlflow_creds as r; c = r(); "
+                     "print('ENV=' + json.dumps({**{k: v for k, v in os.environ.items() if 'MLFLOW' in k}, "
+                     "'login': [c.username, c.password]}))")
 
 
 def test_mlflow_access_control_between_tenants_on_the_real_testbed(local_testbed):
@@ -168,11 +174,11 @@ def test_mlflow_access_control_between_tenants_on_the_real_testbed(local_testbed
     b_logs = bob.logs(b_job.id).logs
     assert b_job.status == "SUCCEEDED", b_logs
     env = json.loads(next(line for line in b_logs.splitlines() if line.startswith("ENV="))[4:])
-    assert (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_WORKSPACE"]) == (BOB, BOB)
-    assert env["MLFLOW_TRACKING_PASSWORD"] == b_login.password
+    assert env["MLFLOW_WORKSPACE"] == BOB and env["login"] == [BOB, b_login.password]  # what its MLflow client reads
+    assert "MLFLOW_TRACKING_PASSWORD" not in env  # a 0600 file, not the runtime env Ray logs
     admin_password = (local_testbed.home / "credentials" / "mlflow-admin.password").read_text().strip()
     a_password = alice.mlflow_credentials().password
-    assert not [k for k, v in env.items() if admin_password in v or a_password in v]
+    assert not [k for k, v in env.items() if admin_password in str(v) or a_password in str(v)]
     assert "MLFLOW_AUTH_ADMIN_PASSWORD" not in env
     for client, job_id, password in ((alice, job.id, a_password), (bob, b_job.id, b_login.password)):
         assert password not in client.get_job(job_id).model_dump_json()
@@ -206,7 +212,8 @@ def test_job_environment_names_no_platform_path(local_testbed):
     lines = alice.logs(job.id).logs.splitlines()
     env = json.loads(next(line for line in lines if line.startswith("ENV="))[4:])
     cwd = next(line for line in lines if line.startswith("CWD="))[4:]
-    assert not {"RAY_AUTH_TOKEN_PATH", "TESTBED_HOME", "TESTBED_CONTROL_PLANE_SETTINGS"} & set(env)
+    assert not {"RAY_AUTH_TOKEN", "TESTBED_HOME", "TESTBED_CONTROL_PLANE_SETTINGS"} & set(env)
+    assert not env["RAY_AUTH_TOKEN_PATH"].startswith(str(local_testbed.home))  # the jobs' copy, outside the state
     credentials = str(local_testbed.home / "credentials")
     assert not [k for k, v in env.items() if credentials in v or str(local_testbed.home / "control-plane") in v]
     assert not cwd.startswith(str(local_testbed.home))

@@ -16,8 +16,8 @@ from operators.control_plane.db import migrate
 from operators.control_plane.db.ledger import Ledger
 from operators.control_plane.db.models import Base, UsageJobRow, UsageTotalRow
 from operators.control_plane.db.store import Store
-from operators.control_plane.audit import AuditRow  # noqa: F401  (its tables in Base.metadata)
-from operators.statements.months import StatementMonthRow  # noqa: F401  (its tables in Base.metadata)
+
+
 
 DATA = Path(__file__).parent / "data"
 SNAPSHOT_JOBS = 7

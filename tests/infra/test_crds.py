@@ -6,6 +6,7 @@ tests/infra/crd_schema.py validates as an API server would (served, storage, not
 
 from __future__ import annotations
 
+import json
 import hashlib
 import math
 import re
@@ -396,8 +397,12 @@ def _rayjob(kind: str) -> dict:
     budget = {"cpus": cpus, "gpus": gpus, "memory": memory}
     request = LaunchRequest(job_id=job_id, tenant=target.tenant, region=REGION, entrypoint=entrypoint,
                             budget=budget, driver=budget if driver_owns else {"cpus": 0, "gpus": 0, "memory": 0},
-                            runtime_env={"env_vars": env, "working_dir": working_dir})
+                            runtime_env={"env_vars": env, "working_dir": working_dir},
+                            secret_env={"MLFLOW_TRACKING_USERNAME": target.tenant, "MLFLOW_TRACKING_PASSWORD": LOGIN})
     return build_rayjob(request, target, RayJobOptions())
+
+
+LOGIN = "a-tenants-mlflow-password-0123456789"
 
 
 @pytest.mark.parametrize("kind", ["template", "command", "gpu"])
@@ -405,6 +410,14 @@ def test_backend_rayjobs_are_valid(catalog, kind):
     manifest = _rayjob(kind)
     catalog.validate(manifest)
     assert cel_violations(catalog, manifest) == []
+    # the job's MLflow login is not in the RayJob: every pod reads it from the job's Secret (secretKeyRef)
+    assert LOGIN not in json.dumps(manifest)
+    spec = manifest["spec"]
+    for template in [spec["submitterPodTemplate"], spec["rayClusterSpec"]["headGroupSpec"]["template"],
+                     *(g["template"] for g in spec["rayClusterSpec"]["workerGroupSpecs"])]:
+        refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for c in template["spec"]["containers"] for e in c["env"]}
+        assert refs["MLFLOW_TRACKING_PASSWORD"] == {"name": f"{manifest['metadata']['name']}-login",
+                                                    "key": "MLFLOW_TRACKING_PASSWORD"}
     # What Kueue 0.19.2's RayJob webhook requires of a queued RayJob (pkg/controller/jobs/rayjob/rayjob_webhook.go,
     # pkg/controller/jobs/raycluster/common.go): its own cluster, deleted when the job ends, no autoscaling.
     spec = manifest["spec"]

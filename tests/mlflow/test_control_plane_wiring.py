@@ -61,7 +61,10 @@ def job_env(plane: NoopPlane, tenant: str) -> tuple[dict[str, str], dict]:
         job = client.submit(template="smoke")
     row = plane.plane.store.get_job(job.id)
     request = launch_request(row, plane.plane.settings, plane.plane.mlflow.job_env)
-    return request.runtime_env.env_vars, job.model_dump()
+    password = request.secret_env["MLFLOW_TRACKING_PASSWORD"]
+    # the login is a secret apart: never in the runtime env (Ray logs it and shows it to every token holder)
+    assert password not in json.dumps(request.runtime_env.to_ray()) + request.model_dump_json() + repr(request)
+    return {**request.runtime_env.env_vars, **request.secret_env}, job.model_dump()
 
 
 def as_job(env: dict[str, str]) -> MlflowCredentials:
