@@ -24,6 +24,17 @@ class PurgeRequest(BaseModel):
     confirm: str
 
 
+class MlflowPurged(BaseModel):
+    """What a purge removed from the region's MLflow (the tenant's workspace, as admin)."""
+
+    experiments: int = 0
+    runs: int = 0
+    models: int = 0
+    artifact_roots: int = 0  # experiments whose artifact folder (proxied store) was deleted
+    workspace: bool = False
+    user: bool = False
+
+
 class PurgeResult(BaseModel):
     """``POST /v1/tenants/{id}/purge``: what was removed, and what stays for settlement."""
 
@@ -34,6 +45,7 @@ class PurgeResult(BaseModel):
     deleted_bytes: int
     jobs_scrubbed: int
     tokens_revoked: int
+    mlflow: MlflowPurged | None = None  # None: this region's MLflow has no access control (no tenant workspace)
     kept: list[str] = ["job rows", "usage totals", "money ledger", "audit trail"]
 
 

@@ -27,13 +27,19 @@ from collections.abc import Collection
 
 from operators.control_plane.auth import OPERATOR, Principal
 from operators.control_plane.errors import ServiceError
-from operators.control_plane.db.models import DEFAULT_TOKEN_NAME, TokenRow
+from operators.control_plane.db.models import DEFAULT_TOKEN_NAME, TenantExitRow, TokenRow
 from operators.control_plane.db.store import Store
-from operators.mlflow_access import OPERATOR_USERNAME, MlflowAccessAdmin, MlflowAccessError, MlflowCredentials
+from operators.mlflow_access import (
+    OPERATOR_USERNAME,
+    MlflowAccessAdmin,
+    MlflowAccessError,
+    MlflowCredentials,
+)
 from testbed.api import MlflowLogin
 from testbed.clock import SYSTEM_CLOCK, Clock
 from testbed.settings import ControlPlaneSettings
 from testbed.errors import ErrorCode
+from testbed.tenant_exit import MlflowPurged
 
 log = logging.getLogger("testbed.control_plane")
 LOCK = "testbed:mlflow"
@@ -107,7 +113,10 @@ class MlflowIdentities:
                 with self.store.lock(LOCK), self._admin() as admin:
                     operator = self.operator_credentials()
                     admin.ensure_operator(operator.password)
+                    purged = self._purged_tenants()  # a purged company is not given a new workspace
                     for tenant in self.tenants:
+                        if tenant in purged:
+                            continue
                         admin.ensure_tenant(tenant, self.tenant_credentials(tenant).password)
             except MlflowAccessError as exc:
                 log.warning("MLflow identities not provisioned yet (retried in %g s): %s", RETRY_SECONDS, exc)
@@ -116,6 +125,25 @@ class MlflowIdentities:
             self._provisioned = True
             log.info("MLflow identities provisioned: operator and %d tenants", len(self.tenants))
             return True
+
+    def _purged_tenants(self) -> set[str]:
+        with self.store.session() as s:
+            return set(s.scalars(s.query(TenantExitRow.tenant).filter(TenantExitRow.kind == "purge").statement))
+
+    def purge(self, tenant: str) -> MlflowPurged | None:
+        """Remove the tenant's MLflow workspace (experiments, runs, artifacts, models, ...) and user, as admin.
+
+        None where this region's MLflow has no access control (no workspace per tenant: nothing to tell apart).
+        Raises ``mlflow_unavailable`` when MLflow fails; a purge run again finishes what was left.
+        """
+        if not self.enabled:
+            return None
+        try:
+            with self.store.lock(LOCK), self._admin() as admin:
+                return admin.purge_tenant(tenant)
+        except MlflowAccessError as exc:
+            raise ServiceError(ErrorCode.MLFLOW_UNAVAILABLE, f"the MLflow data of {tenant!r} was not removed, so "
+                               f"the purge was not recorded; run it again: {exc}") from None
 
     def rotated(self, subject: str) -> None:
         """A token was rotated: set the subject's new derived MLflow password (old one stops working)."""

@@ -6,9 +6,11 @@ outputs), its job records with their logs, its usage and its money-ledger entrie
 adds the company's MLflow runs and models (testbed/tenant_export.py).
 
 ``POST /v1/tenants/{id}/purge`` (operator, body ``{"confirm": "<id>"}``): only after an export that is newer than
-the tenant's last job, and with none of its jobs active. It deletes the tenant's storage, empties its jobs' logs
-and specs, revokes its tokens (kept, marked revoked) and records the purge in ``tenant_exits`` and the audit trail. The job rows (ids, times, resources), the usage totals and
-the money ledger stay: settlement needs them.
+the tenant's last job, and with none of its jobs active. It deletes the tenant's MLflow workspace (experiments,
+runs, artifacts, registered models, traces, prompts; with the control plane's MLflow admin login) and user, the
+tenant's storage, empties its jobs' logs and specs, revokes its tokens (kept, marked revoked) and records the purge
+in ``tenant_exits`` and the audit trail. The job rows (ids, times, resources), the usage totals, the money ledger
+and the audit trail stay: settlement needs them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select, update
 
 from operators.control_plane import audit
+from operators.control_plane import contained_files as contained
 from operators.control_plane.audit import AuditKind
 from operators.control_plane.auth import OPERATOR, Principal, principal_from_request
 from testbed.errors import ErrorCode
@@ -43,18 +46,30 @@ def _operator(caller: Principal) -> None:
         raise ServiceError(ErrorCode.FORBIDDEN, "only the operator token can export or purge a tenant")
 
 
-def _all_files(plane: ControlPlane, tenant: str) -> list[tuple[str, str]]:
-    """(path in the filesystem, name in the archive) of every file under the tenant's storage."""
+def _all_files(plane: ControlPlane, tenant: str) -> list[tuple[str, int]]:
+    """(name under the tenant's folder, size) of every regular file of the tenant's storage, by name. Locally the
+    walk never follows a link (a planted link never leads out of the tenant's folder), as the storage's own."""
     storage = plane.storage
-    base = storage.path(tenant)
-    if not storage.fs.exists(base):
-        return []
-    files = []
-    for path in sorted(storage.fs.find(base)):
-        relative = path[len(base):].lstrip("/")
-        if storage._contained(tenant, path):  # a planted link never leads out of the tenant's folder
-            files.append((path, f"storage/{relative}"))
-    return files
+    storage.fs  # noqa: B018 - opens the filesystem (tells whether it is local)
+    if storage.local:
+        return sorted((f.name, f.size) for f in contained.walk(storage.local_root(), [tenant]))
+    return sorted((name, size) for name, size, _ in storage._find_remote(storage.path(tenant), ""))
+
+
+def _open(plane: ControlPlane, tenant: str, name: str) -> IO[bytes] | None:
+    storage = plane.storage
+    if storage.local:
+        found = contained.open_file(storage.local_root(), [tenant, *name.split("/")])
+        return found[0] if found is not None else None  # gone or replaced by a link since the walk: left out
+    return storage.fs.open(f"{storage.path(tenant)}/{name}", "rb")
+
+
+def _remove_all(plane: ControlPlane, tenant: str) -> None:
+    storage = plane.storage
+    if storage.local:
+        contained.remove_tree(storage.local_root(), [tenant])
+    elif storage.fs.exists(storage.path(tenant)):
+        storage.fs.rm(storage.path(tenant), recursive=True)
 
 
 def build_archive(plane: ControlPlane, tenant: str) -> tuple[IO[bytes], str, int]:
@@ -74,9 +89,11 @@ def build_archive(plane: ControlPlane, tenant: str) -> tuple[IO[bytes], str, int
         for name, value in (("jobs.json", records), ("usage.json", usage.model_dump(mode="json")),
                             ("ledger.json", ledger)):
             archive.writestr(zipfile.ZipInfo(name, fixed), json.dumps(value, indent=1, ensure_ascii=False))
-        for path, name in _all_files(plane, tenant):
-            with plane.storage.fs.open(path, "rb") as source, archive.open(zipfile.ZipInfo(name, fixed), "w",
-                                                                           force_zip64=True) as target:
+        for name, _ in _all_files(plane, tenant):
+            source = _open(plane, tenant, name)
+            if source is None:
+                continue
+            with source, archive.open(zipfile.ZipInfo(f"storage/{name}", fixed), "w", force_zip64=True) as target:
                 while chunk := source.read(CHUNK):
                     target.write(chunk)
     size = spool.tell()
@@ -101,22 +118,23 @@ def purge(plane: ControlPlane, tenant: str, actor: str | None) -> PurgeResult:
         active = s.scalar(select(func.count(JobRow.id)).where(JobRow.tenant == tenant, JobRow.status.not_in(terminal)))
         if active:
             raise ServiceError(ErrorCode.JOB_ACTIVE, f"tenant {tenant!r} has {active} job(s) not yet ended; stop them first")
+        mlflow = plane.mlflow.purge(tenant)  # first: if MLflow fails, nothing here has changed yet
         scrubbed = s.execute(update(JobRow).where(JobRow.tenant == tenant).values(logs="", spec={})).rowcount
         now = time.time()
         revoked = s.execute(update(TokenRow).where(TokenRow.subject == tenant, TokenRow.role == "tenant",
                                                    TokenRow.revoked_at.is_(None)).values(revoked_at=now)).rowcount
         files = _all_files(plane, tenant)
-        sizes = sum(int(plane.storage.fs.info(path).get("size") or 0) for path, _ in files)
-        base = plane.storage.path(tenant)
-        if plane.storage.fs.exists(base):
-            plane.storage.fs.rm(base, recursive=True)
+        sizes = sum(size for _, size in files)
+        _remove_all(plane, tenant)
         s.add(TenantExitRow(tenant=tenant, kind="purge", at=now, sha256=export.sha256, bytes=sizes, actor=actor))
         audit.append(s, AuditKind.TENANT_PURGED, tenant=tenant, actor=actor,
                      detail={"export_sha256": export.sha256, "deleted_files": len(files), "deleted_bytes": sizes,
-                             "jobs_scrubbed": scrubbed or 0, "tokens_revoked": revoked or 0})
+                             "jobs_scrubbed": scrubbed or 0, "tokens_revoked": revoked or 0,
+                             "mlflow": mlflow.model_dump() if mlflow is not None else None})
         result = PurgeResult(tenant=tenant, export_sha256=export.sha256 or "", exported_at=export.at,
                              deleted_files=len(files), deleted_bytes=sizes, jobs_scrubbed=scrubbed or 0,
-                             tokens_revoked=revoked or 0)
+                             tokens_revoked=revoked or 0,
+                             mlflow=mlflow)
     plane.tokens.clear()
     if plane.settings.credentials_dir is not None:
         (plane.settings.credentials_dir / f"{tenant}.token").unlink(missing_ok=True)

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 
 from testbed.mlflow_server import ADMIN_USERNAME, OPERATOR_USERNAME
+from testbed.tenant_exit import MlflowPurged
 
 TENANT_ROLE = "testbed-tenant"
 OPERATOR_ROLE = "testbed-operator-read"
@@ -144,6 +145,39 @@ class MlflowAccessAdmin:
         if self._user_exists(tenant):
             self._call("DELETE", "/api/2.0/mlflow/users/delete", json={"username": tenant})
 
+    def purge_tenant(self, tenant: str) -> MlflowPurged:
+        """Remove everything of ``tenant`` from MLflow: artifacts, registered models, then the workspace with its
+        experiments, runs, traces, prompts and datasets (``CASCADE``; MLflow drops the workspace's roles with it), and
+        its user. Idempotent: a
+        purge that failed half-way is finished by running it again; an absent workspace counts nothing."""
+        check_tenant_id(tenant)
+        purged = MlflowPurged()
+        in_workspace = {"X-MLFLOW-WORKSPACE": tenant}
+        if self._call("GET", f"/api/3.0/mlflow/workspaces/{tenant}", ok=(200, 404)).status_code == 200:
+            experiments = self._pages("POST", "/api/2.0/mlflow/experiments/search", "experiments", in_workspace,
+                                      view_type="ALL")
+            for experiment in experiments:
+                purged.runs += len(self._pages("POST", "/api/2.0/mlflow/runs/search", "runs", in_workspace,
+                                               experiment_ids=[experiment["experiment_id"]], run_view_type="ALL"))
+                location = str(experiment.get("artifact_location") or "")
+                if location.startswith("mlflow-artifacts:"):  # the proxied store: the experiment's whole folder
+                    proxy = location.removeprefix("mlflow-artifacts:").lstrip("/")
+                    self._call("DELETE", f"/api/2.0/mlflow-artifacts/artifacts/{proxy}", headers=in_workspace)
+                    purged.artifact_roots += 1
+            purged.experiments = len(experiments)
+            for model in self._pages("GET", "/api/2.0/mlflow/registered-models/search", "registered_models",
+                                     in_workspace):
+                self._call("DELETE", "/api/2.0/mlflow/registered-models/delete", json={"name": model["name"]},
+                           headers=in_workspace)
+                purged.models += 1
+            self._call("DELETE", f"/api/3.0/mlflow/workspaces/{tenant}", params={"mode": "CASCADE"},
+                       ok=(200, 204, 404))
+            purged.workspace = True
+        if self._user_exists(tenant):
+            self._call("DELETE", "/api/2.0/mlflow/users/delete", json={"username": tenant})
+            purged.user = True
+        return purged
+
     def check(self, credentials: MlflowCredentials) -> bool:
         """Do these credentials log in (and, for a tenant, reach its workspace)?"""
         headers = {"X-MLFLOW-WORKSPACE": credentials.workspace} if credentials.workspace else {}
@@ -161,6 +195,19 @@ class MlflowAccessAdmin:
             detail = response.text[:300].replace("\n", " ")
             raise MlflowAccessError(f"MLflow {method} {path}: HTTP {response.status_code}: {detail}")
         return response
+
+    def _pages(self, method: str, path: str, key: str, headers: dict[str, str], **body: Any) -> list[dict[str, Any]]:
+        """Every item of a paged MLflow search."""
+        items: list[dict[str, Any]] = []
+        token = None
+        while True:
+            args = {**body, "max_results": 500, **({"page_token": token} if token else {})}
+            kwargs: dict[str, Any] = {"json": args} if method == "POST" else {"params": args}
+            answer = self._call(method, path, headers=headers, **kwargs).json()
+            items += answer.get(key, [])
+            token = answer.get("next_page_token")
+            if not token:
+                return items
 
     def _user_exists(self, username: str) -> bool:
         response = self._call("GET", "/api/2.0/mlflow/users/get", params={"username": username}, ok=(200, 404))

@@ -105,6 +105,14 @@ class Portal:
             raise ApiError(403, "csrf", "csrf")
         return dict(form)
 
+    async def write_form(self, request: Request, session: Session) -> dict[str, Any]:
+        """:meth:`checked_form` for a page that changes something: a read-only session (the program office) is
+        refused here with 403, before the API is asked."""
+        form = await self.checked_form(request, session)
+        if session.role not in WRITE_ROLES:
+            raise ApiError(403, "forbidden", f"the {session.role} login is read-only")
+        return form
+
     # -- rendering --------------------------------------------------------------------------
     def render(
         self,
@@ -288,6 +296,8 @@ async def jobs(request: Request, portal: PortalDep, status: str | None = None, c
 @router.get("/jobs/new")
 async def new_job(request: Request, portal: PortalDep, template: str | None = None) -> Response:
     session = portal.session(request)
+    if session.role not in WRITE_ROLES:
+        raise ApiError(403, "forbidden", f"the {session.role} login is read-only")
     return await _job_form(portal, request, session, template, {}, None)
 
 
@@ -323,7 +333,7 @@ async def _job_form(
 @router.post("/jobs/quote")
 async def quote_job(request: Request, portal: PortalDep) -> Response:
     session = portal.session(request)
-    form = await portal.checked_form(request, session)
+    form = await portal.write_form(request, session)
     result: dict[str, Any] | None = None
     problem = ""
     try:
@@ -342,7 +352,7 @@ async def quote_job(request: Request, portal: PortalDep) -> Response:
 @router.post("/jobs/new")
 async def submit_job(request: Request, portal: PortalDep) -> Response:
     session = portal.session(request)
-    form = await portal.checked_form(request, session)
+    form = await portal.write_form(request, session)
     values = _text(form)
     name = values.get("template", "")
     try:
@@ -406,7 +416,7 @@ async def job_log(request: Request, portal: PortalDep, job_id: str) -> Response:
 @router.post("/jobs/{job_id}/stop")
 async def stop(request: Request, portal: PortalDep, job_id: str) -> Response:
     session = portal.session(request)
-    await portal.checked_form(request, session)
+    await portal.write_form(request, session)
     await portal.api(session).post(f"/v1/jobs/{quote_path(job_id)}/stop")
     return RedirectResponse(f"{PREFIX}/jobs/{quote_path(job_id)}", status_code=303)
 
@@ -446,7 +456,7 @@ async def _data_page(
 @router.post("/data")
 async def upload(request: Request, portal: PortalDep) -> Response:
     session = portal.session(request)
-    form = await portal.checked_form(request, session)
+    form = await portal.write_form(request, session)
     upload = form.get("file")
     name = str(form.get("name", "")).strip() or getattr(upload, "filename", "") or ""
     if upload is None or not hasattr(upload, "read") or not name:
@@ -627,7 +637,7 @@ async def download(
 @router.post("/statements/{month}/close")
 async def close_month(request: Request, portal: PortalDep, month: str) -> Response:
     session = portal.session(request)
-    await portal.checked_form(request, session)
+    await portal.write_form(request, session)
     await portal.api(session).post(f"/v1/statements/{quote_path(month)}/close")
     return RedirectResponse(f"{PREFIX}/statements?month={url_quote(month)}", status_code=303)
 
@@ -681,7 +691,7 @@ async def tokens(request: Request, portal: PortalDep) -> Response:
 @router.post("/operator/tokens/{subject}")
 async def rotate(request: Request, portal: PortalDep, subject: str) -> Response:
     session = portal.session(request)
-    await portal.checked_form(request, session)
+    await portal.write_form(request, session)
     issued = await portal.api(session).post(f"/v1/tenants/{quote_path(subject)}/token")
     tenants = (await portal.api(session).get("/v1/tenants"))["tenants"]
     return portal.render(request, "tokens.html", session.lang, session, tenants=tenants, issued=issued)

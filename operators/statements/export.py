@@ -26,6 +26,9 @@ FONT_ENV = "TESTBED_STATEMENT_FONT"
 FONT_PATHS = ("/usr/share/fonts/truetype/nanum/NanumGothic.ttf", "/usr/share/fonts/truetype/nanum-gothic/NanumGothic.ttf")
 FONT_NAME = "NanumGothic"
 BOM = "\ufeff"
+# The tenant's idle GPU-hours of the month: a TenantStatement figure, written on the tenant's total row only (a
+# column that adds up: blank on the pool and subtotal rows).
+IDLE, IDLE_HEADER = "idle_gpu_hours", "유휴 GPU 시간 (idle GPU-hours)"
 
 # (header, field) of every exported column; the header is Korean first, English beside it.
 COLUMNS: list[tuple[str, str]] = [
@@ -34,7 +37,7 @@ COLUMNS: list[tuple[str, str]] = [
     ("분담비율 (share)", "share"), ("GPU 시간 (GPU-hours)", "gpu_hours"), ("CPU 시간 (CPU-hours)", "cpu_hours"),
     ("메모리 GiB 시간 (GiB-hours)", "memory_gib_hours"), ("작업 수 (jobs)", "jobs"),
     ("공급가액 (supply, KRW)", "supply_krw"), ("부가세 (VAT, KRW)", "vat_krw"), ("합계 (total, KRW)", "total_krw"),
-    ("지원금 잔액 (grant remaining, KRW)", "grant_remaining_krw"),
+    ("지원금 잔액 (grant remaining, KRW)", "grant_remaining_krw"), (IDLE_HEADER, IDLE),
 ]
 FUNDING_NAMES = {"national": "국비", "local": "지방비", "self": "자부담", TOTAL: TOTAL}
 
@@ -55,13 +58,23 @@ def all_rows(statements: Sequence[TenantStatement]) -> list[StatementRow]:
     return [row for statement in statements for row in statement.rows]
 
 
+def row_values(statements: Sequence[TenantStatement]) -> list[list[Any]]:
+    """Every statement row's values in ``COLUMNS`` order; the idle GPU-hours on each tenant's total row."""
+    lines = []
+    for statement in statements:
+        for row in statement.rows:
+            idle = statement.idle_gpu_hours if row is statement.total else None
+            lines.append([idle if name == IDLE else getattr(row, name) for _, name in COLUMNS])
+    return lines
+
+
 def to_csv(statements: Sequence[TenantStatement]) -> bytes:
     """One line per statement row (every row says 확정 or 가집계), UTF-8 with a BOM, CRLF line ends."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow([header for header, _ in COLUMNS])
-    for row in all_rows(statements):
-        writer.writerow([_cell(getattr(row, name)) for _, name in COLUMNS])
+    for values in row_values(statements):
+        writer.writerow([_cell(value) for value in values])
     return (BOM + out.getvalue()).encode("utf-8")
 
 
@@ -95,8 +108,8 @@ def to_xlsx(statements: Sequence[TenantStatement], issued_at: dt.datetime, title
     sheet.append([header for header, _ in COLUMNS])
     for cell in sheet[1]:
         cell.font = Font(bold=True)
-    for row in all_rows(statements):
-        sheet.append([float(v) if isinstance(v, Decimal) else v for v in (getattr(row, name) for _, name in COLUMNS)])
+    for values in row_values(statements):
+        sheet.append([float(v) if isinstance(v, Decimal) else v for v in values])
     for index, (_, name) in enumerate(COLUMNS, start=1):
         if name.endswith("_krw"):
             for (cell,) in sheet.iter_rows(min_row=2, min_col=index, max_col=index):
@@ -181,6 +194,8 @@ def to_pdf(statement: TenantStatement, issued_at: dt.datetime) -> bytes:
         f"부가세율 (VAT rate): {statement.vat_rate}   발행 (issued): {issued_at.astimezone(KST):%Y-%m-%d %H:%M} KST   "
         + ("상태: 가집계 — 월 마감 전 잠정 금액 (provisional: the month is not closed)" if statement.provisional
            else "상태: 확정 — 마감된 월 (final: the month is closed)"),
+        f"유휴 GPU 시간 (idle GPU-hours): {_cell(statement.idle_gpu_hours)}   "
+        "— 할당되었으나 쓰이지 않은 GPU 시간 (GPU time held but left idle)",
     ]
     for line in facts:
         y -= 18

@@ -249,3 +249,79 @@ def test_the_operator_issues_a_token_and_closes_a_month(noop_plane):
         ).status_code
         == 403
     )
+
+
+def _company_row(html: str, tenant: str) -> str:
+    match = re.search(rf'<tr>\s*<td[^>]*><a href="/portal/grant\?tenant={re.escape(tenant)}".*?</tr>', html, re.S)
+    assert match, f"no row for {tenant}"
+    return match.group(0)
+
+
+def test_the_program_office_reads_every_company_and_writes_nothing(noop_plane):
+    """Logged in with credentials/program-office.token: every company's grant and use, the statements of all
+    companies and the audit trail, read-only: no write control on any page, and every write is refused (403) by
+    the portal itself and by the API behind it."""
+    alice_job = noop_plane.client(ALICE).submit({"entrypoint": "sleep 120"})
+    noop_plane.client(BOB).submit({"entrypoint": "sleep 120"})
+    token = noop_plane.token("program-office")
+    office = login(noop_plane.url, token)
+    usage = noop_plane.client("operator").usage()
+    assert len(usage.tenants) == len(noop_plane.plane.stack.tenants) >= 2
+
+    overview = office.get("/portal/")
+    assert overview.status_code == 303 and overview.headers["location"] == "/portal/operator"
+    page = office.get("/portal/operator").text
+    assert "이 지역의 읽기 전용 화면" in page
+    for tenant in usage.tenants:  # every company's figures, as the API computes them
+        row = _company_row(page, tenant.tenant)
+        for amount in (tenant.grant_krw, tenant.charged_krw, tenant.held_krw, tenant.remaining_krw):
+            assert i18n.won(amount, "ko") in row, (tenant.tenant, amount)
+    assert any(t.held_krw for t in usage.tenants if t.tenant == ALICE)  # a figure that is not just zero
+
+    month = re.findall(r'<option value="(\d{4}-\d{2})"', office.get("/portal/statements").text)[1]  # last month
+    pages = {path: office.get(path) for path in ("/portal/operator", f"/portal/statements?month={month}",
+                                                 "/portal/operator/audit", f"/portal/grant?tenant={BOB}")}
+    for path, answer in pages.items():
+        assert answer.status_code == 200, (path, answer.status_code)
+        forms = re.findall(r'<form method="post" action="([^"]+)"', answer.text)
+        assert forms == ["/portal/logout"], (path, forms)  # no write control, only logging out
+    assert 'href="/portal/jobs"' not in pages["/portal/operator"].text  # accounts, not jobs: no jobs page offered
+    assert office.get(f"/portal/jobs/{alice_job.id}").status_code == 404  # a company's job and logs: as on the API
+    audit_page = pages["/portal/operator/audit"].text
+    assert ALICE in audit_page and BOB in audit_page  # the audit trail of every company
+    statements = pages[f"/portal/statements?month={month}"].text
+    assert all(t.tenant in statements or (t.name or "") in statements for t in usage.tenants)
+    assert f'href="/portal/statements/{month}/download?format=csv"' in statements  # all companies in one file
+    everyone = office.get(f"/portal/statements/{month}/download", params={"format": "csv"})
+    assert everyone.status_code == 200 and all(t.tenant in everyone.text for t in usage.tenants)
+    pdf = office.get(f"/portal/statements/{month}/download", params={"format": "pdf", "tenant": BOB})
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+
+    csrf = csrf_of(page)
+    jobs_before = len(noop_plane.client("operator").list_jobs().jobs)
+    assert office.get("/portal/operator/tokens").status_code in (403, 404)
+    assert office.get("/portal/jobs/new").status_code == 403
+    for path, data in (
+        (f"/portal/operator/tokens/{ALICE}", {}),  # issue a token
+        (f"/portal/statements/{month}/close", {}),  # close a month
+        ("/portal/jobs/new", {"template": "smoke"}),  # submit a job
+        ("/portal/jobs/quote", {"template": "smoke"}),
+        (f"/portal/jobs/{alice_job.id}/stop", {}),
+    ):
+        refused = office.post(path, data={**data, "csrf": csrf})
+        assert refused.status_code == 403, (path, refused.status_code)
+    assert office.post("/portal/data", data={"csrf": csrf, "name": "x.csv"},
+                       files={"file": ("x.csv", b"a,b\n")}).status_code == 403
+    # the API behind the portal refuses the program office's token too
+    bearer = {"Authorization": f"Bearer {token}"}
+    for path, body in ((f"/v1/tenants/{ALICE}/token", None), (f"/v1/statements/{month}/close", None),
+                       ("/v1/jobs", {"entrypoint": "sleep 1"})):
+        assert httpx.post(noop_plane.url + path, json=body, headers=bearer).status_code == 403, path
+
+    # nothing changed: Alice's token works, the month is open, no job was added or stopped
+    assert httpx.get(noop_plane.url + "/v1/jobs", headers={"Authorization": f"Bearer {noop_plane.token(ALICE)}"}
+                     ).status_code == 200
+    assert noop_plane.client("operator").statement(month).provisional
+    assert len(noop_plane.client("operator").list_jobs().jobs) == jobs_before
+    assert noop_plane.client(ALICE).get_job(alice_job.id).status.value != "STOPPED"
+    assert office.get("/portal/operator").status_code == 200  # still logged in after the refusals

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -137,6 +138,46 @@ def test_exported_totals_equal_the_ledger_in_csv_xlsx_and_pdf(books, tmp_path):
         text = pdf_text(pdf)
         total = by_tenant[ALICE].total
         assert f"{total.supply_krw:,}" in text and f"{total.total_krw:,}" in text and PROVISIONAL in text
+
+
+def test_idle_gpu_hours_in_csv_xlsx_and_pdf_reproducibly(books, tmp_path):
+    idle_job = books.run(ALICE, gpus=2, seconds=4 * 3600, charged_at=MARCH_10)
+    books.run(BOB, gpus=1, seconds=3600, charged_at=MARCH_10)
+    with books.store.write_session() as s:  # the idle monitor's verdict: 1 h 30 min 36 s of GPU time held idle
+        row = s.get(JobRow, idle_job)
+        row.idle_gpu_seconds, row.idle_checked_at = 5436, MARCH_10
+    statement = books.statements.statement(OPERATOR, "2026-03")
+    by_tenant = {t.tenant: t for t in statement.tenants}
+    assert by_tenant[ALICE].idle_gpu_hours == Decimal("1.51") and by_tenant[BOB].idle_gpu_hours == 0
+
+    data = to_csv(statement.tenants)
+    rows = csv_rows(data)
+    for tenant, idle in ((ALICE, Decimal("1.51")), (BOB, Decimal(0))):
+        mine = [r for r in rows if r[header("tenant")] == tenant]
+        [total] = [r for r in mine if r[header("funding_source")] == TOTAL]
+        assert Decimal(total[header("idle_gpu_hours")]) == idle  # on the tenant's total row ...
+        assert all(r[header("idle_gpu_hours")] == "" for r in mine if r is not total)  # ... and nowhere else
+
+    from openpyxl import load_workbook
+
+    when = dt.datetime(2026, 4, 2, tzinfo=dt.timezone.utc)
+    xlsx_bytes = to_xlsx(statement.tenants, when, "t")
+    cells = list(load_workbook(io.BytesIO(xlsx_bytes)).active.iter_rows(values_only=True))
+    xlsx = [dict(zip(cells[0], line)) for line in cells[1:]]
+    [total] = [r for r in xlsx if r[header("tenant")] == ALICE and r[header("funding_source")] == TOTAL]
+    assert total[header("idle_gpu_hours")] == pytest.approx(1.51)
+    assert sum(r[header("idle_gpu_hours")] or 0 for r in xlsx if r[header("tenant")] == ALICE) == pytest.approx(1.51)
+
+    pdf_bytes = to_pdf(by_tenant[ALICE], when)
+    if shutil.which("pdftotext"):
+        pdf = tmp_path / "alice.pdf"
+        pdf.write_bytes(pdf_bytes)
+        assert re.search(r"유휴 GPU 시간 \(idle GPU-hours\): 1\.510000\b", pdf_text(pdf))
+
+    # the same statement gives the same bytes, idle hours included
+    again = books.statements.statement(OPERATOR, "2026-03")
+    assert to_csv(again.tenants) == data and to_xlsx(again.tenants, when, "t") == xlsx_bytes
+    assert to_pdf(next(t for t in again.tenants if t.tenant == ALICE), when) == pdf_bytes
 
 
 @needs_poppler
