@@ -142,12 +142,13 @@ def search(prep: Prepared, env: JobEnv, experiment_id: str, parent_run_id: str, 
         run_config=tune.RunConfig(name=f"{run_name}-search", storage_path=storage, verbose=0),
     )
     grid = tuner.fit()
-    finished = [r for r in grid if r.error is None and r.metrics and TRIAL_METRIC in r.metrics]
+    results = [grid[i] for i in range(len(grid))]
+    finished = [r for r in results if r.error is None and r.metrics and TRIAL_METRIC in r.metrics]
     if not finished:
-        first = next((r.error for r in grid if r.error is not None), None)
+        first = next((r.error for r in results if r.error is not None), None)
         raise TrainingFailed(f"all {search_plan.trials} trials failed: {str(first).strip().splitlines()[-1] if first else 'no result'}")
     best = grid.get_best_result(metric=TRIAL_METRIC, mode=mode, filter_nan_and_inf=True)
-    metrics = best.metrics
+    metrics: dict[str, Any] = best.metrics or {}
     best_params = {**prep.params, **search_plan.candidates[int(metrics["index"])]}
     with LocalCheckpoint(str(metrics["checkpoint_url"])).as_directory() as folder:
         model = load_state(folder, task.build_model(best_params, prep.train))

@@ -58,6 +58,7 @@ def test_search_logs_nested_trials_and_registers_the_best(workloads, mlflow_clie
     job = workloads.run("tabular-quality", tenant="tenant-search", job_id="search-1", trials=3, epochs=2, samples=600,
                         match_margin=1.0, timeout=240)
     assert job.returncode == 0, job.stderr[-4000:]
+    print(job.line("search:"), job.line("result:"), sep="\n")
     assert "search: trials=3 concurrent=2" in job.stdout
     fields = job.fields()
     parent = mlflow_client.get_run(fields["run_id"])
