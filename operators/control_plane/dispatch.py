@@ -37,6 +37,7 @@ from operators.control_plane.db.lease import RECONCILER, Lease
 from operators.control_plane.db.money import MoneyLedger
 from operators.control_plane.db.store import JobRow, QueuedJob, Store
 from testbed import jobs as J
+from testbed.clock import SYSTEM_CLOCK, Clock
 from testbed.config import Tenant
 from testbed.jobs import JobSpec, JobStatus
 from testbed.settings import ControlPlaneSettings
@@ -158,7 +159,8 @@ class Dispatcher:
     """Hands queued jobs to the backend and keeps every dispatched job's record in step with it."""
 
     def __init__(self, settings: ControlPlaneSettings, tenants: Mapping[str, Tenant], store: Store, backend: Backend,
-                 mlflow_env: Callable[[str], dict[str, str]] | None = None, money: MoneyLedger | None = None):
+                 mlflow_env: Callable[[str], dict[str, str]] | None = None, money: MoneyLedger | None = None,
+                 clock: Clock = SYSTEM_CLOCK):
         self.settings = settings
         self.money = money
         self.charged_at: float | None = None  # when this replica last charged running jobs
@@ -167,7 +169,8 @@ class Dispatcher:
         self.tenants = tenants
         self.store = store
         self.backend = backend
-        self.lease = Lease(store, RECONCILER, settings.lease_ttl_seconds, settings.lease_renew_seconds)
+        self.clock = clock
+        self.lease = Lease(store, RECONCILER, settings.lease_ttl_seconds, settings.lease_renew_seconds, clock=clock)
         self.synced_at: float | None = None  # when this replica last completed a full sync round
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -202,8 +205,8 @@ class Dispatcher:
         interval = self.settings.sync_interval_seconds
         hooks_at = 0.0
         while not self._stopping.wait(START_WATCH_INTERVAL_SECONDS if watching_starts else interval):
-            if time.monotonic() - hooks_at >= 1.0:  # every replica, lease or not (e.g. the stack file's reload)
-                hooks_at = time.monotonic()
+            if self.clock.monotonic() - hooks_at >= 1.0:  # every replica, lease or not (e.g. the stack file's reload)
+                hooks_at = self.clock.monotonic()
                 for hook in self.on_round:
                     try:
                         hook()
@@ -212,15 +215,15 @@ class Dispatcher:
             if not self.lease.holding:
                 watching_starts = False
                 continue
-            full = time.monotonic() - last_full >= interval
+            full = self.clock.monotonic() - last_full >= interval
             try:
                 watching_starts = self.sync_once(starting_only=not full)
                 if full:
-                    self.synced_at = time.time()
+                    self.synced_at = self.clock.time()
             except Exception:  # keep syncing; a bad round must not stop the loop
                 log.exception("job sync round failed")
             if full:
-                last_full = time.monotonic()
+                last_full = self.clock.monotonic()
 
     def sync_once(self, starting_only: bool = False) -> bool:
         """One round: refresh dispatched jobs, then dispatch queued ones.
@@ -232,7 +235,7 @@ class Dispatcher:
         (``info_many``: the kuberay backend lists per namespace, it does not GET per job).
         """
         dispatched = self.store.dispatched_jobs(status=JobStatus.PENDING if starting_only else None)
-        now = time.time()
+        now = self.clock.time()
         answers = self.backend.info_many([_ref(row) for row in dispatched]) if dispatched else {}
         no_answer = BackendError("the backend gave no answer for it")
         changes = [(row.id, self._observe(row, now, answers.get(_ref(row), no_answer))) for row in dispatched]
@@ -336,11 +339,11 @@ class Dispatcher:
                 ref = self.backend.submit(launch_request(current, self.settings, self.mlflow_env))
             except PermanentBackendError as exc:  # retrying gets the same answer: fail it once
                 log.warning("backend refused %s for good: %s", row.id, exc)
-                return self.store.update_job(row.id, status=JobStatus.FAILED.value, ended_at=time.time(), logs="",
+                return self.store.update_job(row.id, status=JobStatus.FAILED.value, ended_at=self.clock.time(), logs="",
                                              message=f"refused by the backend: {exc}")
             except BackendError as exc:
                 return self.store.update_job(row.id, message=f"queued: waiting for the backend: {exc}")
-            return self.store.update_job(row.id, dispatched=True, backend_ref=ref, message="", last_seen_at=time.time())
+            return self.store.update_job(row.id, dispatched=True, backend_ref=ref, message="", last_seen_at=self.clock.time())
 
     def _fits_now(self, row: JobRow) -> str | None:
         """None if the tenant's running jobs leave room for this one, else why not."""
@@ -349,7 +352,7 @@ class Dispatcher:
     # -- reconcile ------------------------------------------------------------------------
     def refresh(self, row: JobRow) -> JobRow:
         """Bring one job's record up to date with the backend now."""
-        changes = self._observe(row, time.time())
+        changes = self._observe(row, self.clock.time())
         return (self.store.update_job(row.id, **changes) if changes else None) or row
 
     def _observe(self, row: JobRow, now: float, answer: BackendAnswer | None = None) -> dict[str, Any]:
@@ -409,7 +412,7 @@ class Dispatcher:
             if not row.dispatched:
                 return self._stopped(row, reason or "stopped while queued: it never reached the backend")
         # Recorded first, with the output so far: any replica then reports it STOPPED with its logs.
-        self.store.update_job(row.id, stop_requested_at=time.time(), logs=self._final_logs(row),
+        self.store.update_job(row.id, stop_requested_at=self.clock.time(), logs=self._final_logs(row),
                               **({"message": reason} if reason else {}))
         try:
             self.backend.stop(row.backend_ref or row.id)
@@ -421,7 +424,7 @@ class Dispatcher:
         # A job stopped while starting may have had its entrypoint run meanwhile: give the backend a moment to say
         # what it did (its end, whether the entrypoint ran: billed from then, its output kept) before recording it
         # as never run.
-        settle = time.monotonic() + STOP_SETTLE_SECONDS
+        settle = time.monotonic() + STOP_SETTLE_SECONDS  # real seconds: the backend answers in real time
         while not row.terminal and row.started_at is None and time.monotonic() < settle:
             time.sleep(0.2)
             row = self.refresh(self.store.get_job(row.id) or row)
@@ -433,5 +436,5 @@ class Dispatcher:
         return self.store.update_job(row.id, message=reason or "stopping: the backend was asked to stop it") or row
 
     def _stopped(self, row: JobRow, message: str) -> JobRow:
-        return self.store.update_job(row.id, status=JobStatus.STOPPED.value, ended_at=time.time(), message=message,
+        return self.store.update_job(row.id, status=JobStatus.STOPPED.value, ended_at=self.clock.time(), message=message,
                                      logs=row.logs or "") or row

@@ -31,6 +31,7 @@ from operators.control_plane.db.models import DEFAULT_TOKEN_NAME, TokenRow
 from operators.control_plane.db.store import Store
 from operators.mlflow_access import OPERATOR_USERNAME, MlflowAccessAdmin, MlflowAccessError, MlflowCredentials
 from testbed.api import MlflowLogin
+from testbed.clock import SYSTEM_CLOCK, Clock
 from testbed.settings import ControlPlaneSettings
 from testbed.errors import ErrorCode
 
@@ -53,11 +54,13 @@ def read_admin_password(settings: ControlPlaneSettings) -> str | None:
 class MlflowIdentities:
     """The tenants' and the operator's MLflow logins of one region."""
 
-    def __init__(self, settings: ControlPlaneSettings, store: Store, tenants: Collection[str]):
+    def __init__(self, settings: ControlPlaneSettings, store: Store, tenants: Collection[str],
+                 clock: Clock = SYSTEM_CLOCK):
         self.settings = settings
         self.store = store
         self.tenants = list(tenants)
         self._admin_password = read_admin_password(settings)
+        self.clock = clock
         self._provisioned = False
         self._next_try = 0.0  # monotonic time before which a failed provisioning is not retried
         self._mutex = threading.Lock()
@@ -98,7 +101,7 @@ class MlflowIdentities:
         with self._mutex:
             if self._provisioned:
                 return True
-            if time.monotonic() < self._next_try:
+            if self.clock.monotonic() < self._next_try:
                 return False
             try:
                 with self.store.lock(LOCK), self._admin() as admin:
@@ -108,7 +111,7 @@ class MlflowIdentities:
                         admin.ensure_tenant(tenant, self.tenant_credentials(tenant).password)
             except MlflowAccessError as exc:
                 log.warning("MLflow identities not provisioned yet (retried in %g s): %s", RETRY_SECONDS, exc)
-                self._next_try = time.monotonic() + RETRY_SECONDS
+                self._next_try = self.clock.monotonic() + RETRY_SECONDS
                 return False
             self._provisioned = True
             log.info("MLflow identities provisioned: operator and %d tenants", len(self.tenants))

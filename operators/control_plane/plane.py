@@ -36,6 +36,7 @@ from testbed.config import ConfigError, StackConfig, Tenant, load_stack_file, pr
 from testbed.jobs import JobSpec, JobStatus
 from testbed.money import Enforcement, Quote, won
 from testbed.settings import ControlPlaneSettings
+from testbed.clock import SYSTEM_CLOCK, Clock
 from testbed.errors import ErrorCode
 
 
@@ -45,7 +46,8 @@ log = logging.getLogger("testbed.control_plane")
 class ControlPlane:
     """The region's tenants, a job store, a backend; admission, dispatch and tokens around them."""
 
-    def __init__(self, settings: ControlPlaneSettings, backend: Backend | None = None, store: Store | None = None):
+    def __init__(self, settings: ControlPlaneSettings, backend: Backend | None = None, store: Store | None = None,
+                 clock: Clock = SYSTEM_CLOCK):
         self.settings = settings
         self._stack_mtime = settings.stack_file.stat().st_mtime_ns if settings.stack_file.exists() else None
         self.stack: StackConfig = load_stack_file(settings.stack_file)
@@ -56,6 +58,7 @@ class ControlPlane:
         self.storage = TenantStorage(settings.storage_path)  # packages, data and job outputs of each tenant
         self.tokens = TokenCache(self.store)
         # The same ledger meters usage for /metrics and /v1/usage and for the grant check.
+        self.clock = clock
         self.ledger = Ledger(self.store)
         self.ledger.install()
         # The money ledger: holds at admission, charges from the reconciler and at a job's end, releases.
@@ -64,8 +67,9 @@ class ControlPlane:
         install_audit_hooks(self.store)  # ledger entries and enforcement stops write their audit rows
         self.statements = Statements(self.stack, self.store, lambda: self.money.entries())
         self.admission = Admission(self.stack, self.store, self.backend, self.ledger, settings, self.storage, self.money)
-        self.mlflow = MlflowIdentities(settings, self.store, self.tenants)  # after the tokens: it derives from them
-        self.dispatcher = Dispatcher(settings, self.tenants, self.store, self.backend, self.mlflow.job_env, self.money)
+        self.mlflow = MlflowIdentities(settings, self.store, self.tenants, clock)  # after the tokens: it derives from them
+        self.dispatcher = Dispatcher(settings, self.tenants, self.store, self.backend, self.mlflow.job_env, self.money,
+                                     clock=clock)
         self.idle = IdleWatch(settings, self.tenants, self.store, self.dispatcher)  # idle GPUs (Prometheus)
         self.issuer = TokenIssuer(self.store, self.tokens, self.tenants, self.stack.region.id, settings.credentials_dir,
                                   settings.operator_token_sha256, settings.monitoring_token_sha256,

@@ -286,6 +286,7 @@ def cli(plane_url: str, token: str, cwd: Path, *args: str) -> subprocess.Complet
                           text=True, timeout=60)
 
 
+@pytest.mark.integration  # starts a real process
 def test_the_data_commands_and_their_json(noop_plane, tmp_path):
     alice, bob = noop_plane.token(ALICE), noop_plane.token(BOB)
     (tmp_path / "mine.csv").write_text("a,b\n1,2\n")

@@ -382,9 +382,10 @@ def _rayjob(kind: str) -> dict:
     from operators.control_plane.backends.kuberay import RayJobOptions, build_rayjob, resolve_targets
     from testbed import jobs as J
     from testbed.config import load_region
+    from tests.stack_files import REAL_STACK_DIR
     from testbed.placement import Placement
 
-    stack = load_region(REGION)
+    stack = load_region(REGION, REAL_STACK_DIR)
     targets = resolve_targets(Placement.model_validate(yaml.safe_load(render_placement(stack))), stack)
     target = next(iter(targets.values()))
     cpus, gpus, memory, driver_owns = {"template": (4, 0, 16 * 2**30, False), "command": (2.5, 0, 6 * 2**30, True),
