@@ -49,8 +49,10 @@ def concurrent_trials(trials: int, cpus: float) -> int:
 
 def _bounds(template: str, name: str) -> tuple[float, float]:
     param = next(p for p in get_template(template).params if p.name == name)
-    return (param.minimum if param.minimum is not None else -math.inf,
-            param.maximum if param.maximum is not None else math.inf)
+    return (
+        param.minimum if param.minimum is not None else -math.inf,
+        param.maximum if param.maximum is not None else math.inf,
+    )
 
 
 def candidates(template: str, params: dict[str, Any], trials: int, seed: int) -> list[dict[str, float | int]]:
@@ -74,14 +76,29 @@ def candidates(template: str, params: dict[str, Any], trials: int, seed: int) ->
 def plan(template: str, params: dict[str, Any], cpus: float) -> SearchPlan:
     """The search for a job's params (``trials``, ``seed`` and the SEARCHED values) inside ``cpus``."""
     trials = int(params.get("trials", 1))
-    return SearchPlan(trials=trials, concurrent=concurrent_trials(trials, cpus),
-                      candidates=candidates(template, params, trials, int(params["seed"])))
+    return SearchPlan(
+        trials=trials,
+        concurrent=concurrent_trials(trials, cpus),
+        candidates=candidates(template, params, trials, int(params["seed"])),
+    )
 
 
-def run_trial(config: dict[str, Any], *, template: str, params: dict[str, Any], candidates: list[dict[str, Any]],
-              train: Any, val: Any,
-              baseline: float | None, class_weights: list[float] | None, tracking_uri: str, experiment_id: str,
-              parent_run_id: str, run_dir: str, tags: dict[str, str]) -> None:
+def run_trial(
+    config: dict[str, Any],
+    *,
+    template: str,
+    params: dict[str, Any],
+    candidates: list[dict[str, Any]],
+    train: Any,
+    val: Any,
+    baseline: float | None,
+    class_weights: list[float] | None,
+    tracking_uri: str,
+    experiment_id: str,
+    parent_run_id: str,
+    run_dir: str,
+    tags: dict[str, str],
+) -> None:
     """One Tune trial: the one-worker loop in this trial's process, logged as a nested run of the job's run."""
     import mlflow
     from ray import tune
@@ -95,12 +112,27 @@ def run_trial(config: dict[str, Any], *, template: str, params: dict[str, Any], 
     trial_id = tune.get_context().get_trial_id()
     trial_params = {**params, **candidate, "trials": 1}
     client = mlflow.MlflowClient(tracking_uri)
-    run = client.create_run(experiment_id, run_name=f"trial-{index}", tags={
-        **tags, PARENT_RUN_TAG: parent_run_id, TRIAL_ID_TAG: trial_id, TRIAL_INDEX_TAG: str(index),
-        **{f"testbed.trial.{name}": str(value) for name, value in candidate.items()},
-    })
-    worker = WorkerConfig(template=template, params=trial_params, threads=1, run_dir=f"{run_dir}/trial-{index}",
-                          tracking_uri=tracking_uri, run_id=run.info.run_id, baseline=baseline, class_weights=class_weights)
+    run = client.create_run(
+        experiment_id,
+        run_name=f"trial-{index}",
+        tags={
+            **tags,
+            PARENT_RUN_TAG: parent_run_id,
+            TRIAL_ID_TAG: trial_id,
+            TRIAL_INDEX_TAG: str(index),
+            **{f"testbed.trial.{name}": str(value) for name, value in candidate.items()},
+        },
+    )
+    worker = WorkerConfig(
+        template=template,
+        params=trial_params,
+        threads=1,
+        run_dir=f"{run_dir}/trial-{index}",
+        tracking_uri=tracking_uri,
+        run_id=run.info.run_id,
+        baseline=baseline,
+        class_weights=class_weights,
+    )
     try:
         result = fit_direct(template, trial_params, train, val, worker)
     except Exception:
@@ -108,9 +140,16 @@ def run_trial(config: dict[str, Any], *, template: str, params: dict[str, Any], 
         raise
     metric = float(result.metrics[f"best_val_{get_task(template).metric}"])
     client.set_tag(run.info.run_id, TRIAL_METRIC_TAG, repr(metric))
-    tune.report({TRIAL_METRIC: metric, "index": index, "run_id": run.info.run_id, "trial_id": trial_id,
-                 "best_epoch": float(result.metrics.get("best_epoch", -1)),
-                 "checkpoint_url": result.checkpoint.url if result.checkpoint else ""})
+    tune.report(
+        {
+            TRIAL_METRIC: metric,
+            "index": index,
+            "run_id": run.info.run_id,
+            "trial_id": trial_id,
+            "best_epoch": float(result.metrics.get("best_epoch", -1)),
+            "checkpoint_url": result.checkpoint.url if result.checkpoint else "",
+        }
+    )
 
 
 def search(prep: Prepared, env: JobEnv, experiment_id: str, parent_run_id: str, run_name: str, storage: str) -> str:
@@ -127,12 +166,25 @@ def search(prep: Prepared, env: JobEnv, experiment_id: str, parent_run_id: str, 
     search_plan = plan(prep.template, prep.params, env.cpus)
     if env.gpus:
         print(f"[testbed] search: {env.gpus} GPU(s) in the budget; trials train on one CPU each", flush=True)
-    print(f"search: trials={search_plan.trials} concurrent={search_plan.concurrent} cpus_per_trial=1 "
-          f"searched={','.join(SEARCHED)}", flush=True)
+    print(
+        f"search: trials={search_plan.trials} concurrent={search_plan.concurrent} cpus_per_trial=1 "
+        f"searched={','.join(SEARCHED)}",
+        flush=True,
+    )
     trainable = tune.with_parameters(
-        run_trial, template=prep.template, params=prep.params, candidates=search_plan.candidates, train=prep.train, val=prep.val, baseline=prep.baseline,
-        class_weights=prep.class_weights, tracking_uri=env.tracking_uri, experiment_id=experiment_id,
-        parent_run_id=parent_run_id, run_dir=f"{storage.rstrip('/')}/{run_name}", tags=env.tags("train-trial"),
+        run_trial,
+        template=prep.template,
+        params=prep.params,
+        candidates=search_plan.candidates,
+        train=prep.train,
+        val=prep.val,
+        baseline=prep.baseline,
+        class_weights=prep.class_weights,
+        tracking_uri=env.tracking_uri,
+        experiment_id=experiment_id,
+        parent_run_id=parent_run_id,
+        run_dir=f"{storage.rstrip('/')}/{run_name}",
+        tags=env.tags("train-trial"),
     )
     mode = "max" if task.higher_is_better else "min"
     tuner = tune.Tuner(
@@ -146,21 +198,38 @@ def search(prep: Prepared, env: JobEnv, experiment_id: str, parent_run_id: str, 
     finished = [r for r in results if r.error is None and r.metrics and TRIAL_METRIC in r.metrics]
     if not finished:
         first = next((r.error for r in results if r.error is not None), None)
-        raise TrainingFailed(f"all {search_plan.trials} trials failed: {str(first).strip().splitlines()[-1] if first else 'no result'}")
+        raise TrainingFailed(
+            f"all {search_plan.trials} trials failed: {str(first).strip().splitlines()[-1] if first else 'no result'}"
+        )
     best = grid.get_best_result(metric=TRIAL_METRIC, mode=mode, filter_nan_and_inf=True)
     metrics: dict[str, Any] = best.metrics or {}
     best_params = {**prep.params, **search_plan.candidates[int(metrics["index"])]}
     with LocalCheckpoint(str(metrics["checkpoint_url"])).as_directory() as folder:
         model = load_state(folder, task.build_model(best_params, prep.train))
     neural = float(metrics[TRIAL_METRIC])
-    trial_tags = {TRIAL_ID_TAG: str(metrics["trial_id"]), TRIAL_INDEX_TAG: str(int(metrics["index"])),
-                  "testbed.trial_run_id": str(metrics["run_id"])}
+    trial_tags = {
+        TRIAL_ID_TAG: str(metrics["trial_id"]),
+        TRIAL_INDEX_TAG: str(int(metrics["index"])),
+        "testbed.trial_run_id": str(metrics["run_id"]),
+    }
     with mlflow.start_run(run_id=parent_run_id):
         mlflow.log_params({"template": prep.template, **best_params})
-        mlflow.log_metrics({f"best_val_{task.metric}": neural, "trials_finished": float(len(finished)),
-                            "trials_failed": float(search_plan.trials - len(finished))})
+        mlflow.log_metrics(
+            {
+                f"best_val_{task.metric}": neural,
+                "trials_finished": float(len(finished)),
+                "trials_failed": float(search_plan.trials - len(finished)),
+            }
+        )
         mlflow.set_tags({f"testbed.best_{key}": value for key, value in trial_tags.items()})
-        line = finish(replace(prep, params=best_params), env, model, neural, {**metrics, "start_epoch": 0},
-                      threads=max(1, math.floor(env.cpus)), version_tags=trial_tags)
+        line = finish(
+            replace(prep, params=best_params),
+            env,
+            model,
+            neural,
+            {**metrics, "start_epoch": 0},
+            threads=max(1, math.floor(env.cpus)),
+            version_tags=trial_tags,
+        )
     best_values = " ".join(f"{name}={best_params[name]}" for name in SEARCHED)
     return f"{line} trials={search_plan.trials} best_trial={int(metrics['index'])} {best_values}"

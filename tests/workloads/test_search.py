@@ -19,12 +19,16 @@ from workloads.search import (
 )
 
 
-@pytest.mark.parametrize(("trials", "cpus", "expected"), [(1, 2, 1), (3, 2, 2), (3, 8, 3), (5, 1, 1), (4, 2.5, 2), (2, 0.5, 1)])
+@pytest.mark.parametrize(
+    ("trials", "cpus", "expected"), [(1, 2, 1), (3, 2, 2), (3, 8, 3), (5, 1, 1), (4, 2.5, 2), (2, 0.5, 1)]
+)
 def test_concurrent_trials_fit_the_job_cpus(trials, cpus, expected):
     assert concurrent_trials(trials, cpus) == expected
 
 
-@pytest.mark.parametrize("template", ["tabular-quality", "predictive-maintenance", "defect-inspection", "power-forecast"])
+@pytest.mark.parametrize(
+    "template", ["tabular-quality", "predictive-maintenance", "defect-inspection", "power-forecast"]
+)
 def test_candidates_start_with_the_given_values_and_stay_in_bounds(template):
     spec = get_template(template)
     params = spec.resolve({"lr": "0.5", "width": "4096", "batch_size": "1"})
@@ -55,14 +59,24 @@ def test_plan_defaults_to_no_search_and_rejects_bad_trials():
 
 @pytest.mark.integration
 def test_search_logs_nested_trials_and_registers_the_best(workloads, mlflow_client):
-    job = workloads.run("tabular-quality", tenant="tenant-search", job_id="search-1", trials=3, epochs=2, samples=600,
-                        match_margin=1.0, timeout=240)
+    job = workloads.run(
+        "tabular-quality",
+        tenant="tenant-search",
+        job_id="search-1",
+        trials=3,
+        epochs=2,
+        samples=600,
+        match_margin=1.0,
+        timeout=240,
+    )
     assert job.returncode == 0, job.stderr[-4000:]
     print(job.line("search:"), job.line("result:"), sep="\n")
     assert "search: trials=3 concurrent=2" in job.stdout
     fields = job.fields()
     parent = mlflow_client.get_run(fields["run_id"])
-    children = mlflow_client.search_runs([parent.info.experiment_id], filter_string=f"tags.`{PARENT_RUN_TAG}` = '{parent.info.run_id}'")
+    children = mlflow_client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.`{PARENT_RUN_TAG}` = '{parent.info.run_id}'"
+    )
     assert len(children) == 3
     assert len({c.data.tags[TRIAL_ID_TAG] for c in children}) == 3
     for child in children:  # each trial: its params, its per-epoch metrics, its validation metric as a tag
@@ -78,5 +92,7 @@ def test_search_logs_nested_trials_and_registers_the_best(workloads, mlflow_clie
     assert version.run_id == parent.info.run_id
     assert version.tags["testbed.trial_run_id"] == best.info.run_id
     assert version.tags[TRIAL_ID_TAG] == best.data.tags[TRIAL_ID_TAG]
-    assert parent.data.params["lr"] == best.data.params["lr"] and parent.data.params["width"] == best.data.params["width"]
+    assert (
+        parent.data.params["lr"] == best.data.params["lr"] and parent.data.params["width"] == best.data.params["width"]
+    )
     assert not math.isnan(parent.data.metrics["best_val_rmse"])
