@@ -148,6 +148,11 @@ def _training_params(epochs: int, batch_size: int, lr: float, width: int) -> lis
         TemplateParam(name="match_margin", type="float", default=0.02, minimum=0.0, maximum=1.0,
                       help="the neural model is registered if within this share of the best classical model's metric "
                            "(0.02: at most 2 percent worse); otherwise the classical model is registered"),
+        TemplateParam(name="trials", type="int", default=1, minimum=1, maximum=256,
+                      help="hyperparameter search: N>1 runs N Ray Tune trials over lr, width and batch_size (the first "
+                           "with the values given, the rest drawn around them: lr within 10x, sizes half/same/double), "
+                           "at most one per job CPU at once, each a nested MLflow run; the best trial's model is "
+                           "registered; 1: no search"),
     ]
 
 

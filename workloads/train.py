@@ -181,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(prep.preprocessing_report(), flush=True)
+    if int(prep.params.get("trials", 1)) > 1:
+        return main_search(prep, env)
     direct = runs_direct(prep.params, env)
     if not direct:
         connect_ray(env)
@@ -216,7 +218,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def finish(prep: Prepared, env: JobEnv, model: Any, neural: float, metrics: dict[str, Any], threads: int) -> str:
+def main_search(prep: Prepared, env: JobEnv) -> int:
+    """``trials`` > 1: a Ray Tune search (``workloads/search.py``) under the job's run, the best trial registered."""
+    from workloads.direct import TrainingFailed
+    from workloads.search import search
+
+    connect_ray(env)
+    experiment_id = use_experiment(env, prep.template)
+    client = mlflow.MlflowClient()
+    run_name = f"{prep.template}-{env.job_id}"
+    run_id = client.create_run(experiment_id, run_name=run_name, tags=env.tags("train")).info.run_id
+    storage = env.storage_path if "://" in env.storage_path else str(Path(env.storage_path).expanduser())
+    started = time.perf_counter()
+    try:
+        line = search(prep, env, experiment_id, run_id, run_name, storage)
+    except TrainingFailed as exc:
+        client.set_terminated(run_id, "FAILED")
+        print(f"error: search failed: {exc}", file=sys.stderr)
+        return 1
+    client.log_metric(run_id, "wall_seconds", time.perf_counter() - started)
+    print(line)
+    return 0
+
+
+def finish(prep: Prepared, env: JobEnv, model: Any, neural: float, metrics: dict[str, Any], threads: int,
+           version_tags: dict[str, str] | None = None) -> str:
     """In the active run: fit the classical baselines on the same split, log their metrics, register the
     neural model (or the classical one where it won) and word the ``result:`` line."""
     from workloads.baselines import best_baseline, fit_baselines, matches
@@ -247,7 +273,8 @@ def finish(prep: Prepared, env: JobEnv, model: Any, neural: float, metrics: dict
                    "classical model wins: the neural model is behind by more than the margin, registering the classical one")
         comparison = (f"classical_best={best.name} classical_val_{m}={classical:.4f} "
                       f"neural_beats_classical={'yes' if beats else 'no'} registered={winner} ({verdict}) ")
-    version = register_model(prep, env, model, name, classical=best if winner == "classical" else None, best=best)
+    version = register_model(prep, env, model, name, classical=best if winner == "classical" else None, best=best,
+                             version_tags=version_tags)
     shown = best.metrics[m] if winner == "classical" and best else neural
     return (
         f"result: template={prep.template} val_{m}={shown:.4f} neural_val_{m}={neural:.4f} "
@@ -257,7 +284,8 @@ def finish(prep: Prepared, env: JobEnv, model: Any, neural: float, metrics: dict
     )
 
 
-def register_model(prep: Prepared, env: JobEnv, model: Any, name: str, classical: Any = None, best: Any = None) -> str:
+def register_model(prep: Prepared, env: JobEnv, model: Any, name: str, classical: Any = None, best: Any = None,
+                   version_tags: dict[str, str] | None = None) -> str:
     """Log the trained model with its task layout to the active run and register it as ``name``; with
     ``classical`` (a winning Baseline) register that one instead. The best baseline is logged either way
     (``classical`` in the run) so the validation gate can compare with it on held-out data."""
@@ -269,7 +297,8 @@ def register_model(prep: Prepared, env: JobEnv, model: Any, name: str, classical
         "registered": "classical" if classical is not None else "neural",
         "classical": best.name if best is not None else None,
     }
-    tags = {"testbed.tenant": env.tenant, "testbed.job_id": env.job_id, "testbed.template": prep.template}
+    tags = {"testbed.tenant": env.tenant, "testbed.job_id": env.job_id, "testbed.template": prep.template,
+            **(version_tags or {})}
     example = prep.val.x[:4]
     if best is not None:
         version = log_classical(prep.template, prep.task, best, prep.train, example,
