@@ -145,6 +145,7 @@ def test_named_tokens_are_issued_listed_revoked_and_still_named_after(noop_plane
     assert operator.audit_verify().ok
 
 
+@pytest.mark.integration  # starts a process (a CLI, a server, a database)
 def test_cli_manages_named_tokens(noop_plane):
     op = ["--url", noop_plane.url, "--token", noop_plane.token("operator")]
     done = cli("tenants", "token", BOB, "--name", "park", *op)
@@ -159,6 +160,7 @@ def test_cli_manages_named_tokens(noop_plane):
         TestbedClient(noop_plane.url, token).list_jobs()
 
 
+@pytest.mark.integration  # starts a process (a CLI, a server, a database)
 @pytest.mark.parametrize("tamper", ["edit", "delete", "delete_last"])
 def test_a_tampered_or_deleted_audit_row_is_found(noop_plane, tamper, capsys):
     alice = noop_plane.client(ALICE)

@@ -87,6 +87,7 @@ def test_a_refused_folder_sends_nothing(noop_plane, tmp_path):
     assert not list(alice.iter_data())
 
 
+@pytest.mark.integration  # starts a process (a CLI, a server, a database)
 def test_cli_folder_commands_with_progress_and_confirmation(noop_plane, tmp_path):
     local = image_folder(tmp_path / "photos")
     up = cli(noop_plane, ALICE, "data", "upload", str(local), "photos")

@@ -72,6 +72,7 @@ def database_url(request, tmp_path):
     return request.getfixturevalue("postgres_url")
 
 
+@pytest.mark.integration  # starts a process (a CLI, a server, a database)
 def test_a_round_does_not_grow_with_finished_jobs_or_a_full_tenants_queue(tmp_path, database_url):
     plane, tenants = _plane(tmp_path, database_url)
     try:

@@ -3,6 +3,8 @@ signalled: a decoy under MLflow's recorded pid is neither shown as MLflow nor st
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import secrets
 import subprocess
@@ -34,6 +36,7 @@ def _spawn(argv: list[str]) -> subprocess.Popen:
     return process
 
 
+@pytest.mark.integration  # starts a process (a CLI, a server, a database)
 def test_a_decoy_under_the_recorded_pid_is_not_reported_nor_signalled(tmp_path):
     decoy = _spawn([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -48,6 +51,7 @@ def test_a_decoy_under_the_recorded_pid_is_not_reported_nor_signalled(tmp_path):
         decoy.wait()
 
 
+@pytest.mark.integration  # starts a process (a CLI, a server, a database)
 def test_the_component_is_known_by_command_line_and_create_time(tmp_path):
     fake = tmp_path / "bin" / "mlflow"  # a process whose command line is MLflow's: `mlflow server --backend-store-uri`
     fake.parent.mkdir()

@@ -92,6 +92,7 @@ while True:
 """
 
 
+@pytest.mark.integration  # starts a process (a CLI, a server, a database)
 def test_a_link_swapped_in_and_out_never_serves_another_tenants_file(noop_plane):
     """The check-then-open race: a job swaps its output file (and a folder) between a real one and a link to
     ALICE's data while BOB reads; bounded to a few seconds, never ALICE's bytes."""

@@ -49,7 +49,7 @@ def blocks(info: str | None = None) -> list[Block]:
 def commands(text: str) -> list[list[str]]:
     """The simple commands of a shell block: comments, redirections and `&` dropped, split at ; && |."""
     found = []
-    for raw in text.splitlines():
+    for raw in re.sub(r"\\\n\s*", " ", text).splitlines():  # a backslash-continued line is one line
         line = raw.split(" #", 1)[0].strip()
         if not line or line.startswith("#"):
             continue
@@ -75,6 +75,8 @@ def makefile_targets() -> set[str]:
 
 def check_command(words: list[str], parser: argparse.ArgumentParser, targets: set[str]) -> str | None:
     """Why a documented cluster command is wrong, or None."""
+    # a synopsis's optional parts (``[--json]``, ``[--tenant ID]``) are checked as if given
+    words = [w for w in (word.strip("[]") for word in words) if w]
     tool = words[0]
     if tool in ("testbed", ".venv/bin/testbed"):
         argv = words[1:]

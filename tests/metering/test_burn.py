@@ -3,6 +3,8 @@ company told at 80% and 100% (job messages, `testbed usage`)."""
 
 from __future__ import annotations
 
+import pytest
+
 import datetime as dt
 import subprocess
 import sys
@@ -25,6 +27,7 @@ def adjust(plane, tenant: str, amount: int, at: float) -> None:
                              price_id=None, seconds=0, note="test: usage before this test"))
 
 
+@pytest.mark.integration  # starts a process (a CLI, a server, a database)
 def test_burn_rate_forecast_and_the_80_percent_notice(noop_plane):
     now = time.time()
     adjust(noop_plane.plane, ALICE, 150_000_000, now - 2 * 86400)

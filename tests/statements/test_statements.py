@@ -95,6 +95,7 @@ def pdf_text(path: Path) -> str:
     return subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True).stdout
 
 
+@pytest.mark.integration  # starts a process (a CLI, a server, a database)
 def test_exported_totals_equal_the_ledger_in_csv_xlsx_and_pdf(books, tmp_path):
     books.run(ALICE, gpus=2, seconds=5 * 3600 + 17, charged_at=MARCH_10)
     books.run(ALICE, gpus=1, seconds=1234, charged_at=MARCH_10 + 86400)
@@ -180,6 +181,7 @@ def test_idle_gpu_hours_in_csv_xlsx_and_pdf_reproducibly(books, tmp_path):
     assert to_pdf(next(t for t in again.tenants if t.tenant == ALICE), when) == pdf_bytes
 
 
+@pytest.mark.integration  # starts a process (a CLI, a server, a database)
 @needs_poppler
 def test_the_pdf_embeds_its_korean_font_on_one_page(books, tmp_path):
     books.run(ALICE, gpus=1, seconds=3600, charged_at=MARCH_10)
@@ -240,6 +242,7 @@ def test_months_close_in_order(books):
     assert "close 2026-03 first" in err.value.message
 
 
+@pytest.mark.integration  # starts a process (a CLI, a server, a database)
 def test_statements_over_the_api_and_the_cli(noop_plane, tmp_path):
     alice = noop_plane.client(ALICE)
     job = alice.wait(alice.submit({"entrypoint": "true", "cpus": 1}).id, timeout=30)

@@ -57,6 +57,7 @@ def test_best_epoch_keeps_the_best_weights_and_stops_after_patience():
     assert best2.epoch == 1 and best2.weights["weight"].item() == 1.0
 
 
+@pytest.mark.integration  # starts a process (a CLI, a server, a database)
 def test_missing_values_and_text_columns_are_handled_and_reported(tmp_path):
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"x": rng.normal(size=300), "site": rng.choice(["a", "b"], 300)})
