@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.stack_files import REAL_STACK_DIR
+
 import copy
 import json
 from pathlib import Path
@@ -74,7 +76,8 @@ def test_a_pool_that_cannot_deliver_the_grants_is_warned() -> None:
 
 
 @pytest.mark.parametrize("region", REGIONS)
-def test_testbed_plan_cli_for_every_sample_region(region: str, tmp_path: Path, capsys) -> None:
+def test_testbed_plan_cli_for_every_sample_region(region: str, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("TESTBED_STACK_DIR", str(REAL_STACK_DIR))  # about the five real stack files
     png = tmp_path / "plan.png"
     assert main(["plan", "--region", region, "--json", "--plot", str(png)]) == 0
     plan = json.loads(capsys.readouterr().out)
