@@ -48,6 +48,7 @@ from testbed.money import (
 log = logging.getLogger("testbed.control_plane")
 
 WARN_RATIO = 0.9  # stop mode: a running job's message warns at 90% of the grant
+CHARGED_KINDS = (LedgerKind.OPENING.value, LedgerKind.CHARGE.value, LedgerKind.ADJUSTMENT.value)  # what counts as charged
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,17 @@ class MoneyLedger:
         with self.store.session() as s:
             return self._balance(s, tenant, gpu)
 
+    def charged(self, tenants: Iterable[str]) -> dict[str, int]:
+        """Won charged per tenant (openings + charges + adjustments; as in its balance), in one grouped query."""
+        ids = list(tenants)
+        if not ids:
+            return {}
+        t = MoneyLedgerRow
+        with self.store.session() as s:
+            rows = s.execute(select(t.tenant, func.sum(t.amount_krw)).where(t.tenant.in_(ids), t.kind.in_(CHARGED_KINDS))
+                             .group_by(t.tenant)).all()
+        return {tenant: int(amount or 0) for tenant, amount in rows}
+
     def job_money(self, job_ids: list[str]) -> dict[str, tuple[int, int]]:
         """(hold, charged) in won per job."""
         if not job_ids:
@@ -177,9 +189,8 @@ class MoneyLedger:
         t = MoneyLedgerRow
         sums = {kind: (int(amount or 0), int(gpu or 0)) for kind, amount, gpu in s.execute(
             select(t.kind, func.sum(t.amount_krw), func.sum(t.gpu_seconds)).where(t.tenant == tenant_id).group_by(t.kind))}
-        charged_kinds = (LedgerKind.OPENING.value, LedgerKind.CHARGE.value, LedgerKind.ADJUSTMENT.value)
-        charged = sum(sums.get(k, (0, 0))[0] for k in charged_kinds)
-        charged_gpu = sum(sums.get(k, (0, 0))[1] for k in charged_kinds)
+        charged = sum(sums.get(k, (0, 0))[0] for k in CHARGED_KINDS)
+        charged_gpu = sum(sums.get(k, (0, 0))[1] for k in CHARGED_KINDS)
         held, held_gpu = self._held(s, tenant_id, gpu)
         tenant = self.tenants.get(tenant_id)
         grant = tenant.grant if tenant is not None else None
