@@ -34,7 +34,7 @@ from operators.control_plane.backends.base import (
 )
 from operators.control_plane.errors import ServiceError
 from operators.control_plane.db.lease import RECONCILER, Lease
-from operators.control_plane.db.money import MoneyLedger
+from operators.control_plane.db.money import PRICED_KEY, MoneyLedger
 from operators.control_plane.db.store import JobRow, Store
 from testbed import jobs as J
 from testbed.config import Tenant
@@ -60,7 +60,7 @@ def launch_request(row: JobRow, settings: ControlPlaneSettings,
     ``mlflow_env(tenant)``: the tenant's own MLflow login (``MLFLOW_TRACKING_USERNAME/PASSWORD``,
     ``MLFLOW_WORKSPACE``); it goes only into the backend's request, never into the job record.
     """
-    fields = {k: v for k, v in row.spec.items() if k != "kind"}
+    fields = {k: v for k, v in row.spec.items() if k not in ("kind", PRICED_KEY)}  # the record's own keys
     if row.template is None:
         fields["entrypoint"] = row.entrypoint  # stored once, in the record's own column
     spec = JobSpec.model_validate(fields)

@@ -78,6 +78,9 @@ def price_pieces(stack: StackConfig, pool: str, started_at: float, start: int, e
     return pieces
 
 
+PRICED_KEY = "priced"  # a job record's spec key: the resources its pods request in all, what holds and charges price
+
+
 @dataclass(frozen=True)
 class JobShape:
     """What a job occupies per second, and for how long at most."""
@@ -89,7 +92,15 @@ class JobShape:
 
     @classmethod
     def of(cls, row: JobRow) -> "JobShape":
-        return cls(row.cpus, row.gpus, row.memory_bytes, int(row.spec.get("max_runtime_seconds") or 0))
+        """The shape admission priced the job's hold by (its pods in all, ``spec[PRICED_KEY]``); else its spec."""
+        spec = row.spec or {}
+        priced = spec.get(PRICED_KEY) or {}
+        return cls(float(priced.get("cpus", row.cpus)), int(priced.get("gpus", row.gpus)),
+                   int(priced.get("memory_bytes", row.memory_bytes)), int(spec.get("max_runtime_seconds") or 0))
+
+    def priced(self) -> dict[str, float | int]:
+        """What is priced per second, as the job record keeps it (``spec[PRICED_KEY]``)."""
+        return {"cpus": self.cpus, "gpus": self.gpus, "memory_bytes": self.memory_bytes}
 
     def meter(self, seconds: int) -> Meter:
         return Meter.of(self.cpus, self.gpus, self.memory_bytes, seconds)
