@@ -225,12 +225,14 @@ class Dispatcher:
         return bool(starting) and self.backend.watch_starts
 
     def money_round(self, now: float) -> None:
-        """Charge running jobs (every ``charge_interval_seconds``), then stop those past their max run time or, in
+        """Charge running jobs (every ``charge_interval_seconds``) and release the holds of grants that ended, then stop those past their max run time or, in
         ``stop`` mode, past their grant or its period; warn at 90%."""
         assert self.money is not None
         if self.charged_at is None or now - self.charged_at >= self.settings.charge_interval_seconds:
             self.money.accrue_running(now)
             self.charged_at = now
+            for job_id in self.money.release_ended(now):
+                log.info("hold of %s released: its grant (or the budget) ended", job_id)
         running = self.store.list_jobs(status=JobStatus.RUNNING)
         stops, warnings = self.money.verdicts(running, now)
         for row in running:

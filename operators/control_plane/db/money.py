@@ -321,14 +321,52 @@ class MoneyLedger:
         now = time.time()
         if row.started_at is not None:
             self.accrue(s, row, row.ended_at if row.ended_at is not None else now, now)
+        self._release(s, row, now, f"job {row.status.lower()}: the rest of its hold")
+
+    def _release(self, s: Session, row: JobRow, now: float, note: str) -> bool:
+        """Release what is left of a job's hold (its row locked in ``s``), once; whether a release was written."""
         t = MoneyLedgerRow
         sums = dict(s.execute(select(t.kind, func.sum(t.amount_krw)).where(t.job_id == row.id).group_by(t.kind)).all())
         if LedgerKind.HOLD.value not in sums or LedgerKind.RELEASE.value in sums:
-            return
+            return False
         left = max(0, int(sums[LedgerKind.HOLD.value]) - int(sums.get(LedgerKind.CHARGE.value) or 0))
         s.add(MoneyLedgerRow(at=now, tenant=row.tenant, job_id=row.id, kind=LedgerKind.RELEASE.value, amount_krw=left,
                              pool=None, price_id=None, seconds=0, cpu_milli_seconds=0, gpu_seconds=0, memory_mib_seconds=0,
-                             actor=None, note=f"job {row.status.lower()}: the rest of its hold"))
+                             actor=None, note=note))
+        return True
+
+    def grant_end(self, tenant: Tenant) -> float:
+        """When a tenant's grant stops: the end of its last day or of the budget's fiscal period, whichever is first."""
+        end = tenant.grant.end_timestamp
+        return min(end, self.stack.budget.end_timestamp) if self.stack.budget is not None else end
+
+    def release_ended(self, now: float) -> list[str]:
+        """At a grant's or the budget's end, release the holds still live of its tenant's jobs; the job ids released.
+
+        Running jobs go on per the mode (``verdicts``: ``stop`` stops them; ``admit-if-fits`` and ``warn`` let them
+        run, still charged). Each release is written under the job's row lock and only once (any replica).
+        """
+        ended = {tenant.id: self.grant_end(tenant) for tenant in self.tenants.values() if now >= self.grant_end(tenant)}
+        if not ended:
+            return []
+        t = MoneyLedgerRow
+        released = select(t.job_id).where(t.tenant.in_(list(ended)), t.kind == LedgerKind.RELEASE.value)
+        with self.store.session() as s:
+            ids = list(s.scalars(select(t.job_id).where(t.tenant.in_(list(ended)), t.kind == LedgerKind.HOLD.value,
+                                                        t.job_id.not_in(released)).order_by(t.id)))
+        out = []
+        for job_id in ids:
+            with self.store.write_session() as s:
+                row = s.get(JobRow, job_id, with_for_update=True)
+                if row is None:
+                    continue
+                tenant = self.tenants[row.tenant]
+                end_day = tenant.grant.end if ended[row.tenant] == tenant.grant.end_timestamp else (
+                    self.stack.budget.fiscal_period.end if self.stack.budget is not None else tenant.grant.end)
+                if self._release(s, row, now, f"grant of {row.tenant!r} ended on {end_day} (Asia/Seoul): the rest of "
+                                              "the job's hold released"):
+                    out.append(job_id)
+        return out
 
     def accrue_running(self, now: float, until_of: Callable[[JobRow], float] | None = None) -> int:
         """Charge every running job up to where the control plane last saw it (one transaction per job); won charged."""
@@ -366,8 +404,7 @@ class MoneyLedger:
             if tenant is None or tenant.grant.enforcement != Enforcement.STOP:
                 continue
             grant = tenant.grant
-            end = min(grant.end_timestamp, self.stack.budget.end_timestamp if self.stack.budget else grant.end_timestamp)
-            if now >= end:
+            if now >= self.grant_end(tenant):
                 stops[row.id] = f"stopped: tenant {tenant.id!r}'s grant period ended on {grant.end} (enforcement stop)"
                 continue
             if row.tenant not in balances:
