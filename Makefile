@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install system-deps demo test lint bench down clean cluster-smoke
+.PHONY: install system-deps demo test test-fast lint bench down clean cluster-smoke
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,13 @@ system-deps:
 demo: install
 	$(VENV)/bin/testbed demo
 
+# Everything: the fast tier, the real-process tests (Ray, MLflow, PostgreSQL, Prometheus) and the image tests.
 test: install system-deps
 	$(PY) -m pytest
+
+# The fast tier: no real process starts (tests/conftest.py fails a test that starts one unmarked).
+test-fast: install
+	$(PY) -m pytest -m "not integration and not image"
 
 # The gates: lint, import contracts (pyproject [tool.importlinter]), types (strict on the SDK and contracts), format.
 lint: install

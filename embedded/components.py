@@ -22,6 +22,7 @@ from testbed.config import stack_file_for
 from embedded.errors import LocalTestbedError
 from embedded.ports import HOST
 from embedded.state import LocalState, StateFolder
+from testbed.secrets import write_secret
 from testbed.settings import ControlPlaneSettings
 
 # Ray turns --node-ip-address=127.0.0.1 into the machine's routable address unless it runs in
@@ -139,14 +140,24 @@ def _ray_command(folder: StateFolder, state: LocalState) -> list[str]:
     ]
 
 
+def jobs_ray_token(folder: StateFolder, state: LocalState) -> Path:
+    """A 0600 copy of the Ray token in the jobs' own folder (outside the state folder): jobs must reach their Ray,
+    and neither Ray's environment nor its logs then hold the token's value."""
+    folder.ray_auth_env()  # makes the token if there is none yet
+    path = jobs_dir(state) / "ray.token"
+    write_secret(path, folder.ray_token_file.read_text().strip())
+    return path
+
+
 def _ray_env(folder: StateFolder, state: LocalState) -> dict[str, str]:
-    """Ray's environment, which every job inherits: the Ray token's value (jobs must reach their
-    Ray), never a path to the credentials folder or the state folder."""
+    """Ray's environment, which every job inherits: the path of the jobs' copy of the Ray token (jobs must reach
+    their Ray), never a secret's value nor a path to the credentials folder or the state folder."""
     ports = state.components["ray"].ports
     # Jobs' `python` is this environment's interpreter, so `workloads` and its pins are there.
     path = f"{_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     return {
-        **RAY_LOOPBACK_ENV, **folder.ray_auth_env(by_value=True), "RAY_DISABLE_DOCKER_CPU_WARNING": "1",
+        **RAY_LOOPBACK_ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(jobs_ray_token(folder, state)),
+        "RAY_DISABLE_DOCKER_CPU_WARNING": "1",
         "PATH": path, **{var: str(ports[name]) for name, var in _RAY_PORT_ENV.items()},
     }
 
@@ -191,7 +202,7 @@ def _control_plane_command(folder: StateFolder, state: LocalState) -> list[str]:
         storage_path=str(folder.home / "storage"), capacity_cpus=state.num_cpus, capacity_gpus=state.num_gpus,
         capacity_memory=node_memory(), credentials_dir=folder.credentials_dir, host=HOST,
         mlflow_admin_password_file=folder.mlflow_admin_password_file,
-        port=state.port("control_plane", "http"),
+        port=state.port("control_plane", "http"), job_logins_dir=jobs_dir(state) / "logins",
     )
     settings.write(folder.settings_file)
     return [sys.executable, "-m", "operators.control_plane", "--settings", str(folder.settings_file)]

@@ -8,9 +8,11 @@ metered use per tenant, and how to open the dashboards and stop.
 from __future__ import annotations
 
 import datetime as dt
+import shlex
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -228,7 +230,9 @@ def _print_summary(report: DemoReport, status: TestbedStatus, local: LocalTestbe
     print(f"    Ray dashboard   {status.ray_dashboard_url}  (it asks for the Ray token in {local.ray_token_file})")
     print(f"    Control plane   {status.control_plane_url}/docs")
     print(f"    Portal          {status.control_plane_url}/portal/  (log in with a tenant or the operator token)")
-    print("  Try it as a tenant:")
+    print("  Try it as a tenant (in a new shell too):")
+    if local.home.resolve() != (Path.home() / ".testbed").resolve():  # not the default: a new shell must be told
+        print(f"    export TESTBED_HOME={shlex.quote(str(local.home))}")
     print(f"    export TESTBED_TOKEN=$(.venv/bin/testbed tenants token {report.jobs[0].tenant if report.jobs else '<tenant>'})")
     print("    .venv/bin/testbed templates list && .venv/bin/testbed jobs list && .venv/bin/testbed usage")
     print('    eval "$(.venv/bin/testbed mlflow login)"   # your MLflow login (UI: log in with the printed user/password)')

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Collection
+from typing import Callable, Collection
 
 import psutil
 
@@ -27,6 +27,27 @@ def pid_alive(pid: int | None) -> bool:
         return False
     except psutil.AccessDenied:
         return True
+
+
+def is_component(pid: int | None, owns: Callable[[list[str]], bool], started_at: float | None) -> bool:
+    """The process ``pid`` is alive and is the component: its command line is the component's (``owns``) and, where
+    recorded, it was created when the component was started (not another process under a reused pid)."""
+    if not pid_alive(pid):
+        return False
+    try:
+        process = psutil.Process(pid)
+        if not owns(process.cmdline()):
+            return False
+        return started_at is None or abs(process.create_time() - started_at) < 1.0
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
 
 
 def group_members(pgid: int) -> list[int]:

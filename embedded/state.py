@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from pydantic import BaseModel, Field, computed_field
 
+from testbed.isolation import LOCAL_MODE_LINE
 from embedded.errors import LocalTestbedError
 from embedded.ports import HOST
 from testbed.secrets import write_secret
@@ -26,6 +28,8 @@ _SUBFOLDERS = ("logs", "credentials", "mlflow/artifacts", "storage", "ray")
 
 class ComponentState(BaseModel):
     pid: int | None = None
+    started_at: float | None = Field(default=None, description="the process's create time: with its command line, "
+                                                               "what tells it from another process under a reused pid")
     ports: dict[str, int] = Field(default_factory=dict)
     log: str = ""
 
@@ -88,6 +92,7 @@ class TestbedStatus(BaseModel):
     mlflow_url: str | None = None
     ray_dashboard_url: str | None = None
     ray_address: str | None = None
+    trust: str = Field(default=LOCAL_MODE_LINE, description="local mode's trust boundary (docs/operators/isolation.md)")
 
 
 class StateFolder:
@@ -117,10 +122,28 @@ class StateFolder:
         return self.home / "logs" / f"{component}.log"
 
     def prepare(self) -> None:
-        """Create the folder's layout; credentials are the owner's only."""
+        """Create the folder's layout, the owner's only (0700)."""
         for sub in _SUBFOLDERS:
-            (self.home / sub).mkdir(parents=True, exist_ok=True)
-        os.chmod(self.credentials_dir, 0o700)
+            (self.home / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.tighten()
+
+    def tighten(self) -> None:
+        """Every folder under the state folder 0700, every file 0600 or less (links left as they are).
+
+        The components run with umask 077; this catches what was made otherwise: Ray makes its temp and session
+        folders 0777 on purpose (``ray._common.utils.try_make_directory_shared``), and what ``testbed up`` wrote."""
+        for root, folders, files in os.walk(self.home):
+            for name in folders + files:
+                path = os.path.join(root, name)
+                try:
+                    mode = os.lstat(path).st_mode
+                    if stat.S_ISDIR(mode) and stat.S_IMODE(mode) != 0o700:
+                        os.chmod(path, 0o700)
+                    elif stat.S_ISREG(mode) and stat.S_IMODE(mode) & 0o077:
+                        os.chmod(path, stat.S_IMODE(mode) & 0o700)
+                except OSError:  # removed meanwhile
+                    continue
+        os.chmod(self.home, 0o700)
 
     def load(self) -> LocalState | None:
         try:
@@ -130,7 +153,7 @@ class StateFolder:
 
     def save(self, state: LocalState) -> None:
         tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(state.model_dump_json(indent=2))
+        write_secret(tmp, state.model_dump_json(indent=2))  # 0600, like every file of the state folder
         tmp.replace(self.state_file)
 
     # -- credentials ------------------------------------------------------------------------

@@ -12,11 +12,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from embedded.components import Component, job_environ, jobs_dir
+from embedded.components import COMPONENTS, Component, job_environ, jobs_dir
 from embedded.errors import ComponentExited, LocalTestbedError
 from embedded.ports import allocate_ports
-from embedded.processes import MARKER_ENV, pid_alive, stop_process_group
+from embedded.processes import MARKER_ENV, create_time, is_component, pid_alive, stop_process_group
 from embedded.state import ComponentState, LocalState, StateFolder
+
+
+COMPONENTS_BY_NAME = {component.name: component for component in COMPONENTS}
 
 
 class Supervisor:
@@ -25,8 +28,12 @@ class Supervisor:
         self.progress = progress
 
     def running(self, state: LocalState, name: str) -> bool:
+        """The recorded pid is alive and is the component (command line, create time), never a decoy under its pid."""
         component = state.components.get(name)
-        return component is not None and pid_alive(component.pid)
+        if component is None:
+            return False
+        owns = COMPONENTS_BY_NAME[name].owns if name in COMPONENTS_BY_NAME else (lambda _argv: True)
+        return is_component(component.pid, owns, component.started_at)
 
     def healthy(self, state: LocalState, component: Component) -> bool:
         return self.running(state, component.name) and component.healthy(self.folder, state)
@@ -43,6 +50,7 @@ class Supervisor:
             self.folder.save(state)  # the pid is on record before anything can go wrong
             try:
                 self._wait_healthy(state, component, deadline)
+                self.folder.tighten()  # Ray's 0777 session folders, the log just opened
                 return
             except ComponentExited:  # a stale or taken port is the usual cause
                 self.stop(state, name, component.stop_grace)  # its helpers too
@@ -55,8 +63,11 @@ class Supervisor:
         component = state.components.get(name)
         if component is None or not component.pid:
             return False
-        was_running = pid_alive(component.pid)
-        stop_process_group(component.pid, timeout)
+        was_running = self.running(state, name)
+        # its group (helpers that outlived it included); a live process that is not the component, under a reused
+        # pid, is never signalled (a dead leader's pid is not reused while its group lives)
+        if was_running or not pid_alive(component.pid):
+            stop_process_group(component.pid, timeout)
         component.pid = None
         return was_running
 
@@ -66,12 +77,15 @@ class Supervisor:
         inherited = job_environ(os.environ) if component.runs_jobs else os.environ
         env = {**inherited, **component.env(self.folder, state), MARKER_ENV: state.instance}
         log_path = self.folder.log_file(component.name)
-        with open(log_path, "ab") as log:
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with open(fd, "ab") as log:
             process = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                 cwd=jobs_dir(state) if component.runs_jobs else self.folder.home, start_new_session=True,
+                umask=0o077,  # what the platform (and, under Ray, every job) writes is the owner's only
             )
         state.components[component.name].pid = process.pid
+        state.components[component.name].started_at = create_time(process.pid)
         state.components[component.name].log = str(log_path)
 
     def _wait_healthy(self, state: LocalState, component: Component, deadline: float) -> None:

@@ -154,6 +154,8 @@ class TenantEnvironment(pulumi.ComponentResource):
                    # Job logs: the kuberay backend finds the submitter/head pod and reads its log.
                    k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["get", "list"]),
                    k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods/log"], verbs=["get"]),
+                   # Each job's MLflow login: a Secret per job the pods read by secretKeyRef (owned by its RayJob).
+                   k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["secrets"], verbs=["create", "update"]),
                    # Kueue's reason a job waits (or was evicted) is on the RayJob's Workload.
                    k8s.rbac.v1.PolicyRuleArgs(api_groups=["kueue.x-k8s.io"], resources=["workloads"],
                                               verbs=["get", "list"])],

@@ -24,6 +24,9 @@ class Health(BaseModel):
     database: Literal["ok", "busy", "unavailable"] = Field(
         description="busy: writes wait on a lock (admissions answer 503); unavailable: not even reads answer")
     reconciler: bool = False  # this replica holds the reconciler lease and has completed a sync round under it
+    mlflow: Literal["ok", "unavailable"] = Field(
+        default="ok", description="the tracking server's /health: while unavailable jobs still run (their MLflow "
+                                  "calls fail within about a minute) and /v1/mlflow/credentials answers 503")
 
 
 class IssuedToken(BaseModel):

@@ -25,7 +25,14 @@ from testbed.limits import MAX_DATA_FILE_BYTES
 from testbed.money import Quote
 from testbed.packaging import PackageError, build_package, mib
 from testbed.statements import MonthClosed, Statement
-from testbed.storage import DeletedObjects, ObjectList, StoredObject, StoredPackage, check_name
+from testbed.storage import (
+    DeletedObjects,
+    FolderTransfer,
+    ObjectList,
+    StoredObject,
+    StoredPackage,
+    check_name,
+)
 from testbed.tenant_exit import PurgeResult
 from testbed.usage import UsageReport
 
@@ -251,13 +258,37 @@ class TestbedClient:
             return self._call(StoredObject, "PUT", f"/v1/data/{quote(name)}", content=body,
                               headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)})
 
-    def list_data(self, prefix: str = "", limit: int | None = None, cursor: str | None = None) -> ObjectList:
-        """One page of your data files by name; ``next_cursor`` for the next (:meth:`iter_data` walks them all)."""
-        params = {"prefix": prefix or None, "limit": limit, "cursor": cursor}
+    def list_data(self, prefix: str = "", limit: int | None = None, cursor: str | None = None,
+                  sha256: bool = False) -> ObjectList:
+        """One page of your data files by name; ``next_cursor`` for the next (:meth:`iter_data` walks them all);
+        ``sha256``: each with its SHA-256."""
+        params = {"prefix": prefix or None, "limit": limit, "cursor": cursor, "sha256": "true" if sha256 else None}
         return self._call(ObjectList, "GET", "/v1/data", params=_present(params))
 
-    def iter_data(self, prefix: str = "") -> Iterator[StoredObject]:
-        return _pages(lambda cursor: self.list_data(prefix, cursor=cursor))
+    def iter_data(self, prefix: str = "", sha256: bool = False) -> Iterator[StoredObject]:
+        return _pages(lambda cursor: self.list_data(prefix, cursor=cursor, sha256=sha256))
+
+    def upload_folder(self, local: str | Path, name: str | None = None, workers: int = 4,
+                      progress: Callable[[int, int], None] | None = None) -> FolderTransfer:
+        """Store a folder (recursively) as ``data/<name>/<relative path>`` (default name: the folder's), ``workers``
+        files at a time; a file already stored with the same size and SHA-256 is skipped, so an interrupted upload
+        resumes. ``progress(bytes_done, bytes_total)`` after each file. Jobs read it as ``testbed-data://<name>``."""
+        from testbed.folders import upload_folder
+
+        return upload_folder(self, Path(local), name, workers, progress)
+
+    def download_folder(self, name: str, dest: str | Path, workers: int = 4,
+                        progress: Callable[[int, int], None] | None = None) -> FolderTransfer:
+        """Fetch every file of your data folder ``name`` into ``dest`` (created), keeping the relative paths."""
+        from testbed.folders import download_folder
+
+        return download_folder(self, name, Path(dest), workers, progress)
+
+    def delete_folder(self, name: str, workers: int = 4) -> DeletedObjects:
+        """Remove every file of your data folder ``name``."""
+        from testbed.folders import delete_folder
+
+        return delete_folder(self, name, workers)
 
     def download_data(self, name: str, dest: str | Path) -> Path:
         return self._download(f"/v1/data/{quote(name)}", dest)

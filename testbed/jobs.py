@@ -45,6 +45,13 @@ TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.
 # Environment every job gets; MLflow reads the first two itself.
 ENV_MLFLOW_TRACKING_URI = "MLFLOW_TRACKING_URI"
 ENV_MLFLOW_EXPERIMENT_NAME = "MLFLOW_EXPERIMENT_NAME"
+# Every job's MLflow client gives up on a tracking server that is gone within a bounded time (MLflow's own variables,
+# mlflow/environment_variables.py): a request waits at most 10 s, is retried 3 times with 1-2-4 s back-off, so a
+# call fails after about a minute with MLflow's own error instead of hanging for minutes while the job is billed.
+MLFLOW_CLIENT_BOUNDS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+                        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+# What of a job's MLflow login is secret: handed over outside the runtime env (see LaunchRequest.secret_env).
+MLFLOW_SECRET_VARS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 ENV_TENANT = "TESTBED_TENANT"
 ENV_JOB_ID = "TESTBED_JOB_ID"
 ENV_REGION = "TESTBED_REGION"

@@ -10,6 +10,7 @@ from __future__ import annotations
 MAX_BODY_BYTES = 64 * 1024  # a job spec; code travels as a package, never in the body
 MAX_PACKAGE_BYTES = 100 * 2**20  # a code package: its files and its zip (Ray's own default is of this order)
 MAX_DATA_FILE_BYTES = 5 * 2**30  # one data file uploaded through the control plane
+MAX_FOLDER_FILES = 100_000  # files in one data folder the client uploads (`testbed data upload DIR`)
 MAX_ENTRYPOINT_CHARS = 8 * 1024
 MAX_ENV_VARS = 64
 MAX_ENV_NAME_CHARS = 128

@@ -8,7 +8,13 @@
    user may rewrite, and tools run by the server process for clients on the same host -- which,
    in local mode, every tenant's Ray job is) and demo data (``/ajax-api/3.0/mlflow/demo/*``).
 
-Everything else is decided by MLflow itself. tests/mlflow/test_isolation_rest.py
+Everything else is decided by MLflow itself, with three of its per-request lookups memoized
+(:func:`install_lookup_caches`, when the ini's ``auth_cache_ttl_seconds`` > 0): which experiment a
+run belongs to (never changes), a user's record and a user's role grants in a workspace (kept at
+most ``auth_cache_ttl_seconds``; every write through the auth store on this worker -- a rotated
+password, a changed grant, a deleted user -- empties them at once). MLflow's own credential cache
+(the same TTL) already skips the password hash; without these, a logged metric still paid four
+database reads for its permission check (tests/benchmarks/bench_mlflow_auth.py). tests/mlflow/test_isolation_rest.py
 (test_no_roster_of_other_tenants, test_server_wide_features_are_the_admins) shows each leak
 without this module and its absence with it.
 
@@ -21,7 +27,15 @@ upstream MLflow image as module ``testbed_mlflow_guard``.
 
 from __future__ import annotations
 
+import functools
+import os
+import re
+import threading
+from typing import Any, Callable
+
+from cachetools import LRUCache, TTLCache
 from flask import Response, make_response, request
+from mlflow.server import auth as mlflow_auth
 from mlflow.server.auth import authenticate_request_basic_auth, store
 from mlflow.server.auth.routes import AJAX_LIST_USERS, LIST_USERS
 from werkzeug.datastructures import Authorization
@@ -43,3 +57,96 @@ def authenticate() -> Authorization | Response:
             response.status_code = 403
             return response
     return result
+
+
+LOOKUP_CACHES_ENV = "TESTBED_MLFLOW_LOOKUP_CACHES"
+# Auth-store methods that change a user, a role, a grant or a permission (all start with these).
+_WRITE_METHOD = re.compile(r"^(create|update|delete|grant|revoke|rename|set|add|remove|assign|unassign)_")
+
+
+class LookupCaches:
+    """The memoized lookups of one server worker; ``clear()`` on every auth-store write."""
+
+    def __init__(self, ttl_seconds: int, max_size: int):
+        self.lock = threading.Lock()
+        self.users: TTLCache = TTLCache(maxsize=max_size, ttl=ttl_seconds)
+        self.grants: TTLCache = TTLCache(maxsize=max_size, ttl=ttl_seconds)
+        self.run_experiments: LRUCache = LRUCache(maxsize=max_size)  # a run never changes experiment
+        self.generation = 0  # bumped by clear(): a lookup that raced a write is not stored
+
+    def clear(self) -> None:
+        with self.lock:
+            self.generation += 1
+            self.users.clear()
+            self.grants.clear()
+
+    def cached(self, cache: TTLCache | LRUCache, key: Any, load: Callable[[], Any]) -> Any:
+        with self.lock:
+            hit = cache.get(key)
+            generation = self.generation
+        if hit is not None:
+            return hit
+        value = load()
+        with self.lock:
+            if value is not None and generation == self.generation:
+                cache[key] = value
+        return value
+
+
+def install_lookup_caches(ttl_seconds: int, max_size: int = 10_000) -> LookupCaches | None:
+    """Memoize ``store.get_user``, ``store.list_grants`` and the run -> experiment lookup of this
+    process's MLflow auth app (idempotent; ``ttl_seconds`` 0: nothing is cached)."""
+    installed = getattr(store, "_testbed_lookup_caches", None)
+    if installed is not None or ttl_seconds <= 0:
+        return installed
+    caches = LookupCaches(ttl_seconds, max_size)
+
+    def writer(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def write_then_forget(*args: Any, **kwargs: Any) -> Any:
+            caches.clear()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                caches.clear()  # also after: a read that began before the write is not kept
+        return write_then_forget
+
+    for name in dir(store):
+        if _WRITE_METHOD.match(name) and callable(getattr(store, name)):
+            setattr(store, name, writer(getattr(store, name)))
+
+    get_user, list_grants = store.get_user, store.list_grants
+    store.get_user = functools.wraps(get_user)(
+        lambda username: caches.cached(caches.users, username, lambda: get_user(username)))
+    store.list_grants = functools.wraps(list_grants)(
+        lambda user_id, workspace, resource_types: caches.cached(
+            caches.grants, (user_id, workspace, frozenset(resource_types)),
+            lambda: list_grants(user_id, workspace, resource_types)))
+
+    invalidate_credentials = mlflow_auth._invalidate_user_auth_cache
+
+    def invalidate_user(username: str) -> None:
+        invalidate_credentials(username)
+        caches.clear()
+    mlflow_auth._invalidate_user_auth_cache = invalidate_user
+
+    run_requirement = mlflow_auth._run_requirement
+
+    def cached_run_requirement(run_id: str, action: str) -> Any:
+        """MLflow's own answer for (run, action): it depends only on the run's experiment, which never
+        changes (a missing run is not remembered: MLflow denies it each time)."""
+        anchor_and_requirements = caches.cached(caches.run_experiments, (run_id, action),
+                                                lambda: run_requirement(run_id, action))
+        if anchor_and_requirements is None:
+            return None
+        anchor, requirements = anchor_and_requirements
+        return anchor, list(requirements)
+    mlflow_auth._run_requirement = cached_run_requirement
+    store._testbed_lookup_caches = caches
+    return caches
+
+
+# ``TESTBED_MLFLOW_LOOKUP_CACHES=off`` leaves MLflow's lookups as they are (the benchmark's baseline).
+LOOKUP_CACHES = install_lookup_caches(
+    mlflow_auth.auth_config.auth_cache_ttl_seconds if os.environ.get(LOOKUP_CACHES_ENV, "on") != "off" else 0,
+    mlflow_auth.auth_config.auth_cache_max_size)

@@ -112,7 +112,7 @@ class LocalServerAuth:
     ini_path: Path
     ini: str = field(repr=False)
     argv: tuple[str, ...]
-    env: dict[str, str] = field(repr=False)  # holds the admin password and the Flask key
+    env: dict[str, str] = field(repr=False)  # holds the Flask key (the admin password is in the ini)
 
     def write_ini(self) -> Path:
         self.ini_path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +128,11 @@ def local_server_auth(mlflow_home: Path, admin_password: str, flask_secret_key: 
     mlflow_home = Path(mlflow_home)
     ini_path = mlflow_home / "basic_auth.ini"
     ini = render_auth_ini(f"sqlite:///{mlflow_home / 'auth.db'}", auth_cache_ttl_seconds=auth_cache_ttl_seconds)
-    env = {ENV_AUTH_CONFIG_PATH: str(ini_path), **_server_env(admin_password, flask_secret_key)}
+    # the admin password goes into the 0600 ini (MLflow reads ``admin_password`` there when the variable is unset,
+    # mlflow/server/auth/config.py), never into the server's environment, which /proc shows
+    server_env = _server_env(admin_password, flask_secret_key)
+    ini += f"admin_password = {server_env.pop(ENV_ADMIN_PASSWORD).replace('%', '%%')}\n"
+    env = {ENV_AUTH_CONFIG_PATH: str(ini_path), **server_env}
     return LocalServerAuth(ini_path=ini_path, ini=ini, argv=SERVER_ARGV, env=env)
 
 

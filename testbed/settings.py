@@ -58,6 +58,13 @@ class ControlPlaneSettings(BaseModel):
                                           "{packages,data,jobs} (testbed/storage.py); s3://<bucket>/tenants in a cluster")
     max_package_bytes: int = Field(default=MAX_PACKAGE_BYTES, ge=1, description="a code package's zip and its files")
     max_data_file_bytes: int = Field(default=MAX_DATA_FILE_BYTES, ge=1, description="one uploaded data file")
+    job_logins_dir: Path | None = Field(
+        default=None, description="ray backend: where each job's MLflow login is written (0700 folder per job, a 0600 "
+                                  "~/.mlflow/credentials the job's MLflow client reads); default: a private temporary "
+                                  "folder")
+    upload_idle_seconds: float = Field(
+        default=600, gt=0, description="an upload not written to for this long is abandoned: removed at start and by "
+                                       "the periodic sweep")
     capacity_cpus: float | None = Field(default=None, description="largest job the backend can ever run (its largest node)")
     capacity_gpus: float | None = None
     capacity_memory: MemoryBytes | None = Field(default=None, description="bytes: the largest node's memory")

@@ -61,7 +61,7 @@ def package_file(sha256: str) -> str:
 
 
 def valid_name(name: str) -> bool:
-    return len(name) <= MAX_NAME_CHARS and re.match(DATA_NAME, name) is not None
+    return len(name) <= MAX_NAME_CHARS and re.fullmatch(DATA_NAME, name) is not None
 
 
 def check_name(name: str, what: str = "name") -> str:
@@ -72,11 +72,40 @@ def check_name(name: str, what: str = "name") -> str:
     return name
 
 
-def data_ref_name(value: object) -> str | None:
-    """NAME of a ``testbed-data://NAME`` value, None for any other value."""
-    if isinstance(value, str) and value.startswith(DATA_SCHEME):
-        return value[len(DATA_SCHEME):]
+def prefix_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a listing prefix or cursor (None: it can): a relative name, optionally ending in
+    ``/`` or a partial last part; never a leading ``/``, ``..`` or ``.`` part, empty part, backslash or control
+    character."""
+    if value.startswith("/"):
+        return "starts with '/'"
+    if "\\" in value:
+        return "holds a backslash"
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return "holds a control character"
+    parts = value.split("/")
+    if any(part in (".", "..") for part in parts):
+        return "holds a '.' or '..' part"
+    if "" in parts[:-1]:
+        return "holds an empty part ('//')"
     return None
+
+
+def data_ref_name(value: object) -> str | None:
+    """NAME of a ``testbed-data://NAME`` value (a file, or a folder: ``NAME`` or ``NAME/``), None for any other
+    value; a folder's trailing '/' is dropped."""
+    if isinstance(value, str) and value.startswith(DATA_SCHEME):
+        return value[len(DATA_SCHEME):].rstrip("/") or value[len(DATA_SCHEME):]
+    return None
+
+
+class FolderTransfer(BaseModel):
+    """What a folder upload or download did (``testbed data upload DIR`` / ``get NAME/ DEST``)."""
+
+    folder: str = Field(description="the folder's name in your data (files are NAME/<relative path>)")
+    transferred: list[StoredObject] = Field(description="files sent (or fetched) this time")
+    skipped: list[StoredObject] = Field(default_factory=list, description="files already stored with the same size "
+                                                                          "and SHA-256 (resuming)")
+    bytes: int = Field(description="bytes sent (or fetched) this time")
 
 
 # -- API answers ---------------------------------------------------------------------------------
@@ -95,6 +124,8 @@ class StoredObject(BaseModel):
     name: str = Field(description="relative to the listed folder (data/ or the job's folder)")
     size: int = Field(description="bytes")
     modified_at: str | None = Field(default=None, description="RFC 3339 UTC, where the store tells")
+    sha256: str | None = Field(default=None, description="the file's SHA-256 (hex): on upload, and in data listings "
+                                                         "asked with ?sha256=true (a folder upload skips what matches)")
 
 
 class ObjectList(BaseModel):

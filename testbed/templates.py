@@ -40,6 +40,9 @@ _TYPES: dict[str, Any] = {
     "float": Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False)],
     "str": Annotated[str, Field(max_length=1024)],
     "bool": bool,
+    # names the tenant's data: testbed-data://NAME or an object-store URI inside the tenant's own prefix, checked
+    # and resolved at admission (operators/control_plane/data_params.py); "" where the default is synthetic data
+    "data": Annotated[str, Field(max_length=1024)],
 }
 
 
@@ -49,7 +52,7 @@ class TemplateParam(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     name: str
-    type: Literal["int", "float", "str", "bool"]
+    type: Literal["int", "float", "str", "bool", "data"]
     default: ParamValue | None = None
     help: str = ""
     choices: list[str] | None = Field(default=None, description="allowed values (str params)")
@@ -127,13 +130,24 @@ def _training_params(epochs: int, batch_size: int, lr: float, width: int) -> lis
         TemplateParam(name="seed", type="int", default=0, help="random seed (data generation, split, initialisation)"),
         TemplateParam(name="val_fraction", type="float", default=0.2, minimum=0.01, maximum=0.9, help="share held out for validation"),
         TemplateParam(
-            name="data_path", type="str", default="",
+            name="data_path", type="data", default="",
             help="your data: testbed-data://NAME (uploaded with `testbed data upload`), or an s3:// URI; "
                  "empty: seeded synthetic data",
         ),
         TemplateParam(name="workers", type="int", default=0, minimum=0, maximum=256, help="Ray Train workers; 0: one per GPU, else 1"),
         TemplateParam(name="max_failures", type="int", default=2, minimum=0, maximum=100, help="worker failures to recover from (from the last checkpoint)"),
         TemplateParam(name="fail_at_epoch", type="int", default=0, minimum=0, help="fault drill: rank 0 fails once at this epoch; 0: off"),
+        TemplateParam(name="engine", type="str", default="auto", choices=["auto", "ray-train", "direct"],
+                      help="auto: a one-worker job without GPUs runs its loop in the job's process (same checkpoints, "
+                           "retries and metrics, no worker-group start-up), others on Ray Train"),
+        TemplateParam(name="patience", type="int", default=5, minimum=0, maximum=10000,
+                      help="early stopping: stop after this many epochs without a better validation metric "
+                           "(the best epoch's weights are kept either way); 0: never stop early"),
+        TemplateParam(name="baselines", type="bool", default=True,
+                      help="also fit classical baselines (scikit-learn linear model and gradient boosting) on the same split"),
+        TemplateParam(name="match_margin", type="float", default=0.02, minimum=0.0, maximum=1.0,
+                      help="the neural model is registered if within this share of the best classical model's metric "
+                           "(0.02: at most 2 percent worse); otherwise the classical model is registered"),
     ]
 
 
@@ -222,8 +236,10 @@ _VALIDATE = Template(
         TemplateParam(name="version", type="str", default="latest", help="model version number or 'latest'"),
         TemplateParam(name="margin", type="float", default=0.0, minimum=0.0, help="how much better than the champion (metric units)"),
         TemplateParam(name="holdout_seed", type="int", default=1000, help="seed of the regenerated held-out synthetic data"),
-        TemplateParam(name="data_path", type="str", default="", help="held-out data: testbed-data://NAME or an s3:// URI; empty: synthetic"),
+        TemplateParam(name="data_path", type="data", default="", help="held-out data: testbed-data://NAME or an s3:// URI; empty: synthetic"),
         TemplateParam(name="alias", type="str", default="champion", help="alias the gate moves"),
+        TemplateParam(name="require_beat_baseline", type="bool", default=False,
+                      help="also require beating the training run's best classical baseline on the held-out data"),
     ],
 )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import math
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,13 @@ def _fmt(value: float | None, spec: str = ".2f") -> str | None:
     return None if value is None else format(value, spec)
 
 
+def _hours(value: float) -> str:
+    """Hours with two significant digits below 1 (a 30-second job is 0.0083, not 0.00), else two decimals."""
+    if value <= 0 or value >= 1:
+        return f"{value:.2f}"
+    return f"{value:.{max(2, 1 - math.floor(math.log10(value)))}f}"
+
+
 USAGE_HEADERS = ["TENANT", "GPU-HOURS", "CPU-HOURS", "GRANT-H", "USED", "GRANT-KRW", "CHARGED-KRW", "HELD-KRW",
                  "REMAINING-KRW", "KRW/DAY", "RUNS-OUT", *STATUSES]
 
@@ -134,7 +142,7 @@ def grant_line(t: TenantUsage) -> str:
 def render_table(report: UsageReport) -> str:
     """The report's moment, then one line per tenant (numbers aligned right)."""
     rows = [
-        [t.tenant, _fmt(t.gpu_hours), _fmt(t.cpu_hours), _fmt(t.grant_gpu_hours, ".0f"), _fmt(t.grant_used_ratio, ".1%"),
+        [t.tenant, _hours(t.gpu_hours), _hours(t.cpu_hours), _fmt(t.grant_gpu_hours, ".0f"), _fmt(t.grant_used_ratio, ".1%"),
          _won(t.grant_krw), _won(t.charged_krw), _won(t.held_krw), _won(t.remaining_krw),
          _fmt(t.burn_rate_krw_per_day, ",.0f"), t.forecast_exhaustion_date.isoformat() if t.forecast_exhaustion_date else None,
          *(t.jobs.get(s, 0) for s in STATUSES)]

@@ -10,6 +10,7 @@ and a control plane with the no-op backend over real HTTP for fast API tests.
 from __future__ import annotations
 
 import os
+import sys
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -19,12 +20,18 @@ from typing import Iterator
 import pytest
 
 from tests import postgres
+from tests.stack_files import TEST_STACK_DIR
 
 from testbed.client import TestbedClient
 from testbed.config import StackConfig, load_region, stack_file_for
 from embedded import RAY_LOOPBACK_ENV, LocalTestbed, instance_processes, stop_process_group
 
 REGION = "gyeongnam"
+
+# The test stack (tests/stacks/Pulumi.gyeongnam.yaml) serves every test that is not about the real
+# regions; the tests that are (tests/testbed/test_config.py, tests/infra) read REAL_STACK_DIR explicitly.
+# Child processes (the local testbed's control plane, CLI subprocesses) inherit the variable.
+os.environ["TESTBED_STACK_DIR"] = str(TEST_STACK_DIR)
 
 # Any Ray started from the test process (ray.init) stays on 127.0.0.1 too.
 os.environ.update(RAY_LOOPBACK_ENV)
@@ -177,3 +184,53 @@ def postgres_server() -> Iterator[postgres.PostgresServer]:
 def postgres_url(postgres_server: postgres.PostgresServer) -> str:
     """The URL of a new, empty database."""
     return postgres_server.create_database()
+
+
+# -- tiers: `make test-fast` runs `-m "not integration and not image"`, no real processes --------
+# Fixtures that start real processes; a test using one is marked integration at collection.
+PROCESS_FIXTURES = frozenset({
+    "local_testbed", "postgres_server", "postgres_url", "secured", "prometheus", "promtool",
+    "prometheus_binary", "mlflow_server", "ray_address", "workloads", "mlflow_client",
+    "open_server", "server",
+})
+_SPAWN_EVENTS = frozenset({"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.exec"})
+_spawned: list[str] | None = None  # set while a fast-tier test runs
+
+
+def _record_spawn(event: str, args: tuple) -> None:
+    if _spawned is not None and event in _SPAWN_EVENTS:
+        _spawned.append(f"{event} {args[:2]!r}"[:200])
+
+
+sys.addaudithook(_record_spawn)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+def _fast(item: pytest.Item) -> bool:
+    return not (item.get_closest_marker("integration") or item.get_closest_marker("image"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A test not marked ``integration`` or ``image`` starts no process, in its setup (any fixture,
+    module- and session-scoped ones included) or its call (audited with sys.addaudithook, not patched)."""
+    global _spawned
+    outcome = yield
+    report = outcome.get_result()
+    # Teardown is not audited: the session's last teardown stops the shared processes (testbed down).
+    spawned, _spawned = _spawned, ([] if _fast(item) and call.when == "setup" else None)
+    if spawned and report.outcome != "failed":
+        report.outcome = "failed"
+        report.longrepr = f"{item.nodeid} started processes but is not marked integration: {spawned[:3]}"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    global _spawned
+    _spawned = [] if _fast(item) else None

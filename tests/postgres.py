@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from testbed.net import HOST, free_port
+from tests.waiting import wait_until
 
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
 MISSING = "PostgreSQL server binaries missing: apt-get install -y postgresql (make system-deps)"
@@ -79,15 +79,17 @@ def postgres_server(max_connections: int = 200, durable: bool = False) -> Iterat
     )
     handle = PostgresServer(port=port, process=server)
     try:
-        deadline = time.monotonic() + 60
-        while True:
+
+        def accepting() -> bool:
             try:
                 sqlalchemy.create_engine(handle.url()).connect().close()
-                break
+                return True
             except sqlalchemy.exc.OperationalError:
-                if time.monotonic() > deadline or server.poll() is not None:
+                if server.poll() is not None:
                     raise
-                time.sleep(0.2)
+                return False
+
+        wait_until(accepting, 60, "PostgreSQL to accept connections", every=0.2)
         yield handle
     finally:
         os.killpg(server.pid, 15)

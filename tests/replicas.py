@@ -17,12 +17,13 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import httpx
 import yaml
 
 from testbed.config import stack_file_for
+from tests.waiting import wait_until
 from testbed.net import HOST, free_port
 from testbed.settings import ControlPlaneSettings
 
@@ -48,16 +49,6 @@ def stack_with_tenants(out: Path, count: int, quota: dict[str, Any], region: str
     return path, ids
 
 
-def wait_for(done: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:
-    """Poll until ``done()`` is truthy; return it, or fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = done()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(every)
 
 
 @dataclass
@@ -138,7 +129,7 @@ class ReplicaSet:
             for replica in self.replicas:
                 replica.start(self.command, environment)
             for replica in self.replicas:
-                wait_for(lambda r=replica: r.health() or (not r.alive and self._died(r)), 120, f"{replica.name} healthy")
+                wait_until(lambda r=replica: r.health() or (not r.alive and self._died(r)), 120, f"{replica.name} healthy")
         except BaseException:
             self.__exit__()
             raise
@@ -166,7 +157,7 @@ class ReplicaSet:
 
     def reconciler(self, timeout: float = 30.0) -> Replica:
         """The replica that holds the reconciler lease and has completed a sync round under it."""
-        return wait_for(lambda: next((r for r in self.live() if (r.health() or {}).get("reconciler")), None),
+        return wait_until(lambda: next((r for r in self.live() if (r.health() or {}).get("reconciler")), None),
                         timeout, "a reconciling replica", every=0.05)
 
 

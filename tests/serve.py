@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -11,6 +10,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from testbed.net import HOST, free_port
+from tests.waiting import wait_until
 
 
 @contextmanager
@@ -20,11 +20,13 @@ def serve_in_thread(app: FastAPI, port: int | None = None, timeout: float = 20.0
     server = uvicorn.Server(uvicorn.Config(app, host=HOST, port=port, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
-    deadline = time.monotonic() + timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
+
+    def started() -> bool:
+        if not thread.is_alive():
             raise RuntimeError(f"control plane did not start on {HOST}:{port}")
-        time.sleep(0.02)
+        return server.started
+
+    wait_until(started, timeout, f"the control plane on {HOST}:{port}", every=0.02)
     try:
         yield f"http://{HOST}:{port}"
     finally:

@@ -71,6 +71,35 @@ class TensorBatches:
             yield self.x[index], self.y[index]
 
 
+class BestEpoch:
+    """Early stopping on the validation split: remembers the best epoch's weights (restored at the end) and
+    says stop after ``patience`` epochs without improvement (0: never stop early)."""
+
+    def __init__(self, task: Task, patience: int = 0) -> None:
+        self.metric, self.higher, self.patience = f"val_{task.metric}", task.higher_is_better, patience
+        self.epoch, self.score, self.weights = -1, math.nan, None
+        self.stopped_early = False
+
+    def update(self, epoch: int, metrics: dict[str, float], model: torch.nn.Module) -> bool:
+        """Record ``epoch``; True when training should stop here."""
+        score = metrics[self.metric]
+        if self.epoch < 0 or (score > self.score if self.higher else score < self.score):
+            bare = model.module if hasattr(model, "module") else model
+            self.epoch, self.score = epoch, score
+            self.weights = {k: v.detach().cpu().clone() for k, v in bare.state_dict().items()}
+        self.stopped_early = self.patience > 0 and epoch - self.epoch >= self.patience
+        return self.stopped_early
+
+    def metrics(self) -> dict[str, float]:
+        return {"best_epoch": float(self.epoch), f"best_{self.metric}": self.score}
+
+    def state_dict(self) -> dict[str, object]:
+        return {"epoch": self.epoch, "score": self.score, "weights": self.weights}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.epoch, self.score, self.weights = int(state["epoch"]), float(state["score"]), state["weights"]  # type: ignore[arg-type]
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, x: np.ndarray, device: torch.device, batch_size: int = 2048) -> np.ndarray:
     with contextlib.suppress(NotImplementedError):  # models loaded from MLflow (torch.export) are fixed in eval mode
@@ -90,9 +119,13 @@ def run_epochs(
     epochs: int,
     device: torch.device,
     on_epoch_end: EpochCallback | None = None,
+    class_weights: list[float] | None = None,
+    best: BestEpoch | None = None,
 ) -> LoopStats:
-    """Train epochs ``start_epoch..epochs-1``; after each, evaluate on ``val`` and call ``on_epoch_end``."""
+    """Train epochs ``start_epoch..epochs-1``; after each, evaluate on ``val``, update ``best`` (early stopping)
+    and call ``on_epoch_end``; stops early when ``best`` says so."""
     stats = LoopStats()
+    weight = torch.tensor(class_weights, dtype=torch.float32, device=device) if class_weights else None
     started: float | None = None
     for epoch in range(start_epoch, epochs):
         train_loader.set_epoch(epoch)
@@ -103,7 +136,7 @@ def run_epochs(
         for xb, yb in train_loader:
             xb, yb = xb.to(device), yb.to(device)
             optimizer.zero_grad(set_to_none=True)
-            loss = task.loss(model(xb), yb)
+            loss = task.loss(model(xb), yb, weight)
             loss.backward()
             optimizer.step()
             total_loss += float(loss.detach()) * len(yb)
@@ -115,7 +148,12 @@ def run_epochs(
         stats.epochs_run += 1
         stats.epoch_seconds.append(time.perf_counter() - batch_started)
         stats.loop_seconds = time.perf_counter() - started
+        stop = best.update(epoch, metrics, model) if best is not None else False
+        if best is not None:
+            metrics.update(best.metrics())
         stats.metrics = metrics
         if on_epoch_end is not None:
             on_epoch_end(epoch, {**metrics, **stats.timing()})
+        if stop:
+            break
     return stats

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from workloads.loop import LoopStats, TensorBatches, run_epochs
+from workloads.loop import BestEpoch, LoopStats, TensorBatches, run_epochs
 from workloads.train import Prepared
 
 
@@ -19,5 +19,8 @@ def fit_plain(prep: Prepared, threads: int, device: str = "cpu") -> tuple[torch.
     stats = run_epochs(
         model, optimizer, prep.task, loader, prep.val,
         start_epoch=0, epochs=int(params["epochs"]), device=torch.device(device),
+        class_weights=prep.class_weights, best=(best := BestEpoch(prep.task, int(params.get("patience", 0)))),
     )
+    if best.weights is not None:
+        model.load_state_dict(best.weights)
     return model, stats

@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import mlflow
-import mlflow.pytorch
-import torch
 from mlflow.exceptions import MlflowException
 
 from testbed import jobs
@@ -22,8 +20,7 @@ from testbed.templates import TemplateError
 from workloads.cli import parse_args
 from workloads.data import DataError
 from workloads.jobenv import JobEnv
-from workloads.loop import predict
-from workloads.registry import task_info
+from workloads.registry import load_run_classical, load_scorer, task_info
 from workloads.tasks import Dataset, Task, get_task
 from workloads.tracking import use_experiment
 
@@ -56,8 +53,8 @@ def resolve_version(client: mlflow.MlflowClient, name: str, version: str) -> str
 
 
 def score(task: Task, name: str, version: str, data: Dataset) -> float:
-    model = mlflow.pytorch.load_model(f"models:/{name}/{version}", map_location="cpu")
-    return task.metrics(predict(model, data.x, torch.device("cpu")), data.y)[task.metric]
+    """The version's metric on ``data`` (a neural or a classical model alike)."""
+    return task.metrics(load_scorer(name, version)(data.x), data.y)[task.metric]
 
 
 def gate(task: Task, name: str, version: str, candidate: float, baseline: float, champion: str | None,
@@ -79,6 +76,28 @@ def gate(task: Task, name: str, version: str, candidate: float, baseline: float,
         tail = (f"vs {alias} v{champion} {champion_score:.4f} ({delta:+.4f} {'>=' if passed else '<'} margin {margin:.4f}); "
                 + (f"{alias} -> v{version}" if passed else f"{alias} stays v{champion}"))
     return Verdict(passed, f"{'PASS' if passed else 'FAIL'} {head} {tail}", champion, champion_score)
+
+
+def against_classical(task: Task, verdict: Verdict, info: dict, run_id: str, candidate: float, data: Dataset,
+                      alias: str) -> tuple[Verdict, float | None, bool | None]:
+    """``require_beat_baseline``: the version must also beat the best classical baseline of its training run on
+    the same held-out data (a version that *is* that classical model passes this check: nothing beats it there)."""
+    m = task.metric
+    if info.get("registered") == "classical":
+        return Verdict(verdict.passed, verdict.line + "; the version is the classical baseline itself",
+                       verdict.champion_version, verdict.champion_score), candidate, None
+    scorer = load_run_classical(run_id)
+    if scorer is None:
+        line = verdict.line.replace("PASS ", "FAIL ", 1) + "; no classical baseline was logged with it (trained with baselines=false)"
+        return Verdict(False, line, verdict.champion_version, verdict.champion_score), None, None
+    classical = task.metrics(scorer(data.x), data.y)[m]
+    beats = task.better(candidate, classical) > 0
+    passed = verdict.passed and beats
+    line = (verdict.line if passed or not verdict.passed else
+            verdict.line.replace("PASS ", "FAIL ", 1).replace(f"{alias} -> ", f"{alias} would move to ") )
+    line += f"; vs best classical {info.get('classical')} {classical:.4f} ({task.better(candidate, classical):+.4f}: " \
+            f"{'beats' if beats else 'does not beat'} it)"
+    return Verdict(passed, line, verdict.champion_version, verdict.champion_score), classical, beats
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -111,17 +130,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         champion = None
     champion_score = score(task, name, champion, data) if champion not in (None, version) else None
     verdict = gate(task, name, version, candidate, baseline, champion, champion_score, margin, alias)
+    classical_score = beats_classical = None
+    if bool(params["require_beat_baseline"]):
+        verdict, classical_score, beats_classical = against_classical(
+            task, verdict, info, client.get_model_version(name, version).run_id, candidate, data, alias)
 
     tags = {**env.tags("validation"), "testbed.model": name, "testbed.model_version": version, "testbed.verdict": verdict.line}
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"validate-{name}-v{version}", tags=tags):
         mlflow.log_params({
             "model": name, "version": version, "margin": margin, "alias": alias, "holdout_seed": params["holdout_seed"],
             "data_path": params["data_path"], "champion_version": champion or "", "template": info["template"],
-            "holdout_samples": len(data),
+            "holdout_samples": len(data), "require_beat_baseline": params["require_beat_baseline"],
         })
         metrics = {f"candidate_{task.metric}": candidate, f"baseline_{task.metric}": baseline, "passed": float(verdict.passed)}
         if champion_score is not None:
             metrics[f"champion_{task.metric}"] = champion_score
+        if classical_score is not None:
+            metrics[f"classical_{task.metric}"] = classical_score
+        if beats_classical is not None:
+            metrics["beats_classical"] = float(beats_classical)
         mlflow.log_metrics(metrics)
     client.set_model_version_tag(name, version, f"validation.{task.metric}", f"{candidate:.6f}")
     client.set_model_version_tag(name, version, "validation.verdict", "pass" if verdict.passed else "fail")

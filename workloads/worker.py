@@ -3,39 +3,18 @@ checkpoints, rank-0 MLflow logging."""
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import ray
 import ray.train
 import ray.train.torch
 import torch
-from pydantic import BaseModel
 
-from workloads.loop import TIMING_KEYS, TensorBatches, run_epochs
+from workloads.checkpoints import STATE_FILE, InjectedFailure, WorkerConfig, _inject_failure, _rank0_run, load_state
+from workloads.loop import TIMING_KEYS, BestEpoch, TensorBatches, run_epochs
 from workloads.tasks import Dataset, get_task
-
-STATE_FILE = "state.pt"
-
-
-class InjectedFailure(RuntimeError):
-    """Raised once by rank 0 when ``fail_at_epoch`` asks for a fault-tolerance drill."""
-
-
-class WorkerConfig(BaseModel):
-    """Everything a worker needs besides the data (which travels as object refs)."""
-
-    template: str
-    params: dict[str, Any]
-    threads: int
-    run_dir: str
-    tracking_uri: str | None = None
-    run_id: str | None = None
-    baseline: float | None = None
 
 
 def train_worker(config: dict[str, Any]) -> None:
@@ -48,8 +27,11 @@ def train_worker(config: dict[str, Any]) -> None:
     torch.manual_seed(int(params["seed"]))
     model = task.build_model(params, train)
     state, start_epoch = _restore()
+    best = BestEpoch(task, int(params.get("patience", 0)))
     if state:
         model.load_state_dict(state["model"])
+        if state.get("best"):
+            best.load_state_dict(state["best"])
     # Logical GPUs (no CUDA: `testbed up --gpus N`) train on the CPU; real ones on the worker's GPU.
     device = ray.train.torch.get_device() if torch.cuda.is_available() else torch.device("cpu")
     model = ray.train.torch.prepare_model(model, move_to_device=device)
@@ -70,7 +52,7 @@ def train_worker(config: dict[str, Any]) -> None:
         def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
             if rank == 0 and fail_at > 0 and epoch == fail_at:
                 _inject_failure(cfg.run_dir, epoch)
-            _report(epoch, {**metrics, "start_epoch": start_epoch}, model, optimizer, rank)
+            _report(epoch, {**metrics, "start_epoch": start_epoch}, model, optimizer, rank, best)
             if mlflow is not None:
                 # asynchronous: the tracking server's latency stays off the training loop
                 mlflow.log_metrics({k: v for k, v in metrics.items() if k not in TIMING_KEYS}, step=epoch, synchronous=False)
@@ -79,6 +61,7 @@ def train_worker(config: dict[str, Any]) -> None:
             model, optimizer, task, loader, val,
             start_epoch=start_epoch, epochs=int(params["epochs"]),
             device=device, on_epoch_end=on_epoch_end,
+            class_weights=cfg.class_weights, best=best,
         )
         if mlflow is not None:
             mlflow.log_metrics({k: float(v) for k, v in stats.timing().items()})
@@ -94,48 +77,17 @@ def _restore() -> tuple[dict[str, Any] | None, int]:
     return state, int(state["epoch"]) + 1
 
 
-def _report(epoch: int, metrics: dict[str, float], model: torch.nn.Module, optimizer: torch.optim.Optimizer, rank: int) -> None:
-    """Every rank reports; rank 0 attaches the checkpoint (model and optimizer state, epoch)."""
+def _report(epoch: int, metrics: dict[str, float], model: torch.nn.Module, optimizer: torch.optim.Optimizer, rank: int,
+            best: BestEpoch) -> None:
+    """Every rank reports; rank 0 attaches the checkpoint (model and optimizer state, epoch, the best epoch's weights)."""
     if rank != 0:
         ray.train.report({**metrics, "epoch": epoch})
         return
     with tempfile.TemporaryDirectory() as folder:
         bare = model.module if hasattr(model, "module") else model
-        torch.save({"epoch": epoch, "model": bare.state_dict(), "optimizer": optimizer.state_dict()}, Path(folder) / STATE_FILE)
+        state = {"epoch": epoch, "model": bare.state_dict(), "optimizer": optimizer.state_dict(), "best": best.state_dict()}
+        torch.save(state, Path(folder) / STATE_FILE)
         ray.train.report({**metrics, "epoch": epoch}, checkpoint=ray.train.Checkpoint.from_directory(folder))
-
-
-def _inject_failure(run_dir: str, epoch: int) -> None:
-    """Fail once at ``epoch``: a marker in the run's folder (local or s3://) remembers it across restarts."""
-    fs, marker = fsspec.core.url_to_fs(f"{run_dir}/injected-failure-epoch-{epoch}")
-    if fs.exists(marker):
-        return
-    fs.makedirs(marker.rsplit("/", 1)[0], exist_ok=True)
-    fs.pipe_file(marker, b"rank 0 failed here once on purpose\n")
-    raise InjectedFailure(f"injected failure at epoch {epoch} (fail_at_epoch drill)")
-
-
-@contextlib.contextmanager
-def _rank0_run(cfg: WorkerConfig, rank: int) -> Iterator[Any]:
-    """On rank 0 with a run id: the job's MLflow run, resumed with system metrics; else None."""
-    if rank != 0 or not cfg.run_id or not cfg.tracking_uri:
-        yield None
-        return
-    import mlflow
-
-    from workloads.tracking import enable_fast_system_metrics
-
-    mlflow.set_tracking_uri(cfg.tracking_uri)
-    enable_fast_system_metrics()
-    with mlflow.start_run(run_id=cfg.run_id, log_system_metrics=True):
-        yield mlflow
-
-
-def load_state(checkpoint_dir: str, model: torch.nn.Module) -> torch.nn.Module:
-    """Load a checkpoint folder's model weights into ``model``."""
-    state = torch.load(Path(checkpoint_dir) / STATE_FILE, map_location="cpu", weights_only=False)
-    model.load_state_dict(state["model"])
-    return model
 
 
 __all__ = ["Dataset", "InjectedFailure", "WorkerConfig", "load_state", "train_worker"]

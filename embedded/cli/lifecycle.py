@@ -12,6 +12,7 @@ from embedded import LocalTestbed, TestbedStatus
 from testbed import progress
 from testbed.cli.common import EXIT_ERROR, add_command, emit
 from testbed.config import REGIONS
+from testbed.isolation import LOCAL_MODE_LINE
 from testbed.tables import render_table
 
 
@@ -32,6 +33,8 @@ def _urls(status: TestbedStatus) -> str:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    if not getattr(args, "json", False):
+        print(LOCAL_MODE_LINE, flush=True)  # the first line, before anything starts
     started = time.monotonic()
     status = _local(args).up(region=args.region, num_cpus=args.num_cpus, timeout=args.timeout, num_gpus=args.gpus)
     return emit(args, status, lambda s: f"testbed up in {time.monotonic() - started:.1f}s "
@@ -49,7 +52,7 @@ def _status_text(status: TestbedStatus) -> str:
     rows = [[c.name, "healthy" if c.healthy else ("running, not healthy" if c.running else "stopped"), c.url, c.pid]
             for c in status.components]
     return (f"region {status.region}, state in {status.home}: {'healthy' if status.healthy else 'NOT healthy'}\n"
-            + render_table(["COMPONENT", "STATE", "URL", "PID"], rows, indent="  "))
+            + render_table(["COMPONENT", "STATE", "URL", "PID"], rows, indent="  ") + f"\n{status.trust}")
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -20,17 +20,18 @@ from operators.control_plane.auth import Principal
 from operators.control_plane.backends.base import Backend, Resources
 from operators.control_plane.errors import ServiceError
 from operators.control_plane.db.money import PRICED_KEY, Hold, JobShape, MoneyLedger
-from operators.control_plane.db.store import JobRow, Store
+from operators.control_plane.db.store import ACTIVE_STATUSES, JobRow, Store
 from operators.control_plane.tenant_storage import TenantStorage
 from operators.control_plane.db.ledger import Ledger
 from testbed import jobs as J
 from testbed.config import StackConfig, Tenant
 from testbed.quantities import format_memory
-from testbed.jobs import TERMINAL_STATUSES, JobSpec, JobStatus
+from testbed.jobs import JobSpec, JobStatus
 from testbed.limits import DEFAULT_COMMAND_MAX_RUNTIME_SECONDS
 from testbed.money import Enforcement, Quote, format_duration, won
 from testbed.settings import ControlPlaneSettings
-from testbed.storage import DATA, data_ref_name, package_sha256, valid_name
+from operators.control_plane.data_params import resolve_data_params
+from testbed.storage import package_sha256
 from testbed.templates import TemplateError, get_template
 from testbed.errors import ErrorCode
 
@@ -52,13 +53,13 @@ class Admission:
     def admit(self, principal: Principal, spec: JobSpec, now: float | None = None, locked: bool = False) -> JobRow:
         """Refuse what can never run or does not fit the grant; persist the rest as a queued job record and its hold.
 
-        ``locked``: take the tenant's database lock for the part that reads the balance and writes (the checks of
-        the spec alone and the hold's price run before it, so the lock is held briefly).
+        ``locked``: run the part that reads the balance and writes in the tenant's admission section
+        (:meth:`Store.admission_section`; the checks of the spec alone and the hold's price run before it).
         """
         now = time.time() if now is None else now
         tenant, entrypoint, params, kind, max_runtime = self._validate(principal, spec)
         priced = self.money.hold_for(tenant, self._shape(spec, max_runtime), now) if self.money is not None else None
-        with self.store.tenant_lock(tenant.id) if locked else nullcontext():
+        with self.store.admission_section(tenant.id) if locked else nullcontext():
             return self._admit(tenant, spec, entrypoint, params, kind, max_runtime, now, priced)
 
     def _admit(self, tenant: Tenant, spec: JobSpec, entrypoint: str, params: dict, kind: str, max_runtime: int,
@@ -68,7 +69,7 @@ class Admission:
             raise ServiceError(ErrorCode(quote.refusal or ErrorCode.GRANT_INSUFFICIENT), quote.reason)
         self._check_queue(tenant)
         job_id = "job-" + uuid.uuid4().hex[:16]
-        row = self.store.add_job(JobRow(
+        row = JobRow(
             id=job_id,
             tenant=tenant.id,
             region=self.stack.region.id,
@@ -87,9 +88,11 @@ class Admission:
             submitted_at=now,
             dispatched=False,
             message="queued",
-        ))
+        )
+        rows: list = [row]
         if self.money is not None and hold is not None and hold.priced:
-            self.money.record_hold(job_id, tenant.id, hold, self._shape(spec, max_runtime), now)
+            rows.append(self.money.hold_row(job_id, tenant.id, hold, self._shape(spec, max_runtime), now))
+        self.store.insert(rows)  # the record and its hold, in one transaction
         return row
 
     def quote(self, principal: Principal, spec: JobSpec, now: float | None = None) -> Quote:
@@ -186,17 +189,9 @@ class Admission:
                                                  "storage; upload it first (`testbed submit --working-dir DIR` does)")
 
     def _locate_data(self, tenant: Tenant, template: str, params: dict) -> str | None:
-        """The template's command with each ``testbed-data://NAME`` param at the tenant's own data (None: no such
-        param); 404 naming the param when the tenant has no such data."""
-        located = {}
-        for key, value in params.items():
-            name = data_ref_name(value)
-            if name is None:
-                continue
-            if not valid_name(name) or not self.storage.data_exists(tenant.id, name):
-                raise ServiceError(ErrorCode.NOT_FOUND, f"body.params.{key}: no data {name[:80]!r} in tenant {tenant.id!r}'s "
-                                                     "storage (`testbed data ls` lists it; `testbed data upload` adds)")
-            located[key] = self.storage.location(tenant.id, DATA, name)
+        """The template's command with each ``data`` param located in the tenant's own storage (None: no such
+        param given); 422/404 naming the param otherwise (:mod:`.data_params`)."""
+        located = resolve_data_params(get_template(template), params, tenant.id, self.storage)
         return get_template(template).command({**params, **located}) if located else None
 
     def _check_quota(self, tenant: Tenant, spec: JobSpec) -> None:
@@ -227,9 +222,8 @@ class Admission:
     def _check_queue(self, tenant: Tenant) -> None:
         """Back-pressure: a tenant may park only so many jobs that wait for room."""
         cap = self.settings.max_queued_jobs_per_tenant
-        terminal = [status.value for status in TERMINAL_STATUSES]
-        query = select(func.count(JobRow.id)).where(
-            JobRow.tenant == tenant.id, JobRow.dispatched.is_(False), JobRow.status.not_in(terminal))
+        query = select(func.count(JobRow.id)).where(  # ix_jobs_tenant_status: the tenant's unfinished jobs only
+            JobRow.tenant == tenant.id, JobRow.status.in_(ACTIVE_STATUSES), JobRow.dispatched.is_(False))
         with self.store.session() as s:
             queued = s.execute(query).scalar_one()
         if queued >= cap:

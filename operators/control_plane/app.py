@@ -11,8 +11,7 @@ from typing import AsyncIterator
 
 from fastapi import FastAPI
 
-from operators.control_plane.api import health, jobs, mlflow, storage, templates, tenants, usage
-from operators.control_plane.audit_api import install as install_audit
+from operators.control_plane.api import audit, budget, health, jobs, mlflow, statements, storage, templates, tenants, usage
 from operators.control_plane.backends.base import Backend
 from operators.control_plane.db.store import Store
 from operators.control_plane.errors import install_error_handlers
@@ -20,9 +19,8 @@ from operators.control_plane.guards import BodySizeLimit, HealthProbe
 from operators.control_plane.plane import ControlPlane
 from operators.metering.exporter import make_registry
 from operators.portal import app as portal
-from operators.statements.api import install as install_statements
-from operators.control_plane.program_api import install as install_program
 from operators.control_plane.tenant_exit import install as install_tenant_exit
+from testbed.clock import SYSTEM_CLOCK, Clock
 from testbed.limits import MAX_BODY_BYTES
 from testbed.settings import ControlPlaneSettings
 
@@ -31,10 +29,12 @@ ADMISSION_THREADS = 4  # PostgreSQL: admissions of different tenants overlap, a 
 
 
 def create_app(
-    settings: ControlPlaneSettings, backend: Backend | None = None, store: Store | None = None, sync: bool = True
+    settings: ControlPlaneSettings, backend: Backend | None = None, store: Store | None = None, sync: bool = True,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> FastAPI:
-    """Build the API around one region's control plane; ``sync`` starts the background sync."""
-    plane = ControlPlane(settings, backend=backend, store=store)
+    """Build the API around one region's control plane; ``sync`` starts the background sync (a test
+    passes ``sync=False`` and drives ``plane.dispatcher.sync_once()``), ``clock`` drives its timers."""
+    plane = ControlPlane(settings, backend=backend, store=store, clock=clock)
 
     # A few threads hand jobs to the backend: enough to overlap its network calls, few enough
     # that admissions on the event loop do not queue behind dozens of threads for the GIL.
@@ -66,13 +66,11 @@ def create_app(
     app.state.metering_registry = make_registry(plane.ledger, plane.stack, money=plane.money)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES, uploads=storage.upload_limits(settings))
-    for router in (health.router, jobs.router, templates.router, tenants.router, mlflow.router, usage.router):
+    for router in (health.router, jobs.router, templates.router, tenants.router, mlflow.router, usage.router,
+                   audit.router, statements.router, budget.router):
         app.include_router(router)
     app.include_router(portal.router)  # the web pages under /portal, through this API in process
     app.include_router(storage.router_for(settings))  # its OpenAPI names this plane's upload limits
-    install_audit(app, plane)  # /v1/audit, named tokens
-    install_statements(app, plane.statements)  # /v1/statements
-    install_program(app, plane)  # /v1/budget (operator, program office)
     install_tenant_exit(app, plane)  # /v1/tenants/{id}/archive and /purge (operator)
     portal.install(app)  # the portal's sessions, error pages and static files
     return app

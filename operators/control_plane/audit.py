@@ -16,10 +16,10 @@ import json
 import time
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, Float, Integer, String, Text, insert, select, update
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.orm import Session
 
-from operators.control_plane.db.models import Base
+from operators.control_plane.db.models import AuditHead, AuditRow
 from operators.control_plane.db.store import DIALECT_INSERTS, Store
 from testbed.audit import AuditEntry, AuditProblem, AuditVerification
 
@@ -50,30 +50,8 @@ class AuditKind:
     TENANT_PURGED = "tenant.purged"
 
 
-class AuditRow(Base):
-    """One audited action. Never updated, never deleted."""
-
-    __tablename__ = "audit_log"
-
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    at: Mapped[float] = mapped_column(Float, index=True)
-    kind: Mapped[str] = mapped_column(String(32), index=True)
-    tenant: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
-    actor: Mapped[str | None] = mapped_column(String(160), nullable=True)
-    job_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
-    detail: Mapped[str] = mapped_column(Text)  # canonical JSON of an object
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64), unique=True)
 
 
-class AuditHead(Base):
-    """The chain's newest row (one row, id 1): the append lock, and an anchor against removing the newest rows."""
-
-    __tablename__ = "audit_head"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    seq: Mapped[int] = mapped_column(Integer)
-    hash: Mapped[str] = mapped_column(String(64))
 
 
 def canonical_json(value: Any) -> str:

@@ -22,8 +22,12 @@ from operators.control_plane import audit
 from operators.control_plane.audit import AuditKind
 from operators.control_plane.audit_config import admission_detail
 from operators.control_plane.db.models import JobRow, MoneyLedgerRow
+from operators.control_plane.db.store import Store
 
 current_actor: ContextVar[str | None] = ContextVar("testbed_actor", default=None)
+# The databases (URLs) of the control planes in this process: mapper events are global to a class, and a
+# store on another database (a tool, a test on an older schema) writes no audit rows.
+AUDITED_URLS: set[str] = set()
 ACTOR_CHARS = 64  # money_ledger.actor
 LEDGER_KINDS = {"hold": AuditKind.LEDGER_HOLD, "charge": AuditKind.LEDGER_CHARGE, "release": AuditKind.LEDGER_RELEASE,
                 "opening": AuditKind.LEDGER_OPENING, "adjustment": AuditKind.LEDGER_ADJUSTMENT}
@@ -44,7 +48,13 @@ def _ledger_actor(_mapper: Any, _connection: Any, row: MoneyLedgerRow) -> None:
         row.actor = current_actor.get()[:ACTOR_CHARS]
 
 
+def _audited(connection: Any) -> bool:
+    return connection.engine.url.render_as_string(hide_password=False) in AUDITED_URLS
+
+
 def _ledger_audit(_mapper: Any, connection: Any, row: MoneyLedgerRow) -> None:
+    if not _audited(connection):
+        return
     audit.append(connection, LEDGER_KINDS.get(row.kind, f"ledger.{row.kind}"), tenant=row.tenant, actor=row.actor,
                  job_id=row.job_id, at=row.at,
                  detail={"ledger_id": row.id, "amount_krw": row.amount_krw, "pool": row.pool, "price_id": row.price_id,
@@ -52,6 +62,8 @@ def _ledger_audit(_mapper: Any, connection: Any, row: MoneyLedgerRow) -> None:
 
 
 def _job_stop(_mapper: Any, connection: Any, row: JobRow) -> None:
+    if not _audited(connection):
+        return
     added = attributes.get_history(row, "stop_requested_at").added
     if not added or added[0] is None:
         return
@@ -65,12 +77,15 @@ def _job_stop(_mapper: Any, connection: Any, row: JobRow) -> None:
 
 
 def _job_admitted(_mapper: Any, connection: Any, row: JobRow) -> None:
+    if not _audited(connection):
+        return
     audit.append(connection, AuditKind.JOB_ADMITTED, tenant=row.tenant, actor=current_actor.get(), job_id=row.id,
                  at=row.submitted_at, detail=admission_detail(row))
 
 
-def install() -> None:
-    """Listen once per process (mapper events are global to the mapped class)."""
+def install(store: Store) -> None:
+    """Audit the writes to ``store``'s database (the listeners are installed once per process)."""
+    AUDITED_URLS.add(store.engine.url.render_as_string(hide_password=False))
     if not event.contains(MoneyLedgerRow, "after_insert", _ledger_audit):
         event.listen(MoneyLedgerRow, "before_insert", _ledger_actor)
         event.listen(MoneyLedgerRow, "after_insert", _ledger_audit)

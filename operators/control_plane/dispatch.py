@@ -35,8 +35,9 @@ from operators.control_plane.backends.base import (
 from operators.control_plane.errors import ServiceError
 from operators.control_plane.db.lease import RECONCILER, Lease
 from operators.control_plane.db.money import PRICED_KEY, MoneyLedger
-from operators.control_plane.db.store import JobRow, Store
+from operators.control_plane.db.store import JobRow, QueuedJob, Store
 from testbed import jobs as J
+from testbed.clock import SYSTEM_CLOCK, Clock
 from testbed.config import Tenant
 from testbed.jobs import JobSpec, JobStatus
 from testbed.settings import ControlPlaneSettings
@@ -50,6 +51,7 @@ log = logging.getLogger("testbed.control_plane")
 START_OBSERVATION_SLACK_SECONDS = 2.0
 SYNC_BATCH = 16  # job updates per sync transaction
 START_WATCH_INTERVAL_SECONDS = 0.05  # how often jobs about to start are looked at
+DISPATCH_BATCH = 16  # queued jobs of one tenant handed to the backend in one hold of its lock
 RESTOP_SECONDS = 10.0  # a job the reconciler must stop (max run time, grant) is asked again after this long
 
 
@@ -86,9 +88,16 @@ def launch_request(row: JobRow, settings: ControlPlaneSettings,
         J.ENV_DATA_PATH: tenant_path(settings.storage_path, row.tenant, DATA),
         **budget.env(),
         J.ENV_RUN_TAGS: json.dumps(request.metadata),
-        **(mlflow_env(row.tenant) if mlflow_env is not None else {}),  # last: a spec cannot override it
+        **J.MLFLOW_CLIENT_BOUNDS,
     }
-    return request.model_copy(update={"runtime_env": RuntimeEnv(env_vars=env, code_package=package)})
+    login = mlflow_env(row.tenant) if mlflow_env is not None else {}
+    env.update({k: v for k, v in login.items() if k not in J.MLFLOW_SECRET_VARS})  # last: a spec cannot override it
+    secrets = {k: v for k, v in login.items() if k in J.MLFLOW_SECRET_VARS}
+    return request.model_copy(update={"runtime_env": RuntimeEnv(env_vars=env, code_package=package),
+                                      "secret_env": secrets})
+
+
+STOP_SETTLE_SECONDS = 3.0  # how long a stop waits for the backend's word on a job that was starting
 
 
 def observed_changes(row: JobRow, info: BackendJobInfo, now: float) -> dict[str, Any]:
@@ -128,11 +137,30 @@ def _has_run(info: BackendJobInfo) -> bool:
     return info.ran if info.ran is not None else info.status == JobStatus.SUCCEEDED
 
 
+_NOTHING_HELD = (0, 0.0, 0, 0)
+
+
+def _no_room(tenant: Tenant, held: tuple[int, float, int, int], row: JobRow | QueuedJob) -> str | None:
+    """None if what the tenant's running jobs hold (jobs, CPUs, GPUs, memory) leaves room for the job, else why not."""
+    quota = tenant.quota
+    jobs, cpus, gpus, memory = held
+    if jobs >= quota.max_running_jobs:
+        return f"queued: tenant runs {jobs} of {quota.max_running_jobs} allowed jobs"
+    if cpus + row.cpus > quota.cpus:
+        return f"queued: tenant's running jobs hold {cpus:g} of {quota.cpus} CPUs"
+    if gpus + row.gpus > quota.gpus:
+        return f"queued: tenant's running jobs hold {gpus} of {quota.gpus} GPUs"
+    if memory + row.memory_bytes > quota.memory:
+        return "queued: tenant's running jobs hold its memory quota"
+    return None
+
+
 class Dispatcher:
     """Hands queued jobs to the backend and keeps every dispatched job's record in step with it."""
 
     def __init__(self, settings: ControlPlaneSettings, tenants: Mapping[str, Tenant], store: Store, backend: Backend,
-                 mlflow_env: Callable[[str], dict[str, str]] | None = None, money: MoneyLedger | None = None):
+                 mlflow_env: Callable[[str], dict[str, str]] | None = None, money: MoneyLedger | None = None,
+                 clock: Clock = SYSTEM_CLOCK):
         self.settings = settings
         self.money = money
         self.charged_at: float | None = None  # when this replica last charged running jobs
@@ -141,7 +169,8 @@ class Dispatcher:
         self.tenants = tenants
         self.store = store
         self.backend = backend
-        self.lease = Lease(store, RECONCILER, settings.lease_ttl_seconds, settings.lease_renew_seconds)
+        self.clock = clock
+        self.lease = Lease(store, RECONCILER, settings.lease_ttl_seconds, settings.lease_renew_seconds, clock=clock)
         self.synced_at: float | None = None  # when this replica last completed a full sync round
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -176,8 +205,8 @@ class Dispatcher:
         interval = self.settings.sync_interval_seconds
         hooks_at = 0.0
         while not self._stopping.wait(START_WATCH_INTERVAL_SECONDS if watching_starts else interval):
-            if time.monotonic() - hooks_at >= 1.0:  # every replica, lease or not (e.g. the stack file's reload)
-                hooks_at = time.monotonic()
+            if self.clock.monotonic() - hooks_at >= 1.0:  # every replica, lease or not (e.g. the stack file's reload)
+                hooks_at = self.clock.monotonic()
                 for hook in self.on_round:
                     try:
                         hook()
@@ -186,15 +215,15 @@ class Dispatcher:
             if not self.lease.holding:
                 watching_starts = False
                 continue
-            full = time.monotonic() - last_full >= interval
+            full = self.clock.monotonic() - last_full >= interval
             try:
                 watching_starts = self.sync_once(starting_only=not full)
                 if full:
-                    self.synced_at = time.time()
+                    self.synced_at = self.clock.time()
             except Exception:  # keep syncing; a bad round must not stop the loop
                 log.exception("job sync round failed")
             if full:
-                last_full = time.monotonic()
+                last_full = self.clock.monotonic()
 
     def sync_once(self, starting_only: bool = False) -> bool:
         """One round: refresh dispatched jobs, then dispatch queued ones.
@@ -205,9 +234,8 @@ class Dispatcher:
         unless the backend reports start times itself. The backend is read in one batch
         (``info_many``: the kuberay backend lists per namespace, it does not GET per job).
         """
-        active = self.store.list_jobs(status=JobStatus.PENDING) if starting_only else self.store.active_jobs()
-        now = time.time()
-        dispatched = [row for row in active if row.dispatched]
+        dispatched = self.store.dispatched_jobs(status=JobStatus.PENDING if starting_only else None)
+        now = self.clock.time()
         answers = self.backend.info_many([_ref(row) for row in dispatched]) if dispatched else {}
         no_answer = BackendError("the backend gave no answer for it")
         changes = [(row.id, self._observe(row, now, answers.get(_ref(row), no_answer))) for row in dispatched]
@@ -219,10 +247,58 @@ class Dispatcher:
         if not starting_only and self.money is not None:
             self.money_round(now)
         if not starting_only:
-            for row in active:
-                if not row.dispatched:
-                    self._try_dispatch(row)
+            self.dispatch_queued()
         return bool(starting) and self.backend.watch_starts
+
+    def dispatch_queued(self) -> int:
+        """Hand queued jobs to the backend, oldest first, as far as each tenant's room allows; how many went.
+
+        The queue is read as a few columns per job and the tenants' running jobs as one grouped read;
+        the jobs that fit by those numbers are tried, each tenant's in one hold of its lock (up to
+        ``DISPATCH_BATCH`` at a time), where each is checked again. A tenant's first job that does
+        not fit gets the reason in its message (when it has none of its jobs tried this round and the
+        reason changed), so a long queue behind a full tenant costs no writes."""
+        queued = self.store.queued_jobs()
+        if not queued:
+            return 0
+        held = self.store.held_by_tenant()
+        candidates: dict[str, list[QueuedJob]] = {}
+        told: set[str] = set()
+        for job in queued:
+            tenant = self.tenants.get(job.tenant)
+            if tenant is None:
+                continue
+            mine = held.get(job.tenant, _NOTHING_HELD)
+            # A backend that queues jobs itself (Kueue) gets them at once: one queue, not two.
+            reason = None if self.backend.queues_jobs else _no_room(tenant, mine, job)
+            if reason is None:
+                candidates.setdefault(job.tenant, []).append(job)
+                held[job.tenant] = (mine[0] + 1, mine[1] + job.cpus, mine[2] + job.gpus, mine[3] + job.memory_bytes)
+            elif job.tenant not in told:
+                told.add(job.tenant)
+                if job.tenant not in candidates and job.message != reason:
+                    self.store.update_job(job.id, message=reason)
+        sent = 0
+        for tenant_id, jobs in candidates.items():
+            for i in range(0, len(jobs), DISPATCH_BATCH):
+                went, stopped = self._dispatch_many(tenant_id, jobs[i:i + DISPATCH_BATCH])
+                sent += went
+                if stopped:
+                    break
+        return sent
+
+    def _dispatch_many(self, tenant: str, jobs: list[QueuedJob]) -> tuple[int, bool]:
+        """:meth:`_try_dispatch` for some of a tenant's queued jobs, oldest first, in one hold of its lock
+        (one transaction); (how many went, whether one did not and the rest were left for the next round)."""
+        went = 0
+        with self.store.tenant_lock(tenant):
+            for job in jobs:
+                row = self._try_dispatch(job)  # joins the section's transaction
+                if row is not None and row.dispatched and row.backend_ref is not None and not row.terminal:
+                    went += 1
+                elif row is not None and not row.dispatched and not row.terminal:
+                    return went, True  # no room after all (or the backend is not answering)
+        return went, False
 
     def money_round(self, now: float) -> None:
         """Charge running jobs (every ``charge_interval_seconds``) and release the holds of grants that ended, then stop those past their max run time or, in
@@ -251,7 +327,7 @@ class Dispatcher:
         """Hand an admitted job to the backend now if it fits; else it stays queued for the sync."""
         return self._try_dispatch(row) or row
 
-    def _try_dispatch(self, row: JobRow) -> JobRow | None:
+    def _try_dispatch(self, row: JobRow | QueuedJob) -> JobRow | None:
         """Hand a queued job to the backend if the tenant has room; return the updated row."""
         with self.store.tenant_lock(row.tenant):
             current = self.store.get_job(row.id)
@@ -265,30 +341,20 @@ class Dispatcher:
                 ref = self.backend.submit(launch_request(current, self.settings, self.mlflow_env))
             except PermanentBackendError as exc:  # retrying gets the same answer: fail it once
                 log.warning("backend refused %s for good: %s", row.id, exc)
-                return self.store.update_job(row.id, status=JobStatus.FAILED.value, ended_at=time.time(), logs="",
+                return self.store.update_job(row.id, status=JobStatus.FAILED.value, ended_at=self.clock.time(), logs="",
                                              message=f"refused by the backend: {exc}")
             except BackendError as exc:
                 return self.store.update_job(row.id, message=f"queued: waiting for the backend: {exc}")
-            return self.store.update_job(row.id, dispatched=True, backend_ref=ref, message="", last_seen_at=time.time())
+            return self.store.update_job(row.id, dispatched=True, backend_ref=ref, message="", last_seen_at=self.clock.time())
 
     def _fits_now(self, row: JobRow) -> str | None:
         """None if the tenant's running jobs leave room for this one, else why not."""
-        quota = self.tenants[row.tenant].quota
-        jobs, cpus, gpus, memory = self.store.held_by(row.tenant, exclude=row.id)
-        if jobs >= quota.max_running_jobs:
-            return f"queued: tenant runs {jobs} of {quota.max_running_jobs} allowed jobs"
-        if cpus + row.cpus > quota.cpus:
-            return f"queued: tenant's running jobs hold {cpus:g} of {quota.cpus} CPUs"
-        if gpus + row.gpus > quota.gpus:
-            return f"queued: tenant's running jobs hold {gpus} of {quota.gpus} GPUs"
-        if memory + row.memory_bytes > quota.memory:
-            return "queued: tenant's running jobs hold its memory quota"
-        return None
+        return _no_room(self.tenants[row.tenant], self.store.held_by(row.tenant, exclude=row.id), row)
 
     # -- reconcile ------------------------------------------------------------------------
     def refresh(self, row: JobRow) -> JobRow:
         """Bring one job's record up to date with the backend now."""
-        changes = self._observe(row, time.time())
+        changes = self._observe(row, self.clock.time())
         return (self.store.update_job(row.id, **changes) if changes else None) or row
 
     def _observe(self, row: JobRow, now: float, answer: BackendAnswer | None = None) -> dict[str, Any]:
@@ -334,9 +400,10 @@ class Dispatcher:
     def stop(self, row: JobRow, reason: str | None = None) -> JobRow:
         """Stop a job in any state; its message says what was done.
 
-        Queued: STOPPED at once. Dispatched but not started: the backend is told to stop it and
-        the record is STOPPED at once, never billed (a backend may hold a pending job until it
-        could start). Running: the backend stops it; the record follows when the backend says so.
+        Queued: STOPPED at once. Dispatched but not started: the backend is told to stop it, and what
+        it then reports within ``STOP_SETTLE_SECONDS`` is recorded (an entrypoint that ran meanwhile
+        is billed from when the backend saw it start, its output kept); a job the backend still holds
+        unstarted is STOPPED, never billed. Running: the backend stops it; the record follows when the backend says so.
         The stop and the output so far are recorded before the backend is asked, so any replica
         reports the job STOPPED with its logs once the backend forgets it.
         """
@@ -347,7 +414,7 @@ class Dispatcher:
             if not row.dispatched:
                 return self._stopped(row, reason or "stopped while queued: it never reached the backend")
         # Recorded first, with the output so far: any replica then reports it STOPPED with its logs.
-        self.store.update_job(row.id, stop_requested_at=time.time(), logs=self._final_logs(row),
+        self.store.update_job(row.id, stop_requested_at=self.clock.time(), logs=self._final_logs(row),
                               **({"message": reason} if reason else {}))
         try:
             self.backend.stop(row.backend_ref or row.id)
@@ -356,12 +423,20 @@ class Dispatcher:
         except BackendError as exc:
             raise ServiceError(ErrorCode.BACKEND_UNAVAILABLE, str(exc)) from None
         row = self.refresh(self.store.get_job(row.id) or row)
+        # A job stopped while starting may have had its entrypoint run meanwhile: give the backend a moment to say
+        # what it did (its end, whether the entrypoint ran: billed from then, its output kept) before recording it
+        # as never run.
+        settle = time.monotonic() + STOP_SETTLE_SECONDS  # real seconds: the backend answers in real time
+        while not row.terminal and row.started_at is None and time.monotonic() < settle:
+            time.sleep(0.2)
+            row = self.refresh(self.store.get_job(row.id) or row)
         if row.terminal:
             return row
         if row.started_at is None:
+            row = self.store.update_job(row.id, logs=self._final_logs(row)) or row
             return self._stopped(row, "stopped while starting: the backend was told to stop it before it ran")
         return self.store.update_job(row.id, message=reason or "stopping: the backend was asked to stop it") or row
 
     def _stopped(self, row: JobRow, message: str) -> JobRow:
-        return self.store.update_job(row.id, status=JobStatus.STOPPED.value, ended_at=time.time(), message=message,
+        return self.store.update_job(row.id, status=JobStatus.STOPPED.value, ended_at=self.clock.time(), message=message,
                                      logs=row.logs or "") or row

@@ -113,6 +113,10 @@ class HealthProbe:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+    def bounded(self, probe: Callable[[], T], fallback: T) -> T:
+        """``probe()``, or ``fallback`` when it takes over the timeout."""
+        return self._bounded(probe, fallback)
+
     def _bounded(self, probe: Callable[[], T], fallback: T) -> T:
         try:
             return self._pool.submit(probe).result(timeout=self.timeout)

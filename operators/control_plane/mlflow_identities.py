@@ -21,6 +21,8 @@ import hmac
 import logging
 import threading
 import time
+
+import httpx
 from collections.abc import Collection
 
 from operators.control_plane.auth import OPERATOR, Principal
@@ -29,6 +31,7 @@ from operators.control_plane.db.models import DEFAULT_TOKEN_NAME, TokenRow
 from operators.control_plane.db.store import Store
 from operators.mlflow_access import OPERATOR_USERNAME, MlflowAccessAdmin, MlflowAccessError, MlflowCredentials
 from testbed.api import MlflowLogin
+from testbed.clock import SYSTEM_CLOCK, Clock
 from testbed.settings import ControlPlaneSettings
 from testbed.errors import ErrorCode
 
@@ -38,6 +41,8 @@ LOCK = "testbed:mlflow"
 # its tenant's lock and must not wait on an unreachable MLflow job after job.
 RETRY_SECONDS = 30.0
 ADMIN_TIMEOUT_SECONDS = 10.0
+STATE_TTL_SECONDS = 2.0
+HEALTH_TIMEOUT_SECONDS = 1.0
 
 
 def read_admin_password(settings: ControlPlaneSettings) -> str | None:
@@ -49,14 +54,17 @@ def read_admin_password(settings: ControlPlaneSettings) -> str | None:
 class MlflowIdentities:
     """The tenants' and the operator's MLflow logins of one region."""
 
-    def __init__(self, settings: ControlPlaneSettings, store: Store, tenants: Collection[str]):
+    def __init__(self, settings: ControlPlaneSettings, store: Store, tenants: Collection[str],
+                 clock: Clock = SYSTEM_CLOCK):
         self.settings = settings
         self.store = store
         self.tenants = list(tenants)
         self._admin_password = read_admin_password(settings)
+        self.clock = clock
         self._provisioned = False
         self._next_try = 0.0  # monotonic time before which a failed provisioning is not retried
         self._mutex = threading.Lock()
+        self._state, self._state_at = "unavailable", -STATE_TTL_SECONDS
 
     @property
     def enabled(self) -> bool:
@@ -93,7 +101,7 @@ class MlflowIdentities:
         with self._mutex:
             if self._provisioned:
                 return True
-            if time.monotonic() < self._next_try:
+            if self.clock.monotonic() < self._next_try:
                 return False
             try:
                 with self.store.lock(LOCK), self._admin() as admin:
@@ -103,7 +111,7 @@ class MlflowIdentities:
                         admin.ensure_tenant(tenant, self.tenant_credentials(tenant).password)
             except MlflowAccessError as exc:
                 log.warning("MLflow identities not provisioned yet (retried in %g s): %s", RETRY_SECONDS, exc)
-                self._next_try = time.monotonic() + RETRY_SECONDS
+                self._next_try = self.clock.monotonic() + RETRY_SECONDS
                 return False
             self._provisioned = True
             log.info("MLflow identities provisioned: operator and %d tenants", len(self.tenants))
@@ -123,6 +131,28 @@ class MlflowIdentities:
             log.warning("MLflow password of %s not updated: %s", subject, exc)
             self._provisioned = False
 
+    # -- the server's state ----------------------------------------------------------------
+    def state(self) -> str:
+        """``ok`` or ``unavailable``: the tracking server's ``/health``, asked at most every
+        ``STATE_TTL_SECONDS``. While it is down the identities count as unprovisioned, so the first check that
+        finds it back re-provisions them at once (a server restarted from an empty auth database works again)."""
+        now = time.monotonic()
+        with self._mutex:
+            if now - self._state_at < STATE_TTL_SECONDS:
+                return self._state
+        try:
+            answer = httpx.get(self.settings.mlflow_tracking_uri.rstrip("/") + "/health", timeout=HEALTH_TIMEOUT_SECONDS)
+            state = "ok" if answer.status_code == 200 else "unavailable"
+        except httpx.HTTPError:
+            state = "unavailable"
+        with self._mutex:
+            self._state, self._state_at = state, time.monotonic()
+            if state == "unavailable":
+                self._provisioned, self._next_try = False, 0.0
+        if state == "ok" and self.enabled:
+            self.provision()
+        return state
+
     # -- handing out ----------------------------------------------------------------------
     def job_env(self, tenant: str) -> dict[str, str]:
         """MLFLOW_TRACKING_USERNAME/PASSWORD and MLFLOW_WORKSPACE of a job's tenant (empty: no access control)."""
@@ -140,8 +170,9 @@ class MlflowIdentities:
             credentials = self.tenant_credentials(principal.subject)
         else:
             raise ServiceError(ErrorCode.FORBIDDEN, "only tenants and the operator have an MLflow login")
-        if not self.provision():
-            raise ServiceError(ErrorCode.MLFLOW_UNAVAILABLE, "the MLflow server is not answering; try again shortly")
+        if self.state() != "ok" or not self.provision():
+            raise ServiceError(ErrorCode.MLFLOW_UNAVAILABLE, f"the MLflow server ({self.settings.mlflow_tracking_uri}) "
+                                                             "is not answering; your login works again once it is back")
         return MlflowLogin(tracking_uri=self.settings.mlflow_public_url or self.settings.mlflow_tracking_uri,
                            username=credentials.username, password=credentials.password,
                            workspace=credentials.workspace)

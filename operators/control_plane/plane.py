@@ -29,13 +29,14 @@ from operators.control_plane.mlflow_identities import MlflowIdentities
 from operators.control_plane.db.models import DEFAULT_TOKEN_NAME, TokenRow
 from operators.control_plane.db.money import MoneyLedger
 from operators.control_plane.db.store import JobRow, Store
-from operators.control_plane.tenant_storage import TenantStorage
+from operators.control_plane.tenant_storage import TenantStorage, UploadSweeper
 from operators.control_plane.tokens import TokenIssuer
 from operators.control_plane.db.ledger import Ledger
 from testbed.config import ConfigError, StackConfig, Tenant, load_stack_file, pricing_pool
 from testbed.jobs import JobSpec, JobStatus
 from testbed.money import Enforcement, Quote, won
 from testbed.settings import ControlPlaneSettings
+from testbed.clock import SYSTEM_CLOCK, Clock
 from testbed.errors import ErrorCode
 
 
@@ -45,7 +46,8 @@ log = logging.getLogger("testbed.control_plane")
 class ControlPlane:
     """The region's tenants, a job store, a backend; admission, dispatch and tokens around them."""
 
-    def __init__(self, settings: ControlPlaneSettings, backend: Backend | None = None, store: Store | None = None):
+    def __init__(self, settings: ControlPlaneSettings, backend: Backend | None = None, store: Store | None = None,
+                 clock: Clock = SYSTEM_CLOCK):
         self.settings = settings
         self._stack_mtime = settings.stack_file.stat().st_mtime_ns if settings.stack_file.exists() else None
         self.stack: StackConfig = load_stack_file(settings.stack_file)
@@ -56,16 +58,18 @@ class ControlPlane:
         self.storage = TenantStorage(settings.storage_path)  # packages, data and job outputs of each tenant
         self.tokens = TokenCache(self.store)
         # The same ledger meters usage for /metrics and /v1/usage and for the grant check.
+        self.clock = clock
         self.ledger = Ledger(self.store)
         self.ledger.install()
         # The money ledger: holds at admission, charges from the reconciler and at a job's end, releases.
         self.money = MoneyLedger(self.store, self.stack, lambda tenant: pricing_pool(self.stack, tenant, settings.backend))
         self.money.install()
-        install_audit_hooks()  # ledger entries and enforcement stops write their audit rows
+        install_audit_hooks(self.store)  # ledger entries and enforcement stops write their audit rows
         self.statements = Statements(self.stack, self.store, lambda: self.money.entries())
         self.admission = Admission(self.stack, self.store, self.backend, self.ledger, settings, self.storage, self.money)
-        self.mlflow = MlflowIdentities(settings, self.store, self.tenants)  # after the tokens: it derives from them
-        self.dispatcher = Dispatcher(settings, self.tenants, self.store, self.backend, self.mlflow.job_env, self.money)
+        self.mlflow = MlflowIdentities(settings, self.store, self.tenants, clock)  # after the tokens: it derives from them
+        self.dispatcher = Dispatcher(settings, self.tenants, self.store, self.backend, self.mlflow.job_env, self.money,
+                                     clock=clock)
         self.idle = IdleWatch(settings, self.tenants, self.store, self.dispatcher)  # idle GPUs (Prometheus)
         self.issuer = TokenIssuer(self.store, self.tokens, self.tenants, self.stack.region.id, settings.credentials_dir,
                                   settings.operator_token_sha256, settings.monitoring_token_sha256,
@@ -75,10 +79,13 @@ class ControlPlane:
         self.mlflow.provision()  # best effort: retried at dispatch and at GET /v1/mlflow/credentials
 
     def start(self) -> None:
-        """Start the background sync (status, logs, queued jobs); it also reloads an amended stack file."""
+        """Start the background sync (status, logs, queued jobs; it also reloads an amended stack file), the idle-GPU
+        watch and the sweep of abandoned uploads."""
         self.dispatcher.on_round.append(self.reload_if_changed)
         self.dispatcher.start()
         self.idle.start()
+        self._sweeper = UploadSweeper(self.storage, self.settings.upload_idle_seconds)
+        self._sweeper.start()
 
     def reload_if_changed(self) -> list[str]:
         """Reload the stack file when it changed on disk (amended grants, new price rows); what was done."""
@@ -142,6 +149,8 @@ class ControlPlane:
 
     def shutdown(self) -> None:
         self.idle.stop()
+        if getattr(self, "_sweeper", None) is not None:
+            self._sweeper.stop()
         self.dispatcher.stop_sync()
         self.backend.close()
         self.store.close()

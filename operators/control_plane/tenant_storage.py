@@ -2,12 +2,14 @@
 cluster, through the control plane's own identity).
 
 Every call names the tenant, and every path is built by :func:`testbed.storage.tenant_path` from names that were
-checked first (relative, no ``..``), so no call reaches past ``<root>/<tenant>/``. Locally, jobs run as the
-operator's user and could plant links in their output folder: an entry whose real path (links followed) leaves
-the tenant's folder is treated as absent, never listed, read or followed.
+checked first (relative, no ``..``; listing prefixes and cursors too), so no call reaches past
+``<root>/<tenant>/``. Locally, jobs run as the operator's user and could plant links (or swap them in and out)
+in their output folder: every local file is reached through :mod:`.contained_files`, one ``O_NOFOLLOW`` open
+per component and the opened descriptor checked, so a link is never listed, read or followed.
 
 Uploads go to ``<tenant>/uploads/<random>`` first and are moved into place when complete, so a broken upload
-never shows a partial file. A store that does not answer (or a missing driver, e.g. s3fs) is a 503 naming the
+never shows a partial file; ``uploads/`` is never listed, and uploads left idle (a crash, a client gone) are
+swept at start and then periodically (:meth:`TenantStorage.sweep_uploads`). A store that does not answer (or a missing driver, e.g. s3fs) is a 503 naming the
 root; the filesystem is opened on first use, so the control plane starts (and runs jobs) without it.
 """
 
@@ -16,8 +18,10 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import functools
+import hashlib
 import os
 import threading
+import time
 import uuid
 import zipfile
 from typing import IO, Any, Callable, Iterator, TypeVar
@@ -25,7 +29,9 @@ from typing import IO, Any, Callable, Iterator, TypeVar
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from operators.control_plane import contained_files as contained
 from operators.control_plane.errors import ServiceError, not_found
+from testbed.packaging import MAX_PACKAGE_FILES
 from testbed.storage import (
     DATA,
     PACKAGES,
@@ -36,6 +42,7 @@ from testbed.storage import (
     StoredPackage,
     package_file,
     package_ref,
+    prefix_problem,
     tenant_path,
 )
 from testbed.errors import ErrorCode
@@ -83,6 +90,9 @@ def check_zip(source: IO[bytes], max_unpacked: int, what: str) -> int:
             raise ServiceError(ErrorCode.INVALID_SPEC, f"{what}: the zip names a path outside itself: {entry.filename!r}")
         if (entry.external_attr >> 16) & 0o170000 == 0o120000:
             raise ServiceError(ErrorCode.INVALID_SPEC, f"{what}: the zip holds a link: {entry.filename!r}")
+    if len(entries) > MAX_PACKAGE_FILES:  # the same limit the client packs by (testbed.packaging)
+        raise ServiceError(ErrorCode.TOO_LARGE, f"{what}: the zip holds {len(entries)} entries, over the "
+                                                f"{MAX_PACKAGE_FILES}-entry limit of a code package")
     unpacked = sum(entry.file_size for entry in entries)
     if unpacked > max_unpacked:
         raise ServiceError(ErrorCode.TOO_LARGE, f"{what}: the zip unpacks to {unpacked} bytes, over the "
@@ -95,34 +105,54 @@ class Upload:
 
     def __init__(self, storage: TenantStorage, tenant: str):
         self.storage, self.tenant = storage, tenant
-        self.path = storage.path(tenant, UPLOADS, uuid.uuid4().hex)
-        storage.fs.makedirs(storage.path(tenant, UPLOADS), exist_ok=True)
-        self._file = storage.fs.open(self.path, "wb")
         self.size = 0
+        self._digest = hashlib.sha256()
+        storage.fs  # noqa: B018 - opens the filesystem (tells whether it is local)
+        if storage.local:
+            self._new: contained.NewFile | None = contained.NewFile(storage.local_root(), [tenant, UPLOADS])
+            self._file: IO[bytes] = self._new.file
+            self.path = ""
+        else:
+            self._new = None
+            self.path = storage.path(tenant, UPLOADS, uuid.uuid4().hex)
+            storage.fs.makedirs(storage.path(tenant, UPLOADS), exist_ok=True)
+            self._file = storage.fs.open(self.path, "wb")
 
     @guarded
     def write(self, chunk: bytes) -> None:
         self._file.write(chunk)
+        self._digest.update(chunk)
         self.size += len(chunk)
 
     @guarded
     def commit(self, area: Area, name: str) -> StoredObject:
         """Move the upload to ``<tenant>/<area>/<name>`` (replacing a file there); 409 where a folder of that
         name, a file on its path or a link out of the tenant's folder is in the way."""
-        self._file.close()
-        final = self.storage.path(self.tenant, area, name)
         conflict = ServiceError(ErrorCode.NAME_CONFLICT, f"{area} {name!r}: a folder of that name, a file on its path "
                                                       "or a link out of the tenant's folder is in the way")
-        if not self.storage._contained(self.tenant, final) or self.storage.fs.isdir(final):
-            raise conflict
-        try:
-            self.storage.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
-            self.storage.fs.mv(self.path, final)
-        except (NotADirectoryError, IsADirectoryError, FileExistsError):
-            raise conflict from None
-        return StoredObject(name=name, size=self.size, modified_at=iso(dt.datetime.now(dt.timezone.utc)))
+        if self._new is not None:
+            try:
+                self._new.place([self.tenant, area, *name.split("/")])
+            except (contained.Blocked, NotADirectoryError, IsADirectoryError, FileExistsError):
+                raise conflict from None
+        else:
+            self._file.close()
+            final = self.storage.path(self.tenant, area, name)
+            if self.storage.fs.isdir(final):
+                raise conflict
+            try:
+                self.storage.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+                self.storage.fs.mv(self.path, final)
+            except (NotADirectoryError, IsADirectoryError, FileExistsError):
+                raise conflict from None
+        sha256 = self._digest.hexdigest()
+        self.storage.remember_digest(self.tenant, area, name, self.size, sha256)
+        return StoredObject(name=name, size=self.size, modified_at=iso(dt.datetime.now(dt.timezone.utc)), sha256=sha256)
 
     def discard(self) -> None:
+        if self._new is not None:
+            self._new.discard()
+            return
         try:
             self._file.close()
             self.storage.fs.rm(self.path)
@@ -139,6 +169,32 @@ class TenantStorage:
         self.local = False
         self._fs: fsspec.AbstractFileSystem | None = None
         self._lock = threading.Lock()
+        self._digests: dict[tuple[str, str, str, int], str] = {}  # (tenant, area, name, size) -> SHA-256
+
+    def remember_digest(self, tenant: str, area: Area, name: str, size: int, sha256: str) -> None:
+        """Keep an uploaded file's SHA-256 for later listings (``?sha256=true``)."""
+        with self._lock:
+            self._digests[(tenant, area, name, size)] = sha256
+
+    def digest(self, tenant: str, area: Area, name: str, size: int) -> str | None:
+        """A stored file's SHA-256: remembered from its upload (by name and size; the control plane is the only
+        writer of data/), else read once through :meth:`open_file` and remembered; None if it vanished."""
+        key = (tenant, area, name, size)
+        with self._lock:
+            known = self._digests.get(key)
+        if known is not None:
+            return known
+        try:
+            handle, _ = self.open_file(tenant, area, name, name)
+        except ServiceError:
+            return None
+        sha = hashlib.sha256()
+        with handle:
+            for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
+                sha.update(chunk)
+        with self._lock:
+            self._digests[key] = sha.hexdigest()
+        return sha.hexdigest()
 
     @property
     def fs(self) -> fsspec.AbstractFileSystem:
@@ -158,17 +214,20 @@ class TenantStorage:
         self.fs  # noqa: B018 - opens the filesystem, which tells the root's path inside it
         return tenant_path(self._base, tenant, area, name)
 
-    def _contained(self, tenant: str, path: str) -> bool:
-        """Locally: the real path of ``path`` stays in the tenant's folder (a planted link does not)."""
-        if not self.local:
-            return True
-        root = os.path.realpath(self.path(tenant))
-        real = os.path.realpath(path)
-        return real == root or real.startswith(root + os.sep)
+    def local_root(self) -> str:
+        """The local root folder (made 0700 if missing); every local path is opened beneath it, links refused."""
+        os.makedirs(self._base, mode=0o700, exist_ok=True)
+        return self._base
 
-    def _file_info(self, tenant: str, path: str) -> dict[str, Any] | None:
-        if not self._contained(tenant, path):
-            return None
+    @staticmethod
+    def _parts(tenant: str, area: Area, name: str = "") -> list[str]:
+        return [tenant, area, *(name.split("/") if name else [])]
+
+    def _file_info(self, tenant: str, area: Area, name: str) -> dict[str, Any] | None:
+        if self.local:
+            size = contained.file_size(self.local_root(), self._parts(tenant, area, name))
+            return None if size is None else {"size": size, "type": "file"}
+        path = self.path(tenant, area, name)
         try:
             info = self.fs.info(path)
         except OSError as exc:
@@ -181,7 +240,7 @@ class TenantStorage:
     @guarded
     def package(self, tenant: str, sha256: str) -> StoredPackage | None:
         """The tenant's package of this digest, if it has one (another tenant's never answers)."""
-        info = self._file_info(tenant, self.path(tenant, PACKAGES, package_file(sha256)))
+        info = self._file_info(tenant, PACKAGES, package_file(sha256))
         return None if info is None else StoredPackage(ref=package_ref(sha256), sha256=sha256, size=int(info["size"]))
 
     @guarded
@@ -208,19 +267,39 @@ class TenantStorage:
 
     @guarded
     def has_folder(self, tenant: str, area: Area, folder: str) -> bool:
-        path = self.path(tenant, area, folder)
-        return self._contained(tenant, path) and self.fs.isdir(path)
+        self.fs  # noqa: B018
+        if self.local:
+            return contained.is_dir(self.local_root(), self._parts(tenant, area, folder))
+        return bool(self.fs.isdir(self.path(tenant, area, folder)))
 
     @guarded
     def data_exists(self, tenant: str, name: str) -> bool:
-        return self._file_info(tenant, self.path(tenant, DATA, name)) is not None
+        return self._file_info(tenant, DATA, name) is not None
 
     @guarded
     def list_files(self, tenant: str, area: Area, folder: str = "", prefix: str = "", limit: int = 50,
-                   after: str | None = None) -> tuple[list[StoredObject], bool]:
+                   after: str | None = None, digests: bool = False) -> tuple[list[StoredObject], bool]:
         """One page of files under ``<tenant>/<area>/<folder>`` whose names start with ``prefix``, by name,
-        after ``after``; and whether more follow."""
-        base = self.path(tenant, area, folder)
+        after ``after``; and whether more follow (``digests``: each with its SHA-256). ``prefix`` and ``after`` are checked names
+        (:func:`testbed.storage.prefix_problem`): the walk never leaves the folder, nor follows a link."""
+        for value in (prefix, after or ""):
+            if prefix_problem(value):
+                raise ValueError(f"{value[:80]!r} {prefix_problem(value)}")
+        self.fs  # noqa: B018 - opens the filesystem (tells whether it is local)
+        if self.local:
+            found = [(f.name, f.size, f.mtime) for f in
+                     contained.walk(self.local_root(), self._parts(tenant, area, folder), prefix)]
+        else:
+            found = self._find_remote(self.path(tenant, area, folder), prefix)
+        names = sorted(item for item in found if after is None or item[0] > after)
+        page = [StoredObject(name=name, size=int(size or 0), modified_at=iso(modified))
+                for name, size, modified in names[:limit + 1]]
+        if digests:
+            for item in page[:limit]:
+                item.sha256 = self.digest(tenant, area, f"{folder}/{item.name}" if folder else item.name, item.size)
+        return page[:limit], len(page) > limit
+
+    def _find_remote(self, base: str, prefix: str) -> list[tuple[str, int, Any]]:
         narrowed = f"{base}/{prefix.rsplit('/', 1)[0]}" if "/" in prefix else base
         try:
             found = self.fs.find(narrowed, detail=True) if self.fs.isdir(narrowed) else {}
@@ -231,30 +310,57 @@ class TenantStorage:
         names = []
         for path, info in found.items():
             name = path[len(base) + 1:] if path.startswith(base + "/") else ""
-            if name and name.startswith(prefix) and (after is None or name > after) and info.get("type") == "file":
-                names.append((name, path, info))
-        names.sort(key=lambda item: item[0])
-        page = [StoredObject(name=name, size=int(info.get("size") or 0), modified_at=_modified(info))
-                for name, path, info in names[:limit + 1] if self._contained(tenant, path)]
-        return page[:limit], len(page) > limit
+            if name and name.startswith(prefix) and info.get("type") == "file":
+                names.append((name, int(info.get("size") or 0), _modified_of(info)))
+        return names
 
     @guarded
     def open_file(self, tenant: str, area: Area, name: str, what: str) -> tuple[IO[bytes], int]:
-        """(an open file, its size) of a stored file; 404 naming ``what`` when there is none."""
-        path = self.path(tenant, area, name)
-        info = self._file_info(tenant, path)
+        """(an open file, its size) of a stored file; 404 naming ``what`` when there is none. Locally the file is
+        opened once, no link followed, and the opened descriptor is what is checked."""
+        self.fs  # noqa: B018
+        if self.local:
+            found = contained.open_file(self.local_root(), self._parts(tenant, area, name))
+            if found is None:
+                raise not_found(what)
+            return found
+        info = self._file_info(tenant, area, name)
         if info is None:
             raise not_found(what)
-        return self.fs.open(path, "rb"), int(info["size"])
+        return self.fs.open(self.path(tenant, area, name), "rb"), int(info["size"])
 
     @guarded
     def delete_file(self, tenant: str, area: Area, name: str, what: str) -> DeletedObjects:
-        path = self.path(tenant, area, name)
-        info = self._file_info(tenant, path)
+        self.fs  # noqa: B018
+        if self.local:
+            size = contained.remove_file(self.local_root(), self._parts(tenant, area, name))
+            if size is None:
+                raise not_found(what)
+            return DeletedObjects(deleted=[name], bytes=size)
+        info = self._file_info(tenant, area, name)
         if info is None:
             raise not_found(what)
-        self.fs.rm(path)
+        self.fs.rm(self.path(tenant, area, name))
         return DeletedObjects(deleted=[name], bytes=int(info["size"]))
+
+    @guarded
+    def sweep_uploads(self, idle_seconds: float) -> int:
+        """Remove uploads not written to for ``idle_seconds`` (left by a crash or a client gone away); how many."""
+        self.fs  # noqa: B018
+        now = time.time()
+        removed = 0
+        if self.local:
+            root = self.local_root()
+            for tenant in os.listdir(root):
+                removed += len(contained.sweep(root, [tenant, UPLOADS], idle_seconds, now))
+            return removed
+        for path in self.fs.glob(f"{self._base}/*/{UPLOADS}/*"):
+            modified = _modified_of(self.fs.info(path))
+            stamp = modified.timestamp() if isinstance(modified, dt.datetime) else modified
+            if stamp is not None and stamp <= now - idle_seconds:
+                self.fs.rm(path)
+                removed += 1
+        return removed
 
     @guarded
     def delete_folder(self, tenant: str, area: Area, folder: str) -> DeletedObjects:
@@ -267,17 +373,56 @@ class TenantStorage:
             if not more:
                 break
             after = page[-1].name
-        base = self.path(tenant, area, folder)
-        if self._contained(tenant, base) and self.fs.exists(base):
-            self.fs.rm(base, recursive=True)
+        if self.local:
+            contained.remove_tree(self.local_root(), self._parts(tenant, area, folder))
+        else:
+            base = self.path(tenant, area, folder)
+            if self.fs.exists(base):
+                self.fs.rm(base, recursive=True)
         return DeletedObjects(deleted=[f.name for f in files], bytes=sum(f.size for f in files))
 
 
-def _modified(info: dict[str, Any]) -> str | None:
-    return iso(info.get("LastModified") or info.get("mtime") or info.get("created"))
+class UploadSweeper:
+    """Removes abandoned uploads once at start, then every ``idle_seconds / 4`` (at most a minute) in a thread."""
+
+    def __init__(self, storage: TenantStorage, idle_seconds: float):
+        self.storage, self.idle_seconds = storage, idle_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="upload-sweeper", daemon=True)
+
+    def start(self) -> None:
+        self._sweep()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(min(self.idle_seconds / 4, 60.0)):
+            self._sweep()
+
+    def _sweep(self) -> None:
+        try:
+            self.storage.sweep_uploads(self.idle_seconds)
+        except ServiceError:
+            pass  # the store does not answer: the next sweep tries again
 
 
-def read_chunks(handle: IO[bytes]) -> Iterator[bytes]:
-    """A stored file's bytes in chunks, closing it at the end (a StreamingResponse's body)."""
+def _modified_of(info: dict[str, Any]) -> Any:
+    return info.get("LastModified") or info.get("mtime") or info.get("created")
+
+
+def read_chunks(handle: IO[bytes], size: int | None = None) -> Iterator[bytes]:
+    """A stored file's bytes in chunks (at most ``size``: what Content-Length announced, even if the file grows
+    meanwhile), closing it at the end (a StreamingResponse's body)."""
+    left = size
     with handle:
-        yield from iter(lambda: handle.read(CHUNK_BYTES), b"")
+        while left is None or left > 0:
+            chunk = handle.read(CHUNK_BYTES if left is None else min(CHUNK_BYTES, left))
+            if not chunk:
+                return
+            if left is not None:
+                left -= len(chunk)
+            yield chunk

@@ -16,15 +16,14 @@ from contextlib import ExitStack
 from decimal import Decimal
 from typing import Callable, Sequence
 
-from sqlalchemy import Float, Index, Integer, String, Text, func, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import func, select
 
 from operators.control_plane import audit
 from operators.control_plane.audit import AuditKind, canonical_json
 from operators.control_plane.auth import Principal
 from testbed.errors import ErrorCode
 from operators.control_plane.errors import ServiceError, not_found
-from operators.control_plane.db.models import Base, JobRow
+from operators.control_plane.db.models import JobRow, StatementMonthRow, StatementRowRow
 from operators.control_plane.db.store import Store
 from operators.statements.compute import month_start, next_month, tenant_statement
 from testbed.config import StackConfig
@@ -34,29 +33,8 @@ from testbed.statements import MonthClosed, Statement, TenantStatement, check_mo
 EntrySource = Callable[[], Sequence[LedgerEntry]]  # every ledger entry, oldest first
 
 
-class StatementMonthRow(Base):
-    """A closed month."""
-
-    __tablename__ = "statement_months"
-
-    month: Mapped[str] = mapped_column(String(7), primary_key=True)
-    closed_at: Mapped[float] = mapped_column(Float)
-    closed_by: Mapped[str | None] = mapped_column(String(160), nullable=True)
-    last_ledger_id: Mapped[int] = mapped_column(Integer)
-    rows_sha256: Mapped[str] = mapped_column(String(64))
 
 
-class StatementRowRow(Base):
-    """A tenant's frozen statement of a closed month (canonical JSON of a TenantStatement)."""
-
-    __tablename__ = "statement_rows"
-    __table_args__ = (Index("ix_statement_rows_month", "month", "tenant"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    month: Mapped[str] = mapped_column(String(7))
-    tenant: Mapped[str] = mapped_column(String(64))
-    position: Mapped[int] = mapped_column(Integer)
-    data: Mapped[str] = mapped_column(Text)
 
 
 def month_end_ts(month: str) -> float:

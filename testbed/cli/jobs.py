@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from testbed import progress
 from testbed.cli.common import EXIT_ERROR, CliError, add_command, connect, emit
-from testbed.client import TestbedClient
+from testbed.client import TestbedClient, TestbedError
 from testbed.quantities import parse_memory
 from testbed.errors import format_validation_errors
 from testbed.jobs import Job, JobLogs, JobSpec, JobStatus
@@ -85,9 +85,25 @@ def _result_line(job: Job) -> str:
     return f"{job.id} {job.status.value}" + (f": {job.message}" if job.message else "")
 
 
-def _ended(args: argparse.Namespace, job: Job) -> int:
-    """Print the ended job; exit 0 only if it succeeded."""
+LOG_TAIL_LINES = 30
+
+
+def _ended(args: argparse.Namespace, job: Job, client: TestbedClient | None = None) -> int:
+    """Print the ended job, then its ``result:`` line (or, when it failed, the tail of its log); exit 0 only if it
+    succeeded."""
     emit(args, job, _result_line)
+    if client is not None and not args.json:
+        try:
+            lines = client.logs(job.id).logs.splitlines()
+        except TestbedError:
+            lines = []
+        results = [line for line in lines if line.startswith(("result:", "PASS ", "FAIL ", "run_id="))]
+        if job.status is JobStatus.SUCCEEDED and results:
+            print(results[-1])
+        elif job.status is not JobStatus.SUCCEEDED and lines:
+            print(f"  .. the last {min(len(lines), LOG_TAIL_LINES)} lines of its log (testbed jobs logs {job.id}):",
+                  file=sys.stderr)
+            print("\n".join(lines[-LOG_TAIL_LINES:]), file=sys.stderr)
     return 0 if job.status is JobStatus.SUCCEEDED else EXIT_ERROR
 
 
@@ -109,7 +125,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             return emit(args, job, lambda j: j.id)
         if not args.json:
             print(job.id, flush=True)
-        return _ended(args, _wait(client, job.id, args.timeout, quiet=args.json))
+        return _ended(args, _wait(client, job.id, args.timeout, quiet=args.json), client)
 
 
 def _quote_text(quote: Quote) -> str:
@@ -153,27 +169,40 @@ def cmd_jobs_stop(args: argparse.Namespace) -> int:
 
 def cmd_jobs_wait(args: argparse.Namespace) -> int:
     with connect(args) as client:
-        return _ended(args, _wait(client, args.job_id, args.timeout, quiet=args.json))
+        return _ended(args, _wait(client, args.job_id, args.timeout, quiet=args.json), client)
 
 
 def register(sub: Any) -> None:
     p = add_command(sub, "submit", cmd_submit, "submit a job: --template NAME [--param k=v ...] or -- CMD ARGS...")
-    p.add_argument("--template")
-    p.add_argument("--param", action="append", default=[], metavar="K=V")
-    p.add_argument("--name", help="experiment name (MLflow experiment <tenant>/<name>)")
-    p.add_argument("--working-dir", metavar="DIR", help="a folder here: packed, uploaded, the job's working directory")
+    p.description = ("Submit a job to the testbed as your company (token: $TESTBED_TOKEN or --token). Either a template "
+                     "(`testbed templates list`; `testbed templates show NAME` lists its params with types, defaults "
+                     "and ranges) or your own command after `--`, run in --working-dir. Admission checks your quota "
+                     "and grant; a refused job leaves nothing behind.")
+    p.epilog = ("examples:\n  testbed submit --template tabular-quality --param data_path=testbed-data://plant.csv "
+                "--param target=quality --wait\n  testbed submit --cpus 1 --memory 2Gi --working-dir ./mycode -- "
+                "python train.py --lr 0.01")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("--template", metavar="NAME", help="a template from `testbed templates list`")
+    p.add_argument("--param", action="append", default=[], metavar="K=V",
+                   help="a template parameter (repeat it); `testbed templates show NAME` lists them. Your data: "
+                        "data_path=testbed-data://NAME (a file or folder from `testbed data upload`)")
+    p.add_argument("--name", help="experiment name (MLflow experiment <tenant>/<name>; default: the template's)")
+    p.add_argument("--working-dir", metavar="DIR", help="a folder here: packed, uploaded, the job's working directory "
+                   "(your own command only; at most 100 MiB)")
     p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
                    help="leave out of the package (as .testbedignore; .git, __pycache__ are always left out)")
-    p.add_argument("--cpus", type=float)
-    p.add_argument("--gpus", type=int)
-    p.add_argument("--memory", help="e.g. 4Gi")
-    p.add_argument("--env", action="append", default=[], metavar="K=V")
+    p.add_argument("--cpus", type=float, help="CPUs the job gets (default 1; at most your quota)")
+    p.add_argument("--gpus", type=int, help="GPUs the job gets (default 0; charged to your grant)")
+    p.add_argument("--memory", help="memory the job gets, bytes or a quantity such as 4Gi (default: the settings')")
+    p.add_argument("--env", action="append", default=[], metavar="K=V", help="an environment variable for the job "
+                   "(repeat it; at most 64)")
     p.add_argument("--max-runtime", metavar="DURATION",
                    help="stop the job after it ran this long: 90s, 30m, 2h (default: the template's, or 1h)")
     p.add_argument("--quote", action="store_true",
                    help="only print the hold (maximum cost in won) the job would take and whether it fits; submit nothing")
-    p.add_argument("--wait", action="store_true", help="wait for the job to end; exit non-zero unless it succeeded")
-    p.add_argument("--timeout", type=float, default=3600.0)
+    p.add_argument("--wait", action="store_true", help="wait for the job to end, then print its result line (or the "
+                   "tail of its log when it failed); exit non-zero unless it succeeded")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits (default 3600)")
 
     jobs = sub.add_parser("jobs", help="your jobs").add_subparsers(dest="jobs_command", required=True)
     p = add_command(jobs, "list", cmd_jobs_list, "list jobs")

@@ -88,6 +88,32 @@ def cmd_templates_list(args: argparse.Namespace) -> int:
     return emit(args, _templates(args), _templates_table)
 
 
+def _param_range(param: Any) -> str:
+    if param.choices:
+        return " | ".join(param.choices)
+    if param.minimum is None and param.maximum is None:
+        return "true | false" if param.type == "bool" else "any"
+    low = "" if param.minimum is None else f"{param.minimum:g}"
+    high = "" if param.maximum is None else f"{param.maximum:g}"
+    return f"{low}..{high}"
+
+
+def _template_text(template: Any) -> str:
+    head = f"{template.name} ({template.kind}): {template.industry}\n{template.description}\n\n"
+    rows = [[p.name, p.type, "(required)" if p.default is None else str(p.default), _param_range(p), p.help]
+            for p in template.params]
+    usage_hint = (f"\n\nsubmit: testbed submit --template {template.name} --param NAME=VALUE ... --wait"
+                  "\nyour data: --param data_path=testbed-data://NAME (a file or a folder you uploaded)")
+    return head + render_table(["PARAM", "TYPE", "DEFAULT", "RANGE", "MEANING"], rows) + usage_hint
+
+
+def cmd_templates_show(args: argparse.Namespace) -> int:
+    found = next((t for t in _templates(args).templates if t.name == args.name), None)
+    if found is None:
+        raise CliError(f"no template {args.name!r}; known: {', '.join(t.name for t in list_templates())}")
+    return emit(args, found, _template_text)
+
+
 def cmd_usage(args: argparse.Namespace) -> int:
     """Print the usage table (or JSON) and write the settlement CSV and burn-down plot asked for."""
     with connect(args) as client:
@@ -129,6 +155,8 @@ def register(sub: Any) -> None:
 
     templates = sub.add_parser("templates", help="job templates").add_subparsers(dest="templates_command", required=True)
     add_command(templates, "list", cmd_templates_list, "list templates with their kind and parameters")
+    p = add_command(templates, "show", cmd_templates_show, "one template's parameters: types, defaults, ranges, meaning")
+    p.add_argument("name", metavar="NAME")
 
     p = add_command(sub, "usage", cmd_usage, "allocated GPU/CPU hours per tenant against its grant")
     p.description = "Per-tenant metered use. A tenant token shows its own; the operator token shows every tenant."

@@ -13,7 +13,11 @@ check. ``mlflow_auth_overhead_ratio_async``: the same with ``synchronous=False``
 ``workloads/worker.py`` logs per-epoch metrics (the run's time includes draining the queue at
 ``end_run``).
 
-``--no-cache-too`` adds a third server with the credential cache off (auth_cache_ttl_seconds=0),
+``mlflow_auth_overhead_ratio_without_lookup_caches``: the same access control with MLflow's own
+credential cache but without the guard's memoized permission lookups (testbed.mlflow_guard:
+the run's experiment, the user, the role grants), measured in the same rounds: what they save.
+
+``--no-cache-too`` adds a server with the credential cache off (auth_cache_ttl_seconds=0),
 to show why the rendered config turns it on.
 
 Run: ``.venv/bin/python tests/benchmarks/bench_mlflow_auth.py [--rounds N] [--steps N]``
@@ -80,6 +84,7 @@ def main() -> int:
         try:
             servers["open"] = start_server(Path(home) / "open", secured=False)
             servers["auth"] = start_server(Path(home) / "auth", secured=True)
+            servers["auth_nolookup"] = start_server(Path(home) / "nolookup", secured=True, lookup_caches=False)
             if args.no_cache_too:
                 servers["auth_nocache"] = start_server(Path(home) / "nocache", secured=True, auth_cache_ttl_seconds=0)
             creds = {name: provision(s, [TENANT]).tenants[TENANT] if s.secured else None for name, s in servers.items()}
@@ -90,7 +95,7 @@ def main() -> int:
             for round_ in range(rounds + 1):  # round 0 warms up (experiment creation, connections)
                 for name in (order if round_ % 2 == 0 else order[::-1]):
                     for sync in (True, False):
-                        if name == "auth_nocache" and not sync:
+                        if name in ("auth_nocache", "auth_nolookup") and not sync:
                             continue
                         cpu_before = server_cpu_seconds(servers[name])
                         with identity(creds[name]):
@@ -114,6 +119,8 @@ def main() -> int:
     if ("auth_nocache", True) in medians:
         print(f"mlflow_run_seconds_auth_nocache={medians['auth_nocache', True]:.3f}")
         print(f"mlflow_auth_nocache_overhead_ratio={medians['auth_nocache', True] / medians['open', True]:.3f}")
+    print(f"mlflow_run_seconds_auth_without_lookup_caches={medians['auth_nolookup', True]:.3f}")
+    print(f"mlflow_auth_overhead_ratio_without_lookup_caches={medians['auth_nolookup', True] / medians['open', True]:.3f}")
     # Pairs (auth, open) of the same round saw the same machine load: their ratio is less noisy.
     paired = statistics.median(x / y for x, y in zip(times["auth", True], times["open", True]))
     print(f"mlflow_auth_overhead_ratio_paired_median={paired:.3f}")

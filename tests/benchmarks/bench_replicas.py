@@ -31,7 +31,8 @@ from testbed.client import TestbedClient  # noqa: E402
 from testbed.settings import ControlPlaneSettings  # noqa: E402
 from tests.benchmarks.admission_load import percentile, submit_concurrently  # noqa: E402
 from tests.postgres import postgres_server  # noqa: E402
-from tests.replicas import ReplicaSet, stack_with_tenants, wait_for  # noqa: E402
+from tests.replicas import ReplicaSet, stack_with_tenants  # noqa: E402
+from tests.waiting import wait_until  # noqa: E402
 
 TIMED_REPLICA = [sys.executable, str(Path(__file__).with_name("timed_replica.py"))]
 
@@ -58,13 +59,13 @@ def bench_failover(replicas: ReplicaSet, operator: str, rounds: int) -> None:
     for _ in range(rounds):
         holder = replicas.reconciler()
         with TestbedClient(holder.url, operator) as client:  # the admission load's jobs have all ended
-            wait_for(lambda: not client.list_jobs(status="PENDING", limit=1).jobs, 120, "the sync to catch up")
+            wait_until(lambda: not client.list_jobs(status="PENDING", limit=1).jobs, 120, "the sync to catch up")
         killed_at = time.monotonic()
         holder.kill()
         replicas.reconciler(timeout=60)
         samples.append(time.monotonic() - killed_at)
         replicas.restart(holder)
-        wait_for(holder.health, 60, f"{holder.name} back")
+        wait_until(holder.health, 60, f"{holder.name} back")
     print(f"failover_seconds={statistics.median(samples):.2f}  # median of {rounds}, max {max(samples):.2f}, "
           f"lease TTL 5 s renewed every 1 s")
 

@@ -97,6 +97,19 @@ class FakeCore:
         self.names = {selector: f"pod-{i}" for i, selector in enumerate(pods or {})}  # label selector -> pod
         self.calls: list[tuple] = []
 
+    def create_namespaced_secret(self, namespace, body):
+        self.calls.append(("create_secret", namespace, body["metadata"]["name"]))
+        secrets = self.__dict__.setdefault("secrets", {})
+        if (namespace, body["metadata"]["name"]) in secrets:
+            raise ApiException(status=409, reason="AlreadyExists")
+        secrets[(namespace, body["metadata"]["name"])] = json.loads(json.dumps(body))
+        return body
+
+    def replace_namespaced_secret(self, name, namespace, body):
+        self.calls.append(("replace_secret", namespace, name))
+        self.__dict__.setdefault("secrets", {})[(namespace, name)] = json.loads(json.dumps(body))
+        return body
+
     def list_namespaced_pod(self, namespace, label_selector):
         self.calls.append(("list", namespace, label_selector))
         if label_selector not in self.names:

@@ -71,7 +71,8 @@ def test_openapi_declares_the_error_body(noop_plane):
 def test_health_and_openapi_are_served(noop_plane):
     health = httpx.get(noop_plane.url + "/healthz").json()
     assert isinstance(health.pop("reconciler"), bool)  # true once it holds the lease and has synced
-    assert health == {"status": "ok", "region": "gyeongnam", "backend": "noop", "backend_healthy": True, "database": "ok"}
+    assert health == {"status": "ok", "region": "gyeongnam", "backend": "noop", "backend_healthy": True, "database": "ok",
+                      "mlflow": "unavailable"}  # this plane's tracking URI (port 1) answers nothing
     spec = httpx.get(noop_plane.url + "/openapi.json").json()
     for path in ("/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/logs", "/v1/jobs/{job_id}/stop", "/healthz"):
         assert path in spec["paths"]

@@ -34,21 +34,25 @@ def assert_one_line_error(result: subprocess.CompletedProcess, needle: str) -> N
     assert lines[0].startswith("testbed: error: ") and needle in lines[0], lines[0]
 
 
+@pytest.mark.integration  # starts a real process
 def test_no_token(tmp_path):
     result = run("jobs", "list", env={"TESTBED_HOME": str(tmp_path), "TESTBED_URL": "http://127.0.0.1:9"})
     assert_one_line_error(result, "no token")
 
 
+@pytest.mark.integration  # starts a real process
 def test_no_address(tmp_path):
     result = run("jobs", "list", env={"TESTBED_HOME": str(tmp_path), "TESTBED_TOKEN": "x"})
     assert_one_line_error(result, "no control plane address")
 
 
+@pytest.mark.integration  # starts a real process
 def test_unreachable_control_plane(tmp_path):
     result = run("jobs", "list", env={"TESTBED_HOME": str(tmp_path), "TESTBED_URL": "http://127.0.0.1:9", "TESTBED_TOKEN": "x"})
     assert_one_line_error(result, "cannot reach the control plane at http://127.0.0.1:9")
 
 
+@pytest.mark.integration  # starts a real process
 def test_errors_from_the_server_are_one_line(noop_plane):
     env = {"TESTBED_URL": noop_plane.url, "TESTBED_TOKEN": noop_plane.token("changwon-precision")}
     assert_one_line_error(run("jobs", "show", "job-nope", env=env), "404 Not Found: no job 'job-nope'")
@@ -67,10 +71,12 @@ def test_errors_from_the_server_are_one_line(noop_plane):
         (["submit", "--memory", "lots", "--", "true"], "--memory"),
     ],
 )
+@pytest.mark.integration  # starts a real process
 def test_local_argument_errors(args, needle):
     assert_one_line_error(run(*args, env={"TESTBED_URL": "http://127.0.0.1:9", "TESTBED_TOKEN": "x"}), needle)
 
 
+@pytest.mark.integration  # starts a real process
 def test_submit_json_prints_the_job(noop_plane):
     env = {"TESTBED_URL": noop_plane.url, "TESTBED_TOKEN": noop_plane.token("changwon-precision")}
     result = run("submit", "--json", "--cpus", "2", "--", "echo", "hi there", env=env)
@@ -81,6 +87,7 @@ def test_submit_json_prints_the_job(noop_plane):
     assert plain.stdout.strip().startswith("job-") and len(plain.stdout.split()) == 1
 
 
+@pytest.mark.integration  # starts a real process
 def test_templates_list_json():
     templates = json.loads(run("templates", "list", "--json").stdout)["templates"]
     assert {"name", "kind", "params"} <= set(templates[0])

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import httpx
+import pytest
 
 ALICE = "changwon-precision"
 MAX_EXAMPLES = 30  # per operation and phase; with a fixed seed the run takes 10-20 s on 2 cores
@@ -34,15 +34,14 @@ def schemathesis(url: str, token: str, cwd, *extra: str) -> subprocess.Completed
     )
 
 
+@pytest.mark.integration  # starts a real process
 def test_every_operation_keeps_its_openapi_contract(noop_plane, tmp_path):
-    started = time.monotonic()
     tenant = schemathesis(noop_plane.url, noop_plane.token(ALICE), tmp_path)
     assert tenant.returncode == 0, tenant.stdout[-6000:] + tenant.stderr[-2000:]
     assert "22 selected / 22 total" in tenant.stdout  # every operation, /metrics, the storage routes, /v1/mlflow/credentials, /v1/jobs/quote
     # /metrics answers the operator token only: its 200 (text exposition) is checked with that token
     operator = schemathesis(noop_plane.url, noop_plane.token("operator"), tmp_path, "--include-path", "/metrics")
     assert operator.returncode == 0, operator.stdout[-6000:] + operator.stderr[-2000:]
-    assert time.monotonic() - started < 90
 
 
 def test_validation_errors_are_documented_as_the_error_body(noop_plane):

@@ -411,3 +411,22 @@ def test_trivial_job_on_a_real_cluster():
             backend.stop(ref)
         except JobNotFound:
             pass
+
+
+def test_a_jobs_mlflow_login_is_a_secret_of_its_own_in_the_tenants_namespace(stack, targets, target):
+    """The login goes into a per-job Secret owned by the RayJob (gone with it); the RayJob holds no password."""
+    login = {"MLFLOW_TRACKING_USERNAME": target.tenant, "MLFLOW_TRACKING_PASSWORD": "p4ssw0rd-of-this-tenant-only"}
+    request = launch(target.tenant).model_copy(update={"secret_env": login})
+    custom, core = FakeCustomObjects(), FakeCore()
+    backend = backend_with(targets, custom, core)
+    ref = backend.submit(request)
+    backend.submit(request)  # a retry after a crash replaces the Secret, adopts the RayJob
+    rayjob = custom.objects[tuple(ref.split("/"))]
+    assert login["MLFLOW_TRACKING_PASSWORD"] not in json.dumps(rayjob)
+    secret = core.secrets[(target.namespace, "job-0123456789abcdef-login")]
+    assert secret["stringData"] == login and secret["metadata"]["namespace"] == target.namespace
+    [owner] = secret["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("RayJob", rayjob["metadata"]["name"],
+                                                            rayjob["metadata"]["uid"])
+    assert [c[0] for c in core.calls] == ["create_secret", "create_secret", "replace_secret"]
+    kubernetes_validate.validate(secret, schema_version(stack.cluster.kubernetes_version), strict=True)

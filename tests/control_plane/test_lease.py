@@ -10,9 +10,10 @@ import pytest
 from operators.control_plane.db.lease import Lease
 from operators.control_plane.db.models import LeaseRow
 from operators.control_plane.db.store import Store
+from tests.clock import ManualClock
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def store(request, tmp_path):
     url = f"sqlite:///{tmp_path / 'cp.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
     store = Store(url)
@@ -21,13 +22,17 @@ def store(request, tmp_path):
 
 
 def test_one_holder_at_a_time_and_a_lapsed_lease_is_taken_over(store):
-    first, second = (Lease(store, "reconciler", ttl=0.6, renew_every=0.2, holder=name) for name in ("a", "b"))
+    clock = ManualClock()
+    first, second = (Lease(store, "reconciler", ttl=0.6, renew_every=0.2, holder=name, clock=clock)
+                     for name in ("a", "b"))
     assert first.renew() and not second.renew()
     taken = first.acquired_at
-    time.sleep(0.3)
+    clock.advance(0.3)
     assert first.renew() and first.acquired_at == taken  # a renewal, not a new term
     assert not second.renew()
-    time.sleep(0.7)  # `first` died: it renews no more, and its lease lapses
+    clock.advance(0.3)
+    assert first.holding  # renewed 0.3 s ago: it acts until ttl - renew_every after that
+    clock.advance(0.7)  # `first` died: it renews no more, and its lease lapses
     assert not first.holding
     assert second.renew()
     assert not first.renew()  # back from a pause: it has lost the lease and knows it

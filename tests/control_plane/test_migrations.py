@@ -16,8 +16,8 @@ from operators.control_plane.db import migrate
 from operators.control_plane.db.ledger import Ledger
 from operators.control_plane.db.models import Base, UsageJobRow, UsageTotalRow
 from operators.control_plane.db.store import Store
-from operators.control_plane.audit import AuditRow  # noqa: F401  (its tables in Base.metadata)
-from operators.statements.months import StatementMonthRow  # noqa: F401  (its tables in Base.metadata)
+
+
 
 DATA = Path(__file__).parent / "data"
 SNAPSHOT_JOBS = 7
@@ -26,7 +26,7 @@ FINISHED = {"job-snapshot000001": "SUCCEEDED", "job-snapshot000002": "FAILED", "
 T0 = 1_780_000_000.0
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def empty_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'cp.db'}"
@@ -160,6 +160,7 @@ def test_replicas_upgrading_together_do_not_race(empty_url):
     assert sorted(results, key=str) == sorted([(None, head)] + [(head, head)] * 3, key=str)
 
 
+@pytest.mark.integration  # starts a real process
 def test_testbed_db_upgrade(tmp_path):
     from testbed.settings import ControlPlaneSettings
     from testbed.config import stack_file_for

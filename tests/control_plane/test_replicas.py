@@ -26,7 +26,8 @@ import sqlalchemy as sa
 from tests.noop_doubles import SUBMIT_SECONDS_ENV
 from testbed.client import TestbedClient
 from testbed.settings import ControlPlaneSettings
-from tests.replicas import Replica, ReplicaSet, ray_head, stack_with_tenants, wait_for
+from tests.replicas import Replica, ReplicaSet, ray_head, stack_with_tenants
+from tests.waiting import wait_until
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
@@ -147,7 +148,7 @@ def run_scenario(scenario: Scenario, postgres_url: str, home: Path) -> tuple[Obs
         submitter = threading.Thread(target=submit_all, args=(replicas, tokens, scenario, seen))
         submitter.start()
         try:
-            wait_for(lambda: len(seen.accepted) >= scenario.kill_after or seen.errors, 60,
+            wait_until(lambda: len(seen.accepted) >= scenario.kill_after or seen.errors, 60,
                      f"{scenario.kill_after} accepted jobs")
             assert not seen.errors, seen.errors[:5]
             seen.killed = replicas.reconciler()
@@ -157,7 +158,7 @@ def run_scenario(scenario: Scenario, postgres_url: str, home: Path) -> tuple[Obs
             seen.failover_seconds = time.monotonic() - killed_at
             assert survivor is not seen.killed
             submitter.join(timeout=120)
-            wait_for(lambda: database(postgres_url, "SELECT count(*) FROM jobs WHERE status NOT IN "
+            wait_until(lambda: database(postgres_url, "SELECT count(*) FROM jobs WHERE status NOT IN "
                                                     "('SUCCEEDED', 'FAILED', 'STOPPED')")[0][0] == 0,
                      90, "every job to end")
         finally:

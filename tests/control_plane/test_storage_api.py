@@ -228,7 +228,7 @@ def test_data_path_names_the_tenants_own_data(noop_plane, tmp_path):
     located = f"--data_path={noop_plane.home / 'storage' / ALICE / 'data' / 'sensors.csv'}"
     assert located in job.entrypoint.split()  # ...and runs on the tenant's own copy
     refused(lambda: bob.submit(spec), 404, "not_found")  # Bob has no such data; Alice's is not his
-    refused(lambda: alice.submit({**spec, "params": {"data_path": f"{DATA_SCHEME}../{BOB}/data/x"}}), 404, "not_found")
+    refused(lambda: alice.submit({**spec, "params": {"data_path": f"{DATA_SCHEME}../{BOB}/data/x"}}), 422, "invalid_spec")
 
 
 def test_job_outputs_are_the_owners_only(noop_plane):
@@ -271,7 +271,7 @@ def test_storage_that_does_not_answer_is_a_503_and_jobs_still_run(noop_plane):
 
     storage = noop_plane.plane.storage
     storage.fs  # opened: now make it stop answering
-    storage._fs = Unreachable()
+    storage._fs, storage.local = Unreachable(), False  # a remote store (s3://) that stopped answering
     alice = noop_plane.client(ALICE)
     detail = refused(lambda: alice.list_data(), 503, "storage_unavailable")
     assert detail == f"tenant storage {storage.root} does not answer: connect timeout on endpoint URL"
@@ -286,6 +286,7 @@ def cli(plane_url: str, token: str, cwd: Path, *args: str) -> subprocess.Complet
                           text=True, timeout=60)
 
 
+@pytest.mark.integration  # starts a real process
 def test_the_data_commands_and_their_json(noop_plane, tmp_path):
     alice, bob = noop_plane.token(ALICE), noop_plane.token(BOB)
     (tmp_path / "mine.csv").write_text("a,b\n1,2\n")

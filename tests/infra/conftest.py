@@ -6,6 +6,7 @@ import pytest
 
 from tests.infra.harness import StackRun, all_regions, load_stack_document, run_region
 from testbed.config import load_region
+from tests.stack_files import REAL_STACK_DIR
 
 
 @pytest.fixture(scope="session")
@@ -15,7 +16,7 @@ def runs() -> dict[str, StackRun]:
 
 @pytest.fixture(scope="session")
 def stacks():
-    return {region: load_region(region) for region in all_regions()}
+    return {region: load_region(region, REAL_STACK_DIR) for region in all_regions()}
 
 
 @pytest.fixture(params=all_regions())

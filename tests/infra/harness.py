@@ -22,6 +22,7 @@ import pulumi
 import yaml
 
 from testbed.config import REGIONS, stack_file_for
+from tests.stack_files import REAL_STACK_DIR
 
 PROJECT = "regional-ai-testbed"
 FAKE_KUBECONFIG = json.dumps({
@@ -171,7 +172,7 @@ def stack_config(document: dict[str, Any]) -> dict[str, str]:
 
 
 def load_stack_document(region: str) -> dict[str, Any]:
-    return yaml.safe_load(stack_file_for(region).read_text(encoding="utf-8"))
+    return yaml.safe_load(stack_file_for(region, REAL_STACK_DIR).read_text(encoding="utf-8"))
 
 
 def run_program(stack: str, config: dict[str, str], secrets: dict[str, str] | None = None,
@@ -245,7 +246,7 @@ def generated_tenants_document(region: str, count: int) -> dict[str, Any]:
 
 
 def stack_path(region: str) -> Path:
-    return stack_file_for(region)
+    return stack_file_for(region, REAL_STACK_DIR)
 
 
 def policy_violations(resources: list[Registered]) -> list[tuple[str, str]]:

@@ -6,6 +6,7 @@ tests/infra/crd_schema.py validates as an API server would (served, storage, not
 
 from __future__ import annotations
 
+import json
 import hashlib
 import math
 import re
@@ -381,9 +382,10 @@ def _rayjob(kind: str) -> dict:
     from operators.control_plane.backends.kuberay import RayJobOptions, build_rayjob, resolve_targets
     from testbed import jobs as J
     from testbed.config import load_region
+    from tests.stack_files import REAL_STACK_DIR
     from testbed.placement import Placement
 
-    stack = load_region(REGION)
+    stack = load_region(REGION, REAL_STACK_DIR)
     targets = resolve_targets(Placement.model_validate(yaml.safe_load(render_placement(stack))), stack)
     target = next(iter(targets.values()))
     cpus, gpus, memory, driver_owns = {"template": (4, 0, 16 * 2**30, False), "command": (2.5, 0, 6 * 2**30, True),
@@ -396,8 +398,12 @@ def _rayjob(kind: str) -> dict:
     budget = {"cpus": cpus, "gpus": gpus, "memory": memory}
     request = LaunchRequest(job_id=job_id, tenant=target.tenant, region=REGION, entrypoint=entrypoint,
                             budget=budget, driver=budget if driver_owns else {"cpus": 0, "gpus": 0, "memory": 0},
-                            runtime_env={"env_vars": env, "working_dir": working_dir})
+                            runtime_env={"env_vars": env, "working_dir": working_dir},
+                            secret_env={"MLFLOW_TRACKING_USERNAME": target.tenant, "MLFLOW_TRACKING_PASSWORD": LOGIN})
     return build_rayjob(request, target, RayJobOptions())
+
+
+LOGIN = "a-tenants-mlflow-password-0123456789"
 
 
 @pytest.mark.parametrize("kind", ["template", "command", "gpu"])
@@ -405,6 +411,14 @@ def test_backend_rayjobs_are_valid(catalog, kind):
     manifest = _rayjob(kind)
     catalog.validate(manifest)
     assert cel_violations(catalog, manifest) == []
+    # the job's MLflow login is not in the RayJob: every pod reads it from the job's Secret (secretKeyRef)
+    assert LOGIN not in json.dumps(manifest)
+    spec = manifest["spec"]
+    for template in [spec["submitterPodTemplate"], spec["rayClusterSpec"]["headGroupSpec"]["template"],
+                     *(g["template"] for g in spec["rayClusterSpec"]["workerGroupSpecs"])]:
+        refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for c in template["spec"]["containers"] for e in c["env"]}
+        assert refs["MLFLOW_TRACKING_PASSWORD"] == {"name": f"{manifest['metadata']['name']}-login",
+                                                    "key": "MLFLOW_TRACKING_PASSWORD"}
     # What Kueue 0.19.2's RayJob webhook requires of a queued RayJob (pkg/controller/jobs/rayjob/rayjob_webhook.go,
     # pkg/controller/jobs/raycluster/common.go): its own cluster, deleted when the job ends, no autoscaling.
     spec = manifest["spec"]

@@ -13,7 +13,7 @@ from testbed.config import load_region, repo_root
 def _skip_reason(region: str) -> str | None:
     if shutil.which("pulumi") is None:
         return "the Pulumi CLI is not installed"
-    provider = load_region(region).cluster.provider
+    provider = load_region(region, repo_root()).cluster.provider
     if provider == "existing" and not os.environ.get("KUBECONFIG"):
         return "no KUBECONFIG for the existing cluster"
     if provider == "eks" and not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")):
@@ -32,7 +32,7 @@ def test_pulumi_preview(region):
     from pulumi import automation as auto
 
     stack = auto.create_or_select_stack(stack_name=region, work_dir=str(repo_root()))
-    if load_region(region).cluster.provider == "existing":
+    if load_region(region, repo_root()).cluster.provider == "existing":
         with open(os.environ["KUBECONFIG"], encoding="utf-8") as f:
             stack.set_config("kubeconfig", auto.ConfigValue(value=f.read(), secret=True))
     result = stack.preview(policy_packs=[str(repo_root() / "infra" / "policy")], on_output=print)

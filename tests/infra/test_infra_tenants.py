@@ -13,13 +13,14 @@ from testbed.versions import KUEUE_API
 
 
 # Exactly what the kuberay backend needs in a tenant namespace: manage RayJobs, read their Ray clusters, read
-# job logs (find the submitter/head pod, read its log) and read Kueue's Workloads (why a job waits); nothing more.
+# job logs (find the submitter/head pod, read its log), write each job's login Secret and read Kueue's Workloads (why a job waits); nothing more.
 CONTROL_PLANE_RULES = [
     (("ray.io",), ("rayjobs",), ("get", "list", "watch", "create", "update", "patch", "delete")),
     (("ray.io",), ("rayjobs/status",), ("get",)),
     (("ray.io",), ("rayclusters",), ("get", "list", "watch")),
     (("",), ("pods",), ("get", "list")),
     (("",), ("pods/log",), ("get",)),
+    (("",), ("secrets",), ("create", "update")),  # each job's MLflow login; it cannot read any Secret back
     (("kueue.x-k8s.io",), ("workloads",), ("get", "list")),
 ]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
@@ -119,12 +118,12 @@ def test_gpu_burn_series_is_cumulative(store: Store, ledger: Ledger) -> None:
     assert series[-1][1] == pytest.approx(ledger.snapshot(now=T0 + 200)["a"].gpu_seconds_total)
 
 
-def test_snapshot_is_fast_enough_to_call_per_scrape(store: Store, ledger: Ledger) -> None:
+def test_snapshot_counts_every_job_of_every_tenant(store: Store, ledger: Ledger) -> None:
+    """Its time per scrape is a benchmark figure (bench_exposition.py), not asserted here."""
     for i in range(200):
         add_job(store, f"t{i % 20}", "SUCCEEDED", started=T0, ended=T0 + 1, cpus=1)
-    began = time.perf_counter()
     meters = ledger.snapshot()
-    assert time.perf_counter() - began < 0.5
+    assert len(meters) == 20
     assert sum(m.jobs["SUCCEEDED"] for m in meters.values()) == 200
 
 

@@ -14,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from testbed.jobs import Job
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -52,14 +53,12 @@ def exposed_cpu_seconds(testbed) -> dict[str, float]:
 
 
 def wait_running(client, job_id: str, timeout: float = 120) -> Job:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def running() -> Job | None:
         job = client.get_job(job_id)
-        if job.status == "RUNNING":
-            return job
-        assert job.status == "PENDING", job
-        time.sleep(0.2)
-    raise AssertionError(f"{job_id} never started")
+        assert job.status in ("PENDING", "RUNNING"), job
+        return job if job.status == "RUNNING" else None
+
+    return wait_until(running, timeout, f"{job_id} to start", every=0.2)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import pytest
 
 from operators.metering import build_report
 from testbed.config import StackConfig
+from tests.waiting import wait_until
 
 from .helpers import add_job
 
@@ -36,10 +37,8 @@ def test_promql_agrees_with_the_ledger(noop_plane, prometheus, stack: StackConfi
         assert info[0]["metric"]["region"] == "gyeongnam" and info[0]["metric"]["name"] == first.name
         # the recording rules run against the real scrape (each rule group on its own schedule)
         recorded = ("tenant:testbed_tenant_gpu_allocated_seconds:sum", "tenant:testbed_tenant_grant_used:ratio")
-        deadline = time.monotonic() + 20
-        while any(prom.value(name, tenant=second.id) is None for name in recorded):
-            assert time.monotonic() < deadline, "recording rules never evaluated"
-            time.sleep(0.5)
+        wait_until(lambda: all(prom.value(name, tenant=second.id) is not None for name in recorded), 20,
+                   "the recording rules to evaluate", every=0.5)
         assert prom.value("tenant:testbed_tenant_gpu_allocated_seconds:sum", tenant=first.id) == pytest.approx(7200)
         assert prom.value("tenant:testbed_tenant_grant_used:ratio", tenant=second.id) == pytest.approx(
             report[second.id].grant_used_ratio)

@@ -23,6 +23,7 @@ def plane(noop_plane, stack: StackConfig):
     """The noop control plane with two tenants' jobs at fixed times inside their grant."""
     first, second = stack.tenants[0], stack.tenants[1]
     t0 = first.grant.start_timestamp + 86400
+    noop_plane.plane.dispatcher.stop_sync()  # the rows stay as written: no sync round refreshes them
     store = noop_plane.plane.store
     add_job(store, first.id, "SUCCEEDED", started=t0, ended=t0 + 2 * HOUR, cpus=4, gpus=2, gpu_model="l4")
     add_job(store, first.id, "FAILED", started=t0 + 3 * HOUR, ended=t0 + 4 * HOUR, cpus=1)

@@ -73,10 +73,13 @@ class MlflowServer:
 
 
 def start_server(home: Path, *, secured: bool, timeout: float = 120.0,
-                 auth_cache_ttl_seconds: int | None = None) -> MlflowServer:
-    """Start ``mlflow server`` in ``home``; ``secured``: basic-auth + workspaces as wired for local mode."""
+                 auth_cache_ttl_seconds: int | None = None, lookup_caches: bool = True, port: int | None = None,
+                 admin_password: str | None = None) -> MlflowServer:
+    """Start ``mlflow server`` in ``home``; ``secured``: basic-auth + workspaces as wired for local mode (with
+    ``admin_password`` if given; ``lookup_caches=False``: without the guard's memoized permission lookups, a
+    benchmark's baseline); ``port``: a given one (a server restarted where it was)."""
     home.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     argv = [
         str(_BIN / "mlflow"), "server", "--host", HOST, "--port", str(port), "--workers", "1",
         "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
@@ -84,11 +87,15 @@ def start_server(home: Path, *, secured: bool, timeout: float = 120.0,
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    env.pop("TESTBED_MLFLOW_LOOKUP_CACHES", None)
+    if not lookup_caches:
+        env["TESTBED_MLFLOW_LOOKUP_CACHES"] = "off"
     # The server imports the guard (testbed.mlflow_guard) from this checkout.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    admin_password = None
-    if secured:
-        admin_password = new_secret()
+    if not secured:
+        admin_password = None
+    else:
+        admin_password = admin_password or new_secret()
         cache = {} if auth_cache_ttl_seconds is None else {"auth_cache_ttl_seconds": auth_cache_ttl_seconds}
         auth = local_server_auth(home, admin_password, new_secret(), **cache)
         auth.write_ini()

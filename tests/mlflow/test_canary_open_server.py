@@ -36,6 +36,7 @@ def open_server(server) -> tuple[MlflowServer, TenantData]:
     return server, seed(server.url, A)
 
 
+@pytest.mark.integration  # starts a real process
 def test_table_finds_the_open_servers_leaks(open_server):
     server, a = open_server
     with httpx.Client(base_url=server.url, timeout=30) as client:

@@ -61,7 +61,10 @@ def job_env(plane: NoopPlane, tenant: str) -> tuple[dict[str, str], dict]:
         job = client.submit(template="smoke")
     row = plane.plane.store.get_job(job.id)
     request = launch_request(row, plane.plane.settings, plane.plane.mlflow.job_env)
-    return request.runtime_env.env_vars, job.model_dump()
+    password = request.secret_env["MLFLOW_TRACKING_PASSWORD"]
+    # the login is a secret apart: never in the runtime env (Ray logs it and shows it to every token holder)
+    assert password not in json.dumps(request.runtime_env.to_ray()) + request.model_dump_json() + repr(request)
+    return {**request.runtime_env.env_vars, **request.secret_env}, job.model_dump()
 
 
 def as_job(env: dict[str, str]) -> MlflowCredentials:
@@ -174,8 +177,8 @@ def test_cli_prints_the_login_to_eval(plane: NoopPlane, capsys):
 
 def test_an_unreachable_mlflow_holds_no_dispatch_back(tmp_path, monkeypatch):
     """Jobs still get their (derived) login; MLflow is asked again only after a pause, not at every dispatch."""
-    from operators.control_plane import mlflow_identities
-    from operators.control_plane.mlflow_identities import MlflowIdentities
+    from operators.control_plane.mlflow_identities import RETRY_SECONDS, MlflowIdentities
+    from tests.clock import ManualClock
     from operators.control_plane.db.store import Store
     from testbed.config import stack_file_for
     from testbed.settings import ControlPlaneSettings
@@ -187,7 +190,8 @@ def test_an_unreachable_mlflow_holds_no_dispatch_back(tmp_path, monkeypatch):
                                     storage_path=str(tmp_path / "storage"), mlflow_admin_password_file=password_file)
     store = Store(settings.database_url)
     try:
-        identities = MlflowIdentities(settings, store, [A, B])
+        clock = ManualClock()
+        identities = MlflowIdentities(settings, store, [A, B], clock=clock)
         tries = []
         real_admin = identities._admin
         monkeypatch.setattr(identities, "_admin", lambda: tries.append(1) or real_admin())
@@ -196,7 +200,10 @@ def test_an_unreachable_mlflow_holds_no_dispatch_back(tmp_path, monkeypatch):
         assert (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_WORKSPACE"]) == (A, A) and env["MLFLOW_TRACKING_PASSWORD"]
         identities.job_env(B)
         assert len(tries) == 1
-        monkeypatch.setattr(mlflow_identities.time, "monotonic", lambda: 10**9)  # the pause is over
+        clock.advance(RETRY_SECONDS - 1)
+        identities.job_env(B)
+        assert len(tries) == 1  # still inside the pause
+        clock.advance(1)  # the pause is over
         identities.job_env(B)
         assert len(tries) == 2
     finally:

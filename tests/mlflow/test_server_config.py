@@ -54,9 +54,10 @@ def test_local_mode(tmp_path):
     auth = sc.local_server_auth(tmp_path / "mlflow", "a" * 20, "flask-key")
     assert auth.argv == ("--app-name", "basic-auth", "--enable-workspaces")
     assert auth.ini_path == tmp_path / "mlflow" / "basic_auth.ini"
+    assert _parse(auth.ini)["admin_password"] == "a" * 20  # in the 0600 file, not in the server's environment
     assert _parse(auth.ini)["database_uri"] == f"sqlite:///{tmp_path / 'mlflow' / 'auth.db'}"
     assert auth.env == {
-        "MLFLOW_AUTH_CONFIG_PATH": str(auth.ini_path), "MLFLOW_AUTH_ADMIN_PASSWORD": "a" * 20,
+        "MLFLOW_AUTH_CONFIG_PATH": str(auth.ini_path),
         "MLFLOW_FLASK_SERVER_SECRET_KEY": "flask-key", "MLFLOW_BASIC_AUTH_FAIL_CLOSED": "true",
         "MLFLOW_RBAC_SEED_DEFAULT_ROLES": "false", "MLFLOW_SERVER_ENABLE_GRAPHQL_AUTH": "true",
         "MLFLOW_ENABLE_AI_GATEWAY": "false",

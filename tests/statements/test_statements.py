@@ -22,7 +22,7 @@ from operators.control_plane.errors import ServiceError
 from operators.control_plane.db.models import JobRow
 from operators.control_plane.db.money import MoneyLedger
 from operators.control_plane.db.store import Store
-from operators.statements.api import render
+from operators.control_plane.api.statements import render
 from operators.statements.export import COLUMNS, to_csv, to_pdf, to_xlsx
 from operators.statements.months import Statements
 from testbed.config import load_stack_file, pricing_pool, stack_file_for

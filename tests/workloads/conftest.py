@@ -78,6 +78,10 @@ class Workloads:
         """Run the template's command exactly as the catalogue builds it."""
         spec = get_template(template)
         command = spec.command(spec.resolve(dict(params)))  # type: ignore[arg-type]
+        return self.run_command(command, tenant, timeout, job_id)
+
+    def run_command(self, command: str, tenant: str = "test-tenant", timeout: float = 180, job_id: str | None = None) -> JobRun:
+        """Run a job's entrypoint (``python -m ...``, e.g. as the control plane admitted it) with the job env."""
         argv = [sys.executable, *shlex.split(command)[1:]]
         done = subprocess.run(argv, cwd=self.storage, env=self.env(tenant, job_id), capture_output=True, text=True, timeout=timeout)
         return JobRun(done.returncode, done.stdout, done.stderr)

@@ -66,15 +66,30 @@ def read_table(path: str) -> pd.DataFrame:
     return frame
 
 
-def require_columns(frame: pd.DataFrame, path: str, columns: Sequence[str], numeric: bool = True) -> None:
-    """Check the columns exist (and are numeric); DataError naming the first bad one."""
+def require_columns(frame: pd.DataFrame, path: str, columns: Sequence[str], numeric: bool = True,
+                    allow_missing: bool = False) -> dict[str, int]:
+    """Check the columns exist (and are numeric, and complete unless ``allow_missing``); DataError naming the
+    first bad one. Returns the missing values per column that has some (to impute and report)."""
+    missing: dict[str, int] = {}
     for column in columns:
         if column not in frame.columns:
             raise DataError(f"data path {path!r}: column {column!r} is missing (has {', '.join(map(str, frame.columns))})")
         if numeric and not pd.api.types.is_numeric_dtype(frame[column]):
-            raise DataError(f"data path {path!r}: column {column!r} is not numeric (dtype {frame[column].dtype})")
-        if numeric and frame[column].isna().any():
-            raise DataError(f"data path {path!r}: column {column!r} has {int(frame[column].isna().sum())} missing values")
+            raise DataError(f"data path {path!r}: column {column!r} is not numeric (dtype {frame[column].dtype}, "
+                            f"e.g. {_first_non_number(frame[column])!r})")
+        gaps = int(frame[column].isna().sum())
+        if numeric and gaps and (not allow_missing or gaps == len(frame)):
+            raise DataError(f"data path {path!r}: column {column!r} has {gaps} missing values"
+                            + (" (all of them)" if gaps == len(frame) else ""))
+        if gaps:
+            missing[str(column)] = gaps
+    return missing
+
+
+def _first_non_number(series: pd.Series) -> object:
+    numbers = pd.to_numeric(series, errors="coerce")
+    bad = series[numbers.isna() & series.notna()]
+    return bad.iloc[0] if len(bad) else series.iloc[0]
 
 
 def read_image_folder(path: str, image_size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:

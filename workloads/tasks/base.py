@@ -24,12 +24,14 @@ class Dataset:
     feature_names: list[str]
     classes: list[str] = field(default_factory=list)
     chronological: bool = False
+    missing: dict[str, int] = field(default_factory=dict)  # column -> missing values in the source (imputed)
 
     def __len__(self) -> int:
         return len(self.y)
 
     def subset(self, mask: np.ndarray) -> "Dataset":
-        return Dataset(self.x[mask], self.y[mask], self.groups[mask], self.feature_names, self.classes, self.chronological)
+        return Dataset(self.x[mask], self.y[mask], self.groups[mask], self.feature_names, self.classes, self.chronological,
+                       self.missing)
 
 
 def split(data: Dataset, val_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
@@ -64,7 +66,8 @@ class Task(ABC):
         """A fresh model whose input statistics come from ``train``."""
 
     @abstractmethod
-    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor: ...
+    def loss(self, output: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """The training loss; ``weight``: per-class weights (classification, imbalanced labels)."""
 
     @abstractmethod
     def metrics(self, output: np.ndarray, target: np.ndarray) -> dict[str, float]: ...
@@ -72,6 +75,14 @@ class Task(ABC):
     @abstractmethod
     def baseline(self, train: Dataset, evaluation: Dataset) -> float:
         """The trivial baseline's ``metric`` on ``evaluation``."""
+
+    def class_weights(self, train: Dataset) -> list[float] | None:
+        """Per-class loss weights fitted on the training labels; None when not needed."""
+        return None
+
+    def classical_features(self, x: np.ndarray) -> np.ndarray:
+        """The inputs as one row of numbers per sample, for the classical baselines."""
+        return x.reshape(len(x), -1)
 
     def better(self, a: float, b: float) -> float:
         """How much better ``a`` is than ``b`` (positive is better) in this task's metric."""
@@ -84,8 +95,21 @@ class ClassificationTask(Task):
     higher_is_better = True
     baseline_name = "majority class"
 
-    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return nn.functional.cross_entropy(output, target)
+    # labels whose rarest class is this many times less frequent than the commonest get balanced weights
+    IMBALANCE_RATIO = 1.5
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        return nn.functional.cross_entropy(output, target, weight=weight)
+
+    def class_weights(self, train: Dataset) -> list[float] | None:
+        """Balanced weights ``n / (classes * count)`` when the training labels are imbalanced (as scikit-learn's
+        ``class_weight='balanced'``); a class absent from training gets weight 1."""
+        classes = max(len(train.classes), int(train.y.max()) + 1)
+        counts = np.bincount(train.y, minlength=classes).astype(np.float64)
+        present = counts[counts > 0]
+        if present.max() < self.IMBALANCE_RATIO * present.min():
+            return None
+        return [float(len(train.y) / (len(present) * c)) if c else 1.0 for c in counts]
 
     def metrics(self, output: np.ndarray, target: np.ndarray) -> dict[str, float]:
         predicted = output.argmax(axis=1)
@@ -107,7 +131,7 @@ class RegressionTask(Task):
     higher_is_better = False
     baseline_name = "mean"
 
-    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def loss(self, output: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         return nn.functional.mse_loss(output, target)
 
     def metrics(self, output: np.ndarray, target: np.ndarray) -> dict[str, float]:

@@ -7,7 +7,7 @@ from torch import nn
 
 from workloads.data import DataError, read_image_folder
 from workloads.data.synthetic import DEFECT_CLASSES, defect_images
-from workloads.models import SmallCNN
+from workloads.models import SmallCNN, Standardize
 from workloads.tasks.base import ClassificationTask, Dataset, Params
 
 
@@ -26,4 +26,11 @@ class DefectInspection(ClassificationTask):
         return Dataset(x, y, np.arange(len(y)), feature_names=list(classes), classes=list(classes))
 
     def build_model(self, params: Params, train: Dataset) -> nn.Module:
-        return SmallCNN(len(train.classes), float(train.x.mean()), float(train.x.std()), width=int(params["width"]))
+        return SmallCNN(len(train.classes), Standardize.fitted(train.x, axis=None), width=int(params["width"]))
+
+    def classical_features(self, x: np.ndarray) -> np.ndarray:
+        """Images averaged down to at most 8x8 (64 numbers): what a gradient-boosting or linear model can use."""
+        n, size = len(x), x.shape[-1]
+        f = max(1, size // 8)
+        side = size // f
+        return x[:, 0, : side * f, : side * f].reshape(n, side, f, side, f).mean(axis=(2, 4)).reshape(n, -1)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from torch import nn
 
-from workloads.data import read_table, require_columns
+from workloads.data import DataError, read_table, require_columns
 from workloads.data.synthetic import sensor_series
-from workloads.models import TemporalConvNet
+from workloads.models import Standardize, TemporalConvNet
 from workloads.tasks.base import ClassificationTask, Dataset, Params, column_list
 
 MACHINE_COLUMN = "machine_id"
@@ -22,11 +22,14 @@ class PredictiveMaintenance(ClassificationTask):
         if params.get("data_path"):
             path = str(params["data_path"])
             frame = read_table(path)
-            require_columns(frame, path, [MACHINE_COLUMN], numeric=False)
-            require_columns(frame, path, [*features, label])
         else:
-            frame = sensor_series(int(params["machines"]), int(params["steps"]), int(params["horizon"]), seed)
-            require_columns(frame, "<synthetic>", [*features, label])
+            path, frame = "<synthetic>", sensor_series(int(params["machines"]), int(params["steps"]), int(params["horizon"]), seed)
+        require_columns(frame, path, [MACHINE_COLUMN], numeric=False)
+        require_columns(frame, path, [label])
+        missing = require_columns(frame, path, features, allow_missing=True)
+        labels = set(frame[label].unique().tolist())
+        if not labels <= {0, 1}:
+            raise DataError(f"data path {path!r}: column {label!r} must hold 0/1 labels (has {sorted(labels - {0, 1})[:3]})")
         window, stride = int(params["window"]), int(params["stride"])
         xs, ys, groups = [], [], []
         for machine, rows in frame.groupby(MACHINE_COLUMN, sort=True):
@@ -37,11 +40,13 @@ class PredictiveMaintenance(ClassificationTask):
             xs.append(np.stack([values[e - window + 1 : e + 1] for e in ends]))
             ys.append(rows[label].to_numpy(np.int64)[ends])
             groups += [str(machine)] * len(ends)
+        if not xs:
+            raise DataError(f"data path {path!r}: no machine has {window} rows (the window)")
         x, y = np.concatenate(xs), np.concatenate(ys)
-        return Dataset(x, y, np.asarray(groups), feature_names=features, classes=["healthy", "failure_soon"])
+        return Dataset(x, y, np.asarray(groups), feature_names=features, classes=["healthy", "failure_soon"], missing=missing)
 
     def build_model(self, params: Params, train: Dataset) -> nn.Module:
-        flat = train.x.reshape(-1, train.x.shape[-1])
-        return TemporalConvNet(train.x.shape[-1], train.x.shape[1], 2, flat.mean(0), flat.std(0), width=int(params["width"]))
+        norm = Standardize.fitted(train.x.reshape(-1, train.x.shape[-1]), axis=0)
+        return TemporalConvNet(train.x.shape[-1], train.x.shape[1], 2, norm, width=int(params["width"]))
 
 

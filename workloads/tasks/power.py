@@ -9,7 +9,7 @@ from torch import nn
 
 from workloads.data import DataError, read_table, require_columns
 from workloads.data.synthetic import power_series
-from workloads.models import MLP
+from workloads.models import MLP, Standardize
 from workloads.tasks.base import Dataset, Params, RegressionTask, column_list
 
 TIME_COLUMN, TARGET_COLUMN = "timestamp", "power"
@@ -25,14 +25,15 @@ class PowerForecast(RegressionTask):
             path = str(params["data_path"])
             frame = read_table(path)
             require_columns(frame, path, [TIME_COLUMN], numeric=False)
-            require_columns(frame, path, [TARGET_COLUMN, *weather])
+            require_columns(frame, path, [TARGET_COLUMN])
+            missing = require_columns(frame, path, weather, allow_missing=True)
             try:
                 frame[TIME_COLUMN] = pd.to_datetime(frame[TIME_COLUMN])
             except (ValueError, TypeError):
                 raise DataError(f"data path {path!r}: column {TIME_COLUMN!r} is not a date-time") from None
             frame = frame.sort_values(TIME_COLUMN)
         else:
-            frame = power_series(int(params["days"]), str(params["source"]), seed)
+            frame, missing = power_series(int(params["days"]), str(params["source"]), seed), {}
         window, horizon = int(params["window"]), int(params["horizon"])
         power = frame[TARGET_COLUMN].to_numpy(np.float32)
         ahead = frame[weather].to_numpy(np.float32)
@@ -49,11 +50,11 @@ class PowerForecast(RegressionTask):
         x = np.concatenate([past, ahead[now + horizon], calendar[now + horizon]], axis=1)
         names = [f"power_t-{window - 1 - i}" for i in range(window)] + [f"{c}_t+{horizon}" for c in weather]
         names += ["hour_sin", "hour_cos", "day_sin", "day_cos"]
-        return Dataset(x, power[now + horizon, None], now, feature_names=names, chronological=True)
+        return Dataset(x, power[now + horizon, None], now, feature_names=names, chronological=True, missing=missing)
 
     def build_model(self, params: Params, train: Dataset) -> nn.Module:
         return MLP(
-            train.x.shape[1], 1, train.x.mean(0), train.x.std(0), hidden=int(params["width"]),
+            train.x.shape[1], 1, Standardize.fitted(train.x, axis=0), hidden=int(params["width"]),
             target_mean=float(train.y.mean()), target_std=float(train.y.std()),
         )
 

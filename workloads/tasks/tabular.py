@@ -8,7 +8,7 @@ from torch import nn
 
 from workloads.data import DataError, read_table, require_columns
 from workloads.data.synthetic import quality_table
-from workloads.models import MLP
+from workloads.models import MLP, Standardize
 from workloads.tasks.base import Dataset, Params, RegressionTask
 
 
@@ -21,28 +21,34 @@ class TabularQuality(RegressionTask):
         path = str(params.get("data_path") or "<synthetic>")
         frame = read_table(path) if params.get("data_path") else quality_table(int(params["samples"]), seed)
         require_columns(frame, path, [target])
-        x, names = encode(frame.drop(columns=[target]), path, feature_names)
+        inputs = frame.drop(columns=[target])
+        if inputs.shape[1] == 0:
+            raise DataError(f"data path {path!r}: has no columns besides the target {target!r}")
+        x, names = encode(inputs, path, feature_names)
         y = frame[target].to_numpy(np.float32)[:, None]
-        return Dataset(x, y, np.arange(len(y)), feature_names=names)
+        missing = {str(c): int(n) for c, n in inputs.isna().sum().items() if n}
+        return Dataset(x, y, np.arange(len(y)), feature_names=names, missing=missing)
 
     def build_model(self, params: Params, train: Dataset) -> nn.Module:
         return MLP(
-            train.x.shape[1], 1, train.x.mean(0), train.x.std(0), hidden=int(params["width"]),
+            train.x.shape[1], 1, Standardize.fitted(train.x, axis=0), hidden=int(params["width"]),
             target_mean=float(train.y.mean()), target_std=float(train.y.std()),
         )
 
 
 def encode(frame: pd.DataFrame, path: str, feature_names: list[str] | None) -> tuple[np.ndarray, list[str]]:
-    """Numbers as they are, text / category columns one-hot as ``column=value``; with
-    ``feature_names`` the columns are laid out exactly as the model expects."""
+    """Numbers as they are (a missing one stays NaN: the model imputes the training median), text / category
+    columns one-hot as ``column=value`` (a missing one is its own category); with ``feature_names`` the columns
+    are laid out exactly as the model expects. A category absent from the training split is zeroed by the
+    model's preprocessing (fitted on that split)."""
     parts = []
     for column in frame.columns:
         series = frame[column]
         if pd.api.types.is_bool_dtype(series) or not pd.api.types.is_numeric_dtype(series):
             parts.append(pd.get_dummies(series.astype(str), prefix=str(column), prefix_sep="=", dtype=np.float32))
         else:
-            if series.isna().any():
-                raise DataError(f"data path {path!r}: column {column!r} has {int(series.isna().sum())} missing values")
+            if series.isna().all():
+                raise DataError(f"data path {path!r}: column {column!r} has no values (all {len(series)} missing)")
             parts.append(series.astype(np.float32).to_frame(str(column)))
     encoded = pd.concat(parts, axis=1)
     if feature_names is not None:

@@ -1,4 +1,4 @@
-"""``GET /healthz``: the database and the backend, as the app's probe last saw them."""
+"""``GET /healthz``: the database, the backend and MLflow, as the app's probe last saw them."""
 
 from __future__ import annotations
 
@@ -22,4 +22,5 @@ def healthz(plane: Plane, request: Request) -> Health:
         backend_healthy=backend_healthy,
         database=database,
         reconciler=plane.dispatcher.reconciling,
+        mlflow=probe.bounded(plane.mlflow.state, "unavailable"),
     )

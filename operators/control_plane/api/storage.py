@@ -37,6 +37,8 @@ from testbed.storage import (
     StoredObject,
     StoredPackage,
     package_sha256,
+    prefix_problem,
+    valid_name,
 )
 from testbed.errors import ErrorCode
 
@@ -47,6 +49,7 @@ JobId = Annotated[str, Path(max_length=MAX_ID_CHARS)]
 Prefix = Annotated[str, Query(max_length=MAX_NAME_CHARS, description="only names starting with this")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="page size")]
 Cursor = Annotated[str | None, Query(max_length=1024, description="next_cursor of the previous page")]
+Digests = Annotated[bool, Query(description="each file with its SHA-256 (read once per file, then remembered)")]
 SPOOL_BYTES = 16 * 2**20  # a package is held in memory up to this, then on the control plane's temporary disk
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 FILE_ANSWER: dict[int | str, dict[str, Any]] = {200: {"content": {"application/octet-stream": BINARY},
@@ -78,6 +81,25 @@ def _errors(*statuses: int, too_large: str = "") -> dict[int | str, dict[str, An
     if too_large:
         responses[413]["description"] = too_large
     return responses
+
+
+def checked_listing(prefix: str, cursor: str | None) -> None:
+    """422 naming the query field when a prefix or cursor is not a name inside the listed folder."""
+    for field, value in (("prefix", prefix), ("cursor", cursor or "")):
+        problem = prefix_problem(value)
+        if problem:
+            raise ServiceError(ErrorCode.INVALID_SPEC, f"query.{field}: {value[:80]!r} {problem}; give a relative name "
+                                                    "inside the listed folder, e.g. 'sensors/' or 'ckpt/epoch-'")
+
+
+def checked_name(name: str, request: Request) -> str:
+    """The data name, whole: Starlette's ``{name:path}`` stops before a trailing newline (``x%0A`` would be
+    ``x``), so the name must be the whole rest of the decoded path; 422 otherwise."""
+    if not valid_name(name) or not request.scope["path"].endswith("/" + name):
+        name = request.scope["path"].removeprefix("/v1/data/")
+        raise ServiceError(ErrorCode.INVALID_SPEC, f"path.name: {name[:80]!r} is not a data name: '/'-separated parts "
+                                                "of letters, digits, '.', '_' or '-', none starting with '.'")
+    return name
 
 
 def _answer(model: Any, status: int) -> JSONResponse:
@@ -126,6 +148,7 @@ def router_for(settings: ControlPlaneSettings) -> APIRouter:
     async def put_data(name: DataName, request: Request, caller: Caller, plane: Plane) -> JSONResponse:
         """Store (or replace) a data file under ``data/<name>``, streamed; an empty body is a 422, a name that
         a folder of your data holds (or a file on its path) a 409."""
+        checked_name(name, request)
         upload = await run_in_threadpool(plane.storage.begin_upload, tenant_of(caller))
         try:
             async for chunk in request.stream():  # the middleware stops it past max_data_file_bytes (413)
@@ -140,27 +163,31 @@ def router_for(settings: ControlPlaneSettings) -> APIRouter:
 
     @router.get("/v1/data", response_model=ObjectList, responses=error_responses(401, 403, 422, 503))
     def list_data(caller: Caller, plane: Plane, prefix: Prefix = "", limit: Limit = DEFAULT_PAGE_SIZE,
-                  cursor: Cursor = None) -> ObjectList:
-        """The caller's data files by name (those starting with ``prefix``), a page at a time."""
-        page, more = plane.storage.list_files(tenant_of(caller), DATA, prefix=prefix, limit=limit, after=cursor)
+                  cursor: Cursor = None, sha256: Digests = False) -> ObjectList:
+        """The caller's data files by name (those starting with ``prefix``; a folder's: ``NAME/``), a page at a
+        time; with ``sha256=true`` each with its SHA-256."""
+        checked_listing(prefix, cursor)
+        page, more = plane.storage.list_files(tenant_of(caller), DATA, prefix=prefix, limit=limit, after=cursor,
+                                              digests=sha256)
         return ObjectList(objects=page, next_cursor=page[-1].name if more else None)
 
     @router.get("/v1/data/{name:path}", response_class=StreamingResponse, responses={
         **FILE_ANSWER, **error_responses(401, 403, 404, 422, 503)})
-    def get_data(name: DataName, caller: Caller, plane: Plane) -> StreamingResponse:
-        handle, size = plane.storage.open_file(tenant_of(caller), DATA, name, f"data {name!r}")
+    def get_data(name: DataName, request: Request, caller: Caller, plane: Plane) -> StreamingResponse:
+        handle, size = plane.storage.open_file(tenant_of(caller), DATA, checked_name(name, request), f"data {name!r}")
         return _stream(handle, size)
 
     @router.delete("/v1/data/{name:path}", response_model=DeletedObjects,
                    responses=error_responses(401, 403, 404, 422, 503))
-    def delete_data(name: DataName, caller: Caller, plane: Plane) -> DeletedObjects:
-        return plane.storage.delete_file(tenant_of(caller), DATA, name, f"data {name!r}")
+    def delete_data(name: DataName, request: Request, caller: Caller, plane: Plane) -> DeletedObjects:
+        return plane.storage.delete_file(tenant_of(caller), DATA, checked_name(name, request), f"data {name!r}")
 
     @router.get("/v1/jobs/{job_id}/outputs", response_model=ObjectList, responses=error_responses(401, 404, 422, 503))
     def list_outputs(job_id: JobId, caller: Caller, plane: Plane, prefix: Prefix = "", limit: Limit = DEFAULT_PAGE_SIZE,
                      cursor: Cursor = None) -> ObjectList:
         """The files the job wrote to its folder (``TESTBED_STORAGE_PATH``): checkpoints and outputs; 404 while
         it has none (none written yet, or removed)."""
+        checked_listing(prefix, cursor)
         row = plane.visible_job(caller, job_id)
         if not plane.storage.has_folder(row.tenant, JOBS, row.id):
             raise ServiceError(ErrorCode.NOT_FOUND, f"no outputs of job {job_id!r} (none written yet, or removed)")
@@ -169,7 +196,9 @@ def router_for(settings: ControlPlaneSettings) -> APIRouter:
 
     @router.get("/v1/jobs/{job_id}/outputs/{name:path}", response_class=StreamingResponse, responses={
         **FILE_ANSWER, **error_responses(401, 404, 422, 503)})
-    def get_output(job_id: JobId, name: OutputName, caller: Caller, plane: Plane) -> StreamingResponse:
+    def get_output(job_id: JobId, name: OutputName, request: Request, caller: Caller, plane: Plane) -> StreamingResponse:
+        if not request.scope["path"].endswith("/" + name):  # a trailing newline the route's pattern dropped
+            raise ServiceError(ErrorCode.INVALID_SPEC, f"path.name: {request.scope['path'][-80:]!r} is not an output name")
         row = plane.visible_job(caller, job_id)
         handle, size = plane.storage.open_file(row.tenant, JOBS, f"{row.id}/{name}", f"output {name!r} of job {job_id!r}")
         return _stream(handle, size)
@@ -189,5 +218,5 @@ def router_for(settings: ControlPlaneSettings) -> APIRouter:
 
 
 def _stream(handle: Any, size: int) -> StreamingResponse:
-    return StreamingResponse(read_chunks(handle), media_type="application/octet-stream",
+    return StreamingResponse(read_chunks(handle, size), media_type="application/octet-stream",
                              headers={"Content-Length": str(size)})

@@ -112,6 +112,10 @@ class LaunchRequest(BaseModel):
     budget: Resources
     driver: Resources = NO_RESOURCES
     runtime_env: RuntimeEnv = Field(default_factory=RuntimeEnv)
+    # The job's secrets (its tenant's MLflow login): never in the runtime env, which Ray logs and shows to anyone
+    # holding its token. Each backend hands them over its own way: a 0600 file the job's MLflow client reads
+    # (ray), a per-job Kubernetes Secret the pods reference (kuberay).
+    secret_env: dict[str, str] = Field(default_factory=dict, repr=False, exclude=True)
 
     @model_validator(mode="after")
     def _driver_within_budget(self) -> LaunchRequest:

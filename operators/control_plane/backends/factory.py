@@ -28,4 +28,4 @@ def make_backend(settings: ControlPlaneSettings, stack: StackConfig) -> Backend:
         raise ValueError("backend 'ray' needs ray_address (the Ray dashboard URL)")
     from operators.control_plane.backends.ray_jobs import RayJobsBackend
 
-    return RayJobsBackend(settings.ray_address, capacity)
+    return RayJobsBackend(settings.ray_address, capacity, logins_dir=settings.job_logins_dir)

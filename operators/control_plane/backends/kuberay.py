@@ -195,10 +195,36 @@ def ray_cluster_spec(head: dict, worker: dict, options: RayJobOptions) -> dict:
     }
 
 
+def job_secret_name(job_id: str) -> str:
+    """The per-job Secret holding the job's MLflow login, in the tenant's namespace."""
+    return f"{rayjob_name(job_id)}-login"
+
+
+def build_job_secret(request: LaunchRequest, target: Target, owner_uid: str | None = None) -> dict:
+    """The job's Secret (its ``secret_env``), owned by its RayJob so it goes with it (pure: no API calls)."""
+    owner = [{"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": rayjob_name(request.job_id), "uid": owner_uid,
+              "controller": False, "blockOwnerDeletion": False}] if owner_uid else []
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": job_secret_name(request.job_id), "namespace": target.namespace,
+                         "labels": job_labels(request), **({"ownerReferences": owner} if owner else {})},
+            "stringData": dict(request.secret_env)}
+
+
+def _with_secret_env(template: dict, request: LaunchRequest) -> dict:
+    """A pod template whose containers read the job's secrets from its Secret (``secretKeyRef``), never by value."""
+    env = [{"name": key, "valueFrom": {"secretKeyRef": {"name": job_secret_name(request.job_id), "key": key}}}
+           for key in sorted(request.secret_env)]
+    for container in template["spec"]["containers"]:
+        container["env"] = [*container.get("env", []), *env]
+    return template
+
+
 def build_rayjob(request: LaunchRequest, target: Target, options: RayJobOptions) -> dict:
-    """The RayJob manifest of one job (pure: no API calls)."""
+    """The RayJob manifest of one job (pure: no API calls). Its secrets are not in it: every pod reads them from
+    the job's Secret (:func:`build_job_secret`)."""
     labels = {QUEUE_LABEL: target.local_queue, **job_labels(request)}
-    head, worker, submitter = job_pods(request.budget, job_labels(request), options, target.service_account)
+    head, worker, submitter = (_with_secret_env(template, request) for template in
+                               job_pods(request.budget, job_labels(request), options, target.service_account))
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": KIND,

@@ -46,6 +46,7 @@ from operators.control_plane.backends.kuberay import (
     VERSION,
     RayJobOptions,
     Target,
+    build_job_secret,
     build_rayjob,
     job_info,
     rayjob_pod_requests,
@@ -157,17 +158,29 @@ class KubeRayBackend(Backend):
         namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
         ref = f"{namespace}/{name}"
         try:
-            self._call(f"create RayJob {ref}", self.custom_api.create_namespaced_custom_object,
-                       GROUP, VERSION, namespace, PLURAL, manifest)
+            created = self._call(f"create RayJob {ref}", self.custom_api.create_namespaced_custom_object,
+                                 GROUP, VERSION, namespace, PLURAL, manifest)
         except AlreadyExists:
-            self._adopt(ref, request.job_id)  # created before a crash: adopt it
+            created = self._adopt(ref, request.job_id)  # created before a crash: adopt it
+        if request.secret_env:  # the RayJob is suspended until Kueue admits it: its Secret is there before its pods
+            self._ensure_secret(request, namespace, ((created or {}).get("metadata") or {}).get("uid"))
         return ref
 
-    def _adopt(self, ref: str, job_id: str) -> None:
+    def _ensure_secret(self, request: LaunchRequest, namespace: str, owner_uid: str | None) -> None:
+        secret = build_job_secret(request, self.target(request.tenant), owner_uid)
+        name = secret["metadata"]["name"]
+        try:
+            self._call(f"create Secret {namespace}/{name}", self.core_api.create_namespaced_secret, namespace, secret)
+        except AlreadyExists:
+            self._call(f"replace Secret {namespace}/{name}", self.core_api.replace_namespaced_secret, name,
+                       namespace, secret)
+
+    def _adopt(self, ref: str, job_id: str) -> dict:
         existing = self._get(ref)
         owner = (existing.get("metadata") or {}).get("labels", {}).get(JOB_ID_LABEL)
         if owner != job_id:
             raise BackendError(f"RayJob {ref} exists but belongs to job {owner!r}, not {job_id!r}")
+        return existing
 
     def _get(self, ref: str) -> dict:
         namespace, name = split_ref(ref)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 import fsspec
@@ -26,6 +28,30 @@ from testbed.jobs import JobStatus
 
 # Ray's SDK raises RuntimeError("Request failed with status code 404: Job ... does not exist.") and
 # the like: the status code and the server's words are all there is to tell the cases apart.
+class JobLogins:
+    """Each job's MLflow login as MLflow's own credentials file, ``<dir>/<job id>/.mlflow/credentials`` (0600 in
+    0700 folders); the job gets ``HOME=<dir>/<job id>`` and its MLflow client reads the login from there
+    (``mlflow.utils.credentials``), so no password is in Ray's runtime env, its logs or its Jobs API."""
+
+    def __init__(self, folder: Path | None):
+        self.folder = folder or Path(tempfile.mkdtemp(prefix="testbed-job-logins-"))
+
+    def write(self, job_id: str, secrets: dict[str, str]) -> Path:
+        home = self.folder / job_id
+        (home / ".mlflow").mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.folder, 0o700)
+        body = "[mlflow]\n" + "".join(f"{key.lower()} = {value}\n" for key, value in sorted(secrets.items()))
+        path = home / ".mlflow" / "credentials"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(body)
+        return home
+
+    def remove(self, job_id: str) -> None:
+        if re.fullmatch(r"[A-Za-z0-9_.-]+", job_id) and job_id not in (".", ".."):
+            shutil.rmtree(self.folder / job_id, ignore_errors=True)
+
+
 _NOT_FOUND = re.compile(r"status code 404|does not exist|not found", re.IGNORECASE)
 _ALREADY_EXISTS = re.compile(r"already exists", re.IGNORECASE)
 # Ray answered that the request itself is wrong (400 bad runtime env, 413 package too large, ...):
@@ -72,8 +98,9 @@ class RayJobsBackend(Backend):
 
     name = "ray"
 
-    def __init__(self, address: str, capacity: Capacity | None = None):
+    def __init__(self, address: str, capacity: Capacity | None = None, logins_dir: Path | None = None):
         self.address = address
+        self.logins = JobLogins(logins_dir)
         self._capacity = capacity or Capacity()
         self._client = None
         self._lock = threading.Lock()
@@ -96,6 +123,9 @@ class RayJobsBackend(Backend):
         runtime_env = request.runtime_env
         if runtime_env.code_package is not None:
             runtime_env = runtime_env.with_working_dir(self.ensure_package(runtime_env.code_package, request.job_id))
+        if request.secret_env:  # the login travels as a 0600 file, never in the runtime env Ray logs and shows
+            home = self.logins.write(request.job_id, request.secret_env)
+            runtime_env = runtime_env.model_copy(update={"env_vars": {**runtime_env.env_vars, "HOME": str(home)}})
         try:
             with ray_errors("Ray refused job", request.job_id):
                 return self.client.submit_job(
@@ -140,6 +170,8 @@ class RayJobsBackend(Backend):
     def info(self, ref: str) -> BackendJobInfo:
         with ray_errors("Ray Jobs API error for", ref):
             info = self.client.get_job_info(ref)
+        if JobStatus(str(info.status.value if hasattr(info.status, "value") else info.status)).terminal:
+            self.logins.remove(ref)  # the job ended: its login file goes
         return BackendJobInfo(
             status=JobStatus(str(info.status.value if hasattr(info.status, "value") else info.status)),
             message=info.message or "",

@@ -14,10 +14,11 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
 
 from sqlalchemy import case, delete, literal
+
+from testbed.clock import SYSTEM_CLOCK, Clock
 
 from operators.control_plane.db.models import LeaseRow
 from operators.control_plane.db.store import Store, dialect_insert
@@ -35,7 +36,8 @@ def replica_id() -> str:
 class Lease:
     """One process's view of a named lease: whether it holds it, renewed when due."""
 
-    def __init__(self, store: Store, name: str, ttl: float, renew_every: float, holder: str | None = None):
+    def __init__(self, store: Store, name: str, ttl: float, renew_every: float, holder: str | None = None,
+                 clock: Clock = SYSTEM_CLOCK):
         if not 0 < renew_every < ttl:
             raise ValueError(f"lease {name!r}: renew_every ({renew_every}) must be below ttl ({ttl})")
         self.store = store
@@ -43,15 +45,16 @@ class Lease:
         self.ttl = ttl
         self.renew_every = renew_every
         self.holder = holder or replica_id()
+        self.clock = clock
         self.acquired_at: float | None = None  # this process's clock, when it last took the lease
-        self._valid_until = 0.0  # act only before this (time.monotonic())
+        self._valid_until = 0.0  # act only before this (clock.monotonic())
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
     @property
     def holding(self) -> bool:
         """Whether this process holds the lease (as of its last renewal; no database call)."""
-        return time.monotonic() < self._valid_until
+        return self.clock.monotonic() < self._valid_until
 
     def start(self) -> None:
         """Renew (or try to take) the lease now and then every ``renew_every`` seconds, in a thread.
@@ -69,11 +72,11 @@ class Lease:
 
     def renew(self, take: bool = False) -> bool:
         """One try: renew the lease if ours, take it if free or lapsed (or ``take``); whether we hold it."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         try:
             if self._claim(take):
                 if self._valid_until <= now:
-                    self.acquired_at = time.time()
+                    self.acquired_at = self.clock.time()
                     log.info("%s: took lease %r", self.holder, self.name)
                 self._valid_until = now + self.ttl - self.renew_every
             elif self._valid_until > now:
@@ -84,7 +87,7 @@ class Lease:
         return self.holding
 
     def _claim(self, take: bool) -> bool:
-        now = time.time()
+        now = self.clock.time()
         table = LeaseRow.__table__
         with self.store.write_session() as s:
             insert = dialect_insert(s, table).values(name=self.name, holder=self.holder, expires_at=now + self.ttl,
@@ -104,7 +107,7 @@ class Lease:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
-        if self._valid_until <= time.monotonic():
+        if self._valid_until <= self.clock.monotonic():
             return
         self._valid_until = 0.0
         try:

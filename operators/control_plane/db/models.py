@@ -46,6 +46,7 @@ class JobRow(Base):
     """One job: its spec, its resources, its life and, once ended, its logs."""
 
     __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_tenant_status", "tenant", "status"),)  # 0007_scale
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(64), index=True)
@@ -138,7 +139,8 @@ class MoneyLedgerRow(Base):
     """One ledger entry (append-only)."""
 
     __tablename__ = "money_ledger"
-    __table_args__ = (Index("ix_money_ledger_tenant_job", "tenant", "job_id"),)
+    __table_args__ = (Index("ix_money_ledger_tenant_job", "tenant", "job_id"),
+                      Index("ix_money_ledger_tenant_kind", "tenant", "kind"))  # 0007_scale
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
                                     primary_key=True, autoincrement=True)
@@ -169,3 +171,54 @@ class TenantExitRow(Base):
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     actor: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class AuditRow(Base):
+    """One audited action. Never updated, never deleted."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    tenant: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    actor: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    job_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    detail: Mapped[str] = mapped_column(Text)  # canonical JSON of an object
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditHead(Base):
+    """The chain's newest row (one row, id 1): the append lock, and an anchor against removing the newest rows."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class StatementMonthRow(Base):
+    """A closed month."""
+
+    __tablename__ = "statement_months"
+
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    closed_at: Mapped[float] = mapped_column(Float)
+    closed_by: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    last_ledger_id: Mapped[int] = mapped_column(Integer)
+    rows_sha256: Mapped[str] = mapped_column(String(64))
+
+
+class StatementRowRow(Base):
+    """A tenant's frozen statement of a closed month (canonical JSON of a TenantStatement)."""
+
+    __tablename__ = "statement_rows"
+    __table_args__ = (Index("ix_statement_rows_month", "month", "tenant"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    month: Mapped[str] = mapped_column(String(7))
+    tenant: Mapped[str] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(Integer)
+    data: Mapped[str] = mapped_column(Text)

@@ -24,9 +24,9 @@ import math
 import time
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from operators.control_plane.db.models import JobRow, MoneyLedgerRow, UsageTotalRow
@@ -218,32 +218,31 @@ class MoneyLedger:
             held_gpu_seconds=held_gpu)
 
     def _held(self, s: Session, tenant_id: str, gpu: bool = True) -> tuple[int, int]:
-        """(won, GPU-seconds; 0 unless ``gpu``) still held by the tenant's jobs whose hold is not released."""
+        """(won, GPU-seconds; 0 unless ``gpu``) still held by the tenant's jobs whose hold is not released: per
+        job, its hold less what it was charged (GPU-seconds: its GPUs x max run time less those charged), floor 0.
+
+        Summed by the database in one statement (no job rows are loaded)."""
         t = MoneyLedgerRow
         released = select(t.job_id).where(t.tenant == tenant_id, t.kind == LedgerKind.RELEASE.value)
         held_jobs = select(t.job_id).where(t.tenant == tenant_id, t.kind == LedgerKind.HOLD.value,
                                            t.job_id.not_in(released))
-        per_job: dict[str, dict[str, tuple[int, int]]] = {}
-        for job_id, kind, amount, gpu in s.execute(
-                select(t.job_id, t.kind, func.sum(t.amount_krw), func.sum(t.gpu_seconds))
-                .where(t.tenant == tenant_id, t.job_id.in_(held_jobs)).group_by(t.job_id, t.kind)):
-            per_job.setdefault(job_id, {})[kind] = (int(amount or 0), int(gpu or 0))
-        if not per_job:
-            return 0, 0
-        shapes: dict[str, JobShape] = {}
-        if gpu:  # the GPU-seconds a job may still use: its GPUs x its max run time, less what it was charged
-            for job_id, gpus, spec in s.execute(select(JobRow.id, JobRow.gpus, JobRow.spec)
-                                                .where(JobRow.id.in_(list(per_job)), JobRow.gpus > 0)):
-                shapes[job_id] = JobShape(0.0, gpus, 0, int((spec or {}).get("max_runtime_seconds") or 0))
-        won_held = gpu_held = 0
-        for job_id, kinds in per_job.items():
-            hold = kinds.get(LedgerKind.HOLD.value, (0, 0))[0]
-            charged, charged_gpu = kinds.get(LedgerKind.CHARGE.value, (0, 0))
-            won_held += max(0, hold - charged)
-            shape = shapes.get(job_id)
-            if shape is not None:
-                gpu_held += max(0, shape.gpus * shape.max_runtime_seconds - charged_gpu)
-        return won_held, gpu_held
+
+        def of_kind(kind: LedgerKind, column: Any) -> Any:
+            return func.coalesce(func.sum(case((t.kind == kind.value, column), else_=0)), 0)
+
+        per_job = (select(t.job_id.label("job_id"), of_kind(LedgerKind.HOLD, t.amount_krw).label("hold"),
+                          of_kind(LedgerKind.CHARGE, t.amount_krw).label("charged"),
+                          of_kind(LedgerKind.CHARGE, t.gpu_seconds).label("charged_gpu"))
+                   .where(t.tenant == tenant_id, t.job_id.in_(held_jobs)).group_by(t.job_id).subquery())
+        won = func.sum(case((per_job.c.hold > per_job.c.charged, per_job.c.hold - per_job.c.charged), else_=0))
+        if not gpu:
+            return int(s.execute(select(won).select_from(per_job)).scalar_one() or 0), 0
+        # the GPU-seconds a job may still use: its GPUs x its max run time, less what it was charged
+        gpu_need = JobRow.gpus * JobRow.spec["max_runtime_seconds"].as_integer()
+        gpu_left = func.sum(case((gpu_need > per_job.c.charged_gpu, gpu_need - per_job.c.charged_gpu), else_=0))
+        won_held, gpu_held = s.execute(
+            select(won, gpu_left).select_from(per_job.outerjoin(JobRow, JobRow.id == per_job.c.job_id))).one()
+        return int(won_held or 0), int(gpu_held or 0)
 
     # -- admission -----------------------------------------------------------------------------
     def hold_for(self, tenant: Tenant, shape: JobShape, now: float) -> Hold:
@@ -261,11 +260,16 @@ class MoneyLedger:
     def record_hold(self, job_id: str, tenant: str, hold: Hold, shape: JobShape, now: float) -> None:
         """The hold entry, in the caller's transaction (admission's tenant lock)."""
         with self.store.write_session() as s:
-            s.add(MoneyLedgerRow(at=now, tenant=tenant, job_id=job_id, kind=LedgerKind.HOLD.value, amount_krw=hold.krw,
-                                 pool=hold.pool, price_id=hold.price_id, seconds=0, cpu_milli_seconds=0, gpu_seconds=0,
-                                 memory_mib_seconds=0, actor=None,
-                                 note=f"max cost: {format_duration(shape.max_runtime_seconds)} x {shape.cpus:g} CPUs, "
-                                      f"{shape.gpus} GPUs, {shape.memory_bytes / 2**30:g} GiB"))
+            s.add(self.hold_row(job_id, tenant, hold, shape, now))
+
+    @staticmethod
+    def hold_row(job_id: str, tenant: str, hold: Hold, shape: JobShape, now: float) -> "MoneyLedgerRow":
+        """The hold entry of an admitted job, for the caller to write with the job's record."""
+        return MoneyLedgerRow(at=now, tenant=tenant, job_id=job_id, kind=LedgerKind.HOLD.value, amount_krw=hold.krw,
+                              pool=hold.pool, price_id=hold.price_id, seconds=0, cpu_milli_seconds=0, gpu_seconds=0,
+                              memory_mib_seconds=0, actor=None,
+                              note=f"max cost: {format_duration(shape.max_runtime_seconds)} x {shape.cpus:g} CPUs, "
+                                   f"{shape.gpus} GPUs, {shape.memory_bytes / 2**30:g} GiB")
 
     # -- charges ---------------------------------------------------------------------------------
     def accrue(self, s: Session, row: JobRow, until: float, now: float) -> int:

@@ -6,6 +6,11 @@ forgets it: final status, times and logs stay here. Alembic owns the schema (:mo
 Replicas serialise work on one tenant with :meth:`Store.tenant_lock`: a transaction holding a
 database lock (PostgreSQL: ``pg_advisory_xact_lock`` on the tenant; SQLite: ``BEGIN IMMEDIATE``,
 the database's single writer). The store's calls made inside the section join its transaction.
+
+Admission uses :meth:`Store.admission_section` instead: on PostgreSQL the same tenant lock; on
+SQLite (one process) a lock on the tenant in this process only, its reads in their own snapshot
+and its rows written by :meth:`Store.insert` -- a group commit: the rows of every admission waiting
+for the writer go in one transaction, and each returns once that transaction is committed.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import contextmanager, nullcontext
-from typing import Any, Callable, ContextManager, Iterator
+from typing import Any, Callable, ContextManager, Iterator, NamedTuple
 
 from sqlalchemy import (
     Table,
@@ -35,8 +40,21 @@ from operators.control_plane.db.models import DEFAULT_TOKEN_NAME, JobRow, TokenR
 from testbed.jobs import TERMINAL_STATUSES, JobStatus
 
 LOG_LIMIT_BYTES = 1_000_000  # stored logs keep the last MB of a job's output
+# Unfinished jobs, named positively so the status index serves the reads (finished jobs are not scanned).
+ACTIVE_STATUSES = [status.value for status in JobStatus if status not in TERMINAL_STATUSES]
 # A locked or unreachable database fails a request after this long (the API answers 503) instead of hanging.
 DB_TIMEOUT_SECONDS = 3.0
+
+
+class QueuedJob(NamedTuple):
+    """What dispatch reads of a queued job before it tries it (the full record is read under the lock)."""
+
+    id: str
+    tenant: str
+    cpus: float
+    gpus: int
+    memory_bytes: int
+    message: str
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -83,6 +101,17 @@ class _TimedLock:
         self._lock.release()
 
 
+class _PendingInsert:
+    """Rows waiting for a group commit, and its outcome."""
+
+    __slots__ = ("rows", "done", "error")
+
+    def __init__(self, rows: list[Any]) -> None:
+        self.rows = rows
+        self.done = False
+        self.error: BaseException | None = None
+
+
 # INSERT ... ON CONFLICT of each supported dialect (one atomic statement, safe between replicas).
 DIALECT_INSERTS: dict[str, Callable[[Table], PgInsert | SqliteInsert]] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
@@ -109,6 +138,10 @@ class Store:
         # 100 ms; queueing writers on a lock in this process is far faster under concurrency.
         self._write_lock = _TimedLock() if self.inline_writes else nullcontext()
         self._section = threading.local()  # the transaction of this thread's locked section
+        self._tenant_locks: dict[str, _TimedLock] = {}  # SQLite: admission's per-tenant sections
+        self._tenant_locks_guard = threading.Lock()
+        self._pending: list[_PendingInsert] = []  # SQLite: rows waiting for the next group commit
+        self._pending_guard = threading.Lock()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -148,6 +181,50 @@ class Store:
     def tenant_lock(self, tenant: str) -> ContextManager[Session]:
         """Admission and dispatch of one tenant's jobs run one at a time, whichever replica runs them."""
         return self.lock(f"testbed:tenant:{tenant}")
+
+    @contextmanager
+    def admission_section(self, tenant: str) -> Iterator[None]:
+        """One tenant's admissions, one at a time. PostgreSQL: :meth:`tenant_lock` (any replica).
+        SQLite (a single process): a lock on the tenant here, holding no database lock, so other
+        tenants' admissions read and write meanwhile; its rows go through :meth:`insert`.
+
+        Whatever else writes a tenant's rows meanwhile (dispatch, charges, releases) only lowers its
+        queued jobs or raises its balance, so a check read here stays on the safe side."""
+        if not self.inline_writes:
+            with self.tenant_lock(tenant):
+                yield
+            return
+        with self._tenant_locks_guard:
+            lock = self._tenant_locks.setdefault(tenant, _TimedLock())
+        with lock:
+            yield
+
+    def insert(self, rows: list[Any]) -> None:
+        """Write new rows durably: in the current locked section's transaction, or (SQLite) by group
+        commit with other threads' rows; returns once they are committed (or raises: none written)."""
+        current: Session | None = getattr(self._section, "session", None)
+        if current is not None or not self.inline_writes:
+            with self.write_session() as s:
+                s.add_all(rows)
+            return
+        mine = _PendingInsert(rows)
+        with self._pending_guard:
+            self._pending.append(mine)
+        with self._write_lock:  # the writer: commits every pending insert, unless a previous one did ours
+            if not mine.done:
+                with self._pending_guard:
+                    batch, self._pending = self._pending, []
+                error: BaseException | None = None
+                try:
+                    with self._write_sessions.begin() as s:
+                        for pending in batch:
+                            s.add_all(pending.rows)
+                except BaseException as exc:  # every waiter of this batch learns it failed
+                    error = exc
+                for pending in batch:
+                    pending.error, pending.done = error, True
+        if mine.error is not None:
+            raise mine.error
 
     def close(self) -> None:
         self.engine.dispose()
@@ -236,13 +313,37 @@ class Store:
         with self.session() as s:
             return list(s.scalars(query))
 
+    def dispatched_jobs(self, status: JobStatus | None = None) -> list[JobRow]:
+        """Dispatched jobs not yet in a terminal state (or in ``status``), oldest first."""
+        query = select(JobRow).where(JobRow.dispatched.is_(True)).order_by(JobRow.submitted_at)
+        query = query.where(JobRow.status == status.value) if status is not None else query.where(JobRow.status.in_(ACTIVE_STATUSES))
+        with self.session() as s:
+            return list(s.scalars(query))
+
+    def queued_jobs(self) -> list["QueuedJob"]:
+        """Admitted jobs not yet dispatched (nor ended), oldest first, as the few columns dispatch needs."""
+        query = (select(JobRow.id, JobRow.tenant, JobRow.cpus, JobRow.gpus, JobRow.memory_bytes, JobRow.message)
+                 .where(JobRow.dispatched.is_(False), JobRow.status.in_(ACTIVE_STATUSES))
+                 .order_by(JobRow.submitted_at, JobRow.id))
+        with self.session() as s:
+            return [QueuedJob(*row) for row in s.execute(query)]
+
+    def held_by_tenant(self) -> dict[str, tuple[int, float, int, int]]:
+        """What each tenant's dispatched, unfinished jobs hold: (jobs, CPUs, GPUs, memory bytes), in one read."""
+        query = select(
+            JobRow.tenant, func.count(JobRow.id), func.coalesce(func.sum(JobRow.cpus), 0.0),
+            func.coalesce(func.sum(JobRow.gpus), 0), func.coalesce(func.sum(JobRow.memory_bytes), 0),
+        ).where(JobRow.dispatched.is_(True), JobRow.status.in_(ACTIVE_STATUSES)).group_by(JobRow.tenant)
+        with self.session() as s:
+            return {tenant: (int(count), float(cpus), int(gpus), int(memory))
+                    for tenant, count, cpus, gpus, memory in s.execute(query)}
+
     def held_by(self, tenant: str, exclude: str | None = None) -> tuple[int, float, int, int]:
         """What a tenant's dispatched, unfinished jobs hold: (jobs, CPUs, GPUs, memory bytes)."""
-        terminal = [status.value for status in TERMINAL_STATUSES]
         query = select(
             func.count(JobRow.id), func.coalesce(func.sum(JobRow.cpus), 0.0),
             func.coalesce(func.sum(JobRow.gpus), 0), func.coalesce(func.sum(JobRow.memory_bytes), 0),
-        ).where(JobRow.tenant == tenant, JobRow.dispatched.is_(True), JobRow.status.not_in(terminal))
+        ).where(JobRow.tenant == tenant, JobRow.dispatched.is_(True), JobRow.status.in_(ACTIVE_STATUSES))
         if exclude is not None:
             query = query.where(JobRow.id != exclude)
         with self.session() as s:

@@ -10,13 +10,14 @@ import pytest
 import yaml
 
 from testbed.config import REGIONS, ConfigError, load_region, load_stack_file, stack_file_for
+from tests.stack_files import REAL_STACK_DIR
 
 from testbed.quantities import parse_memory
 
 
 @pytest.mark.parametrize("region", REGIONS)
 def test_every_region_loads_with_sample_tenants(region):
-    stack = load_region(region)
+    stack = load_region(region, REAL_STACK_DIR)
     assert stack.region.id == region
     assert len(stack.tenants) >= 4
     assert all(t.sample and "(sample)" in t.name for t in stack.tenants)
@@ -24,7 +25,7 @@ def test_every_region_loads_with_sample_tenants(region):
 
 
 def write(tmp_path: Path, edit, region: str = "jeju") -> Path:
-    document = yaml.safe_load(stack_file_for(region).read_text())
+    document = yaml.safe_load(stack_file_for(region, REAL_STACK_DIR).read_text())
     edit(document["config"])
     path = tmp_path / f"Pulumi.{region}.yaml"
     path.write_text(yaml.safe_dump(document))
@@ -78,8 +79,9 @@ def test_memory_quantities(text, value):
     assert parse_memory(text) == value
 
 
+@pytest.mark.integration  # starts a real process
 def test_cli_validate_reports_every_problem_and_exits_nonzero(tmp_path):
-    good = str(stack_file_for("gyeongnam"))
+    good = str(stack_file_for("gyeongnam", REAL_STACK_DIR))
     bad = write(tmp_path, lambda c: (c["testbed:tenants"][0]["quota"].update(cpus=0),
                                      c["testbed:tenants"][1]["grant"].update(gpu_hours="many")))
     result = subprocess.run([sys.executable, "-m", "embedded.cli", "config", "validate", good, str(bad)],

@@ -1,0 +1,137 @@
+"""Admission throughput: 50 tenants submitting as fast as they can for 60 s (issue: admission at scale).
+
+``admission_jobs_per_second``: admissions completed per second by ``--tenants`` threads, each a
+tenant calling ``ControlPlane.admit`` in-process in a loop (the layer the admission figures time:
+the checks, the price and the grant's balance, the tenant's section, the job record and its hold)
+for ``--seconds``. SQLite: one control plane; PostgreSQL (a private server with durable commits):
+two control planes on one database, tenants alternating between them (the replicas' contention
+on the database, in one process). The background sync is not running: this is admission alone
+(the HTTP figures, bench_control_plane.py and bench_replicas.py, include dispatch).
+``max_queued_jobs_per_tenant`` is raised so the queue cap never refuses.
+
+``--profile FILE`` writes a cProfile of every admission (all threads) to FILE (pstats).
+
+Run: ``.venv/bin/python tests/benchmarks/bench_admission_throughput.py [--seconds 60] [--tenants 50] [--db sqlite|pg|both]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import sys
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from operators.control_plane.auth import Principal  # noqa: E402
+from operators.control_plane.plane import ControlPlane  # noqa: E402
+from testbed.jobs import JobSpec  # noqa: E402
+from testbed.settings import ControlPlaneSettings  # noqa: E402
+from tests.benchmarks.admission_load import TRIVIAL, percentile  # noqa: E402
+from tests.replicas import stack_with_tenants  # noqa: E402
+
+QUEUE_CAP = 10_000_000
+
+
+def planes_for(database_url: str, home: Path, tenants: int, replicas: int) -> tuple[list[ControlPlane], list[str]]:
+    stack, ids = stack_with_tenants(home, tenants, {"max_running_jobs": 10_000})
+    settings = ControlPlaneSettings(
+        stack_file=stack, database_url=database_url, backend="noop", mlflow_tracking_uri="http://127.0.0.1:1",
+        storage_path=str(home / "storage"), credentials_dir=home / "credentials",
+        max_queued_jobs_per_tenant=QUEUE_CAP,
+    )
+    return [ControlPlane(settings) for _ in range(replicas)], ids
+
+
+def run_load(planes: list[ControlPlane], tenants: list[str], seconds: float,
+             profiles: list[cProfile.Profile] | None = None) -> tuple[list[float], int, float]:
+    """(latency samples, errors, wall seconds) of every tenant admitting in a loop for ``seconds``;
+    with ``profiles``, each thread's admissions are profiled (one ``cProfile.Profile`` each, appended)."""
+    spec = JobSpec(entrypoint=TRIVIAL, cpus=1)
+    samples: list[list[float]] = [[] for _ in tenants]
+    errors = [0]
+    barrier = threading.Barrier(len(tenants) + 1)
+    stop_at = [0.0]
+
+    def tenant_loop(i: int, tenant: str) -> None:
+        plane = planes[i % len(planes)]
+        principal = Principal(subject=tenant, role="tenant")
+        mine = samples[i]
+        profile = None
+        if profiles is not None:
+            profile = cProfile.Profile()
+            profiles.append(profile)
+        barrier.wait()
+        while time.perf_counter() < stop_at[0]:
+            start = time.perf_counter()
+            try:
+                if profile is not None:
+                    profile.runcall(plane.admit, principal, spec)
+                else:
+                    plane.admit(principal, spec)
+            except Exception:  # counted, reported
+                errors[0] += 1
+                continue
+            mine.append(time.perf_counter() - start)
+
+    threads = [threading.Thread(target=tenant_loop, args=item, daemon=True) for item in enumerate(tenants)]
+    for t in threads:
+        t.start()
+    started = time.perf_counter()
+    stop_at[0] = started + seconds
+    barrier.wait()
+    for t in threads:
+        t.join()
+    return [s for mine in samples for s in mine], errors[0], time.perf_counter() - started
+
+
+def report(label: str, samples: list[float], errors: int, wall: float) -> None:
+    suffix = "" if label == "sqlite" else f"_{label}"
+    print(f"admission_jobs_per_second{suffix}={len(samples) / wall:.0f}  # {len(samples)} admissions in {wall:.1f} s, "
+          f"errors={errors}")
+    print(f"admission_throughput_p50_seconds{suffix}={percentile(samples, 50):.4f}")
+    print(f"admission_throughput_p99_seconds{suffix}={percentile(samples, 99):.4f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--tenants", type=int, default=50)
+    parser.add_argument("--db", choices=["sqlite", "pg", "both"], default="both")
+    parser.add_argument("--profile", type=Path, help="write a cProfile (pstats) of the SQLite admissions here")
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="tb-admit-", dir="/tmp"))
+    if args.db in ("sqlite", "both"):
+        (home / "sqlite").mkdir()
+        planes, tenants = planes_for(f"sqlite:///{home / 'sqlite' / 'cp.db'}", home / "sqlite", args.tenants, 1)
+        profiles: list[cProfile.Profile] | None = [] if args.profile else None
+        try:
+            report("sqlite", *run_load(planes, tenants, args.seconds, profiles))
+        finally:
+            for plane in planes:
+                plane.shutdown()
+        if profiles:
+            stats = pstats.Stats(*profiles)
+            stats.dump_stats(str(args.profile))
+            stats.sort_stats("cumulative").print_stats(40)
+    if args.db in ("pg", "both"):
+        from tests.postgres import postgres_server
+
+        (home / "pg").mkdir()
+        with ExitStack() as stack:
+            pg = stack.enter_context(postgres_server(durable=True))
+            planes, tenants = planes_for(pg.create_database("bench"), home / "pg", args.tenants, 2)
+            for plane in planes:
+                stack.callback(plane.shutdown)
+            report("pg", *run_load(planes, tenants, args.seconds))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""A reconciler round's database work at scale: it does not grow with the finished jobs a region
+keeps, nor with the length of a full tenant's queue (statements counted with a SQLAlchemy event
+listener on the control plane's own engine; SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event
+
+from operators.control_plane.auth import Principal
+from operators.control_plane.plane import ControlPlane
+from operators.control_plane.db.models import JobRow
+from testbed.jobs import JobSpec, JobStatus
+from testbed.settings import ControlPlaneSettings
+from tests.replicas import stack_with_tenants
+
+TENANTS = 3
+LONG = "sleep 100000"  # the no-op backend "runs" it that long: the tenant stays at its one running job
+
+
+def _plane(home: Path, database_url: str) -> tuple[ControlPlane, list[str]]:
+    stack, tenants = stack_with_tenants(home, TENANTS, {"max_running_jobs": 1})
+    settings = ControlPlaneSettings(
+        stack_file=stack, database_url=database_url, backend="noop", mlflow_tracking_uri="http://127.0.0.1:1",
+        storage_path=str(home / "storage"), credentials_dir=home / "credentials", max_queued_jobs_per_tenant=100_000)
+    return ControlPlane(settings), tenants
+
+
+def _finished(store, tenant: str, count: int) -> None:
+    """``count`` jobs that ended long ago, written as the reconciler leaves them."""
+    now = time.time()
+    rows = [JobRow(id=f"job-{uuid.uuid4().hex[:16]}", tenant=tenant, region="gyeongnam", name="old", experiment="x",
+                   status=JobStatus.SUCCEEDED.value, entrypoint="true", template=None, spec={"kind": "command"},
+                   cpus=1.0, gpus=0, gpu_model=None, memory_bytes=2**30, submitted_at=now - 3600, started_at=now - 3500,
+                   ended_at=now - 3400, last_seen_at=now - 3400, dispatched=True, backend_ref=None, message="", logs="")
+            for _ in range(count)]
+    store.insert(rows)
+
+
+def _statements_in_a_round(plane: ControlPlane) -> int:
+    count = [0]
+
+    def counted(*_args) -> None:
+        count[0] += 1
+
+    event.listen(plane.store.engine, "before_cursor_execute", counted)
+    try:
+        plane.dispatcher.sync_once()
+    finally:
+        event.remove(plane.store.engine, "before_cursor_execute", counted)
+    return count[0]
+
+
+def _load(plane: ControlPlane, tenants: list[str], finished: int, queued: int) -> None:
+    """Each tenant: one job running (its whole allowance), ``queued`` behind it, ``finished`` done."""
+    for tenant in tenants:
+        who = Principal(subject=tenant, role="tenant")
+        plane.dispatch(plane.admit(who, JobSpec(entrypoint=LONG, cpus=1)))
+        for _ in range(queued):
+            plane.admit(who, JobSpec(entrypoint=LONG, cpus=1))
+        _finished(plane.store, tenant, finished)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'cp.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+def test_a_round_does_not_grow_with_finished_jobs_or_a_full_tenants_queue(tmp_path, database_url):
+    plane, tenants = _plane(tmp_path, database_url)
+    try:
+        _load(plane, tenants, finished=2, queued=2)
+        plane.dispatcher.sync_once()  # settles what the admissions left (messages, first observations)
+        small = _statements_in_a_round(plane)
+        _load(plane, tenants, finished=300, queued=100)  # tenants' running jobs: still one each
+        plane.dispatcher.sync_once()
+        large = _statements_in_a_round(plane)
+        assert large == small, (small, large)
+        jobs = plane.store.list_jobs()
+        running = [j for j in jobs if j.dispatched and not j.terminal]
+        queued = [j for j in jobs if not j.dispatched]
+        assert len(running) == TENANTS and len(queued) == TENANTS * 103  # 2 + 100, and the second load's first
+        # each tenant's first queued job says why it waits
+        for tenant in tenants:
+            first = min((j for j in queued if j.tenant == tenant), key=lambda j: (j.submitted_at, j.id))
+            assert first.message == "queued: tenant runs 1 of 1 allowed jobs", first.message
+    finally:
+        plane.shutdown()
+
+
+def test_a_freed_slot_goes_to_the_oldest_queued_job_in_one_round(tmp_path):
+    plane, tenants = _plane(tmp_path, f"sqlite:///{tmp_path / 'cp.db'}")
+    try:
+        who = Principal(subject=tenants[0], role="tenant")
+        first = plane.dispatch(plane.admit(who, JobSpec(entrypoint=LONG, cpus=1)))
+        waiting = [plane.admit(who, JobSpec(entrypoint=LONG, cpus=1)) for _ in range(5)]
+        plane.dispatcher.sync_once()
+        assert not any(plane.store.get_job(j.id).dispatched for j in waiting)
+        plane.stop(Principal(subject=tenants[0], role="tenant"), first.id)
+        plane.dispatcher.sync_once()
+        states = [plane.store.get_job(j.id).dispatched for j in waiting]
+        assert states == [True, False, False, False, False], states
+    finally:
+        plane.shutdown()

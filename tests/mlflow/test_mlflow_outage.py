@@ -1,0 +1,115 @@
+"""MLflow outages are seen and bounded (a real MLflow server, killed and brought back; the control plane over real
+HTTP): /healthz says so, /v1/mlflow/credentials answers 503, a job's MLflow client gives up within a bounded time
+with MLflow's own error naming the server, and the identities are provisioned again when MLflow returns."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from mlflow import MlflowClient
+
+from operators.control_plane.backends.ray_jobs import JobLogins
+from operators.control_plane.dispatch import launch_request
+from operators.mlflow_access import MlflowCredentials
+from testbed.client import TestbedError
+from testbed.secrets import write_secret
+from tests.conftest import NoopPlane
+from tests.mlflow.server import REPO, start_server
+from tests.mlflow.tenants import identity
+
+pytestmark = pytest.mark.integration
+A = "changwon-precision"
+_LOG = "import mlflow; mlflow.set_experiment('{tenant}/outage'); mlflow.log_metric('x', 1.0); print('LOGGED')"
+
+
+def _until(check, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.3)
+
+
+def _health(plane: NoopPlane) -> dict:
+    return httpx.get(plane.url + "/healthz", timeout=10).json()
+
+
+def _run_job(plane: NoopPlane, job_id: str, logins: JobLogins) -> tuple[subprocess.CompletedProcess, float]:
+    """Run the job's MLflow logging as the ray backend would: its runtime env, HOME at its login file."""
+    request = launch_request(plane.plane.store.get_job(job_id), plane.plane.settings, plane.plane.mlflow.job_env)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(request.runtime_env.env_vars, HOME=str(logins.write(job_id, request.secret_env)),
+               PYTHONPATH=str(REPO))
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", _LOG.format(tenant=A)], env=env, capture_output=True, text=True,
+                          timeout=240)
+    return done, time.monotonic() - started
+
+
+def test_mlflow_down_is_seen_bounded_and_recovered(tmp_path: Path):
+    from operators.control_plane.app import create_app
+    from tests.serve import serve_in_thread
+    from testbed.config import stack_file_for
+    from testbed.settings import ControlPlaneSettings
+
+    server = start_server(tmp_path / "mlflow-1", secured=True)
+    port = int(server.url.rsplit(":", 1)[1])
+    password_file = tmp_path / "credentials" / "mlflow-admin.password"
+    write_secret(password_file, server.admin_password)
+    settings = ControlPlaneSettings(
+        stack_file=stack_file_for("gyeongnam"), database_url=f"sqlite:///{tmp_path / 'cp.db'}", backend="noop",
+        mlflow_tracking_uri=server.url, storage_path=str(tmp_path / "storage"),
+        credentials_dir=tmp_path / "credentials", mlflow_admin_password_file=password_file)
+    app = create_app(settings, sync=False)
+    logins = JobLogins(tmp_path / "logins")
+    back = None
+    try:
+        with serve_in_thread(app) as url:
+            plane = NoopPlane(url=url, app=app, home=tmp_path)
+            alice = plane.client(A)
+            assert _health(plane)["mlflow"] == "ok"
+            login = alice.mlflow_credentials()
+            job = alice.submit(template="smoke")
+            done, _ = _run_job(plane, job.id, logins)
+            assert done.returncode == 0 and "LOGGED" in done.stdout, done.stderr[-2000:]
+
+            server.stop()  # MLflow goes away
+            health = _until(lambda: (h := _health(plane))["mlflow"] == "unavailable" and h)
+            assert health and health["status"] == "ok"  # the database and the backend are fine: jobs still run
+            with pytest.raises(TestbedError) as err:
+                alice.mlflow_credentials()
+            assert (err.value.status_code, err.value.code) == (503, "mlflow_unavailable")
+            assert server.url in err.value.detail
+            done, seconds = _run_job(plane, job.id, logins)
+            print(f"a job's MLflow call with the tracking server gone failed after {seconds:.1f} s")
+            assert done.returncode != 0 and "LOGGED" not in done.stdout
+            assert server.url in done.stderr and "Max retries exceeded" in done.stderr, done.stderr[-2000:]
+
+            # MLflow returns on the same address from an empty database: the identities are provisioned again
+            back = start_server(tmp_path / "mlflow-2", secured=True, port=port, admin_password=server.admin_password)
+            assert _until(lambda: _health(plane)["mlflow"] == "ok")
+            again = _until(lambda: _try(alice.mlflow_credentials))
+            assert again and again.password == login.password
+            with identity(MlflowCredentials(again.username, again.password, again.workspace)):
+                client = MlflowClient(back.url)
+                assert client.create_experiment(f"{A}/after-the-outage")
+            done, _ = _run_job(plane, job.id, logins)
+            assert done.returncode == 0 and "LOGGED" in done.stdout, done.stderr[-2000:]
+    finally:
+        server.stop()
+        if back is not None:
+            back.stop()
+
+
+def _try(call):
+    try:
+        return call()
+    except TestbedError:
+        return None
