@@ -10,16 +10,17 @@ import pytest
 from operators.control_plane.db.models import JobRow
 from operators.control_plane.db.money import JobShape, MoneyLedger
 from operators.control_plane.db.store import Store
+from tests.stack_files import REAL_STACK_DIR
 from testbed.config import load_region, pricing_pool
 from testbed.money import Enforcement, LedgerKind
 
 GIB = 2**30
-STACK = load_region("gyeongnam")
+STACK = load_region("gyeongnam", REAL_STACK_DIR)  # the real region: its sample prices and grants
 TENANT = "changwon-precision"
 SHAPE = JobShape(cpus=4, gpus=1, memory_bytes=16 * GIB, max_runtime_seconds=7200)  # 3,076 KRW/h locally, hold 6,152
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def store(request, tmp_path):
     url = f"sqlite:///{tmp_path / 'cp.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
     store = Store(url)

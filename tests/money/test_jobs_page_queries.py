@@ -8,13 +8,15 @@ threads are not counted).
 from __future__ import annotations
 
 import threading
+import time
 
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from operators.control_plane.app import create_app
 from operators.control_plane.auth import hash_token
-from tests.replicas import stack_with_tenants
+from operators.control_plane.db.models import MoneyLedgerRow
+from tests.stack_files import REAL_STACK_DIR
 from testbed.jobs import JobSpec
 from testbed.money import LedgerKind
 from testbed.settings import ControlPlaneSettings
@@ -23,9 +25,9 @@ JOBS = 60
 
 
 def test_statements_per_jobs_page_do_not_grow_with_its_size(tmp_path):
-    stack, [tenant] = stack_with_tenants(tmp_path, 1, {"max_running_jobs": 10_000})
+    tenant = "changwon-precision"  # the real region's sample company: priced, with a grant in won
     app = create_app(ControlPlaneSettings(
-        stack_file=stack, database_url=f"sqlite:///{tmp_path / 'cp.db'}", backend="noop",
+        stack_file=REAL_STACK_DIR / "Pulumi.gyeongnam.yaml", database_url=f"sqlite:///{tmp_path / 'cp.db'}", backend="noop",
         mlflow_tracking_uri="http://127.0.0.1:1", storage_path=str(tmp_path / "storage"),
         credentials_dir=tmp_path / "credentials", max_queued_jobs_per_tenant=JOBS + 10))
     with TestClient(app) as client:
@@ -56,6 +58,15 @@ def test_statements_per_jobs_page_do_not_grow_with_its_size(tmp_path):
             event.remove(plane.store.engine, "before_cursor_execute", count)
         assert per_page[1] > 0, per_page  # the listener sees the request's statements
         assert per_page[1] == per_page[10] == per_page[JOBS], per_page
+
+        # near its grant the company is told on every job, with its balance read from the ledger (held jobs too)
+        with plane.store.write_session() as s:
+            s.add(MoneyLedgerRow(at=time.time(), tenant=tenant, job_id=None, kind="adjustment", amount_krw=150_000_000,
+                                 pool=None, price_id=None, seconds=0, note="test: usage before this test"))
+        balance = plane.money.balance(tenant)
+        near = client.get("/v1/jobs", params={"limit": 5}, headers=headers).json()["jobs"]
+        assert balance.held_krw > 0 and all(f"{balance.remaining_krw:,} KRW remaining" in job["message"] for job in near)
+        assert not any("KRW remaining" in job["message"] for job in page.json()["jobs"])  # below 80%: no notice
 
         # the batched answers are each job's own ledger entries
         holds = {e.job_id: e.amount_krw for e in plane.money.entries(tenant=tenant, kinds=[LedgerKind.HOLD])}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 import yaml
@@ -25,6 +24,7 @@ from operators.control_plane.db.models import JobRow
 from operators.control_plane.db.money import JobShape, MoneyLedger
 from operators.control_plane.db.store import Store
 from tests.control_plane.kube_fakes import FakeCore, FakeCustomObjects
+from tests.stack_files import REAL_STACK_DIR
 from testbed.config import load_region, pricing_pool
 from testbed.jobs import JobSpec
 from testbed.money import KST, LedgerKind, round_half_up
@@ -32,10 +32,10 @@ from testbed.placement import Placement
 from testbed.settings import ControlPlaneSettings
 
 GIB = 2**30
-STACK = load_region("gyeongnam")
+STACK = load_region("gyeongnam", REAL_STACK_DIR)  # the real region: its sample prices and grants
 TENANT = "changwon-precision"
 T0 = dt.datetime(2026, 10, 5, 10, 0, tzinfo=KST).timestamp()  # inside the grant; the 2026-03-01 prices in force
-SETTINGS = ControlPlaneSettings(stack_file=Path(__file__).resolve().parents[2] / "Pulumi.gyeongnam.yaml",
+SETTINGS = ControlPlaneSettings(stack_file=REAL_STACK_DIR / "Pulumi.gyeongnam.yaml",
                                 database_url="sqlite://", mlflow_tracking_uri="http://127.0.0.1:1", storage_path="/nonexistent")
 SPEC = JobSpec(entrypoint="python train.py", cpus=4, gpus=1, memory="16Gi", max_runtime_seconds=7200)
 
