@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from operators.control_plane.auth import Principal
 from operators.control_plane.backends.base import Backend, Resources
 from operators.control_plane.errors import ServiceError
-from operators.control_plane.db.money import Hold, JobShape, MoneyLedger
+from operators.control_plane.db.money import PRICED_KEY, Hold, JobShape, MoneyLedger
 from operators.control_plane.db.store import ACTIVE_STATUSES, JobRow, Store
 from operators.control_plane.tenant_storage import TenantStorage
 from operators.control_plane.db.ledger import Ledger
@@ -80,7 +80,7 @@ class Admission:
             template=spec.template,
             # the command is stored once, in ``entrypoint``
             spec={**spec.model_dump(mode="json", exclude={"entrypoint"}), "params": params, "kind": kind,
-                  "max_runtime_seconds": max_runtime},
+                  "max_runtime_seconds": max_runtime, PRICED_KEY: self._shape(spec, max_runtime).priced()},
             cpus=spec.cpus,
             gpus=spec.gpus,
             gpu_model=self.stack.pool_for(tenant).gpu_model if spec.gpus else None,
@@ -129,9 +129,11 @@ class Admission:
                    else DEFAULT_COMMAND_MAX_RUNTIME_SECONDS)
         return min(default, cap)
 
-    @staticmethod
-    def _shape(spec: JobSpec, max_runtime: int) -> JobShape:
-        return JobShape(cpus=spec.cpus, gpus=spec.gpus, memory_bytes=spec.memory, max_runtime_seconds=max_runtime)
+    def _shape(self, spec: JobSpec, max_runtime: int) -> JobShape:
+        """What the job is priced by: all its pods as the backend counts them (in a cluster the Ray head and the
+        submitter too, what Kueue admits; locally its spec), for at most its max run time."""
+        total = self.backend.pod_requests(Resources(cpus=spec.cpus, gpus=spec.gpus, memory=spec.memory)).total
+        return JobShape(cpus=total.cpus, gpus=total.gpus, memory_bytes=total.memory, max_runtime_seconds=max_runtime)
 
     def _price(self, tenant: Tenant, spec: JobSpec, max_runtime: int, now: float,
                hold: Hold | None = None) -> tuple[Quote, Hold | None]:

@@ -34,7 +34,7 @@ from operators.control_plane.backends.base import (
 )
 from operators.control_plane.errors import ServiceError
 from operators.control_plane.db.lease import RECONCILER, Lease
-from operators.control_plane.db.money import MoneyLedger
+from operators.control_plane.db.money import PRICED_KEY, MoneyLedger
 from operators.control_plane.db.store import JobRow, QueuedJob, Store
 from testbed import jobs as J
 from testbed.clock import SYSTEM_CLOCK, Clock
@@ -62,7 +62,7 @@ def launch_request(row: JobRow, settings: ControlPlaneSettings,
     ``mlflow_env(tenant)``: the tenant's own MLflow login (``MLFLOW_TRACKING_USERNAME/PASSWORD``,
     ``MLFLOW_WORKSPACE``); it goes only into the backend's request, never into the job record.
     """
-    fields = {k: v for k, v in row.spec.items() if k != "kind"}
+    fields = {k: v for k, v in row.spec.items() if k not in ("kind", PRICED_KEY)}  # the record's own keys
     if row.template is None:
         fields["entrypoint"] = row.entrypoint  # stored once, in the record's own column
     spec = JobSpec.model_validate(fields)
@@ -301,12 +301,14 @@ class Dispatcher:
         return went, False
 
     def money_round(self, now: float) -> None:
-        """Charge running jobs (every ``charge_interval_seconds``), then stop those past their max run time or, in
+        """Charge running jobs (every ``charge_interval_seconds``) and release the holds of grants that ended, then stop those past their max run time or, in
         ``stop`` mode, past their grant or its period; warn at 90%."""
         assert self.money is not None
         if self.charged_at is None or now - self.charged_at >= self.settings.charge_interval_seconds:
             self.money.accrue_running(now)
             self.charged_at = now
+            for job_id in self.money.release_ended(now):
+                log.info("hold of %s released: its grant (or the budget) ended", job_id)
         running = self.store.list_jobs(status=JobStatus.RUNNING)
         stops, warnings = self.money.verdicts(running, now)
         for row in running:

@@ -16,7 +16,7 @@ from operators.control_plane.audit import AuditKind
 from operators.control_plane.audit_config import record_money_changes
 from operators.control_plane.audit_hooks import acting
 from operators.control_plane.audit_hooks import install as install_audit_hooks
-from operators.metering.burn import grant_notice
+from operators.metering.burn import grant_notice, may_notice
 from operators.statements.months import Statements
 from operators.control_plane.auth import Principal, TokenCache
 from operators.control_plane.backends.base import Backend, BackendError
@@ -172,7 +172,10 @@ class ControlPlane:
     def grant_notices(self, tenants: set[str]) -> dict[str, str]:
         """What each of these companies is told about its grant in its job messages (at 80% and 100% charged)."""
         known = [t for t in tenants if t in self.tenants]
-        notices = {t: grant_notice(b) for t, b in self.money.balances(tenants=known).items()} if known else {}
+        # one grouped query for what they were charged; the full balance (held jobs) only of those near their grant
+        charged = self.money.charged(known) if known else {}
+        near = [t for t in known if may_notice(charged.get(t, 0), self.tenants[t].grant.krw)]
+        notices = {t: grant_notice(b) for t, b in self.money.balances(tenants=near).items()} if near else {}
         return {t: note for t, note in notices.items() if note}
 
     def quote(self, principal: Principal, spec: JobSpec) -> Quote:

@@ -39,16 +39,23 @@ def window_start(now: float, grant_start: dt.date | None) -> float:
     return max(start, day_start_ts(grant_start)) if grant_start is not None else start
 
 
+NOTICE_RATIO = 0.8  # companies are told about their grant from 80% charged
+
+
+def may_notice(charged_krw: int, grant_krw: int | None) -> bool:
+    """Whether a company charged this much may be told about its grant (its full balance is needed only then)."""
+    return bool(grant_krw) and charged_krw / grant_krw >= NOTICE_RATIO  # type: ignore[operator]
+
+
 def grant_notice(balance: TenantBalance | None) -> str | None:
     """What a company is told about its grant at 80% and 100% charged (None below)."""
-    if balance is None or not balance.grant_krw:
+    if balance is None or not balance.grant_krw or not may_notice(balance.charged_krw, balance.grant_krw):
         return None
     ratio = balance.charged_krw / balance.grant_krw
     if ratio >= 1.0:
         return (f"지원금 소진 (grant used up): {balance.charged_krw:,} of {balance.grant_krw:,} KRW charged "
                 f"({ratio:.0%}); ask your operator before starting more work")
-    if ratio >= 0.8:
-        return (f"지원금 {ratio:.0%} 사용 (grant {ratio:.0%} used): {balance.charged_krw:,} of "
+    return (f"지원금 {ratio:.0%} 사용 (grant {ratio:.0%} used): {balance.charged_krw:,} of "
                 f"{balance.grant_krw:,} KRW charged, {balance.remaining_krw or 0:,} KRW remaining")
     return None
 

@@ -48,6 +48,7 @@ from testbed.money import (
 log = logging.getLogger("testbed.control_plane")
 
 WARN_RATIO = 0.9  # stop mode: a running job's message warns at 90% of the grant
+CHARGED_KINDS = (LedgerKind.OPENING.value, LedgerKind.CHARGE.value, LedgerKind.ADJUSTMENT.value)  # what counts as charged
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,9 @@ def price_pieces(stack: StackConfig, pool: str, started_at: float, start: int, e
     return pieces
 
 
+PRICED_KEY = "priced"  # a job record's spec key: the resources its pods request in all, what holds and charges price
+
+
 @dataclass(frozen=True)
 class JobShape:
     """What a job occupies per second, and for how long at most."""
@@ -88,7 +92,15 @@ class JobShape:
 
     @classmethod
     def of(cls, row: JobRow) -> "JobShape":
-        return cls(row.cpus, row.gpus, row.memory_bytes, int(row.spec.get("max_runtime_seconds") or 0))
+        """The shape admission priced the job's hold by (its pods in all, ``spec[PRICED_KEY]``); else its spec."""
+        spec = row.spec or {}
+        priced = spec.get(PRICED_KEY) or {}
+        return cls(float(priced.get("cpus", row.cpus)), int(priced.get("gpus", row.gpus)),
+                   int(priced.get("memory_bytes", row.memory_bytes)), int(spec.get("max_runtime_seconds") or 0))
+
+    def priced(self) -> dict[str, float | int]:
+        """What is priced per second, as the job record keeps it (``spec[PRICED_KEY]``)."""
+        return {"cpus": self.cpus, "gpus": self.gpus, "memory_bytes": self.memory_bytes}
 
     def meter(self, seconds: int) -> Meter:
         return Meter.of(self.cpus, self.gpus, self.memory_bytes, seconds)
@@ -159,6 +171,17 @@ class MoneyLedger:
         with self.store.session() as s:
             return self._balance(s, tenant, gpu)
 
+    def charged(self, tenants: Iterable[str]) -> dict[str, int]:
+        """Won charged per tenant (openings + charges + adjustments; as in its balance), in one grouped query."""
+        ids = list(tenants)
+        if not ids:
+            return {}
+        t = MoneyLedgerRow
+        with self.store.session() as s:
+            rows = s.execute(select(t.tenant, func.sum(t.amount_krw)).where(t.tenant.in_(ids), t.kind.in_(CHARGED_KINDS))
+                             .group_by(t.tenant)).all()
+        return {tenant: int(amount or 0) for tenant, amount in rows}
+
     def job_money(self, job_ids: list[str]) -> dict[str, tuple[int, int]]:
         """(hold, charged) in won per job."""
         if not job_ids:
@@ -177,9 +200,8 @@ class MoneyLedger:
         t = MoneyLedgerRow
         sums = {kind: (int(amount or 0), int(gpu or 0)) for kind, amount, gpu in s.execute(
             select(t.kind, func.sum(t.amount_krw), func.sum(t.gpu_seconds)).where(t.tenant == tenant_id).group_by(t.kind))}
-        charged_kinds = (LedgerKind.OPENING.value, LedgerKind.CHARGE.value, LedgerKind.ADJUSTMENT.value)
-        charged = sum(sums.get(k, (0, 0))[0] for k in charged_kinds)
-        charged_gpu = sum(sums.get(k, (0, 0))[1] for k in charged_kinds)
+        charged = sum(sums.get(k, (0, 0))[0] for k in CHARGED_KINDS)
+        charged_gpu = sum(sums.get(k, (0, 0))[1] for k in CHARGED_KINDS)
         held, held_gpu = self._held(s, tenant_id, gpu)
         tenant = self.tenants.get(tenant_id)
         grant = tenant.grant if tenant is not None else None
@@ -303,14 +325,52 @@ class MoneyLedger:
         now = time.time()
         if row.started_at is not None:
             self.accrue(s, row, row.ended_at if row.ended_at is not None else now, now)
+        self._release(s, row, now, f"job {row.status.lower()}: the rest of its hold")
+
+    def _release(self, s: Session, row: JobRow, now: float, note: str) -> bool:
+        """Release what is left of a job's hold (its row locked in ``s``), once; whether a release was written."""
         t = MoneyLedgerRow
         sums = dict(s.execute(select(t.kind, func.sum(t.amount_krw)).where(t.job_id == row.id).group_by(t.kind)).all())
         if LedgerKind.HOLD.value not in sums or LedgerKind.RELEASE.value in sums:
-            return
+            return False
         left = max(0, int(sums[LedgerKind.HOLD.value]) - int(sums.get(LedgerKind.CHARGE.value) or 0))
         s.add(MoneyLedgerRow(at=now, tenant=row.tenant, job_id=row.id, kind=LedgerKind.RELEASE.value, amount_krw=left,
                              pool=None, price_id=None, seconds=0, cpu_milli_seconds=0, gpu_seconds=0, memory_mib_seconds=0,
-                             actor=None, note=f"job {row.status.lower()}: the rest of its hold"))
+                             actor=None, note=note))
+        return True
+
+    def grant_end(self, tenant: Tenant) -> float:
+        """When a tenant's grant stops: the end of its last day or of the budget's fiscal period, whichever is first."""
+        end = tenant.grant.end_timestamp
+        return min(end, self.stack.budget.end_timestamp) if self.stack.budget is not None else end
+
+    def release_ended(self, now: float) -> list[str]:
+        """At a grant's or the budget's end, release the holds still live of its tenant's jobs; the job ids released.
+
+        Running jobs go on per the mode (``verdicts``: ``stop`` stops them; ``admit-if-fits`` and ``warn`` let them
+        run, still charged). Each release is written under the job's row lock and only once (any replica).
+        """
+        ended = {tenant.id: self.grant_end(tenant) for tenant in self.tenants.values() if now >= self.grant_end(tenant)}
+        if not ended:
+            return []
+        t = MoneyLedgerRow
+        released = select(t.job_id).where(t.tenant.in_(list(ended)), t.kind == LedgerKind.RELEASE.value)
+        with self.store.session() as s:
+            ids = list(s.scalars(select(t.job_id).where(t.tenant.in_(list(ended)), t.kind == LedgerKind.HOLD.value,
+                                                        t.job_id.not_in(released)).order_by(t.id)))
+        out = []
+        for job_id in ids:
+            with self.store.write_session() as s:
+                row = s.get(JobRow, job_id, with_for_update=True)
+                if row is None:
+                    continue
+                tenant = self.tenants[row.tenant]
+                end_day = tenant.grant.end if ended[row.tenant] == tenant.grant.end_timestamp else (
+                    self.stack.budget.fiscal_period.end if self.stack.budget is not None else tenant.grant.end)
+                if self._release(s, row, now, f"grant of {row.tenant!r} ended on {end_day} (Asia/Seoul): the rest of "
+                                              "the job's hold released"):
+                    out.append(job_id)
+        return out
 
     def accrue_running(self, now: float, until_of: Callable[[JobRow], float] | None = None) -> int:
         """Charge every running job up to where the control plane last saw it (one transaction per job); won charged."""
@@ -348,8 +408,7 @@ class MoneyLedger:
             if tenant is None or tenant.grant.enforcement != Enforcement.STOP:
                 continue
             grant = tenant.grant
-            end = min(grant.end_timestamp, self.stack.budget.end_timestamp if self.stack.budget else grant.end_timestamp)
-            if now >= end:
+            if now >= self.grant_end(tenant):
                 stops[row.id] = f"stopped: tenant {tenant.id!r}'s grant period ended on {grant.end} (enforcement stop)"
                 continue
             if row.tenant not in balances:
