@@ -24,7 +24,7 @@ TENANT = "changwon-precision"  # grant 180,000,000 KRW, 1,200 GPU-hours, admit-i
 T0 = dt.datetime(2026, 10, 5, 10, 0, tzinfo=KST).timestamp()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def store(request, tmp_path):
     url = f"sqlite:///{tmp_path / 'cp.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
     store = Store(url)
@@ -148,6 +148,7 @@ def test_stop_mode_stops_running_jobs_at_exhaustion_with_a_warning_at_90_percent
         store.close()
 
 
+@pytest.mark.integration  # PostgreSQL too
 def test_opening_entries_equal_todays_usage_times_the_price(tmp_path, request):
     for dialect in ("sqlite", "postgresql"):
         url = f"sqlite:///{tmp_path / 'open.db'}" if dialect == "sqlite" else request.getfixturevalue("postgres_url")

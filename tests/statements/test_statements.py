@@ -141,6 +141,7 @@ def test_exported_totals_equal_the_ledger_in_csv_xlsx_and_pdf(books, tmp_path):
         assert f"{total.supply_krw:,}" in text and f"{total.total_krw:,}" in text and PROVISIONAL in text
 
 
+@pytest.mark.integration  # pdftotext reads the PDF
 def test_idle_gpu_hours_in_csv_xlsx_and_pdf_reproducibly(books, tmp_path):
     idle_job = books.run(ALICE, gpus=2, seconds=4 * 3600, charged_at=MARCH_10)
     books.run(BOB, gpus=1, seconds=3600, charged_at=MARCH_10)

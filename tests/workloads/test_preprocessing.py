@@ -76,6 +76,7 @@ def test_missing_values_and_text_columns_are_handled_and_reported(tmp_path):
     assert scores.shape == (len(prep.val), 1)
 
 
+@pytest.mark.integration  # scikit-learn's joblib runs lscpu to count cores
 def test_classical_classifier_answers_probabilities_for_every_class():
     params = get_template("defect-inspection").resolve({"samples": 120, "image_size": 16})
     prep = prepare("defect-inspection", params)
