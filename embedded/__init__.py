@@ -20,7 +20,22 @@ from embedded.processes import MARKER_ENV, instance_processes, pid_alive, stop_p
 from embedded.state import ComponentStatus, LocalState, StateFolder, TestbedStatus
 
 __all__ = [
-    "COMPONENTS", "HOST", "MARKER_ENV", "RAY_LOOPBACK_ENV", "Component", "ComponentExited", "ComponentStatus",
-    "LocalState", "LocalTestbed", "LocalTestbedError", "StateFolder", "TestbedStatus", "allocate_ports",
-    "free_port", "instance_processes", "pid_alive", "stop_process_group", "sweep_instance",
+    "COMPONENTS",
+    "HOST",
+    "MARKER_ENV",
+    "RAY_LOOPBACK_ENV",
+    "Component",
+    "ComponentExited",
+    "ComponentStatus",
+    "LocalState",
+    "LocalTestbed",
+    "LocalTestbedError",
+    "StateFolder",
+    "TestbedStatus",
+    "allocate_ports",
+    "free_port",
+    "instance_processes",
+    "pid_alive",
+    "stop_process_group",
+    "sweep_instance",
 ]

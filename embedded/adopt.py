@@ -43,8 +43,12 @@ def folder_processes(folder: StateFolder) -> list[FolderProcess]:
     found = []
     for proc in psutil.process_iter(["cmdline", "environ", "status"], ad_value=None):
         environ, argv = proc.info["environ"] or {}, proc.info["cmdline"] or []
-        if (MARKER_ENV in environ and proc.pid != os.getpid() and proc.info["status"] != psutil.STATUS_ZOMBIE
-                and any(prefix in arg for arg in argv)):
+        if (
+            MARKER_ENV in environ
+            and proc.pid != os.getpid()
+            and proc.info["status"] != psutil.STATUS_ZOMBIE
+            and any(prefix in arg for arg in argv)
+        ):
             found.append(FolderProcess(proc.pid, list(argv), dict(environ)))
     return found
 
@@ -62,8 +66,10 @@ def adopt(folder: StateFolder, region: str) -> LocalState | None:
         return None
     instances = {p.environ[MARKER_ENV] for p in procs}
     if len(instances) > 1:
-        raise LocalTestbedError(f"{len(instances)} testbeds run from {folder.home} and its state.json is unreadable; "
-                                "stop them with `testbed down`, then `testbed up`")
+        raise LocalTestbedError(
+            f"{len(instances)} testbeds run from {folder.home} and its state.json is unreadable; "
+            "stop them with `testbed down`, then `testbed up`"
+        )
     state = LocalState(instance=instances.pop(), region=region, num_cpus=os.cpu_count() or 2)
     for component in COMPONENTS:
         leader = next((p for p in procs if p.leader and component.owns(p.argv)), None)
@@ -71,10 +77,13 @@ def adopt(folder: StateFolder, region: str) -> LocalState | None:
             continue
         ports = component.ports_of(leader.argv, leader.environ)
         if set(ports) != set(component.ports) or not all(ports.values()):
-            raise LocalTestbedError(f"{component.name} (pid {leader.pid}) runs from {folder.home} but its ports cannot "
-                                    "be read back; stop it with `testbed down`, then `testbed up`")
-        state.components[component.name] = ComponentState(pid=leader.pid, ports=ports,
-                                                          log=str(folder.log_file(component.name)))
+            raise LocalTestbedError(
+                f"{component.name} (pid {leader.pid}) runs from {folder.home} but its ports cannot "
+                "be read back; stop it with `testbed down`, then `testbed up`"
+            )
+        state.components[component.name] = ComponentState(
+            pid=leader.pid, ports=ports, log=str(folder.log_file(component.name))
+        )
         _take_details(state, leader.argv)
     return state
 

@@ -64,23 +64,38 @@ class Component:
 # -- Ray head -------------------------------------------------------------------------------
 # every port Ray opens; the two metrics servers have fixed defaults (44217, 44227) unless set by
 # environment, which could take a port handed to another name (or another testbed's)
-_RAY_PORTS = ("gcs", "dashboard", "client", "agent_listen", "agent_grpc", "metrics", "runtime_env",
-              "node_manager", "object_manager", "autoscaler_metrics", "dashboard_metrics")
+_RAY_PORTS = (
+    "gcs",
+    "dashboard",
+    "client",
+    "agent_listen",
+    "agent_grpc",
+    "metrics",
+    "runtime_env",
+    "node_manager",
+    "object_manager",
+    "autoscaler_metrics",
+    "dashboard_metrics",
+)
 
 
 # the ray start flag of each named port (the two metrics servers' ports are environment variables)
 _RAY_PORT_FLAGS = {
-    "gcs": "--port", "dashboard": "--dashboard-port", "client": "--ray-client-server-port",
-    "agent_listen": "--dashboard-agent-listen-port", "agent_grpc": "--dashboard-agent-grpc-port",
-    "metrics": "--metrics-export-port", "runtime_env": "--runtime-env-agent-port",
-    "node_manager": "--node-manager-port", "object_manager": "--object-manager-port",
+    "gcs": "--port",
+    "dashboard": "--dashboard-port",
+    "client": "--ray-client-server-port",
+    "agent_listen": "--dashboard-agent-listen-port",
+    "agent_grpc": "--dashboard-agent-grpc-port",
+    "metrics": "--metrics-export-port",
+    "runtime_env": "--runtime-env-agent-port",
+    "node_manager": "--node-manager-port",
+    "object_manager": "--object-manager-port",
 }
 _RAY_PORT_ENV = {"autoscaler_metrics": "AUTOSCALER_METRIC_PORT", "dashboard_metrics": "DASHBOARD_METRIC_PORT"}
 OBJECT_STORE_BYTES = 512 * 2**20
 # What jobs never inherit from whoever ran `testbed up`: paths to the platform's state and
 # credentials, and the operator's cloud and cluster credentials.
-PLATFORM_ENV_PREFIXES = ("TESTBED_", "RAY_AUTH_", "RAY_ADDRESS", "MLFLOW_TRACKING_", "KUBECONFIG", "PULUMI_",
-                         "AWS_")
+PLATFORM_ENV_PREFIXES = ("TESTBED_", "RAY_AUTH_", "RAY_ADDRESS", "MLFLOW_TRACKING_", "KUBECONFIG", "PULUMI_", "AWS_")
 
 
 def node_memory() -> int:
@@ -132,11 +147,20 @@ def _ray_command(folder: StateFolder, state: LocalState) -> list[str]:
         )
     ports = state.components["ray"].ports
     return [
-        str(_BIN / "ray"), "start", "--head", "--block", "--disable-usage-stats",
-        f"--node-ip-address={HOST}", "--include-dashboard=true", f"--dashboard-host={HOST}",
+        str(_BIN / "ray"),
+        "start",
+        "--head",
+        "--block",
+        "--disable-usage-stats",
+        f"--node-ip-address={HOST}",
+        "--include-dashboard=true",
+        f"--dashboard-host={HOST}",
         *(f"{flag}={ports[name]}" for name, flag in _RAY_PORT_FLAGS.items()),
-        f"--num-cpus={state.num_cpus}", f"--num-gpus={state.num_gpus}", f"--memory={node_memory()}",
-        f"--object-store-memory={OBJECT_STORE_BYTES}", f"--temp-dir={temp}",
+        f"--num-cpus={state.num_cpus}",
+        f"--num-gpus={state.num_gpus}",
+        f"--memory={node_memory()}",
+        f"--object-store-memory={OBJECT_STORE_BYTES}",
+        f"--temp-dir={temp}",
     ]
 
 
@@ -156,9 +180,12 @@ def _ray_env(folder: StateFolder, state: LocalState) -> dict[str, str]:
     # Jobs' `python` is this environment's interpreter, so `workloads` and its pins are there.
     path = f"{_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     return {
-        **RAY_LOOPBACK_ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(jobs_ray_token(folder, state)),
+        **RAY_LOOPBACK_ENV,
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(jobs_ray_token(folder, state)),
         "RAY_DISABLE_DOCKER_CPU_WARNING": "1",
-        "PATH": path, **{var: str(ports[name]) for name, var in _RAY_PORT_ENV.items()},
+        "PATH": path,
+        **{var: str(ports[name]) for name, var in _RAY_PORT_ENV.items()},
     }
 
 
@@ -174,18 +201,31 @@ def _ray_node_registered(response: httpx.Response) -> bool:
 def _mlflow_auth(folder: StateFolder) -> LocalServerAuth:
     """Basic-auth app with workspaces, fail-closed, the roster guard; auth DB ``mlflow/auth.db``. The admin
     password and Flask key are generated once, 0600 in the credentials folder, and reach MLflow by env only."""
-    return local_server_auth(folder.home / "mlflow", folder.mlflow_admin_password_file.read_text().strip(),
-                             folder.mlflow_flask_key_file.read_text().strip())
+    return local_server_auth(
+        folder.home / "mlflow",
+        folder.mlflow_admin_password_file.read_text().strip(),
+        folder.mlflow_flask_key_file.read_text().strip(),
+    )
 
 
 def _mlflow_command(folder: StateFolder, state: LocalState) -> list[str]:
     auth = _mlflow_auth(folder)
     auth.write_ini()
     return [
-        str(_BIN / "mlflow"), "server", "--host", HOST, "--port", str(state.port("mlflow", "http")), "--workers", "1",
-        "--backend-store-uri", f"sqlite:///{folder.home / 'mlflow' / 'mlflow.db'}",
-        "--artifacts-destination", str(folder.home / "mlflow" / "artifacts"),
-        "--serve-artifacts", *auth.argv,
+        str(_BIN / "mlflow"),
+        "server",
+        "--host",
+        HOST,
+        "--port",
+        str(state.port("mlflow", "http")),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{folder.home / 'mlflow' / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(folder.home / "mlflow" / "artifacts"),
+        "--serve-artifacts",
+        *auth.argv,
     ]
 
 
@@ -197,12 +237,20 @@ def _mlflow_env(folder: StateFolder, _state: LocalState) -> dict[str, str]:
 def _control_plane_command(folder: StateFolder, state: LocalState) -> list[str]:
     """Writes ``control-plane.json`` (``ControlPlaneSettings``) and runs the plane from it."""
     settings = ControlPlaneSettings(
-        stack_file=stack_file_for(state.region), database_url=folder.database_url, backend="ray",
-        ray_address=state.ray_dashboard_url, mlflow_tracking_uri=state.mlflow_url,
-        storage_path=str(folder.home / "storage"), capacity_cpus=state.num_cpus, capacity_gpus=state.num_gpus,
-        capacity_memory=node_memory(), credentials_dir=folder.credentials_dir, host=HOST,
+        stack_file=stack_file_for(state.region),
+        database_url=folder.database_url,
+        backend="ray",
+        ray_address=state.ray_dashboard_url,
+        mlflow_tracking_uri=state.mlflow_url,
+        storage_path=str(folder.home / "storage"),
+        capacity_cpus=state.num_cpus,
+        capacity_gpus=state.num_gpus,
+        capacity_memory=node_memory(),
+        credentials_dir=folder.credentials_dir,
+        host=HOST,
         mlflow_admin_password_file=folder.mlflow_admin_password_file,
-        port=state.port("control_plane", "http"), job_logins_dir=jobs_dir(state) / "logins",
+        port=state.port("control_plane", "http"),
+        job_logins_dir=jobs_dir(state) / "logins",
     )
     settings.write(folder.settings_file)
     return [sys.executable, "-m", "operators.control_plane", "--settings", str(folder.settings_file)]
@@ -218,25 +266,39 @@ def _control_plane_ports(argv: list[str], _env: dict[str, str]) -> dict[str, int
 
 COMPONENTS: tuple[Component, ...] = (
     Component(
-        name="ray", ports=_RAY_PORTS, command=_ray_command, env=_ray_env,
-        url=attrgetter("ray_dashboard_url"), health_path="/api/cluster_status", ready=_ray_node_registered,
-        ray_auth=True, runs_jobs=True,
+        name="ray",
+        ports=_RAY_PORTS,
+        command=_ray_command,
+        env=_ray_env,
+        url=attrgetter("ray_dashboard_url"),
+        health_path="/api/cluster_status",
+        ready=_ray_node_registered,
+        ray_auth=True,
+        runs_jobs=True,
         # `ray start --block` and the GCS sit out SIGTERM until a 30 s timeout; Ray keeps no state
         # to lose locally (the control plane keeps the jobs' history), so its group gets 2 s.
         stop_grace=2.0,
-        owns=lambda argv: _runs(argv, "ray", "start", "--head"), ports_of=_ray_ports,
+        owns=lambda argv: _runs(argv, "ray", "start", "--head"),
+        ports_of=_ray_ports,
     ),
     Component(
-        name="mlflow", ports=("http",), command=_mlflow_command,
+        name="mlflow",
+        ports=("http",),
+        command=_mlflow_command,
         env=_mlflow_env,
-        url=attrgetter("mlflow_url"), health_path="/health",
+        url=attrgetter("mlflow_url"),
+        health_path="/health",
         owns=lambda argv: _runs(argv, "mlflow", "server", "--backend-store-uri"),
         ports_of=lambda argv, _env: {"http": int(_flag_values(argv).get("--port", "0"))},
     ),
     Component(
-        name="control_plane", ports=("http",), command=_control_plane_command,
+        name="control_plane",
+        ports=("http",),
+        command=_control_plane_command,
         env=lambda folder, _state: {**RAY_LOOPBACK_ENV, **folder.ray_auth_env()},
-        url=attrgetter("control_plane_url"), health_path="/healthz",
-        owns=lambda argv: _runs(argv, "operators.control_plane"), ports_of=_control_plane_ports,
+        url=attrgetter("control_plane_url"),
+        health_path="/healthz",
+        owns=lambda argv: _runs(argv, "operators.control_plane"),
+        ports_of=_control_plane_ports,
     ),
 )

@@ -128,8 +128,10 @@ def _run_link(testbed: TestbedClient, job: Job) -> str:
             runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`testbed.job_id` = '{job.id}'")
         if not runs:
             return "(no MLflow run)"
-        return (f"{login.tracking_uri}/#/experiments/{experiment.experiment_id}/runs/{runs[0].info.run_id}"
-                f" (workspace {login.workspace}; log in with `testbed mlflow login`)")
+        return (
+            f"{login.tracking_uri}/#/experiments/{experiment.experiment_id}/runs/{runs[0].info.run_id}"
+            f" (workspace {login.workspace}; log in with `testbed mlflow login`)"
+        )
     except Exception as exc:  # the link is a convenience; the job result stands without it
         return f"(MLflow not reachable: {exc})"
 
@@ -142,7 +144,9 @@ def _last_line(text: str, prefix: tuple[str, ...]) -> str | None:
 def _seconds(job: Job) -> float | None:
     if not job.started_at or not job.ended_at:
         return None
-    return round((dt.datetime.fromisoformat(job.ended_at) - dt.datetime.fromisoformat(job.started_at)).total_seconds(), 1)
+    return round(
+        (dt.datetime.fromisoformat(job.ended_at) - dt.datetime.fromisoformat(job.started_at)).total_seconds(), 1
+    )
 
 
 def _run_batch(batch: list[tuple[Tenant, Step, TestbedClient]], timeout: float) -> list[Job]:
@@ -190,15 +194,27 @@ def run_demo(region: str = "gyeongnam", timeout: float = 900.0, json_output: boo
     for index in range(max(len(steps) for steps in stories.values())):
         batch = [(t, stories[t.id][index], clients[t.id]) for t in tenants if index < len(stories[t.id])]
         for (tenant, step, client), job in zip(batch, _run_batch(batch, timeout)):
-            results.append(DemoJob(
-                tenant=tenant.id, company=tenant.name, template=step.template, job_id=job.id, status=job.status,
-                seconds=_seconds(job), verdict=_last_line(client.logs(job.id).logs, ("PASS ", "FAIL ", "result:")),
-                mlflow_run=_run_link(client, job),
-            ))
+            results.append(
+                DemoJob(
+                    tenant=tenant.id,
+                    company=tenant.name,
+                    template=step.template,
+                    job_id=job.id,
+                    status=job.status,
+                    seconds=_seconds(job),
+                    verdict=_last_line(client.logs(job.id).logs, ("PASS ", "FAIL ", "result:")),
+                    mlflow_run=_run_link(client, job),
+                )
+            )
     usage, usage_error = _usage(status.control_plane_url, local.token("operator"), set(clients))
     report = DemoReport(
-        region=region, wall_seconds=round(time.monotonic() - started, 1), jobs=results, usage=usage,
-        usage_error=usage_error, control_plane_url=status.control_plane_url, mlflow_url=status.mlflow_url,
+        region=region,
+        wall_seconds=round(time.monotonic() - started, 1),
+        jobs=results,
+        usage=usage,
+        usage_error=usage_error,
+        control_plane_url=status.control_plane_url,
+        mlflow_url=status.mlflow_url,
         ray_dashboard_url=status.ray_dashboard_url,
     )
     if json_output:
@@ -210,17 +226,38 @@ def run_demo(region: str = "gyeongnam", timeout: float = 900.0, json_output: boo
 
 def _print_summary(report: DemoReport, status: TestbedStatus, local: LocalTestbed) -> None:
     print(f"\nRegional AI Testbed demo — region {report.region} (sample companies are fictional)\n")
-    print(render_table(["COMPANY", "TEMPLATE", "STATUS", "SECONDS", "JOB"], [
-        [j.company, j.template, j.status, j.seconds, j.job_id] for j in report.jobs], right={3}, indent="  "))
+    print(
+        render_table(
+            ["COMPANY", "TEMPLATE", "STATUS", "SECONDS", "JOB"],
+            [[j.company, j.template, j.status, j.seconds, j.job_id] for j in report.jobs],
+            right={3},
+            indent="  ",
+        )
+    )
     for j in report.jobs:
-        print(f"\n  {j.job_id}  {j.verdict or '(no verdict in the logs)'}\n  {'':{len(j.job_id)}}  MLflow run: {j.mlflow_run}")
+        print(
+            f"\n  {j.job_id}  {j.verdict or '(no verdict in the logs)'}\n  {'':{len(j.job_id)}}  MLflow run: {j.mlflow_run}"
+        )
     print("\n  Metered use (allocated, per tenant):")
     if report.usage_error:
         print(f"    usage not available: {report.usage_error}")
     else:
-        print(render_table(["TENANT", "CPU-HOURS", "GPU-HOURS", "JOBS"], [
-            [u.tenant, f"{u.cpu_hours:.4f}", f"{u.gpu_hours:.4f}", ", ".join(f"{k}={v}" for k, v in sorted(u.jobs.items()))]
-            for u in report.usage], right={1, 2}, indent="    "))
+        print(
+            render_table(
+                ["TENANT", "CPU-HOURS", "GPU-HOURS", "JOBS"],
+                [
+                    [
+                        u.tenant,
+                        f"{u.cpu_hours:.4f}",
+                        f"{u.gpu_hours:.4f}",
+                        ", ".join(f"{k}={v}" for k, v in sorted(u.jobs.items())),
+                    ]
+                    for u in report.usage
+                ],
+                right={1, 2},
+                indent="    ",
+            )
+        )
         print("\n  Grants in won (excluding VAT; sample prices of the local testbed, see docs/money.md):")
         for u in report.usage:
             print(f"    {grant_line(u)}")
@@ -233,7 +270,11 @@ def _print_summary(report: DemoReport, status: TestbedStatus, local: LocalTestbe
     print("  Try it as a tenant (in a new shell too):")
     if local.home.resolve() != (Path.home() / ".testbed").resolve():  # not the default: a new shell must be told
         print(f"    export TESTBED_HOME={shlex.quote(str(local.home))}")
-    print(f"    export TESTBED_TOKEN=$(.venv/bin/testbed tenants token {report.jobs[0].tenant if report.jobs else '<tenant>'})")
+    print(
+        f"    export TESTBED_TOKEN=$(.venv/bin/testbed tenants token {report.jobs[0].tenant if report.jobs else '<tenant>'})"
+    )
     print("    .venv/bin/testbed templates list && .venv/bin/testbed jobs list && .venv/bin/testbed usage")
-    print('    eval "$(.venv/bin/testbed mlflow login)"   # your MLflow login (UI: log in with the printed user/password)')
+    print(
+        '    eval "$(.venv/bin/testbed mlflow login)"   # your MLflow login (UI: log in with the printed user/password)'
+    )
     print("  Stop everything:  .venv/bin/testbed down   (or: make down)")

@@ -50,8 +50,13 @@ class LocalTestbed:
         return self.folder.token(subject)
 
     # -- up -------------------------------------------------------------------------------
-    def up(self, region: str = "gyeongnam", num_cpus: int | None = None, timeout: float = 180.0,
-           num_gpus: int | None = None) -> TestbedStatus:
+    def up(
+        self,
+        region: str = "gyeongnam",
+        num_cpus: int | None = None,
+        timeout: float = 180.0,
+        num_gpus: int | None = None,
+    ) -> TestbedStatus:
         """Start whatever is not running and healthy; return when all three are healthy.
 
         ``num_gpus``: logical GPUs Ray offers on the head (no CUDA behind them; templates then train on the CPU)."""
@@ -63,16 +68,22 @@ class LocalTestbed:
                 f"the testbed in {self.home} runs region {state.region!r}; `testbed down` first to switch to {region!r}"
             )
         if state is None or state.region != region:
-            state = LocalState(instance=secrets.token_hex(6), region=region, num_cpus=num_cpus or os.cpu_count() or 2,
-                               num_gpus=num_gpus or 0)
+            state = LocalState(
+                instance=secrets.token_hex(6),
+                region=region,
+                num_cpus=num_cpus or os.cpu_count() or 2,
+                num_gpus=num_gpus or 0,
+            )
         elif not self.supervisor.running(state, "ray"):
             if num_cpus and num_cpus != state.num_cpus:
                 state.num_cpus = num_cpus
             if num_gpus is not None:
                 state.num_gpus = num_gpus
         elif num_gpus is not None and num_gpus != state.num_gpus:
-            raise LocalTestbedError(f"the testbed in {self.home} runs Ray with {state.num_gpus} logical GPUs; "
-                                    f"`testbed down` first to start it with {num_gpus}")
+            raise LocalTestbedError(
+                f"the testbed in {self.home} runs Ray with {state.num_gpus} logical GPUs; "
+                f"`testbed down` first to start it with {num_gpus}"
+            )
         if "control_plane" not in state.components:
             self._keep_control_plane_port(state)
         self.folder.prepare()
@@ -97,8 +108,10 @@ class LocalTestbed:
         """A testbed still running from this folder though state.json is lost: adopted, never doubled."""
         state = adopt(self.folder, region)
         if state is not None:
-            self.progress(f"state.json was missing or unreadable: adopted the running testbed "
-                          f"({', '.join(state.components) or 'no component'} of instance {state.instance})")
+            self.progress(
+                f"state.json was missing or unreadable: adopted the running testbed "
+                f"({', '.join(state.components) or 'no component'} of instance {state.instance})"
+            )
             self.folder.save(state)
         return state
 
@@ -128,10 +141,16 @@ class LocalTestbed:
         for component in COMPONENTS:
             recorded = state.components.get(component.name, ComponentState())
             running = self.supervisor.running(state, component.name)
-            components.append(ComponentStatus(
-                name=component.name, running=running, healthy=running and component.healthy(self.folder, state),
-                pid=recorded.pid if running else None, url=urls[component.name], log=recorded.log,
-            ))
+            components.append(
+                ComponentStatus(
+                    name=component.name,
+                    running=running,
+                    healthy=running and component.healthy(self.folder, state),
+                    pid=recorded.pid if running else None,
+                    url=urls[component.name],
+                    log=recorded.log,
+                )
+            )
         complete = all(c.name in state.components for c in COMPONENTS)
         return TestbedStatus(
             home=str(self.home),

@@ -10,6 +10,7 @@ from testbed.net import HOST, free_port
 
 __all__ = ["HOST", "allocate_ports", "free_port"]
 
+
 def allocate_ports(names: Iterable[str], previous: Mapping[str, int] | None = None) -> dict[str, int]:
     """One distinct free port per name, keeping a previous port where it is still free.
 

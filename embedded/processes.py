@@ -86,8 +86,12 @@ def instance_processes(instance: str, keep_groups: Collection[int] = ()) -> list
     found = []
     for proc in psutil.process_iter(["environ", "status"], ad_value=None):  # None: not ours to read
         environ = proc.info["environ"] or {}
-        if (environ.get(MARKER_ENV) == instance and proc.pid != os.getpid()
-                and proc.info["status"] != psutil.STATUS_ZOMBIE and _group(proc.pid) not in keep_groups):
+        if (
+            environ.get(MARKER_ENV) == instance
+            and proc.pid != os.getpid()
+            and proc.info["status"] != psutil.STATUS_ZOMBIE
+            and _group(proc.pid) not in keep_groups
+        ):
             found.append(proc.pid)
     return found
 

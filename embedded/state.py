@@ -28,8 +28,11 @@ _SUBFOLDERS = ("logs", "credentials", "mlflow/artifacts", "storage", "ray")
 
 class ComponentState(BaseModel):
     pid: int | None = None
-    started_at: float | None = Field(default=None, description="the process's create time: with its command line, "
-                                                               "what tells it from another process under a reused pid")
+    started_at: float | None = Field(
+        default=None,
+        description="the process's create time: with its command line, "
+        "what tells it from another process under a reused pid",
+    )
     ports: dict[str, int] = Field(default_factory=dict)
     log: str = ""
 
@@ -163,7 +166,9 @@ class StateFolder:
         try:
             return path.read_text().strip()
         except FileNotFoundError:
-            raise LocalTestbedError(f"no token for {subject!r} in {self.credentials_dir}; run `testbed up` first") from None
+            raise LocalTestbedError(
+                f"no token for {subject!r} in {self.credentials_dir}; run `testbed up` first"
+            ) from None
 
     @property
     def mlflow_admin_password_file(self) -> Path:

@@ -80,8 +80,13 @@ class Supervisor:
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with open(fd, "ab") as log:
             process = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                cwd=jobs_dir(state) if component.runs_jobs else self.folder.home, start_new_session=True,
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=jobs_dir(state) if component.runs_jobs else self.folder.home,
+                start_new_session=True,
                 umask=0o077,  # what the platform (and, under Ray, every job) writes is the owner's only
             )
         state.components[component.name].pid = process.pid

@@ -19,8 +19,10 @@ def report(stack: StackConfig) -> dict:
             "tenants": len(tenants),
         }
     totals = {k: round(v, 4) for k, v in stack.overcommitment().items()}
-    over = sorted({f"{name}.{r}" for name, ratios in pools.items() for r in ("gpus", "cpus", "memory")
-                   if ratios[r] > 1.0} | {f"region.{r}" for r, v in totals.items() if v > 1.0})
+    over = sorted(
+        {f"{name}.{r}" for name, ratios in pools.items() for r in ("gpus", "cpus", "memory") if ratios[r] > 1.0}
+        | {f"region.{r}" for r, v in totals.items() if v > 1.0}
+    )
     return {**totals, "pools": pools, "overcommitted": over}
 
 
@@ -28,8 +30,10 @@ def warn(stack: StackConfig, result: dict) -> None:
     for item in result["overcommitted"]:
         scope, _, resource = item.partition(".")
         ratio = result[resource] if scope == "region" else result["pools"][scope][resource]
-        pulumi.log.warn(f"{stack.region.id}: tenant {resource} quota is {ratio:.2f}x the capacity of "
-                        f"{'the region' if scope == 'region' else 'pool ' + scope}; Kueue will queue jobs")
+        pulumi.log.warn(
+            f"{stack.region.id}: tenant {resource} quota is {ratio:.2f}x the capacity of "
+            f"{'the region' if scope == 'region' else 'pool ' + scope}; Kueue will queue jobs"
+        )
 
 
 def warn_plan(stack: StackConfig) -> list[str]:

@@ -26,7 +26,17 @@ from testbed.versions import IMAGES
 DOCKERFILE = "Dockerfile"
 # What the build is given: .dockerignore lets exactly these through (a test keeps the two lists equal). The image's
 # tag is a hash of them and of the build args.
-CONTEXT = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "testbed", "operators", "workloads", "infra", "embedded")
+CONTEXT = (
+    "Dockerfile",
+    ".dockerignore",
+    "pyproject.toml",
+    "README.md",
+    "testbed",
+    "operators",
+    "workloads",
+    "infra",
+    "embedded",
+)
 # The node pools are x86_64 (testbed.versions.EKS_AMI_TYPES); build for them whatever machine runs Pulumi.
 PLATFORM = docker_build.Platform.LINUX_AMD64
 # ECR keeps this many images; untagged ones (a tag moved to a rebuild) go after UNTAGGED_DAYS.
@@ -48,8 +58,11 @@ def context_files(root: Path) -> list[Path]:
     for entry in CONTEXT:
         path = root / entry
         if path.is_dir():
-            files += [p for p in path.rglob("*")
-                      if p.is_file() and "__pycache__" not in p.relative_to(root).parts and p.suffix != ".pyc"]
+            files += [
+                p
+                for p in path.rglob("*")
+                if p.is_file() and "__pycache__" not in p.relative_to(root).parts and p.suffix != ".pyc"
+            ]
         elif path.is_file():
             files.append(path)
     return sorted(files)
@@ -78,14 +91,18 @@ class PlatformImage(pulumi.ComponentResource):
         # Paths relative to the working directory (the project root under `pulumi up`): the same on every checkout.
         where = Path(os.path.relpath(root, Path.cwd()))
         self.image = docker_build.Image(
-            name, context=docker_build.BuildContextArgs(location=where.as_posix()),
+            name,
+            context=docker_build.BuildContextArgs(location=where.as_posix()),
             dockerfile=docker_build.DockerfileArgs(location=(where / DOCKERFILE).as_posix()),
-            build_args=args, platforms=[PLATFORM], push=True,
+            build_args=args,
+            platforms=[PLATFORM],
+            push=True,
             tags=[pulumi.Output.concat(repository, ":", image_tag(args, root))],
             registries=[registry] if registry else None,
             # A preview would build the whole (multi-GB) image without pushing it; `pulumi up` builds it.
             build_on_preview=False,
-            opts=child(self))
+            opts=child(self),
+        )
         self.repository = pulumi.Output.from_input(repository)
         self.ref = pulumi.Output.concat(repository, "@", self.image.digest)
         self.register_outputs({"ref": self.ref})
@@ -98,20 +115,52 @@ class PlatformImage(pulumi.ComponentResource):
         # checkout) under the same source tag; builds are not bit-for-bit reproducible, so an immutable tag would
         # refuse that push. Images are rebuilt from source, so `pulumi destroy` may delete them with the repository.
         repository = aws.ecr.Repository(
-            name, name=repository_name(stack), image_tag_mutability="MUTABLE", force_delete=True,
+            name,
+            name=repository_name(stack),
+            image_tag_mutability="MUTABLE",
+            force_delete=True,
             image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
-            tags={"testbed.io/region": stack.region.id}, opts=opts)
-        aws.ecr.LifecyclePolicy(name, repository=repository.name, policy=json.dumps({"rules": [
-            {"rulePriority": 1, "description": f"untagged images after {UNTAGGED_DAYS} days",
-             "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed", "countUnit": "days",
-                           "countNumber": UNTAGGED_DAYS}, "action": {"type": "expire"}},
-            {"rulePriority": 2, "description": f"keep the {KEEP_IMAGES} newest images",
-             "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": KEEP_IMAGES},
-             "action": {"type": "expire"}}]}), opts=opts)
+            tags={"testbed.io/region": stack.region.id},
+            opts=opts,
+        )
+        aws.ecr.LifecyclePolicy(
+            name,
+            repository=repository.name,
+            policy=json.dumps(
+                {
+                    "rules": [
+                        {
+                            "rulePriority": 1,
+                            "description": f"untagged images after {UNTAGGED_DAYS} days",
+                            "selection": {
+                                "tagStatus": "untagged",
+                                "countType": "sinceImagePushed",
+                                "countUnit": "days",
+                                "countNumber": UNTAGGED_DAYS,
+                            },
+                            "action": {"type": "expire"},
+                        },
+                        {
+                            "rulePriority": 2,
+                            "description": f"keep the {KEEP_IMAGES} newest images",
+                            "selection": {
+                                "tagStatus": "any",
+                                "countType": "imageCountMoreThan",
+                                "countNumber": KEEP_IMAGES,
+                            },
+                            "action": {"type": "expire"},
+                        },
+                    ]
+                }
+            ),
+            opts=opts,
+        )
         token = aws.ecr.get_authorization_token_output(
-            registry_id=repository.registry_id, opts=pulumi.InvokeOutputOptions(provider=provider, parent=self))
-        registry = docker_build.RegistryArgs(address=repository.repository_url, username=token.user_name,
-                                             password=pulumi.Output.secret(token.password))
+            registry_id=repository.registry_id, opts=pulumi.InvokeOutputOptions(provider=provider, parent=self)
+        )
+        registry = docker_build.RegistryArgs(
+            address=repository.repository_url, username=token.user_name, password=pulumi.Output.secret(token.password)
+        )
         return repository.repository_url, registry
 
     def _configured(self, stack: StackConfig) -> tuple[str, docker_build.RegistryArgs | None]:
@@ -123,5 +172,7 @@ class PlatformImage(pulumi.ComponentResource):
             return repository, None
         host = platform.image_registry.split("/", 1)[0]
         return repository, docker_build.RegistryArgs(
-            address=host, username=platform.image_registry_username,
-            password=stack_config.secret(platform.image_registry_password_secret))
+            address=host,
+            username=platform.image_registry_username,
+            password=stack_config.secret(platform.image_registry_password_secret),
+        )

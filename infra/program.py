@@ -18,12 +18,19 @@ def main() -> None:
     # One image, built from this repository and pushed by the stack, runs the control plane, MLflow and the jobs.
     image = PlatformImage(f"{stack.region.id}-image", stack)
     k8s_only = {"kubernetes": cluster.provider}
-    platform = Platform("platform", stack, cluster, image.ref,
-                        opts=pulumi.ResourceOptions(providers=k8s_only, depends_on=cluster.ready))
+    platform = Platform(
+        "platform", stack, cluster, image.ref, opts=pulumi.ResourceOptions(providers=k8s_only, depends_on=cluster.ready)
+    )
     tenants = [
-        TenantEnvironment(f"tenant-{t.id}", stack, t, platform.kueue, platform.control_plane.service_account,
-                          platform.mlflow.storage,
-                          opts=pulumi.ResourceOptions(providers=k8s_only, depends_on=[platform.control_plane]))
+        TenantEnvironment(
+            f"tenant-{t.id}",
+            stack,
+            t,
+            platform.kueue,
+            platform.control_plane.service_account,
+            platform.mlflow.storage,
+            opts=pulumi.ResourceOptions(providers=k8s_only, depends_on=[platform.control_plane]),
+        )
         for t in stack.tenants
     ]
     overcommitment = capacity.report(stack)
@@ -40,8 +47,16 @@ def main() -> None:
     # The program office's read-only token for this region (`testbed program report` reads it from a file).
     pulumi.export("program_office_token", platform.control_plane.program_office_token)
     pulumi.export("grafana_url", platform.monitoring.grafana_url)
-    pulumi.export("tenants", {t.id: {"namespace": env.namespace_name, "queue": env.local_queue_name,
-                                     "cluster_queue": env.cluster_queue_name,
-                                     "service_account": env.service_account_name}
-                              for t, env in zip(stack.tenants, tenants)})
+    pulumi.export(
+        "tenants",
+        {
+            t.id: {
+                "namespace": env.namespace_name,
+                "queue": env.local_queue_name,
+                "cluster_queue": env.cluster_queue_name,
+                "service_account": env.service_account_name,
+            }
+            for t, env in zip(stack.tenants, tenants)
+        },
+    )
     pulumi.export("overcommitment", overcommitment)

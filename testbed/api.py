@@ -22,11 +22,14 @@ class Health(BaseModel):
     backend: str
     backend_healthy: bool
     database: Literal["ok", "busy", "unavailable"] = Field(
-        description="busy: writes wait on a lock (admissions answer 503); unavailable: not even reads answer")
+        description="busy: writes wait on a lock (admissions answer 503); unavailable: not even reads answer"
+    )
     reconciler: bool = False  # this replica holds the reconciler lease and has completed a sync round under it
     mlflow: Literal["ok", "unavailable"] = Field(
-        default="ok", description="the tracking server's /health: while unavailable jobs still run (their MLflow "
-                                  "calls fail within about a minute) and /v1/mlflow/credentials answers 503")
+        default="ok",
+        description="the tracking server's /health: while unavailable jobs still run (their MLflow "
+        "calls fail within about a minute) and /v1/mlflow/credentials answers 503",
+    )
 
 
 class IssuedToken(BaseModel):
@@ -61,8 +64,11 @@ class MlflowLogin(BaseModel):
 
     def env(self) -> dict[str, str]:
         """The environment the MLflow client reads."""
-        env = {"MLFLOW_TRACKING_URI": self.tracking_uri, "MLFLOW_TRACKING_USERNAME": self.username,
-               "MLFLOW_TRACKING_PASSWORD": self.password}
+        env = {
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "MLFLOW_TRACKING_USERNAME": self.username,
+            "MLFLOW_TRACKING_PASSWORD": self.password,
+        }
         if self.workspace is not None:
             env["MLFLOW_WORKSPACE"] = self.workspace
         return env

@@ -1,8 +1,8 @@
 """Python SDK for the control plane, shaped like Ray's ``JobSubmissionClient``; every answer is a typed model.
 
-    client = TestbedClient.from_env()                  # or TestbedClient(url, token)
-    job = client.submit(template="smoke", params={"epochs": 3})
-    job = client.wait(job.id); print(job.status, client.logs(job.id).logs)
+client = TestbedClient.from_env()                  # or TestbedClient(url, token)
+job = client.submit(template="smoke", params={"epochs": 3})
+job = client.wait(job.id); print(job.status, client.logs(job.id).logs)
 """
 
 from __future__ import annotations
@@ -111,12 +111,16 @@ class TestbedClient:
         """URL from the argument, ``$TESTBED_URL`` or the local state; token from the argument or ``$TESTBED_TOKEN``."""
         url = url or os.environ.get(ENV_URL) or local_control_plane_url()
         if not url:
-            raise TestbedError(f"no control plane address: set {ENV_URL}, pass --url, or start one with `testbed up`",
-                               "no_address")
+            raise TestbedError(
+                f"no control plane address: set {ENV_URL}, pass --url, or start one with `testbed up`", "no_address"
+            )
         token = token or os.environ.get(ENV_TOKEN)
         if not token:
-            raise TestbedError(f"no token: set {ENV_TOKEN} or pass --token "
-                               "(the local operator prints one with `testbed tenants token ID`)", "no_token")
+            raise TestbedError(
+                f"no token: set {ENV_TOKEN} or pass --token "
+                "(the local operator prints one with `testbed tenants token ID`)",
+                "no_token",
+            )
         return cls(url, token)
 
     def close(self) -> None:
@@ -139,8 +143,9 @@ class TestbedClient:
         try:
             return answer.model_validate_json(response.content)
         except ValidationError as exc:
-            raise TestbedError(f"unexpected answer from {method} {path}: {format_validation_errors(exc.errors())}",
-                               "bad_answer") from None
+            raise TestbedError(
+                f"unexpected answer from {method} {path}: {format_validation_errors(exc.errors())}", "bad_answer"
+            ) from None
 
     def _download(self, path: str, dest: str | Path) -> Path:
         """Stream a file answer into ``dest``; a failure as :class:`TestbedError` (no partial file is left)."""
@@ -160,8 +165,13 @@ class TestbedClient:
         return target
 
     # -- jobs -----------------------------------------------------------------------------
-    def submit(self, spec: JobSpec | Mapping[str, Any] | None = None, working_dir: str | Path | None = None,
-               excludes: Sequence[str] = (), **fields: Any) -> Job:
+    def submit(
+        self,
+        spec: JobSpec | Mapping[str, Any] | None = None,
+        working_dir: str | Path | None = None,
+        excludes: Sequence[str] = (),
+        **fields: Any,
+    ) -> Job:
         """Submit a job (a ``JobSpec``, a dict, or keyword fields of one); the control plane validates it.
 
         ``working_dir``: a folder on this machine, packed and uploaded (:meth:`upload_package`) and run as the
@@ -184,8 +194,9 @@ class TestbedClient:
     def status(self, job_id: str) -> JobStatus:
         return self.get_job(job_id).status
 
-    def list_jobs(self, status: JobStatus | str | None = None, limit: int | None = None,
-                  cursor: str | None = None) -> JobList:
+    def list_jobs(
+        self, status: JobStatus | str | None = None, limit: int | None = None, cursor: str | None = None
+    ) -> JobList:
         """One page of your jobs (the operator's: every tenant's), newest first; optionally of one status.
 
         ``limit`` is the page size (the server's default and maximum apply); ``cursor`` is the
@@ -211,8 +222,9 @@ class TestbedClient:
     def stop(self, job_id: str) -> Job:
         return self._call(Job, "POST", f"/v1/jobs/{job_id}/stop")
 
-    def wait(self, job_id: str, timeout: float = 600.0, poll: float = 0.25,
-             on_update: Callable[[Job], None] | None = None) -> Job:
+    def wait(
+        self, job_id: str, timeout: float = 600.0, poll: float = 0.25, on_update: Callable[[Job], None] | None = None
+    ) -> Job:
         """Poll until the job ends; ``on_update`` sees the job after every poll. Raises on timeout."""
         deadline = time.monotonic() + timeout
         while True:
@@ -238,8 +250,13 @@ class TestbedClient:
         except TestbedError as exc:
             if exc.status_code != 404:
                 raise
-        return self._call(StoredPackage, "PUT", f"/v1/packages/{package.ref}", content=package.data,
-                          headers={"Content-Type": "application/zip"})
+        return self._call(
+            StoredPackage,
+            "PUT",
+            f"/v1/packages/{package.ref}",
+            content=package.data,
+            headers={"Content-Type": "application/zip"},
+        )
 
     def upload_data(self, local: str | Path, name: str | None = None) -> StoredObject:
         """Store a file as ``data/<name>`` (default: its file name), streamed; jobs read it as
@@ -255,11 +272,17 @@ class TestbedClient:
             why = "not a file" if not path.is_file() else f"{mib(size)}, over the {mib(MAX_DATA_FILE_BYTES)} limit"
             raise TestbedError(f"{local}: {why} of a data file", "refused_here")
         with open(path, "rb") as body:
-            return self._call(StoredObject, "PUT", f"/v1/data/{quote(name)}", content=body,
-                              headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)})
+            return self._call(
+                StoredObject,
+                "PUT",
+                f"/v1/data/{quote(name)}",
+                content=body,
+                headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+            )
 
-    def list_data(self, prefix: str = "", limit: int | None = None, cursor: str | None = None,
-                  sha256: bool = False) -> ObjectList:
+    def list_data(
+        self, prefix: str = "", limit: int | None = None, cursor: str | None = None, sha256: bool = False
+    ) -> ObjectList:
         """One page of your data files by name; ``next_cursor`` for the next (:meth:`iter_data` walks them all);
         ``sha256``: each with its SHA-256."""
         params = {"prefix": prefix or None, "limit": limit, "cursor": cursor, "sha256": "true" if sha256 else None}
@@ -268,8 +291,13 @@ class TestbedClient:
     def iter_data(self, prefix: str = "", sha256: bool = False) -> Iterator[StoredObject]:
         return _pages(lambda cursor: self.list_data(prefix, cursor=cursor, sha256=sha256))
 
-    def upload_folder(self, local: str | Path, name: str | None = None, workers: int = 4,
-                      progress: Callable[[int, int], None] | None = None) -> FolderTransfer:
+    def upload_folder(
+        self,
+        local: str | Path,
+        name: str | None = None,
+        workers: int = 4,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> FolderTransfer:
         """Store a folder (recursively) as ``data/<name>/<relative path>`` (default name: the folder's), ``workers``
         files at a time; a file already stored with the same size and SHA-256 is skipped, so an interrupted upload
         resumes. ``progress(bytes_done, bytes_total)`` after each file. Jobs read it as ``testbed-data://<name>``."""
@@ -277,8 +305,9 @@ class TestbedClient:
 
         return upload_folder(self, Path(local), name, workers, progress)
 
-    def download_folder(self, name: str, dest: str | Path, workers: int = 4,
-                        progress: Callable[[int, int], None] | None = None) -> FolderTransfer:
+    def download_folder(
+        self, name: str, dest: str | Path, workers: int = 4, progress: Callable[[int, int], None] | None = None
+    ) -> FolderTransfer:
         """Fetch every file of your data folder ``name`` into ``dest`` (created), keeping the relative paths."""
         from testbed.folders import download_folder
 
@@ -296,8 +325,9 @@ class TestbedClient:
     def delete_data(self, name: str) -> DeletedObjects:
         return self._call(DeletedObjects, "DELETE", f"/v1/data/{quote(name)}")
 
-    def list_outputs(self, job_id: str, prefix: str = "", limit: int | None = None,
-                     cursor: str | None = None) -> ObjectList:
+    def list_outputs(
+        self, job_id: str, prefix: str = "", limit: int | None = None, cursor: str | None = None
+    ) -> ObjectList:
         """One page of the files a job wrote to its folder (checkpoints, outputs)."""
         params = {"prefix": prefix or None, "limit": limit, "cursor": cursor}
         return self._call(ObjectList, "GET", f"/v1/jobs/{job_id}/outputs", params=_present(params))
@@ -341,8 +371,15 @@ class TestbedClient:
         """Operator only: the subject's token ``name`` stops working; its earlier actions still name it."""
         return self._call(TokenList, "DELETE", f"/v1/tenants/{subject}/tokens/{quote(name, safe='')}")
 
-    def audit(self, tenant: str | None = None, kind: str | None = None, since: float | None = None,
-              until: float | None = None, limit: int | None = None, cursor: str | None = None) -> AuditPage:
+    def audit(
+        self,
+        tenant: str | None = None,
+        kind: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> AuditPage:
         """Operator only: one page of the audit trail, oldest first."""
         params = {"tenant": tenant, "kind": kind, "since": since, "until": until, "limit": limit, "cursor": cursor}
         return self._call(AuditPage, "GET", "/v1/audit", params=_present(params))

@@ -46,7 +46,6 @@ IMAGE_REGISTRY = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]+([._-][a-
 LOCAL_POOL = "local"  # the price pool of the embedded local testbed (its CPUs and logical GPUs)
 
 
-
 class ConfigError(ValueError):
     """A stack file is wrong: names the file, the key path and the reason."""
 
@@ -55,8 +54,6 @@ class ConfigError(ValueError):
         self.problems = problems
         lines = [f"{self.file}: {path}: {reason}" for path, reason in problems]
         super().__init__("\n".join(lines))
-
-
 
 
 class _Model(BaseModel):
@@ -318,14 +315,24 @@ class StackConfig(_Model):
         if cluster is None:
             return platform
         if cluster.provider == "existing" and not platform.image_registry:
-            reason = ("is required for provider 'existing': the registry the stack pushes the testbed image to "
-                      "and the cluster's nodes pull it from, e.g. registry.example.org/testbed")
+            reason = (
+                "is required for provider 'existing': the registry the stack pushes the testbed image to "
+                "and the cluster's nodes pull it from, e.g. registry.example.org/testbed"
+            )
         elif cluster.provider == "eks" and platform.image_registry:
             reason = "is only for provider 'existing': an eks stack pushes the testbed image to its own ECR repository"
         else:
             return platform
-        raise ValidationError.from_exception_data("PlatformConfig", [InitErrorDetails(
-            type=PydanticCustomError("image_registry", reason), loc=("image_registry",), input=platform.image_registry)])
+        raise ValidationError.from_exception_data(
+            "PlatformConfig",
+            [
+                InitErrorDetails(
+                    type=PydanticCustomError("image_registry", reason),
+                    loc=("image_registry",),
+                    input=platform.image_registry,
+                )
+            ],
+        )
 
     @field_validator("node_pools")
     @classmethod
@@ -467,17 +474,26 @@ def money_problems(stack: StackConfig) -> list[tuple[str, str]]:
             total = sum((t.grant.share_krw(source) for t in granted), Fraction(0))
             budget = stack.budget.funding.get(source, 0)
             if total > budget:
-                parts = " + ".join(f"{t.id} {round_half_up(t.grant.share_krw(source)):,}" for t in granted
-                                   if t.grant.share_krw(source))
-                problems.append((f"{key}:budget.funding.{source.value}",
-                                 f"the grants' {source.value} shares total {round_half_up(total):,} KRW ({parts}), more "
-                                 f"than the budget's {budget:,} KRW by {round_half_up(total - budget):,} KRW"))
+                parts = " + ".join(
+                    f"{t.id} {round_half_up(t.grant.share_krw(source)):,}" for t in granted if t.grant.share_krw(source)
+                )
+                problems.append(
+                    (
+                        f"{key}:budget.funding.{source.value}",
+                        f"the grants' {source.value} shares total {round_half_up(total):,} KRW ({parts}), more "
+                        f"than the budget's {budget:,} KRW by {round_half_up(total - budget):,} KRW",
+                    )
+                )
         period = stack.budget.fiscal_period
         for index, tenant in enumerate(stack.tenants):
             if tenant.grant.start < period.start or tenant.grant.end > period.end:
-                problems.append((f"{key}:tenants[{index}].grant",
-                                 f"runs {tenant.grant.start} to {tenant.grant.end}, outside the fiscal period "
-                                 f"{period.start} to {period.end}"))
+                problems.append(
+                    (
+                        f"{key}:tenants[{index}].grant",
+                        f"runs {tenant.grant.start} to {tenant.grant.end}, outside the fiscal period "
+                        f"{period.start} to {period.end}",
+                    )
+                )
     elif granted:
         problems.append((f"{key}:budget", f"is required when a grant is in won ({granted[0].id} has krw)"))
     for tenant in stack.tenants:
@@ -485,8 +501,13 @@ def money_problems(stack: StackConfig) -> list[tuple[str, str]]:
             continue
         for pool in sorted({stack.pool_for(tenant).name, LOCAL_POOL}):
             if not any(p.effective_from <= tenant.grant.end for p in stack.price_rows(pool)):
-                problems.append((f"{key}:prices", f"no row for pool {pool!r} in force by {tenant.grant.end} "
-                                                  f"(tenant {tenant.id!r}'s grant in won ends then)"))
+                problems.append(
+                    (
+                        f"{key}:prices",
+                        f"no row for pool {pool!r} in force by {tenant.grant.end} "
+                        f"(tenant {tenant.id!r}'s grant in won ends then)",
+                    )
+                )
     return list(dict.fromkeys(problems))
 
 

@@ -81,8 +81,10 @@ class ErrorBody(BaseModel):
 
     # Read as a plain string (a client keeps working against a newer server's codes); the schema lists ErrorCode.
 
-    error: str = Field(description="machine-readable code, e.g. invalid_spec, not_found, quota_exceeded",
-                       json_schema_extra={"enum": [code.value for code in ErrorCode]})
+    error: str = Field(
+        description="machine-readable code, e.g. invalid_spec, not_found, quota_exceeded",
+        json_schema_extra={"enum": [code.value for code in ErrorCode]},
+    )
     detail: str = Field(description="what is wrong, naming the field or resource and the reason")
 
 
@@ -110,13 +112,15 @@ def dotted(loc: Iterable[Any]) -> str:
     return out
 
 
-def validation_problems(errors: Sequence[Mapping[str, Any]],
-                        path: Callable[[tuple[Any, ...]], str] = lambda loc: dotted(loc)) -> list[tuple[str, str]]:
+def validation_problems(
+    errors: Sequence[Mapping[str, Any]], path: Callable[[tuple[Any, ...]], str] = lambda loc: dotted(loc)
+) -> list[tuple[str, str]]:
     """``[(key path, reason), ...]`` of a pydantic ``ValidationError.errors()`` list."""
     return [(path(tuple(e["loc"])), problem_reason(e)) for e in errors]
 
 
-def format_validation_errors(errors: Sequence[Mapping[str, Any]], path: Callable[[tuple[Any, ...]], str] = dotted,
-                             sep: str = "; ") -> str:
+def format_validation_errors(
+    errors: Sequence[Mapping[str, Any]], path: Callable[[tuple[Any, ...]], str] = dotted, sep: str = "; "
+) -> str:
     """One line per problem (``where: reason``), joined by ``sep``."""
     return sep.join(f"{where}: {reason}" for where, reason in validation_problems(errors, path))

@@ -51,11 +51,15 @@ def folder_files(folder: Path, name: str) -> list[tuple[Path, str, int]]:
             raise TestbedError(f"{path}: {exc}", "refused_here") from None
         size = path.stat().st_size
         if size == 0 or size > MAX_DATA_FILE_BYTES:
-            why = "is empty" if size == 0 else f"is {mib(size)}, over the {mib(MAX_DATA_FILE_BYTES)} limit of a data file"
+            why = (
+                "is empty" if size == 0 else f"is {mib(size)}, over the {mib(MAX_DATA_FILE_BYTES)} limit of a data file"
+            )
             raise TestbedError(f"{path}: {why}", "refused_here")
         files.append((path, data_name, size))
         if len(files) > MAX_FOLDER_FILES:
-            raise TestbedError(f"{folder}: more than {MAX_FOLDER_FILES} files, the limit of a data folder", "refused_here")
+            raise TestbedError(
+                f"{folder}: more than {MAX_FOLDER_FILES} files, the limit of a data folder", "refused_here"
+            )
     if not files:
         raise TestbedError(f"{folder}: has no files", "refused_here")
     return files
@@ -74,8 +78,9 @@ class _Counter:
                 self.progress(self.done, self.total)
 
 
-def upload_folder(client: TestbedClient, folder: Path, name: str | None, workers: int,
-                  progress: Progress | None) -> FolderTransfer:
+def upload_folder(
+    client: TestbedClient, folder: Path, name: str | None, workers: int, progress: Progress | None
+) -> FolderTransfer:
     name = (name or folder.resolve().name).strip("/")
     try:
         check_name(name, "folder name")
@@ -98,8 +103,12 @@ def upload_folder(client: TestbedClient, folder: Path, name: str | None, workers
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         results = list(pool.map(one, files))
     sent = [obj for obj, fresh in results if fresh]
-    return FolderTransfer(folder=name, transferred=sent, skipped=[obj for obj, fresh in results if not fresh],
-                          bytes=sum(o.size for o in sent))
+    return FolderTransfer(
+        folder=name,
+        transferred=sent,
+        skipped=[obj for obj, fresh in results if not fresh],
+        bytes=sum(o.size for o in sent),
+    )
 
 
 def _folder_listing(client: TestbedClient, name: str) -> tuple[str, list[StoredObject]]:
@@ -110,13 +119,14 @@ def _folder_listing(client: TestbedClient, name: str) -> tuple[str, list[StoredO
     return name, objects
 
 
-def download_folder(client: TestbedClient, name: str, dest: Path, workers: int,
-                    progress: Progress | None) -> FolderTransfer:
+def download_folder(
+    client: TestbedClient, name: str, dest: Path, workers: int, progress: Progress | None
+) -> FolderTransfer:
     name, objects = _folder_listing(client, name)
     counter = _Counter(sum(o.size for o in objects), progress)
 
     def one(obj: StoredObject) -> StoredObject:
-        target = dest / obj.name[len(name) + 1:]
+        target = dest / obj.name[len(name) + 1 :]
         target.parent.mkdir(parents=True, exist_ok=True)
         client.download_data(obj.name, target)
         counter.add(obj.size)

@@ -48,8 +48,11 @@ ENV_MLFLOW_EXPERIMENT_NAME = "MLFLOW_EXPERIMENT_NAME"
 # Every job's MLflow client gives up on a tracking server that is gone within a bounded time (MLflow's own variables,
 # mlflow/environment_variables.py): a request waits at most 10 s, is retried 3 times with 1-2-4 s back-off, so a
 # call fails after about a minute with MLflow's own error instead of hanging for minutes while the job is billed.
-MLFLOW_CLIENT_BOUNDS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
-                        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+MLFLOW_CLIENT_BOUNDS = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+}
 # What of a job's MLflow login is secret: handed over outside the runtime env (see LaunchRequest.secret_env).
 MLFLOW_SECRET_VARS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 ENV_TENANT = "TESTBED_TENANT"
@@ -71,8 +74,12 @@ TAG_KIND = "testbed.kind"
 EnvName = Annotated[str, StringConstraints(min_length=1, max_length=L.MAX_ENV_NAME_CHARS)]
 EnvValue = Annotated[str, StringConstraints(max_length=L.MAX_ENV_VALUE_CHARS)]
 ParamName = Annotated[str, StringConstraints(min_length=1, max_length=L.MAX_PARAM_NAME_CHARS)]
-ParamValue = (Annotated[str, StringConstraints(max_length=L.MAX_PARAM_VALUE_CHARS)] | int
-              | Annotated[float, Field(allow_inf_nan=False)] | bool)
+ParamValue = (
+    Annotated[str, StringConstraints(max_length=L.MAX_PARAM_VALUE_CHARS)]
+    | int
+    | Annotated[float, Field(allow_inf_nan=False)]
+    | bool
+)
 
 
 class JobSpec(BaseModel):
@@ -83,34 +90,45 @@ class JobSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=job_spec_schema)
 
-    name: str | None = Field(default=None, max_length=63,
-                             description="experiment name within the tenant; default: template or 'default'")
-    entrypoint: str | None = Field(default=None, max_length=L.MAX_ENTRYPOINT_CHARS,
-                                   description="shell command run by the job driver")
-    template: str | None = Field(default=None, max_length=L.MAX_TEMPLATE_CHARS,
-                                 description="a template from `testbed templates list`")
-    params: dict[ParamName, ParamValue] = Field(default_factory=dict, max_length=L.MAX_PARAMS,
-                                                description="template parameters")
+    name: str | None = Field(
+        default=None, max_length=63, description="experiment name within the tenant; default: template or 'default'"
+    )
+    entrypoint: str | None = Field(
+        default=None, max_length=L.MAX_ENTRYPOINT_CHARS, description="shell command run by the job driver"
+    )
+    template: str | None = Field(
+        default=None, max_length=L.MAX_TEMPLATE_CHARS, description="a template from `testbed templates list`"
+    )
+    params: dict[ParamName, ParamValue] = Field(
+        default_factory=dict, max_length=L.MAX_PARAMS, description="template parameters"
+    )
     code_package: str | None = Field(
-        default=None, pattern=PACKAGE_REF,
+        default=None,
+        pattern=PACKAGE_REF,
         description="'sha256:<hex>' of a code package uploaded to the tenant's storage (PUT /v1/packages/{ref}); "
-                    "the job runs in it (Ray's working_dir)")
+        "the job runs in it (Ray's working_dir)",
+    )
     cpus: float = Field(default=1.0, ge=L.MIN_CPUS, le=L.MAX_CPUS, allow_inf_nan=False)
     gpus: Annotated[int, BeforeValidator(whole_number)] = Field(default=0, ge=0, le=L.MAX_GPUS)
     memory: ApiMemory = 2 * 2**30
     env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=L.MAX_ENV_VARS)
     max_runtime_seconds: Annotated[int | None, BeforeValidator(whole_number)] = Field(
-        default=None, ge=1, le=L.MAX_RUNTIME_SECONDS,
+        default=None,
+        ge=1,
+        le=L.MAX_RUNTIME_SECONDS,
         description="stop the job after it ran this long (default: the template's, or 1 h for a command; at most the "
-                    "tenant's max_runtime_seconds); its hold is this x its resources x the price")
+        "tenant's max_runtime_seconds); its hold is this x its resources x the price",
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _no_host_paths(cls, data: Any) -> Any:
         if isinstance(data, dict) and "working_dir" in data:
-            raise ValueError("working_dir: no request names a folder on the control plane; upload your folder "
-                             "(`testbed submit --working-dir DIR`, `client.submit(working_dir=DIR)`) and name the "
-                             "package in code_package")
+            raise ValueError(
+                "working_dir: no request names a folder on the control plane; upload your folder "
+                "(`testbed submit --working-dir DIR`, `client.submit(working_dir=DIR)`) and name the "
+                "package in code_package"
+            )
         return data
 
     @field_validator("name")
@@ -136,7 +154,9 @@ class JobSpec(BaseModel):
             if not ENV_NAME.match(key):
                 raise ValueError(f"env name {key!r} is not a valid variable name")
             if key.startswith(RESERVED_ENV_PREFIXES):
-                raise ValueError(f"env name {key!r} is reserved for the testbed (prefixes {', '.join(RESERVED_ENV_PREFIXES)})")
+                raise ValueError(
+                    f"env name {key!r} is reserved for the testbed (prefixes {', '.join(RESERVED_ENV_PREFIXES)})"
+                )
         return env
 
     @model_validator(mode="after")
@@ -173,8 +193,11 @@ class Job(BaseModel):
     started_at: str | None = None
     ended_at: str | None = None
     backend_ref: str | None = None
-    idle_since: str | None = Field(default=None, description="since when every GPU of the job has stayed under the "
-                                   "idle threshold (RFC 3339 UTC); null while it is not flagged idle")
+    idle_since: str | None = Field(
+        default=None,
+        description="since when every GPU of the job has stayed under the "
+        "idle threshold (RFC 3339 UTC); null while it is not flagged idle",
+    )
     idle_gpu_hours: float = Field(default=0.0, description="GPU-hours the job held idle so far")
     max_runtime_seconds: int | None = Field(default=None, description="the job is stopped after running this long")
     hold_krw: int = Field(default=0, description="won held at admission: its maximum cost")

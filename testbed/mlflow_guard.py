@@ -109,6 +109,7 @@ def install_lookup_caches(ttl_seconds: int, max_size: int = 10_000) -> LookupCac
                 return method(*args, **kwargs)
             finally:
                 caches.clear()  # also after: a read that began before the write is not kept
+
         return write_then_forget
 
     for name in dir(store):
@@ -117,17 +118,22 @@ def install_lookup_caches(ttl_seconds: int, max_size: int = 10_000) -> LookupCac
 
     get_user, list_grants = store.get_user, store.list_grants
     store.get_user = functools.wraps(get_user)(
-        lambda username: caches.cached(caches.users, username, lambda: get_user(username)))
+        lambda username: caches.cached(caches.users, username, lambda: get_user(username))
+    )
     store.list_grants = functools.wraps(list_grants)(
         lambda user_id, workspace, resource_types: caches.cached(
-            caches.grants, (user_id, workspace, frozenset(resource_types)),
-            lambda: list_grants(user_id, workspace, resource_types)))
+            caches.grants,
+            (user_id, workspace, frozenset(resource_types)),
+            lambda: list_grants(user_id, workspace, resource_types),
+        )
+    )
 
     invalidate_credentials = mlflow_auth._invalidate_user_auth_cache
 
     def invalidate_user(username: str) -> None:
         invalidate_credentials(username)
         caches.clear()
+
     mlflow_auth._invalidate_user_auth_cache = invalidate_user
 
     run_requirement = mlflow_auth._run_requirement
@@ -135,12 +141,14 @@ def install_lookup_caches(ttl_seconds: int, max_size: int = 10_000) -> LookupCac
     def cached_run_requirement(run_id: str, action: str) -> Any:
         """MLflow's own answer for (run, action): it depends only on the run's experiment, which never
         changes (a missing run is not remembered: MLflow denies it each time)."""
-        anchor_and_requirements = caches.cached(caches.run_experiments, (run_id, action),
-                                                lambda: run_requirement(run_id, action))
+        anchor_and_requirements = caches.cached(
+            caches.run_experiments, (run_id, action), lambda: run_requirement(run_id, action)
+        )
         if anchor_and_requirements is None:
             return None
         anchor, requirements = anchor_and_requirements
         return anchor, list(requirements)
+
     mlflow_auth._run_requirement = cached_run_requirement
     store._testbed_lookup_caches = caches
     return caches
@@ -149,4 +157,5 @@ def install_lookup_caches(ttl_seconds: int, max_size: int = 10_000) -> LookupCac
 # ``TESTBED_MLFLOW_LOOKUP_CACHES=off`` leaves MLflow's lookups as they are (the benchmark's baseline).
 LOOKUP_CACHES = install_lookup_caches(
     mlflow_auth.auth_config.auth_cache_ttl_seconds if os.environ.get(LOOKUP_CACHES_ENV, "on") != "off" else 0,
-    mlflow_auth.auth_config.auth_cache_max_size)
+    mlflow_auth.auth_config.auth_cache_max_size,
+)

@@ -60,9 +60,13 @@ def guard_source() -> str:
     return (Path(__file__).parent / "mlflow_guard.py").read_text()
 
 
-def render_auth_ini(database_uri: str, *, admin_username: str = ADMIN_USERNAME,
-                    authorization_function: str = LOCAL_AUTHORIZATION_FUNCTION,
-                    auth_cache_ttl_seconds: int = DEFAULT_AUTH_CACHE_TTL_SECONDS) -> str:
+def render_auth_ini(
+    database_uri: str,
+    *,
+    admin_username: str = ADMIN_USERNAME,
+    authorization_function: str = LOCAL_AUTHORIZATION_FUNCTION,
+    auth_cache_ttl_seconds: int = DEFAULT_AUTH_CACHE_TTL_SECONDS,
+) -> str:
     """The auth config file (``MLFLOW_AUTH_CONFIG_PATH``). No password: that comes from the env."""
     if not database_uri or "\n" in database_uri:
         raise ValueError("database_uri must be a single non-empty line")
@@ -70,18 +74,20 @@ def render_auth_ini(database_uri: str, *, admin_username: str = ADMIN_USERNAME,
         raise ValueError("auth_cache_ttl_seconds must be >= 0")
     # configparser interpolates '%': a URI-encoded password ("%40") must be written as "%%40".
     uri = database_uri.replace("%", "%%")
-    return "\n".join([
-        "# Rendered by testbed.mlflow_server; do not edit by hand.",
-        "[mlflow]",
-        f"default_permission = {DEFAULT_PERMISSION}",
-        f"database_uri = {uri}",
-        f"admin_username = {admin_username}",
-        f"authorization_function = {authorization_function}",
-        "grant_default_workspace_access = false",
-        f"auth_cache_ttl_seconds = {auth_cache_ttl_seconds}",
-        "auth_cache_max_size = 10000",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# Rendered by testbed.mlflow_server; do not edit by hand.",
+            "[mlflow]",
+            f"default_permission = {DEFAULT_PERMISSION}",
+            f"database_uri = {uri}",
+            f"admin_username = {admin_username}",
+            f"authorization_function = {authorization_function}",
+            "grant_default_workspace_access = false",
+            f"auth_cache_ttl_seconds = {auth_cache_ttl_seconds}",
+            "auth_cache_max_size = 10000",
+            "",
+        ]
+    )
 
 
 def new_secret() -> str:
@@ -89,8 +95,12 @@ def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
-_HARDENING_ENV = {ENV_FAIL_CLOSED: "true", ENV_SEED_DEFAULT_ROLES: "false", ENV_GRAPHQL_AUTH: "true",
-                  ENV_AI_GATEWAY: "false"}
+_HARDENING_ENV = {
+    ENV_FAIL_CLOSED: "true",
+    ENV_SEED_DEFAULT_ROLES: "false",
+    ENV_GRAPHQL_AUTH: "true",
+    ENV_AI_GATEWAY: "false",
+}
 
 
 def _server_env(admin_password: str, flask_secret_key: str) -> dict[str, str]:
@@ -122,8 +132,13 @@ class LocalServerAuth:
         return self.ini_path
 
 
-def local_server_auth(mlflow_home: Path, admin_password: str, flask_secret_key: str, *,
-                      auth_cache_ttl_seconds: int = DEFAULT_AUTH_CACHE_TTL_SECONDS) -> LocalServerAuth:
+def local_server_auth(
+    mlflow_home: Path,
+    admin_password: str,
+    flask_secret_key: str,
+    *,
+    auth_cache_ttl_seconds: int = DEFAULT_AUTH_CACHE_TTL_SECONDS,
+) -> LocalServerAuth:
     """Local mode: the auth DB is SQLite next to MLflow's own (``<mlflow_home>/auth.db``)."""
     mlflow_home = Path(mlflow_home)
     ini_path = mlflow_home / "basic_auth.ini"
@@ -157,8 +172,13 @@ class ClusterServerAuth:
     secret_env: dict[str, str]
 
 
-def cluster_server_auth(auth_database_uri: str, admin_password: str, flask_secret_key: str, *,
-                        auth_cache_ttl_seconds: int = DEFAULT_AUTH_CACHE_TTL_SECONDS) -> ClusterServerAuth:
+def cluster_server_auth(
+    auth_database_uri: str,
+    admin_password: str,
+    flask_secret_key: str,
+    *,
+    auth_cache_ttl_seconds: int = DEFAULT_AUTH_CACHE_TTL_SECONDS,
+) -> ClusterServerAuth:
     """Cluster mode: the auth DB on PostgreSQL (database ``mlflow_auth``), the ini in a Secret.
 
     Call it inside ``pulumi.Output.all(uri, password, key).apply(...)`` so the values stay secret.
@@ -167,8 +187,11 @@ def cluster_server_auth(auth_database_uri: str, admin_password: str, flask_secre
     return ClusterServerAuth(
         secret_name=CLUSTER_AUTH_SECRET,
         secret_data={
-            CLUSTER_SECRET_KEY_INI: render_auth_ini(auth_database_uri, authorization_function=CLUSTER_AUTHORIZATION_FUNCTION,
-                                                    auth_cache_ttl_seconds=auth_cache_ttl_seconds),
+            CLUSTER_SECRET_KEY_INI: render_auth_ini(
+                auth_database_uri,
+                authorization_function=CLUSTER_AUTHORIZATION_FUNCTION,
+                auth_cache_ttl_seconds=auth_cache_ttl_seconds,
+            ),
             CLUSTER_SECRET_KEY_ADMIN_PASSWORD: admin_password,
             CLUSTER_SECRET_KEY_FLASK: flask_secret_key,
         },

@@ -104,13 +104,18 @@ class Meter(BaseModel):
     @classmethod
     def of(cls, cpus: float, gpus: int, memory_bytes: int, seconds: int) -> "Meter":
         """A job's spec held for ``seconds`` whole seconds (CPUs in milli-CPUs, memory in whole MiB, rounded up)."""
-        return cls(cpu_milli_seconds=round(cpus * 1000) * seconds, gpu_seconds=gpus * seconds,
-                   memory_mib_seconds=-(-memory_bytes // MIB) * seconds)
+        return cls(
+            cpu_milli_seconds=round(cpus * 1000) * seconds,
+            gpu_seconds=gpus * seconds,
+            memory_mib_seconds=-(-memory_bytes // MIB) * seconds,
+        )
 
     def __add__(self, other: "Meter") -> "Meter":
-        return Meter(cpu_milli_seconds=self.cpu_milli_seconds + other.cpu_milli_seconds,
-                     gpu_seconds=self.gpu_seconds + other.gpu_seconds,
-                     memory_mib_seconds=self.memory_mib_seconds + other.memory_mib_seconds)
+        return Meter(
+            cpu_milli_seconds=self.cpu_milli_seconds + other.cpu_milli_seconds,
+            gpu_seconds=self.gpu_seconds + other.gpu_seconds,
+            memory_mib_seconds=self.memory_mib_seconds + other.memory_mib_seconds,
+        )
 
 
 class Rates(BaseModel):
@@ -125,9 +130,11 @@ class Rates(BaseModel):
 
 def exact_cost(meter: Meter, rates: Rates) -> Fraction:
     """The exact cost in won of a meter at a price (no rounding)."""
-    return (Fraction(meter.gpu_seconds * rates.gpu_hour_krw, SECONDS_PER_HOUR)
-            + Fraction(meter.cpu_milli_seconds * rates.cpu_hour_krw, 1000 * SECONDS_PER_HOUR)
-            + Fraction(meter.memory_mib_seconds * rates.gib_hour_krw, MIB_PER_GIB * SECONDS_PER_HOUR))
+    return (
+        Fraction(meter.gpu_seconds * rates.gpu_hour_krw, SECONDS_PER_HOUR)
+        + Fraction(meter.cpu_milli_seconds * rates.cpu_hour_krw, 1000 * SECONDS_PER_HOUR)
+        + Fraction(meter.memory_mib_seconds * rates.gib_hour_krw, MIB_PER_GIB * SECONDS_PER_HOUR)
+    )
 
 
 # -- durations --------------------------------------------------------------------------------

@@ -83,8 +83,9 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def collect_files(folder: Path, excludes: Sequence[str] = (), max_bytes: int = MAX_PACKAGE_BYTES
-                  ) -> list[tuple[str, Path, int]]:
+def collect_files(
+    folder: Path, excludes: Sequence[str] = (), max_bytes: int = MAX_PACKAGE_BYTES
+) -> list[tuple[str, Path, int]]:
     """``[(name in the zip, path, bytes), ...]`` sorted by name; PackageError for a link out, a loop, too much."""
     if not folder.is_dir():
         raise PackageError(f"{folder}: not a folder")
@@ -101,8 +102,10 @@ def collect_files(folder: Path, excludes: Sequence[str] = (), max_bytes: int = M
             if entry.is_symlink():
                 target = os.path.realpath(child)
                 if not _inside(target, root):
-                    raise PackageError(f"{folder}: link {name} -> {os.readlink(child)} leads outside the folder; "
-                                       f"remove it or exclude it in {IGNORE_FILE}")
+                    raise PackageError(
+                        f"{folder}: link {name} -> {os.readlink(child)} leads outside the folder; "
+                        f"remove it or exclude it in {IGNORE_FILE}"
+                    )
                 if not os.path.exists(target):
                     raise PackageError(f"{folder}: link {name} -> {os.readlink(child)} points nowhere")
             if entry.is_dir():
@@ -119,9 +122,11 @@ def collect_files(folder: Path, excludes: Sequence[str] = (), max_bytes: int = M
     walk(folder, "", frozenset({root}))
     total = sum(size for _, _, size in found)
     if total > max_bytes:
-        raise PackageError(f"{folder}: {mib(total)} in {len(found)} files, over the {mib(max_bytes)} limit of a code "
-                           f"package; exclude data and checkpoints in {IGNORE_FILE} (upload data with `testbed data "
-                           "upload`)")
+        raise PackageError(
+            f"{folder}: {mib(total)} in {len(found)} files, over the {mib(max_bytes)} limit of a code "
+            f"package; exclude data and checkpoints in {IGNORE_FILE} (upload data with `testbed data "
+            "upload`)"
+        )
     return found
 
 
@@ -134,8 +139,7 @@ def _entry(name: str, executable: bool = False) -> zipfile.ZipInfo:
     return info
 
 
-def build_package(folder: str | Path, excludes: Sequence[str] = (), max_bytes: int = MAX_PACKAGE_BYTES
-                  ) -> BuiltPackage:
+def build_package(folder: str | Path, excludes: Sequence[str] = (), max_bytes: int = MAX_PACKAGE_BYTES) -> BuiltPackage:
     """Pack ``folder`` (see the module docstring); PackageError, one line naming the folder, when it cannot be."""
     folder = Path(folder)
     files = collect_files(folder, excludes, max_bytes)
@@ -147,10 +151,17 @@ def build_package(folder: str | Path, excludes: Sequence[str] = (), max_bytes: i
             with open(path, "rb") as source, archive.open(_entry(name, executable), "w") as target:
                 shutil.copyfileobj(source, target, 2**20)
             if buffer.tell() > max_bytes:
-                raise PackageError(f"{folder}: its zip grows past the {mib(max_bytes)} limit of a code package; "
-                                   f"exclude large files in {IGNORE_FILE}")
+                raise PackageError(
+                    f"{folder}: its zip grows past the {mib(max_bytes)} limit of a code package; "
+                    f"exclude large files in {IGNORE_FILE}"
+                )
     data = buffer.getvalue()
     if len(data) > max_bytes:
         raise PackageError(f"{folder}: its zip is {mib(len(data))}, over the {mib(max_bytes)} limit of a code package")
-    return BuiltPackage(folder=folder, data=data, sha256=hashlib.sha256(data).hexdigest(), files=len(files),
-                        file_bytes=sum(size for _, _, size in files))
+    return BuiltPackage(
+        folder=folder,
+        data=data,
+        sha256=hashlib.sha256(data).hexdigest(),
+        files=len(files),
+        file_bytes=sum(size for _, _, size in files),
+    )

@@ -55,11 +55,19 @@ class Placement(BaseModel):
     @classmethod
     def for_stack(cls, stack: StackConfig) -> "Placement":
         """The placement of every tenant of a stack (what Pulumi creates)."""
-        return cls(region=stack.region.id, tenants={
-            t.id: TenantPlacement(namespace=tenant_namespace(t), local_queue=local_queue(t),
-                                  cluster_queue=cluster_queue(stack, t), gpu_pool=stack.pool_for(t).name,
-                                  service_account=job_service_account(t))
-            for t in stack.tenants})
+        return cls(
+            region=stack.region.id,
+            tenants={
+                t.id: TenantPlacement(
+                    namespace=tenant_namespace(t),
+                    local_queue=local_queue(t),
+                    cluster_queue=cluster_queue(stack, t),
+                    gpu_pool=stack.pool_for(t).name,
+                    service_account=job_service_account(t),
+                )
+                for t in stack.tenants
+            },
+        )
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Placement":

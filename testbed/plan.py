@@ -99,7 +99,8 @@ class Plan(BaseModel):
             f"max_size {p.stack_max_size} x {p.gpus_per_node} GPUs delivers at most {p.stack_capacity_gpu_hours:,.0f} "
             f"in the period; raise max_size to at least {p.max_size} (testbed plan, target utilisation "
             f"{self.target_utilisation:.0%})"
-            for p in self.pools if p.stack_falls_short
+            for p in self.pools
+            if p.stack_falls_short
         ]
 
 
@@ -152,7 +153,9 @@ def make_plan(stack: StackConfig, target_utilisation: float = DEFAULT_TARGET_UTI
     for pool in stack.node_pools:
         price = stack.price_for(pool.name, at)
         prices[pool.name] = price
-        loaded[pool.name] = node_hour_krw(pool, price.gpu_hour_krw, price.cpu_hour_krw, price.gib_hour_krw) / pool.gpus_per_node
+        loaded[pool.name] = (
+            node_hour_krw(pool, price.gpu_hour_krw, price.cpu_hour_krw, price.gib_hour_krw) / pool.gpus_per_node
+        )
 
     grants: list[GrantPlan] = []
     average: dict[str, float] = {p.name: 0.0 for p in stack.node_pools}
@@ -168,27 +171,47 @@ def make_plan(stack: StackConfig, target_utilisation: float = DEFAULT_TARGET_UTI
         average[pool.name] += hours / _hours(grant.start, grant.end)
         largest_quota[pool.name] = max(largest_quota[pool.name], tenant.quota.gpus)
         shares = {source.value: float(share) for source, share in grant.funding_shares.items()}
-        grants.append(GrantPlan(
-            tenant=tenant.id, pool=pool.name, krw=krw, gpu_hours=hours, share=krw / budget_krw if budget_krw else 0.0,
-            cost_item=grant.cost_item.value, funding_krw=split_by_shares(krw, shares)))
+        grants.append(
+            GrantPlan(
+                tenant=tenant.id,
+                pool=pool.name,
+                krw=krw,
+                gpu_hours=hours,
+                share=krw / budget_krw if budget_krw else 0.0,
+                cost_item=grant.cost_item.value,
+                funding_krw=split_by_shares(krw, shares),
+            )
+        )
 
     pools = []
     for pool in stack.node_pools:
         price = prices[pool.name]
         busy = average[pool.name]
-        max_size = max(math.ceil(busy / (target_utilisation * pool.gpus_per_node) - 1e-9),
-                       math.ceil(largest_quota[pool.name] / pool.gpus_per_node), 1 if busy > 0 else 0)
-        pools.append(PoolPlan(
-            pool=pool.name, gpu_model=pool.gpu_model, gpus_per_node=pool.gpus_per_node,
-            price_id=f"{pool.name}@{price.effective_from}", gpu_hour_krw=price.gpu_hour_krw,
-            node_hour_krw=node_hour_krw(pool, price.gpu_hour_krw, price.cpu_hour_krw, price.gib_hour_krw),
-            loaded_gpu_hour_krw=loaded[pool.name], budget_gpu_hours=budget_krw / loaded[pool.name],
-            granted_gpu_hours=granted_hours[pool.name], average_gpus_busy=busy,
-            min_size=math.floor(busy / pool.gpus_per_node + 1e-9), max_size=max_size,
-            deliverable_gpu_hours=max_size * pool.gpus_per_node * period_hours * target_utilisation,
-            stack_min_size=pool.min_size, stack_max_size=pool.max_size,
-            stack_capacity_gpu_hours=pool.max_size * pool.gpus_per_node * period_hours,
-        ))
+        max_size = max(
+            math.ceil(busy / (target_utilisation * pool.gpus_per_node) - 1e-9),
+            math.ceil(largest_quota[pool.name] / pool.gpus_per_node),
+            1 if busy > 0 else 0,
+        )
+        pools.append(
+            PoolPlan(
+                pool=pool.name,
+                gpu_model=pool.gpu_model,
+                gpus_per_node=pool.gpus_per_node,
+                price_id=f"{pool.name}@{price.effective_from}",
+                gpu_hour_krw=price.gpu_hour_krw,
+                node_hour_krw=node_hour_krw(pool, price.gpu_hour_krw, price.cpu_hour_krw, price.gib_hour_krw),
+                loaded_gpu_hour_krw=loaded[pool.name],
+                budget_gpu_hours=budget_krw / loaded[pool.name],
+                granted_gpu_hours=granted_hours[pool.name],
+                average_gpus_busy=busy,
+                min_size=math.floor(busy / pool.gpus_per_node + 1e-9),
+                max_size=max_size,
+                deliverable_gpu_hours=max_size * pool.gpus_per_node * period_hours * target_utilisation,
+                stack_min_size=pool.min_size,
+                stack_max_size=pool.max_size,
+                stack_capacity_gpu_hours=pool.max_size * pool.gpus_per_node * period_hours,
+            )
+        )
 
     granted_by_source = {source: 0 for source in funding}
     for g in grants:
@@ -196,12 +219,25 @@ def make_plan(stack: StackConfig, target_utilisation: float = DEFAULT_TARGET_UTI
             granted_by_source[source] = granted_by_source.get(source, 0) + amount
     granted_krw = sum(g.krw for g in grants)
     return Plan(
-        region=stack.region.id, period_start=start, period_end=end, period_hours=period_hours,
-        target_utilisation=target_utilisation, budget_krw=budget_krw, granted_krw=granted_krw,
-        unallocated_krw=budget_krw - granted_krw, pools=pools, grants=grants,
-        funding=[FundingPlan(source=s, budget_krw=funding.get(s, 0), granted_krw=granted_by_source.get(s, 0),
-                             unallocated_krw=funding.get(s, 0) - granted_by_source.get(s, 0))
-                 for s in sorted(set(funding) | set(granted_by_source))],
+        region=stack.region.id,
+        period_start=start,
+        period_end=end,
+        period_hours=period_hours,
+        target_utilisation=target_utilisation,
+        budget_krw=budget_krw,
+        granted_krw=granted_krw,
+        unallocated_krw=budget_krw - granted_krw,
+        pools=pools,
+        grants=grants,
+        funding=[
+            FundingPlan(
+                source=s,
+                budget_krw=funding.get(s, 0),
+                granted_krw=granted_by_source.get(s, 0),
+                unallocated_krw=funding.get(s, 0) - granted_by_source.get(s, 0),
+            )
+            for s in sorted(set(funding) | set(granted_by_source))
+        ],
     )
 
 
@@ -211,25 +247,53 @@ def won(amount: float) -> str:
 
 
 def render_plan(plan: Plan) -> str:
-    head = (f"region {plan.region}: fiscal period {plan.period_start} .. {plan.period_end} ({plan.period_hours:,.0f} h), "
-            f"budget {won(plan.budget_krw)} KRW, granted {won(plan.granted_krw)} KRW, unallocated "
-            f"{won(plan.unallocated_krw)} KRW; target utilisation {plan.target_utilisation:.0%}")
+    head = (
+        f"region {plan.region}: fiscal period {plan.period_start} .. {plan.period_end} ({plan.period_hours:,.0f} h), "
+        f"budget {won(plan.budget_krw)} KRW, granted {won(plan.granted_krw)} KRW, unallocated "
+        f"{won(plan.unallocated_krw)} KRW; target utilisation {plan.target_utilisation:.0%}"
+    )
     pools = tables.render_table(
-        ["POOL", "GPU", "PRICE", "KRW/GPU-H", "BUDGET BUYS GPU-H", "GRANTED GPU-H", "AVG GPUS", "MIN", "MAX",
-         "STACK MIN..MAX", "DELIVERABLE GPU-H"],
-        [[p.pool, f"{p.gpus_per_node}x {p.gpu_model}", p.price_id, won(p.loaded_gpu_hour_krw), won(p.budget_gpu_hours),
-          won(p.granted_gpu_hours), f"{p.average_gpus_busy:.2f}", p.min_size, p.max_size,
-          f"{p.stack_min_size}..{p.stack_max_size}" + (" (short)" if p.stack_falls_short else ""),
-          won(p.deliverable_gpu_hours)] for p in plan.pools],
-        right=range(3, 11))
+        [
+            "POOL",
+            "GPU",
+            "PRICE",
+            "KRW/GPU-H",
+            "BUDGET BUYS GPU-H",
+            "GRANTED GPU-H",
+            "AVG GPUS",
+            "MIN",
+            "MAX",
+            "STACK MIN..MAX",
+            "DELIVERABLE GPU-H",
+        ],
+        [
+            [
+                p.pool,
+                f"{p.gpus_per_node}x {p.gpu_model}",
+                p.price_id,
+                won(p.loaded_gpu_hour_krw),
+                won(p.budget_gpu_hours),
+                won(p.granted_gpu_hours),
+                f"{p.average_gpus_busy:.2f}",
+                p.min_size,
+                p.max_size,
+                f"{p.stack_min_size}..{p.stack_max_size}" + (" (short)" if p.stack_falls_short else ""),
+                won(p.deliverable_gpu_hours),
+            ]
+            for p in plan.pools
+        ],
+        right=range(3, 11),
+    )
     grants = tables.render_table(
         ["TENANT", "POOL", "GRANT KRW", "GPU-H", "SHARE", "COST ITEM"],
         [[g.tenant, g.pool, won(g.krw), won(g.gpu_hours), f"{g.share:.1%}", g.cost_item] for g in plan.grants],
-        right=range(2, 5))
+        right=range(2, 5),
+    )
     funding = tables.render_table(
         ["FUNDING", "BUDGET KRW", "GRANTED KRW", "UNALLOCATED KRW"],
         [[f.source, won(f.budget_krw), won(f.granted_krw), won(f.unallocated_krw)] for f in plan.funding],
-        right=range(1, 4))
+        right=range(1, 4),
+    )
     warnings = "".join(f"\nwarning: {w}" for w in plan.warnings())
     return f"{head}\n\n{pools}\n\n{grants}\n\n{funding}{warnings}"
 
@@ -246,7 +310,9 @@ def plot_plan(plan: Plan, path: str | Path) -> None:
     xs = range(len(names))
     width = 0.27
     left.bar([x - width for x in xs], [p.granted_gpu_hours for p in plan.pools], width, label="granted")
-    left.bar(list(xs), [p.deliverable_gpu_hours for p in plan.pools], width, label=f"plan @ {plan.target_utilisation:.0%}")
+    left.bar(
+        list(xs), [p.deliverable_gpu_hours for p in plan.pools], width, label=f"plan @ {plan.target_utilisation:.0%}"
+    )
     left.bar([x + width for x in xs], [p.stack_capacity_gpu_hours for p in plan.pools], width, label="stack max, 100 %")
     left.set_xticks(list(xs), names)
     left.set_ylabel("GPU-hours in the period")

@@ -54,9 +54,13 @@ class RegionBudget(BaseModel):
         budget = stack.budget
         if budget is None:
             raise ProgramError(f"region {stack.region.id!r} has no testbed:budget in its stack file")
-        return cls(region=stack.region.id, fiscal_period_start=budget.fiscal_period.start,
-                   fiscal_period_end=budget.fiscal_period.end, vat_rate=float(budget.vat_rate),
-                   funding={str(getattr(k, "value", k)): int(v) for k, v in budget.funding.items()})
+        return cls(
+            region=stack.region.id,
+            fiscal_period_start=budget.fiscal_period.start,
+            fiscal_period_end=budget.fiscal_period.end,
+            vat_rate=float(budget.vat_rate),
+            funding={str(getattr(k, "value", k)): int(v) for k, v in budget.funding.items()},
+        )
 
 
 # -- the regions file -----------------------------------------------------------------------
@@ -181,21 +185,31 @@ def tenant_line(region: str, item: dict[str, Any], today: dt.date, period_end: d
         if days_to_empty < left:
             exhaustion = (today + dt.timedelta(days=int(days_to_empty))).isoformat()
     return TenantLine(
-        region=region, tenant=item["tenant"], name=item.get("name"), cost_item=item.get("cost_item"),
-        grant_krw=grant, charged_krw=charged, held_krw=held,
+        region=region,
+        tenant=item["tenant"],
+        name=item.get("name"),
+        cost_item=item.get("cost_item"),
+        grant_krw=grant,
+        charged_krw=charged,
+        held_krw=held,
         remaining_krw=int(item.get("remaining_krw", max(0, grant - charged - held)) or 0),
-        execution_rate=charged / grant if grant else None, burn_krw_per_day=float(burn),
-        forecast_end_krw=forecast, unspent_at_end_krw=max(0, grant - forecast),
+        execution_rate=charged / grant if grant else None,
+        burn_krw_per_day=float(burn),
+        forecast_end_krw=forecast,
+        unspent_at_end_krw=max(0, grant - forecast),
         forecast_exhaustion_date=dt.date.fromisoformat(exhaustion) if isinstance(exhaustion, str) else exhaustion,
-        idle_gpu_hours=float(item.get("idle_gpu_hours") or 0.0), stale=stale)
+        idle_gpu_hours=float(item.get("idle_gpu_hours") or 0.0),
+        stale=stale,
+    )
 
 
 def _split(amount: int, shares: dict[str, float]) -> dict[str, float]:
     return {source: amount * float(share) for source, share in shares.items()}
 
 
-def region_lines(region: str, budget: dict[str, Any], usage: dict[str, Any], today: dt.date,
-                 stale: bool) -> tuple[list[FundingLine], list[TenantLine]]:
+def region_lines(
+    region: str, budget: dict[str, Any], usage: dict[str, Any], today: dt.date, stale: bool
+) -> tuple[list[FundingLine], list[TenantLine]]:
     """A region's funding and tenant lines from its ``/v1/budget`` and ``/v1/usage`` answers."""
     period_end = dt.date.fromisoformat(budget["fiscal_period_end"])
     funding: dict[str, int] = {k: int(v) for k, v in budget["funding"].items()}
@@ -217,17 +231,36 @@ def region_lines(region: str, budget: dict[str, Any], usage: dict[str, Any], tod
         total = [sum(v[i] for _, v in items_of_source) for i in range(4)]
         budget_krw = funding.get(source, 0)
         executed = round(total[1])
-        lines.append(FundingLine(
-            region=region, source=source, budget_krw=budget_krw, granted_krw=round(total[0]),
-            executed_krw=executed, held_krw=round(total[2]),
-            execution_rate=executed / budget_krw if budget_krw else None, forecast_executed_krw=round(total[3]),
-            unspent_at_end_krw=budget_krw - round(total[3]), stale=stale))
+        lines.append(
+            FundingLine(
+                region=region,
+                source=source,
+                budget_krw=budget_krw,
+                granted_krw=round(total[0]),
+                executed_krw=executed,
+                held_krw=round(total[2]),
+                execution_rate=executed / budget_krw if budget_krw else None,
+                forecast_executed_krw=round(total[3]),
+                unspent_at_end_krw=budget_krw - round(total[3]),
+                stale=stale,
+            )
+        )
         for cost_item, v in items_of_source:
             granted, executed = round(v[0]), round(v[1])
-            lines.append(FundingLine(
-                region=region, source=source, cost_item=cost_item, granted_krw=granted, executed_krw=executed,
-                held_krw=round(v[2]), execution_rate=executed / granted if granted else None,
-                forecast_executed_krw=round(v[3]), unspent_at_end_krw=granted - round(v[3]), stale=stale))
+            lines.append(
+                FundingLine(
+                    region=region,
+                    source=source,
+                    cost_item=cost_item,
+                    granted_krw=granted,
+                    executed_krw=executed,
+                    held_krw=round(v[2]),
+                    execution_rate=executed / granted if granted else None,
+                    forecast_executed_krw=round(v[3]),
+                    unspent_at_end_krw=granted - round(v[3]),
+                    stale=stale,
+                )
+            )
     return lines, tenants
 
 
@@ -253,12 +286,13 @@ def fetch_region(entry: RegionEntry, timeout: float = 10.0) -> tuple[dict[str, A
             answers.append(response.json())
     budget, usage = answers
     if budget.get("region") != entry.name:
-        raise ProgramError(f"the control plane at {entry.url} serves region {budget.get('region')!r}, not {entry.name!r}")
+        raise ProgramError(
+            f"the control plane at {entry.url} serves region {budget.get('region')!r}, not {entry.name!r}"
+        )
     return budget, usage
 
 
-def build_report(regions_path: str | Path, now: dt.datetime | None = None,
-                 fetch=fetch_region) -> ProgramReport:
+def build_report(regions_path: str | Path, now: dt.datetime | None = None, fetch=fetch_region) -> ProgramReport:
     """Ask every region; fall back to the cache (marked stale) for those that do not answer; refresh the cache."""
     regions = RegionsFile.load(regions_path)
     now = now or dt.datetime.now(dt.timezone.utc)
@@ -275,9 +309,15 @@ def build_report(regions_path: str | Path, now: dt.datetime | None = None,
         except Exception as exc:  # any failure of one region: shown, never dropped, never fatal to the others
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             cached = cache.get(entry.name)
-            statuses.append(RegionStatus(
-                region=entry.name, status="no answer", error=message, stale=cached is not None,
-                last_good_at=dt.datetime.fromisoformat(cached["at"]) if cached else None))
+            statuses.append(
+                RegionStatus(
+                    region=entry.name,
+                    status="no answer",
+                    error=message,
+                    stale=cached is not None,
+                    last_good_at=dt.datetime.fromisoformat(cached["at"]) if cached else None,
+                )
+            )
             if cached:
                 lines, people = region_lines(entry.name, cached["budget"], cached["usage"], today, stale=True)
                 funding += lines
@@ -304,45 +344,95 @@ def _rate(value: float | None) -> str:
     return "" if value is None else f"{value:.1%}"
 
 
-FUNDING_HEADERS = ["REGION", "SOURCE", "COST ITEM", "BUDGET KRW", "GRANTED KRW", "EXECUTED KRW", "집행률",
-                   "FORECAST AT END", "UNSPENT AT END"]
-TENANT_HEADERS = ["REGION", "TENANT", "COST ITEM", "GRANT KRW", "CHARGED KRW", "집행률", "BURN KRW/DAY",
-                  "FORECAST AT END", "UNSPENT AT END", "EXHAUSTED BY", "IDLE GPU-H"]
+FUNDING_HEADERS = [
+    "REGION",
+    "SOURCE",
+    "COST ITEM",
+    "BUDGET KRW",
+    "GRANTED KRW",
+    "EXECUTED KRW",
+    "집행률",
+    "FORECAST AT END",
+    "UNSPENT AT END",
+]
+TENANT_HEADERS = [
+    "REGION",
+    "TENANT",
+    "COST ITEM",
+    "GRANT KRW",
+    "CHARGED KRW",
+    "집행률",
+    "BURN KRW/DAY",
+    "FORECAST AT END",
+    "UNSPENT AT END",
+    "EXHAUSTED BY",
+    "IDLE GPU-H",
+]
 
 
 def funding_rows(report: ProgramReport) -> list[list[Any]]:
-    return [[f.region + (" (stale)" if f.stale else ""), f.source, f.cost_item or "(total)", _won(f.budget_krw),
-             _won(f.granted_krw), _won(f.executed_krw), _rate(f.execution_rate), _won(f.forecast_executed_krw),
-             _won(f.unspent_at_end_krw)] for f in report.funding]
+    return [
+        [
+            f.region + (" (stale)" if f.stale else ""),
+            f.source,
+            f.cost_item or "(total)",
+            _won(f.budget_krw),
+            _won(f.granted_krw),
+            _won(f.executed_krw),
+            _rate(f.execution_rate),
+            _won(f.forecast_executed_krw),
+            _won(f.unspent_at_end_krw),
+        ]
+        for f in report.funding
+    ]
 
 
 def tenant_rows(report: ProgramReport) -> list[list[Any]]:
-    return [[t.region + (" (stale)" if t.stale else ""), t.tenant, t.cost_item or "", _won(t.grant_krw),
-             _won(t.charged_krw), _rate(t.execution_rate), _won(t.burn_krw_per_day), _won(t.forecast_end_krw),
-             _won(t.unspent_at_end_krw), str(t.forecast_exhaustion_date or ""), f"{t.idle_gpu_hours:.2f}"]
-            for t in report.tenants]
+    return [
+        [
+            t.region + (" (stale)" if t.stale else ""),
+            t.tenant,
+            t.cost_item or "",
+            _won(t.grant_krw),
+            _won(t.charged_krw),
+            _rate(t.execution_rate),
+            _won(t.burn_krw_per_day),
+            _won(t.forecast_end_krw),
+            _won(t.unspent_at_end_krw),
+            str(t.forecast_exhaustion_date or ""),
+            f"{t.idle_gpu_hours:.2f}",
+        ]
+        for t in report.tenants
+    ]
 
 
 def region_rows(report: ProgramReport) -> list[list[Any]]:
-    return [[r.region, r.status, r.last_good_at.isoformat(timespec="seconds") if r.last_good_at else "never",
-             r.error or ""] for r in report.regions]
+    return [
+        [r.region, r.status, r.last_good_at.isoformat(timespec="seconds") if r.last_good_at else "never", r.error or ""]
+        for r in report.regions
+    ]
 
 
 REGION_HEADERS = ["REGION", "STATUS", "LAST GOOD ANSWER", "ERROR"]
 
 
 def render_report(report: ProgramReport) -> str:
-    return "\n\n".join([
-        f"program report at {report.generated_at.isoformat(timespec='seconds')}",
-        tables.render_table(REGION_HEADERS, region_rows(report)),
-        tables.render_table(FUNDING_HEADERS, funding_rows(report), right=range(3, 9)),
-        tables.render_table(TENANT_HEADERS, tenant_rows(report), right=range(3, 11)),
-    ])
+    return "\n\n".join(
+        [
+            f"program report at {report.generated_at.isoformat(timespec='seconds')}",
+            tables.render_table(REGION_HEADERS, region_rows(report)),
+            tables.render_table(FUNDING_HEADERS, funding_rows(report), right=range(3, 9)),
+            tables.render_table(TENANT_HEADERS, tenant_rows(report), right=range(3, 11)),
+        ]
+    )
 
 
 def _sheets(report: ProgramReport) -> dict[str, tuple[list[str], list[list[Any]]]]:
-    return {"regions": (REGION_HEADERS, region_rows(report)), "funding": (FUNDING_HEADERS, funding_rows(report)),
-            "tenants": (TENANT_HEADERS, tenant_rows(report))}
+    return {
+        "regions": (REGION_HEADERS, region_rows(report)),
+        "funding": (FUNDING_HEADERS, funding_rows(report)),
+        "tenants": (TENANT_HEADERS, tenant_rows(report)),
+    }
 
 
 def write_csv(report: ProgramReport, path: str | Path) -> None:
@@ -356,11 +446,16 @@ def write_csv(report: ProgramReport, path: str | Path) -> None:
 
 
 def write_html(report: ProgramReport, path: str | Path) -> None:
-    parts = [f"<!doctype html><html lang=\"ko\"><meta charset=\"utf-8\"><title>Program report</title>"
-             f"<h1>Program report, {html.escape(report.generated_at.isoformat(timespec='seconds'))}</h1>"]
+    parts = [
+        f'<!doctype html><html lang="ko"><meta charset="utf-8"><title>Program report</title>'
+        f"<h1>Program report, {html.escape(report.generated_at.isoformat(timespec='seconds'))}</h1>"
+    ]
     for section, (headers, rows) in _sheets(report).items():
-        parts.append(f"<h2>{section}</h2><table border=\"1\"><tr>"
-                     + "".join(f"<th scope=\"col\">{html.escape(h)}</th>" for h in headers) + "</tr>")
+        parts.append(
+            f'<h2>{section}</h2><table border="1"><tr>'
+            + "".join(f'<th scope="col">{html.escape(h)}</th>' for h in headers)
+            + "</tr>"
+        )
         parts += ["<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows]
         parts.append("</table>")
     Path(path).write_text("".join(parts) + "</html>\n", encoding="utf-8")
@@ -383,11 +478,15 @@ def write_xlsx(report: ProgramReport, path: str | Path) -> None:
     def sheet_xml(headers: list[str], rows: list[list[Any]]) -> str:
         out = []
         for r, row in enumerate([headers, *rows], start=1):
-            cells = "".join(f'<c r="{_column(c)}{r}" t="inlineStr"><is><t>{html.escape(str(v))}</t></is></c>'
-                            for c, v in enumerate(row))
+            cells = "".join(
+                f'<c r="{_column(c)}{r}" t="inlineStr"><is><t>{html.escape(str(v))}</t></is></c>'
+                for c, v in enumerate(row)
+            )
             out.append(f'<row r="{r}">{cells}</row>')
-        return ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?><worksheet xmlns="http://schemas.openxmlformats.org/'
-                f'spreadsheetml/2006/main"><sheetData>{"".join(out)}</sheetData></worksheet>')
+        return (
+            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?><worksheet xmlns="http://schemas.openxmlformats.org/'
+            f'spreadsheetml/2006/main"><sheetData>{"".join(out)}</sheetData></worksheet>'
+        )
 
     names = list(sheets)
     files = {
@@ -395,20 +494,29 @@ def write_xlsx(report: ProgramReport, path: str | Path) -> None:
         'openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.'
         'openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override '
         'PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.'
-        'main+xml"/>' + "".join(f'<Override PartName="/xl/worksheets/sheet{i}.xml" ContentType="application/vnd.'
-                                'openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
-                                for i in range(1, len(names) + 1)) + "</Types>",
+        'main+xml"/>'
+        + "".join(
+            f'<Override PartName="/xl/worksheets/sheet{i}.xml" ContentType="application/vnd.'
+            'openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
+            for i in range(1, len(names) + 1)
+        )
+        + "</Types>",
         "_rels/.rels": '<?xml version="1.0" encoding="UTF-8" standalone="yes"?><Relationships xmlns="http://schemas.'
         'openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.'
         'org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>',
         "xl/workbook.xml": '<?xml version="1.0" encoding="UTF-8" standalone="yes"?><workbook xmlns="http://schemas.'
         'openxmlformats.org/spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/'
-        'relationships"><sheets>' + "".join(f'<sheet name="{n}" sheetId="{i}" r:id="rId{i}"/>'
-                                             for i, n in enumerate(names, start=1)) + "</sheets></workbook>",
+        'relationships"><sheets>'
+        + "".join(f'<sheet name="{n}" sheetId="{i}" r:id="rId{i}"/>' for i, n in enumerate(names, start=1))
+        + "</sheets></workbook>",
         "xl/_rels/workbook.xml.rels": '<?xml version="1.0" encoding="UTF-8" standalone="yes"?><Relationships xmlns='
-        '"http://schemas.openxmlformats.org/package/2006/relationships">' + "".join(
+        '"http://schemas.openxmlformats.org/package/2006/relationships">'
+        + "".join(
             f'<Relationship Id="rId{i}" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/'
-            f'worksheet" Target="worksheets/sheet{i}.xml"/>' for i in range(1, len(names) + 1)) + "</Relationships>",
+            f'worksheet" Target="worksheets/sheet{i}.xml"/>'
+            for i in range(1, len(names) + 1)
+        )
+        + "</Relationships>",
         **{f"xl/worksheets/sheet{i}.xml": sheet_xml(*sheets[n]) for i, n in enumerate(names, start=1)},
     }
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -428,15 +536,29 @@ def plot_report(report: ProgramReport, path: str | Path) -> None:
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(totals) + 2), 4))
     xs = list(range(len(totals)))
     ax.bar(xs, [f.granted_krw / f.budget_krw for f in totals], color="lightgrey", label="granted")
-    ax.bar(xs, [f.executed_krw / f.budget_krw for f in totals], width=0.5, color="tab:blue", label="executed (execution rate)")
-    ax.scatter(xs, [f.forecast_executed_krw / f.budget_krw for f in totals], color="tab:red", zorder=3,
-               label="forecast at period end")
+    ax.bar(
+        xs,
+        [f.executed_krw / f.budget_krw for f in totals],
+        width=0.5,
+        color="tab:blue",
+        label="executed (execution rate)",
+    )
+    ax.scatter(
+        xs,
+        [f.forecast_executed_krw / f.budget_krw for f in totals],
+        color="tab:red",
+        zorder=3,
+        label="forecast at period end",
+    )
     ax.set_xticks(xs, labels, fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("share of budget")
     down = [r.region for r in report.regions if r.status != "ok"]
-    ax.set_title("Execution rate per region and funding source" + (f" (no answer: {', '.join(down)}; * = last good "
-                                                                     "answer)" if down else ""), fontsize=9)
+    ax.set_title(
+        "Execution rate per region and funding source"
+        + (f" (no answer: {', '.join(down)}; * = last good answer)" if down else ""),
+        fontsize=9,
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

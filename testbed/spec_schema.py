@@ -24,8 +24,10 @@ API_MEMORY = re.compile(r"^([1-9][0-9]{0,5}(\.[0-9]{1,3})?(k|M|G|Ki|Mi|Gi)?|[1-9
 def _api_memory(value: Any) -> int:
     """Bytes of an API memory field: an integer in range, or a quantity matching ``API_MEMORY``."""
     if isinstance(value, str) and not API_MEMORY.match(value):
-        raise ValueError(f"memory must be a quantity such as '16Gi' or '512Mi' (at most {L.MAX_MEMORY_BYTES // 2**40}Ti), "
-                         f"not {value[:40]!r}")
+        raise ValueError(
+            f"memory must be a quantity such as '16Gi' or '512Mi' (at most {L.MAX_MEMORY_BYTES // 2**40}Ti), "
+            f"not {value[:40]!r}"
+        )
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, (int, str)) or isinstance(value, bool):
@@ -36,10 +38,19 @@ def _api_memory(value: Any) -> int:
     return num_bytes
 
 
-ApiMemory = Annotated[int, BeforeValidator(_api_memory), WithJsonSchema({"anyOf": [
-    {"type": "integer", "minimum": 1, "maximum": L.MAX_MEMORY_BYTES},
-    {"type": "string", "pattern": API_MEMORY.pattern},
-], "description": "bytes, or a quantity such as '4Gi'"})]
+ApiMemory = Annotated[
+    int,
+    BeforeValidator(_api_memory),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1, "maximum": L.MAX_MEMORY_BYTES},
+                {"type": "string", "pattern": API_MEMORY.pattern},
+            ],
+            "description": "bytes, or a quantity such as '4Gi'",
+        }
+    ),
+]
 
 
 def params_schema(template: Template) -> dict[str, Any]:
@@ -56,12 +67,21 @@ def job_spec_schema(schema: dict[str, Any]) -> None:
     props["name"]["pattern"] = JOB_NAME.pattern
     props["entrypoint"].update(minLength=1, pattern=r"\S")
     props["env"]["propertyNames"] = {
-        "minLength": 1, "maxLength": L.MAX_ENV_NAME_CHARS, "pattern": ENV_NAME.pattern,
+        "minLength": 1,
+        "maxLength": L.MAX_ENV_NAME_CHARS,
+        "pattern": ENV_NAME.pattern,
         "not": {"pattern": "^(TESTBED_|MLFLOW_|RAY_)"},
     }
     schema["oneOf"] = [
-        {"title": "command", "required": ["entrypoint"], "properties": {
-            "entrypoint": {"type": "string"}, "template": {"type": "null"}, "params": {"maxProperties": 0}}},
+        {
+            "title": "command",
+            "required": ["entrypoint"],
+            "properties": {
+                "entrypoint": {"type": "string"},
+                "template": {"type": "null"},
+                "params": {"maxProperties": 0},
+            },
+        },
         *(_template_shape(t) for t in list_templates()),
     ]
 
@@ -69,6 +89,8 @@ def job_spec_schema(schema: dict[str, Any]) -> None:
 def _template_shape(template: Template) -> dict[str, Any]:
     """A spec that runs ``template``: its params, which must be given when some has no default."""
     params = params_schema(template)
-    return {"title": f"template {template.name}", "required": ["template", "params"] if params.get("required") else
-            ["template"], "properties": {"template": {"const": template.name}, "entrypoint": {"type": "null"},
-                                         "params": params}}
+    return {
+        "title": f"template {template.name}",
+        "required": ["template", "params"] if params.get("required") else ["template"],
+        "properties": {"template": {"const": template.name}, "entrypoint": {"type": "null"}, "params": params},
+    }

@@ -47,8 +47,10 @@ class StatementRow(BaseModel):
     supply_krw: int = Field(description="공급가액: supply amount, excl. VAT; what the grant is consumed by")
     vat_krw: int = Field(description="부가세")
     total_krw: int = Field(description="합계 = supply + VAT")
-    grant_remaining_krw: int | None = Field(default=None, description="grant remaining at the month's end "
-                                            "(subtotal and total rows): the funding source's part of it")
+    grant_remaining_krw: int | None = Field(
+        default=None,
+        description="grant remaining at the month's end (subtotal and total rows): the funding source's part of it",
+    )
 
 
 class TenantStatement(BaseModel):
@@ -66,8 +68,11 @@ class TenantStatement(BaseModel):
     grant_remaining_krw: int | None
     vat_rate: Decimal
     rows: list[StatementRow]
-    idle_gpu_hours: Decimal = Field(default=Decimal(0), description="GPU-hours its jobs held idle (DCGM utilisation "
-                                    "under the idle threshold), counted in the month they were last observed idle")
+    idle_gpu_hours: Decimal = Field(
+        default=Decimal(0),
+        description="GPU-hours its jobs held idle (DCGM utilisation "
+        "under the idle threshold), counted in the month they were last observed idle",
+    )
 
     @property
     def total(self) -> StatementRow:

@@ -67,8 +67,10 @@ def valid_name(name: str) -> bool:
 def check_name(name: str, what: str = "name") -> str:
     """``name`` if it is a valid relative data name; else ValueError naming ``what`` and the value."""
     if not valid_name(name):
-        raise ValueError(f"{what} {name[:80]!r} must be a relative name of at most {MAX_NAME_CHARS} characters: "
-                         "'/'-separated parts of 1-255 letters, digits, '.', '_' or '-', none starting with '.'")
+        raise ValueError(
+            f"{what} {name[:80]!r} must be a relative name of at most {MAX_NAME_CHARS} characters: "
+            "'/'-separated parts of 1-255 letters, digits, '.', '_' or '-', none starting with '.'"
+        )
     return name
 
 
@@ -94,7 +96,7 @@ def data_ref_name(value: object) -> str | None:
     """NAME of a ``testbed-data://NAME`` value (a file, or a folder: ``NAME`` or ``NAME/``), None for any other
     value; a folder's trailing '/' is dropped."""
     if isinstance(value, str) and value.startswith(DATA_SCHEME):
-        return value[len(DATA_SCHEME):].rstrip("/") or value[len(DATA_SCHEME):]
+        return value[len(DATA_SCHEME) :].rstrip("/") or value[len(DATA_SCHEME) :]
     return None
 
 
@@ -103,8 +105,9 @@ class FolderTransfer(BaseModel):
 
     folder: str = Field(description="the folder's name in your data (files are NAME/<relative path>)")
     transferred: list[StoredObject] = Field(description="files sent (or fetched) this time")
-    skipped: list[StoredObject] = Field(default_factory=list, description="files already stored with the same size "
-                                                                          "and SHA-256 (resuming)")
+    skipped: list[StoredObject] = Field(
+        default_factory=list, description="files already stored with the same size and SHA-256 (resuming)"
+    )
     bytes: int = Field(description="bytes sent (or fetched) this time")
 
 
@@ -124,8 +127,11 @@ class StoredObject(BaseModel):
     name: str = Field(description="relative to the listed folder (data/ or the job's folder)")
     size: int = Field(description="bytes")
     modified_at: str | None = Field(default=None, description="RFC 3339 UTC, where the store tells")
-    sha256: str | None = Field(default=None, description="the file's SHA-256 (hex): on upload, and in data listings "
-                                                         "asked with ?sha256=true (a folder upload skips what matches)")
+    sha256: str | None = Field(
+        default=None,
+        description="the file's SHA-256 (hex): on upload, and in data listings "
+        "asked with ?sha256=true (a folder upload skips what matches)",
+    )
 
 
 class ObjectList(BaseModel):

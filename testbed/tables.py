@@ -15,8 +15,13 @@ def cell(value: Any) -> str:
     return str(value)
 
 
-def render_table(headers: Sequence[str] | None, rows: Iterable[Sequence[Any]], right: Container[int] = (),
-                 indent: str = "", empty: str = "(none)") -> str:
+def render_table(
+    headers: Sequence[str] | None,
+    rows: Iterable[Sequence[Any]],
+    right: Container[int] = (),
+    indent: str = "",
+    empty: str = "(none)",
+) -> str:
     """A header line (unless ``headers`` is None) and one line per row, columns two spaces apart;
     columns in ``right`` align right."""
     body = [[cell(value) for value in row] for row in rows]
@@ -26,7 +31,9 @@ def render_table(headers: Sequence[str] | None, rows: Iterable[Sequence[Any]], r
     widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]))]
     out = []
     for row in lines:
-        cells = [text.rjust(width) if i in right else text.ljust(width) for i, (text, width) in enumerate(zip(row, widths))]
+        cells = [
+            text.rjust(width) if i in right else text.ljust(width) for i, (text, width) in enumerate(zip(row, widths))
+        ]
         out.append((indent + "  ".join(cells)).rstrip())
     return "\n".join(out)
 

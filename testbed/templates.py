@@ -82,8 +82,7 @@ class Template(BaseModel):
         """The template's parameters as a pydantic model: typed (CLI strings are parsed), bounded,
         unknown names refused."""
         config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
-        return create_model(f"{self.name}-params", __config__=config,
-                            **{p.name: p.field() for p in self.params})  # type: ignore[call-overload]
+        return create_model(f"{self.name}-params", __config__=config, **{p.name: p.field() for p in self.params})  # type: ignore[call-overload]
 
     def resolve(self, raw: dict[str, ParamValue], strict: bool = False) -> dict[str, ParamValue]:
         """Defaults overlaid with typed, checked values; TemplateError naming param, value and reason.
@@ -124,35 +123,105 @@ def _training_params(epochs: int, batch_size: int, lr: float, width: int) -> lis
     """Params every training template has."""
     return [
         TemplateParam(name="epochs", type="int", default=epochs, minimum=1, maximum=10000, help="passes over the data"),
-        TemplateParam(name="batch_size", type="int", default=batch_size, minimum=1, maximum=65536, help="samples per batch per worker"),
-        TemplateParam(name="lr", type="float", default=lr, minimum=0.0, maximum=10.0, help="Adam learning rate"),
-        TemplateParam(name="width", type="int", default=width, minimum=1, maximum=4096, help="model width (channels or hidden units)"),
-        TemplateParam(name="seed", type="int", default=0, help="random seed (data generation, split, initialisation)"),
-        TemplateParam(name="val_fraction", type="float", default=0.2, minimum=0.01, maximum=0.9, help="share held out for validation"),
         TemplateParam(
-            name="data_path", type="data", default="",
-            help="your data: testbed-data://NAME (uploaded with `testbed data upload`), or an s3:// URI; "
-                 "empty: seeded synthetic data",
+            name="batch_size",
+            type="int",
+            default=batch_size,
+            minimum=1,
+            maximum=65536,
+            help="samples per batch per worker",
         ),
-        TemplateParam(name="workers", type="int", default=0, minimum=0, maximum=256, help="Ray Train workers; 0: one per GPU, else 1"),
-        TemplateParam(name="max_failures", type="int", default=2, minimum=0, maximum=100, help="worker failures to recover from (from the last checkpoint)"),
-        TemplateParam(name="fail_at_epoch", type="int", default=0, minimum=0, help="fault drill: rank 0 fails once at this epoch; 0: off"),
-        TemplateParam(name="engine", type="str", default="auto", choices=["auto", "ray-train", "direct"],
-                      help="auto: a one-worker job without GPUs runs its loop in the job's process (same checkpoints, "
-                           "retries and metrics, no worker-group start-up), others on Ray Train"),
-        TemplateParam(name="patience", type="int", default=5, minimum=0, maximum=10000,
-                      help="early stopping: stop after this many epochs without a better validation metric "
-                           "(the best epoch's weights are kept either way); 0: never stop early"),
-        TemplateParam(name="baselines", type="bool", default=True,
-                      help="also fit classical baselines (scikit-learn linear model and gradient boosting) on the same split"),
-        TemplateParam(name="match_margin", type="float", default=0.02, minimum=0.0, maximum=1.0,
-                      help="the neural model is registered if within this share of the best classical model's metric "
-                           "(0.02: at most 2 percent worse); otherwise the classical model is registered"),
-        TemplateParam(name="trials", type="int", default=1, minimum=1, maximum=256,
-                      help="hyperparameter search: N>1 runs N Ray Tune trials over lr, width and batch_size (the first "
-                           "with the values given, the rest drawn around them: lr within 10x, sizes half/same/double), "
-                           "at most one per job CPU at once, each a nested MLflow run; the best trial's model is "
-                           "registered; 1: no search"),
+        TemplateParam(name="lr", type="float", default=lr, minimum=0.0, maximum=10.0, help="Adam learning rate"),
+        TemplateParam(
+            name="width",
+            type="int",
+            default=width,
+            minimum=1,
+            maximum=4096,
+            help="model width (channels or hidden units)",
+        ),
+        TemplateParam(name="seed", type="int", default=0, help="random seed (data generation, split, initialisation)"),
+        TemplateParam(
+            name="val_fraction",
+            type="float",
+            default=0.2,
+            minimum=0.01,
+            maximum=0.9,
+            help="share held out for validation",
+        ),
+        TemplateParam(
+            name="data_path",
+            type="data",
+            default="",
+            help="your data: testbed-data://NAME (uploaded with `testbed data upload`), or an s3:// URI; "
+            "empty: seeded synthetic data",
+        ),
+        TemplateParam(
+            name="workers",
+            type="int",
+            default=0,
+            minimum=0,
+            maximum=256,
+            help="Ray Train workers; 0: one per GPU, else 1",
+        ),
+        TemplateParam(
+            name="max_failures",
+            type="int",
+            default=2,
+            minimum=0,
+            maximum=100,
+            help="worker failures to recover from (from the last checkpoint)",
+        ),
+        TemplateParam(
+            name="fail_at_epoch",
+            type="int",
+            default=0,
+            minimum=0,
+            help="fault drill: rank 0 fails once at this epoch; 0: off",
+        ),
+        TemplateParam(
+            name="engine",
+            type="str",
+            default="auto",
+            choices=["auto", "ray-train", "direct"],
+            help="auto: a one-worker job without GPUs runs its loop in the job's process (same checkpoints, "
+            "retries and metrics, no worker-group start-up), others on Ray Train",
+        ),
+        TemplateParam(
+            name="patience",
+            type="int",
+            default=5,
+            minimum=0,
+            maximum=10000,
+            help="early stopping: stop after this many epochs without a better validation metric "
+            "(the best epoch's weights are kept either way); 0: never stop early",
+        ),
+        TemplateParam(
+            name="baselines",
+            type="bool",
+            default=True,
+            help="also fit classical baselines (scikit-learn linear model and gradient boosting) on the same split",
+        ),
+        TemplateParam(
+            name="match_margin",
+            type="float",
+            default=0.02,
+            minimum=0.0,
+            maximum=1.0,
+            help="the neural model is registered if within this share of the best classical model's metric "
+            "(0.02: at most 2 percent worse); otherwise the classical model is registered",
+        ),
+        TemplateParam(
+            name="trials",
+            type="int",
+            default=1,
+            minimum=1,
+            maximum=256,
+            help="hyperparameter search: N>1 runs N Ray Tune trials over lr, width and batch_size (the first "
+            "with the values given, the rest drawn around them: lr within 10x, sizes half/same/double), "
+            "at most one per job CPU at once, each a nested MLflow run; the best trial's model is "
+            "registered; 1: no search",
+        ),
     ]
 
 
@@ -166,9 +235,23 @@ _DEFECT = Template(
     module="workloads.train",
     params=[
         *_training_params(epochs=6, batch_size=32, lr=0.003, width=16),
-        TemplateParam(name="image_size", type="int", default=32, minimum=8, maximum=512, help="images are resized to this square size"),
+        TemplateParam(
+            name="image_size",
+            type="int",
+            default=32,
+            minimum=8,
+            maximum=512,
+            help="images are resized to this square size",
+        ),
         TemplateParam(name="samples", type="int", default=1200, minimum=20, help="synthetic images"),
-        TemplateParam(name="defect_rate", type="float", default=0.4, minimum=0.0, maximum=1.0, help="synthetic share of defective parts"),
+        TemplateParam(
+            name="defect_rate",
+            type="float",
+            default=0.4,
+            minimum=0.0,
+            maximum=1.0,
+            help="synthetic share of defective parts",
+        ),
     ],
 )
 
@@ -182,13 +265,17 @@ _MAINTENANCE = Template(
     module="workloads.train",
     params=[
         *_training_params(epochs=6, batch_size=128, lr=0.003, width=16),
-        TemplateParam(name="features", type="str", default="vibration,temperature,current", help="comma-separated sensor columns"),
+        TemplateParam(
+            name="features", type="str", default="vibration,temperature,current", help="comma-separated sensor columns"
+        ),
         TemplateParam(name="label", type="str", default="failure_soon", help="0/1 column: failure within the horizon"),
         TemplateParam(name="window", type="int", default=24, minimum=2, maximum=10000, help="steps per input window"),
         TemplateParam(name="stride", type="int", default=2, minimum=1, help="steps between window ends"),
         TemplateParam(name="machines", type="int", default=30, minimum=2, help="synthetic machines"),
         TemplateParam(name="steps", type="int", default=600, minimum=50, help="synthetic steps per machine"),
-        TemplateParam(name="horizon", type="int", default=48, minimum=1, help="synthetic label: failure within this many steps"),
+        TemplateParam(
+            name="horizon", type="int", default=48, minimum=1, help="synthetic label: failure within this many steps"
+        ),
     ],
 )
 
@@ -202,12 +289,16 @@ _POWER = Template(
     module="workloads.train",
     params=[
         *_training_params(epochs=8, batch_size=64, lr=0.003, width=64),
-        TemplateParam(name="source", type="str", default="solar", choices=["solar", "wind"], help="synthetic plant type"),
+        TemplateParam(
+            name="source", type="str", default="solar", choices=["solar", "wind"], help="synthetic plant type"
+        ),
         TemplateParam(name="days", type="int", default=120, minimum=3, help="synthetic days of hourly data"),
         TemplateParam(name="window", type="int", default=24, minimum=1, maximum=1000, help="past hours of output used"),
         TemplateParam(name="horizon", type="int", default=3, minimum=1, maximum=168, help="hours ahead to forecast"),
         TemplateParam(
-            name="features", type="str", default="irradiance_forecast,cloud_cover_forecast,wind_speed_forecast,temperature_forecast",
+            name="features",
+            type="str",
+            default="irradiance_forecast,cloud_cover_forecast,wind_speed_forecast,temperature_forecast",
             help="comma-separated weather forecast columns",
         ),
     ],
@@ -239,12 +330,29 @@ _VALIDATE = Template(
     params=[
         TemplateParam(name="model", type="str", help="registered model, '<template>' or '<tenant>.<template>'"),
         TemplateParam(name="version", type="str", default="latest", help="model version number or 'latest'"),
-        TemplateParam(name="margin", type="float", default=0.0, minimum=0.0, help="how much better than the champion (metric units)"),
-        TemplateParam(name="holdout_seed", type="int", default=1000, help="seed of the regenerated held-out synthetic data"),
-        TemplateParam(name="data_path", type="data", default="", help="held-out data: testbed-data://NAME or an s3:// URI; empty: synthetic"),
+        TemplateParam(
+            name="margin",
+            type="float",
+            default=0.0,
+            minimum=0.0,
+            help="how much better than the champion (metric units)",
+        ),
+        TemplateParam(
+            name="holdout_seed", type="int", default=1000, help="seed of the regenerated held-out synthetic data"
+        ),
+        TemplateParam(
+            name="data_path",
+            type="data",
+            default="",
+            help="held-out data: testbed-data://NAME or an s3:// URI; empty: synthetic",
+        ),
         TemplateParam(name="alias", type="str", default="champion", help="alias the gate moves"),
-        TemplateParam(name="require_beat_baseline", type="bool", default=False,
-                      help="also require beating the training run's best classical baseline on the held-out data"),
+        TemplateParam(
+            name="require_beat_baseline",
+            type="bool",
+            default=False,
+            help="also require beating the training run's best classical baseline on the held-out data",
+        ),
     ],
 )
 

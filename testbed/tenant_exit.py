@@ -95,13 +95,16 @@ def unpack(archive: Path, dest: Path) -> int:
     return count
 
 
-def export_mlflow(url: str, username: str | None, password: str | None, workspace: str, dest: Path,
-                  timeout: float = 30.0) -> MlflowExport:
+def export_mlflow(
+    url: str, username: str | None, password: str | None, workspace: str, dest: Path, timeout: float = 30.0
+) -> MlflowExport:
     """The workspace's experiments, runs, run artifacts and registered models into ``dest`` (JSON and files)."""
     auth = (username, password) if username and password else None
     result = MlflowExport()
-    with httpx.Client(base_url=url.rstrip("/"), auth=auth, headers={"X-MLFLOW-WORKSPACE": workspace},
-                      timeout=timeout) as http:
+    with httpx.Client(
+        base_url=url.rstrip("/"), auth=auth, headers={"X-MLFLOW-WORKSPACE": workspace}, timeout=timeout
+    ) as http:
+
         def call(method: str, path: str, **kwargs: Any) -> dict[str, Any]:
             response = http.request(method, path, **kwargs)
             response.raise_for_status()
@@ -122,8 +125,13 @@ def export_mlflow(url: str, username: str | None, password: str | None, workspac
         (dest / "experiments.json").write_text(json.dumps(experiments, indent=1, ensure_ascii=False))
         result.experiments = len(experiments)
         for experiment in experiments:
-            runs = pages("POST", "/api/2.0/mlflow/runs/search", "runs", experiment_ids=[experiment["experiment_id"]],
-                         run_view_type="ALL")
+            runs = pages(
+                "POST",
+                "/api/2.0/mlflow/runs/search",
+                "runs",
+                experiment_ids=[experiment["experiment_id"]],
+                run_view_type="ALL",
+            )
             for run in runs:
                 run_id = run["info"]["run_id"]
                 folder = _safe_join(dest, f"runs/{run_id}")
@@ -135,8 +143,9 @@ def export_mlflow(url: str, username: str | None, password: str | None, workspac
                     result.artifacts += _artifacts(call, http, run_id, root, "", folder / "artifacts")
         models = pages("GET", "/api/2.0/mlflow/registered-models/search", "registered_models")
         for model in models:
-            model["versions"] = pages("GET", "/api/2.0/mlflow/model-versions/search", "model_versions",
-                                      filter=f"name='{model['name']}'")
+            model["versions"] = pages(
+                "GET", "/api/2.0/mlflow/model-versions/search", "model_versions", filter=f"name='{model['name']}'"
+            )
         (dest / "registered_models.json").write_text(json.dumps(models, indent=1, ensure_ascii=False))
         result.models = len(models)
     return result
@@ -144,7 +153,9 @@ def export_mlflow(url: str, username: str | None, password: str | None, workspac
 
 def _artifacts(call, http: httpx.Client, run_id: str, root: str, path: str, dest: Path) -> int:
     """Download a run's artifacts under ``path`` (through the artifact proxy); how many files."""
-    listing = call("GET", "/api/2.0/mlflow/artifacts/list", params={"run_id": run_id, **({"path": path} if path else {})})
+    listing = call(
+        "GET", "/api/2.0/mlflow/artifacts/list", params={"run_id": run_id, **({"path": path} if path else {})}
+    )
     count = 0
     proxy = root.removeprefix("mlflow-artifacts:").lstrip("/")
     for item in listing.get("files", []):

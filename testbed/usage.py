@@ -57,8 +57,9 @@ class TenantUsage(BaseModel):
     funding_shares: dict[str, float] | None = None
     # Burn-down in won (h18): the last 7 Asia/Seoul days' rate and when the grant runs out at it.
     burn_rate_krw_per_day: float | None = Field(default=None, description="won charged per day, last 7 KST days")
-    forecast_exhaustion_date: dt.date | None = Field(default=None, description="KST day the grant runs out at that "
-                                                     "rate (None: nothing burns)")
+    forecast_exhaustion_date: dt.date | None = Field(
+        default=None, description="KST day the grant runs out at that rate (None: nothing burns)"
+    )
     used_ratio: float | None = Field(default=None, description="charged / grant in won (1 = all of it)")
     grant_notice: str | None = Field(default=None, description="said to the company at 80% and 100% of its grant")
 
@@ -121,8 +122,20 @@ def _hours(value: float) -> str:
     return f"{value:.{max(2, 1 - math.floor(math.log10(value)))}f}"
 
 
-USAGE_HEADERS = ["TENANT", "GPU-HOURS", "CPU-HOURS", "GRANT-H", "USED", "GRANT-KRW", "CHARGED-KRW", "HELD-KRW",
-                 "REMAINING-KRW", "KRW/DAY", "RUNS-OUT", *STATUSES]
+USAGE_HEADERS = [
+    "TENANT",
+    "GPU-HOURS",
+    "CPU-HOURS",
+    "GRANT-H",
+    "USED",
+    "GRANT-KRW",
+    "CHARGED-KRW",
+    "HELD-KRW",
+    "REMAINING-KRW",
+    "KRW/DAY",
+    "RUNS-OUT",
+    *STATUSES,
+]
 
 
 def _won(value: int | None) -> str | None:
@@ -134,31 +147,60 @@ def grant_line(t: TenantUsage) -> str:
     if t.grant_krw is None:
         return f"{t.tenant}: no grant in won; {t.gpu_hours:.4f} GPU-hours used"
     over = f", overspent {t.overspend_krw:,} KRW" if t.overspend_krw else ""
-    return (f"{t.tenant}: grant {t.grant_krw:,} KRW, charged {t.charged_krw:,}, held {t.held_krw:,}, "
-            f"remaining {(t.remaining_krw or 0):,} KRW{over} ({t.enforcement}, {t.cost_item}); "
-            f"{t.charged_gpu_hours:.4f} of {_fmt(t.grant_gpu_hours, '.0f') or '-'} GPU-hours charged")
+    return (
+        f"{t.tenant}: grant {t.grant_krw:,} KRW, charged {t.charged_krw:,}, held {t.held_krw:,}, "
+        f"remaining {(t.remaining_krw or 0):,} KRW{over} ({t.enforcement}, {t.cost_item}); "
+        f"{t.charged_gpu_hours:.4f} of {_fmt(t.grant_gpu_hours, '.0f') or '-'} GPU-hours charged"
+    )
 
 
 def render_table(report: UsageReport) -> str:
     """The report's moment, then one line per tenant (numbers aligned right)."""
     rows = [
-        [t.tenant, _hours(t.gpu_hours), _hours(t.cpu_hours), _fmt(t.grant_gpu_hours, ".0f"), _fmt(t.grant_used_ratio, ".1%"),
-         _won(t.grant_krw), _won(t.charged_krw), _won(t.held_krw), _won(t.remaining_krw),
-         _fmt(t.burn_rate_krw_per_day, ",.0f"), t.forecast_exhaustion_date.isoformat() if t.forecast_exhaustion_date else None,
-         *(t.jobs.get(s, 0) for s in STATUSES)]
+        [
+            t.tenant,
+            _hours(t.gpu_hours),
+            _hours(t.cpu_hours),
+            _fmt(t.grant_gpu_hours, ".0f"),
+            _fmt(t.grant_used_ratio, ".1%"),
+            _won(t.grant_krw),
+            _won(t.charged_krw),
+            _won(t.held_krw),
+            _won(t.remaining_krw),
+            _fmt(t.burn_rate_krw_per_day, ",.0f"),
+            t.forecast_exhaustion_date.isoformat() if t.forecast_exhaustion_date else None,
+            *(t.jobs.get(s, 0) for s in STATUSES),
+        ]
         for t in report.tenants
     ]
     table = tables.render_table(USAGE_HEADERS, rows, right=range(1, len(USAGE_HEADERS)))
     notices = [f"! {t.tenant}: {t.grant_notice}" for t in report.tenants if t.grant_notice]
-    return "\n".join([f"region {report.region}, usage at {report.generated_at.isoformat(timespec='seconds')}", table,
-                      *notices])
+    return "\n".join(
+        [f"region {report.region}, usage at {report.generated_at.isoformat(timespec='seconds')}", table, *notices]
+    )
 
 
 CSV_COLUMNS = [
-    "region", "tenant", "name", "industry", "grant_start", "grant_end", "grant_gpu_hours",
-    "gpu_hours", "gpu_hours_by_model", "cpu_hours", "memory_gib_hours", "grant_used_ratio",
-    "jobs_total", *(f"jobs_{s.lower()}" for s in STATUSES), "grant_krw", "charged_krw", "held_krw", "remaining_krw",
-    "overspend_krw", "generated_at",
+    "region",
+    "tenant",
+    "name",
+    "industry",
+    "grant_start",
+    "grant_end",
+    "grant_gpu_hours",
+    "gpu_hours",
+    "gpu_hours_by_model",
+    "cpu_hours",
+    "memory_gib_hours",
+    "grant_used_ratio",
+    "jobs_total",
+    *(f"jobs_{s.lower()}" for s in STATUSES),
+    "grant_krw",
+    "charged_krw",
+    "held_krw",
+    "remaining_krw",
+    "overspend_krw",
+    "generated_at",
 ]
 
 
@@ -166,28 +208,32 @@ def csv_rows(report: UsageReport) -> list[dict[str, Any]]:
     """One settlement row per tenant (hours, not seconds; ratio 0-1)."""
     rows = []
     for t in report.tenants:
-        rows.append({
-            "region": t.region,
-            "tenant": t.tenant,
-            "name": t.name or "",
-            "industry": t.industry or "",
-            "grant_start": t.grant_start.isoformat() if t.grant_start else "",
-            "grant_end": t.grant_end.isoformat() if t.grant_end else "",
-            "grant_gpu_hours": "" if t.grant_gpu_hours is None else f"{t.grant_gpu_hours:.6f}",
-            "gpu_hours": f"{t.gpu_hours:.6f}",
-            "gpu_hours_by_model": ";".join(f"{m}={s / 3600:.6f}" for m, s in sorted(t.gpu_seconds_by_model.items())),
-            "cpu_hours": f"{t.cpu_hours:.6f}",
-            "memory_gib_hours": f"{t.memory_byte_seconds / 2**30 / 3600:.6f}",
-            "grant_used_ratio": "" if t.grant_used_ratio is None else f"{t.grant_used_ratio:.6f}",
-            "jobs_total": t.jobs_total,
-            **{f"jobs_{s.lower()}": t.jobs.get(s, 0) for s in STATUSES},
-            "grant_krw": "" if t.grant_krw is None else t.grant_krw,
-            "charged_krw": t.charged_krw,
-            "held_krw": t.held_krw,
-            "remaining_krw": "" if t.remaining_krw is None else t.remaining_krw,
-            "overspend_krw": t.overspend_krw,
-            "generated_at": report.generated_at.isoformat(),
-        })
+        rows.append(
+            {
+                "region": t.region,
+                "tenant": t.tenant,
+                "name": t.name or "",
+                "industry": t.industry or "",
+                "grant_start": t.grant_start.isoformat() if t.grant_start else "",
+                "grant_end": t.grant_end.isoformat() if t.grant_end else "",
+                "grant_gpu_hours": "" if t.grant_gpu_hours is None else f"{t.grant_gpu_hours:.6f}",
+                "gpu_hours": f"{t.gpu_hours:.6f}",
+                "gpu_hours_by_model": ";".join(
+                    f"{m}={s / 3600:.6f}" for m, s in sorted(t.gpu_seconds_by_model.items())
+                ),
+                "cpu_hours": f"{t.cpu_hours:.6f}",
+                "memory_gib_hours": f"{t.memory_byte_seconds / 2**30 / 3600:.6f}",
+                "grant_used_ratio": "" if t.grant_used_ratio is None else f"{t.grant_used_ratio:.6f}",
+                "jobs_total": t.jobs_total,
+                **{f"jobs_{s.lower()}": t.jobs.get(s, 0) for s in STATUSES},
+                "grant_krw": "" if t.grant_krw is None else t.grant_krw,
+                "charged_krw": t.charged_krw,
+                "held_krw": t.held_krw,
+                "remaining_krw": "" if t.remaining_krw is None else t.remaining_krw,
+                "overspend_krw": t.overspend_krw,
+                "generated_at": report.generated_at.isoformat(),
+            }
+        )
     return rows
 
 
@@ -213,7 +259,11 @@ def plot_burndown(report: UsageReport, path: str | Path) -> None:
     for ax, t in zip(axes.flat, tenants):
         grant_h = t.grant_gpu_seconds / 3600.0  # type: ignore[operator]
         start = dt.datetime.combine(t.grant_start, dt.time(), tzinfo=dt.timezone.utc) if t.grant_start else None
-        end = dt.datetime.combine(t.grant_end, dt.time(), tzinfo=dt.timezone.utc) + dt.timedelta(days=1) if t.grant_end else None
+        end = (
+            dt.datetime.combine(t.grant_end, dt.time(), tzinfo=dt.timezone.utc) + dt.timedelta(days=1)
+            if t.grant_end
+            else None
+        )
         if start and end:
             ax.plot([start, end], [grant_h, 0.0], linestyle="--", color="grey", label="plan")
         points = t.burn or [BurnPoint(timestamp=now, gpu_seconds=t.gpu_seconds)]
@@ -225,7 +275,7 @@ def plot_burndown(report: UsageReport, path: str | Path) -> None:
         ax.set_ylabel("GPU-hours left")
         ax.tick_params(axis="x", labelrotation=30, labelsize=7)
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(tenants):]:
+    for ax in list(axes.flat)[len(tenants) :]:
         ax.axis("off")
     fig.suptitle(f"Grant burn-down, region {report.region}")
     fig.tight_layout()

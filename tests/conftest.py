@@ -188,11 +188,23 @@ def postgres_url(postgres_server: postgres.PostgresServer) -> str:
 
 # -- tiers: `make test-fast` runs `-m "not integration and not image"`, no real processes --------
 # Fixtures that start real processes; a test using one is marked integration at collection.
-PROCESS_FIXTURES = frozenset({
-    "local_testbed", "postgres_server", "postgres_url", "secured", "prometheus", "promtool",
-    "prometheus_binary", "mlflow_server", "ray_address", "workloads", "mlflow_client",
-    "open_server", "server",
-})
+PROCESS_FIXTURES = frozenset(
+    {
+        "local_testbed",
+        "postgres_server",
+        "postgres_url",
+        "secured",
+        "prometheus",
+        "promtool",
+        "prometheus_binary",
+        "mlflow_server",
+        "ray_address",
+        "workloads",
+        "mlflow_client",
+        "open_server",
+        "server",
+    }
+)
 _SPAWN_EVENTS = frozenset({"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.exec"})
 _spawned: list[str] | None = None  # set while a fast-tier test runs
 

@@ -70,12 +70,32 @@ def postgres_server(max_connections: int = 200, durable: bool = False) -> Iterat
         shutil.chown(root, "postgres")
         shutil.chown(sockets, "postgres")
     port = free_port()
-    subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "testbed", "--auth=trust", "-E", "UTF8"]),
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        _as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "testbed", "--auth=trust", "-E", "UTF8"]),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     server = subprocess.Popen(
-        _as_postgres([str(PG_BIN / "postgres"), "-D", str(data), "-h", HOST, "-p", str(port), "-k", str(sockets),
-                      "-c", f"max_connections={max_connections}", *([] if durable else ["-c", "fsync=off"])]),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        _as_postgres(
+            [
+                str(PG_BIN / "postgres"),
+                "-D",
+                str(data),
+                "-h",
+                HOST,
+                "-p",
+                str(port),
+                "-k",
+                str(sockets),
+                "-c",
+                f"max_connections={max_connections}",
+                *([] if durable else ["-c", "fsync=off"]),
+            ]
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     handle = PostgresServer(port=port, process=server)
     try:

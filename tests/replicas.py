@@ -31,7 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 CONTROL_PLANE = [sys.executable, "-m", "tests.noop_doubles"]  # the control plane, with the no-op test aids
 
 
-def stack_with_tenants(out: Path, count: int, quota: dict[str, Any], region: str = "gyeongnam") -> tuple[Path, list[str]]:
+def stack_with_tenants(
+    out: Path, count: int, quota: dict[str, Any], region: str = "gyeongnam"
+) -> tuple[Path, list[str]]:
     """A copy of the region's stack file with ``count`` sample tenants of the given quota."""
     document = yaml.safe_load(stack_file_for(region).read_text())
     template = document["config"]["testbed:tenants"][0]
@@ -42,13 +44,12 @@ def stack_with_tenants(out: Path, count: int, quota: dict[str, Any], region: str
     ]
     budget = document["config"].get("testbed:budget")
     if budget is not None and template["grant"].get("krw"):  # the budget covers every copy of the grant
-        budget["funding"] = {source: max(amount, template["grant"]["krw"] * count) for source, amount
-                             in budget["funding"].items()}
+        budget["funding"] = {
+            source: max(amount, template["grant"]["krw"] * count) for source, amount in budget["funding"].items()
+        }
     path = out / f"Pulumi.{region}.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path, ids
-
-
 
 
 @dataclass
@@ -85,9 +86,14 @@ class Replica:
         settings_file = self.log.with_suffix(".json")
         self.settings.write(settings_file)
         with open(self.log, "ab") as out:
-            self.process = subprocess.Popen([*command, "--settings", str(settings_file)], stdout=out,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                [*command, "--settings", str(settings_file)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
 
     def kill(self, sig: int = signal.SIGKILL, timeout: float = 20.0) -> None:
         """Signal its process group (SIGKILL: a crash) and reap it; SIGKILL if SIGTERM is not enough."""
@@ -129,7 +135,9 @@ class ReplicaSet:
             for replica in self.replicas:
                 replica.start(self.command, environment)
             for replica in self.replicas:
-                wait_until(lambda r=replica: r.health() or (not r.alive and self._died(r)), 120, f"{replica.name} healthy")
+                wait_until(
+                    lambda r=replica: r.health() or (not r.alive and self._died(r)), 120, f"{replica.name} healthy"
+                )
         except BaseException:
             self.__exit__()
             raise
@@ -149,16 +157,23 @@ class ReplicaSet:
         replica.start(self.command, self._environment())
 
     def _environment(self) -> dict[str, str]:
-        return {**os.environ, **self.env,
-                "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+        return {
+            **os.environ,
+            **self.env,
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
+        }
 
     def live(self) -> list[Replica]:
         return [r for r in self.replicas if r.alive]
 
     def reconciler(self, timeout: float = 30.0) -> Replica:
         """The replica that holds the reconciler lease and has completed a sync round under it."""
-        return wait_until(lambda: next((r for r in self.live() if (r.health() or {}).get("reconciler")), None),
-                        timeout, "a reconciling replica", every=0.05)
+        return wait_until(
+            lambda: next((r for r in self.live() if (r.health() or {}).get("reconciler")), None),
+            timeout,
+            "a reconciling replica",
+            every=0.05,
+        )
 
 
 @dataclass

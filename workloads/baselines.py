@@ -71,18 +71,35 @@ def _estimators(task: Task, class_weights: list[float] | None, seed: int) -> dic
     if task.problem == "classification":
         balanced = "balanced" if class_weights else None
         return {
-            LINEAR: ("logistic regression (L2, C=1)", linear(LogisticRegression(C=1.0, max_iter=2000, class_weight=balanced))),
-            BOOSTING: ("histogram gradient boosting", HistGradientBoostingClassifier(
-                max_iter=200, early_stopping=True, random_state=seed, class_weight=balanced)),
+            LINEAR: (
+                "logistic regression (L2, C=1)",
+                linear(LogisticRegression(C=1.0, max_iter=2000, class_weight=balanced)),
+            ),
+            BOOSTING: (
+                "histogram gradient boosting",
+                HistGradientBoostingClassifier(
+                    max_iter=200, early_stopping=True, random_state=seed, class_weight=balanced
+                ),
+            ),
         }
     return {
         LINEAR: ("ridge regression (alpha by CV)", linear(RidgeCV(alphas=np.logspace(-3, 3, 13)))),
-        BOOSTING: ("histogram gradient boosting", HistGradientBoostingRegressor(max_iter=300, early_stopping=True, random_state=seed)),
+        BOOSTING: (
+            "histogram gradient boosting",
+            HistGradientBoostingRegressor(max_iter=300, early_stopping=True, random_state=seed),
+        ),
     }
 
 
-def fit_baselines(template: str, task: Task, train: Dataset, val: Dataset, class_weights: list[float] | None,
-                  seed: int, threads: int = 1) -> list[Baseline]:
+def fit_baselines(
+    template: str,
+    task: Task,
+    train: Dataset,
+    val: Dataset,
+    class_weights: list[float] | None,
+    seed: int,
+    threads: int = 1,
+) -> list[Baseline]:
     """Fit every classical baseline on ``train`` and score it on ``val`` (at most ``threads`` CPU threads)."""
     from threadpoolctl import threadpool_limits
 

@@ -81,7 +81,9 @@ def fit_direct(template: str, params: dict[str, Any], train: Any, val: Any, cfg:
     return result
 
 
-def _attempt(task: Any, params: dict[str, Any], train: Any, val: Any, cfg: WorkerConfig, fs: Any, run_dir: str) -> DirectResult:
+def _attempt(
+    task: Any, params: dict[str, Any], train: Any, val: Any, cfg: WorkerConfig, fs: Any, run_dir: str
+) -> DirectResult:
     torch.manual_seed(int(params["seed"]))
     model = task.build_model(params, train)
     optimizer = torch.optim.Adam(model.parameters(), lr=float(params["lr"]))
@@ -102,8 +104,15 @@ def _attempt(task: Any, params: dict[str, Any], train: Any, val: Any, cfg: Worke
 
     with _rank0_run(cfg, 0) as mlflow:
         if mlflow is not None:
-            mlflow.log_params({"template": cfg.template, **params, "train_samples": len(train), "val_samples": len(val),
-                               "engine": "direct"})
+            mlflow.log_params(
+                {
+                    "template": cfg.template,
+                    **params,
+                    "train_samples": len(train),
+                    "val_samples": len(val),
+                    "engine": "direct",
+                }
+            )
             mlflow.log_metric("attempt_start_epoch", start_epoch, step=start_epoch)
             if cfg.baseline is not None:
                 mlflow.log_metric(f"baseline_val_{task.metric}", cfg.baseline)
@@ -114,19 +123,37 @@ def _attempt(task: Any, params: dict[str, Any], train: Any, val: Any, cfg: Worke
             folder = f"{run_dir}/checkpoint_{epoch:06d}"
             fs.makedirs(folder, exist_ok=True)
             buffer = io.BytesIO()
-            torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "best": best.state_dict()}, buffer)
+            torch.save(
+                {
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "best": best.state_dict(),
+                },
+                buffer,
+            )
             fs.pipe_file(f"{folder}/{STATE_FILE}", buffer.getvalue())
             for old in _checkpoints(fs, run_dir)[:-KEEP_CHECKPOINTS]:
                 fs.rm(old, recursive=True)
             result.metrics = {**metrics, "start_epoch": start_epoch, "epoch": epoch}
             result.checkpoint = LocalCheckpoint(f"{cfg.run_dir}/checkpoint_{epoch:06d}")
             if mlflow is not None:
-                mlflow.log_metrics({k: v for k, v in metrics.items() if k not in TIMING_KEYS}, step=epoch, synchronous=False)
+                mlflow.log_metrics(
+                    {k: v for k, v in metrics.items() if k not in TIMING_KEYS}, step=epoch, synchronous=False
+                )
 
         stats = run_epochs(
-            model, optimizer, task, loader, val, start_epoch=start_epoch, epochs=int(params["epochs"]),
-            device=torch.device("cpu"), on_epoch_end=on_epoch_end, class_weights=cfg.class_weights, best=best,
+            model,
+            optimizer,
+            task,
+            loader,
+            val,
+            start_epoch=start_epoch,
+            epochs=int(params["epochs"]),
+            device=torch.device("cpu"),
+            on_epoch_end=on_epoch_end,
+            class_weights=cfg.class_weights,
+            best=best,
         )
         result.metrics.update(stats.timing())
         if mlflow is not None:

@@ -49,7 +49,9 @@ class TensorBatches:
     Python calls, so the loop stays compute-bound.
     """
 
-    def __init__(self, data: Dataset, batch_size: int, seed: int, rank: int = 0, world_size: int = 1, shuffle: bool = True) -> None:
+    def __init__(
+        self, data: Dataset, batch_size: int, seed: int, rank: int = 0, world_size: int = 1, shuffle: bool = True
+    ) -> None:
         self.x, self.y = torch.tensor(data.x), torch.tensor(data.y)
         self.batch_size, self.seed, self.shuffle = batch_size, seed, shuffle
         self.rank, self.world_size = rank, world_size
@@ -64,7 +66,11 @@ class TensorBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.y)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + self.epoch)) if self.shuffle else torch.arange(n)
+        order = (
+            torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+            if self.shuffle
+            else torch.arange(n)
+        )
         mine = order[self.rank : self.per_rank * self.world_size : self.world_size]
         for start in range(0, len(mine), self.batch_size):
             index = mine[start : start + self.batch_size]

@@ -13,7 +13,9 @@ class Standardize(nn.Module):
     inputs: a missing value (NaN) becomes the training median, then (x - mean) / std; a feature that
     is constant in training (e.g. a category never seen there) is zeroed rather than trusted."""
 
-    def __init__(self, mean: np.ndarray | float, std: np.ndarray | float, fill: np.ndarray | float | None = None) -> None:
+    def __init__(
+        self, mean: np.ndarray | float, std: np.ndarray | float, fill: np.ndarray | float | None = None
+    ) -> None:
         super().__init__()
         std_t = torch.as_tensor(np.asarray(std, dtype=np.float32))
         mean_t = torch.as_tensor(np.asarray(mean, dtype=np.float32))
@@ -40,9 +42,18 @@ class SmallCNN(nn.Module):
         super().__init__()
         self.norm = norm
         self.features = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.AdaptiveMaxPool2d(1),
+            nn.Conv2d(1, width, 3, padding=1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.BatchNorm2d(2 * width),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1),
+            nn.BatchNorm2d(2 * width),
+            nn.ReLU(),
+            nn.AdaptiveMaxPool2d(1),
         )
         self.head = nn.Linear(2 * width, num_classes)
 
@@ -60,10 +71,14 @@ class TemporalConvNet(nn.Module):
         super().__init__()
         self.norm = norm
         self.conv = nn.Sequential(
-            nn.Conv2d(features, width, (1, 5), padding=(0, 2)), nn.ReLU(),
-            nn.Conv2d(width, width, (1, 5), padding=(0, 2), stride=(1, 2)), nn.ReLU(),
+            nn.Conv2d(features, width, (1, 5), padding=(0, 2)),
+            nn.ReLU(),
+            nn.Conv2d(width, width, (1, 5), padding=(0, 2), stride=(1, 2)),
+            nn.ReLU(),
         )
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(width * ((window + 1) // 2), 32), nn.ReLU(), nn.Linear(32, num_classes))
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(width * ((window + 1) // 2), 32), nn.ReLU(), nn.Linear(32, num_classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.conv(self.norm(x).transpose(1, 2).unsqueeze(2)))
@@ -73,8 +88,14 @@ class MLP(nn.Module):
     """Standardise, fully connected layers, then back to target units: (N, F) to (N, out)."""
 
     def __init__(
-        self, features: int, out: int, norm: Standardize, hidden: int = 64, layers: int = 2,
-        target_mean: float = 0.0, target_std: float = 1.0,
+        self,
+        features: int,
+        out: int,
+        norm: Standardize,
+        hidden: int = 64,
+        layers: int = 2,
+        target_mean: float = 0.0,
+        target_std: float = 1.0,
     ) -> None:
         super().__init__()
         blocks: list[nn.Module] = [norm]

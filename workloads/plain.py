@@ -17,9 +17,16 @@ def fit_plain(prep: Prepared, threads: int, device: str = "cpu") -> tuple[torch.
     optimizer = torch.optim.Adam(model.parameters(), lr=float(params["lr"]))
     loader = TensorBatches(prep.train, int(params["batch_size"]), int(params["seed"]))
     stats = run_epochs(
-        model, optimizer, prep.task, loader, prep.val,
-        start_epoch=0, epochs=int(params["epochs"]), device=torch.device(device),
-        class_weights=prep.class_weights, best=(best := BestEpoch(prep.task, int(params.get("patience", 0)))),
+        model,
+        optimizer,
+        prep.task,
+        loader,
+        prep.val,
+        start_epoch=0,
+        epochs=int(params["epochs"]),
+        device=torch.device(device),
+        class_weights=prep.class_weights,
+        best=(best := BestEpoch(prep.task, int(params.get("patience", 0)))),
     )
     if best.weights is not None:
         model.load_state_dict(best.weights)

@@ -15,7 +15,9 @@ from workloads.loop import predict
 TASK_ARTIFACT = "testbed/task.json"
 
 
-def log_and_register(model: torch.nn.Module, example: np.ndarray, name: str, task_info: dict[str, Any], tags: dict[str, str]) -> str:
+def log_and_register(
+    model: torch.nn.Module, example: np.ndarray, name: str, task_info: dict[str, Any], tags: dict[str, str]
+) -> str:
     """Log ``model`` to the active run, register it as ``name``; returns the new version."""
     model.eval()
     output = predict(model, example, torch.device("cpu"))
@@ -35,8 +37,9 @@ def log_and_register(model: torch.nn.Module, example: np.ndarray, name: str, tas
     return version
 
 
-def log_classical(template: str, task: Any, baseline: Any, train: Any, example: np.ndarray, name: str | None,
-                  tags: dict[str, str]) -> str:
+def log_classical(
+    template: str, task: Any, baseline: Any, train: Any, example: np.ndarray, name: str | None, tags: dict[str, str]
+) -> str:
     """Log a fitted classical baseline to the active run as the MLflow model ``classical`` (answering like the
     neural model: see ``workloads.baselines.ClassicalModel``); register it as ``name`` when given. Returns the
     new version, or '' when not registered."""

@@ -52,12 +52,20 @@ class Prepared:
         """One line: what the preprocessing (fitted on the training split) does with this data."""
         parts = [f"train={len(self.train)} val={len(self.val)} inputs={int(np.prod(self.train.x.shape[1:]))}"]
         if self.train.missing:
-            parts.append("imputed (training median) missing values: "
-                         + ", ".join(f"{column}={count}" for column, count in sorted(self.train.missing.items())))
+            parts.append(
+                "imputed (training median) missing values: "
+                + ", ".join(f"{column}={count}" for column, count in sorted(self.train.missing.items()))
+            )
         if self.class_weights:
-            parts.append("class weights (imbalanced labels): " + ", ".join(
-                f"{name}={w:.2f}" for name, w in zip(self.train.classes or map(str, range(len(self.class_weights))),
-                                                     self.class_weights, strict=False)))
+            parts.append(
+                "class weights (imbalanced labels): "
+                + ", ".join(
+                    f"{name}={w:.2f}"
+                    for name, w in zip(
+                        self.train.classes or map(str, range(len(self.class_weights))), self.class_weights, strict=False
+                    )
+                )
+            )
         return "preprocessing: " + "; ".join(parts)
 
 
@@ -67,7 +75,9 @@ def prepare(template: str, params: dict[str, Any]) -> Prepared:
     data = task.dataset(params, seed=int(params["seed"]))
     train, val = split(data, float(params["val_fraction"]), int(params["seed"]))
     if task.problem == "classification" and len(np.unique(train.y)) < 2:
-        raise DataError(f"data path {params.get('data_path') or '<synthetic>'!r}: the training split holds one class only")
+        raise DataError(
+            f"data path {params.get('data_path') or '<synthetic>'!r}: the training split holds one class only"
+        )
     return Prepared(template, task, params, train, val, class_weights=task.class_weights(train))
 
 
@@ -88,6 +98,7 @@ def scaling(params: dict[str, Any], env: JobEnv) -> tuple[ray.train.ScalingConfi
     sharing its CPUs. Returns the config and torch threads per worker."""
     import ray
     import ray.train
+
     gpus = env.gpus if env.gpus is not None else int(ray.cluster_resources().get("GPU", 0))
     workers = int(params.get("workers") or 0) or max(gpus, 1)
     cpus_per_worker = env.cpus / workers
@@ -125,8 +136,13 @@ def fit(prep: Prepared, env: JobEnv, run_name: str, run_id: str | None = None) -
     # A folder locally, an s3:// URI in a cluster (Ray Train writes either; Path() would fold the '//').
     storage = env.storage_path if "://" in env.storage_path else str(Path(env.storage_path).expanduser())
     worker = WorkerConfig(
-        template=prep.template, params=prep.params, threads=threads, run_dir=f"{storage.rstrip('/')}/{run_name}",
-        tracking_uri=env.tracking_uri if run_id else None, run_id=run_id, baseline=prep.baseline,
+        template=prep.template,
+        params=prep.params,
+        threads=threads,
+        run_dir=f"{storage.rstrip('/')}/{run_name}",
+        tracking_uri=env.tracking_uri if run_id else None,
+        run_id=run_id,
+        baseline=prep.baseline,
         class_weights=prep.class_weights,
     )
     trainer = TorchTrainer(
@@ -157,9 +173,14 @@ def fit_in_process(prep: Prepared, env: JobEnv, run_name: str, run_id: str | Non
 
     storage = env.storage_path if "://" in env.storage_path else str(Path(env.storage_path).expanduser())
     worker = WorkerConfig(
-        template=prep.template, params=prep.params, threads=max(1, math.floor(env.cpus)),
-        run_dir=f"{storage.rstrip('/')}/{run_name}", tracking_uri=env.tracking_uri if run_id else None, run_id=run_id,
-        baseline=prep.baseline, class_weights=prep.class_weights,
+        template=prep.template,
+        params=prep.params,
+        threads=max(1, math.floor(env.cpus)),
+        run_dir=f"{storage.rstrip('/')}/{run_name}",
+        tracking_uri=env.tracking_uri if run_id else None,
+        run_id=run_id,
+        baseline=prep.baseline,
+        class_weights=prep.class_weights,
     )
     return fit_direct(prep.template, prep.params, prep.train, prep.val, worker)
 
@@ -202,8 +223,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         client.set_terminated(run_id, "FAILED")
         print(f"error: training failed: {failure_line(exc)}", file=sys.stderr)
         return 1
-    print(f"timing: engine={'direct' if direct else 'ray-train'} loop_seconds={float(result.metrics.get('loop_seconds', 0)):.3f} "
-          f"driver_to_loop_end_seconds={time.perf_counter() - started:.3f}", flush=True)
+    print(
+        f"timing: engine={'direct' if direct else 'ray-train'} loop_seconds={float(result.metrics.get('loop_seconds', 0)):.3f} "
+        f"driver_to_loop_end_seconds={time.perf_counter() - started:.3f}",
+        flush=True,
+    )
     if result.checkpoint is None:
         client.set_terminated(run_id, "FAILED")
         print("error: training finished without a checkpoint", file=sys.stderr)
@@ -241,8 +265,15 @@ def main_search(prep: Prepared, env: JobEnv) -> int:
     return 0
 
 
-def finish(prep: Prepared, env: JobEnv, model: Any, neural: float, metrics: dict[str, Any], threads: int,
-           version_tags: dict[str, str] | None = None) -> str:
+def finish(
+    prep: Prepared,
+    env: JobEnv,
+    model: Any,
+    neural: float,
+    metrics: dict[str, Any],
+    threads: int,
+    version_tags: dict[str, str] | None = None,
+) -> str:
     """In the active run: fit the classical baselines on the same split, log their metrics, register the
     neural model (or the classical one where it won) and word the ``result:`` line."""
     from workloads.baselines import best_baseline, fit_baselines, matches
@@ -253,28 +284,39 @@ def finish(prep: Prepared, env: JobEnv, model: Any, neural: float, metrics: dict
     winner = "neural"
     best = None
     if prep.params.get("baselines", True):
-        baselines = fit_baselines(prep.template, task, prep.train, prep.val, prep.class_weights,
-                                  int(prep.params["seed"]), threads)
+        baselines = fit_baselines(
+            prep.template, task, prep.train, prep.val, prep.class_weights, int(prep.params["seed"]), threads
+        )
         best = best_baseline(task, baselines)
         classical = best.metrics[m]
         margin = float(prep.params.get("match_margin", 0.0))
         beats = task.better(neural, classical) > 0
         if not matches(task, neural, classical, margin):
             winner = "classical"
-        mlflow.log_metrics({
-            **{f"classical_{b.name}_val_{k}": v for b in baselines for k, v in b.metrics.items()},
-            **{f"classical_{b.name}_seconds": b.seconds for b in baselines},
-            f"classical_best_val_{m}": classical, "neural_beats_classical": float(beats),
-            "registered_classical": float(winner == "classical"),
-        })
+        mlflow.log_metrics(
+            {
+                **{f"classical_{b.name}_val_{k}": v for b in baselines for k, v in b.metrics.items()},
+                **{f"classical_{b.name}_seconds": b.seconds for b in baselines},
+                f"classical_best_val_{m}": classical,
+                "neural_beats_classical": float(beats),
+                "registered_classical": float(winner == "classical"),
+            }
+        )
         mlflow.set_tags({"testbed.classical_best": best.name, "testbed.registered": winner})
-        verdict = ("neural beats classical" if beats else
-                   "neural matches classical within margin" if winner == "neural" else
-                   "classical model wins: the neural model is behind by more than the margin, registering the classical one")
-        comparison = (f"classical_best={best.name} classical_val_{m}={classical:.4f} "
-                      f"neural_beats_classical={'yes' if beats else 'no'} registered={winner} ({verdict}) ")
-    version = register_model(prep, env, model, name, classical=best if winner == "classical" else None, best=best,
-                             version_tags=version_tags)
+        verdict = (
+            "neural beats classical"
+            if beats
+            else "neural matches classical within margin"
+            if winner == "neural"
+            else "classical model wins: the neural model is behind by more than the margin, registering the classical one"
+        )
+        comparison = (
+            f"classical_best={best.name} classical_val_{m}={classical:.4f} "
+            f"neural_beats_classical={'yes' if beats else 'no'} registered={winner} ({verdict}) "
+        )
+    version = register_model(
+        prep, env, model, name, classical=best if winner == "classical" else None, best=best, version_tags=version_tags
+    )
     shown = best.metrics[m] if winner == "classical" and best else neural
     return (
         f"result: template={prep.template} val_{m}={shown:.4f} neural_val_{m}={neural:.4f} "
@@ -284,25 +326,46 @@ def finish(prep: Prepared, env: JobEnv, model: Any, neural: float, metrics: dict
     )
 
 
-def register_model(prep: Prepared, env: JobEnv, model: Any, name: str, classical: Any = None, best: Any = None,
-                   version_tags: dict[str, str] | None = None) -> str:
+def register_model(
+    prep: Prepared,
+    env: JobEnv,
+    model: Any,
+    name: str,
+    classical: Any = None,
+    best: Any = None,
+    version_tags: dict[str, str] | None = None,
+) -> str:
     """Log the trained model with its task layout to the active run and register it as ``name``; with
     ``classical`` (a winning Baseline) register that one instead. The best baseline is logged either way
     (``classical`` in the run) so the validation gate can compare with it on held-out data."""
     from workloads.registry import log_and_register, log_classical
 
     info = {
-        "template": prep.template, "params": prep.params, "metric": prep.task.metric,
-        "feature_names": prep.train.feature_names, "classes": prep.train.classes,
+        "template": prep.template,
+        "params": prep.params,
+        "metric": prep.task.metric,
+        "feature_names": prep.train.feature_names,
+        "classes": prep.train.classes,
         "registered": "classical" if classical is not None else "neural",
         "classical": best.name if best is not None else None,
     }
-    tags = {"testbed.tenant": env.tenant, "testbed.job_id": env.job_id, "testbed.template": prep.template,
-            **(version_tags or {})}
+    tags = {
+        "testbed.tenant": env.tenant,
+        "testbed.job_id": env.job_id,
+        "testbed.template": prep.template,
+        **(version_tags or {}),
+    }
     example = prep.val.x[:4]
     if best is not None:
-        version = log_classical(prep.template, prep.task, best, prep.train, example,
-                                name if classical is not None else None, {**tags, "testbed.flavor": "classical"})
+        version = log_classical(
+            prep.template,
+            prep.task,
+            best,
+            prep.train,
+            example,
+            name if classical is not None else None,
+            {**tags, "testbed.flavor": "classical"},
+        )
         if classical is not None:
             mlflow.log_dict(info, "testbed/task.json")
             return version

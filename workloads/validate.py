@@ -57,46 +57,76 @@ def score(task: Task, name: str, version: str, data: Dataset) -> float:
     return task.metrics(load_scorer(name, version)(data.x), data.y)[task.metric]
 
 
-def gate(task: Task, name: str, version: str, candidate: float, baseline: float, champion: str | None,
-         champion_score: float | None, margin: float, alias: str) -> Verdict:
+def gate(
+    task: Task,
+    name: str,
+    version: str,
+    candidate: float,
+    baseline: float,
+    champion: str | None,
+    champion_score: float | None,
+    margin: float,
+    alias: str,
+) -> Verdict:
     """Decide and word the verdict; does not move the alias."""
     m = task.metric
     head = f"{name} v{version}: {m} {candidate:.4f}"
     if champion is None:
         delta = task.better(candidate, baseline)
         passed = delta > 0
-        tail = (f"no {alias} yet; {'beats' if passed else 'does not beat'} the {task.baseline_name} baseline "
-                f"{baseline:.4f} ({delta:+.4f})" + (f"; {alias} -> v{version}" if passed else f"; no {alias}"))
+        tail = (
+            f"no {alias} yet; {'beats' if passed else 'does not beat'} the {task.baseline_name} baseline "
+            f"{baseline:.4f} ({delta:+.4f})" + (f"; {alias} -> v{version}" if passed else f"; no {alias}")
+        )
     elif champion == version:
         passed, tail = True, f"already the {alias}"
     else:
         assert champion_score is not None
         delta = task.better(candidate, champion_score)
         passed = delta > 0 and delta >= margin
-        tail = (f"vs {alias} v{champion} {champion_score:.4f} ({delta:+.4f} {'>=' if passed else '<'} margin {margin:.4f}); "
-                + (f"{alias} -> v{version}" if passed else f"{alias} stays v{champion}"))
+        tail = (
+            f"vs {alias} v{champion} {champion_score:.4f} ({delta:+.4f} {'>=' if passed else '<'} margin {margin:.4f}); "
+            + (f"{alias} -> v{version}" if passed else f"{alias} stays v{champion}")
+        )
     return Verdict(passed, f"{'PASS' if passed else 'FAIL'} {head} {tail}", champion, champion_score)
 
 
-def against_classical(task: Task, verdict: Verdict, info: dict, run_id: str, candidate: float, data: Dataset,
-                      alias: str) -> tuple[Verdict, float | None, bool | None]:
+def against_classical(
+    task: Task, verdict: Verdict, info: dict, run_id: str, candidate: float, data: Dataset, alias: str
+) -> tuple[Verdict, float | None, bool | None]:
     """``require_beat_baseline``: the version must also beat the best classical baseline of its training run on
     the same held-out data (a version that *is* that classical model passes this check: nothing beats it there)."""
     m = task.metric
     if info.get("registered") == "classical":
-        return Verdict(verdict.passed, verdict.line + "; the version is the classical baseline itself",
-                       verdict.champion_version, verdict.champion_score), candidate, None
+        return (
+            Verdict(
+                verdict.passed,
+                verdict.line + "; the version is the classical baseline itself",
+                verdict.champion_version,
+                verdict.champion_score,
+            ),
+            candidate,
+            None,
+        )
     scorer = load_run_classical(run_id)
     if scorer is None:
-        line = verdict.line.replace("PASS ", "FAIL ", 1) + "; no classical baseline was logged with it (trained with baselines=false)"
+        line = (
+            verdict.line.replace("PASS ", "FAIL ", 1)
+            + "; no classical baseline was logged with it (trained with baselines=false)"
+        )
         return Verdict(False, line, verdict.champion_version, verdict.champion_score), None, None
     classical = task.metrics(scorer(data.x), data.y)[m]
     beats = task.better(candidate, classical) > 0
     passed = verdict.passed and beats
-    line = (verdict.line if passed or not verdict.passed else
-            verdict.line.replace("PASS ", "FAIL ", 1).replace(f"{alias} -> ", f"{alias} would move to ") )
-    line += f"; vs best classical {info.get('classical')} {classical:.4f} ({task.better(candidate, classical):+.4f}: " \
-            f"{'beats' if beats else 'does not beat'} it)"
+    line = (
+        verdict.line
+        if passed or not verdict.passed
+        else verdict.line.replace("PASS ", "FAIL ", 1).replace(f"{alias} -> ", f"{alias} would move to ")
+    )
+    line += (
+        f"; vs best classical {info.get('classical')} {classical:.4f} ({task.better(candidate, classical):+.4f}: "
+        f"{'beats' if beats else 'does not beat'} it)"
+    )
     return Verdict(passed, line, verdict.champion_version, verdict.champion_score), classical, beats
 
 
@@ -117,7 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         task = get_task(info["template"])
         holdout = {**info["params"], "seed": int(params["holdout_seed"]), "data_path": str(params["data_path"])}
         if not holdout["data_path"] and holdout["seed"] == int(info["params"]["seed"]):
-            raise DataError(f"holdout_seed {holdout['seed']} is the training seed: the held-out data would be the training data")
+            raise DataError(
+                f"holdout_seed {holdout['seed']} is the training seed: the held-out data would be the training data"
+            )
         data = task.dataset(holdout, seed=holdout["seed"], feature_names=info["feature_names"] or None)
     except (MlflowException, DataError, KeyError) as exc:
         print(f"error: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
@@ -133,16 +165,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     classical_score = beats_classical = None
     if bool(params["require_beat_baseline"]):
         verdict, classical_score, beats_classical = against_classical(
-            task, verdict, info, client.get_model_version(name, version).run_id, candidate, data, alias)
+            task, verdict, info, client.get_model_version(name, version).run_id, candidate, data, alias
+        )
 
-    tags = {**env.tags("validation"), "testbed.model": name, "testbed.model_version": version, "testbed.verdict": verdict.line}
+    tags = {
+        **env.tags("validation"),
+        "testbed.model": name,
+        "testbed.model_version": version,
+        "testbed.verdict": verdict.line,
+    }
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"validate-{name}-v{version}", tags=tags):
-        mlflow.log_params({
-            "model": name, "version": version, "margin": margin, "alias": alias, "holdout_seed": params["holdout_seed"],
-            "data_path": params["data_path"], "champion_version": champion or "", "template": info["template"],
-            "holdout_samples": len(data), "require_beat_baseline": params["require_beat_baseline"],
-        })
-        metrics = {f"candidate_{task.metric}": candidate, f"baseline_{task.metric}": baseline, "passed": float(verdict.passed)}
+        mlflow.log_params(
+            {
+                "model": name,
+                "version": version,
+                "margin": margin,
+                "alias": alias,
+                "holdout_seed": params["holdout_seed"],
+                "data_path": params["data_path"],
+                "champion_version": champion or "",
+                "template": info["template"],
+                "holdout_samples": len(data),
+                "require_beat_baseline": params["require_beat_baseline"],
+            }
+        )
+        metrics = {
+            f"candidate_{task.metric}": candidate,
+            f"baseline_{task.metric}": baseline,
+            "passed": float(verdict.passed),
+        }
         if champion_score is not None:
             metrics[f"champion_{task.metric}"] = champion_score
         if classical_score is not None:

@@ -44,7 +44,9 @@ def train_worker(config: dict[str, Any]) -> None:
 
     with _rank0_run(cfg, rank) as mlflow:
         if mlflow is not None:
-            mlflow.log_params({"template": cfg.template, **params, "train_samples": len(train), "val_samples": len(val)})
+            mlflow.log_params(
+                {"template": cfg.template, **params, "train_samples": len(train), "val_samples": len(val)}
+            )
             mlflow.log_metric("attempt_start_epoch", start_epoch, step=start_epoch)
             if cfg.baseline is not None:
                 mlflow.log_metric(f"baseline_val_{task.metric}", cfg.baseline)
@@ -55,13 +57,22 @@ def train_worker(config: dict[str, Any]) -> None:
             _report(epoch, {**metrics, "start_epoch": start_epoch}, model, optimizer, rank, best)
             if mlflow is not None:
                 # asynchronous: the tracking server's latency stays off the training loop
-                mlflow.log_metrics({k: v for k, v in metrics.items() if k not in TIMING_KEYS}, step=epoch, synchronous=False)
+                mlflow.log_metrics(
+                    {k: v for k, v in metrics.items() if k not in TIMING_KEYS}, step=epoch, synchronous=False
+                )
 
         stats = run_epochs(
-            model, optimizer, task, loader, val,
-            start_epoch=start_epoch, epochs=int(params["epochs"]),
-            device=device, on_epoch_end=on_epoch_end,
-            class_weights=cfg.class_weights, best=best,
+            model,
+            optimizer,
+            task,
+            loader,
+            val,
+            start_epoch=start_epoch,
+            epochs=int(params["epochs"]),
+            device=device,
+            on_epoch_end=on_epoch_end,
+            class_weights=cfg.class_weights,
+            best=best,
         )
         if mlflow is not None:
             mlflow.log_metrics({k: float(v) for k, v in stats.timing().items()})
@@ -77,15 +88,26 @@ def _restore() -> tuple[dict[str, Any] | None, int]:
     return state, int(state["epoch"]) + 1
 
 
-def _report(epoch: int, metrics: dict[str, float], model: torch.nn.Module, optimizer: torch.optim.Optimizer, rank: int,
-            best: BestEpoch) -> None:
+def _report(
+    epoch: int,
+    metrics: dict[str, float],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    rank: int,
+    best: BestEpoch,
+) -> None:
     """Every rank reports; rank 0 attaches the checkpoint (model and optimizer state, epoch, the best epoch's weights)."""
     if rank != 0:
         ray.train.report({**metrics, "epoch": epoch})
         return
     with tempfile.TemporaryDirectory() as folder:
         bare = model.module if hasattr(model, "module") else model
-        state = {"epoch": epoch, "model": bare.state_dict(), "optimizer": optimizer.state_dict(), "best": best.state_dict()}
+        state = {
+            "epoch": epoch,
+            "model": bare.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "best": best.state_dict(),
+        }
         torch.save(state, Path(folder) / STATE_FILE)
         ray.train.report({**metrics, "epoch": epoch}, checkpoint=ray.train.Checkpoint.from_directory(folder))
 

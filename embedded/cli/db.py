@@ -26,8 +26,9 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
         if not args.settings and not settings.exists():
             raise CliError(f"no local testbed settings at {settings}: give --settings FILE or --database-url URL")
         where = ["--settings", str(settings)]
-    done = subprocess.run([sys.executable, "-m", "operators.control_plane.db.migrate", *where],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "operators.control_plane.db.migrate", *where], capture_output=True, text=True
+    )
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         raise CliError(lines[-1] if lines else f"database upgrade failed (exit {done.returncode})")
@@ -37,8 +38,13 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     db = sub.add_parser("db", help="the control plane's database").add_subparsers(dest="db_command", required=True)
-    p = add_command(db, "upgrade", cmd_db_upgrade, "upgrade the control plane's database to the newest schema",
-                    json_flag=False)
+    p = add_command(
+        db, "upgrade", cmd_db_upgrade, "upgrade the control plane's database to the newest schema", json_flag=False
+    )
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--settings", metavar="FILE", help="the control plane's settings JSON (default: the local testbed's)")
-    where.add_argument("--database-url", metavar="URL", help="SQLAlchemy URL, e.g. postgresql+psycopg2://user:pw@host/db")
+    where.add_argument(
+        "--settings", metavar="FILE", help="the control plane's settings JSON (default: the local testbed's)"
+    )
+    where.add_argument(
+        "--database-url", metavar="URL", help="SQLAlchemy URL, e.g. postgresql+psycopg2://user:pw@host/db"
+    )

@@ -25,11 +25,15 @@ def _local(args: argparse.Namespace) -> LocalTestbed:
 
 
 def _urls(status: TestbedStatus) -> str:
-    return render_table(None, [
-        ["control plane", f"{status.control_plane_url}   (API docs: {status.control_plane_url}/docs)"],
-        ["MLflow", status.mlflow_url],
-        ["Ray dashboard", status.ray_dashboard_url],
-    ], indent="  ")
+    return render_table(
+        None,
+        [
+            ["control plane", f"{status.control_plane_url}   (API docs: {status.control_plane_url}/docs)"],
+            ["MLflow", status.mlflow_url],
+            ["Ray dashboard", status.ray_dashboard_url],
+        ],
+        indent="  ",
+    )
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -37,8 +41,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(LOCAL_MODE_LINE, flush=True)  # the first line, before anything starts
     started = time.monotonic()
     status = _local(args).up(region=args.region, num_cpus=args.num_cpus, timeout=args.timeout, num_gpus=args.gpus)
-    return emit(args, status, lambda s: f"testbed up in {time.monotonic() - started:.1f}s "
-                                        f"(region {s.region}, state in {s.home})\n{_urls(s)}")
+    return emit(
+        args,
+        status,
+        lambda s: f"testbed up in {time.monotonic() - started:.1f}s (region {s.region}, state in {s.home})\n{_urls(s)}",
+    )
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -49,10 +56,15 @@ def cmd_down(args: argparse.Namespace) -> int:
 def _status_text(status: TestbedStatus) -> str:
     if status.region is None:
         return f"no testbed in {status.home}; start one with `testbed up`"
-    rows = [[c.name, "healthy" if c.healthy else ("running, not healthy" if c.running else "stopped"), c.url, c.pid]
-            for c in status.components]
-    return (f"region {status.region}, state in {status.home}: {'healthy' if status.healthy else 'NOT healthy'}\n"
-            + render_table(["COMPONENT", "STATE", "URL", "PID"], rows, indent="  ") + f"\n{status.trust}")
+    rows = [
+        [c.name, "healthy" if c.healthy else ("running, not healthy" if c.running else "stopped"), c.url, c.pid]
+        for c in status.components
+    ]
+    return (
+        f"region {status.region}, state in {status.home}: {'healthy' if status.healthy else 'NOT healthy'}\n"
+        + render_table(["COMPONENT", "STATE", "URL", "PID"], rows, indent="  ")
+        + f"\n{status.trust}"
+    )
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -71,9 +83,14 @@ def register(sub: Any) -> None:
     p = add_command(sub, "up", cmd_up, "start the local testbed (Ray, MLflow, control plane) on 127.0.0.1")
     p.add_argument("--region", default="gyeongnam", choices=REGIONS)
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs the local Ray offers (default: all)")
-    p.add_argument("--gpus", type=int, default=None, metavar="N",
-                   help="logical GPUs the local Ray offers (default 0): GPU jobs, holds and charges run for real, "
-                        "templates train on the CPU (there is no CUDA behind them)")
+    p.add_argument(
+        "--gpus",
+        type=int,
+        default=None,
+        metavar="N",
+        help="logical GPUs the local Ray offers (default 0): GPU jobs, holds and charges run for real, "
+        "templates train on the CPU (there is no CUDA behind them)",
+    )
     p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for health")
     add_command(sub, "down", cmd_down, "stop the local testbed and all its helper processes")
     add_command(sub, "status", cmd_status, "show the local testbed's components and URLs")
@@ -81,4 +98,3 @@ def register(sub: Any) -> None:
     p = add_command(sub, "demo", cmd_demo, "start the local testbed and run the main story")
     p.add_argument("--region", default="gyeongnam", choices=REGIONS)
     p.add_argument("--timeout", type=float, default=900.0)
-

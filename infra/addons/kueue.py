@@ -30,7 +30,8 @@ def flavor_node_labels(pool: GpuPool, index: int) -> dict[str, str]:
         raise pulumi.RunError(
             f"{stack_file_name()}: config.testbed:nodePools[{index}].node_labels: GPU pool {pool.name!r} of an "
             "existing cluster needs the labels its nodes carry (e.g. testbed.io/gpu-model: a100); Kueue puts "
-            "the pool's jobs on nodes with these labels")
+            "the pool's jobs on nodes with these labels"
+        )
     return node_labels
 
 
@@ -40,21 +41,39 @@ def flavor_spec(pool: GpuPool, index: int = 0) -> dict:
 
 
 class Kueue(pulumi.ComponentResource):
-    def __init__(self, name: str, stack: StackConfig, pools: list[GpuPool], monitoring: pulumi.Resource,
-                 opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self,
+        name: str,
+        stack: StackConfig,
+        pools: list[GpuPool],
+        monitoring: pulumi.Resource,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
         super().__init__("testbed:addon:Kueue", name, None, opts)
         ns = namespace(KUEUE_NS, self)
         self.release = release("kueue", self, ns.metadata.name, CHART_VALUES, depends_on=[monitoring])
         self.flavors = {
-            pool.name: custom_resource(f"{name}-flavor-{pool.name}", self, KUEUE_API, "ResourceFlavor",
-                                       meta(flavor(pool.config), labels=labels("kueue-flavor", **{POOL_LABEL: pool.name})),
-                                       flavor_spec(pool, index), crds_from=[self.release])
+            pool.name: custom_resource(
+                f"{name}-flavor-{pool.name}",
+                self,
+                KUEUE_API,
+                "ResourceFlavor",
+                meta(flavor(pool.config), labels=labels("kueue-flavor", **{POOL_LABEL: pool.name})),
+                flavor_spec(pool, index),
+                crds_from=[self.release],
+            )
             for index, pool in enumerate(pools)
         }
         # The region's cohort: every tenant's ClusterQueue joins it (spec.cohortName) and borrows idle quota of
         # the same flavor from the others, up to its borrowingLimit. The Cohort itself holds no quota.
         self.cohort_name = cohort(stack)
-        self.cohort = custom_resource(f"{name}-cohort", self, KUEUE_API, "Cohort",
-                                      meta(self.cohort_name, labels=labels("kueue-cohort")), {},
-                                      crds_from=[self.release])
+        self.cohort = custom_resource(
+            f"{name}-cohort",
+            self,
+            KUEUE_API,
+            "Cohort",
+            meta(self.cohort_name, labels=labels("kueue-cohort")),
+            {},
+            crds_from=[self.release],
+        )
         self.register_outputs({"cohort": self.cohort_name, "flavors": list(self.flavors)})

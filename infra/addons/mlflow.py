@@ -32,16 +32,38 @@ BACKEND_STORE_ENV, ARTIFACTS_ENV = "MLFLOW_BACKEND_STORE_URI", "MLFLOW_ARTIFACTS
 def allowed_hosts() -> list[str]:
     """Host headers MLflow answers (its DNS-rebinding guard refuses other names): the Service's names, with and
     without the port, and localhost for `kubectl port-forward`."""
-    names = [MLFLOW, f"{MLFLOW}.{PLATFORM_NS}", f"{MLFLOW}.{PLATFORM_NS}.svc", f"{MLFLOW}.{PLATFORM_NS}.svc.cluster.local"]
-    return [h for name in names for h in (name, f"{name}:{MLFLOW_PORT}")] + ["localhost", "localhost:*",
-                                                                           "127.0.0.1", "127.0.0.1:*"]
+    names = [
+        MLFLOW,
+        f"{MLFLOW}.{PLATFORM_NS}",
+        f"{MLFLOW}.{PLATFORM_NS}.svc",
+        f"{MLFLOW}.{PLATFORM_NS}.svc.cluster.local",
+    ]
+    return [h for name in names for h in (name, f"{name}:{MLFLOW_PORT}")] + [
+        "localhost",
+        "localhost:*",
+        "127.0.0.1",
+        "127.0.0.1:*",
+    ]
 
 
 def server_args(host: str = "0.0.0.0", port: int = MLFLOW_PORT) -> list[str]:
     """The container's command line (the testbed image has the PostgreSQL and S3 drivers MLflow needs here)."""
-    return ["mlflow", "server", "--host", host, "--port", str(port),
-            "--backend-store-uri", f"$({BACKEND_STORE_ENV})", "--artifacts-destination", f"$({ARTIFACTS_ENV})",
-            "--serve-artifacts", "--allowed-hosts", ",".join(allowed_hosts()), *SERVER_ARGV]
+    return [
+        "mlflow",
+        "server",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"$({BACKEND_STORE_ENV})",
+        "--artifacts-destination",
+        f"$({ARTIFACTS_ENV})",
+        "--serve-artifacts",
+        "--allowed-hosts",
+        ",".join(allowed_hosts()),
+        *SERVER_ARGV,
+    ]
 
 
 # The control plane mounts the admin password from MLflow's auth Secret here (settings: mlflow_admin_password_file).
@@ -56,19 +78,35 @@ def _shape() -> ClusterServerAuth:
 
 def admin_password_volume() -> tuple[k8s.core.v1.VolumeArgs, k8s.core.v1.VolumeMountArgs]:
     """The control plane's read-only view of the admin password (one key of MLflow's auth Secret)."""
-    return (k8s.core.v1.VolumeArgs(name="mlflow-admin", secret=k8s.core.v1.SecretVolumeSourceArgs(
-                secret_name=CLUSTER_AUTH_SECRET, default_mode=0o400,
-                items=[k8s.core.v1.KeyToPathArgs(key=CLUSTER_SECRET_KEY_ADMIN_PASSWORD,
-                                                 path=CLUSTER_SECRET_KEY_ADMIN_PASSWORD)])),
-            k8s.core.v1.VolumeMountArgs(name="mlflow-admin", mount_path=ADMIN_PASSWORD_DIR, read_only=True))
+    return (
+        k8s.core.v1.VolumeArgs(
+            name="mlflow-admin",
+            secret=k8s.core.v1.SecretVolumeSourceArgs(
+                secret_name=CLUSTER_AUTH_SECRET,
+                default_mode=0o400,
+                items=[
+                    k8s.core.v1.KeyToPathArgs(
+                        key=CLUSTER_SECRET_KEY_ADMIN_PASSWORD, path=CLUSTER_SECRET_KEY_ADMIN_PASSWORD
+                    )
+                ],
+            ),
+        ),
+        k8s.core.v1.VolumeMountArgs(name="mlflow-admin", mount_path=ADMIN_PASSWORD_DIR, read_only=True),
+    )
 
 
 class Mlflow(pulumi.ComponentResource):
     """Tracking server proxying artifacts (``--serve-artifacts``), so tenants never touch the store."""
 
-    def __init__(self, name: str, stack: StackConfig, image: pulumi.Input[str], ns: pulumi.Input[str],
-                 storage_factory: Callable[[pulumi.Resource, pulumi.Input[str]], MlflowStorage],
-                 opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self,
+        name: str,
+        stack: StackConfig,
+        image: pulumi.Input[str],
+        ns: pulumi.Input[str],
+        storage_factory: Callable[[pulumi.Resource, pulumi.Input[str]], MlflowStorage],
+        opts: pulumi.ResourceOptions | None = None,
+    ):
         super().__init__("testbed:addon:Mlflow", name, None, opts)
         self.storage = storage = storage_factory(self, ns)
         # Access control (operators.mlflow_access): basic-auth + workspaces, its users on PostgreSQL (mlflow_auth);
@@ -76,29 +114,58 @@ class Mlflow(pulumi.ComponentResource):
         admin_password = password(f"{name}-admin-password", self)
         flask_key = password(f"{name}-flask-key", self)
         shape = _shape()
-        secret_data = pulumi.Output.secret(pulumi.Output.all(
-            storage.mlflow_auth_db_uri, admin_password.result, flask_key.result).apply(
-                lambda args: cluster_server_auth(args[0], args[1], args[2]).secret_data))
+        secret_data = pulumi.Output.secret(
+            pulumi.Output.all(storage.mlflow_auth_db_uri, admin_password.result, flask_key.result).apply(
+                lambda args: cluster_server_auth(args[0], args[1], args[2]).secret_data
+            )
+        )
         self.auth_secret = k8s.core.v1.Secret(
-            f"{name}-auth", metadata=meta(CLUSTER_AUTH_SECRET, ns, labels(MLFLOW)), type="Opaque",
-            string_data=secret_data, opts=child(self))
+            f"{name}-auth",
+            metadata=meta(CLUSTER_AUTH_SECRET, ns, labels(MLFLOW)),
+            type="Opaque",
+            string_data=secret_data,
+            opts=child(self),
+        )
         self.guard = k8s.core.v1.ConfigMap(
-            f"{name}-auth-guard", metadata=meta(CLUSTER_GUARD_CONFIGMAP, ns, labels(MLFLOW)),
-            data={f"{CLUSTER_GUARD_MODULE}.py": guard_source()}, opts=child(self))
+            f"{name}-auth-guard",
+            metadata=meta(CLUSTER_GUARD_CONFIGMAP, ns, labels(MLFLOW)),
+            data={f"{CLUSTER_GUARD_MODULE}.py": guard_source()},
+            opts=child(self),
+        )
         spec = WebService(
-            component=MLFLOW, image=image, port=MLFLOW_PORT, replicas=2, args=server_args(),
-            env=[secret_env(BACKEND_STORE_ENV, storage.db_secret, "mlflow-uri"),
-                 k8s.core.v1.EnvVarArgs(name=ARTIFACTS_ENV, value=storage.artifacts_destination),
-                 *(k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in shape.env.items()),
-                 *(secret_env(k, CLUSTER_AUTH_SECRET, key) for k, key in shape.secret_env.items()),
-                 *storage.env],
-            volumes=[k8s.core.v1.VolumeArgs(name="auth", secret=k8s.core.v1.SecretVolumeSourceArgs(
-                         secret_name=CLUSTER_AUTH_SECRET, default_mode=0o400)),
-                     k8s.core.v1.VolumeArgs(name="guard", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
-                         name=CLUSTER_GUARD_CONFIGMAP))],
-            mounts=[k8s.core.v1.VolumeMountArgs(name="auth", mount_path=CLUSTER_AUTH_MOUNT_DIR, read_only=True),
-                    k8s.core.v1.VolumeMountArgs(name="guard", mount_path=CLUSTER_GUARD_MOUNT_DIR, read_only=True)])
-        deploy(name, self, ns, spec, depends_on=[*storage.ready, self.auth_secret, self.guard],
-               account_annotations=storage.service_account_annotations or None)
+            component=MLFLOW,
+            image=image,
+            port=MLFLOW_PORT,
+            replicas=2,
+            args=server_args(),
+            env=[
+                secret_env(BACKEND_STORE_ENV, storage.db_secret, "mlflow-uri"),
+                k8s.core.v1.EnvVarArgs(name=ARTIFACTS_ENV, value=storage.artifacts_destination),
+                *(k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in shape.env.items()),
+                *(secret_env(k, CLUSTER_AUTH_SECRET, key) for k, key in shape.secret_env.items()),
+                *storage.env,
+            ],
+            volumes=[
+                k8s.core.v1.VolumeArgs(
+                    name="auth",
+                    secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=CLUSTER_AUTH_SECRET, default_mode=0o400),
+                ),
+                k8s.core.v1.VolumeArgs(
+                    name="guard", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=CLUSTER_GUARD_CONFIGMAP)
+                ),
+            ],
+            mounts=[
+                k8s.core.v1.VolumeMountArgs(name="auth", mount_path=CLUSTER_AUTH_MOUNT_DIR, read_only=True),
+                k8s.core.v1.VolumeMountArgs(name="guard", mount_path=CLUSTER_GUARD_MOUNT_DIR, read_only=True),
+            ],
+        )
+        deploy(
+            name,
+            self,
+            ns,
+            spec,
+            depends_on=[*storage.ready, self.auth_secret, self.guard],
+            account_annotations=storage.service_account_annotations or None,
+        )
         self.url = service_url(MLFLOW, PLATFORM_NS, MLFLOW_PORT)
         self.register_outputs({"url": self.url})

@@ -46,15 +46,18 @@ def gpu_pools_tainted(args: ResourceValidationArgs, report: ReportViolation) -> 
         is_gpu = "NVIDIA" in str(props.get("amiType", "")) or GPU_MODEL_LABEL in (props.get("labels") or {})
         taints = props.get("taints") or []
         if is_gpu and not any(t.get("key") == GPU_TAINT.key and t.get("effect") == "NO_SCHEDULE" for t in taints):
-            report(f"GPU node group {args.name} has no {GPU_TAINT.key} NoSchedule taint; "
-                   "CPU pods would land on GPU nodes")
+            report(
+                f"GPU node group {args.name} has no {GPU_TAINT.key} NoSchedule taint; CPU pods would land on GPU nodes"
+            )
     elif args.resource_type.startswith("kubernetes:kueue.x-k8s.io/") and _kind(args.resource_type) == "ResourceFlavor":
         spec = props.get("spec") or {}
         if POOL_LABEL in (_metadata(props).get("labels") or {}):  # the flavor of a GPU pool
             tolerations = spec.get("tolerations") or []
             if not any(t.get("key") == GPU_TAINT.key and t.get("effect") == "NoSchedule" for t in tolerations):
-                report(f"GPU pool {_metadata(props).get('name', args.name)} is not declared tainted "
-                       f"({GPU_TAINT.key}:NoSchedule); taint its nodes and list the taint in the stack file")
+                report(
+                    f"GPU pool {_metadata(props).get('name', args.name)} is not declared tainted "
+                    f"({GPU_TAINT.key}:NoSchedule); taint its nodes and list the taint in the stack file"
+                )
 
 
 def charts_pinned(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -63,8 +66,10 @@ def charts_pinned(args: ResourceValidationArgs, report: ReportViolation) -> None
         return
     version = str(args.props.get("version") or "")
     if not EXACT_VERSION.match(version):
-        report(f"chart {args.props.get('chart', args.name)} is not pinned to an exact version "
-               f"(got {version or 'none'}); add it to testbed/versions.py")
+        report(
+            f"chart {args.props.get('chart', args.name)} is not pinned to an exact version "
+            f"(got {version or 'none'}); add it to testbed/versions.py"
+        )
 
 
 def no_public_load_balancer(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -91,7 +96,7 @@ def tenant_namespaces_complete(args: StackValidationArgs, report: ReportViolatio
             tenant_namespaces[meta.get("name")] = resource.urn
         elif kind in REQUIRED_IN_TENANT_NS:
             if kind == "ResourceQuota":
-                hard = ((resource.props.get("spec") or {}).get("hard") or {})
+                hard = (resource.props.get("spec") or {}).get("hard") or {}
                 if f"requests.{GPU_RESOURCE}" not in hard:
                     continue
             found.setdefault(meta.get("namespace"), set()).add(kind)
@@ -109,8 +114,11 @@ POLICIES = [
     _resource_policy("gpu-pools-tainted", gpu_pools_tainted.__doc__, gpu_pools_tainted),
     _resource_policy("charts-pinned", charts_pinned.__doc__, charts_pinned),
     _resource_policy("no-public-load-balancer", no_public_load_balancer.__doc__, no_public_load_balancer),
-    StackValidationPolicy(name="tenant-namespaces-complete", description=tenant_namespaces_complete.__doc__,
-                          validate=tenant_namespaces_complete),
+    StackValidationPolicy(
+        name="tenant-namespaces-complete",
+        description=tenant_namespaces_complete.__doc__,
+        validate=tenant_namespaces_complete,
+    ),
 ]
 RESOURCE_CHECKS = [gpu_pools_tainted, charts_pinned, no_public_load_balancer]
 STACK_CHECKS = [tenant_namespaces_complete]

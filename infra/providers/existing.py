@@ -20,7 +20,11 @@ def build(name: str, stack: StackConfig) -> Cluster:
     kubeconfig = stack_config.secret(stack.cluster.kubeconfig_secret)
     provider = k8s.Provider(f"{name}-k8s", kubeconfig=kubeconfig, enable_server_side_apply=True)
     return Cluster(
-        name=name, kubeconfig=kubeconfig, provider=provider, pools=[GpuPool(p, managed=False) for p in stack.node_pools],
-        mlflow_storage=lambda parent, ns: InClusterMlflowStorage(
-            f"{name}-mlflow-storage", ns, opts=pulumi.ResourceOptions(parent=parent)).storage,
+        name=name,
+        kubeconfig=kubeconfig,
+        provider=provider,
+        pools=[GpuPool(p, managed=False) for p in stack.node_pools],
+        mlflow_storage=lambda parent, ns: (
+            InClusterMlflowStorage(f"{name}-mlflow-storage", ns, opts=pulumi.ResourceOptions(parent=parent)).storage
+        ),
     )

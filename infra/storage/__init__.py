@@ -52,51 +52,96 @@ def password(name: str, parent: pulumi.Resource) -> random.RandomPassword:
     return random.RandomPassword(name, length=32, special=False, opts=child(parent))
 
 
-def database_secret(name: str, parent: pulumi.Resource, ns: pulumi.Input[str], host: pulumi.Input[str],
-                    port: pulumi.Input[int], secret: pulumi.Input[str],
-                    query: str = "") -> tuple[k8s.core.v1.Secret, pulumi.Output[str], pulumi.Output[str]]:
+def database_secret(
+    name: str,
+    parent: pulumi.Resource,
+    ns: pulumi.Input[str],
+    host: pulumi.Input[str],
+    port: pulumi.Input[int],
+    secret: pulumi.Input[str],
+    query: str = "",
+) -> tuple[k8s.core.v1.Secret, pulumi.Output[str], pulumi.Output[str]]:
     """The Secret holding connection URIs for MLflow, the control plane and admin tasks (and the control plane's
     URI, and MLflow's auth database's, which goes into MLflow's auth Secret)."""
+
     def uri(db: str, scheme: str = SQLALCHEMY_SCHEME) -> pulumi.Output[str]:
-        return pulumi.Output.secret(pulumi.Output.concat(
-            scheme, "://", DB_USER, ":", secret, "@", host, ":", pulumi.Output.from_input(port).apply(str),
-            "/", db, query))
+        return pulumi.Output.secret(
+            pulumi.Output.concat(
+                scheme,
+                "://",
+                DB_USER,
+                ":",
+                secret,
+                "@",
+                host,
+                ":",
+                pulumi.Output.from_input(port).apply(str),
+                "/",
+                db,
+                query,
+            )
+        )
 
     secret_object = k8s.core.v1.Secret(
-        name, metadata=meta(DB_SECRET, ns, labels("platform-db")), type="Opaque",
-        string_data={"mlflow-uri": uri(MLFLOW_DB), "testbed-uri": uri(CONTROL_PLANE_DB),
-                     "admin-uri": uri("postgres", "postgresql"), "username": DB_USER, "password": secret},
-        opts=child(parent))
+        name,
+        metadata=meta(DB_SECRET, ns, labels("platform-db")),
+        type="Opaque",
+        string_data={
+            "mlflow-uri": uri(MLFLOW_DB),
+            "testbed-uri": uri(CONTROL_PLANE_DB),
+            "admin-uri": uri("postgres", "postgresql"),
+            "username": DB_USER,
+            "password": secret,
+        },
+        opts=child(parent),
+    )
     return secret_object, uri(CONTROL_PLANE_DB), uri(MLFLOW_AUTH_DB)
 
 
-def database_init_job(name: str, parent: pulumi.Resource, ns: pulumi.Input[str], image: str,
-                      depends_on: list[pulumi.Resource]) -> k8s.batch.v1.Job:
+def database_init_job(
+    name: str, parent: pulumi.Resource, ns: pulumi.Input[str], image: str, depends_on: list[pulumi.Resource]
+) -> k8s.batch.v1.Job:
     """A Job creating the control plane's database and MLflow's auth database next to MLflow's (idempotent)."""
     script = 'until pg_isready -d "$ADMIN_URI"; do sleep 5; done' + "".join(
         f' && (psql "$ADMIN_URI" -tAc "SELECT 1 FROM pg_database WHERE datname=\'{db}\'" | grep -q 1 '
         f'|| psql "$ADMIN_URI" -c "CREATE DATABASE {db}")'
-        for db in (CONTROL_PLANE_DB, MLFLOW_AUTH_DB))
+        for db in (CONTROL_PLANE_DB, MLFLOW_AUTH_DB)
+    )
     container = k8s.core.v1.ContainerArgs(
-        name="create-db", image=image, command=["sh", "-c", script],
+        name="create-db",
+        image=image,
+        command=["sh", "-c", script],
         env=[secret_env("ADMIN_URI", DB_SECRET, "admin-uri")],
-        resources=k8s.core.v1.ResourceRequirementsArgs(requests={"cpu": "50m", "memory": "64Mi"},
-                                                       limits={"memory": "128Mi"}),
-        security_context=restricted_security_context())
+        resources=k8s.core.v1.ResourceRequirementsArgs(
+            requests={"cpu": "50m", "memory": "64Mi"}, limits={"memory": "128Mi"}
+        ),
+        security_context=restricted_security_context(),
+    )
     return k8s.batch.v1.Job(
-        name, metadata=meta("platform-db-init", ns, labels("platform-db-init")),
-        spec=k8s.batch.v1.JobSpecArgs(backoff_limit=10, template=k8s.core.v1.PodTemplateSpecArgs(
-            metadata=meta("platform-db-init", labels=labels("platform-db-init")),
-            spec=k8s.core.v1.PodSpecArgs(restart_policy="OnFailure", containers=[container]))),
-        opts=child(parent, depends_on=depends_on))
+        name,
+        metadata=meta("platform-db-init", ns, labels("platform-db-init")),
+        spec=k8s.batch.v1.JobSpecArgs(
+            backoff_limit=10,
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=meta("platform-db-init", labels=labels("platform-db-init")),
+                spec=k8s.core.v1.PodSpecArgs(restart_policy="OnFailure", containers=[container]),
+            ),
+        ),
+        opts=child(parent, depends_on=depends_on),
+    )
 
 
 def secret_env(name: str, secret: str, key: str) -> k8s.core.v1.EnvVarArgs:
-    return k8s.core.v1.EnvVarArgs(name=name, value_from=k8s.core.v1.EnvVarSourceArgs(
-        secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=secret, key=key)))
+    return k8s.core.v1.EnvVarArgs(
+        name=name,
+        value_from=k8s.core.v1.EnvVarSourceArgs(secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=secret, key=key)),
+    )
 
 
 def restricted_security_context(run_as_user: int | None = None) -> k8s.core.v1.SecurityContextArgs:
     return k8s.core.v1.SecurityContextArgs(
-        allow_privilege_escalation=False, run_as_non_root=run_as_user is not None or None,
-        run_as_user=run_as_user, capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]))
+        allow_privilege_escalation=False,
+        run_as_non_root=run_as_user is not None or None,
+        run_as_user=run_as_user,
+        capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+    )

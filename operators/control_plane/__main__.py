@@ -16,8 +16,11 @@ from testbed.config import ConfigError
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m operators.control_plane")
-    parser.add_argument("--settings", default=os.environ.get("TESTBED_CONTROL_PLANE_SETTINGS"),
-                        help="settings JSON file (default: $TESTBED_CONTROL_PLANE_SETTINGS)")
+    parser.add_argument(
+        "--settings",
+        default=os.environ.get("TESTBED_CONTROL_PLANE_SETTINGS"),
+        help="settings JSON file (default: $TESTBED_CONTROL_PLANE_SETTINGS)",
+    )
     args = parser.parse_args(argv)
     if not args.settings:
         parser.error("--settings is required (or set TESTBED_CONTROL_PLANE_SETTINGS)")

@@ -39,8 +39,16 @@ from testbed.errors import ErrorCode
 class Admission:
     """One region's admission: its tenants' quotas and grants, the backend's capacity, the ledger."""
 
-    def __init__(self, stack: StackConfig, store: Store, backend: Backend, ledger: Ledger,
-                 settings: ControlPlaneSettings, storage: TenantStorage, money: MoneyLedger | None = None):
+    def __init__(
+        self,
+        stack: StackConfig,
+        store: Store,
+        backend: Backend,
+        ledger: Ledger,
+        settings: ControlPlaneSettings,
+        storage: TenantStorage,
+        money: MoneyLedger | None = None,
+    ):
         self.settings = settings
         self.money = money
         self.storage = storage
@@ -62,8 +70,17 @@ class Admission:
         with self.store.admission_section(tenant.id) if locked else nullcontext():
             return self._admit(tenant, spec, entrypoint, params, kind, max_runtime, now, priced)
 
-    def _admit(self, tenant: Tenant, spec: JobSpec, entrypoint: str, params: dict, kind: str, max_runtime: int,
-               now: float, priced: Hold | None) -> JobRow:
+    def _admit(
+        self,
+        tenant: Tenant,
+        spec: JobSpec,
+        entrypoint: str,
+        params: dict,
+        kind: str,
+        max_runtime: int,
+        now: float,
+        priced: Hold | None,
+    ) -> JobRow:
         quote, hold = self._price(tenant, spec, max_runtime, now, priced)
         if not quote.fits:
             raise ServiceError(ErrorCode(quote.refusal or ErrorCode.GRANT_INSUFFICIENT), quote.reason)
@@ -79,8 +96,13 @@ class Admission:
             entrypoint=entrypoint,
             template=spec.template,
             # the command is stored once, in ``entrypoint``
-            spec={**spec.model_dump(mode="json", exclude={"entrypoint"}), "params": params, "kind": kind,
-                  "max_runtime_seconds": max_runtime, PRICED_KEY: self._shape(spec, max_runtime).priced()},
+            spec={
+                **spec.model_dump(mode="json", exclude={"entrypoint"}),
+                "params": params,
+                "kind": kind,
+                "max_runtime_seconds": max_runtime,
+                PRICED_KEY: self._shape(spec, max_runtime).priced(),
+            },
             cpus=spec.cpus,
             gpus=spec.gpus,
             gpu_model=self.stack.pool_for(tenant).gpu_model if spec.gpus else None,
@@ -107,7 +129,9 @@ class Admission:
             raise ServiceError(ErrorCode.FORBIDDEN, "the operator token cannot submit jobs; use a tenant token")
         tenant = self.tenants.get(principal.subject)
         if tenant is None:
-            raise ServiceError(ErrorCode.FORBIDDEN, f"tenant {principal.subject!r} is not in region {self.stack.region.id!r}")
+            raise ServiceError(
+                ErrorCode.FORBIDDEN, f"tenant {principal.subject!r} is not in region {self.stack.region.id!r}"
+            )
         entrypoint, params, kind = resolve_entrypoint(spec)
         if spec.code_package is not None:
             self._check_package(tenant, spec.code_package)
@@ -121,12 +145,19 @@ class Admission:
         cap = tenant.quota.max_runtime_seconds
         if spec.max_runtime_seconds is not None:
             if spec.max_runtime_seconds > cap:
-                raise ServiceError(ErrorCode.MAX_RUNTIME_EXCEEDED, (
-                    f"body.max_runtime_seconds: {spec.max_runtime_seconds} ({format_duration(spec.max_runtime_seconds)}) "
-                    f"is above tenant {tenant.id!r}'s cap of {cap} ({format_duration(cap)})"))
+                raise ServiceError(
+                    ErrorCode.MAX_RUNTIME_EXCEEDED,
+                    (
+                        f"body.max_runtime_seconds: {spec.max_runtime_seconds} ({format_duration(spec.max_runtime_seconds)}) "
+                        f"is above tenant {tenant.id!r}'s cap of {cap} ({format_duration(cap)})"
+                    ),
+                )
             return spec.max_runtime_seconds
-        default = (get_template(spec.template).max_runtime_seconds if spec.template is not None
-                   else DEFAULT_COMMAND_MAX_RUNTIME_SECONDS)
+        default = (
+            get_template(spec.template).max_runtime_seconds
+            if spec.template is not None
+            else DEFAULT_COMMAND_MAX_RUNTIME_SECONDS
+        )
         return min(default, cap)
 
     def _shape(self, spec: JobSpec, max_runtime: int) -> JobShape:
@@ -135,23 +166,32 @@ class Admission:
         total = self.backend.pod_requests(Resources(cpus=spec.cpus, gpus=spec.gpus, memory=spec.memory)).total
         return JobShape(cpus=total.cpus, gpus=total.gpus, memory_bytes=total.memory, max_runtime_seconds=max_runtime)
 
-    def _price(self, tenant: Tenant, spec: JobSpec, max_runtime: int, now: float,
-               hold: Hold | None = None) -> tuple[Quote, Hold | None]:
+    def _price(
+        self, tenant: Tenant, spec: JobSpec, max_runtime: int, now: float, hold: Hold | None = None
+    ) -> tuple[Quote, Hold | None]:
         """The job's hold (``hold``: already priced) and whether the grant admits it now (with the numbers if not)."""
         grant = tenant.grant
         if hold is None and self.money is not None:
             hold = self.money.hold_for(tenant, self._shape(spec, max_runtime), now)
         priced = hold is not None and hold.priced
         money = priced and grant.krw is not None
-        quote = Quote(hold_krw=hold.krw if hold is not None else 0, max_runtime_seconds=max_runtime,
-                      price_id=hold.price_id if hold is not None else "", pool=hold.pool if hold is not None else "",
-                      balance_krw=None, fits=True)
+        quote = Quote(
+            hold_krw=hold.krw if hold is not None else 0,
+            max_runtime_seconds=max_runtime,
+            price_id=hold.price_id if hold is not None else "",
+            pool=hold.pool if hold is not None else "",
+            balance_krw=None,
+            fits=True,
+        )
         if money or spec.gpus:
             ends = [grant.end_timestamp] + ([self.stack.budget.end_timestamp] if self.stack.budget else [])
             if not grant.start_timestamp <= now < min(ends):
                 what = "jobs" if money else "GPU jobs"
-                return quote.refuse(ErrorCode.GRANT_INACTIVE, f"tenant {tenant.id!r}'s grant runs {grant.start} to {grant.end} "
-                                                      f"(Asia/Seoul days): {what} are refused outside it"), hold
+                return quote.refuse(
+                    ErrorCode.GRANT_INACTIVE,
+                    f"tenant {tenant.id!r}'s grant runs {grant.start} to {grant.end} "
+                    f"(Asia/Seoul days): {what} are refused outside it",
+                ), hold
         if not priced:
             if spec.gpus:
                 self._check_gpu_hours_metered(tenant, now)
@@ -161,32 +201,47 @@ class Admission:
         quote = quote.model_copy(update={"balance_krw": balance.remaining_krw})
         mode = grant.enforcement
         if money and grant.krw is not None:
-            numbers = (f"balance {won(balance.remaining_krw or 0)} = grant {won(grant.krw)} - charged "
-                       f"{won(balance.charged_krw)} - held {won(balance.held_krw)}")
+            numbers = (
+                f"balance {won(balance.remaining_krw or 0)} = grant {won(grant.krw)} - charged "
+                f"{won(balance.charged_krw)} - held {won(balance.held_krw)}"
+            )
             if mode == Enforcement.ADMIT_IF_FITS and hold.krw > (balance.remaining_krw or 0):
-                return quote.refuse(ErrorCode.GRANT_INSUFFICIENT, (
-                    f"job's hold {won(hold.krw)} ({format_duration(max_runtime)} x {spec.cpus:g} CPUs, {spec.gpus} GPUs, "
-                    f"{format_memory(spec.memory)} at {hold.price_id}) does not fit tenant {tenant.id!r}'s {numbers}; "
-                    "ask for less (--max-runtime, resources) or wait for running jobs to end")), hold
+                return quote.refuse(
+                    ErrorCode.GRANT_INSUFFICIENT,
+                    (
+                        f"job's hold {won(hold.krw)} ({format_duration(max_runtime)} x {spec.cpus:g} CPUs, {spec.gpus} GPUs, "
+                        f"{format_memory(spec.memory)} at {hold.price_id}) does not fit tenant {tenant.id!r}'s {numbers}; "
+                        "ask for less (--max-runtime, resources) or wait for running jobs to end"
+                    ),
+                ), hold
             if mode == Enforcement.STOP and (balance.remaining_krw or 0) <= 0:
-                return quote.refuse(ErrorCode.GRANT_EXHAUSTED, f"tenant {tenant.id!r}'s grant is used up: {numbers}"), hold
+                return quote.refuse(
+                    ErrorCode.GRANT_EXHAUSTED, f"tenant {tenant.id!r}'s grant is used up: {numbers}"
+                ), hold
         if grant.gpu_seconds is not None and spec.gpus and mode != Enforcement.WARN:
             cap = grant.gpu_seconds
             used, held = balance.charged_gpu_seconds, balance.held_gpu_seconds  # type: ignore[attr-defined]
-            hours = (f"charged {used / 3600:.2f} + held {held / 3600:.2f} of {grant.gpu_hours:g} granted GPU-hours")
+            hours = f"charged {used / 3600:.2f} + held {held / 3600:.2f} of {grant.gpu_hours:g} granted GPU-hours"
             if used >= cap:
                 return quote.refuse(ErrorCode.GRANT_EXHAUSTED, f"tenant {tenant.id!r} has {hours}"), hold
             if mode == Enforcement.ADMIT_IF_FITS and used + held + hold.gpu_seconds > cap:
-                return quote.refuse(ErrorCode.GRANT_INSUFFICIENT, (
-                    f"job's {hold.gpu_seconds / 3600:.2f} GPU-hours ({spec.gpus} GPUs x {format_duration(max_runtime)}) "
-                    f"do not fit tenant {tenant.id!r}'s {hours}")), hold
+                return quote.refuse(
+                    ErrorCode.GRANT_INSUFFICIENT,
+                    (
+                        f"job's {hold.gpu_seconds / 3600:.2f} GPU-hours ({spec.gpus} GPUs x {format_duration(max_runtime)}) "
+                        f"do not fit tenant {tenant.id!r}'s {hours}"
+                    ),
+                ), hold
         return quote, hold
 
     def _check_package(self, tenant: Tenant, ref: str) -> None:
         """The job's code package is in the tenant's own storage (another tenant's digest is not)."""
         if self.storage.package(tenant.id, package_sha256(ref)) is None:
-            raise ServiceError(ErrorCode.NOT_FOUND, f"body.code_package: no code package {ref} in tenant {tenant.id!r}'s "
-                                                 "storage; upload it first (`testbed submit --working-dir DIR` does)")
+            raise ServiceError(
+                ErrorCode.NOT_FOUND,
+                f"body.code_package: no code package {ref} in tenant {tenant.id!r}'s "
+                "storage; upload it first (`testbed submit --working-dir DIR` does)",
+            )
 
     def _locate_data(self, tenant: Tenant, template: str, params: dict) -> str | None:
         """The template's command with each ``data`` param located in the tenant's own storage (None: no such
@@ -205,7 +260,8 @@ class Admission:
             problems.append(f"{format_memory(spec.memory)} memory (quota {format_memory(quota.memory)})")
         if problems:
             raise ServiceError(
-                ErrorCode.QUOTA_EXCEEDED, f"job asks for {', '.join(problems)}: it can never fit tenant {tenant.id!r}'s quota"
+                ErrorCode.QUOTA_EXCEEDED,
+                f"job asks for {', '.join(problems)}: it can never fit tenant {tenant.id!r}'s quota",
             )
         self._check_pod_requests(tenant, spec)
         capacity = self.backend.capacity()
@@ -217,18 +273,24 @@ class Admission:
         if capacity.memory is not None and spec.memory > capacity.memory:
             beyond.append(f"{format_memory(spec.memory)} memory (largest node: {format_memory(capacity.memory)})")
         if beyond:
-            raise ServiceError(ErrorCode.CAPACITY_EXCEEDED, f"job asks for {', '.join(beyond)}: no node can ever run it")
+            raise ServiceError(
+                ErrorCode.CAPACITY_EXCEEDED, f"job asks for {', '.join(beyond)}: no node can ever run it"
+            )
 
     def _check_queue(self, tenant: Tenant) -> None:
         """Back-pressure: a tenant may park only so many jobs that wait for room."""
         cap = self.settings.max_queued_jobs_per_tenant
         query = select(func.count(JobRow.id)).where(  # ix_jobs_tenant_status: the tenant's unfinished jobs only
-            JobRow.tenant == tenant.id, JobRow.status.in_(ACTIVE_STATUSES), JobRow.dispatched.is_(False))
+            JobRow.tenant == tenant.id, JobRow.status.in_(ACTIVE_STATUSES), JobRow.dispatched.is_(False)
+        )
         with self.store.session() as s:
             queued = s.execute(query).scalar_one()
         if queued >= cap:
-            raise ServiceError(ErrorCode.QUEUE_FULL, f"tenant {tenant.id!r} already has {queued} queued jobs "
-                               f"(max_queued_jobs_per_tenant: {cap}); wait for some to start or stop them")
+            raise ServiceError(
+                ErrorCode.QUEUE_FULL,
+                f"tenant {tenant.id!r} already has {queued} queued jobs "
+                f"(max_queued_jobs_per_tenant: {cap}); wait for some to start or stop them",
+            )
 
     def _check_pod_requests(self, tenant: Tenant, spec: JobSpec) -> None:
         """The job's pods in all (a RayJob's head and submitter too: what Kueue counts) must fit the quota."""
@@ -238,12 +300,19 @@ class Admission:
         if not need.overhead or need.total.fits_in(Resources(cpus=quota.cpus, gpus=quota.gpus, memory=quota.memory)):
             return
         extra = " and ".join(f"the {part}'s {amount}" for part, amount in need.overhead.items())
-        most = Resources(cpus=max(quota.cpus - (need.total.cpus - budget.cpus), 0), gpus=quota.gpus,
-                         memory=max(quota.memory - (need.total.memory - budget.memory), 0))
-        raise ServiceError(ErrorCode.QUOTA_EXCEEDED, (
-            f"job asks for {budget}; with {extra} its pods request {need.total}, more than tenant {tenant.id!r}'s "
-            f"quota ({quota.cpus:g} CPUs, {format_memory(quota.memory)} memory), so the cluster's queue would never "
-            f"admit it: ask for at most {most.cpus:g} CPUs and {format_memory(most.memory)} memory"))
+        most = Resources(
+            cpus=max(quota.cpus - (need.total.cpus - budget.cpus), 0),
+            gpus=quota.gpus,
+            memory=max(quota.memory - (need.total.memory - budget.memory), 0),
+        )
+        raise ServiceError(
+            ErrorCode.QUOTA_EXCEEDED,
+            (
+                f"job asks for {budget}; with {extra} its pods request {need.total}, more than tenant {tenant.id!r}'s "
+                f"quota ({quota.cpus:g} CPUs, {format_memory(quota.memory)} memory), so the cluster's queue would never "
+                f"admit it: ask for at most {most.cpus:g} CPUs and {format_memory(most.memory)} memory"
+            ),
+        )
 
     def _check_gpu_hours_metered(self, tenant: Tenant, now: float) -> None:
         """Without prices: GPU jobs are refused once the metered GPU-hours reach the grant's."""
@@ -253,7 +322,10 @@ class Admission:
         meter = self.ledger.snapshot(now=now, tenants=[tenant.id]).get(tenant.id)
         used = meter.gpu_seconds_total if meter is not None else 0.0
         if used >= grant.gpu_seconds:
-            raise ServiceError(ErrorCode.GRANT_EXHAUSTED, f"tenant {tenant.id!r} has used {used / 3600:.1f} of {grant.gpu_hours:g} granted GPU-hours")
+            raise ServiceError(
+                ErrorCode.GRANT_EXHAUSTED,
+                f"tenant {tenant.id!r} has used {used / 3600:.1f} of {grant.gpu_hours:g} granted GPU-hours",
+            )
 
 
 def resolve_entrypoint(spec: JobSpec) -> tuple[str, dict, str]:

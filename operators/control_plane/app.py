@@ -11,7 +11,18 @@ from typing import AsyncIterator
 
 from fastapi import FastAPI
 
-from operators.control_plane.api import audit, budget, health, jobs, mlflow, statements, storage, templates, tenants, usage
+from operators.control_plane.api import (
+    audit,
+    budget,
+    health,
+    jobs,
+    mlflow,
+    statements,
+    storage,
+    templates,
+    tenants,
+    usage,
+)
 from operators.control_plane.backends.base import Backend
 from operators.control_plane.db.store import Store
 from operators.control_plane.errors import install_error_handlers
@@ -29,7 +40,10 @@ ADMISSION_THREADS = 4  # PostgreSQL: admissions of different tenants overlap, a 
 
 
 def create_app(
-    settings: ControlPlaneSettings, backend: Backend | None = None, store: Store | None = None, sync: bool = True,
+    settings: ControlPlaneSettings,
+    backend: Backend | None = None,
+    store: Store | None = None,
+    sync: bool = True,
     clock: Clock = SYSTEM_CLOCK,
 ) -> FastAPI:
     """Build the API around one region's control plane; ``sync`` starts the background sync (a test
@@ -66,8 +80,17 @@ def create_app(
     app.state.metering_registry = make_registry(plane.ledger, plane.stack, money=plane.money)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES, uploads=storage.upload_limits(settings))
-    for router in (health.router, jobs.router, templates.router, tenants.router, mlflow.router, usage.router,
-                   audit.router, statements.router, budget.router):
+    for router in (
+        health.router,
+        jobs.router,
+        templates.router,
+        tenants.router,
+        mlflow.router,
+        usage.router,
+        audit.router,
+        statements.router,
+        budget.router,
+    ):
         app.include_router(router)
     app.include_router(portal.router)  # the web pages under /portal, through this API in process
     app.include_router(storage.router_for(settings))  # its OpenAPI names this plane's upload limits

@@ -50,20 +50,32 @@ class AuditKind:
     TENANT_PURGED = "tenant.purged"
 
 
-
-
-
-
 def canonical_json(value: Any) -> str:
     """The one text of a JSON value that is hashed: sorted keys, no spaces, UTF-8 (not \\u-escaped)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def row_hash(seq: int, at: float, kind: str, tenant: str | None, actor: str | None, job_id: str | None,
-             detail: str, prev_hash: str) -> str:
+def row_hash(
+    seq: int,
+    at: float,
+    kind: str,
+    tenant: str | None,
+    actor: str | None,
+    job_id: str | None,
+    detail: str,
+    prev_hash: str,
+) -> str:
     """SHA-256 of the row's canonical JSON (its ``detail`` is already canonical JSON text)."""
-    body = {"seq": seq, "at": at, "kind": kind, "tenant": tenant, "actor": actor, "job_id": job_id,
-            "detail": detail, "prev_hash": prev_hash}
+    body = {
+        "seq": seq,
+        "at": at,
+        "kind": kind,
+        "tenant": tenant,
+        "actor": actor,
+        "job_id": job_id,
+        "detail": detail,
+        "prev_hash": prev_hash,
+    }
     return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
@@ -71,20 +83,40 @@ def _hash_of(row: AuditRow) -> str:
     return row_hash(row.seq, row.at, row.kind, row.tenant, row.actor, row.job_id, row.detail, row.prev_hash)
 
 
-def append(session: Session | Connection, kind: str, *, tenant: str | None = None, actor: str | None = None,
-           job_id: str | None = None, detail: dict[str, Any] | None = None, at: float | None = None) -> AuditEntry:
+def append(
+    session: Session | Connection,
+    kind: str,
+    *,
+    tenant: str | None = None,
+    actor: str | None = None,
+    job_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+    at: float | None = None,
+) -> AuditEntry:
     """Append one row in the transaction of ``session`` (or a connection inside a flush): it commits or rolls
     back with the action it records."""
     conn = session.connection() if isinstance(session, Session) else session
     head_table, log_table = AuditHead.__table__, AuditRow.__table__
     # Make sure the head row exists (first append ever; a no-op afterwards, safe between replicas), then lock it.
-    conn.execute(DIALECT_INSERTS[conn.dialect.name](head_table).values(id=HEAD_ID, seq=0, hash=GENESIS_HASH)
-                 .on_conflict_do_nothing(index_elements=["id"]))
-    head_seq, head_hash = conn.execute(select(head_table.c.seq, head_table.c.hash)
-                                       .where(head_table.c.id == HEAD_ID).with_for_update()).one()
+    conn.execute(
+        DIALECT_INSERTS[conn.dialect.name](head_table)
+        .values(id=HEAD_ID, seq=0, hash=GENESIS_HASH)
+        .on_conflict_do_nothing(index_elements=["id"])
+    )
+    head_seq, head_hash = conn.execute(
+        select(head_table.c.seq, head_table.c.hash).where(head_table.c.id == HEAD_ID).with_for_update()
+    ).one()
     text = canonical_json(detail or {})
-    values = {"seq": head_seq + 1, "at": time.time() if at is None else float(at), "kind": kind, "tenant": tenant,
-              "actor": actor, "job_id": job_id, "detail": text, "prev_hash": head_hash}
+    values = {
+        "seq": head_seq + 1,
+        "at": time.time() if at is None else float(at),
+        "kind": kind,
+        "tenant": tenant,
+        "actor": actor,
+        "job_id": job_id,
+        "detail": text,
+        "prev_hash": head_hash,
+    }
     values["hash"] = row_hash(**values)
     conn.execute(insert(log_table).values(**values))
     conn.execute(update(head_table).where(head_table.c.id == HEAD_ID).values(seq=values["seq"], hash=values["hash"]))
@@ -98,18 +130,39 @@ def record(store: Store, kind: str, **fields: Any) -> AuditEntry:
 
 
 def entry_view(row: AuditRow) -> AuditEntry:
-    return AuditEntry(seq=row.seq, at=row.at, kind=row.kind, tenant=row.tenant, actor=row.actor, job_id=row.job_id,
-                      detail=json.loads(row.detail), prev_hash=row.prev_hash, hash=row.hash)
+    return AuditEntry(
+        seq=row.seq,
+        at=row.at,
+        kind=row.kind,
+        tenant=row.tenant,
+        actor=row.actor,
+        job_id=row.job_id,
+        detail=json.loads(row.detail),
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
 
 
-def list_entries(store: Store, *, tenant: str | None = None, kind: str | None = None, since: float | None = None,
-                 until: float | None = None, after_seq: int | None = None, limit: int = 100) -> list[AuditRow]:
+def list_entries(
+    store: Store,
+    *,
+    tenant: str | None = None,
+    kind: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    after_seq: int | None = None,
+    limit: int = 100,
+) -> list[AuditRow]:
     """Oldest first; ``after_seq`` (the last seq of the previous page) starts the next page."""
     query = select(AuditRow).order_by(AuditRow.seq)
     if tenant is not None:
         query = query.where(AuditRow.tenant == tenant)
     if kind is not None:
-        query = query.where(AuditRow.kind == kind) if not kind.endswith(".") else query.where(AuditRow.kind.startswith(kind))
+        query = (
+            query.where(AuditRow.kind == kind)
+            if not kind.endswith(".")
+            else query.where(AuditRow.kind.startswith(kind))
+        )
     if since is not None:
         query = query.where(AuditRow.at >= since)
     if until is not None:
@@ -128,7 +181,9 @@ def last_of(session: Session, kind: str, tenant: str | None = None) -> AuditRow 
     return session.scalars(query.order_by(AuditRow.seq.desc()).limit(1)).first()
 
 
-def verify_rows(rows: Iterable[AuditRow], head: tuple[int, str] | None, expect_head: str | None = None) -> AuditVerification:
+def verify_rows(
+    rows: Iterable[AuditRow], head: tuple[int, str] | None, expect_head: str | None = None
+) -> AuditVerification:
     """Walk the chain in seq order: every hash recomputes, links to the row before, no seq is missing, and
     the head (``audit_head``, and ``expect_head`` if an operator kept one) names the newest row."""
     problems: list[AuditProblem] = []
@@ -137,8 +192,14 @@ def verify_rows(rows: Iterable[AuditRow], head: tuple[int, str] | None, expect_h
     for row in rows:
         count += 1
         if row.seq != expected_seq:
-            problems.append(AuditProblem(seq=row.seq, problem=f"rows {expected_seq}..{row.seq - 1} are missing"
-                                         if row.seq > expected_seq else f"seq {row.seq} is out of order"))
+            problems.append(
+                AuditProblem(
+                    seq=row.seq,
+                    problem=f"rows {expected_seq}..{row.seq - 1} are missing"
+                    if row.seq > expected_seq
+                    else f"seq {row.seq} is out of order",
+                )
+            )
         if row.prev_hash != prev_hash:
             problems.append(AuditProblem(seq=row.seq, problem="prev_hash does not match the row before it"))
         if _hash_of(row) != row.hash:
@@ -146,11 +207,21 @@ def verify_rows(rows: Iterable[AuditRow], head: tuple[int, str] | None, expect_h
         seen_hashes.add(row.hash)
         prev_hash, expected_seq, last_seq = row.hash, row.seq + 1, row.seq
     if head is not None and (head[0], head[1]) != (last_seq, prev_hash):
-        problems.append(AuditProblem(seq=head[0], problem=f"the chain's head names row {head[0]} ({head[1][:12]}...), "
-                                     f"but the newest row is {last_seq}: rows at the end were removed or the head edited"))
+        problems.append(
+            AuditProblem(
+                seq=head[0],
+                problem=f"the chain's head names row {head[0]} ({head[1][:12]}...), "
+                f"but the newest row is {last_seq}: rows at the end were removed or the head edited",
+            )
+        )
     if expect_head is not None and expect_head not in seen_hashes:
-        problems.append(AuditProblem(seq=None, problem=f"no row has the expected hash {expect_head[:12]}...: "
-                                     "rows were removed or rewritten since that head was recorded"))
+        problems.append(
+            AuditProblem(
+                seq=None,
+                problem=f"no row has the expected hash {expect_head[:12]}...: "
+                "rows were removed or rewritten since that head was recorded",
+            )
+        )
     return AuditVerification(ok=not problems, rows=count, head_seq=last_seq, head_hash=prev_hash, problems=problems)
 
 

@@ -20,8 +20,13 @@ from testbed.config import StackConfig
 
 def admission_detail(row: JobRow) -> dict[str, Any]:
     """What an admission's audit row keeps of the job (no command line: it may carry secrets)."""
-    detail: dict[str, Any] = {"cpus": row.cpus, "gpus": row.gpus, "memory_bytes": row.memory_bytes,
-                              "gpu_model": row.gpu_model, "template": row.template}
+    detail: dict[str, Any] = {
+        "cpus": row.cpus,
+        "gpus": row.gpus,
+        "memory_bytes": row.memory_bytes,
+        "gpu_model": row.gpu_model,
+        "template": row.template,
+    }
     for key in ("max_runtime_seconds", "hold_krw", "pool"):
         value = (row.spec or {}).get(key, getattr(row, key, None))
         if value is not None:
@@ -61,7 +66,12 @@ def record_money_changes(store: Store, stack: StackConfig, actor: str = "stack-f
             before = json.loads(last.detail).get("after") if last is not None else None
             if before == value:
                 continue
-            audit.append(session, kind, tenant=tenant, actor=actor,
-                         detail={"region": stack.region.id, "before": before, "after": value})
+            audit.append(
+                session,
+                kind,
+                tenant=tenant,
+                actor=actor,
+                detail={"region": stack.region.id, "before": before, "after": value},
+            )
             changed += 1
     return changed

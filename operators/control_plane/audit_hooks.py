@@ -29,8 +29,13 @@ current_actor: ContextVar[str | None] = ContextVar("testbed_actor", default=None
 # store on another database (a tool, a test on an older schema) writes no audit rows.
 AUDITED_URLS: set[str] = set()
 ACTOR_CHARS = 64  # money_ledger.actor
-LEDGER_KINDS = {"hold": AuditKind.LEDGER_HOLD, "charge": AuditKind.LEDGER_CHARGE, "release": AuditKind.LEDGER_RELEASE,
-                "opening": AuditKind.LEDGER_OPENING, "adjustment": AuditKind.LEDGER_ADJUSTMENT}
+LEDGER_KINDS = {
+    "hold": AuditKind.LEDGER_HOLD,
+    "charge": AuditKind.LEDGER_CHARGE,
+    "release": AuditKind.LEDGER_RELEASE,
+    "opening": AuditKind.LEDGER_OPENING,
+    "adjustment": AuditKind.LEDGER_ADJUSTMENT,
+}
 
 
 @contextmanager
@@ -55,10 +60,23 @@ def _audited(connection: Any) -> bool:
 def _ledger_audit(_mapper: Any, connection: Any, row: MoneyLedgerRow) -> None:
     if not _audited(connection):
         return
-    audit.append(connection, LEDGER_KINDS.get(row.kind, f"ledger.{row.kind}"), tenant=row.tenant, actor=row.actor,
-                 job_id=row.job_id, at=row.at,
-                 detail={"ledger_id": row.id, "amount_krw": row.amount_krw, "pool": row.pool, "price_id": row.price_id,
-                         "seconds": row.seconds, "gpu_seconds": row.gpu_seconds, "note": row.note})
+    audit.append(
+        connection,
+        LEDGER_KINDS.get(row.kind, f"ledger.{row.kind}"),
+        tenant=row.tenant,
+        actor=row.actor,
+        job_id=row.job_id,
+        at=row.at,
+        detail={
+            "ledger_id": row.id,
+            "amount_krw": row.amount_krw,
+            "pool": row.pool,
+            "price_id": row.price_id,
+            "seconds": row.seconds,
+            "gpu_seconds": row.gpu_seconds,
+            "note": row.note,
+        },
+    )
 
 
 def _job_stop(_mapper: Any, connection: Any, row: JobRow) -> None:
@@ -69,18 +87,37 @@ def _job_stop(_mapper: Any, connection: Any, row: JobRow) -> None:
         return
     actor = current_actor.get()
     if actor is None and (row.message or "").startswith("stopped:"):
-        audit.append(connection, AuditKind.ENFORCEMENT_STOP, tenant=row.tenant, actor="reconciler", job_id=row.id,
-                     detail={"reason": row.message[:1000]})
+        audit.append(
+            connection,
+            AuditKind.ENFORCEMENT_STOP,
+            tenant=row.tenant,
+            actor="reconciler",
+            job_id=row.id,
+            detail={"reason": row.message[:1000]},
+        )
     elif actor is not None:
-        audit.append(connection, AuditKind.JOB_STOPPED, tenant=row.tenant, actor=actor, job_id=row.id,
-                     detail={"status": row.status})
+        audit.append(
+            connection,
+            AuditKind.JOB_STOPPED,
+            tenant=row.tenant,
+            actor=actor,
+            job_id=row.id,
+            detail={"status": row.status},
+        )
 
 
 def _job_admitted(_mapper: Any, connection: Any, row: JobRow) -> None:
     if not _audited(connection):
         return
-    audit.append(connection, AuditKind.JOB_ADMITTED, tenant=row.tenant, actor=current_actor.get(), job_id=row.id,
-                 at=row.submitted_at, detail=admission_detail(row))
+    audit.append(
+        connection,
+        AuditKind.JOB_ADMITTED,
+        tenant=row.tenant,
+        actor=current_actor.get(),
+        job_id=row.id,
+        at=row.submitted_at,
+        detail=admission_detail(row),
+    )
 
 
 def install(store: Store) -> None:

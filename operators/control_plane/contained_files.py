@@ -196,8 +196,9 @@ class NewFile:
         self.root = root
         self.dir_fd = open_dir(root, parts, create=True)
         self.name = uuid.uuid4().hex
-        fd = os.open(self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                     dir_fd=self.dir_fd)
+        fd = os.open(
+            self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=self.dir_fd
+        )
         self.file = os.fdopen(fd, "wb")
 
     def place(self, parts: list[str]) -> None:

@@ -35,16 +35,28 @@ def _locate(field: str, value: str, tenant: str, storage: TenantStorage) -> str:
     name = data_ref_name(value)
     if name is not None:
         if not valid_name(name):
-            raise ServiceError(ErrorCode.INVALID_SPEC, f"{field}: {value[:120]!r} does not name data: "
-                                                    f"{DATA_SCHEME}NAME takes a relative name of your data")
+            raise ServiceError(
+                ErrorCode.INVALID_SPEC,
+                f"{field}: {value[:120]!r} does not name data: {DATA_SCHEME}NAME takes a relative name of your data",
+            )
         if not (storage.data_exists(tenant, name) or storage.has_folder(tenant, DATA, name)):
-            raise ServiceError(ErrorCode.NOT_FOUND, f"{field}: no data {name[:80]!r} in tenant {tenant!r}'s storage "
-                                                 "(`testbed data ls` lists it; `testbed data upload` adds)")
+            raise ServiceError(
+                ErrorCode.NOT_FOUND,
+                f"{field}: no data {name[:80]!r} in tenant {tenant!r}'s storage "
+                "(`testbed data ls` lists it; `testbed data upload` adds)",
+            )
         return storage.location(tenant, DATA, name)
     own = tenant_path(storage.root, tenant) + "/"
-    if (storage.root.startswith(OBJECT_STORE_SCHEMES) and value.startswith(own)
-            and not prefix_problem(value[len(own):]) and value[len(own):]):
+    if (
+        storage.root.startswith(OBJECT_STORE_SCHEMES)
+        and value.startswith(own)
+        and not prefix_problem(value[len(own) :])
+        and value[len(own) :]
+    ):
         return value
     where = f" or an object-store URI under {own}" if storage.root.startswith(OBJECT_STORE_SCHEMES) else ""
-    raise ServiceError(ErrorCode.INVALID_SPEC, f"{field}: {value[:120]!r} is not {DATA_SCHEME}NAME{where}; no request "
-                                            "names a path on the control plane's machine or outside your storage")
+    raise ServiceError(
+        ErrorCode.INVALID_SPEC,
+        f"{field}: {value[:120]!r} is not {DATA_SCHEME}NAME{where}; no request "
+        "names a path on the control plane's machine or outside your storage",
+    )

@@ -55,8 +55,9 @@ DISPATCH_BATCH = 16  # queued jobs of one tenant handed to the backend in one ho
 RESTOP_SECONDS = 10.0  # a job the reconciler must stop (max run time, grant) is asked again after this long
 
 
-def launch_request(row: JobRow, settings: ControlPlaneSettings,
-                   mlflow_env: Callable[[str], dict[str, str]] | None = None) -> LaunchRequest:
+def launch_request(
+    row: JobRow, settings: ControlPlaneSettings, mlflow_env: Callable[[str], dict[str, str]] | None = None
+) -> LaunchRequest:
     """What the backend is asked to run for a job record: budget, driver's share, environment.
 
     ``mlflow_env(tenant)``: the tenant's own MLflow login (``MLFLOW_TRACKING_USERNAME/PASSWORD``,
@@ -69,11 +70,16 @@ def launch_request(row: JobRow, settings: ControlPlaneSettings,
     package = None
     if spec.code_package is not None:  # admission found it in the tenant's storage; packages are never removed
         sha256 = package_sha256(spec.code_package)
-        package = CodePackage(sha256=sha256, location=tenant_path(settings.storage_path, row.tenant, PACKAGES,
-                                                                  package_file(sha256)))
+        package = CodePackage(
+            sha256=sha256, location=tenant_path(settings.storage_path, row.tenant, PACKAGES, package_file(sha256))
+        )
     budget = Resources(cpus=row.cpus, gpus=row.gpus, memory=row.memory_bytes)
     request = LaunchRequest(
-        job_id=row.id, tenant=row.tenant, region=row.region, entrypoint=row.entrypoint, budget=budget,
+        job_id=row.id,
+        tenant=row.tenant,
+        region=row.region,
+        entrypoint=row.entrypoint,
+        budget=budget,
         # A template drives Ray Train workers that reserve the job's resources themselves.
         driver=budget if row.template is None else NO_RESOURCES,
     )
@@ -93,8 +99,9 @@ def launch_request(row: JobRow, settings: ControlPlaneSettings,
     login = mlflow_env(row.tenant) if mlflow_env is not None else {}
     env.update({k: v for k, v in login.items() if k not in J.MLFLOW_SECRET_VARS})  # last: a spec cannot override it
     secrets = {k: v for k, v in login.items() if k in J.MLFLOW_SECRET_VARS}
-    return request.model_copy(update={"runtime_env": RuntimeEnv(env_vars=env, code_package=package),
-                                      "secret_env": secrets})
+    return request.model_copy(
+        update={"runtime_env": RuntimeEnv(env_vars=env, code_package=package), "secret_env": secrets}
+    )
 
 
 STOP_SETTLE_SECONDS = 3.0  # how long a stop waits for the backend's word on a job that was starting
@@ -109,8 +116,10 @@ def observed_changes(row: JobRow, info: BackendJobInfo, now: float) -> dict[str,
     ``started_at`` empty and bills nothing. The backend's own start time is its submit time: unused.
     """
     # The backend's word on a job it holds (e.g. Kueue's reason it waits), else the message the record has.
-    changes: dict[str, Any] = {"last_seen_at": now,
-                               "message": info.message if info.status.terminal or info.message else row.message}
+    changes: dict[str, Any] = {
+        "last_seen_at": now,
+        "message": info.message if info.status.terminal or info.message else row.message,
+    }
     if row.started_at is None and _has_run(info):
         watched = row.last_seen_at is not None and now - row.last_seen_at <= START_OBSERVATION_SLACK_SECONDS
         changes["started_at"] = (row.last_seen_at + now) / 2 if watched else now
@@ -158,9 +167,16 @@ def _no_room(tenant: Tenant, held: tuple[int, float, int, int], row: JobRow | Qu
 class Dispatcher:
     """Hands queued jobs to the backend and keeps every dispatched job's record in step with it."""
 
-    def __init__(self, settings: ControlPlaneSettings, tenants: Mapping[str, Tenant], store: Store, backend: Backend,
-                 mlflow_env: Callable[[str], dict[str, str]] | None = None, money: MoneyLedger | None = None,
-                 clock: Clock = SYSTEM_CLOCK):
+    def __init__(
+        self,
+        settings: ControlPlaneSettings,
+        tenants: Mapping[str, Tenant],
+        store: Store,
+        backend: Backend,
+        mlflow_env: Callable[[str], dict[str, str]] | None = None,
+        money: MoneyLedger | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ):
         self.settings = settings
         self.money = money
         self.charged_at: float | None = None  # when this replica last charged running jobs
@@ -179,8 +195,7 @@ class Dispatcher:
     def reconciling(self) -> bool:
         """This replica holds the reconciler lease and has completed a sync round under it."""
         acquired = self.lease.acquired_at
-        return (self.lease.holding and acquired is not None and self.synced_at is not None
-                and self.synced_at >= acquired)
+        return self.lease.holding and acquired is not None and self.synced_at is not None and self.synced_at >= acquired
 
     # -- the background sync --------------------------------------------------------------
     def start(self) -> None:
@@ -242,8 +257,10 @@ class Dispatcher:
         changes = [(job_id, c) for job_id, c in changes if c]
         # Short transactions, so admissions waiting for the write lock never wait long.
         for i in range(0, len(changes), SYNC_BATCH):
-            self.store.update_jobs(dict(changes[i:i + SYNC_BATCH]))
-        starting = {job_id for job_id, c in changes if c.get("status", JobStatus.PENDING.value) == JobStatus.PENDING.value}
+            self.store.update_jobs(dict(changes[i : i + SYNC_BATCH]))
+        starting = {
+            job_id for job_id, c in changes if c.get("status", JobStatus.PENDING.value) == JobStatus.PENDING.value
+        }
         if not starting_only and self.money is not None:
             self.money_round(now)
         if not starting_only:
@@ -281,7 +298,7 @@ class Dispatcher:
         sent = 0
         for tenant_id, jobs in candidates.items():
             for i in range(0, len(jobs), DISPATCH_BATCH):
-                went, stopped = self._dispatch_many(tenant_id, jobs[i:i + DISPATCH_BATCH])
+                went, stopped = self._dispatch_many(tenant_id, jobs[i : i + DISPATCH_BATCH])
                 sent += went
                 if stopped:
                     break
@@ -341,11 +358,18 @@ class Dispatcher:
                 ref = self.backend.submit(launch_request(current, self.settings, self.mlflow_env))
             except PermanentBackendError as exc:  # retrying gets the same answer: fail it once
                 log.warning("backend refused %s for good: %s", row.id, exc)
-                return self.store.update_job(row.id, status=JobStatus.FAILED.value, ended_at=self.clock.time(), logs="",
-                                             message=f"refused by the backend: {exc}")
+                return self.store.update_job(
+                    row.id,
+                    status=JobStatus.FAILED.value,
+                    ended_at=self.clock.time(),
+                    logs="",
+                    message=f"refused by the backend: {exc}",
+                )
             except BackendError as exc:
                 return self.store.update_job(row.id, message=f"queued: waiting for the backend: {exc}")
-            return self.store.update_job(row.id, dispatched=True, backend_ref=ref, message="", last_seen_at=self.clock.time())
+            return self.store.update_job(
+                row.id, dispatched=True, backend_ref=ref, message="", last_seen_at=self.clock.time()
+            )
 
     def _fits_now(self, row: JobRow) -> str | None:
         """None if the tenant's running jobs leave room for this one, else why not."""
@@ -374,7 +398,12 @@ class Dispatcher:
             if row.stop_requested_at is not None:  # stopped by us, then forgotten (a deleted RayJob)
                 ended = max(row.stop_requested_at, row.started_at or row.stop_requested_at)
                 message = row.message if row.message.startswith("stopped:") else "stopped"
-                return {"status": JobStatus.STOPPED.value, "ended_at": ended, "message": message, "logs": row.logs or ""}
+                return {
+                    "status": JobStatus.STOPPED.value,
+                    "ended_at": ended,
+                    "message": message,
+                    "logs": row.logs or "",
+                }
             return {
                 "status": JobStatus.FAILED.value,
                 "ended_at": max(ended, row.started_at or ended),
@@ -414,8 +443,12 @@ class Dispatcher:
             if not row.dispatched:
                 return self._stopped(row, reason or "stopped while queued: it never reached the backend")
         # Recorded first, with the output so far: any replica then reports it STOPPED with its logs.
-        self.store.update_job(row.id, stop_requested_at=self.clock.time(), logs=self._final_logs(row),
-                              **({"message": reason} if reason else {}))
+        self.store.update_job(
+            row.id,
+            stop_requested_at=self.clock.time(),
+            logs=self._final_logs(row),
+            **({"message": reason} if reason else {}),
+        )
         try:
             self.backend.stop(row.backend_ref or row.id)
         except JobNotFound:
@@ -438,5 +471,9 @@ class Dispatcher:
         return self.store.update_job(row.id, message=reason or "stopping: the backend was asked to stop it") or row
 
     def _stopped(self, row: JobRow, message: str) -> JobRow:
-        return self.store.update_job(row.id, status=JobStatus.STOPPED.value, ended_at=self.clock.time(), message=message,
-                                     logs=row.logs or "") or row
+        return (
+            self.store.update_job(
+                row.id, status=JobStatus.STOPPED.value, ended_at=self.clock.time(), message=message, logs=row.logs or ""
+            )
+            or row
+        )

@@ -20,18 +20,26 @@ from testbed.limits import MAX_BODY_BYTES
 log = logging.getLogger("testbed.control_plane")
 
 # The error code of an HTTP status raised outside the control plane's own checks (routing, 401s).
-_CODES = {code.status: code for code in (ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN, ErrorCode.NOT_FOUND,
-                                        ErrorCode.METHOD_NOT_ALLOWED, ErrorCode.TOO_LARGE)}
+_CODES = {
+    code.status: code
+    for code in (
+        ErrorCode.UNAUTHORIZED,
+        ErrorCode.FORBIDDEN,
+        ErrorCode.NOT_FOUND,
+        ErrorCode.METHOD_NOT_ALLOWED,
+        ErrorCode.TOO_LARGE,
+    )
+}
 _DESCRIPTIONS = {
     401: "missing or invalid bearer token",
     403: "not allowed, or refused at admission (quota, capacity, grant, queue cap)",
     404: "no such resource, or not the caller's",
     409: "conflicts with the resource's state (a package body that is not the digest its path names, a data name "
-         "a folder holds, a job still running)",
+    "a folder holds, a job still running)",
     413: f"request body over {MAX_BODY_BYTES} bytes",
     422: "invalid request: names the field and the reason",
     503: "the database, the backend or the tenants' storage is not answering (database_unavailable carries "
-         "Retry-After); retry later",
+    "Retry-After); retry later",
 }
 RETRY_AFTER_SECONDS = 2
 
@@ -60,15 +68,21 @@ def not_found(what: str) -> ServiceError:
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses=`` for a route: each status answers an ``ErrorBody`` (503 with ``Retry-After``)."""
     responses: dict[int | str, dict[str, Any]] = {
-        status: {"model": ErrorBody, "description": _DESCRIPTIONS.get(status, "error")} for status in statuses}
+        status: {"model": ErrorBody, "description": _DESCRIPTIONS.get(status, "error")} for status in statuses
+    }
     if 503 in responses:
-        responses[503]["headers"] = {"Retry-After": {
-            "description": "seconds to wait before retrying (database_unavailable)", "schema": {"type": "string"}}}
+        responses[503]["headers"] = {
+            "Retry-After": {
+                "description": "seconds to wait before retrying (database_unavailable)",
+                "schema": {"type": "string"},
+            }
+        }
     return responses
 
 
-def error_answer(code: ErrorCode, detail: str, headers: dict[str, str] | None = None,
-                 status_code: int | None = None) -> JSONResponse:
+def error_answer(
+    code: ErrorCode, detail: str, headers: dict[str, str] | None = None, status_code: int | None = None
+) -> JSONResponse:
     """An ``ErrorBody`` answer, with the code's status unless ``status_code`` says otherwise (an HTTP-layer error)."""
     status_code = code.status if status_code is None else status_code
     body = ErrorBody(error=code, detail=detail).model_dump()
@@ -93,12 +107,17 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = exc.headers
         if exc.status_code == 405:  # every method of the path, not only the first route's
             headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
-        return error_answer(_CODES.get(exc.status_code, ErrorCode.HTTP_ERROR), str(exc.detail), headers, exc.status_code)
+        return error_answer(
+            _CODES.get(exc.status_code, ErrorCode.HTTP_ERROR), str(exc.detail), headers, exc.status_code
+        )
 
     async def _database(_request: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        return error_answer(ErrorCode.DATABASE_UNAVAILABLE, "the control plane's database is not answering; retry shortly",
-                            {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        return error_answer(
+            ErrorCode.DATABASE_UNAVAILABLE,
+            "the control plane's database is not answering; retry shortly",
+            {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
 
     app.add_exception_handler(SQLAlchemyError, _database)
     app.add_exception_handler(DatabaseBusy, _database)
@@ -112,8 +131,11 @@ def install_error_handlers(app: FastAPI) -> None:
 def _allowed_methods(request: Request) -> list[str]:
     """The methods the routes of the request's path answer; a literal path (``/v1/jobs/quote``) is its own
     resource, not an id of the parametrised route beside it (``/v1/jobs/{job_id}``)."""
-    matching = [route for route in request.app.router.routes
-                if route.matches({**request.scope, "method": "GET"})[0] != Match.NONE]
+    matching = [
+        route
+        for route in request.app.router.routes
+        if route.matches({**request.scope, "method": "GET"})[0] != Match.NONE
+    ]
     literal = [route for route in matching if "{" not in getattr(route, "path", "{")]
     methods: set[str] = set()
     for route in literal or matching:

@@ -89,7 +89,9 @@ def encode_cursor(row: JobRow) -> str:
 def decode_cursor(cursor: str) -> tuple[float, str]:
     """(submitted_at, id) of a cursor; 422 for one that is not of the documented shape."""
     if not re.match(CURSOR_PATTERN, cursor):
-        raise ServiceError(ErrorCode.INVALID_SPEC, "query.cursor: not a cursor this API gave (use next_cursor of a page)")
+        raise ServiceError(
+            ErrorCode.INVALID_SPEC, "query.cursor: not a cursor this API gave (use next_cursor of a page)"
+        )
     submitted_at, _, job_id = cursor.partition("~")
     return float(submitted_at), job_id
 

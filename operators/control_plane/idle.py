@@ -59,27 +59,37 @@ def busiest_gpu_over(prometheus_url: str, window_seconds: float, timeout: float 
         raise PrometheusError(f"Prometheus at {prometheus_url} did not answer: {exc}") from None
     if body.get("status") != "success":
         raise PrometheusError(f"Prometheus at {prometheus_url} refused the query: {body.get('error')}")
-    return {item["metric"]["job_id"]: float(item["value"][1])
-            for item in body["data"]["result"] if item["metric"].get("job_id")}
+    return {
+        item["metric"]["job_id"]: float(item["value"][1])
+        for item in body["data"]["result"]
+        if item["metric"].get("job_id")
+    }
 
 
 def idle_message(threshold: float, minutes: float) -> str:
-    return (f"stopped: its GPUs stayed under {threshold:.0%} utilisation for {minutes:g} minutes "
-            f"(the tenant's idle_stop_minutes policy)")
+    return (
+        f"stopped: its GPUs stayed under {threshold:.0%} utilisation for {minutes:g} minutes "
+        f"(the tenant's idle_stop_minutes policy)"
+    )
 
 
 class IdleWatch:
     """Flags idle GPU jobs, counts their idle GPU-hours and stops them where the tenant's policy says so."""
 
-    def __init__(self, settings: ControlPlaneSettings, tenants: Mapping[str, Tenant], store: Store,
-                 dispatcher: Dispatcher, utilisation: Callable[[float], dict[str, float]] | None = None):
+    def __init__(
+        self,
+        settings: ControlPlaneSettings,
+        tenants: Mapping[str, Tenant],
+        store: Store,
+        dispatcher: Dispatcher,
+        utilisation: Callable[[float], dict[str, float]] | None = None,
+    ):
         self.settings = settings
         self.tenants = tenants
         self.store = store
         self.dispatcher = dispatcher
         url = settings.prometheus_url
-        self.utilisation = utilisation or (
-            (lambda window: busiest_gpu_over(url, window)) if url else None)  # type: ignore[arg-type]
+        self.utilisation = utilisation or ((lambda window: busiest_gpu_over(url, window)) if url else None)  # type: ignore[arg-type]
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -139,8 +149,10 @@ class IdleWatch:
             since = row.idle_since
             counted_from = row.idle_checked_at or row.idle_since
         idle_gpu_seconds = (row.idle_gpu_seconds or 0.0) + row.gpus * max(0.0, now - counted_from)
-        row = self.store.update_job(row.id, idle_since=since, idle_checked_at=now,
-                                    idle_gpu_seconds=idle_gpu_seconds) or row
+        row = (
+            self.store.update_job(row.id, idle_since=since, idle_checked_at=now, idle_gpu_seconds=idle_gpu_seconds)
+            or row
+        )
         tenant = self.tenants.get(row.tenant)
         limit = tenant.idle_stop_minutes if tenant is not None else None
         if limit is not None and not row.terminal and now - since >= limit * 60.0:

@@ -60,8 +60,9 @@ def read_admin_password(settings: ControlPlaneSettings) -> str | None:
 class MlflowIdentities:
     """The tenants' and the operator's MLflow logins of one region."""
 
-    def __init__(self, settings: ControlPlaneSettings, store: Store, tenants: Collection[str],
-                 clock: Clock = SYSTEM_CLOCK):
+    def __init__(
+        self, settings: ControlPlaneSettings, store: Store, tenants: Collection[str], clock: Clock = SYSTEM_CLOCK
+    ):
         self.settings = settings
         self.store = store
         self.tenants = list(tenants)
@@ -79,9 +80,12 @@ class MlflowIdentities:
     # -- passwords ------------------------------------------------------------------------
     def _generation(self, subject: str) -> str:
         with self.store.session() as s:
-            row = (s.query(TokenRow).filter(TokenRow.subject == subject, TokenRow.name == DEFAULT_TOKEN_NAME,
-                                            TokenRow.revoked_at.is_(None))
-                   .order_by(TokenRow.created_at.desc()).first())
+            row = (
+                s.query(TokenRow)
+                .filter(TokenRow.subject == subject, TokenRow.name == DEFAULT_TOKEN_NAME, TokenRow.revoked_at.is_(None))
+                .order_by(TokenRow.created_at.desc())
+                .first()
+            )
             return row.token_hash if row is not None else ""
 
     def password(self, username: str, generation: str) -> str:
@@ -142,8 +146,10 @@ class MlflowIdentities:
             with self.store.lock(LOCK), self._admin() as admin:
                 return admin.purge_tenant(tenant)
         except MlflowAccessError as exc:
-            raise ServiceError(ErrorCode.MLFLOW_UNAVAILABLE, f"the MLflow data of {tenant!r} was not removed, so "
-                               f"the purge was not recorded; run it again: {exc}") from None
+            raise ServiceError(
+                ErrorCode.MLFLOW_UNAVAILABLE,
+                f"the MLflow data of {tenant!r} was not removed, so the purge was not recorded; run it again: {exc}",
+            ) from None
 
     def rotated(self, subject: str) -> None:
         """A token was rotated: set the subject's new derived MLflow password (old one stops working)."""
@@ -169,7 +175,9 @@ class MlflowIdentities:
             if now - self._state_at < STATE_TTL_SECONDS:
                 return self._state
         try:
-            answer = httpx.get(self.settings.mlflow_tracking_uri.rstrip("/") + "/health", timeout=HEALTH_TIMEOUT_SECONDS)
+            answer = httpx.get(
+                self.settings.mlflow_tracking_uri.rstrip("/") + "/health", timeout=HEALTH_TIMEOUT_SECONDS
+            )
             state = "ok" if answer.status_code == 200 else "unavailable"
         except httpx.HTTPError:
             state = "unavailable"
@@ -199,8 +207,14 @@ class MlflowIdentities:
         else:
             raise ServiceError(ErrorCode.FORBIDDEN, "only tenants and the operator have an MLflow login")
         if self.state() != "ok" or not self.provision():
-            raise ServiceError(ErrorCode.MLFLOW_UNAVAILABLE, f"the MLflow server ({self.settings.mlflow_tracking_uri}) "
-                                                             "is not answering; your login works again once it is back")
-        return MlflowLogin(tracking_uri=self.settings.mlflow_public_url or self.settings.mlflow_tracking_uri,
-                           username=credentials.username, password=credentials.password,
-                           workspace=credentials.workspace)
+            raise ServiceError(
+                ErrorCode.MLFLOW_UNAVAILABLE,
+                f"the MLflow server ({self.settings.mlflow_tracking_uri}) "
+                "is not answering; your login works again once it is back",
+            )
+        return MlflowLogin(
+            tracking_uri=self.settings.mlflow_public_url or self.settings.mlflow_tracking_uri,
+            username=credentials.username,
+            password=credentials.password,
+            workspace=credentials.workspace,
+        )

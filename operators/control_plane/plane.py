@@ -46,8 +46,13 @@ log = logging.getLogger("testbed.control_plane")
 class ControlPlane:
     """The region's tenants, a job store, a backend; admission, dispatch and tokens around them."""
 
-    def __init__(self, settings: ControlPlaneSettings, backend: Backend | None = None, store: Store | None = None,
-                 clock: Clock = SYSTEM_CLOCK):
+    def __init__(
+        self,
+        settings: ControlPlaneSettings,
+        backend: Backend | None = None,
+        store: Store | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ):
         self.settings = settings
         self._stack_mtime = settings.stack_file.stat().st_mtime_ns if settings.stack_file.exists() else None
         self.stack: StackConfig = load_stack_file(settings.stack_file)
@@ -62,18 +67,32 @@ class ControlPlane:
         self.ledger = Ledger(self.store)
         self.ledger.install()
         # The money ledger: holds at admission, charges from the reconciler and at a job's end, releases.
-        self.money = MoneyLedger(self.store, self.stack, lambda tenant: pricing_pool(self.stack, tenant, settings.backend))
+        self.money = MoneyLedger(
+            self.store, self.stack, lambda tenant: pricing_pool(self.stack, tenant, settings.backend)
+        )
         self.money.install()
         install_audit_hooks(self.store)  # ledger entries and enforcement stops write their audit rows
         self.statements = Statements(self.stack, self.store, lambda: self.money.entries())
-        self.admission = Admission(self.stack, self.store, self.backend, self.ledger, settings, self.storage, self.money)
-        self.mlflow = MlflowIdentities(settings, self.store, self.tenants, clock)  # after the tokens: it derives from them
-        self.dispatcher = Dispatcher(settings, self.tenants, self.store, self.backend, self.mlflow.job_env, self.money,
-                                     clock=clock)
+        self.admission = Admission(
+            self.stack, self.store, self.backend, self.ledger, settings, self.storage, self.money
+        )
+        self.mlflow = MlflowIdentities(
+            settings, self.store, self.tenants, clock
+        )  # after the tokens: it derives from them
+        self.dispatcher = Dispatcher(
+            settings, self.tenants, self.store, self.backend, self.mlflow.job_env, self.money, clock=clock
+        )
         self.idle = IdleWatch(settings, self.tenants, self.store, self.dispatcher)  # idle GPUs (Prometheus)
-        self.issuer = TokenIssuer(self.store, self.tokens, self.tenants, self.stack.region.id, settings.credentials_dir,
-                                  settings.operator_token_sha256, settings.monitoring_token_sha256,
-                                  settings.program_office_token_sha256)
+        self.issuer = TokenIssuer(
+            self.store,
+            self.tokens,
+            self.tenants,
+            self.stack.region.id,
+            settings.credentials_dir,
+            settings.operator_token_sha256,
+            settings.monitoring_token_sha256,
+            settings.program_office_token_sha256,
+        )
         self.issuer.bootstrap()
         record_money_changes(self.store, self.stack)  # grant, price and budget changes since the last start
         self.mlflow.provision()  # best effort: retried at dispatch and at GET /v1/mlflow/credentials
@@ -141,9 +160,13 @@ class ControlPlane:
             balance = self.money.balance(tenant_id)
             if balance.charged_krw + balance.held_krw <= grant.krw:
                 break
-            self.dispatcher.stop(row, reason=(
-                f"stopped: tenant {tenant_id!r}'s amended grant ({won(grant.krw)}) no longer covers this queued job's "
-                f"hold (charged {won(balance.charged_krw)}, held {won(balance.held_krw)})"))
+            self.dispatcher.stop(
+                row,
+                reason=(
+                    f"stopped: tenant {tenant_id!r}'s amended grant ({won(grant.krw)}) no longer covers this queued job's "
+                    f"hold (charged {won(balance.charged_krw)}, held {won(balance.held_krw)})"
+                ),
+            )
             actions.append(f"queued job {row.id} of {tenant_id} stopped: its hold no longer fits the amended grant")
         return actions
 
@@ -165,8 +188,13 @@ class ControlPlane:
             with acting(principal.actor):
                 return self.admission.admit(principal, spec, locked=True)
         except ServiceError as exc:
-            audit.record(self.store, AuditKind.JOB_REFUSED, tenant=principal.subject, actor=principal.actor,
-                         detail={"error": str(exc.code), "reason": exc.message[:1000], "status": exc.status_code})
+            audit.record(
+                self.store,
+                AuditKind.JOB_REFUSED,
+                tenant=principal.subject,
+                actor=principal.actor,
+                detail={"error": str(exc.code), "reason": exc.message[:1000], "status": exc.status_code},
+            )
             raise
 
     def grant_notices(self, tenants: set[str]) -> dict[str, str]:
@@ -207,8 +235,13 @@ class ControlPlane:
             row = self.dispatcher.refresh(row)
         return row
 
-    def list_jobs(self, principal: Principal, status: JobStatus | None = None, limit: int | None = None,
-                  after: tuple[float, str] | None = None) -> list[JobRow]:
+    def list_jobs(
+        self,
+        principal: Principal,
+        status: JobStatus | None = None,
+        limit: int | None = None,
+        after: tuple[float, str] | None = None,
+    ) -> list[JobRow]:
         tenant = None if principal.is_operator else principal.subject
         return self.store.list_jobs(tenant=tenant, status=status, limit=limit, after=after)
 

@@ -86,8 +86,11 @@ def build_archive(plane: ControlPlane, tenant: str) -> tuple[IO[bytes], str, int
     spool = tempfile.TemporaryFile()
     fixed = (1980, 1, 1, 0, 0, 0)
     with zipfile.ZipFile(spool, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
-        for name, value in (("jobs.json", records), ("usage.json", usage.model_dump(mode="json")),
-                            ("ledger.json", ledger)):
+        for name, value in (
+            ("jobs.json", records),
+            ("usage.json", usage.model_dump(mode="json")),
+            ("ledger.json", ledger),
+        ):
             archive.writestr(zipfile.ZipInfo(name, fixed), json.dumps(value, indent=1, ensure_ascii=False))
         for name, _ in _all_files(plane, tenant):
             source = _open(plane, tenant, name)
@@ -108,33 +111,61 @@ def build_archive(plane: ControlPlane, tenant: str) -> tuple[IO[bytes], str, int
 def purge(plane: ControlPlane, tenant: str, actor: str | None) -> PurgeResult:
     store = plane.store
     with store.tenant_lock(tenant) as s:
-        export = s.scalars(select(TenantExitRow).where(TenantExitRow.tenant == tenant, TenantExitRow.kind == "export")
-                           .order_by(TenantExitRow.at.desc()).limit(1)).first()
+        export = s.scalars(
+            select(TenantExitRow)
+            .where(TenantExitRow.tenant == tenant, TenantExitRow.kind == "export")
+            .order_by(TenantExitRow.at.desc())
+            .limit(1)
+        ).first()
         last_job = s.scalar(select(func.max(JobRow.submitted_at)).where(JobRow.tenant == tenant))
         if export is None or (last_job is not None and last_job >= export.at):
-            raise ServiceError(ErrorCode.EXPORT_REQUIRED, f"export tenant {tenant!r} first (`testbed tenants export "
-                               f"{tenant} --out DIR`): a purge needs an export newer than its last job")
+            raise ServiceError(
+                ErrorCode.EXPORT_REQUIRED,
+                f"export tenant {tenant!r} first (`testbed tenants export "
+                f"{tenant} --out DIR`): a purge needs an export newer than its last job",
+            )
         terminal = [status.value for status in TERMINAL_STATUSES]
         active = s.scalar(select(func.count(JobRow.id)).where(JobRow.tenant == tenant, JobRow.status.not_in(terminal)))
         if active:
-            raise ServiceError(ErrorCode.JOB_ACTIVE, f"tenant {tenant!r} has {active} job(s) not yet ended; stop them first")
+            raise ServiceError(
+                ErrorCode.JOB_ACTIVE, f"tenant {tenant!r} has {active} job(s) not yet ended; stop them first"
+            )
         mlflow = plane.mlflow.purge(tenant)  # first: if MLflow fails, nothing here has changed yet
         scrubbed = s.execute(update(JobRow).where(JobRow.tenant == tenant).values(logs="", spec={})).rowcount
         now = time.time()
-        revoked = s.execute(update(TokenRow).where(TokenRow.subject == tenant, TokenRow.role == "tenant",
-                                                   TokenRow.revoked_at.is_(None)).values(revoked_at=now)).rowcount
+        revoked = s.execute(
+            update(TokenRow)
+            .where(TokenRow.subject == tenant, TokenRow.role == "tenant", TokenRow.revoked_at.is_(None))
+            .values(revoked_at=now)
+        ).rowcount
         files = _all_files(plane, tenant)
         sizes = sum(size for _, size in files)
         _remove_all(plane, tenant)
         s.add(TenantExitRow(tenant=tenant, kind="purge", at=now, sha256=export.sha256, bytes=sizes, actor=actor))
-        audit.append(s, AuditKind.TENANT_PURGED, tenant=tenant, actor=actor,
-                     detail={"export_sha256": export.sha256, "deleted_files": len(files), "deleted_bytes": sizes,
-                             "jobs_scrubbed": scrubbed or 0, "tokens_revoked": revoked or 0,
-                             "mlflow": mlflow.model_dump() if mlflow is not None else None})
-        result = PurgeResult(tenant=tenant, export_sha256=export.sha256 or "", exported_at=export.at,
-                             deleted_files=len(files), deleted_bytes=sizes, jobs_scrubbed=scrubbed or 0,
-                             tokens_revoked=revoked or 0,
-                             mlflow=mlflow)
+        audit.append(
+            s,
+            AuditKind.TENANT_PURGED,
+            tenant=tenant,
+            actor=actor,
+            detail={
+                "export_sha256": export.sha256,
+                "deleted_files": len(files),
+                "deleted_bytes": sizes,
+                "jobs_scrubbed": scrubbed or 0,
+                "tokens_revoked": revoked or 0,
+                "mlflow": mlflow.model_dump() if mlflow is not None else None,
+            },
+        )
+        result = PurgeResult(
+            tenant=tenant,
+            export_sha256=export.sha256 or "",
+            exported_at=export.at,
+            deleted_files=len(files),
+            deleted_bytes=sizes,
+            jobs_scrubbed=scrubbed or 0,
+            tokens_revoked=revoked or 0,
+            mlflow=mlflow,
+        )
     plane.tokens.clear()
     if plane.settings.credentials_dir is not None:
         (plane.settings.credentials_dir / f"{tenant}.token").unlink(missing_ok=True)
@@ -150,20 +181,36 @@ def install(app: FastAPI, plane: ControlPlane) -> None:
         if tenant not in plane.tenants and not plane.store.list_jobs(tenant=tenant, limit=1):
             raise not_found(f"tenant {tenant!r} in region {plane.stack.region.id!r}")
 
-    @app.get("/v1/tenants/{tenant}/archive", tags=["tenants"], response_class=StreamingResponse, responses={
-        200: {"description": "a zip: storage/, jobs.json, usage.json, ledger.json",
-              "content": {ARCHIVE_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
-        **error_responses(401, 403, 404, 422, 503)})
+    @app.get(
+        "/v1/tenants/{tenant}/archive",
+        tags=["tenants"],
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "description": "a zip: storage/, jobs.json, usage.json, ledger.json",
+                "content": {ARCHIVE_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+            },
+            **error_responses(401, 403, 404, 422, 503),
+        },
+    )
     def archive(tenant: TenantId, caller: Caller) -> StreamingResponse:
         """Everything the platform keeps of a tenant, as one zip (operator); the export is recorded."""
         _operator(caller)
         known(tenant)
         spool, sha256, size = build_archive(plane, tenant)
         with plane.store.write_session() as s:
-            s.add(TenantExitRow(tenant=tenant, kind="export", at=time.time(), sha256=sha256, bytes=size,
-                                actor=caller.actor))
-            audit.append(s, AuditKind.TENANT_EXPORTED, tenant=tenant, actor=caller.actor,
-                         detail={"sha256": sha256, "bytes": size})
+            s.add(
+                TenantExitRow(
+                    tenant=tenant, kind="export", at=time.time(), sha256=sha256, bytes=size, actor=caller.actor
+                )
+            )
+            audit.append(
+                s,
+                AuditKind.TENANT_EXPORTED,
+                tenant=tenant,
+                actor=caller.actor,
+                detail={"sha256": sha256, "bytes": size},
+            )
 
         def chunks() -> Any:
             try:
@@ -172,12 +219,22 @@ def install(app: FastAPI, plane: ControlPlane) -> None:
             finally:
                 spool.close()
 
-        return StreamingResponse(chunks(), media_type=ARCHIVE_MEDIA_TYPE, headers={
-            "Content-Length": str(size), "X-Archive-SHA256": sha256,
-            "Content-Disposition": f'attachment; filename="{tenant}.zip"'})
+        return StreamingResponse(
+            chunks(),
+            media_type=ARCHIVE_MEDIA_TYPE,
+            headers={
+                "Content-Length": str(size),
+                "X-Archive-SHA256": sha256,
+                "Content-Disposition": f'attachment; filename="{tenant}.zip"',
+            },
+        )
 
-    @app.post("/v1/tenants/{tenant}/purge", response_model=PurgeResult, tags=["tenants"],
-              responses=error_responses(401, 403, 404, 409, 422, 503))
+    @app.post(
+        "/v1/tenants/{tenant}/purge",
+        response_model=PurgeResult,
+        tags=["tenants"],
+        responses=error_responses(401, 403, 404, 409, 422, 503),
+    )
     def purge_tenant(tenant: TenantId, body: Annotated[PurgeRequest, Body()], caller: Caller) -> PurgeResult:
         """Remove a tenant's storage, job logs and tokens after an export (operator; ``confirm`` repeats the id)."""
         _operator(caller)

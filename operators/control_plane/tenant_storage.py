@@ -53,14 +53,18 @@ T = TypeVar("T")
 
 def guarded(call: Callable[..., T]) -> Callable[..., T]:
     """A storage call whose store cannot be reached (OSError other than a missing file, no driver) answers 503."""
+
     @functools.wraps(call)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> T:
         try:
             return call(self, *args, **kwargs)
         except (OSError, ImportError) as exc:
             root = getattr(self, "root", None) or self.storage.root
-            raise ServiceError(ErrorCode.STORAGE_UNAVAILABLE, f"tenant storage {root} does not answer: "
-                                                           f"{getattr(exc, 'strerror', None) or exc}") from None
+            raise ServiceError(
+                ErrorCode.STORAGE_UNAVAILABLE,
+                f"tenant storage {root} does not answer: {getattr(exc, 'strerror', None) or exc}",
+            ) from None
+
     return wrapper
 
 
@@ -87,16 +91,22 @@ def check_zip(source: IO[bytes], max_unpacked: int, what: str) -> int:
     for entry in entries:
         parts = entry.filename.split("/")
         if entry.filename.startswith("/") or "\\" in entry.filename or ".." in parts or ":" in parts[0]:
-            raise ServiceError(ErrorCode.INVALID_SPEC, f"{what}: the zip names a path outside itself: {entry.filename!r}")
+            raise ServiceError(
+                ErrorCode.INVALID_SPEC, f"{what}: the zip names a path outside itself: {entry.filename!r}"
+            )
         if (entry.external_attr >> 16) & 0o170000 == 0o120000:
             raise ServiceError(ErrorCode.INVALID_SPEC, f"{what}: the zip holds a link: {entry.filename!r}")
     if len(entries) > MAX_PACKAGE_FILES:  # the same limit the client packs by (testbed.packaging)
-        raise ServiceError(ErrorCode.TOO_LARGE, f"{what}: the zip holds {len(entries)} entries, over the "
-                                                f"{MAX_PACKAGE_FILES}-entry limit of a code package")
+        raise ServiceError(
+            ErrorCode.TOO_LARGE,
+            f"{what}: the zip holds {len(entries)} entries, over the {MAX_PACKAGE_FILES}-entry limit of a code package",
+        )
     unpacked = sum(entry.file_size for entry in entries)
     if unpacked > max_unpacked:
-        raise ServiceError(ErrorCode.TOO_LARGE, f"{what}: the zip unpacks to {unpacked} bytes, over the "
-                                             f"{max_unpacked}-byte limit of a code package")
+        raise ServiceError(
+            ErrorCode.TOO_LARGE,
+            f"{what}: the zip unpacks to {unpacked} bytes, over the {max_unpacked}-byte limit of a code package",
+        )
     return unpacked
 
 
@@ -128,8 +138,11 @@ class Upload:
     def commit(self, area: Area, name: str) -> StoredObject:
         """Move the upload to ``<tenant>/<area>/<name>`` (replacing a file there); 409 where a folder of that
         name, a file on its path or a link out of the tenant's folder is in the way."""
-        conflict = ServiceError(ErrorCode.NAME_CONFLICT, f"{area} {name!r}: a folder of that name, a file on its path "
-                                                      "or a link out of the tenant's folder is in the way")
+        conflict = ServiceError(
+            ErrorCode.NAME_CONFLICT,
+            f"{area} {name!r}: a folder of that name, a file on its path "
+            "or a link out of the tenant's folder is in the way",
+        )
         if self._new is not None:
             try:
                 self._new.place([self.tenant, area, *name.split("/")])
@@ -277,8 +290,16 @@ class TenantStorage:
         return self._file_info(tenant, DATA, name) is not None
 
     @guarded
-    def list_files(self, tenant: str, area: Area, folder: str = "", prefix: str = "", limit: int = 50,
-                   after: str | None = None, digests: bool = False) -> tuple[list[StoredObject], bool]:
+    def list_files(
+        self,
+        tenant: str,
+        area: Area,
+        folder: str = "",
+        prefix: str = "",
+        limit: int = 50,
+        after: str | None = None,
+        digests: bool = False,
+    ) -> tuple[list[StoredObject], bool]:
         """One page of files under ``<tenant>/<area>/<folder>`` whose names start with ``prefix``, by name,
         after ``after``; and whether more follow (``digests``: each with its SHA-256). ``prefix`` and ``after`` are checked names
         (:func:`testbed.storage.prefix_problem`): the walk never leaves the folder, nor follows a link."""
@@ -287,13 +308,17 @@ class TenantStorage:
                 raise ValueError(f"{value[:80]!r} {prefix_problem(value)}")
         self.fs  # noqa: B018 - opens the filesystem (tells whether it is local)
         if self.local:
-            found = [(f.name, f.size, f.mtime) for f in
-                     contained.walk(self.local_root(), self._parts(tenant, area, folder), prefix)]
+            found = [
+                (f.name, f.size, f.mtime)
+                for f in contained.walk(self.local_root(), self._parts(tenant, area, folder), prefix)
+            ]
         else:
             found = self._find_remote(self.path(tenant, area, folder), prefix)
         names = sorted(item for item in found if after is None or item[0] > after)
-        page = [StoredObject(name=name, size=int(size or 0), modified_at=iso(modified))
-                for name, size, modified in names[:limit + 1]]
+        page = [
+            StoredObject(name=name, size=int(size or 0), modified_at=iso(modified))
+            for name, size, modified in names[: limit + 1]
+        ]
         if digests:
             for item in page[:limit]:
                 item.sha256 = self.digest(tenant, area, f"{folder}/{item.name}" if folder else item.name, item.size)
@@ -309,7 +334,7 @@ class TenantStorage:
             found = {}
         names = []
         for path, info in found.items():
-            name = path[len(base) + 1:] if path.startswith(base + "/") else ""
+            name = path[len(base) + 1 :] if path.startswith(base + "/") else ""
             if name and name.startswith(prefix) and info.get("type") == "file":
                 names.append((name, int(info.get("size") or 0), _modified_of(info)))
         return names

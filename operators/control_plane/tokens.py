@@ -47,10 +47,18 @@ def _audit_token(subject: str, name: str, token_hash: str, actor: str | None):
     """The audit row of a token written in the same transaction: issued, or rotated when it replaced one."""
 
     def write(session: Session, revoked: list[TokenRow]) -> None:
-        audit.append(session, AuditKind.TOKEN_ROTATED if revoked else AuditKind.TOKEN_ISSUED,
-                     tenant=subject if role_of(subject) == "tenant" else None, actor=actor,
-                     detail={"subject": subject, "name": name, "token_id": token_hash[:12],
-                             "replaced": [row.token_hash[:12] for row in revoked]})
+        audit.append(
+            session,
+            AuditKind.TOKEN_ROTATED if revoked else AuditKind.TOKEN_ISSUED,
+            tenant=subject if role_of(subject) == "tenant" else None,
+            actor=actor,
+            detail={
+                "subject": subject,
+                "name": name,
+                "token_id": token_hash[:12],
+                "replaced": [row.token_hash[:12] for row in revoked],
+            },
+        )
 
     return write
 
@@ -59,24 +67,36 @@ def issue_token(store: Store, subject: str, name: str = DEFAULT_TOKEN_NAME, acto
     """A new token for a subject under ``name`` (its older token of that name stops working); only the hash is stored."""
     token = new_token()
     token_hash = hash_token(token)
-    store.put_token(token_hash, subject, role_of(subject), name=name,
-                    on_write=_audit_token(subject, name, token_hash, actor))
+    store.put_token(
+        token_hash, subject, role_of(subject), name=name, on_write=_audit_token(subject, name, token_hash, actor)
+    )
     return token
 
 
 def check_token_name(name: str) -> str:
     if not _TOKEN_NAME.match(name):
-        raise ServiceError(ErrorCode.INVALID_SPEC, f"token name {name[:80]!r}: use 1-64 letters, digits, '.', '_', '@' "
-                                                "or '-', starting with a letter or digit")
+        raise ServiceError(
+            ErrorCode.INVALID_SPEC,
+            f"token name {name[:80]!r}: use 1-64 letters, digits, '.', '_', '@' "
+            "or '-', starting with a letter or digit",
+        )
     return name
 
 
 class TokenIssuer:
     """Issues the tokens of one region's tenants and its operator."""
 
-    def __init__(self, store: Store, cache: TokenCache, tenants: Collection[str], region: str,
-                 credentials_dir: Path | None = None, operator_token_sha256: str | None = None,
-                 monitoring_token_sha256: str | None = None, program_office_token_sha256: str | None = None):
+    def __init__(
+        self,
+        store: Store,
+        cache: TokenCache,
+        tenants: Collection[str],
+        region: str,
+        credentials_dir: Path | None = None,
+        operator_token_sha256: str | None = None,
+        monitoring_token_sha256: str | None = None,
+        program_office_token_sha256: str | None = None,
+    ):
         self.store = store
         self.cache = cache
         self.tenants = tenants
@@ -88,8 +108,11 @@ class TokenIssuer:
 
     def bootstrap(self) -> None:
         """Install the stack's token hashes (cluster); give each tenant and the operator a token file (local)."""
-        for subject, token_hash in ((OPERATOR, self.operator_token_sha256), (MONITORING, self.monitoring_token_sha256),
-                                    (PROGRAM_OFFICE, self.program_office_token_sha256)):
+        for subject, token_hash in (
+            (OPERATOR, self.operator_token_sha256),
+            (MONITORING, self.monitoring_token_sha256),
+            (PROGRAM_OFFICE, self.program_office_token_sha256),
+        ):
             if token_hash is not None:
                 self.install_stack_hash(subject, token_hash)
         if self.credentials_dir is None:
@@ -98,8 +121,11 @@ class TokenIssuer:
         with self.store.lock("testbed:tokens"):  # replicas starting together issue each token once
             known = self.store.token_subjects()
             stack_managed = self.operator_token_sha256 is not None
-            for subject in [*self.tenants, *([] if stack_managed else [OPERATOR]),
-                            *([] if self.program_office_token_sha256 is not None else [PROGRAM_OFFICE])]:
+            for subject in [
+                *self.tenants,
+                *([] if stack_managed else [OPERATOR]),
+                *([] if self.program_office_token_sha256 is not None else [PROGRAM_OFFICE]),
+            ]:
                 path = self.credentials_dir / f"{subject}.token"
                 if subject in known and path.exists():
                     continue
@@ -110,8 +136,9 @@ class TokenIssuer:
         current = self.store.find_token(token_hash)
         if current is not None and (current.subject, current.role) == (subject, role_of(subject)):
             return  # already installed (a restart, another replica): no write
-        self.store.put_token(token_hash, subject, role_of(subject),
-                             on_write=_audit_token(subject, DEFAULT_TOKEN_NAME, token_hash, None))
+        self.store.put_token(
+            token_hash, subject, role_of(subject), on_write=_audit_token(subject, DEFAULT_TOKEN_NAME, token_hash, None)
+        )
         self.cache.clear()
 
     def rotate(self, principal: Principal, subject: str, name: str = DEFAULT_TOKEN_NAME) -> str:
@@ -129,9 +156,13 @@ class TokenIssuer:
         self._check_subject(principal, subject, name)
 
         def write(session: Session, rows: list[TokenRow]) -> None:
-            audit.append(session, AuditKind.TOKEN_REVOKED, tenant=subject if role_of(subject) == "tenant" else None,
-                         actor=principal.actor, detail={"subject": subject, "name": name,
-                                                        "token_ids": [row.token_hash[:12] for row in rows]})
+            audit.append(
+                session,
+                AuditKind.TOKEN_REVOKED,
+                tenant=subject if role_of(subject) == "tenant" else None,
+                actor=principal.actor,
+                detail={"subject": subject, "name": name, "token_ids": [row.token_hash[:12] for row in rows]},
+            )
 
         rows = self.store.revoke_tokens(subject, name, on_write=write)
         if not rows:
@@ -149,12 +180,18 @@ class TokenIssuer:
         if not principal.is_operator:
             raise ServiceError(ErrorCode.FORBIDDEN, "only the operator token can issue, list or revoke tokens")
         if issuing and subject == OPERATOR and self.operator_token_sha256 is not None and name == DEFAULT_TOKEN_NAME:
-            raise ServiceError(ErrorCode.FORBIDDEN, "this region's operator token comes from its Pulumi stack (output "
-                               "operator_token); rotate it there, e.g. `pulumi up --replace <the token's URN>`")
+            raise ServiceError(
+                ErrorCode.FORBIDDEN,
+                "this region's operator token comes from its Pulumi stack (output "
+                "operator_token); rotate it there, e.g. `pulumi up --replace <the token's URN>`",
+            )
         if subject == MONITORING:
             raise ServiceError(ErrorCode.FORBIDDEN, "the monitoring token comes from the Pulumi stack; rotate it there")
         if subject == PROGRAM_OFFICE and self.program_office_token_sha256 is not None:
-            raise ServiceError(ErrorCode.FORBIDDEN, "this region's program-office token comes from its Pulumi stack "
-                               "(output program_office_token); rotate it there")
+            raise ServiceError(
+                ErrorCode.FORBIDDEN,
+                "this region's program-office token comes from its Pulumi stack "
+                "(output program_office_token); rotate it there",
+            )
         if subject not in (OPERATOR, PROGRAM_OFFICE) and subject not in self.tenants:
             raise not_found(f"tenant {subject!r} in region {self.region!r}")

@@ -53,10 +53,14 @@ def grant_notice(balance: TenantBalance | None) -> str | None:
         return None
     ratio = balance.charged_krw / balance.grant_krw
     if ratio >= 1.0:
-        return (f"지원금 소진 (grant used up): {balance.charged_krw:,} of {balance.grant_krw:,} KRW charged "
-                f"({ratio:.0%}); ask your operator before starting more work")
-    return (f"지원금 {ratio:.0%} 사용 (grant {ratio:.0%} used): {balance.charged_krw:,} of "
-                f"{balance.grant_krw:,} KRW charged, {balance.remaining_krw or 0:,} KRW remaining")
+        return (
+            f"지원금 소진 (grant used up): {balance.charged_krw:,} of {balance.grant_krw:,} KRW charged "
+            f"({ratio:.0%}); ask your operator before starting more work"
+        )
+    return (
+        f"지원금 {ratio:.0%} 사용 (grant {ratio:.0%} used): {balance.charged_krw:,} of "
+        f"{balance.grant_krw:,} KRW charged, {balance.remaining_krw or 0:,} KRW remaining"
+    )
     return None
 
 
@@ -80,5 +84,10 @@ def burn_of(money: Any, tenant: Any, balance: TenantBalance | None, now: float |
             forecast_ts = None
     elif remaining == 0:
         forecast_ts, forecast_date = now, kst_date(now)
-    return Burn(burn_rate_krw_per_day=round(rate, 2), forecast_exhaustion_date=forecast_date,
-                forecast_exhaustion_timestamp=forecast_ts, used_ratio=used, grant_notice=grant_notice(balance))
+    return Burn(
+        burn_rate_krw_per_day=round(rate, 2),
+        forecast_exhaustion_date=forecast_date,
+        forecast_exhaustion_timestamp=forecast_ts,
+        used_ratio=used,
+        grant_notice=grant_notice(balance),
+    )

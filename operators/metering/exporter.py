@@ -42,8 +42,14 @@ class TenantUsageCollector(Collector):
         self.region = stack.region.id
         self.errors = 0
         self.configured = {
-            t.id: _TenantFacts(t.name, t.industry, t.grant.gpu_seconds, t.grant.start_timestamp,
-                               t.grant.end_timestamp, stack.pool_for(t).gpu_model)
+            t.id: _TenantFacts(
+                t.name,
+                t.industry,
+                t.grant.gpu_seconds,
+                t.grant.start_timestamp,
+                t.grant.end_timestamp,
+                stack.pool_for(t).gpu_model,
+            )
             for t in stack.tenants
         }
 
@@ -80,24 +86,37 @@ class TenantUsageCollector(Collector):
             "testbed_tenant_info", "Tenant metadata (value 1).", labels=["tenant", "name", "region", "industry"]
         )
         cpu = CounterMetricFamily(
-            "testbed_tenant_cpu_requested_seconds", "CPU-seconds requested by the tenant's jobs while they ran.",
+            "testbed_tenant_cpu_requested_seconds",
+            "CPU-seconds requested by the tenant's jobs while they ran.",
             labels=["tenant"],
         )
         gpu = CounterMetricFamily(
-            "testbed_tenant_gpu_allocated_seconds", "GPU-seconds allocated to the tenant's jobs, by GPU model.",
+            "testbed_tenant_gpu_allocated_seconds",
+            "GPU-seconds allocated to the tenant's jobs, by GPU model.",
             labels=["tenant", "gpu_model"],
         )
         memory = CounterMetricFamily(
-            "testbed_tenant_memory_requested_byte_seconds", "Byte-seconds of memory requested by the tenant's jobs while they ran.",
+            "testbed_tenant_memory_requested_byte_seconds",
+            "Byte-seconds of memory requested by the tenant's jobs while they ran.",
             labels=["tenant"],
         )
-        jobs = GaugeMetricFamily("testbed_tenant_jobs", "The tenant's jobs by current status.", labels=["tenant", "status"])
-        grant = GaugeMetricFamily("testbed_tenant_grant_gpu_seconds", "GPU-seconds granted to the tenant.", labels=["tenant"])
-        used = GaugeMetricFamily(
-            "testbed_tenant_grant_used_ratio", "Allocated GPU-seconds over granted GPU-seconds (1 = all used).", labels=["tenant"]
+        jobs = GaugeMetricFamily(
+            "testbed_tenant_jobs", "The tenant's jobs by current status.", labels=["tenant", "status"]
         )
-        start = GaugeMetricFamily("testbed_tenant_grant_start_timestamp_seconds", "Start of the tenant's grant.", labels=["tenant"])
-        end = GaugeMetricFamily("testbed_tenant_grant_end_timestamp_seconds", "End of the tenant's grant.", labels=["tenant"])
+        grant = GaugeMetricFamily(
+            "testbed_tenant_grant_gpu_seconds", "GPU-seconds granted to the tenant.", labels=["tenant"]
+        )
+        used = GaugeMetricFamily(
+            "testbed_tenant_grant_used_ratio",
+            "Allocated GPU-seconds over granted GPU-seconds (1 = all used).",
+            labels=["tenant"],
+        )
+        start = GaugeMetricFamily(
+            "testbed_tenant_grant_start_timestamp_seconds", "Start of the tenant's grant.", labels=["tenant"]
+        )
+        end = GaugeMetricFamily(
+            "testbed_tenant_grant_end_timestamp_seconds", "End of the tenant's grant.", labels=["tenant"]
+        )
 
         region = self.region
         for tenant_id in tenants:
@@ -142,7 +161,8 @@ class NodeUtilizationCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         cpu = GaugeMetricFamily(
-            "testbed_node_cpu_utilization_ratio", "Observed CPU utilisation of the node since the last scrape (0-1).",
+            "testbed_node_cpu_utilization_ratio",
+            "Observed CPU utilisation of the node since the last scrape (0-1).",
             labels=["node"],
         )
         cpu.add_metric([self.node], self._psutil.cpu_percent(interval=None) / 100.0)
@@ -169,13 +189,20 @@ class TenantMoneyCollector(Collector):
         except Exception:  # the usage collector reports scrape errors; money is left out of this scrape
             log.exception("money scrape failed")
             return
-        grant = GaugeMetricFamily("testbed_tenant_grant_krw", "The tenant's grant in KRW (excl. VAT).", labels=["tenant"])
-        charged = CounterMetricFamily("testbed_tenant_charged_krw", "KRW charged to the tenant (openings, charges, "
-                                      "adjustments).", labels=["tenant"])
-        held = GaugeMetricFamily("testbed_tenant_held_krw", "KRW still held by the tenant's unfinished jobs.",
-                                 labels=["tenant"])
-        remaining = GaugeMetricFamily("testbed_tenant_remaining_krw", "Grant - charged - held, never below 0.",
-                                      labels=["tenant"])
+        grant = GaugeMetricFamily(
+            "testbed_tenant_grant_krw", "The tenant's grant in KRW (excl. VAT).", labels=["tenant"]
+        )
+        charged = CounterMetricFamily(
+            "testbed_tenant_charged_krw",
+            "KRW charged to the tenant (openings, charges, adjustments).",
+            labels=["tenant"],
+        )
+        held = GaugeMetricFamily(
+            "testbed_tenant_held_krw", "KRW still held by the tenant's unfinished jobs.", labels=["tenant"]
+        )
+        remaining = GaugeMetricFamily(
+            "testbed_tenant_remaining_krw", "Grant - charged - held, never below 0.", labels=["tenant"]
+        )
         for tenant, balance in sorted(balances.items()):
             charged.add_metric([tenant], balance.charged_krw)
             held.add_metric([tenant], balance.held_krw)
@@ -185,7 +212,9 @@ class TenantMoneyCollector(Collector):
         yield from (grant, charged, held, remaining)
 
 
-def make_registry(ledger: Ledger, stack: StackConfig, observe_node: bool = True, money: Any = None) -> CollectorRegistry:
+def make_registry(
+    ledger: Ledger, stack: StackConfig, observe_node: bool = True, money: Any = None
+) -> CollectorRegistry:
     """A per-app registry (never the global one) holding the metering collectors (``money``: the MoneyLedger)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(TenantUsageCollector(ledger, stack))

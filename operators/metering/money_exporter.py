@@ -40,9 +40,13 @@ class BurnCollector(Collector):
             return GaugeMetricFamily(name, text, labels=["tenant"])
 
         used = gauge("testbed_tenant_grant_krw_used_ratio", "Charged over granted won (1 = all used).")
-        rate = gauge("testbed_tenant_burn_rate_krw_per_second", "Won charged per second over the last 7 Asia/Seoul days.")
-        forecast = gauge("testbed_tenant_grant_krw_forecast_exhaustion_timestamp_seconds",
-                         "When the remaining grant runs out at the last 7 days' burn rate (absent: nothing burns).")
+        rate = gauge(
+            "testbed_tenant_burn_rate_krw_per_second", "Won charged per second over the last 7 Asia/Seoul days."
+        )
+        forecast = gauge(
+            "testbed_tenant_grant_krw_forecast_exhaustion_timestamp_seconds",
+            "When the remaining grant runs out at the last 7 days' burn rate (absent: nothing burns).",
+        )
         tenants = [t for t in self.money.tenants.values() if t.grant.krw is not None]
         balances = self.money.balances(now, tenants=[t.id for t in tenants])
         for tenant in tenants:

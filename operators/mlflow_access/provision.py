@@ -78,13 +78,21 @@ def check_tenant_id(tenant: str) -> str:
 class MlflowAccessAdmin:
     """Admin client of one MLflow server (basic-auth + workspaces). Not thread-safe; cheap to make."""
 
-    def __init__(self, url: str, admin_password: str, *, admin_username: str = ADMIN_USERNAME,
-                 operator_username: str = OPERATOR_USERNAME, timeout: float = 30.0,
-                 transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self,
+        url: str,
+        admin_password: str,
+        *,
+        admin_username: str = ADMIN_USERNAME,
+        operator_username: str = OPERATOR_USERNAME,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ):
         self.url = url.rstrip("/")
         self.operator_username = operator_username
-        self._http = httpx.Client(base_url=self.url, auth=(admin_username, admin_password), timeout=timeout,
-                                  transport=transport)
+        self._http = httpx.Client(
+            base_url=self.url, auth=(admin_username, admin_password), timeout=timeout, transport=transport
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -154,24 +162,37 @@ class MlflowAccessAdmin:
         purged = MlflowPurged()
         in_workspace = {"X-MLFLOW-WORKSPACE": tenant}
         if self._call("GET", f"/api/3.0/mlflow/workspaces/{tenant}", ok=(200, 404)).status_code == 200:
-            experiments = self._pages("POST", "/api/2.0/mlflow/experiments/search", "experiments", in_workspace,
-                                      view_type="ALL")
+            experiments = self._pages(
+                "POST", "/api/2.0/mlflow/experiments/search", "experiments", in_workspace, view_type="ALL"
+            )
             for experiment in experiments:
-                purged.runs += len(self._pages("POST", "/api/2.0/mlflow/runs/search", "runs", in_workspace,
-                                               experiment_ids=[experiment["experiment_id"]], run_view_type="ALL"))
+                purged.runs += len(
+                    self._pages(
+                        "POST",
+                        "/api/2.0/mlflow/runs/search",
+                        "runs",
+                        in_workspace,
+                        experiment_ids=[experiment["experiment_id"]],
+                        run_view_type="ALL",
+                    )
+                )
                 location = str(experiment.get("artifact_location") or "")
                 if location.startswith("mlflow-artifacts:"):  # the proxied store: the experiment's whole folder
                     proxy = location.removeprefix("mlflow-artifacts:").lstrip("/")
                     self._call("DELETE", f"/api/2.0/mlflow-artifacts/artifacts/{proxy}", headers=in_workspace)
                     purged.artifact_roots += 1
             purged.experiments = len(experiments)
-            for model in self._pages("GET", "/api/2.0/mlflow/registered-models/search", "registered_models",
-                                     in_workspace):
-                self._call("DELETE", "/api/2.0/mlflow/registered-models/delete", json={"name": model["name"]},
-                           headers=in_workspace)
+            for model in self._pages(
+                "GET", "/api/2.0/mlflow/registered-models/search", "registered_models", in_workspace
+            ):
+                self._call(
+                    "DELETE",
+                    "/api/2.0/mlflow/registered-models/delete",
+                    json={"name": model["name"]},
+                    headers=in_workspace,
+                )
                 purged.models += 1
-            self._call("DELETE", f"/api/3.0/mlflow/workspaces/{tenant}", params={"mode": "CASCADE"},
-                       ok=(200, 204, 404))
+            self._call("DELETE", f"/api/3.0/mlflow/workspaces/{tenant}", params={"mode": "CASCADE"}, ok=(200, 204, 404))
             purged.workspace = True
         if self._user_exists(tenant):
             self._call("DELETE", "/api/2.0/mlflow/users/delete", json={"username": tenant})
@@ -181,8 +202,12 @@ class MlflowAccessAdmin:
     def check(self, credentials: MlflowCredentials) -> bool:
         """Do these credentials log in (and, for a tenant, reach its workspace)?"""
         headers = {"X-MLFLOW-WORKSPACE": credentials.workspace} if credentials.workspace else {}
-        response = httpx.get(f"{self.url}/api/2.0/mlflow/users/current", headers=headers,
-                             auth=(credentials.username, credentials.password), timeout=self._http.timeout)
+        response = httpx.get(
+            f"{self.url}/api/2.0/mlflow/users/current",
+            headers=headers,
+            auth=(credentials.username, credentials.password),
+            timeout=self._http.timeout,
+        )
         return response.status_code == 200
 
     # -- building blocks -------------------------------------------------------------------
@@ -217,7 +242,9 @@ class MlflowAccessAdmin:
         if self._user_exists(username):
             if password is None:
                 raise MlflowAccessError(f"MLflow user {username!r} exists and no password was given; rotate it")
-            self._call("PATCH", "/api/2.0/mlflow/users/update-password", json={"username": username, "password": password})
+            self._call(
+                "PATCH", "/api/2.0/mlflow/users/update-password", json={"username": username, "password": password}
+            )
             return password
         password = password or new_password()
         self._call("POST", "/api/2.0/mlflow/users/create", json={"username": username, "password": password})
@@ -226,29 +253,46 @@ class MlflowAccessAdmin:
     def _ensure_workspace(self, name: str) -> None:
         response = self._call("GET", f"/api/3.0/mlflow/workspaces/{name}", ok=(200, 404))
         if response.status_code == 404:
-            self._call("POST", "/api/3.0/mlflow/workspaces",
-                       json={"name": name, "description": f"testbed tenant {name}"}, ok=(200, 201, 409))
+            self._call(
+                "POST",
+                "/api/3.0/mlflow/workspaces",
+                json={"name": name, "description": f"testbed tenant {name}"},
+                ok=(200, 201, 409),
+            )
 
-    def _ensure_role(self, workspace: str, role_name: str, grants: frozenset[tuple[str, str, str]],
-                     username: str) -> None:
+    def _ensure_role(
+        self, workspace: str, role_name: str, grants: frozenset[tuple[str, str, str]], username: str
+    ) -> None:
         roles = self._call("GET", "/api/3.0/mlflow/roles/list", params={"workspace": workspace}).json().get("roles", [])
         role = next((r for r in roles if r["name"] == role_name), None)
         if role is None:
-            role = self._call("POST", "/api/3.0/mlflow/roles/create",
-                              json={"workspace": workspace, "name": role_name}).json()["role"]
+            role = self._call(
+                "POST", "/api/3.0/mlflow/roles/create", json={"workspace": workspace, "name": role_name}
+            ).json()["role"]
         role_id = int(role["id"])
         present = {
             (p["resource_type"], p["resource_pattern"], p["permission"]): p
-            for p in self._call("GET", "/api/3.0/mlflow/roles/permissions/list",
-                                params={"role_id": str(role_id)}).json().get("role_permissions", [])
+            for p in self._call("GET", "/api/3.0/mlflow/roles/permissions/list", params={"role_id": str(role_id)})
+            .json()
+            .get("role_permissions", [])
         }
         for extra in set(present) - grants:  # a grant someone added by hand is taken away
-            self._call("DELETE", "/api/3.0/mlflow/roles/permissions/remove",
-                       json={"role_permission_id": int(present[extra]["id"])})
+            self._call(
+                "DELETE",
+                "/api/3.0/mlflow/roles/permissions/remove",
+                json={"role_permission_id": int(present[extra]["id"])},
+            )
         for resource_type, pattern, permission in sorted(grants - set(present)):
-            self._call("POST", "/api/3.0/mlflow/roles/permissions/add", json={
-                "role_id": role_id, "resource_type": resource_type, "resource_pattern": pattern,
-                "permission": permission})
+            self._call(
+                "POST",
+                "/api/3.0/mlflow/roles/permissions/add",
+                json={
+                    "role_id": role_id,
+                    "resource_type": resource_type,
+                    "resource_pattern": pattern,
+                    "permission": permission,
+                },
+            )
         assigned = self._call("GET", "/api/3.0/mlflow/users/roles/list", params={"username": username}).json()
         if not any(int(r["id"]) == role_id for r in assigned.get("roles", [])):
             self._call("POST", "/api/3.0/mlflow/roles/assign", json={"username": username, "role_id": role_id})

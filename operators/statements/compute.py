@@ -19,7 +19,11 @@ from testbed.config import StackConfig, Tenant
 from testbed.money import LedgerEntry, LedgerKind, kst_month, round_half_up
 from testbed.statements import FINAL, PROVISIONAL, TOTAL, StatementRow, TenantStatement
 
-COST_KINDS = (LedgerKind.OPENING, LedgerKind.CHARGE, LedgerKind.ADJUSTMENT)  # what a grant is charged; not holds, releases
+COST_KINDS = (
+    LedgerKind.OPENING,
+    LedgerKind.CHARGE,
+    LedgerKind.ADJUSTMENT,
+)  # what a grant is charged; not holds, releases
 FUNDING_ORDER = ("national", "local", "self")
 HOURS = Decimal("0.001")
 DEFAULT_VAT_RATE = "0.1"  # a stack file without testbed:budget (the money contract's default)
@@ -50,7 +54,7 @@ def split(amount: int, shares: list[Fraction]) -> list[int]:
     exact = [amount * share for share in shares]
     parts = [int(value) for value in exact]  # floor: every value is >= 0
     order = sorted(range(len(shares)), key=lambda i: (-(exact[i] - parts[i]), i))
-    for i in order[:amount - sum(parts)]:
+    for i in order[: amount - sum(parts)]:
         parts[i] += 1
     return parts
 
@@ -78,8 +82,11 @@ class _Use:
             self.jobs.add(entry.job_id)
 
     def hours(self, share: Fraction) -> tuple[Decimal, Decimal, Decimal]:
-        return (hours(Fraction(self.gpu_seconds, 3600) * share), hours(Fraction(self.cpu_milli_seconds, 3_600_000) * share),
-                hours(Fraction(self.memory_mib_seconds, 1024 * 3600) * share))
+        return (
+            hours(Fraction(self.gpu_seconds, 3600) * share),
+            hours(Fraction(self.cpu_milli_seconds, 3_600_000) * share),
+            hours(Fraction(self.memory_mib_seconds, 1024 * 3600) * share),
+        )
 
 
 def funding_shares(tenant: Tenant) -> list[tuple[str, Fraction]]:
@@ -88,8 +95,14 @@ def funding_shares(tenant: Tenant) -> list[tuple[str, Fraction]]:
     return [(source, shares[source]) for source in FUNDING_ORDER if shares.get(source, 0) > 0]
 
 
-def tenant_statement(stack: StackConfig, tenant: Tenant, month: str, entries: Iterable[LedgerEntry],
-                     closes: Mapping[str, int], provisional: bool) -> TenantStatement:
+def tenant_statement(
+    stack: StackConfig,
+    tenant: Tenant,
+    month: str,
+    entries: Iterable[LedgerEntry],
+    closes: Mapping[str, int],
+    provisional: bool,
+) -> TenantStatement:
     """The tenant's statement for ``month`` from all its ledger entries (any month: the grant remaining needs them)."""
     vat_text = str(stack.budget.vat_rate) if stack.budget is not None else DEFAULT_VAT_RATE
     vat_rate = Fraction(vat_text)
@@ -109,17 +122,36 @@ def tenant_statement(stack: StackConfig, tenant: Tenant, month: str, entries: It
     cost_item = str(getattr(tenant.grant.cost_item, "value", tenant.grant.cost_item))
     sources = funding_shares(tenant)
     all_jobs = set().union(*(use.jobs for use in pools.values())) if pools else set()
-    whole = _Use(supply=sum(u.supply for u in pools.values()), gpu_seconds=sum(u.gpu_seconds for u in pools.values()),
-                 cpu_milli_seconds=sum(u.cpu_milli_seconds for u in pools.values()),
-                 memory_mib_seconds=sum(u.memory_mib_seconds for u in pools.values()), jobs=all_jobs)
+    whole = _Use(
+        supply=sum(u.supply for u in pools.values()),
+        gpu_seconds=sum(u.gpu_seconds for u in pools.values()),
+        cpu_milli_seconds=sum(u.cpu_milli_seconds for u in pools.values()),
+        memory_mib_seconds=sum(u.memory_mib_seconds for u in pools.values()),
+        jobs=all_jobs,
+    )
 
-    def row(source: str, pool: str, share: Fraction, use: _Use, supply: int, vat: int, jobs: int,
-            left: int | None) -> StatementRow:
+    def row(
+        source: str, pool: str, share: Fraction, use: _Use, supply: int, vat: int, jobs: int, left: int | None
+    ) -> StatementRow:
         gpu, cpu, memory = use.hours(share)
-        return StatementRow(month=month, status=status, tenant=tenant.id, tenant_name=tenant.name, funding_source=source,
-                            cost_item=cost_item, pool=pool, share=Decimal(share.numerator) / Decimal(share.denominator),
-                            gpu_hours=gpu, cpu_hours=cpu, memory_gib_hours=memory, jobs=jobs, supply_krw=supply,
-                            vat_krw=vat, total_krw=supply + vat, grant_remaining_krw=left)
+        return StatementRow(
+            month=month,
+            status=status,
+            tenant=tenant.id,
+            tenant_name=tenant.name,
+            funding_source=source,
+            cost_item=cost_item,
+            pool=pool,
+            share=Decimal(share.numerator) / Decimal(share.denominator),
+            gpu_hours=gpu,
+            cpu_hours=cpu,
+            memory_gib_hours=memory,
+            jobs=jobs,
+            supply_krw=supply,
+            vat_krw=vat,
+            total_krw=supply + vat,
+            grant_remaining_krw=left,
+        )
 
     rows: list[StatementRow] = []
     shares = [share for _, share in sources]
@@ -137,7 +169,17 @@ def tenant_statement(stack: StackConfig, tenant: Tenant, month: str, entries: It
         rows += source_rows
         rows.append(row(source, TOTAL, share, whole, supply, vat, len(all_jobs), remaining_parts[i]))
     rows.append(row(TOTAL, TOTAL, Fraction(1), whole, whole.supply, vat_total, len(all_jobs), remaining))
-    return TenantStatement(month=month, provisional=provisional, tenant=tenant.id, tenant_name=tenant.name,
-                           region=stack.region.id, cost_item=cost_item, grant_krw=grant_krw, charged_krw=whole.supply,
-                           charged_to_date_krw=to_date, grant_remaining_krw=remaining,
-                           vat_rate=Decimal(vat_text), rows=rows)
+    return TenantStatement(
+        month=month,
+        provisional=provisional,
+        tenant=tenant.id,
+        tenant_name=tenant.name,
+        region=stack.region.id,
+        cost_item=cost_item,
+        grant_krw=grant_krw,
+        charged_krw=whole.supply,
+        charged_to_date_krw=to_date,
+        grant_remaining_krw=remaining,
+        vat_rate=Decimal(vat_text),
+        rows=rows,
+    )

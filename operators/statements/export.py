@@ -23,7 +23,10 @@ from testbed.statements import PROVISIONAL, TOTAL, StatementRow, TenantStatement
 
 KST = ZoneInfo("Asia/Seoul")
 FONT_ENV = "TESTBED_STATEMENT_FONT"
-FONT_PATHS = ("/usr/share/fonts/truetype/nanum/NanumGothic.ttf", "/usr/share/fonts/truetype/nanum-gothic/NanumGothic.ttf")
+FONT_PATHS = (
+    "/usr/share/fonts/truetype/nanum/NanumGothic.ttf",
+    "/usr/share/fonts/truetype/nanum-gothic/NanumGothic.ttf",
+)
 FONT_NAME = "NanumGothic"
 BOM = "\ufeff"
 # The tenant's idle GPU-hours of the month: a TenantStatement figure, written on the tenant's total row only (a
@@ -32,12 +35,23 @@ IDLE, IDLE_HEADER = "idle_gpu_hours", "유휴 GPU 시간 (idle GPU-hours)"
 
 # (header, field) of every exported column; the header is Korean first, English beside it.
 COLUMNS: list[tuple[str, str]] = [
-    ("상태 (status)", "status"), ("월 (month)", "month"), ("기업 ID (tenant)", "tenant"), ("기업명 (name)", "tenant_name"),
-    ("재원 (funding source)", "funding_source"), ("비목 (cost item)", "cost_item"), ("풀 (pool)", "pool"),
-    ("분담비율 (share)", "share"), ("GPU 시간 (GPU-hours)", "gpu_hours"), ("CPU 시간 (CPU-hours)", "cpu_hours"),
-    ("메모리 GiB 시간 (GiB-hours)", "memory_gib_hours"), ("작업 수 (jobs)", "jobs"),
-    ("공급가액 (supply, KRW)", "supply_krw"), ("부가세 (VAT, KRW)", "vat_krw"), ("합계 (total, KRW)", "total_krw"),
-    ("지원금 잔액 (grant remaining, KRW)", "grant_remaining_krw"), (IDLE_HEADER, IDLE),
+    ("상태 (status)", "status"),
+    ("월 (month)", "month"),
+    ("기업 ID (tenant)", "tenant"),
+    ("기업명 (name)", "tenant_name"),
+    ("재원 (funding source)", "funding_source"),
+    ("비목 (cost item)", "cost_item"),
+    ("풀 (pool)", "pool"),
+    ("분담비율 (share)", "share"),
+    ("GPU 시간 (GPU-hours)", "gpu_hours"),
+    ("CPU 시간 (CPU-hours)", "cpu_hours"),
+    ("메모리 GiB 시간 (GiB-hours)", "memory_gib_hours"),
+    ("작업 수 (jobs)", "jobs"),
+    ("공급가액 (supply, KRW)", "supply_krw"),
+    ("부가세 (VAT, KRW)", "vat_krw"),
+    ("합계 (total, KRW)", "total_krw"),
+    ("지원금 잔액 (grant remaining, KRW)", "grant_remaining_krw"),
+    (IDLE_HEADER, IDLE),
 ]
 FUNDING_NAMES = {"national": "국비", "local": "지방비", "self": "자부담", TOTAL: TOTAL}
 
@@ -131,8 +145,10 @@ def korean_font() -> Path:
     for candidate in candidates:
         if Path(candidate).is_file():
             return Path(candidate)
-    raise ExportError(f"no Korean TrueType font for the PDF statement at {', '.join(candidates)}: install Debian's "
-                      f"fonts-nanum (`make system-deps`) or set {FONT_ENV} to a .ttf file")
+    raise ExportError(
+        f"no Korean TrueType font for the PDF statement at {', '.join(candidates)}: install Debian's "
+        f"fonts-nanum (`make system-deps`) or set {FONT_ENV} to a .ttf file"
+    )
 
 
 def _won(value: int | None) -> str:
@@ -140,9 +156,17 @@ def _won(value: int | None) -> str:
 
 
 PDF_COLUMNS: list[tuple[str, str, float]] = [  # (header, field, width in points)
-    ("상태", "status", 40), ("재원", "funding_source", 46), ("풀", "pool", 70), ("비율", "share", 36),
-    ("GPU 시간", "gpu_hours", 58), ("CPU 시간", "cpu_hours", 62), ("메모리 GiB·h", "memory_gib_hours", 70),
-    ("작업", "jobs", 34), ("공급가액", "supply_krw", 84), ("부가세", "vat_krw", 72), ("합계", "total_krw", 84),
+    ("상태", "status", 40),
+    ("재원", "funding_source", 46),
+    ("풀", "pool", 70),
+    ("비율", "share", 36),
+    ("GPU 시간", "gpu_hours", 58),
+    ("CPU 시간", "cpu_hours", 62),
+    ("메모리 GiB·h", "memory_gib_hours", 70),
+    ("작업", "jobs", 34),
+    ("공급가액", "supply_krw", 84),
+    ("부가세", "vat_krw", 72),
+    ("합계", "total_krw", 84),
     ("지원금 잔액", "grant_remaining_krw", 90),
 ]
 
@@ -167,8 +191,9 @@ def to_pdf(statement: TenantStatement, issued_at: dt.datetime) -> bytes:
         pdfmetrics.registerFont(TTFont(FONT_NAME, str(korean_font())))
     buffer = io.BytesIO()
     width, height = landscape(A4)
-    pdf = canvas.Canvas(buffer, pagesize=(width, height), invariant=1, pageCompression=1,
-                        initialFontName=FONT_NAME, initialFontSize=10)  # no unembedded Helvetica
+    pdf = canvas.Canvas(
+        buffer, pagesize=(width, height), invariant=1, pageCompression=1, initialFontName=FONT_NAME, initialFontSize=10
+    )  # no unembedded Helvetica
     title = f"{statement.month} 테스트베드 사용료 명세서 (Testbed usage statement)"
     pdf.setTitle(title)
     pdf.setAuthor("Regional AI Testbed")
@@ -192,8 +217,11 @@ def to_pdf(statement: TenantStatement, issued_at: dt.datetime) -> bytes:
         f"지원금 (grant): {_won(statement.grant_krw)} 원   당월 공급가액 (supply this month): {_won(statement.charged_krw)} 원   "
         f"누계 (to date): {_won(statement.charged_to_date_krw)} 원   잔액 (remaining): {_won(statement.grant_remaining_krw)} 원",
         f"부가세율 (VAT rate): {statement.vat_rate}   발행 (issued): {issued_at.astimezone(KST):%Y-%m-%d %H:%M} KST   "
-        + ("상태: 가집계 — 월 마감 전 잠정 금액 (provisional: the month is not closed)" if statement.provisional
-           else "상태: 확정 — 마감된 월 (final: the month is closed)"),
+        + (
+            "상태: 가집계 — 월 마감 전 잠정 금액 (provisional: the month is not closed)"
+            if statement.provisional
+            else "상태: 확정 — 마감된 월 (final: the month is closed)"
+        ),
         f"유휴 GPU 시간 (idle GPU-hours): {_cell(statement.idle_gpu_hours)}   "
         "— 할당되었으나 쓰이지 않은 GPU 시간 (GPU time held but left idle)",
     ]
@@ -228,8 +256,12 @@ def to_pdf(statement: TenantStatement, issued_at: dt.datetime) -> bytes:
             pdf.line(left, y - 4, x, y - 4)
     y -= 30
     pdf.setFont(FONT_NAME, 8)
-    pdf.drawString(left, y, "공급가액은 지원금 차감 기준(부가세 제외)이며, 부가세는 행별로 반올림합니다. "
-                            "(Supply amounts exclude VAT and are what the grant is consumed by; VAT is rounded half up per row.)")
+    pdf.drawString(
+        left,
+        y,
+        "공급가액은 지원금 차감 기준(부가세 제외)이며, 부가세는 행별로 반올림합니다. "
+        "(Supply amounts exclude VAT and are what the grant is consumed by; VAT is rounded half up per row.)",
+    )
     pdf.showPage()
     pdf.save()
     return buffer.getvalue()
@@ -239,8 +271,10 @@ def write_exports(statements: Sequence[TenantStatement], month: str, issued_at: 
     """Write statement-MONTH.csv, statement-MONTH.xlsx and statement-MONTH-TENANT.pdf (one per tenant) into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, data in ((f"statement-{month}.csv", to_csv(statements)),
-                       (f"statement-{month}.xlsx", to_xlsx(statements, issued_at, f"{month} statement"))):
+    for name, data in (
+        (f"statement-{month}.csv", to_csv(statements)),
+        (f"statement-{month}.xlsx", to_xlsx(statements, issued_at, f"{month} statement")),
+    ):
         (out / name).write_bytes(data)
         written.append(out / name)
     for statement in statements:

@@ -33,10 +33,6 @@ from testbed.statements import MonthClosed, Statement, TenantStatement, check_mo
 EntrySource = Callable[[], Sequence[LedgerEntry]]  # every ledger entry, oldest first
 
 
-
-
-
-
 def month_end_ts(month: str) -> float:
     """00:00 KST of the first day after the month."""
     return dt.datetime.combine(month_start(next_month(month)), dt.time(), KST).timestamp()
@@ -58,15 +54,23 @@ class Statements:
         with self.store.session() as s:
             return {row.month: row for row in s.scalars(select(StatementMonthRow))}
 
-    def compute(self, month: str, provisional: bool, closes: dict[str, int] | None = None,
-                entries: Sequence[LedgerEntry] | None = None) -> list[TenantStatement]:
+    def compute(
+        self,
+        month: str,
+        provisional: bool,
+        closes: dict[str, int] | None = None,
+        entries: Sequence[LedgerEntry] | None = None,
+    ) -> list[TenantStatement]:
         """Every configured tenant's statement for ``month`` from the ledger as it is now."""
         closes = closes if closes is not None else {m: row.last_ledger_id for m, row in self.closes().items()}
         entries = list(self.entries()) if entries is None else entries
         idle = self.idle_gpu_hours(month)
-        return [tenant_statement(self.stack, tenant, month, entries, closes, provisional).model_copy(
-                    update={"idle_gpu_hours": idle.get(tenant.id, Decimal(0))})
-                for tenant in self.stack.tenants]
+        return [
+            tenant_statement(self.stack, tenant, month, entries, closes, provisional).model_copy(
+                update={"idle_gpu_hours": idle.get(tenant.id, Decimal(0))}
+            )
+            for tenant in self.stack.tenants
+        ]
 
     def idle_gpu_hours(self, month: str) -> dict[str, Decimal]:
         """Tenant -> GPU-hours its jobs held idle, of the jobs last observed idle in ``month`` (KST; 6 decimals)."""
@@ -74,27 +78,40 @@ class Statements:
             start, end = dt.datetime.combine(month_start(month), dt.time(), KST).timestamp(), month_end_ts(month)
         except (ValueError, OverflowError):  # a month outside the calendar (year 0, 9999-12): no job was idle then
             return {}
-        query = (select(JobRow.tenant, func.sum(JobRow.idle_gpu_seconds))
-                 .where(JobRow.idle_gpu_seconds > 0, JobRow.idle_checked_at >= start, JobRow.idle_checked_at < end)
-                 .group_by(JobRow.tenant))
+        query = (
+            select(JobRow.tenant, func.sum(JobRow.idle_gpu_seconds))
+            .where(JobRow.idle_gpu_seconds > 0, JobRow.idle_checked_at >= start, JobRow.idle_checked_at < end)
+            .group_by(JobRow.tenant)
+        )
         with self.store.session() as s:
-            return {tenant: (Decimal(seconds) / 3600).quantize(Decimal("0.000001")) for tenant, seconds in s.execute(query)}
+            return {
+                tenant: (Decimal(seconds) / 3600).quantize(Decimal("0.000001")) for tenant, seconds in s.execute(query)
+            }
 
     def statement(self, principal: Principal, month: str, tenant: str | None = None) -> Statement:
         """The month's statement of every tenant the caller may see (``tenant``: only that one; another's: 404)."""
         month = self._month(month)
-        if tenant is not None and (not principal.can_read_accounts(tenant) or tenant not in {t.id for t in self.stack.tenants}):
+        if tenant is not None and (
+            not principal.can_read_accounts(tenant) or tenant not in {t.id for t in self.stack.tenants}
+        ):
             raise not_found(f"tenant {tenant!r}")
         closed = self.closes().get(month)
         if closed is not None:
             with self.store.session() as s:
-                frozen = [TenantStatement.model_validate_json(row.data) for row in s.scalars(
-                    select(StatementRowRow).where(StatementRowRow.month == month).order_by(StatementRowRow.position))]
+                frozen = [
+                    TenantStatement.model_validate_json(row.data)
+                    for row in s.scalars(
+                        select(StatementRowRow).where(StatementRowRow.month == month).order_by(StatementRowRow.position)
+                    )
+                ]
         else:
             frozen = self.compute(month, provisional=True)
-        visible = [st for st in frozen if principal.can_read_accounts(st.tenant) and (tenant is None or st.tenant == tenant)]
-        return Statement(month=month, provisional=closed is None, closed_at=closed.closed_at if closed else None,
-                         tenants=visible)
+        visible = [
+            st for st in frozen if principal.can_read_accounts(st.tenant) and (tenant is None or st.tenant == tenant)
+        ]
+        return Statement(
+            month=month, provisional=closed is None, closed_at=closed.closed_at if closed else None, tenants=visible
+        )
 
     def close(self, principal: Principal, month: str, now: float | None = None) -> MonthClosed:
         """Freeze ``month`` (operator): it must have ended, and every earlier month with ledger entries be closed."""
@@ -103,8 +120,10 @@ class Statements:
         month = self._month(month)
         now = time.time() if now is None else now
         if now < month_end_ts(month):
-            raise ServiceError(ErrorCode.MONTH_OPEN, f"month {month} has not ended yet (Asia/Seoul); close it from "
-                                                  f"{next_month(month)}-01 00:00 KST")
+            raise ServiceError(
+                ErrorCode.MONTH_OPEN,
+                f"month {month} has not ended yet (Asia/Seoul); close it from {next_month(month)}-01 00:00 KST",
+            )
         with ExitStack() as locks:
             for tenant in sorted(t.id for t in self.stack.tenants):  # no ledger write in flight, on any replica
                 session = locks.enter_context(self.store.tenant_lock(tenant))
@@ -112,8 +131,10 @@ class Statements:
                 session = locks.enter_context(self.store.lock("testbed:statements"))
             closed = {row.month: row.last_ledger_id for row in session.scalars(select(StatementMonthRow))}
             if month in closed:
-                raise ServiceError(ErrorCode.MONTH_CLOSED, f"month {month} is already closed; a correction is an "
-                                                        "adjusting entry in the next open month")
+                raise ServiceError(
+                    ErrorCode.MONTH_CLOSED,
+                    f"month {month} is already closed; a correction is an adjusting entry in the next open month",
+                )
             entries = list(self.entries())
             earlier = sorted({kst_month(e.at) for e in entries if kst_month(e.at) < month} - closed.keys())
             if earlier:
@@ -124,14 +145,32 @@ class Statements:
             digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()
             for position, (statement, text) in enumerate(zip(statements, texts)):
                 session.add(StatementRowRow(month=month, tenant=statement.tenant, position=position, data=text))
-            session.add(StatementMonthRow(month=month, closed_at=now, closed_by=principal.actor, last_ledger_id=last_id,
-                                          rows_sha256=digest))
-            audit.append(session, AuditKind.MONTH_CLOSED, actor=principal.actor, at=now,
-                         detail={"month": month, "last_ledger_id": last_id, "rows_sha256": digest,
-                                 "supply_krw": sum(st.charged_krw for st in statements)})
+            session.add(
+                StatementMonthRow(
+                    month=month, closed_at=now, closed_by=principal.actor, last_ledger_id=last_id, rows_sha256=digest
+                )
+            )
+            audit.append(
+                session,
+                AuditKind.MONTH_CLOSED,
+                actor=principal.actor,
+                at=now,
+                detail={
+                    "month": month,
+                    "last_ledger_id": last_id,
+                    "rows_sha256": digest,
+                    "supply_krw": sum(st.charged_krw for st in statements),
+                },
+            )
             session.flush()
-        return MonthClosed(month=month, closed_at=now, closed_by=principal.actor, last_ledger_id=last_id,
-                           rows_sha256=digest, tenants=len(statements))
+        return MonthClosed(
+            month=month,
+            closed_at=now,
+            closed_by=principal.actor,
+            last_ledger_id=last_id,
+            rows_sha256=digest,
+            tenants=len(statements),
+        )
 
     @staticmethod
     def _month(month: str) -> str:

@@ -30,7 +30,9 @@ def _when(value: str | None) -> float | None:
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise CliError(f"--since/--until {value!r}: give an ISO date or time, e.g. 2026-03-01 or 2026-03-01T09:00+09:00") from None
+        raise CliError(
+            f"--since/--until {value!r}: give an ISO date or time, e.g. 2026-03-01 or 2026-03-01T09:00+09:00"
+        ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=ZoneInfo("Asia/Seoul"))
     return parsed.timestamp()
@@ -44,8 +46,15 @@ def _kst(ts: float) -> str:
 
 def _row(entry: AuditEntry) -> list[Any]:
     detail = json.dumps(entry.detail, ensure_ascii=False, sort_keys=True)
-    return [entry.seq, _kst(entry.at), entry.kind, entry.tenant or "-", entry.actor or "-", entry.job_id or "-",
-            detail if len(detail) <= 100 else detail[:97] + "..."]
+    return [
+        entry.seq,
+        _kst(entry.at),
+        entry.kind,
+        entry.tenant or "-",
+        entry.actor or "-",
+        entry.job_id or "-",
+        detail if len(detail) <= 100 else detail[:97] + "...",
+    ]
 
 
 def cmd_audit_list(args: argparse.Namespace) -> int:
@@ -62,8 +71,9 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
 def _verify_database(args: argparse.Namespace) -> AuditVerification:
     where = ["--database-url", args.database_url] if args.database_url else ["--settings", args.settings]
     extra = ["--expect-head", args.expect_head] if args.expect_head else []
-    done = subprocess.run([sys.executable, "-m", "operators.control_plane.audit", *where, *extra],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "operators.control_plane.audit", *where, *extra], capture_output=True, text=True
+    )
     if done.returncode not in (0, 1):
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         raise CliError(lines[-1] if lines else f"audit verification failed (exit {done.returncode})")
@@ -88,15 +98,23 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    audit = sub.add_parser("audit", help="the audit trail (operator)").add_subparsers(dest="audit_command", required=True)
+    audit = sub.add_parser("audit", help="the audit trail (operator)").add_subparsers(
+        dest="audit_command", required=True
+    )
     p = add_command(audit, "list", cmd_audit_list, "list audit rows, oldest first (operator)")
     p.add_argument("--tenant", help="only this tenant's rows")
     p.add_argument("--kind", help="a kind (job.refused) or a prefix ending in '.' (token.)")
     p.add_argument("--since", help="ISO date or time (Asia/Seoul unless it names a zone), inclusive")
     p.add_argument("--until", help="ISO date or time, exclusive")
-    p = add_command(audit, "verify", cmd_audit_verify,
-                    f"recompute the hash chain; exit {EXIT_TAMPERED} if a row was edited, removed or inserted")
+    p = add_command(
+        audit,
+        "verify",
+        cmd_audit_verify,
+        f"recompute the hash chain; exit {EXIT_TAMPERED} if a row was edited, removed or inserted",
+    )
     where = p.add_mutually_exclusive_group()
     where.add_argument("--database-url", metavar="URL", help="read the database directly (SQLite or PostgreSQL URL)")
     where.add_argument("--settings", metavar="FILE", help="read the database of this control-plane settings JSON")
-    p.add_argument("--expect-head", metavar="HASH", help="a head hash an earlier verify printed: it must still be there")
+    p.add_argument(
+        "--expect-head", metavar="HASH", help="a head hash an earlier verify printed: it must still be there"
+    )

@@ -26,7 +26,9 @@ def add_command(parent: Any, name: str, handler: Handler, help: str, json_flag: 
     """
     parser = parent.add_parser(name, help=help, description=help)
     parser.set_defaults(handler=handler)
-    parser.add_argument("--url", default=argparse.SUPPRESS, help="control plane URL (default: $TESTBED_URL or the local testbed)")
+    parser.add_argument(
+        "--url", default=argparse.SUPPRESS, help="control plane URL (default: $TESTBED_URL or the local testbed)"
+    )
     parser.add_argument("--token", default=argparse.SUPPRESS, help="tenant or operator token (default: $TESTBED_TOKEN)")
     if json_flag:
         parser.add_argument("--json", action="store_true", help="print JSON for scripts")

@@ -38,15 +38,23 @@ def check_file(file: str) -> FileCheck:
         stack = load_stack_file(file)
     except ConfigError as exc:
         return FileCheck(file=file, valid=False, errors=[Problem(path=p, reason=r) for p, r in exc.problems])
-    return FileCheck(file=file, valid=True, region=stack.region.id, tenants=len(stack.tenants),
-                     node_pools=len(stack.node_pools), overcommitment=stack.overcommitment())
+    return FileCheck(
+        file=file,
+        valid=True,
+        region=stack.region.id,
+        tenants=len(stack.tenants),
+        node_pools=len(stack.node_pools),
+        overcommitment=stack.overcommitment(),
+    )
 
 
 def _print_checks(report: ConfigReport) -> None:
     for check in report.files:
         if check.valid:
-            print(f"{check.file}: ok (region {check.region}, {check.tenants} tenants, {check.node_pools} node pools, "
-                  f"GPU quota over-commitment {(check.overcommitment or {})['gpus']:.2f}x)")
+            print(
+                f"{check.file}: ok (region {check.region}, {check.tenants} tenants, {check.node_pools} node pools, "
+                f"GPU quota over-commitment {(check.overcommitment or {})['gpus']:.2f}x)"
+            )
         for error in check.errors:
             print(f"{check.file}: {error.path}: {error.reason}", file=sys.stderr)
 

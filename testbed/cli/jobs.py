@@ -47,11 +47,16 @@ def build_spec(args: argparse.Namespace) -> JobSpec:
     if args.command_argv and args.template:
         raise CliError("give either --template NAME or a command after `--`, not both")
     if not args.command_argv and not args.template:
-        raise CliError("nothing to run: give --template NAME or a command after `--` (e.g. testbed submit -- python train.py)")
+        raise CliError(
+            "nothing to run: give --template NAME or a command after `--` (e.g. testbed submit -- python train.py)"
+        )
     if args.param and not args.template:
         raise CliError("--param only applies with --template")
-    fields: dict[str, Any] = {"entrypoint": shlex.join(args.command_argv)} if args.command_argv else {
-        "template": args.template, "params": _typed_params(args.template, _parse_pairs(args.param, "--param"))}
+    fields: dict[str, Any] = (
+        {"entrypoint": shlex.join(args.command_argv)}
+        if args.command_argv
+        else {"template": args.template, "params": _typed_params(args.template, _parse_pairs(args.param, "--param"))}
+    )
     if args.exclude and not args.working_dir:
         raise CliError("--exclude only applies with --working-dir")
     fields.update({name: getattr(args, name) for name in ("name", "cpus", "gpus") if getattr(args, name) is not None})
@@ -101,8 +106,10 @@ def _ended(args: argparse.Namespace, job: Job, client: TestbedClient | None = No
         if job.status is JobStatus.SUCCEEDED and results:
             print(results[-1])
         elif job.status is not JobStatus.SUCCEEDED and lines:
-            print(f"  .. the last {min(len(lines), LOG_TAIL_LINES)} lines of its log (testbed jobs logs {job.id}):",
-                  file=sys.stderr)
+            print(
+                f"  .. the last {min(len(lines), LOG_TAIL_LINES)} lines of its log (testbed jobs logs {job.id}):",
+                file=sys.stderr,
+            )
             print("\n".join(lines[-LOG_TAIL_LINES:]), file=sys.stderr)
     return 0 if job.status is JobStatus.SUCCEEDED else EXIT_ERROR
 
@@ -130,8 +137,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def _quote_text(quote: Quote) -> str:
     balance = "no grant in won" if quote.balance_krw is None else f"balance {won(quote.balance_krw)}"
-    head = (f"hold {won(quote.hold_krw)} for at most {format_duration(quote.max_runtime_seconds)} at "
-            f"{quote.price_id or 'no price'}; {balance}: ")
+    head = (
+        f"hold {won(quote.hold_krw)} for at most {format_duration(quote.max_runtime_seconds)} at "
+        f"{quote.price_id or 'no price'}; {balance}: "
+    )
     return head + ("fits" if quote.fits else f"does NOT fit: {quote.reason}")
 
 
@@ -174,44 +183,79 @@ def cmd_jobs_wait(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     p = add_command(sub, "submit", cmd_submit, "submit a job: --template NAME [--param k=v ...] or -- CMD ARGS...")
-    p.description = ("Submit a job to the testbed as your company (token: $TESTBED_TOKEN or --token). Either a template "
-                     "(`testbed templates list`; `testbed templates show NAME` lists its params with types, defaults "
-                     "and ranges) or your own command after `--`, run in --working-dir. Admission checks your quota "
-                     "and grant; a refused job leaves nothing behind.")
-    p.epilog = ("examples:\n  testbed submit --template tabular-quality --param data_path=testbed-data://plant.csv "
-                "--param target=quality --wait\n  testbed submit --cpus 1 --memory 2Gi --working-dir ./mycode -- "
-                "python train.py --lr 0.01")
+    p.description = (
+        "Submit a job to the testbed as your company (token: $TESTBED_TOKEN or --token). Either a template "
+        "(`testbed templates list`; `testbed templates show NAME` lists its params with types, defaults "
+        "and ranges) or your own command after `--`, run in --working-dir. Admission checks your quota "
+        "and grant; a refused job leaves nothing behind."
+    )
+    p.epilog = (
+        "examples:\n  testbed submit --template tabular-quality --param data_path=testbed-data://plant.csv "
+        "--param target=quality --wait\n  testbed submit --cpus 1 --memory 2Gi --working-dir ./mycode -- "
+        "python train.py --lr 0.01"
+    )
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("--template", metavar="NAME", help="a template from `testbed templates list`")
-    p.add_argument("--param", action="append", default=[], metavar="K=V",
-                   help="a template parameter (repeat it); `testbed templates show NAME` lists them. Your data: "
-                        "data_path=testbed-data://NAME (a file or folder from `testbed data upload`)")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="a template parameter (repeat it); `testbed templates show NAME` lists them. Your data: "
+        "data_path=testbed-data://NAME (a file or folder from `testbed data upload`)",
+    )
     p.add_argument("--name", help="experiment name (MLflow experiment <tenant>/<name>; default: the template's)")
-    p.add_argument("--working-dir", metavar="DIR", help="a folder here: packed, uploaded, the job's working directory "
-                   "(your own command only; at most 100 MiB)")
-    p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
-                   help="leave out of the package (as .testbedignore; .git, __pycache__ are always left out)")
+    p.add_argument(
+        "--working-dir",
+        metavar="DIR",
+        help="a folder here: packed, uploaded, the job's working directory (your own command only; at most 100 MiB)",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="leave out of the package (as .testbedignore; .git, __pycache__ are always left out)",
+    )
     p.add_argument("--cpus", type=float, help="CPUs the job gets (default 1; at most your quota)")
     p.add_argument("--gpus", type=int, help="GPUs the job gets (default 0; charged to your grant)")
     p.add_argument("--memory", help="memory the job gets, bytes or a quantity such as 4Gi (default: the settings')")
-    p.add_argument("--env", action="append", default=[], metavar="K=V", help="an environment variable for the job "
-                   "(repeat it; at most 64)")
-    p.add_argument("--max-runtime", metavar="DURATION",
-                   help="stop the job after it ran this long: 90s, 30m, 2h (default: the template's, or 1h)")
-    p.add_argument("--quote", action="store_true",
-                   help="only print the hold (maximum cost in won) the job would take and whether it fits; submit nothing")
-    p.add_argument("--wait", action="store_true", help="wait for the job to end, then print its result line (or the "
-                   "tail of its log when it failed); exit non-zero unless it succeeded")
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="an environment variable for the job (repeat it; at most 64)",
+    )
+    p.add_argument(
+        "--max-runtime",
+        metavar="DURATION",
+        help="stop the job after it ran this long: 90s, 30m, 2h (default: the template's, or 1h)",
+    )
+    p.add_argument(
+        "--quote",
+        action="store_true",
+        help="only print the hold (maximum cost in won) the job would take and whether it fits; submit nothing",
+    )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for the job to end, then print its result line (or the "
+        "tail of its log when it failed); exit non-zero unless it succeeded",
+    )
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits (default 3600)")
 
     jobs = sub.add_parser("jobs", help="your jobs").add_subparsers(dest="jobs_command", required=True)
     p = add_command(jobs, "list", cmd_jobs_list, "list jobs")
     p.add_argument("--status", choices=[s.value for s in JobStatus])
     p.add_argument("--limit", type=int)
-    for name, handler, help in (("show", cmd_jobs_show, "show one job"), ("logs", cmd_jobs_logs, "print a job's logs"),
-                                ("stop", cmd_jobs_stop, "stop a job"), ("wait", cmd_jobs_wait, "wait for a job to end")):
+    for name, handler, help in (
+        ("show", cmd_jobs_show, "show one job"),
+        ("logs", cmd_jobs_logs, "print a job's logs"),
+        ("stop", cmd_jobs_stop, "stop a job"),
+        ("wait", cmd_jobs_wait, "wait for a job to end"),
+    ):
         p = add_command(jobs, name, handler, help)
         p.add_argument("job_id", metavar="ID")
         if handler is cmd_jobs_wait:
             p.add_argument("--timeout", type=float, default=3600.0)
-

@@ -17,11 +17,22 @@ Register = Callable[[Any], None]
 def build_parser(extra: Sequence[Register] = ()) -> argparse.ArgumentParser:
     """The core commands (stack files, tenants, jobs, data), then ``extra`` modules' ``register`` (the embedded
     mode adds its lifecycle commands this way: the core does not import it)."""
-    parser = argparse.ArgumentParser(prog="testbed", description="Regional AI Testbed: local testbed, jobs, tenants, usage.")
+    parser = argparse.ArgumentParser(
+        prog="testbed", description="Regional AI Testbed: local testbed, jobs, tenants, usage."
+    )
     parser.add_argument("--url", help="control plane URL (default: $TESTBED_URL or the local testbed)")
     parser.add_argument("--token", help="tenant or operator token (default: $TESTBED_TOKEN)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for register in (config.register, region.register, jobs.register, data.register, audit.register, statements.register, program.register, *extra):
+    for register in (
+        config.register,
+        region.register,
+        jobs.register,
+        data.register,
+        audit.register,
+        statements.register,
+        program.register,
+        *extra,
+    ):
         register(sub)
     return parser
 
@@ -30,7 +41,7 @@ def _split_command(argv: list[str]) -> tuple[list[str], list[str]]:
     """The CLI's own arguments, and the job command after ``--``."""
     if "--" in argv:
         i = argv.index("--")
-        return argv[:i], argv[i + 1:]
+        return argv[:i], argv[i + 1 :]
     return argv, []
 
 

@@ -26,8 +26,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         raise CliError("name one region: --region NAME or --stack-file Pulumi.<region>.yaml")
     stack = load_region(args.region) if args.region else load_stack_file(args.stack_file)
     if not plannable(stack):
-        raise CliError(f"region {stack.region.id}: the stack file needs testbed:budget and a testbed:prices row for "
-                       "every node pool on the fiscal period's first day")
+        raise CliError(
+            f"region {stack.region.id}: the stack file needs testbed:budget and a testbed:prices row for "
+            "every node pool on the fiscal period's first day"
+        )
     plan = make_plan(stack, args.target_utilisation)
     if args.plot:
         plot_plan(plan, args.plot)
@@ -38,8 +40,12 @@ def cmd_program_report(args: argparse.Namespace) -> int:
     from testbed import program
 
     report = program.build_report(args.regions)
-    for flag, write in (("csv", program.write_csv), ("xlsx", program.write_xlsx), ("html", program.write_html),
-                        ("plot", program.plot_report)):
+    for flag, write in (
+        ("csv", program.write_csv),
+        ("xlsx", program.write_xlsx),
+        ("html", program.write_html),
+        ("plot", program.plot_report),
+    ):
         target = getattr(args, flag)
         if target:
             write(report, Path(target))
@@ -47,20 +53,37 @@ def cmd_program_report(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    plan = add_command(sub, "plan", cmd_plan, "a region's plan from its budget: GPU-hours bought, node-pool sizes, "
-                                              "grant shares, what is left")
+    plan = add_command(
+        sub,
+        "plan",
+        cmd_plan,
+        "a region's plan from its budget: GPU-hours bought, node-pool sizes, grant shares, what is left",
+    )
     plan.add_argument("--region", help="one of the stack files of this checkout (Pulumi.<region>.yaml)")
     plan.add_argument("--stack-file", type=Path, help="a stack file elsewhere")
-    plan.add_argument("--target-utilisation", type=_target, default=0.7, help="share of pool GPU time the grants may "
-                                                                               "fill (default 0.7)")
+    plan.add_argument(
+        "--target-utilisation",
+        type=_target,
+        default=0.7,
+        help="share of pool GPU time the grants may fill (default 0.7)",
+    )
     plan.add_argument("--plot", type=Path, metavar="PNG", help="also draw the plan to this PNG")
 
     program = sub.add_parser("program", help="the program office: one report across regions")
     program_sub = program.add_subparsers(dest="program_command", metavar="COMMAND", required=True)
-    report = add_command(program_sub, "report", cmd_program_report,
-                         "budget, execution (집행률), burn, forecast and idle GPU-hours of every region")
-    report.add_argument("--regions", type=Path, required=True, metavar="FILE",
-                        help="YAML: regions: [{name, url, token_file}] (the program-office token of each region)")
+    report = add_command(
+        program_sub,
+        "report",
+        cmd_program_report,
+        "budget, execution (집행률), burn, forecast and idle GPU-hours of every region",
+    )
+    report.add_argument(
+        "--regions",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="YAML: regions: [{name, url, token_file}] (the program-office token of each region)",
+    )
     report.add_argument("--csv", type=Path, metavar="FILE", help="also write a CSV (UTF-8 with BOM)")
     report.add_argument("--xlsx", type=Path, metavar="FILE", help="also write an XLSX workbook")
     report.add_argument("--html", type=Path, metavar="FILE", help="also write an HTML page")

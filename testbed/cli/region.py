@@ -29,16 +29,20 @@ def cmd_tenants_token(args: argparse.Namespace) -> int:
     if args.revoke:
         with connect(args, operator=True) as client:
             revoked = client.revoke_token(args.tenant, args.revoke)
-        print(f"revoked token {args.revoke!r} of {args.tenant} ({', '.join(t.token_id for t in revoked.tokens)})",
-              file=sys.stderr)
+        print(
+            f"revoked token {args.revoke!r} of {args.tenant} ({', '.join(t.token_id for t in revoked.tokens)})",
+            file=sys.stderr,
+        )
         return 0
     if args.rotate or args.name:
         with connect(args, operator=True) as client:
             print(client.rotate_token(args.tenant, args.name).token)
         return 0
     if args.url:
-        raise CliError("a control plane keeps only tokens' hashes: issue a new token with "
-                       f"`testbed tenants token {args.tenant} --rotate --url {args.url} --token OPERATOR_TOKEN`")
+        raise CliError(
+            "a control plane keeps only tokens' hashes: issue a new token with "
+            f"`testbed tenants token {args.tenant} --rotate --url {args.url} --token OPERATOR_TOKEN`"
+        )
     print(local_token(args, args.tenant))
     return 0
 
@@ -53,13 +57,14 @@ def cmd_tenants_tokens(args: argparse.Namespace) -> int:
 
 def _mlflow_login_text(login: Any) -> str:
     lines = [f"export {name}={shlex.quote(value)}" for name, value in login.env().items()]
-    who = f"user {login.username}" + (f", workspace {login.workspace}" if login.workspace else " (read-only; pick a "
-                                                                                           "tenant's workspace)")
+    who = f"user {login.username}" + (
+        f", workspace {login.workspace}" if login.workspace else " (read-only; pick a tenant's workspace)"
+    )
     lines += [
         f"# MLflow UI: {login.tracking_uri}  ({who})",
         "# In a browser: open the UI, log in with the username and password above; choose the workspace "
         "at the top of the page.",
-        "# In a shell: eval \"$(testbed mlflow login)\" then use mlflow / MlflowClient as usual.",
+        '# In a shell: eval "$(testbed mlflow login)" then use mlflow / MlflowClient as usual.',
     ]
     return "\n".join(lines)
 
@@ -100,10 +105,14 @@ def _param_range(param: Any) -> str:
 
 def _template_text(template: Any) -> str:
     head = f"{template.name} ({template.kind}): {template.industry}\n{template.description}\n\n"
-    rows = [[p.name, p.type, "(required)" if p.default is None else str(p.default), _param_range(p), p.help]
-            for p in template.params]
-    usage_hint = (f"\n\nsubmit: testbed submit --template {template.name} --param NAME=VALUE ... --wait"
-                  "\nyour data: --param data_path=testbed-data://NAME (a file or a folder you uploaded)")
+    rows = [
+        [p.name, p.type, "(required)" if p.default is None else str(p.default), _param_range(p), p.help]
+        for p in template.params
+    ]
+    usage_hint = (
+        f"\n\nsubmit: testbed submit --template {template.name} --param NAME=VALUE ... --wait"
+        "\nyour data: --param data_path=testbed-data://NAME (a file or a folder you uploaded)"
+    )
     return head + render_table(["PARAM", "TYPE", "DEFAULT", "RANGE", "MEANING"], rows) + usage_hint
 
 
@@ -137,11 +146,17 @@ def cmd_usage(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     tenants = sub.add_parser("tenants", help="the region's tenants and their tokens").add_subparsers(
-        dest="tenants_command", required=True)
+        dest="tenants_command", required=True
+    )
     add_command(tenants, "list", cmd_tenants_list, "list the region's tenants (the operator's view by default)")
     tenant_exit.register(tenants)  # export, purge
-    p = add_command(tenants, "token", cmd_tenants_token,
-                    "print a tenant's token (local testbed); --rotate issues a new one (operator token)", json_flag=False)
+    p = add_command(
+        tenants,
+        "token",
+        cmd_tenants_token,
+        "print a tenant's token (local testbed); --rotate issues a new one (operator token)",
+        json_flag=False,
+    )
     p.add_argument("tenant", metavar="ID")
     p.add_argument("--rotate", action="store_true", help="issue a new token; the old one stops working")
     p.add_argument("--name", help="issue (or re-issue) the token of this person (operator); printed once")
@@ -150,12 +165,20 @@ def register(sub: Any) -> None:
     p.add_argument("tenant", metavar="ID")
 
     mlflow = sub.add_parser("mlflow", help="your MLflow login").add_subparsers(dest="mlflow_command", required=True)
-    add_command(mlflow, "login", cmd_mlflow_login,
-                "print `export MLFLOW_*=...` lines of your token's MLflow login (eval them), and the UI address")
+    add_command(
+        mlflow,
+        "login",
+        cmd_mlflow_login,
+        "print `export MLFLOW_*=...` lines of your token's MLflow login (eval them), and the UI address",
+    )
 
-    templates = sub.add_parser("templates", help="job templates").add_subparsers(dest="templates_command", required=True)
+    templates = sub.add_parser("templates", help="job templates").add_subparsers(
+        dest="templates_command", required=True
+    )
     add_command(templates, "list", cmd_templates_list, "list templates with their kind and parameters")
-    p = add_command(templates, "show", cmd_templates_show, "one template's parameters: types, defaults, ranges, meaning")
+    p = add_command(
+        templates, "show", cmd_templates_show, "one template's parameters: types, defaults, ranges, meaning"
+    )
     p.add_argument("name", metavar="NAME")
 
     p = add_command(sub, "usage", cmd_usage, "allocated GPU/CPU hours per tenant against its grant")
@@ -163,4 +186,3 @@ def register(sub: Any) -> None:
     p.add_argument("--tenant", help="only this tenant (operator token)")
     p.add_argument("--csv", metavar="FILE", help="write a settlement CSV, one row per tenant")
     p.add_argument("--plot", metavar="FILE.png", help="draw each tenant's grant burn-down (PNG)")
-

@@ -24,11 +24,40 @@ def _month(value: str) -> str:
 
 
 def _table(statement: Statement) -> str:
-    rows = [[r.status, r.tenant, r.funding_source, r.cost_item, r.pool, r.gpu_hours, r.jobs, f"{r.supply_krw:,}",
-             f"{r.vat_krw:,}", f"{r.total_krw:,}", "" if r.grant_remaining_krw is None else f"{r.grant_remaining_krw:,}"]
-            for t in statement.tenants for r in t.rows]
-    return render_table(["STATUS", "TENANT", "FUNDING", "COST ITEM", "POOL", "GPU H", "JOBS", "SUPPLY KRW", "VAT KRW",
-                         "TOTAL KRW", "REMAINING KRW"], rows, right=range(5, 11))
+    rows = [
+        [
+            r.status,
+            r.tenant,
+            r.funding_source,
+            r.cost_item,
+            r.pool,
+            r.gpu_hours,
+            r.jobs,
+            f"{r.supply_krw:,}",
+            f"{r.vat_krw:,}",
+            f"{r.total_krw:,}",
+            "" if r.grant_remaining_krw is None else f"{r.grant_remaining_krw:,}",
+        ]
+        for t in statement.tenants
+        for r in t.rows
+    ]
+    return render_table(
+        [
+            "STATUS",
+            "TENANT",
+            "FUNDING",
+            "COST ITEM",
+            "POOL",
+            "GPU H",
+            "JOBS",
+            "SUPPLY KRW",
+            "VAT KRW",
+            "TOTAL KRW",
+            "REMAINING KRW",
+        ],
+        rows,
+        right=range(5, 11),
+    )
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -39,8 +68,14 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_close(args: argparse.Namespace) -> int:
     with connect(args, operator=True) as client:
         closed = client.close_month(_month(args.month))
-    return emit(args, closed, lambda c: f"closed {c.month}: {c.tenants} tenants, ledger entries up to "
-                                        f"#{c.last_ledger_id}, rows sha256 {c.rows_sha256}")
+    return emit(
+        args,
+        closed,
+        lambda c: (
+            f"closed {c.month}: {c.tenants} tenants, ledger entries up to "
+            f"#{c.last_ledger_id}, rows sha256 {c.rows_sha256}"
+        ),
+    )
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -53,10 +88,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     with connect(args, operator=True) as client:
         statement = client.statement(month, args.tenant)
         suffix = "-provisional" if statement.provisional else ""
-        written = [client.download_statement(month, fmt, out / f"statement-{month}{suffix}.{fmt}", args.tenant)
-                   for fmt in ("csv", "xlsx")]
-        written += [client.download_statement(month, "pdf", out / f"statement-{month}-{t.tenant}{suffix}.pdf", t.tenant)
-                    for t in statement.tenants]
+        written = [
+            client.download_statement(month, fmt, out / f"statement-{month}{suffix}.{fmt}", args.tenant)
+            for fmt in ("csv", "xlsx")
+        ]
+        written += [
+            client.download_statement(month, "pdf", out / f"statement-{month}-{t.tenant}{suffix}.pdf", t.tenant)
+            for t in statement.tenants
+        ]
     if args.json:
         print_json(statement)
     for path in written:
@@ -68,7 +107,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     statements = sub.add_parser("statements", help="monthly statements (close, export)").add_subparsers(
-        dest="statements_command", required=True)
+        dest="statements_command", required=True
+    )
     for name, handler, text in (
         ("show", cmd_show, "print a month's statement rows (yours, or every tenant's with the operator token)"),
         ("close", cmd_close, "close a month (operator): its statement never changes afterwards"),

@@ -42,15 +42,20 @@ QUEUE_CAP = 10_000_000
 def planes_for(database_url: str, home: Path, tenants: int, replicas: int) -> tuple[list[ControlPlane], list[str]]:
     stack, ids = stack_with_tenants(home, tenants, {"max_running_jobs": 10_000})
     settings = ControlPlaneSettings(
-        stack_file=stack, database_url=database_url, backend="noop", mlflow_tracking_uri="http://127.0.0.1:1",
-        storage_path=str(home / "storage"), credentials_dir=home / "credentials",
+        stack_file=stack,
+        database_url=database_url,
+        backend="noop",
+        mlflow_tracking_uri="http://127.0.0.1:1",
+        storage_path=str(home / "storage"),
+        credentials_dir=home / "credentials",
         max_queued_jobs_per_tenant=QUEUE_CAP,
     )
     return [ControlPlane(settings) for _ in range(replicas)], ids
 
 
-def run_load(planes: list[ControlPlane], tenants: list[str], seconds: float,
-             profiles: list[cProfile.Profile] | None = None) -> tuple[list[float], int, float]:
+def run_load(
+    planes: list[ControlPlane], tenants: list[str], seconds: float, profiles: list[cProfile.Profile] | None = None
+) -> tuple[list[float], int, float]:
     """(latency samples, errors, wall seconds) of every tenant admitting in a loop for ``seconds``;
     with ``profiles``, each thread's admissions are profiled (one ``cProfile.Profile`` each, appended)."""
     spec = JobSpec(entrypoint=TRIVIAL, cpus=1)
@@ -93,8 +98,10 @@ def run_load(planes: list[ControlPlane], tenants: list[str], seconds: float,
 
 def report(label: str, samples: list[float], errors: int, wall: float) -> None:
     suffix = "" if label == "sqlite" else f"_{label}"
-    print(f"admission_jobs_per_second{suffix}={len(samples) / wall:.0f}  # {len(samples)} admissions in {wall:.1f} s, "
-          f"errors={errors}")
+    print(
+        f"admission_jobs_per_second{suffix}={len(samples) / wall:.0f}  # {len(samples)} admissions in {wall:.1f} s, "
+        f"errors={errors}"
+    )
     print(f"admission_throughput_p50_seconds{suffix}={percentile(samples, 50):.4f}")
     print(f"admission_throughput_p99_seconds{suffix}={percentile(samples, 99):.4f}")
 

@@ -79,7 +79,10 @@ def bench_submit_overhead(rounds: int) -> None:
             order = [("ray", via_ray), ("control_plane", via_control_plane)]
             for name, run in order if i % 2 == 0 else reversed(order):
                 samples[name].append(run())
-        med = {name: (statistics.median(s[0] for s in v), statistics.median(s[1] for s in v)) for name, v in samples.items()}
+        med = {
+            name: (statistics.median(s[0] for s in v), statistics.median(s[1] for s in v))
+            for name, v in samples.items()
+        }
         running_ratio = med["control_plane"][0] / med["ray"][0]
         succeeded_ratio = med["control_plane"][1] / med["ray"][1]
         print(f"ray_submit_to_running_seconds={med['ray'][0]:.3f}")
@@ -88,7 +91,9 @@ def bench_submit_overhead(rounds: int) -> None:
         print(f"control_plane_submit_to_succeeded_seconds={med['control_plane'][1]:.3f}")
         print(f"submit_to_running_ratio={running_ratio:.3f}")
         print(f"submit_to_succeeded_ratio={succeeded_ratio:.3f}")
-        print(f"submit_overhead_ratio={max(running_ratio, succeeded_ratio):.3f}  # rounds={rounds}, median, larger of the two")
+        print(
+            f"submit_overhead_ratio={max(running_ratio, succeeded_ratio):.3f}  # rounds={rounds}, median, larger of the two"
+        )
     finally:
         local.down()
 
@@ -102,8 +107,10 @@ def bench_admission(tenants: int, jobs_per_tenant: int) -> None:
     stack, tenant_ids = stack_with_tenants(home, tenants, {"max_running_jobs": 10_000})
     settings = ControlPlaneSettings(
         stack_file=stack,
-        database_url=f"sqlite:///{home / 'cp.db'}", backend="noop",
-        mlflow_tracking_uri="http://127.0.0.1:1", storage_path=str(home / "storage"),
+        database_url=f"sqlite:///{home / 'cp.db'}",
+        backend="noop",
+        mlflow_tracking_uri="http://127.0.0.1:1",
+        storage_path=str(home / "storage"),
         credentials_dir=home / "credentials",
     )
     app = create_app(settings)
@@ -112,7 +119,9 @@ def bench_admission(tenants: int, jobs_per_tenant: int) -> None:
     with serve_in_thread(app) as url:
         load = submit_concurrently(home / "credentials", tenant_ids, [url], jobs_per_tenant)
     roundtrip, errors = load.roundtrip, load.errors
-    print(f"admission_jobs={len(admission)} tenants={tenants} errors={len(errors)} throughput_jobs_per_second={load.throughput:.0f}")
+    print(
+        f"admission_jobs={len(admission)} tenants={tenants} errors={len(errors)} throughput_jobs_per_second={load.throughput:.0f}"
+    )
     print(f"admission_p50_seconds={percentile(admission, 50):.4f}")
     print(f"admission_p99_seconds={percentile(admission, 99):.4f}")
     print(f"http_roundtrip_p50_seconds={percentile(roundtrip, 50):.4f}")

@@ -46,15 +46,29 @@ def queue(plane: ControlPlane, tenants: list[str], jobs: int, job_seconds: float
     rows = []
     for i in range(jobs):
         tenant = tenants[i % len(tenants)]
-        rows.append(JobRow(
-            id=f"job-{uuid.uuid4().hex[:16]}", tenant=tenant, region=plane.stack.region.id, name="sweep",
-            experiment=f"{tenant}/sweep", status=JobStatus.PENDING.value, entrypoint=f"sleep {job_seconds:g}",
-            template=None, spec=stored,
-            cpus=1.0, gpus=0, gpu_model=None, memory_bytes=2**30, submitted_at=now + i * 1e-6, dispatched=False,
-            message="queued"))
+        rows.append(
+            JobRow(
+                id=f"job-{uuid.uuid4().hex[:16]}",
+                tenant=tenant,
+                region=plane.stack.region.id,
+                name="sweep",
+                experiment=f"{tenant}/sweep",
+                status=JobStatus.PENDING.value,
+                entrypoint=f"sleep {job_seconds:g}",
+                template=None,
+                spec=stored,
+                cpus=1.0,
+                gpus=0,
+                gpu_model=None,
+                memory_bytes=2**30,
+                submitted_at=now + i * 1e-6,
+                dispatched=False,
+                message="queued",
+            )
+        )
     for i in range(0, len(rows), 1000):
         with plane.store.write_session() as s:
-            s.add_all(rows[i:i + 1000])
+            s.add_all(rows[i : i + 1000])
 
 
 def main() -> int:
@@ -68,8 +82,12 @@ def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="tb-dispatch-", dir="/tmp"))
     stack, tenants = stack_with_tenants(home, args.tenants, {"max_running_jobs": args.running})
     settings = ControlPlaneSettings(
-        stack_file=stack, database_url=f"sqlite:///{home / 'cp.db'}", backend="noop",
-        mlflow_tracking_uri="http://127.0.0.1:1", storage_path=str(home / "storage"), credentials_dir=home / "credentials",
+        stack_file=stack,
+        database_url=f"sqlite:///{home / 'cp.db'}",
+        backend="noop",
+        mlflow_tracking_uri="http://127.0.0.1:1",
+        storage_path=str(home / "storage"),
+        credentials_dir=home / "credentials",
         max_queued_jobs_per_tenant=args.jobs,
     )
     plane = ControlPlane(settings)
@@ -103,8 +121,10 @@ def main() -> int:
         mine = sorted(job.submitted_at for job in launched if job.tenant == tenant)
         ends = sorted(start + args.job_seconds for start in mine)
         latencies += [max(0.0, mine[k] - ends[k - args.running]) for k in range(args.running, len(mine))]
-    print(f"dispatch_scale_jobs={args.jobs} tenants={args.tenants} running_per_tenant={args.running} "
-          f"job_seconds={args.job_seconds:g} dispatched={len(launched)} in {args.seconds:g} s")
+    print(
+        f"dispatch_scale_jobs={args.jobs} tenants={args.tenants} running_per_tenant={args.running} "
+        f"job_seconds={args.job_seconds:g} dispatched={len(launched)} in {args.seconds:g} s"
+    )
     print(f"reconciler_rounds={len(rounds)}")
     if rounds:
         print(f"reconciler_round_seconds_p50={percentile(rounds, 50):.3f}")

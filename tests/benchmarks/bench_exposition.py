@@ -43,12 +43,29 @@ def fill(store: Store, stack: StackConfig, jobs_per_tenant: int, now: float) -> 
         for j, status in enumerate(statuses):
             started = None if status == "PENDING" else now - 3600 - j * 60
             ended = started + 1800 if status in ("SUCCEEDED", "FAILED", "STOPPED") else None
-            rows.append(dict(
-                id=f"job-{t.id}-{j}", tenant=t.id, region=stack.region.id, name="bench", experiment=f"{t.id}/bench",
-                status=status, entrypoint="true", template=None, spec={}, cpus=4.0, gpus=j % 2, gpu_model=model if j % 2 else None,
-                memory_bytes=16 * 2**30, submitted_at=now - 7200, started_at=started, ended_at=ended,
-                last_seen_at=now if status == "RUNNING" else ended, dispatched=status != "PENDING", message="",
-            ))
+            rows.append(
+                dict(
+                    id=f"job-{t.id}-{j}",
+                    tenant=t.id,
+                    region=stack.region.id,
+                    name="bench",
+                    experiment=f"{t.id}/bench",
+                    status=status,
+                    entrypoint="true",
+                    template=None,
+                    spec={},
+                    cpus=4.0,
+                    gpus=j % 2,
+                    gpu_model=model if j % 2 else None,
+                    memory_bytes=16 * 2**30,
+                    submitted_at=now - 7200,
+                    started_at=started,
+                    ended_at=ended,
+                    last_seen_at=now if status == "RUNNING" else ended,
+                    dispatched=status != "PENDING",
+                    message="",
+                )
+            )
     with store.session() as s:
         s.execute(JobRow.__table__.insert(), rows)
 
@@ -76,9 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         store.close()
     median = statistics.median(times)
     samples = sum(1 for line in body.splitlines() if not line.startswith(b"#"))
-    print(f"samples={samples} scrapes={args.scrapes} min={min(times):.4f} max={max(times):.4f} "
-          f"cpu_median={statistics.median(cpu_times):.4f}",
-          file=sys.stderr)
+    print(
+        f"samples={samples} scrapes={args.scrapes} min={min(times):.4f} max={max(times):.4f} "
+        f"cpu_median={statistics.median(cpu_times):.4f}",
+        file=sys.stderr,
+    )
     print(f"exposition_seconds_{args.tenants}_tenants={median:.4f}")
     return 0
 

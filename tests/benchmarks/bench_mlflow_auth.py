@@ -53,8 +53,11 @@ def training_like_run(url: str, experiment: str, steps: int, synchronous: bool =
     with mlflow.start_run():
         mlflow.log_params({"lr": 0.01, "epochs": steps, "batch_size": 32, "width": 64, "template": "bench"})
         for step in range(steps):
-            mlflow.log_metrics({"train_loss": 1.0 / (step + 1), "val_loss": 1.1 / (step + 1), "lr": 0.01}, step=step,
-                               synchronous=synchronous)
+            mlflow.log_metrics(
+                {"train_loss": 1.0 / (step + 1), "val_loss": 1.1 / (step + 1), "lr": 0.01},
+                step=step,
+                synchronous=synchronous,
+            )
         mlflow.log_text("model summary\n" * 20, "summary.txt")
     return time.perf_counter() - start
 
@@ -89,11 +92,13 @@ def main() -> int:
                 servers["auth_nocache"] = start_server(Path(home) / "nocache", secured=True, auth_cache_ttl_seconds=0)
             creds = {name: provision(s, [TENANT]).tenants[TENANT] if s.secured else None for name, s in servers.items()}
             experiment = f"{TENANT}/bench-{uuid.uuid4().hex[:6]}"
-            times: dict[tuple[str, bool], list[float]] = {(name, sync): [] for name in servers for sync in (True, False)}
+            times: dict[tuple[str, bool], list[float]] = {
+                (name, sync): [] for name in servers for sync in (True, False)
+            }
             cpu: dict[str, list[float]] = {name: [] for name in servers}
             order = list(servers)
             for round_ in range(rounds + 1):  # round 0 warms up (experiment creation, connections)
-                for name in (order if round_ % 2 == 0 else order[::-1]):
+                for name in order if round_ % 2 == 0 else order[::-1]:
                     for sync in (True, False):
                         if name in ("auth_nocache", "auth_nolookup") and not sync:
                             continue
@@ -111,7 +116,9 @@ def main() -> int:
     requests = args.steps + 8  # synchronous: one per step, plus run/param/artifact/experiment calls
     print(f"mlflow_run_seconds_open={medians['open', True]:.3f}")
     print(f"mlflow_run_seconds_auth={medians['auth', True]:.3f}")
-    print(f"mlflow_auth_overhead_ms_per_request={(medians['auth', True] - medians['open', True]) / requests * 1000:.2f}")
+    print(
+        f"mlflow_auth_overhead_ms_per_request={(medians['auth', True] - medians['open', True]) / requests * 1000:.2f}"
+    )
     for name in servers:
         print(f"mlflow_server_cpu_ms_per_request_{name}={statistics.median(cpu[name]) / requests * 1000:.2f}")
     print(f"mlflow_run_seconds_open_async={medians['open', False]:.3f}")
@@ -120,7 +127,9 @@ def main() -> int:
         print(f"mlflow_run_seconds_auth_nocache={medians['auth_nocache', True]:.3f}")
         print(f"mlflow_auth_nocache_overhead_ratio={medians['auth_nocache', True] / medians['open', True]:.3f}")
     print(f"mlflow_run_seconds_auth_without_lookup_caches={medians['auth_nolookup', True]:.3f}")
-    print(f"mlflow_auth_overhead_ratio_without_lookup_caches={medians['auth_nolookup', True] / medians['open', True]:.3f}")
+    print(
+        f"mlflow_auth_overhead_ratio_without_lookup_caches={medians['auth_nolookup', True] / medians['open', True]:.3f}"
+    )
     # Pairs (auth, open) of the same round saw the same machine load: their ratio is less noisy.
     paired = statistics.median(x / y for x, y in zip(times["auth", True], times["open", True]))
     print(f"mlflow_auth_overhead_ratio_paired_median={paired:.3f}")

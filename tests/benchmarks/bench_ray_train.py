@@ -43,12 +43,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--samples", type=int, default=4000, help="synthetic samples (train + validation)")
     parser.add_argument(
-        "--threads", type=int, default=max(1, min(4, (os.cpu_count() or 2) - 1)),
+        "--threads",
+        type=int,
+        default=max(1, min(4, (os.cpu_count() or 2) - 1)),
         help="torch threads on both sides (= CPUs of the one worker); default leaves one core to Ray's own processes",
     )
     args = parser.parse_args(argv)
 
-    params = get_template(args.template).resolve({"epochs": args.epochs, "samples": args.samples, "max_failures": 0, "workers": 1})
+    params = get_template(args.template).resolve(
+        {"epochs": args.epochs, "samples": args.samples, "max_failures": 0, "workers": 1}
+    )
     prep = prepare(args.template, params)
 
     def plain() -> tuple[float, float, int, float]:
@@ -73,15 +77,23 @@ def main(argv: list[str] | None = None) -> int:
     plain_e2e = statistics.mean([plain_before[1], plain_after[1]])
     assert ray_samples == plain_before[2], (ray_samples, plain_before[2])
     ray_sps, plain_sps = ray_samples / ray_loop, ray_samples / plain_loop
-    print(f"template={args.template} epochs={args.epochs} train_samples={len(prep.train)} threads={args.threads} "
-          f"batch_size={params['batch_size']} plain_loop_seconds_before_after={plain_before[0]:.3f},{plain_after[0]:.3f}")
+    print(
+        f"template={args.template} epochs={args.epochs} train_samples={len(prep.train)} threads={args.threads} "
+        f"batch_size={params['batch_size']} plain_loop_seconds_before_after={plain_before[0]:.3f},{plain_after[0]:.3f}"
+    )
     print(f"ray_train_samples_per_second={ray_sps:.1f}")
     print(f"plain_torch_samples_per_second={plain_sps:.1f}")
-    print(f"ray_train_overhead_ratio={plain_sps / ray_sps:.3f}  # training loop (first to last batch, in the worker); target <= 1.10")
+    print(
+        f"ray_train_overhead_ratio={plain_sps / ray_sps:.3f}  # training loop (first to last batch, in the worker); target <= 1.10"
+    )
     epoch_ratio = float(result.metrics["epoch_seconds_median"]) / statistics.mean([plain_before[3], plain_after[3]])
-    print(f"ray_train_median_epoch_ratio={epoch_ratio:.3f}  # median epoch time, Ray Train over plain: less sensitive to a busy machine")
+    print(
+        f"ray_train_median_epoch_ratio={epoch_ratio:.3f}  # median epoch time, Ray Train over plain: less sensitive to a busy machine"
+    )
     print(f"ray_train_e2e_seconds={ray_e2e:.2f} plain_torch_e2e_seconds={plain_e2e:.2f}")
-    print(f"ray_train_e2e_overhead_ratio={ray_e2e / plain_e2e:.3f}  # end to end: TorchTrainer.fit() incl. start-up vs plain model build + loop")
+    print(
+        f"ray_train_e2e_overhead_ratio={ray_e2e / plain_e2e:.3f}  # end to end: TorchTrainer.fit() incl. start-up vs plain model build + loop"
+    )
     return 0
 
 

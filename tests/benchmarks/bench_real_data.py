@@ -39,9 +39,12 @@ def main() -> int:
             best = best_baseline(task, fit_baselines(template, task, prep.train, prep.val, prep.class_weights, 0, 1))
             margin = float(resolved["match_margin"])
             registered = "neural" if matches(task, neural, best.metrics[m], margin) else "classical"
-            print(f"| {template} | {description} | val {m} | {neural:.4f} | {best.metrics[m]:.4f} ({best.name}) | "
-                  f"{prep.baseline:.4f} ({task.baseline_name}) | {margin:.0%} | {registered} |  "
-                  f"<!-- {time.perf_counter() - started:.0f}s -->", flush=True)
+            print(
+                f"| {template} | {description} | val {m} | {neural:.4f} | {best.metrics[m]:.4f} ({best.name}) | "
+                f"{prep.baseline:.4f} ({task.baseline_name}) | {margin:.0%} | {registered} |  "
+                f"<!-- {time.perf_counter() - started:.0f}s -->",
+                flush=True,
+            )
     return 0
 
 

@@ -43,8 +43,10 @@ def bench_admission(replicas: ReplicaSet, home: Path, tenants: list[str], jobs_p
     per_replica = {r.name: httpx.get(r.url + "/_bench/admission", timeout=30).json() for r in replicas.replicas}
     admission = [s for samples in per_replica.values() for s in samples]
     reconciler = replicas.reconciler().name
-    print(f"admission_jobs_pg={len(admission)} tenants={len(tenants)} replicas={len(replicas.replicas)} "
-          f"errors={len(errors)} throughput_jobs_per_second={load.throughput:.0f}")
+    print(
+        f"admission_jobs_pg={len(admission)} tenants={len(tenants)} replicas={len(replicas.replicas)} "
+        f"errors={len(errors)} throughput_jobs_per_second={load.throughput:.0f}"
+    )
     print(f"admission_p50_seconds_pg={percentile(admission, 50):.4f}")
     print(f"admission_p99_seconds_pg={percentile(admission, 99):.4f}")
     for name, samples in per_replica.items():
@@ -66,8 +68,10 @@ def bench_failover(replicas: ReplicaSet, operator: str, rounds: int) -> None:
         samples.append(time.monotonic() - killed_at)
         replicas.restart(holder)
         wait_until(holder.health, 60, f"{holder.name} back")
-    print(f"failover_seconds={statistics.median(samples):.2f}  # median of {rounds}, max {max(samples):.2f}, "
-          f"lease TTL 5 s renewed every 1 s")
+    print(
+        f"failover_seconds={statistics.median(samples):.2f}  # median of {rounds}, max {max(samples):.2f}, "
+        f"lease TTL 5 s renewed every 1 s"
+    )
 
 
 def main() -> int:
@@ -80,8 +84,11 @@ def main() -> int:
     with postgres_server(durable=True) as pg:
         stack, tenants = stack_with_tenants(home, args.tenants, {"max_running_jobs": 10_000})
         settings = ControlPlaneSettings(
-            stack_file=stack, database_url=pg.create_database("bench"), backend="noop",
-            mlflow_tracking_uri="http://127.0.0.1:1", storage_path=str(home / "storage"),
+            stack_file=stack,
+            database_url=pg.create_database("bench"),
+            backend="noop",
+            mlflow_tracking_uri="http://127.0.0.1:1",
+            storage_path=str(home / "storage"),
             credentials_dir=home / "credentials",
         )
         with ReplicaSet(settings, home, command=TIMED_REPLICA) as replicas:

@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def plain() -> float:
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", PLAIN, args.template, str(args.epochs)], capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-c", PLAIN, args.template, str(args.epochs)], capture_output=True, text=True
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         return time.perf_counter() - started
 
@@ -82,16 +84,27 @@ def main(argv: list[str] | None = None) -> int:
         testbed.down()
         shutil.rmtree(home, ignore_errors=True)
     plain_e2e = (plain_before + plain_after) / 2
-    loop = next((float(w.split("=")[1]) for line in logs.splitlines() for w in line.split() if w.startswith("loop_seconds=")), None)
+    loop = next(
+        (float(w.split("=")[1]) for line in logs.splitlines() for w in line.split() if w.startswith("loop_seconds=")),
+        None,
+    )
     queued = ts(job.started_at) - wall_start
     print(f"template={args.template} epochs={args.epochs} cpus=1 job={job.id}")
-    print(f"job_e2e_seconds={e2e:.2f} plain_process_e2e_seconds={plain_e2e:.2f} (before/after {plain_before:.2f}/{plain_after:.2f})")
+    print(
+        f"job_e2e_seconds={e2e:.2f} plain_process_e2e_seconds={plain_e2e:.2f} (before/after {plain_before:.2f}/{plain_after:.2f})"
+    )
     print(f"job_seconds_before_running={queued:.2f}  # admission, dispatch, Ray job submission until RUNNING")
-    print(f"job_seconds_running_to_result={e2e - queued:.2f}  # driver start-up, data, loop{'' if loop is None else f' ({loop:.2f} s)'}, "
-          "MLflow run, model logging and registration")
-    timing = next((line for line in logs.splitlines() if line.startswith("timing:")), "timing: (no timing line in the log)")
+    print(
+        f"job_seconds_running_to_result={e2e - queued:.2f}  # driver start-up, data, loop{'' if loop is None else f' ({loop:.2f} s)'}, "
+        "MLflow run, model logging and registration"
+    )
+    timing = next(
+        (line for line in logs.splitlines() if line.startswith("timing:")), "timing: (no timing line in the log)"
+    )
     print(f"job_driver_{timing}  # inside the job: the engine, its training loop, and driver start to loop end")
-    print(f"ray_train_e2e_overhead_ratio={e2e / plain_e2e:.3f}  # submit->result line over a plain process; target <= 1.5")
+    print(
+        f"ray_train_e2e_overhead_ratio={e2e / plain_e2e:.3f}  # submit->result line over a plain process; target <= 1.5"
+    )
     return 0
 
 

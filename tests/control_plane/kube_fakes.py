@@ -79,11 +79,15 @@ class FakeCustomObjects:
         if self._store(plural).pop((namespace, name), None) is None:
             raise ApiException(status=404, reason="Not Found")
 
-    def list_namespaced_custom_object(self, group, version, namespace, plural, label_selector=None, limit=None,
-                                      _continue=None):
+    def list_namespaced_custom_object(
+        self, group, version, namespace, plural, label_selector=None, limit=None, _continue=None
+    ):
         self._check(("list", group, version, namespace, plural))
-        found = [o for (ns, _), o in sorted(self._store(plural).items())
-                 if ns == namespace and matches(o["metadata"].get("labels") or {}, label_selector)]
+        found = [
+            o
+            for (ns, _), o in sorted(self._store(plural).items())
+            if ns == namespace and matches(o["metadata"].get("labels") or {}, label_selector)
+        ]
         start = int(_continue or 0)
         end = start + limit if limit else len(found)
         return {"items": found[start:end], "metadata": {"continue": str(end) if end < len(found) else ""}}
@@ -114,8 +118,10 @@ class FakeCore:
         self.calls.append(("list", namespace, label_selector))
         if label_selector not in self.names:
             return k8s.V1PodList(items=[])
-        pod = k8s.V1Pod(metadata=k8s.V1ObjectMeta(name=self.names[label_selector], namespace=namespace),
-                        spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="ray-job-submitter")]))
+        pod = k8s.V1Pod(
+            metadata=k8s.V1ObjectMeta(name=self.names[label_selector], namespace=namespace),
+            spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="ray-job-submitter")]),
+        )
         return k8s.V1PodList(items=[pod])
 
     def read_namespaced_pod_log(self, name, namespace, container=None):

@@ -33,7 +33,12 @@ def assert_error_body(response: httpx.Response, status: int, code: str) -> str:
 
 def test_missing_or_bad_token_is_401(noop_plane):
     for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"}):
-        for method, path in (("GET", "/v1/jobs"), ("POST", "/v1/jobs"), ("GET", "/v1/jobs/job-x"), ("GET", "/v1/usage")):
+        for method, path in (
+            ("GET", "/v1/jobs"),
+            ("POST", "/v1/jobs"),
+            ("GET", "/v1/jobs/job-x"),
+            ("GET", "/v1/usage"),
+        ):
             response = httpx.request(method, noop_plane.url + path, headers=headers, json={})
             assert_error_body(response, 401, "unauthorized")
             assert response.headers["www-authenticate"] == "Bearer"
@@ -47,7 +52,9 @@ def test_every_error_answer_has_one_shape(noop_plane):
     assert_error_body(httpx.get(f"{url}/v1/no-such-route", headers=auth), 404, "not_found")
     assert_error_body(httpx.delete(f"{url}/v1/jobs", headers=auth), 405, "method_not_allowed")
     assert_error_body(httpx.get(f"{url}/v1/jobs", params={"limit": 0}, headers=auth), 422, "invalid_spec")
-    assert_error_body(httpx.post(f"{url}/v1/jobs", json={"entrypoint": "x", "cpus": 99}, headers=auth), 403, "quota_exceeded")
+    assert_error_body(
+        httpx.post(f"{url}/v1/jobs", json={"entrypoint": "x", "cpus": 99}, headers=auth), 403, "quota_exceeded"
+    )
     assert_error_body(httpx.post(f"{url}/v1/tenants/{BOB}/token", headers=auth), 403, "forbidden")
 
 
@@ -71,8 +78,14 @@ def test_openapi_declares_the_error_body(noop_plane):
 def test_health_and_openapi_are_served(noop_plane):
     health = httpx.get(noop_plane.url + "/healthz").json()
     assert isinstance(health.pop("reconciler"), bool)  # true once it holds the lease and has synced
-    assert health == {"status": "ok", "region": "gyeongnam", "backend": "noop", "backend_healthy": True, "database": "ok",
-                      "mlflow": "unavailable"}  # this plane's tracking URI (port 1) answers nothing
+    assert health == {
+        "status": "ok",
+        "region": "gyeongnam",
+        "backend": "noop",
+        "backend_healthy": True,
+        "database": "ok",
+        "mlflow": "unavailable",
+    }  # this plane's tracking URI (port 1) answers nothing
     spec = httpx.get(noop_plane.url + "/openapi.json").json()
     for path in ("/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/logs", "/v1/jobs/{job_id}/stop", "/healthz"):
         assert path in spec["paths"]
@@ -117,8 +130,14 @@ def test_tenant_sees_only_its_own_jobs(noop_plane):
         ({"entrypoint": "x", "env": {"TESTBED_TENANT": "other"}}, "reserved"),
         ({"entrypoint": "x", "bogus": 1}, "body.bogus: is not a known key"),
         ({"template": "no-such-template"}, "unknown template 'no-such-template'"),
-        ({"template": "smoke", "params": {"epochs": "many"}}, "param 'epochs': Input should be a valid integer (got 'many')"),
-        ({"template": "smoke", "params": {"nope": 1}}, "param 'nope': is not a known key (its params: epochs, lr, seed)"),
+        (
+            {"template": "smoke", "params": {"epochs": "many"}},
+            "param 'epochs': Input should be a valid integer (got 'many')",
+        ),
+        (
+            {"template": "smoke", "params": {"nope": 1}},
+            "param 'nope': is not a known key (its params: epochs, lr, seed)",
+        ),
     ],
 )
 def test_bad_spec_is_422_with_a_readable_reason(noop_plane, spec, needle):
@@ -166,8 +185,11 @@ def test_job_object_shape_and_environment(noop_plane):
     assert env["MLFLOW_EXPERIMENT_NAME"] == f"{ALICE}/exp1"
     assert env["TESTBED_TENANT"] == ALICE and env["TESTBED_REGION"] == "gyeongnam"
     assert env["TESTBED_JOB_ID"] == job.id
-    assert json.loads(env["TESTBED_RUN_TAGS"]) == request.metadata == {
-        "testbed.tenant": ALICE, "testbed.job_id": job.id, "testbed.region": "gyeongnam"}
+    assert (
+        json.loads(env["TESTBED_RUN_TAGS"])
+        == request.metadata
+        == {"testbed.tenant": ALICE, "testbed.job_id": job.id, "testbed.region": "gyeongnam"}
+    )
     # a command job: the driver reserves the whole budget, which the env repeats for the workload
     assert request.budget == request.driver == Resources(cpus=2, gpus=1, memory=2 * 2**30)
     assert (env["TESTBED_CPUS"], env["TESTBED_GPUS"], env["TESTBED_MEMORY_BYTES"]) == ("2", "1", str(2 * 2**30))
@@ -245,10 +267,25 @@ def test_gpu_jobs_are_refused_once_the_grant_is_used_up(tmp_path):
         assert first.hold_krw > 0 and first.max_runtime_seconds == 600
         # a job that held 2 GPUs for 30 minutes, charged when it ends: the whole 1 GPU-hour grant
         now = time.time()
-        plane.store.add_job(JobRow(
-            id="job-used-grant", tenant=ALICE, region="gyeongnam", name="x", experiment=f"{ALICE}/x",
-            status="RUNNING", entrypoint="true", spec={"max_runtime_seconds": 3600}, cpus=1, gpus=2, gpu_model="l4",
-            memory_bytes=2**30, submitted_at=now - 1800, started_at=now - 1800, dispatched=True))
+        plane.store.add_job(
+            JobRow(
+                id="job-used-grant",
+                tenant=ALICE,
+                region="gyeongnam",
+                name="x",
+                experiment=f"{ALICE}/x",
+                status="RUNNING",
+                entrypoint="true",
+                spec={"max_runtime_seconds": 3600},
+                cpus=1,
+                gpus=2,
+                gpu_model="l4",
+                memory_bytes=2**30,
+                submitted_at=now - 1800,
+                started_at=now - 1800,
+                dispatched=True,
+            )
+        )
         plane.store.update_job("job-used-grant", status="SUCCEEDED", ended_at=now)
         with pytest.raises(TestbedError) as err:
             client.submit({"entrypoint": "true", "gpus": 1})
@@ -260,8 +297,9 @@ def test_gpu_jobs_are_refused_once_the_grant_is_used_up(tmp_path):
 
 
 def test_jobs_are_refused_outside_the_grant_period(tmp_path):
-    app, server = _plane_with_grant(tmp_path, fiscal_period={"start": "2020-01-01", "end": "2027-02-28"},
-                                    start="2020-01-01", end="2020-12-31")
+    app, server = _plane_with_grant(
+        tmp_path, fiscal_period={"start": "2020-01-01", "end": "2027-02-28"}, start="2020-01-01", end="2020-12-31"
+    )
     with server as url:
         client = TestbedClient(url, (tmp_path / "credentials" / f"{ALICE}.token").read_text().strip())
         for spec in ({"entrypoint": "true", "gpus": 1}, {"entrypoint": "true"}):  # CPU work is charged too

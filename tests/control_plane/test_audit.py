@@ -41,7 +41,11 @@ def test_admissions_refusals_and_tokens_are_audited_in_one_verified_chain(noop_p
     admitted = list(operator.iter_audit(kind=AuditKind.JOB_ADMITTED))
     assert [(e.tenant, e.job_id, e.actor) for e in admitted] == [(ALICE, job.id, f"{ALICE}:default")]
     [refused] = operator.iter_audit(kind=AuditKind.JOB_REFUSED)
-    assert refused.tenant == ALICE and refused.detail["error"] == "quota_exceeded" and "99 CPUs" in refused.detail["reason"]
+    assert (
+        refused.tenant == ALICE
+        and refused.detail["error"] == "quota_exceeded"
+        and "99 CPUs" in refused.detail["reason"]
+    )
     # first start: each tenant's grant recorded (and the stack's prices and budget), tokens issued at bootstrap
     grants = list(operator.iter_audit(kind=AuditKind.GRANT_CHANGED))
     assert {e.tenant for e in grants} == {t.id for t in noop_plane.plane.stack.tenants}
@@ -119,9 +123,11 @@ def test_named_tokens_are_issued_listed_revoked_and_still_named_after(noop_plane
     [admitted] = operator.iter_audit(kind=AuditKind.JOB_ADMITTED)
     assert (admitted.job_id, admitted.actor) == (job.id, f"{ALICE}:kim")
     token_rows = [(e.kind, e.detail["name"], e.actor) for e in operator.iter_audit(tenant=ALICE, kind="token.")]
-    assert token_rows[-3:] == [(AuditKind.TOKEN_ISSUED, "kim", "operator:default"),
-                               (AuditKind.TOKEN_ISSUED, "lee", "operator:default"),
-                               (AuditKind.TOKEN_REVOKED, "kim", "operator:default")]
+    assert token_rows[-3:] == [
+        (AuditKind.TOKEN_ISSUED, "kim", "operator:default"),
+        (AuditKind.TOKEN_ISSUED, "lee", "operator:default"),
+        (AuditKind.TOKEN_REVOKED, "kim", "operator:default"),
+    ]
     # re-issuing a name is a rotation: the old token of that name stops working
     new_lee = operator.rotate_token(ALICE, name="lee").token
     with pytest.raises(TestbedError):
@@ -131,8 +137,11 @@ def test_named_tokens_are_issued_listed_revoked_and_still_named_after(noop_plane
 
     # only the operator manages tokens; names are checked; revoking twice is a 404
     alice = noop_plane.client(ALICE)
-    for call in (lambda: alice.rotate_token(ALICE, name="x"), lambda: alice.list_tokens(ALICE),
-                 lambda: alice.revoke_token(ALICE, "lee")):
+    for call in (
+        lambda: alice.rotate_token(ALICE, name="x"),
+        lambda: alice.list_tokens(ALICE),
+        lambda: alice.revoke_token(ALICE, "lee"),
+    ):
         with pytest.raises(TestbedError) as err:
             call()
         assert err.value.status_code == 403
@@ -188,12 +197,14 @@ def test_a_tampered_or_deleted_audit_row_is_found(noop_plane, tamper, capsys):
             prev = conn.execute("select hash from audit_log where seq = ?", (last - 1,)).fetchone()[0]
             conn.execute("delete from audit_log where seq = ?", (last,))
             conn.execute("update audit_head set seq = ?, hash = ?", (last - 1, prev))
-    expected = {"edit": (5, "its content does not match its hash (edited)"),
-                "delete": (5, "rows 4..4 are missing"),
-                "delete_last": (None, "no row has the expected hash")}[tamper]
+    expected = {
+        "edit": (5, "its content does not match its hash (edited)"),
+        "delete": (5, "rows 4..4 are missing"),
+        "delete_last": (None, "no row has the expected hash"),
+    }[tamper]
     code, result = verify_database("--expect-head", head)
     assert code == 1 and not result["ok"]
-    assert any((p["seq"], p["problem"][:len(expected[1])]) == expected for p in result["problems"]), result
+    assert any((p["seq"], p["problem"][: len(expected[1])]) == expected for p in result["problems"]), result
     # the API finds the same
     verdict = noop_plane.client("operator").audit_verify(expect_head=head)
     assert not verdict.ok and any(p.problem.startswith(expected[1]) for p in verdict.problems)

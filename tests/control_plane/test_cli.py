@@ -48,7 +48,9 @@ def test_no_address(tmp_path):
 
 @pytest.mark.integration  # starts a real process
 def test_unreachable_control_plane(tmp_path):
-    result = run("jobs", "list", env={"TESTBED_HOME": str(tmp_path), "TESTBED_URL": "http://127.0.0.1:9", "TESTBED_TOKEN": "x"})
+    result = run(
+        "jobs", "list", env={"TESTBED_HOME": str(tmp_path), "TESTBED_URL": "http://127.0.0.1:9", "TESTBED_TOKEN": "x"}
+    )
     assert_one_line_error(result, "cannot reach the control plane at http://127.0.0.1:9")
 
 
@@ -57,7 +59,10 @@ def test_errors_from_the_server_are_one_line(noop_plane):
     env = {"TESTBED_URL": noop_plane.url, "TESTBED_TOKEN": noop_plane.token("changwon-precision")}
     assert_one_line_error(run("jobs", "show", "job-nope", env=env), "404 Not Found: no job 'job-nope'")
     assert_one_line_error(run("submit", "--cpus", "99", "--", "true", env=env), "can never fit")
-    assert_one_line_error(run("submit", "--template", "smoke", "--param", "epochs=x", env=env), "param 'epochs': Input should be a valid integer")
+    assert_one_line_error(
+        run("submit", "--template", "smoke", "--param", "epochs=x", env=env),
+        "param 'epochs': Input should be a valid integer",
+    )
     assert_one_line_error(run("jobs", "list", env={**env, "TESTBED_TOKEN": "bad"}), "401 Unauthorized: invalid token")
 
 
@@ -147,7 +152,12 @@ def test_job_commands_print_tables_and_models(noop_plane, monkeypatch, capsys):
     job_id = out("submit", "--wait", "--name", "exp1", "--", "true").split()[0]
     assert out("jobs", "wait", job_id).strip() == f"{job_id} SUCCEEDED"
     table = out("jobs", "list").splitlines()
-    assert table[0].split()[:4] == ["ID", "TENANT", "NAME", "STATUS"] and table[1].split()[:4] == [job_id, ALICE, "exp1", "SUCCEEDED"]
+    assert table[0].split()[:4] == ["ID", "TENANT", "NAME", "STATUS"] and table[1].split()[:4] == [
+        job_id,
+        ALICE,
+        "exp1",
+        "SUCCEEDED",
+    ]
     assert JobList.model_validate_json(out("jobs", "list", "--json")).jobs[0].id == job_id
     assert f"experiment    {ALICE}/exp1" in out("jobs", "show", job_id)
     assert JobLogs.model_validate_json(out("jobs", "logs", "--json", job_id)).final

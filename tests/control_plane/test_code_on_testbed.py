@@ -49,8 +49,19 @@ def test_code_and_data_travel_from_the_companys_own_folder(local_testbed, tmp_pa
     assert uploaded.returncode == 0, uploaded.stderr
     assert json.loads(uploaded.stdout)["name"] == "greeting.txt"
 
-    submitted = cli(local_testbed, laptop, ALICE, "submit", "--working-dir", "mycode", "--wait", "--json", "--",
-                    "python", "train.py")
+    submitted = cli(
+        local_testbed,
+        laptop,
+        ALICE,
+        "submit",
+        "--working-dir",
+        "mycode",
+        "--wait",
+        "--json",
+        "--",
+        "python",
+        "train.py",
+    )
     job = json.loads(submitted.stdout)
     logs = local_testbed.client(ALICE).logs(job["id"]).logs
     assert submitted.returncode == 0 and job["status"] == "SUCCEEDED", logs + submitted.stderr
@@ -63,12 +74,16 @@ def test_code_and_data_travel_from_the_companys_own_folder(local_testbed, tmp_pa
     outputs = cli(local_testbed, laptop, ALICE, "data", "ls", "--job", job["id"], "--json")
     assert [o["name"] for o in json.loads(outputs.stdout)["objects"]] == ["ckpt.txt"], outputs.stderr
     # Bob reaches none of it through the CLI: not the outputs, not the data
-    for args, needle in ((("data", "ls", "--job", job["id"]), f"no job '{job['id']}'"),
-                         (("data", "get", "greeting.txt"), "no data 'greeting.txt'"),
-                         (("data", "rm", "greeting.txt"), "no data 'greeting.txt'"),
-                         (("data", "rm", "--job", job["id"]), f"no job '{job['id']}'")):
+    for args, needle in (
+        (("data", "ls", "--job", job["id"]), f"no job '{job['id']}'"),
+        (("data", "get", "greeting.txt"), "no data 'greeting.txt'"),
+        (("data", "rm", "greeting.txt"), "no data 'greeting.txt'"),
+        (("data", "rm", "--job", job["id"]), f"no job '{job['id']}'"),
+    ):
         refused = cli(local_testbed, laptop, BOB, *args)
-        assert refused.returncode == 1 and "404 Not Found" in refused.stderr and needle in refused.stderr, refused.stderr
+        assert refused.returncode == 1 and "404 Not Found" in refused.stderr and needle in refused.stderr, (
+            refused.stderr
+        )
     assert json.loads(cli(local_testbed, laptop, BOB, "data", "ls", "--json").stdout)["objects"] == []
     assert not (laptop / "greeting.txt.part").exists()
     removed = cli(local_testbed, laptop, ALICE, "data", "rm", "--job", job["id"], "--json")

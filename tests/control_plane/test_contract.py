@@ -26,11 +26,32 @@ def schemathesis(url: str, token: str, cwd, *extra: str) -> subprocess.Completed
     """``st run`` over the served OpenAPI document; its report is the assertion message."""
     (cwd / "schemathesis.toml").write_text(CONFIG)
     return subprocess.run(
-        [sys.executable, "-m", "schemathesis.cli", "--config-file", str(cwd / "schemathesis.toml"), "run",
-         f"{url}/openapi.json", "--checks", "all",
-         "--max-examples", str(MAX_EXAMPLES), "--seed", "1", "--workers", "1", "--request-timeout", "10",
-         "-H", f"Authorization: Bearer {token}", *extra],
-        cwd=cwd, capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "--config-file",
+            str(cwd / "schemathesis.toml"),
+            "run",
+            f"{url}/openapi.json",
+            "--checks",
+            "all",
+            "--max-examples",
+            str(MAX_EXAMPLES),
+            "--seed",
+            "1",
+            "--workers",
+            "1",
+            "--request-timeout",
+            "10",
+            "-H",
+            f"Authorization: Bearer {token}",
+            *extra,
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
 
 
@@ -38,7 +59,9 @@ def schemathesis(url: str, token: str, cwd, *extra: str) -> subprocess.Completed
 def test_every_operation_keeps_its_openapi_contract(noop_plane, tmp_path):
     tenant = schemathesis(noop_plane.url, noop_plane.token(ALICE), tmp_path)
     assert tenant.returncode == 0, tenant.stdout[-6000:] + tenant.stderr[-2000:]
-    assert "22 selected / 22 total" in tenant.stdout  # every operation, /metrics, the storage routes, /v1/mlflow/credentials, /v1/jobs/quote
+    assert (
+        "22 selected / 22 total" in tenant.stdout
+    )  # every operation, /metrics, the storage routes, /v1/mlflow/credentials, /v1/jobs/quote
     # /metrics answers the operator token only: its 200 (text exposition) is checked with that token
     operator = schemathesis(noop_plane.url, noop_plane.token("operator"), tmp_path, "--include-path", "/metrics")
     assert operator.returncode == 0, operator.stdout[-6000:] + operator.stderr[-2000:]
@@ -53,4 +76,5 @@ def test_validation_errors_are_documented_as_the_error_body(noop_plane):
             for status, response in operation["responses"].items():
                 if status.startswith(("4", "5")):
                     assert response["content"]["application/json"]["schema"] == {
-                        "$ref": "#/components/schemas/ErrorBody"}, (method, path, status)
+                        "$ref": "#/components/schemas/ErrorBody"
+                    }, (method, path, status)

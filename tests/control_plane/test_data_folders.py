@@ -30,8 +30,9 @@ def image_folder(root: Path) -> Path:
 
 def cli(noop_plane, tenant: str, *argv: str, stdin: str = "") -> subprocess.CompletedProcess:
     env = {"TESTBED_URL": noop_plane.url, "TESTBED_TOKEN": noop_plane.token(tenant), "PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, "-m", "testbed.cli", *argv], env=env, capture_output=True, text=True,
-                          input=stdin, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "testbed.cli", *argv], env=env, capture_output=True, text=True, input=stdin, timeout=120
+    )
 
 
 def test_folder_upload_resumes_lists_digests_downloads_and_removes(noop_plane, tmp_path):
@@ -42,12 +43,17 @@ def test_folder_upload_resumes_lists_digests_downloads_and_removes(noop_plane, t
     assert first.folder == "parts/photos" and len(first.transferred) == 6 and not first.skipped
     assert progress[-1][0] == progress[-1][1] == sum(p.stat().st_size for p in local.rglob("*.png"))
     listed = {o.name: o.sha256 for o in alice.iter_data("parts/photos/", sha256=True)}
-    assert listed["parts/photos/ok/part-0.png"] == hashlib.sha256((local / "ok" / "part-0.png").read_bytes()).hexdigest()
+    assert (
+        listed["parts/photos/ok/part-0.png"] == hashlib.sha256((local / "ok" / "part-0.png").read_bytes()).hexdigest()
+    )
 
     (local / "scratch" / "part-1.png").write_bytes(b"changed")  # one file changed, one new: only those are sent
     (local / "scratch" / "part-9.png").write_bytes(b"new")
     again = alice.upload_folder(local, "parts/photos")
-    assert sorted(o.name for o in again.transferred) == ["parts/photos/scratch/part-1.png", "parts/photos/scratch/part-9.png"]
+    assert sorted(o.name for o in again.transferred) == [
+        "parts/photos/scratch/part-1.png",
+        "parts/photos/scratch/part-9.png",
+    ]
     assert len(again.skipped) == 5 and again.bytes == len(b"changed") + len(b"new")
 
     fetched = alice.download_folder("parts/photos/", tmp_path / "back")
@@ -70,7 +76,9 @@ def test_a_template_reads_a_folder_by_name(noop_plane, tmp_path):
         job = alice.submit({"template": "defect-inspection", "params": {"data_path": ref, "epochs": 1}})
         assert f"--data_path={noop_plane.home / 'storage' / ALICE / 'data' / 'photos'}" in job.entrypoint.split()
     with pytest.raises(TestbedError) as err:
-        noop_plane.client(BOB).submit({"template": "defect-inspection", "params": {"data_path": f"{DATA_SCHEME}photos"}})
+        noop_plane.client(BOB).submit(
+            {"template": "defect-inspection", "params": {"data_path": f"{DATA_SCHEME}photos"}}
+        )
     assert err.value.status_code == 404
 
 

@@ -17,10 +17,21 @@ def test_every_data_path_param_is_typed_data():
     assert data_params and all(p.type == "data" for t in templates() for p in t.params if p.name.endswith("_path"))
 
 
-@pytest.mark.parametrize("value", ["{home}/storage/{alice}/data/secret.csv", "{home}/storage/{alice}/data",
-                                   "/etc/passwd", "data/secret.csv", "../secret.csv", "file:///etc/passwd",
-                                   "s3://bucket/tenants/{alice}/data/x.csv", "http://127.0.0.1:1/x",
-                                   "testbed-data://../x", "testbed-data:///etc/passwd"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "{home}/storage/{alice}/data/secret.csv",
+        "{home}/storage/{alice}/data",
+        "/etc/passwd",
+        "data/secret.csv",
+        "../secret.csv",
+        "file:///etc/passwd",
+        "s3://bucket/tenants/{alice}/data/x.csv",
+        "http://127.0.0.1:1/x",
+        "testbed-data://../x",
+        "testbed-data:///etc/passwd",
+    ],
+)
 def test_a_data_param_that_is_not_the_tenants_data_is_a_422_naming_it(noop_plane, value):
     alice_data = noop_plane.home / "storage" / ALICE / "data"
     alice_data.mkdir(parents=True)
@@ -28,8 +39,9 @@ def test_a_data_param_that_is_not_the_tenants_data_is_a_422_naming_it(noop_plane
     value = value.format(home=noop_plane.home, alice=ALICE)
     bob = noop_plane.client(BOB)
     before = len(bob.list_jobs().jobs)
-    detail = refused(lambda: bob.submit({"template": "predictive-maintenance", "params": {"data_path": value}}),
-                     422, "invalid_spec")
+    detail = refused(
+        lambda: bob.submit({"template": "predictive-maintenance", "params": {"data_path": value}}), 422, "invalid_spec"
+    )
     assert detail.startswith("body.params.data_path: ")
     assert len(bob.list_jobs().jobs) == before  # nothing admitted
 
@@ -49,8 +61,13 @@ def test_an_object_store_uri_must_be_inside_the_tenants_own_prefix():
     template = get_template("predictive-maintenance")
     own = f"s3://bucket/tenants/{BOB}/data/sensors.csv"
     assert resolve_data_params(template, {"data_path": own}, BOB, storage) == {"data_path": own}
-    for other in (f"s3://bucket/tenants/{ALICE}/data/x.csv", f"s3://bucket/tenants/{BOB}/../{ALICE}/data/x.csv",
-                  f"s3://bucket/tenants/{BOB}", "s3://other-bucket/x.csv", f"gs://bucket/tenants/{BOB}/x.csv"):
+    for other in (
+        f"s3://bucket/tenants/{ALICE}/data/x.csv",
+        f"s3://bucket/tenants/{BOB}/../{ALICE}/data/x.csv",
+        f"s3://bucket/tenants/{BOB}",
+        "s3://other-bucket/x.csv",
+        f"gs://bucket/tenants/{BOB}/x.csv",
+    ):
         with pytest.raises(ServiceError) as err:
             resolve_data_params(template, {"data_path": other}, BOB, storage)
         assert err.value.status_code == 422 and "body.params.data_path" in err.value.message, other

@@ -25,19 +25,46 @@ LONG = "sleep 100000"  # the no-op backend "runs" it that long: the tenant stays
 def _plane(home: Path, database_url: str) -> tuple[ControlPlane, list[str]]:
     stack, tenants = stack_with_tenants(home, TENANTS, {"max_running_jobs": 1})
     settings = ControlPlaneSettings(
-        stack_file=stack, database_url=database_url, backend="noop", mlflow_tracking_uri="http://127.0.0.1:1",
-        storage_path=str(home / "storage"), credentials_dir=home / "credentials", max_queued_jobs_per_tenant=100_000)
+        stack_file=stack,
+        database_url=database_url,
+        backend="noop",
+        mlflow_tracking_uri="http://127.0.0.1:1",
+        storage_path=str(home / "storage"),
+        credentials_dir=home / "credentials",
+        max_queued_jobs_per_tenant=100_000,
+    )
     return ControlPlane(settings), tenants
 
 
 def _finished(store, tenant: str, count: int) -> None:
     """``count`` jobs that ended long ago, written as the reconciler leaves them."""
     now = time.time()
-    rows = [JobRow(id=f"job-{uuid.uuid4().hex[:16]}", tenant=tenant, region="gyeongnam", name="old", experiment="x",
-                   status=JobStatus.SUCCEEDED.value, entrypoint="true", template=None, spec={"kind": "command"},
-                   cpus=1.0, gpus=0, gpu_model=None, memory_bytes=2**30, submitted_at=now - 3600, started_at=now - 3500,
-                   ended_at=now - 3400, last_seen_at=now - 3400, dispatched=True, backend_ref=None, message="", logs="")
-            for _ in range(count)]
+    rows = [
+        JobRow(
+            id=f"job-{uuid.uuid4().hex[:16]}",
+            tenant=tenant,
+            region="gyeongnam",
+            name="old",
+            experiment="x",
+            status=JobStatus.SUCCEEDED.value,
+            entrypoint="true",
+            template=None,
+            spec={"kind": "command"},
+            cpus=1.0,
+            gpus=0,
+            gpu_model=None,
+            memory_bytes=2**30,
+            submitted_at=now - 3600,
+            started_at=now - 3500,
+            ended_at=now - 3400,
+            last_seen_at=now - 3400,
+            dispatched=True,
+            backend_ref=None,
+            message="",
+            logs="",
+        )
+        for _ in range(count)
+    ]
     store.insert(rows)
 
 

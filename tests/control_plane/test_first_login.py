@@ -24,9 +24,14 @@ REGION, TENANT = "gyeongnam", "changwon-precision"
 
 def cluster_settings(home: Path, operator_token: str) -> ControlPlaneSettings:
     """Settings as infra renders them for a cluster: no credentials folder, the operator token's hash only."""
-    return ControlPlaneSettings(stack_file=stack_file_for(REGION), database_url=f"sqlite:///{home / 'cp.db'}",
-                                backend="noop", mlflow_tracking_uri="http://127.0.0.1:1",
-                                storage_path=str(home / "storage"), operator_token_sha256=token_sha256(operator_token))
+    return ControlPlaneSettings(
+        stack_file=stack_file_for(REGION),
+        database_url=f"sqlite:///{home / 'cp.db'}",
+        backend="noop",
+        mlflow_tracking_uri="http://127.0.0.1:1",
+        storage_path=str(home / "storage"),
+        operator_token_sha256=token_sha256(operator_token),
+    )
 
 
 def stack_token() -> str:
@@ -44,8 +49,13 @@ def no_local_state(tmp_path, monkeypatch) -> Path:
 
 def test_settings_refuse_anything_but_a_sha256():
     with pytest.raises(ValueError, match="operator_token_sha256"):
-        ControlPlaneSettings(stack_file="x", database_url="sqlite://", mlflow_tracking_uri="m", storage_path="s",
-                             operator_token_sha256="tbt_a-clear-token")
+        ControlPlaneSettings(
+            stack_file="x",
+            database_url="sqlite://",
+            mlflow_tracking_uri="m",
+            storage_path="s",
+            operator_token_sha256="tbt_a-clear-token",
+        )
 
 
 def test_the_stack_token_is_the_operator_and_issues_company_tokens(no_local_state, capsys, caplog):
@@ -104,7 +114,8 @@ def test_the_monitoring_token_reads_metrics_and_nothing_else(no_local_state):
     """Prometheus's token (settings ``monitoring_token_sha256``): /metrics answers, every tenant's data does not."""
     home, operator_token, monitoring_token = no_local_state, stack_token(), stack_token()
     settings = cluster_settings(home, operator_token).model_copy(
-        update={"monitoring_token_sha256": token_sha256(monitoring_token)})
+        update={"monitoring_token_sha256": token_sha256(monitoring_token)}
+    )
     with serve_in_thread(create_app(settings)) as url:
         company_token = TestbedClient(url, operator_token).rotate_token(TENANT).token
         TestbedClient(url, company_token).submit({"entrypoint": "true"})

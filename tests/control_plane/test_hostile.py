@@ -36,9 +36,14 @@ GIB = 2**30
 def plane(tmp_path: Path, sync: bool = True, **settings) -> Iterator[tuple[str, object]]:
     """A no-op control plane with extra settings, served on 127.0.0.1: (url, app)."""
     config = ControlPlaneSettings(
-        stack_file=stack_file_for("gyeongnam"), database_url=f"sqlite:///{tmp_path / 'cp.db'}", backend="noop",
-        mlflow_tracking_uri="http://127.0.0.1:1", storage_path=str(tmp_path / "storage"),
-        credentials_dir=tmp_path / "credentials", **settings)
+        stack_file=stack_file_for("gyeongnam"),
+        database_url=f"sqlite:///{tmp_path / 'cp.db'}",
+        backend="noop",
+        mlflow_tracking_uri="http://127.0.0.1:1",
+        storage_path=str(tmp_path / "storage"),
+        credentials_dir=tmp_path / "credentials",
+        **settings,
+    )
     app = create_app(config, backend=noop_backend(config), sync=sync)
     with serve_in_thread(app) as url:
         yield url, app
@@ -68,8 +73,9 @@ def test_no_request_names_a_host_path(noop_plane):
     for value in ("credentials", str(credentials), "../../credentials"):
         spec = {"entrypoint": "ls", "working_dir": value}
         assert "working_dir" in refused(lambda: client.submit(spec), 422, "invalid_spec")
-        assert "body.code_package" in refused(lambda: client.submit(entrypoint="ls", code_package=value), 422,
-                                              "invalid_spec")
+        assert "body.code_package" in refused(
+            lambda: client.submit(entrypoint="ls", code_package=value), 422, "invalid_spec"
+        )
     assert client.list_jobs().jobs == []  # refusals left no record
 
 
@@ -79,8 +85,9 @@ def test_a_job_larger_than_any_node_is_refused(tmp_path):
         client = TestbedClient(url, token(tmp_path, ALICE))
         detail = refused(lambda: client.submit(entrypoint="true", memory="40Gi"), 403, "capacity_exceeded")
         assert "40Gi memory (largest node: 23Gi)" in detail  # inside the 64Gi quota, beyond any node
-        assert "2 GPUs (largest node: 1)" in refused(lambda: client.submit(entrypoint="true", gpus=2), 403,
-                                                      "capacity_exceeded")
+        assert "2 GPUs (largest node: 1)" in refused(
+            lambda: client.submit(entrypoint="true", gpus=2), 403, "capacity_exceeded"
+        )
         assert client.list_jobs().jobs == []
         assert client.submit(entrypoint="true", memory="23Gi", cpus=4).status
 
@@ -88,8 +95,13 @@ def test_a_job_larger_than_any_node_is_refused(tmp_path):
 def test_a_job_that_never_started_bills_nothing():
     row = JobRow(id="job-1", tenant=ALICE, status="PENDING", started_at=None, last_seen_at=1000.0)
     # Ray's start_time is its submit time: a job that timed out waiting for resources never ran
-    timed_out = BackendJobInfo(status=JobStatus.FAILED, start_time=100.0, end_time=1001.0, ran=False,
-                               message="Job supervisor actor failed to start within 900.0 seconds.")
+    timed_out = BackendJobInfo(
+        status=JobStatus.FAILED,
+        start_time=100.0,
+        end_time=1001.0,
+        ran=False,
+        message="Job supervisor actor failed to start within 900.0 seconds.",
+    )
     changes = observed_changes(row, timed_out, now=1001.0)
     assert "started_at" not in changes and changes["ended_at"] == 1001.0
     # seen running: billed from midway between the last pending look and this one, not from submit
@@ -128,8 +140,12 @@ def test_a_locked_database_answers_503_fast_and_health_stays_fast(noop_plane):
 
         def submit() -> None:
             started = time.monotonic()
-            response = httpx.post(noop_plane.url + "/v1/jobs", json={"entrypoint": "true"},
-                                  headers={"Authorization": f"Bearer {noop_plane.token(ALICE)}"}, timeout=30)
+            response = httpx.post(
+                noop_plane.url + "/v1/jobs",
+                json={"entrypoint": "true"},
+                headers={"Authorization": f"Bearer {noop_plane.token(ALICE)}"},
+                timeout=30,
+            )
             answers["submit"] = time.monotonic() - started
             assert response.status_code == 503, response.text
             assert response.json()["error"] == "database_unavailable" and response.headers["retry-after"]
@@ -154,13 +170,16 @@ def test_oversized_bodies_and_fields_are_refused(noop_plane):
     auth = {"Authorization": f"Bearer {noop_plane.token(ALICE)}"}
     huge = httpx.post(noop_plane.url + "/v1/jobs", json={"entrypoint": "x" * 10_000_000}, headers=auth, timeout=30)
     assert huge.status_code == 413 and huge.json()["error"] == "too_large"
-    chunked = httpx.post(noop_plane.url + "/v1/jobs", content=iter([b"{" + b" " * (MAX_BODY_BYTES + 10), b"}"]),
-                         headers=auth, timeout=30)
+    chunked = httpx.post(
+        noop_plane.url + "/v1/jobs", content=iter([b"{" + b" " * (MAX_BODY_BYTES + 10), b"}"]), headers=auth, timeout=30
+    )
     assert chunked.status_code == 413
     client = noop_plane.client(ALICE)
-    for fields, where in (({"entrypoint": "x" * (MAX_ENTRYPOINT_CHARS + 1)}, "body.entrypoint"),
-                          ({"entrypoint": "x", "env": {"A": "v" * 5000}}, "body.env.A"),
-                          ({"template": "smoke", "params": {"seed": "1" * 2000}}, "body.params.seed")):
+    for fields, where in (
+        ({"entrypoint": "x" * (MAX_ENTRYPOINT_CHARS + 1)}, "body.entrypoint"),
+        ({"entrypoint": "x", "env": {"A": "v" * 5000}}, "body.env.A"),
+        ({"template": "smoke", "params": {"seed": "1" * 2000}}, "body.params.seed"),
+    ):
         detail = refused(lambda: client.submit(fields), 422, "invalid_spec")
         assert where in detail and len(detail) < 1000  # the value is not echoed back whole
 
@@ -203,26 +222,36 @@ def test_a_permanent_backend_refusal_fails_the_job_once(noop_plane, monkeypatch)
     monkeypatch.setattr(noop_plane.plane.backend, "submit", refuse)
     client = noop_plane.client(ALICE)
     job = client.submit(entrypoint="true")
-    assert job.status == "FAILED" and job.message == "refused by the backend: Ray refused job: ValueError: runtime_env is invalid"
+    assert (
+        job.status == "FAILED"
+        and job.message == "refused by the backend: Ray refused job: ValueError: runtime_env is invalid"
+    )
     for _ in range(2):  # two sync rounds: never sent again
         noop_plane.plane.dispatcher.sync_once()
     assert calls == [job.id] and client.get_job(job.id).started_at is None
 
 
 # -- numbers that are not numbers --------------------------------------------------------------------
-@pytest.mark.parametrize(("body", "where"), [
-    ('{"entrypoint": "x", "memory": 1e400}', "body.memory"),
-    ('{"entrypoint": "x", "memory": "1ki"}', "body.memory"),
-    ('{"entrypoint": "x", "memory": 1e300}', "body.memory"),
-    ('{"entrypoint": "x", "cpus": 1e-9}', "body.cpus"),
-    ('{"entrypoint": "x", "cpus": 1e400}', "body.cpus"),
-    ('{"entrypoint": "x", "cpus": "2"}', "body.cpus"),
-    ('{"entrypoint": "x", "gpus": 65}', "body.gpus"),
-    ('{"template": "smoke", "params": {"lr": 1e400}}', "body.params.lr"),
-])
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ('{"entrypoint": "x", "memory": 1e400}', "body.memory"),
+        ('{"entrypoint": "x", "memory": "1ki"}', "body.memory"),
+        ('{"entrypoint": "x", "memory": 1e300}', "body.memory"),
+        ('{"entrypoint": "x", "cpus": 1e-9}', "body.cpus"),
+        ('{"entrypoint": "x", "cpus": 1e400}', "body.cpus"),
+        ('{"entrypoint": "x", "cpus": "2"}', "body.cpus"),
+        ('{"entrypoint": "x", "gpus": 65}', "body.gpus"),
+        ('{"template": "smoke", "params": {"lr": 1e400}}', "body.params.lr"),
+    ],
+)
 def test_every_number_is_finite_and_in_range(noop_plane, body, where):
-    response = httpx.post(noop_plane.url + "/v1/jobs", content=body, timeout=10, headers={
-        "Authorization": f"Bearer {noop_plane.token(ALICE)}", "Content-Type": "application/json"})
+    response = httpx.post(
+        noop_plane.url + "/v1/jobs",
+        content=body,
+        timeout=10,
+        headers={"Authorization": f"Bearer {noop_plane.token(ALICE)}", "Content-Type": "application/json"},
+    )
     assert response.status_code == 422, response.text
     assert response.json()["error"] == "invalid_spec" and where in response.json()["detail"]
 

@@ -23,8 +23,10 @@ def test_every_sentence_names_tests_that_exist():
         if function:
             assert re.search(rf"^def {function}\(", current.read_text(encoding="utf-8"), re.M), f"{path}::{function}"
     for chained in re.findall(r"`::(test_[a-z0-9_]+)`", text):  # names continuing the file named before them
-        assert any(re.search(rf"^def {chained}\(", p.read_text(encoding="utf-8"), re.M)
-                   for p in (REPO / "tests").rglob("test_*.py")), chained
+        assert any(
+            re.search(rf"^def {chained}\(", p.read_text(encoding="utf-8"), re.M)
+            for p in (REPO / "tests").rglob("test_*.py")
+        ), chained
 
 
 def test_the_readme_states_the_local_mode_line():

@@ -56,16 +56,32 @@ def target(targets) -> Target:
     return next(iter(targets.values()))
 
 
-def launch(tenant: str, cpus: float = 2, gpus: int = 0, memory: int = 4 * GIB, driver: bool = False,
-           job_id: str = "job-0123456789abcdef") -> LaunchRequest:
+def launch(
+    tenant: str,
+    cpus: float = 2,
+    gpus: int = 0,
+    memory: int = 4 * GIB,
+    driver: bool = False,
+    job_id: str = "job-0123456789abcdef",
+) -> LaunchRequest:
     """A request shaped like dispatch.launch_request builds it, minus the ``TESTBED_CPUS``... env
     (the backend sizes the job from ``budget``, never from env strings)."""
-    env = {J.ENV_MLFLOW_TRACKING_URI: "http://mlflow.testbed-system.svc.cluster.local:5000",
-           J.ENV_TENANT: tenant, J.ENV_JOB_ID: job_id, "DATASET": "sample"}
+    env = {
+        J.ENV_MLFLOW_TRACKING_URI: "http://mlflow.testbed-system.svc.cluster.local:5000",
+        J.ENV_TENANT: tenant,
+        J.ENV_JOB_ID: job_id,
+        "DATASET": "sample",
+    }
     budget = {"cpus": cpus, "gpus": gpus, "memory": memory}
-    return LaunchRequest(job_id=job_id, tenant=tenant, region=REGION, entrypoint="python -m workloads.train --epochs 1",
-                         budget=budget, driver=budget if driver else {"cpus": 0, "gpus": 0, "memory": 0},
-                         runtime_env={"env_vars": env})
+    return LaunchRequest(
+        job_id=job_id,
+        tenant=tenant,
+        region=REGION,
+        entrypoint="python -m workloads.train --epochs 1",
+        budget=budget,
+        driver=budget if driver else {"cpus": 0, "gpus": 0, "memory": 0},
+        runtime_env={"env_vars": env},
+    )
 
 
 def groups(manifest: dict) -> tuple[dict, dict]:
@@ -80,8 +96,11 @@ def test_cpu_job_manifest(target):
     assert (manifest["apiVersion"], manifest["kind"]) == ("ray.io/v1", "RayJob")
     meta, spec = manifest["metadata"], manifest["spec"]
     assert meta["namespace"] == target.namespace == f"tenant-{target.tenant}"
-    assert meta["labels"] == {QUEUE_LABEL: target.local_queue, TENANT_LABEL: target.tenant,
-                              JOB_ID_LABEL: "job-0123456789abcdef"}
+    assert meta["labels"] == {
+        QUEUE_LABEL: target.local_queue,
+        TENANT_LABEL: target.tenant,
+        JOB_ID_LABEL: "job-0123456789abcdef",
+    }
     assert spec["suspend"] is True and spec["shutdownAfterJobFinishes"] is True
     # The Ray cluster goes when the job ends, when Kueue releases its quota; the submitter Job (the logs) stays.
     assert spec["submissionMode"] == "K8sJobMode" and spec["ttlSecondsAfterFinished"] == 0
@@ -98,8 +117,11 @@ def test_cpu_job_manifest(target):
 
 
 def test_gpu_job_manifest(target):
-    manifest = build_rayjob(launch(target.tenant, cpus=8, gpus=2, memory=32 * GIB, driver=True), target,
-                            RayJobOptions(image="registry.example/ray:2.60.0-gpu", ttl_seconds=60))
+    manifest = build_rayjob(
+        launch(target.tenant, cpus=8, gpus=2, memory=32 * GIB, driver=True),
+        target,
+        RayJobOptions(image="registry.example/ray:2.60.0-gpu", ttl_seconds=60),
+    )
     head, worker = groups(manifest)
     pod = worker["template"]["spec"]
     [container] = pod["containers"]
@@ -126,8 +148,12 @@ def test_manifest_validates(stack, target, gpus):
     cluster = spec["rayClusterSpec"]
     assert spec["entrypoint"] and cluster["rayVersion"] == "2.60.0"
     for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
-        template = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "ray", "namespace": "t"},
-                    "template": group["template"]}
+        template = {
+            "apiVersion": "v1",
+            "kind": "PodTemplate",
+            "metadata": {"name": "ray", "namespace": "t"},
+            "template": group["template"],
+        }
         kubernetes_validate.validate(template, version, strict=True)
     for worker in cluster["workerGroupSpecs"]:
         assert worker["groupName"] and worker["template"]["spec"]["containers"]
@@ -157,34 +183,56 @@ def test_placement_must_match_the_stack(stack):
 
 # -- status mapping -----------------------------------------------------------------------------------
 def rayjob(job: str = "", deployment: str = "", annotations: dict | None = None, **status) -> dict:
-    return {"metadata": {"name": "job-x", "annotations": annotations or {}},
-            "status": {"jobStatus": job, "jobDeploymentStatus": deployment, **status}}
+    return {
+        "metadata": {"name": "job-x", "annotations": annotations or {}},
+        "status": {"jobStatus": job, "jobDeploymentStatus": deployment, **status},
+    }
 
 
 T0, T1 = "2025-03-01T09:00:00Z", "2025-03-01T09:05:30Z"
 E0, E1 = 1740819600.0, 1740819930.0
 
 
-@pytest.mark.parametrize("obj,status,message", [
-    ({"metadata": {"name": "job-x"}}, JobStatus.PENDING, "created; waiting for KubeRay"),
-    (rayjob("", "Suspended"), JobStatus.PENDING, "waiting for Kueue to admit it"),
-    (rayjob("", "Initializing", startTime=T0), JobStatus.PENDING, "admitted; starting the Ray cluster"),
-    (rayjob("PENDING", "Running", startTime=T0), JobStatus.PENDING, ""),
-    (rayjob("RUNNING", "Running", startTime=T0), JobStatus.RUNNING, ""),
-    (rayjob("SUCCEEDED", "Complete", startTime=T0, endTime=T1), JobStatus.SUCCEEDED, ""),
-    (rayjob("FAILED", "Complete", startTime=T0, endTime=T1, message="Job entrypoint command failed with exit code 1"),
-     JobStatus.FAILED, "Job entrypoint command failed with exit code 1"),
-    (rayjob("FAILED", "Failed", startTime=T0, endTime=T1, reason="AppFailed"), JobStatus.FAILED, "AppFailed"),
-    (rayjob("RUNNING", "Failed", startTime=T0, endTime=T1, reason="DeadlineExceeded",
-            message="The RayJob has passed the activeDeadlineSeconds"), JobStatus.FAILED,
-     "The RayJob has passed the activeDeadlineSeconds"),
-    (rayjob("", "ValidationFailed", reason="ValidationFailed", message="invalid RayJob"), JobStatus.FAILED,
-     "invalid RayJob"),
-    (rayjob("FAILED", "Retrying", startTime=T0), JobStatus.PENDING, "retrying on a new Ray cluster"),
-    (rayjob("STOPPED", "Complete", startTime=T0, endTime=T1), JobStatus.STOPPED, ""),
-    (rayjob("RUNNING", "Running", {STOP_ANNOTATION: "1740819930.000"}, startTime=T0), JobStatus.STOPPED, "stopped"),
-    (rayjob("SUCCEEDED", "Complete", {STOP_ANNOTATION: "1"}, startTime=T0, endTime=T1), JobStatus.SUCCEEDED, ""),
-])
+@pytest.mark.parametrize(
+    "obj,status,message",
+    [
+        ({"metadata": {"name": "job-x"}}, JobStatus.PENDING, "created; waiting for KubeRay"),
+        (rayjob("", "Suspended"), JobStatus.PENDING, "waiting for Kueue to admit it"),
+        (rayjob("", "Initializing", startTime=T0), JobStatus.PENDING, "admitted; starting the Ray cluster"),
+        (rayjob("PENDING", "Running", startTime=T0), JobStatus.PENDING, ""),
+        (rayjob("RUNNING", "Running", startTime=T0), JobStatus.RUNNING, ""),
+        (rayjob("SUCCEEDED", "Complete", startTime=T0, endTime=T1), JobStatus.SUCCEEDED, ""),
+        (
+            rayjob(
+                "FAILED", "Complete", startTime=T0, endTime=T1, message="Job entrypoint command failed with exit code 1"
+            ),
+            JobStatus.FAILED,
+            "Job entrypoint command failed with exit code 1",
+        ),
+        (rayjob("FAILED", "Failed", startTime=T0, endTime=T1, reason="AppFailed"), JobStatus.FAILED, "AppFailed"),
+        (
+            rayjob(
+                "RUNNING",
+                "Failed",
+                startTime=T0,
+                endTime=T1,
+                reason="DeadlineExceeded",
+                message="The RayJob has passed the activeDeadlineSeconds",
+            ),
+            JobStatus.FAILED,
+            "The RayJob has passed the activeDeadlineSeconds",
+        ),
+        (
+            rayjob("", "ValidationFailed", reason="ValidationFailed", message="invalid RayJob"),
+            JobStatus.FAILED,
+            "invalid RayJob",
+        ),
+        (rayjob("FAILED", "Retrying", startTime=T0), JobStatus.PENDING, "retrying on a new Ray cluster"),
+        (rayjob("STOPPED", "Complete", startTime=T0, endTime=T1), JobStatus.STOPPED, ""),
+        (rayjob("RUNNING", "Running", {STOP_ANNOTATION: "1740819930.000"}, startTime=T0), JobStatus.STOPPED, "stopped"),
+        (rayjob("SUCCEEDED", "Complete", {STOP_ANNOTATION: "1"}, startTime=T0, endTime=T1), JobStatus.SUCCEEDED, ""),
+    ],
+)
 def test_status_mapping(obj, status, message):
     info = job_info(obj)
     assert (info.status, info.message) == (status, message)
@@ -193,14 +241,21 @@ def test_status_mapping(obj, status, message):
 
 
 def test_ray_job_times_win_over_deployment_times():
-    obj = rayjob("SUCCEEDED", "Complete", startTime="2025-03-01T08:59:00Z", endTime="2025-03-01T09:06:00Z",
-                 rayJobInfo={"startTime": T0, "endTime": T1})
+    obj = rayjob(
+        "SUCCEEDED",
+        "Complete",
+        startTime="2025-03-01T08:59:00Z",
+        endTime="2025-03-01T09:06:00Z",
+        rayJobInfo={"startTime": T0, "endTime": T1},
+    )
     assert (job_info(obj).start_time, job_info(obj).end_time) == (E0, E1)
 
 
 # -- the backend against fake APIs ---------------------------------------------------------------------
 def backend_with(targets, custom=None, core=None) -> KubeRayBackend:
-    return KubeRayBackend(targets, RayJobOptions(), custom_api=custom or FakeCustomObjects(), core_api=core or FakeCore())
+    return KubeRayBackend(
+        targets, RayJobOptions(), custom_api=custom or FakeCustomObjects(), core_api=core or FakeCore()
+    )
 
 
 def test_submit_creates_one_rayjob_and_is_idempotent(targets, target):
@@ -264,8 +319,11 @@ def test_stop_annotates_then_deletes_the_rayjob_and_keeps_nothing(targets, targe
     custom = FakeCustomObjects()
     backend = backend_with(targets, custom)
     ref = backend.submit(launch(target.tenant))
-    custom.objects[tuple(ref.split("/"))]["status"] = {"jobStatus": "RUNNING", "jobDeploymentStatus": "Running",
-                                                       "startTime": T0}
+    custom.objects[tuple(ref.split("/"))]["status"] = {
+        "jobStatus": "RUNNING",
+        "jobDeploymentStatus": "Running",
+        "startTime": T0,
+    }
     backend.stop(ref)
     verbs = [c[0] for c in custom.calls]
     assert verbs.index("patch") < verbs.index("delete")  # annotated (reads STOPPED) while being deleted
@@ -288,15 +346,23 @@ def test_a_stopped_rayjob_reads_stopped_with_its_logs_on_every_replica(targets, 
 
     custom = FakeCustomObjects()
     core = FakeCore()
-    settings = ControlPlaneSettings(stack_file=stack_file_for(REGION), database_url=f"sqlite:///{tmp_path / 'cp.db'}",
-                                    backend="kuberay", mlflow_tracking_uri="http://mlflow", storage_path="s3://jobs")
+    settings = ControlPlaneSettings(
+        stack_file=stack_file_for(REGION),
+        database_url=f"sqlite:///{tmp_path / 'cp.db'}",
+        backend="kuberay",
+        mlflow_tracking_uri="http://mlflow",
+        storage_path="s3://jobs",
+    )
     replica_a, replica_b = (ControlPlane(settings, backend=backend_with(targets, custom, core)) for _ in range(2))
     tenant = Principal(subject=target.tenant, role="tenant")
     job = replica_a.dispatch(replica_a.admit(tenant, JobSpec(entrypoint="python train.py", cpus=1)))
     assert job.dispatched and job.backend_ref == f"{target.namespace}/{job.id}"
     core.names = {f"job-name={job.id}": "pod-0"}
     core.logs = {"pod-0": "epoch 1 loss 0.4\n"}
-    custom.objects[tuple(job.backend_ref.split("/"))]["status"] = {"jobStatus": "RUNNING", "jobDeploymentStatus": "Running"}
+    custom.objects[tuple(job.backend_ref.split("/"))]["status"] = {
+        "jobStatus": "RUNNING",
+        "jobDeploymentStatus": "Running",
+    }
     assert replica_b.visible_job(tenant, job.id).status == "RUNNING"
     stopped = replica_a.stop(tenant, job.id)
     assert not custom.objects
@@ -328,17 +394,28 @@ def test_stop_that_cannot_delete_leaves_the_job_running(targets, target):
 
 # -- settings rendered by infra --------------------------------------------------------------------------
 def test_infra_settings_build_a_kuberay_backend(stack, tmp_path, monkeypatch):
-    rendered = json.loads(render_settings(stack, "postgresql+psycopg2://testbed:secret@postgres:5432/testbed",
-                                          "http://mlflow.testbed-system.svc.cluster.local:5000", "s3://jobs",
-                                          ray_image="registry.example/testbed-gyeongnam@sha256:" + "0" * 64))
+    rendered = json.loads(
+        render_settings(
+            stack,
+            "postgresql+psycopg2://testbed:secret@postgres:5432/testbed",
+            "http://mlflow.testbed-system.svc.cluster.local:5000",
+            "s3://jobs",
+            ray_image="registry.example/testbed-gyeongnam@sha256:" + "0" * 64,
+        )
+    )
     settings = ControlPlaneSettings.model_validate(rendered)
     assert settings.backend == "kuberay"
     # The pod's ConfigMap (/etc/testbed) and env, reproduced in a temporary folder.
     (tmp_path / f"Pulumi.{REGION}.yaml").write_text(render_stack_file(stack))
     (tmp_path / "placement.yaml").write_text(render_placement(stack))
     assert str(settings.placement_file) == "/etc/testbed/placement.yaml"
-    local = ControlPlaneSettings.model_validate({**rendered, "stack_file": str(tmp_path / f"Pulumi.{REGION}.yaml"),
-                                                 "placement_file": str(tmp_path / "placement.yaml")})
+    local = ControlPlaneSettings.model_validate(
+        {
+            **rendered,
+            "stack_file": str(tmp_path / f"Pulumi.{REGION}.yaml"),
+            "placement_file": str(tmp_path / "placement.yaml"),
+        }
+    )
     custom = FakeCustomObjects()
     monkeypatch.setattr("operators.control_plane.backends.kuberay_backend.load_kube_apis", lambda: (custom, FakeCore()))
     backend = make_backend(local, stack)
@@ -351,8 +428,13 @@ def test_infra_settings_build_a_kuberay_backend(stack, tmp_path, monkeypatch):
 
 def test_kuberay_settings_need_a_placement(stack, tmp_path, monkeypatch):
     (tmp_path / "stack.yaml").write_text(render_stack_file(stack))
-    settings = ControlPlaneSettings(stack_file=tmp_path / "stack.yaml", database_url="sqlite://", backend="kuberay",
-                                    mlflow_tracking_uri="http://mlflow", storage_path="s3://jobs")
+    settings = ControlPlaneSettings(
+        stack_file=tmp_path / "stack.yaml",
+        database_url="sqlite://",
+        backend="kuberay",
+        mlflow_tracking_uri="http://mlflow",
+        storage_path="s3://jobs",
+    )
     with pytest.raises(PlacementError, match="placement_file"):
         make_backend(settings, stack)
     with pytest.raises(PlacementError, match="cannot read"):
@@ -385,13 +467,18 @@ def test_trivial_job_on_a_real_cluster():
         local_queue = custom.get_namespaced_custom_object(group, version, namespace, "localqueues", queue)
     except ApiException as exc:
         pytest.skip(f"no Kueue LocalQueue {namespace}/{queue} to admit the RayJob: {exc.status} {exc.reason}")
-    target = Target(tenant="it", namespace=namespace, local_queue=queue,
-                    cluster_queue=local_queue["spec"]["clusterQueue"])
+    target = Target(
+        tenant="it", namespace=namespace, local_queue=queue, cluster_queue=local_queue["spec"]["clusterQueue"]
+    )
     backend = KubeRayBackend({"it": target}, RayJobOptions(ttl_seconds=60), custom_api=custom, core_api=core)
     job_id = "job-it-" + uuid.uuid4().hex[:8]
-    request = LaunchRequest(job_id=job_id, tenant="it", region=REGION,
-                            entrypoint="python -c \"print('hello from testbed')\"",
-                            budget={"cpus": 1, "gpus": 0, "memory": 2 * GIB})
+    request = LaunchRequest(
+        job_id=job_id,
+        tenant="it",
+        region=REGION,
+        entrypoint="python -c \"print('hello from testbed')\"",
+        budget={"cpus": 1, "gpus": 0, "memory": 2 * GIB},
+    )
     ref = backend.submit(request)
     try:
         deadline = time.time() + 600
@@ -426,7 +513,10 @@ def test_a_jobs_mlflow_login_is_a_secret_of_its_own_in_the_tenants_namespace(sta
     secret = core.secrets[(target.namespace, "job-0123456789abcdef-login")]
     assert secret["stringData"] == login and secret["metadata"]["namespace"] == target.namespace
     [owner] = secret["metadata"]["ownerReferences"]
-    assert (owner["kind"], owner["name"], owner["uid"]) == ("RayJob", rayjob["metadata"]["name"],
-                                                            rayjob["metadata"]["uid"])
+    assert (owner["kind"], owner["name"], owner["uid"]) == (
+        "RayJob",
+        rayjob["metadata"]["name"],
+        rayjob["metadata"]["uid"],
+    )
     assert [c[0] for c in core.calls] == ["create_secret", "create_secret", "replace_secret"]
     kubernetes_validate.validate(secret, schema_version(stack.cluster.kubernetes_version), strict=True)

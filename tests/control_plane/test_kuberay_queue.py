@@ -36,8 +36,9 @@ from tests.control_plane.test_kuberay_backend import GIB, REGION, launch
 from tests.infra.crd_schema import upstream_catalog
 
 TENANTS = ("changwon-precision", "sacheon-aero-parts", "jinju-defense-optics")
-PENDING_MESSAGE = ("couldn't assign flavors to pod set workers: insufficient unused quota for cpu in flavor "
-                   "l4-pool, 2 more needed")
+PENDING_MESSAGE = (
+    "couldn't assign flavors to pod set workers: insufficient unused quota for cpu in flavor l4-pool, 2 more needed"
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,21 +54,39 @@ def kueue_workload(rayjob: dict, *conditions: dict, cluster_queue: str | None = 
     pod set per head/worker group/submitter; plus the status conditions Kueue sets."""
     meta = rayjob["metadata"]
     digest = hashlib.sha1("\n".join(["RayJob", "ray.io", meta["name"], meta["uid"]]).encode()).hexdigest()[:5]
-    status: dict = {"conditions": [{"observedGeneration": 1, "lastTransitionTime": "2026-03-01T09:00:00Z", **c}
-                                   for c in conditions]}
+    status: dict = {
+        "conditions": [{"observedGeneration": 1, "lastTransitionTime": "2026-03-01T09:00:00Z", **c} for c in conditions]
+    }
     if cluster_queue:
-        status["admission"] = {"clusterQueue": cluster_queue, "podSetAssignments": [
-            {"name": p.name, "count": p.count, "flavors": {"cpu": "l4-pool", "memory": "l4-pool"}}
-            for p in kueue_pod_sets(rayjob)]}
+        status["admission"] = {
+            "clusterQueue": cluster_queue,
+            "podSetAssignments": [
+                {"name": p.name, "count": p.count, "flavors": {"cpu": "l4-pool", "memory": "l4-pool"}}
+                for p in kueue_pod_sets(rayjob)
+            ],
+        }
     return {
-        "apiVersion": KUEUE_API, "kind": "Workload",
-        "metadata": {"name": f"rayjob-{meta['name']}-{digest}", "namespace": meta["namespace"],
-                     "labels": {JOB_UID_LABEL: meta["uid"]},
-                     "ownerReferences": [{"apiVersion": "ray.io/v1", "kind": "RayJob", "name": meta["name"],
-                                          "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}]},
-        "spec": {"queueName": rayjob["metadata"]["labels"]["kueue.x-k8s.io/queue-name"],
-                 "podSets": [{"name": p.name, "count": p.count, "template": p.template}
-                             for p in kueue_pod_sets(rayjob)]},
+        "apiVersion": KUEUE_API,
+        "kind": "Workload",
+        "metadata": {
+            "name": f"rayjob-{meta['name']}-{digest}",
+            "namespace": meta["namespace"],
+            "labels": {JOB_UID_LABEL: meta["uid"]},
+            "ownerReferences": [
+                {
+                    "apiVersion": "ray.io/v1",
+                    "kind": "RayJob",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "queueName": rayjob["metadata"]["labels"]["kueue.x-k8s.io/queue-name"],
+            "podSets": [{"name": p.name, "count": p.count, "template": p.template} for p in kueue_pod_sets(rayjob)],
+        },
         "status": status,
     }
 
@@ -79,15 +98,21 @@ def cond(kind: str, status: str, reason: str, message: str) -> dict:
 WAITING = cond("QuotaReserved", "False", "Pending", PENDING_MESSAGE)
 RESERVED = cond("QuotaReserved", "True", "QuotaReserved", "Quota reserved in ClusterQueue gyeongnam-x")
 ADMITTED = cond("Admitted", "True", "Admitted", "The workload is admitted")
-EVICTED = cond("Evicted", "True", "Preempted", "Preempted to accommodate a workload (UID: u, JobUID: j) due to "
-               "reclamation within the cohort; preemptor path: /gyeongnam/gyeongnam-y; preemptee path: /gyeongnam/x")
+EVICTED = cond(
+    "Evicted",
+    "True",
+    "Preempted",
+    "Preempted to accommodate a workload (UID: u, JobUID: j) due to "
+    "reclamation within the cohort; preemptor path: /gyeongnam/gyeongnam-y; preemptee path: /gyeongnam/x",
+)
 INADMISSIBLE = cond("QuotaReserved", "False", "Inadmissible", "LocalQueue changwon-precision doesn't exist")
 
 
 def created_rayjob(target) -> dict:
     custom = FakeCustomObjects()
-    return custom.create_namespaced_custom_object("ray.io", "v1", target.namespace, "rayjobs",
-                                                  build_rayjob(launch(target.tenant), target, RayJobOptions()))
+    return custom.create_namespaced_custom_object(
+        "ray.io", "v1", target.namespace, "rayjobs", build_rayjob(launch(target.tenant), target, RayJobOptions())
+    )
 
 
 # -- what Kueue counts ------------------------------------------------------------------------------
@@ -104,8 +129,10 @@ def test_kueue_counts_the_head_and_the_submitter_and_admission_knows(targets, gp
     assert submitter["containers"][0]["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi"}
     need = backend.pod_requests(budget)
     assert need.total == total_requests(pod_sets) == Resources(cpus=2.5 + 1 + 0.5, gpus=gpus, memory=9 * GIB)
-    assert need.overhead == {"Ray head": Resources(cpus=1, gpus=0, memory=2 * GIB),
-                             "submitter": Resources(cpus=0.5, gpus=0, memory=GIB)}
+    assert need.overhead == {
+        "Ray head": Resources(cpus=1, gpus=0, memory=2 * GIB),
+        "submitter": Resources(cpus=0.5, gpus=0, memory=GIB),
+    }
 
 
 def test_workloads_as_kueue_builds_them_validate_against_the_vendored_crd(targets):
@@ -116,15 +143,22 @@ def test_workloads_as_kueue_builds_them_validate_against_the_vendored_crd(target
         catalog.validate(kueue_workload(rayjob, *conditions, cluster_queue="gyeongnam-x" if admitted else None))
 
 
-@pytest.mark.parametrize("conditions,admitted_by,message", [
-    ((), None, "queued in ClusterQueue gyeongnam-changwon-precision"),
-    ((WAITING,), None, f"waiting for quota in ClusterQueue gyeongnam-changwon-precision: {PENDING_MESSAGE}"),
-    ((INADMISSIBLE,), None, "not admissible in ClusterQueue gyeongnam-changwon-precision (Inadmissible): "
-                            "LocalQueue changwon-precision doesn't exist"),
-    ((RESERVED,), "gyeongnam-x", "quota reserved in ClusterQueue gyeongnam-x; waiting for its admission checks"),
-    ((RESERVED, ADMITTED), "gyeongnam-x", "admitted by ClusterQueue gyeongnam-x"),
-    ((EVICTED, WAITING), None, f"evicted by Kueue (Preempted): {EVICTED['message']}; queued again"),
-])
+@pytest.mark.parametrize(
+    "conditions,admitted_by,message",
+    [
+        ((), None, "queued in ClusterQueue gyeongnam-changwon-precision"),
+        ((WAITING,), None, f"waiting for quota in ClusterQueue gyeongnam-changwon-precision: {PENDING_MESSAGE}"),
+        (
+            (INADMISSIBLE,),
+            None,
+            "not admissible in ClusterQueue gyeongnam-changwon-precision (Inadmissible): "
+            "LocalQueue changwon-precision doesn't exist",
+        ),
+        ((RESERVED,), "gyeongnam-x", "quota reserved in ClusterQueue gyeongnam-x; waiting for its admission checks"),
+        ((RESERVED, ADMITTED), "gyeongnam-x", "admitted by ClusterQueue gyeongnam-x"),
+        ((EVICTED, WAITING), None, f"evicted by Kueue (Preempted): {EVICTED['message']}; queued again"),
+    ],
+)
 def test_workload_conditions_become_the_jobs_message(targets, conditions, admitted_by, message):
     target = targets["changwon-precision"]
     workload = kueue_workload(created_rayjob(target), *conditions, cluster_queue=admitted_by)
@@ -136,8 +170,10 @@ def test_kueue_reason_and_kuberay_progress_in_one_message(targets):
     rayjob = created_rayjob(target)
     rayjob["status"] = {"jobDeploymentStatus": "Initializing", "startTime": "2026-03-01T09:00:00Z"}
     info = job_info(rayjob, kueue_workload(rayjob, RESERVED, ADMITTED, cluster_queue="gyeongnam-x"))
-    assert (info.status, info.message) == (JobStatus.PENDING,
-                                           "admitted by ClusterQueue gyeongnam-x; starting the Ray cluster")
+    assert (info.status, info.message) == (
+        JobStatus.PENDING,
+        "admitted by ClusterQueue gyeongnam-x; starting the Ray cluster",
+    )
     rayjob["status"] = {"jobStatus": "SUCCEEDED", "jobDeploymentStatus": "Complete", "message": "done"}
     assert job_info(rayjob, kueue_workload(rayjob, RESERVED, ADMITTED)).message == "done"  # the end: KubeRay's word
 
@@ -184,8 +220,13 @@ def test_a_sync_round_costs_two_lists_per_namespace_not_calls_per_job(targets, m
 def cluster_plane(targets, tmp_path):
     custom = FakeCustomObjects()
     backend = KubeRayBackend(targets, RayJobOptions(), custom_api=custom, core_api=FakeCore())
-    settings = ControlPlaneSettings(stack_file=stack_file_for(REGION), database_url=f"sqlite:///{tmp_path / 'cp.db'}",
-                                    backend="kuberay", mlflow_tracking_uri="http://mlflow:5000", storage_path="s3://j")
+    settings = ControlPlaneSettings(
+        stack_file=stack_file_for(REGION),
+        database_url=f"sqlite:///{tmp_path / 'cp.db'}",
+        backend="kuberay",
+        mlflow_tracking_uri="http://mlflow:5000",
+        storage_path="s3://j",
+    )
     plane = ControlPlane(settings, backend=backend)
     yield plane, custom
     plane.shutdown()
@@ -204,9 +245,15 @@ def test_admission_refuses_a_job_whose_pods_exceed_the_quota(cluster_plane):
 
 def test_every_admitted_job_becomes_a_rayjob_at_once_and_kueue_decides(cluster_plane):
     plane, custom = cluster_plane
-    rows = [plane.dispatch(plane.admit(Principal(subject=TENANTS[i % 3], role="tenant"),
-                                       JobSpec(entrypoint="python train.py", cpus=4, memory="8Gi")))
-            for i in range(50)]  # far beyond what the tenants' quotas run at once: no second queue holds them
+    rows = [
+        plane.dispatch(
+            plane.admit(
+                Principal(subject=TENANTS[i % 3], role="tenant"),
+                JobSpec(entrypoint="python train.py", cpus=4, memory="8Gi"),
+            )
+        )
+        for i in range(50)
+    ]  # far beyond what the tenants' quotas run at once: no second queue holds them
     assert all(row.dispatched for row in rows) and len(custom.objects) == 50
     for row in rows[:10]:
         rayjob = custom.objects[tuple(row.backend_ref.split("/"))]
@@ -215,7 +262,8 @@ def test_every_admitted_job_becomes_a_rayjob_at_once_and_kueue_decides(cluster_p
     assert plane.dispatcher.sync_once() is False  # Ray's start times come with the RayJobs: no 50 ms watch
     assert len(custom.calls) == 2 * len(TENANTS)
     assert plane.store.get_job(rows[0].id).message.startswith(
-        f"waiting for quota in ClusterQueue gyeongnam-{rows[0].tenant}: couldn't assign flavors")
+        f"waiting for quota in ClusterQueue gyeongnam-{rows[0].tenant}: couldn't assign flavors"
+    )
     custom.calls.clear()
     plane.dispatcher.sync_once(starting_only=True)  # the pending-only round is batched the same way
     assert len(custom.calls) == 2 * len(TENANTS)

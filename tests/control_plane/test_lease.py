@@ -23,8 +23,9 @@ def store(request, tmp_path):
 
 def test_one_holder_at_a_time_and_a_lapsed_lease_is_taken_over(store):
     clock = ManualClock()
-    first, second = (Lease(store, "reconciler", ttl=0.6, renew_every=0.2, holder=name, clock=clock)
-                     for name in ("a", "b"))
+    first, second = (
+        Lease(store, "reconciler", ttl=0.6, renew_every=0.2, holder=name, clock=clock) for name in ("a", "b")
+    )
     assert first.renew() and not second.renew()
     taken = first.acquired_at
     clock.advance(0.3)

@@ -32,8 +32,9 @@ print("LOGGED")
 def _run_logging_job(local_testbed, tenant: str) -> str:
     client = local_testbed.client(tenant)
     script = base64.b64encode(_LOG_TO_MLFLOW.format(tenant=tenant).encode()).decode()
-    job = client.wait(client.submit(entrypoint=f"python -c \"import base64; exec(base64.b64decode('{script}'))\"").id,
-                      timeout=180)
+    job = client.wait(
+        client.submit(entrypoint=f"python -c \"import base64; exec(base64.b64decode('{script}'))\"").id, timeout=180
+    )
     assert job.status == "SUCCEEDED" and "LOGGED" in client.logs(job.id).logs, client.logs(job.id).logs
     return job.id
 
@@ -72,8 +73,11 @@ def test_no_secret_in_any_file_of_the_state_folder_ray_session_logs_included(loc
 
 
 def test_rays_jobs_api_shows_no_password(local_testbed, jobs_ran):
-    answer = httpx.get(f"{local_testbed.ray_dashboard_url}/api/jobs/", timeout=10,
-                       headers=local_testbed.testbed.folder.ray_auth_headers())
+    answer = httpx.get(
+        f"{local_testbed.ray_dashboard_url}/api/jobs/",
+        timeout=10,
+        headers=local_testbed.testbed.folder.ray_auth_headers(),
+    )
     assert answer.status_code == 200 and jobs_ran[0] in answer.text
     assert not [name for name, value in _secrets(local_testbed).items() if value in answer.text]
 
@@ -86,8 +90,9 @@ def test_a_jobs_login_file_is_private_and_goes_when_the_job_ends(local_testbed, 
 
 def test_no_secret_on_a_command_line_nor_a_platform_secret_in_an_environment(local_testbed, jobs_ran):
     secrets = _secrets(local_testbed)
-    platform = {name: value for name, value in secrets.items() if "mlflow password" not in name
-                and name != "mlflow-flask.key"}  # Flask's key: MLflow reads it from its environment only
+    platform = {
+        name: value for name, value in secrets.items() if "mlflow password" not in name and name != "mlflow-flask.key"
+    }  # Flask's key: MLflow reads it from its environment only
     checked = 0
     for name, component in local_testbed.state.components.items():
         group = [psutil.Process(component.pid), *psutil.Process(component.pid).children(recursive=True)]

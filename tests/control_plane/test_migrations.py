@@ -18,11 +18,15 @@ from operators.control_plane.db.models import Base, UsageJobRow, UsageTotalRow
 from operators.control_plane.db.store import Store
 
 
-
 DATA = Path(__file__).parent / "data"
 SNAPSHOT_JOBS = 7
-FINISHED = {"job-snapshot000001": "SUCCEEDED", "job-snapshot000002": "FAILED", "job-snapshot000003": "STOPPED",
-            "job-snapshot000004": "STOPPED", "job-snapshot000005": "SUCCEEDED"}
+FINISHED = {
+    "job-snapshot000001": "SUCCEEDED",
+    "job-snapshot000002": "FAILED",
+    "job-snapshot000003": "STOPPED",
+    "job-snapshot000004": "STOPPED",
+    "job-snapshot000005": "SUCCEEDED",
+}
 T0 = 1_780_000_000.0
 
 
@@ -58,9 +62,13 @@ def schema(url: str) -> dict[str, dict]:
     tables = {}
     for table in sorted(set(inspector.get_table_names()) - {"alembic_version"}):
         tables[table] = {
-            "columns": [(c["name"], str(c["type"]), c["nullable"], c.get("default")) for c in inspector.get_columns(table)],
+            "columns": [
+                (c["name"], str(c["type"]), c["nullable"], c.get("default")) for c in inspector.get_columns(table)
+            ],
             "pk": inspector.get_pk_constraint(table)["constrained_columns"],
-            "indexes": sorted((i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in inspector.get_indexes(table)),
+            "indexes": sorted(
+                (i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in inspector.get_indexes(table)
+            ),
             "unique": inspector.get_unique_constraints(table),
             "foreign_keys": inspector.get_foreign_keys(table),
         }
@@ -90,8 +98,10 @@ def test_the_initial_revision_is_the_released_schema(empty_url, tmp_path, reques
 
 def test_a_released_database_upgrades_to_head_with_everything_intact(empty_url):
     load_snapshot(empty_url)
-    before = {table: rows(empty_url, table, key) for table, key in
-              (("tokens", "token_hash"), ("jobs", "id"), ("usage_totals", "tenant, gpu_model"))}
+    before = {
+        table: rows(empty_url, table, key)
+        for table, key in (("tokens", "token_hash"), ("jobs", "id"), ("usage_totals", "tenant, gpu_model"))
+    }
     store = Store(empty_url)  # what every control plane does at start: stamp 0001, upgrade to head
     ledger = Ledger(store)
     ledger.install()
@@ -172,12 +182,23 @@ def test_testbed_db_upgrade(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"{url}: {migrate.INITIAL_REVISION} -> {migrate.head_revision()}"
     settings = tmp_path / "settings.json"
-    ControlPlaneSettings(stack_file=stack_file_for("gyeongnam"), database_url=url, backend="noop",
-                         mlflow_tracking_uri="http://127.0.0.1:1", storage_path=str(tmp_path)).write(settings)
-    done = subprocess.run([*cli, "db", "upgrade", "--settings", str(settings)], capture_output=True, text=True, timeout=120)
+    ControlPlaneSettings(
+        stack_file=stack_file_for("gyeongnam"),
+        database_url=url,
+        backend="noop",
+        mlflow_tracking_uri="http://127.0.0.1:1",
+        storage_path=str(tmp_path),
+    ).write(settings)
+    done = subprocess.run(
+        [*cli, "db", "upgrade", "--settings", str(settings)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0 and done.stdout.strip().endswith("(already up to date)"), done.stderr
-    bad = subprocess.run([*cli, "db", "upgrade", "--database-url", "postgresql+psycopg2://x:secret@127.0.0.1:1/none"],
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [*cli, "db", "upgrade", "--database-url", "postgresql+psycopg2://x:secret@127.0.0.1:1/none"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     [line] = bad.stderr.strip().splitlines()
     assert bad.returncode == 1 and line.startswith("testbed: error: cannot upgrade the database:"), bad.stderr
     assert "secret" not in line

@@ -50,8 +50,14 @@ class PackageClient:
 
 def request(location: str, sha256: str, tenant: str = "acme") -> LaunchRequest:
     package = CodePackage(sha256=sha256, location=location)
-    return LaunchRequest(job_id="job-1", tenant=tenant, region="gyeongnam", entrypoint="python train.py",
-                         budget=BUDGET, runtime_env=RuntimeEnv(env_vars={"A": "1"}, code_package=package))
+    return LaunchRequest(
+        job_id="job-1",
+        tenant=tenant,
+        region="gyeongnam",
+        entrypoint="python train.py",
+        budget=BUDGET,
+        runtime_env=RuntimeEnv(env_vars={"A": "1"}, code_package=package),
+    )
 
 
 def ray_backend(client: PackageClient) -> RayJobsBackend:
@@ -102,8 +108,11 @@ def test_rayjobs_fetch_the_package_from_s3_as_their_tenants_service_account():
     manifest = build_rayjob(request(location, sha, alice.id), targets[alice.id], RayJobOptions())
     assert yaml.safe_load(manifest["spec"]["runtimeEnvYAML"])["working_dir"] == location
     cluster = manifest["spec"]["rayClusterSpec"]
-    pods = [cluster["headGroupSpec"]["template"], *[g["template"] for g in cluster["workerGroupSpecs"]],
-            manifest["spec"]["submitterPodTemplate"]]
+    pods = [
+        cluster["headGroupSpec"]["template"],
+        *[g["template"] for g in cluster["workerGroupSpecs"]],
+        manifest["spec"]["submitterPodTemplate"],
+    ]
     assert len(pods) == 3
     for pod in pods:
         assert pod["spec"]["serviceAccountName"] == job_service_account(alice) != job_service_account(bob)

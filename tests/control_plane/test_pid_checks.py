@@ -28,8 +28,9 @@ def _state(tmp_path: Path, pid: int, started_at: float | None) -> tuple[Supervis
 
 def _spawn(argv: list[str]) -> subprocess.Popen:
     """Start ``argv`` and wait until the process shows it (on a busy machine the exec comes a moment later)."""
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 30
     while psutil.Process(process.pid).cmdline()[-1:] != argv[-1:] and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -13,8 +13,12 @@ def test_control_plane_on_postgresql(postgres_url, tmp_path):
     from testbed.config import stack_file_for
 
     settings = ControlPlaneSettings(
-        stack_file=stack_file_for("gyeongnam"), database_url=postgres_url, backend="noop",
-        mlflow_tracking_uri="http://127.0.0.1:1", storage_path=str(tmp_path), credentials_dir=tmp_path / "credentials",
+        stack_file=stack_file_for("gyeongnam"),
+        database_url=postgres_url,
+        backend="noop",
+        mlflow_tracking_uri="http://127.0.0.1:1",
+        storage_path=str(tmp_path),
+        credentials_dir=tmp_path / "credentials",
     )
     app = create_app(settings)
     assert not app.state.plane.store.inline_writes
@@ -63,10 +67,25 @@ def test_two_replicas_fold_usage_into_one_totals_row_exactly(postgres_url):
             jobs = []
             for _ in replicas:
                 job_id = f"job-{uuid.uuid4().hex[:16]}"
-                replicas[0].add_job(JobRow(
-                    id=job_id, tenant=tenant, region="gyeongnam", name="t", experiment=f"{tenant}/t",
-                    status="RUNNING", entrypoint="true", spec={}, cpus=1.5, gpus=1, gpu_model="l4",
-                    memory_bytes=2**30, submitted_at=t0, started_at=t0, dispatched=True))
+                replicas[0].add_job(
+                    JobRow(
+                        id=job_id,
+                        tenant=tenant,
+                        region="gyeongnam",
+                        name="t",
+                        experiment=f"{tenant}/t",
+                        status="RUNNING",
+                        entrypoint="true",
+                        spec={},
+                        cpus=1.5,
+                        gpus=1,
+                        gpu_model="l4",
+                        memory_bytes=2**30,
+                        submitted_at=t0,
+                        started_at=t0,
+                        dispatched=True,
+                    )
+                )
                 jobs.append(job_id)
             errors: list[Exception] = []
 

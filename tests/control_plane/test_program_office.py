@@ -35,8 +35,13 @@ def test_every_write_route_refuses_the_program_office(noop_plane) -> None:
     assert len(writes) >= 7, writes  # jobs, stop, token, packages, data put/delete, outputs delete
     headers = {"Authorization": f"Bearer {token}"}
     for method, path in writes:
-        response = httpx.request(method.upper(), noop_plane.url + _concrete(path, job.id), headers=headers,
-                                 json={"entrypoint": "true"} if path == "/v1/jobs" else None, timeout=10)
+        response = httpx.request(
+            method.upper(),
+            noop_plane.url + _concrete(path, job.id),
+            headers=headers,
+            json={"entrypoint": "true"} if path == "/v1/jobs" else None,
+            timeout=10,
+        )
         assert response.status_code == 403, (method, path, response.status_code, response.text)
         assert response.json()["error"] == "forbidden" and "read-only" in response.json()["detail"]
     after = noop_plane.plane.store.get_job(job.id)

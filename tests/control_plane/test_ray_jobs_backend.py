@@ -23,8 +23,10 @@ from testbed.jobs import JobStatus
 GIB = 2**30
 # What Ray's SDK raises (dashboard_sdk._raise_error, job_manager): status code and server text.
 MISSING = RuntimeError("Request failed with status code 404: Job job-1 does not exist.")
-DUPLICATE = RuntimeError("Request failed with status code 400: Traceback (most recent call last):\n"
-                         "ValueError: Job with submission_id job-1 already exists. Please use a different submission_id.")
+DUPLICATE = RuntimeError(
+    "Request failed with status code 400: Traceback (most recent call last):\n"
+    "ValueError: Job with submission_id job-1 already exists. Please use a different submission_id."
+)
 BROKEN = RuntimeError("Request failed with status code 500: Internal Server Error\nmore lines")
 
 
@@ -65,9 +67,15 @@ def backend_with(client: FakeClient) -> RayJobsBackend:
 
 def request(template: bool = False) -> LaunchRequest:
     budget = Resources(cpus=2, gpus=1, memory=4 * GIB)
-    return LaunchRequest(job_id="job-1", tenant="acme", region="gyeongnam", entrypoint="python train.py",
-                         budget=budget, driver=NO_RESOURCES if template else budget,
-                         runtime_env=RuntimeEnv(env_vars={"A": "1"}, working_dir="pkg://code"))
+    return LaunchRequest(
+        job_id="job-1",
+        tenant="acme",
+        region="gyeongnam",
+        entrypoint="python train.py",
+        budget=budget,
+        driver=NO_RESOURCES if template else budget,
+        runtime_env=RuntimeEnv(env_vars={"A": "1"}, working_dir="pkg://code"),
+    )
 
 
 @pytest.mark.parametrize("template", [False, True])
@@ -92,12 +100,15 @@ def test_every_call_says_job_not_found_for_a_forgotten_job(call):
         getattr(backend_with(FakeClient(fail=MISSING)), call)("job-1")
 
 
-@pytest.mark.parametrize(("call", "prefix"), [
-    ("info", "Ray Jobs API error for job-1"),
-    ("logs", "cannot read logs of job-1"),
-    ("stop", "cannot stop job-1"),
-    ("submit", "Ray refused job job-1"),
-])
+@pytest.mark.parametrize(
+    ("call", "prefix"),
+    [
+        ("info", "Ray Jobs API error for job-1"),
+        ("logs", "cannot read logs of job-1"),
+        ("stop", "cannot stop job-1"),
+        ("submit", "Ray refused job job-1"),
+    ],
+)
 def test_other_failures_are_backend_errors_with_one_line(call, prefix):
     backend = backend_with(FakeClient(fail=BROKEN))
     with pytest.raises(BackendError) as err:
@@ -121,21 +132,34 @@ def test_info_maps_ray_times_to_seconds():
 
 def test_launch_request_refuses_a_driver_share_beyond_the_budget():
     with pytest.raises(ValueError, match="exceeds the job's budget"):
-        LaunchRequest(job_id="job-1", tenant="acme", region="gyeongnam", entrypoint="true",
-                      budget=Resources(cpus=1, gpus=0, memory=GIB), driver=Resources(cpus=2, gpus=0, memory=GIB))
+        LaunchRequest(
+            job_id="job-1",
+            tenant="acme",
+            region="gyeongnam",
+            entrypoint="true",
+            budget=Resources(cpus=1, gpus=0, memory=GIB),
+            driver=Resources(cpus=2, gpus=0, memory=GIB),
+        )
 
 
-BAD_RUNTIME_ENV = RuntimeError("Request failed with status code 400: Traceback (most recent call last):\n"
-                               "  File \"job_head.py\", line 1\n"
-                               "ValueError: runtime_env field 'pip' must be a list of strings")
+BAD_RUNTIME_ENV = RuntimeError(
+    "Request failed with status code 400: Traceback (most recent call last):\n"
+    '  File "job_head.py", line 1\n'
+    "ValueError: runtime_env field 'pip' must be a list of strings"
+)
 
 
-@pytest.mark.parametrize(("failure", "reason"), [
-    (BAD_RUNTIME_ENV, "ValueError: runtime_env field 'pip' must be a list of strings"),
-    (RuntimeError("Request failed with status code 413: Request Entity Too Large"),
-     "Request failed with status code 413: Request Entity Too Large"),
-    (ValueError("working_dir must be an existing directory"), "working_dir must be an existing directory"),
-])
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [
+        (BAD_RUNTIME_ENV, "ValueError: runtime_env field 'pip' must be a list of strings"),
+        (
+            RuntimeError("Request failed with status code 413: Request Entity Too Large"),
+            "Request failed with status code 413: Request Entity Too Large",
+        ),
+        (ValueError("working_dir must be an existing directory"), "working_dir must be an existing directory"),
+    ],
+)
 def test_a_refusal_that_cannot_change_is_permanent(failure, reason):
     with pytest.raises(PermanentBackendError) as err:
         backend_with(FakeClient(fail=failure)).submit(request())
@@ -151,9 +175,15 @@ def test_timing_failures_stay_transient():
 def test_info_says_whether_the_driver_ever_started():
     client = FakeClient()
     client.get_job_info = lambda ref: SimpleNamespace(  # a job whose supervisor never started
-        status="FAILED", message="Job supervisor actor failed to start within 900.0 seconds.",
-        start_time=1_000_000, end_time=1_900_000, driver_node_id=None, driver_exit_code=None)
+        status="FAILED",
+        message="Job supervisor actor failed to start within 900.0 seconds.",
+        start_time=1_000_000,
+        end_time=1_900_000,
+        driver_node_id=None,
+        driver_exit_code=None,
+    )
     assert backend_with(client).info("job-1").ran is False
     client.get_job_info = lambda ref: SimpleNamespace(
-        status="FAILED", message="exit 3", start_time=1, end_time=2, driver_node_id="abc", driver_exit_code=3)
+        status="FAILED", message="exit 3", start_time=1, end_time=2, driver_node_id="abc", driver_exit_code=3
+    )
     assert backend_with(client).info("job-1").ran is True

@@ -87,16 +87,20 @@ def submit_all(replicas: ReplicaSet, tokens: dict[str, str], scenario: Scenario,
                     seen.errors.append(f"{tenant}: no replica answered job {i}")
 
     clients = len(replicas.replicas) * scenario.clients_per_replica
-    threads = [threading.Thread(target=client_loop, args=(tenant, k, range(k, scenario.jobs_per_tenant, clients)))
-               for tenant in tokens for k in range(clients)]
+    threads = [
+        threading.Thread(target=client_loop, args=(tenant, k, range(k, scenario.jobs_per_tenant, clients)))
+        for tenant in tokens
+        for k in range(clients)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
 
 
-def sample_running(replicas: ReplicaSet, operator: str, quota: dict[str, Any], seen: Observed,
-                   stop: threading.Event) -> None:
+def sample_running(
+    replicas: ReplicaSet, operator: str, quota: dict[str, Any], seen: Observed, stop: threading.Event
+) -> None:
     """Read what runs from every live replica, again and again; note any tenant beyond its quota."""
     clients = {replica.name: TestbedClient(replica.url, operator, timeout=5) for replica in replicas.replicas}
     for replica in itertools.cycle(replicas.replicas):
@@ -134,9 +138,15 @@ def run_scenario(scenario: Scenario, postgres_url: str, home: Path) -> tuple[Obs
     """Start two replicas, submit, kill the lease holder, wait for every job to end; (what was seen, jobs)."""
     stack, tenants = stack_with_tenants(home, scenario.tenants, scenario.quota)
     settings = ControlPlaneSettings(
-        stack_file=stack, database_url=postgres_url, mlflow_tracking_uri="http://127.0.0.1:1",
-        storage_path=str(home / "storage"), credentials_dir=home / "credentials", sync_interval_seconds=0.1,
-        lease_ttl_seconds=3.0, lease_renew_seconds=0.5, **scenario.backend,
+        stack_file=stack,
+        database_url=postgres_url,
+        mlflow_tracking_uri="http://127.0.0.1:1",
+        storage_path=str(home / "storage"),
+        credentials_dir=home / "credentials",
+        sync_interval_seconds=0.1,
+        lease_ttl_seconds=3.0,
+        lease_renew_seconds=0.5,
+        **scenario.backend,
     )
     seen = Observed()
     with ReplicaSet(settings, home, env=scenario.env) as replicas:
@@ -148,8 +158,11 @@ def run_scenario(scenario: Scenario, postgres_url: str, home: Path) -> tuple[Obs
         submitter = threading.Thread(target=submit_all, args=(replicas, tokens, scenario, seen))
         submitter.start()
         try:
-            wait_until(lambda: len(seen.accepted) >= scenario.kill_after or seen.errors, 60,
-                     f"{scenario.kill_after} accepted jobs")
+            wait_until(
+                lambda: len(seen.accepted) >= scenario.kill_after or seen.errors,
+                60,
+                f"{scenario.kill_after} accepted jobs",
+            )
             assert not seen.errors, seen.errors[:5]
             seen.killed = replicas.reconciler()
             killed_at = time.monotonic()
@@ -158,16 +171,25 @@ def run_scenario(scenario: Scenario, postgres_url: str, home: Path) -> tuple[Obs
             seen.failover_seconds = time.monotonic() - killed_at
             assert survivor is not seen.killed
             submitter.join(timeout=120)
-            wait_until(lambda: database(postgres_url, "SELECT count(*) FROM jobs WHERE status NOT IN "
-                                                    "('SUCCEEDED', 'FAILED', 'STOPPED')")[0][0] == 0,
-                     90, "every job to end")
+            wait_until(
+                lambda: (
+                    database(
+                        postgres_url, "SELECT count(*) FROM jobs WHERE status NOT IN ('SUCCEEDED', 'FAILED', 'STOPPED')"
+                    )[0][0]
+                    == 0
+                ),
+                90,
+                "every job to end",
+            )
         finally:
             stop.set()
             sampler.join(timeout=30)
             submitter.join(timeout=30)
     jobs = {row.id: row for row in database(postgres_url, "SELECT * FROM jobs")}
-    print(f"{scenario.backend['backend']}: {len(jobs)} jobs, {seen.samples} samples (peak {seen.peak_running} running "
-          f"per tenant), {len(seen.violations)} over quota, failover {seen.failover_seconds:.1f}s")
+    print(
+        f"{scenario.backend['backend']}: {len(jobs)} jobs, {seen.samples} samples (peak {seen.peak_running} running "
+        f"per tenant), {len(seen.violations)} over quota, failover {seen.failover_seconds:.1f}s"
+    )
     return seen, jobs
 
 
@@ -179,17 +201,25 @@ def check(scenario: Scenario, seen: Observed, jobs: dict[str, sa.Row], postgres_
     assert seen.samples >= 20 and seen.peak_running >= 1, "the sampler must have seen jobs running"
     assert not seen.violations, seen.violations[:10]
     assert set(seen.accepted) <= set(jobs), "an accepted job is missing"
-    assert {jobs[j].status for j in seen.accepted} == {"SUCCEEDED"}, [(j, jobs[j].status, jobs[j].message)
-                                                                    for j in seen.accepted if jobs[j].status != "SUCCEEDED"]
+    assert {jobs[j].status for j in seen.accepted} == {"SUCCEEDED"}, [
+        (j, jobs[j].status, jobs[j].message) for j in seen.accepted if jobs[j].status != "SUCCEEDED"
+    ]
     assert all(row.status in TERMINAL and row.dispatched for row in jobs.values())
     folded = database(postgres_url, "SELECT job_id, status FROM usage_jobs")
     assert sorted(folded) == sorted((row.id, row.status) for row in jobs.values()), "each ended job is folded once"
-    totals = database(postgres_url, "SELECT tenant, sum(cpu_seconds), sum(jobs_succeeded + jobs_failed + jobs_stopped) "
-                                    "FROM usage_totals GROUP BY tenant")
+    totals = database(
+        postgres_url,
+        "SELECT tenant, sum(cpu_seconds), sum(jobs_succeeded + jobs_failed + jobs_stopped) "
+        "FROM usage_totals GROUP BY tenant",
+    )
     metered: dict[str, float] = {}
     for row in jobs.values():
-        metered[row.tenant] = metered.get(row.tenant, 0.0) + row.cpus * max(0.0, row.ended_at - (row.started_at or row.ended_at))
-    assert {tenant: count for tenant, _, count in totals} == {t: sum(r.tenant == t for r in jobs.values()) for t in metered}
+        metered[row.tenant] = metered.get(row.tenant, 0.0) + row.cpus * max(
+            0.0, row.ended_at - (row.started_at or row.ended_at)
+        )
+    assert {tenant: count for tenant, _, count in totals} == {
+        t: sum(r.tenant == t for r in jobs.values()) for t in metered
+    }
     for tenant, cpu_seconds, _ in totals:
         assert cpu_seconds == pytest.approx(metered[tenant], rel=0.01), tenant
     assert sum(metered.values()) > 0
@@ -197,9 +227,13 @@ def check(scenario: Scenario, seen: Observed, jobs: dict[str, sa.Row], postgres_
 
 def test_two_replicas_with_the_noop_backend(postgres_url, tmp_path):
     scenario = Scenario(
-        tenants=10, jobs_per_tenant=8, quota={"max_running_jobs": 2, "cpus": 3, "memory": "64Gi"},
+        tenants=10,
+        jobs_per_tenant=8,
+        quota={"max_running_jobs": 2, "cpus": 3, "memory": "64Gi"},
         spec=lambda i: {"entrypoint": "sleep 0.6", "cpus": 1 + i % 2, "env": {SUBMIT_SECONDS_ENV: "0.1"}},
-        backend={"backend": "noop"}, kill_after=25, clients_per_replica=2,
+        backend={"backend": "noop"},
+        kill_after=25,
+        clients_per_replica=2,
     )
     seen, jobs = run_scenario(scenario, postgres_url, tmp_path)
     check(scenario, seen, jobs, postgres_url)
@@ -215,10 +249,14 @@ def test_two_replicas_with_the_noop_backend(postgres_url, tmp_path):
     # left out: it ran unaccounted from its first hand-over until a live replica adopted it
     quota = scenario.quota
     for tenant in {row.tenant for row in handed.values()}:
-        edges = sorted(itertools.chain.from_iterable(
-            ((row.submitted_at, 1, jobs[job_id].cpus), (row.submitted_at + row.run_seconds, -1, -jobs[job_id].cpus))
-            for job_id, row in handed.items() if row.tenant == tenant and job_id not in again),
-            key=lambda edge: (edge[0], edge[1]))
+        edges = sorted(
+            itertools.chain.from_iterable(
+                ((row.submitted_at, 1, jobs[job_id].cpus), (row.submitted_at + row.run_seconds, -1, -jobs[job_id].cpus))
+                for job_id, row in handed.items()
+                if row.tenant == tenant and job_id not in again
+            ),
+            key=lambda edge: (edge[0], edge[1]),
+        )
         running, cpus = 0, 0.0
         for _, step, cpu in edges:
             running, cpus = running + step, cpus + cpu
@@ -241,14 +279,18 @@ def ray_home() -> Iterator[Path]:
 def test_two_replicas_with_the_local_ray_backend(postgres_url, ray_home):
     runs = ray_home / "runs.txt"
     runs.touch()
-    entrypoint = (f"python -c \"import os, time; open('{runs}', 'a').write(os.environ['TESTBED_JOB_ID'] + '\\n'); "
-                  "time.sleep(1)\"")
+    entrypoint = (
+        f"python -c \"import os, time; open('{runs}', 'a').write(os.environ['TESTBED_JOB_ID'] + '\\n'); time.sleep(1)\""
+    )
     with ray_head(ray_home / "ray-head", num_cpus=2) as ray:
         scenario = Scenario(
-            tenants=3, jobs_per_tenant=3, quota={"max_running_jobs": 1, "cpus": 1, "memory": "8Gi"},
+            tenants=3,
+            jobs_per_tenant=3,
+            quota={"max_running_jobs": 1, "cpus": 1, "memory": "8Gi"},
             spec=lambda _i: {"entrypoint": entrypoint, "cpus": 0.5, "memory": "512Mi"},
             backend={"backend": "ray", "ray_address": ray.dashboard_url, "capacity_cpus": 2, "capacity_gpus": 0},
-            env=ray.env, kill_after=3,
+            env=ray.env,
+            kill_after=3,
         )
         seen, jobs = run_scenario(scenario, postgres_url, ray_home)
     check(scenario, seen, jobs, postgres_url)

@@ -13,7 +13,9 @@ def test_a_job_stopped_right_after_submission_is_recorded_as_ray_ran_it(local_te
     alice = local_testbed.client(ALICE)
     outcomes = []
     for _ in range(3):
-        job = alice.submit(entrypoint="python -c \"print('ENTRYPOINT STARTED', flush=True); import time; time.sleep(30)\"")
+        job = alice.submit(
+            entrypoint="python -c \"print('ENTRYPOINT STARTED', flush=True); import time; time.sleep(30)\""
+        )
         stopped = alice.stop(job.id)
         final = alice.wait(job.id, timeout=60)
         logs = alice.logs(job.id)

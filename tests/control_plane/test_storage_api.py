@@ -32,10 +32,17 @@ BOB = "gimhae-robotics"
 @contextmanager
 def plane(tmp_path: Path, **settings) -> Iterator[tuple[str, object]]:
     """A no-op control plane with extra settings (e.g. lower upload limits): (url, app)."""
-    app = create_app(ControlPlaneSettings(
-        stack_file=stack_file_for("gyeongnam"), database_url=f"sqlite:///{tmp_path / 'cp.db'}", backend="noop",
-        mlflow_tracking_uri="http://127.0.0.1:1", storage_path=str(tmp_path / "storage"),
-        credentials_dir=tmp_path / "credentials", **settings))
+    app = create_app(
+        ControlPlaneSettings(
+            stack_file=stack_file_for("gyeongnam"),
+            database_url=f"sqlite:///{tmp_path / 'cp.db'}",
+            backend="noop",
+            mlflow_tracking_uri="http://127.0.0.1:1",
+            storage_path=str(tmp_path / "storage"),
+            credentials_dir=tmp_path / "credentials",
+            **settings,
+        )
+    )
     with serve_in_thread(app) as url:
         yield url, app
 
@@ -97,9 +104,12 @@ def test_another_tenants_package_cannot_be_used_or_seen(noop_plane):
     alice, bob = noop_plane.client(ALICE), noop_plane.client(BOB)
     ref = alice.upload_package(code_folder(noop_plane.home / "mycode")).ref
     assert ref in refused(lambda: bob.submit(entrypoint="python train.py", code_package=ref), 404, "not_found")
-    assert "body.code_package" in refused(lambda: bob.submit(entrypoint="python train.py", code_package=ref), 404,
-                                          "not_found")
-    seen = httpx.get(f"{noop_plane.url}/v1/packages/{ref}", headers={"Authorization": f"Bearer {noop_plane.token(BOB)}"})
+    assert "body.code_package" in refused(
+        lambda: bob.submit(entrypoint="python train.py", code_package=ref), 404, "not_found"
+    )
+    seen = httpx.get(
+        f"{noop_plane.url}/v1/packages/{ref}", headers={"Authorization": f"Bearer {noop_plane.token(BOB)}"}
+    )
     assert seen.status_code == 404 and seen.json()["error"] == "not_found"
     assert bob.list_jobs().jobs == []  # nothing recorded
     assert alice.submit(entrypoint="python train.py", code_package=ref).status
@@ -157,8 +167,10 @@ def test_a_package_over_the_limit_is_refused_here_naming_folder_and_size(tmp_pat
         f.truncate(101 * 2**20)  # sparse: nothing is read before the refusal
     alice = noop_plane.client(ALICE)
     detail = refused(lambda: alice.submit(entrypoint="python train.py", working_dir=folder), None, "refused_here")
-    assert detail == (f"{folder}: 101.0 MiB in 3 files, over the 100.0 MiB limit of a code package; exclude data and "
-                      "checkpoints in .testbedignore (upload data with `testbed data upload`)")
+    assert detail == (
+        f"{folder}: 101.0 MiB in 3 files, over the 100.0 MiB limit of a code package; exclude data and "
+        "checkpoints in .testbedignore (upload data with `testbed data upload`)"
+    )
     assert alice.list_jobs().jobs == [] and not (noop_plane.home / "storage" / ALICE / "packages").exists()
     with pytest.raises(ValueError, match="zip grows past the 0.0 MiB limit"):
         build_package(code_folder(tmp_path / "small"), max_bytes=100)
@@ -228,7 +240,9 @@ def test_data_path_names_the_tenants_own_data(noop_plane, tmp_path):
     located = f"--data_path={noop_plane.home / 'storage' / ALICE / 'data' / 'sensors.csv'}"
     assert located in job.entrypoint.split()  # ...and runs on the tenant's own copy
     refused(lambda: bob.submit(spec), 404, "not_found")  # Bob has no such data; Alice's is not his
-    refused(lambda: alice.submit({**spec, "params": {"data_path": f"{DATA_SCHEME}../{BOB}/data/x"}}), 422, "invalid_spec")
+    refused(
+        lambda: alice.submit({**spec, "params": {"data_path": f"{DATA_SCHEME}../{BOB}/data/x"}}), 422, "invalid_spec"
+    )
 
 
 def test_job_outputs_are_the_owners_only(noop_plane):
@@ -244,8 +258,11 @@ def test_job_outputs_are_the_owners_only(noop_plane):
     assert [o.name for o in alice.list_outputs(job.id).objects] == ["ckpt/model.pt"]
     assert alice.download_output(job.id, "ckpt/model.pt", folder.parent / "m.pt").read_bytes() == b"weights"
     refused(lambda: alice.download_output(job.id, "planted", folder.parent / "p"), 404, "not_found")
-    for call in (lambda: bob.list_outputs(job.id), lambda: bob.delete_outputs(job.id),
-                 lambda: bob.download_output(job.id, "ckpt/model.pt", folder.parent / "b.pt")):
+    for call in (
+        lambda: bob.list_outputs(job.id),
+        lambda: bob.delete_outputs(job.id),
+        lambda: bob.download_output(job.id, "ckpt/model.pt", folder.parent / "b.pt"),
+    ):
         refused(call, 404, "not_found")
     removed = alice.delete_outputs(job.id)
     assert removed.deleted == ["ckpt/model.pt"] and removed.bytes == 7
@@ -267,6 +284,7 @@ def test_storage_that_does_not_answer_is_a_503_and_jobs_still_run(noop_plane):
         def __getattr__(self, _name):
             def fail(*_args, **_kwargs):
                 raise ConnectionError("connect timeout on endpoint URL")
+
             return fail
 
     storage = noop_plane.plane.storage
@@ -282,8 +300,9 @@ def test_storage_that_does_not_answer_is_a_503_and_jobs_still_run(noop_plane):
 def cli(plane_url: str, token: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TESTBED_")}
     env.update(TESTBED_URL=plane_url, TESTBED_TOKEN=token)
-    return subprocess.run([sys.executable, "-m", "embedded.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "embedded.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.mark.integration  # starts a real process
@@ -292,8 +311,10 @@ def test_the_data_commands_and_their_json(noop_plane, tmp_path):
     (tmp_path / "mine.csv").write_text("a,b\n1,2\n")
     up = cli(noop_plane.url, alice, tmp_path, "data", "upload", "mine.csv", "plant/readings.csv", "--json")
     assert json.loads(up.stdout)["name"] == "plant/readings.csv", up.stderr
-    assert "use it as testbed-data://x.csv" in cli(noop_plane.url, alice, tmp_path, "data", "upload",
-                                                    "mine.csv", "x.csv").stdout
+    assert (
+        "use it as testbed-data://x.csv"
+        in cli(noop_plane.url, alice, tmp_path, "data", "upload", "mine.csv", "x.csv").stdout
+    )
     listed = json.loads(cli(noop_plane.url, alice, tmp_path, "data", "ls", "plant/", "--json").stdout)
     assert [o["name"] for o in listed["objects"]] == ["plant/readings.csv"] and listed["next_cursor"] is None
     table = cli(noop_plane.url, alice, tmp_path, "data", "ls").stdout.splitlines()
@@ -302,7 +323,8 @@ def test_the_data_commands_and_their_json(noop_plane, tmp_path):
     assert json.loads(got.stdout)["size"] == 8 and (tmp_path / "readings.csv").read_text() == "a,b\n1,2\n"
     stolen = cli(noop_plane.url, bob, tmp_path, "data", "rm", "plant/readings.csv")
     assert stolen.returncode == 1 and stolen.stderr.strip() == (
-        "testbed: error: 404 Not Found: no data 'plant/readings.csv'")
+        "testbed: error: 404 Not Found: no data 'plant/readings.csv'"
+    )
     assert json.loads(cli(noop_plane.url, bob, tmp_path, "data", "ls", "--json").stdout)["objects"] == []
     removed = json.loads(cli(noop_plane.url, alice, tmp_path, "data", "rm", "x.csv", "--json").stdout)
     assert removed == {"deleted": ["x.csv"], "bytes": 8}

@@ -33,8 +33,22 @@ def bob_job_folder(noop_plane) -> tuple[str, Path]:
     return job.id, folder
 
 
-@pytest.mark.parametrize("prefix", ["../uploads/", "../jobs/", "../packages/", "../../", "../../../../tmp/x/", "/etc/",
-                                    "a\\b", "x\n", "a//b", "./", "sub/../../"])
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "../uploads/",
+        "../jobs/",
+        "../packages/",
+        "../../",
+        "../../../../tmp/x/",
+        "/etc/",
+        "a\\b",
+        "x\n",
+        "a//b",
+        "./",
+        "sub/../../",
+    ],
+)
 def test_a_prefix_or_cursor_that_leaves_the_folder_is_a_422(noop_plane, prefix):
     token = noop_plane.token(BOB)
     job_id, _ = bob_job_folder(noop_plane)
@@ -64,8 +78,12 @@ def test_listing_shows_only_the_area_never_uploads_in_flight_or_links(noop_plane
     for name in ("alice-link.csv", "alice-dir/secret.csv", "hard.csv"):
         assert get(noop_plane.url, token, f"/v1/data/{name}").status_code == 404, name
     # deleting through a link removes nothing of ALICE's
-    assert httpx.delete(f"{noop_plane.url}/v1/data/alice-dir/secret.csv",
-                        headers={"Authorization": f"Bearer {token}"}).status_code == 404
+    assert (
+        httpx.delete(
+            f"{noop_plane.url}/v1/data/alice-dir/secret.csv", headers={"Authorization": f"Bearer {token}"}
+        ).status_code
+        == 404
+    )
     assert (storage / ALICE / "data" / "secret.csv").read_bytes() == SECRET
 
 
@@ -104,8 +122,9 @@ def test_a_link_swapped_in_and_out_never_serves_another_tenants_file(noop_plane)
     dir_link = folder / "sub.link"
     dir_link.symlink_to(alice_data, target_is_directory=True)
     # the swapper is a process of its own (as a job is), so it runs truly beside the server's threads
-    swapper = subprocess.Popen([sys.executable, "-c", _SWAPPER, str(folder), str(alice_data)],
-                               stdout=subprocess.PIPE, text=True)
+    swapper = subprocess.Popen(
+        [sys.executable, "-c", _SWAPPER, str(folder), str(alice_data)], stdout=subprocess.PIPE, text=True
+    )
     served: dict[int, int] = {}
     leaked = []
     deadline = time.monotonic() + 6

@@ -57,7 +57,9 @@ def test_export_then_purge(noop_plane, tmp_path: Path, capsys) -> None:
 
     # a tenant or the program office cannot export; another tenant's archive is not a tenant's business
     for token in (noop_plane.token(TENANT), noop_plane.token("program-office")):
-        response = httpx.get(f"{noop_plane.url}/v1/tenants/{OTHER}/archive", headers={"Authorization": f"Bearer {token}"})
+        response = httpx.get(
+            f"{noop_plane.url}/v1/tenants/{OTHER}/archive", headers={"Authorization": f"Bearer {token}"}
+        )
         assert response.status_code == 403
 
     ledger_rows = sqlite3.connect(noop_plane.home / "cp.db").execute("select count(*) from money_ledger").fetchone()[0]
@@ -75,9 +77,15 @@ def test_export_then_purge(noop_plane, tmp_path: Path, capsys) -> None:
     db = sqlite3.connect(noop_plane.home / "cp.db")
     assert db.execute("select count(*) from money_ledger").fetchone()[0] == ledger_rows  # the ledger stays
     assert [k for (k,) in db.execute("select kind from tenant_exits where tenant=? order by id", (TENANT,))] == [
-        "export", "purge"]
-    audited = [k for (k,) in db.execute("select kind from audit_log where tenant=? and kind like 'tenant.%' order by seq",
-                                        (TENANT,))]
+        "export",
+        "purge",
+    ]
+    audited = [
+        k
+        for (k,) in db.execute(
+            "select kind from audit_log where tenant=? and kind like 'tenant.%' order by seq", (TENANT,)
+        )
+    ]
     assert audited == ["tenant.exported", "tenant.purged"]
     revoked = db.execute("select count(*) from tokens where subject=? and revoked_at is not null", (TENANT,)).fetchone()
     assert revoked[0] >= 1  # revoked, kept: the actions it took still name it

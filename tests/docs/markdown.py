@@ -80,7 +80,7 @@ def check_command(words: list[str], parser: argparse.ArgumentParser, targets: se
     tool = words[0]
     if tool in ("testbed", ".venv/bin/testbed"):
         argv = words[1:]
-        argv = argv[:argv.index("--")] if "--" in argv else argv  # the job's command, as the CLI splits it
+        argv = argv[: argv.index("--")] if "--" in argv else argv  # the job's command, as the CLI splits it
         try:
             parser.parse_args(argv)
         except SystemExit:

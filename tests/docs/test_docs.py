@@ -43,8 +43,14 @@ def test_the_check_rejects_what_does_not_exist():
 def test_local_blocks_run_against_a_real_testbed(local_testbed):
     """Every `sh local` block, in document order, in one bash with the testbed's environment."""
     for block in blocks("sh local"):
-        result = subprocess.run(["bash", "-euo", "pipefail", "-c", block.text], cwd=repo_root(), env=local_testbed.env(),
-                                capture_output=True, text=True, timeout=600)
+        result = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", block.text],
+            cwd=repo_root(),
+            env=local_testbed.env(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert result.returncode == 0, f"{block.where}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
 
 
@@ -52,6 +58,7 @@ def test_local_blocks_run_against_a_real_testbed(local_testbed):
 def test_sdk_blocks_run_against_a_real_testbed(local_testbed):
     env = {**local_testbed.env(), "TESTBED_TOKEN": local_testbed.tokens["changwon-precision"]}
     for block in blocks("python sdk"):
-        result = subprocess.run([sys.executable, "-c", block.text], cwd=repo_root(), env=env,
-                                capture_output=True, text=True, timeout=600)
+        result = subprocess.run(
+            [sys.executable, "-c", block.text], cwd=repo_root(), env=env, capture_output=True, text=True, timeout=600
+        )
         assert result.returncode == 0, f"{block.where}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"

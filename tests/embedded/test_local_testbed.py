@@ -68,8 +68,20 @@ def test_up_is_idempotent(local_testbed):
 
 def test_command_job_succeeds_with_its_environment_and_logs(local_testbed):
     script = "import os; print('hello', os.environ['MLFLOW_EXPERIMENT_NAME'], os.environ['TESTBED_JOB_ID'])"
-    result = cli(local_testbed, "submit", "--wait", "--json", "--name", "hello", "--", "python", "-c", script,
-                 token=local_testbed.tokens[ALICE], check=True)
+    result = cli(
+        local_testbed,
+        "submit",
+        "--wait",
+        "--json",
+        "--name",
+        "hello",
+        "--",
+        "python",
+        "-c",
+        script,
+        token=local_testbed.tokens[ALICE],
+        check=True,
+    )
     job = Job.model_validate_json(result.stdout)
     assert job.status == "SUCCEEDED" and job.tenant == ALICE
     assert job.started_at and job.ended_at and job.started_at <= job.ended_at
@@ -78,8 +90,16 @@ def test_command_job_succeeds_with_its_environment_and_logs(local_testbed):
 
 
 def test_failing_job_is_failed_and_cli_exits_nonzero(local_testbed):
-    result = cli(local_testbed, "submit", "--wait", "--", "python", "-c", "import sys; print('boom'); sys.exit(3)",
-                 token=local_testbed.tokens[ALICE])
+    result = cli(
+        local_testbed,
+        "submit",
+        "--wait",
+        "--",
+        "python",
+        "-c",
+        "import sys; print('boom'); sys.exit(3)",
+        token=local_testbed.tokens[ALICE],
+    )
     assert result.returncode != 0
     job_id = result.stdout.split()[0]
     job = local_testbed.client(ALICE).get_job(job_id)
@@ -132,9 +152,11 @@ version = client.create_model_version("{tenant}.wired", f"runs:/{{run.info.run_i
 client.set_registered_model_alias("{tenant}.wired", "champion", version.version)
 print("REGISTERED", run.info.run_id, version.version)
 """
-_PRINT_MLFLOW_ENV = ("import json, os; from mlflow.utils.credentials import read_mlflow_creds as r; c = r(); "
-                     "print('ENV=' + json.dumps({**{k: v for k, v in os.environ.items() if 'MLFLOW' in k}, "
-                     "'login': [c.username, c.password]}))")
+_PRINT_MLFLOW_ENV = (
+    "import json, os; from mlflow.utils.credentials import read_mlflow_creds as r; c = r(); "
+    "print('ENV=' + json.dumps({**{k: v for k, v in os.environ.items() if 'MLFLOW' in k}, "
+    "'login': [c.username, c.password]}))"
+)
 
 
 def test_mlflow_access_control_between_tenants_on_the_real_testbed(local_testbed):
@@ -159,15 +181,22 @@ def test_mlflow_access_control_between_tenants_on_the_real_testbed(local_testbed
         client = MlflowClient()
         assert client.get_experiment_by_name(f"{ALICE}/wired") is None
         assert not client.search_registered_models()
-        for read in (lambda: client.get_run(run_id), lambda: client.get_registered_model(f"{ALICE}.wired"),
-                     lambda: client.get_model_version_by_alias(f"{ALICE}.wired", "champion")):
+        for read in (
+            lambda: client.get_run(run_id),
+            lambda: client.get_registered_model(f"{ALICE}.wired"),
+            lambda: client.get_model_version_by_alias(f"{ALICE}.wired", "champion"),
+        ):
             with pytest.raises(MlflowException):
                 read()
-    assert httpx.get(f"{local_testbed.mlflow_url}/api/2.0/mlflow/experiments/search",
-                     params={"max_results": 5}).status_code == 401
+    assert (
+        httpx.get(
+            f"{local_testbed.mlflow_url}/api/2.0/mlflow/experiments/search", params={"max_results": 5}
+        ).status_code
+        == 401
+    )
     assert httpx.get(f"{local_testbed.mlflow_url}/health").status_code == 200
 
-    b_job = bob.wait(bob.submit(entrypoint=f"python -c \"{_PRINT_MLFLOW_ENV}\"").id, timeout=120)
+    b_job = bob.wait(bob.submit(entrypoint=f'python -c "{_PRINT_MLFLOW_ENV}"').id, timeout=120)
     b_logs = bob.logs(b_job.id).logs
     assert b_job.status == "SUCCEEDED", b_logs
     env = json.loads(next(line for line in b_logs.splitlines() if line.startswith("ENV="))[4:])
@@ -202,9 +231,9 @@ def test_control_plane_crash_mid_job_loses_nothing(local_testbed):
 
 def test_job_environment_names_no_platform_path(local_testbed):
     """A job inherits no path to the credentials or the state folder, and runs outside it."""
-    script = ("import json, os; print('ENV=' + json.dumps(dict(os.environ))); print('CWD=' + os.getcwd())")
+    script = "import json, os; print('ENV=' + json.dumps(dict(os.environ))); print('CWD=' + os.getcwd())"
     alice = local_testbed.client(ALICE)
-    job = alice.wait(alice.submit(entrypoint=f"python -c \"{script}\"").id, timeout=120)
+    job = alice.wait(alice.submit(entrypoint=f'python -c "{script}"').id, timeout=120)
     assert job.status == "SUCCEEDED", alice.logs(job.id).logs
     lines = alice.logs(job.id).logs.splitlines()
     env = json.loads(next(line for line in lines if line.startswith("ENV="))[4:])
@@ -222,8 +251,12 @@ def test_corrupt_state_is_adopted_never_doubled(local_testbed):
     local_testbed.testbed.folder.state_file.write_text("{not json")
     local_testbed.testbed.up(region="gyeongnam")
     assert {n: (c.pid, c.ports) for n, c in local_testbed.state.components.items()} == before
-    heads = [p for p in psutil.process_iter(["cmdline"]) if {"start", "--head"} <= set(p.info["cmdline"] or [])
-             and any(str(local_testbed.home) in a for a in p.info["cmdline"])]  # one `ray start --head`
+    heads = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if {"start", "--head"} <= set(p.info["cmdline"] or [])
+        and any(str(local_testbed.home) in a for a in p.info["cmdline"])
+    ]  # one `ray start --head`
     assert len(heads) == 1 and local_testbed.control_plane_url == url
 
 
@@ -245,15 +278,22 @@ def test_up_stops_job_drivers_that_outlived_ray(local_testbed):
     alice = local_testbed.client(ALICE)
     job = alice.submit(entrypoint="python -c 'import time; time.sleep(600)'")
     wait_for_status(alice, job.id, "RUNNING")
-    drivers = [p.pid for p in psutil.process_iter(["cmdline"]) if "time.sleep(600)" in " ".join(p.info["cmdline"] or [])]
+    drivers = [
+        p.pid for p in psutil.process_iter(["cmdline"]) if "time.sleep(600)" in " ".join(p.info["cmdline"] or [])
+    ]
     assert drivers
     ray_pid = local_testbed.state.components["ray"].pid
     os.killpg(ray_pid, signal.SIGKILL)  # Ray crashes; its drivers do not
-    wait_until(lambda: not psutil.pid_exists(ray_pid) or psutil.Process(ray_pid).status() == psutil.STATUS_ZOMBIE,
-               30, "Ray's head to exit")
+    wait_until(
+        lambda: not psutil.pid_exists(ray_pid) or psutil.Process(ray_pid).status() == psutil.STATUS_ZOMBIE,
+        30,
+        "Ray's head to exit",
+    )
     assert any(psutil.pid_exists(pid) for pid in drivers)
     local_testbed.testbed.up(region="gyeongnam")
-    assert not [pid for pid in drivers if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert not [
+        pid for pid in drivers if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    ]
     assert local_testbed.client(ALICE).wait(job.id, timeout=30).status == "FAILED"  # lost, not running unmetered
 
 
@@ -297,8 +337,13 @@ def _web_component(tmp_path: Path, failures: int) -> Component:
         )
         return [sys.executable, "-c", script]
 
-    return Component(name="web", ports=("http",), command=command, health_path="/",
-                     url=lambda state: f"http://127.0.0.1:{state.port('web', 'http')}")
+    return Component(
+        name="web",
+        ports=("http",),
+        command=command,
+        health_path="/",
+        url=lambda state: f"http://127.0.0.1:{state.port('web', 'http')}",
+    )
 
 
 def _supervised(tmp_path: Path) -> tuple[Supervisor, LocalState, list[str]]:

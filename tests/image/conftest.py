@@ -45,9 +45,21 @@ class ImageEnv:
     def install_env(self) -> dict[str, str]:
         """This process's environment minus anything pointing at the checkout or another environment (pip keeps
         its configuration and cache)."""
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "KUBECONFIG", "TESTBED_HOME",
-                            "TESTBED_STACK_DIR", "TESTBED_CONTROL_PLANE_SETTINGS", "RAY_ADDRESS")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k
+            not in (
+                "PYTHONPATH",
+                "PYTHONHOME",
+                "VIRTUAL_ENV",
+                "KUBECONFIG",
+                "TESTBED_HOME",
+                "TESTBED_STACK_DIR",
+                "TESTBED_CONTROL_PLANE_SETTINGS",
+                "RAY_ADDRESS",
+            )
+        }
         env.update(PATH=f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}", VIRTUAL_ENV=str(self.venv))
         return env
 
@@ -85,16 +97,23 @@ def image_env() -> Iterator[ImageEnv]:
         context, wheels = root / "context", root / "wheels"
         copy_context(context)
         # Stage 1 of the Dockerfile, for the project itself: its wheel from the build context.
-        _timed("wheel build", [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir",
-                               str(wheels), str(context)], cwd=root)
+        _timed(
+            "wheel build",
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(wheels), str(context)],
+            cwd=root,
+        )
         [wheel] = wheels.glob("regional_ai_testbed-*.whl")
         venv = root / "venv"
         _timed("venv", [sys.executable, "-m", "venv", str(venv)], cwd=root)
         image = ImageEnv(root, venv, wheel)
         # Stage 2: the wheel and its pinned dependencies (from the package index, through pip's cache). No bytecode
         # compilation: it is most of pip's time here, and Python compiles what it imports anyway.
-        _timed("install", [image.python, "-m", "pip", "install", "--quiet", "--no-compile",
-                           f"{wheel}[{EXTRAS}]"], cwd=root, env=image.install_env)
+        _timed(
+            "install",
+            [image.python, "-m", "pip", "install", "--quiet", "--no-compile", f"{wheel}[{EXTRAS}]"],
+            cwd=root,
+            env=image.install_env,
+        )
         _timed("pip check", [image.python, "-m", "pip", "check"], cwd=root, env=image.install_env)
         yield image
     finally:

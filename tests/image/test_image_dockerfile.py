@@ -46,8 +46,12 @@ def _hadolint() -> str:
 
 
 def test_hadolint_finds_nothing():
-    result = subprocess.run([_hadolint(), "--no-color", "--config", str(ROOT / ".hadolint.yaml"),
-                             str(ROOT / DOCKERFILE)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [_hadolint(), "--no-color", "--config", str(ROOT / ".hadolint.yaml"), str(ROOT / DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
 
 
@@ -79,8 +83,11 @@ def test_runtime_stage_is_non_root_without_compilers_or_wheels():
 
 
 def test_dockerignore_lets_through_exactly_the_context():
-    lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-             if line.strip() and not line.startswith("#")]
+    lines = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert lines[0] == "*"
     assert {line[1:].rstrip("/") for line in lines if line.startswith("!")} == set(CONTEXT)
     # The wheel's readme and every package it ships are in the context.

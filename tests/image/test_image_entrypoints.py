@@ -67,8 +67,15 @@ def running(argv: list[str], env: dict[str, str], log: Path, cwd: Path) -> Itera
     """A process in its own group, marked, stopped with everything it started; nothing of it may survive."""
     instance = uuid.uuid4().hex
     with open(log, "wb") as out:
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
-                                   env={**env, MARKER_ENV: instance}, start_new_session=True)
+        process = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            env={**env, MARKER_ENV: instance},
+            start_new_session=True,
+        )
     try:
         yield process
     finally:
@@ -77,8 +84,9 @@ def running(argv: list[str], env: dict[str, str], log: Path, cwd: Path) -> Itera
         assert instance_processes(instance) == [], f"processes of {argv[0]} outlived it"
 
 
-def wait_http(url: str, process: subprocess.Popen, log: Path, timeout: float = STARTUP_SECONDS,
-              expect: str | None = None) -> httpx.Response:
+def wait_http(
+    url: str, process: subprocess.Popen, log: Path, timeout: float = STARTUP_SECONDS, expect: str | None = None
+) -> httpx.Response:
     """Poll ``url`` until it answers 200 (with ``expect`` in its body) or the process dies."""
     deadline = time.monotonic() + timeout
     while True:
@@ -96,8 +104,14 @@ def wait_http(url: str, process: subprocess.Popen, log: Path, timeout: float = S
 
 
 def run_in_venv(image_env, code: str) -> str:
-    result = subprocess.run([image_env.python, "-c", code], capture_output=True, text=True, timeout=300,
-                            env=image_env.env, cwd=image_env.root)
+    result = subprocess.run(
+        [image_env.python, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=image_env.env,
+        cwd=image_env.root,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -108,9 +122,13 @@ def kubernetes_expand(arg: str, env: dict[str, str]) -> str:
 
 
 def test_the_venv_holds_the_wheel_and_every_driver(image_env):
-    out = run_in_venv(image_env, (
-        "import json, boto3, psycopg2, s3fs, mlflow, ray, torch, operators.control_plane, workloads, testbed\n"
-        "print(json.dumps({m.__name__: m.__file__ for m in (operators.control_plane, workloads, testbed)}))"))
+    out = run_in_venv(
+        image_env,
+        (
+            "import json, boto3, psycopg2, s3fs, mlflow, ray, torch, operators.control_plane, workloads, testbed\n"
+            "print(json.dumps({m.__name__: m.__file__ for m in (operators.control_plane, workloads, testbed)}))"
+        ),
+    )
     for module, path in json.loads(out).items():
         assert path.startswith(str(image_env.venv)), f"{module} comes from {path}, not from the installed wheel"
 
@@ -124,12 +142,22 @@ def test_control_plane_starts_with_the_rendered_files(image_env, databases, tmp_
     (config_dir / f"Pulumi.{REGION}.yaml").write_text(render_stack_file(stack))
     (config_dir / PLACEMENT_FILE).write_text(render_placement(stack))
     monitoring_token = secrets.token_urlsafe(32)  # what the stack's RandomPassword stands for
-    settings = json.loads(render_settings(stack, databases[CONTROL_PLANE_DB], MLFLOW_URL, f"s3://{BUCKET}/jobs",
-                                          ray_image=IMAGE, operator_token_sha256=token_sha256(secrets.token_hex(8)),
-                                          monitoring_token_sha256=token_sha256(monitoring_token)))
+    settings = json.loads(
+        render_settings(
+            stack,
+            databases[CONTROL_PLANE_DB],
+            MLFLOW_URL,
+            f"s3://{BUCKET}/jobs",
+            ray_image=IMAGE,
+            operator_token_sha256=token_sha256(secrets.token_hex(8)),
+            monitoring_token_sha256=token_sha256(monitoring_token),
+        )
+    )
     assert settings["backend"] == "kuberay" and settings["ray_image"] == IMAGE
     port = free_port()
-    settings.update({key: settings[key].replace(CONFIG_DIR, str(config_dir)) for key in ("stack_file", "placement_file")})
+    settings.update(
+        {key: settings[key].replace(CONFIG_DIR, str(config_dir)) for key in ("stack_file", "placement_file")}
+    )
     settings.update(host=HOST, port=port)
     # The mounted key of the mlflow-auth Secret: the control plane reads MLflow's admin password from it.
     assert settings["mlflow_admin_password_file"]
@@ -140,19 +168,30 @@ def test_control_plane_starts_with_the_rendered_files(image_env, databases, tmp_
     argv = container_args()
     assert argv[0] == "python"
     argv = [image_env.python, *[a.replace(SETTINGS_DIR, str(settings_dir)) for a in argv[1:]]]
-    env = {**image_env.env, "TESTBED_REGION": REGION, "TESTBED_STACK_DIR": str(config_dir),
-           "TESTBED_CONTROL_PLANE_SETTINGS": str(settings_dir / SETTINGS_FILE),
-           "KUBECONFIG": str(tmp_path / "no-kubeconfig")}  # no cluster here: the backend is unhealthy, not broken
+    env = {
+        **image_env.env,
+        "TESTBED_REGION": REGION,
+        "TESTBED_STACK_DIR": str(config_dir),
+        "TESTBED_CONTROL_PLANE_SETTINGS": str(settings_dir / SETTINGS_FILE),
+        "KUBECONFIG": str(tmp_path / "no-kubeconfig"),
+    }  # no cluster here: the backend is unhealthy, not broken
     log = tmp_path / "control-plane.log"
     with running(argv, env, log, tmp_path) as process:
         health = wait_http(f"http://{HOST}:{port}/healthz", process, log).json()
         # No cluster: the backend is unhealthy, so the plane says it is degraded; its database answers.
-        assert health == {"status": "degraded", "region": REGION, "backend": "kuberay", "backend_healthy": False,
-                          "database": "ok", "reconciler": health["reconciler"]}
+        assert health == {
+            "status": "degraded",
+            "region": REGION,
+            "backend": "kuberay",
+            "backend_healthy": False,
+            "database": "ok",
+            "reconciler": health["reconciler"],
+        }
         assert httpx.get(f"http://{HOST}:{port}/v1/jobs", timeout=10).status_code == 401  # the API, behind tokens
         assert httpx.get(f"http://{HOST}:{port}/metrics", timeout=10).status_code == 401
-        scrape = httpx.get(f"http://{HOST}:{port}/metrics", headers={"Authorization": f"Bearer {monitoring_token}"},
-                           timeout=10)
+        scrape = httpx.get(
+            f"http://{HOST}:{port}/metrics", headers={"Authorization": f"Bearer {monitoring_token}"}, timeout=10
+        )
         assert scrape.status_code == 200 and "testbed_" in scrape.text  # as Prometheus's ServiceMonitor scrapes it
     engine = sqlalchemy.create_engine(databases[CONTROL_PLANE_DB])
     try:
@@ -212,13 +251,23 @@ def test_mlflow_starts_with_the_rendered_args(image_env, databases, s3, tmp_path
         for name, text in files.items():
             (folder / name).write_text(text)
     mounted = {auth.mount_dir: str(tmp_path / "auth"), auth.guard_mount_dir: str(tmp_path / "guard")}
-    auth_env = {k: next((v.replace(d, f) for d, f in mounted.items() if v.startswith(d)), v) for k, v in auth.env.items()}
+    auth_env = {
+        k: next((v.replace(d, f) for d, f in mounted.items() if v.startswith(d)), v) for k, v in auth.env.items()
+    }
     auth_env.update({k: auth.secret_data[key] for k, key in auth.secret_env.items()})
     admin = ("_admin", admin_password)
-    env = {**image_env.env, **auth_env, BACKEND_STORE_ENV: databases[MLFLOW_DB], ARTIFACTS_ENV: f"s3://{BUCKET}/artifacts",
-           # S3 is not reachable from here: boto3 talks to a local stand-in, with placeholder keys.
-           "MLFLOW_S3_ENDPOINT_URL": s3.url, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-           "AWS_DEFAULT_REGION": "ap-northeast-2", "AWS_MAX_ATTEMPTS": "1"}
+    env = {
+        **image_env.env,
+        **auth_env,
+        BACKEND_STORE_ENV: databases[MLFLOW_DB],
+        ARTIFACTS_ENV: f"s3://{BUCKET}/artifacts",
+        # S3 is not reachable from here: boto3 talks to a local stand-in, with placeholder keys.
+        "MLFLOW_S3_ENDPOINT_URL": s3.url,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "ap-northeast-2",
+        "AWS_MAX_ATTEMPTS": "1",
+    }
     argv = [kubernetes_expand(a, env) for a in args]
     assert argv[:2] == ["mlflow", "server"] and "$(" not in " ".join(argv)
     argv[0] = str(image_env.bin / "mlflow")
@@ -228,17 +277,38 @@ def test_mlflow_starts_with_the_rendered_args(image_env, databases, s3, tmp_path
         wait_http(f"{base}/health", process, log, expect="OK")
         # Jobs and the control plane reach it by its Service's name; its host guard lets exactly those in.
         in_cluster = {"Host": f"{MLFLOW}.{PLATFORM_NS}.svc.cluster.local:{MLFLOW_PORT}"}
-        assert httpx.get(f"{base}/api/2.0/mlflow/experiments/search?max_results=10", headers=in_cluster,
-                         timeout=30).status_code == 401  # basic-auth: no login, nothing
-        created = httpx.post(f"{base}/api/2.0/mlflow/experiments/create", json={"name": "image-test"},
-                             headers=in_cluster, auth=admin, timeout=30)
+        assert (
+            httpx.get(
+                f"{base}/api/2.0/mlflow/experiments/search?max_results=10", headers=in_cluster, timeout=30
+            ).status_code
+            == 401
+        )  # basic-auth: no login, nothing
+        created = httpx.post(
+            f"{base}/api/2.0/mlflow/experiments/create",
+            json={"name": "image-test"},
+            headers=in_cluster,
+            auth=admin,
+            timeout=30,
+        )
         assert created.status_code == 200, created.text
         experiment = created.json()["experiment_id"]
-        assert httpx.get(f"{base}/api/2.0/mlflow/experiments/search?max_results=10",
-                         headers={"Host": "evil.example"}, auth=admin, timeout=30).status_code == 403
+        assert (
+            httpx.get(
+                f"{base}/api/2.0/mlflow/experiments/search?max_results=10",
+                headers={"Host": "evil.example"},
+                auth=admin,
+                timeout=30,
+            ).status_code
+            == 403
+        )
         # Artifacts go through the server (--serve-artifacts) to the s3:// destination, written with boto3.
-        upload = httpx.put(f"{base}/api/2.0/mlflow-artifacts/artifacts/{experiment}/probe.txt",
-                           content=b"probe-artifact", headers=in_cluster, auth=admin, timeout=120)
+        upload = httpx.put(
+            f"{base}/api/2.0/mlflow-artifacts/artifacts/{experiment}/probe.txt",
+            content=b"probe-artifact",
+            headers=in_cluster,
+            auth=admin,
+            timeout=120,
+        )
         assert upload.status_code == 200, upload.text + log.read_text()[-3000:]
     [(path, body)] = s3.puts
     assert path.split("?")[0] == f"/{BUCKET}/artifacts/{experiment}/probe.txt" and b"probe-artifact" in body
@@ -255,32 +325,66 @@ def test_ray_head_runs_a_job_importing_workloads(image_env, tmp_path):
     """``ray start`` as KubeRay runs it in the image, on loopback: a job (submitted like KubeRay's submitter does)
     imports ``workloads`` in its driver and in a task."""
     temp = Path(tempfile.mkdtemp(prefix="tbimg-", dir="/tmp"))  # short: Ray's socket paths must fit AF_UNIX
-    ports = {name: free_port() for name in ("gcs", "dashboard", "client", "agent_listen", "agent_grpc", "metrics",
-                                            "runtime_env", "node_manager", "object_manager")}
+    ports = {
+        name: free_port()
+        for name in (
+            "gcs",
+            "dashboard",
+            "client",
+            "agent_listen",
+            "agent_grpc",
+            "metrics",
+            "runtime_env",
+            "node_manager",
+            "object_manager",
+        )
+    }
     ray = str(image_env.bin / "ray")
-    argv = [ray, "start", "--head", "--block", "--disable-usage-stats", f"--node-ip-address={HOST}",
-            f"--port={ports['gcs']}", "--include-dashboard=true", f"--dashboard-host={HOST}",
-            f"--dashboard-port={ports['dashboard']}", f"--ray-client-server-port={ports['client']}",
-            f"--dashboard-agent-listen-port={ports['agent_listen']}",
-            f"--dashboard-agent-grpc-port={ports['agent_grpc']}", f"--metrics-export-port={ports['metrics']}",
-            f"--runtime-env-agent-port={ports['runtime_env']}", f"--node-manager-port={ports['node_manager']}",
-            f"--object-manager-port={ports['object_manager']}", "--num-cpus=1", "--num-gpus=0",
-            f"--object-store-memory={256 * 2**20}", f"--temp-dir={temp}"]
+    argv = [
+        ray,
+        "start",
+        "--head",
+        "--block",
+        "--disable-usage-stats",
+        f"--node-ip-address={HOST}",
+        f"--port={ports['gcs']}",
+        "--include-dashboard=true",
+        f"--dashboard-host={HOST}",
+        f"--dashboard-port={ports['dashboard']}",
+        f"--ray-client-server-port={ports['client']}",
+        f"--dashboard-agent-listen-port={ports['agent_listen']}",
+        f"--dashboard-agent-grpc-port={ports['agent_grpc']}",
+        f"--metrics-export-port={ports['metrics']}",
+        f"--runtime-env-agent-port={ports['runtime_env']}",
+        f"--node-manager-port={ports['node_manager']}",
+        f"--object-manager-port={ports['object_manager']}",
+        "--num-cpus=1",
+        "--num-gpus=0",
+        f"--object-store-memory={256 * 2**20}",
+        f"--temp-dir={temp}",
+    ]
     env = {**image_env.env, **RAY_LOOPBACK_ENV, "RAY_ADDRESS": ""}
     log = tmp_path / "ray.log"
     dashboard = f"http://{HOST}:{ports['dashboard']}"
-    code = ("import ray, workloads\n"
-            "ray.init()\n"
-            "task = ray.remote(lambda: __import__('workloads').__file__)\n"
-            "print('WORKLOADS', workloads.__file__, ray.get(task.remote()))\n")
+    code = (
+        "import ray, workloads\n"
+        "ray.init()\n"
+        "task = ray.remote(lambda: __import__('workloads').__file__)\n"
+        "print('WORKLOADS', workloads.__file__, ray.get(task.remote()))\n"
+    )
     try:
         with running(argv, env, log, tmp_path) as process:
             # KubeRay's readiness probes of a head pod: GCS through the dashboard, the raylet through its agent.
             wait_http(f"{dashboard}/api/gcs_healthz", process, log, expect="success")
-            wait_http(f"http://{HOST}:{ports['agent_listen']}/api/local_raylet_healthz", process, log,
-                      expect="success")
-            submit = subprocess.run([ray, "job", "submit", "--address", dashboard, "--", "python", "-c", code],
-                                    capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+            wait_http(f"http://{HOST}:{ports['agent_listen']}/api/local_raylet_healthz", process, log, expect="success")
+            submit = subprocess.run(
+                [ray, "job", "submit", "--address", dashboard, "--", "python", "-c", code],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                env=env,
+                cwd=tmp_path,
+            )
             assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
             [line] = [line for line in submit.stdout.splitlines() if line.startswith("WORKLOADS ")]
             _, driver, task = line.split()

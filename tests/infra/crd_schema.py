@@ -44,10 +44,23 @@ def chart_folder(key: str, version: str) -> Path:
     """The vendored folder of chart ``key`` at ``version`` (CRDs and/or the chart's values.yaml)."""
     return UPSTREAM / CHART_FOLDERS[key].format(v=version.removeprefix("v"))
 
+
 OBJECT_META_FIELDS = {
-    "name", "generateName", "namespace", "labels", "annotations", "finalizers", "ownerReferences", "uid",
-    "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
-    "managedFields", "selfLink",
+    "name",
+    "generateName",
+    "namespace",
+    "labels",
+    "annotations",
+    "finalizers",
+    "ownerReferences",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "managedFields",
+    "selfLink",
 }
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
@@ -116,8 +129,11 @@ def metadata_problems(meta: Any, path: str, scope: str | None) -> list[str]:
     """ObjectMeta as the API server reads it (name, namespace by scope, labels, annotations, no unknown field)."""
     if not isinstance(meta, dict):
         return [f"{path}: must be an object"]
-    problems = [f"{path}.{k}: unknown ObjectMeta field, an API server would prune it"
-                for k in meta if k not in OBJECT_META_FIELDS]
+    problems = [
+        f"{path}.{k}: unknown ObjectMeta field, an API server would prune it"
+        for k in meta
+        if k not in OBJECT_META_FIELDS
+    ]
     name = meta.get("name")
     if scope is not None:  # a top-level object (embedded templates need no name)
         if not isinstance(name, str) or not name:
@@ -130,8 +146,11 @@ def metadata_problems(meta: Any, path: str, scope: str | None) -> list[str]:
         problems.append(f"{path}.name: {name!r} is not a DNS-1123 subdomain")
     for key, value in (meta.get("labels") or {}).items():
         prefix, _, label = str(key).rpartition("/")
-        if (prefix and (len(prefix) > 253 or not DNS_SUBDOMAIN.match(prefix))) or len(label) > 63 \
-                or not LABEL_NAME.match(label):
+        if (
+            (prefix and (len(prefix) > 253 or not DNS_SUBDOMAIN.match(prefix)))
+            or len(label) > 63
+            or not LABEL_NAME.match(label)
+        ):
             problems.append(f"{path}.labels: key {key!r} is not a valid label key")
         if not isinstance(value, str) or len(value) > 63 or (value and not LABEL_NAME.match(value)):
             problems.append(f"{path}.labels.{key}: value {value!r} is not a valid label value")
@@ -272,8 +291,10 @@ class CrdCatalog:
             return [f"apiVersion: {api_version!r} is not '<group>/<version>'"]
         crd = self.crd_for(api_version, kind)
         if crd is None:
-            return [f"kind: no CustomResourceDefinition for {kind} in group {group} "
-                    f"(known: {sorted(k for g, k in self.crds if g == group) or 'none'})"]
+            return [
+                f"kind: no CustomResourceDefinition for {kind} in group {group} "
+                f"(known: {sorted(k for g, k in self.crds if g == group) or 'none'})"
+            ]
         problems: list[str] = []
         entry = crd.versions.get(version)
         if entry is None:
@@ -283,7 +304,9 @@ class CrdCatalog:
         if not entry.get("storage"):
             problems.append(f"apiVersion: {api_version} is not the storage version ({group}/{crd.storage_version})")
         if entry.get("deprecated"):
-            problems.append(f"apiVersion: {api_version} is deprecated: {entry.get('deprecationWarning') or ''}".rstrip())
+            problems.append(
+                f"apiVersion: {api_version} is deprecated: {entry.get('deprecationWarning') or ''}".rstrip()
+            )
         problems += metadata_problems(obj.get("metadata"), "metadata", crd.scope)
         schema = crd.schema(version)
         body = {k: v for k, v in obj.items() if k != "metadata"}

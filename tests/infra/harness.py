@@ -25,12 +25,16 @@ from testbed.config import REGIONS, stack_file_for
 from tests.stack_files import REAL_STACK_DIR
 
 PROJECT = "regional-ai-testbed"
-FAKE_KUBECONFIG = json.dumps({
-    "apiVersion": "v1", "kind": "Config", "current-context": "mock",
-    "clusters": [{"name": "mock", "cluster": {"server": "https://127.0.0.1:6443"}}],
-    "contexts": [{"name": "mock", "context": {"cluster": "mock", "user": "mock"}}],
-    "users": [{"name": "mock", "user": {"token": "mock-token"}}],
-})
+FAKE_KUBECONFIG = json.dumps(
+    {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "mock",
+        "clusters": [{"name": "mock", "cluster": {"server": "https://127.0.0.1:6443"}}],
+        "contexts": [{"name": "mock", "context": {"cluster": "mock", "user": "mock"}}],
+        "users": [{"name": "mock", "user": {"token": "mock-token"}}],
+    }
+)
 
 
 @dataclass
@@ -117,8 +121,11 @@ class TestbedMocks(pulumi.runtime.Mocks):
         if typ.startswith("aws:"):
             outputs.setdefault("arn", f"arn:aws:mock:ap-northeast-2:123456789012:{typ.rsplit(':', 1)[-1]}/{name}")
         if typ == "aws:eks/cluster:Cluster":
-            outputs.update(endpoint=f"https://{name}.gr7.ap-northeast-2.eks.amazonaws.com",
-                           certificateAuthority={"data": "bW9jay1jYQ=="}, status="ACTIVE")
+            outputs.update(
+                endpoint=f"https://{name}.gr7.ap-northeast-2.eks.amazonaws.com",
+                certificateAuthority={"data": "bW9jay1jYQ=="},
+                status="ACTIVE",
+            )
         elif typ == "aws:iam/role:Role":
             outputs.setdefault("name", name)
         elif typ == "aws:s3/bucket:Bucket":
@@ -128,10 +135,14 @@ class TestbedMocks(pulumi.runtime.Mocks):
         elif typ == "aws:rds/subnetGroup:SubnetGroup":
             outputs.setdefault("name", name)
         elif typ == "aws:ecr/repository:Repository":
-            outputs.update(registryId="123456789012",
-                           repositoryUrl=f"123456789012.dkr.ecr.ap-northeast-2.amazonaws.com/{inputs.get('name', name)}")
+            outputs.update(
+                registryId="123456789012",
+                repositoryUrl=f"123456789012.dkr.ecr.ap-northeast-2.amazonaws.com/{inputs.get('name', name)}",
+            )
         elif typ == "docker-build:index:Image":  # a pushed build: its digest follows its inputs
-            outputs["digest"] = "sha256:" + hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+            outputs["digest"] = (
+                "sha256:" + hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+            )
             outputs["ref"] = f"{(inputs.get('tags') or [name])[0]}@{outputs['digest']}"
         elif typ == "random:index/randomPassword:RandomPassword":
             outputs["result"] = f"mock-password-{name}"
@@ -147,9 +158,14 @@ class TestbedMocks(pulumi.runtime.Mocks):
             zones = [f"ap-northeast-2{c}" for c in "abcd"]
             return {"names": zones, "zoneIds": [f"apne2-az{i}" for i in range(1, 5)], "id": "ap-northeast-2"}, []
         if args.token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
-            return {"userName": "AWS", "password": "mock-ecr-token", "authorizationToken": "QVdTOm1vY2stZWNyLXRva2Vu",
-                    "proxyEndpoint": "https://123456789012.dkr.ecr.ap-northeast-2.amazonaws.com",
-                    "expiresAt": "2026-12-01T00:00:00Z", "id": "123456789012"}, []
+            return {
+                "userName": "AWS",
+                "password": "mock-ecr-token",
+                "authorizationToken": "QVdTOm1vY2stZWNyLXRva2Vu",
+                "proxyEndpoint": "https://123456789012.dkr.ecr.ap-northeast-2.amazonaws.com",
+                "expiresAt": "2026-12-01T00:00:00Z",
+                "id": "123456789012",
+            }, []
         return {}, []
 
 
@@ -175,8 +191,9 @@ def load_stack_document(region: str) -> dict[str, Any]:
     return yaml.safe_load(stack_file_for(region, REAL_STACK_DIR).read_text(encoding="utf-8"))
 
 
-def run_program(stack: str, config: dict[str, str], secrets: dict[str, str] | None = None,
-                program: Callable[[], None] | None = None) -> StackRun:
+def run_program(
+    stack: str, config: dict[str, str], secrets: dict[str, str] | None = None, program: Callable[[], None] | None = None
+) -> StackRun:
     """Run ``program`` (default: the region program) once under fresh mocks and return what it built."""
     from infra.program import main
 
@@ -213,8 +230,7 @@ def run_program(stack: str, config: dict[str, str], secrets: dict[str, str] | No
     finally:
         pulumi.runtime.reset_options()
         pulumi.runtime.set_all_config({}, secret_keys=[])
-    return StackRun(stack, mocks.registered, resolved, secret_outputs, collect.messages,
-                    time.perf_counter() - started)
+    return StackRun(stack, mocks.registered, resolved, secret_outputs, collect.messages, time.perf_counter() - started)
 
 
 def run_region(region: str, document: dict[str, Any] | None = None) -> StackRun:
@@ -236,12 +252,18 @@ def generated_tenants_document(region: str, count: int) -> dict[str, Any]:
     document = load_stack_document(region)
     config = document["config"]
     pools = [p["name"] for p in config["testbed:nodePools"]]
-    config["testbed:tenants"] = [{
-        "id": f"sample-company-{i:03d}", "name": f"Sample Company {i:03d} (sample)", "industry": "manufacturing",
-        "sample": True, "gpu_pool": pools[i % len(pools)],
-        "grant": {"gpu_hours": 100, "start": "2026-03-01", "end": "2027-02-28"},
-        "quota": {"cpus": 4, "gpus": 1, "memory": "16Gi", "max_running_jobs": 2},
-    } for i in range(count)]
+    config["testbed:tenants"] = [
+        {
+            "id": f"sample-company-{i:03d}",
+            "name": f"Sample Company {i:03d} (sample)",
+            "industry": "manufacturing",
+            "sample": True,
+            "gpu_pool": pools[i % len(pools)],
+            "grant": {"gpu_hours": 100, "start": "2026-03-01", "end": "2027-02-28"},
+            "quota": {"cpus": 4, "gpus": 1, "memory": "16Gi", "max_running_jobs": 2},
+        }
+        for i in range(count)
+    ]
     return document
 
 
@@ -274,8 +296,9 @@ def policy_violations(resources: list[Registered]) -> list[tuple[str, str]]:
         args = ResourceValidationArgs(r.type, r.inputs, r.urn, r.name, options, None)
         for check in RESOURCE_CHECKS:
             check(args, reporter(check.__name__))
-    stack_args = StackValidationArgs([PolicyResource(r.type, r.inputs, r.urn, r.name, options, None, None, [], {})
-                                      for r in resources])
+    stack_args = StackValidationArgs(
+        [PolicyResource(r.type, r.inputs, r.urn, r.name, options, None, None, [], {}) for r in resources]
+    )
     for check in STACK_CHECKS:
         check(stack_args, reporter(check.__name__))
     return violations
@@ -292,8 +315,17 @@ def schema_version(kubernetes_version: str) -> str:
     return not_newer[-1] if not_newer else available[0]
 
 
-BUILTIN_API_GROUPS = ("core/", "apps/", "batch/", "rbac.authorization.k8s.io/", "networking.k8s.io/",
-                      "policy/", "autoscaling/", "storage.k8s.io/", "scheduling.k8s.io/")
+BUILTIN_API_GROUPS = (
+    "core/",
+    "apps/",
+    "batch/",
+    "rbac.authorization.k8s.io/",
+    "networking.k8s.io/",
+    "policy/",
+    "autoscaling/",
+    "storage.k8s.io/",
+    "scheduling.k8s.io/",
+)
 
 
 def is_builtin(resource: Registered) -> bool:

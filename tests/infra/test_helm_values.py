@@ -20,17 +20,23 @@ from tests.infra.crd_schema import UPSTREAM, chart_folder
 
 # Subcharts: values under this key of the parent chart go to the subchart (Chart.yaml dependency of the parent
 # at its tag, see tests/upstream/SOURCES.md); keys the parent's values.yaml does not list are looked up there.
-SUBCHART_VALUES = {("kube-prometheus-stack", "grafana"): UPSTREAM / "grafana-12.11.1" / "values.yaml",
-                   ("kube-prometheus-stack", "kube-state-metrics"): UPSTREAM / "kube-state-metrics-8.4.0" / "values.yaml"}
+SUBCHART_VALUES = {
+    ("kube-prometheus-stack", "grafana"): UPSTREAM / "grafana-12.11.1" / "values.yaml",
+    ("kube-prometheus-stack", "kube-state-metrics"): UPSTREAM / "kube-state-metrics-8.4.0" / "values.yaml",
+}
 
 # Free-form maps: the stacks may put their own keys below these paths, because the chart's values.yaml shows
 # a map meant to be filled. Each entry says why; nothing else is exempt.
 FREE_FORM = {
-    ("kube-prometheus-stack", "prometheus.prometheusSpec.externalLabels"):
-        "values.yaml: `externalLabels: {}` -- labels Prometheus adds to every series and alert",
-    ("cluster-autoscaler", "extraArgs"):
-        "values.yaml: `extraArgs:` a map of cluster-autoscaler command-line flags (logtostderr, v, ...), "
-        "other flags listed as commented examples; each flag the stack sets must be one of those",
+    (
+        "kube-prometheus-stack",
+        "prometheus.prometheusSpec.externalLabels",
+    ): "values.yaml: `externalLabels: {}` -- labels Prometheus adds to every series and alert",
+    (
+        "cluster-autoscaler",
+        "extraArgs",
+    ): "values.yaml: `extraArgs:` a map of cluster-autoscaler command-line flags (logtostderr, v, ...), "
+    "other flags listed as commented examples; each flag the stack sets must be one of those",
 }
 
 
@@ -142,4 +148,6 @@ def test_unpinned_kubernetes_minor_is_refused():
     document["config"]["testbed:cluster"]["kubernetes_version"] = "1.32"
     with pytest.raises(pulumi.RunError) as info:
         run_region("ulsan", document)
-    assert "Pulumi.ulsan.yaml: config.testbed:cluster.kubernetes_version: no cluster-autoscaler release" in str(info.value)
+    assert "Pulumi.ulsan.yaml: config.testbed:cluster.kubernetes_version: no cluster-autoscaler release" in str(
+        info.value
+    )

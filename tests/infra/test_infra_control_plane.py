@@ -18,16 +18,16 @@ IMAGE = "123456789012.dkr.ecr.ap-northeast-2.amazonaws.com/testbed-jeju@sha256:"
 
 
 def _settings(stack, image: str = IMAGE) -> ControlPlaneSettings:
-    return ControlPlaneSettings.model_validate(json.loads(render_settings(stack, DB, MLFLOW_URL, STORAGE,
-                                                                          ray_image=image)))
+    return ControlPlaneSettings.model_validate(
+        json.loads(render_settings(stack, DB, MLFLOW_URL, STORAGE, ray_image=image))
+    )
 
 
 def test_rendered_settings_validate(stacks):
     for region, stack in stacks.items():
         settings = _settings(stack)
         assert settings.backend == "kuberay"
-        assert (settings.database_url, settings.mlflow_tracking_uri, settings.storage_path) == (
-            DB, MLFLOW_URL, STORAGE)
+        assert (settings.database_url, settings.mlflow_tracking_uri, settings.storage_path) == (DB, MLFLOW_URL, STORAGE)
         assert str(settings.stack_file) == f"/etc/testbed/Pulumi.{region}.yaml"
 
 
@@ -82,8 +82,9 @@ def test_operator_token_is_a_secret_output_and_only_its_hash_reaches_the_control
     for region, run in runs.items():
         token = run.outputs["operator_token"]
         assert "operator_token" in run.secret_outputs, region
-        [generated] = [r for r in run.of_type("random:index/randomPassword:RandomPassword")
-                       if r.name.endswith("-operator-token")]
+        [generated] = [
+            r for r in run.of_type("random:index/randomPassword:RandomPassword") if r.name.endswith("-operator-token")
+        ]
         assert generated.inputs["length"] >= 43 and generated.inputs["special"] is False  # 256 bits, URL-safe
         assert token == generated.outputs["result"]
         secret = run.objects("kubernetes:core/v1:Secret")[f"{PLATFORM_NS}/{CONTROL_PLANE}-settings"]
@@ -104,14 +105,17 @@ def test_prometheus_scrapes_metrics_with_its_own_token(runs):
     for region, run in runs.items():
         secrets_ = run.objects("kubernetes:core/v1:Secret")
         token = secrets_[f"{PLATFORM_NS}/{METRICS_TOKEN_SECRET}"]["stringData"][METRICS_TOKEN_KEY]
-        [generated] = [r for r in run.of_type("random:index/randomPassword:RandomPassword")
-                       if r.name.endswith("-monitoring-token")]
+        [generated] = [
+            r for r in run.of_type("random:index/randomPassword:RandomPassword") if r.name.endswith("-monitoring-token")
+        ]
         assert token == generated.outputs["result"] != run.outputs["operator_token"]
         monitor = run.objects("kubernetes:monitoring.coreos.com/v1:ServiceMonitor")[f"{PLATFORM_NS}/{CONTROL_PLANE}"]
         [endpoint] = monitor["spec"]["endpoints"]
         assert endpoint["path"] == "/metrics"
-        assert endpoint["authorization"] == {"type": "Bearer", "credentials": {"name": METRICS_TOKEN_SECRET,
-                                                                                "key": METRICS_TOKEN_KEY}}
+        assert endpoint["authorization"] == {
+            "type": "Bearer",
+            "credentials": {"name": METRICS_TOKEN_SECRET, "key": METRICS_TOKEN_KEY},
+        }
         text = secrets_[f"{PLATFORM_NS}/{CONTROL_PLANE}-settings"]["stringData"]["settings.json"]
         assert ControlPlaneSettings.model_validate(json.loads(text)).monitoring_token_sha256 == token_sha256(token)
         assert token not in text, region

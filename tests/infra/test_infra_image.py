@@ -15,7 +15,14 @@ from infra.addons.control_plane import container_args
 from infra.addons.mlflow import allowed_hosts, server_args
 from infra.image import CONTEXT, build_args, image_tag
 from infra.naming import CONTROL_PLANE, MLFLOW, PLATFORM_NS
-from tests.infra.harness import FAKE_KUBECONFIG, config_error, load_stack_document, run_program, run_region, stack_config
+from tests.infra.harness import (
+    FAKE_KUBECONFIG,
+    config_error,
+    load_stack_document,
+    run_program,
+    run_region,
+    stack_config,
+)
 from testbed.config import repo_root
 from testbed.settings import ControlPlaneSettings
 from testbed.versions import IMAGES
@@ -23,10 +30,15 @@ from testbed.versions import IMAGES
 IMAGE_TYPE = "docker-build:index:Image"
 BY_DIGEST = re.compile(r"^(?P<repository>[^@:]+(:[0-9]+)?(/[^@:]+)*)@sha256:[0-9a-f]{64}$")
 # Kinds whose objects carry a pod template (or are a pod), and where the pod spec sits in them.
-POD_SPECS = {"Deployment": ("spec", "template", "spec"), "StatefulSet": ("spec", "template", "spec"),
-             "DaemonSet": ("spec", "template", "spec"), "ReplicaSet": ("spec", "template", "spec"),
-             "Job": ("spec", "template", "spec"), "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
-             "Pod": ("spec",)}
+POD_SPECS = {
+    "Deployment": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+    "Pod": ("spec",),
+}
 
 
 def _pod_images(run) -> dict[str, str]:
@@ -43,7 +55,8 @@ def _pod_images(run) -> dict[str, str]:
         for field in ("initContainers", "containers", "ephemeralContainers"):
             for container in spec.get(field) or []:
                 images[f"{r.inputs['kind']} {meta.get('namespace')}/{meta.get('name')} {container['name']}"] = (
-                    container["image"])
+                    container["image"]
+                )
     return images
 
 
@@ -147,16 +160,22 @@ def test_existing_pushes_to_the_configured_registry(runs):
 def _existing_with_credentials():
     document = load_stack_document("jeonnam")
     document["config"]["testbed:platform"].update(
-        image_registry="harbor.jeonnam.example:8443/testbed", image_registry_username="robot$testbed",
-        image_registry_password_secret="registryPassword")
+        image_registry="harbor.jeonnam.example:8443/testbed",
+        image_registry_username="robot$testbed",
+        image_registry_password_secret="registryPassword",
+    )
     return document
 
 
 def test_existing_registry_credentials_come_from_secret_config():
-    run = run_program("jeonnam", stack_config(_existing_with_credentials()),
-                      {"kubeconfig": FAKE_KUBECONFIG, "registryPassword": "s3cret"})
+    run = run_program(
+        "jeonnam",
+        stack_config(_existing_with_credentials()),
+        {"kubeconfig": FAKE_KUBECONFIG, "registryPassword": "s3cret"},
+    )
     assert _built(run).inputs["registries"] == [
-        {"address": "harbor.jeonnam.example:8443", "username": "robot$testbed", "password": "s3cret"}]
+        {"address": "harbor.jeonnam.example:8443", "username": "robot$testbed", "password": "s3cret"}
+    ]
     assert run.outputs["image"].startswith("harbor.jeonnam.example:8443/testbed/testbed-jeonnam@sha256:")
 
 
@@ -181,8 +200,10 @@ def test_registry_keys_are_checked():
     message = config_error("jeonnam", lambda c: c["testbed:platform"].update(image_registry_username="robot"))
     assert "config.testbed:platform: image_registry_username and image_registry_password_secret go together" in message
     # The ghcr.io default is gone: a stack file still naming it is told the key is unknown.
-    message = config_error("daegu", lambda c: c["testbed:platform"].update(
-        control_plane_image="ghcr.io/regional-ai-testbed/control-plane:0.1.0"))
+    message = config_error(
+        "daegu",
+        lambda c: c["testbed:platform"].update(control_plane_image="ghcr.io/regional-ai-testbed/control-plane:0.1.0"),
+    )
     assert "config.testbed:platform.control_plane_image: is not a known key" in message
 
 

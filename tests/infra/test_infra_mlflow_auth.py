@@ -36,8 +36,10 @@ def test_mlflow_runs_the_auth_app_with_its_secret_and_guard(runs):
         assert env["MLFLOW_AUTH_CONFIG_PATH"]["value"] == f"{CLUSTER_AUTH_MOUNT_DIR}/{CLUSTER_SECRET_KEY_INI}"
         assert env["PYTHONPATH"]["value"] == CLUSTER_GUARD_MOUNT_DIR
         assert env["MLFLOW_BASIC_AUTH_FAIL_CLOSED"]["value"] == "true"
-        for name, key in (("MLFLOW_AUTH_ADMIN_PASSWORD", CLUSTER_SECRET_KEY_ADMIN_PASSWORD),
-                          ("MLFLOW_FLASK_SERVER_SECRET_KEY", CLUSTER_SECRET_KEY_FLASK)):
+        for name, key in (
+            ("MLFLOW_AUTH_ADMIN_PASSWORD", CLUSTER_SECRET_KEY_ADMIN_PASSWORD),
+            ("MLFLOW_FLASK_SERVER_SECRET_KEY", CLUSTER_SECRET_KEY_FLASK),
+        ):
             assert env[name]["valueFrom"]["secretKeyRef"] == {"name": CLUSTER_AUTH_SECRET, "key": key}, region
             assert "value" not in env[name]
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
@@ -54,11 +56,17 @@ def test_mlflow_runs_the_auth_app_with_its_secret_and_guard(runs):
 
 def test_the_admin_password_is_only_in_the_auth_secret_and_reaches_the_control_plane_as_a_file(runs):
     for region, run in runs.items():
-        [generated] = [r for r in run.of_type("random:index/randomPassword:RandomPassword")
-                       if r.name.endswith("-admin-password") and "mlflow" in r.name]
+        [generated] = [
+            r
+            for r in run.of_type("random:index/randomPassword:RandomPassword")
+            if r.name.endswith("-admin-password") and "mlflow" in r.name
+        ]
         admin_password = generated.outputs["result"]
-        auth = [r for r in run.of_type("kubernetes:core/v1:Secret")
-                if (r.inputs.get("metadata") or {}).get("name") == CLUSTER_AUTH_SECRET]
+        auth = [
+            r
+            for r in run.of_type("kubernetes:core/v1:Secret")
+            if (r.inputs.get("metadata") or {}).get("name") == CLUSTER_AUTH_SECRET
+        ]
         assert len(auth) == 1
         assert auth[0].inputs["stringData"][CLUSTER_SECRET_KEY_ADMIN_PASSWORD] == admin_password
         others = json.dumps([r.inputs for r in run.resources if r is not generated and r is not auth[0]])
@@ -77,6 +85,10 @@ def test_the_admin_password_is_only_in_the_auth_secret_and_reaches_the_control_p
 def test_the_database_init_job_creates_the_auth_database(runs):
     for region, run in runs.items():
         jobs = run.of_type("kubernetes:batch/v1:Job")
-        scripts = [c["command"][-1] for j in jobs for c in j.inputs["spec"]["template"]["spec"]["containers"]
-                   if "CREATE DATABASE" in c["command"][-1]]
+        scripts = [
+            c["command"][-1]
+            for j in jobs
+            for c in j.inputs["spec"]["template"]["spec"]["containers"]
+            if "CREATE DATABASE" in c["command"][-1]
+        ]
         assert scripts and all(f"CREATE DATABASE {MLFLOW_AUTH_DB}" in s for s in scripts), region

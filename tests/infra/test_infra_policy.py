@@ -27,8 +27,12 @@ def _replace(run, type_token, edit):
 def test_pack_is_well_formed():
     pack = Path(__file__).resolve().parents[2] / "infra" / "policy"
     assert yaml.safe_load((pack / "PulumiPolicy.yaml").read_text())["runtime"]["name"] == "python"
-    assert {p.name for p in POLICIES} == {"gpu-pools-tainted", "charts-pinned", "no-public-load-balancer",
-                                          "tenant-namespaces-complete"}
+    assert {p.name for p in POLICIES} == {
+        "gpu-pools-tainted",
+        "charts-pinned",
+        "no-public-load-balancer",
+        "tenant-namespaces-complete",
+    }
 
 
 def test_all_stacks_pass(runs):
@@ -40,6 +44,7 @@ def test_untainted_eks_pool_is_rejected(runs):
     def untaint(r):
         if r.inputs.get("amiType") == "AL2023_x86_64_NVIDIA":
             r.inputs["taints"] = []
+
     violations = policy_violations(_replace(runs["gyeongnam"], "aws:eks/nodeGroup:NodeGroup", untaint))
     assert _policies(violations) == {"gpu_pools_tainted"} and len(violations) == 2
 
@@ -53,11 +58,21 @@ def test_untainted_existing_pool_is_rejected():
 
 def test_tenant_namespace_without_quota_is_rejected(runs):
     run = runs["daegu"]
-    resources = [r for r in run.resources if not (r.type == "kubernetes:core/v1:ResourceQuota"
-                                                  and r.inputs["metadata"]["namespace"] == "tenant-buk-gu-medtech")]
+    resources = [
+        r
+        for r in run.resources
+        if not (
+            r.type == "kubernetes:core/v1:ResourceQuota"
+            and r.inputs["metadata"]["namespace"] == "tenant-buk-gu-medtech"
+        )
+    ]
     violations = policy_violations(resources)
-    assert violations == [("tenant_namespaces_complete",
-                           "tenant namespace tenant-buk-gu-medtech lacks a ResourceQuota (with requests.nvidia.com/gpu)")]
+    assert violations == [
+        (
+            "tenant_namespaces_complete",
+            "tenant namespace tenant-buk-gu-medtech lacks a ResourceQuota (with requests.nvidia.com/gpu)",
+        )
+    ]
 
 
 def test_tenant_namespace_without_queue_or_network_policy_is_rejected(runs):
@@ -71,6 +86,7 @@ def test_public_load_balancer_for_mlflow_is_rejected(runs):
     def expose(r):
         if r.inputs["metadata"]["name"] == "mlflow":
             r.inputs["spec"]["type"] = "LoadBalancer"
+
     violations = policy_violations(_replace(runs["jeju"], "kubernetes:core/v1:Service", expose))
     assert _policies(violations) == {"no_public_load_balancer"}
 
@@ -80,13 +96,16 @@ def test_internal_load_balancer_is_allowed(runs):
         if r.inputs["metadata"]["name"] == "testbed-control-plane":
             r.inputs["spec"]["type"] = "LoadBalancer"
             r.inputs["metadata"]["annotations"] = {"service.beta.kubernetes.io/aws-load-balancer-scheme": "internal"}
+
     assert policy_violations(_replace(runs["jeju"], "kubernetes:core/v1:Service", expose)) == []
 
 
 def test_unpinned_chart_is_rejected(runs):
     for version in (None, "", "latest", "~1.4", ">=0.13"):
+
         def unpin(r, version=version):
             if r.inputs["name"] == "kueue":
                 r.inputs["version"] = version
+
         violations = policy_violations(_replace(runs["gyeongnam"], "kubernetes:helm.sh/v3:Release", unpin))
         assert _policies(violations) == {"charts_pinned"}, version

@@ -14,17 +14,24 @@ def test_program_office_token_is_a_secret_output_and_only_its_hash_reaches_the_c
     for region, run in runs.items():
         token = run.outputs["program_office_token"]
         assert "program_office_token" in run.secret_outputs, region
-        [generated] = [r for r in run.of_type("random:index/randomPassword:RandomPassword")
-                       if r.name.endswith("-program-office-token")]
+        [generated] = [
+            r
+            for r in run.of_type("random:index/randomPassword:RandomPassword")
+            if r.name.endswith("-program-office-token")
+        ]
         assert generated.inputs["length"] >= 43 and generated.inputs["special"] is False
         assert token == generated.outputs["result"] != run.outputs["operator_token"]
-        text = run.objects("kubernetes:core/v1:Secret")[f"{PLATFORM_NS}/{CONTROL_PLANE}-settings"]["stringData"]["settings.json"]
+        text = run.objects("kubernetes:core/v1:Secret")[f"{PLATFORM_NS}/{CONTROL_PLANE}-settings"]["stringData"][
+            "settings.json"
+        ]
         settings = ControlPlaneSettings.model_validate(json.loads(text))
         assert settings.program_office_token_sha256 == token_sha256(token)
         assert token not in text
         everything_else = json.dumps([r.inputs for r in run.resources if r is not generated])
         assert token not in everything_else, f"{region}: the clear program-office token is in some resource's inputs"
-        assert settings.prometheus_url and settings.prometheus_url.startswith("http://kps-prometheus."), settings.prometheus_url
+        assert settings.prometheus_url and settings.prometheus_url.startswith("http://kps-prometheus."), (
+            settings.prometheus_url
+        )
 
 
 def test_monitoring_joins_dcgm_utilisation_to_job_pods(runs):

@@ -40,8 +40,21 @@ def test_builtin_objects_are_schema_valid(runs, stacks):
                 kubernetes_validate.validate(resource.inputs, version, strict=True)
             except kubernetes_validate.ValidationError as exc:
                 pytest.fail(f"{region}: {resource.type} {resource.name}: {'.'.join(map(str, exc.path))}: {exc.message}")
-    assert seen_kinds >= {"Namespace", "ResourceQuota", "LimitRange", "NetworkPolicy", "Role", "RoleBinding",
-                          "Deployment", "Service", "ConfigMap", "Secret", "StatefulSet", "ServiceAccount", "Job"}
+    assert seen_kinds >= {
+        "Namespace",
+        "ResourceQuota",
+        "LimitRange",
+        "NetworkPolicy",
+        "Role",
+        "RoleBinding",
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "Secret",
+        "StatefulSet",
+        "ServiceAccount",
+        "Job",
+    }
 
 
 def test_custom_resources_carry_required_fields(runs):

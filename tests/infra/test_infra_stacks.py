@@ -31,9 +31,12 @@ def test_outputs(runs, stacks):
         assert out["control_plane_url"] == f"http://{CONTROL_PLANE}.{PLATFORM_NS}.svc.cluster.local:8000"
         assert out["grafana_url"] == "http://kube-prometheus-stack-grafana.monitoring.svc.cluster.local:80"
         for tenant in stacks[region].tenants:
-            assert out["tenants"][tenant.id] == {"namespace": tenant_namespace(tenant), "queue": tenant.id,
-                                                 "cluster_queue": f"{region}-{tenant.id}",
-                                                 "service_account": f"{tenant.id}-jobs"}
+            assert out["tenants"][tenant.id] == {
+                "namespace": tenant_namespace(tenant),
+                "queue": tenant.id,
+                "cluster_queue": f"{region}-{tenant.id}",
+                "service_account": f"{tenant.id}-jobs",
+            }
         assert set(out["overcommitment"]) >= {"gpus", "cpus", "memory", "pools", "overcommitted"}
         # Generated passwords never show up in plain outputs.
         plain = json.dumps({k: v for k, v in out.items() if k not in run.secret_outputs})
@@ -54,8 +57,11 @@ def test_eks_cluster_and_gpu_node_groups(runs, stacks):
             assert group["amiType"] == "AL2023_x86_64_NVIDIA"
             assert group["labels"][GPU_MODEL_LABEL] == pool.gpu_model
             assert {"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"} in group["taints"]
-            assert group["scalingConfig"] == {"minSize": pool.min_size, "maxSize": pool.max_size,
-                                              "desiredSize": pool.min_size}
+            assert group["scalingConfig"] == {
+                "minSize": pool.min_size,
+                "maxSize": pool.max_size,
+                "desiredSize": pool.min_size,
+            }
             assert group["capacityType"] == {"on-demand": "ON_DEMAND", "spot": "SPOT"}[pool.capacity_type]
             assert group["instanceTypes"] == pool.instance_types
         kubeconfig = json.loads(run.outputs["kubeconfig"])
@@ -65,9 +71,9 @@ def test_eks_cluster_and_gpu_node_groups(runs, stacks):
         [block] = run.of_type("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
         assert all(block.inputs[k] for k in ("blockPublicAcls", "blockPublicPolicy", "restrictPublicBuckets"))
         jobs = {f"{t.id}-jobs" for t in stack.tenants}  # each tenant's Ray pods (tests/infra/test_tenant_storage.py)
-        assert {r.inputs["serviceAccount"] for r in run.of_type(
-            "aws:eks/podIdentityAssociation:PodIdentityAssociation")} == {MLFLOW, "cluster-autoscaler", CONTROL_PLANE,
-                                                                          *jobs}
+        assert {
+            r.inputs["serviceAccount"] for r in run.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")
+        } == {MLFLOW, "cluster-autoscaler", CONTROL_PLANE, *jobs}
         assert not run.of_type("kubernetes:apps/v1:StatefulSet")  # managed database and bucket instead
 
 
@@ -77,8 +83,11 @@ def test_existing_cluster_uses_secret_kubeconfig_and_in_cluster_storage(runs):
     [provider] = run.of_type("pulumi:providers:kubernetes")
     assert yaml.safe_load(provider.inputs["kubeconfig"])["current-context"] == "mock"
     assert set(run.objects("kubernetes:apps/v1:StatefulSet")) == {f"{PLATFORM_NS}/postgres", f"{PLATFORM_NS}/minio"}
-    assert all(r.provider.split("::")[-2] == "jeonnam-k8s" for r in run.resources
-               if r.custom and r.type.startswith("kubernetes:"))
+    assert all(
+        r.provider.split("::")[-2] == "jeonnam-k8s"
+        for r in run.resources
+        if r.custom and r.type.startswith("kubernetes:")
+    )
 
 
 def test_charts_come_from_the_versions_table(runs):
@@ -101,8 +110,9 @@ def test_kueue_flavors_and_cohort(runs, stacks):
         for pool in stacks[region].node_pools:
             spec = flavors[pool.name]["spec"]
             assert spec["nodeLabels"][GPU_MODEL_LABEL] == pool.gpu_model
-            assert {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present",
-                    "effect": "NoSchedule"} in spec["tolerations"]
+            assert {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"} in spec[
+                "tolerations"
+            ]
         assert set(run.objects(COHORT)) == {region}
 
 
@@ -110,8 +120,11 @@ def test_monitoring_rules_dashboard_and_service_monitor(runs):
     for run in runs.values():
         [rule] = run.of_type("kubernetes:monitoring.coreos.com/v1:PrometheusRule")
         assert rule.inputs["spec"] == read_rules()
-        [dashboard] = [r.inputs for r in run.of_type("kubernetes:core/v1:ConfigMap")
-                       if (r.inputs["metadata"].get("labels") or {}).get("grafana_dashboard") == "1"]
+        [dashboard] = [
+            r.inputs
+            for r in run.of_type("kubernetes:core/v1:ConfigMap")
+            if (r.inputs["metadata"].get("labels") or {}).get("grafana_dashboard") == "1"
+        ]
         assert json.loads(dashboard["data"]["testbed.json"])["uid"]
         [monitor] = run.of_type("kubernetes:monitoring.coreos.com/v1:ServiceMonitor")
         assert monitor.inputs["spec"]["endpoints"][0]["path"] == "/metrics"

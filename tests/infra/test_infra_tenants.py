@@ -64,7 +64,8 @@ def test_tenant_environments(runs, stacks):
 
             role = roles[f"{ns}/testbed-rayjobs"]
             assert sorted(_rules(role)) == sorted(
-                (groups, resources, tuple(sorted(verbs))) for groups, resources, verbs in CONTROL_PLANE_RULES)
+                (groups, resources, tuple(sorted(verbs))) for groups, resources, verbs in CONTROL_PLANE_RULES
+            )
             [subject] = bindings[f"{ns}/testbed-control-plane-rayjobs"]["subjects"]
             assert subject == {"kind": "ServiceAccount", "name": CONTROL_PLANE, "namespace": PLATFORM_NS}
 
@@ -74,8 +75,11 @@ def test_tenant_environments(runs, stacks):
             [flavor] = group["flavors"]
             assert flavor["name"] == pool.name
             quota = {r["name"]: r["nominalQuota"] for r in flavor["resources"]}
-            assert quota == {"cpu": str(tenant.quota.cpus), "memory": format_memory(tenant.quota.memory),
-                             "nvidia.com/gpu": str(tenant.quota.gpus)}
+            assert quota == {
+                "cpu": str(tenant.quota.cpus),
+                "memory": format_memory(tenant.quota.memory),
+                "nvidia.com/gpu": str(tenant.quota.gpus),
+            }
             assert cq["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": ns}
             assert local_queues[f"{ns}/{tenant.id}"]["spec"] == {"clusterQueue": f"{region}-{tenant.id}"}
 

@@ -14,8 +14,11 @@ from testbed.placement import Placement, job_service_account, tenant_namespace
 from tests.infra.crd_schema import upstream_catalog
 
 EKS = ("gyeongnam", "daegu", "ulsan", "jeju")
-ROLE, POLICY, BINDING = ("aws:iam/role:Role", "aws:iam/rolePolicy:RolePolicy",
-                         "aws:eks/podIdentityAssociation:PodIdentityAssociation")
+ROLE, POLICY, BINDING = (
+    "aws:iam/role:Role",
+    "aws:iam/rolePolicy:RolePolicy",
+    "aws:eks/podIdentityAssociation:PodIdentityAssociation",
+)
 
 
 def by_name(run, type_token: str) -> dict[str, dict]:
@@ -38,8 +41,12 @@ def test_each_tenants_role_reaches_its_own_prefix_only(runs, stacks):
             assert trust["Principal"] == {"Service": "pods.eks.amazonaws.com"}
             objects, listing = statements(policies[name]["policy"])
             assert objects["Resource"] == [f"{bucket_arn}/tenants/{tenant.id}/*"]
-            assert set(objects["Action"]) == {"s3:GetObject", "s3:PutObject", "s3:DeleteObject",
-                                              "s3:AbortMultipartUpload"}
+            assert set(objects["Action"]) == {
+                "s3:GetObject",
+                "s3:PutObject",
+                "s3:DeleteObject",
+                "s3:AbortMultipartUpload",
+            }
             assert listing["Action"] == ["s3:ListBucket"] and listing["Resource"] == [bucket_arn]
             assert listing["Condition"] == {"StringLike": {"s3:prefix": [f"tenants/{tenant.id}/*"]}}
             text = policies[name]["policy"]
@@ -47,19 +54,27 @@ def test_each_tenants_role_reaches_its_own_prefix_only(runs, stacks):
             assert not others, f"{tenant.id}'s policy names {others}"
             assert '"s3:*"' not in text and f'"{bucket_arn}/*"' not in text and '"*"' not in text
             binding = bindings[name]
-            assert (binding["namespace"], binding["serviceAccount"]) == (tenant_namespace(tenant),
-                                                                          job_service_account(tenant))
+            assert (binding["namespace"], binding["serviceAccount"]) == (
+                tenant_namespace(tenant),
+                job_service_account(tenant),
+            )
             assert binding["roleArn"] == roles[name]["arn"]
         # The control plane stores every tenant's uploads: all of tenants/, nothing else of the bucket.
         objects, listing = statements(policies[f"{region}-mlflow-storage-control-plane"]["policy"])
         assert objects["Resource"] == [f"{bucket_arn}/tenants/*"]
         assert listing["Condition"] == {"StringLike": {"s3:prefix": ["tenants/*"]}}
-        assert (bindings[f"{region}-mlflow-storage-control-plane"]["namespace"],
-                bindings[f"{region}-mlflow-storage-control-plane"]["serviceAccount"]) == (PLATFORM_NS, CONTROL_PLANE)
-        [agent] = [a.inputs for a in run.of_type("aws:eks/addon:Addon") if a.inputs["addonName"] ==
-                   "eks-pod-identity-agent"]
-        settings = json.loads(run.objects("kubernetes:core/v1:Secret")[f"{PLATFORM_NS}/{CONTROL_PLANE}-settings"]
-                              ["stringData"]["settings.json"])
+        assert (
+            bindings[f"{region}-mlflow-storage-control-plane"]["namespace"],
+            bindings[f"{region}-mlflow-storage-control-plane"]["serviceAccount"],
+        ) == (PLATFORM_NS, CONTROL_PLANE)
+        [agent] = [
+            a.inputs for a in run.of_type("aws:eks/addon:Addon") if a.inputs["addonName"] == "eks-pod-identity-agent"
+        ]
+        settings = json.loads(
+            run.objects("kubernetes:core/v1:Secret")[f"{PLATFORM_NS}/{CONTROL_PLANE}-settings"]["stringData"][
+                "settings.json"
+            ]
+        )
         assert settings["storage_path"] == f"s3://{bucket['bucket']}/tenants"
 
 
@@ -72,8 +87,12 @@ def test_each_tenant_has_a_service_account_without_an_api_token(runs, stacks):
             account = accounts[f"{ns}/{job_service_account(tenant)}"]
             assert account["automountServiceAccountToken"] is False
             egress = policies[f"{ns}/allow-testbed"]["spec"]["egress"]
-            to_agent = [rule for rule in egress for peer in rule.get("to", [])
-                        if peer.get("ipBlock", {}).get("cidr") == POD_IDENTITY_AGENT[0]]
+            to_agent = [
+                rule
+                for rule in egress
+                for peer in rule.get("to", [])
+                if peer.get("ipBlock", {}).get("cidr") == POD_IDENTITY_AGENT[0]
+            ]
             # eks: the pods fetch their credentials from the node's Pod Identity Agent (link-local, else denied)
             assert bool(to_agent) == (region in EKS)
 
@@ -91,14 +110,22 @@ def test_a_tenants_rayjobs_run_as_its_service_account_and_validate(runs, stacks)
         for tenant in stack.tenants[:2]:
             sha = "c" * 64
             package = CodePackage(sha256=sha, location=f"s3://bucket/tenants/{tenant.id}/packages/{sha}.zip")
-            request = LaunchRequest(job_id=f"job-{tenant.id}"[:30], tenant=tenant.id, region=region,
-                                    entrypoint="python train.py", budget=Resources(cpus=1, gpus=0, memory=2**30),
-                                    runtime_env=RuntimeEnv(env_vars={}, code_package=package))
+            request = LaunchRequest(
+                job_id=f"job-{tenant.id}"[:30],
+                tenant=tenant.id,
+                region=region,
+                entrypoint="python train.py",
+                budget=Resources(cpus=1, gpus=0, memory=2**30),
+                runtime_env=RuntimeEnv(env_vars={}, code_package=package),
+            )
             manifest = build_rayjob(request, targets[tenant.id], RayJobOptions())
             catalog.validate(manifest)
             spec = manifest["spec"]
-            pods = [spec["submitterPodTemplate"], spec["rayClusterSpec"]["headGroupSpec"]["template"],
-                    *[g["template"] for g in spec["rayClusterSpec"]["workerGroupSpecs"]]]
+            pods = [
+                spec["submitterPodTemplate"],
+                spec["rayClusterSpec"]["headGroupSpec"]["template"],
+                *[g["template"] for g in spec["rayClusterSpec"]["workerGroupSpecs"]],
+            ]
             namespace = manifest["metadata"]["namespace"]
             for pod in pods:
                 account = pod["spec"]["serviceAccountName"]

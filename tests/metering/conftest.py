@@ -63,7 +63,8 @@ def prometheus(prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory)
     from .prometheus import PrometheusServer
 
     def start(target_url: str | None, token: str, region: str = "gyeongnam", **options: Any) -> PrometheusServer:
-        return PrometheusServer(prometheus_binary, tmp_path_factory.mktemp("prometheus"), target_url, region, token,
-                                **options)
+        return PrometheusServer(
+            prometheus_binary, tmp_path_factory.mktemp("prometheus"), target_url, region, token, **options
+        )
 
     return start

@@ -25,12 +25,33 @@ def add_job(
     """Add a job the way the control plane does: PENDING first, then its later state in one update
     (so the terminal hook runs exactly as in production)."""
     job_id = f"job-test-{next(_counter):08d}"
-    store.add_job(JobRow(
-        id=job_id, tenant=tenant, region="gyeongnam", name="t", experiment=f"{tenant}/t", status="PENDING",
-        entrypoint="true", template=None, spec={}, cpus=cpus, gpus=gpus, gpu_model=gpu_model if gpus else None,
-        memory_bytes=memory, submitted_at=(started or 0.0) - 1, dispatched=False, message="",
-    ))
+    store.add_job(
+        JobRow(
+            id=job_id,
+            tenant=tenant,
+            region="gyeongnam",
+            name="t",
+            experiment=f"{tenant}/t",
+            status="PENDING",
+            entrypoint="true",
+            template=None,
+            spec={},
+            cpus=cpus,
+            gpus=gpus,
+            gpu_model=gpu_model if gpus else None,
+            memory_bytes=memory,
+            submitted_at=(started or 0.0) - 1,
+            dispatched=False,
+            message="",
+        )
+    )
     if status != "PENDING":
-        store.update_job(job_id, status=status, started_at=started, ended_at=ended,
-                         last_seen_at=last_seen if last_seen is not None else ended, dispatched=True)
+        store.update_job(
+            job_id,
+            status=status,
+            started_at=started,
+            ended_at=ended,
+            last_seen_at=last_seen if last_seen is not None else ended,
+            dispatched=True,
+        )
     return job_id

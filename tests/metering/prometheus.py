@@ -21,8 +21,16 @@ RULES_FILE = Path(__file__).resolve().parents[2] / "operators" / "metering" / "r
 class PrometheusServer:
     """Scrapes one control plane every ``interval`` seconds with the operator token, region as a target label."""
 
-    def __init__(self, binary: str, workdir: Path, target_url: str | None, region: str, token: str, interval: float = 1.0,
-                 extra_scrape_configs: list[dict[str, Any]] | None = None):
+    def __init__(
+        self,
+        binary: str,
+        workdir: Path,
+        target_url: str | None,
+        region: str,
+        token: str,
+        interval: float = 1.0,
+        extra_scrape_configs: list[dict[str, Any]] | None = None,
+    ):
         """``target_url`` None: no control plane is scraped, only ``extra_scrape_configs`` (e.g. a fake exporter)."""
         target = urlparse(target_url or "http://127.0.0.1")
         assert target.hostname == "127.0.0.1", "tests scrape only 127.0.0.1"
@@ -31,16 +39,25 @@ class PrometheusServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = {
-            "global": {"scrape_interval": f"{round(interval * 1000)}ms", "evaluation_interval": f"{round(interval * 1000)}ms"},
+            "global": {
+                "scrape_interval": f"{round(interval * 1000)}ms",
+                "evaluation_interval": f"{round(interval * 1000)}ms",
+            },
             "rule_files": [str(RULES_FILE)],
-            "scrape_configs": [*(extra_scrape_configs or []), *[{
-                "job_name": "testbed-control-plane",
-                "honor_labels": True,  # testbed_tenant_info's own region label is the same value
-                "metrics_path": "/metrics",
-                # /metrics answers the operator token only (the ServiceMonitor's bearer token in a cluster)
-                "authorization": {"type": "Bearer", "credentials_file": str(workdir / "operator.token")},
-                "static_configs": [{"targets": [target.netloc], "labels": {"region": region}}],
-            }] * (target_url is not None)],
+            "scrape_configs": [
+                *(extra_scrape_configs or []),
+                *[
+                    {
+                        "job_name": "testbed-control-plane",
+                        "honor_labels": True,  # testbed_tenant_info's own region label is the same value
+                        "metrics_path": "/metrics",
+                        # /metrics answers the operator token only (the ServiceMonitor's bearer token in a cluster)
+                        "authorization": {"type": "Bearer", "credentials_file": str(workdir / "operator.token")},
+                        "static_configs": [{"targets": [target.netloc], "labels": {"region": region}}],
+                    }
+                ]
+                * (target_url is not None),
+            ],
         }
         self.token = token
         self.process: subprocess.Popen[bytes] | None = None
@@ -53,9 +70,15 @@ class PrometheusServer:
         token_file.chmod(0o600)
         self.log = open(self.workdir / "prometheus.log", "wb")
         self.process = subprocess.Popen(
-            [self.binary, f"--config.file={config}", f"--storage.tsdb.path={self.workdir / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{self.port}"],
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                self.binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={self.workdir / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -111,5 +134,5 @@ def _epoch(iso: str) -> float:
     # Prometheus writes nanoseconds; Python parses microseconds.
     head, _, rest = iso.partition(".")
     fraction = "".join(c for c in rest if c.isdigit())[:6]
-    zone = rest[len("".join(c for c in rest if c.isdigit())):] or "Z"
+    zone = rest[len("".join(c for c in rest if c.isdigit())) :] or "Z"
     return datetime.fromisoformat(f"{head}.{fraction or '0'}{zone.replace('Z', '+00:00')}").timestamp()

@@ -23,8 +23,19 @@ ALICE = "changwon-precision"  # grant 180,000,000 KRW, admit-if-fits
 def adjust(plane, tenant: str, amount: int, at: float) -> None:
     """An adjusting entry in the tenant's ledger (what an operator's correction writes)."""
     with plane.store.write_session() as s:
-        s.add(MoneyLedgerRow(at=at, tenant=tenant, job_id=None, kind="adjustment", amount_krw=amount, pool=None,
-                             price_id=None, seconds=0, note="test: usage before this test"))
+        s.add(
+            MoneyLedgerRow(
+                at=at,
+                tenant=tenant,
+                job_id=None,
+                kind="adjustment",
+                amount_krw=amount,
+                pool=None,
+                price_id=None,
+                seconds=0,
+                note="test: usage before this test",
+            )
+        )
 
 
 @pytest.mark.integration  # starts a process (a CLI, a server, a database)
@@ -41,17 +52,27 @@ def test_burn_rate_forecast_and_the_80_percent_notice(noop_plane):
     assert alice.forecast_exhaustion_date < alice.grant_end  # the forecast falls before the grant's end
     assert alice.grant_notice and "88%" in alice.grant_notice
     others = [t for t in operator.usage().tenants if t.tenant != ALICE]
-    assert all(t.burn_rate_krw_per_day == 0 and t.forecast_exhaustion_date is None and not t.grant_notice for t in others)
+    assert all(
+        t.burn_rate_krw_per_day == 0 and t.forecast_exhaustion_date is None and not t.grant_notice for t in others
+    )
 
     job = noop_plane.client(ALICE).submit({"entrypoint": "true", "cpus": 1, "max_runtime_seconds": 60})
     assert "지원금 88% 사용 (grant 88% used)" in job.message, job.message
-    shown = subprocess.run([sys.executable, "-m", "testbed.cli", "usage", "--url", noop_plane.url,
-                            "--token", noop_plane.token(ALICE)], capture_output=True, text=True, timeout=120)
+    shown = subprocess.run(
+        [sys.executable, "-m", "testbed.cli", "usage", "--url", noop_plane.url, "--token", noop_plane.token(ALICE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shown.returncode == 0 and f"! {ALICE}: 지원금 88% 사용" in shown.stdout, shown.stderr
     assert alice.forecast_exhaustion_date.isoformat() in shown.stdout
 
-    scrape = httpx.get(f"{noop_plane.url}/metrics", headers={"Authorization": f"Bearer {noop_plane.token('operator')}"}).text
-    samples = {(s.name, s.labels.get("tenant")): s.value for f in text_string_to_metric_families(scrape) for s in f.samples}
+    scrape = httpx.get(
+        f"{noop_plane.url}/metrics", headers={"Authorization": f"Bearer {noop_plane.token('operator')}"}
+    ).text
+    samples = {
+        (s.name, s.labels.get("tenant")): s.value for f in text_string_to_metric_families(scrape) for s in f.samples
+    }
     assert samples[("testbed_tenant_grant_krw", ALICE)] == 180_000_000
     assert samples[("testbed_tenant_charged_krw_total", ALICE)] >= 159_000_000
     assert abs(samples[("testbed_tenant_grant_krw_used_ratio", ALICE)] - alice.used_ratio) < 1e-3

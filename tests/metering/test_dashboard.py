@@ -37,7 +37,7 @@ def metric_names(expr: str) -> set[str]:
     expr = re.sub(r"(?<![A-Za-z0-9_:])[0-9][0-9.eE+]*[a-z]*", " ", expr)  # numbers and durations
     names = set()
     for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", expr):
-        if expr[match.end():].lstrip().startswith("(") or match.group(0).lower() in KEYWORDS:
+        if expr[match.end() :].lstrip().startswith("(") or match.group(0).lower() in KEYWORDS:
             continue  # a function or an aggregation
         names.add(match.group(0))
     return names
@@ -50,9 +50,9 @@ def queries(model: dict) -> list[str]:
 
 
 def test_metric_name_parser() -> None:
-    assert metric_names('sum by (tenant) (rate(foo_total{a="b", c=~"x|y"}[5m])) / on (x) group_left (n) bar:rec:r5m') == {
-        "foo_total", "bar:rec:r5m"
-    }
+    assert metric_names(
+        'sum by (tenant) (rate(foo_total{a="b", c=~"x|y"}[5m])) / on (x) group_left (n) bar:rec:r5m'
+    ) == {"foo_total", "bar:rec:r5m"}
     assert metric_names('max_over_time(up{job="and"}[1h] offset 5m) > bool 3') == {"up"}
     assert metric_names('label_values(testbed_tenant_info{region=~"$region"}, tenant)') == {"testbed_tenant_info"}
 
@@ -73,8 +73,19 @@ def money_ledger(store, stack: StackConfig):
     from testbed.config import pricing_pool
 
     with store.write_session() as s:
-        s.add(MoneyLedgerRow(at=time.time(), tenant=stack.tenants[0].id, job_id="job-x", kind="charge", amount_krw=1000,
-                             pool="l4-pool", price_id=None, seconds=60, note=""))
+        s.add(
+            MoneyLedgerRow(
+                at=time.time(),
+                tenant=stack.tenants[0].id,
+                job_id="job-x",
+                kind="charge",
+                amount_krw=1000,
+                pool="l4-pool",
+                price_id=None,
+                seconds=60,
+                note="",
+            )
+        )
     return MoneyLedger(store, stack, lambda tenant: pricing_pool(stack, tenant, "kuberay"))
 
 
@@ -82,7 +93,9 @@ def test_every_query_names_only_exported_or_recorded_metrics(store, ledger: Ledg
     add_job(store, stack.tenants[0].id, "SUCCEEDED", started=1.0, ended=2.0, gpus=1, gpu_model="l4")
     exported = {
         sample.name
-        for family in text_string_to_metric_families(generate_latest(make_registry(ledger, stack, money=money_ledger(store, stack))).decode())
+        for family in text_string_to_metric_families(
+            generate_latest(make_registry(ledger, stack, money=money_ledger(store, stack))).decode()
+        )
         for sample in family.samples
     }
     recorded = {r["record"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"] if "record" in r}
@@ -95,8 +108,12 @@ def test_every_query_names_only_exported_or_recorded_metrics(store, ledger: Ledg
         assert names <= known, f"{expr!r} names unknown metrics {names - known}"
         used |= names
     # the dashboard covers GPU-hours, grant burn-down, jobs by status and the queue
-    for needed in ("tenant:testbed_tenant_gpu_allocated_seconds:sum", "tenant:testbed_tenant_grant_remaining_gpu_seconds:max",
-                   "testbed_tenant_jobs", "tenant:testbed_tenant_jobs_pending:max"):
+    for needed in (
+        "tenant:testbed_tenant_gpu_allocated_seconds:sum",
+        "tenant:testbed_tenant_grant_remaining_gpu_seconds:max",
+        "testbed_tenant_jobs",
+        "tenant:testbed_tenant_jobs_pending:max",
+    ):
         assert needed in used
 
 
@@ -106,8 +123,13 @@ UPSTREAM_METRICS = {"up", "DCGM_FI_DEV_GPU_UTIL", "kube_pod_labels"}
 
 
 def test_rules_use_only_exported_or_recorded_metrics(store, ledger: Ledger, stack: StackConfig) -> None:
-    exported = {s.name for f in text_string_to_metric_families(generate_latest(make_registry(ledger, stack, money=money_ledger(store, stack))).decode())
-                for s in f.samples}
+    exported = {
+        s.name
+        for f in text_string_to_metric_families(
+            generate_latest(make_registry(ledger, stack, money=money_ledger(store, stack))).decode()
+        )
+        for s in f.samples
+    }
     groups = yaml.safe_load(RULES.read_text())["groups"]
     recorded = {r["record"] for g in groups for r in g["rules"] if "record" in r}
     for rule in (r for g in groups for r in g["rules"]):

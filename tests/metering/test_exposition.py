@@ -45,15 +45,27 @@ def test_exposition_names_labels_and_values(filled: Ledger, stack: StackConfig) 
     registry = make_registry(filled, stack)
     metrics = scrape(registry)
     first, second = stack.tenants[0], stack.tenants[1]
-    assert metrics["testbed_tenant_cpu_requested_seconds_total"][(("tenant", first.id),)] == pytest.approx(2 * 3600 + 60)
-    assert metrics["testbed_tenant_gpu_allocated_seconds_total"][(("gpu_model", "l4"), ("tenant", first.id))] == pytest.approx(3600)
-    assert metrics["testbed_tenant_gpu_allocated_seconds_total"][(("gpu_model", "a100"), ("tenant", second.id))] == pytest.approx(3600)
-    assert metrics["testbed_tenant_memory_requested_byte_seconds_total"][(("tenant", first.id),)] == pytest.approx(2**30 * 3660)
+    assert metrics["testbed_tenant_cpu_requested_seconds_total"][(("tenant", first.id),)] == pytest.approx(
+        2 * 3600 + 60
+    )
+    assert metrics["testbed_tenant_gpu_allocated_seconds_total"][
+        (("gpu_model", "l4"), ("tenant", first.id))
+    ] == pytest.approx(3600)
+    assert metrics["testbed_tenant_gpu_allocated_seconds_total"][
+        (("gpu_model", "a100"), ("tenant", second.id))
+    ] == pytest.approx(3600)
+    assert metrics["testbed_tenant_memory_requested_byte_seconds_total"][(("tenant", first.id),)] == pytest.approx(
+        2**30 * 3660
+    )
     assert metrics["testbed_tenant_jobs"][(("status", "FAILED"), ("tenant", first.id))] == 1
     assert metrics["testbed_tenant_jobs"][(("status", "PENDING"), ("tenant", second.id))] == 1
     assert metrics["testbed_tenant_grant_gpu_seconds"][(("tenant", first.id),)] == first.grant.gpu_seconds
-    assert metrics["testbed_tenant_grant_used_ratio"][(("tenant", first.id),)] == pytest.approx(3600 / first.grant.gpu_seconds)
-    assert metrics["testbed_tenant_grant_start_timestamp_seconds"][(("tenant", first.id),)] == first.grant.start_timestamp
+    assert metrics["testbed_tenant_grant_used_ratio"][(("tenant", first.id),)] == pytest.approx(
+        3600 / first.grant.gpu_seconds
+    )
+    assert (
+        metrics["testbed_tenant_grant_start_timestamp_seconds"][(("tenant", first.id),)] == first.grant.start_timestamp
+    )
     assert metrics["testbed_tenant_grant_end_timestamp_seconds"][(("tenant", first.id),)] == first.grant.end_timestamp
     info = {dict(k)["tenant"]: dict(k) for k in metrics["testbed_tenant_info"]}
     assert info[first.id] == {"tenant": first.id, "name": first.name, "region": "gyeongnam", "industry": first.industry}
@@ -98,7 +110,9 @@ def test_label_values_are_escaped_and_read_back(filled: Ledger, stack: StackConf
     assert info[tricky.id] == tricky_name
 
 
-def test_a_broken_database_counts_a_scrape_error_and_still_answers(filled: Ledger, stack: StackConfig, store: Store) -> None:
+def test_a_broken_database_counts_a_scrape_error_and_still_answers(
+    filled: Ledger, stack: StackConfig, store: Store
+) -> None:
     registry = make_registry(filled, stack, observe_node=False)
     with store.engine.begin() as connection:
         connection.exec_driver_sql("DROP TABLE usage_totals")
@@ -113,7 +127,9 @@ def test_promtool_finds_nothing_to_lint_on_a_real_scrape(noop_plane, promtool: s
     add_job(store, stack.tenants[0].id, "SUCCEEDED", started=T0, ended=T0 + 100, cpus=2, gpus=1, gpu_model="l4")
     add_job(store, stack.tenants[1].id, "RUNNING", started=T0, last_seen=T0 + 5, cpus=1)
     operator = {"Authorization": f"Bearer {noop_plane.token('operator')}"}
-    response = httpx.get(f"{noop_plane.url}/metrics", headers=operator, timeout=10)  # the scraper holds the operator token
+    response = httpx.get(
+        f"{noop_plane.url}/metrics", headers=operator, timeout=10
+    )  # the scraper holds the operator token
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     assert "testbed_tenant_cpu_requested_seconds_total" in response.text

@@ -52,14 +52,20 @@ class FakeDcgmExporter:
     def render(self) -> str:
         lines = ["# TYPE DCGM_FI_DEV_GPU_UTIL gauge"]
         for index, (job_id, (tenant, util)) in enumerate(sorted(self.jobs.items())):
-            lines.append(f'DCGM_FI_DEV_GPU_UTIL{{gpu="{index}",UUID="GPU-{index:04d}",Hostname="node-1",modelName="NVIDIA L4",'
-                         f'namespace="tenant-{tenant}",pod="{job_id}-head",container="ray-head"}} {util}')
-        lines.append('DCGM_FI_DEV_GPU_UTIL{gpu="7",UUID="GPU-free",Hostname="node-1",modelName="NVIDIA L4",'
-                     'namespace="",pod="",container=""} 0')
+            lines.append(
+                f'DCGM_FI_DEV_GPU_UTIL{{gpu="{index}",UUID="GPU-{index:04d}",Hostname="node-1",modelName="NVIDIA L4",'
+                f'namespace="tenant-{tenant}",pod="{job_id}-head",container="ray-head"}} {util}'
+            )
+        lines.append(
+            'DCGM_FI_DEV_GPU_UTIL{gpu="7",UUID="GPU-free",Hostname="node-1",modelName="NVIDIA L4",'
+            'namespace="",pod="",container=""} 0'
+        )
         lines.append("# TYPE kube_pod_labels gauge")
         for job_id, (tenant, _util) in sorted(self.jobs.items()):
-            lines.append(f'kube_pod_labels{{namespace="tenant-{tenant}",pod="{job_id}-head",'
-                         f'label_testbed_io_job_id="{job_id}",label_testbed_io_tenant="{tenant}"}} 1')
+            lines.append(
+                f'kube_pod_labels{{namespace="tenant-{tenant}",pod="{job_id}-head",'
+                f'label_testbed_io_job_id="{job_id}",label_testbed_io_tenant="{tenant}"}} 1'
+            )
         return "\n".join(lines) + "\n"
 
     def __enter__(self) -> "FakeDcgmExporter":
@@ -98,7 +104,9 @@ def _wait(predicate, timeout: float, what: str):
         time.sleep(0.3)
 
 
-def test_idle_gpus_are_flagged_counted_and_stopped_by_policy(tmp_path: Path, exporter: FakeDcgmExporter, prometheus) -> None:
+def test_idle_gpus_are_flagged_counted_and_stopped_by_policy(
+    tmp_path: Path, exporter: FakeDcgmExporter, prometheus
+) -> None:
     from operators.control_plane.app import create_app
     from tests.serve import serve_in_thread
     from testbed.settings import ControlPlaneSettings
@@ -106,32 +114,55 @@ def test_idle_gpus_are_flagged_counted_and_stopped_by_policy(tmp_path: Path, exp
     scrape = {"job_name": "dcgm-exporter", "honor_labels": True, "static_configs": [{"targets": [exporter.address]}]}
     with prometheus(None, token="unused", extra_scrape_configs=[scrape], interval=0.5) as prom:
         settings = ControlPlaneSettings(
-            stack_file=_stack_with_policy(tmp_path), database_url=f"sqlite:///{tmp_path / 'cp.db'}", backend="noop",
-            mlflow_tracking_uri="http://127.0.0.1:1", storage_path=str(tmp_path / "storage"),
-            credentials_dir=tmp_path / "credentials", prometheus_url=prom.url,
-            idle_flag_minutes=0.05, idle_check_seconds=0.5, idle_threshold_ratio=0.05,  # flagged after 3 s idle
+            stack_file=_stack_with_policy(tmp_path),
+            database_url=f"sqlite:///{tmp_path / 'cp.db'}",
+            backend="noop",
+            mlflow_tracking_uri="http://127.0.0.1:1",
+            storage_path=str(tmp_path / "storage"),
+            credentials_dir=tmp_path / "credentials",
+            prometheus_url=prom.url,
+            idle_flag_minutes=0.05,
+            idle_check_seconds=0.5,
+            idle_threshold_ratio=0.05,  # flagged after 3 s idle
         )
         app = create_app(settings)
         with serve_in_thread(app) as url:
+
             def client(subject: str) -> TestbedClient:
                 return TestbedClient(url, (tmp_path / "credentials" / f"{subject}.token").read_text().strip())
 
             stopping, flagging = client(STOPPING_TENANT), client(FLAGGING_TENANT)
             spec = JobSpec(entrypoint="sleep 600", gpus=1, cpus=1, memory="1Gi")
             a, b = stopping.submit(spec), flagging.submit(spec)
-            exporter.jobs[a.id] = (STOPPING_TENANT, 2.0)   # idle
+            exporter.jobs[a.id] = (STOPPING_TENANT, 2.0)  # idle
             exporter.jobs[b.id] = (FLAGGING_TENANT, 90.0)  # busy
-            _wait(lambda: stopping.get_job(a.id).status == JobStatus.RUNNING and flagging.get_job(b.id).status == JobStatus.RUNNING,
-                  20, "both jobs running")
+            _wait(
+                lambda: (
+                    stopping.get_job(a.id).status == JobStatus.RUNNING
+                    and flagging.get_job(b.id).status == JobStatus.RUNNING
+                ),
+                20,
+                "both jobs running",
+            )
             # The join is Prometheus' own: the recorded series names the job and tenant.
-            _wait(lambda: prom.value("job:testbed_job_gpu_utilization:max_ratio", job_id=a.id) is not None, 20,
-                  "the recording rule to join the fake DCGM series to the job")
-            assert prom.value("job:testbed_job_gpu_utilization:max_ratio", job_id=b.id, tenant=FLAGGING_TENANT) == pytest.approx(0.9)
+            _wait(
+                lambda: prom.value("job:testbed_job_gpu_utilization:max_ratio", job_id=a.id) is not None,
+                20,
+                "the recording rule to join the fake DCGM series to the job",
+            )
+            assert prom.value(
+                "job:testbed_job_gpu_utilization:max_ratio", job_id=b.id, tenant=FLAGGING_TENANT
+            ) == pytest.approx(0.9)
 
-            flagged = _wait(lambda: (job := stopping.get_job(a.id)).idle_since and job, 20, "the idle job to be flagged")
+            flagged = _wait(
+                lambda: (job := stopping.get_job(a.id)).idle_since and job, 20, "the idle job to be flagged"
+            )
             assert flagged.status == JobStatus.RUNNING
-            stopped = _wait(lambda: (job := stopping.get_job(a.id)).status == JobStatus.STOPPED and job, 30,
-                            "the idle job to be stopped by its tenant's policy")
+            stopped = _wait(
+                lambda: (job := stopping.get_job(a.id)).status == JobStatus.STOPPED and job,
+                30,
+                "the idle job to be stopped by its tenant's policy",
+            )
             assert "idle_stop_minutes" in stopped.message and "under 5%" in stopped.message, stopped.message
             assert stopped.idle_gpu_hours > 0
             busy = flagging.get_job(b.id)
@@ -150,8 +181,11 @@ def test_idle_gpus_are_flagged_counted_and_stopped_by_policy(tmp_path: Path, exp
             # ... and on the tenant's statement of this month
             month = kst_month(time.time())
             token = (tmp_path / "credentials" / f"{STOPPING_TENANT}.token").read_text().strip()
-            statement = httpx.get(f"{url}/v1/statements/{month}", params={"tenant": STOPPING_TENANT},
-                                  headers={"Authorization": f"Bearer {token}"}).json()
+            statement = httpx.get(
+                f"{url}/v1/statements/{month}",
+                params={"tenant": STOPPING_TENANT},
+                headers={"Authorization": f"Bearer {token}"},
+            ).json()
             [mine] = statement["tenants"]
             assert float(mine["idle_gpu_hours"]) == pytest.approx(stopped.idle_gpu_hours, abs=1e-6)
             # busy again: unflagged; the idle hours it held stay counted

@@ -15,7 +15,9 @@ T0 = 1_780_000_000.0
 
 
 @pytest.mark.parametrize("status", ["SUCCEEDED", "FAILED", "STOPPED"])
-def test_finished_jobs_are_metered_start_to_end_whatever_their_status(store: Store, ledger: Ledger, status: str) -> None:
+def test_finished_jobs_are_metered_start_to_end_whatever_their_status(
+    store: Store, ledger: Ledger, status: str
+) -> None:
     add_job(store, "a", status, started=T0, ended=T0 + 100, cpus=2, gpus=1, gpu_model="l4", memory=4 * GIB)
     meter = ledger.snapshot(now=T0 + 10_000)["a"]
     assert meter.cpu_seconds == pytest.approx(200)
@@ -129,7 +131,9 @@ def test_snapshot_counts_every_job_of_every_tenant(store: Store, ledger: Ledger)
 
 def test_jobs_ending_in_one_sync_round_are_all_folded(store: Store, ledger: Ledger) -> None:
     """The control plane's batched sync ends many jobs in one transaction (same tenant and model)."""
-    jobs = [add_job(store, "a", "RUNNING", started=T0, last_seen=T0 + 5, cpus=1, gpus=1, gpu_model="l4") for _ in range(3)]
+    jobs = [
+        add_job(store, "a", "RUNNING", started=T0, last_seen=T0 + 5, cpus=1, gpus=1, gpu_model="l4") for _ in range(3)
+    ]
     store.update_jobs({job: {"status": "SUCCEEDED", "ended_at": T0 + 10 * (i + 1)} for i, job in enumerate(jobs)})
     meter = ledger.snapshot(now=T0 + 100)["a"]
     assert meter.gpu_seconds == {"l4": pytest.approx(10 + 20 + 30)}

@@ -96,7 +96,12 @@ def metered(local_testbed, tenants) -> dict[str, Any]:
 def test_finished_failed_and_stopped_jobs_are_metered(metered) -> None:
     jobs, before, after = metered["jobs"], metered["before"], metered["after"]
     a, b = metered["tenants"]
-    assert [jobs[k].status for k in ("ok_a", "ok_b", "failed_a", "stopped_b")] == ["SUCCEEDED", "SUCCEEDED", "FAILED", "STOPPED"]
+    assert [jobs[k].status for k in ("ok_a", "ok_b", "failed_a", "stopped_b")] == [
+        "SUCCEEDED",
+        "SUCCEEDED",
+        "FAILED",
+        "STOPPED",
+    ]
     for key in ("ok_a", "ok_b"):
         assert 3.0 - OBSERVATION_SLACK <= run_seconds(jobs[key]) < 30, jobs[key]
     assert run_seconds(jobs["failed_a"]) > 0.5 and run_seconds(jobs["stopped_b"]) > 1.5
@@ -116,7 +121,9 @@ def test_a_running_job_is_metered_while_it_runs(metered) -> None:
 
 
 def test_exposition_matches_requested_cpus_times_run_time(local_testbed, metered, promtool) -> None:
-    scrape = httpx.get(f"{local_testbed.control_plane_url}/metrics", headers=operator_auth(local_testbed), timeout=10).content
+    scrape = httpx.get(
+        f"{local_testbed.control_plane_url}/metrics", headers=operator_auth(local_testbed), timeout=10
+    ).content
     lint = subprocess.run([promtool, "check", "metrics"], input=scrape, capture_output=True, timeout=60)
     assert lint.returncode == 0 and not (lint.stdout + lint.stderr).strip(), lint.stdout + lint.stderr
     exposed = exposed_cpu_seconds(local_testbed)
@@ -133,7 +140,8 @@ def test_prometheus_scraping_the_local_testbed_agrees_with_the_ledger(local_test
         for tenant in metered["tenants"]:
             ledger = usage(local_testbed, tenant)
             assert prom.value("testbed_tenant_cpu_requested_seconds_total", tenant=tenant) == pytest.approx(
-                ledger["cpu_seconds"], rel=1e-9)
+                ledger["cpu_seconds"], rel=1e-9
+            )
             assert prom.value("sum by (tenant) (testbed_tenant_jobs)", tenant=tenant) == ledger["jobs_total"]
             assert prom.value('testbed_tenant_jobs{status="FAILED"}', tenant=tenant) == ledger["jobs"]["FAILED"]
         assert prom.value('up{job="testbed-control-plane"}') == 1
@@ -160,12 +168,22 @@ def test_restart_of_the_control_plane_mid_job_loses_no_metered_time(local_testbe
 def test_testbed_usage_cli_on_the_local_testbed(local_testbed, metered, tmp_path) -> None:
     env = {**local_testbed.env(), "TESTBED_TOKEN": local_testbed.operator_token}
     settlement = tmp_path / "settlement.csv"
-    result = subprocess.run([sys.executable, "-m", "embedded.cli", "usage", "--json", "--csv", str(settlement)],
-                            env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "embedded.cli", "usage", "--json", "--csv", str(settlement)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert {t["tenant"] for t in report["tenants"]} == {t.id for t in local_testbed.stack.tenants}
     assert settlement.read_text().count("\n") == 1 + len(local_testbed.stack.tenants)
-    own = subprocess.run([sys.executable, "-m", "embedded.cli", "usage"], capture_output=True, text=True, timeout=120,
-                         env={**local_testbed.env(), "TESTBED_TOKEN": local_testbed.tokens[metered["tenants"][0]]})
+    own = subprocess.run(
+        [sys.executable, "-m", "embedded.cli", "usage"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**local_testbed.env(), "TESTBED_TOKEN": local_testbed.tokens[metered["tenants"][0]]},
+    )
     assert own.returncode == 0 and metered["tenants"][0] in own.stdout and metered["tenants"][1] not in own.stdout

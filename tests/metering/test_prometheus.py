@@ -27,18 +27,30 @@ def test_promql_agrees_with_the_ledger(noop_plane, prometheus, stack: StackConfi
         assert prom.value('up{job="testbed-control-plane"}') == 1
         for tenant in (first.id, second.id):
             expected = report[tenant]
-            assert prom.value("testbed_tenant_cpu_requested_seconds_total", tenant=tenant) == pytest.approx(expected.cpu_seconds)
-            assert prom.value("sum by (tenant) (testbed_tenant_gpu_allocated_seconds_total)", tenant=tenant) == pytest.approx(
-                expected.gpu_seconds)
-            assert prom.value("testbed_tenant_grant_used_ratio", tenant=tenant) == pytest.approx(expected.grant_used_ratio)
+            assert prom.value("testbed_tenant_cpu_requested_seconds_total", tenant=tenant) == pytest.approx(
+                expected.cpu_seconds
+            )
+            assert prom.value(
+                "sum by (tenant) (testbed_tenant_gpu_allocated_seconds_total)", tenant=tenant
+            ) == pytest.approx(expected.gpu_seconds)
+            assert prom.value("testbed_tenant_grant_used_ratio", tenant=tenant) == pytest.approx(
+                expected.grant_used_ratio
+            )
         # region: a target label on every series, and the info label of testbed_tenant_info
-        assert {s["metric"].get("region") for s in prom.query("testbed_tenant_cpu_requested_seconds_total")} == {"gyeongnam"}
+        assert {s["metric"].get("region") for s in prom.query("testbed_tenant_cpu_requested_seconds_total")} == {
+            "gyeongnam"
+        }
         info = prom.query(f'testbed_tenant_info{{tenant="{first.id}"}}')
         assert info[0]["metric"]["region"] == "gyeongnam" and info[0]["metric"]["name"] == first.name
         # the recording rules run against the real scrape (each rule group on its own schedule)
         recorded = ("tenant:testbed_tenant_gpu_allocated_seconds:sum", "tenant:testbed_tenant_grant_used:ratio")
-        wait_until(lambda: all(prom.value(name, tenant=second.id) is not None for name in recorded), 20,
-                   "the recording rules to evaluate", every=0.5)
+        wait_until(
+            lambda: all(prom.value(name, tenant=second.id) is not None for name in recorded),
+            20,
+            "the recording rules to evaluate",
+            every=0.5,
+        )
         assert prom.value("tenant:testbed_tenant_gpu_allocated_seconds:sum", tenant=first.id) == pytest.approx(7200)
         assert prom.value("tenant:testbed_tenant_grant_used:ratio", tenant=second.id) == pytest.approx(
-            report[second.id].grant_used_ratio)
+            report[second.id].grant_used_ratio
+        )

@@ -47,8 +47,9 @@ def secured(mlflow_home: Path) -> Iterator[Testbed]:
     try:
         ids = provision(server, [TENANT_A, TENANT_B])
         a, b = ids.tenants[TENANT_A], ids.tenants[TENANT_B]
-        yield Testbed(server=server, operator=ids.operator, a=a, b=b,
-                      a_data=seed(server.url, a), b_data=seed(server.url, b))
+        yield Testbed(
+            server=server, operator=ids.operator, a=a, b=b, a_data=seed(server.url, a), b_data=seed(server.url, b)
+        )
     finally:
         server.stop()
 

@@ -72,18 +72,35 @@ class MlflowServer:
             pass
 
 
-def start_server(home: Path, *, secured: bool, timeout: float = 120.0,
-                 auth_cache_ttl_seconds: int | None = None, lookup_caches: bool = True, port: int | None = None,
-                 admin_password: str | None = None) -> MlflowServer:
+def start_server(
+    home: Path,
+    *,
+    secured: bool,
+    timeout: float = 120.0,
+    auth_cache_ttl_seconds: int | None = None,
+    lookup_caches: bool = True,
+    port: int | None = None,
+    admin_password: str | None = None,
+) -> MlflowServer:
     """Start ``mlflow server`` in ``home``; ``secured``: basic-auth + workspaces as wired for local mode (with
     ``admin_password`` if given; ``lookup_caches=False``: without the guard's memoized permission lookups, a
     benchmark's baseline); ``port``: a given one (a server restarted where it was)."""
     home.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     argv = [
-        str(_BIN / "mlflow"), "server", "--host", HOST, "--port", str(port), "--workers", "1",
-        "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
-        "--artifacts-destination", str(home / "artifacts"), "--serve-artifacts",
+        str(_BIN / "mlflow"),
+        "server",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{home / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(home / "artifacts"),
+        "--serve-artifacts",
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
@@ -102,8 +119,9 @@ def start_server(home: Path, *, secured: bool, timeout: float = 120.0,
         argv += list(auth.argv)
         env.update(auth.env)
     log = open(home / "server.log", "wb")
-    process = subprocess.Popen(argv, cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        argv, cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+    )
     log.close()
     server = MlflowServer(home=home, url=f"http://{HOST}:{port}", process=process, admin_password=admin_password)
     deadline = time.monotonic() + timeout

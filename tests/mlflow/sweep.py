@@ -53,26 +53,44 @@ def all_routes() -> tuple[Route, ...]:
     from mlflow.server.fastapi_app import create_fastapi_app
     from mlflow.server.handlers import get_endpoints
 
-    messages = {(path, method): handler for path, handler, methods in get_endpoints(get_handler=lambda cls: cls)
-                for method in methods}
+    messages = {
+        (path, method): handler
+        for path, handler, methods in get_endpoints(get_handler=lambda cls: cls)
+        for method in methods
+    }
     found: set[Route] = set()
     for rule in app.url_map.iter_rules():
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             message = messages.get((rule.rule, method))
             if isinstance(message, type) and issubclass(message, Message):
                 fields = message.DESCRIPTOR.fields
-                found.add(Route(method, rule.rule, frozenset(f.name for f in fields),
-                                frozenset(f.name for f in fields if f.label == f.LABEL_REPEATED)))
+                found.add(
+                    Route(
+                        method,
+                        rule.rule,
+                        frozenset(f.name for f in fields),
+                        frozenset(f.name for f in fields if f.label == f.LABEL_REPEATED),
+                    )
+                )
             else:
                 found.add(Route(method, rule.rule))
     for route in create_fastapi_app(app).routes:
         contexts = getattr(route, "effective_route_contexts", None)
-        for context in (contexts() if callable(contexts) else contexts or []):
+        for context in contexts() if callable(contexts) else contexts or []:
             inner = getattr(context, "route", context)
             for method in (getattr(inner, "methods", None) or ()) - {"HEAD", "OPTIONS"}:
                 found.add(Route(method, inner.path))
-    auth_methods = {"CREATE": "POST", "GRANT": "POST", "REVOKE": "POST", "ASSIGN": "POST", "ADD": "POST",
-                    "UPDATE": "PATCH", "DELETE": "DELETE", "REMOVE": "DELETE", "UNASSIGN": "DELETE"}
+    auth_methods = {
+        "CREATE": "POST",
+        "GRANT": "POST",
+        "REVOKE": "POST",
+        "ASSIGN": "POST",
+        "ADD": "POST",
+        "UPDATE": "PATCH",
+        "DELETE": "DELETE",
+        "REMOVE": "DELETE",
+        "UNASSIGN": "DELETE",
+    }
     for name in dir(auth_routes):
         value = getattr(auth_routes, name)
         if name.isupper() and isinstance(value, str) and value.startswith(("/api", "/ajax-api")):
@@ -84,19 +102,49 @@ def all_routes() -> tuple[Route, ...]:
 def target_values(t: TenantData) -> dict[str, Any]:
     """Parameter name -> the target tenant's value (ids, names), for paths, queries and bodies."""
     return {
-        "experiment_id": t.experiment_id, "experiment_ids": [t.experiment_id], "run_id": t.run_id,
-        "run_uuid": t.run_id, "run_ids": [t.run_id], "name": t.model_name, "version": "1", "alias": "champion",
-        "model_id": t.logged_model_id, "model_ids": [t.logged_model_id], "trace_id": t.trace_id,
-        "request_id": t.trace_id, "trace_ids": [t.trace_id], "request_ids": [t.trace_id],
-        "assessment_id": t.assessment_id, "dataset_id": t.dataset_id, "dataset_ids": [t.dataset_id],
-        "workspace_name": t.tenant, "workspace": t.tenant, "username": t.tenant, "experiment_name": t.experiment_name,
-        "path": "notes/marker.txt", "artifact_path": t.proxy_artifact_path, "key": "marker", "tag_key": "marker",
-        "metric_key": "loss", "value": "overwritten", "new_name": f"{t.model_name}-stolen", "description": "overwritten",
-        "stage": "Archived", "source": f"models:/{t.logged_model_id}", "password": "overwritten-password-123",
-        "max_results": 1000, "filter": "", "filter_string": "", "locations": [
-            {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": t.experiment_id}}],
-        "prompt_name": t.prompt_name, "role_id": 1, "resource_type": "experiment", "resource_id": t.experiment_id,
-        "resource_pattern": "*", "permission": "MANAGE", "is_admin": True,
+        "experiment_id": t.experiment_id,
+        "experiment_ids": [t.experiment_id],
+        "run_id": t.run_id,
+        "run_uuid": t.run_id,
+        "run_ids": [t.run_id],
+        "name": t.model_name,
+        "version": "1",
+        "alias": "champion",
+        "model_id": t.logged_model_id,
+        "model_ids": [t.logged_model_id],
+        "trace_id": t.trace_id,
+        "request_id": t.trace_id,
+        "trace_ids": [t.trace_id],
+        "request_ids": [t.trace_id],
+        "assessment_id": t.assessment_id,
+        "dataset_id": t.dataset_id,
+        "dataset_ids": [t.dataset_id],
+        "workspace_name": t.tenant,
+        "workspace": t.tenant,
+        "username": t.tenant,
+        "experiment_name": t.experiment_name,
+        "path": "notes/marker.txt",
+        "artifact_path": t.proxy_artifact_path,
+        "key": "marker",
+        "tag_key": "marker",
+        "metric_key": "loss",
+        "value": "overwritten",
+        "new_name": f"{t.model_name}-stolen",
+        "description": "overwritten",
+        "stage": "Archived",
+        "source": f"models:/{t.logged_model_id}",
+        "password": "overwritten-password-123",
+        "max_results": 1000,
+        "filter": "",
+        "filter_string": "",
+        "locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": t.experiment_id}}],
+        "prompt_name": t.prompt_name,
+        "role_id": 1,
+        "resource_type": "experiment",
+        "resource_id": t.experiment_id,
+        "resource_pattern": "*",
+        "permission": "MANAGE",
+        "is_admin": True,
     }
 
 
@@ -107,6 +155,7 @@ def fill_path(path: str, values: dict[str, Any]) -> str:
             return values.get("artifact_path", "x")
         value = values.get(name, "x")
         return str(value[0] if isinstance(value, list) else value)
+
     return _PARAM.sub(one, path)
 
 
@@ -123,15 +172,19 @@ def _for_route(route: Route, values: dict[str, Any]) -> dict[str, Any]:
     return chosen
 
 
-def call(client: httpx.Client, route: Route, values: dict[str, Any], *, workspace: str | None,
-         auth: tuple[str, str] | None) -> Outcome:
+def call(
+    client: httpx.Client, route: Route, values: dict[str, Any], *, workspace: str | None, auth: tuple[str, str] | None
+) -> Outcome:
     url = fill_path(route.path, values)
     values = _for_route(route, values)
     headers = {"X-MLFLOW-WORKSPACE": workspace} if workspace else {}
     kwargs: dict[str, Any] = {"headers": headers}
     if route.method == "GET":
-        kwargs["params"] = {k: v for k, v in values.items() if not isinstance(v, (dict, list)) or
-                            (isinstance(v, list) and all(isinstance(i, str) for i in v))}
+        kwargs["params"] = {
+            k: v
+            for k, v in values.items()
+            if not isinstance(v, (dict, list)) or (isinstance(v, list) and all(isinstance(i, str) for i in v))
+        }
         request_text = url + str(kwargs["params"])
     else:
         kwargs["json"] = values
@@ -148,10 +201,19 @@ def leaks(outcome: Outcome, markers: list[str]) -> list[str]:
     return [m for m in markers if m in outcome.body and m not in outcome.request_text]
 
 
-def sweep(url: str, target: TenantData | None, *, auth: tuple[str, str] | None, workspace: str | None,
-          methods: frozenset[str] | None = None) -> list[Outcome]:
+def sweep(
+    url: str,
+    target: TenantData | None,
+    *,
+    auth: tuple[str, str] | None,
+    workspace: str | None,
+    methods: frozenset[str] | None = None,
+) -> list[Outcome]:
     """Call every route; ``target`` None: bare calls (no parameters), what a plain listing sends."""
     values = target_values(target) if target is not None else {}
     with httpx.Client(base_url=url, timeout=10) as client:
-        return [call(client, route, values, workspace=workspace, auth=auth)
-                for route in all_routes() if methods is None or route.method in methods]
+        return [
+            call(client, route, values, workspace=workspace, auth=auth)
+            for route in all_routes()
+            if methods is None or route.method in methods
+        ]

@@ -20,8 +20,13 @@ from mlflow import MlflowClient
 
 from operators.mlflow_access import MlflowCredentials
 
-_IDENTITY_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_WORKSPACE",
-                 "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
+_IDENTITY_ENV = (
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_WORKSPACE",
+    "MLFLOW_EXPERIMENT_ID",
+    "MLFLOW_EXPERIMENT_NAME",
+)
 
 
 @contextlib.contextmanager
@@ -98,16 +103,23 @@ def seed(url: str, credentials: MlflowCredentials) -> TenantData:
             client.log_metric(run_id, "loss", 1.0 / (step + 1), step=step)
         client.log_text(run_id, secret, "notes/marker.txt")
         client.set_terminated(run_id)
-        logged = client.create_logged_model(experiment_id, name="model", source_run_id=run_id,
-                                            params={"marker": secret}, tags={"marker": secret})
+        logged = client.create_logged_model(
+            experiment_id, name="model", source_run_id=run_id, params={"marker": secret}, tags={"marker": secret}
+        )
         model_name = f"{tenant}.template-{marker}"
         client.create_registered_model(model_name, tags={"marker": secret}, description=secret)
-        version = client.create_model_version(model_name, source=f"models:/{logged.model_id}", run_id=run_id,
-                                              model_id=logged.model_id, tags={"marker": secret})
+        version = client.create_model_version(
+            model_name,
+            source=f"models:/{logged.model_id}",
+            run_id=run_id,
+            model_id=logged.model_id,
+            tags={"marker": secret},
+        )
         client.set_registered_model_alias(model_name, "champion", version.version)
         # Before any active experiment: registering a prompt then links it from a background thread.
-        prompt = mlflow.genai.register_prompt(name=f"{tenant}-prompt-{marker}", template="hi {{x}} " + secret,
-                                              tags={"marker": secret})
+        prompt = mlflow.genai.register_prompt(
+            name=f"{tenant}-prompt-{marker}", template="hi {{x}} " + secret, tags={"marker": secret}
+        )
         mlflow.set_experiment(experiment_id=experiment_id)
         with mlflow.start_span(name=f"span-{marker}") as span:
             span.set_inputs({"q": secret})
@@ -116,12 +128,24 @@ def seed(url: str, credentials: MlflowCredentials) -> TenantData:
         mlflow.flush_trace_async_logging()
         assessment = mlflow.log_feedback(trace_id=trace_id, name="quality", value=True, rationale=secret)
         from mlflow.genai.datasets import create_dataset
+
         dataset = create_dataset(name=f"ds-{marker}", experiment_id=experiment_id, tags={"marker": secret})
         return TenantData(
-            tenant=tenant, marker=marker, secret=secret, experiment_id=experiment_id, experiment_name=name, run_id=run_id,
-            artifact_uri=run.info.artifact_uri, logged_model_id=logged.model_id, model_name=model_name,
-            model_version=str(version.version), trace_id=trace_id, assessment_id=assessment.assessment_id,
-            prompt_name=prompt.name, dataset_id=dataset.dataset_id)
+            tenant=tenant,
+            marker=marker,
+            secret=secret,
+            experiment_id=experiment_id,
+            experiment_name=name,
+            run_id=run_id,
+            artifact_uri=run.info.artifact_uri,
+            logged_model_id=logged.model_id,
+            model_name=model_name,
+            model_version=str(version.version),
+            trace_id=trace_id,
+            assessment_id=assessment.assessment_id,
+            prompt_name=prompt.name,
+            dataset_id=dataset.dataset_id,
+        )
 
 
 def snapshot(url: str, credentials: MlflowCredentials, data: TenantData) -> dict[str, Any]:
@@ -140,8 +164,14 @@ def snapshot(url: str, credentials: MlflowCredentials, data: TenantData) -> dict
             artifact = f.read()
         return {
             "experiment": (experiment.name, experiment.lifecycle_stage, dict(experiment.tags)),
-            "run": (run.info.status, run.info.lifecycle_stage, run.info.run_name, run.data.params,
-                    run.data.metrics, {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}),
+            "run": (
+                run.info.status,
+                run.info.lifecycle_stage,
+                run.info.run_name,
+                run.data.params,
+                run.data.metrics,
+                {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
+            ),
             "history": [(m.step, m.value) for m in client.get_metric_history(data.run_id, "loss")],
             "artifacts": sorted(f.path for f in client.list_artifacts(data.run_id, "notes")),
             "artifact": artifact,
@@ -149,7 +179,10 @@ def snapshot(url: str, credentials: MlflowCredentials, data: TenantData) -> dict
             "version": (version.current_stage, version.description, dict(version.tags), version.status),
             "versions": sorted(v.version for v in client.search_model_versions(f"name='{data.model_name}'")),
             "logged_model": (logged.name, logged.status, dict(logged.tags), dict(logged.params)),
-            "trace": (trace.info.state, {k: v for k, v in trace.info.tags.items() if not k.startswith("mlflow.")},
-                      sorted((a.name, str(a.value), a.rationale) for a in trace.info.assessments)),
+            "trace": (
+                trace.info.state,
+                {k: v for k, v in trace.info.tags.items() if not k.startswith("mlflow.")},
+                sorted((a.name, str(a.value), a.rationale) for a in trace.info.assessments),
+            ),
             "prompt": (prompt.name, prompt.template),
         }

@@ -29,8 +29,9 @@ TTL_SECONDS = 2
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[MlflowServer]:
-    server = start_server(tmp_path_factory.mktemp("mlflow-cache") / "s", secured=True,
-                          auth_cache_ttl_seconds=TTL_SECONDS)
+    server = start_server(
+        tmp_path_factory.mktemp("mlflow-cache") / "s", secured=True, auth_cache_ttl_seconds=TTL_SECONDS
+    )
     try:
         yield server
     finally:
@@ -57,10 +58,12 @@ def _tenant_with_run(server: MlflowServer) -> tuple[MlflowCredentials, str]:
 
 def _log_metric(server: MlflowServer, creds: MlflowCredentials, run_id: str, password: str | None = None) -> int:
     """One per-step metric as the tenant (``password``: another one than its own); the HTTP status."""
-    response = httpx.post(f"{server.url}/api/2.0/mlflow/runs/log-metric",
-                          auth=(creds.username, password or creds.password),
-                          headers={"X-MLFLOW-WORKSPACE": creds.workspace},
-                          json={"run_id": run_id, "key": "loss", "value": 0.5, "timestamp": 1, "step": 0})
+    response = httpx.post(
+        f"{server.url}/api/2.0/mlflow/runs/log-metric",
+        auth=(creds.username, password or creds.password),
+        headers={"X-MLFLOW-WORKSPACE": creds.workspace},
+        json={"run_id": run_id, "key": "loss", "value": 0.5, "timestamp": 1, "step": 0},
+    )
     return response.status_code
 
 
@@ -85,7 +88,9 @@ def test_revoked_grant_through_the_server_takes_effect_at_once(server, other_rep
         roles = admin._call("GET", "/api/3.0/mlflow/users/roles/list", params={"username": creds.username}).json()
         assert roles["roles"]
         for role in roles["roles"]:
-            admin._call("DELETE", "/api/3.0/mlflow/roles/unassign", json={"username": creds.username, "role_id": role["id"]})
+            admin._call(
+                "DELETE", "/api/3.0/mlflow/roles/unassign", json={"username": creds.username, "role_id": role["id"]}
+            )
     assert _log_metric(server, creds, run_id) == 403
 
 
@@ -118,7 +123,10 @@ def test_another_tenants_run_stays_refused_with_warm_caches(server):
     _warm(server, b, b_run)
     assert _log_metric(server, a, b_run) in (403, 404)
     # b's workspace header with a's login: still a's grants, none there
-    response = httpx.post(f"{server.url}/api/2.0/mlflow/runs/log-metric", auth=(a.username, a.password),
-                          headers={"X-MLFLOW-WORKSPACE": b.workspace},
-                          json={"run_id": b_run, "key": "loss", "value": 0.5, "timestamp": 1, "step": 0})
+    response = httpx.post(
+        f"{server.url}/api/2.0/mlflow/runs/log-metric",
+        auth=(a.username, a.password),
+        headers={"X-MLFLOW-WORKSPACE": b.workspace},
+        json={"run_id": b_run, "key": "loss", "value": 0.5, "timestamp": 1, "step": 0},
+    )
     assert response.status_code in (403, 404)

@@ -51,8 +51,13 @@ def test_sweep_finds_the_open_servers_leaks(open_server):
     server, a = open_server
     outcomes = sweep(server.url, a, auth=(B.username, B.password), workspace=None, methods=frozenset({"GET"}))
     leaking = {o.route.path for o in outcomes if leaks(o, a.leaked_markers())}
-    for path in ("/api/2.0/mlflow/experiments/get", "/api/2.0/mlflow/runs/get", "/api/2.0/mlflow/registered-models/get",
-                 "/api/2.0/mlflow/model-versions/search", "/ajax-api/2.0/mlflow/runs/get"):
+    for path in (
+        "/api/2.0/mlflow/experiments/get",
+        "/api/2.0/mlflow/runs/get",
+        "/api/2.0/mlflow/registered-models/get",
+        "/api/2.0/mlflow/model-versions/search",
+        "/ajax-api/2.0/mlflow/runs/get",
+    ):
         assert path in leaking, sorted(leaking)
 
 

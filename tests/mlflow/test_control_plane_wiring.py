@@ -46,9 +46,13 @@ def plane(server: MlflowServer, tmp_path: Path) -> Iterator[NoopPlane]:
     password_file = tmp_path / "credentials" / "mlflow-admin.password"
     write_secret(password_file, server.admin_password)
     settings = ControlPlaneSettings(
-        stack_file=stack_file_for("gyeongnam"), database_url=f"sqlite:///{tmp_path / 'cp.db'}", backend="noop",
-        mlflow_tracking_uri=server.url, storage_path=str(tmp_path / "storage"),
-        credentials_dir=tmp_path / "credentials", mlflow_admin_password_file=password_file,
+        stack_file=stack_file_for("gyeongnam"),
+        database_url=f"sqlite:///{tmp_path / 'cp.db'}",
+        backend="noop",
+        mlflow_tracking_uri=server.url,
+        storage_path=str(tmp_path / "storage"),
+        credentials_dir=tmp_path / "credentials",
+        mlflow_admin_password_file=password_file,
     )
     app = create_app(settings, sync=False)
     with serve_in_thread(app) as url:
@@ -185,9 +189,14 @@ def test_an_unreachable_mlflow_holds_no_dispatch_back(tmp_path, monkeypatch):
 
     password_file = tmp_path / "admin.password"
     write_secret(password_file, "an-admin-password-of-some-length")
-    settings = ControlPlaneSettings(stack_file=stack_file_for("gyeongnam"), database_url=f"sqlite:///{tmp_path / 'cp.db'}",
-                                    backend="noop", mlflow_tracking_uri="http://127.0.0.1:1",
-                                    storage_path=str(tmp_path / "storage"), mlflow_admin_password_file=password_file)
+    settings = ControlPlaneSettings(
+        stack_file=stack_file_for("gyeongnam"),
+        database_url=f"sqlite:///{tmp_path / 'cp.db'}",
+        backend="noop",
+        mlflow_tracking_uri="http://127.0.0.1:1",
+        storage_path=str(tmp_path / "storage"),
+        mlflow_admin_password_file=password_file,
+    )
     store = Store(settings.database_url)
     try:
         clock = ManualClock()

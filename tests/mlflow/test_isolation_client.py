@@ -24,10 +24,18 @@ READS: list[tuple[str, Read]] = [
     ("get_run", lambda c, a: c.get_run(a.run_id)),
     ("get_metric_history", lambda c, a: c.get_metric_history(a.run_id, "loss")),
     ("list_artifacts", lambda c, a: c.list_artifacts(a.run_id)),
-    ("download_artifacts", lambda c, a: Path(c.download_artifacts(a.run_id, "notes/marker.txt",
-                                                                  tempfile.mkdtemp())).read_text()),
-    ("mlflow.artifacts.download_artifacts (proxy uri)", lambda c, a: Path(mlflow.artifacts.download_artifacts(
-        artifact_uri=f"{a.artifact_uri}/notes/marker.txt", dst_path=tempfile.mkdtemp())).read_text()),
+    (
+        "download_artifacts",
+        lambda c, a: Path(c.download_artifacts(a.run_id, "notes/marker.txt", tempfile.mkdtemp())).read_text(),
+    ),
+    (
+        "mlflow.artifacts.download_artifacts (proxy uri)",
+        lambda c, a: Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{a.artifact_uri}/notes/marker.txt", dst_path=tempfile.mkdtemp()
+            )
+        ).read_text(),
+    ),
     ("search_registered_models", lambda c, a: c.search_registered_models(max_results=1000)),
     ("get_registered_model", lambda c, a: c.get_registered_model(a.model_name)),
     ("get_latest_versions", lambda c, a: c.get_latest_versions(a.model_name)),
@@ -40,8 +48,7 @@ READS: list[tuple[str, Read]] = [
     ("search_traces", lambda c, a: c.search_traces(locations=[a.experiment_id])),
     ("get_trace", lambda c, a: c.get_trace(a.trace_id)),
     ("search_prompts", lambda c, a: c.search_prompts()),
-    ("load_prompt", lambda c, a: mlflow.genai.load_prompt(f"prompts:/{a.prompt_name}/1",
-                                                                 cache_ttl_seconds=0)),
+    ("load_prompt", lambda c, a: mlflow.genai.load_prompt(f"prompts:/{a.prompt_name}/1", cache_ttl_seconds=0)),
 ]
 
 WRITES: list[tuple[str, Callable[[MlflowClient, TenantData], Any]]] = [
@@ -55,12 +62,18 @@ WRITES: list[tuple[str, Callable[[MlflowClient, TenantData], Any]]] = [
     ("set_experiment_tag", lambda c, a: c.set_experiment_tag(a.experiment_id, "k", "v")),
     ("rename_experiment", lambda c, a: c.rename_experiment(a.experiment_id, "stolen")),
     ("set_registered_model_alias (champion)", lambda c, a: c.set_registered_model_alias(a.model_name, "champion", 1)),
-    ("delete_registered_model_alias (champion)", lambda c, a: c.delete_registered_model_alias(a.model_name,
-                                                                                              "champion")),
+    (
+        "delete_registered_model_alias (champion)",
+        lambda c, a: c.delete_registered_model_alias(a.model_name, "champion"),
+    ),
     ("set_registered_model_tag", lambda c, a: c.set_registered_model_tag(a.model_name, "k", "v")),
     ("set_model_version_tag", lambda c, a: c.set_model_version_tag(a.model_name, "1", "k", "v")),
-    ("create_model_version", lambda c, a: c.create_model_version(a.model_name, f"models:/{a.logged_model_id}",
-                                                                 run_id=a.run_id, model_id=a.logged_model_id)),
+    (
+        "create_model_version",
+        lambda c, a: c.create_model_version(
+            a.model_name, f"models:/{a.logged_model_id}", run_id=a.run_id, model_id=a.logged_model_id
+        ),
+    ),
     ("rename_registered_model", lambda c, a: c.rename_registered_model(a.model_name, "stolen")),
     ("set_logged_model_tags", lambda c, a: c.set_logged_model_tags(a.logged_model_id, {"k": "v"})),
     ("set_trace_tag", lambda c, a: c.set_trace_tag(a.trace_id, "k", "v")),
@@ -80,9 +93,14 @@ def _shows(result: Any, a: TenantData) -> bool:
     text = repr(result) + (str(result.to_dictionary()) if hasattr(result, "to_dictionary") else "")
     if isinstance(result, list):
         text += "".join(repr(getattr(item, "info", item)) + repr(getattr(item, "data", "")) for item in result)
-    return any(m in text for m in (a.secret, a.run_id, a.logged_model_id, a.trace_id)) or \
-        getattr(result, "experiment_id", None) == a.experiment_id or \
-        any(getattr(item, "experiment_id", None) == a.experiment_id for item in (result if isinstance(result, list) else []))
+    return (
+        any(m in text for m in (a.secret, a.run_id, a.logged_model_id, a.trace_id))
+        or getattr(result, "experiment_id", None) == a.experiment_id
+        or any(
+            getattr(item, "experiment_id", None) == a.experiment_id
+            for item in (result if isinstance(result, list) else [])
+        )
+    )
 
 
 @pytest.mark.parametrize("workspace", ["own", "target"])
@@ -116,7 +134,9 @@ def test_search_runs_across_experiments_returns_own_runs_only(secured):
         runs = MlflowClient(secured.url).search_runs([a.experiment_id, b.experiment_id], max_results=1000)
     assert {r.info.run_id for r in runs} >= {b.run_id} and a.run_id not in {r.info.run_id for r in runs}
     with identity(secured.b):  # fluent API, the experiment given by name
-        frame = mlflow.search_runs(experiment_names=[a.experiment_name, b.experiment_name], search_all_experiments=False)
+        frame = mlflow.search_runs(
+            experiment_names=[a.experiment_name, b.experiment_name], search_all_experiments=False
+        )
     assert a.run_id not in set(frame.get("run_id", []))
 
 
@@ -127,9 +147,13 @@ def test_owner_client_does_everything_on_its_own(secured):
         client = MlflowClient(secured.url)
         for name, read in READS:
             try:
-                if not _shows(read(client, fresh), fresh) and name not in ("list_artifacts", "get_metric_history",
-                                                                          "get_model_version_download_uri",
-                                                                          "search_prompts", "load_prompt"):
+                if not _shows(read(client, fresh), fresh) and name not in (
+                    "list_artifacts",
+                    "get_metric_history",
+                    "get_model_version_download_uri",
+                    "search_prompts",
+                    "load_prompt",
+                ):
                     failed.append((name, "answer lacks the owner's data"))
             except Exception as exc:  # noqa: BLE001
                 failed.append((name, str(exc)[:200]))

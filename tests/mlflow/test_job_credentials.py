@@ -67,8 +67,14 @@ def _run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
 
 def test_tenant_job_first_run_in_a_new_experiment(secured):
     name = f"{secured.a.username}/smoke-{uuid.uuid4().hex[:6]}"
-    env = _job_env(secured.url, secured.a, MLFLOW_EXPERIMENT_NAME=name, TESTBED_TENANT=secured.a.username,
-                   TESTBED_JOB_ID="job-1", TESTBED_REGION="gyeongnam")
+    env = _job_env(
+        secured.url,
+        secured.a,
+        MLFLOW_EXPERIMENT_NAME=name,
+        TESTBED_TENANT=secured.a.username,
+        TESTBED_JOB_ID="job-1",
+        TESTBED_REGION="gyeongnam",
+    )
     done = _run([sys.executable, "-m", "workloads.smoke", "--template", "smoke"], env)
     assert done.returncode == 0, done.stderr[-3000:]
     run_id = done.stdout.split("run_id=")[1].split()[0]
@@ -84,14 +90,24 @@ def test_tenant_job_first_run_in_a_new_experiment(secured):
 
 def test_other_tenants_job_reaches_nothing(secured):
     a = secured.a_data
-    target = json.dumps({"experiment_id": a.experiment_id, "run_id": a.run_id, "model_name": a.model_name,
-                         "experiment_name": a.experiment_name})
+    target = json.dumps(
+        {
+            "experiment_id": a.experiment_id,
+            "run_id": a.run_id,
+            "model_name": a.model_name,
+            "experiment_name": a.experiment_name,
+        }
+    )
     before = secured.a_snapshot()
     for workspace in (secured.b.workspace, a.tenant):  # a job may point its own client at A's workspace
-        done = _run([sys.executable, "-c", _ATTACK, target], _job_env(secured.url, secured.b, MLFLOW_WORKSPACE=workspace))
+        done = _run(
+            [sys.executable, "-c", _ATTACK, target], _job_env(secured.url, secured.b, MLFLOW_WORKSPACE=workspace)
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         results = json.loads(done.stdout.strip().splitlines()[-1])
-        assert results.pop("set_experiment") == ("OTHER" if workspace == secured.b.workspace else "REFUSED MlflowException")
+        assert results.pop("set_experiment") == (
+            "OTHER" if workspace == secured.b.workspace else "REFUSED MlflowException"
+        )
         assert all(v.startswith("REFUSED") or v == "EMPTY" for v in results.values()), (workspace, results)
         assert a.secret not in done.stdout + done.stderr
     assert secured.a_snapshot() == before

@@ -45,11 +45,11 @@ def _run_job(plane: NoopPlane, job_id: str, logins: JobLogins) -> tuple[subproce
     """Run the job's MLflow logging as the ray backend would: its runtime env, HOME at its login file."""
     request = launch_request(plane.plane.store.get_job(job_id), plane.plane.settings, plane.plane.mlflow.job_env)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env.update(request.runtime_env.env_vars, HOME=str(logins.write(job_id, request.secret_env)),
-               PYTHONPATH=str(REPO))
+    env.update(request.runtime_env.env_vars, HOME=str(logins.write(job_id, request.secret_env)), PYTHONPATH=str(REPO))
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", _LOG.format(tenant=A)], env=env, capture_output=True, text=True,
-                          timeout=240)
+    done = subprocess.run(
+        [sys.executable, "-c", _LOG.format(tenant=A)], env=env, capture_output=True, text=True, timeout=240
+    )
     return done, time.monotonic() - started
 
 
@@ -64,9 +64,14 @@ def test_mlflow_down_is_seen_bounded_and_recovered(tmp_path: Path):
     password_file = tmp_path / "credentials" / "mlflow-admin.password"
     write_secret(password_file, server.admin_password)
     settings = ControlPlaneSettings(
-        stack_file=stack_file_for("gyeongnam"), database_url=f"sqlite:///{tmp_path / 'cp.db'}", backend="noop",
-        mlflow_tracking_uri=server.url, storage_path=str(tmp_path / "storage"),
-        credentials_dir=tmp_path / "credentials", mlflow_admin_password_file=password_file)
+        stack_file=stack_file_for("gyeongnam"),
+        database_url=f"sqlite:///{tmp_path / 'cp.db'}",
+        backend="noop",
+        mlflow_tracking_uri=server.url,
+        storage_path=str(tmp_path / "storage"),
+        credentials_dir=tmp_path / "credentials",
+        mlflow_admin_password_file=password_file,
+    )
     app = create_app(settings, sync=False)
     logins = JobLogins(tmp_path / "logins")
     back = None

@@ -55,8 +55,9 @@ def test_tenant_layout(secured, admin, admin_http):
     assert _role_grants(admin_http, tenant, OPERATOR_ROLE) == OPERATOR_GRANTS
     me = httpx.get(f"{secured.url}/api/2.0/mlflow/users/current", auth=(creds.username, creds.password)).json()
     assert me["user"]["is_admin"] is False
-    op = httpx.get(f"{secured.url}/api/2.0/mlflow/users/current",
-                   auth=(secured.operator.username, secured.operator.password)).json()
+    op = httpx.get(
+        f"{secured.url}/api/2.0/mlflow/users/current", auth=(secured.operator.username, secured.operator.password)
+    ).json()
     assert op["user"]["is_admin"] is False
     # Nothing is ever granted in the default workspace.
     assert admin_http.get("/api/3.0/mlflow/roles/list", params={"workspace": "default"}).json().get("roles", []) == []
@@ -67,8 +68,10 @@ def test_reasserting_is_idempotent_and_repairs_drift(secured, admin, admin_http)
     creds = admin.ensure_tenant(tenant)
     roles = admin_http.get("/api/3.0/mlflow/roles/list", params={"workspace": tenant}).json()["roles"]
     role_id = next(r["id"] for r in roles if r["name"] == TENANT_ROLE)
-    admin_http.post("/api/3.0/mlflow/roles/permissions/add", json={
-        "role_id": role_id, "resource_type": "gateway_secret", "resource_pattern": "*", "permission": "MANAGE"})
+    admin_http.post(
+        "/api/3.0/mlflow/roles/permissions/add",
+        json={"role_id": role_id, "resource_type": "gateway_secret", "resource_pattern": "*", "permission": "MANAGE"},
+    )
     again = admin.ensure_tenant(tenant, creds.password)
     assert again == creds
     assert _role_grants(admin_http, tenant, TENANT_ROLE) == TENANT_GRANTS  # the hand-added grant is gone
@@ -101,8 +104,11 @@ def test_removal_keeps_the_data(secured, admin, admin_http):
         experiment_id = MlflowClient(secured.url).create_experiment(f"{tenant}/kept")
     admin.remove_tenant(tenant)
     assert _logs_in(secured.url, creds) == 401
-    kept = admin_http.get("/api/2.0/mlflow/experiments/get", params={"experiment_id": experiment_id},
-                          headers={"X-MLFLOW-WORKSPACE": tenant})
+    kept = admin_http.get(
+        "/api/2.0/mlflow/experiments/get",
+        params={"experiment_id": experiment_id},
+        headers={"X-MLFLOW-WORKSPACE": tenant},
+    )
     assert kept.status_code == 200
     admin.remove_tenant(tenant)  # idempotent
 
@@ -129,9 +135,12 @@ def test_first_run_needs_only_workspace_membership_and_the_creator_gets_manage(s
     workspace, user, password = _tenant(), f"bare-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
     admin_http.post("/api/3.0/mlflow/workspaces", json={"name": workspace}).raise_for_status()
     admin_http.post("/api/2.0/mlflow/users/create", json={"username": user, "password": password}).raise_for_status()
-    role = admin_http.post("/api/3.0/mlflow/roles/create", json={"workspace": workspace, "name": "member"}).json()["role"]
-    admin_http.post("/api/3.0/mlflow/roles/permissions/add", json={
-        "role_id": role["id"], "resource_type": "workspace", "resource_pattern": "*", "permission": "USE"}
+    role = admin_http.post("/api/3.0/mlflow/roles/create", json={"workspace": workspace, "name": "member"}).json()[
+        "role"
+    ]
+    admin_http.post(
+        "/api/3.0/mlflow/roles/permissions/add",
+        json={"role_id": role["id"], "resource_type": "workspace", "resource_pattern": "*", "permission": "USE"},
     ).raise_for_status()
     admin_http.post("/api/3.0/mlflow/roles/assign", json={"username": user, "role_id": role["id"]}).raise_for_status()
     with identity(MlflowCredentials(user, password, workspace)):
@@ -140,6 +149,9 @@ def test_first_run_needs_only_workspace_membership_and_the_creator_gets_manage(s
         run = client.create_run(experiment_id)
         client.log_metric(run.info.run_id, "loss", 1.0)
         client.set_terminated(run.info.run_id)
-    grant = admin_http.get("/api/3.0/mlflow/users/permissions/get", headers={"X-MLFLOW-WORKSPACE": workspace}, params={
-        "username": user, "resource_type": "experiment", "resource_id": experiment_id}).json()
+    grant = admin_http.get(
+        "/api/3.0/mlflow/users/permissions/get",
+        headers={"X-MLFLOW-WORKSPACE": workspace},
+        params={"username": user, "resource_type": "experiment", "resource_id": experiment_id},
+    ).json()
     assert grant["permission"] == "MANAGE"

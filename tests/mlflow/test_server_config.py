@@ -58,8 +58,10 @@ def test_local_mode(tmp_path):
     assert _parse(auth.ini)["database_uri"] == f"sqlite:///{tmp_path / 'mlflow' / 'auth.db'}"
     assert auth.env == {
         "MLFLOW_AUTH_CONFIG_PATH": str(auth.ini_path),
-        "MLFLOW_FLASK_SERVER_SECRET_KEY": "flask-key", "MLFLOW_BASIC_AUTH_FAIL_CLOSED": "true",
-        "MLFLOW_RBAC_SEED_DEFAULT_ROLES": "false", "MLFLOW_SERVER_ENABLE_GRAPHQL_AUTH": "true",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "flask-key",
+        "MLFLOW_BASIC_AUTH_FAIL_CLOSED": "true",
+        "MLFLOW_RBAC_SEED_DEFAULT_ROLES": "false",
+        "MLFLOW_SERVER_ENABLE_GRAPHQL_AUTH": "true",
         "MLFLOW_ENABLE_AI_GATEWAY": "false",
     }
     path = auth.write_ini()
@@ -74,8 +76,10 @@ def test_cluster_mode():
     assert set(auth.secret_data) == {"basic_auth.ini", "admin-password", "flask-secret-key"}
     assert _parse(auth.secret_data["basic_auth.ini"])["database_uri"] == uri
     assert auth.env["MLFLOW_AUTH_CONFIG_PATH"] == "/etc/mlflow-auth/basic_auth.ini"
-    assert auth.secret_env == {"MLFLOW_AUTH_ADMIN_PASSWORD": "admin-password",
-                               "MLFLOW_FLASK_SERVER_SECRET_KEY": "flask-secret-key"}
+    assert auth.secret_env == {
+        "MLFLOW_AUTH_ADMIN_PASSWORD": "admin-password",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "flask-secret-key",
+    }
     assert "secret" not in " ".join(auth.argv) + str(auth.env)
     assert "b" * 20 not in repr(auth)
     assert _parse(auth.secret_data["basic_auth.ini"])["authorization_function"] == "testbed_mlflow_guard:authenticate"
@@ -92,10 +96,16 @@ def test_guard_module_stands_alone():
     import sys
 
     tree = ast.parse(sc.guard_source())
-    roots = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    roots = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
     roots |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    required = {re.split(r"[<>=!~; \[]", r, maxsplit=1)[0].lower().replace("-", "_")
-                for dist in ("mlflow", "mlflow-skinny", "flask") for r in metadata.requires(dist) or [] if "extra ==" not in r}
+    required = {
+        re.split(r"[<>=!~; \[]", r, maxsplit=1)[0].lower().replace("-", "_")
+        for dist in ("mlflow", "mlflow-skinny", "flask")
+        for r in metadata.requires(dist) or []
+        if "extra ==" not in r
+    }
     outside = roots - set(sys.stdlib_module_names) - {"__future__", "mlflow"} - required
     assert not outside, f"the guard imports {sorted(outside)}, which the MLflow image need not have"
     assert "operators" not in roots and "testbed" not in roots
@@ -120,6 +130,9 @@ def test_reserved_names_cannot_be_tenants():
 
 def test_job_env_holds_the_tenant_identity_only():
     creds = MlflowCredentials("tenant-a", "p" * 43, "tenant-a")
-    assert creds.job_env() == {"MLFLOW_TRACKING_USERNAME": "tenant-a", "MLFLOW_TRACKING_PASSWORD": "p" * 43,
-                               "MLFLOW_WORKSPACE": "tenant-a"}
+    assert creds.job_env() == {
+        "MLFLOW_TRACKING_USERNAME": "tenant-a",
+        "MLFLOW_TRACKING_PASSWORD": "p" * 43,
+        "MLFLOW_WORKSPACE": "tenant-a",
+    }
     assert "p" * 43 not in repr(creds) and "p" * 43 not in str(creds)

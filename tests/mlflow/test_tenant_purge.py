@@ -45,9 +45,13 @@ def plane(server: MlflowServer, tmp_path: Path) -> Iterator[NoopPlane]:
     password_file = tmp_path / "credentials" / "mlflow-admin.password"
     write_secret(password_file, server.admin_password)
     settings = ControlPlaneSettings(
-        stack_file=stack_file_for("gyeongnam"), database_url=f"sqlite:///{tmp_path / 'cp.db'}", backend="noop",
-        mlflow_tracking_uri=server.url, storage_path=str(tmp_path / "storage"),
-        credentials_dir=tmp_path / "credentials", mlflow_admin_password_file=password_file,
+        stack_file=stack_file_for("gyeongnam"),
+        database_url=f"sqlite:///{tmp_path / 'cp.db'}",
+        backend="noop",
+        mlflow_tracking_uri=server.url,
+        storage_path=str(tmp_path / "storage"),
+        credentials_dir=tmp_path / "credentials",
+        mlflow_admin_password_file=password_file,
     )
     app = create_app(settings, sync=False)
     with serve_in_thread(app) as url:
@@ -62,11 +66,14 @@ def login(plane: NoopPlane, tenant: str) -> MlflowCredentials:
 
 def admin_get(server: MlflowServer, path: str, workspace: str | None = None, **params) -> httpx.Response:
     headers = {"X-MLFLOW-WORKSPACE": workspace} if workspace else {}
-    return httpx.get(f"{server.url}{path}", params=params, headers=headers, auth=(ADMIN_USERNAME, server.admin_password))
+    return httpx.get(
+        f"{server.url}{path}", params=params, headers=headers, auth=(ADMIN_USERNAME, server.admin_password)
+    )
 
 
-def test_purge_removes_the_companys_mlflow_workspace_and_nothing_else(plane: NoopPlane, server: MlflowServer,
-                                                                       tmp_path: Path, capsys) -> None:
+def test_purge_removes_the_companys_mlflow_workspace_and_nothing_else(
+    plane: NoopPlane, server: MlflowServer, tmp_path: Path, capsys
+) -> None:
     a_login, b_login = login(plane, A), login(plane, B)
     a: TenantData = seed(server.url, a_login)
     b: TenantData = seed(server.url, b_login)
@@ -88,9 +95,11 @@ def test_purge_removes_the_companys_mlflow_workspace_and_nothing_else(plane: Noo
 
     # the workspace, its experiments, runs and models are gone (as admin: nothing to find), and the user
     assert admin_get(server, f"/api/3.0/mlflow/workspaces/{A}").status_code == 404
-    for path, params in (("/api/2.0/mlflow/runs/get", {"run_id": a.run_id}),
-                         ("/api/2.0/mlflow/experiments/get", {"experiment_id": a.experiment_id}),
-                         ("/api/2.0/mlflow/registered-models/get", {"name": a.model_name})):
+    for path, params in (
+        ("/api/2.0/mlflow/runs/get", {"run_id": a.run_id}),
+        ("/api/2.0/mlflow/experiments/get", {"experiment_id": a.experiment_id}),
+        ("/api/2.0/mlflow/registered-models/get", {"name": a.model_name}),
+    ):
         for workspace in (A, "default"):
             response = admin_get(server, path, workspace, **params)
             assert response.status_code != 200, (path, workspace, response.text[:200])
@@ -116,8 +125,9 @@ def test_purge_removes_the_companys_mlflow_workspace_and_nothing_else(plane: Noo
     assert admin_get(server, f"/api/3.0/mlflow/workspaces/{B}").status_code == 200
 
 
-def test_purge_is_refused_and_nothing_changes_when_mlflow_does_not_answer(plane: NoopPlane, server: MlflowServer,
-                                                                          tmp_path: Path) -> None:
+def test_purge_is_refused_and_nothing_changes_when_mlflow_does_not_answer(
+    plane: NoopPlane, server: MlflowServer, tmp_path: Path
+) -> None:
     a_login = login(plane, A)
     with plane.client("operator") as operator:
         operator.download_tenant_archive(A, tmp_path / "a.zip")

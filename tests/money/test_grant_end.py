@@ -29,8 +29,10 @@ def store(request, tmp_path):
 
 
 def ledger(store: Store, mode: Enforcement) -> MoneyLedger:
-    tenants = [t.model_copy(update={"grant": t.grant.model_copy(update={"enforcement": mode})}) if t.id == TENANT else t
-               for t in STACK.tenants]
+    tenants = [
+        t.model_copy(update={"grant": t.grant.model_copy(update={"enforcement": mode})}) if t.id == TENANT else t
+        for t in STACK.tenants
+    ]
     stack = STACK.model_copy(update={"tenants": tenants})
     money = MoneyLedger(store, stack, lambda tenant: pricing_pool(stack, tenant, "noop"))
     money.install()
@@ -38,11 +40,25 @@ def ledger(store: Store, mode: Enforcement) -> MoneyLedger:
 
 
 def job(store: Store, money: MoneyLedger, job_id: str, at: float, status: str = "RUNNING") -> JobRow:
-    row = store.add_job(JobRow(
-        id=job_id, tenant=TENANT, region="gyeongnam", name="m", experiment=f"{TENANT}/m", status=status,
-        entrypoint="true", spec={"max_runtime_seconds": SHAPE.max_runtime_seconds}, cpus=SHAPE.cpus, gpus=SHAPE.gpus,
-        gpu_model="l4", memory_bytes=SHAPE.memory_bytes, submitted_at=at - 5,
-        started_at=at if status == "RUNNING" else None, dispatched=status == "RUNNING"))
+    row = store.add_job(
+        JobRow(
+            id=job_id,
+            tenant=TENANT,
+            region="gyeongnam",
+            name="m",
+            experiment=f"{TENANT}/m",
+            status=status,
+            entrypoint="true",
+            spec={"max_runtime_seconds": SHAPE.max_runtime_seconds},
+            cpus=SHAPE.cpus,
+            gpus=SHAPE.gpus,
+            gpu_model="l4",
+            memory_bytes=SHAPE.memory_bytes,
+            submitted_at=at - 5,
+            started_at=at if status == "RUNNING" else None,
+            dispatched=status == "RUNNING",
+        )
+    )
     money.record_hold(job_id, TENANT, money.hold_for(money.tenants[TENANT], SHAPE, at), SHAPE, at)
     return row
 

@@ -26,10 +26,17 @@ JOBS = 60
 
 def test_statements_per_jobs_page_do_not_grow_with_its_size(tmp_path):
     tenant = "changwon-precision"  # the real region's sample company: priced, with a grant in won
-    app = create_app(ControlPlaneSettings(
-        stack_file=REAL_STACK_DIR / "Pulumi.gyeongnam.yaml", database_url=f"sqlite:///{tmp_path / 'cp.db'}", backend="noop",
-        mlflow_tracking_uri="http://127.0.0.1:1", storage_path=str(tmp_path / "storage"),
-        credentials_dir=tmp_path / "credentials", max_queued_jobs_per_tenant=JOBS + 10))
+    app = create_app(
+        ControlPlaneSettings(
+            stack_file=REAL_STACK_DIR / "Pulumi.gyeongnam.yaml",
+            database_url=f"sqlite:///{tmp_path / 'cp.db'}",
+            backend="noop",
+            mlflow_tracking_uri="http://127.0.0.1:1",
+            storage_path=str(tmp_path / "storage"),
+            credentials_dir=tmp_path / "credentials",
+            max_queued_jobs_per_tenant=JOBS + 10,
+        )
+    )
     with TestClient(app) as client:
         token = (tmp_path / "credentials" / f"{tenant}.token").read_text().strip()
         headers = {"Authorization": f"Bearer {token}"}
@@ -61,11 +68,24 @@ def test_statements_per_jobs_page_do_not_grow_with_its_size(tmp_path):
 
         # near its grant the company is told on every job, with its balance read from the ledger (held jobs too)
         with plane.store.write_session() as s:
-            s.add(MoneyLedgerRow(at=time.time(), tenant=tenant, job_id=None, kind="adjustment", amount_krw=150_000_000,
-                                 pool=None, price_id=None, seconds=0, note="test: usage before this test"))
+            s.add(
+                MoneyLedgerRow(
+                    at=time.time(),
+                    tenant=tenant,
+                    job_id=None,
+                    kind="adjustment",
+                    amount_krw=150_000_000,
+                    pool=None,
+                    price_id=None,
+                    seconds=0,
+                    note="test: usage before this test",
+                )
+            )
         balance = plane.money.balance(tenant)
         near = client.get("/v1/jobs", params={"limit": 5}, headers=headers).json()["jobs"]
-        assert balance.held_krw > 0 and all(f"{balance.remaining_krw:,} KRW remaining" in job["message"] for job in near)
+        assert balance.held_krw > 0 and all(
+            f"{balance.remaining_krw:,} KRW remaining" in job["message"] for job in near
+        )
         assert not any("KRW remaining" in job["message"] for job in page.json()["jobs"])  # below 80%: no notice
 
         # the batched answers are each job's own ledger entries

@@ -38,16 +38,40 @@ def money_for(store: Store, backend: str = "noop") -> MoneyLedger:
     return money
 
 
-def running_job(store: Store, job_id: str, started_at: float, max_runtime: int, cpus: float = 4, gpus: int = 1,
-                memory: int = 16 * GIB) -> JobRow:
-    return store.add_job(JobRow(
-        id=job_id, tenant=TENANT, region="gyeongnam", name="m", experiment=f"{TENANT}/m", status="RUNNING",
-        entrypoint="true", spec={"max_runtime_seconds": max_runtime}, cpus=cpus, gpus=gpus, gpu_model="l4",
-        memory_bytes=memory, submitted_at=started_at - 5, started_at=started_at, dispatched=True))
+def running_job(
+    store: Store,
+    job_id: str,
+    started_at: float,
+    max_runtime: int,
+    cpus: float = 4,
+    gpus: int = 1,
+    memory: int = 16 * GIB,
+) -> JobRow:
+    return store.add_job(
+        JobRow(
+            id=job_id,
+            tenant=TENANT,
+            region="gyeongnam",
+            name="m",
+            experiment=f"{TENANT}/m",
+            status="RUNNING",
+            entrypoint="true",
+            spec={"max_runtime_seconds": max_runtime},
+            cpus=cpus,
+            gpus=gpus,
+            gpu_model="l4",
+            memory_bytes=memory,
+            submitted_at=started_at - 5,
+            started_at=started_at,
+            dispatched=True,
+        )
+    )
 
 
 def charges(money: MoneyLedger, job_id: str) -> list[tuple[int, str, int]]:
-    return [(e.amount_krw, e.price_id or "", e.seconds) for e in money.entries(job_id=job_id, kinds=[LedgerKind.CHARGE])]
+    return [
+        (e.amount_krw, e.price_id or "", e.seconds) for e in money.entries(job_id=job_id, kinds=[LedgerKind.CHARGE])
+    ]
 
 
 def test_charges_are_exact_to_the_won_hold_and_release(store):
@@ -63,9 +87,9 @@ def test_charges_are_exact_to_the_won_hold_and_release(store):
     money.record_hold("job-exact", TENANT, hold, shape, T0)
     assert money.balance(TENANT).held_krw == 6152
 
-    money.accrue_running(T0 + 61.9, until_of=lambda row: T0 + 61.9)    # 61 s: 61 x 3076/3600 = 52.12 -> 52
-    money.accrue_running(T0 + 61.9, until_of=lambda row: T0 + 61.9)    # nothing new: charged once
-    money.accrue_running(T0 + 125, until_of=lambda row: T0 + 125)      # 125 s: 106.81 -> 107, so +55
+    money.accrue_running(T0 + 61.9, until_of=lambda row: T0 + 61.9)  # 61 s: 61 x 3076/3600 = 52.12 -> 52
+    money.accrue_running(T0 + 61.9, until_of=lambda row: T0 + 61.9)  # nothing new: charged once
+    money.accrue_running(T0 + 125, until_of=lambda row: T0 + 125)  # 125 s: 106.81 -> 107, so +55
     assert [c[0] for c in charges(money, "job-exact")] == [52, 55]
     balance = money.balance(TENANT)
     assert (balance.charged_krw, balance.held_krw) == (107, 6152 - 107)
@@ -74,7 +98,9 @@ def test_charges_are_exact_to_the_won_hold_and_release(store):
     store.update_job("job-exact", status="SUCCEEDED", ended_at=T0 + 3601.7)  # settles in the same transaction
     # 3,601 whole seconds: 3601 x 3076 / 3600 = 3076.854... -> 3,077 won in all
     amounts = [c[0] for c in charges(money, "job-exact")]
-    assert amounts == [52, 55, 3077 - 107] and sum(amounts) == round_half_up(__import__("fractions").Fraction(3601 * 3076, 3600))
+    assert amounts == [52, 55, 3077 - 107] and sum(amounts) == round_half_up(
+        __import__("fractions").Fraction(3601 * 3076, 3600)
+    )
     assert sum(c[2] for c in charges(money, "job-exact")) == 3601
     release = money.entries(job_id="job-exact", kinds=[LedgerKind.RELEASE])
     assert [e.amount_krw for e in release] == [6152 - 3077]
@@ -89,14 +115,17 @@ def test_a_price_change_mid_job_charges_each_interval_at_its_price(store):
     boundary = dt.datetime(2026, 9, 1, 0, 0, tzinfo=KST).timestamp()
     start = boundary - 600  # 23:50 KST: 600 s at 3,076/h, then 600 s at 2,600 + 180 + 96 = 2,876/h
     running_job(store, "job-price", start, 3600)
-    money.accrue_running(start + 300, until_of=lambda row: start + 300)   # 300 x 3076/3600 = 256.33 -> 256
+    money.accrue_running(start + 300, until_of=lambda row: start + 300)  # 300 x 3076/3600 = 256.33 -> 256
     money.accrue_running(start + 900, until_of=lambda row: start + 900)
     # to 600 s: 512.67 -> 513 (+257); then 300 s at 2,876: 512.67 + 239.67 = 752.33 -> 752 (+239)
     store.update_job("job-price", status="SUCCEEDED", ended_at=start + 1200)
     # the last 300 s: 752.33 + 239.67 = 992 exactly (+240)
     assert charges(money, "job-price") == [
-        (256, "l4-pool@2026-03-01", 300), (257, "l4-pool@2026-03-01", 300),
-        (239, "l4-pool@2026-09-01", 300), (240, "l4-pool@2026-09-01", 300)]
+        (256, "l4-pool@2026-03-01", 300),
+        (257, "l4-pool@2026-03-01", 300),
+        (239, "l4-pool@2026-09-01", 300),
+        (240, "l4-pool@2026-09-01", 300),
+    ]
     assert money.balance(TENANT).charged_krw == 992
 
 
@@ -104,7 +133,10 @@ def test_price_pieces_split_on_the_kst_day_boundary():
     boundary = dt.datetime(2026, 9, 1, 0, 0, tzinfo=KST).timestamp()
     pieces = price_pieces(STACK, "l4-pool", boundary - 10.5, 0, 30)
     # second k is priced at its start: seconds 0..10 start before the boundary (k=10 starts at -0.5 s)
-    assert [(p.price.id, p.start, p.end) for p in pieces] == [("l4-pool@2026-03-01", 0, 11), ("l4-pool@2026-09-01", 11, 30)]
+    assert [(p.price.id, p.start, p.end) for p in pieces] == [
+        ("l4-pool@2026-03-01", 0, 11),
+        ("l4-pool@2026-09-01", 11, 30),
+    ]
 
 
 def test_a_job_is_never_charged_past_its_max_run_time_and_is_told_to_stop(store):
@@ -138,7 +170,9 @@ def test_stop_mode_stops_running_jobs_at_exhaustion_with_a_warning_at_90_percent
         running_job(store, "job-stop", T0, 86400)  # 3,076 KRW/h: 1,000 won after 1170.3 s
         money.accrue_running(T0 + 1060, until_of=lambda row: T0 + 1060)  # 905.7 -> 906: 90.6%
         stops, warnings = money.verdicts(store.list_jobs(), T0 + 1060)
-        assert stops == {} and warnings["job-stop"].startswith("warning: 91% of the grant charged (906 KRW of 1,000 KRW)")
+        assert stops == {} and warnings["job-stop"].startswith(
+            "warning: 91% of the grant charged (906 KRW of 1,000 KRW)"
+        )
         money.accrue_running(T0 + 1171, until_of=lambda row: T0 + 1171)  # 1000.57 -> 1,001
         stops, _ = money.verdicts(store.list_jobs(), T0 + 1171)
         assert stops["job-stop"] == "stopped: grant exhausted: charged 1,001 KRW of 1,000 KRW (enforcement stop)"
@@ -159,12 +193,24 @@ def test_opening_entries_equal_todays_usage_times_the_price(tmp_path, request):
             # that later revisions add, so the finished jobs are handed to the fold as they were recorded)
             with old.write_session() as s:
                 for job_id, tenant, cpus, gpus, memory, seconds in [
-                    ("job-a1", "changwon-precision", 2, 1, 4 * GIB, 3600),   # 2,800 + 2 x 45 + 4 x 6 = 2,914
-                    ("job-a2", "changwon-precision", 1, 0, 1 * GIB, 1800),   # (45 + 6) / 2 = 25.5
-                    ("job-b1", "gimhae-robotics", 1, 0, 1 * GIB, 100),       # 51 x 100 / 3600 = 1.4167
+                    ("job-a1", "changwon-precision", 2, 1, 4 * GIB, 3600),  # 2,800 + 2 x 45 + 4 x 6 = 2,914
+                    ("job-a2", "changwon-precision", 1, 0, 1 * GIB, 1800),  # (45 + 6) / 2 = 25.5
+                    ("job-b1", "gimhae-robotics", 1, 0, 1 * GIB, 100),  # 51 x 100 / 3600 = 1.4167
                 ]:
-                    fold_job(s, JobRow(id=job_id, tenant=tenant, status="SUCCEEDED", cpus=cpus, gpus=gpus,
-                                       gpu_model="l4", memory_bytes=memory, started_at=T0, ended_at=T0 + seconds))
+                    fold_job(
+                        s,
+                        JobRow(
+                            id=job_id,
+                            tenant=tenant,
+                            status="SUCCEEDED",
+                            cpus=cpus,
+                            gpus=gpus,
+                            gpu_model="l4",
+                            memory_bytes=memory,
+                            started_at=T0,
+                            ended_at=T0 + seconds,
+                        ),
+                    )
         finally:
             old.close()
         prices = migrate.opening_prices(STACK, "noop", now=T0)
@@ -176,8 +222,11 @@ def test_opening_entries_equal_todays_usage_times_the_price(tmp_path, request):
             # changwon: 2,914 + 25.5 = 2,939.5 -> 2,940; gimhae: 1.4167 -> 1
             assert {t: e.amount_krw for t, e in openings.items()} == {"changwon-precision": 2940, "gimhae-robotics": 1}
             a = openings["changwon-precision"]
-            assert (a.gpu_seconds, a.cpu_milli_seconds, a.memory_mib_seconds) == (3600, 2000 * 3600 + 1000 * 1800,
-                                                                                  4096 * 3600 + 1024 * 1800)
+            assert (a.gpu_seconds, a.cpu_milli_seconds, a.memory_mib_seconds) == (
+                3600,
+                2000 * 3600 + 1000 * 1800,
+                4096 * 3600 + 1024 * 1800,
+            )
             assert a.price_id == "local@2026-03-01" and a.job_id is None
             assert money.balance("changwon-precision").charged_krw == 2940
             assert money.balance("changwon-precision").charged_gpu_hours == pytest.approx(1.0)
@@ -211,8 +260,10 @@ def test_an_amended_grant_takes_effect_at_reload_and_live_holds_are_rechecked(tm
     document["config"]["testbed:tenants"][0]["grant"]["krw"] = 4000  # amended: room for one hold, not two
     stack_file.write_text(yaml.safe_dump(document))
     actions = plane.reload_stack()
-    assert actions == [f"grant of {TENANT} amended",
-                       f"queued job {second.id} of {TENANT} stopped: its hold no longer fits the amended grant"]
+    assert actions == [
+        f"grant of {TENANT} amended",
+        f"queued job {second.id} of {TENANT} stopped: its hold no longer fits the amended grant",
+    ]
     assert plane.store.get_job(second.id).status == "STOPPED"
     assert "amended grant (4,000 KRW) no longer covers" in plane.store.get_job(second.id).message
     assert plane.store.get_job(first.id).status == "PENDING"

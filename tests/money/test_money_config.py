@@ -68,33 +68,73 @@ def _over_budget(config):
 @pytest.mark.parametrize(
     ("edit", "path", "reason"),
     [
-        (_over_budget, "config.testbed:budget.funding.national",
-         "the grants' national shares total 9,600,000,000 KRW (hallasan-citrus-foods 2,400,000,000"),
+        (
+            _over_budget,
+            "config.testbed:budget.funding.national",
+            "the grants' national shares total 9,600,000,000 KRW (hallasan-citrus-foods 2,400,000,000",
+        ),
         (_over_budget, "config.testbed:budget.funding.national", "more than the budget's 7,000,000,000 KRW by"),
-        (lambda c: c["testbed:tenants"][0]["grant"].update(funding_shares={"national": 0.7, "local": 0.2}),
-         "config.testbed:tenants[0].grant", "must be non-negative and sum to 1, not 0.9"),
-        (lambda c: c["testbed:tenants"][0]["grant"].update(cost_item="marketing"),
-         "config.testbed:tenants[0].grant.cost_item", "'development', 'demonstration' or 'dissemination'"),
-        (lambda c: c["testbed:tenants"][0]["grant"].update(enforcement="pray"),
-         "config.testbed:tenants[0].grant.enforcement", "'admit-if-fits', 'stop' or 'warn'"),
-        (lambda c: c["testbed:tenants"][0]["grant"].update(krw=-1), "config.testbed:tenants[0].grant.krw",
-         "greater than or equal to 0"),
-        (lambda c: c["testbed:prices"][0].update(gpu_hour_krw=12.5), "config.testbed:prices[0].gpu_hour_krw",
-         "valid integer"),
-        (lambda c: c["testbed:prices"][0].update(pool="tpu-pool"), "config.testbed:prices",
-         "[0].pool 'tpu-pool' is not one of the node pools"),
-        (lambda c: c["testbed:prices"].append(dict(c["testbed:prices"][0])), "config.testbed:prices",
-         "duplicate price row 'l4-pool@2026-03-01'"),
-        (lambda c: c.update({"testbed:prices": [p for p in c["testbed:prices"] if p["pool"] != "local"]}),
-         "config.testbed:prices", "no row for pool 'local' in force by 2027-02-28"),
-        (lambda c: c["testbed:budget"].update(vat_rate=1.5), "config.testbed:budget.vat_rate", "less than or equal to 1"),
-        (lambda c: c["testbed:budget"]["funding"].update(provincial=5), "config.testbed:budget.funding.provincial.[key]",
-         "'national', 'local' or 'self'"),
-        (lambda c: c["testbed:tenants"][1]["grant"].update(end="2027-06-30"), "config.testbed:tenants[1].grant",
-         "outside the fiscal period 2026-03-01 to 2027-02-28"),
+        (
+            lambda c: c["testbed:tenants"][0]["grant"].update(funding_shares={"national": 0.7, "local": 0.2}),
+            "config.testbed:tenants[0].grant",
+            "must be non-negative and sum to 1, not 0.9",
+        ),
+        (
+            lambda c: c["testbed:tenants"][0]["grant"].update(cost_item="marketing"),
+            "config.testbed:tenants[0].grant.cost_item",
+            "'development', 'demonstration' or 'dissemination'",
+        ),
+        (
+            lambda c: c["testbed:tenants"][0]["grant"].update(enforcement="pray"),
+            "config.testbed:tenants[0].grant.enforcement",
+            "'admit-if-fits', 'stop' or 'warn'",
+        ),
+        (
+            lambda c: c["testbed:tenants"][0]["grant"].update(krw=-1),
+            "config.testbed:tenants[0].grant.krw",
+            "greater than or equal to 0",
+        ),
+        (
+            lambda c: c["testbed:prices"][0].update(gpu_hour_krw=12.5),
+            "config.testbed:prices[0].gpu_hour_krw",
+            "valid integer",
+        ),
+        (
+            lambda c: c["testbed:prices"][0].update(pool="tpu-pool"),
+            "config.testbed:prices",
+            "[0].pool 'tpu-pool' is not one of the node pools",
+        ),
+        (
+            lambda c: c["testbed:prices"].append(dict(c["testbed:prices"][0])),
+            "config.testbed:prices",
+            "duplicate price row 'l4-pool@2026-03-01'",
+        ),
+        (
+            lambda c: c.update({"testbed:prices": [p for p in c["testbed:prices"] if p["pool"] != "local"]}),
+            "config.testbed:prices",
+            "no row for pool 'local' in force by 2027-02-28",
+        ),
+        (
+            lambda c: c["testbed:budget"].update(vat_rate=1.5),
+            "config.testbed:budget.vat_rate",
+            "less than or equal to 1",
+        ),
+        (
+            lambda c: c["testbed:budget"]["funding"].update(provincial=5),
+            "config.testbed:budget.funding.provincial.[key]",
+            "'national', 'local' or 'self'",
+        ),
+        (
+            lambda c: c["testbed:tenants"][1]["grant"].update(end="2027-06-30"),
+            "config.testbed:tenants[1].grant",
+            "outside the fiscal period 2026-03-01 to 2027-02-28",
+        ),
         (lambda c: c.pop("testbed:budget"), "config.testbed:budget", "is required when a grant is in won"),
-        (lambda c: c["testbed:tenants"][0]["quota"].update(max_runtime_seconds=0),
-         "config.testbed:tenants[0].quota.max_runtime_seconds", "greater than or equal to 1"),
+        (
+            lambda c: c["testbed:tenants"][0]["quota"].update(max_runtime_seconds=0),
+            "config.testbed:tenants[0].quota.max_runtime_seconds",
+            "greater than or equal to 1",
+        ),
     ],
 )
 def test_money_errors_name_file_key_path_and_reason(tmp_path, edit, path, reason):
@@ -108,11 +148,17 @@ def test_money_errors_name_file_key_path_and_reason(tmp_path, edit, path, reason
 @pytest.mark.integration  # runs the CLI in a process of its own
 def test_cli_validate_refuses_grants_above_the_budget_naming_the_numbers(tmp_path):
     bad = write(tmp_path, _over_budget)
-    result = subprocess.run([sys.executable, "-m", "testbed.cli", "config", "validate", str(bad)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "testbed.cli", "config", "validate", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert (f"{bad}: config.testbed:budget.funding.national: the grants' national shares total 9,600,000,000 KRW"
-            in result.stderr)
+    assert (
+        f"{bad}: config.testbed:budget.funding.national: the grants' national shares total 9,600,000,000 KRW"
+        in result.stderr
+    )
     assert "more than the budget's 7,000,000,000 KRW by" in result.stderr
 
 
@@ -124,10 +170,20 @@ def test_kst_days_and_months():
     assert day_start_ts(dt.date(2026, 4, 1)) == ts
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    (Fraction(5, 2), 3), (Fraction(3, 2), 2), (Fraction(-5, 2), -3), (Fraction(7, 3), 2), (Fraction(8, 3), 3),
-    (Decimal("0.5"), 1), (Decimal("1.49999"), 1), (Fraction(0), 0), (Fraction(1, 2) - Fraction(1, 10**12), 0),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (Fraction(5, 2), 3),
+        (Fraction(3, 2), 2),
+        (Fraction(-5, 2), -3),
+        (Fraction(7, 3), 2),
+        (Fraction(8, 3), 3),
+        (Decimal("0.5"), 1),
+        (Decimal("1.49999"), 1),
+        (Fraction(0), 0),
+        (Fraction(1, 2) - Fraction(1, 10**12), 0),
+    ],
+)
 def test_round_half_up(value, expected):
     assert round_half_up(value) == expected
 

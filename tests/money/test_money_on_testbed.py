@@ -22,8 +22,9 @@ PER_HOUR = 2800 + 45 + 2 * 6
 
 def cli(local_testbed, *args: str) -> subprocess.CompletedProcess:
     env = {**local_testbed.env(), "TESTBED_TOKEN": local_testbed.tokens[TENANT]}
-    result = subprocess.run([sys.executable, "-m", "testbed.cli", *args], env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "testbed.cli", *args], env=env, capture_output=True, text=True, timeout=300
+    )
     assert "Traceback" not in result.stderr, result.stderr
     return result
 
@@ -41,8 +42,11 @@ def wait_ended(client, job_id: str, timeout: float = 120):
 def test_a_gpu_job_is_stopped_at_its_max_run_time_and_charged_exactly(local_testbed):
     client = local_testbed.client(TENANT)
     quote = client.quote(entrypoint="sleep 120", gpus=1, cpus=1, memory="2Gi", max_runtime_seconds=5)
-    assert (quote.hold_krw, quote.price_id, quote.fits) == (round_half_up(Fraction(5 * PER_HOUR, 3600)), "local@2026-03-01",
-                                                            True)  # 5 x 2857/3600 = 3.97 -> 4
+    assert (quote.hold_krw, quote.price_id, quote.fits) == (
+        round_half_up(Fraction(5 * PER_HOUR, 3600)),
+        "local@2026-03-01",
+        True,
+    )  # 5 x 2857/3600 = 3.97 -> 4
     job = client.submit(entrypoint="sleep 120", gpus=1, cpus=1, memory="2Gi", max_runtime_seconds=5)
     assert job.hold_krw == quote.hold_krw and job.max_runtime_seconds == 5
     ended = wait_ended(client, job.id)
@@ -56,15 +60,31 @@ def test_a_gpu_job_is_stopped_at_its_max_run_time_and_charged_exactly(local_test
 
 
 def test_submit_quote_and_max_runtime_on_the_cli(local_testbed):
-    quoted = cli(local_testbed, "submit", "--quote", "--gpus", "1", "--cpus", "1", "--memory", "2Gi",
-                 "--max-runtime", "2h", "--", "python", "train.py")
+    quoted = cli(
+        local_testbed,
+        "submit",
+        "--quote",
+        "--gpus",
+        "1",
+        "--cpus",
+        "1",
+        "--memory",
+        "2Gi",
+        "--max-runtime",
+        "2h",
+        "--",
+        "python",
+        "train.py",
+    )
     assert quoted.returncode == 0, quoted.stderr
     # 2 h x 2,857 = 5,714 won
     assert quoted.stdout.startswith("hold 5,714 KRW for at most 2h at local@2026-03-01; balance "), quoted.stdout
     assert quoted.stdout.rstrip().endswith(": fits")
     too_long = cli(local_testbed, "submit", "--quote", "--max-runtime", "2d", "--", "true")
     assert too_long.returncode != 0
-    assert "max_runtime_seconds: 172800 (2d) is above tenant 'geoje-marine-welding''s cap of 86400 (1d)" in too_long.stderr
+    assert (
+        "max_runtime_seconds: 172800 (2d) is above tenant 'geoje-marine-welding''s cap of 86400 (1d)" in too_long.stderr
+    )
     bad = cli(local_testbed, "submit", "--max-runtime", "soon", "--", "true")
     assert bad.returncode != 0 and "--max-runtime: 'soon' is not a duration" in bad.stderr
     listed = json.loads(cli(local_testbed, "jobs", "list", "--json").stdout)

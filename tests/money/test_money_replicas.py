@@ -49,8 +49,9 @@ def submit_concurrently(urls: list[str], token: str, spec: dict, count: int) -> 
     def one(i: int) -> None:
         with httpx.Client(timeout=60) as http:
             barrier.wait()
-            answers.append(http.post(urls[i % len(urls)] + "/v1/jobs", json=spec,
-                                     headers={"Authorization": f"Bearer {token}"}))
+            answers.append(
+                http.post(urls[i % len(urls)] + "/v1/jobs", json=spec, headers={"Authorization": f"Bearer {token}"})
+            )
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
     for thread in threads:
@@ -96,9 +97,17 @@ def test_fifty_concurrent_gpu_submissions_never_hold_more_than_the_balance_sqlit
 
 def settings_for(home: Path, stack: Path, postgres_url: str) -> ControlPlaneSettings:
     return ControlPlaneSettings(
-        stack_file=stack, database_url=postgres_url, backend="noop", mlflow_tracking_uri="http://127.0.0.1:1",
-        storage_path=str(home / "storage"), credentials_dir=home / "credentials", sync_interval_seconds=0.1,
-        lease_ttl_seconds=3.0, lease_renew_seconds=0.5, charge_interval_seconds=0.5)
+        stack_file=stack,
+        database_url=postgres_url,
+        backend="noop",
+        mlflow_tracking_uri="http://127.0.0.1:1",
+        storage_path=str(home / "storage"),
+        credentials_dir=home / "credentials",
+        sync_interval_seconds=0.1,
+        lease_ttl_seconds=3.0,
+        lease_renew_seconds=0.5,
+        charge_interval_seconds=0.5,
+    )
 
 
 @pytest.mark.integration
@@ -114,24 +123,42 @@ def test_fifty_concurrent_gpu_submissions_on_two_replicas(postgres_url, tmp_path
 
 @pytest.mark.integration
 def test_kill_9_of_the_reconciler_mid_job_loses_no_hold_and_charges_nothing_twice(postgres_url, tmp_path):
-    stack, tenants = grant_stack(tmp_path, 180_000_000, quota={"gpus": 8, "cpus": 16, "memory": "128Gi",
-                                                               "max_running_jobs": 4})
+    stack, tenants = grant_stack(
+        tmp_path, 180_000_000, quota={"gpus": 8, "cpus": 16, "memory": "128Gi", "max_running_jobs": 4}
+    )
     spec = {"entrypoint": "sleep 6", "gpus": 2, "cpus": 4, "memory": "16Gi", "max_runtime_seconds": 60}
     with ReplicaSet(settings_for(tmp_path, stack, postgres_url), tmp_path) as replicas:
         token = (tmp_path / "credentials" / f"{tenants[0]}.token").read_text().strip()
         answers = submit_concurrently([r.url for r in replicas.replicas], token, spec, 4)
         assert [a.status_code for a in answers] == [201] * 4, [a.text for a in answers]
         # mid-job: the reconciler has charged every job at least once
-        wait_until(lambda: database(postgres_url, "SELECT count(DISTINCT job_id) FROM money_ledger "
-                                                "WHERE kind = 'charge'")[0][0] == 4, 30, "a charge of every job")
+        wait_until(
+            lambda: (
+                database(postgres_url, "SELECT count(DISTINCT job_id) FROM money_ledger WHERE kind = 'charge'")[0][0]
+                == 4
+            ),
+            30,
+            "a charge of every job",
+        )
         killed = replicas.reconciler()
         killed.kill()  # SIGKILL to its process group
         survivor = replicas.reconciler(timeout=30)
         assert survivor is not killed
-        wait_until(lambda: database(postgres_url, "SELECT count(*) FROM jobs WHERE status NOT IN "
-                                                "('SUCCEEDED', 'FAILED', 'STOPPED')")[0][0] == 0, 60, "every job to end")
-        wait_until(lambda: database(postgres_url, "SELECT count(*) FROM money_ledger WHERE kind = 'release'")[0][0] == 4,
-                 30, "every hold released")
+        wait_until(
+            lambda: (
+                database(
+                    postgres_url, "SELECT count(*) FROM jobs WHERE status NOT IN ('SUCCEEDED', 'FAILED', 'STOPPED')"
+                )[0][0]
+                == 0
+            ),
+            60,
+            "every job to end",
+        )
+        wait_until(
+            lambda: database(postgres_url, "SELECT count(*) FROM money_ledger WHERE kind = 'release'")[0][0] == 4,
+            30,
+            "every hold released",
+        )
     jobs = {row.id: row for row in database(postgres_url, "SELECT * FROM jobs")}
     assert len(jobs) == 4 and {row.status for row in jobs.values()} == {"SUCCEEDED"}
     entries = database(postgres_url, "SELECT * FROM money_ledger ORDER BY id")
@@ -144,8 +171,12 @@ def test_kill_9_of_the_reconciler_mid_job_loses_no_hold_and_charges_nothing_twic
         assert len(charges) >= 2, "charged mid-job and at the end"
         seconds = math.floor(job.ended_at - job.started_at)
         assert sum(e.seconds for e in charges) == seconds, "each whole second charged exactly once"
-        meter = Meter(**{k: sum(getattr(e, k) for e in charges) for k in ("cpu_milli_seconds", "gpu_seconds",
-                                                                           "memory_mib_seconds")})
+        meter = Meter(
+            **{
+                k: sum(getattr(e, k) for e in charges)
+                for k in ("cpu_milli_seconds", "gpu_seconds", "memory_mib_seconds")
+            }
+        )
         assert meter == Meter.of(4, 2, 16 * 2**30, seconds)
         charged = sum(e.amount_krw for e in charges)
         assert charged == round_half_up(exact_cost(meter, LOCAL)) == round_half_up(per_second * seconds)
@@ -164,11 +195,18 @@ def test_stop_mode_stops_a_running_job_at_exhaustion_charged_exactly(postgres_ur
     spec = {"entrypoint": "sleep 120", "gpus": 2, "cpus": 4, "memory": "16Gi", "max_runtime_seconds": 60}
     with ReplicaSet(settings_for(tmp_path, stack, postgres_url), tmp_path) as replicas:
         token = (tmp_path / "credentials" / f"{tenants[0]}.token").read_text().strip()
-        client = httpx.Client(base_url=replicas.replicas[0].url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        client = httpx.Client(
+            base_url=replicas.replicas[0].url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
         job = client.post("/v1/jobs", json=spec).json()
         assert job["hold_krw"] == 98  # 60 s x 5876/3600 = 97.93 -> 98: admitted, the balance (20) is above zero
-        ended = wait_until(lambda: (lambda j: j if j["status"] in ("STOPPED", "SUCCEEDED", "FAILED") else None)(
-            client.get(f"/v1/jobs/{job['id']}").json()), 60, "the job to be stopped")
+        ended = wait_until(
+            lambda: (lambda j: j if j["status"] in ("STOPPED", "SUCCEEDED", "FAILED") else None)(
+                client.get(f"/v1/jobs/{job['id']}").json()
+            ),
+            60,
+            "the job to be stopped",
+        )
         assert ended["status"] == "STOPPED"
         assert ended["message"].startswith("stopped: grant exhausted: charged "), ended["message"]
         assert ended["message"].endswith("of 20 KRW (enforcement stop)")
@@ -178,8 +216,9 @@ def test_stop_mode_stops_a_running_job_at_exhaustion_charged_exactly(postgres_ur
         client.close()
     row = database(postgres_url, f"SELECT started_at, ended_at FROM jobs WHERE id = '{job['id']}'")[0]
     seconds = math.floor(row.ended_at - row.started_at)
-    charges = database(postgres_url, f"SELECT amount_krw, seconds FROM money_ledger WHERE kind = 'charge' "
-                                     f"AND job_id = '{job['id']}'")
+    charges = database(
+        postgres_url, f"SELECT amount_krw, seconds FROM money_ledger WHERE kind = 'charge' AND job_id = '{job['id']}'"
+    )
     assert sum(c.seconds for c in charges) == seconds
     charged = sum(c.amount_krw for c in charges)
     assert charged == round_half_up(Fraction(seconds * 5876, 3600)) >= 20  # exact to the won, the grant reached

@@ -35,8 +35,12 @@ GIB = 2**30
 STACK = load_region("gyeongnam", REAL_STACK_DIR)  # the real region: its sample prices and grants
 TENANT = "changwon-precision"
 T0 = dt.datetime(2026, 10, 5, 10, 0, tzinfo=KST).timestamp()  # inside the grant; the 2026-03-01 prices in force
-SETTINGS = ControlPlaneSettings(stack_file=REAL_STACK_DIR / "Pulumi.gyeongnam.yaml",
-                                database_url="sqlite://", mlflow_tracking_uri="http://127.0.0.1:1", storage_path="/nonexistent")
+SETTINGS = ControlPlaneSettings(
+    stack_file=REAL_STACK_DIR / "Pulumi.gyeongnam.yaml",
+    database_url="sqlite://",
+    mlflow_tracking_uri="http://127.0.0.1:1",
+    storage_path="/nonexistent",
+)
 SPEC = JobSpec(entrypoint="python train.py", cpus=4, gpus=1, memory="16Gi", max_runtime_seconds=7200)
 
 
@@ -48,8 +52,11 @@ def admission_on(backend, store: Store, backend_name: str) -> tuple[Admission, M
 
 def exact_hold(total: Resources, rates, seconds: int) -> int:
     """total x price x seconds, by hand: per hour GPU + CPU + GiB rates."""
-    per_hour = Fraction(total.gpus * rates.gpu_hour_krw) + Fraction(total.cpus) * rates.cpu_hour_krw \
+    per_hour = (
+        Fraction(total.gpus * rates.gpu_hour_krw)
+        + Fraction(total.cpus) * rates.cpu_hour_krw
         + Fraction(total.memory, GIB) * rates.gib_hour_krw
+    )
     return round_half_up(per_hour * seconds / 3600)
 
 
@@ -80,8 +87,9 @@ def test_a_cluster_quote_holds_the_pod_total_and_charges_price_it(store):
     store.update_job(row.id, status="RUNNING", started_at=T0, dispatched=True)
     with store.write_session() as s:  # one hour of running: the pods' total x the price, to the won
         money.accrue(s, s.get(JobRow, row.id), T0 + 3600, T0 + 3600)
-    assert sum(e.amount_krw for e in money.entries(job_id=row.id, kinds=[LedgerKind.CHARGE])) == \
-        exact_hold(need.total, price, 3600)
+    assert sum(e.amount_krw for e in money.entries(job_id=row.id, kinds=[LedgerKind.CHARGE])) == exact_hold(
+        need.total, price, 3600
+    )
 
 
 def test_locally_the_spec_is_what_is_priced(store):

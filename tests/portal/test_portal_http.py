@@ -279,8 +279,15 @@ def test_the_program_office_reads_every_company_and_writes_nothing(noop_plane):
     assert any(t.held_krw for t in usage.tenants if t.tenant == ALICE)  # a figure that is not just zero
 
     month = re.findall(r'<option value="(\d{4}-\d{2})"', office.get("/portal/statements").text)[1]  # last month
-    pages = {path: office.get(path) for path in ("/portal/operator", f"/portal/statements?month={month}",
-                                                 "/portal/operator/audit", f"/portal/grant?tenant={BOB}")}
+    pages = {
+        path: office.get(path)
+        for path in (
+            "/portal/operator",
+            f"/portal/statements?month={month}",
+            "/portal/operator/audit",
+            f"/portal/grant?tenant={BOB}",
+        )
+    }
     for path, answer in pages.items():
         assert answer.status_code == 200, (path, answer.status_code)
         forms = re.findall(r'<form method="post" action="([^"]+)"', answer.text)
@@ -310,17 +317,28 @@ def test_the_program_office_reads_every_company_and_writes_nothing(noop_plane):
     ):
         refused = office.post(path, data={**data, "csrf": csrf})
         assert refused.status_code == 403, (path, refused.status_code)
-    assert office.post("/portal/data", data={"csrf": csrf, "name": "x.csv"},
-                       files={"file": ("x.csv", b"a,b\n")}).status_code == 403
+    assert (
+        office.post(
+            "/portal/data", data={"csrf": csrf, "name": "x.csv"}, files={"file": ("x.csv", b"a,b\n")}
+        ).status_code
+        == 403
+    )
     # the API behind the portal refuses the program office's token too
     bearer = {"Authorization": f"Bearer {token}"}
-    for path, body in ((f"/v1/tenants/{ALICE}/token", None), (f"/v1/statements/{month}/close", None),
-                       ("/v1/jobs", {"entrypoint": "sleep 1"})):
+    for path, body in (
+        (f"/v1/tenants/{ALICE}/token", None),
+        (f"/v1/statements/{month}/close", None),
+        ("/v1/jobs", {"entrypoint": "sleep 1"}),
+    ):
         assert httpx.post(noop_plane.url + path, json=body, headers=bearer).status_code == 403, path
 
     # nothing changed: Alice's token works, the month is open, no job was added or stopped
-    assert httpx.get(noop_plane.url + "/v1/jobs", headers={"Authorization": f"Bearer {noop_plane.token(ALICE)}"}
-                     ).status_code == 200
+    assert (
+        httpx.get(
+            noop_plane.url + "/v1/jobs", headers={"Authorization": f"Bearer {noop_plane.token(ALICE)}"}
+        ).status_code
+        == 200
+    )
     assert noop_plane.client("operator").statement(month).provisional
     assert len(noop_plane.client("operator").list_jobs().jobs) == jobs_before
     assert noop_plane.client(ALICE).get_job(alice_job.id).status.value != "STOPPED"

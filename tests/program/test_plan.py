@@ -16,8 +16,16 @@ from testbed.config import REGIONS, stack_config_from_mapping
 from testbed.plan import make_plan
 from tests.infra.harness import load_stack_document, run_region
 
-SMALL_POOL = {"name": "l4-pool", "gpu_model": "l4", "gpus_per_node": 4, "cpus_per_node": 48, "memory_per_node": "192Gi",
-              "instance_types": ["g6.12xlarge"], "min_size": 0, "max_size": 2}
+SMALL_POOL = {
+    "name": "l4-pool",
+    "gpu_model": "l4",
+    "gpus_per_node": 4,
+    "cpus_per_node": 48,
+    "memory_per_node": "192Gi",
+    "instance_types": ["g6.12xlarge"],
+    "min_size": 0,
+    "max_size": 2,
+}
 
 
 def hand_checked_document(max_size: int = 2) -> dict:
@@ -26,17 +34,47 @@ def hand_checked_document(max_size: int = 2) -> dict:
     config = document["config"]
     config["testbed:nodePools"] = [{**SMALL_POOL, "max_size": max_size}]
     local = [row for row in config["testbed:prices"] if row["pool"] == "local"]  # the embedded testbed's prices
-    config["testbed:prices"] = [*local, {"pool": "l4-pool", "effective_from": "2026-03-01", "gpu_hour_krw": 2800,
-                                 "cpu_hour_krw": 45, "gib_hour_krw": 6, "source": "test", "sample": True}]
-    config["testbed:budget"] = {"fiscal_period": {"start": "2026-03-01", "end": "2027-02-28"}, "vat_rate": 0.1,
-                                "funding": {"national": 7_000_000_000, "local": 3_000_000_000, "self": 0}}
+    config["testbed:prices"] = [
+        *local,
+        {
+            "pool": "l4-pool",
+            "effective_from": "2026-03-01",
+            "gpu_hour_krw": 2800,
+            "cpu_hour_krw": 45,
+            "gib_hour_krw": 6,
+            "source": "test",
+            "sample": True,
+        },
+    ]
+    config["testbed:budget"] = {
+        "fiscal_period": {"start": "2026-03-01", "end": "2027-02-28"},
+        "vat_rate": 0.1,
+        "funding": {"national": 7_000_000_000, "local": 3_000_000_000, "self": 0},
+    }
     a, b = copy.deepcopy(config["testbed:tenants"][:2])
-    a.update(gpu_pool="l4-pool", quota={**a["quota"], "gpus": 8},
-             grant={"krw": 362_800_000, "gpu_hours": 50_000, "start": "2026-03-01", "end": "2027-02-28",
-                    "funding_shares": {"national": 0.6, "local": 0.4}, "cost_item": "development"})
-    b.update(gpu_pool="l4-pool", quota={**b["quota"], "gpus": 2},
-             grant={"krw": 36_280_000, "start": "2026-03-01", "end": "2026-08-31",
-                    "funding_shares": {"national": 1.0}, "cost_item": "demonstration"})
+    a.update(
+        gpu_pool="l4-pool",
+        quota={**a["quota"], "gpus": 8},
+        grant={
+            "krw": 362_800_000,
+            "gpu_hours": 50_000,
+            "start": "2026-03-01",
+            "end": "2027-02-28",
+            "funding_shares": {"national": 0.6, "local": 0.4},
+            "cost_item": "development",
+        },
+    )
+    b.update(
+        gpu_pool="l4-pool",
+        quota={**b["quota"], "gpus": 2},
+        grant={
+            "krw": 36_280_000,
+            "start": "2026-03-01",
+            "end": "2026-08-31",
+            "funding_shares": {"national": 1.0},
+            "cost_item": "demonstration",
+        },
+    )
     config["testbed:tenants"] = [a, b]
     return document
 
@@ -91,9 +129,11 @@ def test_testbed_plan_refuses_bad_input_in_one_line(tmp_path: Path, capsys) -> N
     document = load_stack_document("jeju")
     del document["config"]["testbed:budget"]
     bad.write_text(yaml.safe_dump(document))
-    for argv, needle in (([ "--stack-file", str(bad)], "testbed:budget"),
-                         (["--region", "jeju", "--target-utilisation", "1.5"], "within (0, 1]"),
-                         ([], "--region")):
+    for argv, needle in (
+        (["--stack-file", str(bad)], "testbed:budget"),
+        (["--region", "jeju", "--target-utilisation", "1.5"], "within (0, 1]"),
+        ([], "--region"),
+    ):
         try:
             code = main(["plan", *argv])
         except SystemExit as exc:  # argparse's own refusal of a bad value

@@ -34,12 +34,21 @@ def _start_region_process(home: Path, region: str) -> tuple[subprocess.Popen, st
     """A region's control plane alone, on the no-op backend, in its own process (its own home)."""
     port = free_port()
     settings = ControlPlaneSettings(
-        stack_file=stack_file_for(region), database_url=f"sqlite:///{home / 'cp.db'}", backend="noop",
-        mlflow_tracking_uri="http://127.0.0.1:1", storage_path=str(home / "storage"),
-        credentials_dir=home / "credentials", port=port)
+        stack_file=stack_file_for(region),
+        database_url=f"sqlite:///{home / 'cp.db'}",
+        backend="noop",
+        mlflow_tracking_uri="http://127.0.0.1:1",
+        storage_path=str(home / "storage"),
+        credentials_dir=home / "credentials",
+        port=port,
+    )
     settings.write(home / "settings.json")
-    process = subprocess.Popen([sys.executable, "-m", "operators.control_plane", "--settings", str(home / "settings.json")],
-                               stdout=subprocess.DEVNULL, stderr=open(home / "cp.log", "wb"), start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "operators.control_plane", "--settings", str(home / "settings.json")],
+        stdout=subprocess.DEVNULL,
+        stderr=open(home / "cp.log", "wb"),
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -82,11 +91,17 @@ def test_report_over_two_regions_with_one_stopped(tmp_path: Path, capsys) -> Non
                 shutil.copy(home / "credentials" / f"{PROGRAM_OFFICE}.token", office / f"{name}.token")
             unreachable = f"http://127.0.0.1:{free_port()}"
             regions_file = office / "regions.yaml"
-            regions_file.write_text(yaml.safe_dump({"regions": [
-                {"name": "gyeongnam", "url": gyeongnam_url, "token_file": "gyeongnam.token"},
-                {"name": "daegu", "url": daegu_url, "token_file": "daegu.token"},
-                {"name": "jeju", "url": unreachable, "token_file": "daegu.token"},
-            ]}))
+            regions_file.write_text(
+                yaml.safe_dump(
+                    {
+                        "regions": [
+                            {"name": "gyeongnam", "url": gyeongnam_url, "token_file": "gyeongnam.token"},
+                            {"name": "daegu", "url": daegu_url, "token_file": "daegu.token"},
+                            {"name": "jeju", "url": unreachable, "token_file": "daegu.token"},
+                        ]
+                    }
+                )
+            )
 
             first = program.build_report(regions_file)
             status = {r.region: r for r in first.regions}
@@ -99,8 +114,12 @@ def test_report_over_two_regions_with_one_stopped(tmp_path: Path, capsys) -> Non
             assert (line.charged_krw, line.grant_krw) == (charged, usage["changwon-precision"].grant_krw)
             assert line.execution_rate == pytest.approx(charged / line.grant_krw)
             budget = app.state.plane.stack.budget
-            shares = {k.value: v for k, v in app.state.plane.stack.tenant("changwon-precision").grant.funding_shares.items()}
-            national = next(f for f in first.funding if (f.region, f.source, f.cost_item) == ("gyeongnam", "national", None))
+            shares = {
+                k.value: v for k, v in app.state.plane.stack.tenant("changwon-precision").grant.funding_shares.items()
+            }
+            national = next(
+                f for f in first.funding if (f.region, f.source, f.cost_item) == ("gyeongnam", "national", None)
+            )
             assert national.budget_krw == budget.funding[next(k for k in budget.funding if k.value == "national")]
             assert national.executed_krw == round(charged * shares.get("national", 0))
             assert national.execution_rate == pytest.approx(national.executed_krw / national.budget_krw)
@@ -108,12 +127,33 @@ def test_report_over_two_regions_with_one_stopped(tmp_path: Path, capsys) -> Non
             daegu_tenants = {t.tenant for t in first.tenants if t.region == "daegu"}
             assert daegu_tenants and all(t.charged_krw == 0 for t in first.tenants if t.region == "daegu")
             cache = regions_file.with_name(".regions.cache.json")
-            assert cache.stat().st_mode & 0o777 == 0o600 and set(json.loads(cache.read_text())) == {"gyeongnam", "daegu"}
+            assert cache.stat().st_mode & 0o777 == 0o600 and set(json.loads(cache.read_text())) == {
+                "gyeongnam",
+                "daegu",
+            }
 
             _stop(daegu)  # region daegu stops answering
             out = {ext: office / f"report.{ext}" for ext in ("csv", "xlsx", "html", "png")}
-            assert main(["program", "report", "--regions", str(regions_file), "--json", "--csv", str(out["csv"]),
-                         "--xlsx", str(out["xlsx"]), "--html", str(out["html"]), "--plot", str(out["png"])]) == 0
+            assert (
+                main(
+                    [
+                        "program",
+                        "report",
+                        "--regions",
+                        str(regions_file),
+                        "--json",
+                        "--csv",
+                        str(out["csv"]),
+                        "--xlsx",
+                        str(out["xlsx"]),
+                        "--html",
+                        str(out["html"]),
+                        "--plot",
+                        str(out["png"]),
+                    ]
+                )
+                == 0
+            )
             second = program.ProgramReport.model_validate_json(capsys.readouterr().out)
             status = {r.region: r for r in second.regions}
             assert status["gyeongnam"].status == "ok"
@@ -127,7 +167,9 @@ def test_report_over_two_regions_with_one_stopped(tmp_path: Path, capsys) -> Non
             assert main(["program", "report", "--regions", str(regions_file)]) == 0
             table = capsys.readouterr().out
             assert "daegu" in table and "no answer" in table and "daegu (stale)" in table and "never" in table
-            assert out["csv"].read_bytes().startswith(b"\xef\xbb\xbf") and "no answer" in out["csv"].read_text("utf-8-sig")
+            assert out["csv"].read_bytes().startswith(b"\xef\xbb\xbf") and "no answer" in out["csv"].read_text(
+                "utf-8-sig"
+            )
             with zipfile.ZipFile(out["xlsx"]) as book:
                 assert {"xl/worksheets/sheet1.xml", "xl/worksheets/sheet3.xml"} <= set(book.namelist())
                 assert "no answer" in book.read("xl/worksheets/sheet1.xml").decode()

@@ -53,18 +53,38 @@ class Books:
         self.jobs += 1
         job_id = f"job-{self.jobs:016d}"
         start = charged_at - seconds if started_at is None else started_at
-        self.store.add_job(JobRow(
-            id=job_id, tenant=tenant, region="gyeongnam", name="t", experiment="e", status="RUNNING", entrypoint="true",
-            template=None, spec={"max_runtime_seconds": 86400}, cpus=4.0, gpus=gpus, gpu_model="l4",
-            memory_bytes=16 * 2**30, submitted_at=start, started_at=start, dispatched=True, message=""))
+        self.store.add_job(
+            JobRow(
+                id=job_id,
+                tenant=tenant,
+                region="gyeongnam",
+                name="t",
+                experiment="e",
+                status="RUNNING",
+                entrypoint="true",
+                template=None,
+                spec={"max_runtime_seconds": 86400},
+                cpus=4.0,
+                gpus=gpus,
+                gpu_model="l4",
+                memory_bytes=16 * 2**30,
+                submitted_at=start,
+                started_at=start,
+                dispatched=True,
+                message="",
+            )
+        )
         with self.store.write_session() as s:
             row = s.get(JobRow, job_id)
             self.money.accrue(s, row, until=start + seconds, now=charged_at)
         return job_id
 
     def ledger_supply(self, tenant: str, month: str) -> int:
-        return sum(e.amount_krw for e in self.money.entries(tenant=tenant, kinds=[LedgerKind.CHARGE, LedgerKind.ADJUSTMENT])
-                   if kst_month(e.at) == month)
+        return sum(
+            e.amount_krw
+            for e in self.money.entries(tenant=tenant, kinds=[LedgerKind.CHARGE, LedgerKind.ADJUSTMENT])
+            if kst_month(e.at) == month
+        )
 
     def close(self) -> None:
         self.store.close()
@@ -223,7 +243,8 @@ def test_a_closed_month_never_changes_and_late_entries_count_in_the_next_open_mo
     assert april.charged_krw == books.ledger_supply(ALICE, "2026-04") + late_amount
     # every charge counts exactly once across the months
     assert alice_march.charged_krw + april.charged_krw == sum(
-        e.amount_krw for e in books.money.entries(tenant=ALICE, kinds=[LedgerKind.CHARGE]))
+        e.amount_krw for e in books.money.entries(tenant=ALICE, kinds=[LedgerKind.CHARGE])
+    )
 
     with pytest.raises(ServiceError) as err:
         books.statements.close(OPERATOR, "2026-03", now=APRIL_2)
@@ -250,9 +271,26 @@ def test_statements_over_the_api_and_the_cli(noop_plane, tmp_path):
     assert job.status == "SUCCEEDED"
     month = kst_month(dt.datetime.now(dt.timezone.utc).timestamp())
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "testbed.cli", "statements", "export", "--month", month, "--out", str(out),
-                           "--url", noop_plane.url, "--token", noop_plane.token("operator")],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "testbed.cli",
+            "statements",
+            "export",
+            "--month",
+            month,
+            "--out",
+            str(out),
+            "--url",
+            noop_plane.url,
+            "--token",
+            noop_plane.token("operator"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "provisional (가집계)" in done.stderr
     names = sorted(p.name for p in out.iterdir())
@@ -268,7 +306,10 @@ def test_statements_over_the_api_and_the_cli(noop_plane, tmp_path):
     assert [t.tenant for t in own.tenants] == [ALICE]
     from testbed.client import TestbedError
 
-    for call in (lambda: alice.statement(month, BOB), lambda: alice.download_statement(month, "pdf", tmp_path / "x", BOB)):
+    for call in (
+        lambda: alice.statement(month, BOB),
+        lambda: alice.download_statement(month, "pdf", tmp_path / "x", BOB),
+    ):
         with pytest.raises(TestbedError) as err:
             call()
         assert err.value.status_code == 404

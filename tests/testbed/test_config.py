@@ -35,18 +35,37 @@ def write(tmp_path: Path, edit, region: str = "jeju") -> Path:
 @pytest.mark.parametrize(
     ("edit", "path", "reason"),
     [
-        (lambda c: c["testbed:tenants"][1]["grant"].update(gpu_hours=-5), "config.testbed:tenants[1].grant.gpu_hours",
-         "greater than 0 (got -5)"),
-        (lambda c: c["testbed:tenants"][0]["grant"].update(end="2026-01-01"), "config.testbed:tenants[0].grant",
-         "is not after its start"),
-        (lambda c: c["testbed:tenants"][2]["quota"].update(memory="lots"), "config.testbed:tenants[2].quota.memory",
-         "memory must be a quantity"),
+        (
+            lambda c: c["testbed:tenants"][1]["grant"].update(gpu_hours=-5),
+            "config.testbed:tenants[1].grant.gpu_hours",
+            "greater than 0 (got -5)",
+        ),
+        (
+            lambda c: c["testbed:tenants"][0]["grant"].update(end="2026-01-01"),
+            "config.testbed:tenants[0].grant",
+            "is not after its start",
+        ),
+        (
+            lambda c: c["testbed:tenants"][2]["quota"].update(memory="lots"),
+            "config.testbed:tenants[2].quota.memory",
+            "memory must be a quantity",
+        ),
         (lambda c: c["testbed:tenants"][0].pop("quota"), "config.testbed:tenants[0].quota", "is required but missing"),
-        (lambda c: c["testbed:tenants"][0].update(colour="red"), "config.testbed:tenants[0].colour", "is not a known key"),
-        (lambda c: c["testbed:tenants"][1].update(id=c["testbed:tenants"][0]["id"]), "config.testbed:tenants",
-         "duplicate tenant id"),
-        (lambda c: c["testbed:tenants"][3].update(gpu_pool="h100-pool"), "config.testbed:tenants",
-         "[3].gpu_pool 'h100-pool'"),
+        (
+            lambda c: c["testbed:tenants"][0].update(colour="red"),
+            "config.testbed:tenants[0].colour",
+            "is not a known key",
+        ),
+        (
+            lambda c: c["testbed:tenants"][1].update(id=c["testbed:tenants"][0]["id"]),
+            "config.testbed:tenants",
+            "duplicate tenant id",
+        ),
+        (
+            lambda c: c["testbed:tenants"][3].update(gpu_pool="h100-pool"),
+            "config.testbed:tenants",
+            "[3].gpu_pool 'h100-pool'",
+        ),
         (lambda c: c["testbed:nodePools"][0].update(min_size=9), "config.testbed:nodePools[0]", "min_size 9 is larger"),
         (lambda c: c["testbed:cluster"].update(provider="gke"), "config.testbed:cluster.provider", "'gke'"),
         (lambda c: c.update({"testbed:tenantz": []}), "config.testbed:tenantz", "is not a known key"),
@@ -74,7 +93,9 @@ def test_unreadable_and_malformed_files(tmp_path):
         load_stack_file(broken)
 
 
-@pytest.mark.parametrize(("text", "value"), [("64Gi", 64 * 2**30), ("512Mi", 512 * 2**20), ("2G", 2 * 10**9), (1024, 1024)])
+@pytest.mark.parametrize(
+    ("text", "value"), [("64Gi", 64 * 2**30), ("512Mi", 512 * 2**20), ("2G", 2 * 10**9), (1024, 1024)]
+)
 def test_memory_quantities(text, value):
     assert parse_memory(text) == value
 
@@ -82,15 +103,31 @@ def test_memory_quantities(text, value):
 @pytest.mark.integration  # starts a real process
 def test_cli_validate_reports_every_problem_and_exits_nonzero(tmp_path):
     good = str(stack_file_for("gyeongnam", REAL_STACK_DIR))
-    bad = write(tmp_path, lambda c: (c["testbed:tenants"][0]["quota"].update(cpus=0),
-                                     c["testbed:tenants"][1]["grant"].update(gpu_hours="many")))
-    result = subprocess.run([sys.executable, "-m", "embedded.cli", "config", "validate", good, str(bad)],
-                            capture_output=True, text=True, timeout=60)
+    bad = write(
+        tmp_path,
+        lambda c: (
+            c["testbed:tenants"][0]["quota"].update(cpus=0),
+            c["testbed:tenants"][1]["grant"].update(gpu_hours="many"),
+        ),
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "embedded.cli", "config", "validate", good, str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert f"{good}: ok (region gyeongnam" in result.stdout
-    assert f"{bad}: config.testbed:tenants[0].quota.cpus: Input should be greater than or equal to 1 (got 0)" in result.stderr
+    assert (
+        f"{bad}: config.testbed:tenants[0].quota.cpus: Input should be greater than or equal to 1 (got 0)"
+        in result.stderr
+    )
     assert f"{bad}: config.testbed:tenants[1].grant.gpu_hours:" in result.stderr
-    ok = subprocess.run([sys.executable, "-m", "embedded.cli", "config", "validate", "--json", good],
-                        capture_output=True, text=True, timeout=60)
+    ok = subprocess.run(
+        [sys.executable, "-m", "embedded.cli", "config", "validate", "--json", good],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert ok.returncode == 0 and '"valid": true' in ok.stdout

@@ -16,9 +16,16 @@ def test_cli_strings_become_typed_values_over_the_defaults():
 @pytest.mark.parametrize(
     ("template", "raw", "needle"),
     [
-        ("smoke", {"epochs": "many"},
-         "template 'smoke': param 'epochs': Input should be a valid integer, unable to parse string as an integer (got 'many')"),
-        ("smoke", {"epochs": 2.5}, "param 'epochs': Input should be a valid integer, got a number with a fractional part"),
+        (
+            "smoke",
+            {"epochs": "many"},
+            "template 'smoke': param 'epochs': Input should be a valid integer, unable to parse string as an integer (got 'many')",
+        ),
+        (
+            "smoke",
+            {"epochs": 2.5},
+            "param 'epochs': Input should be a valid integer, got a number with a fractional part",
+        ),
         ("smoke", {"epochs": True}, "param 'epochs': a boolean is not a number (got True)"),
         ("smoke", {"epochs": 0}, "param 'epochs': Input should be greater than or equal to 1 (got 0)"),
         ("smoke", {"epochs": 1001}, "param 'epochs': Input should be less than or equal to 1000 (got 1001)"),
@@ -36,8 +43,10 @@ def test_a_bad_param_names_the_param_the_value_and_the_reason(template, raw, nee
 def test_every_problem_is_reported_in_one_line():
     with pytest.raises(TemplateError) as err:
         get_template("smoke").resolve({"epochs": 0, "lr": "-1"})
-    assert str(err.value) == ("template 'smoke': param 'epochs': Input should be greater than or equal to 1 (got 0); "
-                              "param 'lr': Input should be greater than or equal to 0 (got '-1')")
+    assert str(err.value) == (
+        "template 'smoke': param 'epochs': Input should be greater than or equal to 1 (got 0); "
+        "param 'lr': Input should be greater than or equal to 0 (got '-1')"
+    )
 
 
 def test_the_listing_keeps_its_shape_and_every_default_passes_its_own_model():

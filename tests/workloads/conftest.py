@@ -43,7 +43,9 @@ class JobRun:
         for line in self.stdout.splitlines():
             if line.startswith(prefix):
                 return line
-        raise AssertionError(f"no line starting {prefix!r}; rc={self.returncode}\nstdout:\n{self.stdout}\nstderr:\n{self.stderr[-4000:]}")
+        raise AssertionError(
+            f"no line starting {prefix!r}; rc={self.returncode}\nstdout:\n{self.stdout}\nstderr:\n{self.stderr[-4000:]}"
+        )
 
     def fields(self, prefix: str = "result:") -> dict[str, str]:
         """``key=value`` pairs of the ``prefix`` line."""
@@ -74,16 +76,27 @@ class Workloads:
             jobs.ENV_RUN_TAGS: json.dumps({"testbed.suite": "workloads"}),
         }
 
-    def run(self, template: str, tenant: str = "test-tenant", timeout: float = 180, job_id: str | None = None, **params: object) -> JobRun:
+    def run(
+        self,
+        template: str,
+        tenant: str = "test-tenant",
+        timeout: float = 180,
+        job_id: str | None = None,
+        **params: object,
+    ) -> JobRun:
         """Run the template's command exactly as the catalogue builds it."""
         spec = get_template(template)
         command = spec.command(spec.resolve(dict(params)))  # type: ignore[arg-type]
         return self.run_command(command, tenant, timeout, job_id)
 
-    def run_command(self, command: str, tenant: str = "test-tenant", timeout: float = 180, job_id: str | None = None) -> JobRun:
+    def run_command(
+        self, command: str, tenant: str = "test-tenant", timeout: float = 180, job_id: str | None = None
+    ) -> JobRun:
         """Run a job's entrypoint (``python -m ...``, e.g. as the control plane admitted it) with the job env."""
         argv = [sys.executable, *shlex.split(command)[1:]]
-        done = subprocess.run(argv, cwd=self.storage, env=self.env(tenant, job_id), capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            argv, cwd=self.storage, env=self.env(tenant, job_id), capture_output=True, text=True, timeout=timeout
+        )
         return JobRun(done.returncode, done.stdout, done.stderr)
 
 
@@ -99,8 +112,18 @@ def mlflow_server(tmp_path_factory) -> Iterator[str]:
     home = tmp_path_factory.mktemp("mlflow")
     port = _free_port()
     argv = [
-        str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}", "--artifacts-destination", str(home / "artifacts"),
+        str(Path(sys.executable).parent / "mlflow"),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{home / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(home / "artifacts"),
     ]
     log = open(home / "server.log", "wb")
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}

@@ -58,14 +58,16 @@ def stocks_sensor_csv(path: Path, horizon: int = 3, drop: float = 0.10) -> Path:
         series = series.dropna()
         log_return = np.log(series).diff()
         future_min = series[::-1].rolling(horizon, min_periods=1).min()[::-1].shift(-1)
-        frame = pd.DataFrame({
-            "machine_id": name,
-            "timestamp": series.index,
-            "log_return": log_return.to_numpy(),
-            "volatility": log_return.rolling(6).std().to_numpy(),
-            "drawdown": (series / series.cummax() - 1).to_numpy(),
-            "failure_soon": (future_min / series - 1 <= -drop).astype(int).to_numpy(),
-        }).iloc[1:-horizon]  # the first row has no return; the last rows no future to label
+        frame = pd.DataFrame(
+            {
+                "machine_id": name,
+                "timestamp": series.index,
+                "log_return": log_return.to_numpy(),
+                "volatility": log_return.rolling(6).std().to_numpy(),
+                "drawdown": (series / series.cummax() - 1).to_numpy(),
+                "failure_soon": (future_min / series - 1 <= -drop).astype(int).to_numpy(),
+            }
+        ).iloc[1:-horizon]  # the first row has no return; the last rows no future to label
         frames.append(frame)
     pd.concat(frames).to_csv(path, index=False)
     return path
@@ -77,22 +79,47 @@ def goog_power_csv(path: Path) -> Path:
 
     prices = cbook.get_sample_data("goog.npz")["price_data"]  # matplotlib opens .npz files itself
     close = prices["adj_close"].astype(np.float64)
-    frame = pd.DataFrame({"timestamp": prices["date"].astype("datetime64[ns]"),
-                          "power": (close - close.min()) / (close.max() - close.min())})
+    frame = pd.DataFrame(
+        {
+            "timestamp": prices["date"].astype("datetime64[ns]"),
+            "power": (close - close.min()) / (close.max() - close.min()),
+        }
+    )
     frame.to_csv(path, index=False)
     return path
 
 
 # template -> (writer, the file or folder name it writes, the template params for it)
 REAL_SETS = {
-    "defect-inspection": (digits_folder, "digits", "scikit-learn digits (1,797 8x8 images, 10 classes)",
-                          {"image_size": 16, "epochs": 6, "patience": 3}),
-    "tabular-quality": (diabetes_csv, "diabetes.csv", "scikit-learn diabetes (442 rows, 10 columns, gaps)",
-                        {"target": "progression", "epochs": 100, "patience": 15, "batch_size": 32}),
-    "predictive-maintenance": (stocks_sensor_csv, "stocks.csv", "matplotlib Stocks.csv as 10 machines (monthly, gaps)",
-                               {"features": "log_return,volatility,drawdown", "label": "failure_soon", "window": 6,
-                                "stride": 1, "epochs": 15, "patience": 5}),
-    "power-forecast": (goog_power_csv, "goog.csv", "matplotlib goog.npz close as power (1,047 days)",
-                       {"features": "", "window": 10, "horizon": 1, "epochs": 15, "patience": 5}),
+    "defect-inspection": (
+        digits_folder,
+        "digits",
+        "scikit-learn digits (1,797 8x8 images, 10 classes)",
+        {"image_size": 16, "epochs": 6, "patience": 3},
+    ),
+    "tabular-quality": (
+        diabetes_csv,
+        "diabetes.csv",
+        "scikit-learn diabetes (442 rows, 10 columns, gaps)",
+        {"target": "progression", "epochs": 100, "patience": 15, "batch_size": 32},
+    ),
+    "predictive-maintenance": (
+        stocks_sensor_csv,
+        "stocks.csv",
+        "matplotlib Stocks.csv as 10 machines (monthly, gaps)",
+        {
+            "features": "log_return,volatility,drawdown",
+            "label": "failure_soon",
+            "window": 6,
+            "stride": 1,
+            "epochs": 15,
+            "patience": 5,
+        },
+    ),
+    "power-forecast": (
+        goog_power_csv,
+        "goog.csv",
+        "matplotlib goog.npz close as power (1,047 days)",
+        {"features": "", "window": 10, "horizon": 1, "epochs": 15, "patience": 5},
+    ),
 }
-

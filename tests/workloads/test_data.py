@@ -29,7 +29,9 @@ def test_missing_and_non_numeric_columns_are_named(tmp_path):
     frame = sensor_series(3, 60, 10, seed=0).drop(columns=["current"])
     frame.to_parquet(tmp_path / "sensors.parquet")
     with pytest.raises(DataError, match=r"column 'current' is missing"):
-        get_task("predictive-maintenance").dataset(params("predictive-maintenance", data_path=str(tmp_path / "sensors.parquet")), seed=0)
+        get_task("predictive-maintenance").dataset(
+            params("predictive-maintenance", data_path=str(tmp_path / "sensors.parquet")), seed=0
+        )
     bad = quality_table(50, seed=0).assign(quality="good")
     bad.to_csv(tmp_path / "batches.csv", index=False)
     with pytest.raises(DataError, match=r"column 'quality' is not numeric"):
@@ -45,7 +47,9 @@ def test_own_tables_load_like_synthetic(tmp_path):
     assert data.x.shape == (200, 10) and "supplier=C" in data.feature_names
     held_out = quality_table(30, seed=2).query("supplier != 'D'")
     held_out.to_parquet(tmp_path / "h.parquet")
-    again = get_task("tabular-quality").dataset(params("tabular-quality", data_path=str(tmp_path / "h.parquet")), seed=0, feature_names=data.feature_names)
+    again = get_task("tabular-quality").dataset(
+        params("tabular-quality", data_path=str(tmp_path / "h.parquet")), seed=0, feature_names=data.feature_names
+    )
     assert again.feature_names == data.feature_names and again.x[:, data.feature_names.index("supplier=D")].sum() == 0
     power_series(10, "wind", seed=0).to_csv(tmp_path / "wind.csv", index=False)
     wind = get_task("power-forecast").dataset(params("power-forecast", data_path=str(tmp_path / "wind.csv")), seed=0)
@@ -59,7 +63,9 @@ def test_image_folder(tmp_path):
         folder.mkdir(exist_ok=True)
         Image.fromarray((image[0] * 255).astype(np.uint8)).save(folder / f"{i}.png")
     x, y, classes = read_image_folder(str(tmp_path), 16)
-    assert x.shape == (12, 1, 16, 16) and classes == sorted({"ok", "scratch", "dent"} & {p.name for p in tmp_path.iterdir()})
+    assert x.shape == (12, 1, 16, 16) and classes == sorted(
+        {"ok", "scratch", "dent"} & {p.name for p in tmp_path.iterdir()}
+    )
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="class folder 'empty' has no images"):
         read_image_folder(str(tmp_path), 16)

@@ -32,7 +32,9 @@ def test_imbalanced_labels_get_balanced_weights_and_balanced_ones_none():
     from workloads.tasks import Dataset
 
     def labels(y):
-        return Dataset(np.zeros((len(y), 2, 1), np.float32), np.array(y), np.arange(len(y)), ["a"], ["healthy", "failure_soon"])
+        return Dataset(
+            np.zeros((len(y), 2, 1), np.float32), np.array(y), np.arange(len(y)), ["a"], ["healthy", "failure_soon"]
+        )
 
     assert task.class_weights(labels([0, 1] * 10)) is None
     weights = task.class_weights(labels([0] * 18 + [1] * 2))
@@ -64,7 +66,9 @@ def test_missing_values_and_text_columns_are_handled_and_reported(tmp_path):
     frame["y"] = 2 * frame["x"] + (frame["site"] == "b") + rng.normal(0, 0.1, 300)
     frame.loc[:9, "x"] = np.nan
     frame.to_csv(tmp_path / "t.csv", index=False)
-    params = get_template("tabular-quality").resolve({"data_path": str(tmp_path / "t.csv"), "target": "y", "epochs": 30})
+    params = get_template("tabular-quality").resolve(
+        {"data_path": str(tmp_path / "t.csv"), "target": "y", "epochs": 30}
+    )
     prep = prepare("tabular-quality", params)
     assert "imputed (training median) missing values: x=10" in prep.preprocessing_report()
     model, _ = fit_plain(prep, threads=1)
@@ -97,4 +101,6 @@ def test_bad_data_fails_in_one_line_naming_path_and_column(tmp_path):
     with pytest.raises(DataError) as err:
         prepare("tabular-quality", params)
     message = str(err.value)
-    assert "\n" not in message and "bad.csv" in message and "column 'x' is not numeric" in message and "'n/a'" in message
+    assert (
+        "\n" not in message and "bad.csv" in message and "column 'x' is not numeric" in message and "'n/a'" in message
+    )

@@ -18,7 +18,9 @@ TENANT = "changwon-precision"
 
 @pytest.mark.integration
 @pytest.mark.parametrize("template", sorted(REAL_SETS))
-def test_template_on_real_data_matches_classical_or_registers_it(template, noop_plane, workloads, mlflow_client, tmp_path):
+def test_template_on_real_data_matches_classical_or_registers_it(
+    template, noop_plane, workloads, mlflow_client, tmp_path
+):
     write, name, description, params = REAL_SETS[template]
     local = write(tmp_path / name)
     client = noop_plane.client(TENANT)
@@ -35,8 +37,10 @@ def test_template_on_real_data_matches_classical_or_registers_it(template, noop_
     neural, classical = float(fields[f"neural_{metric}"]), float(fields[f"classical_{metric}"])
     trivial, shown = float(fields[f"baseline_{metric}"]), float(fields[metric])
     higher = metric == "val_accuracy"
-    print(f"{template} on {description}: neural {metric}={neural:.4f} classical({fields['classical_best']})={classical:.4f} "
-          f"trivial={trivial:.4f} registered={fields['registered']}")
+    print(
+        f"{template} on {description}: neural {metric}={neural:.4f} classical({fields['classical_best']})={classical:.4f} "
+        f"trivial={trivial:.4f} registered={fields['registered']}"
+    )
     gap = (neural - classical) if higher else (classical - neural)
     if fields["registered"] == "neural":
         assert gap >= -0.02 * abs(classical), "a neural model behind by more than the margin was registered"

@@ -27,7 +27,9 @@ def test_template_beats_baseline_and_is_tracked(workloads, mlflow_client, templa
     fields = job.fields()
     value, baseline = float(fields[f"val_{metric}"]), float(fields[f"baseline_val_{metric}"])
     print(f"{template}: val_{metric}={value:.4f} baseline={baseline:.4f}")
-    assert check(value, baseline), f"{template}: val_{metric}={value:.4f} does not beat baseline {baseline:.4f} by the margin"
+    assert check(value, baseline), (
+        f"{template}: val_{metric}={value:.4f} does not beat baseline {baseline:.4f} by the margin"
+    )
 
     run = mlflow_client.get_run(fields["run_id"])
     tags = run.data.tags
@@ -36,7 +38,9 @@ def test_template_beats_baseline_and_is_tracked(workloads, mlflow_client, templa
     assert tags["testbed.suite"] == "workloads"  # from TESTBED_RUN_TAGS
     experiment = mlflow_client.get_experiment(run.info.experiment_id)
     assert experiment.name == f"tenant-a/{template}"
-    assert run.data.params["template"] == template and run.data.params["epochs"] == str(get_template(template).resolve(params)["epochs"])
+    assert run.data.params["template"] == template and run.data.params["epochs"] == str(
+        get_template(template).resolve(params)["epochs"]
+    )
     epochs = int(run.data.params["epochs"])
     assert len(mlflow_client.get_metric_history(run.info.run_id, f"val_{metric}")) == epochs
     assert any(key.startswith("system/") for key in run.data.metrics), sorted(run.data.metrics)
@@ -44,5 +48,7 @@ def test_template_beats_baseline_and_is_tracked(workloads, mlflow_client, templa
     name = f"tenant-a.{template}"
     version = mlflow_client.get_model_version(name, fields["version"])
     assert version.run_id == run.info.run_id and version.tags["testbed.tenant"] == "tenant-a"
-    logged = mlflow_client.search_logged_models(experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id='{run.info.run_id}'")
+    logged = mlflow_client.search_logged_models(
+        experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id='{run.info.run_id}'"
+    )
     assert logged and logged[0].model_id

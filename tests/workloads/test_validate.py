@@ -61,4 +61,7 @@ def test_gate_promotes_better_and_refuses_worse(workloads, mlflow_client):
 def test_gate_refuses_another_tenants_model(workloads):
     job = workloads.run("validate", tenant="tenant-a", model=NAME)
     assert job.returncode == 2
-    assert job.stderr.strip() == f"error: model {NAME!r} does not belong to tenant 'tenant-a' (names are '<tenant>.<template>')"
+    assert (
+        job.stderr.strip()
+        == f"error: model {NAME!r} does not belong to tenant 'tenant-a' (names are '<tenant>.<template>')"
+    )

@@ -55,7 +55,9 @@ def read_table(path: str) -> pd.DataFrame:
         elif inner.lower().endswith((".parquet", ".pq")):
             table = pq.read_table(inner, filesystem=fs)
         else:
-            raise DataError(f"data path {path!r}: expected a {', '.join(TABLE_SUFFIXES)} file or a folder of Parquet files")
+            raise DataError(
+                f"data path {path!r}: expected a {', '.join(TABLE_SUFFIXES)} file or a folder of Parquet files"
+            )
     except DataError:
         raise
     except Exception as exc:  # pyarrow raises several types for unreadable files
@@ -66,21 +68,28 @@ def read_table(path: str) -> pd.DataFrame:
     return frame
 
 
-def require_columns(frame: pd.DataFrame, path: str, columns: Sequence[str], numeric: bool = True,
-                    allow_missing: bool = False) -> dict[str, int]:
+def require_columns(
+    frame: pd.DataFrame, path: str, columns: Sequence[str], numeric: bool = True, allow_missing: bool = False
+) -> dict[str, int]:
     """Check the columns exist (and are numeric, and complete unless ``allow_missing``); DataError naming the
     first bad one. Returns the missing values per column that has some (to impute and report)."""
     missing: dict[str, int] = {}
     for column in columns:
         if column not in frame.columns:
-            raise DataError(f"data path {path!r}: column {column!r} is missing (has {', '.join(map(str, frame.columns))})")
+            raise DataError(
+                f"data path {path!r}: column {column!r} is missing (has {', '.join(map(str, frame.columns))})"
+            )
         if numeric and not pd.api.types.is_numeric_dtype(frame[column]):
-            raise DataError(f"data path {path!r}: column {column!r} is not numeric (dtype {frame[column].dtype}, "
-                            f"e.g. {_first_non_number(frame[column])!r})")
+            raise DataError(
+                f"data path {path!r}: column {column!r} is not numeric (dtype {frame[column].dtype}, "
+                f"e.g. {_first_non_number(frame[column])!r})"
+            )
         gaps = int(frame[column].isna().sum())
         if numeric and gaps and (not allow_missing or gaps == len(frame)):
-            raise DataError(f"data path {path!r}: column {column!r} has {gaps} missing values"
-                            + (" (all of them)" if gaps == len(frame) else ""))
+            raise DataError(
+                f"data path {path!r}: column {column!r} has {gaps} missing values"
+                + (" (all of them)" if gaps == len(frame) else "")
+            )
         if gaps:
             missing[str(column)] = gaps
     return missing
@@ -99,7 +108,9 @@ def read_image_folder(path: str, image_size: int) -> tuple[np.ndarray, np.ndarra
     fs, inner, info = _open(path)
     if info.type != pafs.FileType.Directory:
         raise DataError(f"data path {path!r}: is not a folder of class sub-folders")
-    classes = sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(inner)) if i.type == pafs.FileType.Directory)
+    classes = sorted(
+        i.base_name for i in fs.get_file_info(pafs.FileSelector(inner)) if i.type == pafs.FileType.Directory
+    )
     if len(classes) < 2:
         raise DataError(f"data path {path!r}: needs at least two class sub-folders, found {classes or 'none'}")
     images, labels = [], []

@@ -89,13 +89,20 @@ def power_series(days: int, source: str, seed: int) -> pd.DataFrame:
     changes = changes[changes < hours]
     regime = rng.beta(1.2, 1.5, size=len(changes) + 1)[np.searchsorted(changes, t, side="right")]
     cloud = np.clip(_ar1(regime, 0.85, 0.06, rng), 0, 1)
-    temp = 15 + 8 * np.sin(2 * np.pi * (doy - 110) / 365) + 5 * np.sin(2 * np.pi * (hour - 9) / 24) + rng.normal(0, 1, hours)
+    temp = (
+        15
+        + 8 * np.sin(2 * np.pi * (doy - 110) / 365)
+        + 5 * np.sin(2 * np.pi * (hour - 9) / 24)
+        + rng.normal(0, 1, hours)
+    )
     wind = np.clip(_ar1(4 + 8 * regime + 1.0 * np.sin(2 * np.pi * (hour - 15) / 24), 0.9, 0.6, rng), 0, 30)
     daylength = 12 + 2.5 * np.sin(2 * np.pi * (doy - 80) / 365)
     elevation = np.clip(np.sin(np.pi * (hour + 0.5 - (12 - daylength / 2)) / daylength), 0, None)
     clear_sky = elevation**1.2
     if source == "solar":
-        power = clear_sky * (1 - 0.75 * cloud**1.5) * (1 - 0.004 * (temp - 25)) + rng.normal(0, 0.02, hours) * (clear_sky > 0)
+        power = clear_sky * (1 - 0.75 * cloud**1.5) * (1 - 0.004 * (temp - 25)) + rng.normal(0, 0.02, hours) * (
+            clear_sky > 0
+        )
     elif source == "wind":
         power = np.where(wind < 3, 0, np.where(wind < 12, ((wind - 3) / 9) ** 3, np.where(wind < 25, 1.0, 0.0)))
         power = power + rng.normal(0, 0.02, hours) * (power > 0)
@@ -141,8 +148,15 @@ def quality_table(n: int, seed: int) -> pd.DataFrame:
     offset = pd.Series({"A": 0.0, "B": 1.5, "C": -2.0, "D": 3.0})[supplier].to_numpy()
     aging = np.where(supplier == "C", 0.12, 0.03) * storage
     quality = (
-        72 + 3 * z(brix) - 2.5 * z(acidity) ** 2 - 4 * ((temp - 65) / 12) ** 2
-        - 3 * z(temp) * z(humidity) + 2 * np.log1p(minutes / 10) + offset - aging + rng.normal(0, 1.5, n)
+        72
+        + 3 * z(brix)
+        - 2.5 * z(acidity) ** 2
+        - 4 * ((temp - 65) / 12) ** 2
+        - 3 * z(temp) * z(humidity)
+        + 2 * np.log1p(minutes / 10)
+        + offset
+        - aging
+        + rng.normal(0, 1.5, n)
     )
     return pd.DataFrame(
         {

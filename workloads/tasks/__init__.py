@@ -6,7 +6,9 @@ from workloads.tasks.maintenance import PredictiveMaintenance
 from workloads.tasks.power import PowerForecast
 from workloads.tasks.tabular import TabularQuality
 
-TASKS: dict[str, Task] = {t.name: t for t in (DefectInspection(), PredictiveMaintenance(), PowerForecast(), TabularQuality())}
+TASKS: dict[str, Task] = {
+    t.name: t for t in (DefectInspection(), PredictiveMaintenance(), PowerForecast(), TabularQuality())
+}
 
 
 def get_task(template: str) -> Task:

@@ -30,8 +30,15 @@ class Dataset:
         return len(self.y)
 
     def subset(self, mask: np.ndarray) -> "Dataset":
-        return Dataset(self.x[mask], self.y[mask], self.groups[mask], self.feature_names, self.classes, self.chronological,
-                       self.missing)
+        return Dataset(
+            self.x[mask],
+            self.y[mask],
+            self.groups[mask],
+            self.feature_names,
+            self.classes,
+            self.chronological,
+            self.missing,
+        )
 
 
 def split(data: Dataset, val_fraction: float, seed: int) -> tuple[Dataset, Dataset]:

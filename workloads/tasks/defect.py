@@ -19,7 +19,9 @@ class DefectInspection(ClassificationTask):
         if params.get("data_path"):
             x, y, classes = read_image_folder(str(params["data_path"]), size)
             if feature_names and classes != feature_names:
-                raise DataError(f"data path {params['data_path']!r}: classes {classes} differ from the model's {feature_names}")
+                raise DataError(
+                    f"data path {params['data_path']!r}: classes {classes} differ from the model's {feature_names}"
+                )
         else:
             x, y = defect_images(int(params["samples"]), size, float(params["defect_rate"]), seed)
             classes = DEFECT_CLASSES

@@ -23,13 +23,18 @@ class PredictiveMaintenance(ClassificationTask):
             path = str(params["data_path"])
             frame = read_table(path)
         else:
-            path, frame = "<synthetic>", sensor_series(int(params["machines"]), int(params["steps"]), int(params["horizon"]), seed)
+            path, frame = (
+                "<synthetic>",
+                sensor_series(int(params["machines"]), int(params["steps"]), int(params["horizon"]), seed),
+            )
         require_columns(frame, path, [MACHINE_COLUMN], numeric=False)
         require_columns(frame, path, [label])
         missing = require_columns(frame, path, features, allow_missing=True)
         labels = set(frame[label].unique().tolist())
         if not labels <= {0, 1}:
-            raise DataError(f"data path {path!r}: column {label!r} must hold 0/1 labels (has {sorted(labels - {0, 1})[:3]})")
+            raise DataError(
+                f"data path {path!r}: column {label!r} must hold 0/1 labels (has {sorted(labels - {0, 1})[:3]})"
+            )
         window, stride = int(params["window"]), int(params["stride"])
         xs, ys, groups = [], [], []
         for machine, rows in frame.groupby(MACHINE_COLUMN, sort=True):
@@ -43,10 +48,10 @@ class PredictiveMaintenance(ClassificationTask):
         if not xs:
             raise DataError(f"data path {path!r}: no machine has {window} rows (the window)")
         x, y = np.concatenate(xs), np.concatenate(ys)
-        return Dataset(x, y, np.asarray(groups), feature_names=features, classes=["healthy", "failure_soon"], missing=missing)
+        return Dataset(
+            x, y, np.asarray(groups), feature_names=features, classes=["healthy", "failure_soon"], missing=missing
+        )
 
     def build_model(self, params: Params, train: Dataset) -> nn.Module:
         norm = Standardize.fitted(train.x.reshape(-1, train.x.shape[-1]), axis=0)
         return TemporalConvNet(train.x.shape[-1], train.x.shape[1], 2, norm, width=int(params["width"]))
-
-

@@ -40,12 +40,19 @@ class PowerForecast(RegressionTask):
         stamp = pd.DatetimeIndex(frame[TIME_COLUMN])
         hour, day = stamp.hour.to_numpy() + stamp.minute.to_numpy() / 60, stamp.day_of_year.to_numpy()
         calendar = np.stack(
-            [np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24), np.sin(2 * np.pi * day / 365), np.cos(2 * np.pi * day / 365)],
+            [
+                np.sin(2 * np.pi * hour / 24),
+                np.cos(2 * np.pi * hour / 24),
+                np.sin(2 * np.pi * day / 365),
+                np.cos(2 * np.pi * day / 365),
+            ],
             axis=1,
         ).astype(np.float32)
         now = np.arange(window - 1, len(frame) - horizon)
         if len(now) < 10:
-            raise DataError(f"data path {params.get('data_path') or '<synthetic>'!r}: {len(frame)} rows are too few for window {window} and horizon {horizon}")
+            raise DataError(
+                f"data path {params.get('data_path') or '<synthetic>'!r}: {len(frame)} rows are too few for window {window} and horizon {horizon}"
+            )
         past = np.stack([power[t - window + 1 : t + 1] for t in now])
         x = np.concatenate([past, ahead[now + horizon], calendar[now + horizon]], axis=1)
         names = [f"power_t-{window - 1 - i}" for i in range(window)] + [f"{c}_t+{horizon}" for c in weather]
@@ -54,8 +61,12 @@ class PowerForecast(RegressionTask):
 
     def build_model(self, params: Params, train: Dataset) -> nn.Module:
         return MLP(
-            train.x.shape[1], 1, Standardize.fitted(train.x, axis=0), hidden=int(params["width"]),
-            target_mean=float(train.y.mean()), target_std=float(train.y.std()),
+            train.x.shape[1],
+            1,
+            Standardize.fitted(train.x, axis=0),
+            hidden=int(params["width"]),
+            target_mean=float(train.y.mean()),
+            target_std=float(train.y.std()),
         )
 
     def baseline(self, train: Dataset, evaluation: Dataset) -> float:

@@ -31,8 +31,12 @@ class TabularQuality(RegressionTask):
 
     def build_model(self, params: Params, train: Dataset) -> nn.Module:
         return MLP(
-            train.x.shape[1], 1, Standardize.fitted(train.x, axis=0), hidden=int(params["width"]),
-            target_mean=float(train.y.mean()), target_std=float(train.y.std()),
+            train.x.shape[1],
+            1,
+            Standardize.fitted(train.x, axis=0),
+            hidden=int(params["width"]),
+            target_mean=float(train.y.mean()),
+            target_std=float(train.y.std()),
         )
 
 

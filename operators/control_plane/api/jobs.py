@@ -65,8 +65,14 @@ def view(plane: Any, row: JobRow) -> Job:
 def with_notices(plane: Any, jobs: list[Job]) -> list[Job]:
     """Jobs whose company has been charged 80% or 100% of its grant say so in their message."""
     notices = plane.grant_notices({job.tenant for job in jobs})
-    return [job.model_copy(update={"message": f"{job.message}; {notices[job.tenant]}" if job.message
-                                   else notices[job.tenant]}) if job.tenant in notices else job for job in jobs]
+    return [
+        job.model_copy(
+            update={"message": f"{job.message}; {notices[job.tenant]}" if job.message else notices[job.tenant]}
+        )
+        if job.tenant in notices
+        else job
+        for job in jobs
+    ]
 
 
 @router.post("/v1/jobs", response_model=Job, status_code=201, responses=error_responses(401, 403, 404, 413, 422, 503))
@@ -98,7 +104,10 @@ def list_jobs(
     rows = plane.list_jobs(caller, status=status, limit=limit + 1, after=after)
     page = rows[:limit]
     money = plane.money.job_money([r.id for r in page])
-    return JobList(jobs=with_notices(plane, [job_view(r, money.get(r.id)) for r in page]), next_cursor=encode_cursor(page[-1]) if len(rows) > limit else None)
+    return JobList(
+        jobs=with_notices(plane, [job_view(r, money.get(r.id)) for r in page]),
+        next_cursor=encode_cursor(page[-1]) if len(rows) > limit else None,
+    )
 
 
 @router.get("/v1/jobs/{job_id}", response_model=Job, responses=error_responses(401, 404, 422, 503))

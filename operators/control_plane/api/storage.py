@@ -52,26 +52,36 @@ Cursor = Annotated[str | None, Query(max_length=1024, description="next_cursor o
 Digests = Annotated[bool, Query(description="each file with its SHA-256 (read once per file, then remembered)")]
 SPOOL_BYTES = 16 * 2**20  # a package is held in memory up to this, then on the control plane's temporary disk
 BINARY = {"schema": {"type": "string", "format": "binary"}}
-FILE_ANSWER: dict[int | str, dict[str, Any]] = {200: {"content": {"application/octet-stream": BINARY},
-                                                      "description": "the file's bytes"}}
+FILE_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/octet-stream": BINARY}, "description": "the file's bytes"}
+}
 
 
 def upload_limits(settings: ControlPlaneSettings) -> list[UploadLimit]:
     """The upload routes' body limits (every other route keeps the JSON limit)."""
-    return [UploadLimit("PUT", "/v1/packages/", settings.max_package_bytes, "a code package"),
-            UploadLimit("PUT", "/v1/data/", settings.max_data_file_bytes, "a data file")]
+    return [
+        UploadLimit("PUT", "/v1/packages/", settings.max_package_bytes, "a code package"),
+        UploadLimit("PUT", "/v1/data/", settings.max_data_file_bytes, "a data file"),
+    ]
 
 
 def _body(media: str, what: str, limit: int) -> dict[str, Any]:
     schema = {"schema": {"type": "string", "format": "binary", "minLength": 1}}
-    return {"requestBody": {"required": True, "description": f"{what}: 1 to {limit} bytes (413 beyond)",
-                            "content": {media: schema, "application/octet-stream": schema}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "description": f"{what}: 1 to {limit} bytes (413 beyond)",
+            "content": {media: schema, "application/octet-stream": schema},
+        }
+    }
 
 
 def tenant_of(caller: Principal) -> str:
     """The caller's tenant: storage belongs to tenants (the operator and monitoring have none)."""
     if caller.role != "tenant":
-        raise ServiceError(ErrorCode.FORBIDDEN, f"the {caller.role} token has no storage of its own; use a tenant token")
+        raise ServiceError(
+            ErrorCode.FORBIDDEN, f"the {caller.role} token has no storage of its own; use a tenant token"
+        )
     return caller.subject
 
 
@@ -88,8 +98,11 @@ def checked_listing(prefix: str, cursor: str | None) -> None:
     for field, value in (("prefix", prefix), ("cursor", cursor or "")):
         problem = prefix_problem(value)
         if problem:
-            raise ServiceError(ErrorCode.INVALID_SPEC, f"query.{field}: {value[:80]!r} {problem}; give a relative name "
-                                                    "inside the listed folder, e.g. 'sensors/' or 'ckpt/epoch-'")
+            raise ServiceError(
+                ErrorCode.INVALID_SPEC,
+                f"query.{field}: {value[:80]!r} {problem}; give a relative name "
+                "inside the listed folder, e.g. 'sensors/' or 'ckpt/epoch-'",
+            )
 
 
 def checked_name(name: str, request: Request) -> str:
@@ -97,8 +110,11 @@ def checked_name(name: str, request: Request) -> str:
     ``x``), so the name must be the whole rest of the decoded path; 422 otherwise."""
     if not valid_name(name) or not request.scope["path"].endswith("/" + name):
         name = request.scope["path"].removeprefix("/v1/data/")
-        raise ServiceError(ErrorCode.INVALID_SPEC, f"path.name: {name[:80]!r} is not a data name: '/'-separated parts "
-                                                "of letters, digits, '.', '_' or '-', none starting with '.'")
+        raise ServiceError(
+            ErrorCode.INVALID_SPEC,
+            f"path.name: {name[:80]!r} is not a data name: '/'-separated parts "
+            "of letters, digits, '.', '_' or '-', none starting with '.'",
+        )
     return name
 
 
@@ -111,8 +127,7 @@ def router_for(settings: ControlPlaneSettings) -> APIRouter:
     router = APIRouter()
     max_package = settings.max_package_bytes
 
-    @router.get("/v1/packages/{ref}", response_model=StoredPackage,
-                responses=error_responses(401, 403, 404, 422, 503))
+    @router.get("/v1/packages/{ref}", response_model=StoredPackage, responses=error_responses(401, 403, 404, 422, 503))
     def get_package(ref: PackageRef, caller: Caller, plane: Plane) -> StoredPackage:
         """Whether the caller has this package (the client asks before uploading)."""
         found = plane.storage.package(tenant_of(caller), package_sha256(ref))
@@ -120,11 +135,16 @@ def router_for(settings: ControlPlaneSettings) -> APIRouter:
             raise ServiceError(ErrorCode.NOT_FOUND, f"no code package {ref} in tenant {caller.subject!r}'s storage")
         return found
 
-    @router.put("/v1/packages/{ref}", response_model=StoredPackage, status_code=201,
-                responses={200: {"model": StoredPackage, "description": "already stored (created: false)"},
-                           **_errors(401, 403, 409, 413, 422, 503, too_large=f"package over {max_package} bytes, "
-                                                                        "packed or unpacked")},
-                openapi_extra=_body("application/zip", "the package zip", max_package))
+    @router.put(
+        "/v1/packages/{ref}",
+        response_model=StoredPackage,
+        status_code=201,
+        responses={
+            200: {"model": StoredPackage, "description": "already stored (created: false)"},
+            **_errors(401, 403, 409, 413, 422, 503, too_large=f"package over {max_package} bytes, packed or unpacked"),
+        },
+        openapi_extra=_body("application/zip", "the package zip", max_package),
+    )
     async def put_package(ref: PackageRef, request: Request, caller: Caller, plane: Plane) -> JSONResponse:
         """Store a code package; 409 when the body's SHA-256 is not the one ``ref`` names."""
         tenant, sha256 = tenant_of(caller), package_sha256(ref)
@@ -134,17 +154,22 @@ def router_for(settings: ControlPlaneSettings) -> APIRouter:
                 digest.update(chunk)
                 spool.write(chunk)
             if digest.hexdigest() != sha256:
-                raise ServiceError(ErrorCode.DIGEST_MISMATCH, f"path.ref: the body's SHA-256 is {digest.hexdigest()}, "
-                                                           f"not the {sha256} the path names")
+                raise ServiceError(
+                    ErrorCode.DIGEST_MISMATCH,
+                    f"path.ref: the body's SHA-256 is {digest.hexdigest()}, not the {sha256} the path names",
+                )
             spool.seek(0)
             await run_in_threadpool(check_zip, spool, max_package, f"package {ref}")
             stored = await run_in_threadpool(plane.storage.store_package, tenant, sha256, spool)
         return _answer(stored, 201 if stored.created else 200)
 
-    @router.put("/v1/data/{name:path}", response_model=StoredObject, status_code=201,
-                responses=_errors(401, 403, 409, 413, 422, 503,
-                                  too_large=f"file over {settings.max_data_file_bytes} bytes"),
-                openapi_extra=_body("application/octet-stream", "the file", settings.max_data_file_bytes))
+    @router.put(
+        "/v1/data/{name:path}",
+        response_model=StoredObject,
+        status_code=201,
+        responses=_errors(401, 403, 409, 413, 422, 503, too_large=f"file over {settings.max_data_file_bytes} bytes"),
+        openapi_extra=_body("application/octet-stream", "the file", settings.max_data_file_bytes),
+    )
     async def put_data(name: DataName, request: Request, caller: Caller, plane: Plane) -> JSONResponse:
         """Store (or replace) a data file under ``data/<name>``, streamed; an empty body is a 422, a name that
         a folder of your data holds (or a file on its path) a 409."""
@@ -162,29 +187,46 @@ def router_for(settings: ControlPlaneSettings) -> APIRouter:
         return _answer(stored, 201)
 
     @router.get("/v1/data", response_model=ObjectList, responses=error_responses(401, 403, 422, 503))
-    def list_data(caller: Caller, plane: Plane, prefix: Prefix = "", limit: Limit = DEFAULT_PAGE_SIZE,
-                  cursor: Cursor = None, sha256: Digests = False) -> ObjectList:
+    def list_data(
+        caller: Caller,
+        plane: Plane,
+        prefix: Prefix = "",
+        limit: Limit = DEFAULT_PAGE_SIZE,
+        cursor: Cursor = None,
+        sha256: Digests = False,
+    ) -> ObjectList:
         """The caller's data files by name (those starting with ``prefix``; a folder's: ``NAME/``), a page at a
         time; with ``sha256=true`` each with its SHA-256."""
         checked_listing(prefix, cursor)
-        page, more = plane.storage.list_files(tenant_of(caller), DATA, prefix=prefix, limit=limit, after=cursor,
-                                              digests=sha256)
+        page, more = plane.storage.list_files(
+            tenant_of(caller), DATA, prefix=prefix, limit=limit, after=cursor, digests=sha256
+        )
         return ObjectList(objects=page, next_cursor=page[-1].name if more else None)
 
-    @router.get("/v1/data/{name:path}", response_class=StreamingResponse, responses={
-        **FILE_ANSWER, **error_responses(401, 403, 404, 422, 503)})
+    @router.get(
+        "/v1/data/{name:path}",
+        response_class=StreamingResponse,
+        responses={**FILE_ANSWER, **error_responses(401, 403, 404, 422, 503)},
+    )
     def get_data(name: DataName, request: Request, caller: Caller, plane: Plane) -> StreamingResponse:
         handle, size = plane.storage.open_file(tenant_of(caller), DATA, checked_name(name, request), f"data {name!r}")
         return _stream(handle, size)
 
-    @router.delete("/v1/data/{name:path}", response_model=DeletedObjects,
-                   responses=error_responses(401, 403, 404, 422, 503))
+    @router.delete(
+        "/v1/data/{name:path}", response_model=DeletedObjects, responses=error_responses(401, 403, 404, 422, 503)
+    )
     def delete_data(name: DataName, request: Request, caller: Caller, plane: Plane) -> DeletedObjects:
         return plane.storage.delete_file(tenant_of(caller), DATA, checked_name(name, request), f"data {name!r}")
 
     @router.get("/v1/jobs/{job_id}/outputs", response_model=ObjectList, responses=error_responses(401, 404, 422, 503))
-    def list_outputs(job_id: JobId, caller: Caller, plane: Plane, prefix: Prefix = "", limit: Limit = DEFAULT_PAGE_SIZE,
-                     cursor: Cursor = None) -> ObjectList:
+    def list_outputs(
+        job_id: JobId,
+        caller: Caller,
+        plane: Plane,
+        prefix: Prefix = "",
+        limit: Limit = DEFAULT_PAGE_SIZE,
+        cursor: Cursor = None,
+    ) -> ObjectList:
         """The files the job wrote to its folder (``TESTBED_STORAGE_PATH``): checkpoints and outputs; 404 while
         it has none (none written yet, or removed)."""
         checked_listing(prefix, cursor)
@@ -194,29 +236,42 @@ def router_for(settings: ControlPlaneSettings) -> APIRouter:
         page, more = plane.storage.list_files(row.tenant, JOBS, row.id, prefix=prefix, limit=limit, after=cursor)
         return ObjectList(objects=page, next_cursor=page[-1].name if more else None)
 
-    @router.get("/v1/jobs/{job_id}/outputs/{name:path}", response_class=StreamingResponse, responses={
-        **FILE_ANSWER, **error_responses(401, 404, 422, 503)})
-    def get_output(job_id: JobId, name: OutputName, request: Request, caller: Caller, plane: Plane) -> StreamingResponse:
+    @router.get(
+        "/v1/jobs/{job_id}/outputs/{name:path}",
+        response_class=StreamingResponse,
+        responses={**FILE_ANSWER, **error_responses(401, 404, 422, 503)},
+    )
+    def get_output(
+        job_id: JobId, name: OutputName, request: Request, caller: Caller, plane: Plane
+    ) -> StreamingResponse:
         if not request.scope["path"].endswith("/" + name):  # a trailing newline the route's pattern dropped
-            raise ServiceError(ErrorCode.INVALID_SPEC, f"path.name: {request.scope['path'][-80:]!r} is not an output name")
+            raise ServiceError(
+                ErrorCode.INVALID_SPEC, f"path.name: {request.scope['path'][-80:]!r} is not an output name"
+            )
         row = plane.visible_job(caller, job_id)
-        handle, size = plane.storage.open_file(row.tenant, JOBS, f"{row.id}/{name}", f"output {name!r} of job {job_id!r}")
+        handle, size = plane.storage.open_file(
+            row.tenant, JOBS, f"{row.id}/{name}", f"output {name!r} of job {job_id!r}"
+        )
         return _stream(handle, size)
 
-    @router.delete("/v1/jobs/{job_id}/outputs", response_model=DeletedObjects,
-                   responses=error_responses(401, 404, 409, 422, 503))
+    @router.delete(
+        "/v1/jobs/{job_id}/outputs", response_model=DeletedObjects, responses=error_responses(401, 404, 409, 422, 503)
+    )
     def delete_outputs(job_id: JobId, caller: Caller, plane: Plane) -> DeletedObjects:
         """Remove a job's folder once the job ended (409 while it may still write there); removing again removes
         nothing."""
         row = plane.visible_job(caller, job_id)
         if not row.terminal:
-            raise ServiceError(ErrorCode.JOB_ACTIVE, f"job {job_id!r} is {row.status}: its outputs can be removed once "
-                                                  "it ended (stop it first)")
+            raise ServiceError(
+                ErrorCode.JOB_ACTIVE,
+                f"job {job_id!r} is {row.status}: its outputs can be removed once it ended (stop it first)",
+            )
         return plane.storage.delete_folder(row.tenant, JOBS, row.id)
 
     return router
 
 
 def _stream(handle: Any, size: int) -> StreamingResponse:
-    return StreamingResponse(read_chunks(handle, size), media_type="application/octet-stream",
-                             headers={"Content-Length": str(size)})
+    return StreamingResponse(
+        read_chunks(handle, size), media_type="application/octet-stream", headers={"Content-Length": str(size)}
+    )

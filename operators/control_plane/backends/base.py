@@ -42,8 +42,11 @@ class Resources(BaseModel):
 
     def plus(self, other: Resources, times: int = 1) -> Resources:
         """This amount and ``times`` x ``other``."""
-        return Resources(cpus=self.cpus + times * other.cpus, gpus=self.gpus + times * other.gpus,
-                         memory=self.memory + times * other.memory)
+        return Resources(
+            cpus=self.cpus + times * other.cpus,
+            gpus=self.gpus + times * other.gpus,
+            memory=self.memory + times * other.memory,
+        )
 
     def __str__(self) -> str:
         gpus = f", {self.gpus} GPUs" if self.gpus else ""

@@ -73,8 +73,13 @@ def resolve_targets(placement: Placement, stack: StackConfig) -> dict[str, Targe
     for tenant, where in placement.tenants.items():
         if where.gpu_pool not in pools:
             raise PlacementError(f"placement of tenant {tenant!r} names unknown GPU pool {where.gpu_pool!r}")
-        targets[tenant] = Target(tenant=tenant, namespace=where.namespace, local_queue=where.local_queue,
-                                 cluster_queue=where.cluster_queue, service_account=where.service_account)
+        targets[tenant] = Target(
+            tenant=tenant,
+            namespace=where.namespace,
+            local_queue=where.local_queue,
+            cluster_queue=where.cluster_queue,
+            service_account=where.service_account,
+        )
     return targets
 
 
@@ -83,7 +88,9 @@ class RayJobOptions(BaseModel):
 
     image: str = IMAGES["ray"].ref
     ray_version: str = Field(default_factory=lambda: _installed_ray_version())
-    ttl_seconds: int = Field(default=DEFAULT_RAYJOB_TTL_SECONDS, ge=0, description="keep the finished Ray cluster this long")
+    ttl_seconds: int = Field(
+        default=DEFAULT_RAYJOB_TTL_SECONDS, ge=0, description="keep the finished Ray cluster this long"
+    )
     head_cpus: float = Field(default=1, gt=0)
     head_memory: int = Field(default=2 * 2**30, gt=0)
     # `ray job submit` then `ray job logs --follow`; KubeRay's default asks 500m/200Mi, limited to 1 CPU/1Gi.
@@ -126,8 +133,14 @@ def parse_cpu(quantity: str | int | float) -> float:
     return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
 
 
-def pod_template(container: str, image: str, resources: dict, labels: dict[str, str], extra: dict | None = None,
-                 service_account: str | None = None) -> dict:
+def pod_template(
+    container: str,
+    image: str,
+    resources: dict,
+    labels: dict[str, str],
+    extra: dict | None = None,
+    service_account: str | None = None,
+) -> dict:
     """A PodTemplateSpec for one Ray node: the tenant's ServiceAccount (its identity for its own storage prefix,
     through EKS Pod Identity), and no Kubernetes API token (the pods need no API access)."""
     return {
@@ -147,9 +160,11 @@ def runtime_env_yaml(request: LaunchRequest) -> str:
     package = runtime_env.code_package
     if package is not None:
         if "://" not in package.location:
-            raise PermanentBackendError(f"code package {package.sha256} of {request.job_id} is on the control "
-                                        f"plane's disk ({package.location}), which the job's pods cannot read: "
-                                        "the kuberay backend needs storage_path in object storage (s3://...)")
+            raise PermanentBackendError(
+                f"code package {package.sha256} of {request.job_id} is on the control "
+                f"plane's disk ({package.location}), which the job's pods cannot read: "
+                "the kuberay backend needs storage_path in object storage (s3://...)"
+            )
         runtime_env = runtime_env.with_working_dir(package.location)
     return yaml.safe_dump(runtime_env.to_ray(), sort_keys=True)
 
@@ -168,19 +183,34 @@ def entrypoint_fields(request: LaunchRequest) -> dict:
     return fields
 
 
-def job_pods(budget: Resources, labels: dict[str, str], options: RayJobOptions,
-             service_account: str | None = None) -> tuple[dict, dict, dict]:
+def job_pods(
+    budget: Resources, labels: dict[str, str], options: RayJobOptions, service_account: str | None = None
+) -> tuple[dict, dict, dict]:
     """The pod templates of a job's head, worker and submitter; none names a node (the Kueue flavor does)."""
-    head = pod_template(HEAD_CONTAINER, options.image, container_resources(options.head_cpus, options.head_memory),
-                        labels, service_account=service_account)
-    worker = pod_template(WORKER_CONTAINER, options.image,
-                          container_resources(budget.cpus, budget.memory, budget.gpus), labels,
-                          service_account=service_account)
+    head = pod_template(
+        HEAD_CONTAINER,
+        options.image,
+        container_resources(options.head_cpus, options.head_memory),
+        labels,
+        service_account=service_account,
+    )
+    worker = pod_template(
+        WORKER_CONTAINER,
+        options.image,
+        container_resources(budget.cpus, budget.memory, budget.gpus),
+        labels,
+        service_account=service_account,
+    )
     # KubeRay fills in the submitter's command (ray-operator/controllers/ray/rayjob_controller.go
     # configureSubmitterContainer, v1.7.0); a Job's pods must not restart in place.
-    submitter = pod_template(SUBMITTER_CONTAINER, options.image,
-                             container_resources(options.submitter_cpus, options.submitter_memory), labels,
-                             {"restartPolicy": "Never"}, service_account=service_account)
+    submitter = pod_template(
+        SUBMITTER_CONTAINER,
+        options.image,
+        container_resources(options.submitter_cpus, options.submitter_memory),
+        labels,
+        {"restartPolicy": "Never"},
+        service_account=service_account,
+    )
     return head, worker, submitter
 
 
@@ -190,8 +220,16 @@ def ray_cluster_spec(head: dict, worker: dict, options: RayJobOptions) -> dict:
         "rayVersion": options.ray_version,
         "enableInTreeAutoscaling": False,
         "headGroupSpec": {"rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"}, "template": head},
-        "workerGroupSpecs": [{"groupName": WORKER_GROUP, "replicas": 1, "minReplicas": 1, "maxReplicas": 1,
-                              "rayStartParams": {}, "template": worker}],
+        "workerGroupSpecs": [
+            {
+                "groupName": WORKER_GROUP,
+                "replicas": 1,
+                "minReplicas": 1,
+                "maxReplicas": 1,
+                "rayStartParams": {},
+                "template": worker,
+            }
+        ],
     }
 
 
@@ -202,18 +240,40 @@ def job_secret_name(job_id: str) -> str:
 
 def build_job_secret(request: LaunchRequest, target: Target, owner_uid: str | None = None) -> dict:
     """The job's Secret (its ``secret_env``), owned by its RayJob so it goes with it (pure: no API calls)."""
-    owner = [{"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": rayjob_name(request.job_id), "uid": owner_uid,
-              "controller": False, "blockOwnerDeletion": False}] if owner_uid else []
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": job_secret_name(request.job_id), "namespace": target.namespace,
-                         "labels": job_labels(request), **({"ownerReferences": owner} if owner else {})},
-            "stringData": dict(request.secret_env)}
+    owner = (
+        [
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "name": rayjob_name(request.job_id),
+                "uid": owner_uid,
+                "controller": False,
+                "blockOwnerDeletion": False,
+            }
+        ]
+        if owner_uid
+        else []
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": job_secret_name(request.job_id),
+            "namespace": target.namespace,
+            "labels": job_labels(request),
+            **({"ownerReferences": owner} if owner else {}),
+        },
+        "stringData": dict(request.secret_env),
+    }
 
 
 def _with_secret_env(template: dict, request: LaunchRequest) -> dict:
     """A pod template whose containers read the job's secrets from its Secret (``secretKeyRef``), never by value."""
-    env = [{"name": key, "valueFrom": {"secretKeyRef": {"name": job_secret_name(request.job_id), "key": key}}}
-           for key in sorted(request.secret_env)]
+    env = [
+        {"name": key, "valueFrom": {"secretKeyRef": {"name": job_secret_name(request.job_id), "key": key}}}
+        for key in sorted(request.secret_env)
+    ]
     for container in template["spec"]["containers"]:
         container["env"] = [*container.get("env", []), *env]
     return template
@@ -223,8 +283,10 @@ def build_rayjob(request: LaunchRequest, target: Target, options: RayJobOptions)
     """The RayJob manifest of one job (pure: no API calls). Its secrets are not in it: every pod reads them from
     the job's Secret (:func:`build_job_secret`)."""
     labels = {QUEUE_LABEL: target.local_queue, **job_labels(request)}
-    head, worker, submitter = (_with_secret_env(template, request) for template in
-                               job_pods(request.budget, job_labels(request), options, target.service_account))
+    head, worker, submitter = (
+        _with_secret_env(template, request)
+        for template in job_pods(request.budget, job_labels(request), options, target.service_account)
+    )
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": KIND,
@@ -261,8 +323,10 @@ def kueue_pod_sets(rayjob: dict) -> list[PodSet]:
     spec = rayjob["spec"]
     cluster = spec["rayClusterSpec"]
     sets = [PodSet(name=HEAD_POD_SET, count=1, template=cluster["headGroupSpec"]["template"])]
-    sets += [PodSet(name=g["groupName"], count=g.get("replicas", 1) * max(g.get("numOfHosts", 1), 1),
-                    template=g["template"]) for g in cluster.get("workerGroupSpecs", [])]
+    sets += [
+        PodSet(name=g["groupName"], count=g.get("replicas", 1) * max(g.get("numOfHosts", 1), 1), template=g["template"])
+        for g in cluster.get("workerGroupSpecs", [])
+    ]
     if spec.get("submissionMode") == "K8sJobMode":
         if "submitterPodTemplate" not in spec:
             raise ValueError("no submitterPodTemplate: Kueue would count its default submitter (500m CPU, 200Mi)")
@@ -276,8 +340,13 @@ def pod_requests(template: dict) -> Resources:
     for container in template["spec"]["containers"]:
         amounts = container.get("resources") or {}
         asked = amounts.get("requests") or amounts.get("limits") or {}
-        total = total.plus(Resources(cpus=parse_cpu(asked.get("cpu", 0)), gpus=int(asked.get(GPU_RESOURCE, 0)),
-                                     memory=parse_memory(asked.get("memory", 0))))
+        total = total.plus(
+            Resources(
+                cpus=parse_cpu(asked.get("cpu", 0)),
+                gpus=int(asked.get(GPU_RESOURCE, 0)),
+                memory=parse_memory(asked.get("memory", 0)),
+            )
+        )
     return total
 
 
@@ -292,10 +361,15 @@ def rayjob_pod_requests(budget: Resources, options: RayJobOptions) -> PodRequest
     """What the RayJob of a job with this budget requests in all: the worker, plus the head and the submitter."""
     head, worker, submitter = job_pods(budget, {}, options)
     overhead = {"Ray head": pod_requests(head), "submitter": pod_requests(submitter)}
-    return PodRequests(total=total_requests([PodSet(name=name, count=1, template=template) for name, template in
-                                             ((HEAD_POD_SET, head), (WORKER_GROUP, worker),
-                                              (SUBMITTER_POD_SET, submitter))]),
-                       overhead=overhead)
+    return PodRequests(
+        total=total_requests(
+            [
+                PodSet(name=name, count=1, template=template)
+                for name, template in ((HEAD_POD_SET, head), (WORKER_GROUP, worker), (SUBMITTER_POD_SET, submitter))
+            ]
+        ),
+        overhead=overhead,
+    )
 
 
 # -- status ---------------------------------------------------------------------------------------
@@ -356,7 +430,14 @@ def job_info(obj: dict, workload: dict | None = None, cluster_queue: str = "") -
     ray_times = info.get("rayJobInfo") or {}
     status = rayjob_status(obj)
     end = parse_time(ray_times.get("endTime") or info.get("endTime")) if status.terminal else None
-    message = (queue_message(obj, status, workload, cluster_queue) if workload is not None and not status.terminal
-               else rayjob_message(obj, status))
-    return BackendJobInfo(status=status, message=message,
-                          start_time=parse_time(ray_times.get("startTime") or info.get("startTime")), end_time=end)
+    message = (
+        queue_message(obj, status, workload, cluster_queue)
+        if workload is not None and not status.terminal
+        else rayjob_message(obj, status)
+    )
+    return BackendJobInfo(
+        status=status,
+        message=message,
+        start_time=parse_time(ray_times.get("startTime") or info.get("startTime")),
+        end_time=end,
+    )

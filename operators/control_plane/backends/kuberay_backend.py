@@ -98,8 +98,14 @@ class KubeRayBackend(Backend):
     queues_jobs = True  # Kueue admits the suspended RayJobs against the tenants' ClusterQueues
     watch_starts = False  # each look lists RayJobs and Workloads: no 50 ms watch (billing starts within a round)
 
-    def __init__(self, targets: dict[str, Target], options: RayJobOptions | None = None,
-                 custom_api: Any = None, core_api: Any = None, capacity: Capacity | None = None):
+    def __init__(
+        self,
+        targets: dict[str, Target],
+        options: RayJobOptions | None = None,
+        custom_api: Any = None,
+        core_api: Any = None,
+        capacity: Capacity | None = None,
+    ):
         self.targets = targets
         self.options = options or RayJobOptions()
         self._capacity = capacity or Capacity()
@@ -136,7 +142,9 @@ class KubeRayBackend(Backend):
             if exc.status == 409:
                 raise AlreadyExists(f"{what}: already exists") from None
             if exc.status == 403:
-                raise BackendError(f"{what}: forbidden for the control plane's ServiceAccount (check its Role)") from None
+                raise BackendError(
+                    f"{what}: forbidden for the control plane's ServiceAccount (check its Role)"
+                ) from None
             raise BackendError(f"{what}: Kubernetes API {exc.status} {exc.reason}") from None
         except BackendError:
             raise
@@ -158,8 +166,15 @@ class KubeRayBackend(Backend):
         namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
         ref = f"{namespace}/{name}"
         try:
-            created = self._call(f"create RayJob {ref}", self.custom_api.create_namespaced_custom_object,
-                                 GROUP, VERSION, namespace, PLURAL, manifest)
+            created = self._call(
+                f"create RayJob {ref}",
+                self.custom_api.create_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                manifest,
+            )
         except AlreadyExists:
             created = self._adopt(ref, request.job_id)  # created before a crash: adopt it
         if request.secret_env:  # the RayJob is suspended until Kueue admits it: its Secret is there before its pods
@@ -172,8 +187,9 @@ class KubeRayBackend(Backend):
         try:
             self._call(f"create Secret {namespace}/{name}", self.core_api.create_namespaced_secret, namespace, secret)
         except AlreadyExists:
-            self._call(f"replace Secret {namespace}/{name}", self.core_api.replace_namespaced_secret, name,
-                       namespace, secret)
+            self._call(
+                f"replace Secret {namespace}/{name}", self.core_api.replace_namespaced_secret, name, namespace, secret
+            )
 
     def _adopt(self, ref: str, job_id: str) -> dict:
         existing = self._get(ref)
@@ -184,8 +200,9 @@ class KubeRayBackend(Backend):
 
     def _get(self, ref: str) -> dict:
         namespace, name = split_ref(ref)
-        return self._call(f"RayJob {ref}", self.custom_api.get_namespaced_custom_object,
-                          GROUP, VERSION, namespace, PLURAL, name)
+        return self._call(
+            f"RayJob {ref}", self.custom_api.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
+        )
 
     def info(self, ref: str) -> BackendJobInfo:
         """The RayJob (one GET) and its Workload (one list by Kueue's job-uid label)."""
@@ -209,8 +226,10 @@ class KubeRayBackend(Backend):
                 answers[ref] = exc
         for namespace, namespace_refs in wanted.items():
             try:
-                rayjobs = {f"{namespace}/{o['metadata']['name']}": o for o in self._list(
-                    f"RayJobs of {namespace}", GROUP, VERSION, namespace, PLURAL, JOB_ID_LABEL)}
+                rayjobs = {
+                    f"{namespace}/{o['metadata']['name']}": o
+                    for o in self._list(f"RayJobs of {namespace}", GROUP, VERSION, namespace, PLURAL, JOB_ID_LABEL)
+                }
             except BackendError as exc:
                 answers.update(dict.fromkeys(namespace_refs, exc))
                 continue
@@ -237,8 +256,17 @@ class KubeRayBackend(Backend):
         items: list[dict] = []
         token = None
         while True:
-            page = self._call(what, self.custom_api.list_namespaced_custom_object, group, version, namespace, plural,
-                              label_selector=selector, limit=LIST_PAGE, **({"_continue": token} if token else {}))
+            page = self._call(
+                what,
+                self.custom_api.list_namespaced_custom_object,
+                group,
+                version,
+                namespace,
+                plural,
+                label_selector=selector,
+                limit=LIST_PAGE,
+                **({"_continue": token} if token else {}),
+            )
             items += page.get("items") or []
             token = (page.get("metadata") or {}).get("continue")
             if not token:
@@ -247,8 +275,11 @@ class KubeRayBackend(Backend):
     def _workloads(self, namespace: str, selector: str) -> dict[str, dict]:
         """RayJob uid -> Workload; {} when they cannot be read (the jobs' states do not depend on them)."""
         try:
-            return workloads_by_owner(self._list(f"Workloads of {namespace}", WORKLOAD_GROUP, WORKLOAD_VERSION,
-                                                 namespace, WORKLOAD_PLURAL, selector))
+            return workloads_by_owner(
+                self._list(
+                    f"Workloads of {namespace}", WORKLOAD_GROUP, WORKLOAD_VERSION, namespace, WORKLOAD_PLURAL, selector
+                )
+            )
         except BackendError as exc:
             log.warning("no Kueue reasons for the jobs in %s: %s", namespace, exc)
             return {}
@@ -273,16 +304,22 @@ class KubeRayBackend(Backend):
         raise BackendError(f"no submitter or head pod of RayJob {ref} (not admitted yet, or already cleaned up)")
 
     def _newest_pod(self, namespace: str, selector: str) -> Any:
-        pods = self._call(f"pods of {namespace} ({selector})", self.core_api.list_namespaced_pod, namespace,
-                          label_selector=selector)
+        pods = self._call(
+            f"pods of {namespace} ({selector})", self.core_api.list_namespaced_pod, namespace, label_selector=selector
+        )
         items = list(getattr(pods, "items", None) or [])
         return max(items, key=_created, default=None)
 
     def _pod_log(self, namespace: str, pod: Any) -> str:
         container = pod.spec.containers[0].name if pod.spec and pod.spec.containers else None
         try:
-            return self._call(f"log of pod {namespace}/{pod.metadata.name}", self.core_api.read_namespaced_pod_log,
-                              pod.metadata.name, namespace, container=container)
+            return self._call(
+                f"log of pod {namespace}/{pod.metadata.name}",
+                self.core_api.read_namespaced_pod_log,
+                pod.metadata.name,
+                namespace,
+                container=container,
+            )
         except JobNotFound:
             raise BackendError(f"pod {namespace}/{pod.metadata.name} is gone") from None
 
@@ -292,8 +329,16 @@ class KubeRayBackend(Backend):
         self._get(ref)  # JobNotFound if it is already gone
         self._annotate_stop(ref, f"{time.time():.3f}")
         try:
-            self._call(f"delete RayJob {ref}", self.custom_api.delete_namespaced_custom_object, GROUP, VERSION,
-                       namespace, PLURAL, name, propagation_policy="Foreground")
+            self._call(
+                f"delete RayJob {ref}",
+                self.custom_api.delete_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                propagation_policy="Foreground",
+            )
         except JobNotFound:
             pass
         except BackendError:
@@ -302,8 +347,16 @@ class KubeRayBackend(Backend):
 
     def _annotate_stop(self, ref: str, value: str | None) -> None:
         namespace, name = split_ref(ref)
-        self._call(f"annotate RayJob {ref}", self.custom_api.patch_namespaced_custom_object, GROUP, VERSION,
-                   namespace, PLURAL, name, {"metadata": {"annotations": {STOP_ANNOTATION: value}}})
+        self._call(
+            f"annotate RayJob {ref}",
+            self.custom_api.patch_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"metadata": {"annotations": {STOP_ANNOTATION: value}}},
+        )
 
     def capacity(self) -> Capacity:
         return self._capacity
@@ -314,8 +367,9 @@ class KubeRayBackend(Backend):
             return False
         namespace = next(iter(self.targets.values())).namespace
         try:
-            self._call("RayJobs", self.custom_api.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL,
-                       limit=1)
+            self._call(
+                "RayJobs", self.custom_api.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, limit=1
+            )
             return True
         except BackendError:
             return False

@@ -29,8 +29,13 @@ WORKLOAD_GROUP, WORKLOAD_VERSION = KUEUE_API.split("/")
 WORKLOAD_PLURAL = "workloads"
 JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"
 # QuotaReserved=False reasons that mean "in the queue, waiting for quota" (the rest: it cannot be admitted as is).
-WAITING_REASONS = {"Pending", "WaitingForQuota", "PendingEvaluation", "WaitingForPreemptedWorkloads",
-                   "WaitingForPodsReady"}
+WAITING_REASONS = {
+    "Pending",
+    "WaitingForQuota",
+    "PendingEvaluation",
+    "WaitingForPreemptedWorkloads",
+    "WaitingForPodsReady",
+}
 
 
 def owner_uid(workload: dict) -> str | None:

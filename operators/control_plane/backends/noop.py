@@ -28,6 +28,7 @@ from testbed.jobs import JobStatus
 SUBMITTER = f"{socket.gethostname()}:{os.getpid()}"
 _SLEEP = re.compile(r"\s*sleep\s+(\d+(?:\.\d*)?)\s*")
 
+
 def run_seconds(entrypoint: str) -> float:
     """How long a job "runs": N for ``sleep N``, else 0."""
     match = _SLEEP.fullmatch(entrypoint)
@@ -48,8 +49,9 @@ class NoopJob:
     def info(self, now: float) -> BackendJobInfo:
         end = self.submitted_at + self.run_seconds
         if self.stopped_at is not None and self.stopped_at < end:
-            return BackendJobInfo(status=JobStatus.STOPPED, message="stopped", start_time=self.submitted_at,
-                                  end_time=self.stopped_at)
+            return BackendJobInfo(
+                status=JobStatus.STOPPED, message="stopped", start_time=self.submitted_at, end_time=self.stopped_at
+            )
         if now < end:
             return BackendJobInfo(status=JobStatus.RUNNING, start_time=self.submitted_at)
         return BackendJobInfo(status=JobStatus.SUCCEEDED, start_time=self.submitted_at, end_time=end)
@@ -77,12 +79,14 @@ class NoopBackend(Backend):
                 if known is not job:
                     known.submits += 1
             return request.job_id
-        insert = postgresql.insert(NOOP_JOBS).values(
-            job_id=request.job_id, **asdict(job))
+        insert = postgresql.insert(NOOP_JOBS).values(job_id=request.job_id, **asdict(job))
         with self._engine.begin() as conn:  # a second submit of a job adopts it, and is counted
             conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")  # a test aid's record: no fsync wait
-            conn.execute(insert.on_conflict_do_update(index_elements=[NOOP_JOBS.c.job_id],
-                                                      set_={"submits": NOOP_JOBS.c.submits + 1}))
+            conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[NOOP_JOBS.c.job_id], set_={"submits": NOOP_JOBS.c.submits + 1}
+                )
+            )
         return request.job_id
 
     def job(self, ref: str) -> NoopJob:
@@ -116,8 +120,11 @@ class NoopBackend(Backend):
                 job.stopped_at = job.stopped_at or now
             return
         with self._engine.begin() as conn:
-            conn.execute(update(NOOP_JOBS).where(NOOP_JOBS.c.job_id == ref, NOOP_JOBS.c.stopped_at.is_(None))
-                         .values(stopped_at=now))
+            conn.execute(
+                update(NOOP_JOBS)
+                .where(NOOP_JOBS.c.job_id == ref, NOOP_JOBS.c.stopped_at.is_(None))
+                .values(stopped_at=now)
+            )
 
     def capacity(self) -> Capacity:
         return self._capacity

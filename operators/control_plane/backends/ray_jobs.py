@@ -26,6 +26,7 @@ from operators.control_plane.backends.base import (
 )
 from testbed.jobs import JobStatus
 
+
 # Ray's SDK raises RuntimeError("Request failed with status code 404: Job ... does not exist.") and
 # the like: the status code and the server's words are all there is to tell the cases apart.
 class JobLogins:
@@ -161,8 +162,10 @@ class RayJobsBackend(Backend):
                 open(path, "rb").close()
             except OSError as exc:  # gone for good, or the store does not answer now
                 error = PermanentBackendError if isinstance(exc, FileNotFoundError) else BackendError
-                raise error(f"the code package of {job_id} cannot be read from the tenant's storage "
-                            f"({package.location}): {exc.strerror or exc}") from None
+                raise error(
+                    f"the code package of {job_id} cannot be read from the tenant's storage "
+                    f"({package.location}): {exc.strerror or exc}"
+                ) from None
             with ray_errors("cannot upload the code package of", job_id):
                 self.client._upload_package(uri, path, include_gitignore=False, is_file=True)
         return uri

@@ -36,8 +36,15 @@ def replica_id() -> str:
 class Lease:
     """One process's view of a named lease: whether it holds it, renewed when due."""
 
-    def __init__(self, store: Store, name: str, ttl: float, renew_every: float, holder: str | None = None,
-                 clock: Clock = SYSTEM_CLOCK):
+    def __init__(
+        self,
+        store: Store,
+        name: str,
+        ttl: float,
+        renew_every: float,
+        holder: str | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ):
         if not 0 < renew_every < ttl:
             raise ValueError(f"lease {name!r}: renew_every ({renew_every}) must be below ttl ({ttl})")
         self.store = store
@@ -90,13 +97,17 @@ class Lease:
         now = self.clock.time()
         table = LeaseRow.__table__
         with self.store.write_session() as s:
-            insert = dialect_insert(s, table).values(name=self.name, holder=self.holder, expires_at=now + self.ttl,
-                                                     acquired_at=now)
+            insert = dialect_insert(s, table).values(
+                name=self.name, holder=self.holder, expires_at=now + self.ttl, acquired_at=now
+            )
             mine = table.c.holder == insert.excluded.holder
             statement = insert.on_conflict_do_update(
                 index_elements=[table.c.name],
-                set_={"holder": insert.excluded.holder, "expires_at": insert.excluded.expires_at,
-                      "acquired_at": case((mine, table.c.acquired_at), else_=insert.excluded.acquired_at)},
+                set_={
+                    "holder": insert.excluded.holder,
+                    "expires_at": insert.excluded.expires_at,
+                    "acquired_at": case((mine, table.c.acquired_at), else_=insert.excluded.acquired_at),
+                },
                 where=mine | (table.c.expires_at < now) | literal(take),
             ).returning(table.c.holder)
             return s.execute(statement).first() is not None

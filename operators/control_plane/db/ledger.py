@@ -91,15 +91,27 @@ def fold_job(session: Session, row: JobRow) -> None:
         "memory_byte_seconds": float(row.memory_bytes) * seconds,
     }
     usage = UsageJobRow.__table__
-    once = dialect_insert(session, usage).values(job_id=row.id, tenant=row.tenant, gpu_model=model, status=row.status,
-                                                 **used)
-    if session.execute(once.on_conflict_do_nothing(index_elements=[usage.c.job_id]).returning(usage.c.job_id)).first() is None:
+    once = dialect_insert(session, usage).values(
+        job_id=row.id, tenant=row.tenant, gpu_model=model, status=row.status, **used
+    )
+    if (
+        session.execute(once.on_conflict_do_nothing(index_elements=[usage.c.job_id]).returning(usage.c.job_id)).first()
+        is None
+    ):
         return  # folded before
     _add_to_totals(session, row.tenant, model, {**used, _JOB_COUNTERS[row.status]: 1})
 
 
-_ZERO_TOTALS = {"cpu_seconds": 0.0, "gpu_seconds": 0.0, "memory_byte_seconds": 0.0,
-                "jobs_succeeded": 0, "jobs_failed": 0, "jobs_stopped": 0}
+_ZERO_TOTALS = {
+    "cpu_seconds": 0.0,
+    "gpu_seconds": 0.0,
+    "memory_byte_seconds": 0.0,
+    "jobs_succeeded": 0,
+    "jobs_failed": 0,
+    "jobs_stopped": 0,
+}
+
+
 def _add_to_totals(session: Session, tenant: str, model: str, values: dict[str, float]) -> None:
     """Add ``values`` to a totals row in SQL (``x = x + v``), creating it on first use.
 
@@ -107,12 +119,13 @@ def _add_to_totals(session: Session, tenant: str, model: str, values: dict[str, 
     or double an increment.
     """
     table = UsageTotalRow.__table__
-    insert = dialect_insert(session, table).values(
-        tenant=tenant, gpu_model=model, **{**_ZERO_TOTALS, **values})
-    session.execute(insert.on_conflict_do_update(
-        index_elements=[table.c.tenant, table.c.gpu_model],
-        set_={name: table.c[name] + insert.excluded[name] for name in values},
-    ))
+    insert = dialect_insert(session, table).values(tenant=tenant, gpu_model=model, **{**_ZERO_TOTALS, **values})
+    session.execute(
+        insert.on_conflict_do_update(
+            index_elements=[table.c.tenant, table.c.gpu_model],
+            set_={name: table.c[name] + insert.excluded[name] for name in values},
+        )
+    )
 
 
 class Ledger:
@@ -150,14 +163,32 @@ class Ledger:
         now = time.time() if now is None else now
         t, j = UsageTotalRow.__table__.c, JobRow.__table__.c
         totals = select(
-            t.tenant, t.gpu_model, null().label("gpus"), null().label("status"),
-            t.cpu_seconds, t.gpu_seconds, t.memory_byte_seconds,
-            t.jobs_succeeded, t.jobs_failed, t.jobs_stopped, null().label("started_at"), null().label("until"),
+            t.tenant,
+            t.gpu_model,
+            null().label("gpus"),
+            null().label("status"),
+            t.cpu_seconds,
+            t.gpu_seconds,
+            t.memory_byte_seconds,
+            t.jobs_succeeded,
+            t.jobs_failed,
+            t.jobs_stopped,
+            null().label("started_at"),
+            null().label("until"),
         )
         active = select(
-            j.tenant, j.gpu_model, j.gpus, j.status,
-            j.cpus, literal(0.0), j.memory_bytes,
-            literal(0), literal(0), literal(0), j.started_at, j.last_seen_at,
+            j.tenant,
+            j.gpu_model,
+            j.gpus,
+            j.status,
+            j.cpus,
+            literal(0.0),
+            j.memory_bytes,
+            literal(0),
+            literal(0),
+            literal(0),
+            j.started_at,
+            j.last_seen_at,
         ).where(j.status.in_(_ACTIVE))
         wanted = None if tenants is None else set(tenants)
         meters: dict[str, TenantMeter] = {}
@@ -182,12 +213,14 @@ class Ledger:
                     meter.add(gpu_key(gpus, model), cpu * seconds, gpus * seconds, memory * seconds)
         return meters
 
-    def gpu_burn(self, tenants: Iterable[str] | None = None, now: float | None = None) -> dict[str, list[tuple[float, float]]]:
+    def gpu_burn(
+        self, tenants: Iterable[str] | None = None, now: float | None = None
+    ) -> dict[str, list[tuple[float, float]]]:
         """Cumulative allocated GPU-seconds per tenant at each job start/end (for burn-down plots)."""
         now = time.time() if now is None else now
-        query = select(JobRow.tenant, JobRow.gpus, JobRow.status, JobRow.started_at, JobRow.ended_at, JobRow.last_seen_at).where(
-            JobRow.gpus > 0, JobRow.started_at.is_not(None)
-        )
+        query = select(
+            JobRow.tenant, JobRow.gpus, JobRow.status, JobRow.started_at, JobRow.ended_at, JobRow.last_seen_at
+        ).where(JobRow.gpus > 0, JobRow.started_at.is_not(None))
         if tenants is not None:
             query = query.where(JobRow.tenant.in_(list(tenants)))
         events: dict[str, list[tuple[float, int]]] = {}

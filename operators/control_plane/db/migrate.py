@@ -74,7 +74,9 @@ def _migration_engine(url: str) -> Engine:
     return create_engine(url, poolclass=NullPool)
 
 
-def upgrade(url: str, revision: str = "head", opening_prices: Mapping[str, Any] | None = None) -> tuple[str | None, str]:
+def upgrade(
+    url: str, revision: str = "head", opening_prices: Mapping[str, Any] | None = None
+) -> tuple[str | None, str]:
     """Bring the database at ``url`` to ``revision`` (the newest); (its revision before, after).
 
     ``opening_prices`` (tenant -> ``testbed.config.Price``): what 0003_money prices today's usage at.
@@ -110,7 +112,9 @@ def opening_prices(stack: Any, backend: str, now: float | None = None) -> dict[s
     prices = {}
     for tenant in stack.tenants:
         try:
-            prices[tenant.id] = stack.price_for(pricing_pool(stack, tenant, backend), time.time() if now is None else now)
+            prices[tenant.id] = stack.price_for(
+                pricing_pool(stack, tenant, backend), time.time() if now is None else now
+            )
         except KeyError:
             pass
     return prices

@@ -123,7 +123,8 @@ class UsageJobRow(Base):
 
 
 NOOP_JOBS = Table(
-    "noop_jobs", MetaData(),
+    "noop_jobs",
+    MetaData(),
     Column("job_id", String(40), primary_key=True),
     Column("tenant", String(64), nullable=False),
     Column("submitted_at", Float, nullable=False),
@@ -139,11 +140,12 @@ class MoneyLedgerRow(Base):
     """One ledger entry (append-only)."""
 
     __tablename__ = "money_ledger"
-    __table_args__ = (Index("ix_money_ledger_tenant_job", "tenant", "job_id"),
-                      Index("ix_money_ledger_tenant_kind", "tenant", "kind"))  # 0007_scale
+    __table_args__ = (
+        Index("ix_money_ledger_tenant_job", "tenant", "job_id"),
+        Index("ix_money_ledger_tenant_kind", "tenant", "kind"),
+    )  # 0007_scale
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
-                                    primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     at: Mapped[float] = mapped_column(Float)
     tenant: Mapped[str] = mapped_column(String(64))
     job_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)

@@ -48,7 +48,11 @@ from testbed.money import (
 log = logging.getLogger("testbed.control_plane")
 
 WARN_RATIO = 0.9  # stop mode: a running job's message warns at 90% of the grant
-CHARGED_KINDS = (LedgerKind.OPENING.value, LedgerKind.CHARGE.value, LedgerKind.ADJUSTMENT.value)  # what counts as charged
+CHARGED_KINDS = (
+    LedgerKind.OPENING.value,
+    LedgerKind.CHARGE.value,
+    LedgerKind.ADJUSTMENT.value,
+)  # what counts as charged
 
 
 @dataclass(frozen=True)
@@ -95,8 +99,12 @@ class JobShape:
         """The shape admission priced the job's hold by (its pods in all, ``spec[PRICED_KEY]``); else its spec."""
         spec = row.spec or {}
         priced = spec.get(PRICED_KEY) or {}
-        return cls(float(priced.get("cpus", row.cpus)), int(priced.get("gpus", row.gpus)),
-                   int(priced.get("memory_bytes", row.memory_bytes)), int(spec.get("max_runtime_seconds") or 0))
+        return cls(
+            float(priced.get("cpus", row.cpus)),
+            int(priced.get("gpus", row.gpus)),
+            int(priced.get("memory_bytes", row.memory_bytes)),
+            int(spec.get("max_runtime_seconds") or 0),
+        )
 
     def priced(self) -> dict[str, float | int]:
         """What is priced per second, as the job record keeps it (``spec[PRICED_KEY]``)."""
@@ -143,8 +151,14 @@ class MoneyLedger:
         self._prices = {p.id: p for p in stack.prices}
 
     # -- reads -------------------------------------------------------------------------------
-    def entries(self, tenant: str | None = None, since: float | None = None, until: float | None = None,
-                kinds: Iterable[LedgerKind] | None = None, job_id: str | None = None) -> list[LedgerEntry]:
+    def entries(
+        self,
+        tenant: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        kinds: Iterable[LedgerKind] | None = None,
+        job_id: str | None = None,
+    ) -> list[LedgerEntry]:
         """Ledger entries in order, filtered by tenant, time ``[since, until)``, kinds and job."""
         query = select(MoneyLedgerRow).order_by(MoneyLedgerRow.id)
         if tenant is not None:
@@ -178,8 +192,11 @@ class MoneyLedger:
             return {}
         t = MoneyLedgerRow
         with self.store.session() as s:
-            rows = s.execute(select(t.tenant, func.sum(t.amount_krw)).where(t.tenant.in_(ids), t.kind.in_(CHARGED_KINDS))
-                             .group_by(t.tenant)).all()
+            rows = s.execute(
+                select(t.tenant, func.sum(t.amount_krw))
+                .where(t.tenant.in_(ids), t.kind.in_(CHARGED_KINDS))
+                .group_by(t.tenant)
+            ).all()
         return {tenant: int(amount or 0) for tenant, amount in rows}
 
     def job_money(self, job_ids: list[str]) -> dict[str, tuple[int, int]]:
@@ -187,19 +204,30 @@ class MoneyLedger:
         if not job_ids:
             return {}
         t = MoneyLedgerRow
-        query = (select(t.job_id, t.kind, func.sum(t.amount_krw)).where(t.job_id.in_(job_ids),
-                 t.kind.in_([LedgerKind.HOLD.value, LedgerKind.CHARGE.value])).group_by(t.job_id, t.kind))
+        query = (
+            select(t.job_id, t.kind, func.sum(t.amount_krw))
+            .where(t.job_id.in_(job_ids), t.kind.in_([LedgerKind.HOLD.value, LedgerKind.CHARGE.value]))
+            .group_by(t.job_id, t.kind)
+        )
         out: dict[str, tuple[int, int]] = {}
         with self.store.session() as s:
             for job_id, kind, amount in s.execute(query):
                 hold, charged = out.get(job_id, (0, 0))
-                out[job_id] = (hold + int(amount), charged) if kind == LedgerKind.HOLD.value else (hold, charged + int(amount))
+                out[job_id] = (
+                    (hold + int(amount), charged) if kind == LedgerKind.HOLD.value else (hold, charged + int(amount))
+                )
         return out
 
     def _balance(self, s: Session, tenant_id: str, gpu: bool = True) -> "_Balance":
         t = MoneyLedgerRow
-        sums = {kind: (int(amount or 0), int(gpu or 0)) for kind, amount, gpu in s.execute(
-            select(t.kind, func.sum(t.amount_krw), func.sum(t.gpu_seconds)).where(t.tenant == tenant_id).group_by(t.kind))}
+        sums = {
+            kind: (int(amount or 0), int(gpu or 0))
+            for kind, amount, gpu in s.execute(
+                select(t.kind, func.sum(t.amount_krw), func.sum(t.gpu_seconds))
+                .where(t.tenant == tenant_id)
+                .group_by(t.kind)
+            )
+        }
         charged = sum(sums.get(k, (0, 0))[0] for k in CHARGED_KINDS)
         charged_gpu = sum(sums.get(k, (0, 0))[1] for k in CHARGED_KINDS)
         held, held_gpu = self._held(s, tenant_id, gpu)
@@ -212,10 +240,18 @@ class MoneyLedger:
         if grant_krw is not None and enforcement == Enforcement.WARN:
             overspend = max(0, charged + held - grant_krw)
         return _Balance(
-            tenant=tenant_id, grant_krw=grant_krw, charged_krw=charged, held_krw=held, remaining_krw=remaining,
-            overspend_krw=overspend, grant_gpu_hours=grant.gpu_hours if grant is not None else None,
-            charged_gpu_hours=charged_gpu / 3600.0, enforcement=enforcement, charged_gpu_seconds=charged_gpu,
-            held_gpu_seconds=held_gpu)
+            tenant=tenant_id,
+            grant_krw=grant_krw,
+            charged_krw=charged,
+            held_krw=held,
+            remaining_krw=remaining,
+            overspend_krw=overspend,
+            grant_gpu_hours=grant.gpu_hours if grant is not None else None,
+            charged_gpu_hours=charged_gpu / 3600.0,
+            enforcement=enforcement,
+            charged_gpu_seconds=charged_gpu,
+            held_gpu_seconds=held_gpu,
+        )
 
     def _held(self, s: Session, tenant_id: str, gpu: bool = True) -> tuple[int, int]:
         """(won, GPU-seconds; 0 unless ``gpu``) still held by the tenant's jobs whose hold is not released: per
@@ -224,16 +260,24 @@ class MoneyLedger:
         Summed by the database in one statement (no job rows are loaded)."""
         t = MoneyLedgerRow
         released = select(t.job_id).where(t.tenant == tenant_id, t.kind == LedgerKind.RELEASE.value)
-        held_jobs = select(t.job_id).where(t.tenant == tenant_id, t.kind == LedgerKind.HOLD.value,
-                                           t.job_id.not_in(released))
+        held_jobs = select(t.job_id).where(
+            t.tenant == tenant_id, t.kind == LedgerKind.HOLD.value, t.job_id.not_in(released)
+        )
 
         def of_kind(kind: LedgerKind, column: Any) -> Any:
             return func.coalesce(func.sum(case((t.kind == kind.value, column), else_=0)), 0)
 
-        per_job = (select(t.job_id.label("job_id"), of_kind(LedgerKind.HOLD, t.amount_krw).label("hold"),
-                          of_kind(LedgerKind.CHARGE, t.amount_krw).label("charged"),
-                          of_kind(LedgerKind.CHARGE, t.gpu_seconds).label("charged_gpu"))
-                   .where(t.tenant == tenant_id, t.job_id.in_(held_jobs)).group_by(t.job_id).subquery())
+        per_job = (
+            select(
+                t.job_id.label("job_id"),
+                of_kind(LedgerKind.HOLD, t.amount_krw).label("hold"),
+                of_kind(LedgerKind.CHARGE, t.amount_krw).label("charged"),
+                of_kind(LedgerKind.CHARGE, t.gpu_seconds).label("charged_gpu"),
+            )
+            .where(t.tenant == tenant_id, t.job_id.in_(held_jobs))
+            .group_by(t.job_id)
+            .subquery()
+        )
         won = func.sum(case((per_job.c.hold > per_job.c.charged, per_job.c.hold - per_job.c.charged), else_=0))
         if not gpu:
             return int(s.execute(select(won).select_from(per_job)).scalar_one() or 0), 0
@@ -241,7 +285,8 @@ class MoneyLedger:
         gpu_need = JobRow.gpus * JobRow.spec["max_runtime_seconds"].as_integer()
         gpu_left = func.sum(case((gpu_need > per_job.c.charged_gpu, gpu_need - per_job.c.charged_gpu), else_=0))
         won_held, gpu_held = s.execute(
-            select(won, gpu_left).select_from(per_job.outerjoin(JobRow, JobRow.id == per_job.c.job_id))).one()
+            select(won, gpu_left).select_from(per_job.outerjoin(JobRow, JobRow.id == per_job.c.job_id))
+        ).one()
         return int(won_held or 0), int(gpu_held or 0)
 
     # -- admission -----------------------------------------------------------------------------
@@ -265,11 +310,22 @@ class MoneyLedger:
     @staticmethod
     def hold_row(job_id: str, tenant: str, hold: Hold, shape: JobShape, now: float) -> "MoneyLedgerRow":
         """The hold entry of an admitted job, for the caller to write with the job's record."""
-        return MoneyLedgerRow(at=now, tenant=tenant, job_id=job_id, kind=LedgerKind.HOLD.value, amount_krw=hold.krw,
-                              pool=hold.pool, price_id=hold.price_id, seconds=0, cpu_milli_seconds=0, gpu_seconds=0,
-                              memory_mib_seconds=0, actor=None,
-                              note=f"max cost: {format_duration(shape.max_runtime_seconds)} x {shape.cpus:g} CPUs, "
-                                   f"{shape.gpus} GPUs, {shape.memory_bytes / 2**30:g} GiB")
+        return MoneyLedgerRow(
+            at=now,
+            tenant=tenant,
+            job_id=job_id,
+            kind=LedgerKind.HOLD.value,
+            amount_krw=hold.krw,
+            pool=hold.pool,
+            price_id=hold.price_id,
+            seconds=0,
+            cpu_milli_seconds=0,
+            gpu_seconds=0,
+            memory_mib_seconds=0,
+            actor=None,
+            note=f"max cost: {format_duration(shape.max_runtime_seconds)} x {shape.cpus:g} CPUs, "
+            f"{shape.gpus} GPUs, {shape.memory_bytes / 2**30:g} GiB",
+        )
 
     # -- charges ---------------------------------------------------------------------------------
     def accrue(self, s: Session, row: JobRow, until: float, now: float) -> int:
@@ -286,9 +342,18 @@ class MoneyLedger:
         limit = row.started_at + shape.max_runtime_seconds if shape.max_runtime_seconds else until
         total = int(math.floor(max(0.0, min(until, limit) - row.started_at)))
         t = MoneyLedgerRow
-        done = s.execute(select(t.price_id, func.sum(t.seconds), func.sum(t.amount_krw), func.sum(t.cpu_milli_seconds),
-                                func.sum(t.gpu_seconds), func.sum(t.memory_mib_seconds))
-                         .where(t.job_id == row.id, t.kind == LedgerKind.CHARGE.value).group_by(t.price_id)).all()
+        done = s.execute(
+            select(
+                t.price_id,
+                func.sum(t.seconds),
+                func.sum(t.amount_krw),
+                func.sum(t.cpu_milli_seconds),
+                func.sum(t.gpu_seconds),
+                func.sum(t.memory_mib_seconds),
+            )
+            .where(t.job_id == row.id, t.kind == LedgerKind.CHARGE.value)
+            .group_by(t.price_id)
+        ).all()
         covered = sum(int(r[1] or 0) for r in done)
         if total <= covered:
             return 0
@@ -304,8 +369,9 @@ class MoneyLedger:
             if price is None:
                 log.error("ledger names price %s that the stack file no longer has; job %s", price_id, row.id)
                 return 0
-            exact += exact_cost(Meter(cpu_milli_seconds=int(cpu), gpu_seconds=int(gpu), memory_mib_seconds=int(mem)),
-                                price.rates)
+            exact += exact_cost(
+                Meter(cpu_milli_seconds=int(cpu), gpu_seconds=int(gpu), memory_mib_seconds=int(mem)), price.rates
+            )
         added = 0
         for piece in pieces:
             meter = shape.meter(piece.end - piece.start)
@@ -313,11 +379,23 @@ class MoneyLedger:
             amount = round_half_up(exact) - charged
             charged += amount
             added += amount
-            s.add(MoneyLedgerRow(at=now, tenant=row.tenant, job_id=row.id, kind=LedgerKind.CHARGE.value, amount_krw=amount,
-                                 pool=pool, price_id=piece.price.id, seconds=piece.end - piece.start,
-                                 cpu_milli_seconds=meter.cpu_milli_seconds, gpu_seconds=meter.gpu_seconds,
-                                 memory_mib_seconds=meter.memory_mib_seconds, actor=None,
-                                 note=f"seconds {piece.start}-{piece.end} of the run"))
+            s.add(
+                MoneyLedgerRow(
+                    at=now,
+                    tenant=row.tenant,
+                    job_id=row.id,
+                    kind=LedgerKind.CHARGE.value,
+                    amount_krw=amount,
+                    pool=pool,
+                    price_id=piece.price.id,
+                    seconds=piece.end - piece.start,
+                    cpu_milli_seconds=meter.cpu_milli_seconds,
+                    gpu_seconds=meter.gpu_seconds,
+                    memory_mib_seconds=meter.memory_mib_seconds,
+                    actor=None,
+                    note=f"seconds {piece.start}-{piece.end} of the run",
+                )
+            )
         return added
 
     def settle(self, s: Session, row: JobRow) -> None:
@@ -334,9 +412,23 @@ class MoneyLedger:
         if LedgerKind.HOLD.value not in sums or LedgerKind.RELEASE.value in sums:
             return False
         left = max(0, int(sums[LedgerKind.HOLD.value]) - int(sums.get(LedgerKind.CHARGE.value) or 0))
-        s.add(MoneyLedgerRow(at=now, tenant=row.tenant, job_id=row.id, kind=LedgerKind.RELEASE.value, amount_krw=left,
-                             pool=None, price_id=None, seconds=0, cpu_milli_seconds=0, gpu_seconds=0, memory_mib_seconds=0,
-                             actor=None, note=note))
+        s.add(
+            MoneyLedgerRow(
+                at=now,
+                tenant=row.tenant,
+                job_id=row.id,
+                kind=LedgerKind.RELEASE.value,
+                amount_krw=left,
+                pool=None,
+                price_id=None,
+                seconds=0,
+                cpu_milli_seconds=0,
+                gpu_seconds=0,
+                memory_mib_seconds=0,
+                actor=None,
+                note=note,
+            )
+        )
         return True
 
     def grant_end(self, tenant: Tenant) -> float:
@@ -356,8 +448,13 @@ class MoneyLedger:
         t = MoneyLedgerRow
         released = select(t.job_id).where(t.tenant.in_(list(ended)), t.kind == LedgerKind.RELEASE.value)
         with self.store.session() as s:
-            ids = list(s.scalars(select(t.job_id).where(t.tenant.in_(list(ended)), t.kind == LedgerKind.HOLD.value,
-                                                        t.job_id.not_in(released)).order_by(t.id)))
+            ids = list(
+                s.scalars(
+                    select(t.job_id)
+                    .where(t.tenant.in_(list(ended)), t.kind == LedgerKind.HOLD.value, t.job_id.not_in(released))
+                    .order_by(t.id)
+                )
+            )
         out = []
         for job_id in ids:
             with self.store.write_session() as s:
@@ -365,10 +462,17 @@ class MoneyLedger:
                 if row is None:
                     continue
                 tenant = self.tenants[row.tenant]
-                end_day = tenant.grant.end if ended[row.tenant] == tenant.grant.end_timestamp else (
-                    self.stack.budget.fiscal_period.end if self.stack.budget is not None else tenant.grant.end)
-                if self._release(s, row, now, f"grant of {row.tenant!r} ended on {end_day} (Asia/Seoul): the rest of "
-                                              "the job's hold released"):
+                end_day = (
+                    tenant.grant.end
+                    if ended[row.tenant] == tenant.grant.end_timestamp
+                    else (self.stack.budget.fiscal_period.end if self.stack.budget is not None else tenant.grant.end)
+                )
+                if self._release(
+                    s,
+                    row,
+                    now,
+                    f"grant of {row.tenant!r} ended on {end_day} (Asia/Seoul): the rest of the job's hold released",
+                ):
                     out.append(job_id)
         return out
 
@@ -378,8 +482,11 @@ class MoneyLedger:
 
         total = 0
         with self.store.session() as s:
-            ids = list(s.scalars(select(JobRow.id).where(JobRow.status == JobStatus.RUNNING.value,
-                                                         JobRow.started_at.is_not(None))))
+            ids = list(
+                s.scalars(
+                    select(JobRow.id).where(JobRow.status == JobStatus.RUNNING.value, JobRow.started_at.is_not(None))
+                )
+            )
         for job_id in ids:
             with self.store.write_session() as s:
                 row = s.get(JobRow, job_id, with_for_update=True)
@@ -401,8 +508,10 @@ class MoneyLedger:
                 continue
             shape = JobShape.of(row)
             if shape.max_runtime_seconds and now - row.started_at >= shape.max_runtime_seconds:
-                stops[row.id] = (f"stopped: reached its maximum run time of {format_duration(shape.max_runtime_seconds)} "
-                                 f"(max_runtime_seconds {shape.max_runtime_seconds})")
+                stops[row.id] = (
+                    f"stopped: reached its maximum run time of {format_duration(shape.max_runtime_seconds)} "
+                    f"(max_runtime_seconds {shape.max_runtime_seconds})"
+                )
                 continue
             tenant = self.tenants.get(row.tenant)
             if tenant is None or tenant.grant.enforcement != Enforcement.STOP:
@@ -416,14 +525,19 @@ class MoneyLedger:
                     balances[row.tenant] = self._balance(s, row.tenant)  # type: ignore[assignment]
             bal = balances[row.tenant]
             if grant.krw is not None and bal.charged_krw >= grant.krw:
-                stops[row.id] = (f"stopped: grant exhausted: charged {won(bal.charged_krw)} of {won(grant.krw)} "
-                                 "(enforcement stop)")
+                stops[row.id] = (
+                    f"stopped: grant exhausted: charged {won(bal.charged_krw)} of {won(grant.krw)} (enforcement stop)"
+                )
             elif grant.gpu_seconds is not None and row.gpus and bal.charged_gpu_seconds >= grant.gpu_seconds:
-                stops[row.id] = (f"stopped: GPU-hours exhausted: charged {bal.charged_gpu_seconds / 3600:.2f} of "
-                                 f"{grant.gpu_hours:g} GPU-hours (enforcement stop)")
+                stops[row.id] = (
+                    f"stopped: GPU-hours exhausted: charged {bal.charged_gpu_seconds / 3600:.2f} of "
+                    f"{grant.gpu_hours:g} GPU-hours (enforcement stop)"
+                )
             elif grant.krw and bal.charged_krw >= WARN_RATIO * grant.krw:
-                warnings[row.id] = (f"warning: {bal.charged_krw / grant.krw:.0%} of the grant charged "
-                                    f"({won(bal.charged_krw)} of {won(grant.krw)}); running jobs stop at 100%")
+                warnings[row.id] = (
+                    f"warning: {bal.charged_krw / grant.krw:.0%} of the grant charged "
+                    f"({won(bal.charged_krw)} of {won(grant.krw)}); running jobs stop at 100%"
+                )
         return stops, warnings
 
 
@@ -443,7 +557,10 @@ def usage_meters(session: Session) -> Mapping[str, Meter]:
     """Today's usage totals per tenant (``usage_totals``) as integer meters."""
     meters: dict[str, Meter] = {}
     for row in session.scalars(select(UsageTotalRow)):
-        add = Meter(cpu_milli_seconds=round(row.cpu_seconds * 1000), gpu_seconds=round(row.gpu_seconds),
-                    memory_mib_seconds=round(row.memory_byte_seconds / 2**20))
+        add = Meter(
+            cpu_milli_seconds=round(row.cpu_seconds * 1000),
+            gpu_seconds=round(row.gpu_seconds),
+            memory_mib_seconds=round(row.memory_byte_seconds / 2**20),
+        )
         meters[row.tenant] = meters.get(row.tenant, Meter()) + add
     return meters

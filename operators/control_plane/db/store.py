@@ -68,16 +68,28 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def make_engine(url: str) -> Engine:
     """An engine for SQLite (WAL, shared across threads, BEGIN IMMEDIATE for writes) or any SQLAlchemy URL."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": DB_TIMEOUT_SECONDS},
-                               pool_size=8, pool_timeout=DB_TIMEOUT_SECONDS)
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": DB_TIMEOUT_SECONDS},
+            pool_size=8,
+            pool_timeout=DB_TIMEOUT_SECONDS,
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         sqlite_immediate(engine)
     elif url.startswith("postgresql"):
         ms = int(DB_TIMEOUT_SECONDS * 1000)
         # One connection per API thread (Starlette's pool has 40) and a few for the sync and dispatch.
-        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30, pool_timeout=DB_TIMEOUT_SECONDS,
-                               connect_args={"connect_timeout": int(DB_TIMEOUT_SECONDS),
-                                             "options": f"-c lock_timeout={ms} -c statement_timeout={ms * 5}"})
+        engine = create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=30,
+            pool_timeout=DB_TIMEOUT_SECONDS,
+            connect_args={
+                "connect_timeout": int(DB_TIMEOUT_SECONDS),
+                "options": f"-c lock_timeout={ms} -c statement_timeout={ms * 5}",
+            },
+        )
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
     return engine
@@ -113,7 +125,10 @@ class _PendingInsert:
 
 
 # INSERT ... ON CONFLICT of each supported dialect (one atomic statement, safe between replicas).
-DIALECT_INSERTS: dict[str, Callable[[Table], PgInsert | SqliteInsert]] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+DIALECT_INSERTS: dict[str, Callable[[Table], PgInsert | SqliteInsert]] = {
+    "sqlite": sqlite.insert,
+    "postgresql": postgresql.insert,
+}
 
 
 def dialect_insert(session: Session, table: Table) -> PgInsert | SqliteInsert:
@@ -132,8 +147,11 @@ class Store:
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.inline_writes = url.startswith("sqlite")
-        self._write_sessions = (sessionmaker(self.engine.execution_options(sqlite_immediate=True), expire_on_commit=False)
-                                if self.inline_writes else self._sessions)
+        self._write_sessions = (
+            sessionmaker(self.engine.execution_options(sqlite_immediate=True), expire_on_commit=False)
+            if self.inline_writes
+            else self._sessions
+        )
         # SQLite has one writer at a time and its busy handler backs off in sleeps of up to
         # 100 ms; queueing writers on a lock in this process is far faster under concurrency.
         self._write_lock = _TimedLock() if self.inline_writes else nullcontext()
@@ -230,30 +248,51 @@ class Store:
         self.engine.dispose()
 
     # -- tokens ---------------------------------------------------------------------------
-    def put_token(self, token_hash: str, subject: str, role: str, name: str = DEFAULT_TOKEN_NAME,
-                  on_write: Callable[[Session, list[TokenRow]], None] | None = None) -> None:
+    def put_token(
+        self,
+        token_hash: str,
+        subject: str,
+        role: str,
+        name: str = DEFAULT_TOKEN_NAME,
+        on_write: Callable[[Session, list[TokenRow]], None] | None = None,
+    ) -> None:
         """Store a subject's new token hash under ``name``; its older token of that name is revoked (kept).
 
         ``on_write(session, revoked rows)`` runs in the same transaction (the audit row).
         """
         now = time.time()
         with self.write_session() as s:
-            revoked = list(s.scalars(select(TokenRow).where(
-                TokenRow.subject == subject, TokenRow.role == role, TokenRow.name == name,
-                TokenRow.revoked_at.is_(None), TokenRow.token_hash != token_hash)))
+            revoked = list(
+                s.scalars(
+                    select(TokenRow).where(
+                        TokenRow.subject == subject,
+                        TokenRow.role == role,
+                        TokenRow.name == name,
+                        TokenRow.revoked_at.is_(None),
+                        TokenRow.token_hash != token_hash,
+                    )
+                )
+            )
             for row in revoked:
                 row.revoked_at = now
-            s.merge(TokenRow(token_hash=token_hash, subject=subject, role=role, created_at=now, name=name,
-                             revoked_at=None))
+            s.merge(
+                TokenRow(token_hash=token_hash, subject=subject, role=role, created_at=now, name=name, revoked_at=None)
+            )
             if on_write is not None:
                 on_write(s, revoked)
 
-    def revoke_tokens(self, subject: str, name: str,
-                      on_write: Callable[[Session, list[TokenRow]], None] | None = None) -> list[TokenRow]:
+    def revoke_tokens(
+        self, subject: str, name: str, on_write: Callable[[Session, list[TokenRow]], None] | None = None
+    ) -> list[TokenRow]:
         """Revoke a subject's active token(s) of ``name``; the rows stay, marked revoked."""
         with self.write_session() as s:
-            rows = list(s.scalars(select(TokenRow).where(TokenRow.subject == subject, TokenRow.name == name,
-                                                         TokenRow.revoked_at.is_(None))))
+            rows = list(
+                s.scalars(
+                    select(TokenRow).where(
+                        TokenRow.subject == subject, TokenRow.name == name, TokenRow.revoked_at.is_(None)
+                    )
+                )
+            )
             for row in rows:
                 row.revoked_at = time.time()
             if rows and on_write is not None:
@@ -269,14 +308,20 @@ class Store:
     def list_tokens(self, subject: str) -> list[TokenRow]:
         """A subject's tokens, active and revoked, oldest first."""
         with self.session() as s:
-            return list(s.scalars(select(TokenRow).where(TokenRow.subject == subject)
-                                  .order_by(TokenRow.created_at, TokenRow.name)))
+            return list(
+                s.scalars(
+                    select(TokenRow).where(TokenRow.subject == subject).order_by(TokenRow.created_at, TokenRow.name)
+                )
+            )
 
     def token_subjects(self) -> set[str]:
         """Subjects that hold an active default token."""
         with self.session() as s:
-            return set(s.scalars(select(TokenRow.subject).where(TokenRow.revoked_at.is_(None),
-                                                                TokenRow.name == DEFAULT_TOKEN_NAME)))
+            return set(
+                s.scalars(
+                    select(TokenRow.subject).where(TokenRow.revoked_at.is_(None), TokenRow.name == DEFAULT_TOKEN_NAME)
+                )
+            )
 
     # -- jobs -----------------------------------------------------------------------------
     def add_job(self, row: JobRow) -> JobRow:
@@ -289,14 +334,18 @@ class Store:
             return s.get(JobRow, job_id)
 
     def list_jobs(
-        self, tenant: str | None = None, status: JobStatus | None = None, limit: int | None = None,
+        self,
+        tenant: str | None = None,
+        status: JobStatus | None = None,
+        limit: int | None = None,
         after: tuple[float, str] | None = None,
     ) -> list[JobRow]:
         """Newest first; ``after`` (submitted_at, id) of the last job of the previous page starts the next."""
         query = select(JobRow).order_by(JobRow.submitted_at.desc(), JobRow.id.desc())
         if after is not None:
-            query = query.where(or_(JobRow.submitted_at < after[0],
-                                    and_(JobRow.submitted_at == after[0], JobRow.id < after[1])))
+            query = query.where(
+                or_(JobRow.submitted_at < after[0], and_(JobRow.submitted_at == after[0], JobRow.id < after[1]))
+            )
         if tenant is not None:
             query = query.where(JobRow.tenant == tenant)
         if status is not None:
@@ -316,33 +365,50 @@ class Store:
     def dispatched_jobs(self, status: JobStatus | None = None) -> list[JobRow]:
         """Dispatched jobs not yet in a terminal state (or in ``status``), oldest first."""
         query = select(JobRow).where(JobRow.dispatched.is_(True)).order_by(JobRow.submitted_at)
-        query = query.where(JobRow.status == status.value) if status is not None else query.where(JobRow.status.in_(ACTIVE_STATUSES))
+        query = (
+            query.where(JobRow.status == status.value)
+            if status is not None
+            else query.where(JobRow.status.in_(ACTIVE_STATUSES))
+        )
         with self.session() as s:
             return list(s.scalars(query))
 
     def queued_jobs(self) -> list["QueuedJob"]:
         """Admitted jobs not yet dispatched (nor ended), oldest first, as the few columns dispatch needs."""
-        query = (select(JobRow.id, JobRow.tenant, JobRow.cpus, JobRow.gpus, JobRow.memory_bytes, JobRow.message)
-                 .where(JobRow.dispatched.is_(False), JobRow.status.in_(ACTIVE_STATUSES))
-                 .order_by(JobRow.submitted_at, JobRow.id))
+        query = (
+            select(JobRow.id, JobRow.tenant, JobRow.cpus, JobRow.gpus, JobRow.memory_bytes, JobRow.message)
+            .where(JobRow.dispatched.is_(False), JobRow.status.in_(ACTIVE_STATUSES))
+            .order_by(JobRow.submitted_at, JobRow.id)
+        )
         with self.session() as s:
             return [QueuedJob(*row) for row in s.execute(query)]
 
     def held_by_tenant(self) -> dict[str, tuple[int, float, int, int]]:
         """What each tenant's dispatched, unfinished jobs hold: (jobs, CPUs, GPUs, memory bytes), in one read."""
-        query = select(
-            JobRow.tenant, func.count(JobRow.id), func.coalesce(func.sum(JobRow.cpus), 0.0),
-            func.coalesce(func.sum(JobRow.gpus), 0), func.coalesce(func.sum(JobRow.memory_bytes), 0),
-        ).where(JobRow.dispatched.is_(True), JobRow.status.in_(ACTIVE_STATUSES)).group_by(JobRow.tenant)
+        query = (
+            select(
+                JobRow.tenant,
+                func.count(JobRow.id),
+                func.coalesce(func.sum(JobRow.cpus), 0.0),
+                func.coalesce(func.sum(JobRow.gpus), 0),
+                func.coalesce(func.sum(JobRow.memory_bytes), 0),
+            )
+            .where(JobRow.dispatched.is_(True), JobRow.status.in_(ACTIVE_STATUSES))
+            .group_by(JobRow.tenant)
+        )
         with self.session() as s:
-            return {tenant: (int(count), float(cpus), int(gpus), int(memory))
-                    for tenant, count, cpus, gpus, memory in s.execute(query)}
+            return {
+                tenant: (int(count), float(cpus), int(gpus), int(memory))
+                for tenant, count, cpus, gpus, memory in s.execute(query)
+            }
 
     def held_by(self, tenant: str, exclude: str | None = None) -> tuple[int, float, int, int]:
         """What a tenant's dispatched, unfinished jobs hold: (jobs, CPUs, GPUs, memory bytes)."""
         query = select(
-            func.count(JobRow.id), func.coalesce(func.sum(JobRow.cpus), 0.0),
-            func.coalesce(func.sum(JobRow.gpus), 0), func.coalesce(func.sum(JobRow.memory_bytes), 0),
+            func.count(JobRow.id),
+            func.coalesce(func.sum(JobRow.cpus), 0.0),
+            func.coalesce(func.sum(JobRow.gpus), 0),
+            func.coalesce(func.sum(JobRow.memory_bytes), 0),
         ).where(JobRow.tenant == tenant, JobRow.dispatched.is_(True), JobRow.status.in_(ACTIVE_STATUSES))
         if exclude is not None:
             query = query.where(JobRow.id != exclude)
@@ -352,8 +418,11 @@ class Store:
 
     def idle_gpu_seconds(self, tenants: list[str] | None = None) -> dict[str, float]:
         """Tenant -> GPU-seconds its jobs held idle (operators/control_plane/idle.py)."""
-        query = (select(JobRow.tenant, func.sum(JobRow.idle_gpu_seconds))
-                 .where(JobRow.idle_gpu_seconds > 0).group_by(JobRow.tenant))
+        query = (
+            select(JobRow.tenant, func.sum(JobRow.idle_gpu_seconds))
+            .where(JobRow.idle_gpu_seconds > 0)
+            .group_by(JobRow.tenant)
+        )
         if tenants is not None:
             query = query.where(JobRow.tenant.in_(tenants))
         with self.session() as s:
@@ -367,8 +436,12 @@ class Store:
         """
         rows = []
         with self.write_session() as s:
-            locked = {row.id: row for row in s.scalars(
-                select(JobRow).where(JobRow.id.in_(sorted(changes))).order_by(JobRow.id).with_for_update())}
+            locked = {
+                row.id: row
+                for row in s.scalars(
+                    select(JobRow).where(JobRow.id.in_(sorted(changes))).order_by(JobRow.id).with_for_update()
+                )
+            }
             for job_id, job_changes in changes.items():
                 row = self._apply(s, job_id, job_changes, locked.get(job_id))
                 if row is not None:

@@ -44,15 +44,27 @@ def upgrade() -> None:
     now = time.time()
     rows = []
     for tenant, cpu, gpu, memory in op.get_bind().execute(sa.text(USAGE)):
-        meter = Meter(cpu_milli_seconds=round((cpu or 0) * 1000), gpu_seconds=round(gpu or 0),
-                      memory_mib_seconds=round((memory or 0) / 2**20))
+        meter = Meter(
+            cpu_milli_seconds=round((cpu or 0) * 1000),
+            gpu_seconds=round(gpu or 0),
+            memory_mib_seconds=round((memory or 0) / 2**20),
+        )
         price = prices.get(tenant)
-        rows.append({
-            "at": now, "tenant": tenant, "job_id": None, "kind": "opening",
-            "amount_krw": round_half_up(exact_cost(meter, price.rates)) if price is not None else 0,
-            "pool": price.pool if price is not None else None, "price_id": price.id if price is not None else None,
-            "seconds": 0, **meter.model_dump(), "actor": None,
-            "note": "usage metered before the money ledger" + ("" if price is not None else " (unpriced: no price given)"),
-        })
+        rows.append(
+            {
+                "at": now,
+                "tenant": tenant,
+                "job_id": None,
+                "kind": "opening",
+                "amount_krw": round_half_up(exact_cost(meter, price.rates)) if price is not None else 0,
+                "pool": price.pool if price is not None else None,
+                "price_id": price.id if price is not None else None,
+                "seconds": 0,
+                **meter.model_dump(),
+                "actor": None,
+                "note": "usage metered before the money ledger"
+                + ("" if price is not None else " (unpriced: no price given)"),
+            }
+        )
     if rows:
         op.bulk_insert(ledger, rows)
