@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from html import escape
 
-WIDTH, HEIGHT, PAD_LEFT, PAD_RIGHT, PAD_Y = 640, 260, 70, 20, 28
+WIDTH, HEIGHT, PAD_LEFT, PAD_RIGHT, PAD_Y = 640, 260, 130, 20, 28  # left: room for "7,000,000,000원"
 
 
 @dataclass
