@@ -134,7 +134,8 @@ def _entry(name: str, executable: bool = False) -> zipfile.ZipInfo:
     """A zip entry with fixed time, mode and system, so equal files give equal zips."""
     info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
     info.create_system = 3  # unix, whatever the client's OS
-    info.external_attr = (stat.S_IFREG | (0o755 if executable else 0o644)) << 16
+    # owner-only: Ray unpacks with these modes, inside the state folder (docs/operators/isolation.md)
+    info.external_attr = (stat.S_IFREG | (0o700 if executable else 0o600)) << 16
     info.compress_type = zipfile.ZIP_DEFLATED
     return info
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -190,7 +191,10 @@ def failure_line(exc: BaseException) -> str:
     failures = getattr(exc, "worker_failures", None)
     cause = next(iter(failures.values())) if failures else exc
     lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
-    return lines[-1] if lines else type(cause).__name__
+    if not lines:
+        return type(cause).__name__
+    # a worker's traceback ends "module.SomeError: message": the company reads the message
+    return re.sub(r"^[A-Za-z_][\w.]*(Error|Exception|Failure): ", "", lines[-1]) or lines[-1]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

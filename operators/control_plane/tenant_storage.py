@@ -15,6 +15,8 @@ root; the filesystem is opened on first use, so the control plane starts (and ru
 
 from __future__ import annotations
 
+import logging
+
 import datetime as dt
 import errno
 import functools
@@ -431,8 +433,8 @@ class UploadSweeper:
     def _sweep(self) -> None:
         try:
             self.storage.sweep_uploads(self.idle_seconds)
-        except ServiceError:
-            pass  # the store does not answer: the next sweep tries again
+        except Exception as exc:  # the store does not answer, or refuses (no credentials yet): the next sweep tries
+            logging.getLogger("testbed.control_plane").warning("sweep of abandoned uploads failed: %s", exc)
 
 
 def _modified_of(info: dict[str, Any]) -> Any:

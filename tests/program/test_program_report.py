@@ -3,6 +3,8 @@ the stopped region is shown as such, with the time of its last good answer and i
 
 from __future__ import annotations
 
+from tests.stack_files import REAL_STACK_DIR
+
 import json
 import os
 import shutil
@@ -34,7 +36,7 @@ def _start_region_process(home: Path, region: str) -> tuple[subprocess.Popen, st
     """A region's control plane alone, on the no-op backend, in its own process (its own home)."""
     port = free_port()
     settings = ControlPlaneSettings(
-        stack_file=stack_file_for(region),
+        stack_file=stack_file_for(region, REAL_STACK_DIR),  # the real regions' stack files
         database_url=f"sqlite:///{home / 'cp.db'}",
         backend="noop",
         mlflow_tracking_uri="http://127.0.0.1:1",
