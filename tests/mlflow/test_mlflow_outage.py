@@ -18,8 +18,8 @@ from operators.control_plane.backends.ray_jobs import JobLogins
 from operators.control_plane.dispatch import launch_request
 from operators.mlflow_access import MlflowCredentials
 from testbed.client import TestbedError
-from testbed.secrets import write_secret
 from tests.conftest import NoopPlane
+from tests.mlflow.planes import control_plane_app
 from tests.mlflow.server import REPO, start_server
 from tests.mlflow.tenants import identity
 
@@ -54,25 +54,11 @@ def _run_job(plane: NoopPlane, job_id: str, logins: JobLogins) -> tuple[subproce
 
 
 def test_mlflow_down_is_seen_bounded_and_recovered(tmp_path: Path):
-    from operators.control_plane.app import create_app
     from tests.serve import serve_in_thread
-    from testbed.config import stack_file_for
-    from testbed.settings import ControlPlaneSettings
 
     server = start_server(tmp_path / "mlflow-1", secured=True)
     port = int(server.url.rsplit(":", 1)[1])
-    password_file = tmp_path / "credentials" / "mlflow-admin.password"
-    write_secret(password_file, server.admin_password)
-    settings = ControlPlaneSettings(
-        stack_file=stack_file_for("gyeongnam"),
-        database_url=f"sqlite:///{tmp_path / 'cp.db'}",
-        backend="noop",
-        mlflow_tracking_uri=server.url,
-        storage_path=str(tmp_path / "storage"),
-        credentials_dir=tmp_path / "credentials",
-        mlflow_admin_password_file=password_file,
-    )
-    app = create_app(settings, sync=False)
+    app = control_plane_app(server, tmp_path)
     logins = JobLogins(tmp_path / "logins")
     back = None
     try:

@@ -15,8 +15,8 @@ import pytest
 
 from operators.mlflow_access import ADMIN_USERNAME, MlflowCredentials
 from testbed.cli.main import main
-from testbed.secrets import write_secret
 from tests.conftest import NoopPlane
+from tests.mlflow.planes import plane_on
 from tests.mlflow.server import MlflowServer, start_server
 from tests.mlflow.tenants import TenantData, seed, snapshot
 
@@ -37,25 +37,8 @@ def server(tmp_path_factory) -> Iterator[MlflowServer]:
 
 @pytest.fixture()
 def plane(server: MlflowServer, tmp_path: Path) -> Iterator[NoopPlane]:
-    from operators.control_plane.app import create_app
-    from testbed.config import stack_file_for
-    from testbed.settings import ControlPlaneSettings
-    from tests.serve import serve_in_thread
-
-    password_file = tmp_path / "credentials" / "mlflow-admin.password"
-    write_secret(password_file, server.admin_password)
-    settings = ControlPlaneSettings(
-        stack_file=stack_file_for("gyeongnam"),
-        database_url=f"sqlite:///{tmp_path / 'cp.db'}",
-        backend="noop",
-        mlflow_tracking_uri=server.url,
-        storage_path=str(tmp_path / "storage"),
-        credentials_dir=tmp_path / "credentials",
-        mlflow_admin_password_file=password_file,
-    )
-    app = create_app(settings, sync=False)
-    with serve_in_thread(app) as url:
-        yield NoopPlane(url=url, app=app, home=tmp_path)
+    with plane_on(server, tmp_path) as plane:
+        yield plane
 
 
 def login(plane: NoopPlane, tenant: str) -> MlflowCredentials:
