@@ -62,7 +62,10 @@ def browser(downloads):
 
 @pytest.fixture(scope="module")
 def testbed(local_testbed):
-    """The session's local testbed (Ray, MLflow, the control plane and its portal)."""
+    """The session's local testbed (Ray, MLflow, the control plane and its portal), every component running: tests
+    before this module stop and restart components, and ``up`` starts whatever is not running and healthy."""
+    local_testbed.testbed.up(region=local_testbed.stack.region.id, num_cpus=2, num_gpus=2)
+    local_testbed.refresh_tokens()
     return local_testbed
 
 
