@@ -19,7 +19,8 @@ from sqlalchemy import func, select
 from operators.control_plane.auth import Principal
 from operators.control_plane.backends.base import Backend, Resources
 from operators.control_plane.errors import ServiceError
-from operators.control_plane.db.money import PRICED_KEY, Hold, JobShape, MoneyLedger
+from operators.control_plane.db.money import MoneyLedger
+from operators.control_plane.db.pricing import PRICED_KEY, Hold, JobShape
 from operators.control_plane.db.store import ACTIVE_STATUSES, JobRow, Store
 from operators.control_plane.tenant_storage import TenantStorage
 from operators.control_plane.db.ledger import Ledger

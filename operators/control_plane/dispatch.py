@@ -34,7 +34,9 @@ from operators.control_plane.backends.base import (
 )
 from operators.control_plane.errors import ServiceError
 from operators.control_plane.db.lease import RECONCILER, Lease
-from operators.control_plane.db.money import PRICED_KEY, MoneyLedger
+from operators.control_plane.db import money_rounds
+from operators.control_plane.db.money import MoneyLedger
+from operators.control_plane.db.pricing import PRICED_KEY
 from operators.control_plane.db.store import JobRow, QueuedJob, Store
 from testbed import jobs as J
 from testbed.clock import SYSTEM_CLOCK, Clock
@@ -322,12 +324,12 @@ class Dispatcher:
         ``stop`` mode, past their grant or its period; warn at 90%."""
         assert self.money is not None
         if self.charged_at is None or now - self.charged_at >= self.settings.charge_interval_seconds:
-            self.money.accrue_running(now)
+            money_rounds.accrue_running(self.money, now)
             self.charged_at = now
-            for job_id in self.money.release_ended(now):
+            for job_id in money_rounds.release_ended(self.money, now):
                 log.info("hold of %s released: its grant (or the budget) ended", job_id)
         running = self.store.list_jobs(status=JobStatus.RUNNING)
-        stops, warnings = self.money.verdicts(running, now)
+        stops, warnings = money_rounds.verdicts(self.money, running, now)
         for row in running:
             if row.id in stops and row.stop_requested_at is not None and now - row.stop_requested_at < RESTOP_SECONDS:
                 continue  # asked already: the backend is stopping it (asked again if it has not after a while)

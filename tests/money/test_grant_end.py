@@ -8,7 +8,9 @@ from __future__ import annotations
 import pytest
 
 from operators.control_plane.db.models import JobRow
-from operators.control_plane.db.money import JobShape, MoneyLedger
+from operators.control_plane.db import money_rounds
+from operators.control_plane.db.money import MoneyLedger
+from operators.control_plane.db.pricing import JobShape
 from operators.control_plane.db.store import Store
 from tests.stack_files import REAL_STACK_DIR
 from testbed.config import load_region, pricing_pool
@@ -70,27 +72,27 @@ def amounts(money: MoneyLedger, job_id: str, kind: LedgerKind) -> list[int]:
 @pytest.mark.parametrize("mode", [Enforcement.ADMIT_IF_FITS, Enforcement.WARN, Enforcement.STOP])
 def test_holds_are_released_at_the_grant_end_and_running_jobs_follow_the_mode(store, mode):
     money = ledger(store, mode)
-    end = money.grant_end(money.tenants[TENANT])  # the end of the grant's last day (Asia/Seoul)
+    end = money_rounds.grant_end(money, money.tenants[TENANT])  # the end of the grant's last day (Asia/Seoul)
     start = end - 1800  # half an hour before it
     running = job(store, money, "job-running", start)
     job(store, money, "job-queued", start, status="PENDING")
     assert money.balance(TENANT).held_krw == 2 * 6152
 
-    assert money.release_ended(end - 1) == []  # the last second of the grant: nothing released
-    money.accrue_running(end, until_of=lambda row: end)  # 1,800 s: 1800 x 3076 / 3600 = 1,538 won
-    assert money.release_ended(end) == ["job-running", "job-queued"]
+    assert money_rounds.release_ended(money, end - 1) == []  # the last second of the grant: nothing released
+    money_rounds.accrue_running(money, end, until_of=lambda row: end)  # 1,800 s: 1800 x 3076 / 3600 = 1,538 won
+    assert money_rounds.release_ended(money, end) == ["job-running", "job-queued"]
     assert amounts(money, "job-running", LedgerKind.RELEASE) == [6152 - 1538]
     assert amounts(money, "job-queued", LedgerKind.RELEASE) == [6152]
-    assert money.release_ended(end + 60) == []  # once
+    assert money_rounds.release_ended(money, end + 60) == []  # once
     balance = money.balance(TENANT)
     assert (balance.held_krw, balance.charged_krw) == (0, 1538)
 
-    stops, _ = money.verdicts([store.get_job(running.id)], end)
+    stops, _ = money_rounds.verdicts(money, [store.get_job(running.id)], end)
     if mode == Enforcement.STOP:
         assert "grant period ended" in stops[running.id]
     else:  # admit-if-fits and warn: a running job is not stopped for money; it is still charged
         assert stops == {}
-        money.accrue_running(end + 600, until_of=lambda row: end + 600)  # 2,400 s in all: 2,050.67 -> 2,051
+        money_rounds.accrue_running(money, end + 600, until_of=lambda row: end + 600)  # 2,400 s in all: 2,050.67 -> 2,051
         assert money.balance(TENANT).charged_krw == 2051
     store.update_job(running.id, status="STOPPED", ended_at=end + 600)  # settles: no second release
     assert len(amounts(money, "job-running", LedgerKind.RELEASE)) == 1

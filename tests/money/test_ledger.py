@@ -11,7 +11,9 @@ import pytest
 
 from operators.control_plane.db import migrate
 from operators.control_plane.db.models import JobRow, MoneyLedgerRow
-from operators.control_plane.db.money import MoneyLedger, price_pieces
+from operators.control_plane.db import money_rounds
+from operators.control_plane.db.money import MoneyLedger
+from operators.control_plane.db.pricing import price_pieces
 from operators.control_plane.db.store import Store
 from operators.control_plane.db.ledger import fold_job
 from testbed.config import LOCAL_POOL, load_region, pricing_pool
@@ -76,7 +78,7 @@ def charges(money: MoneyLedger, job_id: str) -> list[tuple[int, str, int]]:
 
 def test_charges_are_exact_to_the_won_hold_and_release(store):
     money = money_for(store)
-    from operators.control_plane.db.money import JobShape
+    from operators.control_plane.db.pricing import JobShape
 
     # 4 CPUs, 1 GPU, 16 GiB at local 2,800 + 4 x 45 + 16 x 6 = 3,076 KRW per hour.
     shape = JobShape(cpus=4, gpus=1, memory_bytes=16 * GIB, max_runtime_seconds=7200)
@@ -87,9 +89,9 @@ def test_charges_are_exact_to_the_won_hold_and_release(store):
     money.record_hold("job-exact", TENANT, hold, shape, T0)
     assert money.balance(TENANT).held_krw == 6152
 
-    money.accrue_running(T0 + 61.9, until_of=lambda row: T0 + 61.9)  # 61 s: 61 x 3076/3600 = 52.12 -> 52
-    money.accrue_running(T0 + 61.9, until_of=lambda row: T0 + 61.9)  # nothing new: charged once
-    money.accrue_running(T0 + 125, until_of=lambda row: T0 + 125)  # 125 s: 106.81 -> 107, so +55
+    money_rounds.accrue_running(money, T0 + 61.9, until_of=lambda row: T0 + 61.9)  # 61 s: 61 x 3076/3600 = 52.12 -> 52
+    money_rounds.accrue_running(money, T0 + 61.9, until_of=lambda row: T0 + 61.9)  # nothing new: charged once
+    money_rounds.accrue_running(money, T0 + 125, until_of=lambda row: T0 + 125)  # 125 s: 106.81 -> 107, so +55
     assert [c[0] for c in charges(money, "job-exact")] == [52, 55]
     balance = money.balance(TENANT)
     assert (balance.charged_krw, balance.held_krw) == (107, 6152 - 107)
@@ -115,8 +117,8 @@ def test_a_price_change_mid_job_charges_each_interval_at_its_price(store):
     boundary = dt.datetime(2026, 9, 1, 0, 0, tzinfo=KST).timestamp()
     start = boundary - 600  # 23:50 KST: 600 s at 3,076/h, then 600 s at 2,600 + 180 + 96 = 2,876/h
     running_job(store, "job-price", start, 3600)
-    money.accrue_running(start + 300, until_of=lambda row: start + 300)  # 300 x 3076/3600 = 256.33 -> 256
-    money.accrue_running(start + 900, until_of=lambda row: start + 900)
+    money_rounds.accrue_running(money, start + 300, until_of=lambda row: start + 300)  # 300 x 3076/3600 = 256.33 -> 256
+    money_rounds.accrue_running(money, start + 900, until_of=lambda row: start + 900)
     # to 600 s: 512.67 -> 513 (+257); then 300 s at 2,876: 512.67 + 239.67 = 752.33 -> 752 (+239)
     store.update_job("job-price", status="SUCCEEDED", ended_at=start + 1200)
     # the last 300 s: 752.33 + 239.67 = 992 exactly (+240)
@@ -143,11 +145,11 @@ def test_a_job_is_never_charged_past_its_max_run_time_and_is_told_to_stop(store)
     money = money_for(store)
     running_job(store, "job-max", T0, 90, cpus=1, gpus=1, memory=2 * GIB)  # 2,800 + 45 + 12 = 2,857 KRW/h
     rows = store.list_jobs()
-    stops, _ = money.verdicts(rows, T0 + 89)
+    stops, _ = money_rounds.verdicts(money, rows, T0 + 89)
     assert stops == {}
-    stops, _ = money.verdicts(rows, T0 + 90)
+    stops, _ = money_rounds.verdicts(money, rows, T0 + 90)
     assert stops["job-max"].startswith("stopped: reached its maximum run time of 90s")
-    money.accrue_running(T0 + 200, until_of=lambda row: T0 + 200)
+    money_rounds.accrue_running(money, T0 + 200, until_of=lambda row: T0 + 200)
     store.update_job("job-max", status="STOPPED", ended_at=T0 + 200)
     # 90 s, not 200: 90 x 2857 / 3600 = 71.425 -> 71
     assert charges(money, "job-max") == [(71, "local@2026-03-01", 90)]
@@ -168,13 +170,13 @@ def test_stop_mode_stops_running_jobs_at_exhaustion_with_a_warning_at_90_percent
         money = MoneyLedger(store, stack, lambda tenant: LOCAL_POOL)
         money.install()
         running_job(store, "job-stop", T0, 86400)  # 3,076 KRW/h: 1,000 won after 1170.3 s
-        money.accrue_running(T0 + 1060, until_of=lambda row: T0 + 1060)  # 905.7 -> 906: 90.6%
-        stops, warnings = money.verdicts(store.list_jobs(), T0 + 1060)
+        money_rounds.accrue_running(money, T0 + 1060, until_of=lambda row: T0 + 1060)  # 905.7 -> 906: 90.6%
+        stops, warnings = money_rounds.verdicts(money, store.list_jobs(), T0 + 1060)
         assert stops == {} and warnings["job-stop"].startswith(
             "warning: 91% of the grant charged (906 KRW of 1,000 KRW)"
         )
-        money.accrue_running(T0 + 1171, until_of=lambda row: T0 + 1171)  # 1000.57 -> 1,001
-        stops, _ = money.verdicts(store.list_jobs(), T0 + 1171)
+        money_rounds.accrue_running(money, T0 + 1171, until_of=lambda row: T0 + 1171)  # 1000.57 -> 1,001
+        stops, _ = money_rounds.verdicts(money, store.list_jobs(), T0 + 1171)
         assert stops["job-stop"] == "stopped: grant exhausted: charged 1,001 KRW of 1,000 KRW (enforcement stop)"
         balance = money.balance(TENANT)
         assert balance.remaining_krw == 0 and balance.overspend_krw == 0

@@ -21,7 +21,8 @@ from operators.control_plane.backends.kuberay_backend import KubeRayBackend
 from operators.control_plane.backends.noop import NoopBackend
 from operators.control_plane.db.ledger import Ledger
 from operators.control_plane.db.models import JobRow
-from operators.control_plane.db.money import JobShape, MoneyLedger
+from operators.control_plane.db.money import MoneyLedger
+from operators.control_plane.db.pricing import JobShape
 from operators.control_plane.db.store import Store
 from tests.control_plane.kube_fakes import FakeCore, FakeCustomObjects
 from tests.stack_files import REAL_STACK_DIR

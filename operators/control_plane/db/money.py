@@ -22,17 +22,16 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from operators.control_plane.db.models import JobRow, MoneyLedgerRow, UsageTotalRow
+from operators.control_plane.db.models import JobRow, MoneyLedgerRow
+from operators.control_plane.db.pricing import JobShape, Hold, price_pieces
 from operators.control_plane.db.store import Store
-from testbed.config import Price, StackConfig, Tenant
-from testbed.jobs import JobStatus
+from testbed.config import StackConfig, Tenant
 from testbed.money import (
     Enforcement,
     LedgerEntry,
@@ -42,87 +41,15 @@ from testbed.money import (
     exact_cost,
     format_duration,
     round_half_up,
-    won,
 )
 
 log = logging.getLogger("testbed.control_plane")
 
-WARN_RATIO = 0.9  # stop mode: a running job's message warns at 90% of the grant
 CHARGED_KINDS = (
     LedgerKind.OPENING.value,
     LedgerKind.CHARGE.value,
     LedgerKind.ADJUSTMENT.value,
 )  # what counts as charged
-
-
-@dataclass(frozen=True)
-class Piece:
-    """Whole seconds ``[start, end)`` of a job's run (counted from its start) all at one price."""
-
-    price: Price
-    start: int
-    end: int
-
-
-def price_pieces(stack: StackConfig, pool: str, started_at: float, start: int, end: int) -> list[Piece]:
-    """Split a job's seconds ``[start, end)`` where a new price row of ``pool`` comes into force.
-
-    Second ``k`` of a job is ``[started_at + k, started_at + k + 1)`` and is priced at the row in force
-    at its beginning. Raises KeyError when no row is in force.
-    """
-    rows = stack.price_rows(pool)
-    pieces = []
-    k = start
-    while k < end:
-        price = stack.price_for(pool, started_at + k)
-        later = [r for r in rows if r.effective_ts > started_at + k]
-        stop = end if not later else min(end, max(k + 1, math.ceil(later[0].effective_ts - started_at)))
-        pieces.append(Piece(price, k, stop))
-        k = stop
-    return pieces
-
-
-PRICED_KEY = "priced"  # a job record's spec key: the resources its pods request in all, what holds and charges price
-
-
-@dataclass(frozen=True)
-class JobShape:
-    """What a job occupies per second, and for how long at most."""
-
-    cpus: float
-    gpus: int
-    memory_bytes: int
-    max_runtime_seconds: int
-
-    @classmethod
-    def of(cls, row: JobRow) -> "JobShape":
-        """The shape admission priced the job's hold by (its pods in all, ``spec[PRICED_KEY]``); else its spec."""
-        spec = row.spec or {}
-        priced = spec.get(PRICED_KEY) or {}
-        return cls(
-            float(priced.get("cpus", row.cpus)),
-            int(priced.get("gpus", row.gpus)),
-            int(priced.get("memory_bytes", row.memory_bytes)),
-            int(spec.get("max_runtime_seconds") or 0),
-        )
-
-    def priced(self) -> dict[str, float | int]:
-        """What is priced per second, as the job record keeps it (``spec[PRICED_KEY]``)."""
-        return {"cpus": self.cpus, "gpus": self.gpus, "memory_bytes": self.memory_bytes}
-
-    def meter(self, seconds: int) -> Meter:
-        return Meter.of(self.cpus, self.gpus, self.memory_bytes, seconds)
-
-
-@dataclass(frozen=True)
-class Hold:
-    """A job's maximum cost at admission (and its GPU-seconds), priced from now."""
-
-    krw: int
-    gpu_seconds: int
-    pool: str
-    price_id: str
-    priced: bool  # False: the pool has no price in force (money is off for this tenant)
 
 
 class MoneyLedger:
@@ -178,12 +105,12 @@ class MoneyLedger:
         """Every configured tenant's balance (or those named), from the ledger alone."""
         ids = list(tenants) if tenants is not None else list(self.tenants)
         with self.store.session() as s:
-            return {tenant: self._balance(s, tenant) for tenant in ids}
+            return {tenant: self.read_balance(s, tenant) for tenant in ids}
 
-    def balance(self, tenant: str, gpu: bool = True) -> "_Balance":
+    def balance(self, tenant: str, gpu: bool = True) -> "Balance":
         """One tenant's balance; ``gpu=False`` leaves out the GPU-seconds still held (one query less)."""
         with self.store.session() as s:
-            return self._balance(s, tenant, gpu)
+            return self.read_balance(s, tenant, gpu)
 
     def charged(self, tenants: Iterable[str]) -> dict[str, int]:
         """Won charged per tenant (openings + charges + adjustments; as in its balance), in one grouped query."""
@@ -218,7 +145,7 @@ class MoneyLedger:
                 )
         return out
 
-    def _balance(self, s: Session, tenant_id: str, gpu: bool = True) -> "_Balance":
+    def read_balance(self, s: Session, tenant_id: str, gpu: bool = True) -> "Balance":
         t = MoneyLedgerRow
         sums = {
             kind: (int(amount or 0), int(gpu or 0))
@@ -239,7 +166,7 @@ class MoneyLedger:
         overspend = 0
         if grant_krw is not None and enforcement == Enforcement.WARN:
             overspend = max(0, charged + held - grant_krw)
-        return _Balance(
+        return Balance(
             tenant=tenant_id,
             grant_krw=grant_krw,
             charged_krw=charged,
@@ -403,9 +330,9 @@ class MoneyLedger:
         now = time.time()
         if row.started_at is not None:
             self.accrue(s, row, row.ended_at if row.ended_at is not None else now, now)
-        self._release(s, row, now, f"job {row.status.lower()}: the rest of its hold")
+        self.release(s, row, now, f"job {row.status.lower()}: the rest of its hold")
 
-    def _release(self, s: Session, row: JobRow, now: float, note: str) -> bool:
+    def release(self, s: Session, row: JobRow, now: float, note: str) -> bool:
         """Release what is left of a job's hold (its row locked in ``s``), once; whether a release was written."""
         t = MoneyLedgerRow
         sums = dict(s.execute(select(t.kind, func.sum(t.amount_krw)).where(t.job_id == row.id).group_by(t.kind)).all())
@@ -431,136 +358,9 @@ class MoneyLedger:
         )
         return True
 
-    def grant_end(self, tenant: Tenant) -> float:
-        """When a tenant's grant stops: the end of its last day or of the budget's fiscal period, whichever is first."""
-        end = tenant.grant.end_timestamp
-        return min(end, self.stack.budget.end_timestamp) if self.stack.budget is not None else end
 
-    def release_ended(self, now: float) -> list[str]:
-        """At a grant's or the budget's end, release the holds still live of its tenant's jobs; the job ids released.
-
-        Running jobs go on per the mode (``verdicts``: ``stop`` stops them; ``admit-if-fits`` and ``warn`` let them
-        run, still charged). Each release is written under the job's row lock and only once (any replica).
-        """
-        ended = {tenant.id: self.grant_end(tenant) for tenant in self.tenants.values() if now >= self.grant_end(tenant)}
-        if not ended:
-            return []
-        t = MoneyLedgerRow
-        released = select(t.job_id).where(t.tenant.in_(list(ended)), t.kind == LedgerKind.RELEASE.value)
-        with self.store.session() as s:
-            ids = list(
-                s.scalars(
-                    select(t.job_id)
-                    .where(t.tenant.in_(list(ended)), t.kind == LedgerKind.HOLD.value, t.job_id.not_in(released))
-                    .order_by(t.id)
-                )
-            )
-        out = []
-        for job_id in ids:
-            with self.store.write_session() as s:
-                row = s.get(JobRow, job_id, with_for_update=True)
-                if row is None:
-                    continue
-                tenant = self.tenants[row.tenant]
-                end_day = (
-                    tenant.grant.end
-                    if ended[row.tenant] == tenant.grant.end_timestamp
-                    else (self.stack.budget.fiscal_period.end if self.stack.budget is not None else tenant.grant.end)
-                )
-                if self._release(
-                    s,
-                    row,
-                    now,
-                    f"grant of {row.tenant!r} ended on {end_day} (Asia/Seoul): the rest of the job's hold released",
-                ):
-                    out.append(job_id)
-        return out
-
-    def accrue_running(self, now: float, until_of: Callable[[JobRow], float] | None = None) -> int:
-        """Charge every running job up to where the control plane last saw it (one transaction per job); won charged."""
-        from operators.control_plane.db.ledger import running_until
-
-        total = 0
-        with self.store.session() as s:
-            ids = list(
-                s.scalars(
-                    select(JobRow.id).where(JobRow.status == JobStatus.RUNNING.value, JobRow.started_at.is_not(None))
-                )
-            )
-        for job_id in ids:
-            with self.store.write_session() as s:
-                row = s.get(JobRow, job_id, with_for_update=True)
-                if row is None or row.status != JobStatus.RUNNING.value:
-                    continue
-                until = until_of(row) if until_of is not None else running_until(row.last_seen_at, now)
-                total += self.accrue(s, row, until, now)
-        return total
-
-    # -- what the reconciler stops ---------------------------------------------------------------
-    def verdicts(self, running: list[JobRow], now: float) -> tuple[dict[str, str], dict[str, str]]:
-        """(job id -> why it must stop, job id -> warning) for running jobs: max run time, stop-mode exhaustion,
-        the end of the grant or the budget."""
-        stops: dict[str, str] = {}
-        warnings: dict[str, str] = {}
-        balances: dict[str, _Balance] = {}
-        for row in running:
-            if row.started_at is None:
-                continue
-            shape = JobShape.of(row)
-            if shape.max_runtime_seconds and now - row.started_at >= shape.max_runtime_seconds:
-                stops[row.id] = (
-                    f"stopped: reached its maximum run time of {format_duration(shape.max_runtime_seconds)} "
-                    f"(max_runtime_seconds {shape.max_runtime_seconds})"
-                )
-                continue
-            tenant = self.tenants.get(row.tenant)
-            if tenant is None or tenant.grant.enforcement != Enforcement.STOP:
-                continue
-            grant = tenant.grant
-            if now >= self.grant_end(tenant):
-                stops[row.id] = f"stopped: tenant {tenant.id!r}'s grant period ended on {grant.end} (enforcement stop)"
-                continue
-            if row.tenant not in balances:
-                with self.store.session() as s:
-                    balances[row.tenant] = self._balance(s, row.tenant)  # type: ignore[assignment]
-            bal = balances[row.tenant]
-            if grant.krw is not None and bal.charged_krw >= grant.krw:
-                stops[row.id] = (
-                    f"stopped: grant exhausted: charged {won(bal.charged_krw)} of {won(grant.krw)} (enforcement stop)"
-                )
-            elif grant.gpu_seconds is not None and row.gpus and bal.charged_gpu_seconds >= grant.gpu_seconds:
-                stops[row.id] = (
-                    f"stopped: GPU-hours exhausted: charged {bal.charged_gpu_seconds / 3600:.2f} of "
-                    f"{grant.gpu_hours:g} GPU-hours (enforcement stop)"
-                )
-            elif grant.krw and bal.charged_krw >= WARN_RATIO * grant.krw:
-                warnings[row.id] = (
-                    f"warning: {bal.charged_krw / grant.krw:.0%} of the grant charged "
-                    f"({won(bal.charged_krw)} of {won(grant.krw)}); running jobs stop at 100%"
-                )
-        return stops, warnings
-
-
-class _Balance(TenantBalance):
+class Balance(TenantBalance):
     """A balance with the GPU-seconds the checks need (not part of the API's view)."""
 
     charged_gpu_seconds: int = 0
     held_gpu_seconds: int = 0
-
-
-def opening_amount(meter: Meter, price: Price) -> int:
-    """What an opening entry charges for usage metered before the ledger existed."""
-    return round_half_up(exact_cost(meter, price.rates))
-
-
-def usage_meters(session: Session) -> Mapping[str, Meter]:
-    """Today's usage totals per tenant (``usage_totals``) as integer meters."""
-    meters: dict[str, Meter] = {}
-    for row in session.scalars(select(UsageTotalRow)):
-        add = Meter(
-            cpu_milli_seconds=round(row.cpu_seconds * 1000),
-            gpu_seconds=round(row.gpu_seconds),
-            memory_mib_seconds=round(row.memory_byte_seconds / 2**20),
-        )
-        meters[row.tenant] = meters.get(row.tenant, Meter()) + add
-    return meters
