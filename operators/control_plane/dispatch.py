@@ -13,139 +13,40 @@ the job is also marked dispatched, so a job is handed to the backend once whiche
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from typing import Any, Callable, Mapping
 
 from operators.control_plane.backends.base import (
-    NO_RESOURCES,
     Backend,
     BackendAnswer,
     BackendError,
-    BackendJobInfo,
-    CodePackage,
     JobNotFound,
-    LaunchRequest,
     PermanentBackendError,
-    Resources,
-    RuntimeEnv,
 )
 from operators.control_plane.errors import ServiceError
 from operators.control_plane.db.lease import RECONCILER, Lease
 from operators.control_plane.db import money_rounds
 from operators.control_plane.db.money import MoneyLedger
-from operators.control_plane.db.pricing import PRICED_KEY
 from operators.control_plane.db.store import JobRow, QueuedJob, Store
-from testbed import jobs as J
+from operators.control_plane.launch import launch_request
+from operators.control_plane.observation import backend_ref, observed_changes
 from testbed.clock import SYSTEM_CLOCK, Clock
 from testbed.config import Tenant
-from testbed.jobs import JobSpec, JobStatus
+from testbed.jobs import JobStatus
 from testbed.settings import ControlPlaneSettings
-from testbed.storage import DATA, JOBS, PACKAGES, package_file, package_sha256, tenant_path
 from testbed.errors import ErrorCode
 
 log = logging.getLogger("testbed.control_plane")
 
-# If we last looked at a job longer ago than this, we cannot tell when it started running and
-# bill from the look that first saw it started.
-START_OBSERVATION_SLACK_SECONDS = 2.0
 SYNC_BATCH = 16  # job updates per sync transaction
 START_WATCH_INTERVAL_SECONDS = 0.05  # how often jobs about to start are looked at
 DISPATCH_BATCH = 16  # queued jobs of one tenant handed to the backend in one hold of its lock
 RESTOP_SECONDS = 10.0  # a job the reconciler must stop (max run time, grant) is asked again after this long
 
 
-def launch_request(
-    row: JobRow, settings: ControlPlaneSettings, mlflow_env: Callable[[str], dict[str, str]] | None = None
-) -> LaunchRequest:
-    """What the backend is asked to run for a job record: budget, driver's share, environment.
-
-    ``mlflow_env(tenant)``: the tenant's own MLflow login (``MLFLOW_TRACKING_USERNAME/PASSWORD``,
-    ``MLFLOW_WORKSPACE``); it goes only into the backend's request, never into the job record.
-    """
-    fields = {k: v for k, v in row.spec.items() if k not in ("kind", PRICED_KEY)}  # the record's own keys
-    if row.template is None:
-        fields["entrypoint"] = row.entrypoint  # stored once, in the record's own column
-    spec = JobSpec.model_validate(fields)
-    package = None
-    if spec.code_package is not None:  # admission found it in the tenant's storage; packages are never removed
-        sha256 = package_sha256(spec.code_package)
-        package = CodePackage(
-            sha256=sha256, location=tenant_path(settings.storage_path, row.tenant, PACKAGES, package_file(sha256))
-        )
-    budget = Resources(cpus=row.cpus, gpus=row.gpus, memory=row.memory_bytes)
-    request = LaunchRequest(
-        job_id=row.id,
-        tenant=row.tenant,
-        region=row.region,
-        entrypoint=row.entrypoint,
-        budget=budget,
-        # A template drives Ray Train workers that reserve the job's resources themselves.
-        driver=budget if row.template is None else NO_RESOURCES,
-    )
-    env = {
-        **spec.env,
-        J.ENV_MLFLOW_TRACKING_URI: settings.mlflow_tracking_uri,
-        J.ENV_MLFLOW_EXPERIMENT_NAME: row.experiment,
-        J.ENV_TENANT: row.tenant,
-        J.ENV_JOB_ID: row.id,
-        J.ENV_REGION: row.region,
-        J.ENV_STORAGE_PATH: tenant_path(settings.storage_path, row.tenant, JOBS, row.id),
-        J.ENV_DATA_PATH: tenant_path(settings.storage_path, row.tenant, DATA),
-        **budget.env(),
-        J.ENV_RUN_TAGS: json.dumps(request.metadata),
-        **J.MLFLOW_CLIENT_BOUNDS,
-    }
-    login = mlflow_env(row.tenant) if mlflow_env is not None else {}
-    env.update({k: v for k, v in login.items() if k not in J.MLFLOW_SECRET_VARS})  # last: a spec cannot override it
-    secrets = {k: v for k, v in login.items() if k in J.MLFLOW_SECRET_VARS}
-    return request.model_copy(
-        update={"runtime_env": RuntimeEnv(env_vars=env, code_package=package), "secret_env": secrets}
-    )
-
-
 STOP_SETTLE_SECONDS = 3.0  # how long a stop waits for the backend's word on a job that was starting
-
-
-def observed_changes(row: JobRow, info: BackendJobInfo, now: float) -> dict[str, Any]:
-    """The record changes one observation of the backend implies (logs aside), billing start included.
-
-    Billing starts at the first look that finds the job started: midway between that look and the
-    previous one (still pending) when they are close, else at that look. A job the backend ended
-    without ever starting it (start timeout, runtime env failure, stopped while pending) keeps
-    ``started_at`` empty and bills nothing. The backend's own start time is its submit time: unused.
-    """
-    # The backend's word on a job it holds (e.g. Kueue's reason it waits), else the message the record has.
-    changes: dict[str, Any] = {
-        "last_seen_at": now,
-        "message": info.message if info.status.terminal or info.message else row.message,
-    }
-    if row.started_at is None and _has_run(info):
-        watched = row.last_seen_at is not None and now - row.last_seen_at <= START_OBSERVATION_SLACK_SECONDS
-        changes["started_at"] = (row.last_seen_at + now) / 2 if watched else now
-    if info.status.terminal:
-        changes["ended_at"] = info.end_time or now
-        started = changes.get("started_at", row.started_at)
-        if started is not None:
-            changes["started_at"] = min(started, changes["ended_at"])
-    changes["status"] = info.status.value
-    return changes
-
-
-def _ref(row: JobRow) -> str:
-    """The backend's reference of a dispatched job."""
-    return row.backend_ref or row.id
-
-
-def _has_run(info: BackendJobInfo) -> bool:
-    """Whether the job's process ever started (a backend that cannot tell: only a success says so)."""
-    if info.status == JobStatus.PENDING:
-        return False
-    if info.status == JobStatus.RUNNING:
-        return True
-    return info.ran if info.ran is not None else info.status == JobStatus.SUCCEEDED
 
 
 _NOTHING_HELD = (0, 0.0, 0, 0)
@@ -253,9 +154,9 @@ class Dispatcher:
         """
         dispatched = self.store.dispatched_jobs(status=JobStatus.PENDING if starting_only else None)
         now = self.clock.time()
-        answers = self.backend.info_many([_ref(row) for row in dispatched]) if dispatched else {}
+        answers = self.backend.info_many([backend_ref(row) for row in dispatched]) if dispatched else {}
         no_answer = BackendError("the backend gave no answer for it")
-        changes = [(row.id, self._observe(row, now, answers.get(_ref(row), no_answer))) for row in dispatched]
+        changes = [(row.id, self._observe(row, now, answers.get(backend_ref(row), no_answer))) for row in dispatched]
         changes = [(job_id, c) for job_id, c in changes if c]
         # Short transactions, so admissions waiting for the write lock never wait long.
         for i in range(0, len(changes), SYNC_BATCH):
@@ -390,7 +291,7 @@ class Dispatcher:
         """
         try:
             if answer is None:
-                answer = self.backend.info(_ref(row))
+                answer = self.backend.info(backend_ref(row))
             if isinstance(answer, BackendError):
                 raise answer
             info = answer

@@ -29,7 +29,8 @@ from operators.control_plane.mlflow_identities import MlflowIdentities
 from operators.control_plane.db.models import DEFAULT_TOKEN_NAME, TokenRow
 from operators.control_plane.db.money import MoneyLedger
 from operators.control_plane.db.store import JobRow, Store
-from operators.control_plane.tenant_storage import TenantStorage, UploadSweeper
+from operators.control_plane.tenant_storage import TenantStorage
+from operators.control_plane.upload_sweeper import UploadSweeper
 from operators.control_plane.tokens import TokenIssuer
 from operators.control_plane.db.ledger import Ledger
 from testbed.config import ConfigError, StackConfig, Tenant, load_stack_file, pricing_pool

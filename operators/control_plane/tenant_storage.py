@@ -15,8 +15,6 @@ root; the filesystem is opened on first use, so the control plane starts (and ru
 
 from __future__ import annotations
 
-import logging
-
 import datetime as dt
 import errno
 import functools
@@ -25,15 +23,13 @@ import os
 import threading
 import time
 import uuid
-import zipfile
-from typing import IO, Any, Callable, Iterator, TypeVar
+from typing import IO, Any, Callable, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from operators.control_plane import contained_files as contained
 from operators.control_plane.errors import ServiceError, not_found
-from testbed.packaging import MAX_PACKAGE_FILES
 from testbed.storage import (
     DATA,
     PACKAGES,
@@ -81,35 +77,6 @@ def iso(ts: Any) -> str | None:
     if isinstance(ts, (int, float)):
         return iso(dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc))
     return None
-
-
-def check_zip(source: IO[bytes], max_unpacked: int, what: str) -> int:
-    """The unpacked bytes of a package zip; 422 if it is no zip or names a path outside itself, 413 if too big."""
-    try:
-        with zipfile.ZipFile(source) as archive:
-            entries = archive.infolist()
-    except zipfile.BadZipFile:
-        raise ServiceError(ErrorCode.INVALID_SPEC, f"{what}: the body is not a zip file") from None
-    for entry in entries:
-        parts = entry.filename.split("/")
-        if entry.filename.startswith("/") or "\\" in entry.filename or ".." in parts or ":" in parts[0]:
-            raise ServiceError(
-                ErrorCode.INVALID_SPEC, f"{what}: the zip names a path outside itself: {entry.filename!r}"
-            )
-        if (entry.external_attr >> 16) & 0o170000 == 0o120000:
-            raise ServiceError(ErrorCode.INVALID_SPEC, f"{what}: the zip holds a link: {entry.filename!r}")
-    if len(entries) > MAX_PACKAGE_FILES:  # the same limit the client packs by (testbed.packaging)
-        raise ServiceError(
-            ErrorCode.TOO_LARGE,
-            f"{what}: the zip holds {len(entries)} entries, over the {MAX_PACKAGE_FILES}-entry limit of a code package",
-        )
-    unpacked = sum(entry.file_size for entry in entries)
-    if unpacked > max_unpacked:
-        raise ServiceError(
-            ErrorCode.TOO_LARGE,
-            f"{what}: the zip unpacks to {unpacked} bytes, over the {max_unpacked}-byte limit of a code package",
-        )
-    return unpacked
 
 
 class Upload:
@@ -277,10 +244,6 @@ class TenantStorage:
 
     # -- files: data and job outputs ------------------------------------------------------------
     @guarded
-    def begin_upload(self, tenant: str) -> Upload:
-        return Upload(self, tenant)
-
-    @guarded
     def has_folder(self, tenant: str, area: Area, folder: str) -> bool:
         self.fs  # noqa: B018
         if self.local:
@@ -409,47 +372,5 @@ class TenantStorage:
         return DeletedObjects(deleted=[f.name for f in files], bytes=sum(f.size for f in files))
 
 
-class UploadSweeper:
-    """Removes abandoned uploads once at start, then every ``idle_seconds / 4`` (at most a minute) in a thread."""
-
-    def __init__(self, storage: TenantStorage, idle_seconds: float):
-        self.storage, self.idle_seconds = storage, idle_seconds
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="upload-sweeper", daemon=True)
-
-    def start(self) -> None:
-        self._sweep()
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(min(self.idle_seconds / 4, 60.0)):
-            self._sweep()
-
-    def _sweep(self) -> None:
-        try:
-            self.storage.sweep_uploads(self.idle_seconds)
-        except Exception as exc:  # the store does not answer, or refuses (no credentials yet): the next sweep tries
-            logging.getLogger("testbed.control_plane").warning("sweep of abandoned uploads failed: %s", exc)
-
-
 def _modified_of(info: dict[str, Any]) -> Any:
     return info.get("LastModified") or info.get("mtime") or info.get("created")
-
-
-def read_chunks(handle: IO[bytes], size: int | None = None) -> Iterator[bytes]:
-    """A stored file's bytes in chunks (at most ``size``: what Content-Length announced, even if the file grows
-    meanwhile), closing it at the end (a StreamingResponse's body)."""
-    left = size
-    with handle:
-        while left is None or left > 0:
-            chunk = handle.read(CHUNK_BYTES if left is None else min(CHUNK_BYTES, left))
-            if not chunk:
-                return
-            if left is not None:
-                left -= len(chunk)
-            yield chunk

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from operators.control_plane.backends.base import NO_RESOURCES, Resources
-from operators.control_plane.dispatch import launch_request
+from operators.control_plane.launch import launch_request
 from testbed.client import TestbedClient, TestbedError
 from testbed.jobs import Job
 

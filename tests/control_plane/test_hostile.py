@@ -18,7 +18,7 @@ import pytest
 
 from operators.control_plane.app import create_app
 from operators.control_plane.backends.base import BackendJobInfo, PermanentBackendError
-from operators.control_plane.dispatch import observed_changes
+from operators.control_plane.observation import observed_changes
 from tests.noop_doubles import noop_backend
 from tests.serve import serve_in_thread
 from operators.control_plane.db.store import JobRow

@@ -64,7 +64,7 @@ def launch(
     driver: bool = False,
     job_id: str = "job-0123456789abcdef",
 ) -> LaunchRequest:
-    """A request shaped like dispatch.launch_request builds it, minus the ``TESTBED_CPUS``... env
+    """A request shaped like launch.launch_request builds it, minus the ``TESTBED_CPUS``... env
     (the backend sizes the job from ``budget``, never from env strings)."""
     env = {
         J.ENV_MLFLOW_TRACKING_URI: "http://mlflow.testbed-system.svc.cluster.local:5000",

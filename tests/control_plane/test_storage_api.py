@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from operators.control_plane.app import create_app
-from operators.control_plane.dispatch import launch_request
+from operators.control_plane.launch import launch_request
 from tests.serve import serve_in_thread
 from testbed.client import TestbedClient, TestbedError
 from testbed.config import stack_file_for

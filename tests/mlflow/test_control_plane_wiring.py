@@ -15,7 +15,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from operators.control_plane.dispatch import launch_request
+from operators.control_plane.launch import launch_request
 from operators.mlflow_access import ADMIN_USERNAME, OPERATOR_USERNAME, MlflowCredentials
 from testbed.client import TestbedClient, TestbedError
 from testbed.secrets import write_secret

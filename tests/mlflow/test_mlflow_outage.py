@@ -15,7 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from operators.control_plane.backends.ray_jobs import JobLogins
-from operators.control_plane.dispatch import launch_request
+from operators.control_plane.launch import launch_request
 from operators.mlflow_access import MlflowCredentials
 from testbed.client import TestbedError
 from tests.conftest import NoopPlane

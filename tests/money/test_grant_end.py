@@ -92,7 +92,9 @@ def test_holds_are_released_at_the_grant_end_and_running_jobs_follow_the_mode(st
         assert "grant period ended" in stops[running.id]
     else:  # admit-if-fits and warn: a running job is not stopped for money; it is still charged
         assert stops == {}
-        money_rounds.accrue_running(money, end + 600, until_of=lambda row: end + 600)  # 2,400 s in all: 2,050.67 -> 2,051
+        money_rounds.accrue_running(
+            money, end + 600, until_of=lambda row: end + 600
+        )  # 2,400 s in all: 2,050.67 -> 2,051
         assert money.balance(TENANT).charged_krw == 2051
     store.update_job(running.id, status="STOPPED", ended_at=end + 600)  # settles: no second release
     assert len(amounts(money, "job-running", LedgerKind.RELEASE)) == 1

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from typing import Annotated, Any
+import zipfile
+from typing import IO, Annotated, Any, Iterator
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -22,8 +23,9 @@ from operators.control_plane.api.deps import Caller, Plane
 from operators.control_plane.auth import Principal
 from operators.control_plane.errors import ServiceError, error_responses
 from operators.control_plane.guards import UploadLimit
-from operators.control_plane.tenant_storage import check_zip, read_chunks
+from operators.control_plane.tenant_storage import CHUNK_BYTES, Upload
 from testbed.limits import DEFAULT_PAGE_SIZE, MAX_ID_CHARS, MAX_PAGE_SIZE
+from testbed.packaging import MAX_PACKAGE_FILES
 from testbed.settings import ControlPlaneSettings
 from testbed.storage import (
     DATA,
@@ -174,7 +176,7 @@ def router_for(settings: ControlPlaneSettings) -> APIRouter:
         """Store (or replace) a data file under ``data/<name>``, streamed; an empty body is a 422, a name that
         a folder of your data holds (or a file on its path) a 409."""
         checked_name(name, request)
-        upload = await run_in_threadpool(plane.storage.begin_upload, tenant_of(caller))
+        upload = await run_in_threadpool(Upload, plane.storage, tenant_of(caller))
         try:
             async for chunk in request.stream():  # the middleware stops it past max_data_file_bytes (413)
                 await run_in_threadpool(upload.write, chunk)
@@ -275,3 +277,46 @@ def _stream(handle: Any, size: int) -> StreamingResponse:
     return StreamingResponse(
         read_chunks(handle, size), media_type="application/octet-stream", headers={"Content-Length": str(size)}
     )
+
+
+def check_zip(source: IO[bytes], max_unpacked: int, what: str) -> int:
+    """The unpacked bytes of a package zip; 422 if it is no zip or names a path outside itself, 413 if too big."""
+    try:
+        with zipfile.ZipFile(source) as archive:
+            entries = archive.infolist()
+    except zipfile.BadZipFile:
+        raise ServiceError(ErrorCode.INVALID_SPEC, f"{what}: the body is not a zip file") from None
+    for entry in entries:
+        parts = entry.filename.split("/")
+        if entry.filename.startswith("/") or "\\" in entry.filename or ".." in parts or ":" in parts[0]:
+            raise ServiceError(
+                ErrorCode.INVALID_SPEC, f"{what}: the zip names a path outside itself: {entry.filename!r}"
+            )
+        if (entry.external_attr >> 16) & 0o170000 == 0o120000:
+            raise ServiceError(ErrorCode.INVALID_SPEC, f"{what}: the zip holds a link: {entry.filename!r}")
+    if len(entries) > MAX_PACKAGE_FILES:  # the same limit the client packs by (testbed.packaging)
+        raise ServiceError(
+            ErrorCode.TOO_LARGE,
+            f"{what}: the zip holds {len(entries)} entries, over the {MAX_PACKAGE_FILES}-entry limit of a code package",
+        )
+    unpacked = sum(entry.file_size for entry in entries)
+    if unpacked > max_unpacked:
+        raise ServiceError(
+            ErrorCode.TOO_LARGE,
+            f"{what}: the zip unpacks to {unpacked} bytes, over the {max_unpacked}-byte limit of a code package",
+        )
+    return unpacked
+
+
+def read_chunks(handle: IO[bytes], size: int | None = None) -> Iterator[bytes]:
+    """A stored file's bytes in chunks (at most ``size``: what Content-Length announced, even if the file grows
+    meanwhile), closing it at the end (a StreamingResponse's body)."""
+    left = size
+    with handle:
+        while left is None or left > 0:
+            chunk = handle.read(CHUNK_BYTES if left is None else min(CHUNK_BYTES, left))
+            if not chunk:
+                return
+            if left is not None:
+                left -= len(chunk)
+            yield chunk
