@@ -20,7 +20,8 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.orm import Session
 
 from operators.control_plane.db.models import AuditHead, AuditRow
-from operators.control_plane.db.store import DIALECT_INSERTS, Store
+from operators.control_plane.db.engine import DIALECT_INSERTS
+from operators.control_plane.db.store import Store
 from testbed.audit import AuditEntry, AuditProblem, AuditVerification
 
 GENESIS_HASH = "0" * 64

@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from operators.control_plane.db.store import DatabaseBusy
+from operators.control_plane.db.engine import DatabaseBusy
 
 from testbed.errors import ErrorBody, ErrorCode, format_validation_errors
 from testbed.limits import MAX_BODY_BYTES

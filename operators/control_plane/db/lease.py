@@ -21,7 +21,8 @@ from sqlalchemy import case, delete, literal
 from testbed.clock import SYSTEM_CLOCK, Clock
 
 from operators.control_plane.db.models import LeaseRow
-from operators.control_plane.db.store import Store, dialect_insert
+from operators.control_plane.db.engine import dialect_insert
+from operators.control_plane.db.store import Store
 
 log = logging.getLogger("testbed.control_plane")
 

@@ -25,7 +25,8 @@ from sqlalchemy import delete, exists, literal, null, select, union_all
 from sqlalchemy.orm import Session
 
 from operators.control_plane.db.models import JobRow, UsageJobRow, UsageTotalRow
-from operators.control_plane.db.store import DIALECT_INSERTS, Store, dialect_insert
+from operators.control_plane.db.engine import DIALECT_INSERTS, dialect_insert
+from operators.control_plane.db.store import Store
 from testbed.jobs import TERMINAL_STATUSES, JobStatus
 
 NO_GPU = ""  # gpu_model key of the totals row for jobs without GPUs

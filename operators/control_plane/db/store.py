@@ -21,29 +21,21 @@ from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, ContextManager, Iterator, NamedTuple
 
 from sqlalchemy import (
-    Table,
     and_,
-    create_engine,
-    event,
     func,
     or_,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import Insert as PgInsert
-from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from operators.control_plane.db.migrate import lock_key, sqlite_immediate, upgrade
+from operators.control_plane.db.engine import TimedLock, make_engine
+from operators.control_plane.db.migrate import lock_key, upgrade
 from operators.control_plane.db.models import DEFAULT_TOKEN_NAME, JobRow, TokenRow
 from testbed.jobs import TERMINAL_STATUSES, JobStatus
 
 LOG_LIMIT_BYTES = 1_000_000  # stored logs keep the last MB of a job's output
 # Unfinished jobs, named positively so the status index serves the reads (finished jobs are not scanned).
 ACTIVE_STATUSES = [status.value for status in JobStatus if status not in TERMINAL_STATUSES]
-# A locked or unreachable database fails a request after this long (the API answers 503) instead of hanging.
-DB_TIMEOUT_SECONDS = 3.0
 
 
 class QueuedJob(NamedTuple):
@@ -57,62 +49,6 @@ class QueuedJob(NamedTuple):
     message: str
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
-    cursor.execute(f"PRAGMA busy_timeout={int(DB_TIMEOUT_SECONDS * 1000)}")
-    cursor.close()
-
-
-def make_engine(url: str) -> Engine:
-    """An engine for SQLite (WAL, shared across threads, BEGIN IMMEDIATE for writes) or any SQLAlchemy URL."""
-    if url.startswith("sqlite"):
-        engine = create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": DB_TIMEOUT_SECONDS},
-            pool_size=8,
-            pool_timeout=DB_TIMEOUT_SECONDS,
-        )
-        event.listen(engine, "connect", _sqlite_pragmas)
-        sqlite_immediate(engine)
-    elif url.startswith("postgresql"):
-        ms = int(DB_TIMEOUT_SECONDS * 1000)
-        # One connection per API thread (Starlette's pool has 40) and a few for the sync and dispatch.
-        engine = create_engine(
-            url,
-            pool_pre_ping=True,
-            pool_size=10,
-            max_overflow=30,
-            pool_timeout=DB_TIMEOUT_SECONDS,
-            connect_args={
-                "connect_timeout": int(DB_TIMEOUT_SECONDS),
-                "options": f"-c lock_timeout={ms} -c statement_timeout={ms * 5}",
-            },
-        )
-    else:
-        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
-    return engine
-
-
-class DatabaseBusy(RuntimeError):
-    """A write waited ``DB_TIMEOUT_SECONDS`` for its turn (the API answers 503)."""
-
-
-class _TimedLock:
-    """The in-process writer queue, waited on no longer than the database itself would be."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-
-    def __enter__(self) -> None:
-        if not self._lock.acquire(timeout=DB_TIMEOUT_SECONDS):
-            raise DatabaseBusy(f"the database stayed locked for {DB_TIMEOUT_SECONDS:g} s")
-
-    def __exit__(self, *_exc: object) -> None:
-        self._lock.release()
-
-
 class _PendingInsert:
     """Rows waiting for a group commit, and its outcome."""
 
@@ -122,18 +58,6 @@ class _PendingInsert:
         self.rows = rows
         self.done = False
         self.error: BaseException | None = None
-
-
-# INSERT ... ON CONFLICT of each supported dialect (one atomic statement, safe between replicas).
-DIALECT_INSERTS: dict[str, Callable[[Table], PgInsert | SqliteInsert]] = {
-    "sqlite": sqlite.insert,
-    "postgresql": postgresql.insert,
-}
-
-
-def dialect_insert(session: Session, table: Table) -> PgInsert | SqliteInsert:
-    """``INSERT`` with ``on_conflict_do_*`` for the session's database."""
-    return DIALECT_INSERTS[session.get_bind().dialect.name](table)
 
 
 class Store:
@@ -154,9 +78,9 @@ class Store:
         )
         # SQLite has one writer at a time and its busy handler backs off in sleeps of up to
         # 100 ms; queueing writers on a lock in this process is far faster under concurrency.
-        self._write_lock = _TimedLock() if self.inline_writes else nullcontext()
+        self._write_lock = TimedLock() if self.inline_writes else nullcontext()
         self._section = threading.local()  # the transaction of this thread's locked section
-        self._tenant_locks: dict[str, _TimedLock] = {}  # SQLite: admission's per-tenant sections
+        self._tenant_locks: dict[str, TimedLock] = {}  # SQLite: admission's per-tenant sections
         self._tenant_locks_guard = threading.Lock()
         self._pending: list[_PendingInsert] = []  # SQLite: rows waiting for the next group commit
         self._pending_guard = threading.Lock()
@@ -213,7 +137,7 @@ class Store:
                 yield
             return
         with self._tenant_locks_guard:
-            lock = self._tenant_locks.setdefault(tenant, _TimedLock())
+            lock = self._tenant_locks.setdefault(tenant, TimedLock())
         with lock:
             yield
 

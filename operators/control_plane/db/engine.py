@@ -1,0 +1,87 @@
+"""The database engine of the control plane (SQLite with WAL, or PostgreSQL) and what every caller of it shares:
+the time a locked database is waited for, the in-process writer queue, and INSERT ... ON CONFLICT per dialect."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+from sqlalchemy import Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from operators.control_plane.db.migrate import sqlite_immediate
+
+# A locked or unreachable database fails a request after this long (the API answers 503) instead of hanging.
+DB_TIMEOUT_SECONDS = 3.0
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+    cursor.execute(f"PRAGMA busy_timeout={int(DB_TIMEOUT_SECONDS * 1000)}")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for SQLite (WAL, shared across threads, BEGIN IMMEDIATE for writes) or any SQLAlchemy URL."""
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": DB_TIMEOUT_SECONDS},
+            pool_size=8,
+            pool_timeout=DB_TIMEOUT_SECONDS,
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        sqlite_immediate(engine)
+    elif url.startswith("postgresql"):
+        ms = int(DB_TIMEOUT_SECONDS * 1000)
+        # One connection per API thread (Starlette's pool has 40) and a few for the sync and dispatch.
+        engine = create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=30,
+            pool_timeout=DB_TIMEOUT_SECONDS,
+            connect_args={
+                "connect_timeout": int(DB_TIMEOUT_SECONDS),
+                "options": f"-c lock_timeout={ms} -c statement_timeout={ms * 5}",
+            },
+        )
+    else:
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
+    return engine
+
+
+class DatabaseBusy(RuntimeError):
+    """A write waited ``DB_TIMEOUT_SECONDS`` for its turn (the API answers 503)."""
+
+
+class TimedLock:
+    """The in-process writer queue, waited on no longer than the database itself would be."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(timeout=DB_TIMEOUT_SECONDS):
+            raise DatabaseBusy(f"the database stayed locked for {DB_TIMEOUT_SECONDS:g} s")
+
+    def __exit__(self, *_exc: object) -> None:
+        self._lock.release()
+
+
+# INSERT ... ON CONFLICT of each supported dialect (one atomic statement, safe between replicas).
+DIALECT_INSERTS: dict[str, Callable[[Table], PgInsert | SqliteInsert]] = {
+    "sqlite": sqlite.insert,
+    "postgresql": postgresql.insert,
+}
+
+
+def dialect_insert(session: Session, table: Table) -> PgInsert | SqliteInsert:
+    """``INSERT`` with ``on_conflict_do_*`` for the session's database."""
+    return DIALECT_INSERTS[session.get_bind().dialect.name](table)
