@@ -17,12 +17,12 @@ from kubernetes.client.exceptions import ApiException
 from infra.addons.control_plane import render_placement, render_settings, render_stack_file
 from tests.infra.harness import schema_version
 from operators.control_plane.backends.base import BackendError, JobNotFound, LaunchRequest
+from operators.control_plane.backends.rayjob_status import job_info
 from operators.control_plane.backends.kuberay import (
     MAX_NAME_LENGTH,
     RayJobOptions,
     Target,
     build_rayjob,
-    job_info,
     rayjob_name,
     resolve_targets,
 )

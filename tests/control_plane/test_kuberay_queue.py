@@ -14,10 +14,10 @@ from infra.addons.control_plane import render_placement
 from operators.control_plane.auth import Principal
 from operators.control_plane.backends import kuberay_backend
 from operators.control_plane.backends.base import JobNotFound, Resources
+from operators.control_plane.backends.rayjob_status import job_info
 from operators.control_plane.backends.kuberay import (
     RayJobOptions,
     build_rayjob,
-    job_info,
     kueue_pod_sets,
     resolve_targets,
     total_requests,

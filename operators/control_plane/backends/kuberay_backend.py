@@ -40,6 +40,7 @@ from operators.control_plane.backends.base import (
     PodRequests,
     Resources,
 )
+from operators.control_plane.backends.rayjob_status import job_info
 from operators.control_plane.backends.kuberay import (
     GROUP,
     PLURAL,
@@ -48,7 +49,6 @@ from operators.control_plane.backends.kuberay import (
     Target,
     build_job_secret,
     build_rayjob,
-    job_info,
     rayjob_pod_requests,
 )
 from operators.control_plane.backends.kueue_workload import (
