@@ -37,19 +37,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_program_report(args: argparse.Namespace) -> int:
-    from testbed import program
+    from testbed import program, program_files
 
     report = program.build_report(args.regions)
     for flag, write in (
-        ("csv", program.write_csv),
-        ("xlsx", program.write_xlsx),
-        ("html", program.write_html),
-        ("plot", program.plot_report),
+        ("csv", program_files.write_csv),
+        ("xlsx", program_files.write_xlsx),
+        ("html", program_files.write_html),
+        ("plot", program_files.plot_report),
     ):
         target = getattr(args, flag)
         if target:
             write(report, Path(target))
-    return emit(args, report, program.render_report)
+    return emit(args, report, program_files.render_report)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
