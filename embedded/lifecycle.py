@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from testbed.client import testbed_home
+from testbed.local_address import testbed_home
 from testbed.config import load_region
 from embedded.adopt import adopt, running_instances
 from embedded.components import COMPONENTS, Component

@@ -7,19 +7,20 @@ job = client.wait(job.id); print(job.status, client.logs(job.id).logs)
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar, cast
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 from urllib.parse import quote, urlencode
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from testbed.client_error import TestbedError
+from testbed.local_address import local_control_plane_url, testbed_home
 from testbed.api import Health, IssuedToken, MlflowLogin, TemplateList, TenantList, TokenList
 from testbed.audit import AuditEntry, AuditPage, AuditVerification
-from testbed.errors import ErrorBody, format_validation_errors
+from testbed.errors import format_validation_errors
 from testbed.jobs import Job, JobList, JobLogs, JobSpec, JobStatus
 from testbed.limits import MAX_DATA_FILE_BYTES
 from testbed.money import Quote
@@ -39,59 +40,7 @@ from testbed.usage import UsageReport
 ENV_URL = "TESTBED_URL"
 ENV_TOKEN = "TESTBED_TOKEN"
 Model = TypeVar("Model", bound=BaseModel)
-
-
-class TestbedError(RuntimeError):
-    """A failed call as one readable line, with the HTTP status (if any), the error code and the detail.
-
-    ``code`` is the server's :class:`~testbed.errors.ErrorBody` code, or a client-side one:
-    ``no_address``, ``no_token``, ``unreachable``, ``timeout``, ``bad_answer``, ``refused_here`` (a folder or file
-    the client will not send: too large, a link out of it, a bad name).
-    """
-
-    __test__ = False  # not a pytest test class
-
-    def __init__(self, detail: str, code: str, status_code: int | None = None, reason: str = ""):
-        super().__init__(f"{status_code} {reason}: {detail}" if status_code else detail)
-        self.detail = detail
-        self.code = code
-        self.status_code = status_code
-
-    @classmethod
-    def from_response(cls, response: httpx.Response) -> "TestbedError":
-        """The error a 4xx/5xx answer carries (an ``ErrorBody``; any other body is read as best as can be)."""
-        try:
-            body = ErrorBody.model_validate_json(response.content)
-            code, detail = body.error, body.detail
-        except ValidationError:
-            code = response.reason_phrase.lower().replace(" ", "_") or f"http_{response.status_code}"
-            detail = _loose_detail(response)
-        return cls(" ".join(detail.split()), code, response.status_code, response.reason_phrase)
-
-
-def _loose_detail(response: httpx.Response) -> str:
-    """The reason in an answer that is not an ``ErrorBody`` (a proxy's page, FastAPI's ``{"detail": ...}``)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip()[:300] or response.reason_phrase
-    detail = body.get("detail", body) if isinstance(body, dict) else body
-    return detail if isinstance(detail, str) else json.dumps(detail)
-
-
-def testbed_home() -> Path:
-    """The local state folder: ``$TESTBED_HOME`` or ``~/.testbed``."""
-    return Path(os.environ.get("TESTBED_HOME") or Path.home() / ".testbed").expanduser().absolute()
-
-
-def local_control_plane_url(home: Path | None = None) -> str | None:
-    """The control plane URL recorded by ``testbed up`` in the state folder, if any."""
-    state = (home or testbed_home()) / "state.json"
-    try:
-        url = json.loads(state.read_text()).get("client_url")
-    except (OSError, ValueError):
-        return None
-    return cast("str | None", url)
+__all__ = ["ENV_TOKEN", "ENV_URL", "TestbedClient", "TestbedError", "local_control_plane_url", "testbed_home"]
 
 
 class TestbedClient:

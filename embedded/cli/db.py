@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from testbed.cli.common import CliError, add_command
-from testbed.client import testbed_home
+from testbed.local_address import testbed_home
 
 LOCAL_SETTINGS = "control-plane.json"  # written by `testbed up` into the state folder
 
