@@ -11,7 +11,8 @@ log = logging.getLogger("testbed.control_plane")
 
 
 class UploadSweeper:
-    """Removes abandoned uploads once at start, then every ``idle_seconds / 4`` (at most a minute) in a thread."""
+    """Removes abandoned uploads at start, then every ``idle_seconds / 4`` (at most a minute), all in a thread of its
+    own: a slow store (a remote bucket's listing) never holds up the control plane's start."""
 
     def __init__(self, storage: TenantStorage, idle_seconds: float):
         self.storage, self.idle_seconds = storage, idle_seconds
@@ -19,7 +20,6 @@ class UploadSweeper:
         self._thread = threading.Thread(target=self._run, name="upload-sweeper", daemon=True)
 
     def start(self) -> None:
-        self._sweep()
         self._thread.start()
 
     def stop(self) -> None:
@@ -28,6 +28,7 @@ class UploadSweeper:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        self._sweep()
         while not self._stop.wait(min(self.idle_seconds / 4, 60.0)):
             self._sweep()
 

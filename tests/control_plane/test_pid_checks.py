@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import psutil
+from tests.waiting import wait_until
 
 from embedded.state import ComponentState, LocalState, StateFolder
 from embedded.supervisor import Supervisor
@@ -31,9 +32,7 @@ def _spawn(argv: list[str]) -> subprocess.Popen:
     process = subprocess.Popen(
         argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
-    deadline = time.monotonic() + 30
-    while psutil.Process(process.pid).cmdline()[-1:] != argv[-1:] and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: psutil.Process(process.pid).cmdline()[-1:] == argv[-1:], 30, "the process's command line")
     return process
 
 

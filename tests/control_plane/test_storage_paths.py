@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.control_plane.test_storage_api import ALICE, BOB, plane, put
+from tests.waiting import wait_until
 
 SECRET = b"alice's private data\n"
 
@@ -160,11 +161,9 @@ def test_abandoned_uploads_are_removed_at_start_and_after_the_idle_timeout(tmp_p
     fresh.write_bytes(b"partial")
     os.utime(stale, (time.time() - 3600, time.time() - 3600))
     with plane(tmp_path, upload_idle_seconds=2.0):
-        assert not stale.exists() and fresh.exists()  # at start: only what was idle past the timeout
-        deadline = time.monotonic() + 10
-        while fresh.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not fresh.exists()  # the periodic sweep took it once idle
+        wait_until(lambda: not stale.exists(), 5, "the sweep at start")
+        assert fresh.exists()  # at start: only what was idle past the timeout
+        wait_until(lambda: not fresh.exists(), 10, "the periodic sweep, once the upload is idle")
 
 
 def test_a_name_with_a_newline_or_a_dot_part_is_refused_and_nothing_is_stored(noop_plane):

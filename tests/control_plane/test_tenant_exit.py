@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from pathlib import Path
 
 import httpx
@@ -14,16 +13,14 @@ import pytest
 from testbed.cli.main import main
 from testbed.client import TestbedError
 from testbed.jobs import JobSpec, JobStatus
+from tests.waiting import wait_until
 
 TENANT, OTHER = "changwon-precision", "gimhae-robotics"
 
 
 def _finished_job(client) -> str:
     job = client.submit(JobSpec(entrypoint="sleep 1", cpus=1, gpus=1, memory="1Gi"))
-    deadline = time.monotonic() + 30
-    while client.get_job(job.id).status != JobStatus.SUCCEEDED:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    wait_until(lambda: client.get_job(job.id).status == JobStatus.SUCCEEDED, 30, f"{job.id} to succeed")
     return job.id
 
 

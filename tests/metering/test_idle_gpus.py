@@ -18,6 +18,7 @@ from testbed.client import TestbedClient
 from testbed.config import stack_file_for
 from testbed.jobs import JobSpec, JobStatus
 from testbed.money import kst_month
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -94,16 +95,6 @@ def _stack_with_policy(tmp_path: Path) -> Path:
     return path
 
 
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
-
-
 def test_idle_gpus_are_flagged_counted_and_stopped_by_policy(
     tmp_path: Path, exporter: FakeDcgmExporter, prometheus
 ) -> None:
@@ -136,7 +127,7 @@ def test_idle_gpus_are_flagged_counted_and_stopped_by_policy(
             a, b = stopping.submit(spec), flagging.submit(spec)
             exporter.jobs[a.id] = (STOPPING_TENANT, 2.0)  # idle
             exporter.jobs[b.id] = (FLAGGING_TENANT, 90.0)  # busy
-            _wait(
+            wait_until(
                 lambda: (
                     stopping.get_job(a.id).status == JobStatus.RUNNING
                     and flagging.get_job(b.id).status == JobStatus.RUNNING
@@ -145,7 +136,7 @@ def test_idle_gpus_are_flagged_counted_and_stopped_by_policy(
                 "both jobs running",
             )
             # The join is Prometheus' own: the recorded series names the job and tenant.
-            _wait(
+            wait_until(
                 lambda: prom.value("job:testbed_job_gpu_utilization:max_ratio", job_id=a.id) is not None,
                 20,
                 "the recording rule to join the fake DCGM series to the job",
@@ -154,11 +145,11 @@ def test_idle_gpus_are_flagged_counted_and_stopped_by_policy(
                 "job:testbed_job_gpu_utilization:max_ratio", job_id=b.id, tenant=FLAGGING_TENANT
             ) == pytest.approx(0.9)
 
-            flagged = _wait(
+            flagged = wait_until(
                 lambda: (job := stopping.get_job(a.id)).idle_since and job, 20, "the idle job to be flagged"
             )
             assert flagged.status == JobStatus.RUNNING
-            stopped = _wait(
+            stopped = wait_until(
                 lambda: (job := stopping.get_job(a.id)).status == JobStatus.STOPPED and job,
                 30,
                 "the idle job to be stopped by its tenant's policy",
@@ -169,7 +160,7 @@ def test_idle_gpus_are_flagged_counted_and_stopped_by_policy(
             assert busy.idle_since is None and busy.idle_gpu_hours == 0 and busy.status == JobStatus.RUNNING
 
             exporter.jobs[b.id] = (FLAGGING_TENANT, 1.0)  # now the other one idles: flagged, counted, not stopped
-            _wait(lambda: flagging.get_job(b.id).idle_since, 30, "the second job to be flagged")
+            wait_until(lambda: flagging.get_job(b.id).idle_since, 30, "the second job to be flagged")
             time.sleep(2 * settings.idle_check_seconds + 0.5)
             still = flagging.get_job(b.id)
             assert still.status == JobStatus.RUNNING and still.idle_gpu_hours > 0
@@ -190,6 +181,6 @@ def test_idle_gpus_are_flagged_counted_and_stopped_by_policy(
             assert float(mine["idle_gpu_hours"]) == pytest.approx(stopped.idle_gpu_hours, abs=1e-6)
             # busy again: unflagged; the idle hours it held stay counted
             exporter.jobs[b.id] = (FLAGGING_TENANT, 95.0)
-            _wait(lambda: flagging.get_job(b.id).idle_since is None, 30, "the busy job to be unflagged")
+            wait_until(lambda: flagging.get_job(b.id).idle_since is None, 30, "the busy job to be unflagged")
             assert flagging.get_job(b.id).idle_gpu_hours >= still.idle_gpu_hours
             flagging.stop(b.id)

@@ -55,6 +55,12 @@ class MlflowServer:
     def log_text(self) -> str:
         return (self.home / "server.log").read_text(errors="replace")
 
+    def __enter__(self) -> "MlflowServer":
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):

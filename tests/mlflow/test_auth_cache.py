@@ -29,13 +29,10 @@ TTL_SECONDS = 2
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[MlflowServer]:
-    server = start_server(
+    with start_server(
         tmp_path_factory.mktemp("mlflow-cache") / "s", secured=True, auth_cache_ttl_seconds=TTL_SECONDS
-    )
-    try:
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -23,11 +23,8 @@ B = MlflowCredentials("tenant-b", "ignored-password-b", None)
 
 @pytest.fixture(scope="module")
 def server(mlflow_home) -> Iterator[MlflowServer]:
-    server = start_server(mlflow_home / "open", secured=False)
-    try:
+    with start_server(mlflow_home / "open", secured=False) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

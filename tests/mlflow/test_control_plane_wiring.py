@@ -30,11 +30,8 @@ B = "geoje-marine-welding"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[MlflowServer]:
-    server = start_server(tmp_path_factory.mktemp("mlflow-wired"), secured=True)
-    try:
+    with start_server(tmp_path_factory.mktemp("mlflow-wired"), secured=True) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture()

@@ -22,19 +22,11 @@ from tests.conftest import NoopPlane
 from tests.mlflow.planes import control_plane_app
 from tests.mlflow.server import REPO, start_server
 from tests.mlflow.tenants import identity
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 A = "changwon-precision"
 _LOG = "import mlflow; mlflow.set_experiment('{tenant}/outage'); mlflow.log_metric('x', 1.0); print('LOGGED')"
-
-
-def _until(check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.3)
 
 
 def _health(plane: NoopPlane) -> dict:
@@ -72,7 +64,9 @@ def test_mlflow_down_is_seen_bounded_and_recovered(tmp_path: Path):
             assert done.returncode == 0 and "LOGGED" in done.stdout, done.stderr[-2000:]
 
             server.stop()  # MLflow goes away
-            health = _until(lambda: (h := _health(plane))["mlflow"] == "unavailable" and h)
+            health = wait_until(
+                lambda: (h := _health(plane))["mlflow"] == "unavailable" and h, 30, "health: MLflow down"
+            )
             assert health and health["status"] == "ok"  # the database and the backend are fine: jobs still run
             with pytest.raises(TestbedError) as err:
                 alice.mlflow_credentials()
@@ -85,8 +79,8 @@ def test_mlflow_down_is_seen_bounded_and_recovered(tmp_path: Path):
 
             # MLflow returns on the same address from an empty database: the identities are provisioned again
             back = start_server(tmp_path / "mlflow-2", secured=True, port=port, admin_password=server.admin_password)
-            assert _until(lambda: _health(plane)["mlflow"] == "ok")
-            again = _until(lambda: _try(alice.mlflow_credentials))
+            wait_until(lambda: _health(plane)["mlflow"] == "ok", 30, "health: MLflow back")
+            again = wait_until(lambda: _try(alice.mlflow_credentials), 30, "MLflow credentials again")
             assert again and again.password == login.password
             with identity(MlflowCredentials(again.username, again.password, again.workspace)):
                 client = MlflowClient(back.url)

@@ -28,11 +28,8 @@ B = "geoje-marine-welding"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[MlflowServer]:
-    server = start_server(tmp_path_factory.mktemp("mlflow-purge"), secured=True)
-    try:
+    with start_server(tmp_path_factory.mktemp("mlflow-purge"), secured=True) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture()

@@ -7,12 +7,12 @@ import json
 import math
 import subprocess
 import sys
-import time
 from fractions import Fraction
 
 import pytest
 
 from testbed.money import round_half_up
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 TENANT = "geoje-marine-welding"  # gyeongnam, quota 2 GPUs; its own grant, so other tests' jobs do not matter
@@ -30,13 +30,11 @@ def cli(local_testbed, *args: str) -> subprocess.CompletedProcess:
 
 
 def wait_ended(client, job_id: str, timeout: float = 120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get_job(job_id)
-        if job.status in ("SUCCEEDED", "FAILED", "STOPPED"):
-            return job
-        time.sleep(0.25)
-    raise AssertionError(f"{job_id} did not end")
+    return wait_until(
+        lambda: (job := client.get_job(job_id)).status in ("SUCCEEDED", "FAILED", "STOPPED") and job,
+        timeout,
+        f"{job_id} to end",
+    )
 
 
 def test_a_gpu_job_is_stopped_at_its_max_run_time_and_charged_exactly(local_testbed):

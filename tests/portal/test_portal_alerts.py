@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import time
 
 import httpx
 import pytest
 import yaml
 
 from tests.portal.pages import login
+from tests.waiting import wait_until
 
 pytestmark = [
     pytest.mark.integration,
@@ -48,12 +48,13 @@ def test_alerts_firing_come_from_prometheus(noop_plane, tmp_path):
     )
     server.config["rule_files"].append(str(rules))
     with server:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            alerts = httpx.get(server.url + "/api/v1/alerts").json()["data"]["alerts"]
-            if any(a["state"] == "firing" for a in alerts):
-                break
-            time.sleep(0.5)
+        wait_until(
+            lambda: any(
+                a["state"] == "firing" for a in httpx.get(server.url + "/api/v1/alerts").json()["data"]["alerts"]
+            ),
+            30,
+            "an alert to fire",
+        )
         portal.prometheus_url = server.url
         page = operator.get("/portal/operator").text
         assert "PortalTestAlwaysFiring" in page and "a test alert" in page

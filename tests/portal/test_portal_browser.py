@@ -30,8 +30,8 @@ from tests.portal.browser import (
     screenshot_dir,
     set_width,
     tab_to,
-    wait_until,
 )
+from tests.waiting import wait_until
 
 pytestmark = [
     pytest.mark.integration,

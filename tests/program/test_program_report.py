@@ -28,6 +28,7 @@ from testbed.jobs import JobSpec, JobStatus
 from testbed.net import free_port
 from testbed.settings import ControlPlaneSettings
 from tests.conftest import NoopPlane, make_noop_app
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -85,10 +86,7 @@ def test_report_over_two_regions_with_one_stopped(tmp_path: Path, capsys) -> Non
             region_a = NoopPlane(url=gyeongnam_url, app=app, home=home_a)
             company = region_a.client("changwon-precision")
             job = company.submit(JobSpec(entrypoint="sleep 3", cpus=2, gpus=1, memory="2Gi"))  # ~2 won
-            deadline = time.monotonic() + 30
-            while company.get_job(job.id).status != JobStatus.SUCCEEDED:
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
+            wait_until(lambda: company.get_job(job.id).status == JobStatus.SUCCEEDED, 30, f"{job.id} to succeed")
             for name, home in (("gyeongnam", home_a), ("daegu", home_b)):
                 shutil.copy(home / "credentials" / f"{PROGRAM_OFFICE}.token", office / f"{name}.token")
             unreachable = f"http://127.0.0.1:{free_port()}"
