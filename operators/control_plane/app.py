@@ -20,6 +20,7 @@ from operators.control_plane.api import (
     statements,
     storage,
     templates,
+    tenant_exit,
     tenants,
     usage,
 )
@@ -30,7 +31,6 @@ from operators.control_plane.guards import BodySizeLimit, HealthProbe
 from operators.control_plane.plane import ControlPlane
 from operators.metering.exporter import make_registry
 from operators.portal import app as portal
-from operators.control_plane.tenant_exit import install as install_tenant_exit
 from testbed.clock import SYSTEM_CLOCK, Clock
 from testbed.limits import MAX_BODY_BYTES
 from testbed.settings import ControlPlaneSettings
@@ -90,10 +90,10 @@ def create_app(
         audit.router,
         statements.router,
         budget.router,
+        tenant_exit.router,
     ):
         app.include_router(router)
     app.include_router(portal.router)  # the web pages under /portal, through this API in process
     app.include_router(storage.router_for(settings))  # its OpenAPI names this plane's upload limits
-    install_tenant_exit(app, plane)  # /v1/tenants/{id}/archive and /purge (operator)
     portal.install(app)  # the portal's sessions, error pages and static files
     return app

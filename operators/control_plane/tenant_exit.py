@@ -19,29 +19,26 @@ import hashlib
 import json
 import tempfile
 import time
-from typing import IO, Annotated, Any
+from typing import IO
 
-from fastapi import Body, Depends, FastAPI, Path
-from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select, update
 
 from operators.control_plane import audit
 from operators.control_plane import contained_files as contained
 from operators.control_plane.audit import AuditKind
-from operators.control_plane.auth import OPERATOR, Principal, principal_from_request
+from operators.control_plane.auth import Principal
 from testbed.errors import ErrorCode
-from operators.control_plane.errors import ServiceError, error_responses, not_found
+from operators.control_plane.errors import ServiceError, not_found
 from operators.control_plane.plane import ControlPlane
+from operators.control_plane.tenant_storage import CHUNK_BYTES
 from operators.control_plane.db.models import JobRow, TenantExitRow, TokenRow
 from testbed.jobs import TERMINAL_STATUSES
-from testbed.limits import MAX_ID_CHARS
-from testbed.tenant_exit import PurgeRequest, PurgeResult
+from testbed.tenant_exit import PurgeResult
 
 ARCHIVE_MEDIA_TYPE = "application/zip"
-CHUNK = 1 << 20
 
 
-def _operator(caller: Principal) -> None:
+def operator_only(caller: Principal) -> None:
     if not caller.is_operator:
         raise ServiceError(ErrorCode.FORBIDDEN, "only the operator token can export or purge a tenant")
 
@@ -53,7 +50,7 @@ def _all_files(plane: ControlPlane, tenant: str) -> list[tuple[str, int]]:
     storage.fs  # noqa: B018 - opens the filesystem (tells whether it is local)
     if storage.local:
         return sorted((f.name, f.size) for f in contained.walk(storage.local_root(), [tenant]))
-    return sorted((name, size) for name, size, _ in storage._find_remote(storage.path(tenant), ""))
+    return sorted((name, size) for name, size, _ in storage.find_remote(storage.path(tenant), ""))
 
 
 def _open(plane: ControlPlane, tenant: str, name: str) -> IO[bytes] | None:
@@ -97,12 +94,12 @@ def build_archive(plane: ControlPlane, tenant: str) -> tuple[IO[bytes], str, int
             if source is None:
                 continue
             with source, archive.open(zipfile.ZipInfo(f"storage/{name}", fixed), "w", force_zip64=True) as target:
-                while chunk := source.read(CHUNK):
+                while chunk := source.read(CHUNK_BYTES):
                     target.write(chunk)
     size = spool.tell()
     spool.seek(0)
     digest = hashlib.sha256()
-    while chunk := spool.read(CHUNK):
+    while chunk := spool.read(CHUNK_BYTES):
         digest.update(chunk)
     spool.seek(0)
     return spool, digest.hexdigest(), size
@@ -172,73 +169,14 @@ def purge(plane: ControlPlane, tenant: str, actor: str | None) -> PurgeResult:
     return result
 
 
-Caller = Annotated[Principal, Depends(principal_from_request)]
-TenantId = Annotated[str, Path(max_length=MAX_ID_CHARS)]
+def known_tenant(plane: ControlPlane, tenant: str) -> None:
+    """404 unless ``tenant`` is in the region or has jobs recorded (a tenant removed from the stack file)."""
+    if tenant not in plane.tenants and not plane.store.list_jobs(tenant=tenant, limit=1):
+        raise not_found(f"tenant {tenant!r} in region {plane.stack.region.id!r}")
 
 
-def install(app: FastAPI, plane: ControlPlane) -> None:
-    def known(tenant: str) -> None:
-        if tenant not in plane.tenants and not plane.store.list_jobs(tenant=tenant, limit=1):
-            raise not_found(f"tenant {tenant!r} in region {plane.stack.region.id!r}")
-
-    @app.get(
-        "/v1/tenants/{tenant}/archive",
-        tags=["tenants"],
-        response_class=StreamingResponse,
-        responses={
-            200: {
-                "description": "a zip: storage/, jobs.json, usage.json, ledger.json",
-                "content": {ARCHIVE_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
-            },
-            **error_responses(401, 403, 404, 422, 503),
-        },
-    )
-    def archive(tenant: TenantId, caller: Caller) -> StreamingResponse:
-        """Everything the platform keeps of a tenant, as one zip (operator); the export is recorded."""
-        _operator(caller)
-        known(tenant)
-        spool, sha256, size = build_archive(plane, tenant)
-        with plane.store.write_session() as s:
-            s.add(
-                TenantExitRow(
-                    tenant=tenant, kind="export", at=time.time(), sha256=sha256, bytes=size, actor=caller.actor
-                )
-            )
-            audit.append(
-                s,
-                AuditKind.TENANT_EXPORTED,
-                tenant=tenant,
-                actor=caller.actor,
-                detail={"sha256": sha256, "bytes": size},
-            )
-
-        def chunks() -> Any:
-            try:
-                while chunk := spool.read(CHUNK):
-                    yield chunk
-            finally:
-                spool.close()
-
-        return StreamingResponse(
-            chunks(),
-            media_type=ARCHIVE_MEDIA_TYPE,
-            headers={
-                "Content-Length": str(size),
-                "X-Archive-SHA256": sha256,
-                "Content-Disposition": f'attachment; filename="{tenant}.zip"',
-            },
-        )
-
-    @app.post(
-        "/v1/tenants/{tenant}/purge",
-        response_model=PurgeResult,
-        tags=["tenants"],
-        responses=error_responses(401, 403, 404, 409, 422, 503),
-    )
-    def purge_tenant(tenant: TenantId, body: Annotated[PurgeRequest, Body()], caller: Caller) -> PurgeResult:
-        """Remove a tenant's storage, job logs and tokens after an export (operator; ``confirm`` repeats the id)."""
-        _operator(caller)
-        known(tenant)
-        if body.confirm != tenant or tenant == OPERATOR:
-            raise ServiceError(ErrorCode.INVALID_SPEC, f"confirm must repeat the tenant id {tenant!r}")
-        return purge(plane, tenant, caller.actor)
+def record_export(plane: ControlPlane, tenant: str, sha256: str, size: int, actor: str | None) -> None:
+    """The export, recorded (what a purge checks for) and audited in one transaction."""
+    with plane.store.write_session() as s:
+        s.add(TenantExitRow(tenant=tenant, kind="export", at=time.time(), sha256=sha256, bytes=size, actor=actor))
+        audit.append(s, AuditKind.TENANT_EXPORTED, tenant=tenant, actor=actor, detail={"sha256": sha256, "bytes": size})

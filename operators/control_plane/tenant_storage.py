@@ -278,7 +278,7 @@ class TenantStorage:
                 for f in contained.walk(self.local_root(), self._parts(tenant, area, folder), prefix)
             ]
         else:
-            found = self._find_remote(self.path(tenant, area, folder), prefix)
+            found = self.find_remote(self.path(tenant, area, folder), prefix)
         names = sorted(item for item in found if after is None or item[0] > after)
         page = [
             StoredObject(name=name, size=int(size or 0), modified_at=iso(modified))
@@ -289,7 +289,7 @@ class TenantStorage:
                 item.sha256 = self.digest(tenant, area, f"{folder}/{item.name}" if folder else item.name, item.size)
         return page[:limit], len(page) > limit
 
-    def _find_remote(self, base: str, prefix: str) -> list[tuple[str, int, Any]]:
+    def find_remote(self, base: str, prefix: str) -> list[tuple[str, int, Any]]:
         narrowed = f"{base}/{prefix.rsplit('/', 1)[0]}" if "/" in prefix else base
         try:
             found = self.fs.find(narrowed, detail=True) if self.fs.isdir(narrowed) else {}
