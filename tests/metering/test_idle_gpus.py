@@ -4,9 +4,7 @@ the job, idle GPU-hours in usage, and the stop of a job whose tenant's policy sa
 
 from __future__ import annotations
 
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
 
@@ -18,65 +16,13 @@ from testbed.client import TestbedClient
 from testbed.config import stack_file_for
 from testbed.jobs import JobSpec, JobStatus
 from testbed.money import kst_month
+from tests.metering.fake_dcgm import FakeDcgmExporter
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
 STOPPING_TENANT = "changwon-precision"  # idle_stop_minutes set below
 FLAGGING_TENANT = "gimhae-robotics"  # no policy: flagged and counted, never stopped
-
-
-class FakeDcgmExporter:
-    """Serves DCGM_FI_DEV_GPU_UTIL per GPU (labels as dcgm-exporter's Kubernetes mapping writes them) and
-    kube-state-metrics' kube_pod_labels for the job's pods; ``utilisation[job_id]`` (0-100) is what it reports."""
-
-    def __init__(self) -> None:
-        self.jobs: dict[str, tuple[str, float]] = {}  # job id -> (tenant, utilisation %)
-        exporter = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                body = exporter.render().encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *_args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def render(self) -> str:
-        lines = ["# TYPE DCGM_FI_DEV_GPU_UTIL gauge"]
-        for index, (job_id, (tenant, util)) in enumerate(sorted(self.jobs.items())):
-            lines.append(
-                f'DCGM_FI_DEV_GPU_UTIL{{gpu="{index}",UUID="GPU-{index:04d}",Hostname="node-1",modelName="NVIDIA L4",'
-                f'namespace="tenant-{tenant}",pod="{job_id}-head",container="ray-head"}} {util}'
-            )
-        lines.append(
-            'DCGM_FI_DEV_GPU_UTIL{gpu="7",UUID="GPU-free",Hostname="node-1",modelName="NVIDIA L4",'
-            'namespace="",pod="",container=""} 0'
-        )
-        lines.append("# TYPE kube_pod_labels gauge")
-        for job_id, (tenant, _util) in sorted(self.jobs.items()):
-            lines.append(
-                f'kube_pod_labels{{namespace="tenant-{tenant}",pod="{job_id}-head",'
-                f'label_testbed_io_job_id="{job_id}",label_testbed_io_tenant="{tenant}"}} 1'
-            )
-        return "\n".join(lines) + "\n"
-
-    def __enter__(self) -> "FakeDcgmExporter":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
 
 
 @pytest.fixture()
@@ -160,9 +106,14 @@ def test_idle_gpus_are_flagged_counted_and_stopped_by_policy(
             assert busy.idle_since is None and busy.idle_gpu_hours == 0 and busy.status == JobStatus.RUNNING
 
             exporter.jobs[b.id] = (FLAGGING_TENANT, 1.0)  # now the other one idles: flagged, counted, not stopped
-            wait_until(lambda: flagging.get_job(b.id).idle_since, 30, "the second job to be flagged")
-            time.sleep(2 * settings.idle_check_seconds + 0.5)
-            still = flagging.get_job(b.id)
+            flagged_b = wait_until(
+                lambda: (job := flagging.get_job(b.id)).idle_since and job, 30, "the second job to be flagged"
+            )
+            still = wait_until(  # later idle checks ran (they counted more idle time) and did not stop it
+                lambda: (job := flagging.get_job(b.id)).idle_gpu_hours > flagged_b.idle_gpu_hours and job,
+                30,
+                "a later idle check to count the second job's idle time",
+            )
             assert still.status == JobStatus.RUNNING and still.idle_gpu_hours > 0
 
             usage = {t.tenant: t for t in client("operator").usage().tenants}
