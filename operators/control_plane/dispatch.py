@@ -300,11 +300,10 @@ class Dispatcher:
             ended = row.last_seen_at or now
             if row.stop_requested_at is not None:  # stopped by us, then forgotten (a deleted RayJob)
                 ended = max(row.stop_requested_at, row.started_at or row.stop_requested_at)
-                message = row.message if row.message.startswith("stopped:") else "stopped"
                 return {
                     "status": JobStatus.STOPPED.value,
                     "ended_at": ended,
-                    "message": message,
+                    "message": "stopped",  # unless the testbed gave its reason (kept by the store)
                     "logs": row.logs or "",
                 }
             return {
@@ -319,8 +318,6 @@ class Dispatcher:
         changes = observed_changes(row, info, now)
         if info.status.terminal:
             changes["logs"] = self._final_logs(row)
-        if row.stop_requested_at is not None and row.message.startswith("stopped:"):
-            changes["message"] = row.message  # why the testbed stopped it (max run time, grant), not Ray's words
         return changes
 
     def _final_logs(self, row: JobRow) -> str:

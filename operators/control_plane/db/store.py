@@ -36,6 +36,9 @@ from testbed.jobs import TERMINAL_STATUSES, JobStatus
 LOG_LIMIT_BYTES = 1_000_000  # stored logs keep the last MB of a job's output
 # Unfinished jobs, named positively so the status index serves the reads (finished jobs are not scanned).
 ACTIVE_STATUSES = [status.value for status in JobStatus if status not in TERMINAL_STATUSES]
+# The message the testbed gives a job it stops (max run time, grant, idle GPUs) starts so; it is the job's last
+# word: no later observation of the backend (its own "stopped", from any replica) replaces it.
+STOP_REASON_PREFIX = "stopped:"
 
 
 class QueuedJob(NamedTuple):
@@ -384,6 +387,8 @@ class Store:
         row = row or s.get(JobRow, job_id, with_for_update=True)
         if row is None or row.terminal:
             return row
+        if row.stop_requested_at is not None and row.message.startswith(STOP_REASON_PREFIX):
+            changes.pop("message", None)  # decided on the locked row: a sync that read the job earlier loses
         for key, value in changes.items():
             setattr(row, key, value)
         if row.terminal:
