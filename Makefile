@@ -1,6 +1,6 @@
 # Regional AI Testbed — the two set-up commands are `make demo` and `make test`.
 SHELL := /bin/bash
-PYTHON ?= python3
+PYTHON ?= $(shell scripts/base-python)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed

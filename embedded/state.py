@@ -103,6 +103,9 @@ class StateFolder:
 
     def __init__(self, home: Path):
         self.home = home
+        # Run as root, jobs run as a user of their own (embedded.jobs_user) that must reach its folders in here
+        # (storage/, ray/): the state folder lets it pass, never list; everything else in it stays root's 0700.
+        self.home_mode = 0o711 if os.geteuid() == 0 else 0o700
 
     @property
     def state_file(self) -> Path:
@@ -125,7 +128,7 @@ class StateFolder:
         return self.home / "logs" / f"{component}.log"
 
     def prepare(self) -> None:
-        """Create the folder's layout, the owner's only (0700)."""
+        """Create the folder's layout, the owner's only (0700; the state folder itself 0711 when run as root)."""
         for sub in _SUBFOLDERS:
             (self.home / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
         self.tighten()
@@ -146,7 +149,7 @@ class StateFolder:
                         os.chmod(path, stat.S_IMODE(mode) & 0o700)
                 except OSError:  # removed meanwhile
                     continue
-        os.chmod(self.home, 0o700)
+        os.chmod(self.home, self.home_mode)
 
     def load(self) -> LocalState | None:
         try:

@@ -14,6 +14,7 @@ from typing import Callable
 
 from embedded.components import COMPONENTS, Component, job_environ, jobs_dir
 from embedded.errors import ComponentExited, LocalTestbedError
+from embedded.jobs_user import check_can_run_python, hand_over, jobs_user
 from embedded.ports import allocate_ports
 from embedded.processes import MARKER_ENV, create_time, is_component, pid_alive, stop_process_group
 from embedded.state import ComponentState, LocalState, StateFolder
@@ -76,6 +77,14 @@ class Supervisor:
         # What tenants' jobs inherit names no platform path; the instance marker is an opaque id.
         inherited = job_environ(os.environ) if component.runs_jobs else os.environ
         env = {**inherited, **component.env(self.folder, state), MARKER_ENV: state.instance}
+        # Run as root, jobs get a user of their own, owner of where they work only (embedded.jobs_user).
+        user = jobs_user() if component.runs_jobs else None
+        as_user = {}
+        if user is not None:
+            check_can_run_python(user)
+            hand_over(user, jobs_dir(state), self.folder.home / "ray", self.folder.home / "storage")
+            as_user = {"user": user.uid, "group": user.gid, "extra_groups": []}
+            env["HOME"] = str(jobs_dir(state))
         log_path = self.folder.log_file(component.name)
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with open(fd, "ab") as log:
@@ -88,6 +97,7 @@ class Supervisor:
                 cwd=jobs_dir(state) if component.runs_jobs else self.folder.home,
                 start_new_session=True,
                 umask=0o077,  # what the platform (and, under Ray, every job) writes is the owner's only
+                **as_user,  # type: ignore[arg-type]
             )
         state.components[component.name].pid = process.pid
         state.components[component.name].started_at = create_time(process.pid)

@@ -4,7 +4,8 @@
 A job that swaps a file in its own output folder for a link (or a folder for a link) between a check and an
 open cannot make the control plane serve, list or write anything outside the folder: there is no second open
 by name. A hard link (a regular file with more than one name) is refused too, since it may be another
-tenant's file. New folders are 0700 and new files 0600.
+tenant's file. New folders are 0700 and new files 0600, and belong to the root folder's owner (the jobs' user when
+the local testbed runs as root: :mod:`testbed.ownership`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import stat
 import uuid
 from dataclasses import dataclass
 from typing import IO, Iterator
+
+from testbed.ownership import heir
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # NONBLOCK: a planted FIFO never blocks
@@ -43,10 +46,13 @@ def open_dir(root: str, parts: list[str], create: bool = False) -> int:
     missing). OSError (see :data:`ABSENT`) when a part is missing, a link or a file; Blocked when creating."""
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # the root is the platform's own folder
     try:
+        owner = heir(os.fstat(fd)) if create else None
         for part in parts:
             if create:
                 try:
                     os.mkdir(part, 0o700, dir_fd=fd)
+                    if owner is not None:
+                        os.chown(part, *owner, dir_fd=fd, follow_symlinks=False)
                 except FileExistsError:
                     pass
             try:
@@ -199,6 +205,9 @@ class NewFile:
         fd = os.open(
             self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=self.dir_fd
         )
+        owner = heir(os.stat(root))
+        if owner is not None:
+            os.fchown(fd, *owner)
         self.file = os.fdopen(fd, "wb")
 
     def place(self, parts: list[str]) -> None:

@@ -1,11 +1,13 @@
 """Secrets out of reach and out of records on the real local testbed: no secret on a platform process's command
 line or (tokens, MLflow's admin secret) in its environment; no MLflow password, token or admin secret in any file
 of the state folder (Ray's session logs included) nor in Ray's Jobs API; the state folder 0700 and its files 0600;
-a job's MLflow login travels as a 0600 file that goes when the job ends."""
+a job's MLflow login travels as a 0600 file that goes when the job ends; run as root, jobs run as a user of their
+own that reads none of the platform's secrets, files or processes' environments."""
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import stat
 from pathlib import Path
@@ -15,6 +17,7 @@ import psutil
 import pytest
 
 from embedded.components import jobs_dir
+from embedded.jobs_user import JOBS_USER
 
 ALICE = "changwon-precision"
 BOB = "gimhae-robotics"
@@ -109,7 +112,8 @@ def test_no_secret_on_a_command_line_nor_a_platform_secret_in_an_environment(loc
 
 def test_the_state_folder_is_the_owners_only(local_testbed, jobs_ran):
     home = local_testbed.home
-    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    # run as root, the jobs' user may pass through it to its own folders (storage/, ray/), never list it
+    assert stat.S_IMODE(home.stat().st_mode) == (0o711 if os.geteuid() == 0 else 0o700)
     # Ray re-makes some of its folders 0777 on purpose whenever it creates one (ray._common.utils.
     # try_make_directory_shared): the 0700 state folder above them keeps them out of other users' reach
     session = (home / "ray" / "session_latest").resolve()
@@ -122,3 +126,55 @@ def test_the_state_folder_is_the_owners_only(local_testbed, jobs_ran):
             if stat.S_ISREG(mode) and stat.S_IMODE(mode) & 0o077:
                 loose.append(f"{oct(stat.S_IMODE(mode))} {path}")
     assert loose == []
+
+
+_PROBE = """
+import json, os, pwd, sys
+found = {"user": pwd.getpwuid(os.getuid()).pw_name}
+for path in json.loads(sys.argv[1]):
+    try:
+        with open(path, "rb") as handle:
+            found[path] = "read %d bytes" % len(handle.read())
+    except OSError as exc:
+        found[path] = type(exc).__name__
+try:
+    found["listing"] = os.listdir(sys.argv[2])
+except OSError as exc:
+    found["listing"] = type(exc).__name__
+print("PROBE " + json.dumps(found))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="jobs get a user of their own only when the testbed runs as root")
+def test_run_as_root_a_job_reads_no_platform_secret_file_or_environment(local_testbed, jobs_ran):
+    home = local_testbed.home
+    state = local_testbed.state
+    targets = [
+        *map(str, sorted((home / "credentials").iterdir())),  # every token, MLflow's admin secret and Flask key
+        str(home / "state.json"),
+        str(home / "control-plane.json"),
+        str(home / "control-plane.db"),
+        str(home / "mlflow" / "mlflow.db"),
+        str(home / "mlflow" / "auth.db"),
+        *(f"/proc/{state.components[name].pid}/environ" for name in ("control_plane", "mlflow")),
+    ]
+    assert any(path.endswith("operator.token") for path in targets)
+    assert any(path.endswith("mlflow-admin.password") for path in targets)
+    client = local_testbed.client(ALICE)
+    script = base64.b64encode(_PROBE.encode()).decode()
+    arguments = base64.b64encode(json.dumps(targets).encode()).decode()
+    job = client.wait(
+        client.submit(
+            entrypoint=(
+                f"python -c \"import base64, sys; sys.argv[1:] = [base64.b64decode('{arguments}').decode(), "
+                f"'{home}']; exec(base64.b64decode('{script}'))\""
+            )
+        ).id,
+        timeout=180,
+    )
+    logs = client.logs(job.id).logs
+    assert job.status == "SUCCEEDED", logs
+    found = json.loads(logs.split("PROBE ", 1)[1].splitlines()[0])
+    assert found.pop("user") == JOBS_USER
+    assert found.pop("listing") == "PermissionError"
+    assert found == {path: "PermissionError" for path in targets}

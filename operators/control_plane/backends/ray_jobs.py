@@ -25,6 +25,7 @@ from operators.control_plane.backends.base import (
     PermanentBackendError,
 )
 from testbed.jobs import JobStatus
+from testbed.ownership import heir
 
 
 # Ray's SDK raises RuntimeError("Request failed with status code 404: Job ... does not exist.") and
@@ -38,12 +39,19 @@ class JobLogins:
         self.folder = folder or Path(tempfile.mkdtemp(prefix="testbed-job-logins-"))
 
     def write(self, job_id: str, secrets: dict[str, str]) -> Path:
+        """The job's home, its login in it; all of it the jobs' user's where jobs run as one (:mod:`testbed.ownership`)."""
         home = self.folder / job_id
         (home / ".mlflow").mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.folder, 0o700)
+        owner = heir(self.folder.parent.stat())
+        for folder in (self.folder, home, home / ".mlflow"):
+            if owner is not None:
+                os.chown(folder, *owner, follow_symlinks=False)
         body = "[mlflow]\n" + "".join(f"{key.lower()} = {value}\n" for key, value in sorted(secrets.items()))
         path = home / ".mlflow" / "credentials"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        if owner is not None:
+            os.fchown(fd, *owner)
         with os.fdopen(fd, "w") as handle:
             handle.write(body)
         return home

@@ -1,0 +1,104 @@
+"""The jobs' own OS user, when the local testbed runs as root (CI does).
+
+Run as an ordinary user, the platform and the jobs share that user: one trust domain (``testbed.isolation``). Run
+as root, Ray and so every tenant's job run as ``testbed-jobs``, a system user made once with ``useradd``, which
+owns only where jobs work: the jobs' folder (its copy of the Ray token, the jobs' MLflow logins), Ray's folder and
+the tenants' storage. The platform's processes (the control plane, MLflow, the supervisor) stay root's, and so
+do the token files, MLflow's admin secret and the platform's databases (0600 in 0700 folders), and their
+processes' environments (``/proc/<pid>/environ`` is the owner's only): a job reaches none of them.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from embedded.errors import LocalTestbedError
+
+JOBS_USER = "testbed-jobs"
+
+
+@dataclass(frozen=True)
+class JobsUser:
+    name: str
+    uid: int
+    gid: int
+
+
+def jobs_user() -> JobsUser | None:
+    """The jobs' user when this process runs as root (made if missing), else None: jobs run as the caller."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam(JOBS_USER)
+    except KeyError:
+        _create_user()
+        entry = pwd.getpwnam(JOBS_USER)
+    return JobsUser(JOBS_USER, entry.pw_uid, entry.pw_gid)
+
+
+def _create_user() -> None:
+    useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+    command = [useradd, "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent"]
+    nologin = next((p for p in ("/usr/sbin/nologin", "/sbin/nologin") if os.path.exists(p)), None)
+    try:
+        subprocess.run(
+            [*command, *(["--shell", nologin] if nologin else []), JOBS_USER],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        raise LocalTestbedError(
+            f"running as root, the testbed runs jobs as user {JOBS_USER!r}, which could not be created "
+            f"({useradd}: {detail.strip()}); create it (`useradd --system {JOBS_USER}`) or run as an ordinary user"
+        ) from None
+
+
+def check_can_run_python(user: JobsUser) -> None:
+    """The jobs' user can run this environment's interpreter (jobs run ``python`` from it); else why not."""
+    try:
+        subprocess.run(
+            [sys.executable, "-c", ""],
+            user=user.uid,
+            group=user.gid,
+            extra_groups=[],
+            check=True,
+            capture_output=True,
+            timeout=60,
+            cwd="/",
+        )
+    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        raise LocalTestbedError(
+            f"running as root, the testbed runs jobs as user {user.name!r}, which cannot run this environment's "
+            f"Python ({sys.executable} -> {os.path.realpath(sys.executable)}): a folder on its way is closed to "
+            "other users (e.g. pyenv's under /root). Make the environment from a Python every user can run "
+            "(`make clean install` picks one: scripts/base-python) or run the testbed as an ordinary user"
+        ) from None
+
+
+def hand_over(user: JobsUser, *paths: Path) -> None:
+    """Give these folders and everything in them to the jobs' user (what root wrote there since, e.g. the Ray
+    token's copy, included); links are never followed."""
+    for path in paths:
+        if not path.exists():
+            continue
+        for root, folders, files in os.walk(path):
+            for name in (*folders, *files):
+                _give(os.path.join(root, name), user)
+        _give(str(path), user)
+
+
+def _give(path: str, user: JobsUser) -> None:
+    try:
+        if os.lstat(path).st_uid != user.uid:
+            os.chown(path, user.uid, user.gid, follow_symlinks=False)
+    except FileNotFoundError:  # removed meanwhile
+        pass
