@@ -6,6 +6,7 @@ Jobs live in :mod:`testbed.jobs`, usage in :mod:`testbed.usage`, the error body 
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
 from typing import Iterator, Literal
 
@@ -75,15 +76,22 @@ class MlflowLogin(BaseModel):
 
     @contextmanager
     def active(self) -> Iterator["MlflowLogin"]:
-        """Within it, ``mlflow`` and ``MlflowClient()`` in this process act as this login (``os.environ``)."""
+        """Within it, ``mlflow`` and ``MlflowClient()`` in this process act as this login (``os.environ``, and the
+        tracking URI an earlier ``mlflow.set_tracking_uri`` pinned, which MLflow prefers to the environment)."""
         names = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_WORKSPACE")
         saved = {name: os.environ.get(name) for name in names}
+        tracking = sys.modules.get("mlflow.tracking._tracking_service.utils")  # imported with mlflow
+        pinned = getattr(tracking, "_tracking_uri", None)
         for name in names:
             os.environ.pop(name, None)
         os.environ.update(self.env())
+        if tracking is not None:
+            tracking.set_tracking_uri(self.tracking_uri)
         try:
             yield self
         finally:
+            if tracking is not None:
+                tracking.set_tracking_uri(pinned)  # None: the environment decides again (restored below)
             for name, value in saved.items():
                 if value is None:
                     os.environ.pop(name, None)

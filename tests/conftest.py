@@ -125,6 +125,16 @@ def local_testbed() -> Iterator[LocalTestbedHandle]:
         assert not leftovers, f"testbed down left processes behind: {leftovers}"
 
 
+@pytest.fixture(autouse=True)
+def _no_pinned_mlflow_tracking_uri() -> Iterator[None]:
+    """A test that pins MLflow's tracking URI (``mlflow.set_tracking_uri``, which MLflow prefers to the environment)
+    leaves it pinned to a server that may be gone: later tests in the process would talk to it."""
+    yield
+    tracking = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    if tracking is not None and getattr(tracking, "_tracking_uri", None) is not None:
+        tracking.set_tracking_uri(None)  # and the MLFLOW_TRACKING_URI it set for subprocesses
+
+
 @dataclass
 class NoopPlane:
     """A control plane with the no-op backend, served over real HTTP on 127.0.0.1."""

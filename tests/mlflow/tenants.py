@@ -21,6 +21,7 @@ from mlflow import MlflowClient
 from operators.mlflow_access import MlflowCredentials
 
 _IDENTITY_ENV = (
+    "MLFLOW_TRACKING_URI",
     "MLFLOW_TRACKING_USERNAME",
     "MLFLOW_TRACKING_PASSWORD",
     "MLFLOW_WORKSPACE",
@@ -30,7 +31,9 @@ _IDENTITY_ENV = (
 
 
 @contextlib.contextmanager
-def identity(credentials: MlflowCredentials | None, workspace: str | None = None) -> Iterator[None]:
+def identity(
+    credentials: MlflowCredentials | None, workspace: str | None = None, url: str | None = None
+) -> Iterator[None]:
     """Act as ``credentials`` (the job env a job would get) for in-process MLflow client calls.
 
     ``workspace`` overrides the credential's own (e.g. the operator picking a tenant, or a tenant
@@ -43,10 +46,13 @@ def identity(credentials: MlflowCredentials | None, workspace: str | None = None
         os.environ.update(credentials.job_env())
     if workspace is not None:
         os.environ["MLFLOW_WORKSPACE"] = workspace
+    if url is not None:  # for the fluent API (mlflow.*), which reads the server from the environment
+        os.environ["MLFLOW_TRACKING_URI"] = url
     try:
         yield
     finally:
         mlflow.tracking.fluent._active_experiment_id = None  # set_experiment's state is per identity
+        mlflow.set_tracking_uri(None)  # a URI pinned inside (seed) must not outlive its server: the env decides
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -92,7 +98,7 @@ def seed(url: str, credentials: MlflowCredentials) -> TenantData:
     marker = f"mk{uuid.uuid4().hex[:12]}"
     secret = f"sc{uuid.uuid4().hex[:12]}"
     with identity(credentials):
-        mlflow.set_tracking_uri(url)
+        mlflow.set_tracking_uri(url)  # the fluent calls below (prompts, traces, datasets); identity() unpins it
         client = MlflowClient(url)
         name = f"{tenant}/train-{marker}"
         experiment_id = client.create_experiment(name, tags={"marker": secret})
@@ -151,6 +157,7 @@ def seed(url: str, credentials: MlflowCredentials) -> TenantData:
 def snapshot(url: str, credentials: MlflowCredentials, data: TenantData) -> dict[str, Any]:
     """Everything about ``data`` its owner can see, in comparable form."""
     with identity(credentials):
+        mlflow.set_tracking_uri(url)  # the fluent calls below (prompts, traces, datasets); identity() unpins it
         client = MlflowClient(url)
         experiment = client.get_experiment(data.experiment_id)
         run = client.get_run(data.run_id)

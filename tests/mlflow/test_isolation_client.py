@@ -108,7 +108,7 @@ def test_other_tenant_client_reads_nothing_and_writes_nothing(secured, workspace
     a = secured.a_data
     before = secured.a_snapshot()
     shown, accepted = [], []
-    with identity(secured.b, workspace=a.tenant if workspace == "target" else None):
+    with identity(secured.b, workspace=a.tenant if workspace == "target" else None, url=secured.url):
         client = MlflowClient(secured.url)
         for name, read in READS:
             try:
@@ -130,20 +130,20 @@ def test_other_tenant_client_reads_nothing_and_writes_nothing(secured, workspace
 
 def test_search_runs_across_experiments_returns_own_runs_only(secured):
     a, b = secured.a_data, secured.b_data
-    with identity(secured.b):
+    with identity(secured.b, url=secured.url):
         runs = MlflowClient(secured.url).search_runs([a.experiment_id, b.experiment_id], max_results=1000)
     assert {r.info.run_id for r in runs} >= {b.run_id} and a.run_id not in {r.info.run_id for r in runs}
-    with identity(secured.b):  # fluent API, the experiment given by name
+    with identity(secured.b, url=secured.url):  # fluent API, the experiment given by name
         frame = mlflow.search_runs(
             experiment_names=[a.experiment_name, b.experiment_name], search_all_experiments=False
         )
-    assert a.run_id not in set(frame.get("run_id", []))
+    assert b.run_id in set(frame.get("run_id", [])) and a.run_id not in set(frame.get("run_id", []))
 
 
 def test_owner_client_does_everything_on_its_own(secured):
     fresh = seed(secured.url, secured.a)
     failed = []
-    with identity(secured.a):
+    with identity(secured.a, url=secured.url):
         client = MlflowClient(secured.url)
         for name, read in READS:
             try:
@@ -171,7 +171,7 @@ def test_operator_client_reads_all_and_writes_nothing(secured):
     a = secured.a_data
     before = secured.a_snapshot()
     unread, accepted = [], []
-    with identity(secured.operator, workspace=a.tenant):
+    with identity(secured.operator, workspace=a.tenant, url=secured.url):
         client = MlflowClient(secured.url)
         for name, read in READS:
             try:
