@@ -27,6 +27,7 @@ from testbed.config import StackConfig, load_region, stack_file_for
 from embedded import RAY_LOOPBACK_ENV, LocalTestbed, instance_processes, stop_process_group
 
 REGION = "gyeongnam"
+LOG_TAIL_LINES = 40  # of each component's log, on a failed test on the local testbed
 
 # The test stack (tests/stacks/Pulumi.gyeongnam.yaml) serves every test that is not about the real
 # regions; the tests that are (tests/testbed/test_config.py, tests/infra) read REAL_STACK_DIR explicitly.
@@ -250,6 +251,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if spawned and report.outcome != "failed":
         report.outcome = "failed"
         report.longrepr = f"{item.nodeid} started processes but is not marked integration: {spawned[:3]}"
+    if report.failed:
+        _attach_testbed_logs(item, report)
+
+
+def _attach_testbed_logs(item: pytest.Item, report: pytest.TestReport) -> None:
+    """A failed test on the session's local testbed reports the tail of each component's log (CI keeps no state)."""
+    handle = getattr(item, "funcargs", {}).get("local_testbed")
+    state = handle.testbed.load_state() if isinstance(handle, LocalTestbedHandle) else None
+    for name, component in state.components.items() if state else ():
+        log = Path(component.log) if component.log else None
+        if log is not None and log.is_file():
+            tail = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+            report.sections.append((f"testbed {name} log ({log})", "\n".join(tail)))
 
 
 @pytest.hookimpl(tryfirst=True)
