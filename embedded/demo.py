@@ -12,7 +12,6 @@ import shlex
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -20,6 +19,7 @@ from pydantic import BaseModel
 from testbed.client import TestbedClient, TestbedError
 from testbed.config import StackConfig, Tenant, load_region
 from testbed.jobs import Job, JobStatus
+from testbed.local_address import default_testbed_home
 from embedded import LocalTestbed, TestbedStatus
 from testbed.progress import JobProgress, say
 from testbed.tables import render_table
@@ -268,7 +268,7 @@ def _print_summary(report: DemoReport, status: TestbedStatus, local: LocalTestbe
     print(f"    Control plane   {status.control_plane_url}/docs")
     print(f"    Portal          {status.control_plane_url}/portal/  (log in with a tenant or the operator token)")
     print("  Try it as a tenant (in a new shell too):")
-    if local.home.resolve() != (Path.home() / ".testbed").resolve():  # not the default: a new shell must be told
+    if local.home.resolve() != default_testbed_home().resolve():  # not the default: a new shell must be told
         print(f"    export TESTBED_HOME={shlex.quote(str(local.home))}")
     print(
         f"    export TESTBED_TOKEN=$(.venv/bin/testbed tenants token {report.jobs[0].tenant if report.jobs else '<tenant>'})"

@@ -62,11 +62,12 @@ def _create_user() -> None:
         ) from None
 
 
-def check_can_run_python(user: JobsUser) -> None:
-    """The jobs' user can run this environment's interpreter (jobs run ``python`` from it); else why not."""
+def check_reach(user: JobsUser, folder: Path) -> None:
+    """The jobs' user can run this environment's interpreter (jobs run ``python`` from it) and reach ``folder``
+    (one of its folders in the state folder); else LocalTestbedError saying which and what to do."""
     try:
         subprocess.run(
-            [sys.executable, "-c", ""],
+            [sys.executable, "-c", "import os, sys; os.listdir(sys.argv[1])", str(folder)],
             user=user.uid,
             group=user.gid,
             extra_groups=[],
@@ -75,12 +76,18 @@ def check_can_run_python(user: JobsUser) -> None:
             timeout=60,
             cwd="/",
         )
-    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired):
+    except (OSError, subprocess.TimeoutExpired):  # the interpreter itself could not be run
         raise LocalTestbedError(
             f"running as root, the testbed runs jobs as user {user.name!r}, which cannot run this environment's "
             f"Python ({sys.executable} -> {os.path.realpath(sys.executable)}): a folder on its way is closed to "
             "other users (e.g. pyenv's under /root). Make the environment from a Python every user can run "
             "(`make clean install` picks one: scripts/base-python) or run the testbed as an ordinary user"
+        ) from None
+    except subprocess.CalledProcessError:
+        raise LocalTestbedError(
+            f"running as root, the testbed runs jobs as user {user.name!r}, which cannot reach {folder}: a folder "
+            f"above the state folder is closed to other users. Set TESTBED_HOME to a folder others may pass "
+            f"through (the default as root is /var/lib/testbed) or run the testbed as an ordinary user"
         ) from None
 
 

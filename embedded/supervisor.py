@@ -14,7 +14,7 @@ from typing import Callable
 
 from embedded.components import COMPONENTS, Component, job_environ, jobs_dir
 from embedded.errors import ComponentExited, LocalTestbedError
-from embedded.jobs_user import check_can_run_python, hand_over, jobs_user
+from embedded.jobs_user import check_reach, hand_over, jobs_user
 from embedded.ports import allocate_ports
 from embedded.processes import MARKER_ENV, create_time, is_component, pid_alive, stop_process_group
 from embedded.state import ComponentState, LocalState, StateFolder
@@ -81,8 +81,8 @@ class Supervisor:
         user = jobs_user() if component.runs_jobs else None
         as_user = {}
         if user is not None:
-            check_can_run_python(user)
             hand_over(user, jobs_dir(state), self.folder.home / "ray", self.folder.home / "storage")
+            check_reach(user, self.folder.home / "ray")
             as_user = {"user": user.uid, "group": user.gid, "extra_groups": []}
             env["HOME"] = str(jobs_dir(state))
         log_path = self.folder.log_file(component.name)

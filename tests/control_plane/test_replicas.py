@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from tests.noop_doubles import SUBMIT_SECONDS_ENV
 from testbed.client import TestbedClient
 from testbed.settings import ControlPlaneSettings
+from embedded.jobs_user import hand_over, jobs_user
 from tests.replicas import Replica, ReplicaSet, ray_head, stack_with_tenants
 from tests.waiting import wait_until
 
@@ -267,6 +268,7 @@ def test_two_replicas_with_the_noop_backend(postgres_url, tmp_path):
 @pytest.fixture()
 def ray_home() -> Iterator[Path]:
     home = Path(tempfile.mkdtemp(prefix="tb-r-", dir="/tmp"))  # Ray's socket paths must stay short
+    home.chmod(0o711)  # run as root, Ray runs as the jobs' user, which passes through here to its state folder
     try:
         yield home
     finally:
@@ -279,6 +281,8 @@ def ray_home() -> Iterator[Path]:
 def test_two_replicas_with_the_local_ray_backend(postgres_url, ray_home):
     runs = ray_home / "runs.txt"
     runs.touch()
+    if (user := jobs_user()) is not None:
+        hand_over(user, runs)  # the jobs write it
     entrypoint = (
         f"python -c \"import os, time; open('{runs}', 'a').write(os.environ['TESTBED_JOB_ID'] + '\\n'); time.sleep(1)\""
     )

@@ -32,6 +32,7 @@ SOURCE_TAGS = {
     "cluster-autoscaler": "kubernetes/autoscaler @ cluster-autoscaler-chart-{v}",
 }
 SUBCHARTS = {"grafana-12.11.1", "kube-state-metrics-8.4.0"}  # kube-prometheus-stack 88.5.3's dependencies (values only)
+NOT_CHARTS = {"dcgm-exporter-4.5.3-4.8.2"}  # vendored sources that are no chart (the idle-GPU metric's labels)
 CUSTOM_KINDS = {"ClusterQueue", "LocalQueue", "Cohort", "ResourceFlavor", "ServiceMonitor", "PrometheusRule"}
 
 
@@ -62,7 +63,7 @@ def _sources() -> str:
 def test_vendored_releases_are_the_pinned_charts():
     """Bumping a chart in testbed/versions.py without vendoring that release's files fails here."""
     sources = _sources()
-    expected = set(SUBCHARTS)
+    expected = SUBCHARTS | NOT_CHARTS
     for key, chart in CHARTS.items():
         folder = chart_folder(key, chart.version)
         expected.add(folder.name)
@@ -84,7 +85,7 @@ def test_vendored_files_match_their_recorded_sha256():
         r"^\| `([^`]+)` \| `([^`]+)` \| `([0-9a-f]{40})` \| `([0-9a-f]{64})` \| (\d+) \|$", _sources(), re.MULTILINE
     )
     recorded = {file: (sha, int(size)) for file, _, _, sha, size in rows}
-    vendored = {str(p.relative_to(UPSTREAM)) for p in UPSTREAM.rglob("*.yaml")}
+    vendored = {str(p.relative_to(UPSTREAM)) for p in UPSTREAM.rglob("*") if p.is_file() and p.parent != UPSTREAM}
     assert vendored == set(recorded), "every vendored file has one SOURCES.md row, and the reverse"
     for file, (sha, size) in recorded.items():
         data = (UPSTREAM / file).read_bytes()
@@ -100,6 +101,7 @@ def test_vendored_files_match_their_recorded_sha256():
             "grafana-community",
             "NVIDIA GPU Operator",
             "Kubernetes Autoscaler",
+            "NVIDIA DCGM Exporter",
         )
     )
 
