@@ -7,6 +7,7 @@ environment, its URL and how to tell it is healthy. The supervisor runs whatever
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -80,7 +81,7 @@ _RAY_PORTS = (
 
 
 # the ray start flag of each named port (the two metrics servers' ports are environment variables)
-_RAY_PORT_FLAGS = {
+RAY_PORT_FLAGS = {
     "gcs": "--port",
     "dashboard": "--dashboard-port",
     "client": "--ray-client-server-port",
@@ -104,9 +105,14 @@ def node_memory() -> int:
 
 
 def jobs_dir(state: LocalState) -> Path:
-    """Where jobs run (Ray's working directory): outside the state folder, the owner's only."""
+    """Where jobs run (Ray's working directory): outside the state folder, the platform's own (as root 0711: the
+    jobs' user passes through to what is handed to it, ``embedded.jobs_user``, and can rename nothing in it)."""
     path = Path(tempfile.gettempdir()) / f"testbed-jobs-{state.instance}"
     path.mkdir(mode=0o700, exist_ok=True)
+    found = path.lstat()
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.geteuid():
+        raise LocalTestbedError(f"{path} is not a folder of this user's: remove it (something else made it)")
+    os.chmod(path, 0o711 if os.geteuid() == 0 else 0o700)
     return path
 
 
@@ -132,7 +138,7 @@ def _runs(argv: list[str], program: str, *words: str) -> bool:
 
 def _ray_ports(argv: list[str], env: dict[str, str]) -> dict[str, int]:
     flags = _flag_values(argv)
-    ports = {name: int(flags[flag]) for name, flag in _RAY_PORT_FLAGS.items() if flags.get(flag, "").isdigit()}
+    ports = {name: int(flags[flag]) for name, flag in RAY_PORT_FLAGS.items() if flags.get(flag, "").isdigit()}
     ports.update({name: int(env[var]) for name, var in _RAY_PORT_ENV.items() if env.get(var, "").isdigit()})
     return ports
 
@@ -155,7 +161,7 @@ def _ray_command(folder: StateFolder, state: LocalState) -> list[str]:
         f"--node-ip-address={HOST}",
         "--include-dashboard=true",
         f"--dashboard-host={HOST}",
-        *(f"{flag}={ports[name]}" for name, flag in _RAY_PORT_FLAGS.items()),
+        *(f"{flag}={ports[name]}" for name, flag in RAY_PORT_FLAGS.items()),
         f"--num-cpus={state.num_cpus}",
         f"--num-gpus={state.num_gpus}",
         f"--memory={node_memory()}",

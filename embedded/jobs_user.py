@@ -2,8 +2,8 @@
 
 Run as an ordinary user, the platform and the jobs share that user: one trust domain (``testbed.isolation``). Run
 as root, Ray and so every tenant's job run as ``testbed-jobs``, a system user made once with ``useradd``, which
-owns only where jobs work: the jobs' folder (its copy of the Ray token, the jobs' MLflow logins), Ray's folder and
-the tenants' storage. The platform's processes (the control plane, MLflow, the supervisor) stay root's, and so
+owns only where jobs work: in the jobs' folder (the platform's) its copy of the Ray token, Ray's HOME and the jobs'
+MLflow logins; Ray's folder and the tenants' storage. The platform's processes (the control plane, MLflow, the supervisor) stay root's, and so
 do the token files, MLflow's admin secret and the platform's databases (0600 in 0700 folders), and their
 processes' environments (``/proc/<pid>/environ`` is the owner's only): a job reaches none of them.
 """
@@ -92,20 +92,13 @@ def check_reach(user: JobsUser, folder: Path) -> None:
 
 
 def hand_over(user: JobsUser, *paths: Path) -> None:
-    """Give these folders and everything in them to the jobs' user (what root wrote there since, e.g. the Ray
-    token's copy, included); links are never followed."""
+    """Give these folders and files, not what is in them, to the jobs' user. Each must be a name in a folder of the
+    platform's (the state folder, the jobs' folder), which the jobs' user cannot rename: root never walks or
+    writes by name where a job could swap a link in. What the platform creates in them later is handed over
+    on creation (:mod:`testbed.ownership`)."""
     for path in paths:
-        if not path.exists():
+        try:
+            if os.lstat(path).st_uid != user.uid:
+                os.chown(path, user.uid, user.gid, follow_symlinks=False)
+        except FileNotFoundError:
             continue
-        for root, folders, files in os.walk(path):
-            for name in (*folders, *files):
-                _give(os.path.join(root, name), user)
-        _give(str(path), user)
-
-
-def _give(path: str, user: JobsUser) -> None:
-    try:
-        if os.lstat(path).st_uid != user.uid:
-            os.chown(path, user.uid, user.gid, follow_symlinks=False)
-    except FileNotFoundError:  # removed meanwhile
-        pass

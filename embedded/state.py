@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, computed_field
 
 from testbed.isolation import LOCAL_MODE_LINE
 from embedded.errors import LocalTestbedError
+from operators.control_plane.contained_files import DIR_FLAGS, FILE_FLAGS
 from embedded.ports import HOST
 from testbed.secrets import write_secret
 
@@ -137,18 +138,14 @@ class StateFolder:
         """Every folder under the state folder 0700, every file 0600 or less (links left as they are).
 
         The components run with umask 077; this catches what was made otherwise: Ray makes its temp and session
-        folders 0777 on purpose (``ray._common.utils.try_make_directory_shared``), and what ``testbed up`` wrote."""
-        for root, folders, files in os.walk(self.home):
-            for name in folders + files:
-                path = os.path.join(root, name)
-                try:
-                    mode = os.lstat(path).st_mode
-                    if stat.S_ISDIR(mode) and stat.S_IMODE(mode) != 0o700:
-                        os.chmod(path, 0o700)
-                    elif stat.S_ISREG(mode) and stat.S_IMODE(mode) & 0o077:
-                        os.chmod(path, stat.S_IMODE(mode) & 0o700)
-                except OSError:  # removed meanwhile
-                    continue
+        folders 0777 on purpose (``ray._common.utils.try_make_directory_shared``), and what ``testbed up`` wrote.
+        Run as root, Ray's folder and the storage belong to the jobs' user: the walk goes through descriptors
+        opened without following links, so a job swapping a link in cannot point it anywhere else."""
+        home = os.open(self.home, DIR_FLAGS)
+        try:
+            _tighten_below(home)
+        finally:
+            os.close(home)
         os.chmod(self.home, self.home_mode)
 
     def load(self) -> LocalState | None:
@@ -211,3 +208,28 @@ class StateFolder:
             return {"Authorization": f"Bearer {self.ray_token_file.read_text().strip()}"}
         except OSError:
             return {}
+
+
+def _tighten_below(folder: int) -> None:
+    """:meth:`StateFolder.tighten` under the folder open as ``folder``: each entry opened once, then checked."""
+    for entry in os.scandir(folder):
+        try:
+            is_folder = entry.is_dir(follow_symlinks=False)
+            if not is_folder and not entry.is_file(follow_symlinks=False):
+                continue  # links, sockets, FIFOs
+            fd = os.open(entry.name, DIR_FLAGS if is_folder else FILE_FLAGS, dir_fd=folder)
+        except OSError:  # removed or swapped meanwhile
+            continue
+        try:
+            found = os.fstat(fd)
+            mode = stat.S_IMODE(found.st_mode)
+            if stat.S_ISDIR(found.st_mode):
+                if mode != 0o700:
+                    os.fchmod(fd, 0o700)
+                _tighten_below(fd)
+            elif stat.S_ISREG(found.st_mode) and found.st_nlink == 1 and mode & 0o077:
+                os.fchmod(fd, mode & 0o700)  # a hard link may be any file of the machine's: left alone
+        except OSError:
+            continue
+        finally:
+            os.close(fd)

@@ -81,10 +81,14 @@ class Supervisor:
         user = jobs_user() if component.runs_jobs else None
         as_user = {}
         if user is not None:
-            hand_over(user, jobs_dir(state), self.folder.home / "ray", self.folder.home / "storage")
-            check_reach(user, self.folder.home / "ray")
+            jobs = jobs_dir(state)
+            for folder in (jobs / "home", jobs / "logins"):  # Ray's HOME; the jobs' MLflow logins
+                folder.mkdir(mode=0o700, exist_ok=True)
+            ray, storage = self.folder.home / "ray", self.folder.home / "storage"
+            hand_over(user, jobs / "home", jobs / "logins", jobs / "ray.token", ray, storage)
+            check_reach(user, ray)
             as_user = {"user": user.uid, "group": user.gid, "extra_groups": []}
-            env["HOME"] = str(jobs_dir(state))
+            env["HOME"] = str(jobs / "home")
         log_path = self.folder.log_file(component.name)
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with open(fd, "ab") as log:

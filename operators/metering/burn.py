@@ -20,7 +20,6 @@ from testbed.money import LedgerKind, TenantBalance, day_start_ts, kst_date
 
 WINDOW_DAYS = 7
 DAY = 86400.0
-NOTICE_RATIOS = (1.0, 0.8)  # the company is told at these shares of its grant charged
 BURN_KINDS = (LedgerKind.CHARGE, LedgerKind.ADJUSTMENT)
 
 
@@ -61,7 +60,6 @@ def grant_notice(balance: TenantBalance | None) -> str | None:
         f"지원금 {ratio:.0%} 사용 (grant {ratio:.0%} used): {balance.charged_krw:,} of "
         f"{balance.grant_krw:,} KRW charged, {balance.remaining_krw or 0:,} KRW remaining"
     )
-    return None
 
 
 def burn_of(money: Any, tenant: Any, balance: TenantBalance | None, now: float | None = None) -> Burn:

@@ -34,10 +34,39 @@ def test_new_folders_and_files_in_a_jobs_users_storage_are_theirs(tmp_path: Path
 
 
 @as_root
-def test_a_jobs_login_belongs_to_the_owner_of_the_jobs_folder(tmp_path: Path):
-    jobs = tmp_path / "jobs"
-    jobs.mkdir(mode=0o700)
-    os.chown(jobs, NOBODY, NOBODY)
-    home = JobLogins(jobs / "logins").write("job-1", {"MLFLOW_TRACKING_PASSWORD": "p" * 20})
-    for path in (jobs / "logins", home, home / ".mlflow", home / ".mlflow" / "credentials"):
+def test_a_jobs_login_belongs_to_the_owner_of_the_logins_folder(tmp_path: Path):
+    logins = tmp_path / "logins"
+    logins.mkdir(mode=0o700)
+    os.chown(logins, NOBODY, NOBODY)  # as the supervisor hands it over
+    home = JobLogins(logins).write("job-1", {"MLFLOW_TRACKING_PASSWORD": "p" * 20})
+    for path in (home, home / ".mlflow", home / ".mlflow" / "credentials"):
         assert path.stat().st_uid == NOBODY, path
+    assert "p" * 20 in (home / ".mlflow" / "credentials").read_text()
+
+
+@as_root
+def test_a_link_a_job_planted_for_its_login_is_removed_not_followed(tmp_path: Path):
+    logins, elsewhere = tmp_path / "logins", tmp_path / "elsewhere"
+    logins.mkdir(mode=0o700)
+    elsewhere.mkdir()
+    os.chown(logins, NOBODY, NOBODY)
+    (logins / "job-2").mkdir()
+    (logins / "job-2" / ".mlflow").symlink_to(elsewhere)  # what a job could leave in a folder it owns
+    home = JobLogins(logins).write("job-2", {"MLFLOW_TRACKING_PASSWORD": "q" * 20})
+    assert not (home / ".mlflow").is_symlink() and list(elsewhere.iterdir()) == []
+
+
+def test_tightening_the_state_folder_follows_no_link(tmp_path: Path):
+    from embedded.state import StateFolder
+
+    home, outside = tmp_path / "home", tmp_path / "outside.txt"
+    (home / "ray").mkdir(parents=True)
+    outside.write_text("x")
+    outside.chmod(0o644)
+    (home / "ray" / "a-link").symlink_to(outside)
+    os.link(outside, home / "ray" / "a-hard-link")
+    (home / "ray" / "loose.log").write_text("y")
+    (home / "ray" / "loose.log").chmod(0o644)
+    StateFolder(home).tighten()
+    assert oct(outside.stat().st_mode & 0o777) == "0o644"  # neither the link nor the hard link changed it
+    assert oct((home / "ray" / "loose.log").stat().st_mode & 0o777) == "0o600"

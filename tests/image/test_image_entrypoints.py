@@ -45,6 +45,7 @@ from operators.mlflow_access import cluster_server_auth, new_secret
 from testbed.config import load_region
 from testbed.settings import token_sha256
 from embedded import HOST, MARKER_ENV, RAY_LOOPBACK_ENV, free_port, instance_processes, stop_process_group
+from embedded.components import RAY_PORT_FLAGS
 
 pytestmark = pytest.mark.image
 
@@ -326,20 +327,7 @@ def test_ray_head_runs_a_job_importing_workloads(image_env, tmp_path):
     """``ray start`` as KubeRay runs it in the image, on loopback: a job (submitted like KubeRay's submitter does)
     imports ``workloads`` in its driver and in a task."""
     temp = Path(tempfile.mkdtemp(prefix="tbimg-", dir="/tmp"))  # short: Ray's socket paths must fit AF_UNIX
-    ports = {
-        name: free_port()
-        for name in (
-            "gcs",
-            "dashboard",
-            "client",
-            "agent_listen",
-            "agent_grpc",
-            "metrics",
-            "runtime_env",
-            "node_manager",
-            "object_manager",
-        )
-    }
+    ports = {name: free_port() for name in RAY_PORT_FLAGS}  # the flags the local testbed's Ray head sets
     ray = str(image_env.bin / "ray")
     argv = [
         ray,
@@ -348,17 +336,9 @@ def test_ray_head_runs_a_job_importing_workloads(image_env, tmp_path):
         "--block",
         "--disable-usage-stats",
         f"--node-ip-address={HOST}",
-        f"--port={ports['gcs']}",
         "--include-dashboard=true",
         f"--dashboard-host={HOST}",
-        f"--dashboard-port={ports['dashboard']}",
-        f"--ray-client-server-port={ports['client']}",
-        f"--dashboard-agent-listen-port={ports['agent_listen']}",
-        f"--dashboard-agent-grpc-port={ports['agent_grpc']}",
-        f"--metrics-export-port={ports['metrics']}",
-        f"--runtime-env-agent-port={ports['runtime_env']}",
-        f"--node-manager-port={ports['node_manager']}",
-        f"--object-manager-port={ports['object_manager']}",
+        *(f"{flag}={ports[name]}" for name, flag in RAY_PORT_FLAGS.items()),
         "--num-cpus=1",
         "--num-gpus=0",
         f"--object-store-memory={256 * 2**20}",

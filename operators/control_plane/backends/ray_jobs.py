@@ -24,6 +24,7 @@ from operators.control_plane.backends.base import (
     LaunchRequest,
     PermanentBackendError,
 )
+from operators.control_plane import contained_files as contained
 from testbed.jobs import JobStatus
 from testbed.ownership import heir
 
@@ -39,22 +40,36 @@ class JobLogins:
         self.folder = folder or Path(tempfile.mkdtemp(prefix="testbed-job-logins-"))
 
     def write(self, job_id: str, secrets: dict[str, str]) -> Path:
-        """The job's home, its login in it; all of it the jobs' user's where jobs run as one (:mod:`testbed.ownership`)."""
-        home = self.folder / job_id
-        (home / ".mlflow").mkdir(mode=0o700, parents=True, exist_ok=True)
+        """The job's home with its login, made fresh. Where jobs run as a user of their own (:mod:`testbed.ownership`)
+        the folder is theirs: everything here is reached through descriptors, never by a name a job could have
+        swapped for a link, and handed to them once written."""
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.folder, 0o700)
-        owner = heir(self.folder.parent.stat())
-        for folder in (self.folder, home, home / ".mlflow"):
-            if owner is not None:
-                os.chown(folder, *owner, follow_symlinks=False)
         body = "[mlflow]\n" + "".join(f"{key.lower()} = {value}\n" for key, value in sorted(secrets.items()))
-        path = home / ".mlflow" / "credentials"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        if owner is not None:
-            os.fchown(fd, *owner)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(body)
-        return home
+        opened: list[int] = []
+        try:
+            folder = os.open(self.folder, contained.DIR_FLAGS)
+            opened.append(folder)
+            owner = heir(os.fstat(folder))
+            shutil.rmtree(
+                job_id, dir_fd=folder, ignore_errors=True
+            )  # an earlier dispatch's, links removed not followed
+            os.mkdir(job_id, 0o700, dir_fd=folder)
+            home = os.open(job_id, contained.DIR_FLAGS, dir_fd=folder)
+            opened.append(home)
+            os.mkdir(".mlflow", 0o700, dir_fd=home)
+            dot_mlflow = os.open(".mlflow", contained.DIR_FLAGS, dir_fd=home)
+            opened.append(dot_mlflow)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            login = os.open("credentials", flags, 0o600, dir_fd=dot_mlflow)
+            opened.append(login)
+            os.write(login, body.encode())
+            for fd in (login, dot_mlflow, home) if owner is not None else ():
+                os.fchown(fd, *owner)
+        finally:
+            for fd in opened:
+                os.close(fd)
+        return self.folder / job_id
 
     def remove(self, job_id: str) -> None:
         if re.fullmatch(r"[A-Za-z0-9_.-]+", job_id) and job_id not in (".", ".."):
