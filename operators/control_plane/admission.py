@@ -198,7 +198,7 @@ class Admission:
                 self._check_gpu_hours_metered(tenant, now)
             return quote, hold
         assert self.money is not None and hold is not None
-        balance = self.money.balance(tenant.id, gpu=bool(grant.gpu_seconds is not None and spec.gpus))
+        balance = self.money.balance(tenant.id)
         quote = quote.model_copy(update={"balance_krw": balance.remaining_krw})
         mode = grant.enforcement
         if money and grant.krw is not None:

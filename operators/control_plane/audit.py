@@ -96,6 +96,15 @@ def append(
 ) -> AuditEntry:
     """Append one row in the transaction of ``session`` (or a connection inside a flush): it commits or rolls
     back with the action it records."""
+    fields = {"tenant": tenant, "actor": actor, "job_id": job_id, "detail": detail, "at": at}
+    return append_many(session, [(kind, fields)])[0]
+
+
+def append_many(session: Session | Connection, actions: list[tuple[str, dict[str, Any]]]) -> list[AuditEntry]:
+    """Append rows in order (each ``(kind, {tenant, actor, job_id, detail, at})``) in the transaction of
+    ``session``: the head is locked, read and moved once for all of them."""
+    if not actions:
+        return []
     conn = session.connection() if isinstance(session, Session) else session
     head_table, log_table = AuditHead.__table__, AuditRow.__table__
     # Make sure the head row exists (first append ever; a no-op afterwards, safe between replicas), then lock it.
@@ -104,24 +113,30 @@ def append(
         .values(id=HEAD_ID, seq=0, hash=GENESIS_HASH)
         .on_conflict_do_nothing(index_elements=["id"])
     )
-    head_seq, head_hash = conn.execute(
+    seq, prev_hash = conn.execute(
         select(head_table.c.seq, head_table.c.hash).where(head_table.c.id == HEAD_ID).with_for_update()
     ).one()
-    text = canonical_json(detail or {})
-    values = {
-        "seq": head_seq + 1,
-        "at": time.time() if at is None else float(at),
-        "kind": kind,
-        "tenant": tenant,
-        "actor": actor,
-        "job_id": job_id,
-        "detail": text,
-        "prev_hash": head_hash,
-    }
-    values["hash"] = row_hash(**values)
-    conn.execute(insert(log_table).values(**values))
-    conn.execute(update(head_table).where(head_table.c.id == HEAD_ID).values(seq=values["seq"], hash=values["hash"]))
-    return AuditEntry(**{**values, "detail": detail or {}})
+    rows, entries = [], []
+    for kind, fields in actions:
+        detail = fields.get("detail") or {}
+        at = fields.get("at")
+        seq += 1
+        values = {
+            "seq": seq,
+            "at": time.time() if at is None else float(at),
+            "kind": kind,
+            "tenant": fields.get("tenant"),
+            "actor": fields.get("actor"),
+            "job_id": fields.get("job_id"),
+            "detail": canonical_json(detail),
+            "prev_hash": prev_hash,
+        }
+        values["hash"] = prev_hash = row_hash(**values)
+        rows.append(values)
+        entries.append(AuditEntry(**{**values, "detail": detail}))
+    conn.execute(insert(log_table), rows)
+    conn.execute(update(head_table).where(head_table.c.id == HEAD_ID).values(seq=seq, hash=prev_hash))
+    return entries
 
 
 def record(store: Store, kind: str, **fields: Any) -> AuditEntry:

@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from typing import Any, Iterator
 
 from sqlalchemy import event
-from sqlalchemy.orm import attributes
+from sqlalchemy.orm import Session, attributes
 
 from operators.control_plane import audit
 from operators.control_plane.audit import AuditKind
@@ -57,17 +57,16 @@ def _audited(connection: Any) -> bool:
     return connection.engine.url.render_as_string(hide_password=False) in AUDITED_URLS
 
 
-def _ledger_audit(_mapper: Any, connection: Any, row: MoneyLedgerRow) -> None:
-    if not _audited(connection):
-        return
-    audit.append(
-        connection,
-        LEDGER_KINDS.get(row.kind, f"ledger.{row.kind}"),
-        tenant=row.tenant,
-        actor=row.actor,
-        job_id=row.job_id,
-        at=row.at,
-        detail={
+Action = tuple[str, dict[str, Any]]  # what audit.append_many takes
+
+
+def _ledger_entry(row: MoneyLedgerRow) -> Action:
+    return LEDGER_KINDS.get(row.kind, f"ledger.{row.kind}"), {
+        "tenant": row.tenant,
+        "actor": row.actor,
+        "job_id": row.job_id,
+        "at": row.at,
+        "detail": {
             "ledger_id": row.id,
             "amount_krw": row.amount_krw,
             "pool": row.pool,
@@ -76,55 +75,59 @@ def _ledger_audit(_mapper: Any, connection: Any, row: MoneyLedgerRow) -> None:
             "gpu_seconds": row.gpu_seconds,
             "note": row.note,
         },
-    )
+    }
 
 
-def _job_stop(_mapper: Any, connection: Any, row: JobRow) -> None:
-    if not _audited(connection):
-        return
+def _job_stop(row: JobRow) -> Action | None:
     added = attributes.get_history(row, "stop_requested_at").added
     if not added or added[0] is None:
-        return
+        return None
     actor = current_actor.get()
     if actor is None and (row.message or "").startswith("stopped:"):
-        audit.append(
-            connection,
-            AuditKind.ENFORCEMENT_STOP,
-            tenant=row.tenant,
-            actor="reconciler",
-            job_id=row.id,
-            detail={"reason": row.message[:1000]},
-        )
-    elif actor is not None:
-        audit.append(
-            connection,
-            AuditKind.JOB_STOPPED,
-            tenant=row.tenant,
-            actor=actor,
-            job_id=row.id,
-            detail={"status": row.status},
-        )
+        return AuditKind.ENFORCEMENT_STOP, {
+            "tenant": row.tenant,
+            "actor": "reconciler",
+            "job_id": row.id,
+            "detail": {"reason": row.message[:1000]},
+        }
+    if actor is not None:
+        return AuditKind.JOB_STOPPED, {
+            "tenant": row.tenant,
+            "actor": actor,
+            "job_id": row.id,
+            "detail": {"status": row.status},
+        }
+    return None
 
 
-def _job_admitted(_mapper: Any, connection: Any, row: JobRow) -> None:
+def _job_admitted(row: JobRow) -> Action:
+    return AuditKind.JOB_ADMITTED, {
+        "tenant": row.tenant,
+        "actor": current_actor.get(),
+        "job_id": row.id,
+        "at": row.submitted_at,
+        "detail": admission_detail(row),
+    }
+
+
+def _after_flush(session: Session, _context: Any) -> None:
+    """The flush's audit rows, in its transaction, in one append: job records written, ledger entries (oldest
+    first), jobs stopped."""
+    new, dirty = list(session.new), [o for o in session.dirty if isinstance(o, JobRow)]
+    jobs = [o for o in new if isinstance(o, JobRow)]
+    ledger = sorted((o for o in new if isinstance(o, MoneyLedgerRow)), key=lambda row: row.id)
+    if not (jobs or ledger or dirty):
+        return
+    connection = session.connection()
     if not _audited(connection):
         return
-    audit.append(
-        connection,
-        AuditKind.JOB_ADMITTED,
-        tenant=row.tenant,
-        actor=current_actor.get(),
-        job_id=row.id,
-        at=row.submitted_at,
-        detail=admission_detail(row),
-    )
+    stops = [action for action in map(_job_stop, dirty) if action is not None]
+    audit.append_many(connection, [*map(_job_admitted, jobs), *map(_ledger_entry, ledger), *stops])
 
 
 def install(store: Store) -> None:
     """Audit the writes to ``store``'s database (the listeners are installed once per process)."""
     AUDITED_URLS.add(store.engine.url.render_as_string(hide_password=False))
-    if not event.contains(MoneyLedgerRow, "after_insert", _ledger_audit):
+    if not event.contains(Session, "after_flush", _after_flush):
         event.listen(MoneyLedgerRow, "before_insert", _ledger_actor)
-        event.listen(MoneyLedgerRow, "after_insert", _ledger_audit)
-        event.listen(JobRow, "after_update", _job_stop)
-        event.listen(JobRow, "after_insert", _job_admitted)
+        event.listen(Session, "after_flush", _after_flush)

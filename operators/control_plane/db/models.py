@@ -161,6 +161,35 @@ class MoneyLedgerRow(Base):
     actor: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
+class MoneyBalanceRow(Base):
+    """A tenant's running balance, kept by :mod:`.balances` in the transaction of every ledger entry (0008_balances):
+    what :meth:`MoneyLedger.read_balance` reads instead of summing the tenant's whole ledger."""
+
+    __tablename__ = "money_balances"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    charged_krw: Mapped[int] = mapped_column(BigInteger, default=0)
+    charged_gpu_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+    held_krw: Mapped[int] = mapped_column(BigInteger, default=0)
+    held_gpu_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class MoneyJobRow(Base):
+    """A job's money so far (its hold, its charges, whether the hold is released), kept with the balance: what a
+    ledger entry of the job changes the tenant's held amount by."""
+
+    __tablename__ = "money_jobs"
+
+    job_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    held: Mapped[bool] = mapped_column(Boolean, default=False)  # it has a hold entry
+    released: Mapped[bool] = mapped_column(Boolean, default=False)
+    hold_krw: Mapped[int] = mapped_column(BigInteger, default=0)
+    gpu_need_seconds: Mapped[int] = mapped_column(BigInteger, default=0)  # its GPUs x its max run time
+    charged_krw: Mapped[int] = mapped_column(BigInteger, default=0)
+    charged_gpu_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class TenantExitRow(Base):
     """An export (``kind`` export) or purge (``kind`` purge) of a tenant; never updated."""
 

@@ -1,8 +1,10 @@
 """The money ledger: one append-only table of holds, charges, releases, openings and adjustments, in whole won.
 
-Every balance is read from it and nothing else: charged = openings + charges + adjustments; held =
-for each job whose hold is not yet released, what is left of its hold (hold - its charges, never
-below 0); remaining = grant - charged - held, never below 0.
+Every balance follows from it alone: charged = openings + charges + adjustments; held = for each job
+whose hold is not yet released, what is left of its hold (hold - its charges, never below 0);
+remaining = grant - charged - held, never below 0. Admission reads these sums from the running balance
+(:mod:`.balances`), kept in the transaction of every entry; :meth:`MoneyLedger.ledger_balance` sums the
+ledger itself, what the running balance must equal.
 
 - ``hold`` (admission): the job's maximum cost, its max run time x its spec x the prices in force,
   written in the same transaction as the job record, inside the tenant's database lock, so
@@ -25,10 +27,11 @@ import time
 from fractions import Fraction
 from typing import Any, Callable, Iterable
 
-from sqlalchemy import case, func, select
+from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.orm import Session
 
-from operators.control_plane.db.models import JobRow, MoneyLedgerRow
+from operators.control_plane.db.balances import CHARGED_KINDS
+from operators.control_plane.db.models import JobRow, MoneyBalanceRow, MoneyLedgerRow
 from operators.control_plane.db.pricing import JobShape, Hold, price_pieces
 from operators.control_plane.db.store import Store
 from testbed.config import StackConfig, Tenant
@@ -45,11 +48,11 @@ from testbed.money import (
 
 log = logging.getLogger("testbed.control_plane")
 
-CHARGED_KINDS = (
-    LedgerKind.OPENING.value,
-    LedgerKind.CHARGE.value,
-    LedgerKind.ADJUSTMENT.value,
-)  # what counts as charged
+
+_BALANCE = MoneyBalanceRow.__table__
+_RUNNING_BALANCE = select(
+    _BALANCE.c.charged_krw, _BALANCE.c.charged_gpu_seconds, _BALANCE.c.held_krw, _BALANCE.c.held_gpu_seconds
+).where(_BALANCE.c.tenant == bindparam("tenant"))
 
 
 class MoneyLedger:
@@ -107,10 +110,10 @@ class MoneyLedger:
         with self.store.session() as s:
             return {tenant: self.read_balance(s, tenant) for tenant in ids}
 
-    def balance(self, tenant: str, gpu: bool = True) -> "Balance":
-        """One tenant's balance; ``gpu=False`` leaves out the GPU-seconds still held (one query less)."""
+    def balance(self, tenant: str) -> "Balance":
+        """One tenant's balance."""
         with self.store.session() as s:
-            return self.read_balance(s, tenant, gpu)
+            return self.read_balance(s, tenant)
 
     def charged(self, tenants: Iterable[str]) -> dict[str, int]:
         """Won charged per tenant (openings + charges + adjustments; as in its balance), in one grouped query."""
@@ -145,7 +148,14 @@ class MoneyLedger:
                 )
         return out
 
-    def read_balance(self, s: Session, tenant_id: str, gpu: bool = True) -> "Balance":
+    def read_balance(self, s: Session, tenant_id: str) -> "Balance":
+        """A tenant's balance from its running balance (:mod:`.balances`: one row, kept with every entry)."""
+        row = s.execute(_RUNNING_BALANCE, {"tenant": tenant_id}).first()
+        charged, charged_gpu, held, held_gpu = row if row is not None else (0, 0, 0, 0)
+        return self._balance(tenant_id, int(charged), int(charged_gpu), int(held), int(held_gpu))
+
+    def ledger_balance(self, s: Session, tenant_id: str) -> "Balance":
+        """A tenant's balance summed from the ledger alone: what its running balance must equal."""
         t = MoneyLedgerRow
         sums = {
             kind: (int(amount or 0), int(gpu or 0))
@@ -157,7 +167,9 @@ class MoneyLedger:
         }
         charged = sum(sums.get(k, (0, 0))[0] for k in CHARGED_KINDS)
         charged_gpu = sum(sums.get(k, (0, 0))[1] for k in CHARGED_KINDS)
-        held, held_gpu = self._held(s, tenant_id, gpu)
+        return self._balance(tenant_id, charged, charged_gpu, *self._held(s, tenant_id))
+
+    def _balance(self, tenant_id: str, charged: int, charged_gpu: int, held: int, held_gpu: int) -> "Balance":
         tenant = self.tenants.get(tenant_id)
         grant = tenant.grant if tenant is not None else None
         grant_krw = grant.krw if grant is not None else None
@@ -180,8 +192,8 @@ class MoneyLedger:
             held_gpu_seconds=held_gpu,
         )
 
-    def _held(self, s: Session, tenant_id: str, gpu: bool = True) -> tuple[int, int]:
-        """(won, GPU-seconds; 0 unless ``gpu``) still held by the tenant's jobs whose hold is not released: per
+    def _held(self, s: Session, tenant_id: str) -> tuple[int, int]:
+        """(won, GPU-seconds) still held by the tenant's jobs whose hold is not released: per
         job, its hold less what it was charged (GPU-seconds: its GPUs x max run time less those charged), floor 0.
 
         Summed by the database in one statement (no job rows are loaded)."""
@@ -206,8 +218,6 @@ class MoneyLedger:
             .subquery()
         )
         won = func.sum(case((per_job.c.hold > per_job.c.charged, per_job.c.hold - per_job.c.charged), else_=0))
-        if not gpu:
-            return int(s.execute(select(won).select_from(per_job)).scalar_one() or 0), 0
         # the GPU-seconds a job may still use: its GPUs x its max run time, less what it was charged
         gpu_need = JobRow.gpus * JobRow.spec["max_runtime_seconds"].as_integer()
         gpu_left = func.sum(case((gpu_need > per_job.c.charged_gpu, gpu_need - per_job.c.charged_gpu), else_=0))

@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from operators.control_plane.db import balances
 from operators.control_plane.db.engine import TimedLock, make_engine
 from operators.control_plane.db.migrate import lock_key, upgrade
 from operators.control_plane.db.models import DEFAULT_TOKEN_NAME, JobRow, TokenRow
@@ -69,6 +70,7 @@ class Store:
     def __init__(self, url: str, migrate: bool = True, opening_prices: dict[str, Any] | None = None):
         # Called inside the transaction that moves a job into a terminal state (e.g. the ledger).
         self.on_terminal: list[Callable[[Session, JobRow], None]] = []
+        balances.install()  # every ledger entry moves its tenant's running balance in its own transaction
         if migrate:
             upgrade(url, opening_prices=opening_prices)
         self.engine = make_engine(url)

@@ -1,0 +1,100 @@
+"""The running balance (``money_balances``/``money_jobs``) equals the ledger's own sums after every kind of entry,
+on SQLite and PostgreSQL: holds (alone and group-committed), charges beyond a hold, releases, charges after a
+release, openings, adjustments, GPU and CPU jobs; and 0008_balances builds the same from an existing ledger."""
+
+from __future__ import annotations
+
+import random
+
+from sqlalchemy import delete
+
+from operators.control_plane.db import balances, money_rounds
+from operators.control_plane.db.models import MoneyBalanceRow, MoneyJobRow, MoneyLedgerRow
+from operators.control_plane.db.pricing import JobShape
+from tests.money.test_ledger import GIB, STACK, T0, money_for, running_job, store  # noqa: F401  (fixture)
+
+TENANTS = ["changwon-precision", "gimhae-robotics"]
+
+
+def entry(tenant: str, kind: str, amount: int, job_id: str | None = None, gpu_seconds: int = 0) -> MoneyLedgerRow:
+    return MoneyLedgerRow(
+        at=T0, tenant=tenant, job_id=job_id, kind=kind, amount_krw=amount, gpu_seconds=gpu_seconds, note="test"
+    )
+
+
+def assert_matches_ledger(money, tenants=TENANTS) -> None:
+    with money.store.session() as s:
+        for tenant in tenants:
+            running, summed = money.read_balance(s, tenant), money.ledger_balance(s, tenant)
+            assert running == summed, tenant
+
+
+def test_the_running_balance_follows_every_kind_of_entry(store):  # noqa: F811
+    money = money_for(store)
+    rng = random.Random(7)
+    tenant = STACK.tenant(TENANTS[0])
+    jobs = []
+    for i in range(6):
+        gpus = i % 2
+        shape = JobShape(cpus=2, gpus=gpus, memory_bytes=4 * GIB, max_runtime_seconds=600 * (i + 1))
+        row = running_job(store, f"job-r{i}", T0, shape.max_runtime_seconds, cpus=2, gpus=gpus, memory=4 * GIB)
+        row.tenant = tenant.id
+        money.record_hold(row.id, tenant.id, money.hold_for(tenant, shape, T0), shape, T0)
+        jobs.append(row.id)
+    assert_matches_ledger(money)
+    assert money.balance(tenant.id).held_gpu_seconds == 600 * (2 + 4 + 6)  # the GPU jobs' GPUs x max run time
+    # several holds in one group commit, of two tenants
+    other = STACK.tenant(TENANTS[1])
+    shape = JobShape(cpus=1, gpus=0, memory_bytes=GIB, max_runtime_seconds=3600)
+    store.insert(
+        [
+            money.hold_row(f"job-g{i}", t.id, money.hold_for(t, shape, T0), shape, T0)
+            for i, t in enumerate([tenant, other] * 3)
+        ]
+    )
+    assert_matches_ledger(money)
+    # charges (some beyond the hold), a release, a charge after the release, an opening and adjustments
+    for step in range(1, 5):
+        money_rounds.accrue_running(money, T0 + 400 * step, until_of=lambda row, step=step: T0 + 400 * step)
+        assert_matches_ledger(money)
+    with store.write_session() as s:
+        s.add(entry(tenant.id, "charge", 10_000_000, "job-r1", gpu_seconds=9_999))  # far beyond its hold
+        s.add(entry(tenant.id, "opening", 1234, gpu_seconds=3600))
+        s.add(entry(other.id, "adjustment", -rng.randint(1, 500)))
+    assert_matches_ledger(money)
+    store.update_job("job-r2", status="SUCCEEDED", ended_at=T0 + 1000)  # last charge and release
+    with store.write_session() as s:
+        s.add(entry(tenant.id, "charge", 77, "job-r2", gpu_seconds=5))  # after its release: charged, nothing held
+    assert_matches_ledger(money)
+    for job_id in jobs:
+        store.update_job(job_id, status="STOPPED", ended_at=T0 + 2000)
+    assert_matches_ledger(money)
+    assert money.balance(tenant.id).held_gpu_seconds == 0
+
+
+def test_rebuild_from_the_ledger_gives_the_kept_balance(store):  # noqa: F811
+    """What 0008_balances does to an existing ledger: the same rows the live upkeep wrote."""
+    money = money_for(store)
+    tenant = STACK.tenant(TENANTS[0])
+    for i in range(3):
+        shape = JobShape(cpus=4, gpus=1, memory_bytes=16 * GIB, max_runtime_seconds=3600)
+        running_job(store, f"job-b{i}", T0, 3600)
+        money.record_hold(f"job-b{i}", tenant.id, money.hold_for(tenant, shape, T0), shape, T0)
+    money_rounds.accrue_running(money, T0 + 900, until_of=lambda row: T0 + 900)
+    store.update_job("job-b0", status="FAILED", ended_at=T0 + 950)
+
+    def kept() -> tuple[list, list]:
+        with store.session() as s:
+            return (
+                sorted((r.tenant, r.charged_krw, r.held_krw, r.held_gpu_seconds) for r in s.query(MoneyBalanceRow)),
+                sorted((r.job_id, r.held, r.released, r.hold_krw, r.charged_krw) for r in s.query(MoneyJobRow)),
+            )
+
+    live = kept()
+    assert live[0] and live[1]
+    with store.engine.begin() as conn:
+        conn.execute(delete(MoneyBalanceRow.__table__))
+        conn.execute(delete(MoneyJobRow.__table__))
+        balances.rebuild(conn)
+    assert kept() == live
+    assert_matches_ledger(money)
