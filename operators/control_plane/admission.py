@@ -63,12 +63,12 @@ class Admission:
         """Refuse what can never run or does not fit the grant; persist the rest as a queued job record and its hold.
 
         ``locked``: run the part that reads the balance and writes in the tenant's admission section
-        (:meth:`Store.admission_section`; the checks of the spec alone and the hold's price run before it).
+        (:meth:`Store.tenant_section`; the checks of the spec alone and the hold's price run before it).
         """
         now = time.time() if now is None else now
         tenant, entrypoint, params, kind, max_runtime = self._validate(principal, spec)
         priced = self.money.hold_for(tenant, self._shape(spec, max_runtime), now) if self.money is not None else None
-        with self.store.admission_section(tenant.id) if locked else nullcontext():
+        with self.store.tenant_section(tenant.id) if locked else nullcontext():
             return self._admit(tenant, spec, entrypoint, params, kind, max_runtime, now, priced)
 
     def _admit(

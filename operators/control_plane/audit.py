@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from functools import lru_cache
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from operators.control_plane.db.models import AuditHead, AuditRow
@@ -93,11 +94,10 @@ def append(
     job_id: str | None = None,
     detail: dict[str, Any] | None = None,
     at: float | None = None,
-) -> AuditEntry:
-    """Append one row in the transaction of ``session`` (or a connection inside a flush): it commits or rolls
-    back with the action it records."""
+) -> None:
+    """Append one row in the transaction of ``session``: it commits or rolls back with the action it records."""
     fields = {"tenant": tenant, "actor": actor, "job_id": job_id, "detail": detail, "at": at}
-    return append_many(session, [(kind, fields)])[0]
+    append_many(session, [(kind, fields)])
 
 
 def append_many(session: Session | Connection, actions: list[tuple[str, dict[str, Any]]]) -> list[AuditEntry]:
@@ -106,16 +106,11 @@ def append_many(session: Session | Connection, actions: list[tuple[str, dict[str
     if not actions:
         return []
     conn = session.connection() if isinstance(session, Session) else session
-    head_table, log_table = AuditHead.__table__, AuditRow.__table__
-    # Make sure the head row exists (first append ever; a no-op afterwards, safe between replicas), then lock it.
-    conn.execute(
-        DIALECT_INSERTS[conn.dialect.name](head_table)
-        .values(id=HEAD_ID, seq=0, hash=GENESIS_HASH)
-        .on_conflict_do_nothing(index_elements=["id"])
-    )
-    seq, prev_hash = conn.execute(
-        select(head_table.c.seq, head_table.c.hash).where(head_table.c.id == HEAD_ID).with_for_update()
-    ).one()
+    head = conn.execute(_HEAD_LOCKED).first()  # locked to commit: one appender at a time
+    if head is None:  # the first append ever: make the head (safe between replicas), then lock it
+        conn.execute(_head_ensure(conn.dialect.name))
+        head = conn.execute(_HEAD_LOCKED).one()
+    seq, prev_hash = head
     rows, entries = [], []
     for kind, fields in actions:
         detail = fields.get("detail") or {}
@@ -134,15 +129,29 @@ def append_many(session: Session | Connection, actions: list[tuple[str, dict[str
         values["hash"] = prev_hash = row_hash(**values)
         rows.append(values)
         entries.append(AuditEntry(**{**values, "detail": detail}))
-    conn.execute(insert(log_table), rows)
-    conn.execute(update(head_table).where(head_table.c.id == HEAD_ID).values(seq=seq, hash=prev_hash))
+    conn.execute(insert(AuditRow.__table__), rows)
+    conn.execute(_HEAD_MOVE, {"new_seq": seq, "new_hash": prev_hash})
     return entries
 
 
-def record(store: Store, kind: str, **fields: Any) -> AuditEntry:
+@lru_cache(maxsize=None)
+def _head_ensure(dialect: str) -> Any:
+    return (
+        DIALECT_INSERTS[dialect](AuditHead.__table__)
+        .values(id=HEAD_ID, seq=0, hash=GENESIS_HASH)
+        .on_conflict_do_nothing(index_elements=["id"])
+    )
+
+
+_HEAD = AuditHead.__table__
+_HEAD_LOCKED = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == HEAD_ID).with_for_update()
+_HEAD_MOVE = update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+
+
+def record(store: Store, kind: str, **fields: Any) -> None:
     """Append one row in a transaction of its own (an action that writes nothing else, e.g. a refusal)."""
     with store.write_session() as session:
-        return append(session, kind, **fields)
+        append(session, kind, **fields)
 
 
 def entry_view(row: AuditRow) -> AuditEntry:

@@ -7,6 +7,7 @@
   ``enforcement.stop`` row with the reason; a job stopped through the API a ``job.stopped`` row naming the token.
 
 The acting token comes from :data:`current_actor`, set by the control plane around a request's work.
+A flush's rows are appended together: the chain's head is locked, read and moved once.
 """
 
 from __future__ import annotations
@@ -122,7 +123,10 @@ def _after_flush(session: Session, _context: Any) -> None:
     if not _audited(connection):
         return
     stops = [action for action in map(_job_stop, dirty) if action is not None]
-    audit.append_many(connection, [*map(_job_admitted, jobs), *map(_ledger_entry, ledger), *stops])
+    actions = [*map(_job_admitted, jobs), *map(_ledger_entry, ledger), *stops]
+    if not actions:
+        return
+    audit.append_many(connection, actions)
 
 
 def install(store: Store) -> None:

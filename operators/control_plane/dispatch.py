@@ -7,8 +7,10 @@ never ran bills nothing. When a job ends, its final status, times and logs are s
 outlive the backend's memory of it. A job can be stopped in every state.
 
 With several replicas, only the holder of the reconciler lease (:mod:`.lease`) runs the background
-sync; dispatch and stop of a tenant's jobs run in its database lock (``Store.tenant_lock``), where
-the job is also marked dispatched, so a job is handed to the backend once whichever replica asks.
+sync; dispatch and stop of a tenant's jobs run in its section (``Store.tenant_section``: the tenant's
+database lock on PostgreSQL, a lock in the one process on SQLite, where the backend call then holds
+no database lock), where the job is also marked dispatched, so a job is handed to the backend once
+whichever replica asks.
 """
 
 from __future__ import annotations
@@ -208,10 +210,10 @@ class Dispatcher:
         return sent
 
     def _dispatch_many(self, tenant: str, jobs: list[QueuedJob]) -> tuple[int, bool]:
-        """:meth:`_try_dispatch` for some of a tenant's queued jobs, oldest first, in one hold of its lock
-        (one transaction); (how many went, whether one did not and the rest were left for the next round)."""
+        """:meth:`_try_dispatch` for some of a tenant's queued jobs, oldest first, in one hold of its section
+        (PostgreSQL: one transaction); (how many went, whether one did not and the rest were left for the next round)."""
         went = 0
-        with self.store.tenant_lock(tenant):
+        with self.store.tenant_section(tenant):
             for job in jobs:
                 row = self._try_dispatch(job)  # joins the section's transaction
                 if row is not None and row.dispatched and row.backend_ref is not None and not row.terminal:
@@ -249,7 +251,7 @@ class Dispatcher:
 
     def _try_dispatch(self, row: JobRow | QueuedJob) -> JobRow | None:
         """Hand a queued job to the backend if the tenant has room; return the updated row."""
-        with self.store.tenant_lock(row.tenant):
+        with self.store.tenant_section(row.tenant):
             current = self.store.get_job(row.id)
             if current is None or current.dispatched or current.terminal:
                 return current
@@ -336,7 +338,7 @@ class Dispatcher:
         The stop and the output so far are recorded before the backend is asked, so any replica
         reports the job STOPPED with its logs once the backend forgets it.
         """
-        with self.store.tenant_lock(row.tenant):
+        with self.store.tenant_section(row.tenant):
             row = self.store.get_job(row.id) or row
             if row.terminal:
                 return row

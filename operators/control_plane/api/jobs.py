@@ -82,7 +82,7 @@ async def submit_job(spec: JobSpec, caller: Caller, plane: Plane, request: Reque
     # request threads contending for the GIL mid-admission. The backend call runs on the dispatch threads.
     loop = asyncio.get_running_loop()
     row = await loop.run_in_executor(request.app.state.admitters, plane.admit, caller, spec)
-    return view(plane, await loop.run_in_executor(request.app.state.dispatchers, plane.dispatch, row))
+    return await loop.run_in_executor(request.app.state.dispatchers, lambda: view(plane, plane.dispatch(row)))
 
 
 @router.post("/v1/jobs/quote", response_model=Quote, responses=error_responses(401, 403, 404, 413, 422, 503))

@@ -16,6 +16,7 @@ checks it against the ledger's sums after every kind of entry.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from typing import Any, Iterable
 
 from sqlalchemy import Connection, delete, event, select
@@ -109,22 +110,22 @@ def apply(conn: Connection, entries: list[Any], new_jobs: dict[str, JobRow] | No
     transaction; ``new_jobs``: job records written in the same flush (a hold's job)."""
     if not entries:
         return
-    ids = sorted({e.job_id for e in entries if e.job_id is not None})
+    new_jobs = new_jobs
+    ids = sorted({e.job_id for e in entries if e.job_id is not None} - new_jobs.keys())  # a new job has no money yet
     fold = Fold()
     if ids:
         cols = [getattr(MoneyJobRow.__table__.c, f.name) for f in fields(JobMoney)]
         for row in conn.execute(select(*cols).where(MoneyJobRow.__table__.c.job_id.in_(ids))):
             fold.jobs[row.job_id] = JobMoney(*row)
-    needs = _gpu_needs(
-        conn, [e.job_id for e in entries if e.kind == LedgerKind.HOLD.value and e.job_id], new_jobs or {}
-    )
+    needs = _gpu_needs(conn, [e.job_id for e in entries if e.kind == LedgerKind.HOLD.value and e.job_id], new_jobs)
     for entry in entries:
         fold.add(entry, needs.get(entry.job_id, 0) if entry.job_id else 0)
     _write(conn, fold)
 
 
 def _gpu_needs(conn: Connection, job_ids: list[str], new_jobs: dict[str, JobRow]) -> dict[str, int]:
-    out = {job_id: gpu_need(row.gpus, row.spec) for job_id, row in new_jobs.items() if job_id in job_ids}
+    wanted = set(job_ids)
+    out = {job_id: gpu_need(row.gpus, row.spec) for job_id, row in new_jobs.items() if job_id in wanted}
     missing = [job_id for job_id in job_ids if job_id not in out]
     if missing:
         jobs = JobRow.__table__
@@ -134,26 +135,32 @@ def _gpu_needs(conn: Connection, job_ids: list[str], new_jobs: dict[str, JobRow]
 
 
 def _write(conn: Connection, fold: Fold) -> None:
-    insert = DIALECT_INSERTS[conn.dialect.name]
     if fold.changed:
-        table = MoneyJobRow.__table__
-        stmt = insert(table)
-        names = [f.name for f in fields(JobMoney) if f.name != "job_id"]
-        conn.execute(
-            stmt.on_conflict_do_update(index_elements=["job_id"], set_={n: stmt.excluded[n] for n in names}),
-            [vars(fold.jobs[job_id]) for job_id in sorted(fold.changed)],
-        )
+        conn.execute(_jobs_upsert(conn.dialect.name), [vars(fold.jobs[job_id]) for job_id in sorted(fold.changed)])
     moved = {tenant: d for tenant, d in fold.deltas.items() if d != BalanceDelta()}
-    if moved:
-        table = MoneyBalanceRow.__table__
-        stmt = insert(table)
-        names = [f.name for f in fields(BalanceDelta)]
+    if moved:  # in one order (the tenants sorted): replicas never wait on each other's rows in a cycle
         conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["tenant"], set_={n: table.c[n] + stmt.excluded[n] for n in names}
-            ),
-            [{"tenant": tenant, **vars(moved[tenant])} for tenant in sorted(moved)],  # one order: no deadlock
+            _balances_upsert(conn.dialect.name), [{"tenant": tenant, **vars(moved[tenant])} for tenant in sorted(moved)]
         )
+
+
+@lru_cache(maxsize=None)
+def _jobs_upsert(dialect: str) -> Any:
+    """A job's money, written whole."""
+    insert = DIALECT_INSERTS[dialect](MoneyJobRow.__table__)
+    names = [f.name for f in fields(JobMoney) if f.name != "job_id"]
+    return insert.on_conflict_do_update(index_elements=["job_id"], set_={n: insert.excluded[n] for n in names})
+
+
+@lru_cache(maxsize=None)
+def _balances_upsert(dialect: str) -> Any:
+    """A tenant's balance moved by increments (``x = x + delta``): concurrent writers both count."""
+    table = MoneyBalanceRow.__table__
+    insert = DIALECT_INSERTS[dialect](table)
+    names = [f.name for f in fields(BalanceDelta)]
+    return insert.on_conflict_do_update(
+        index_elements=["tenant"], set_={n: table.c[n] + insert.excluded[n] for n in names}
+    )
 
 
 def _after_flush(session: Session, _context: Any) -> None:

@@ -4,7 +4,7 @@ the time a locked database is waited for, the in-process writer queue, and INSER
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager
 
 from sqlalchemy import Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -73,6 +73,80 @@ class TimedLock:
 
     def __exit__(self, *_exc: object) -> None:
         self._lock.release()
+
+
+class _PendingWrite:
+    """Work waiting for a group commit, and its outcome; ``turn`` is set when it is done or its thread leads."""
+
+    __slots__ = ("work", "done", "lead", "result", "error", "turn")
+
+    def __init__(self, work: Callable[[Session], Any]) -> None:
+        self.work = work
+        self.done = False
+        self.lead = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.turn = threading.Event()
+
+
+class GroupCommit:
+    """SQLite's one writer, shared: the work of every thread waiting to write runs in one transaction.
+
+    One waiting thread leads: it opens the transaction (``transaction``: the writer's lock and ``BEGIN
+    IMMEDIATE``), runs the batch in the order it came and commits; then it wakes each thread of the batch
+    by its own event (the threads do not pass a lock along one by one, each waiting for the GIL) and hands
+    the lead to the oldest thread still waiting. A thread whose work was not taken up within
+    ``DB_TIMEOUT_SECONDS`` gives up (:class:`DatabaseBusy`, nothing written); work taken up is waited for.
+    """
+
+    def __init__(self, transaction: Callable[[], ContextManager[Session]]) -> None:
+        self._transaction = transaction
+        self._guard = threading.Lock()
+        self._pending: list[_PendingWrite] = []
+        self._leading = False
+
+    def run(self, work: Callable[[Session], Any]) -> Any:
+        """``work``'s result once the transaction it ran in is committed; if any of the batch's work raised,
+        none of it is written and every thread of the batch gets the error."""
+        mine = _PendingWrite(work)
+        with self._guard:
+            self._pending.append(mine)
+            mine.lead = not self._leading
+            self._leading = True
+        if not mine.lead and not mine.turn.wait(DB_TIMEOUT_SECONDS):
+            with self._guard:
+                if not mine.lead and mine in self._pending:  # never taken up: give up, nothing written
+                    self._pending.remove(mine)
+                    raise DatabaseBusy(f"the database stayed locked for {DB_TIMEOUT_SECONDS:g} s")
+            mine.turn.wait()  # taken up by a batch (or handed the lead): it ends
+        if not mine.done:
+            self._lead()
+        if mine.error is not None:
+            raise mine.error
+        return mine.result
+
+    def _lead(self) -> None:
+        with self._guard:
+            batch, self._pending = self._pending, []
+        error: BaseException | None = None
+        try:
+            with self._transaction() as session:
+                for pending in batch:
+                    pending.result = pending.work(session)
+        except BaseException as exc:  # every thread of this batch learns it failed
+            error = exc
+        for pending in batch:
+            pending.error, pending.done = error, True
+        with self._guard:
+            after = self._pending[0] if self._pending else None
+            if after is not None:
+                after.lead = True
+            else:
+                self._leading = False
+        for pending in batch:
+            pending.turn.set()
+        if after is not None:
+            after.turn.set()
 
 
 # INSERT ... ON CONFLICT of each supported dialect (one atomic statement, safe between replicas).

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Iterable
+from functools import lru_cache
+from typing import Any, Iterable
 
 from sqlalchemy import delete, exists, literal, null, select, union_all
 from sqlalchemy.orm import Session
 
 from operators.control_plane.db.models import JobRow, UsageJobRow, UsageTotalRow
-from operators.control_plane.db.engine import DIALECT_INSERTS, dialect_insert
+from operators.control_plane.db.engine import DIALECT_INSERTS
 from operators.control_plane.db.store import Store
 from testbed.jobs import TERMINAL_STATUSES, JobStatus
 
@@ -91,16 +92,24 @@ def fold_job(session: Session, row: JobRow) -> None:
         "gpu_seconds": row.gpus * seconds,
         "memory_byte_seconds": float(row.memory_bytes) * seconds,
     }
-    usage = UsageJobRow.__table__
-    once = dialect_insert(session, usage).values(
-        job_id=row.id, tenant=row.tenant, gpu_model=model, status=row.status, **used
-    )
-    if (
-        session.execute(once.on_conflict_do_nothing(index_elements=[usage.c.job_id]).returning(usage.c.job_id)).first()
-        is None
-    ):
+    dialect = session.get_bind().dialect.name
+    first = session.execute(
+        _fold_once(dialect), {"job_id": row.id, "tenant": row.tenant, "gpu_model": model, "status": row.status, **used}
+    ).first()
+    if first is None:
         return  # folded before
     _add_to_totals(session, row.tenant, model, {**used, _JOB_COUNTERS[row.status]: 1})
+
+
+@lru_cache(maxsize=None)
+def _fold_once(dialect: str) -> Any:
+    """INSERT a finished job's usage row unless it is there (its job id comes back only if it was written)."""
+    usage = UsageJobRow.__table__
+    return (
+        DIALECT_INSERTS[dialect](usage)
+        .on_conflict_do_nothing(index_elements=[usage.c.job_id])
+        .returning(usage.c.job_id)
+    )
 
 
 _ZERO_TOTALS = {
@@ -119,13 +128,17 @@ def _add_to_totals(session: Session, tenant: str, model: str, values: dict[str, 
     One atomic INSERT ... ON CONFLICT DO UPDATE: two replicas folding into the same row never lose
     or double an increment.
     """
+    statement = _totals_upsert(session.get_bind().dialect.name, tuple(sorted(values)))
+    session.execute(statement, {"tenant": tenant, "gpu_model": model, **{**_ZERO_TOTALS, **values}})
+
+
+@lru_cache(maxsize=None)
+def _totals_upsert(dialect: str, names: tuple[str, ...]) -> Any:
     table = UsageTotalRow.__table__
-    insert = dialect_insert(session, table).values(tenant=tenant, gpu_model=model, **{**_ZERO_TOTALS, **values})
-    session.execute(
-        insert.on_conflict_do_update(
-            index_elements=[table.c.tenant, table.c.gpu_model],
-            set_={name: table.c[name] + insert.excluded[name] for name in values},
-        )
+    insert = DIALECT_INSERTS[dialect](table)
+    return insert.on_conflict_do_update(
+        index_elements=[table.c.tenant, table.c.gpu_model],
+        set_={name: table.c[name] + insert.excluded[name] for name in names},
     )
 
 

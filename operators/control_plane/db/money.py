@@ -31,7 +31,7 @@ from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.orm import Session
 
 from operators.control_plane.db.balances import CHARGED_KINDS
-from operators.control_plane.db.models import JobRow, MoneyBalanceRow, MoneyLedgerRow
+from operators.control_plane.db.models import JobRow, MoneyBalanceRow, MoneyJobRow, MoneyLedgerRow
 from operators.control_plane.db.pricing import JobShape, Hold, price_pieces
 from operators.control_plane.db.store import Store
 from testbed.config import StackConfig, Tenant
@@ -116,37 +116,22 @@ class MoneyLedger:
             return self.read_balance(s, tenant)
 
     def charged(self, tenants: Iterable[str]) -> dict[str, int]:
-        """Won charged per tenant (openings + charges + adjustments; as in its balance), in one grouped query."""
+        """Won charged per tenant (openings + charges + adjustments; as in its balance), from the running balances."""
         ids = list(tenants)
         if not ids:
             return {}
-        t = MoneyLedgerRow
+        query = select(_BALANCE.c.tenant, _BALANCE.c.charged_krw).where(_BALANCE.c.tenant.in_(ids))
         with self.store.session() as s:
-            rows = s.execute(
-                select(t.tenant, func.sum(t.amount_krw))
-                .where(t.tenant.in_(ids), t.kind.in_(CHARGED_KINDS))
-                .group_by(t.tenant)
-            ).all()
-        return {tenant: int(amount or 0) for tenant, amount in rows}
+            return {tenant: int(amount) for tenant, amount in s.execute(query)}
 
     def job_money(self, job_ids: list[str]) -> dict[str, tuple[int, int]]:
-        """(hold, charged) in won per job."""
+        """(hold, charged) in won per job, from the jobs' running money."""
         if not job_ids:
             return {}
-        t = MoneyLedgerRow
-        query = (
-            select(t.job_id, t.kind, func.sum(t.amount_krw))
-            .where(t.job_id.in_(job_ids), t.kind.in_([LedgerKind.HOLD.value, LedgerKind.CHARGE.value]))
-            .group_by(t.job_id, t.kind)
-        )
-        out: dict[str, tuple[int, int]] = {}
+        jobs = MoneyJobRow.__table__
+        query = select(jobs.c.job_id, jobs.c.hold_krw, jobs.c.charged_krw).where(jobs.c.job_id.in_(job_ids))
         with self.store.session() as s:
-            for job_id, kind, amount in s.execute(query):
-                hold, charged = out.get(job_id, (0, 0))
-                out[job_id] = (
-                    (hold + int(amount), charged) if kind == LedgerKind.HOLD.value else (hold, charged + int(amount))
-                )
-        return out
+            return {job_id: (int(hold), int(charged)) for job_id, hold, charged in s.execute(query)}
 
     def read_balance(self, s: Session, tenant_id: str) -> "Balance":
         """A tenant's balance from its running balance (:mod:`.balances`: one row, kept with every entry)."""

@@ -7,10 +7,11 @@ Replicas serialise work on one tenant with :meth:`Store.tenant_lock`: a transact
 database lock (PostgreSQL: ``pg_advisory_xact_lock`` on the tenant; SQLite: ``BEGIN IMMEDIATE``,
 the database's single writer). The store's calls made inside the section join its transaction.
 
-Admission uses :meth:`Store.admission_section` instead: on PostgreSQL the same tenant lock; on
-SQLite (one process) a lock on the tenant in this process only, its reads in their own snapshot
-and its rows written by :meth:`Store.insert` -- a group commit: the rows of every admission waiting
-for the writer go in one transaction, and each returns once that transaction is committed.
+Admission, dispatch and stop use :meth:`Store.tenant_section` instead: on PostgreSQL the same tenant
+lock; on SQLite (one process) a lock on the tenant in this process only, its reads in their own
+snapshot, its writes short transactions of their own, an admission's rows written by
+:meth:`Store.insert` -- a group commit: the rows of every admission waiting for the writer go in one
+transaction, and each returns once that transaction is committed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import contextmanager, nullcontext
-from typing import Any, Callable, ContextManager, Iterator, NamedTuple
+from typing import Any, Callable, ContextManager, Iterator, NamedTuple, TypeVar
 
 from sqlalchemy import (
     and_,
@@ -29,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from operators.control_plane.db import balances
-from operators.control_plane.db.engine import TimedLock, make_engine
+from operators.control_plane.db.engine import GroupCommit, TimedLock, make_engine
 from operators.control_plane.db.migrate import lock_key, upgrade
 from operators.control_plane.db.models import DEFAULT_TOKEN_NAME, JobRow, TokenRow
 from testbed.jobs import TERMINAL_STATUSES, JobStatus
@@ -40,6 +41,7 @@ ACTIVE_STATUSES = [status.value for status in JobStatus if status not in TERMINA
 # The message the testbed gives a job it stops (max run time, grant, idle GPUs) starts so; it is the job's last
 # word: no later observation of the backend (its own "stopped", from any replica) replaces it.
 STOP_REASON_PREFIX = "stopped:"
+T = TypeVar("T")
 
 
 class QueuedJob(NamedTuple):
@@ -51,17 +53,6 @@ class QueuedJob(NamedTuple):
     gpus: int
     memory_bytes: int
     message: str
-
-
-class _PendingInsert:
-    """Rows waiting for a group commit, and its outcome."""
-
-    __slots__ = ("rows", "done", "error")
-
-    def __init__(self, rows: list[Any]) -> None:
-        self.rows = rows
-        self.done = False
-        self.error: BaseException | None = None
 
 
 class Store:
@@ -85,10 +76,9 @@ class Store:
         # 100 ms; queueing writers on a lock in this process is far faster under concurrency.
         self._write_lock = TimedLock() if self.inline_writes else nullcontext()
         self._section = threading.local()  # the transaction of this thread's locked section
-        self._tenant_locks: dict[str, TimedLock] = {}  # SQLite: admission's per-tenant sections
+        self._tenant_locks: dict[str, TimedLock] = {}  # SQLite: the per-tenant sections
         self._tenant_locks_guard = threading.Lock()
-        self._pending: list[_PendingInsert] = []  # SQLite: rows waiting for the next group commit
-        self._pending_guard = threading.Lock()
+        self._group = GroupCommit(self._writer) if self.inline_writes else None  # SQLite: the writes of many threads
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -107,7 +97,7 @@ class Store:
         if current is not None:
             yield current
             return
-        with self._write_lock, self._write_sessions.begin() as session:
+        with self._writer() as session:
             yield session
 
     @contextmanager
@@ -130,48 +120,51 @@ class Store:
         return self.lock(f"testbed:tenant:{tenant}")
 
     @contextmanager
-    def admission_section(self, tenant: str) -> Iterator[None]:
-        """One tenant's admissions, one at a time. PostgreSQL: :meth:`tenant_lock` (any replica).
-        SQLite (a single process): a lock on the tenant here, holding no database lock, so other
-        tenants' admissions read and write meanwhile; its rows go through :meth:`insert`.
+    def tenant_section(self, tenant: str) -> Iterator[None]:
+        """One tenant's admissions, dispatches and stops, one at a time. PostgreSQL: :meth:`tenant_lock` (any
+        replica). SQLite (a single process): a lock on the tenant here (re-entered by the thread that holds it),
+        holding no database lock, so other tenants' work reads and writes meanwhile: a backend call made in the
+        section (a dispatch) does not hold the database's one writer. Its writes are transactions of their own
+        (an admission's rows go through :meth:`insert`).
 
-        Whatever else writes a tenant's rows meanwhile (dispatch, charges, releases) only lowers its
-        queued jobs or raises its balance, so a check read here stays on the safe side."""
+        Whatever else writes a tenant's rows meanwhile (the sync, charges, releases) only lowers its
+        queued and running jobs or raises its balance, so a check read here stays on the safe side."""
         if not self.inline_writes:
             with self.tenant_lock(tenant):
                 yield
             return
+        held: set[str] = self._section.__dict__.setdefault("tenants", set())
+        if tenant in held:
+            yield
+            return
         with self._tenant_locks_guard:
             lock = self._tenant_locks.setdefault(tenant, TimedLock())
         with lock:
-            yield
+            held.add(tenant)
+            try:
+                yield
+            finally:
+                held.discard(tenant)
 
     def insert(self, rows: list[Any]) -> None:
-        """Write new rows durably: in the current locked section's transaction, or (SQLite) by group
-        commit with other threads' rows; returns once they are committed (or raises: none written)."""
+        """Write new rows durably (:meth:`group_write`); returns once they are committed (or raises: none written)."""
+        self.group_write(lambda s: s.add_all(rows))
+
+    def group_write(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in a write transaction: the current locked section's, or (SQLite) a group commit
+        (:class:`GroupCommit`) with the work of every thread waiting for the writer. Returns ``work``'s result
+        once that transaction is committed."""
         current: Session | None = getattr(self._section, "session", None)
-        if current is not None or not self.inline_writes:
+        if current is not None or self._group is None:
             with self.write_session() as s:
-                s.add_all(rows)
-            return
-        mine = _PendingInsert(rows)
-        with self._pending_guard:
-            self._pending.append(mine)
-        with self._write_lock:  # the writer: commits every pending insert, unless a previous one did ours
-            if not mine.done:
-                with self._pending_guard:
-                    batch, self._pending = self._pending, []
-                error: BaseException | None = None
-                try:
-                    with self._write_sessions.begin() as s:
-                        for pending in batch:
-                            s.add_all(pending.rows)
-                except BaseException as exc:  # every waiter of this batch learns it failed
-                    error = exc
-                for pending in batch:
-                    pending.error, pending.done = error, True
-        if mine.error is not None:
-            raise mine.error
+                return work(s)
+        result: T = self._group.run(work)
+        return result
+
+    @contextmanager
+    def _writer(self) -> Iterator[Session]:
+        with self._write_lock, self._write_sessions.begin() as session:
+            yield session
 
     def close(self) -> None:
         self.engine.dispose()
@@ -378,9 +371,9 @@ class Store:
         return rows
 
     def update_job(self, job_id: str, **changes: Any) -> JobRow | None:
-        """Apply changes to a job, unless it is already terminal (a terminal record is final)."""
-        with self.write_session() as s:
-            return self._apply(s, job_id, changes)
+        """Apply changes to a job, unless it is already terminal (a terminal record is final); on SQLite in a
+        group commit with other threads' writes."""
+        return self.group_write(lambda s: self._apply(s, job_id, changes))
 
     def _apply(self, s: Session, job_id: str, changes: dict[str, Any], row: JobRow | None = None) -> JobRow | None:
         """Change a job (``row``: already read and locked in ``s``) and run the terminal hooks if it ends."""
