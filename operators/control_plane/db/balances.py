@@ -8,8 +8,9 @@ in one row instead of summing a tenant's whole history. It follows the ledger's 
   GPUs x its max run time less the GPU-seconds charged, never below 0.
 
 :func:`install` keeps it: after each flush that writes ledger entries, the entries (oldest first) are folded
-into ``money_jobs`` (the job's hold, charges and release) and ``money_balances`` (per tenant: increments, so
-replicas that write at once both count). 0008_balances builds it from the ledger with :func:`rebuild`; a test
+into ``money_jobs`` (the job's hold, charges and release); just before the transaction commits, each tenant's
+``money_balances`` row moves by what the transaction added (increments, so replicas that write at once both
+count; last, so the shared rows are locked only for the commit). 0008_balances builds it from the ledger with :func:`rebuild`; a test
 checks it against the ledger's sums after every kind of entry.
 """
 
@@ -105,12 +106,12 @@ def gpu_need(gpus: int | None, spec: dict[str, Any] | None) -> int:
     return int(gpus or 0) * int((spec or {}).get("max_runtime_seconds") or 0)
 
 
-def apply(conn: Connection, entries: list[Any], new_jobs: dict[str, JobRow] | None = None) -> None:
-    """Fold ``entries`` (ledger rows just written, oldest first) into the running balances, in ``conn``'s
-    transaction; ``new_jobs``: job records written in the same flush (a hold's job)."""
+def apply(conn: Connection, entries: list[Any], new_jobs: dict[str, JobRow] | None = None) -> dict[str, BalanceDelta]:
+    """Fold ``entries`` (ledger rows just written, oldest first) into ``money_jobs``, in ``conn``'s transaction,
+    and return what each tenant's balance moves by; ``new_jobs``: job records written in the same flush."""
     if not entries:
-        return
-    new_jobs = new_jobs
+        return {}
+    new_jobs = new_jobs or {}
     ids = sorted({e.job_id for e in entries if e.job_id is not None} - new_jobs.keys())  # a new job has no money yet
     fold = Fold()
     if ids:
@@ -120,7 +121,8 @@ def apply(conn: Connection, entries: list[Any], new_jobs: dict[str, JobRow] | No
     needs = _gpu_needs(conn, [e.job_id for e in entries if e.kind == LedgerKind.HOLD.value and e.job_id], new_jobs)
     for entry in entries:
         fold.add(entry, needs.get(entry.job_id, 0) if entry.job_id else 0)
-    _write(conn, fold)
+    _write_jobs(conn, fold)
+    return fold.deltas
 
 
 def _gpu_needs(conn: Connection, job_ids: list[str], new_jobs: dict[str, JobRow]) -> dict[str, int]:
@@ -134,11 +136,14 @@ def _gpu_needs(conn: Connection, job_ids: list[str], new_jobs: dict[str, JobRow]
     return out
 
 
-def _write(conn: Connection, fold: Fold) -> None:
+def _write_jobs(conn: Connection, fold: Fold) -> None:
     if fold.changed:
         conn.execute(_jobs_upsert(conn.dialect.name), [vars(fold.jobs[job_id]) for job_id in sorted(fold.changed)])
-    moved = {tenant: d for tenant, d in fold.deltas.items() if d != BalanceDelta()}
-    if moved:  # in one order (the tenants sorted): replicas never wait on each other's rows in a cycle
+
+
+def _write_balances(conn: Connection, deltas: dict[str, BalanceDelta]) -> None:
+    moved = {tenant: d for tenant, d in deltas.items() if d != BalanceDelta()}
+    if moved:  # in one order (the tenants sorted): writers never wait on each other's rows in a cycle
         conn.execute(
             _balances_upsert(conn.dialect.name), [{"tenant": tenant, **vars(moved[tenant])} for tenant in sorted(moved)]
         )
@@ -163,17 +168,39 @@ def _balances_upsert(dialect: str) -> Any:
     )
 
 
+_DELTAS = "testbed_balance_deltas"  # session.info: what this transaction moves each tenant's balance by
+
+
 def _after_flush(session: Session, _context: Any) -> None:
     entries = sorted((o for o in session.new if isinstance(o, MoneyLedgerRow)), key=lambda row: row.id)
     if entries:
         new_jobs = {o.id: o for o in session.new if isinstance(o, JobRow)}
-        apply(session.connection(), entries, new_jobs)
+        pending: dict[str, BalanceDelta] = session.info.setdefault(_DELTAS, {})
+        for tenant, delta in apply(session.connection(), entries, new_jobs).items():
+            total = pending.setdefault(tenant, BalanceDelta())
+            for f in fields(BalanceDelta):
+                setattr(total, f.name, getattr(total, f.name) + getattr(delta, f.name))
+
+
+def _before_commit(session: Session) -> None:
+    """The balances move last, just before the commit: their rows (one per tenant, shared by every writer) are
+    locked only for the commit itself, after whatever else the transaction locks (the audit chain's head)."""
+    session.flush()
+    deltas = session.info.pop(_DELTAS, None)
+    if deltas:
+        _write_balances(session.connection(), deltas)
+
+
+def _forget(session: Session, _previous: Any) -> None:
+    session.info.pop(_DELTAS, None)
 
 
 def install() -> None:
-    """Keep the running balances on every flush of every session (once per process)."""
+    """Keep the running balances in every transaction of every session (once per process)."""
     if not event.contains(Session, "after_flush", _after_flush):
         event.listen(Session, "after_flush", _after_flush)
+        event.listen(Session, "before_commit", _before_commit)
+        event.listen(Session, "after_soft_rollback", _forget)
 
 
 def rebuild(conn: Connection, tenants: Iterable[str] | None = None) -> None:
@@ -190,4 +217,5 @@ def rebuild(conn: Connection, tenants: Iterable[str] | None = None) -> None:
     fold = Fold()
     for entry in entries:
         fold.add(entry, needs.get(entry.job_id, 0) if entry.job_id else 0)
-    _write(conn, fold)
+    _write_jobs(conn, fold)
+    _write_balances(conn, fold.deltas)
