@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Iterator
 
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session, attributes
 
 from operators.control_plane import audit
@@ -49,9 +49,23 @@ def acting(actor: str) -> Iterator[None]:
         current_actor.reset(token)
 
 
-def _ledger_actor(_mapper: Any, _connection: Any, row: MoneyLedgerRow) -> None:
-    if row.actor is None and current_actor.get() is not None:
-        row.actor = current_actor.get()[:ACTOR_CHARS]
+# The acting token is bound to a row when the change is made, not when it is flushed: a group commit flushes
+# many threads' changes on one of them (``GroupCommit``), where ``current_actor`` is that thread's.
+_ACTOR, _STOP_ACTOR = "testbed_actor", "testbed_stop_actor"  # InstanceState.info keys
+
+
+def _bind_actor(_session: Session, row: Any) -> None:
+    """A ledger entry or a job record added to a session: the token acting now is its actor."""
+    actor = current_actor.get()
+    if isinstance(row, MoneyLedgerRow) and row.actor is None and actor is not None:
+        row.actor = actor[:ACTOR_CHARS]
+    elif isinstance(row, JobRow):
+        inspect(row).info[_ACTOR] = actor
+
+
+def _bind_stop_actor(row: JobRow, value: Any, _old: Any, _initiator: Any) -> None:
+    """A job's stop requested: the token acting now asked for it (none: the reconciler's enforcement)."""
+    inspect(row).info[_STOP_ACTOR] = current_actor.get()
 
 
 def _audited(connection: Any) -> bool:
@@ -83,7 +97,7 @@ def _job_stop(row: JobRow) -> Action | None:
     added = attributes.get_history(row, "stop_requested_at").added
     if not added or added[0] is None:
         return None
-    actor = current_actor.get()
+    actor = inspect(row).info.get(_STOP_ACTOR)
     if actor is None and (row.message or "").startswith("stopped:"):
         return AuditKind.ENFORCEMENT_STOP, {
             "tenant": row.tenant,
@@ -104,7 +118,7 @@ def _job_stop(row: JobRow) -> Action | None:
 def _job_admitted(row: JobRow) -> Action:
     return AuditKind.JOB_ADMITTED, {
         "tenant": row.tenant,
-        "actor": current_actor.get(),
+        "actor": inspect(row).info.get(_ACTOR),
         "job_id": row.id,
         "at": row.submitted_at,
         "detail": admission_detail(row),
@@ -133,5 +147,6 @@ def install(store: Store) -> None:
     """Audit the writes to ``store``'s database (the listeners are installed once per process)."""
     AUDITED_URLS.add(store.engine.url.render_as_string(hide_password=False))
     if not event.contains(Session, "after_flush", _after_flush):
-        event.listen(MoneyLedgerRow, "before_insert", _ledger_actor)
+        event.listen(Session, "transient_to_pending", _bind_actor)
+        event.listen(JobRow.stop_requested_at, "set", _bind_stop_actor)
         event.listen(Session, "after_flush", _after_flush)

@@ -1,5 +1,5 @@
 """SQLite's group commit (``Store.group_write``): many threads' writes share transactions, each thread gets its
-own result once its transaction is committed, a failing write fails only its own batch, and the lead passes on
+own result once its transaction is committed, a failing write fails only its own thread, and the lead passes on
 to threads that arrived while a batch was being written. Real SQLite, real threads; events, not sleeps."""
 
 from __future__ import annotations
@@ -54,10 +54,11 @@ def test_threads_writing_at_once_each_get_their_own_result_once_committed(store)
     assert results == {i: i * 10 for i in range(40)} and count(store) == 40
 
 
-def test_a_failing_write_fails_its_batch_only_and_the_lead_passes_on(store):
+def test_a_failing_write_fails_only_its_own_thread_and_the_lead_passes_on(store):
     """The first writer's batch is held open until the others have queued behind it: the next batch, led by
-    the oldest of them, holds the failing write and the writes that came with it; none of that batch is written
-    and each of its threads gets the error; the first batch and a later write are written."""
+    the oldest of them, holds the failing write and the writes that came with it. Only the failing write's thread
+    gets the error and nothing of it is written; the others' writes are (one company's bad write fails no one
+    else's); a later write is written."""
     inside, release = threading.Event(), threading.Event()
     outcomes: dict[str, str] = {}
 
@@ -86,7 +87,70 @@ def test_a_failing_write_fails_its_batch_only_and_the_lead_passes_on(store):
     leader.join(30)
     for t in queued:
         t.join(30)
-    assert outcomes == {"first": "written", "bad": "failed", **{f"w{i}": "failed" for i in range(5)}}
-    assert count(store) == 1
+    assert outcomes == {"first": "written", "bad": "failed", **{f"w{i}": "written" for i in range(5)}}
+    assert count(store) == 6
     store.group_write(lambda s: s.add(token("later")))
-    assert count(store) == 2
+    assert count(store) == 7
+
+
+def test_each_write_in_a_batch_is_audited_as_the_token_that_made_it(store):
+    """A batch runs on its leader's thread, but every admission, ledger entry and stop in it names the token of
+    the request that made it (not the leader's, not none, which would read as the reconciler's enforcement)."""
+    from operators.control_plane import audit, audit_hooks
+    from operators.control_plane.audit import AuditKind
+    from operators.control_plane.db.models import JobRow, MoneyLedgerRow
+
+    def job(job_id: str, tenant: str) -> JobRow:
+        return JobRow(
+            id=job_id,
+            tenant=tenant,
+            region="gyeongnam",
+            name="m",
+            experiment=f"{tenant}/m",
+            status="PENDING",
+            entrypoint="true",
+            spec={},
+            cpus=1,
+            gpus=0,
+            memory_bytes=2**30,
+            submitted_at=1.0,
+            dispatched=False,
+        )
+
+    audit_hooks.install(store)
+    for i in range(3):
+        store.insert([job(f"job-s{i}", f"t{i}")])  # to be stopped below
+    inside, release = threading.Event(), threading.Event()
+
+    def leader(s):
+        inside.set()
+        assert release.wait(30)
+
+    def as_actor(actor: str, write) -> None:
+        with audit_hooks.acting(actor):
+            write()
+
+    first = threading.Thread(target=as_actor, args=("leader:default", lambda: store.group_write(leader)))
+    first.start()
+    assert inside.wait(30)
+    writers = []
+    for i in range(3):
+        hold = MoneyLedgerRow(at=1.0, tenant=f"t{i}", job_id=f"job-a{i}", kind="hold", amount_krw=10, note="")
+        writers.append(lambda i=i, hold=hold: store.insert([job(f"job-a{i}", f"t{i}"), hold]))
+        writers.append(lambda i=i: store.update_job(f"job-s{i}", stop_requested_at=2.0))
+    threads = [threading.Thread(target=as_actor, args=(f"t{n // 2}:default", w)) for n, w in enumerate(writers)]
+    for t in threads:
+        t.start()
+    while len(store._group._pending) < len(threads):  # all queued behind the open batch: one batch, one leader
+        threading.Event().wait(0.001)
+    release.set()
+    for t in (first, *threads):
+        t.join(30)
+
+    named = {(e.kind, e.job_id): e.actor for e in audit.list_entries(store, limit=100) if e.job_id}
+    for i in range(3):
+        assert named[(AuditKind.JOB_ADMITTED, f"job-a{i}")] == f"t{i}:default"
+        assert named[(AuditKind.LEDGER_HOLD, f"job-a{i}")] == f"t{i}:default"
+        assert named[(AuditKind.JOB_STOPPED, f"job-s{i}")] == f"t{i}:default"
+    with store.session() as s:
+        assert {r.job_id: r.actor for r in s.query(MoneyLedgerRow)} == {f"job-a{i}": f"t{i}:default" for i in range(3)}

@@ -3,6 +3,7 @@ the time a locked database is waited for, the in-process writer queue, and INSER
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from typing import Any, Callable, ContextManager
 
@@ -78,10 +79,11 @@ class TimedLock:
 class _PendingWrite:
     """Work waiting for a group commit, and its outcome; ``turn`` is set when it is done or its thread leads."""
 
-    __slots__ = ("work", "done", "lead", "result", "error", "turn")
+    __slots__ = ("work", "context", "done", "lead", "result", "error", "turn")
 
     def __init__(self, work: Callable[[Session], Any]) -> None:
         self.work = work
+        self.context = contextvars.copy_context()  # its thread's: the work runs as if that thread ran it
         self.done = False
         self.lead = False
         self.result: Any = None
@@ -95,7 +97,9 @@ class GroupCommit:
     One waiting thread leads: it opens the transaction (``transaction``: the writer's lock and ``BEGIN
     IMMEDIATE``), runs the batch in the order it came and commits; then it wakes each thread of the batch
     by its own event (the threads do not pass a lock along one by one, each waiting for the GIL) and hands
-    the lead to the oldest thread still waiting. A thread whose work was not taken up within
+    the lead to the oldest thread still waiting. Each work runs in its own thread's context (``contextvars``:
+    the acting token). If the batch fails, each work is run again alone, so a failing write fails no other
+    thread's. A thread whose work was not taken up within
     ``DB_TIMEOUT_SECONDS`` gives up (:class:`DatabaseBusy`, nothing written); work taken up is waited for.
     """
 
@@ -106,8 +110,8 @@ class GroupCommit:
         self._leading = False
 
     def run(self, work: Callable[[Session], Any]) -> Any:
-        """``work``'s result once the transaction it ran in is committed; if any of the batch's work raised,
-        none of it is written and every thread of the batch gets the error."""
+        """``work``'s result once the transaction it ran in is committed, or the error it raised (nothing of it
+        written)."""
         mine = _PendingWrite(work)
         with self._guard:
             self._pending.append(mine)
@@ -128,15 +132,11 @@ class GroupCommit:
     def _lead(self) -> None:
         with self._guard:
             batch, self._pending = self._pending, []
-        error: BaseException | None = None
-        try:
-            with self._transaction() as session:
-                for pending in batch:
-                    pending.result = pending.work(session)
-        except BaseException as exc:  # every thread of this batch learns it failed
-            error = exc
+        if not self._write(batch) and len(batch) > 1 and not isinstance(batch[0].error, DatabaseBusy):
+            for pending in batch:  # the batch failed: each work alone, so one failing work fails no one else's
+                self._write([pending])
         for pending in batch:
-            pending.error, pending.done = error, True
+            pending.done = True
         with self._guard:
             after = self._pending[0] if self._pending else None
             if after is not None:
@@ -147,6 +147,21 @@ class GroupCommit:
             pending.turn.set()
         if after is not None:
             after.turn.set()
+
+    def _write(self, batch: list[_PendingWrite]) -> bool:
+        """Run the batch's work in one transaction, each in its own thread's context; whether it committed
+        (if not, each work of the batch has the error)."""
+        try:
+            with self._transaction() as session:
+                for pending in batch:
+                    pending.result = pending.context.run(pending.work, session)
+        except BaseException as exc:
+            for pending in batch:
+                pending.error = exc
+            return False
+        for pending in batch:
+            pending.error = None
+        return True
 
 
 # INSERT ... ON CONFLICT of each supported dialect (one atomic statement, safe between replicas).

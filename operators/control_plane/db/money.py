@@ -3,8 +3,8 @@
 Every balance follows from it alone: charged = openings + charges + adjustments; held = for each job
 whose hold is not yet released, what is left of its hold (hold - its charges, never below 0);
 remaining = grant - charged - held, never below 0. Admission reads these sums from the running balance
-(:mod:`.balances`), kept in the transaction of every entry; :meth:`MoneyLedger.ledger_balance` sums the
-ledger itself, what the running balance must equal.
+(:mod:`.balances`), kept in the transaction of every entry (``tests/money/test_running_balance.py`` sums the
+ledger itself, what the running balance must equal).
 
 - ``hold`` (admission): the job's maximum cost, its max run time x its spec x the prices in force,
   written in the same transaction as the job record, inside the tenant's database lock, so
@@ -25,12 +25,11 @@ import logging
 import math
 import time
 from fractions import Fraction
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
-from sqlalchemy import bindparam, case, func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from operators.control_plane.db.balances import CHARGED_KINDS
 from operators.control_plane.db.models import JobRow, MoneyBalanceRow, MoneyJobRow, MoneyLedgerRow
 from operators.control_plane.db.pricing import JobShape, Hold, price_pieces
 from operators.control_plane.db.store import Store
@@ -139,21 +138,6 @@ class MoneyLedger:
         charged, charged_gpu, held, held_gpu = row if row is not None else (0, 0, 0, 0)
         return self._balance(tenant_id, int(charged), int(charged_gpu), int(held), int(held_gpu))
 
-    def ledger_balance(self, s: Session, tenant_id: str) -> "Balance":
-        """A tenant's balance summed from the ledger alone: what its running balance must equal."""
-        t = MoneyLedgerRow
-        sums = {
-            kind: (int(amount or 0), int(gpu or 0))
-            for kind, amount, gpu in s.execute(
-                select(t.kind, func.sum(t.amount_krw), func.sum(t.gpu_seconds))
-                .where(t.tenant == tenant_id)
-                .group_by(t.kind)
-            )
-        }
-        charged = sum(sums.get(k, (0, 0))[0] for k in CHARGED_KINDS)
-        charged_gpu = sum(sums.get(k, (0, 0))[1] for k in CHARGED_KINDS)
-        return self._balance(tenant_id, charged, charged_gpu, *self._held(s, tenant_id))
-
     def _balance(self, tenant_id: str, charged: int, charged_gpu: int, held: int, held_gpu: int) -> "Balance":
         tenant = self.tenants.get(tenant_id)
         grant = tenant.grant if tenant is not None else None
@@ -176,40 +160,6 @@ class MoneyLedger:
             charged_gpu_seconds=charged_gpu,
             held_gpu_seconds=held_gpu,
         )
-
-    def _held(self, s: Session, tenant_id: str) -> tuple[int, int]:
-        """(won, GPU-seconds) still held by the tenant's jobs whose hold is not released: per
-        job, its hold less what it was charged (GPU-seconds: its GPUs x max run time less those charged), floor 0.
-
-        Summed by the database in one statement (no job rows are loaded)."""
-        t = MoneyLedgerRow
-        released = select(t.job_id).where(t.tenant == tenant_id, t.kind == LedgerKind.RELEASE.value)
-        held_jobs = select(t.job_id).where(
-            t.tenant == tenant_id, t.kind == LedgerKind.HOLD.value, t.job_id.not_in(released)
-        )
-
-        def of_kind(kind: LedgerKind, column: Any) -> Any:
-            return func.coalesce(func.sum(case((t.kind == kind.value, column), else_=0)), 0)
-
-        per_job = (
-            select(
-                t.job_id.label("job_id"),
-                of_kind(LedgerKind.HOLD, t.amount_krw).label("hold"),
-                of_kind(LedgerKind.CHARGE, t.amount_krw).label("charged"),
-                of_kind(LedgerKind.CHARGE, t.gpu_seconds).label("charged_gpu"),
-            )
-            .where(t.tenant == tenant_id, t.job_id.in_(held_jobs))
-            .group_by(t.job_id)
-            .subquery()
-        )
-        won = func.sum(case((per_job.c.hold > per_job.c.charged, per_job.c.hold - per_job.c.charged), else_=0))
-        # the GPU-seconds a job may still use: its GPUs x its max run time, less what it was charged
-        gpu_need = JobRow.gpus * JobRow.spec["max_runtime_seconds"].as_integer()
-        gpu_left = func.sum(case((gpu_need > per_job.c.charged_gpu, gpu_need - per_job.c.charged_gpu), else_=0))
-        won_held, gpu_held = s.execute(
-            select(won, gpu_left).select_from(per_job.outerjoin(JobRow, JobRow.id == per_job.c.job_id))
-        ).one()
-        return int(won_held or 0), int(gpu_held or 0)
 
     # -- admission -----------------------------------------------------------------------------
     def hold_for(self, tenant: Tenant, shape: JobShape, now: float) -> Hold:
