@@ -14,14 +14,13 @@ import time
 import uuid
 from contextlib import nullcontext
 
-from sqlalchemy import func, select
 
 from operators.control_plane.auth import Principal
 from operators.control_plane.backends.base import Backend, Resources
 from operators.control_plane.errors import ServiceError
 from operators.control_plane.db.money import MoneyLedger
 from operators.control_plane.db.pricing import PRICED_KEY, Hold, JobShape
-from operators.control_plane.db.store import ACTIVE_STATUSES, JobRow, Store
+from operators.control_plane.db.store import JobRow, Store
 from operators.control_plane.tenant_storage import TenantStorage
 from operators.control_plane.db.ledger import Ledger
 from testbed import jobs as J
@@ -281,11 +280,7 @@ class Admission:
     def _check_queue(self, tenant: Tenant) -> None:
         """Back-pressure: a tenant may park only so many jobs that wait for room."""
         cap = self.settings.max_queued_jobs_per_tenant
-        query = select(func.count(JobRow.id)).where(  # ix_jobs_tenant_status: the tenant's unfinished jobs only
-            JobRow.tenant == tenant.id, JobRow.status.in_(ACTIVE_STATUSES), JobRow.dispatched.is_(False)
-        )
-        with self.store.session() as s:
-            queued = s.execute(query).scalar_one()
+        queued = self.store.queued_count(tenant.id)
         if queued >= cap:
             raise ServiceError(
                 ErrorCode.QUEUE_FULL,

@@ -27,7 +27,7 @@ import time
 from fractions import Fraction
 from typing import Callable, Iterable
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from operators.control_plane.db.models import JobRow, MoneyBalanceRow, MoneyJobRow, MoneyLedgerRow
@@ -52,6 +52,32 @@ _BALANCE = MoneyBalanceRow.__table__
 _RUNNING_BALANCE = select(
     _BALANCE.c.charged_krw, _BALANCE.c.charged_gpu_seconds, _BALANCE.c.held_krw, _BALANCE.c.held_gpu_seconds
 ).where(_BALANCE.c.tenant == bindparam("tenant"))
+_CHARGED = select(_BALANCE.c.tenant, _BALANCE.c.charged_krw).where(
+    _BALANCE.c.tenant.in_(bindparam("tenants", expanding=True))
+)
+_JOBS = MoneyJobRow.__table__
+_LEDGER = MoneyLedgerRow
+# A job's charges so far, per price (what accruing more starts from), and its won per kind of entry.
+_CHARGED_BY_PRICE = (
+    select(
+        _LEDGER.price_id,
+        func.sum(_LEDGER.seconds),
+        func.sum(_LEDGER.amount_krw),
+        func.sum(_LEDGER.cpu_milli_seconds),
+        func.sum(_LEDGER.gpu_seconds),
+        func.sum(_LEDGER.memory_mib_seconds),
+    )
+    .where(_LEDGER.job_id == bindparam("job_id"), _LEDGER.kind == LedgerKind.CHARGE.value)
+    .group_by(_LEDGER.price_id)
+)
+_SUMS_BY_KIND = (
+    select(_LEDGER.kind, func.sum(_LEDGER.amount_krw))
+    .where(_LEDGER.job_id == bindparam("job_id"))
+    .group_by(_LEDGER.kind)
+)
+_JOB_MONEY = select(_JOBS.c.job_id, _JOBS.c.hold_krw, _JOBS.c.charged_krw).where(
+    _JOBS.c.job_id.in_(bindparam("ids", expanding=True))
+)
 
 
 class MoneyLedger:
@@ -106,33 +132,33 @@ class MoneyLedger:
     def balances(self, now: float | None = None, tenants: Iterable[str] | None = None) -> dict[str, TenantBalance]:
         """Every configured tenant's balance (or those named), from the ledger alone."""
         ids = list(tenants) if tenants is not None else list(self.tenants)
-        with self.store.session() as s:
-            return {tenant: self.read_balance(s, tenant) for tenant in ids}
+        with self.store.read() as conn:
+            return {tenant: self.read_balance(conn, tenant) for tenant in ids}
 
     def balance(self, tenant: str) -> "Balance":
         """One tenant's balance."""
-        with self.store.session() as s:
-            return self.read_balance(s, tenant)
+        with self.store.read() as conn:
+            return self.read_balance(conn, tenant)
 
     def charged(self, tenants: Iterable[str]) -> dict[str, int]:
         """Won charged per tenant (openings + charges + adjustments; as in its balance), from the running balances."""
         ids = list(tenants)
         if not ids:
             return {}
-        query = select(_BALANCE.c.tenant, _BALANCE.c.charged_krw).where(_BALANCE.c.tenant.in_(ids))
-        with self.store.session() as s:
-            return {tenant: int(amount) for tenant, amount in s.execute(query)}
+        with self.store.read() as conn:
+            return {tenant: int(amount) for tenant, amount in conn.execute(_CHARGED, {"tenants": ids})}
 
     def job_money(self, job_ids: list[str]) -> dict[str, tuple[int, int]]:
         """(hold, charged) in won per job, from the jobs' running money."""
         if not job_ids:
             return {}
-        jobs = MoneyJobRow.__table__
-        query = select(jobs.c.job_id, jobs.c.hold_krw, jobs.c.charged_krw).where(jobs.c.job_id.in_(job_ids))
-        with self.store.session() as s:
-            return {job_id: (int(hold), int(charged)) for job_id, hold, charged in s.execute(query)}
+        with self.store.read() as conn:
+            return {
+                job_id: (int(hold), int(charged))
+                for job_id, hold, charged in conn.execute(_JOB_MONEY, {"ids": job_ids})
+            }
 
-    def read_balance(self, s: Session, tenant_id: str) -> "Balance":
+    def read_balance(self, s: Session | Connection, tenant_id: str) -> "Balance":
         """A tenant's balance from its running balance (:mod:`.balances`: one row, kept with every entry)."""
         row = s.execute(_RUNNING_BALANCE, {"tenant": tenant_id}).first()
         charged, charged_gpu, held, held_gpu = row if row is not None else (0, 0, 0, 0)
@@ -213,19 +239,7 @@ class MoneyLedger:
         shape = JobShape.of(row)
         limit = row.started_at + shape.max_runtime_seconds if shape.max_runtime_seconds else until
         total = int(math.floor(max(0.0, min(until, limit) - row.started_at)))
-        t = MoneyLedgerRow
-        done = s.execute(
-            select(
-                t.price_id,
-                func.sum(t.seconds),
-                func.sum(t.amount_krw),
-                func.sum(t.cpu_milli_seconds),
-                func.sum(t.gpu_seconds),
-                func.sum(t.memory_mib_seconds),
-            )
-            .where(t.job_id == row.id, t.kind == LedgerKind.CHARGE.value)
-            .group_by(t.price_id)
-        ).all()
+        done = s.execute(_CHARGED_BY_PRICE, {"job_id": row.id}).all()
         covered = sum(int(r[1] or 0) for r in done)
         if total <= covered:
             return 0
@@ -279,8 +293,7 @@ class MoneyLedger:
 
     def release(self, s: Session, row: JobRow, now: float, note: str) -> bool:
         """Release what is left of a job's hold (its row locked in ``s``), once; whether a release was written."""
-        t = MoneyLedgerRow
-        sums = dict(s.execute(select(t.kind, func.sum(t.amount_krw)).where(t.job_id == row.id).group_by(t.kind)).all())
+        sums = dict(s.execute(_SUMS_BY_KIND, {"job_id": row.id}).all())
         if LedgerKind.HOLD.value not in sums or LedgerKind.RELEASE.value in sums:
             return False
         left = max(0, int(sums[LedgerKind.HOLD.value]) - int(sums.get(LedgerKind.CHARGE.value) or 0))

@@ -22,7 +22,9 @@ from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, ContextManager, Iterator, NamedTuple, TypeVar
 
 from sqlalchemy import (
+    Connection,
     and_,
+    bindparam,
     func,
     or_,
     select,
@@ -42,6 +44,21 @@ ACTIVE_STATUSES = [status.value for status in JobStatus if status not in TERMINA
 # word: no later observation of the backend (its own "stopped", from any replica) replaces it.
 STOP_REASON_PREFIX = "stopped:"
 T = TypeVar("T")
+# The hot reads of admission and dispatch, built once (a statement built per call costs more than its query).
+_HELD_BY = select(
+    func.count(JobRow.id),
+    func.coalesce(func.sum(JobRow.cpus), 0.0),
+    func.coalesce(func.sum(JobRow.gpus), 0),
+    func.coalesce(func.sum(JobRow.memory_bytes), 0),
+).where(
+    JobRow.tenant == bindparam("tenant"),
+    JobRow.dispatched.is_(True),
+    JobRow.status.in_(ACTIVE_STATUSES),
+    JobRow.id != bindparam("exclude"),
+)
+_QUEUED_COUNT = select(func.count(JobRow.id)).where(  # ix_jobs_tenant_status: the tenant's unfinished jobs only
+    JobRow.tenant == bindparam("tenant"), JobRow.status.in_(ACTIVE_STATUSES), JobRow.dispatched.is_(False)
+)
 
 
 class QueuedJob(NamedTuple):
@@ -89,6 +106,17 @@ class Store:
             return
         with self._sessions.begin() as session:
             yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection for a few reads of plain rows (no ORM session around them); inside a locked section,
+        the section's."""
+        current: Session | None = getattr(self._section, "session", None)
+        if current is not None:
+            yield current.connection()
+            return
+        with self.engine.connect() as conn:
+            yield conn
 
     @contextmanager
     def write_session(self) -> Iterator[Session]:
@@ -326,17 +354,14 @@ class Store:
 
     def held_by(self, tenant: str, exclude: str | None = None) -> tuple[int, float, int, int]:
         """What a tenant's dispatched, unfinished jobs hold: (jobs, CPUs, GPUs, memory bytes)."""
-        query = select(
-            func.count(JobRow.id),
-            func.coalesce(func.sum(JobRow.cpus), 0.0),
-            func.coalesce(func.sum(JobRow.gpus), 0),
-            func.coalesce(func.sum(JobRow.memory_bytes), 0),
-        ).where(JobRow.tenant == tenant, JobRow.dispatched.is_(True), JobRow.status.in_(ACTIVE_STATUSES))
-        if exclude is not None:
-            query = query.where(JobRow.id != exclude)
-        with self.session() as s:
-            count, cpus, gpus, memory = s.execute(query).one()
+        with self.read() as conn:
+            count, cpus, gpus, memory = conn.execute(_HELD_BY, {"tenant": tenant, "exclude": exclude or ""}).one()
         return int(count), float(cpus), int(gpus), int(memory)
+
+    def queued_count(self, tenant: str) -> int:
+        """How many of a tenant's jobs wait, admitted and not yet dispatched."""
+        with self.read() as conn:
+            return int(conn.execute(_QUEUED_COUNT, {"tenant": tenant}).scalar_one())
 
     def idle_gpu_seconds(self, tenants: list[str] | None = None) -> dict[str, float]:
         """Tenant -> GPU-seconds its jobs held idle (operators/control_plane/idle.py)."""
