@@ -8,11 +8,12 @@
    user may rewrite, and tools run by the server process for clients on the same host -- which,
    in local mode, every tenant's Ray job is) and demo data (``/ajax-api/3.0/mlflow/demo/*``).
 
-Everything else is decided by MLflow itself, with three of its per-request lookups memoized
+Everything else is decided by MLflow itself, with four of its per-request lookups memoized
 (:func:`install_lookup_caches`, when the ini's ``auth_cache_ttl_seconds`` > 0): which experiment a
-run belongs to (never changes), a user's record and a user's role grants in a workspace (kept at
-most ``auth_cache_ttl_seconds``; every write through the auth store on this worker -- a rotated
-password, a changed grant, a deleted user -- empties them at once). MLflow's own credential cache
+run belongs to (never changes), a user's record, a user's role grants in a workspace and the
+workspace a request names (kept at most ``auth_cache_ttl_seconds``; every write through the auth
+store or the workspace store on this worker -- a rotated password, a changed grant, a deleted user
+or workspace -- empties them at once). MLflow's own credential cache
 (the same TTL) already skips the password hash; without these, a logged metric still paid four
 database reads for its permission check (tests/benchmarks/bench_mlflow_auth.py). tests/mlflow/test_isolation_rest.py
 (test_no_roster_of_other_tenants, test_server_wide_features_are_the_admins) shows each leak
@@ -38,6 +39,7 @@ from flask import Response, make_response, request
 from mlflow.server import auth as mlflow_auth
 from mlflow.server.auth import authenticate_request_basic_auth, store
 from mlflow.server.auth.routes import AJAX_LIST_USERS, LIST_USERS
+from mlflow.store.workspace.sqlalchemy_store import SqlAlchemyStore as WorkspaceStore
 from werkzeug.datastructures import Authorization
 
 ROSTER_PATHS = (LIST_USERS, AJAX_LIST_USERS)
@@ -71,6 +73,7 @@ class LookupCaches:
         self.lock = threading.Lock()
         self.users: TTLCache = TTLCache(maxsize=max_size, ttl=ttl_seconds)
         self.grants: TTLCache = TTLCache(maxsize=max_size, ttl=ttl_seconds)
+        self.workspaces: TTLCache = TTLCache(maxsize=max_size, ttl=ttl_seconds)
         self.run_experiments: LRUCache = LRUCache(maxsize=max_size)  # a run never changes experiment
         self.generation = 0  # bumped by clear(): a lookup that raced a write is not stored
 
@@ -79,6 +82,7 @@ class LookupCaches:
             self.generation += 1
             self.users.clear()
             self.grants.clear()
+            self.workspaces.clear()
 
     def cached(self, cache: TTLCache | LRUCache, key: Any, load: Callable[[], Any]) -> Any:
         with self.lock:
@@ -150,6 +154,17 @@ def install_lookup_caches(ttl_seconds: int, max_size: int = 10_000) -> LookupCac
         return anchor, list(requirements)
 
     mlflow_auth._run_requirement = cached_run_requirement
+
+    # The workspace a request names (its X-MLflow-Workspace header), read from the tracking database on every
+    # request; a create, update or delete of a workspace on this worker forgets them all at once.
+    get_workspace = WorkspaceStore.get_workspace
+
+    def cached_get_workspace(self: WorkspaceStore, workspace_name: str) -> Any:
+        return caches.cached(caches.workspaces, (id(self), workspace_name), lambda: get_workspace(self, workspace_name))
+
+    WorkspaceStore.get_workspace = functools.wraps(get_workspace)(cached_get_workspace)
+    for name in ("create_workspace", "update_workspace", "delete_workspace"):
+        setattr(WorkspaceStore, name, writer(getattr(WorkspaceStore, name)))
     store._testbed_lookup_caches = caches
     return caches
 

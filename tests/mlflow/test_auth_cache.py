@@ -8,6 +8,7 @@ lifetime (``auth_cache_ttl_seconds``) has passed.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -127,3 +128,30 @@ def test_another_tenants_run_stays_refused_with_warm_caches(server):
         json={"run_id": b_run, "key": "loss", "value": 0.5, "timestamp": 1, "step": 0},
     )
     assert response.status_code in (403, 404)
+
+
+def _workspace_status(server: MlflowServer, name: str) -> int:
+    """The operator (MLflow admin) reads a workspace by name; the HTTP status."""
+    with server.admin() as admin:
+        return admin._call("GET", f"/api/3.0/mlflow/workspaces/{name}", ok=(200, 404)).status_code
+
+
+def test_workspace_deleted_through_the_server_is_gone_at_once(server):
+    creds, run_id = _tenant_with_run(server)
+    _warm(server, creds, run_id)  # each request resolved (and cached) its workspace
+    assert _workspace_status(server, creds.workspace) == 200
+    with server.admin() as admin:
+        admin._call("DELETE", f"/api/3.0/mlflow/workspaces/{creds.workspace}", params={"mode": "CASCADE"}, ok=(204,))
+    assert _workspace_status(server, creds.workspace) == 404
+    assert _log_metric(server, creds, run_id) != 200
+
+
+def test_workspace_deleted_elsewhere_is_gone_within_the_cache_lifetime(server):
+    creds, run_id = _tenant_with_run(server)
+    _warm(server, creds, run_id)
+    assert _workspace_status(server, creds.workspace) == 200
+    # another replica's delete, in the tracking database this server reads
+    with sqlite3.connect(Path(server.home) / "mlflow.db") as db:
+        assert db.execute("DELETE FROM workspaces WHERE name = ?", (creds.workspace,)).rowcount == 1
+    time.sleep(TTL_SECONDS + 0.5)
+    assert _workspace_status(server, creds.workspace) == 404
