@@ -5,9 +5,11 @@
    interval. Prints submit-to-RUNNING and submit-to-SUCCEEDED medians and
    ``submit_overhead_ratio`` (the larger of the two ratios, control plane / Ray).
 2. Admission under load: 50 tenants submit concurrently over real HTTP to a control plane with
-   the no-op backend. ``admission_p50_seconds``/``admission_p99_seconds`` time admission inside
-   the control plane (quota and grant checks, template resolution, the persisted job record);
-   ``http_roundtrip_p*`` is what the 50 clients observed, queueing on 2 cores included.
+   the no-op backend, served in a process of its own (timed_replica.py, as ``python -m
+   operators.control_plane`` serves it); the clients run in this one. ``admission_p50_seconds``/
+   ``admission_p99_seconds`` time admission inside the control plane (quota and grant checks,
+   template resolution, the persisted job record); ``http_roundtrip_p*`` is what the 50 clients
+   observed, queueing on 2 cores included.
 
 Run: ``.venv/bin/python tests/benchmarks/bench_control_plane.py [--rounds N]``
 """
@@ -27,10 +29,10 @@ sys.path.insert(0, str(REPO))
 
 from testbed.client import TestbedClient  # noqa: E402
 from embedded import RAY_LOOPBACK_ENV, LocalTestbed  # noqa: E402
-from tests.replicas import stack_with_tenants  # noqa: E402
+from tests.replicas import ReplicaSet, stack_with_tenants  # noqa: E402
+from tests.benchmarks.admission_load import TRIVIAL, percentile, submit_concurrently  # noqa: E402
 
 TIMED_REPLICA = [sys.executable, str(Path(__file__).with_name("timed_replica.py"))]
-from tests.benchmarks.admission_load import TRIVIAL, percentile, submit_concurrently, time_admissions  # noqa: E402
 
 POLL = 0.02
 
@@ -104,7 +106,6 @@ def bench_admission(tenants: int, jobs_per_tenant: int) -> None:
     import httpx
 
     from testbed.settings import ControlPlaneSettings
-    from tests.replicas import ReplicaSet
 
     home = Path(tempfile.mkdtemp(prefix="tb-adm-", dir="/tmp"))
     stack, tenant_ids = stack_with_tenants(home, tenants, {"max_running_jobs": 10_000})
