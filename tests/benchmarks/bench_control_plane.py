@@ -17,6 +17,7 @@ Run: ``.venv/bin/python tests/benchmarks/bench_control_plane.py [--rounds N]``
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 import tempfile
@@ -121,7 +122,9 @@ def bench_admission(tenants: int, jobs_per_tenant: int) -> None:
     # server's interpreter would charge their own HTTP work to the server.
     with ReplicaSet(settings, home, count=1, command=TIMED_REPLICA) as served:
         url = served.replicas[0].url
+        before = httpx.get(url + "/_bench/threads", timeout=30).json()
         load = submit_concurrently(home / "credentials", tenant_ids, [url], jobs_per_tenant)
+        after = httpx.get(url + "/_bench/threads", timeout=30).json()
         admission = httpx.get(url + "/_bench/admission", timeout=30).json()
     roundtrip, errors = load.roundtrip, load.errors
     print(
@@ -131,6 +134,13 @@ def bench_admission(tenants: int, jobs_per_tenant: int) -> None:
     print(f"admission_p99_seconds={percentile(admission, 99):.4f}")
     print(f"http_roundtrip_p50_seconds={percentile(roundtrip, 50):.4f}")
     print(f"http_roundtrip_p99_seconds={percentile(roundtrip, 99):.4f}")
+    # Where the server's CPU went, per job: the event loop (MainThread: HTTP), admission, dispatch, the sync.
+    jobs = max(1, len(roundtrip))
+    spent = {name: (seconds - before.get(name, 0.0)) * 1000 / jobs for name, seconds in after.items()}
+    print(f"server_cpu_ms_per_job={sum(spent.values()):.2f}")
+    for name, ms in sorted(spent.items(), key=lambda item: -item[1]):
+        if ms >= 0.01:
+            print(f"server_cpu_ms_per_job_{re.sub(r'[^a-z0-9]+', '_', name.lower()).strip('_')}={ms:.2f}")
 
 
 def main() -> int:
