@@ -1,40 +1,28 @@
 """Durable state of the control plane: tokens and job records (SQLAlchemy; SQLite or PostgreSQL).
 
 A job record is written before the backend is called and is the job's history after the backend
-forgets it: final status, times and logs stay here. Alembic owns the schema (:mod:`.migrate`).
-
-Replicas serialise work on one tenant with :meth:`Store.tenant_lock`: a transaction holding a
-database lock (PostgreSQL: ``pg_advisory_xact_lock`` on the tenant; SQLite: ``BEGIN IMMEDIATE``,
-the database's single writer). The store's calls made inside the section join its transaction.
-
-Admission, dispatch and stop use :meth:`Store.tenant_section` instead: on PostgreSQL the same tenant
-lock; on SQLite (one process) a lock on the tenant in this process only, its reads in their own
-snapshot, its writes short transactions of their own, an admission's rows written by
-:meth:`Store.insert` -- a group commit: the rows of every admission waiting for the writer go in one
-transaction, and each returns once that transaction is committed.
+forgets it: final status, times and logs stay here. Alembic owns the schema (:mod:`.migrate`). The
+transactions and locked sections the store's calls run in are :class:`.transactions.Database`'s.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from contextlib import contextmanager, nullcontext
-from typing import Any, Callable, ContextManager, Iterator, NamedTuple, TypeVar
+from typing import Any, Callable, NamedTuple
 
 from sqlalchemy import (
-    Connection,
     and_,
     bindparam,
     func,
     or_,
     select,
 )
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from operators.control_plane.db import balances
-from operators.control_plane.db.engine import GroupCommit, TimedLock, make_engine
-from operators.control_plane.db.migrate import lock_key, upgrade
+from operators.control_plane.db.migrate import upgrade
 from operators.control_plane.db.models import DEFAULT_TOKEN_NAME, JobRow, TokenRow
+from operators.control_plane.db.transactions import Database
 from testbed.jobs import TERMINAL_STATUSES, JobStatus
 
 LOG_LIMIT_BYTES = 1_000_000  # stored logs keep the last MB of a job's output
@@ -43,7 +31,6 @@ ACTIVE_STATUSES = [status.value for status in JobStatus if status not in TERMINA
 # The message the testbed gives a job it stops (max run time, grant, idle GPUs) starts so; it is the job's last
 # word: no later observation of the backend (its own "stopped", from any replica) replaces it.
 STOP_REASON_PREFIX = "stopped:"
-T = TypeVar("T")
 # The hot reads of admission and dispatch, built once (a statement built per call costs more than its query).
 _HELD_BY = select(
     func.count(JobRow.id),
@@ -72,7 +59,7 @@ class QueuedJob(NamedTuple):
     message: str
 
 
-class Store:
+class Store(Database):
     """Tokens and jobs, behind short transactions; the schema is brought up to date first."""
 
     def __init__(self, url: str, migrate: bool = True, opening_prices: dict[str, Any] | None = None):
@@ -81,121 +68,7 @@ class Store:
         balances.install()  # every ledger entry moves its tenant's running balance in its own transaction
         if migrate:
             upgrade(url, opening_prices=opening_prices)
-        self.engine = make_engine(url)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self.inline_writes = url.startswith("sqlite")
-        self._write_sessions = (
-            sessionmaker(self.engine.execution_options(sqlite_immediate=True), expire_on_commit=False)
-            if self.inline_writes
-            else self._sessions
-        )
-        # SQLite has one writer at a time and its busy handler backs off in sleeps of up to
-        # 100 ms; queueing writers on a lock in this process is far faster under concurrency.
-        self._write_lock = TimedLock() if self.inline_writes else nullcontext()
-        self._section = threading.local()  # the transaction of this thread's locked section
-        self._tenant_locks: dict[str, TimedLock] = {}  # SQLite: the per-tenant sections
-        self._tenant_locks_guard = threading.Lock()
-        self._group = GroupCommit(self._writer) if self.inline_writes else None  # SQLite: the writes of many threads
-
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A read transaction (and, on PostgreSQL, any transaction); inside a locked section, its own."""
-        current: Session | None = getattr(self._section, "session", None)
-        if current is not None:
-            yield current
-            return
-        with self._sessions.begin() as session:
-            yield session
-
-    @contextmanager
-    def read(self) -> Iterator[Connection]:
-        """A connection for a few reads of plain rows (no ORM session around them); inside a locked section,
-        the section's."""
-        current: Session | None = getattr(self._section, "session", None)
-        if current is not None:
-            yield current.connection()
-            return
-        with self.engine.connect() as conn:
-            yield conn
-
-    @contextmanager
-    def write_session(self) -> Iterator[Session]:
-        """A transaction that writes; inside a locked section, the section's."""
-        current: Session | None = getattr(self._section, "session", None)
-        if current is not None:
-            yield current
-            return
-        with self._writer() as session:
-            yield session
-
-    @contextmanager
-    def lock(self, name: str) -> Iterator[Session]:
-        """A section serialised across replicas on ``name``: one transaction, committed at its end."""
-        current: Session | None = getattr(self._section, "session", None)
-        with nullcontext(current) if current is not None else self.write_session() as session:
-            if session.get_bind().dialect.name == "postgresql":
-                session.execute(select(func.pg_advisory_xact_lock(lock_key(name))))
-            else:
-                session.connection()  # BEGIN IMMEDIATE now: the write lock is held from here
-            self._section.session = session
-            try:
-                yield session
-            finally:
-                self._section.session = current
-
-    def tenant_lock(self, tenant: str) -> ContextManager[Session]:
-        """Admission and dispatch of one tenant's jobs run one at a time, whichever replica runs them."""
-        return self.lock(f"testbed:tenant:{tenant}")
-
-    @contextmanager
-    def tenant_section(self, tenant: str) -> Iterator[None]:
-        """One tenant's admissions, dispatches and stops, one at a time. PostgreSQL: :meth:`tenant_lock` (any
-        replica). SQLite (a single process): a lock on the tenant here (re-entered by the thread that holds it),
-        holding no database lock, so other tenants' work reads and writes meanwhile: a backend call made in the
-        section (a dispatch) does not hold the database's one writer. Its writes are transactions of their own
-        (an admission's rows go through :meth:`insert`).
-
-        Whatever else writes a tenant's rows meanwhile (the sync, charges, releases) only lowers its
-        queued and running jobs or raises its balance, so a check read here stays on the safe side."""
-        if not self.inline_writes:
-            with self.tenant_lock(tenant):
-                yield
-            return
-        held: set[str] = self._section.__dict__.setdefault("tenants", set())
-        if tenant in held:
-            yield
-            return
-        with self._tenant_locks_guard:
-            lock = self._tenant_locks.setdefault(tenant, TimedLock())
-        with lock:
-            held.add(tenant)
-            try:
-                yield
-            finally:
-                held.discard(tenant)
-
-    def insert(self, rows: list[Any]) -> None:
-        """Write new rows durably (:meth:`group_write`); returns once they are committed (or raises: none written)."""
-        self.group_write(lambda s: s.add_all(rows))
-
-    def group_write(self, work: Callable[[Session], T]) -> T:
-        """Run ``work`` in a write transaction: the current locked section's, or (SQLite) a group commit
-        (:class:`GroupCommit`) with the work of every thread waiting for the writer. Returns ``work``'s result
-        once that transaction is committed."""
-        current: Session | None = getattr(self._section, "session", None)
-        if current is not None or self._group is None:
-            with self.write_session() as s:
-                return work(s)
-        result: T = self._group.run(work)
-        return result
-
-    @contextmanager
-    def _writer(self) -> Iterator[Session]:
-        with self._write_lock, self._write_sessions.begin() as session:
-            yield session
-
-    def close(self) -> None:
-        self.engine.dispose()
+        super().__init__(url)
 
     # -- tokens ---------------------------------------------------------------------------
     def put_token(

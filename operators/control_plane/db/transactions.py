@@ -1,0 +1,147 @@
+"""The control plane's transactions and locked sections (SQLite or PostgreSQL), what :class:`.store.Store` runs in.
+
+Replicas serialise work on one tenant with :meth:`Database.tenant_lock`: a transaction holding a
+database lock (PostgreSQL: ``pg_advisory_xact_lock`` on the tenant; SQLite: ``BEGIN IMMEDIATE``,
+the database's single writer). The store's calls made inside the section join its transaction.
+
+Admission, dispatch and stop use :meth:`Database.tenant_section` instead: on PostgreSQL the same tenant
+lock; on SQLite (one process) a lock on the tenant in this process only, its reads in their own
+snapshot, its writes short transactions of their own, an admission's rows written by
+:meth:`Database.insert` -- a group commit: the rows of every admission waiting for the writer go in one
+transaction, and each returns once that transaction is committed.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager, nullcontext
+from typing import Any, Callable, ContextManager, Iterator, TypeVar
+
+from sqlalchemy import Connection, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from operators.control_plane.db.engine import GroupCommit, TimedLock, make_engine
+from operators.control_plane.db.migrate import lock_key
+
+T = TypeVar("T")
+
+
+class Database:
+    """An engine and the transactions on it: reads, writes, locked sections, group commits (SQLite)."""
+
+    def __init__(self, url: str):
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.inline_writes = url.startswith("sqlite")
+        self._write_sessions = (
+            sessionmaker(self.engine.execution_options(sqlite_immediate=True), expire_on_commit=False)
+            if self.inline_writes
+            else self._sessions
+        )
+        # SQLite has one writer at a time and its busy handler backs off in sleeps of up to
+        # 100 ms; queueing writers on a lock in this process is far faster under concurrency.
+        self._write_lock = TimedLock() if self.inline_writes else nullcontext()
+        self._section = threading.local()  # the transaction of this thread's locked section
+        self._tenant_locks: dict[str, TimedLock] = {}  # SQLite: the per-tenant sections
+        self._tenant_locks_guard = threading.Lock()
+        self._group = GroupCommit(self._writer) if self.inline_writes else None  # SQLite: the writes of many threads
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A read transaction (and, on PostgreSQL, any transaction); inside a locked section, its own."""
+        current: Session | None = getattr(self._section, "session", None)
+        if current is not None:
+            yield current
+            return
+        with self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection for a few reads of plain rows (no ORM session around them); inside a locked section,
+        the section's."""
+        current: Session | None = getattr(self._section, "session", None)
+        if current is not None:
+            yield current.connection()
+            return
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def write_session(self) -> Iterator[Session]:
+        """A transaction that writes; inside a locked section, the section's."""
+        current: Session | None = getattr(self._section, "session", None)
+        if current is not None:
+            yield current
+            return
+        with self._writer() as session:
+            yield session
+
+    @contextmanager
+    def lock(self, name: str) -> Iterator[Session]:
+        """A section serialised across replicas on ``name``: one transaction, committed at its end."""
+        current: Session | None = getattr(self._section, "session", None)
+        with nullcontext(current) if current is not None else self.write_session() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(select(func.pg_advisory_xact_lock(lock_key(name))))
+            else:
+                session.connection()  # BEGIN IMMEDIATE now: the write lock is held from here
+            self._section.session = session
+            try:
+                yield session
+            finally:
+                self._section.session = current
+
+    def tenant_lock(self, tenant: str) -> ContextManager[Session]:
+        """Admission and dispatch of one tenant's jobs run one at a time, whichever replica runs them."""
+        return self.lock(f"testbed:tenant:{tenant}")
+
+    @contextmanager
+    def tenant_section(self, tenant: str) -> Iterator[None]:
+        """One tenant's admissions, dispatches and stops, one at a time. PostgreSQL: :meth:`tenant_lock` (any
+        replica). SQLite (a single process): a lock on the tenant here (re-entered by the thread that holds it),
+        holding no database lock, so other tenants' work reads and writes meanwhile: a backend call made in the
+        section (a dispatch) does not hold the database's one writer. Its writes are transactions of their own
+        (an admission's rows go through :meth:`insert`).
+
+        Whatever else writes a tenant's rows meanwhile (the sync, charges, releases) only lowers its
+        queued and running jobs or raises its balance, so a check read here stays on the safe side."""
+        if not self.inline_writes:
+            with self.tenant_lock(tenant):
+                yield
+            return
+        held: set[str] = self._section.__dict__.setdefault("tenants", set())
+        if tenant in held:
+            yield
+            return
+        with self._tenant_locks_guard:
+            lock = self._tenant_locks.setdefault(tenant, TimedLock())
+        with lock:
+            held.add(tenant)
+            try:
+                yield
+            finally:
+                held.discard(tenant)
+
+    def insert(self, rows: list[Any]) -> None:
+        """Write new rows durably (:meth:`group_write`); returns once they are committed (or raises: none written)."""
+        self.group_write(lambda s: s.add_all(rows))
+
+    def group_write(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in a write transaction: the current locked section's, or (SQLite) a group commit
+        (:class:`GroupCommit`) with the work of every thread waiting for the writer. Returns ``work``'s result
+        once that transaction is committed."""
+        current: Session | None = getattr(self._section, "session", None)
+        if current is not None or self._group is None:
+            with self.write_session() as s:
+                return work(s)
+        result: T = self._group.run(work)
+        return result
+
+    @contextmanager
+    def _writer(self) -> Iterator[Session]:
+        with self._write_lock, self._write_sessions.begin() as session:
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
