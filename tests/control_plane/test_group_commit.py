@@ -98,24 +98,8 @@ def test_each_write_in_a_batch_is_audited_as_the_token_that_made_it(store):
     the request that made it (not the leader's, not none, which would read as the reconciler's enforcement)."""
     from operators.control_plane import audit, audit_hooks
     from operators.control_plane.audit import AuditKind
-    from operators.control_plane.db.models import JobRow, MoneyLedgerRow
-
-    def job(job_id: str, tenant: str) -> JobRow:
-        return JobRow(
-            id=job_id,
-            tenant=tenant,
-            region="gyeongnam",
-            name="m",
-            experiment=f"{tenant}/m",
-            status="PENDING",
-            entrypoint="true",
-            spec={},
-            cpus=1,
-            gpus=0,
-            memory_bytes=2**30,
-            submitted_at=1.0,
-            dispatched=False,
-        )
+    from operators.control_plane.db.models import MoneyLedgerRow
+    from tests.job_rows import job_row as job
 
     audit_hooks.install(store)
     for i in range(3):

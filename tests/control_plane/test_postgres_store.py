@@ -49,7 +49,8 @@ def test_two_replicas_fold_usage_into_one_totals_row_exactly(postgres_url):
     import threading
     import uuid
 
-    from operators.control_plane.db.store import JobRow, Store
+    from operators.control_plane.db.store import Store
+    from tests.job_rows import job_row
     from operators.control_plane.db.ledger import Ledger
 
     replicas = [Store(postgres_url), Store(postgres_url)]
@@ -68,19 +69,13 @@ def test_two_replicas_fold_usage_into_one_totals_row_exactly(postgres_url):
             for _ in replicas:
                 job_id = f"job-{uuid.uuid4().hex[:16]}"
                 replicas[0].add_job(
-                    JobRow(
-                        id=job_id,
-                        tenant=tenant,
-                        region="gyeongnam",
-                        name="t",
-                        experiment=f"{tenant}/t",
+                    job_row(
+                        job_id,
+                        tenant,
                         status="RUNNING",
-                        entrypoint="true",
-                        spec={},
                         cpus=1.5,
                         gpus=1,
                         gpu_model="l4",
-                        memory_bytes=2**30,
                         submitted_at=t0,
                         started_at=t0,
                         dispatched=True,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 
-from operators.control_plane.db.store import JobRow, Store
+from operators.control_plane.db.store import Store
+from tests.job_rows import job_row
 
 _counter = itertools.count(1)
 
@@ -26,23 +27,14 @@ def add_job(
     (so the terminal hook runs exactly as in production)."""
     job_id = f"job-test-{next(_counter):08d}"
     store.add_job(
-        JobRow(
-            id=job_id,
-            tenant=tenant,
-            region="gyeongnam",
-            name="t",
-            experiment=f"{tenant}/t",
-            status="PENDING",
-            entrypoint="true",
-            template=None,
-            spec={},
+        job_row(
+            job_id,
+            tenant,
             cpus=cpus,
             gpus=gpus,
             gpu_model=gpu_model if gpus else None,
             memory_bytes=memory,
             submitted_at=(started or 0.0) - 1,
-            dispatched=False,
-            message="",
         )
     )
     if status != "PENDING":
