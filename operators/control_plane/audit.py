@@ -1,5 +1,12 @@
 """The audit trail: append-only, hash-chained rows in ``audit_log``, written in the transaction they record.
 
+The rows the database layer writes for every admission, ledger entry and stop (:mod:`.audit_hooks`) go into
+``audit_inbox`` in that transaction (:func:`enqueue`: one INSERT, no lock) and are linked into the chain in
+batches by :func:`drain`: each sync round, before every read of the trail, and before any other append. A
+busy control plane thus takes the chain's lock once per batch, not once per transaction (on PostgreSQL every
+writer of every replica queued on it until its commit). Until drained (about a second), an inbox row is
+durable but not yet hash-protected.
+
 Each row holds ``seq`` (1, 2, 3 ...), the hash of the row before it (``prev_hash``; 64 zeros for the
 first) and its own ``hash``: SHA-256 of the row's canonical JSON (:func:`canonical_json`: sorted keys,
 no spaces, UTF-8). Appends are serialised in the database: the one ``audit_head`` row (the chain's
@@ -18,9 +25,10 @@ from functools import lru_cache
 from typing import Any, Iterable
 
 from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
-from operators.control_plane.db.models import AuditHead, AuditRow
+from operators.control_plane.db.models import AuditHead, AuditInboxRow, AuditRow
 from operators.control_plane.db.engine import DIALECT_INSERTS
 from operators.control_plane.db.store import Store
 from testbed.audit import AuditEntry, AuditProblem, AuditVerification
@@ -100,38 +108,95 @@ def append(
     append_many(session, [(kind, fields)])
 
 
-def append_many(session: Session | Connection, actions: list[tuple[str, dict[str, Any]]]) -> list[AuditEntry]:
-    """Append rows in order (each ``(kind, {tenant, actor, job_id, detail, at})``) in the transaction of
-    ``session``: the head is locked, read and moved once for all of them."""
+Action = tuple[str, dict[str, Any]]  # (kind, {tenant, actor, job_id, detail, at})
+
+
+def _unchained(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """An action as a row without its place in the chain (what ``audit_inbox`` holds)."""
+    at = fields.get("at")
+    return {
+        "at": time.time() if at is None else float(at),
+        "kind": kind,
+        "tenant": fields.get("tenant"),
+        "actor": fields.get("actor"),
+        "job_id": fields.get("job_id"),
+        "detail": canonical_json(fields.get("detail") or {}),
+    }
+
+
+def append_many(session: Session | Connection, actions: list[Action]) -> list[AuditEntry]:
+    """Append rows in order, linked into the chain now, in the transaction of ``session``: the head is locked,
+    the inbox drained first (what was recorded before comes first), and the head moved once for all of them."""
     if not actions:
         return []
     conn = session.connection() if isinstance(session, Session) else session
+    seq, prev_hash = _drain_locked(conn)
+    rows = _link(seq, prev_hash, [_unchained(kind, fields) for kind, fields in actions])
+    conn.execute(insert(AuditRow.__table__), rows)
+    conn.execute(_HEAD_MOVE, {"new_seq": rows[-1]["seq"], "new_hash": rows[-1]["hash"]})
+    return [AuditEntry(**{**row, "detail": json.loads(row["detail"])}) for row in rows]
+
+
+def enqueue(conn: Connection, actions: list[Action]) -> None:
+    """Record actions in ``conn``'s transaction, to be linked into the chain by :func:`drain` (no lock taken)."""
+    if actions:
+        conn.execute(insert(AuditInboxRow.__table__), [_unchained(kind, fields) for kind, fields in actions])
+
+
+DRAIN_BATCH = 2000  # inbox rows linked per statement batch
+
+
+def drain(store: Store, batch: int = DRAIN_BATCH) -> int:
+    """Link every committed inbox row into the chain, oldest first (in transactions of up to ``batch`` rows);
+    how many. Cheap when the inbox is empty (one read, no lock)."""
+    moved = 0
+    while True:
+        with store.read() as conn:
+            if conn.execute(_INBOX_ANY).first() is None:
+                return moved
+        with store.write_session() as session:
+            conn = session.connection()
+            _, count = _drain_in(conn, batch)
+        moved += count
+        if count < batch:
+            return moved
+
+
+def _drain_locked(conn: Connection) -> tuple[int, str]:
+    """Lock the head, link all the inbox rows this transaction sees; the head's (seq, hash) after them."""
+    while True:
+        head, count = _drain_in(conn, DRAIN_BATCH)
+        if count < DRAIN_BATCH:
+            return head
+
+
+def _drain_in(conn: Connection, batch: int) -> tuple[tuple[int, str], int]:
+    """Lock the head and link up to ``batch`` inbox rows (oldest first) in ``conn``'s transaction; (the head
+    after them, how many)."""
     head = conn.execute(_HEAD_LOCKED).first()  # locked to commit: one appender at a time
     if head is None:  # the first append ever: make the head (safe between replicas), then lock it
         conn.execute(_head_ensure(conn.dialect.name))
         head = conn.execute(_HEAD_LOCKED).one()
-    seq, prev_hash = head
-    rows, entries = [], []
-    for kind, fields in actions:
-        detail = fields.get("detail") or {}
-        at = fields.get("at")
-        seq += 1
-        values = {
-            "seq": seq,
-            "at": time.time() if at is None else float(at),
-            "kind": kind,
-            "tenant": fields.get("tenant"),
-            "actor": fields.get("actor"),
-            "job_id": fields.get("job_id"),
-            "detail": canonical_json(detail),
-            "prev_hash": prev_hash,
-        }
-        values["hash"] = prev_hash = row_hash(**values)
-        rows.append(values)
-        entries.append(AuditEntry(**{**values, "detail": detail}))
+    inbox = AuditInboxRow.__table__
+    pending = conn.execute(select(inbox).order_by(inbox.c.id).limit(batch)).mappings().all()
+    if not pending:
+        return (head[0], head[1]), 0
+    rows = _link(head[0], head[1], [{k: v for k, v in row.items() if k != "id"} for row in pending])
     conn.execute(insert(AuditRow.__table__), rows)
-    conn.execute(_HEAD_MOVE, {"new_seq": seq, "new_hash": prev_hash})
-    return entries
+    conn.execute(inbox.delete().where(inbox.c.id.in_([row["id"] for row in pending])))
+    conn.execute(_HEAD_MOVE, {"new_seq": rows[-1]["seq"], "new_hash": rows[-1]["hash"]})
+    return (rows[-1]["seq"], rows[-1]["hash"]), len(pending)
+
+
+def _link(seq: int, prev_hash: str, unchained: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows after the head (``seq``, ``prev_hash``), in order: each numbered, linked to the one before, hashed."""
+    rows = []
+    for values in unchained:
+        seq += 1
+        row = {**values, "seq": seq, "prev_hash": prev_hash}
+        row["hash"] = prev_hash = row_hash(**row)
+        rows.append(row)
+    return rows
 
 
 @lru_cache(maxsize=None)
@@ -145,6 +210,7 @@ def _head_ensure(dialect: str) -> Any:
 
 _HEAD = AuditHead.__table__
 _HEAD_LOCKED = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == HEAD_ID).with_for_update()
+_INBOX_ANY = select(AuditInboxRow.__table__.c.id).limit(1)
 _HEAD_MOVE = update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
 
 
@@ -178,7 +244,9 @@ def list_entries(
     after_seq: int | None = None,
     limit: int = 100,
 ) -> list[AuditRow]:
-    """Oldest first; ``after_seq`` (the last seq of the previous page) starts the next page."""
+    """Oldest first (the inbox drained first); ``after_seq`` (the last seq of the previous page) starts the next
+    page."""
+    drain(store)
     query = select(AuditRow).order_by(AuditRow.seq)
     if tenant is not None:
         query = query.where(AuditRow.tenant == tenant)
@@ -250,8 +318,13 @@ def verify_rows(
     return AuditVerification(ok=not problems, rows=count, head_seq=last_seq, head_hash=prev_hash, problems=problems)
 
 
-def verify(store: Store, expect_head: str | None = None, batch: int = 5000) -> AuditVerification:
-    """Verify the whole chain in the database (read in batches, in one transaction)."""
+def verify(
+    store: Store, expect_head: str | None = None, batch: int = 5000, drain_first: bool = True
+) -> AuditVerification:
+    """Verify the whole chain in the database (read in batches, in one transaction), the inbox drained into it
+    first (unless ``drain_first`` is false: a database whose schema has no inbox yet)."""
+    if drain_first:
+        drain(store)
     with store.session() as s:
         head_row = s.get(AuditHead, HEAD_ID)
         head = (head_row.seq, head_row.hash) if head_row is not None else (0, GENESIS_HASH)
@@ -288,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
             url = ControlPlaneSettings.from_file(args.settings).database_url
         store = Store(url, migrate=False)
         try:
-            result = verify(store, expect_head=args.expect_head)
+            has_inbox = sa_inspect(store.engine).has_table(AuditInboxRow.__tablename__)  # 0009 on
+            result = verify(store, expect_head=args.expect_head, drain_first=has_inbox)
         finally:
             store.close()
     except Exception as exc:  # one line: a bad URL, an unreachable server, a database without the audit table

@@ -7,7 +7,8 @@
   ``enforcement.stop`` row with the reason; a job stopped through the API a ``job.stopped`` row naming the token.
 
 The acting token comes from :data:`current_actor`, set by the control plane around a request's work.
-A flush's rows are appended together: the chain's head is locked, read and moved once.
+A transaction's rows (each flush adds its own, in flush order) go into the audit inbox just before it commits,
+in one INSERT that takes no lock; :func:`.audit.drain` links them into the chain in batches.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def _audited(connection: Any) -> bool:
     return connection.engine.url.render_as_string(hide_password=False) in AUDITED_URLS
 
 
-Action = tuple[str, dict[str, Any]]  # what audit.append_many takes
+Action = audit.Action
 
 
 def _ledger_entry(row: MoneyLedgerRow) -> Action:
@@ -125,22 +126,35 @@ def _job_admitted(row: JobRow) -> Action:
     }
 
 
+_PENDING = "testbed_audit_pending"  # session.info: this transaction's audit rows, not yet appended
+
+
 def _after_flush(session: Session, _context: Any) -> None:
-    """The flush's audit rows, in its transaction, in one append: job records written, ledger entries (oldest
-    first), jobs stopped."""
+    """The flush's audit rows, kept for the commit: job records written, ledger entries (oldest first), jobs
+    stopped."""
     new, dirty = list(session.new), [o for o in session.dirty if isinstance(o, JobRow)]
     jobs = [o for o in new if isinstance(o, JobRow)]
     ledger = sorted((o for o in new if isinstance(o, MoneyLedgerRow)), key=lambda row: row.id)
     if not (jobs or ledger or dirty):
         return
-    connection = session.connection()
-    if not _audited(connection):
+    if not _audited(session.connection()):
         return
     stops = [action for action in map(_job_stop, dirty) if action is not None]
     actions = [*map(_job_admitted, jobs), *map(_ledger_entry, ledger), *stops]
-    if not actions:
-        return
-    audit.append_many(connection, actions)
+    if actions:
+        session.info.setdefault(_PENDING, []).extend(actions)
+
+
+def _before_commit(session: Session) -> None:
+    """The transaction's audit rows, into the inbox in one go as it commits (after its last flush)."""
+    session.flush()
+    actions = session.info.pop(_PENDING, None)
+    if actions:
+        audit.enqueue(session.connection(), actions)
+
+
+def _forget(session: Session, _previous: Any) -> None:
+    session.info.pop(_PENDING, None)
 
 
 def install(store: Store) -> None:
@@ -150,3 +164,5 @@ def install(store: Store) -> None:
         event.listen(Session, "transient_to_pending", _bind_actor)
         event.listen(JobRow.stop_requested_at, "set", _bind_stop_actor)
         event.listen(Session, "after_flush", _after_flush)
+        event.listen(Session, "before_commit", _before_commit)
+        event.listen(Session, "after_soft_rollback", _forget)

@@ -102,6 +102,7 @@ class ControlPlane:
         """Start the background sync (status, logs, queued jobs; it also reloads an amended stack file), the idle-GPU
         watch and the sweep of abandoned uploads."""
         self.dispatcher.on_round.append(self.reload_if_changed)
+        self.dispatcher.on_round.append(lambda: audit.drain(self.store))  # the audit inbox, into the chain
         self.dispatcher.start()
         self.idle.start()
         self._sweeper = UploadSweeper(self.storage, self.settings.upload_idle_seconds)
@@ -177,6 +178,10 @@ class ControlPlane:
             self._sweeper.stop()
         self.dispatcher.stop_sync()
         self.backend.close()
+        try:
+            audit.drain(self.store)  # the next start (any replica) would, too
+        except Exception:
+            log.exception("audit inbox not drained at shutdown")
         self.store.close()
 
     def admit(self, principal: Principal, spec: JobSpec) -> JobRow:

@@ -243,6 +243,84 @@ def test_replicas_appending_together_make_one_linear_chain(postgres_url):
             store.close()
 
 
+def _inbox_count(store: Store) -> int:
+    with store.read() as conn:
+        return len(conn.execute(audit.AuditInboxRow.__table__.select()).all())
+
+
+def test_recorded_rows_wait_in_the_inbox_survive_a_crash_and_are_chained_in_order(tmp_path):
+    """A hook's rows go into the inbox in the transaction they record (a rollback leaves none), outlive the process
+    that wrote them, and are linked into the chain oldest first, before a direct append and before any read."""
+    url = f"sqlite:///{tmp_path / 'cp.db'}"
+    store = Store(url)
+    with store.write_session() as s:
+        audit.enqueue(
+            s.connection(), [(AuditKind.JOB_ADMITTED, {"tenant": ALICE, "detail": {"i": i}}) for i in range(3)]
+        )
+    with pytest.raises(RuntimeError):
+        with store.write_session() as s:
+            audit.enqueue(s.connection(), [(AuditKind.JOB_ADMITTED, {"tenant": BOB, "detail": {"i": 9}})])
+            raise RuntimeError("the action failed")
+    with store.read() as conn:
+        assert conn.execute(audit.AuditRow.__table__.select()).all() == []  # not chained yet
+    assert _inbox_count(store) == 3
+    store.close()  # the process ends before a drain: nothing is lost
+
+    store = Store(url, migrate=False)
+    try:
+        audit.record(store, AuditKind.TOKEN_ISSUED, actor="operator")  # a direct append comes after what waited
+        assert _inbox_count(store) == 0
+        rows = audit.list_entries(store)
+        assert [(r.seq, r.kind, json.loads(r.detail)) for r in rows] == [
+            (1, AuditKind.JOB_ADMITTED, {"i": 0}),
+            (2, AuditKind.JOB_ADMITTED, {"i": 1}),
+            (3, AuditKind.JOB_ADMITTED, {"i": 2}),
+            (4, AuditKind.TOKEN_ISSUED, {}),
+        ]
+        with store.write_session() as s:
+            audit.enqueue(s.connection(), [(AuditKind.LEDGER_HOLD, {"tenant": ALICE})])
+        result = audit.verify(store)  # drains first
+        assert result.ok and result.rows == 5 and _inbox_count(store) == 0, result
+    finally:
+        store.close()
+
+
+def test_replicas_recording_and_draining_together_make_one_linear_chain(postgres_url):
+    """On PostgreSQL, two replicas' writers fill the inbox while both drain it and append directly: every row is
+    chained exactly once, seqs 1..N each linked to the one before."""
+    stores = [Store(postgres_url), Store(postgres_url, migrate=False)]
+    errors = []
+
+    def work(store: Store, who: int) -> None:
+        try:
+            for i in range(30):
+                with store.write_session() as s:
+                    audit.enqueue(s.connection(), [(AuditKind.LEDGER_CHARGE, {"actor": f"r{who}", "detail": {"i": i}})])
+                if i % 5 == 0:
+                    audit.drain(store)
+                if i % 10 == 0:
+                    audit.record(store, AuditKind.JOB_REFUSED, actor=f"r{who}", detail={"i": i})
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(stores[n % 2], n)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    try:
+        assert not errors, errors
+        result = audit.verify(stores[1])
+        assert result.ok and result.rows == 4 * 30 + 4 * 3, result.problems
+        charged = [
+            (r.actor, json.loads(r.detail)["i"]) for r in audit.list_entries(stores[0], kind="ledger.", limit=500)
+        ]
+        assert sorted(charged) == sorted((f"r{n}", i) for n in range(4) for i in range(30))  # each once
+    finally:
+        for store in stores:
+            store.close()
+
+
 def test_audit_verify_on_postgresql_finds_an_edit(postgres_url, capsys):
     store = Store(postgres_url)
     try:

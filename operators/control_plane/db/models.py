@@ -220,6 +220,21 @@ class AuditRow(Base):
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
 
+class AuditInboxRow(Base):
+    """An audited action written in the transaction it records, not yet linked into the chain: ``audit.drain``
+    moves it into ``audit_log`` (the next sync round, or before any read of the trail)."""
+
+    __tablename__ = "audit_inbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float)
+    kind: Mapped[str] = mapped_column(String(32))
+    tenant: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    actor: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    job_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    detail: Mapped[str] = mapped_column(Text)  # canonical JSON of an object
+
+
 class AuditHead(Base):
     """The chain's newest row (one row, id 1): the append lock, and an anchor against removing the newest rows."""
 
