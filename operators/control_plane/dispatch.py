@@ -258,7 +258,7 @@ class Dispatcher:
             # A backend that queues jobs itself (Kueue) gets them at once: one queue, not two.
             reason = None if self.backend.queues_jobs else self._fits_now(current)
             if reason is not None:
-                return self.store.update_job(row.id, message=reason)
+                return self.store.tell_queued(current, reason)
             try:
                 ref = self.backend.submit(launch_request(current, self.settings, self.mlflow_env))
             except PermanentBackendError as exc:  # retrying gets the same answer: fail it once
@@ -272,9 +272,7 @@ class Dispatcher:
                 )
             except BackendError as exc:
                 return self.store.update_job(row.id, message=f"queued: waiting for the backend: {exc}")
-            return self.store.update_job(
-                row.id, dispatched=True, backend_ref=ref, message="", last_seen_at=self.clock.time()
-            )
+            return self.store.mark_dispatched(current, ref, self.clock.time())
 
     def _fits_now(self, row: JobRow) -> str | None:
         """None if the tenant's running jobs leave room for this one, else why not."""

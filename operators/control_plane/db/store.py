@@ -16,6 +16,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    update,
 )
 from sqlalchemy.orm import Session
 
@@ -45,6 +46,20 @@ _HELD_BY = select(
 )
 _QUEUED_COUNT = select(func.count(JobRow.id)).where(  # ix_jobs_tenant_status: the tenant's unfinished jobs only
     JobRow.tenant == bindparam("tenant"), JobRow.status.in_(ACTIVE_STATUSES), JobRow.dispatched.is_(False)
+)
+
+_JOBS = JobRow.__table__
+# A queued job handed to the backend: not an end, so nothing else moves with it (no money, usage or audit row).
+_MARK_DISPATCHED = (
+    update(_JOBS)
+    .where(_JOBS.c.id == bindparam("job_id"), _JOBS.c.dispatched.is_(False), _JOBS.c.status.in_(ACTIVE_STATUSES))
+    .values(dispatched=True, backend_ref=bindparam("ref"), message="", last_seen_at=bindparam("seen"))
+)
+
+_QUEUED_MESSAGE = (
+    update(_JOBS)
+    .where(_JOBS.c.id == bindparam("job_id"), _JOBS.c.dispatched.is_(False), _JOBS.c.status.in_(ACTIVE_STATUSES))
+    .values(message=bindparam("text"))
 )
 
 
@@ -267,6 +282,26 @@ class Store(Database):
                 if row is not None:
                     rows.append(row)
         return rows
+
+    def mark_dispatched(self, row: JobRow, ref: str, now: float) -> JobRow | None:
+        """Record that the backend took a queued job (one UPDATE, on SQLite in a group commit): ``row`` with the
+        change, or the job as it now is if it was no longer queued (ended or dispatched meanwhile)."""
+        params = {"job_id": row.id, "ref": ref, "seen": now}
+        if self.group_write(lambda s: s.connection().execute(_MARK_DISPATCHED, params).rowcount):
+            row.dispatched, row.backend_ref, row.message, row.last_seen_at = True, ref, "", now
+            return row
+        return self.get_job(row.id)
+
+    def tell_queued(self, row: JobRow, message: str) -> JobRow | None:
+        """Set a queued job's message (why it waits): one UPDATE, none if it already says so; ``row`` with the
+        change, or the job as it now is if it was no longer queued."""
+        if row.message == message:
+            return row
+        params = {"job_id": row.id, "text": message}
+        if self.group_write(lambda s: s.connection().execute(_QUEUED_MESSAGE, params).rowcount):
+            row.message = message
+            return row
+        return self.get_job(row.id)
 
     def update_job(self, job_id: str, **changes: Any) -> JobRow | None:
         """Apply changes to a job, unless it is already terminal (a terminal record is final); on SQLite in a
