@@ -15,6 +15,7 @@ import uuid
 from contextlib import nullcontext
 
 
+from operators.control_plane.admission_writes import write_admission
 from operators.control_plane.auth import Principal
 from operators.control_plane.backends.base import Backend, Resources
 from operators.control_plane.errors import ServiceError
@@ -111,10 +112,10 @@ class Admission:
             dispatched=False,
             message="queued",
         )
-        rows: list = [row]
+        entry = None
         if self.money is not None and hold is not None and hold.priced:
-            rows.append(self.money.hold_row(job_id, tenant.id, hold, self._shape(spec, max_runtime), now))
-        self.store.insert(rows)  # the record and its hold, in one transaction
+            entry = self.money.hold_row(job_id, tenant.id, hold, self._shape(spec, max_runtime), now)
+        write_admission(self.store, row, entry)  # the record and its hold, in one transaction
         return row
 
     def quote(self, principal: Principal, spec: JobSpec, now: float | None = None) -> Quote:

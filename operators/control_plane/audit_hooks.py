@@ -76,7 +76,8 @@ def _audited(connection: Any) -> bool:
 Action = audit.Action
 
 
-def _ledger_entry(row: MoneyLedgerRow) -> Action:
+def ledger_entry(row: MoneyLedgerRow) -> Action:
+    """The ``ledger.<kind>`` row of a ledger entry written (its id known)."""
     return LEDGER_KINDS.get(row.kind, f"ledger.{row.kind}"), {
         "tenant": row.tenant,
         "actor": row.actor,
@@ -116,10 +117,11 @@ def _job_stop(row: JobRow) -> Action | None:
     return None
 
 
-def _job_admitted(row: JobRow) -> Action:
+def job_admitted(row: JobRow, actor: str | None) -> Action:
+    """The ``job.admitted`` row of a job record written by ``actor``."""
     return AuditKind.JOB_ADMITTED, {
         "tenant": row.tenant,
-        "actor": inspect(row).info.get(_ACTOR),
+        "actor": actor,
         "job_id": row.id,
         "at": row.submitted_at,
         "detail": admission_detail(row),
@@ -140,8 +142,13 @@ def _after_flush(session: Session, _context: Any) -> None:
     if not _audited(session.connection()):
         return
     stops = [action for action in map(_job_stop, dirty) if action is not None]
-    actions = [*map(_job_admitted, jobs), *map(_ledger_entry, ledger), *stops]
-    if actions:
+    admitted = [job_admitted(row, inspect(row).info.get(_ACTOR)) for row in jobs]
+    record_at_commit(session, [*admitted, *map(ledger_entry, ledger), *stops])
+
+
+def record_at_commit(session: Session, actions: list[Action]) -> None:
+    """Audit rows of writes made in ``session`` without the ORM, into the inbox with the rest as it commits."""
+    if actions and _audited(session.connection()):
         session.info.setdefault(_PENDING, []).extend(actions)
 
 

@@ -95,8 +95,10 @@ def test_a_failing_write_fails_only_its_own_thread_and_the_lead_passes_on(store)
 
 def test_each_write_in_a_batch_is_audited_as_the_token_that_made_it(store):
     """A batch runs on its leader's thread, but every admission, ledger entry and stop in it names the token of
-    the request that made it (not the leader's, not none, which would read as the reconciler's enforcement)."""
+    the request that made it (not the leader's, not none, which would read as the reconciler's enforcement):
+    written through the ORM (its hooks) or as admission writes them (Core statements)."""
     from operators.control_plane import audit, audit_hooks
+    from operators.control_plane.admission_writes import write_admission
     from operators.control_plane.audit import AuditKind
     from operators.control_plane.db.models import MoneyLedgerRow
     from tests.job_rows import job_row as job
@@ -122,7 +124,9 @@ def test_each_write_in_a_batch_is_audited_as_the_token_that_made_it(store):
         hold = MoneyLedgerRow(at=1.0, tenant=f"t{i}", job_id=f"job-a{i}", kind="hold", amount_krw=10, note="")
         writers.append(lambda i=i, hold=hold: store.insert([job(f"job-a{i}", f"t{i}"), hold]))
         writers.append(lambda i=i: store.update_job(f"job-s{i}", stop_requested_at=2.0))
-    threads = [threading.Thread(target=as_actor, args=(f"t{n // 2}:default", w)) for n, w in enumerate(writers)]
+        core = MoneyLedgerRow(at=1.0, tenant=f"t{i}", job_id=f"job-w{i}", kind="hold", amount_krw=10, note="")
+        writers.append(lambda i=i, hold=core: write_admission(store, job(f"job-w{i}", f"t{i}"), hold))
+    threads = [threading.Thread(target=as_actor, args=(f"t{n // 3}:default", w)) for n, w in enumerate(writers)]
     for t in threads:
         t.start()
     while len(store._group._pending) < len(threads):  # all queued behind the open batch: one batch, one leader
@@ -136,5 +140,9 @@ def test_each_write_in_a_batch_is_audited_as_the_token_that_made_it(store):
         assert named[(AuditKind.JOB_ADMITTED, f"job-a{i}")] == f"t{i}:default"
         assert named[(AuditKind.LEDGER_HOLD, f"job-a{i}")] == f"t{i}:default"
         assert named[(AuditKind.JOB_STOPPED, f"job-s{i}")] == f"t{i}:default"
+        assert named[(AuditKind.JOB_ADMITTED, f"job-w{i}")] == f"t{i}:default"
+        assert named[(AuditKind.LEDGER_HOLD, f"job-w{i}")] == f"t{i}:default"
     with store.session() as s:
-        assert {r.job_id: r.actor for r in s.query(MoneyLedgerRow)} == {f"job-a{i}": f"t{i}:default" for i in range(3)}
+        assert {r.job_id: r.actor for r in s.query(MoneyLedgerRow)} == {
+            f"job-{kind}{i}": f"t{i}:default" for i in range(3) for kind in "aw"
+        }

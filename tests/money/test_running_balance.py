@@ -5,12 +5,15 @@ release, openings, adjustments, GPU and CPU jobs; and 0008_balances builds the s
 from __future__ import annotations
 
 import random
+import threading
 
 from sqlalchemy import case, delete, func, select
 
+from operators.control_plane.admission_writes import write_admission
 from operators.control_plane.db import balances, money_rounds
 from operators.control_plane.db.models import JobRow, MoneyBalanceRow, MoneyJobRow, MoneyLedgerRow
 from operators.control_plane.db.pricing import JobShape
+from tests.job_rows import job_row
 from tests.money.test_ledger import GIB, STACK, T0, money_for, running_job, store  # noqa: F401  (fixture)
 
 TENANTS = ["changwon-precision", "gimhae-robotics"]
@@ -90,6 +93,22 @@ def test_the_running_balance_follows_every_kind_of_entry(store):  # noqa: F811
         ]
     )
     assert_matches_ledger(money)
+    # admissions as admission writes them (Core statements, no ORM hooks): GPU jobs, from threads at once
+    gpu_shape = JobShape(cpus=1, gpus=1, memory_bytes=GIB, max_runtime_seconds=1800)
+    held_gpu = money.balance(other.id).held_gpu_seconds
+
+    def admit(i: int, t) -> None:
+        row = job_row(f"job-w{i}", t.id, gpus=1, spec={"max_runtime_seconds": 1800})
+        write_admission(store, row, money.hold_row(row.id, t.id, money.hold_for(t, gpu_shape, T0), gpu_shape, T0))
+
+    threads = [threading.Thread(target=admit, args=(i, t)) for i, t in enumerate([tenant, other] * 3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert_matches_ledger(money)
+    assert money.balance(other.id).held_gpu_seconds == held_gpu + 3 * 1800
+    jobs.extend(f"job-w{i}" for i in range(6))  # released when they end, below
     # charges (some beyond the hold), a release, a charge after the release, an opening and adjustments
     for step in range(1, 5):
         money_rounds.accrue_running(money, T0 + 400 * step, until_of=lambda row, step=step: T0 + 400 * step)

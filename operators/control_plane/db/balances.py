@@ -175,11 +175,17 @@ def _after_flush(session: Session, _context: Any) -> None:
     entries = sorted((o for o in session.new if isinstance(o, MoneyLedgerRow)), key=lambda row: row.id)
     if entries:
         new_jobs = {o.id: o for o in session.new if isinstance(o, JobRow)}
-        pending: dict[str, BalanceDelta] = session.info.setdefault(_DELTAS, {})
-        for tenant, delta in apply(session.connection(), entries, new_jobs).items():
-            total = pending.setdefault(tenant, BalanceDelta())
-            for f in fields(BalanceDelta):
-                setattr(total, f.name, getattr(total, f.name) + getattr(delta, f.name))
+        move_at_commit(session, apply(session.connection(), entries, new_jobs))
+
+
+def move_at_commit(session: Session, deltas: dict[str, BalanceDelta]) -> None:
+    """Add to what ``session``'s transaction moves each tenant's balance by as it commits (entries written
+    without the ORM fold themselves with :func:`apply`, then call this)."""
+    pending: dict[str, BalanceDelta] = session.info.setdefault(_DELTAS, {})
+    for tenant, delta in deltas.items():
+        total = pending.setdefault(tenant, BalanceDelta())
+        for f in fields(BalanceDelta):
+            setattr(total, f.name, getattr(total, f.name) + getattr(delta, f.name))
 
 
 def _before_commit(session: Session) -> None:

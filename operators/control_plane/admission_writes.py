@@ -1,0 +1,59 @@
+"""An admitted job's writes, without the ORM: its record, its hold, the hold's running money and their audit rows.
+
+Admission is the hottest write of the control plane (on SQLite, the group commit's writer runs every waiting
+admission's). The rows are built before the writer is taken and written by prebuilt Core statements; the
+running balance and the audit rows join the transaction's own, moved and recorded once as it commits
+(:func:`.db.balances.move_at_commit`, :func:`.audit_hooks.record_at_commit`): the same rows the ORM path
+and its hooks write (``tests/money/test_running_balance.py`` checks the balances against the ledger,
+``tests/control_plane/test_audit.py`` the audit rows).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from operators.control_plane.audit_hooks import ACTOR_CHARS, current_actor, job_admitted, ledger_entry, record_at_commit
+from operators.control_plane.db import balances
+from operators.control_plane.db.models import JobRow, MoneyLedgerRow
+from operators.control_plane.db.store import Store
+
+_INSERT_JOB = insert(JobRow.__table__)
+_INSERT_ENTRY = insert(MoneyLedgerRow.__table__)
+
+
+def _values(row: Any) -> dict[str, Any]:
+    """A new row's columns, each unset one given its default (on the row too, as a flush would)."""
+    values = {}
+    for column in row.__table__.columns:
+        value = getattr(row, column.key)
+        if value is None and column.default is not None and column.default.is_scalar:
+            value = column.default.arg
+            setattr(row, column.key, value)
+        if value is not None or not column.primary_key:
+            values[column.key] = value
+    return values
+
+
+def write_admission(store: Store, job: JobRow, hold: MoneyLedgerRow | None) -> None:
+    """Write an admitted job's record and its hold (if priced) durably, in one transaction (on SQLite a group
+    commit); returns once committed (or raises: nothing written). ``hold.id`` is set."""
+    actor = current_actor.get()
+    if hold is not None and hold.actor is None and actor is not None:
+        hold.actor = actor[:ACTOR_CHARS]
+    job_values = _values(job)
+    hold_values = _values(hold) if hold is not None else None
+
+    def work(session: Session) -> None:
+        conn = session.connection()
+        conn.execute(_INSERT_JOB, job_values)
+        actions = [job_admitted(job, actor)]
+        if hold is not None and hold_values is not None:
+            hold.id = conn.execute(_INSERT_ENTRY, hold_values).inserted_primary_key[0]
+            balances.move_at_commit(session, balances.apply(conn, [hold], {job.id: job}))
+            actions.append(ledger_entry(hold))
+        record_at_commit(session, actions)
+
+    store.group_write(work)
