@@ -19,7 +19,7 @@ from operators.control_plane.admission_writes import write_admission
 from operators.control_plane.auth import Principal
 from operators.control_plane.backends.base import Backend, Resources
 from operators.control_plane.errors import ServiceError
-from operators.control_plane.db.money import MoneyLedger
+from operators.control_plane.db.money import Balance, MoneyLedger
 from operators.control_plane.db.pricing import PRICED_KEY, Hold, JobShape
 from operators.control_plane.db.store import JobRow, Store
 from operators.control_plane.tenant_storage import TenantStorage
@@ -82,10 +82,13 @@ class Admission:
         now: float,
         priced: Hold | None,
     ) -> JobRow:
-        quote, hold = self._price(tenant, spec, max_runtime, now, priced)
+        balance, queued = None, None
+        if self.money is not None and priced is not None and priced.priced:
+            balance, queued = self.money.balance_and_queue(tenant.id)  # one read for both checks
+        quote, hold = self._price(tenant, spec, max_runtime, now, priced, balance)
         if not quote.fits:
             raise ServiceError(ErrorCode(quote.refusal or ErrorCode.GRANT_INSUFFICIENT), quote.reason)
-        self._check_queue(tenant)
+        self._check_queue(tenant, queued)
         job_id = "job-" + uuid.uuid4().hex[:16]
         row = JobRow(
             id=job_id,
@@ -168,9 +171,16 @@ class Admission:
         return JobShape(cpus=total.cpus, gpus=total.gpus, memory_bytes=total.memory, max_runtime_seconds=max_runtime)
 
     def _price(
-        self, tenant: Tenant, spec: JobSpec, max_runtime: int, now: float, hold: Hold | None = None
+        self,
+        tenant: Tenant,
+        spec: JobSpec,
+        max_runtime: int,
+        now: float,
+        hold: Hold | None = None,
+        balance: Balance | None = None,
     ) -> tuple[Quote, Hold | None]:
-        """The job's hold (``hold``: already priced) and whether the grant admits it now (with the numbers if not)."""
+        """The job's hold (``hold``: already priced) and whether the grant admits it now (with the numbers if not);
+        ``balance``: the tenant's, already read."""
         grant = tenant.grant
         if hold is None and self.money is not None:
             hold = self.money.hold_for(tenant, self._shape(spec, max_runtime), now)
@@ -198,7 +208,7 @@ class Admission:
                 self._check_gpu_hours_metered(tenant, now)
             return quote, hold
         assert self.money is not None and hold is not None
-        balance = self.money.balance(tenant.id)
+        balance = balance if balance is not None else self.money.balance(tenant.id)
         quote = quote.model_copy(update={"balance_krw": balance.remaining_krw})
         mode = grant.enforcement
         if money and grant.krw is not None:
@@ -278,10 +288,10 @@ class Admission:
                 ErrorCode.CAPACITY_EXCEEDED, f"job asks for {', '.join(beyond)}: no node can ever run it"
             )
 
-    def _check_queue(self, tenant: Tenant) -> None:
-        """Back-pressure: a tenant may park only so many jobs that wait for room."""
+    def _check_queue(self, tenant: Tenant, queued: int | None = None) -> None:
+        """Back-pressure: a tenant may park only so many jobs that wait for room (``queued``: already read)."""
         cap = self.settings.max_queued_jobs_per_tenant
-        queued = self.store.queued_count(tenant.id)
+        queued = self.store.queued_count(tenant.id) if queued is None else queued
         if queued >= cap:
             raise ServiceError(
                 ErrorCode.QUEUE_FULL,

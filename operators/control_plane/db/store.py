@@ -44,7 +44,7 @@ _HELD_BY = select(
     JobRow.status.in_(ACTIVE_STATUSES),
     JobRow.id != bindparam("exclude"),
 )
-_QUEUED_COUNT = select(func.count(JobRow.id)).where(  # ix_jobs_tenant_status: the tenant's unfinished jobs only
+QUEUED_COUNT = select(func.count(JobRow.id)).where(  # ix_jobs_tenant_status: the tenant's unfinished jobs only
     JobRow.tenant == bindparam("tenant"), JobRow.status.in_(ACTIVE_STATUSES), JobRow.dispatched.is_(False)
 )
 
@@ -249,7 +249,7 @@ class Store(Database):
     def queued_count(self, tenant: str) -> int:
         """How many of a tenant's jobs wait, admitted and not yet dispatched."""
         with self.read() as conn:
-            return int(conn.execute(_QUEUED_COUNT, {"tenant": tenant}).scalar_one())
+            return int(conn.execute(QUEUED_COUNT, {"tenant": tenant}).scalar_one())
 
     def idle_gpu_seconds(self, tenants: list[str] | None = None) -> dict[str, float]:
         """Tenant -> GPU-seconds its jobs held idle (operators/control_plane/idle.py)."""
