@@ -23,6 +23,24 @@ BOB = "gimhae-robotics"
 CLI = [sys.executable, "-m", "testbed.cli"]
 
 
+def together(work, calls: list[tuple]) -> list[Exception]:
+    """Run ``work(*args)`` for each of ``calls`` in a thread of its own, all at once; the errors they raised."""
+    errors: list[Exception] = []
+
+    def run(*args) -> None:
+        try:
+            work(*args)
+        except Exception as exc:  # reported by the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=args) for args in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return errors
+
+
 def kinds(entries) -> list[str]:
     return [e.kind for e in entries]
 
@@ -219,20 +237,12 @@ def test_a_tampered_or_deleted_audit_row_is_found(noop_plane, tamper, capsys):
 def test_replicas_appending_together_make_one_linear_chain(postgres_url):
     """Two stores (two replicas' engines) append concurrently on PostgreSQL: seqs 1..N, each linked to the one before."""
     stores = [Store(postgres_url), Store(postgres_url, migrate=False)]
-    errors = []
 
     def append(store: Store, who: int) -> None:
-        try:
-            for i in range(25):
-                audit.record(store, AuditKind.JOB_REFUSED, tenant=ALICE, actor=f"replica-{who}", detail={"i": i})
-        except Exception as exc:  # reported below
-            errors.append(exc)
+        for i in range(25):
+            audit.record(store, AuditKind.JOB_REFUSED, tenant=ALICE, actor=f"replica-{who}", detail={"i": i})
 
-    threads = [threading.Thread(target=append, args=(store, n)) for n, store in enumerate(stores) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    errors = together(append, [(store, n) for n, store in enumerate(stores) for _ in range(2)])
     try:
         assert not errors, errors
         result = audit.verify(stores[0])
@@ -289,25 +299,17 @@ def test_replicas_recording_and_draining_together_make_one_linear_chain(postgres
     """On PostgreSQL, two replicas' writers fill the inbox while both drain it and append directly: every row is
     chained exactly once, seqs 1..N each linked to the one before."""
     stores = [Store(postgres_url), Store(postgres_url, migrate=False)]
-    errors = []
 
     def work(store: Store, who: int) -> None:
-        try:
-            for i in range(30):
-                with store.write_session() as s:
-                    audit.enqueue(s.connection(), [(AuditKind.LEDGER_CHARGE, {"actor": f"r{who}", "detail": {"i": i}})])
-                if i % 5 == 0:
-                    audit.drain(store)
-                if i % 10 == 0:
-                    audit.record(store, AuditKind.JOB_REFUSED, actor=f"r{who}", detail={"i": i})
-        except Exception as exc:  # reported below
-            errors.append(exc)
+        for i in range(30):
+            with store.write_session() as s:
+                audit.enqueue(s.connection(), [(AuditKind.LEDGER_CHARGE, {"actor": f"r{who}", "detail": {"i": i}})])
+            if i % 5 == 0:
+                audit.drain(store)
+            if i % 10 == 0:
+                audit.record(store, AuditKind.JOB_REFUSED, actor=f"r{who}", detail={"i": i})
 
-    threads = [threading.Thread(target=work, args=(stores[n % 2], n)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    errors = together(work, [(stores[n % 2], n) for n in range(4)])
     try:
         assert not errors, errors
         result = audit.verify(stores[1])
