@@ -3,7 +3,7 @@
 Admission is the hottest write of the control plane (on SQLite, the group commit's writer runs every waiting
 admission's). The rows are built before the writer is taken and written by prebuilt Core statements; the
 running balance and the audit rows join the transaction's own, moved and recorded once as it commits
-(:func:`.db.balances.move_at_commit`, :func:`.audit_hooks.record_at_commit`): the same rows the ORM path
+(:func:`.db.balances.fold_at_commit`, :func:`.audit_hooks.record_at_commit`): the same rows the ORM path
 and its hooks write (``tests/money/test_running_balance.py`` checks the balances against the ledger,
 ``tests/control_plane/test_audit.py`` the audit rows).
 """
@@ -52,7 +52,7 @@ def write_admission(store: Store, job: JobRow, hold: MoneyLedgerRow | None) -> N
         actions = [job_admitted(job, actor)]
         if hold is not None and hold_values is not None:
             hold.id = conn.execute(_INSERT_ENTRY, hold_values).inserted_primary_key[0]
-            balances.move_at_commit(session, balances.apply(conn, [hold], {job.id: job}))
+            balances.fold_at_commit(session, [hold], {job.id: job})
             actions.append(ledger_entry(hold))
         record_at_commit(session, actions)
 

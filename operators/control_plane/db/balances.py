@@ -7,10 +7,11 @@ in one row instead of summing a tenant's whole history. It follows the ledger's 
 - held = for each job with a hold and no release: its hold less its charges, never below 0 (won), and its
   GPUs x its max run time less the GPU-seconds charged, never below 0.
 
-:func:`install` keeps it: after each flush that writes ledger entries, the entries (oldest first) are folded
-into ``money_jobs`` (the job's hold, charges and release); just before the transaction commits, each tenant's
-``money_balances`` row moves by what the transaction added (increments, so replicas that write at once both
-count; last, so the shared rows are locked only for the commit). 0008_balances builds it from the ledger with :func:`rebuild`; a test
+:func:`install` keeps it: the ledger entries a transaction writes (each flush adds its own, oldest first) are
+folded just before it commits, in one go, into ``money_jobs`` (the job's hold, charges and release), and each
+tenant's ``money_balances`` row moves by what the transaction added (increments, so replicas that write at once
+both count; last, so the shared rows are locked only for the commit). Nothing reads these tables inside a
+transaction that writes the ledger (the ledger's own sums serve charges and releases). 0008_balances builds it from the ledger with :func:`rebuild`; a test
 checks it against the ledger's sums after every kind of entry.
 """
 
@@ -108,7 +109,7 @@ def gpu_need(gpus: int | None, spec: dict[str, Any] | None) -> int:
 
 def apply(conn: Connection, entries: list[Any], new_jobs: dict[str, JobRow] | None = None) -> dict[str, BalanceDelta]:
     """Fold ``entries`` (ledger rows just written, oldest first) into ``money_jobs``, in ``conn``'s transaction,
-    and return what each tenant's balance moves by; ``new_jobs``: job records written in the same flush."""
+    and return what each tenant's balance moves by; ``new_jobs``: job records written in the same transaction."""
     if not entries:
         return {}
     new_jobs = new_jobs or {}
@@ -168,37 +169,35 @@ def _balances_upsert(dialect: str) -> Any:
     )
 
 
-_DELTAS = "testbed_balance_deltas"  # session.info: what this transaction moves each tenant's balance by
+_ENTRIES = "testbed_ledger_entries"  # session.info: this transaction's ledger entries and new job records
 
 
 def _after_flush(session: Session, _context: Any) -> None:
     entries = sorted((o for o in session.new if isinstance(o, MoneyLedgerRow)), key=lambda row: row.id)
     if entries:
-        new_jobs = {o.id: o for o in session.new if isinstance(o, JobRow)}
-        move_at_commit(session, apply(session.connection(), entries, new_jobs))
+        fold_at_commit(session, entries, {o.id: o for o in session.new if isinstance(o, JobRow)})
 
 
-def move_at_commit(session: Session, deltas: dict[str, BalanceDelta]) -> None:
-    """Add to what ``session``'s transaction moves each tenant's balance by as it commits (entries written
-    without the ORM fold themselves with :func:`apply`, then call this)."""
-    pending: dict[str, BalanceDelta] = session.info.setdefault(_DELTAS, {})
-    for tenant, delta in deltas.items():
-        total = pending.setdefault(tenant, BalanceDelta())
-        for f in fields(BalanceDelta):
-            setattr(total, f.name, getattr(total, f.name) + getattr(delta, f.name))
+def fold_at_commit(session: Session, entries: list[Any], new_jobs: dict[str, JobRow]) -> None:
+    """Ledger entries written in ``session``'s transaction (oldest first; ``new_jobs``: job records it wrote), to be
+    folded with the rest as it commits (the ORM's flushes add theirs; writes without the ORM call this)."""
+    pending_entries, pending_jobs = session.info.setdefault(_ENTRIES, ([], {}))
+    pending_entries.extend(entries)
+    pending_jobs.update(new_jobs)
 
 
 def _before_commit(session: Session) -> None:
-    """The balances move last, just before the commit: their rows (one per tenant, shared by every writer) are
-    locked only for the commit itself, after whatever else the transaction locks (the audit chain's head)."""
+    """The transaction's entries fold into ``money_jobs`` and the balances move, last, just before the commit: the
+    balance rows (one per tenant, shared by every writer) are locked only for the commit itself."""
     session.flush()
-    deltas = session.info.pop(_DELTAS, None)
-    if deltas:
-        _write_balances(session.connection(), deltas)
+    pending = session.info.pop(_ENTRIES, None)
+    if pending:
+        conn = session.connection()
+        _write_balances(conn, apply(conn, *pending))
 
 
 def _forget(session: Session, _previous: Any) -> None:
-    session.info.pop(_DELTAS, None)
+    session.info.pop(_ENTRIES, None)
 
 
 def install() -> None:
