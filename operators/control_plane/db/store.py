@@ -317,6 +317,12 @@ class Store(Database):
             return row
         if row.stop_requested_at is not None and row.message.startswith(STOP_REASON_PREFIX):
             changes.pop("message", None)  # decided on the locked row: a sync that read the job earlier loses
+        if row.started_at is not None and "started_at" in changes:
+            # Billing starts at the first observation that found the job started. The sync and a request's refresh
+            # both observe a starting job; the one that read it before the other's write must not move the start
+            # (already shown, maybe already charged from), only clamp it to the end as any observation does.
+            ended = changes.get("ended_at", row.ended_at)
+            changes["started_at"] = row.started_at if ended is None else min(row.started_at, ended)
         for key, value in changes.items():
             setattr(row, key, value)
         if row.terminal:

@@ -1,0 +1,35 @@
+"""A job record's billing start is written once: the sync and a request's refresh both observe a starting job, and
+the one that read the record before the other wrote it does not move the start afterwards (real SQLite)."""
+
+from __future__ import annotations
+
+import pytest
+
+from operators.control_plane.db.store import Store
+from tests.job_rows import add_rows, job_row
+
+STARTED, LATER = 1000.0011, 1000.0019  # two observers' estimates of the same start
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'cp.db'}")
+    yield store
+    store.close()
+
+
+def test_a_later_observation_from_an_earlier_read_does_not_move_the_start(store):
+    add_rows(store, [job_row("job-1", "t1", dispatched=True)])
+    store.update_job("job-1", status="RUNNING", started_at=STARTED, last_seen_at=STARTED)  # the first to see it
+    row = store.update_job("job-1", status="RUNNING", started_at=LATER, last_seen_at=LATER)  # read it before that
+    assert row is not None and row.started_at == STARTED
+    ended = store.update_job("job-1", status="SUCCEEDED", started_at=LATER, ended_at=STARTED + 60)
+    assert ended is not None and ended.started_at == STARTED
+    assert store.get_job("job-1").started_at == STARTED  # what is stored, not only what came back
+
+
+def test_the_kept_start_is_still_clamped_to_the_end(store):
+    add_rows(store, [job_row("job-2", "t1", dispatched=True)])
+    store.update_job("job-2", status="RUNNING", started_at=STARTED)
+    ended = store.update_job("job-2", status="SUCCEEDED", started_at=LATER, ended_at=STARTED - 0.5)
+    assert ended is not None and ended.started_at == ended.ended_at == STARTED - 0.5
