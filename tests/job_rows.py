@@ -1,10 +1,12 @@
-"""A job record as admission writes it, for tests that put rows in a store directly."""
+"""A job record as admission writes it, and a way to write rows through the ORM, for tests that put rows in a
+store directly."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from operators.control_plane.db.models import JobRow
+from operators.control_plane.db.store import Store
 
 
 def job_row(job_id: str, tenant: str, **fields: Any) -> JobRow:
@@ -28,3 +30,9 @@ def job_row(job_id: str, tenant: str, **fields: Any) -> JobRow:
         "message": "",
     }
     return JobRow(**{**columns, **fields})
+
+
+def add_rows(store: Store, rows: list[Any]) -> None:
+    """Write new rows through the ORM (its listeners: running balances, audit rows) as one group-commit work;
+    returns once they are committed."""
+    store.group_write(lambda s: s.add_all(rows))

@@ -14,7 +14,6 @@ import time
 import uuid
 from contextlib import nullcontext
 
-
 from operators.control_plane.admission_writes import write_admission
 from operators.control_plane.auth import Principal
 from operators.control_plane.backends.base import Backend, Resources

@@ -44,13 +44,13 @@ def write_admission(store: Store, job: JobRow, hold: MoneyLedgerRow | None) -> N
     if hold is not None and hold.actor is None and actor is not None:
         hold.actor = actor[:ACTOR_CHARS]
     job_values = _values(job)
-    hold_values = _values(hold) if hold is not None else None
+    hold_values = _values(hold) if hold is not None else {}
 
     def work(session: Session) -> None:
         conn = session.connection()
         conn.execute(_INSERT_JOB, job_values)
         actions = [job_admitted(job, actor)]
-        if hold is not None and hold_values is not None:
+        if hold is not None:
             hold.id = conn.execute(_INSERT_ENTRY, hold_values).inserted_primary_key[0]
             balances.fold_at_commit(session, [hold], {job.id: job})
             actions.append(ledger_entry(hold))

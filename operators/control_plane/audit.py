@@ -143,12 +143,12 @@ def enqueue(conn: Connection, actions: list[Action]) -> None:
         conn.execute(insert(AuditInboxRow.__table__), [_unchained(kind, fields) for kind, fields in actions])
 
 
-DRAIN_BATCH = 2000  # inbox rows linked per statement batch
+DRAIN_BATCH = 2000  # inbox rows linked per transaction
 
 
-def drain(store: Store, batch: int = DRAIN_BATCH) -> int:
-    """Link every committed inbox row into the chain, oldest first (in transactions of up to ``batch`` rows);
-    how many. Cheap when the inbox is empty (one read, no lock)."""
+def drain(store: Store) -> int:
+    """Link every committed inbox row into the chain, oldest first (in transactions of up to ``DRAIN_BATCH``
+    rows); how many. Cheap when the inbox is empty (one read, no lock)."""
     moved = 0
     while True:
         with store.read() as conn:
@@ -156,9 +156,9 @@ def drain(store: Store, batch: int = DRAIN_BATCH) -> int:
                 return moved
         with store.write_session() as session:
             conn = session.connection()
-            _, count = _drain_in(conn, batch)
+            _, count = _drain_in(conn, DRAIN_BATCH)
         moved += count
-        if count < batch:
+        if count < DRAIN_BATCH:
             return moved
 
 

@@ -14,6 +14,7 @@ in one INSERT that takes no lock; :func:`.audit.drain` links them into the chain
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import lru_cache
 from contextvars import ContextVar
 from typing import Any, Iterator
 
@@ -70,7 +71,13 @@ def _bind_stop_actor(row: JobRow, value: Any, _old: Any, _initiator: Any) -> Non
 
 
 def _audited(connection: Any) -> bool:
-    return connection.engine.url.render_as_string(hide_password=False) in AUDITED_URLS
+    return _rendered(connection.engine.url) in AUDITED_URLS
+
+
+@lru_cache(maxsize=64)
+def _rendered(url: Any) -> str:
+    """An engine's URL as ``install`` records it (rendered once per URL: every flush and admission asks)."""
+    return str(url.render_as_string(hide_password=False))
 
 
 Action = audit.Action
@@ -143,13 +150,17 @@ def _after_flush(session: Session, _context: Any) -> None:
         return
     stops = [action for action in map(_job_stop, dirty) if action is not None]
     admitted = [job_admitted(row, inspect(row).info.get(_ACTOR)) for row in jobs]
-    record_at_commit(session, [*admitted, *map(ledger_entry, ledger), *stops])
+    _pend(session, [*admitted, *map(ledger_entry, ledger), *stops])
 
 
 def record_at_commit(session: Session, actions: list[Action]) -> None:
     """Audit rows of writes made in ``session`` without the ORM, into the inbox with the rest as it commits."""
     if actions and _audited(session.connection()):
-        session.info.setdefault(_PENDING, []).extend(actions)
+        _pend(session, actions)
+
+
+def _pend(session: Session, actions: list[Action]) -> None:
+    session.info.setdefault(_PENDING, []).extend(actions)
 
 
 def _before_commit(session: Session) -> None:
@@ -166,7 +177,7 @@ def _forget(session: Session, _previous: Any) -> None:
 
 def install(store: Store) -> None:
     """Audit the writes to ``store``'s database (the listeners are installed once per process)."""
-    AUDITED_URLS.add(store.engine.url.render_as_string(hide_password=False))
+    AUDITED_URLS.add(_rendered(store.engine.url))
     if not event.contains(Session, "after_flush", _after_flush):
         event.listen(Session, "transient_to_pending", _bind_actor)
         event.listen(JobRow.stop_requested_at, "set", _bind_stop_actor)

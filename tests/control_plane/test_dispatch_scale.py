@@ -16,6 +16,7 @@ from operators.control_plane.plane import ControlPlane
 from operators.control_plane.db.models import JobRow
 from testbed.jobs import JobSpec, JobStatus
 from testbed.settings import ControlPlaneSettings
+from tests.job_rows import add_rows
 from tests.replicas import stack_with_tenants
 
 TENANTS = 3
@@ -65,7 +66,7 @@ def _finished(store, tenant: str, count: int) -> None:
         )
         for _ in range(count)
     ]
-    store.insert(rows)
+    add_rows(store, rows)
 
 
 def _statements_in_a_round(plane: ControlPlane) -> int:

@@ -101,11 +101,11 @@ def test_each_write_in_a_batch_is_audited_as_the_token_that_made_it(store):
     from operators.control_plane.admission_writes import write_admission
     from operators.control_plane.audit import AuditKind
     from operators.control_plane.db.models import MoneyLedgerRow
-    from tests.job_rows import job_row as job
+    from tests.job_rows import add_rows, job_row as job
 
     audit_hooks.install(store)
     for i in range(3):
-        store.insert([job(f"job-s{i}", f"t{i}")])  # to be stopped below
+        add_rows(store, [job(f"job-s{i}", f"t{i}")])  # to be stopped below
     inside, release = threading.Event(), threading.Event()
 
     def leader(s):
@@ -122,7 +122,7 @@ def test_each_write_in_a_batch_is_audited_as_the_token_that_made_it(store):
     writers = []
     for i in range(3):
         hold = MoneyLedgerRow(at=1.0, tenant=f"t{i}", job_id=f"job-a{i}", kind="hold", amount_krw=10, note="")
-        writers.append(lambda i=i, hold=hold: store.insert([job(f"job-a{i}", f"t{i}"), hold]))
+        writers.append(lambda i=i, hold=hold: add_rows(store, [job(f"job-a{i}", f"t{i}"), hold]))
         writers.append(lambda i=i: store.update_job(f"job-s{i}", stop_requested_at=2.0))
         core = MoneyLedgerRow(at=1.0, tenant=f"t{i}", job_id=f"job-w{i}", kind="hold", amount_krw=10, note="")
         writers.append(lambda i=i, hold=core: write_admission(store, job(f"job-w{i}", f"t{i}"), hold))

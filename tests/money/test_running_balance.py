@@ -13,7 +13,7 @@ from operators.control_plane.admission_writes import write_admission
 from operators.control_plane.db import balances, money_rounds
 from operators.control_plane.db.models import JobRow, MoneyBalanceRow, MoneyJobRow, MoneyLedgerRow
 from operators.control_plane.db.pricing import JobShape
-from tests.job_rows import job_row
+from tests.job_rows import add_rows, job_row
 from tests.money.test_ledger import GIB, STACK, T0, money_for, running_job, store  # noqa: F401  (fixture)
 
 TENANTS = ["changwon-precision", "gimhae-robotics"]
@@ -86,11 +86,12 @@ def test_the_running_balance_follows_every_kind_of_entry(store):  # noqa: F811
     # several holds in one group commit, of two tenants
     other = STACK.tenant(TENANTS[1])
     shape = JobShape(cpus=1, gpus=0, memory_bytes=GIB, max_runtime_seconds=3600)
-    store.insert(
+    add_rows(
+        store,
         [
             money.hold_row(f"job-g{i}", t.id, money.hold_for(t, shape, T0), shape, T0)
             for i, t in enumerate([tenant, other] * 3)
-        ]
+        ],
     )
     assert_matches_ledger(money)
     # admissions as admission writes them (Core statements, no ORM hooks): GPU jobs, from threads at once

@@ -53,13 +53,7 @@ _RUNNING_BALANCE = select(
     _BALANCE.c.charged_krw, _BALANCE.c.charged_gpu_seconds, _BALANCE.c.held_krw, _BALANCE.c.held_gpu_seconds
 ).where(_BALANCE.c.tenant == bindparam("tenant"))
 # Admission's two reads in one statement: the tenant's running balance and how many of its jobs wait.
-_BALANCE_AND_QUEUE = select(
-    _BALANCE.c.charged_krw,
-    _BALANCE.c.charged_gpu_seconds,
-    _BALANCE.c.held_krw,
-    _BALANCE.c.held_gpu_seconds,
-    QUEUED_COUNT.scalar_subquery(),
-).where(_BALANCE.c.tenant == bindparam("tenant"))
+_BALANCE_AND_QUEUE = _RUNNING_BALANCE.add_columns(QUEUED_COUNT.scalar_subquery())
 _CHARGED = select(_BALANCE.c.tenant, _BALANCE.c.charged_krw).where(
     _BALANCE.c.tenant.in_(bindparam("tenants", expanding=True))
 )

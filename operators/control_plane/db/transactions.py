@@ -6,16 +6,16 @@ the database's single writer). The store's calls made inside the section join it
 
 Admission, dispatch and stop use :meth:`Database.tenant_section` instead: on PostgreSQL the same tenant
 lock; on SQLite (one process) a lock on the tenant in this process only, its reads in their own
-snapshot, its writes short transactions of their own, an admission's rows written by
-:meth:`Database.insert` -- a group commit: the rows of every admission waiting for the writer go in one
-transaction, and each returns once that transaction is committed.
+snapshot, its writes short transactions of their own through :meth:`Database.group_write` -- a group
+commit: the writes of every thread waiting for the writer go in one transaction (an admission's rows:
+:func:`..admission_writes.write_admission`), and each returns once that transaction is committed.
 """
 
 from __future__ import annotations
 
 import threading
 from contextlib import contextmanager, nullcontext
-from typing import Any, Callable, ContextManager, Iterator, TypeVar
+from typing import Callable, ContextManager, Iterator, TypeVar
 
 from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -46,42 +46,31 @@ class Database:
         self._tenant_locks_guard = threading.Lock()
         self._group = GroupCommit(self._writer) if self.inline_writes else None  # SQLite: the writes of many threads
 
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A read transaction (and, on PostgreSQL, any transaction); inside a locked section, its own."""
-        current: Session | None = getattr(self._section, "session", None)
-        if current is not None:
-            yield current
-            return
-        with self._sessions.begin() as session:
-            yield session
+    def _current(self) -> Session | None:
+        """The transaction of this thread's locked section, if it is in one."""
+        return getattr(self._section, "session", None)
 
-    @contextmanager
-    def read(self) -> Iterator[Connection]:
+    def session(self) -> ContextManager[Session]:
+        """A read transaction (and, on PostgreSQL, any transaction); inside a locked section, its own."""
+        current = self._current()
+        return nullcontext(current) if current is not None else self._sessions.begin()
+
+    def read(self) -> ContextManager[Connection]:
         """A connection for a few reads of plain rows (no ORM session around them); inside a locked section,
         the section's."""
-        current: Session | None = getattr(self._section, "session", None)
-        if current is not None:
-            yield current.connection()
-            return
-        with self.engine.connect() as conn:
-            yield conn
+        current = self._current()
+        return nullcontext(current.connection()) if current is not None else self.engine.connect()
 
-    @contextmanager
-    def write_session(self) -> Iterator[Session]:
+    def write_session(self) -> ContextManager[Session]:
         """A transaction that writes; inside a locked section, the section's."""
-        current: Session | None = getattr(self._section, "session", None)
-        if current is not None:
-            yield current
-            return
-        with self._writer() as session:
-            yield session
+        current = self._current()
+        return nullcontext(current) if current is not None else self._writer()
 
     @contextmanager
     def lock(self, name: str) -> Iterator[Session]:
         """A section serialised across replicas on ``name``: one transaction, committed at its end."""
-        current: Session | None = getattr(self._section, "session", None)
-        with nullcontext(current) if current is not None else self.write_session() as session:
+        current = self._current()
+        with self.write_session() as session:
             if session.get_bind().dialect.name == "postgresql":
                 session.execute(select(func.pg_advisory_xact_lock(lock_key(name))))
             else:
@@ -102,7 +91,7 @@ class Database:
         replica). SQLite (a single process): a lock on the tenant here (re-entered by the thread that holds it),
         holding no database lock, so other tenants' work reads and writes meanwhile: a backend call made in the
         section (a dispatch) does not hold the database's one writer. Its writes are transactions of their own
-        (an admission's rows go through :meth:`insert`).
+        (:meth:`group_write`).
 
         Whatever else writes a tenant's rows meanwhile (the sync, charges, releases) only lowers its
         queued and running jobs or raises its balance, so a check read here stays on the safe side."""
@@ -123,16 +112,11 @@ class Database:
             finally:
                 held.discard(tenant)
 
-    def insert(self, rows: list[Any]) -> None:
-        """Write new rows durably (:meth:`group_write`); returns once they are committed (or raises: none written)."""
-        self.group_write(lambda s: s.add_all(rows))
-
     def group_write(self, work: Callable[[Session], T]) -> T:
         """Run ``work`` in a write transaction: the current locked section's, or (SQLite) a group commit
         (:class:`GroupCommit`) with the work of every thread waiting for the writer. Returns ``work``'s result
         once that transaction is committed."""
-        current: Session | None = getattr(self._section, "session", None)
-        if current is not None or self._group is None:
+        if self._current() is not None or self._group is None:
             with self.write_session() as s:
                 return work(s)
         result: T = self._group.run(work)
