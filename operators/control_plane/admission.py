@@ -5,7 +5,9 @@ largest node (CPUs, GPUs, memory), when its max run time is above the tenant's c
 tenant's grant period, when its hold (its maximum cost) does not fit the grant's balance under the
 grant's enforcement mode (:mod:`.money`), or when the tenant already has its cap of queued jobs.
 An admitted job's hold is written in the same transaction as its record.
-Whether it fits the tenant's *current* free quota is the dispatcher's question, not admission's.
+Whether it fits the tenant's *current* free quota is the dispatcher's question, not admission's; admission only
+notes the answer it can read for free (:mod:`.room`): a job there is no room for now is stored saying why and
+left to the sync, which hands the queue on, oldest first, as the tenant's jobs end.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from operators.control_plane.errors import ServiceError
 from operators.control_plane.db.money import Balance, MoneyLedger
 from operators.control_plane.db.pricing import PRICED_KEY, Hold, JobShape
 from operators.control_plane.db.store import JobRow, Store
+from operators.control_plane.room import no_room
 from operators.control_plane.tenant_storage import TenantStorage
 from operators.control_plane.db.ledger import Ledger
 from testbed import jobs as J
@@ -34,6 +37,9 @@ from operators.control_plane.data_params import resolve_data_params
 from testbed.storage import package_sha256
 from testbed.templates import TemplateError, get_template
 from testbed.errors import ErrorCode
+
+
+QUEUED = "queued"  # an admitted job's message until dispatch tries it
 
 
 class Admission:
@@ -81,13 +87,15 @@ class Admission:
         now: float,
         priced: Hold | None,
     ) -> JobRow:
-        balance, queued = None, None
+        balance = None
         if self.money is not None and priced is not None and priced.priced:
-            balance, queued = self.money.balance_and_queue(tenant.id)  # one read for both checks
+            balance, jobs = self.money.balance_and_jobs(tenant.id)  # one read for all the checks
+        else:
+            jobs = self.store.tenant_jobs(tenant.id)
         quote, hold = self._price(tenant, spec, max_runtime, now, priced, balance)
         if not quote.fits:
             raise ServiceError(ErrorCode(quote.refusal or ErrorCode.GRANT_INSUFFICIENT), quote.reason)
-        self._check_queue(tenant, queued)
+        self._check_queue(tenant, jobs.queued)
         job_id = "job-" + uuid.uuid4().hex[:16]
         row = JobRow(
             id=job_id,
@@ -112,8 +120,10 @@ class Admission:
             memory_bytes=spec.memory,
             submitted_at=now,
             dispatched=False,
-            message="queued",
         )
+        # No room in the tenant's quota now: the job waits, saying why, for the sync to hand it on as jobs end
+        # (dispatch does not look at it again before). A backend that queues jobs itself (Kueue) gets it at once.
+        row.message = (None if self.backend.queues_jobs else no_room(tenant, jobs.held, row)) or QUEUED
         entry = None
         if self.money is not None and hold is not None and hold.priced:
             entry = self.money.hold_row(job_id, tenant.id, hold, self._shape(spec, max_runtime), now)
@@ -287,10 +297,9 @@ class Admission:
                 ErrorCode.CAPACITY_EXCEEDED, f"job asks for {', '.join(beyond)}: no node can ever run it"
             )
 
-    def _check_queue(self, tenant: Tenant, queued: int | None = None) -> None:
-        """Back-pressure: a tenant may park only so many jobs that wait for room (``queued``: already read)."""
+    def _check_queue(self, tenant: Tenant, queued: int) -> None:
+        """Back-pressure: a tenant may park only so many jobs that wait (``queued`` of them do)."""
         cap = self.settings.max_queued_jobs_per_tenant
-        queued = self.store.queued_count(tenant.id) if queued is None else queued
         if queued >= cap:
             raise ServiceError(
                 ErrorCode.QUEUE_FULL,

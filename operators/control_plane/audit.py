@@ -143,7 +143,7 @@ def enqueue(conn: Connection, actions: list[Action]) -> None:
         conn.execute(insert(AuditInboxRow.__table__), [_unchained(kind, fields) for kind, fields in actions])
 
 
-DRAIN_BATCH = 2000  # inbox rows linked per transaction
+DRAIN_BATCH = 256  # inbox rows linked per transaction: a short hold of the writer each
 
 
 def drain(store: Store) -> int:

@@ -31,8 +31,9 @@ from operators.control_plane.errors import ServiceError
 from operators.control_plane.db.lease import RECONCILER, Lease
 from operators.control_plane.db import money_rounds
 from operators.control_plane.db.money import MoneyLedger
-from operators.control_plane.db.store import JobRow, QueuedJob, Store
+from operators.control_plane.db.store import NOTHING_HELD, JobRow, QueuedJob, Store
 from operators.control_plane.launch import launch_request
+from operators.control_plane.room import no_room, waits_for_room
 from operators.control_plane.observation import backend_ref, observed_changes
 from testbed.clock import SYSTEM_CLOCK, Clock
 from testbed.config import Tenant
@@ -49,24 +50,6 @@ RESTOP_SECONDS = 10.0  # a job the reconciler must stop (max run time, grant) is
 
 
 STOP_SETTLE_SECONDS = 3.0  # how long a stop waits for the backend's word on a job that was starting
-
-
-_NOTHING_HELD = (0, 0.0, 0, 0)
-
-
-def _no_room(tenant: Tenant, held: tuple[int, float, int, int], row: JobRow | QueuedJob) -> str | None:
-    """None if what the tenant's running jobs hold (jobs, CPUs, GPUs, memory) leaves room for the job, else why not."""
-    quota = tenant.quota
-    jobs, cpus, gpus, memory = held
-    if jobs >= quota.max_running_jobs:
-        return f"queued: tenant runs {jobs} of {quota.max_running_jobs} allowed jobs"
-    if cpus + row.cpus > quota.cpus:
-        return f"queued: tenant's running jobs hold {cpus:g} of {quota.cpus} CPUs"
-    if gpus + row.gpus > quota.gpus:
-        return f"queued: tenant's running jobs hold {gpus} of {quota.gpus} GPUs"
-    if memory + row.memory_bytes > quota.memory:
-        return "queued: tenant's running jobs hold its memory quota"
-    return None
 
 
 class Dispatcher:
@@ -190,12 +173,12 @@ class Dispatcher:
             tenant = self.tenants.get(job.tenant)
             if tenant is None:
                 continue
-            mine = held.get(job.tenant, _NOTHING_HELD)
+            mine = held.get(job.tenant, NOTHING_HELD)
             # A backend that queues jobs itself (Kueue) gets them at once: one queue, not two.
-            reason = None if self.backend.queues_jobs else _no_room(tenant, mine, job)
+            reason = None if self.backend.queues_jobs else no_room(tenant, mine, job)
             if reason is None:
                 candidates.setdefault(job.tenant, []).append(job)
-                held[job.tenant] = (mine[0] + 1, mine[1] + job.cpus, mine[2] + job.gpus, mine[3] + job.memory_bytes)
+                held[job.tenant] = mine.plus(job)
             elif job.tenant not in told:
                 told.add(job.tenant)
                 if job.tenant not in candidates and job.message != reason:
@@ -246,7 +229,11 @@ class Dispatcher:
 
     # -- dispatch -------------------------------------------------------------------------
     def dispatch(self, row: JobRow) -> JobRow:
-        """Hand an admitted job to the backend now if it fits; else it stays queued for the sync."""
+        """Hand an admitted job to the backend now if it fits; else it stays queued for the sync. A job that
+        admission found no room for (its message says so) is not tried: only an end makes room, and the sync
+        that sees the end hands the queue on, oldest first."""
+        if not row.dispatched and waits_for_room(row.message):
+            return row
         return self._try_dispatch(row) or row
 
     def _try_dispatch(self, row: JobRow | QueuedJob) -> JobRow | None:
@@ -276,7 +263,7 @@ class Dispatcher:
 
     def _fits_now(self, row: JobRow) -> str | None:
         """None if the tenant's running jobs leave room for this one, else why not."""
-        return _no_room(self.tenants[row.tenant], self.store.held_by(row.tenant, exclude=row.id), row)
+        return no_room(self.tenants[row.tenant], self.store.held_by(row.tenant, exclude=row.id), row)
 
     # -- reconcile ------------------------------------------------------------------------
     def refresh(self, row: JobRow) -> JobRow:

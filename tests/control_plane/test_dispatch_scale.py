@@ -137,3 +137,33 @@ def test_a_freed_slot_goes_to_the_oldest_queued_job_in_one_round(tmp_path):
         assert states == [True, False, False, False, False], states
     finally:
         plane.shutdown()
+
+
+def test_a_job_admitted_without_room_says_why_at_once_and_waits_for_the_sync(tmp_path):
+    plane, tenants = _plane(tmp_path, f"sqlite:///{tmp_path / 'cp.db'}")
+    try:
+        who = Principal(subject=tenants[0], role="tenant")
+        first = plane.dispatch(plane.admit(who, JobSpec(entrypoint=LONG, cpus=1)))
+        assert first.dispatched and first.message == ""
+        backend_calls = []
+        submit = plane.dispatcher.backend.submit
+        plane.dispatcher.backend.submit = lambda request: backend_calls.append(request) or submit(request)
+        waiting = plane.admit(who, JobSpec(entrypoint=LONG, cpus=1))
+        assert waiting.message == "queued: tenant runs 1 of 1 allowed jobs"  # the admission read says so
+        assert plane.store.get_job(waiting.id).message == waiting.message  # stored with the record
+        statements = []
+
+        def record(_conn, _cursor, statement, *_args) -> None:
+            statements.append(statement)
+
+        event.listen(plane.store.engine, "before_cursor_execute", record)
+        assert plane.dispatch(waiting) is waiting  # not tried again (no lock, no read): no room until an end
+        event.remove(plane.store.engine, "before_cursor_execute", record)
+        assert statements == [] and backend_calls == []
+        other = plane.admit(Principal(subject=tenants[1], role="tenant"), JobSpec(entrypoint=LONG, cpus=1))
+        assert other.message == "queued" and plane.dispatch(other).dispatched  # another tenant's room is its own
+        plane.stop(who, first.id)
+        plane.dispatcher.sync_once()  # the end makes room: the sync hands the waiting job on
+        assert plane.store.get_job(waiting.id).dispatched and len(backend_calls) == 2
+    finally:
+        plane.shutdown()

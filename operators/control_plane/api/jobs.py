@@ -12,6 +12,7 @@ from operators.control_plane.api.deps import Caller, PathId, Plane
 from operators.control_plane.db.store import JobRow
 from operators.control_plane.errors import error_responses
 from operators.control_plane.guards import CURSOR_PATTERN, decode_cursor, encode_cursor
+from operators.control_plane.room import waits_for_room
 from testbed.jobs import Job, JobList, JobLogs, JobSpec, JobStatus
 from testbed.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from testbed.money import Quote
@@ -79,9 +80,16 @@ def with_notices(plane: Any, jobs: list[Job]) -> list[Job]:
 async def submit_job(spec: JobSpec, caller: Caller, plane: Plane, request: Request) -> Job:
     # Admission (checks and one insert) runs on a few threads of its own, never the event loop (a locked
     # database holds up this request, 503 after DB_TIMEOUT_SECONDS, not every other one), and not on dozens of
-    # request threads contending for the GIL mid-admission. The backend call runs on the dispatch threads.
+    # request threads contending for the GIL mid-admission. The backend call runs on the dispatch threads; a job
+    # that waits for room in its tenant's quota (admission saw none) has no backend call to make.
+    def admit() -> tuple[JobRow, Job | None]:
+        row = plane.admit(caller, spec)
+        return row, view(plane, row) if waits_for_room(row.message) else None
+
     loop = asyncio.get_running_loop()
-    row = await loop.run_in_executor(request.app.state.admitters, plane.admit, caller, spec)
+    row, waiting = await loop.run_in_executor(request.app.state.admitters, admit)
+    if waiting is not None:
+        return waiting
     return await loop.run_in_executor(request.app.state.dispatchers, lambda: view(plane, plane.dispatch(row)))
 
 

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from operators.control_plane.db.models import JobRow, MoneyBalanceRow, MoneyJobRow, MoneyLedgerRow
 from operators.control_plane.db.pricing import JobShape, Hold, price_pieces
-from operators.control_plane.db.store import QUEUED_COUNT, Store
+from operators.control_plane.db.store import TENANT_JOBS, Store, TenantJobs, tenant_jobs_of
 from testbed.config import StackConfig, Tenant
 from testbed.money import (
     Enforcement,
@@ -52,8 +52,10 @@ _BALANCE = MoneyBalanceRow.__table__
 _RUNNING_BALANCE = select(
     _BALANCE.c.charged_krw, _BALANCE.c.charged_gpu_seconds, _BALANCE.c.held_krw, _BALANCE.c.held_gpu_seconds
 ).where(_BALANCE.c.tenant == bindparam("tenant"))
-# Admission's two reads in one statement: the tenant's running balance and how many of its jobs wait.
-_BALANCE_AND_QUEUE = _RUNNING_BALANCE.add_columns(QUEUED_COUNT.scalar_subquery())
+# Admission's reads in one statement: the tenant's jobs (how many wait, what the running ones hold) and its
+# running balance (none before its first ledger entry: the outer join's NULLs).
+_TENANT_JOBS = TENANT_JOBS.subquery()
+_BALANCE_AND_JOBS = select(_TENANT_JOBS, *_RUNNING_BALANCE.selected_columns).select_from(_TENANT_JOBS.outerjoin(_BALANCE, _BALANCE.c.tenant == bindparam("tenant")))
 _CHARGED = select(_BALANCE.c.tenant, _BALANCE.c.charged_krw).where(
     _BALANCE.c.tenant.in_(bindparam("tenants", expanding=True))
 )
@@ -160,14 +162,12 @@ class MoneyLedger:
                 for job_id, hold, charged in conn.execute(_JOB_MONEY, {"ids": job_ids})
             }
 
-    def balance_and_queue(self, tenant_id: str) -> tuple["Balance", int]:
-        """A tenant's balance and how many of its jobs wait (admitted, not dispatched), in one read."""
+    def balance_and_jobs(self, tenant_id: str) -> tuple["Balance", TenantJobs]:
+        """A tenant's balance, how many of its jobs wait and what its running ones hold, in one read."""
         with self.store.read() as conn:
-            row = conn.execute(_BALANCE_AND_QUEUE, {"tenant": tenant_id}).first()
-        if row is None:  # no ledger entry yet: no balance row
-            return self._balance(tenant_id, 0, 0, 0, 0), self.store.queued_count(tenant_id)
-        charged, charged_gpu, held, held_gpu, queued = row
-        return self._balance(tenant_id, int(charged), int(charged_gpu), int(held), int(held_gpu)), int(queued)
+            row = conn.execute(_BALANCE_AND_JOBS, {"tenant": tenant_id}).one()
+        charged, charged_gpu, held, held_gpu = (int(value or 0) for value in row[5:])
+        return self._balance(tenant_id, charged, charged_gpu, held, held_gpu), tenant_jobs_of(row)
 
     def read_balance(self, s: Session | Connection, tenant_id: str) -> "Balance":
         """A tenant's balance from its running balance (:mod:`.balances`: one row, kept with every entry)."""

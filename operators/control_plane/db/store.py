@@ -32,20 +32,56 @@ ACTIVE_STATUSES = [status.value for status in JobStatus if status not in TERMINA
 # The message the testbed gives a job it stops (max run time, grant, idle GPUs) starts so; it is the job's last
 # word: no later observation of the backend (its own "stopped", from any replica) replaces it.
 STOP_REASON_PREFIX = "stopped:"
+
+
+class Held(NamedTuple):
+    """What a tenant's dispatched, unfinished jobs hold."""
+
+    jobs: int
+    cpus: float
+    gpus: int
+    memory_bytes: int
+
+    def plus(self, job: "QueuedJob | JobRow") -> "Held":
+        """What they hold once ``job`` is dispatched too."""
+        return Held(self.jobs + 1, self.cpus + job.cpus, self.gpus + job.gpus, self.memory_bytes + job.memory_bytes)
+
+
+NOTHING_HELD = Held(0, 0.0, 0, 0)
+
+
+class TenantJobs(NamedTuple):
+    """A tenant's unfinished jobs as admission counts them: how many wait (admitted, not dispatched), what the
+    dispatched ones hold."""
+
+    queued: int
+    held: Held
+
+
+def _held_columns(dispatched: Any) -> list[Any]:
+    return [
+        func.count(JobRow.id).filter(dispatched),
+        func.coalesce(func.sum(JobRow.cpus).filter(dispatched), 0.0),
+        func.coalesce(func.sum(JobRow.gpus).filter(dispatched), 0),
+        func.coalesce(func.sum(JobRow.memory_bytes).filter(dispatched), 0),
+    ]
+
+
+def tenant_jobs_of(row: Any) -> TenantJobs:
+    """:class:`TenantJobs` from a row that starts with :data:`TENANT_JOBS`'s columns."""
+    queued, count, cpus, gpus, memory = row[:5]
+    return TenantJobs(int(queued), Held(int(count), float(cpus), int(gpus), int(memory)))
+
+
 # The hot reads of admission and dispatch, built once (a statement built per call costs more than its query).
-_HELD_BY = select(
-    func.count(JobRow.id),
-    func.coalesce(func.sum(JobRow.cpus), 0.0),
-    func.coalesce(func.sum(JobRow.gpus), 0),
-    func.coalesce(func.sum(JobRow.memory_bytes), 0),
-).where(
+_HELD_BY = select(*_held_columns(JobRow.dispatched.is_(True))).where(
     JobRow.tenant == bindparam("tenant"),
-    JobRow.dispatched.is_(True),
     JobRow.status.in_(ACTIVE_STATUSES),
     JobRow.id != bindparam("exclude"),
 )
-QUEUED_COUNT = select(func.count(JobRow.id)).where(  # ix_jobs_tenant_status: the tenant's unfinished jobs only
-    JobRow.tenant == bindparam("tenant"), JobRow.status.in_(ACTIVE_STATUSES), JobRow.dispatched.is_(False)
+# One pass over the tenant's unfinished jobs (ix_jobs_tenant_status: finished jobs are not read).
+TENANT_JOBS = select(func.count(JobRow.id).filter(JobRow.dispatched.is_(False)), *_held_columns(JobRow.dispatched.is_(True))).where(
+    JobRow.tenant == bindparam("tenant"), JobRow.status.in_(ACTIVE_STATUSES)
 )
 
 _JOBS = JobRow.__table__
@@ -221,8 +257,8 @@ class Store(Database):
         with self.session() as s:
             return [QueuedJob(*row) for row in s.execute(query)]
 
-    def held_by_tenant(self) -> dict[str, tuple[int, float, int, int]]:
-        """What each tenant's dispatched, unfinished jobs hold: (jobs, CPUs, GPUs, memory bytes), in one read."""
+    def held_by_tenant(self) -> dict[str, Held]:
+        """What each tenant's dispatched, unfinished jobs hold, in one read."""
         query = (
             select(
                 JobRow.tenant,
@@ -236,20 +272,20 @@ class Store(Database):
         )
         with self.session() as s:
             return {
-                tenant: (int(count), float(cpus), int(gpus), int(memory))
+                tenant: Held(int(count), float(cpus), int(gpus), int(memory))
                 for tenant, count, cpus, gpus, memory in s.execute(query)
             }
 
-    def held_by(self, tenant: str, exclude: str | None = None) -> tuple[int, float, int, int]:
-        """What a tenant's dispatched, unfinished jobs hold: (jobs, CPUs, GPUs, memory bytes)."""
+    def held_by(self, tenant: str, exclude: str | None = None) -> Held:
+        """What a tenant's dispatched, unfinished jobs hold (but ``exclude``)."""
         with self.read() as conn:
             count, cpus, gpus, memory = conn.execute(_HELD_BY, {"tenant": tenant, "exclude": exclude or ""}).one()
-        return int(count), float(cpus), int(gpus), int(memory)
+        return Held(int(count), float(cpus), int(gpus), int(memory))
 
-    def queued_count(self, tenant: str) -> int:
-        """How many of a tenant's jobs wait, admitted and not yet dispatched."""
+    def tenant_jobs(self, tenant: str) -> TenantJobs:
+        """How many of a tenant's jobs wait and what its dispatched ones hold, in one read."""
         with self.read() as conn:
-            return int(conn.execute(QUEUED_COUNT, {"tenant": tenant}).scalar_one())
+            return tenant_jobs_of(conn.execute(TENANT_JOBS, {"tenant": tenant}).one())
 
     def idle_gpu_seconds(self, tenants: list[str] | None = None) -> dict[str, float]:
         """Tenant -> GPU-seconds its jobs held idle (operators/control_plane/idle.py)."""
