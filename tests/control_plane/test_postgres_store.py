@@ -59,7 +59,7 @@ def test_two_replicas_fold_usage_into_one_totals_row_exactly(postgres_url):
         Ledger(store).install()
     barrier = threading.Barrier(2)
     for store in replicas:  # runs before the ledger's fold, in the same transaction
-        store.on_terminal.insert(0, lambda _session, _row: barrier.wait(timeout=30))
+        store.on_terminal.insert(0, lambda _session, _rows: barrier.wait(timeout=30))
     tenants = [f"race-{uuid.uuid4().hex[:8]}" for _ in range(4)]
     t0 = 1_780_000_000.0
     try:

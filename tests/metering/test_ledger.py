@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from operators.control_plane.db.store import Store
-from operators.control_plane.db.ledger import Ledger, fold_job
-from operators.control_plane.db.models import UsageTotalRow
+from operators.control_plane.db.ledger import Ledger, fold_jobs
+from operators.control_plane.db.models import JobRow, UsageTotalRow
 from .helpers import add_job
 
 GIB = 2**30
@@ -63,7 +63,7 @@ def test_terminal_hook_folds_each_job_once(store: Store, ledger: Ledger) -> None
     job = add_job(store, "a", "SUCCEEDED", started=T0, ended=T0 + 10, cpus=1)
     store.update_job(job, status="FAILED", ended_at=T0 + 999)  # a terminal record is final
     ledger.install()  # installing twice does not register the hook twice
-    assert store.on_terminal.count(fold_job) == 1
+    assert store.on_terminal.count(fold_jobs) == 1
     meter = ledger.snapshot(now=T0 + 2000)["a"]
     assert meter.cpu_seconds == pytest.approx(10) and meter.jobs["SUCCEEDED"] == 1 and meter.jobs["FAILED"] == 0
 
@@ -138,3 +138,29 @@ def test_jobs_ending_in_one_sync_round_are_all_folded(store: Store, ledger: Ledg
     meter = ledger.snapshot(now=T0 + 100)["a"]
     assert meter.gpu_seconds == {"l4": pytest.approx(10 + 20 + 30)}
     assert meter.jobs["SUCCEEDED"] == 3 and meter.jobs["RUNNING"] == 0
+
+
+def test_jobs_ending_in_one_sync_batch_are_each_folded_once(store: Store, ledger: Ledger) -> None:
+    jobs = [
+        add_job(store, "a", "RUNNING", started=T0, cpus=2, gpus=1, gpu_model="l4"),
+        add_job(store, "a", "RUNNING", started=T0, cpus=1),
+        add_job(store, "b", "RUNNING", started=T0, cpus=4, gpus=2, gpu_model="l4"),
+        add_job(store, "b", "PENDING", started=None, cpus=1),
+    ]
+    with store.write_session() as s:  # one folded already (another replica got there first): not counted again
+        done = JobRow(id=jobs[1], tenant="a", status="SUCCEEDED", cpus=1, gpus=0, memory_bytes=0, started_at=T0)
+        done.ended_at = T0 + 5
+        fold_jobs(s, [done])
+    store.update_jobs(
+        {
+            jobs[0]: {"status": "SUCCEEDED", "ended_at": T0 + 100},
+            jobs[1]: {"status": "SUCCEEDED", "ended_at": T0 + 50},  # folded before: its first fold stands
+            jobs[2]: {"status": "FAILED", "ended_at": T0 + 10},
+            jobs[3]: {"status": "STOPPED", "ended_at": T0 + 10},
+        }
+    )
+    meters = ledger.snapshot(now=T0 + 1000)
+    assert meters["a"].jobs["SUCCEEDED"] == 2 and meters["a"].cpu_seconds == pytest.approx(2 * 100 + 1 * 5)
+    assert meters["a"].gpu_seconds == {"l4": pytest.approx(100)}
+    assert meters["b"].jobs["FAILED"] == 1 and meters["b"].jobs["STOPPED"] == 1
+    assert meters["b"].cpu_seconds == pytest.approx(40) and meters["b"].gpu_seconds == {"l4": pytest.approx(20)}

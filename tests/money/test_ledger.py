@@ -15,7 +15,7 @@ from operators.control_plane.db import money_rounds
 from operators.control_plane.db.money import MoneyLedger
 from operators.control_plane.db.pricing import price_pieces
 from operators.control_plane.db.store import Store
-from operators.control_plane.db.ledger import fold_job
+from operators.control_plane.db.ledger import fold_jobs
 from testbed.config import LOCAL_POOL, load_region, pricing_pool
 from testbed.money import KST, LedgerKind, round_half_up
 
@@ -194,13 +194,14 @@ def test_opening_entries_equal_todays_usage_times_the_price(tmp_path, request):
             # today's usage, folded by the metering ledger's own fold (the jobs table of that schema lacks columns
             # that later revisions add, so the finished jobs are handed to the fold as they were recorded)
             with old.write_session() as s:
-                for job_id, tenant, cpus, gpus, memory, seconds in [
+                jobs = [
                     ("job-a1", "changwon-precision", 2, 1, 4 * GIB, 3600),  # 2,800 + 2 x 45 + 4 x 6 = 2,914
                     ("job-a2", "changwon-precision", 1, 0, 1 * GIB, 1800),  # (45 + 6) / 2 = 25.5
                     ("job-b1", "gimhae-robotics", 1, 0, 1 * GIB, 100),  # 51 x 100 / 3600 = 1.4167
-                ]:
-                    fold_job(
-                        s,
+                ]
+                fold_jobs(
+                    s,
+                    [
                         JobRow(
                             id=job_id,
                             tenant=tenant,
@@ -211,8 +212,10 @@ def test_opening_entries_equal_todays_usage_times_the_price(tmp_path, request):
                             memory_bytes=memory,
                             started_at=T0,
                             ended_at=T0 + seconds,
-                        ),
-                    )
+                        )
+                        for job_id, tenant, cpus, gpus, memory, seconds in jobs
+                    ],
+                )
         finally:
             old.close()
         prices = migrate.opening_prices(STACK, "noop", now=T0)

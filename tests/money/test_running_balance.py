@@ -123,10 +123,28 @@ def test_the_running_balance_follows_every_kind_of_entry(store):  # noqa: F811
     with store.write_session() as s:
         s.add(entry(tenant.id, "charge", 77, "job-r2", gpu_seconds=5))  # after its release: charged, nothing held
     assert_matches_ledger(money)
-    for job_id in jobs:
-        store.update_job(job_id, status="STOPPED", ended_at=T0 + 2000)
+    # the rest end in one sync batch (their last charges and releases written together), one of them alone
+    store.update_jobs({job_id: {"status": "STOPPED", "ended_at": T0 + 2000} for job_id in jobs[1:]})
+    store.update_job(jobs[0], status="STOPPED", ended_at=T0 + 2000)
     assert_matches_ledger(money)
     assert money.balance(tenant.id).held_gpu_seconds == 0
+    with store.session() as s:  # each job released once, after its last charge (job-r2 when it ended above)
+        released = s.execute(
+            select(MoneyLedgerRow.job_id, func.count(), func.max(MoneyLedgerRow.id))
+            .where(MoneyLedgerRow.kind == "release")
+            .group_by(MoneyLedgerRow.job_id)
+        ).all()
+        assert sorted(job_id for job_id, count, _ in released if count == 1) == sorted(jobs)
+        for job_id, _count, release_id in released:  # what it releases: its hold less everything charged before
+            entries = s.execute(
+                select(MoneyLedgerRow.id, MoneyLedgerRow.kind, MoneyLedgerRow.amount_krw).where(
+                    MoneyLedgerRow.job_id == job_id
+                )
+            ).all()
+            hold = sum(amount for _, kind, amount in entries if kind == "hold")
+            charged = sum(amount for id_, kind, amount in entries if kind == "charge" and id_ < release_id)
+            release = next(amount for id_, _, amount in entries if id_ == release_id)
+            assert release == max(0, hold - charged), (job_id, release, hold, charged)
 
 
 def test_rebuild_from_the_ledger_gives_the_kept_balance(store):  # noqa: F811

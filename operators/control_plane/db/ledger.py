@@ -81,24 +81,35 @@ class TenantMeter:
             self.gpu_seconds[model] = self.gpu_seconds.get(model, 0.0) + gpu
 
 
-def fold_job(session: Session, row: JobRow) -> None:
-    """``Store.on_terminal`` hook: add a job that just ended to its tenant's totals, once."""
-    if row.status not in _JOB_COUNTERS:
+def fold_jobs(session: Session, rows: list[JobRow]) -> None:
+    """``Store.on_terminal`` hook: add jobs that just ended to their tenants' totals, each once (one INSERT of the
+    usage rows; the totals of the rows it wrote move by one upsert per tenant and GPU model)."""
+    usage = []
+    for row in rows:
+        if row.status not in _JOB_COUNTERS:
+            continue
+        seconds = metered_seconds(row.started_at, row.ended_at if row.ended_at is not None else time.time())
+        used = {
+            "cpu_seconds": row.cpus * seconds,
+            "gpu_seconds": row.gpus * seconds,
+            "memory_byte_seconds": float(row.memory_bytes) * seconds,
+        }
+        model = gpu_key(row.gpus, row.gpu_model)
+        usage.append({"job_id": row.id, "tenant": row.tenant, "gpu_model": model, "status": row.status, **used})
+    if not usage:
         return
-    seconds = metered_seconds(row.started_at, row.ended_at if row.ended_at is not None else time.time())
-    model = gpu_key(row.gpus, row.gpu_model)
-    used = {
-        "cpu_seconds": row.cpus * seconds,
-        "gpu_seconds": row.gpus * seconds,
-        "memory_byte_seconds": float(row.memory_bytes) * seconds,
-    }
-    dialect = session.get_bind().dialect.name
-    first = session.execute(
-        _fold_once(dialect), {"job_id": row.id, "tenant": row.tenant, "gpu_model": model, "status": row.status, **used}
-    ).first()
-    if first is None:
-        return  # folded before
-    _add_to_totals(session, row.tenant, model, {**used, _JOB_COUNTERS[row.status]: 1})
+    conn = session.connection()
+    written = set(conn.execute(_fold_once(conn.dialect.name), usage).scalars())  # the rows not folded before
+    totals: dict[tuple[str, str], dict[str, float]] = {}
+    for job in usage:
+        if job["job_id"] in written:
+            total = totals.setdefault((job["tenant"], job["gpu_model"]), dict(_ZERO_TOTALS))
+            for name in ("cpu_seconds", "gpu_seconds", "memory_byte_seconds"):
+                total[name] += job[name]
+            total[_JOB_COUNTERS[job["status"]]] += 1
+    if totals:  # in one order (sorted): replicas folding at once never wait on each other's rows in a cycle
+        rows = [{"tenant": tenant, "gpu_model": model, **totals[tenant, model]} for tenant, model in sorted(totals)]
+        conn.execute(_totals_upsert(conn.dialect.name), rows)
 
 
 @lru_cache(maxsize=None)
@@ -122,23 +133,15 @@ _ZERO_TOTALS = {
 }
 
 
-def _add_to_totals(session: Session, tenant: str, model: str, values: dict[str, float]) -> None:
-    """Add ``values`` to a totals row in SQL (``x = x + v``), creating it on first use.
-
-    One atomic INSERT ... ON CONFLICT DO UPDATE: two replicas folding into the same row never lose
-    or double an increment.
-    """
-    statement = _totals_upsert(session.get_bind().dialect.name, tuple(sorted(values)))
-    session.execute(statement, {"tenant": tenant, "gpu_model": model, **{**_ZERO_TOTALS, **values}})
-
-
 @lru_cache(maxsize=None)
-def _totals_upsert(dialect: str, names: tuple[str, ...]) -> Any:
+def _totals_upsert(dialect: str) -> Any:
+    """Add to a totals row in SQL (``x = x + v``), creating it on first use: one atomic INSERT ... ON CONFLICT DO
+    UPDATE, so two replicas folding into the same row never lose or double an increment."""
     table = UsageTotalRow.__table__
     insert = DIALECT_INSERTS[dialect](table)
     return insert.on_conflict_do_update(
         index_elements=[table.c.tenant, table.c.gpu_model],
-        set_={name: table.c[name] + insert.excluded[name] for name in names},
+        set_={name: table.c[name] + insert.excluded[name] for name in _ZERO_TOTALS},
     )
 
 
@@ -153,24 +156,22 @@ class Ledger:
 
     def install(self) -> None:
         """Hook into job completion (once) and fold in finished jobs not folded yet."""
-        if fold_job not in self.store.on_terminal:
-            self.store.on_terminal.append(fold_job)
+        if fold_jobs not in self.store.on_terminal:
+            self.store.on_terminal.append(fold_jobs)
         self.backfill()
 
     def backfill(self) -> None:
         """Fold every finished job that has no usage row yet (idempotent; any replica, any time)."""
         folded = exists().where(UsageJobRow.job_id == JobRow.id)
         with self.store.write_session() as s:
-            for row in s.scalars(select(JobRow).where(JobRow.status.in_(_FINISHED), ~folded)):
-                fold_job(s, row)
+            fold_jobs(s, list(s.scalars(select(JobRow).where(JobRow.status.in_(_FINISHED), ~folded))))
 
     def rebuild(self) -> None:
         """Recompute the usage rows and totals from every finished job (a repair: one replica running)."""
         with self.store.write_session() as s:
             s.execute(delete(UsageJobRow))
             s.execute(delete(UsageTotalRow))
-            for row in s.scalars(select(JobRow).where(JobRow.status.in_(_FINISHED))):
-                fold_job(s, row)
+            fold_jobs(s, list(s.scalars(select(JobRow).where(JobRow.status.in_(_FINISHED)))))
 
     def snapshot(self, now: float | None = None, tenants: Iterable[str] | None = None) -> dict[str, TenantMeter]:
         """Allocated use per tenant right now: finished totals plus active jobs, one statement."""

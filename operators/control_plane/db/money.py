@@ -25,7 +25,7 @@ import logging
 import math
 import time
 from fractions import Fraction
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.orm import Session
@@ -55,15 +55,18 @@ _RUNNING_BALANCE = select(
 # Admission's reads in one statement: the tenant's jobs (how many wait, what the running ones hold) and its
 # running balance (none before its first ledger entry: the outer join's NULLs).
 _TENANT_JOBS = TENANT_JOBS.subquery()
-_BALANCE_AND_JOBS = select(_TENANT_JOBS, *_RUNNING_BALANCE.selected_columns).select_from(_TENANT_JOBS.outerjoin(_BALANCE, _BALANCE.c.tenant == bindparam("tenant")))
+_BALANCE_AND_JOBS = select(_TENANT_JOBS, *_RUNNING_BALANCE.selected_columns).select_from(
+    _TENANT_JOBS.outerjoin(_BALANCE, _BALANCE.c.tenant == bindparam("tenant"))
+)
 _CHARGED = select(_BALANCE.c.tenant, _BALANCE.c.charged_krw).where(
     _BALANCE.c.tenant.in_(bindparam("tenants", expanding=True))
 )
 _JOBS = MoneyJobRow.__table__
 _LEDGER = MoneyLedgerRow
-# A job's charges so far, per price (what accruing more starts from), and its won per kind of entry.
+# Jobs' charges so far, per price (what accruing more starts from), and their won per kind of entry.
 _CHARGED_BY_PRICE = (
     select(
+        _LEDGER.job_id,
         _LEDGER.price_id,
         func.sum(_LEDGER.seconds),
         func.sum(_LEDGER.amount_krw),
@@ -71,13 +74,13 @@ _CHARGED_BY_PRICE = (
         func.sum(_LEDGER.gpu_seconds),
         func.sum(_LEDGER.memory_mib_seconds),
     )
-    .where(_LEDGER.job_id == bindparam("job_id"), _LEDGER.kind == LedgerKind.CHARGE.value)
-    .group_by(_LEDGER.price_id)
+    .where(_LEDGER.job_id.in_(bindparam("job_ids", expanding=True)), _LEDGER.kind == LedgerKind.CHARGE.value)
+    .group_by(_LEDGER.job_id, _LEDGER.price_id)
 )
 _SUMS_BY_KIND = (
-    select(_LEDGER.kind, func.sum(_LEDGER.amount_krw))
-    .where(_LEDGER.job_id == bindparam("job_id"))
-    .group_by(_LEDGER.kind)
+    select(_LEDGER.job_id, _LEDGER.kind, func.sum(_LEDGER.amount_krw))
+    .where(_LEDGER.job_id.in_(bindparam("job_ids", expanding=True)))
+    .group_by(_LEDGER.job_id, _LEDGER.kind)
 )
 _JOB_MONEY = select(_JOBS.c.job_id, _JOBS.c.hold_krw, _JOBS.c.charged_krw).where(
     _JOBS.c.job_id.in_(bindparam("ids", expanding=True))
@@ -242,41 +245,45 @@ class MoneyLedger:
 
         Never beyond its max run time. Idempotent: the seconds already charged are read from the ledger.
         """
+        entries = self._charges(row, _charged_by_price(s, [row.id]).get(row.id, []), until, now)
+        s.add_all(entries)
+        return sum(entry.amount_krw for entry in entries)
+
+    def _charges(self, row: JobRow, done: list[Any], until: float, now: float) -> list[MoneyLedgerRow]:
+        """The charge entries that bring a job's charges (``done``: its sums per price so far) up to ``until``."""
         if row.started_at is None:
-            return 0
+            return []
         tenant = self.tenants.get(row.tenant)
         if tenant is None:
-            return 0
+            return []
         shape = JobShape.of(row)
         limit = row.started_at + shape.max_runtime_seconds if shape.max_runtime_seconds else until
         total = int(math.floor(max(0.0, min(until, limit) - row.started_at)))
-        done = s.execute(_CHARGED_BY_PRICE, {"job_id": row.id}).all()
         covered = sum(int(r[1] or 0) for r in done)
         if total <= covered:
-            return 0
+            return []
         pool = self.pool_of(tenant)
         try:
             pieces = price_pieces(self.stack, pool, row.started_at, covered, total)
         except KeyError:
-            return 0  # no price: money is off for this pool
+            return []  # no price: money is off for this pool
         charged = sum(int(r[2] or 0) for r in done)
         exact = Fraction(0)
         for price_id, _sec, _amount, cpu, gpu, mem in done:
             price = self._prices.get(price_id or "")
             if price is None:
                 log.error("ledger names price %s that the stack file no longer has; job %s", price_id, row.id)
-                return 0
+                return []
             exact += exact_cost(
                 Meter(cpu_milli_seconds=int(cpu), gpu_seconds=int(gpu), memory_mib_seconds=int(mem)), price.rates
             )
-        added = 0
+        entries = []
         for piece in pieces:
             meter = shape.meter(piece.end - piece.start)
             exact += exact_cost(meter, piece.price.rates)
             amount = round_half_up(exact) - charged
             charged += amount
-            added += amount
-            s.add(
+            entries.append(
                 MoneyLedgerRow(
                     at=now,
                     tenant=row.tenant,
@@ -293,39 +300,72 @@ class MoneyLedger:
                     note=f"seconds {piece.start}-{piece.end} of the run",
                 )
             )
-        return added
+        return entries
 
-    def settle(self, s: Session, row: JobRow) -> None:
-        """``Store.on_terminal`` hook: the last charge (to its end) and the release of what is left of the hold."""
+    def settle(self, s: Session, rows: list[JobRow]) -> None:
+        """``Store.on_terminal`` hook: each job's last charge (to its end) and the release of what is left of its
+        hold, for all the jobs that end in ``s``'s transaction at once (two reads, one flush)."""
         now = time.time()
-        if row.started_at is not None:
-            self.accrue(s, row, row.ended_at if row.ended_at is not None else now, now)
-        self.release(s, row, now, f"job {row.status.lower()}: the rest of its hold")
+        ids = [row.id for row in rows]
+        done, sums = _charged_by_price(s, ids), _sums_by_kind(s, ids)
+        charges = {
+            row.id: self._charges(row, done.get(row.id, []), row.ended_at if row.ended_at is not None else now, now)
+            for row in rows
+        }
+        releases = []
+        for row in rows:
+            charged = sum(entry.amount_krw for entry in charges[row.id])
+            note = f"job {row.status.lower()}: the rest of its hold"
+            releases.append(_release_entry(row, sums.get(row.id, {}), charged, now, note))
+        # every charge before every release: the ledger's order (its ids) folds each job's charge before its release
+        s.add_all([entry for row in rows for entry in charges[row.id]])
+        s.add_all([entry for entry in releases if entry is not None])
 
     def release(self, s: Session, row: JobRow, now: float, note: str) -> bool:
         """Release what is left of a job's hold (its row locked in ``s``), once; whether a release was written."""
-        sums = dict(s.execute(_SUMS_BY_KIND, {"job_id": row.id}).all())
-        if LedgerKind.HOLD.value not in sums or LedgerKind.RELEASE.value in sums:
-            return False
-        left = max(0, int(sums[LedgerKind.HOLD.value]) - int(sums.get(LedgerKind.CHARGE.value) or 0))
-        s.add(
-            MoneyLedgerRow(
-                at=now,
-                tenant=row.tenant,
-                job_id=row.id,
-                kind=LedgerKind.RELEASE.value,
-                amount_krw=left,
-                pool=None,
-                price_id=None,
-                seconds=0,
-                cpu_milli_seconds=0,
-                gpu_seconds=0,
-                memory_mib_seconds=0,
-                actor=None,
-                note=note,
-            )
-        )
-        return True
+        entry = _release_entry(row, _sums_by_kind(s, [row.id]).get(row.id, {}), 0, now, note)
+        if entry is not None:
+            s.add(entry)
+        return entry is not None
+
+
+def _charged_by_price(s: Session, job_ids: list[str]) -> dict[str, list[Any]]:
+    """Job id -> its charges so far, a row per price: (price id, seconds, won, CPU milli-s, GPU-s, memory MiB-s)."""
+    out: dict[str, list[Any]] = {}
+    for job_id, *sums in s.execute(_CHARGED_BY_PRICE, {"job_ids": job_ids}):
+        out.setdefault(job_id, []).append(tuple(sums))
+    return out
+
+
+def _sums_by_kind(s: Session, job_ids: list[str]) -> dict[str, dict[str, int]]:
+    """Job id -> won of its ledger entries per kind."""
+    out: dict[str, dict[str, int]] = {}
+    for job_id, kind, amount in s.execute(_SUMS_BY_KIND, {"job_ids": job_ids}):
+        out.setdefault(job_id, {})[kind] = int(amount or 0)
+    return out
+
+
+def _release_entry(row: JobRow, sums: dict[str, int], charging: int, now: float, note: str) -> MoneyLedgerRow | None:
+    """The release of what is left of a job's hold (``sums``: its won per kind so far, ``charging``: won of charges
+    written with it), or None: no hold, or released already."""
+    if LedgerKind.HOLD.value not in sums or LedgerKind.RELEASE.value in sums:
+        return None
+    left = max(0, sums[LedgerKind.HOLD.value] - sums.get(LedgerKind.CHARGE.value, 0) - charging)
+    return MoneyLedgerRow(
+        at=now,
+        tenant=row.tenant,
+        job_id=row.id,
+        kind=LedgerKind.RELEASE.value,
+        amount_krw=left,
+        pool=None,
+        price_id=None,
+        seconds=0,
+        cpu_milli_seconds=0,
+        gpu_seconds=0,
+        memory_mib_seconds=0,
+        actor=None,
+        note=note,
+    )
 
 
 class Balance(TenantBalance):

@@ -80,9 +80,9 @@ _HELD_BY = select(*_held_columns(JobRow.dispatched.is_(True))).where(
     JobRow.id != bindparam("exclude"),
 )
 # One pass over the tenant's unfinished jobs (ix_jobs_tenant_status: finished jobs are not read).
-TENANT_JOBS = select(func.count(JobRow.id).filter(JobRow.dispatched.is_(False)), *_held_columns(JobRow.dispatched.is_(True))).where(
-    JobRow.tenant == bindparam("tenant"), JobRow.status.in_(ACTIVE_STATUSES)
-)
+TENANT_JOBS = select(
+    func.count(JobRow.id).filter(JobRow.dispatched.is_(False)), *_held_columns(JobRow.dispatched.is_(True))
+).where(JobRow.tenant == bindparam("tenant"), JobRow.status.in_(ACTIVE_STATUSES))
 
 _JOBS = JobRow.__table__
 # A queued job handed to the backend: not an end, so nothing else moves with it (no money, usage or audit row).
@@ -114,8 +114,9 @@ class Store(Database):
     """Tokens and jobs, behind short transactions; the schema is brought up to date first."""
 
     def __init__(self, url: str, migrate: bool = True, opening_prices: dict[str, Any] | None = None):
-        # Called inside the transaction that moves a job into a terminal state (e.g. the ledger).
-        self.on_terminal: list[Callable[[Session, JobRow], None]] = []
+        # Called inside the transaction that moves jobs into a terminal state (e.g. the ledger), once with all of
+        # them (a sync batch ends many at once).
+        self.on_terminal: list[Callable[[Session, list[JobRow]], None]] = []
         balances.install()  # every ledger entry moves its tenant's running balance in its own transaction
         if migrate:
             upgrade(url, opening_prices=opening_prices)
@@ -313,10 +314,14 @@ class Store(Database):
                     select(JobRow).where(JobRow.id.in_(sorted(changes))).order_by(JobRow.id).with_for_update()
                 )
             }
+            ended = []
             for job_id, job_changes in changes.items():
-                row = self._apply(s, job_id, job_changes, locked.get(job_id))
+                row, ends = self._change(s, job_id, job_changes, locked.get(job_id))
                 if row is not None:
                     rows.append(row)
+                if ends:
+                    ended.append(row)
+            self._ended(s, ended)
         return rows
 
     def mark_dispatched(self, row: JobRow, ref: str, now: float) -> JobRow | None:
@@ -344,13 +349,29 @@ class Store(Database):
         group commit with other threads' writes."""
         return self.group_write(lambda s: self._apply(s, job_id, changes))
 
-    def _apply(self, s: Session, job_id: str, changes: dict[str, Any], row: JobRow | None = None) -> JobRow | None:
-        """Change a job (``row``: already read and locked in ``s``) and run the terminal hooks if it ends."""
+    def _apply(self, s: Session, job_id: str, changes: dict[str, Any]) -> JobRow | None:
+        """Change a job and run the terminal hooks if it ends."""
+        row, ends = self._change(s, job_id, changes)
+        if ends:
+            self._ended(s, [row])
+        return row
+
+    def _ended(self, s: Session, rows: list[Any]) -> None:
+        """The terminal hooks, once for all the jobs that end in ``s``'s transaction."""
+        if rows:
+            for hook in self.on_terminal:
+                hook(s, rows)
+
+    def _change(
+        self, s: Session, job_id: str, changes: dict[str, Any], row: JobRow | None = None
+    ) -> tuple[JobRow | None, bool]:
+        """Change a job (``row``: already read and locked in ``s``) unless it is terminal; (the job, whether it
+        ended now)."""
         if changes.get("logs") is not None:
             changes["logs"] = changes["logs"][-LOG_LIMIT_BYTES:]
         row = row or s.get(JobRow, job_id, with_for_update=True)
         if row is None or row.terminal:
-            return row
+            return row, False
         if row.stop_requested_at is not None and row.message.startswith(STOP_REASON_PREFIX):
             changes.pop("message", None)  # decided on the locked row: a sync that read the job earlier loses
         if row.started_at is not None and "started_at" in changes:
@@ -361,7 +382,4 @@ class Store(Database):
             changes["started_at"] = row.started_at if ended is None else min(row.started_at, ended)
         for key, value in changes.items():
             setattr(row, key, value)
-        if row.terminal:
-            for hook in self.on_terminal:
-                hook(s, row)
-        return row
+        return row, row.terminal
