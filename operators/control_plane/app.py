@@ -71,6 +71,9 @@ def create_app(
         version="0.1.0",
         description="Tenants submit Ray jobs against their quota and GPU-hour grant; jobs, logs and usage are kept.",
         lifespan=lifespan,
+        # Metering is Prometheus's (/metrics); no OpenTelemetry here. FastAPI's built-in telemetry (0.165) otherwise
+        # looks up the global OpenTelemetry providers on every request to find them unconfigured.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.plane = plane
     app.state.dispatchers = dispatchers

@@ -239,9 +239,12 @@ class Dispatcher:
     def _try_dispatch(self, row: JobRow | QueuedJob) -> JobRow | None:
         """Hand a queued job to the backend if the tenant has room; return the updated row."""
         with self.store.tenant_section(row.tenant):
-            current = self.store.get_job(row.id)
-            if current is None or current.dispatched or current.terminal:
-                return current
+            if isinstance(row, JobRow) and self.store.still_queued(row.id):
+                current = row  # a whole record (admission's): what it is read again for is whether it still waits
+            else:
+                current = self.store.get_job(row.id)
+                if current is None or current.dispatched or current.terminal:
+                    return current
             # A backend that queues jobs itself (Kueue) gets them at once: one queue, not two.
             reason = None if self.backend.queues_jobs else self._fits_now(current)
             if reason is not None:

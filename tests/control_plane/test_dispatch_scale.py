@@ -167,3 +167,20 @@ def test_a_job_admitted_without_room_says_why_at_once_and_waits_for_the_sync(tmp
         assert plane.store.get_job(waiting.id).dispatched and len(backend_calls) == 2
     finally:
         plane.shutdown()
+
+
+def test_a_job_stopped_before_its_dispatch_is_never_handed_to_the_backend(tmp_path):
+    plane, tenants = _plane(tmp_path, f"sqlite:///{tmp_path / 'cp.db'}")
+    try:
+        who = Principal(subject=tenants[0], role="tenant")
+        backend_calls = []
+        submit = plane.dispatcher.backend.submit
+        plane.dispatcher.backend.submit = lambda request: backend_calls.append(request) or submit(request)
+        admitted = plane.admit(who, JobSpec(entrypoint=LONG, cpus=1))  # room: dispatch would hand it on
+        plane.stop(who, admitted.id)  # another request stops it first
+        assert plane.dispatch(admitted).status == JobStatus.STOPPED.value  # admission's record is stale now
+        assert backend_calls == []
+        fresh = plane.admit(who, JobSpec(entrypoint=LONG, cpus=1))
+        assert plane.dispatch(fresh).dispatched and len(backend_calls) == 1
+    finally:
+        plane.shutdown()

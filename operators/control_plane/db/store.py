@@ -92,6 +92,10 @@ _MARK_DISPATCHED = (
     .values(dispatched=True, backend_ref=bindparam("ref"), message="", last_seen_at=bindparam("seen"))
 )
 
+_STILL_QUEUED = select(_JOBS.c.id).where(
+    _JOBS.c.id == bindparam("job_id"), _JOBS.c.dispatched.is_(False), _JOBS.c.status.in_(ACTIVE_STATUSES)
+)
+
 _QUEUED_MESSAGE = (
     update(_JOBS)
     .where(_JOBS.c.id == bindparam("job_id"), _JOBS.c.dispatched.is_(False), _JOBS.c.status.in_(ACTIVE_STATUSES))
@@ -207,6 +211,11 @@ class Store(Database):
     def get_job(self, job_id: str) -> JobRow | None:
         with self.session() as s:
             return s.get(JobRow, job_id)
+
+    def still_queued(self, job_id: str) -> bool:
+        """The job is admitted, not dispatched, not ended (one narrow read: no record loaded)."""
+        with self.read() as conn:
+            return conn.execute(_STILL_QUEUED, {"job_id": job_id}).first() is not None
 
     def list_jobs(
         self,
