@@ -93,6 +93,22 @@ def _load(plane: ControlPlane, tenants: list[str], finished: int, queued: int) -
         _finished(plane.store, tenant, finished)
 
 
+def _backend_calls(plane: ControlPlane) -> list:
+    """The launch requests the backend gets from now on (in order)."""
+    calls: list = []
+    submit = plane.dispatcher.backend.submit
+    plane.dispatcher.backend.submit = lambda request: calls.append(request) or submit(request)
+    return calls
+
+
+@pytest.fixture
+def on_sqlite(tmp_path):
+    """A control plane on SQLite (the no-op backend, no sync thread: the test runs the rounds) and its tenants."""
+    plane, tenants = _plane(tmp_path, f"sqlite:///{tmp_path / 'cp.db'}")
+    yield plane, tenants
+    plane.shutdown()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path):
     if request.param == "sqlite":
@@ -123,64 +139,51 @@ def test_a_round_does_not_grow_with_finished_jobs_or_a_full_tenants_queue(tmp_pa
         plane.shutdown()
 
 
-def test_a_freed_slot_goes_to_the_oldest_queued_job_in_one_round(tmp_path):
-    plane, tenants = _plane(tmp_path, f"sqlite:///{tmp_path / 'cp.db'}")
-    try:
-        who = Principal(subject=tenants[0], role="tenant")
-        first = plane.dispatch(plane.admit(who, JobSpec(entrypoint=LONG, cpus=1)))
-        waiting = [plane.admit(who, JobSpec(entrypoint=LONG, cpus=1)) for _ in range(5)]
-        plane.dispatcher.sync_once()
-        assert not any(plane.store.get_job(j.id).dispatched for j in waiting)
-        plane.stop(Principal(subject=tenants[0], role="tenant"), first.id)
-        plane.dispatcher.sync_once()
-        states = [plane.store.get_job(j.id).dispatched for j in waiting]
-        assert states == [True, False, False, False, False], states
-    finally:
-        plane.shutdown()
+def test_a_freed_slot_goes_to_the_oldest_queued_job_in_one_round(on_sqlite):
+    plane, tenants = on_sqlite
+    who = Principal(subject=tenants[0], role="tenant")
+    first = plane.dispatch(plane.admit(who, JobSpec(entrypoint=LONG, cpus=1)))
+    waiting = [plane.admit(who, JobSpec(entrypoint=LONG, cpus=1)) for _ in range(5)]
+    plane.dispatcher.sync_once()
+    assert not any(plane.store.get_job(j.id).dispatched for j in waiting)
+    plane.stop(Principal(subject=tenants[0], role="tenant"), first.id)
+    plane.dispatcher.sync_once()
+    states = [plane.store.get_job(j.id).dispatched for j in waiting]
+    assert states == [True, False, False, False, False], states
 
 
-def test_a_job_admitted_without_room_says_why_at_once_and_waits_for_the_sync(tmp_path):
-    plane, tenants = _plane(tmp_path, f"sqlite:///{tmp_path / 'cp.db'}")
-    try:
-        who = Principal(subject=tenants[0], role="tenant")
-        first = plane.dispatch(plane.admit(who, JobSpec(entrypoint=LONG, cpus=1)))
-        assert first.dispatched and first.message == ""
-        backend_calls = []
-        submit = plane.dispatcher.backend.submit
-        plane.dispatcher.backend.submit = lambda request: backend_calls.append(request) or submit(request)
-        waiting = plane.admit(who, JobSpec(entrypoint=LONG, cpus=1))
-        assert waiting.message == "queued: tenant runs 1 of 1 allowed jobs"  # the admission read says so
-        assert plane.store.get_job(waiting.id).message == waiting.message  # stored with the record
-        statements = []
+def test_a_job_admitted_without_room_says_why_at_once_and_waits_for_the_sync(on_sqlite):
+    plane, tenants = on_sqlite
+    who = Principal(subject=tenants[0], role="tenant")
+    first = plane.dispatch(plane.admit(who, JobSpec(entrypoint=LONG, cpus=1)))
+    assert first.dispatched and first.message == ""
+    backend_calls = _backend_calls(plane)
+    waiting = plane.admit(who, JobSpec(entrypoint=LONG, cpus=1))
+    assert waiting.message == "queued: tenant runs 1 of 1 allowed jobs"  # the admission read says so
+    assert plane.store.get_job(waiting.id).message == waiting.message  # stored with the record
+    statements = []
 
-        def record(_conn, _cursor, statement, *_args) -> None:
-            statements.append(statement)
+    def record(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
 
-        event.listen(plane.store.engine, "before_cursor_execute", record)
-        assert plane.dispatch(waiting) is waiting  # not tried again (no lock, no read): no room until an end
-        event.remove(plane.store.engine, "before_cursor_execute", record)
-        assert statements == [] and backend_calls == []
-        other = plane.admit(Principal(subject=tenants[1], role="tenant"), JobSpec(entrypoint=LONG, cpus=1))
-        assert other.message == "queued" and plane.dispatch(other).dispatched  # another tenant's room is its own
-        plane.stop(who, first.id)
-        plane.dispatcher.sync_once()  # the end makes room: the sync hands the waiting job on
-        assert plane.store.get_job(waiting.id).dispatched and len(backend_calls) == 2
-    finally:
-        plane.shutdown()
+    event.listen(plane.store.engine, "before_cursor_execute", record)
+    assert plane.dispatch(waiting) is waiting  # not tried again (no lock, no read): no room until an end
+    event.remove(plane.store.engine, "before_cursor_execute", record)
+    assert statements == [] and backend_calls == []
+    other = plane.admit(Principal(subject=tenants[1], role="tenant"), JobSpec(entrypoint=LONG, cpus=1))
+    assert other.message == "queued" and plane.dispatch(other).dispatched  # another tenant's room is its own
+    plane.stop(who, first.id)
+    plane.dispatcher.sync_once()  # the end makes room: the sync hands the waiting job on
+    assert plane.store.get_job(waiting.id).dispatched and len(backend_calls) == 2
 
 
-def test_a_job_stopped_before_its_dispatch_is_never_handed_to_the_backend(tmp_path):
-    plane, tenants = _plane(tmp_path, f"sqlite:///{tmp_path / 'cp.db'}")
-    try:
-        who = Principal(subject=tenants[0], role="tenant")
-        backend_calls = []
-        submit = plane.dispatcher.backend.submit
-        plane.dispatcher.backend.submit = lambda request: backend_calls.append(request) or submit(request)
-        admitted = plane.admit(who, JobSpec(entrypoint=LONG, cpus=1))  # room: dispatch would hand it on
-        plane.stop(who, admitted.id)  # another request stops it first
-        assert plane.dispatch(admitted).status == JobStatus.STOPPED.value  # admission's record is stale now
-        assert backend_calls == []
-        fresh = plane.admit(who, JobSpec(entrypoint=LONG, cpus=1))
-        assert plane.dispatch(fresh).dispatched and len(backend_calls) == 1
-    finally:
-        plane.shutdown()
+def test_a_job_stopped_before_its_dispatch_is_never_handed_to_the_backend(on_sqlite):
+    plane, tenants = on_sqlite
+    who = Principal(subject=tenants[0], role="tenant")
+    backend_calls = _backend_calls(plane)
+    admitted = plane.admit(who, JobSpec(entrypoint=LONG, cpus=1))  # room: dispatch would hand it on
+    plane.stop(who, admitted.id)  # another request stops it first
+    assert plane.dispatch(admitted).status == JobStatus.STOPPED.value  # admission's record is stale now
+    assert backend_calls == []
+    fresh = plane.admit(who, JobSpec(entrypoint=LONG, cpus=1))
+    assert plane.dispatch(fresh).dispatched and len(backend_calls) == 1

@@ -222,22 +222,11 @@ class MoneyLedger:
     @staticmethod
     def hold_row(job_id: str, tenant: str, hold: Hold, shape: JobShape, now: float) -> "MoneyLedgerRow":
         """The hold entry of an admitted job, for the caller to write with the job's record."""
-        return MoneyLedgerRow(
-            at=now,
-            tenant=tenant,
-            job_id=job_id,
-            kind=LedgerKind.HOLD.value,
-            amount_krw=hold.krw,
-            pool=hold.pool,
-            price_id=hold.price_id,
-            seconds=0,
-            cpu_milli_seconds=0,
-            gpu_seconds=0,
-            memory_mib_seconds=0,
-            actor=None,
-            note=f"max cost: {format_duration(shape.max_runtime_seconds)} x {shape.cpus:g} CPUs, "
-            f"{shape.gpus} GPUs, {shape.memory_bytes / 2**30:g} GiB",
+        note = (
+            f"max cost: {format_duration(shape.max_runtime_seconds)} x {shape.cpus:g} CPUs, "
+            f"{shape.gpus} GPUs, {shape.memory_bytes / 2**30:g} GiB"
         )
+        return _job_entry(LedgerKind.HOLD, job_id, tenant, now, hold.krw, note, pool=hold.pool, price_id=hold.price_id)
 
     # -- charges ---------------------------------------------------------------------------------
     def accrue(self, s: Session, row: JobRow, until: float, now: float) -> int:
@@ -283,21 +272,19 @@ class MoneyLedger:
             exact += exact_cost(meter, piece.price.rates)
             amount = round_half_up(exact) - charged
             charged += amount
+            note = f"seconds {piece.start}-{piece.end} of the run"
             entries.append(
-                MoneyLedgerRow(
-                    at=now,
-                    tenant=row.tenant,
-                    job_id=row.id,
-                    kind=LedgerKind.CHARGE.value,
-                    amount_krw=amount,
+                _job_entry(
+                    LedgerKind.CHARGE,
+                    row.id,
+                    row.tenant,
+                    now,
+                    amount,
+                    note,
                     pool=pool,
                     price_id=piece.price.id,
                     seconds=piece.end - piece.start,
-                    cpu_milli_seconds=meter.cpu_milli_seconds,
-                    gpu_seconds=meter.gpu_seconds,
-                    memory_mib_seconds=meter.memory_mib_seconds,
-                    actor=None,
-                    note=f"seconds {piece.start}-{piece.end} of the run",
+                    meter=meter,
                 )
             )
         return entries
@@ -351,18 +338,34 @@ def _release_entry(row: JobRow, sums: dict[str, int], charging: int, now: float,
     if LedgerKind.HOLD.value not in sums or LedgerKind.RELEASE.value in sums:
         return None
     left = max(0, sums[LedgerKind.HOLD.value] - sums.get(LedgerKind.CHARGE.value, 0) - charging)
+    return _job_entry(LedgerKind.RELEASE, row.id, row.tenant, now, left, note)
+
+
+def _job_entry(
+    kind: LedgerKind,
+    job_id: str,
+    tenant: str,
+    at: float,
+    amount_krw: int,
+    note: str,
+    pool: str | None = None,
+    price_id: str | None = None,
+    seconds: int = 0,
+    meter: Meter | None = None,
+) -> MoneyLedgerRow:
+    """A job's ledger entry (hold, charge, release); ``meter``: what a charge is for."""
     return MoneyLedgerRow(
-        at=now,
-        tenant=row.tenant,
-        job_id=row.id,
-        kind=LedgerKind.RELEASE.value,
-        amount_krw=left,
-        pool=None,
-        price_id=None,
-        seconds=0,
-        cpu_milli_seconds=0,
-        gpu_seconds=0,
-        memory_mib_seconds=0,
+        at=at,
+        tenant=tenant,
+        job_id=job_id,
+        kind=kind.value,
+        amount_krw=amount_krw,
+        pool=pool,
+        price_id=price_id,
+        seconds=seconds,
+        cpu_milli_seconds=meter.cpu_milli_seconds if meter is not None else 0,
+        gpu_seconds=meter.gpu_seconds if meter is not None else 0,
+        memory_mib_seconds=meter.memory_mib_seconds if meter is not None else 0,
         actor=None,
         note=note,
     )
