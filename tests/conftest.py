@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
 
@@ -24,6 +24,10 @@ from tests.stack_files import TEST_STACK_DIR
 
 from testbed.client import TestbedClient
 from testbed.config import StackConfig, load_region, stack_file_for
+
+if TYPE_CHECKING:
+    from operators.control_plane.db.store import Store
+
 from embedded import RAY_LOOPBACK_ENV, LocalTestbed, instance_processes, stop_process_group
 
 REGION = "gyeongnam"
@@ -189,6 +193,16 @@ def postgres_server() -> Iterator[postgres.PostgresServer]:
         pytest.skip(postgres.MISSING)
     with postgres.postgres_server() as server:
         yield server
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Iterator["Store"]:
+    """A control plane's store on a new SQLite file (a module may define its own ``store``, e.g. on both databases)."""
+    from operators.control_plane.db.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'cp.db'}")
+    yield store
+    store.close()
 
 
 @pytest.fixture()

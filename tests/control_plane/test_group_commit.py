@@ -6,18 +6,10 @@ from __future__ import annotations
 
 import threading
 
-import pytest
 from sqlalchemy import func, select
 
 from operators.control_plane.db.models import TokenRow
 from operators.control_plane.db.store import Store
-
-
-@pytest.fixture
-def store(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'cp.db'}")
-    yield store
-    store.close()
 
 
 def token(name: str) -> TokenRow:

@@ -3,19 +3,9 @@ the one that read the record before the other wrote it does not move the start a
 
 from __future__ import annotations
 
-import pytest
-
-from operators.control_plane.db.store import Store
 from tests.job_rows import add_rows, job_row
 
 STARTED, LATER = 1000.0011, 1000.0019  # two observers' estimates of the same start
-
-
-@pytest.fixture
-def store(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'cp.db'}")
-    yield store
-    store.close()
 
 
 def test_a_later_observation_from_an_earlier_read_does_not_move_the_start(store):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -40,13 +39,6 @@ def prometheus_binary() -> str:
 @pytest.fixture(scope="session")
 def stack() -> StackConfig:
     return load_region("gyeongnam")
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> Iterator[Store]:
-    store = Store(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
-    yield store
-    store.close()
 
 
 @pytest.fixture()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 from fractions import Fraction
 
-import pytest
 import yaml
 
 from infra.addons.control_plane import render_placement
@@ -59,13 +58,6 @@ def exact_hold(total: Resources, rates, seconds: int) -> int:
         + Fraction(total.memory, GIB) * rates.gib_hour_krw
     )
     return round_half_up(per_hour * seconds / 3600)
-
-
-@pytest.fixture
-def store(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'cp.db'}")
-    yield store
-    store.close()
 
 
 def test_a_cluster_quote_holds_the_pod_total_and_charges_price_it(store):
