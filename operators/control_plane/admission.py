@@ -72,9 +72,10 @@ class Admission:
         """
         now = time.time() if now is None else now
         tenant, entrypoint, params, kind, max_runtime = self._validate(principal, spec)
-        priced = self.money.hold_for(tenant, self._shape(spec, max_runtime), now) if self.money is not None else None
+        shape = self._shape(spec, max_runtime)
+        priced = self.money.hold_for(tenant, shape, now) if self.money is not None else None
         with self.store.tenant_section(tenant.id) if locked else nullcontext():
-            return self._admit(tenant, spec, entrypoint, params, kind, max_runtime, now, priced)
+            return self._admit(tenant, spec, entrypoint, params, kind, shape, now, priced)
 
     def _admit(
         self,
@@ -83,7 +84,7 @@ class Admission:
         entrypoint: str,
         params: dict,
         kind: str,
-        max_runtime: int,
+        shape: JobShape,
         now: float,
         priced: Hold | None,
     ) -> JobRow:
@@ -92,6 +93,7 @@ class Admission:
             balance, jobs = self.money.balance_and_jobs(tenant.id)  # one read for all the checks
         else:
             jobs = self.store.tenant_jobs(tenant.id)
+        max_runtime = shape.max_runtime_seconds
         quote, hold = self._price(tenant, spec, max_runtime, now, priced, balance)
         if not quote.fits:
             raise ServiceError(ErrorCode(quote.refusal or ErrorCode.GRANT_INSUFFICIENT), quote.reason)
@@ -112,7 +114,7 @@ class Admission:
                 "params": params,
                 "kind": kind,
                 "max_runtime_seconds": max_runtime,
-                PRICED_KEY: self._shape(spec, max_runtime).priced(),
+                PRICED_KEY: shape.priced(),
             },
             cpus=spec.cpus,
             gpus=spec.gpus,
@@ -126,7 +128,7 @@ class Admission:
         row.message = (None if self.backend.queues_jobs else no_room(tenant, jobs.held, row)) or QUEUED
         entry = None
         if self.money is not None and hold is not None and hold.priced:
-            entry = self.money.hold_row(job_id, tenant.id, hold, self._shape(spec, max_runtime), now)
+            entry = self.money.hold_row(job_id, tenant.id, hold, shape, now)
         write_admission(self.store, row, entry)  # the record and its hold, in one transaction
         return row
 

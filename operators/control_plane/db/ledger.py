@@ -108,8 +108,8 @@ def fold_jobs(session: Session, rows: list[JobRow]) -> None:
                 total[name] += job[name]
             total[_JOB_COUNTERS[job["status"]]] += 1
     if totals:  # in one order (sorted): replicas folding at once never wait on each other's rows in a cycle
-        rows = [{"tenant": tenant, "gpu_model": model, **totals[tenant, model]} for tenant, model in sorted(totals)]
-        conn.execute(_totals_upsert(conn.dialect.name), rows)
+        increments = [{"tenant": t, "gpu_model": m, **totals[t, m]} for t, m in sorted(totals)]
+        conn.execute(_totals_upsert(conn.dialect.name), increments)
 
 
 @lru_cache(maxsize=None)
