@@ -162,8 +162,8 @@ class Portal:
         )
 
 
-def portal_of(request: Request) -> Portal:
-    """The app's portal (made by :func:`install`)."""
+async def portal_of(request: Request) -> Portal:
+    """The app's portal (made by :func:`install`; ``async``: no worker-thread hop to read it)."""
     return request.app.state.portal
 
 

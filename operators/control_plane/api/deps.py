@@ -11,8 +11,9 @@ from operators.control_plane.plane import ControlPlane
 from testbed.limits import MAX_ID_CHARS
 
 
-def get_plane(request: Request) -> ControlPlane:
-    """FastAPI dependency: the control plane this app serves."""
+async def get_plane(request: Request) -> ControlPlane:
+    """FastAPI dependency: the control plane this app serves (``async``: FastAPI runs a plain ``def`` dependency on a
+    worker thread, a hop per request for one attribute read)."""
     plane: ControlPlane = request.app.state.plane
     return plane
 
