@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 import uuid
 from contextlib import nullcontext
+from typing import NamedTuple
 
 from operators.control_plane.admission_writes import write_admission
 from operators.control_plane.auth import Principal
@@ -42,6 +43,15 @@ from testbed.errors import ErrorCode
 QUEUED = "queued"  # an admitted job's message until dispatch tries it
 
 
+class Admitted(NamedTuple):
+    """An admitted job, its hold in won, and its company's balance with that hold (when admission read the balance:
+    the job is priced), all as of the admission's transaction: what the job's view needs, with no read of its own."""
+
+    row: JobRow
+    hold_krw: int
+    balance: Balance | None
+
+
 class Admission:
     """One region's admission: its tenants' quotas and grants, the backend's capacity, the ledger."""
 
@@ -64,7 +74,7 @@ class Admission:
         self.backend = backend
         self.ledger = ledger
 
-    def admit(self, principal: Principal, spec: JobSpec, now: float | None = None, locked: bool = False) -> JobRow:
+    def admit(self, principal: Principal, spec: JobSpec, now: float | None = None, locked: bool = False) -> Admitted:
         """Refuse what can never run or does not fit the grant; persist the rest as a queued job record and its hold.
 
         ``locked``: run the part that reads the balance and writes in the tenant's admission section
@@ -87,7 +97,7 @@ class Admission:
         shape: JobShape,
         now: float,
         priced: Hold | None,
-    ) -> JobRow:
+    ) -> Admitted:
         balance = None
         if self.money is not None and priced is not None and priced.priced:
             balance, jobs = self.money.balance_and_jobs(tenant.id)  # one read for all the checks
@@ -126,11 +136,11 @@ class Admission:
         # No room in the tenant's quota now: the job waits, saying why, for the sync to hand it on as jobs end
         # (dispatch does not look at it again before). A backend that queues jobs itself (Kueue) gets it at once.
         row.message = (None if self.backend.queues_jobs else no_room(tenant, jobs.held, row)) or QUEUED
-        entry = None
-        if self.money is not None and hold is not None and hold.priced:
-            entry = self.money.hold_row(job_id, tenant.id, hold, shape, now)
-        write_admission(self.store, row, entry)  # the record and its hold, in one transaction
-        return row
+        if self.money is None or hold is None or not hold.priced:
+            write_admission(self.store, row, None)
+            return Admitted(row, 0, None)
+        write_admission(self.store, row, self.money.hold_row(job_id, tenant.id, hold, shape, now))  # one transaction
+        return Admitted(row, hold.krw, self.money.holding(balance, hold) if balance is not None else None)
 
     def quote(self, principal: Principal, spec: JobSpec, now: float | None = None) -> Quote:
         """What admitting ``spec`` now would hold, and whether it fits; nothing is recorded."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from operators.control_plane import audit
-from operators.control_plane.admission import Admission
+from operators.control_plane.admission import Admission, Admitted
 from operators.control_plane.audit import AuditKind
 from operators.control_plane.audit_config import record_money_changes
 from operators.control_plane.audit_hooks import acting
@@ -185,7 +185,11 @@ class ControlPlane:
         self.store.close()
 
     def admit(self, principal: Principal, spec: JobSpec) -> JobRow:
-        """Admission, serialised with the tenant's other admissions and dispatches (any replica).
+        """Admission, serialised with the tenant's other admissions and dispatches (any replica); the job's record."""
+        return self.admit_with_balance(principal, spec).row
+
+    def admit_with_balance(self, principal: Principal, spec: JobSpec) -> Admitted:
+        """:meth:`admit`, with the job's hold and its company's balance as admission saw them.
 
         The admission's audit row (``job.admitted``) is written with the job record, in its transaction; a
         refusal (nothing else written) is audited in a transaction of its own, with its reason.

@@ -21,9 +21,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def time_admissions(plane: Any) -> list[float]:
-    """Wrap ``plane.admit`` (the checks, the tenant's lock, the persisted record); the samples, in seconds."""
+    """Wrap ``plane.admit_with_balance`` (what ``POST /v1/jobs`` and ``plane.admit`` call: the checks, the tenant's
+    lock, the persisted record); the samples, in seconds."""
     samples: list[float] = []
-    admit = plane.admit
+    admit = plane.admit_with_balance
 
     def timed_admit(principal, spec):
         start = time.perf_counter()
@@ -32,7 +33,7 @@ def time_admissions(plane: Any) -> list[float]:
         finally:
             samples.append(time.perf_counter() - start)
 
-    plane.admit = timed_admit
+    plane.admit_with_balance = timed_admit
     return samples
 
 

@@ -1,6 +1,6 @@
 """A sweep: one company submits hundreds of jobs at once, more than its quota runs (issue: admission at scale).
 
-The jobs go through ``ControlPlane.admit``, ``ControlPlane.dispatch`` and the job's view in a row, as
+The jobs go through ``ControlPlane.admit_with_balance``, ``ControlPlane.dispatch`` and the job's view in a row, as
 ``POST /v1/jobs`` does, on SQLite, with the no-op backend and the sync stopped (nothing ends: the tenant's
 quota fills with its first jobs and the rest wait). Prints the time and the SQL statements per job
 (counted on the control plane's engine), the median of the rounds: ``sweep_ms_per_job``,
@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 
 from sqlalchemy import event  # noqa: E402
 
-from operators.control_plane.api.jobs import view  # noqa: E402
+from operators.control_plane.api.jobs import admitted_view  # noqa: E402
 from operators.control_plane.auth import Principal  # noqa: E402
 from tests.benchmarks.bench_admission_throughput import planes_for  # noqa: E402
 from testbed.jobs import JobSpec  # noqa: E402
@@ -53,7 +53,8 @@ def main() -> int:
         for _ in range(args.rounds):
             statements[0], start = 0, time.perf_counter()
             for _ in range(args.jobs):
-                view(plane, plane.dispatch(plane.admit(company, spec)))
+                admitted = plane.admit_with_balance(company, spec)
+                admitted_view(plane, admitted, plane.dispatch(admitted.row))
             times.append((time.perf_counter() - start) / args.jobs)
             counts.append(statements[0] / args.jobs)
         running = sum(1 for job in plane.store.list_jobs() if job.dispatched)

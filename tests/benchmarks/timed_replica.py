@@ -1,6 +1,6 @@
 """A control-plane replica that also times admission, for benchmarks: ``python timed_replica.py --settings FILE``.
 
-It serves what ``python -m operators.control_plane`` serves, with ``plane.admit`` timed (the same
+It serves what ``python -m operators.control_plane`` serves, with ``plane.admit_with_balance`` timed (the same
 measurement as bench_control_plane.py's) and the samples, in seconds, at ``GET /_bench/admission``;
 ``GET /_bench/threads``: the CPU seconds its threads have used so far, by thread name (Linux).
 """

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from operators.control_plane.db.models import MoneyLedgerRow
 from operators.metering.burn import grant_notice
+from testbed.client import TestbedClient
 from testbed.money import TenantBalance, kst_date
 
 ALICE = "changwon-precision"  # grant 180,000,000 KRW, admit-if-fits
@@ -98,3 +99,37 @@ def test_the_window_starts_six_kst_days_before_today_or_at_the_grant_start():
     now = day_start_ts(dt.date(2026, 5, 10)) + 3600
     assert window_start(now, dt.date(2026, 3, 1)) == day_start_ts(dt.date(2026, 5, 4))
     assert window_start(now, dt.date(2026, 5, 8)) == day_start_ts(dt.date(2026, 5, 8))
+
+
+@pytest.mark.integration  # serves the API over HTTP
+def test_a_submitted_jobs_answer_is_what_reading_it_back_says(tmp_path):
+    """``POST /v1/jobs`` answers from what its admission read and wrote, with no read of its own: the same job,
+    hold and grant notice (whose remaining won count every hold so far) as the job list says right after, for jobs
+    handed to the backend and for those that wait for room (the quota runs 4 at a time; no sync here)."""
+    from tests.conftest import make_noop_app
+    from tests.serve import serve_in_thread
+
+    app = make_noop_app(tmp_path, sync=False)
+    adjust(app.state.plane, ALICE, 150_000_000, time.time() - 86400)  # 83% charged: the notice shows
+    with (
+        serve_in_thread(app) as url,
+        TestbedClient(url, (tmp_path / "credentials" / f"{ALICE}.token").read_text().strip()) as alice,
+    ):
+        answers = [
+            alice.submit({"entrypoint": "true", "cpus": 1, "gpus": i % 2, "max_runtime_seconds": 600 * (i + 1)})
+            for i in range(6)
+        ]
+        assert [job.status for job in answers] == ["PENDING"] * 6
+        assert sum(job.message.startswith("queued: tenant") for job in answers) == 2  # waiting for room
+        assert all(job.hold_krw > 0 and "지원금 83% 사용" in job.message for job in answers)
+        remaining = [int(job.message.split(" KRW charged, ")[1].split(" KRW")[0].replace(",", "")) for job in answers]
+        assert all(a - b == job.hold_krw for a, b, job in zip(remaining, remaining[1:], answers[1:]))
+        read = {job.id: job for job in alice.list_jobs().jobs}  # as recorded (a GET would refresh them first)
+        read = [read[job.id] for job in answers]
+        assert read[-1] == answers[-1]  # the last, notice and all
+
+        # the others: the same but for the notice's remaining won, which later holds lowered
+        def without_notice(job):
+            return job.model_copy(update={"message": job.message.split("지원금")[0]})
+
+        assert [without_notice(job) for job in answers] == [without_notice(job) for job in read]

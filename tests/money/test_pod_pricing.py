@@ -73,9 +73,10 @@ def test_a_cluster_quote_holds_the_pod_total_and_charges_price_it(store):
     assert quote.hold_krw == exact_hold(need.total, price, 7200)
     assert quote.hold_krw > exact_hold(Resources(cpus=4, gpus=1, memory=16 * GIB), price, 7200)  # more than the spec
 
-    row = admission.admit(Principal(subject=TENANT, role="tenant"), SPEC, now=T0)
+    row, hold_krw, balance = admission.admit(Principal(subject=TENANT, role="tenant"), SPEC, now=T0)
     [hold] = money.entries(job_id=row.id, kinds=[LedgerKind.HOLD])
-    assert hold.amount_krw == quote.hold_krw
+    assert hold.amount_krw == quote.hold_krw == hold_krw
+    assert balance == money.balance(TENANT) and balance.held_krw == hold_krw  # as the ledger has it after the write
     assert JobShape.of(store.get_job(row.id)) == JobShape(need.total.cpus, need.total.gpus, need.total.memory, 7200)
     store.update_job(row.id, status="RUNNING", started_at=T0, dispatched=True)
     with store.write_session() as s:  # one hour of running: the pods' total x the price, to the won

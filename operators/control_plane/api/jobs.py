@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from typing import Annotated, Any
+from concurrent.futures import Future
+from contextlib import contextmanager
+from typing import Annotated, Any, Iterator
 
 from fastapi import APIRouter, Query, Request
 
+from operators.control_plane.admission import Admitted
 from operators.control_plane.api.deps import Caller, PathId, Plane
 from operators.control_plane.db.store import JobRow
 from operators.control_plane.errors import error_responses
 from operators.control_plane.guards import CURSOR_PATTERN, decode_cursor, encode_cursor
 from operators.control_plane.room import waits_for_room
+from operators.metering.burn import grant_notice
 from testbed.jobs import Job, JobList, JobLogs, JobSpec, JobStatus
 from testbed.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from testbed.money import Quote
@@ -63,17 +67,25 @@ def view(plane: Any, row: JobRow) -> Job:
     return with_notices(plane, [job_view(row, plane.money.job_money([row.id]).get(row.id))])[0]
 
 
+def admitted_view(plane: Any, admitted: Admitted, row: JobRow) -> Job:
+    """A job just admitted (``row``: as its dispatch left it), with the hold and balance its admission read and wrote:
+    no read of its own. Nothing is charged before the sync sees it run. Unpriced, it is :func:`view`."""
+    if admitted.balance is None:
+        return view(plane, row)
+    return noted(job_view(row, (admitted.hold_krw, 0)), grant_notice(admitted.balance))
+
+
 def with_notices(plane: Any, jobs: list[Job]) -> list[Job]:
     """Jobs whose company has been charged 80% or 100% of its grant say so in their message."""
     notices = plane.grant_notices({job.tenant for job in jobs})
-    return [
-        job.model_copy(
-            update={"message": f"{job.message}; {notices[job.tenant]}" if job.message else notices[job.tenant]}
-        )
-        if job.tenant in notices
-        else job
-        for job in jobs
-    ]
+    return [noted(job, notices.get(job.tenant)) for job in jobs]
+
+
+def noted(job: Job, notice: str | None) -> Job:
+    """The job with its company's grant notice (if any) after its message."""
+    if not notice:
+        return job
+    return job.model_copy(update={"message": f"{job.message}; {notice}" if job.message else notice})
 
 
 @router.post("/v1/jobs", response_model=Job, status_code=201, responses=error_responses(401, 403, 404, 413, 422, 503))
@@ -81,16 +93,36 @@ async def submit_job(spec: JobSpec, caller: Caller, plane: Plane, request: Reque
     # Admission (checks and one insert) runs on a few threads of its own, never the event loop (a locked
     # database holds up this request, 503 after DB_TIMEOUT_SECONDS, not every other one), and not on dozens of
     # request threads contending for the GIL mid-admission. The backend call runs on the dispatch threads; a job
-    # that waits for room in its tenant's quota (admission saw none) has no backend call to make.
-    def admit() -> tuple[JobRow, Job | None]:
-        row = plane.admit(caller, spec)
-        return row, view(plane, row) if waits_for_room(row.message) else None
+    # that waits for room in its tenant's quota (admission saw none) has no backend call to make. The admitting
+    # thread hands the job to a dispatch thread itself: the event loop wakes once, for the answer.
+    answer: Future[Job] = Future()
+    dispatchers = request.app.state.dispatchers
 
-    loop = asyncio.get_running_loop()
-    row, waiting = await loop.run_in_executor(request.app.state.admitters, admit)
-    if waiting is not None:
-        return waiting
-    return await loop.run_in_executor(request.app.state.dispatchers, lambda: view(plane, plane.dispatch(row)))
+    def dispatch(admitted: Admitted) -> None:
+        with answering(answer):
+            answer.set_result(admitted_view(plane, admitted, plane.dispatch(admitted.row)))
+
+    def admit() -> None:
+        if not answer.set_running_or_notify_cancel():
+            return  # the request was cancelled before its admission began: nothing done
+        with answering(answer):
+            admitted = plane.admit_with_balance(caller, spec)
+            if waits_for_room(admitted.row.message):
+                answer.set_result(admitted_view(plane, admitted, admitted.row))
+            else:
+                dispatchers.submit(dispatch, admitted)
+
+    request.app.state.admitters.submit(admit)
+    return await asyncio.wrap_future(answer)
+
+
+@contextmanager
+def answering(answer: Future[Job]) -> Iterator[None]:
+    """An error in the block is the answer's."""
+    try:
+        yield
+    except BaseException as exc:
+        answer.set_exception(exc)
 
 
 @router.post("/v1/jobs/quote", response_model=Quote, responses=error_responses(401, 403, 404, 413, 422, 503))

@@ -178,6 +178,16 @@ class MoneyLedger:
         charged, charged_gpu, held, held_gpu = row if row is not None else (0, 0, 0, 0)
         return self._balance(tenant_id, int(charged), int(charged_gpu), int(held), int(held_gpu))
 
+    def holding(self, balance: "Balance", hold: Hold) -> "Balance":
+        """``balance`` once ``hold`` is held too: what the running balance becomes with a hold admission writes."""
+        return self._balance(
+            balance.tenant,
+            balance.charged_krw,
+            balance.charged_gpu_seconds,
+            balance.held_krw + hold.krw,
+            balance.held_gpu_seconds + hold.gpu_seconds,
+        )
+
     def _balance(self, tenant_id: str, charged: int, charged_gpu: int, held: int, held_gpu: int) -> "Balance":
         tenant = self.tenants.get(tenant_id)
         grant = tenant.grant if tenant is not None else None
