@@ -239,14 +239,19 @@ class Dispatcher:
     def _try_dispatch(self, row: JobRow | QueuedJob) -> JobRow | None:
         """Hand a queued job to the backend if the tenant has room; return the updated row."""
         with self.store.tenant_section(row.tenant):
-            if isinstance(row, JobRow) and self.store.still_queued(row.id):
-                current = row  # a whole record (admission's): what it is read again for is whether it still waits
+            # A whole record (admission's) is read again only for whether it still waits, with the tenant's room.
+            held = self.store.held_if_queued(row.tenant, row.id) if isinstance(row, JobRow) else None
+            if isinstance(row, JobRow) and held is not None:
+                current = row
             else:
                 current = self.store.get_job(row.id)
                 if current is None or current.dispatched or current.terminal:
                     return current
             # A backend that queues jobs itself (Kueue) gets them at once: one queue, not two.
-            reason = None if self.backend.queues_jobs else self._fits_now(current)
+            reason = None
+            if not self.backend.queues_jobs:
+                held = held if held is not None else self.store.held_by(row.tenant, exclude=row.id)
+                reason = no_room(self.tenants[row.tenant], held, current)
             if reason is not None:
                 return self.store.tell_queued(current, reason)
             try:
@@ -263,10 +268,6 @@ class Dispatcher:
             except BackendError as exc:
                 return self.store.update_job(row.id, message=f"queued: waiting for the backend: {exc}")
             return self.store.mark_dispatched(current, ref, self.clock.time())
-
-    def _fits_now(self, row: JobRow) -> str | None:
-        """None if the tenant's running jobs leave room for this one, else why not."""
-        return no_room(self.tenants[row.tenant], self.store.held_by(row.tenant, exclude=row.id), row)
 
     # -- reconcile ------------------------------------------------------------------------
     def refresh(self, row: JobRow) -> JobRow:

@@ -187,3 +187,17 @@ def test_a_job_stopped_before_its_dispatch_is_never_handed_to_the_backend(on_sql
     assert backend_calls == []
     fresh = plane.admit(who, JobSpec(entrypoint=LONG, cpus=1))
     assert plane.dispatch(fresh).dispatched and len(backend_calls) == 1
+
+
+def test_two_jobs_admitted_with_room_for_one_hand_on_only_the_first(on_sqlite):
+    """Admission saw room for both; the first one's dispatch took it, so the second one's dispatch (which reads
+    whether its job still waits and the tenant's room in one read) leaves it queued, saying why."""
+    plane, tenants = on_sqlite
+    who = Principal(subject=tenants[0], role="tenant")
+    backend_calls = _backend_calls(plane)
+    first, second = (plane.admit(who, JobSpec(entrypoint=LONG, cpus=1)) for _ in range(2))
+    assert first.message == second.message == "queued"  # neither was dispatched when the other was admitted
+    assert plane.dispatch(first).dispatched
+    waiting = plane.dispatch(second)
+    assert not waiting.dispatched and waiting.message == "queued: tenant runs 1 of 1 allowed jobs"
+    assert len(backend_calls) == 1 and plane.store.get_job(second.id).message == waiting.message

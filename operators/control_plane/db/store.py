@@ -92,9 +92,11 @@ _MARK_DISPATCHED = (
     .values(dispatched=True, backend_ref=bindparam("ref"), message="", last_seen_at=bindparam("seen"))
 )
 
-_STILL_QUEUED = select(_JOBS.c.id).where(
-    _JOBS.c.id == bindparam("job_id"), _JOBS.c.dispatched.is_(False), _JOBS.c.status.in_(ACTIVE_STATUSES)
-)
+# Whether a job still waits (1 or 0) and what its tenant's dispatched jobs hold: the same pass as TENANT_JOBS.
+_QUEUED_AND_HELD = select(
+    func.count(JobRow.id).filter(JobRow.id == bindparam("job_id"), JobRow.dispatched.is_(False)),
+    *_held_columns(JobRow.dispatched.is_(True)),
+).where(JobRow.tenant == bindparam("tenant"), JobRow.status.in_(ACTIVE_STATUSES))
 
 _QUEUED_MESSAGE = (
     update(_JOBS)
@@ -212,10 +214,12 @@ class Store(Database):
         with self.session() as s:
             return s.get(JobRow, job_id)
 
-    def still_queued(self, job_id: str) -> bool:
-        """The job is admitted, not dispatched, not ended (one narrow read: no record loaded)."""
+    def held_if_queued(self, tenant: str, job_id: str) -> Held | None:
+        """What the tenant's dispatched, unfinished jobs hold, if its job ``job_id`` is still admitted, not dispatched
+        and not ended; else None (one read, no record loaded)."""
         with self.read() as conn:
-            return conn.execute(_STILL_QUEUED, {"job_id": job_id}).first() is not None
+            queued, *held = conn.execute(_QUEUED_AND_HELD, {"tenant": tenant, "job_id": job_id}).one()
+        return tenant_jobs_of((0, *held)).held if queued else None
 
     def list_jobs(
         self,
