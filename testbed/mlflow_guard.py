@@ -8,9 +8,10 @@
    user may rewrite, and tools run by the server process for clients on the same host -- which,
    in local mode, every tenant's Ray job is) and demo data (``/ajax-api/3.0/mlflow/demo/*``).
 
-Everything else is decided by MLflow itself, with four of its per-request lookups memoized
+Everything else is decided by MLflow itself, with five of its per-request lookups memoized
 (:func:`install_lookup_caches`, when the ini's ``auth_cache_ttl_seconds`` > 0): which experiment a
-run belongs to (never changes), a user's record, a user's role grants in a workspace and the
+run belongs to (never changes), whether a request's path is one of MLflow's own FastAPI routes (the
+fail-closed net's question, fixed once the app is built: :func:`native_route_match`), a user's record, a user's role grants in a workspace and the
 workspace a request names (kept at most ``auth_cache_ttl_seconds``; every write through the auth
 store or the workspace store on this worker -- a rotated password, a changed grant, a deleted user
 or workspace -- empties them at once). MLflow's own credential cache
@@ -75,6 +76,7 @@ class LookupCaches:
         self.grants: TTLCache = TTLCache(maxsize=max_size, ttl=ttl_seconds)
         self.workspaces: TTLCache = TTLCache(maxsize=max_size, ttl=ttl_seconds)
         self.run_experiments: LRUCache = LRUCache(maxsize=max_size)  # a run never changes experiment
+        self.native_routes: LRUCache = LRUCache(maxsize=max_size)  # the app's routes are fixed once it is built
         self.generation = 0  # bumped by clear(): a lookup that raced a write is not stored
 
     def clear(self) -> None:
@@ -163,10 +165,24 @@ def install_lookup_caches(ttl_seconds: int, max_size: int = 10_000) -> LookupCac
         return caches.cached(caches.workspaces, (id(self), workspace_name), lambda: get_workspace(self, workspace_name))
 
     WorkspaceStore.get_workspace = functools.wraps(get_workspace)(cached_get_workspace)
+    mlflow_auth._scope_matches_native_route = native_route_match(mlflow_auth._scope_matches_native_route, caches)
     for name in ("create_workspace", "update_workspace", "delete_workspace"):
         setattr(WorkspaceStore, name, writer(getattr(WorkspaceStore, name)))
     store._testbed_lookup_caches = caches
     return caches
+
+
+def native_route_match(upstream: Callable[[Any, Any], bool], caches: LookupCaches) -> Callable[[Any, Any], bool]:
+    """MLflow's fail-closed net asks of every request its Flask app serves whether the request matches one of the
+    FastAPI app's own routes, trying each route in turn. The answer depends only on the request's type, method and
+    path (MLflow has no ``Host`` routes: tests/mlflow/test_native_route_match.py) and on the routes, which are fixed
+    once the app is built: it is remembered per (routes, type, method, root path, path)."""
+
+    def cached_match(native_routes: Any, scope: Any) -> bool:
+        key = (id(native_routes), scope.get("type"), scope.get("method"), scope.get("root_path", ""), scope.get("path"))
+        return bool(caches.cached(caches.native_routes, key, lambda: upstream(native_routes, scope)))
+
+    return functools.wraps(upstream)(cached_match)
 
 
 # ``TESTBED_MLFLOW_LOOKUP_CACHES=off`` leaves MLflow's lookups as they are (the benchmark's baseline).
