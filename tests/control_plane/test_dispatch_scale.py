@@ -201,3 +201,33 @@ def test_two_jobs_admitted_with_room_for_one_hand_on_only_the_first(on_sqlite):
     waiting = plane.dispatch(second)
     assert not waiting.dispatched and waiting.message == "queued: tenant runs 1 of 1 allowed jobs"
     assert len(backend_calls) == 1 and plane.store.get_job(second.id).message == waiting.message
+
+
+def test_admission_and_dispatch_read_a_long_queue_from_the_index(on_sqlite):
+    """With hundreds of jobs waiting, admission's read (``balance_and_jobs``) and a request's dispatch check
+    (``held_if_queued``) count the waiting jobs from ix_jobs_tenant_dispatched_status alone and read rows only of
+    the dispatched ones (SQLite's own plan of the statements they send)."""
+    plane, tenants = on_sqlite
+    who = Principal(subject=tenants[0], role="tenant")
+    plane.dispatch(plane.admit(who, JobSpec(entrypoint=LONG, cpus=1)))
+    waiting = [plane.admit(who, JobSpec(entrypoint=LONG, cpus=1)) for _ in range(300)]
+    sent = []
+
+    def record(_conn, _cursor, statement, parameters, *_args) -> None:
+        sent.append((statement, parameters))
+
+    event.listen(plane.store.engine, "before_cursor_execute", record)
+    try:
+        _balance, jobs = plane.money.balance_and_jobs(tenants[0])
+        held = plane.store.held_if_queued(tenants[0], waiting[0].id)
+    finally:
+        event.remove(plane.store.engine, "before_cursor_execute", record)
+    assert jobs.queued == 300 and jobs.held.jobs == 1 and held == jobs.held
+    assert len(sent) == 2
+    with plane.store.engine.connect() as conn:
+        for statement, parameters in sent:
+            plan = [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
+            searches = [step for step in plan if " jobs " in f"{step} "]
+            assert searches and all("ix_jobs_tenant_dispatched_status" in s or "(id=?)" in s for s in searches), plan
+            if statement is sent[0][0]:  # the queue's count: the index alone
+                assert any("COVERING INDEX ix_jobs_tenant_dispatched_status" in s for s in searches), plan

@@ -46,7 +46,10 @@ class JobRow(Base):
     """One job: its spec, its resources, its life and, once ended, its logs."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_tenant_status", "tenant", "status"),)  # 0007_scale
+    __table_args__ = (
+        Index("ix_jobs_tenant_status", "tenant", "status"),  # 0007_scale
+        Index("ix_jobs_tenant_dispatched_status", "tenant", "dispatched", "status"),  # 0010_queue_index
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(64), index=True)
