@@ -61,9 +61,9 @@ def create_app(
         if sync:
             plane.start()
         yield
+        admitters.shutdown(wait=True)  # first: an admission under way hands its job to a dispatch thread
         dispatchers.shutdown(wait=True)
         probe.close()
-        admitters.shutdown(wait=True)
         plane.shutdown()
 
     app = FastAPI(
