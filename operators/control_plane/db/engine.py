@@ -76,32 +76,6 @@ class TimedLock:
         self._lock.release()
 
 
-class _Turn:
-    """A one-shot signal: :class:`threading.Event` without its ``Condition`` (a lock the waiters block on, released
-    once). Set by one thread at a time (the group commit's leader)."""
-
-    __slots__ = ("_lock", "_set")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._lock.acquire()
-        self._set = False
-
-    def set(self) -> None:
-        if not self._set:
-            self._set = True
-            self._lock.release()
-
-    def wait(self, timeout: float = -1) -> bool:
-        """Whether it is set, waiting up to ``timeout`` seconds (-1: as long as it takes)."""
-        if self._set:
-            return True
-        if not self._lock.acquire(timeout=timeout):
-            return False
-        self._lock.release()  # open for any later wait
-        return True
-
-
 class _PendingWrite:
     """Work waiting for a group commit, and its outcome; ``turn`` is set when it is done or its thread leads."""
 
@@ -114,7 +88,7 @@ class _PendingWrite:
         self.lead = False
         self.result: Any = None
         self.error: BaseException | None = None
-        self.turn = _Turn()
+        self.turn = threading.Event()
 
 
 class GroupCommit:
