@@ -241,12 +241,9 @@ class Dispatcher:
         with self.store.tenant_section(row.tenant):
             # A whole record (admission's) is read again only for whether it still waits, with the tenant's room.
             held = self.store.held_if_queued(row.tenant, row.id) if isinstance(row, JobRow) else None
-            if isinstance(row, JobRow) and held is not None:
-                current = row
-            else:
-                current = self.store.get_job(row.id)
-                if current is None or current.dispatched or current.terminal:
-                    return current
+            current = row if isinstance(row, JobRow) and held is not None else self.store.get_job(row.id)
+            if current is None or current.dispatched or current.terminal:
+                return current
             # A backend that queues jobs itself (Kueue) gets them at once: one queue, not two.
             reason = None
             if not self.backend.queues_jobs:

@@ -44,6 +44,12 @@ class Held(NamedTuple):
     gpus: int
     memory_bytes: int
 
+    @classmethod
+    def of(cls, sums: Any) -> "Held":
+        """From a row of :data:`_HELD_SUMS`'s columns (count, CPUs, GPUs, memory)."""
+        count, cpus, gpus, memory = sums
+        return cls(int(count), float(cpus), int(gpus), int(memory))
+
     def plus(self, job: "QueuedJob | JobRow") -> "Held":
         """What they hold once ``job`` is dispatched too."""
         return Held(self.jobs + 1, self.cpus + job.cpus, self.gpus + job.gpus, self.memory_bytes + job.memory_bytes)
@@ -83,8 +89,7 @@ def _waiting(*where: Any) -> Any:
 
 def tenant_jobs_of(row: Any) -> TenantJobs:
     """:class:`TenantJobs` from a row that starts with :data:`TENANT_JOBS`'s columns."""
-    queued, count, cpus, gpus, memory = row[:5]
-    return TenantJobs(int(queued), Held(int(count), float(cpus), int(gpus), int(memory)))
+    return TenantJobs(int(row[0]), Held.of(row[1:5]))
 
 
 # The hot reads of admission and dispatch, built once (a statement built per call costs more than its query). Each
@@ -227,7 +232,7 @@ class Store(Database):
         and not ended; else None (one read, no record loaded)."""
         with self.read() as conn:
             queued, *held = conn.execute(_QUEUED_AND_HELD, {"tenant": tenant, "job_id": job_id}).one()
-        return tenant_jobs_of((0, *held)).held if queued else None
+        return Held.of(held) if queued else None
 
     def list_jobs(
         self,
@@ -283,16 +288,12 @@ class Store(Database):
         """What each tenant's dispatched, unfinished jobs hold, in one read."""
         query = select(JobRow.tenant, *_HELD_SUMS).where(*_DISPATCHED_UNFINISHED).group_by(JobRow.tenant)
         with self.session() as s:
-            return {
-                tenant: Held(int(count), float(cpus), int(gpus), int(memory))
-                for tenant, count, cpus, gpus, memory in s.execute(query)
-            }
+            return {tenant: Held.of(sums) for tenant, *sums in s.execute(query)}
 
     def held_by(self, tenant: str, exclude: str | None = None) -> Held:
         """What a tenant's dispatched, unfinished jobs hold (but ``exclude``)."""
         with self.read() as conn:
-            count, cpus, gpus, memory = conn.execute(_HELD_BY, {"tenant": tenant, "exclude": exclude or ""}).one()
-        return Held(int(count), float(cpus), int(gpus), int(memory))
+            return Held.of(conn.execute(_HELD_BY, {"tenant": tenant, "exclude": exclude or ""}).one())
 
     def tenant_jobs(self, tenant: str) -> TenantJobs:
         """How many of a tenant's jobs wait and what its dispatched ones hold, in one read."""
