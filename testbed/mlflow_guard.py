@@ -63,6 +63,10 @@ def authenticate() -> Authorization | Response:
 
 
 LOOKUP_CACHES_ENV = "TESTBED_MLFLOW_LOOKUP_CACHES"
+# The fail-closed route check's memo: MLflow's own paths are a few hundred short ones. A longer path is asked of
+# MLflow each time, so a client (the check runs before authentication) cannot fill a worker's memory with paths.
+NATIVE_ROUTE_PATHS = 1024
+NATIVE_ROUTE_PATH_CHARS = 256
 # Auth-store methods that change a user, a role, a grant or a permission (all start with these).
 _WRITE_METHOD = re.compile(r"^(create|update|delete|grant|revoke|rename|set|add|remove|assign|unassign)_")
 
@@ -76,7 +80,9 @@ class LookupCaches:
         self.grants: TTLCache = TTLCache(maxsize=max_size, ttl=ttl_seconds)
         self.workspaces: TTLCache = TTLCache(maxsize=max_size, ttl=ttl_seconds)
         self.run_experiments: LRUCache = LRUCache(maxsize=max_size)  # a run never changes experiment
-        self.native_routes: LRUCache = LRUCache(maxsize=max_size)  # the app's routes are fixed once it is built
+        # the app's routes are fixed once it is built; the paths are the client's (asked before authentication):
+        # a few, short ones kept (NATIVE_ROUTE_PATHS, NATIVE_ROUTE_PATH_CHARS)
+        self.native_routes: LRUCache = LRUCache(maxsize=NATIVE_ROUTE_PATHS)
         self.generation = 0  # bumped by clear(): a lookup that raced a write is not stored
 
     def clear(self) -> None:
@@ -176,10 +182,14 @@ def native_route_match(upstream: Callable[[Any, Any], bool], caches: LookupCache
     """MLflow's fail-closed net asks of every request its Flask app serves whether the request matches one of the
     FastAPI app's own routes, trying each route in turn. The answer depends only on the request's type, method and
     path (MLflow has no ``Host`` routes: tests/mlflow/test_native_route_match.py) and on the routes, which are fixed
-    once the app is built: it is remembered per (routes, type, method, root path, path)."""
+    once the app is built: it is remembered per (routes, type, method, root path, path), for paths of at most
+    ``NATIVE_ROUTE_PATH_CHARS``."""
 
     def cached_match(native_routes: Any, scope: Any) -> bool:
-        key = (id(native_routes), scope.get("type"), scope.get("method"), scope.get("root_path", ""), scope.get("path"))
+        path, root = scope.get("path") or "", scope.get("root_path") or ""
+        if len(path) + len(root) > NATIVE_ROUTE_PATH_CHARS:
+            return upstream(native_routes, scope)
+        key = (id(native_routes), scope.get("type"), scope.get("method"), root, path)
         return bool(caches.cached(caches.native_routes, key, lambda: upstream(native_routes, scope)))
 
     return functools.wraps(upstream)(cached_match)

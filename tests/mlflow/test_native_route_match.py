@@ -33,7 +33,7 @@ def test_the_memo_answers_as_mlflow_does(monkeypatch):
     from mlflow.server import auth as mlflow_auth
     from mlflow.server.fastapi_app import create_fastapi_app
 
-    from testbed.mlflow_guard import LookupCaches, native_route_match
+    from testbed.mlflow_guard import NATIVE_ROUTE_PATH_CHARS, NATIVE_ROUTE_PATHS, LookupCaches, native_route_match
 
     native = mlflow_auth._native_fastapi_routes(create_fastapi_app())
     walked = list(_routes(native))
@@ -52,6 +52,12 @@ def test_the_memo_answers_as_mlflow_does(monkeypatch):
             answers.append(expected)
     assert True in answers and False in answers  # both kinds of path were asked
     assert len(caches.native_routes) == len(set(paths)) * 5
+    # a path longer than the memo keeps (the check runs before authentication): asked of MLflow, not kept
+    for i in range(3):
+        scope = {"type": "http", "method": "GET", "path": f"/api/{i}" + "x" * NATIVE_ROUTE_PATH_CHARS, "root_path": ""}
+        assert memo(native, scope) == upstream(native, scope)
+    assert len(caches.native_routes) == len(set(paths)) * 5
+    assert caches.native_routes.maxsize == NATIVE_ROUTE_PATHS >= len(caches.native_routes)
     assert not any(
         upstream(native, {"type": "http", "method": "POST", "path": p, "root_path": ""}) for p in TRACKING_PATHS
     )
