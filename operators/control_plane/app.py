@@ -36,7 +36,13 @@ from testbed.limits import MAX_BODY_BYTES
 from testbed.settings import ControlPlaneSettings
 
 DISPATCH_THREADS = 4
-ADMISSION_THREADS = 4  # PostgreSQL: admissions of different tenants overlap, a few at a time
+# Admissions at once. PostgreSQL: admissions of different tenants overlap their round trips, a few at a time.
+# SQLite: every admission's write waits for the one writer (a group commit), so two are enough to keep it busy
+# (one admission's checks run while another's write commits); four only made each group commit longer and every
+# admission in it wait for it (bench_control_plane.py: admission p99 22-27 ms with four, 18-19 ms with two, same
+# throughput). The requests beyond these wait in the pool's queue, counted in their HTTP round trip.
+ADMISSION_THREADS = 4
+SQLITE_ADMISSION_THREADS = 2
 
 
 def create_app(
@@ -53,7 +59,10 @@ def create_app(
     # A few threads hand jobs to the backend: enough to overlap its network calls, few enough
     # that admissions on the event loop do not queue behind dozens of threads for the GIL.
     dispatchers = ThreadPoolExecutor(max_workers=DISPATCH_THREADS, thread_name_prefix="dispatch")
-    admitters = ThreadPoolExecutor(max_workers=ADMISSION_THREADS, thread_name_prefix="admit")
+    admitters = ThreadPoolExecutor(
+        max_workers=SQLITE_ADMISSION_THREADS if plane.store.inline_writes else ADMISSION_THREADS,
+        thread_name_prefix="admit",
+    )
     probe = HealthProbe(plane.store, plane.backend)
 
     @asynccontextmanager
