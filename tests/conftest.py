@@ -242,6 +242,12 @@ def _record_spawn(event: str, args: tuple) -> None:
 sys.addaudithook(_record_spawn)
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """matplotlib lists the machine's fonts once (``fc-list``: a process) and caches the list in the user's cache
+    folder: done here, before the process audit, not in the first fast-tier test that plots (a fresh machine, CI)."""
+    import matplotlib.font_manager  # noqa: F401
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
