@@ -1,15 +1,20 @@
 """SQLite's group commit (``Store.group_write``): many threads' writes share transactions, each thread gets its
 own result once its transaction is committed, a failing write fails only its own thread, and the lead passes on
-to threads that arrived while a batch was being written. Real SQLite, real threads; events, not sleeps."""
+to threads that arrived while a batch was being written, and a group commit goes before the background writes
+waiting with it. Real SQLite, real threads; events, not sleeps."""
 
 from __future__ import annotations
 
 import threading
 
+import pytest
 from sqlalchemy import func, select
 
+from operators.control_plane.db import engine
+from operators.control_plane.db.engine import DatabaseBusy
 from operators.control_plane.db.models import TokenRow
 from operators.control_plane.db.store import Store
+from tests.waiting import wait_until
 
 
 def token(name: str) -> TokenRow:
@@ -138,3 +143,60 @@ def test_each_write_in_a_batch_is_audited_as_the_token_that_made_it(store):
         assert {r.job_id: r.actor for r in s.query(MoneyLedgerRow)} == {
             f"job-{kind}{i}": f"t{i}:default" for i in range(3) for kind in "aw"
         }
+
+
+def test_a_waiting_group_commit_writes_before_the_background_writes_waiting_with_it(store):
+    """A background write (the sync's rounds) holds the writer; another background write, then a request's group
+    commit, queue for it. When it is free the group commit goes first (a request waits behind at most the one
+    background transaction already running), then the other background write: it is not lost or starved."""
+    inside, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def running_background() -> None:
+        with store.write_session() as s:
+            s.add(token("running"))
+            inside.set()
+            assert release.wait(30)
+
+    def waiting_background() -> None:
+        with store.write_session() as s:
+            order.append("background")
+            s.add(token("background"))
+
+    def request() -> None:
+        store.group_write(lambda s: (order.append("request"), s.add(token("request"))))
+
+    holder = threading.Thread(target=running_background)
+    holder.start()
+    assert inside.wait(30)
+    later = [threading.Thread(target=waiting_background), threading.Thread(target=request)]
+    try:
+        for queued, thread in enumerate(later, start=1):
+            thread.start()
+            wait_until(lambda n=queued: store._writers.waiting == n, 30, f"{queued} writers queued")
+    finally:
+        release.set()
+        for thread in [holder, *later]:
+            thread.join(timeout=60)
+    assert order == ["request", "background"] and count(store) == 3
+
+
+def test_a_writer_that_never_gets_its_turn_gives_up_with_database_busy(store, monkeypatch):
+    monkeypatch.setattr(engine, "DB_TIMEOUT_SECONDS", 0.2)
+    inside, release = threading.Event(), threading.Event()
+
+    def running_background() -> None:
+        with store.write_session():
+            inside.set()
+            assert release.wait(30)
+
+    holder = threading.Thread(target=running_background)
+    holder.start()
+    assert inside.wait(30)
+    try:
+        with pytest.raises(DatabaseBusy, match="stayed locked for 0.2 s"):
+            store.group_write(lambda s: s.add(token("late")))
+    finally:
+        release.set()
+        holder.join(timeout=60)
+    assert count(store) == 0 and store._writers.waiting == 0

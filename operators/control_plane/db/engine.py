@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from typing import Any, Callable, ContextManager
+from contextlib import contextmanager
+from typing import Any, Callable, ContextManager, Iterator
 
 from sqlalchemy import Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -74,6 +75,51 @@ class TimedLock:
 
     def __exit__(self, *_exc: object) -> None:
         self._lock.release()
+
+
+class WriterQueue:
+    """SQLite's one writer, queued for in this process, waited on no longer than the database itself would be.
+
+    A group commit's leader (:class:`GroupCommit`: requests' writes, admissions and dispatches) goes before the
+    background writers waiting with it (the sync's rounds, the money rounds, the lease), so a request waits behind
+    at most the one background transaction already running, not a run of them: a plain lock is taken back by the
+    thread that just released it (it holds the GIL), and the sync's short transactions came one after another."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition(threading.Lock())
+        self._held = False
+        self._leaders_waiting = 0
+        self.waiting = 0  # threads waiting for their turn, leaders or not
+
+    @contextmanager
+    def held(self, leader: bool = False) -> Iterator[None]:
+        """The writer, for a group commit's leader (``leader``) or a background write."""
+        with self._changed:
+            if not self._held and (leader or not self._leaders_waiting):
+                self._held = True
+            else:
+                self._wait(leader)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._held = False
+                self._changed.notify_all()  # the waiters are few: one leader at most, and the background threads
+
+    def _wait(self, leader: bool) -> None:
+        """Wait for the writer's turn (``_changed`` held); :class:`DatabaseBusy` after ``DB_TIMEOUT_SECONDS``."""
+        self._leaders_waiting += leader
+        self.waiting += 1
+        try:
+            turn = self._changed.wait_for(
+                lambda: not self._held and (leader or not self._leaders_waiting), DB_TIMEOUT_SECONDS
+            )
+        finally:
+            self._leaders_waiting -= leader
+            self.waiting -= 1
+        if not turn:
+            raise DatabaseBusy(f"the database stayed locked for {DB_TIMEOUT_SECONDS:g} s")
+        self._held = True
 
 
 class _PendingWrite:

@@ -20,7 +20,7 @@ from typing import Callable, ContextManager, Iterator, TypeVar
 from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from operators.control_plane.db.engine import GroupCommit, TimedLock, make_engine
+from operators.control_plane.db.engine import GroupCommit, TimedLock, WriterQueue, make_engine
 from operators.control_plane.db.migrate import lock_key
 
 T = TypeVar("T")
@@ -40,11 +40,11 @@ class Database:
         )
         # SQLite has one writer at a time and its busy handler backs off in sleeps of up to
         # 100 ms; queueing writers on a lock in this process is far faster under concurrency.
-        self._write_lock = TimedLock() if self.inline_writes else nullcontext()
+        self._writers = WriterQueue() if self.inline_writes else None
         self._section = threading.local()  # the transaction of this thread's locked section
         self._tenant_locks: dict[str, TimedLock] = {}  # SQLite: the per-tenant sections
         self._tenant_locks_guard = threading.Lock()
-        self._group = GroupCommit(self._writer) if self.inline_writes else None  # SQLite: the writes of many threads
+        self._group = GroupCommit(self._leader_writer) if self.inline_writes else None  # SQLite: many threads' writes
 
     def _current(self) -> Session | None:
         """The transaction of this thread's locked section, if it is in one."""
@@ -123,9 +123,13 @@ class Database:
         return result
 
     @contextmanager
-    def _writer(self) -> Iterator[Session]:
-        with self._write_lock, self._write_sessions.begin() as session:
+    def _writer(self, leader: bool = False) -> Iterator[Session]:
+        """A write transaction; on SQLite in the writer's turn (:class:`WriterQueue`), a group commit's leader's first."""
+        with self._writers.held(leader) if self._writers else nullcontext(), self._write_sessions.begin() as session:
             yield session
+
+    def _leader_writer(self) -> ContextManager[Session]:
+        return self._writer(leader=True)
 
     def close(self) -> None:
         self.engine.dispose()
