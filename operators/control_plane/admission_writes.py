@@ -1,9 +1,10 @@
 """An admitted job's writes, without the ORM: its record, its hold, the hold's running money and their audit rows.
 
 Admission is the hottest write of the control plane (on SQLite, the group commit's writer runs every waiting
-admission's). The rows are built before the writer is taken and written by prebuilt Core statements; the
-running balance and the audit rows join the transaction's own, moved and recorded once as it commits
-(:func:`.db.balances.fold_at_commit`, :func:`.audit_hooks.record_at_commit`): the same rows the ORM path
+admission's). The rows are built before the writer is taken and written by prebuilt Core statements (on
+PostgreSQL the record and its hold in one statement: one round trip); the running balance and the audit rows
+join the transaction's own, moved and recorded once as it commits (:func:`.db.balances.fold_at_commit`,
+:func:`.audit_hooks.record_at_commit`, written together by :mod:`.db.commit_writes`): the same rows the ORM path
 and its hooks write (``tests/money/test_running_balance.py`` checks the balances against the ledger,
 ``tests/control_plane/test_audit.py`` the audit rows).
 """
@@ -17,11 +18,13 @@ from sqlalchemy.orm import Session
 
 from operators.control_plane.audit_hooks import ACTOR_CHARS, current_actor, job_admitted, ledger_entry, record_at_commit
 from operators.control_plane.db import balances
+from operators.control_plane.db.commit_writes import execute_together
 from operators.control_plane.db.models import JobRow, MoneyLedgerRow
 from operators.control_plane.db.store import Store
 
 _INSERT_JOB = insert(JobRow.__table__)
 _INSERT_ENTRY = insert(MoneyLedgerRow.__table__)
+_ENTRY_ID = MoneyLedgerRow.__table__.c.id
 
 
 def _values(row: Any) -> dict[str, Any]:
@@ -48,10 +51,18 @@ def write_admission(store: Store, job: JobRow, hold: MoneyLedgerRow | None) -> N
 
     def work(session: Session) -> None:
         conn = session.connection()
-        conn.execute(_INSERT_JOB, job_values)
         actions = [job_admitted(job, actor)]
-        if hold is not None:
+        if hold is None:
+            conn.execute(_INSERT_JOB, job_values)
+        elif conn.dialect.name == "postgresql":  # the record and its hold in one round trip
+            writes = [(_INSERT_JOB, [job_values]), (_INSERT_ENTRY, [hold_values])]
+            written = execute_together(conn, writes, returning=_ENTRY_ID)
+            assert written is not None  # PostgreSQL returns the hold's id
+            hold.id = written.scalar_one()
+        else:
+            conn.execute(_INSERT_JOB, job_values)
             hold.id = conn.execute(_INSERT_ENTRY, hold_values).inserted_primary_key[0]
+        if hold is not None:
             balances.fold_at_commit(session, [hold], {job.id: job})
             actions.append(ledger_entry(hold))
         record_at_commit(session, actions)

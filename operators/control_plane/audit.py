@@ -27,6 +27,7 @@ from typing import Any, Iterable
 from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
 
 from operators.control_plane.db.models import AuditHead, AuditInboxRow, AuditRow
 from operators.control_plane.db.engine import DIALECT_INSERTS
@@ -140,7 +141,15 @@ def append_many(session: Session | Connection, actions: list[Action]) -> list[Au
 def enqueue(conn: Connection, actions: list[Action]) -> None:
     """Record actions in ``conn``'s transaction, to be linked into the chain by :func:`drain` (no lock taken)."""
     if actions:
-        conn.execute(insert(AuditInboxRow.__table__), [_unchained(kind, fields) for kind, fields in actions])
+        conn.execute(*inbox_write(actions))
+
+
+_INBOX_INSERT = insert(AuditInboxRow.__table__)
+
+
+def inbox_write(actions: list[Action]) -> tuple[Insert, list[dict[str, Any]]]:
+    """The inbox rows of ``actions`` (what :func:`enqueue` writes), as a statement and its rows."""
+    return _INBOX_INSERT, [_unchained(kind, fields) for kind, fields in actions]
 
 
 DRAIN_BATCH = 256  # inbox rows linked per transaction: a short hold of the writer each

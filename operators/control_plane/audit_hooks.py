@@ -24,6 +24,8 @@ from sqlalchemy.orm import Session, attributes
 from operators.control_plane import audit
 from operators.control_plane.audit import AuditKind
 from operators.control_plane.audit_config import admission_detail
+from operators.control_plane.db import commit_writes
+from operators.control_plane.db.commit_writes import Write
 from operators.control_plane.db.models import JobRow, MoneyLedgerRow
 from operators.control_plane.db.store import Store
 
@@ -163,12 +165,10 @@ def _pend(session: Session, actions: list[Action]) -> None:
     session.info.setdefault(_PENDING, []).extend(actions)
 
 
-def _before_commit(session: Session) -> None:
-    """The transaction's audit rows, into the inbox in one go as it commits (after its last flush)."""
-    session.flush()
+def _at_commit(session: Session) -> list[Write]:
+    """The transaction's audit rows, into the inbox in one go as it commits (:mod:`.db.commit_writes`)."""
     actions = session.info.pop(_PENDING, None)
-    if actions:
-        audit.enqueue(session.connection(), actions)
+    return [audit.inbox_write(actions)] if actions else []
 
 
 def _forget(session: Session, _previous: Any) -> None:
@@ -182,5 +182,5 @@ def install(store: Store) -> None:
         event.listen(Session, "transient_to_pending", _bind_actor)
         event.listen(JobRow.stop_requested_at, "set", _bind_stop_actor)
         event.listen(Session, "after_flush", _after_flush)
-        event.listen(Session, "before_commit", _before_commit)
         event.listen(Session, "after_soft_rollback", _forget)
+    commit_writes.add(_at_commit)

@@ -24,6 +24,8 @@ from typing import Any, Iterable
 from sqlalchemy import Connection, delete, event, select
 from sqlalchemy.orm import Session
 
+from operators.control_plane.db import commit_writes
+from operators.control_plane.db.commit_writes import Write
 from operators.control_plane.db.engine import DIALECT_INSERTS
 from operators.control_plane.db.models import JobRow, MoneyBalanceRow, MoneyJobRow, MoneyLedgerRow
 from testbed.money import LedgerKind
@@ -107,14 +109,10 @@ def gpu_need(gpus: int | None, spec: dict[str, Any] | None) -> int:
     return int(gpus or 0) * int((spec or {}).get("max_runtime_seconds") or 0)
 
 
-def apply(conn: Connection, entries: list[Any], new_jobs: dict[str, JobRow] | None = None) -> dict[str, BalanceDelta]:
-    """Fold ``entries`` (ledger rows just written, oldest first) into ``money_jobs``, in ``conn``'s transaction,
-    and return what each tenant's balance moves by; ``new_jobs``: job records written in the same transaction."""
-    if not entries:
-        return {}
-    new_jobs = new_jobs or {}
-    ids = sorted({e.job_id for e in entries if e.job_id is not None} - new_jobs.keys())  # a new job has no money yet
+def folded(conn: Connection, entries: list[Any], new_jobs: dict[str, JobRow]) -> Fold:
+    """``entries`` folded onto their jobs' money so far (read in ``conn``'s transaction; a new job has none)."""
     fold = Fold()
+    ids = sorted({e.job_id for e in entries if e.job_id is not None} - new_jobs.keys())
     if ids:
         cols = [getattr(MoneyJobRow.__table__.c, f.name) for f in fields(JobMoney)]
         for row in conn.execute(select(*cols).where(MoneyJobRow.__table__.c.job_id.in_(ids))):
@@ -122,8 +120,7 @@ def apply(conn: Connection, entries: list[Any], new_jobs: dict[str, JobRow] | No
     needs = _gpu_needs(conn, [e.job_id for e in entries if e.kind == LedgerKind.HOLD.value and e.job_id], new_jobs)
     for entry in entries:
         fold.add(entry, needs.get(entry.job_id, 0) if entry.job_id else 0)
-    _write_jobs(conn, fold)
-    return fold.deltas
+    return fold
 
 
 def _gpu_needs(conn: Connection, job_ids: list[str], new_jobs: dict[str, JobRow]) -> dict[str, int]:
@@ -137,17 +134,18 @@ def _gpu_needs(conn: Connection, job_ids: list[str], new_jobs: dict[str, JobRow]
     return out
 
 
-def _write_jobs(conn: Connection, fold: Fold) -> None:
-    if fold.changed:
-        conn.execute(_jobs_upsert(conn.dialect.name), [vars(fold.jobs[job_id]) for job_id in sorted(fold.changed)])
+def _job_writes(dialect: str, fold: Fold) -> list[Write]:
+    if not fold.changed:
+        return []
+    return [(_jobs_upsert(dialect), [vars(fold.jobs[job_id]) for job_id in sorted(fold.changed)])]
 
 
-def _write_balances(conn: Connection, deltas: dict[str, BalanceDelta]) -> None:
+def _balance_writes(dialect: str, deltas: dict[str, BalanceDelta]) -> list[Write]:
     moved = {tenant: d for tenant, d in deltas.items() if d != BalanceDelta()}
-    if moved:  # in one order (the tenants sorted): writers never wait on each other's rows in a cycle
-        conn.execute(
-            _balances_upsert(conn.dialect.name), [{"tenant": tenant, **vars(moved[tenant])} for tenant in sorted(moved)]
-        )
+    if not moved:
+        return []
+    # in one order (the tenants sorted): writers never wait on each other's rows in a cycle
+    return [(_balances_upsert(dialect), [{"tenant": tenant, **vars(moved[tenant])} for tenant in sorted(moved)])]
 
 
 @lru_cache(maxsize=None)
@@ -186,14 +184,15 @@ def fold_at_commit(session: Session, entries: list[Any], new_jobs: dict[str, Job
     pending_jobs.update(new_jobs)
 
 
-def _before_commit(session: Session) -> None:
-    """The transaction's entries fold into ``money_jobs`` and the balances move, last, just before the commit: the
-    balance rows (one per tenant, shared by every writer) are locked only for the commit itself."""
-    session.flush()
+def _at_commit(session: Session) -> list[Write]:
+    """The transaction's entries fold into ``money_jobs`` and the balances move, last, as it commits
+    (:mod:`.commit_writes`): the balance rows (one per tenant, shared by every writer) are locked only for the commit."""
     pending = session.info.pop(_ENTRIES, None)
-    if pending:
-        conn = session.connection()
-        _write_balances(conn, apply(conn, *pending))
+    if not pending:
+        return []
+    conn = session.connection()
+    fold = folded(conn, pending[0], pending[1])
+    return [*_job_writes(conn.dialect.name, fold), *_balance_writes(conn.dialect.name, fold.deltas)]
 
 
 def _forget(session: Session, _previous: Any) -> None:
@@ -204,8 +203,8 @@ def install() -> None:
     """Keep the running balances in every transaction of every session (once per process)."""
     if not event.contains(Session, "after_flush", _after_flush):
         event.listen(Session, "after_flush", _after_flush)
-        event.listen(Session, "before_commit", _before_commit)
         event.listen(Session, "after_soft_rollback", _forget)
+    commit_writes.add(_at_commit)
 
 
 def rebuild(conn: Connection, tenants: Iterable[str] | None = None) -> None:
@@ -222,5 +221,5 @@ def rebuild(conn: Connection, tenants: Iterable[str] | None = None) -> None:
     fold = Fold()
     for entry in entries:
         fold.add(entry, needs.get(entry.job_id, 0) if entry.job_id else 0)
-    _write_jobs(conn, fold)
-    _write_balances(conn, fold.deltas)
+    for statement, rows in [*_job_writes(conn.dialect.name, fold), *_balance_writes(conn.dialect.name, fold.deltas)]:
+        conn.execute(statement, rows)

@@ -1,0 +1,44 @@
+"""Writes sent together (``db.commit_writes``) on a real PostgreSQL: a priced admission's record and hold go in
+one statement and its commit's writes (the job's money, the balance, two audit rows) in another, and every row is
+what it would be written one statement at a time (the JSON spec, the inbox rows in their order)."""
+
+from __future__ import annotations
+
+from sqlalchemy import event, select
+
+from operators.control_plane.auth import Principal
+from operators.control_plane.db.models import AuditInboxRow, JobRow, MoneyBalanceRow, MoneyJobRow, MoneyLedgerRow
+from testbed.jobs import JobSpec
+from tests.benchmarks.bench_admission_throughput import planes_for
+
+
+def test_a_priced_admission_on_postgresql_is_four_statements_and_writes_every_row(postgres_url, tmp_path):
+    (plane,), (tenant, _) = planes_for(postgres_url, tmp_path, 2, 1)
+    try:
+        check_admission(plane, tenant)
+    finally:
+        plane.shutdown()
+
+
+def check_admission(plane, tenant: str) -> None:
+    principal = Principal(subject=tenant, role="tenant")
+    spec = JobSpec(entrypoint="python -c 'pass'", cpus=1, gpus=1, max_runtime_seconds=600, env={"K": "v"})
+    plane.admit(principal, spec)  # the first: the store's caches filled
+    statements: list[str] = []
+    event.listen(plane.store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    admitted = plane.admit_with_balance(principal, spec)
+    # the tenant's lock, the balance read, the record with its hold, the commit's writes (then COMMIT)
+    assert len(statements) == 4, statements
+    assert statements[2].startswith("WITH") and statements[3].startswith("WITH")
+    job_id = admitted.row.id
+    with plane.store.session() as s:
+        job = s.get(JobRow, job_id)
+        assert job.spec["env"] == {"K": "v"} and job.gpus == 1  # the JSON column converted as the ORM would
+        hold = s.scalars(select(MoneyLedgerRow).where(MoneyLedgerRow.job_id == job_id)).one()
+        assert hold.kind == "hold" and hold.amount_krw == admitted.hold_krw > 0
+        money = s.get(MoneyJobRow, job_id)
+        assert money.held and money.hold_krw == hold.amount_krw and money.gpu_need_seconds == 600
+        balance = s.get(MoneyBalanceRow, tenant)
+        assert balance.held_krw == 2 * hold.amount_krw and balance.held_gpu_seconds == 2 * 600
+        inbox = s.scalars(select(AuditInboxRow).where(AuditInboxRow.job_id == job_id).order_by(AuditInboxRow.id))
+        assert [(row.kind, row.tenant) for row in inbox] == [("job.admitted", tenant), ("ledger.hold", tenant)]
