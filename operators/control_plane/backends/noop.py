@@ -66,7 +66,11 @@ class NoopBackend(Backend):
         self._lock = threading.Lock()
         self._engine = None
         if database_url and database_url.startswith("postgresql"):
-            self._engine = create_engine(database_url, pool_size=4, max_overflow=8)
+            # a test aid's records: commits that wait for no fsync, and a submit that is one statement (autocommit)
+            self._engine = create_engine(
+                database_url, pool_size=4, max_overflow=8, connect_args={"options": "-c synchronous_commit=off"}
+            )
+            self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
             with self._engine.begin() as conn:  # replicas starting together create it once
                 conn.execute(select(func.pg_advisory_xact_lock(lock_key("testbed:noop_jobs"))))
                 NOOP_JOBS.create(conn, checkfirst=True)
@@ -80,8 +84,7 @@ class NoopBackend(Backend):
                     known.submits += 1
             return request.job_id
         insert = postgresql.insert(NOOP_JOBS).values(job_id=request.job_id, **asdict(job))
-        with self._engine.begin() as conn:  # a second submit of a job adopts it, and is counted
-            conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")  # a test aid's record: no fsync wait
+        with self._autocommit.connect() as conn:  # a second submit of a job adopts it, and is counted
             conn.execute(
                 insert.on_conflict_do_update(
                     index_elements=[NOOP_JOBS.c.job_id], set_={"submits": NOOP_JOBS.c.submits + 1}
@@ -119,7 +122,7 @@ class NoopBackend(Backend):
                 job = self._jobs[ref]
                 job.stopped_at = job.stopped_at or now
             return
-        with self._engine.begin() as conn:
+        with self._autocommit.connect() as conn:
             conn.execute(
                 update(NOOP_JOBS)
                 .where(NOOP_JOBS.c.job_id == ref, NOOP_JOBS.c.stopped_at.is_(None))
