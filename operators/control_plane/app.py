@@ -29,6 +29,7 @@ from operators.control_plane.db.store import Store
 from operators.control_plane.errors import install_error_handlers
 from operators.control_plane.guards import BodySizeLimit, HealthProbe
 from operators.control_plane.plane import ControlPlane
+from operators.control_plane.turns import TurnsByKey
 from operators.metering.exporter import make_registry
 from operators.portal import app as portal
 from testbed.clock import SYSTEM_CLOCK, Clock
@@ -36,13 +37,13 @@ from testbed.limits import MAX_BODY_BYTES
 from testbed.settings import ControlPlaneSettings
 
 DISPATCH_THREADS = 4
-# Admissions at once. PostgreSQL: admissions of different tenants overlap their round trips, a few at a time.
-# SQLite: every admission's write waits for the one writer (a group commit), so two are enough to keep it busy
-# (one admission's checks run while another's write commits); four only made each group commit longer and every
-# admission in it wait for it (bench_control_plane.py: admission p99 22-27 ms with four, 18-19 ms with two, same
-# throughput). The requests beyond these wait in the pool's queue, counted in their HTTP round trip.
-ADMISSION_THREADS = 4
-SQLITE_ADMISSION_THREADS = 2
+# Admissions at once, per replica. An admission is short (on SQLite a group commit with the one writer, on
+# PostgreSQL four statements) and the requests beyond these wait in the pool's queue, inside their HTTP round trip.
+# More threads only made more admissions contend, for the one writer (SQLite: each group commit grew, and every
+# admission in it waited for it) and for the GIL on each round trip (PostgreSQL), and each admission took longer:
+# bench_control_plane.py admission p99 22-27 ms with four, 17-19 ms with two; bench_replicas.py 78-93 ms with
+# four, 34-50 ms with two, 42-66 ms with three (throughput 260-338, 246-299, 297-354 per s).
+ADMISSION_THREADS = 2
 
 
 def create_app(
@@ -59,10 +60,7 @@ def create_app(
     # A few threads hand jobs to the backend: enough to overlap its network calls, few enough
     # that admissions on the event loop do not queue behind dozens of threads for the GIL.
     dispatchers = ThreadPoolExecutor(max_workers=DISPATCH_THREADS, thread_name_prefix="dispatch")
-    admitters = ThreadPoolExecutor(
-        max_workers=SQLITE_ADMISSION_THREADS if plane.store.inline_writes else ADMISSION_THREADS,
-        thread_name_prefix="admit",
-    )
+    admitters = TurnsByKey(ADMISSION_THREADS, "admit")  # one thread per company at most
     probe = HealthProbe(plane.store, plane.backend)
 
     @asynccontextmanager
@@ -70,7 +68,7 @@ def create_app(
         if sync:
             plane.start()
         yield
-        admitters.shutdown(wait=True)  # first: an admission under way hands its job to a dispatch thread
+        admitters.shutdown()  # first: an admission under way hands its job to a dispatch thread
         dispatchers.shutdown(wait=True)
         probe.close()
         plane.shutdown()

@@ -92,7 +92,8 @@ def noted(job: Job, notice: str | None) -> Job:
 async def submit_job(spec: JobSpec, caller: Caller, plane: Plane, request: Request) -> Job:
     # Admission (checks and one insert) runs on a few threads of its own, never the event loop (a locked
     # database holds up this request, 503 after DB_TIMEOUT_SECONDS, not every other one), and not on dozens of
-    # request threads contending for the GIL mid-admission. The backend call runs on the dispatch threads; a job
+    # request threads contending for the GIL mid-admission; one caller's admissions take turns with the others'
+    # (``TurnsByKey``: a company's sweep holds one of them at most). The backend call runs on the dispatch threads; a job
     # that waits for room in its tenant's quota (admission saw none) has no backend call to make. The admitting
     # thread hands the job to a dispatch thread itself: the event loop wakes once, for the answer.
     answer: Future[Job] = Future()
@@ -112,7 +113,7 @@ async def submit_job(spec: JobSpec, caller: Caller, plane: Plane, request: Reque
             else:
                 dispatchers.submit(dispatch, admitted)
 
-    request.app.state.admitters.submit(admit)
+    request.app.state.admitters.submit(caller.subject, admit)
     return await asyncio.wrap_future(answer)
 
 

@@ -1,0 +1,45 @@
+"""Admission threads shared by turns (``TurnsByKey``): a company's sweep holds one thread at most, its work runs
+in the order it came, and every work submitted runs, shutdown included. Real threads; events, not sleeps."""
+
+from __future__ import annotations
+
+import threading
+
+from operators.control_plane.turns import TurnsByKey
+
+
+def test_one_keys_many_works_hold_one_thread_and_run_in_order_while_another_key_runs():
+    turns = TurnsByKey(2, "test-turns")
+    first_inside, release_first, other_ran = threading.Event(), threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    def sweep(i: int) -> None:
+        if i == 0:
+            first_inside.set()
+            assert release_first.wait(30)
+        ran.append(f"sweep-{i}")
+
+    try:
+        for i in range(5):  # a sweep: five at once from one company
+            turns.submit("company-a", lambda i=i: sweep(i))
+        assert first_inside.wait(30)
+        turns.submit("company-b", lambda: (ran.append("other"), other_ran.set()))
+        # company-a's first holds a thread; its four others wait their turn, not the second thread
+        assert other_ran.wait(30) and ran == ["other"]
+    finally:
+        release_first.set()
+        turns.shutdown()
+    assert ran == ["other", *[f"sweep-{i}" for i in range(5)]]
+
+
+def test_work_that_raises_does_not_stop_the_keys_next_work():
+    turns = TurnsByKey(1, "test-turns")
+    ran: list[int] = []
+
+    def fails() -> None:
+        raise RuntimeError("boom")
+
+    turns.submit("company-a", fails)
+    turns.submit("company-a", lambda: ran.append(1))
+    turns.shutdown()
+    assert ran == [1]
