@@ -41,7 +41,7 @@ class TurnsByKey:
         while True:
             try:
                 work()
-            except Exception:
+            except BaseException:  # whatever it was, the key's next work still runs (or the key stayed busy forever)
                 log.exception("work for %s failed", key)
             with self._guard:
                 waiting = self._waiting[key]

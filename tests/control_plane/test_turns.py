@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from operators.control_plane.turns import TurnsByKey
 
 
@@ -32,12 +34,13 @@ def test_one_keys_many_works_hold_one_thread_and_run_in_order_while_another_key_
     assert ran == ["other", *[f"sweep-{i}" for i in range(5)]]
 
 
-def test_work_that_raises_does_not_stop_the_keys_next_work():
+@pytest.mark.parametrize("error", [RuntimeError("boom"), SystemExit(1)])
+def test_work_that_raises_does_not_stop_the_keys_next_work(error):
     turns = TurnsByKey(1, "test-turns")
     ran: list[int] = []
 
     def fails() -> None:
-        raise RuntimeError("boom")
+        raise error
 
     turns.submit("company-a", fails)
     turns.submit("company-a", lambda: ran.append(1))
