@@ -35,7 +35,12 @@ class TurnsByKey:
                 waiting.append(work)
                 return
             self._waiting[key] = deque()
-        self._pool.submit(self._run, key, work)
+        try:
+            self._pool.submit(self._run, key, work)
+        except RuntimeError:  # shut down: nothing of the key runs, and it is not left busy
+            with self._guard:
+                del self._waiting[key]
+            raise
 
     def _run(self, key: str, work: Work) -> None:
         while True:

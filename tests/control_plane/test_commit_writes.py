@@ -1,12 +1,18 @@
 """Writes sent together (``db.commit_writes``) on a real PostgreSQL: a priced admission's record and hold go in
 one statement and its commit's writes (the job's money, the balance, two audit rows) in another, and every row is
-what it would be written one statement at a time (the JSON spec, the inbox rows in their order)."""
+what it would be written one statement at a time (the JSON spec, the inbox rows in their order); writes of many
+rows go one statement each."""
 
 from __future__ import annotations
 
 from sqlalchemy import event, select
 
+from operators.control_plane import audit
+from operators.control_plane.audit import AuditKind
 from operators.control_plane.auth import Principal
+from operators.control_plane.db import balances
+from operators.control_plane.db.commit_writes import TOGETHER_ROWS, execute_together
+from operators.control_plane.db.store import Store
 from operators.control_plane.db.models import AuditInboxRow, JobRow, MoneyBalanceRow, MoneyJobRow, MoneyLedgerRow
 from testbed.jobs import JobSpec
 from tests.benchmarks.bench_admission_throughput import planes_for
@@ -42,3 +48,30 @@ def check_admission(plane, tenant: str) -> None:
         assert balance.held_krw == 2 * hold.amount_krw and balance.held_gpu_seconds == 2 * 600
         inbox = s.scalars(select(AuditInboxRow).where(AuditInboxRow.job_id == job_id).order_by(AuditInboxRow.id))
         assert [(row.kind, row.tenant) for row in inbox] == [("job.admitted", tenant), ("ledger.hold", tenant)]
+
+
+def test_writes_of_many_rows_go_one_statement_each_and_all_land(postgres_url):
+    """A sync batch or a money round writes many rows: each write its own statement (no shape per row count to
+    compile and keep), every row written."""
+    store = Store(postgres_url)
+    try:
+        tenants = [f"tenant-{i}" for i in range(TOGETHER_ROWS + 3)]
+        balances_rows = [
+            {"tenant": t, "charged_krw": 5, "charged_gpu_seconds": 0, "held_krw": 0, "held_gpu_seconds": 0}
+            for t in tenants
+        ]
+        audit_rows = [(AuditKind.JOB_ADMITTED, {"tenant": t}) for t in tenants[:2]]
+        statements: list[str] = []
+        event.listen(store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+        with store.engine.begin() as conn:
+            execute_together(
+                conn, [(balances._balances_upsert("postgresql"), balances_rows), audit.inbox_write(audit_rows)]
+            )
+        assert len(statements) == 2 and not any(s.startswith("WITH") for s in statements), statements
+        with store.session() as s:
+            assert {row.tenant: row.charged_krw for row in s.scalars(select(MoneyBalanceRow))} == dict.fromkeys(
+                tenants, 5
+            )
+            assert [row.tenant for row in s.scalars(select(AuditInboxRow).order_by(AuditInboxRow.id))] == tenants[:2]
+    finally:
+        store.close()

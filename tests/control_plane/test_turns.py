@@ -46,3 +46,12 @@ def test_work_that_raises_does_not_stop_the_keys_next_work(error):
     turns.submit("company-a", lambda: ran.append(1))
     turns.shutdown()
     assert ran == [1]
+
+
+def test_work_submitted_after_shutdown_is_refused_and_leaves_its_key_free():
+    turns = TurnsByKey(1, "test-turns")
+    turns.shutdown()
+    with pytest.raises(RuntimeError):
+        turns.submit("company-a", lambda: None)
+    with pytest.raises(RuntimeError):  # refused again, not queued behind a key left busy
+        turns.submit("company-a", lambda: None)

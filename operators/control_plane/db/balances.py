@@ -221,5 +221,6 @@ def rebuild(conn: Connection, tenants: Iterable[str] | None = None) -> None:
     fold = Fold()
     for entry in entries:
         fold.add(entry, needs.get(entry.job_id, 0) if entry.job_id else 0)
-    for statement, rows in [*_job_writes(conn.dialect.name, fold), *_balance_writes(conn.dialect.name, fold.deltas)]:
-        conn.execute(statement, rows)
+    commit_writes.execute_together(
+        conn, [*_job_writes(conn.dialect.name, fold), *_balance_writes(conn.dialect.name, fold.deltas)]
+    )

@@ -6,8 +6,10 @@ On PostgreSQL writes sent together are one statement, each write but the last a 
 last: one round trip to the server instead of one each (a commit's writes took three, an admission's five). The
 statement is compiled once per shape (which writes, how many rows each) and kept: a multi-row ``VALUES`` has no
 cache key in SQLAlchemy, so it would be compiled anew on every commit. On SQLite the writes run one after the
-other (in this process: no round trip to save). Writes sent together write different tables and none reads what
-another writes, as parts of one PostgreSQL statement must (they run on one snapshot).
+other (in this process: no round trip to save), and so do writes of more than ``TOGETHER_ROWS`` rows (a sync batch,
+a money round: their round trips are few for their rows, and each row count would be a shape of its own, compiled
+and kept). Writes sent together write different tables and none reads what another writes, as parts of one
+PostgreSQL statement must (they run on one snapshot).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ CommitPart = Callable[[Session], list[Write]]
 Shape = tuple[tuple[Insert, tuple[str, ...], int], ...]  # each write's statement, its rows' keys, its row count
 
 _PARTS: list[CommitPart] = []
+TOGETHER_ROWS = 4  # rows per write at most for one statement: an admission's commit writes 1, 1 and 2
 
 
 def add(part: CommitPart) -> None:
@@ -46,11 +49,14 @@ def _before_commit(session: Session) -> None:
 def execute_together(
     conn: Connection, writes: list[Write], returning: ColumnElement[Any] | None = None
 ) -> CursorResult[Any] | None:
-    """Run ``writes`` in ``conn``'s transaction, on PostgreSQL in one statement; with ``returning`` (PostgreSQL
-    only), that column of the last write's rows."""
-    if conn.dialect.name != "postgresql":
+    """Run ``writes`` in ``conn``'s transaction, on PostgreSQL in one statement (each of up to ``TOGETHER_ROWS``
+    rows); with ``returning`` (only then), that column of the last write's rows."""
+    writes = [(statement, rows) for statement, rows in writes if rows]
+    if not writes:
+        return None
+    if conn.dialect.name != "postgresql" or any(len(rows) > TOGETHER_ROWS for _, rows in writes):
         if returning is not None:
-            raise ValueError("writes sent together return rows on PostgreSQL only")
+            raise ValueError(f"writes sent together return rows on PostgreSQL only, of up to {TOGETHER_ROWS} rows")
         for statement, rows in writes:
             conn.execute(statement, rows)
         return None
