@@ -29,18 +29,17 @@ class TurnsByKey:
 
     def submit(self, key: str, work: Work) -> None:
         """Run ``work`` after the key's work submitted before it; ``work`` reports its own outcome (it should not raise)."""
-        with self._guard:
+        with self._guard:  # held until the pool takes it, so no work queues behind a first work being refused
             waiting = self._waiting.get(key)
             if waiting is not None:
                 waiting.append(work)
                 return
             self._waiting[key] = deque()
-        try:
-            self._pool.submit(self._run, key, work)
-        except RuntimeError:  # shut down: nothing of the key runs, and it is not left busy
-            with self._guard:
+            try:
+                self._pool.submit(self._run, key, work)
+            except RuntimeError:  # shut down: nothing of the key runs, and it is not left busy
                 del self._waiting[key]
-            raise
+                raise
 
     def _run(self, key: str, work: Work) -> None:
         while True:

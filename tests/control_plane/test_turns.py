@@ -55,3 +55,34 @@ def test_work_submitted_after_shutdown_is_refused_and_leaves_its_key_free():
         turns.submit("company-a", lambda: None)
     with pytest.raises(RuntimeError):  # refused again, not queued behind a key left busy
         turns.submit("company-a", lambda: None)
+
+
+def test_work_for_a_key_whose_first_work_is_being_refused_is_refused_too_not_dropped():
+    """A second submit for the key arriving while the pool refuses the first (shutting down) must not be queued
+    behind it (nothing would ever run it, and its caller would wait forever): it is refused as well."""
+    turns = TurnsByKey(1, "test-turns")
+    second: dict[str, object] = {}
+    refuse = turns._pool.submit
+
+    def second_submit() -> None:
+        try:
+            turns.submit("company-a", lambda: None)
+            second["outcome"] = "queued"
+        except RuntimeError:
+            second["outcome"] = "refused"
+
+    def refusing_submit(*args, **kwargs):
+        if "thread" in second:  # the second submit's own call: plainly refused
+            return refuse(*args, **kwargs)
+        late = threading.Thread(target=second_submit)
+        late.start()
+        late.join(0.5)  # it gets in now if the key's queue is open while this submit is refused
+        second["thread"] = late
+        turns._pool.shutdown(wait=True)
+        return refuse(*args, **kwargs)
+
+    turns._pool.submit = refusing_submit  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        turns.submit("company-a", lambda: None)
+    second["thread"].join(30)  # type: ignore[attr-defined]
+    assert second["outcome"] == "refused"
