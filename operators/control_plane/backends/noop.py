@@ -68,7 +68,7 @@ class NoopBackend(Backend):
         if database_url and database_url.startswith("postgresql"):
             # a test aid's records: commits that wait for no fsync, and a submit that is one statement (autocommit)
             self._engine = create_engine(
-                database_url, pool_size=4, max_overflow=8, connect_args={"options": "-c synchronous_commit=off"}
+                database_url, pool_size=8, max_overflow=4, connect_args={"options": "-c synchronous_commit=off"}
             )
             self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
             with self._engine.begin() as conn:  # replicas starting together create it once
