@@ -42,6 +42,11 @@ class LoadResult:
     roundtrip: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     wall_seconds: float = 0.0
+    client_cpu_seconds: float = 0.0  # the clients' own (this process's), on the same cores as the server
+
+    @property
+    def client_cpu_ms_per_job(self) -> float:
+        return self.client_cpu_seconds * 1000 / len(self.roundtrip) if self.roundtrip else 0.0
 
     @property
     def throughput(self) -> float:
@@ -70,10 +75,11 @@ def submit_concurrently(credentials: Path, tenants: list[str], urls: list[str], 
                     result.roundtrip.append(time.perf_counter() - start)
 
     threads = [threading.Thread(target=tenant_loop, args=item) for item in enumerate(tenants)]
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), time.process_time()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     result.wall_seconds = time.perf_counter() - started
+    result.client_cpu_seconds = time.process_time() - cpu_before
     return result

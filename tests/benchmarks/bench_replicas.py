@@ -54,6 +54,7 @@ def bench_admission(replicas: ReplicaSet, home: Path, tenants: list[str], jobs_p
         print(f"admission_p99_seconds_pg_{role}_replica={percentile(samples, 99):.4f}  # {len(samples)} admissions")
     print(f"http_roundtrip_p50_seconds_pg={percentile(roundtrip, 50):.4f}")
     print(f"http_roundtrip_p99_seconds_pg={percentile(roundtrip, 99):.4f}")
+    print(f"client_cpu_ms_per_job_pg={load.client_cpu_ms_per_job:.2f}  # the 50 clients (httpx), on the same cores")
 
 
 def bench_failover(replicas: ReplicaSet, operator: str, rounds: int) -> None:
