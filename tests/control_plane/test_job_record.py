@@ -1,5 +1,6 @@
 """A job record's billing start is written once: the sync and a request's refresh both observe a starting job, and
-the one that read the record before the other wrote it does not move the start afterwards (real SQLite)."""
+the one that read the record before the other wrote it does not move the start afterwards, nor the last time the job
+was seen running back (real SQLite)."""
 
 from __future__ import annotations
 
@@ -23,3 +24,12 @@ def test_the_kept_start_is_still_clamped_to_the_end(store):
     store.update_job("job-2", status="RUNNING", started_at=STARTED)
     ended = store.update_job("job-2", status="SUCCEEDED", started_at=LATER, ended_at=STARTED - 0.5)
     assert ended is not None and ended.started_at == ended.ended_at == STARTED - 0.5
+
+
+def test_a_later_write_of_an_earlier_look_does_not_move_the_last_sighting_back(store):
+    add_rows(store, [job_row("job-3", "t1", dispatched=True)])
+    store.update_job("job-3", status="RUNNING", started_at=STARTED, last_seen_at=STARTED + 30)  # the sync, now
+    row = store.update_job("job-3", status="RUNNING", last_seen_at=STARTED + 10)  # a refresh that looked before
+    assert row is not None and row.last_seen_at == STARTED + 30
+    assert store.get_job("job-3").last_seen_at == STARTED + 30
+    assert store.update_job("job-3", status="RUNNING", last_seen_at=STARTED + 40).last_seen_at == STARTED + 40

@@ -392,6 +392,10 @@ class Store(Database):
             # (already shown, maybe already charged from), only clamp it to the end as any observation does.
             ended = changes.get("ended_at", row.ended_at)
             changes["started_at"] = row.started_at if ended is None else min(row.started_at, ended)
+        if row.last_seen_at is not None and changes.get("last_seen_at") is not None:
+            # Likewise the last look that found it running: a look made earlier does not take it back (a running
+            # job is metered up to it).
+            changes["last_seen_at"] = max(row.last_seen_at, changes["last_seen_at"])
         for key, value in changes.items():
             setattr(row, key, value)
         return row, row.terminal
