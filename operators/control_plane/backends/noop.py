@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import create_engine, func, select, update
+from sqlalchemy import bindparam, create_engine, func, select, update
 from sqlalchemy.dialects import postgresql
 
 from operators.control_plane.backends.base import Backend, BackendJobInfo, Capacity, JobNotFound, LaunchRequest
@@ -27,6 +27,18 @@ from testbed.jobs import JobStatus
 
 SUBMITTER = f"{socket.gethostname()}:{os.getpid()}"
 _SLEEP = re.compile(r"\s*sleep\s+(\d+(?:\.\d*)?)\s*")
+
+
+# Built once (a statement built per call cost more than its round trip): a second submit of a job adopts it, and is
+# counted; a stop is recorded once.
+_SUBMIT = postgresql.insert(NOOP_JOBS).on_conflict_do_update(
+    index_elements=[NOOP_JOBS.c.job_id], set_={"submits": NOOP_JOBS.c.submits + 1}
+)
+_STOP = (
+    update(NOOP_JOBS)
+    .where(NOOP_JOBS.c.job_id == bindparam("ref"), NOOP_JOBS.c.stopped_at.is_(None))
+    .values(stopped_at=bindparam("now"))
+)
 
 
 def run_seconds(entrypoint: str) -> float:
@@ -66,14 +78,20 @@ class NoopBackend(Backend):
         self._lock = threading.Lock()
         self._engine = None
         if database_url and database_url.startswith("postgresql"):
-            # a test aid's records: commits that wait for no fsync, and a submit that is one statement (autocommit)
+            # a test aid's records: commits that wait for no fsync, each statement its own transaction (a submit is
+            # one round trip), on connections that stay in autocommit (none switched on each checkout)
             self._engine = create_engine(
-                database_url, pool_size=8, max_overflow=4, connect_args={"options": "-c synchronous_commit=off"}
+                database_url,
+                isolation_level="AUTOCOMMIT",
+                pool_size=8,
+                max_overflow=4,
+                connect_args={"options": "-c synchronous_commit=off"},
             )
-            self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
-            with self._engine.begin() as conn:  # replicas starting together create it once
-                conn.execute(select(func.pg_advisory_xact_lock(lock_key("testbed:noop_jobs"))))
-                NOOP_JOBS.create(conn, checkfirst=True)
+            with self._engine.connect() as conn:  # replicas starting together create it once
+                conn = conn.execution_options(isolation_level="READ COMMITTED")
+                with conn.begin():
+                    conn.execute(select(func.pg_advisory_xact_lock(lock_key("testbed:noop_jobs"))))
+                    NOOP_JOBS.create(conn, checkfirst=True)
 
     def submit(self, request: LaunchRequest) -> str:
         job = NoopJob(tenant=request.tenant, submitted_at=time.time(), run_seconds=run_seconds(request.entrypoint))
@@ -83,13 +101,8 @@ class NoopBackend(Backend):
                 if known is not job:
                     known.submits += 1
             return request.job_id
-        insert = postgresql.insert(NOOP_JOBS).values(job_id=request.job_id, **asdict(job))
-        with self._autocommit.connect() as conn:  # a second submit of a job adopts it, and is counted
-            conn.execute(
-                insert.on_conflict_do_update(
-                    index_elements=[NOOP_JOBS.c.job_id], set_={"submits": NOOP_JOBS.c.submits + 1}
-                )
-            )
+        with self._engine.connect() as conn:  # a second submit of a job adopts it, and is counted
+            conn.execute(_SUBMIT, {"job_id": request.job_id, **asdict(job)})
         return request.job_id
 
     def job(self, ref: str) -> NoopJob:
@@ -122,12 +135,8 @@ class NoopBackend(Backend):
                 job = self._jobs[ref]
                 job.stopped_at = job.stopped_at or now
             return
-        with self._autocommit.connect() as conn:
-            conn.execute(
-                update(NOOP_JOBS)
-                .where(NOOP_JOBS.c.job_id == ref, NOOP_JOBS.c.stopped_at.is_(None))
-                .values(stopped_at=now)
-            )
+        with self._engine.connect() as conn:
+            conn.execute(_STOP, {"ref": ref, "now": now})
 
     def capacity(self) -> Capacity:
         return self._capacity

@@ -17,13 +17,16 @@ import threading
 from contextlib import contextmanager, nullcontext
 from typing import Callable, ContextManager, Iterator, TypeVar
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import BigInteger, Connection, bindparam, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from operators.control_plane.db.engine import GroupCommit, TimedLock, WriterQueue, make_engine
 from operators.control_plane.db.migrate import lock_key
 
 T = TypeVar("T")
+
+# Built once: a statement built per call costs more to build and key for the cache than its round trip.
+_ADVISORY_LOCK = select(func.pg_advisory_xact_lock(bindparam("key", type_=BigInteger)))
 
 
 class Database:
@@ -72,7 +75,7 @@ class Database:
         current = self._current()
         with self.write_session() as session:
             if session.get_bind().dialect.name == "postgresql":
-                session.execute(select(func.pg_advisory_xact_lock(lock_key(name))))
+                session.connection().execute(_ADVISORY_LOCK, {"key": lock_key(name)})
             else:
                 session.connection()  # BEGIN IMMEDIATE now: the write lock is held from here
             self._section.session = session
