@@ -8,7 +8,7 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Callable, ContextManager, Iterator
 
-from sqlalchemy import Table, create_engine, event
+from sqlalchemy import Connection, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
@@ -61,9 +61,66 @@ def make_engine(url: str) -> Engine:
                 "options": f"-c lock_timeout={ms} -c statement_timeout={ms * 5}",
             },
         )
+        postgresql_begin_with_first_statement(engine)
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
     return engine
+
+
+_BEGIN_PENDING, _IN_TRANSACTION = "testbed_begin_pending", "testbed_in_transaction"  # ConnectionRecord.info keys
+
+
+def postgresql_begin_with_first_statement(engine: Engine) -> None:
+    """Let this PostgreSQL (psycopg2) engine send a transaction's ``BEGIN`` with its first statement.
+
+    psycopg2 sends ``BEGIN`` as a round trip of its own before a transaction's first statement; on a busy replica
+    each round trip also waits for the GIL on its way back. Here its connections stay in autocommit, and a
+    transaction SQLAlchemy begins sends ``BEGIN;`` in front of its first statement (one query, one round trip),
+    then ``COMMIT`` or ``ROLLBACK`` at its end, as psycopg2 would. A connection given back to the pool with a
+    transaction still open (whatever went wrong) is rolled back there."""
+
+    @event.listens_for(engine, "connect")
+    def _autocommit(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.autocommit = True
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.info[_BEGIN_PENDING] = True
+
+    @event.listens_for(engine, "before_cursor_execute", retval=True)
+    def _with_begin(
+        conn: Connection, cursor: Any, statement: str, parameters: Any, _context: Any, executemany: bool
+    ) -> tuple[str, Any]:
+        if conn.info.pop(_BEGIN_PENDING, False):
+            conn.info[_IN_TRANSACTION] = True
+            if executemany:  # one statement run for many rows: BEGIN cannot ride on it
+                cursor.execute("BEGIN")
+            else:
+                statement = "BEGIN;" + statement
+        return statement, parameters
+
+    def _end(command: str) -> Callable[[Connection], None]:
+        def end(conn: Connection) -> None:
+            conn.info.pop(_BEGIN_PENDING, None)
+            if conn.info.pop(_IN_TRANSACTION, False):
+                with conn.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
+                    cursor.execute(command)
+
+        return end
+
+    event.listen(engine, "commit", _end("COMMIT"))
+    event.listen(engine, "rollback", _end("ROLLBACK"))
+
+    @event.listens_for(engine, "checkin")
+    def _no_open_transaction(dbapi_connection: Any, record: Any) -> None:
+        record.info.pop(_BEGIN_PENDING, None)
+        record.info.pop(_IN_TRANSACTION, None)
+        if dbapi_connection is not None and not dbapi_connection.closed and dbapi_connection.info.transaction_status:
+            try:  # not idle: a transaction left open (or failed) on this connection
+                with dbapi_connection.cursor() as cursor:
+                    cursor.execute("ROLLBACK")
+            except Exception:  # a broken connection: the pool discards it
+                record.invalidate()
 
 
 class DatabaseBusy(RuntimeError):

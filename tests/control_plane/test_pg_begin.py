@@ -1,0 +1,83 @@
+"""PostgreSQL transactions whose ``BEGIN`` rides on their first statement (``engine.postgresql_begin_with_first_statement``).
+
+psycopg2 stays in autocommit, so it sends no ``BEGIN`` of its own: each test shows the transaction is still there
+(uncommitted writes invisible to others, a failure undoing them, a commit making them durable), and that a
+connection given back with a transaction open is rolled back before anyone else gets it. Real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import func, select, text
+
+from operators.control_plane.db.models import TokenRow
+from operators.control_plane.db.store import Store
+
+
+def _token(name: str) -> TokenRow:
+    return TokenRow(token_hash=name.ljust(64, "-"), subject=name, role="tenant", created_at=0.0)
+
+
+def _tokens(store: Store) -> int:
+    with store.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(TokenRow)).scalar_one()
+
+
+@pytest.fixture()
+def store(postgres_url) -> Iterator[Store]:
+    store = Store(postgres_url)
+    yield store
+    store.close()
+
+
+def test_psycopg2_sends_no_begin_of_its_own(store):
+    with store.engine.connect() as conn:
+        assert conn.connection.dbapi_connection.autocommit is True
+
+
+def test_a_transactions_writes_are_invisible_to_others_until_it_commits(store):
+    with store.lock("test:begin") as session:
+        session.add(_token("a"))
+        session.flush()  # the INSERT is sent, in the transaction
+        assert _tokens(store) == 0  # another connection: not committed yet (no autocommit)
+        pid = session.execute(select(func.pg_backend_pid())).scalar_one()
+        with store.engine.connect() as other:
+            state = other.execute(text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}).scalar()
+        assert state == "idle in transaction"
+    assert _tokens(store) == 1
+
+
+def test_a_failure_undoes_the_whole_transaction(store):
+    with pytest.raises(RuntimeError, match="boom"):
+        with store.lock("test:begin") as session:
+            session.add(_token("b"))
+            session.flush()
+            raise RuntimeError("boom")
+    assert _tokens(store) == 0
+
+
+def test_a_failed_statement_is_rolled_back_and_the_connection_serves_the_next_transaction(store):
+    with pytest.raises(Exception, match="division by zero"):
+        with store.lock("test:begin") as session:
+            session.add(_token("c"))
+            session.flush()
+            session.execute(text("SELECT 1 / 0"))
+    with store.lock("test:begin") as session:  # the aborted transaction is not in the way
+        session.add(_token("d"))
+    assert _tokens(store) == 1
+
+
+def test_a_connection_given_back_in_a_transaction_is_rolled_back_at_checkin(store):
+    from operators.control_plane.db.engine import _IN_TRANSACTION
+
+    with store.engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        with raw.cursor() as cursor:  # a transaction SQLAlchemy does not know of
+            cursor.execute(
+                "BEGIN; INSERT INTO tokens (token_hash, subject, role, created_at) VALUES (%s, 'e', 'tenant', 0)",
+                ("e" * 64,),
+            )
+        conn.info.pop(_IN_TRANSACTION, None)
+    assert raw.info.transaction_status == 0  # idle: rolled back as it went back to the pool
+    assert _tokens(store) == 0
