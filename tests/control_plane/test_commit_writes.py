@@ -1,5 +1,6 @@
 """Writes sent together (``db.commit_writes``) on a real PostgreSQL: a priced admission's record and hold go in
-one statement and its commit's writes (the job's money, the balance, two audit rows) in another, and every row is
+one statement and its commit's writes (the job's money, the balance, two audit rows) with the COMMIT in another,
+and every row is
 what it would be written one statement at a time (the JSON spec, the inbox rows in their order); writes of many
 rows go one statement each."""
 
@@ -33,9 +34,11 @@ def check_admission(plane, tenant: str) -> None:
     statements: list[str] = []
     event.listen(plane.store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
     admitted = plane.admit_with_balance(principal, spec)
-    # the tenant's lock, the balance read, the record with its hold, the commit's writes (then COMMIT)
+    # BEGIN with the tenant's lock, the balance read, the record with its hold, the commit's writes with COMMIT:
+    # four round trips in all (engine.postgresql_begin_with_first_statement, engine.commit_with)
     assert len(statements) == 4, statements
-    assert statements[2].startswith("WITH") and statements[3].startswith("WITH")
+    assert statements[0].startswith("BEGIN;SELECT pg_advisory_xact_lock")
+    assert statements[2].startswith("WITH") and statements[3].startswith("WITH") and statements[3].endswith(";COMMIT")
     job_id = admitted.row.id
     with plane.store.session() as s:
         job = s.get(JobRow, job_id)

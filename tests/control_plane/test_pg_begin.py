@@ -81,3 +81,51 @@ def test_a_connection_given_back_in_a_transaction_is_rolled_back_at_checkin(stor
         conn.info.pop(_IN_TRANSACTION, None)
     assert raw.info.transaction_status == 0  # idle: rolled back as it went back to the pool
     assert _tokens(store) == 0
+
+
+def test_commit_writes_that_fail_undo_the_transaction_they_were_to_commit(store):
+    """The COMMIT rides on the commit's writes (``engine.commit_with``): if they fail, nothing of the transaction
+    stays, the flushed rows before them included."""
+    from operators.control_plane.db import commit_writes
+    from sqlalchemy import insert
+
+    duplicate = [{"token_hash": "x" * 64, "subject": "x", "role": "tenant", "created_at": 0.0, "name": "t"}] * 2
+
+    def failing(session) -> list:
+        return [(insert(TokenRow.__table__), duplicate)] if session.info.get("fail_commit_writes") else []
+
+    commit_writes.add(failing)
+    try:
+        with pytest.raises(Exception, match="duplicate key"):
+            with store.lock("test:begin") as session:
+                session.info["fail_commit_writes"] = True
+                session.add(_token("f"))
+        with store.lock("test:begin") as session:  # the next transaction on the pool's connections is clean
+            session.add(_token("g"))
+    finally:
+        commit_writes._PARTS.remove(failing)
+    with store.engine.connect() as conn:
+        assert conn.execute(select(TokenRow.subject)).scalars().all() == ["g"]
+
+
+def test_commit_writes_carry_the_commit_and_it_holds(store):
+    from operators.control_plane.db import commit_writes
+    from sqlalchemy import event, insert
+
+    sent: list[str] = []
+    event.listen(store.engine, "before_cursor_execute", lambda *args: sent.append(args[2]))
+
+    def writes(session) -> list:
+        row = {"token_hash": "h" * 64, "subject": "h", "role": "tenant", "created_at": 0.0, "name": "t"}
+        return [(insert(TokenRow.__table__), [row])] if session.info.get("commit_writes") else []
+
+    commit_writes.add(writes)
+    try:
+        with store.lock("test:begin") as session:
+            session.info["commit_writes"] = True
+            session.add(_token("i"))
+    finally:
+        commit_writes._PARTS.remove(writes)
+    assert sent[-1].endswith(";COMMIT")
+    with store.engine.connect() as conn:
+        assert sorted(conn.execute(select(TokenRow.subject)).scalars()) == ["h", "i"]

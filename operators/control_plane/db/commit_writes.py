@@ -23,6 +23,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import ColumnElement
 
+from operators.control_plane.db.engine import commit_with
+
 Write = tuple[Insert, list[dict[str, Any]]]  # an INSERT (ON CONFLICT ...) and its rows, each with the same keys
 CommitPart = Callable[[Session], list[Write]]
 Shape = tuple[tuple[Insert, tuple[str, ...], int], ...]  # each write's statement, its rows' keys, its row count
@@ -40,17 +42,20 @@ def add(part: CommitPart) -> None:
 
 
 def _before_commit(session: Session) -> None:
+    """The commit's writes, the last thing its transaction sends: on PostgreSQL the ``COMMIT`` goes with them (nothing
+    may run in the transaction after them; no other ``before_commit`` listener is installed)."""
     session.flush()
     writes = [write for part in _PARTS for write in part(session)]
     if writes:
-        execute_together(session.connection(), writes)
+        execute_together(session.connection(), writes, commit=True)
 
 
 def execute_together(
-    conn: Connection, writes: list[Write], returning: ColumnElement[Any] | None = None
+    conn: Connection, writes: list[Write], returning: ColumnElement[Any] | None = None, commit: bool = False
 ) -> CursorResult[Any] | None:
     """Run ``writes`` in ``conn``'s transaction, on PostgreSQL in one statement (each of up to ``TOGETHER_ROWS``
-    rows); with ``returning`` (only then), that column of the last write's rows."""
+    rows); with ``returning`` (only then), that column of the last write's rows. ``commit``: the writes end the
+    transaction, and on PostgreSQL its ``COMMIT`` is sent with them (one round trip: :func:`.engine.commit_with`)."""
     writes = [(statement, rows) for statement, rows in writes if rows]
     if not writes:
         return None
@@ -70,6 +75,8 @@ def execute_together(
     }
     for name, process in processors:
         params[name] = process(params[name])
+    if commit:
+        return commit_with(conn, sql, params)
     return conn.exec_driver_sql(sql, params)
 
 

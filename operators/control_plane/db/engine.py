@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import CursorResult, Engine
 from sqlalchemy.orm import Session
 
 from operators.control_plane.db.migrate import sqlite_immediate
@@ -121,6 +121,17 @@ def postgresql_begin_with_first_statement(engine: Engine) -> None:
                     cursor.execute("ROLLBACK")
             except Exception:  # a broken connection: the pool discards it
                 record.invalidate()
+
+
+def commit_with(conn: Connection, sql: str, params: dict[str, Any]) -> CursorResult[Any]:
+    """Run ``sql`` as the last statement of ``conn``'s transaction, with the transaction's ``COMMIT`` in the same
+    query (on a :func:`postgresql_begin_with_first_statement` engine; otherwise the commit comes as usual). Nothing
+    may run in the transaction after it: the transaction has ended once it returns."""
+    if not (conn.info.get(_IN_TRANSACTION) or conn.info.get(_BEGIN_PENDING)):
+        return conn.exec_driver_sql(sql, params)
+    result = conn.exec_driver_sql(sql + ";COMMIT", params)
+    conn.info.pop(_IN_TRANSACTION, None)  # committed: the commit SQLAlchemy makes next sends nothing
+    return result
 
 
 class DatabaseBusy(RuntimeError):
