@@ -31,7 +31,8 @@ from operators.control_plane.errors import ServiceError
 from operators.control_plane.db.lease import RECONCILER, Lease
 from operators.control_plane.db import money_rounds
 from operators.control_plane.db.money import MoneyLedger
-from operators.control_plane.db.store import NOTHING_HELD, JobRow, QueuedJob, Store
+from operators.control_plane.db.held import NOTHING_HELD, QueuedJob
+from operators.control_plane.db.store import JobRow, Store
 from operators.control_plane.launch import launch_request
 from operators.control_plane.room import no_room, waits_for_room
 from operators.control_plane.observation import backend_ref, observed_changes

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from operators.control_plane.db.store import Held
+from operators.control_plane.db.held import Held
 from testbed.config import Tenant
 
 # Every reason a job waits for room starts so (and no other message of a queued job does).

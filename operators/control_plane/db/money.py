@@ -32,7 +32,8 @@ from sqlalchemy.orm import Session
 
 from operators.control_plane.db.models import JobRow, MoneyBalanceRow, MoneyJobRow, MoneyLedgerRow
 from operators.control_plane.db.pricing import JobShape, Hold, price_pieces
-from operators.control_plane.db.store import TENANT_JOBS, Store, TenantJobs, tenant_jobs_of
+from operators.control_plane.db.held import TENANT_JOBS, TenantJobs, tenant_jobs_of
+from operators.control_plane.db.store import Store
 from testbed.config import StackConfig, Tenant
 from testbed.money import (
     Enforcement,

@@ -8,125 +8,45 @@ transactions and locked sections the store's calls run in are :class:`.transacti
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
-from sqlalchemy import (
-    and_,
-    bindparam,
-    false,
-    func,
-    or_,
-    select,
-    true,
-    update,
-)
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from operators.control_plane.db import balances
+from operators.control_plane.db.held import (
+    ACTIVE_STATUSES,
+    DISPATCHED_UNFINISHED,
+    HELD_BY,
+    HELD_SUMS,
+    QUEUED_AND_HELD,
+    TENANT_JOBS,
+    Held,
+    QueuedJob,
+    TenantJobs,
+    tenant_jobs_of,
+)
 from operators.control_plane.db.migrate import upgrade
 from operators.control_plane.db.models import DEFAULT_TOKEN_NAME, JobRow, TokenRow
 from operators.control_plane.db.transactions import Database
 from testbed.jobs import TERMINAL_STATUSES, JobStatus
 
 LOG_LIMIT_BYTES = 1_000_000  # stored logs keep the last MB of a job's output
-# Unfinished jobs, named positively so the status index serves the reads (finished jobs are not scanned).
-ACTIVE_STATUSES = [status.value for status in JobStatus if status not in TERMINAL_STATUSES]
 # The message the testbed gives a job it stops (max run time, grant, idle GPUs) starts so; it is the job's last
 # word: no later observation of the backend (its own "stopped", from any replica) replaces it.
 STOP_REASON_PREFIX = "stopped:"
 
-
-class Held(NamedTuple):
-    """What a tenant's dispatched, unfinished jobs hold."""
-
-    jobs: int
-    cpus: float
-    gpus: int
-    memory_bytes: int
-
-    @classmethod
-    def of(cls, sums: Any) -> "Held":
-        """From a row of :data:`_HELD_SUMS`'s columns (count, CPUs, GPUs, memory)."""
-        count, cpus, gpus, memory = sums
-        return cls(int(count), float(cpus), int(gpus), int(memory))
-
-    def plus(self, job: "QueuedJob | JobRow") -> "Held":
-        """What they hold once ``job`` is dispatched too."""
-        return Held(self.jobs + 1, self.cpus + job.cpus, self.gpus + job.gpus, self.memory_bytes + job.memory_bytes)
-
-
-NOTHING_HELD = Held(0, 0.0, 0, 0)
-
-
-class TenantJobs(NamedTuple):
-    """A tenant's unfinished jobs as admission counts them: how many wait (admitted, not dispatched), what the
-    dispatched ones hold."""
-
-    queued: int
-    held: Held
-
-
-# What dispatched, unfinished jobs hold: (count, CPUs, GPUs, memory).
-_HELD_SUMS = (
-    func.count(JobRow.id),
-    func.coalesce(func.sum(JobRow.cpus), 0.0),
-    func.coalesce(func.sum(JobRow.gpus), 0),
-    func.coalesce(func.sum(JobRow.memory_bytes), 0),
-)
-# ``= true``, not ``IS TRUE``: PostgreSQL's planner uses an index on ``dispatched`` only for the former.
-_DISPATCHED_UNFINISHED = (JobRow.dispatched == true(), JobRow.status.in_(ACTIVE_STATUSES))
-
-
-def _waiting(*where: Any) -> Any:
-    """How many admitted jobs matching ``where`` wait (not dispatched, not ended), as a scalar subquery."""
-    return (
-        select(func.count())
-        .select_from(JobRow)
-        .where(JobRow.dispatched == false(), JobRow.status.in_(ACTIVE_STATUSES), *where)
-        .scalar_subquery()
-    )
-
-
-def tenant_jobs_of(row: Any) -> TenantJobs:
-    """:class:`TenantJobs` from a row that starts with :data:`TENANT_JOBS`'s columns."""
-    return TenantJobs(int(row[0]), Held.of(row[1:5]))
-
-
-# The hot reads of admission and dispatch, built once (a statement built per call costs more than its query). Each
-# part is one range of ix_jobs_tenant_dispatched_status (0010): a tenant's waiting jobs are counted from the index
-# alone, and only its dispatched ones are read for their sums, so a long queue costs admission next to nothing.
-_TENANT = JobRow.tenant == bindparam("tenant")
-_HELD_BY = select(*_HELD_SUMS).where(_TENANT, *_DISPATCHED_UNFINISHED, JobRow.id != bindparam("exclude"))
-_TENANT_HELD = select(*_HELD_SUMS).where(_TENANT, *_DISPATCHED_UNFINISHED).subquery()
-TENANT_JOBS = select(_waiting(_TENANT), *_TENANT_HELD.c)
-
 _JOBS = JobRow.__table__
+# The job still waits: admitted, not dispatched, not ended (the writes below change nothing otherwise).
+_STILL_QUEUED = (_JOBS.c.id == bindparam("job_id"), _JOBS.c.dispatched.is_(False), _JOBS.c.status.in_(ACTIVE_STATUSES))
 # A queued job handed to the backend: not an end, so nothing else moves with it (no money, usage or audit row).
 _MARK_DISPATCHED = (
     update(_JOBS)
-    .where(_JOBS.c.id == bindparam("job_id"), _JOBS.c.dispatched.is_(False), _JOBS.c.status.in_(ACTIVE_STATUSES))
+    .where(*_STILL_QUEUED)
     .values(dispatched=True, backend_ref=bindparam("ref"), message="", last_seen_at=bindparam("seen"))
 )
 
-# Whether a job still waits (1 or 0) and what its tenant's dispatched jobs hold.
-_QUEUED_AND_HELD = select(_waiting(JobRow.id == bindparam("job_id")), *_TENANT_HELD.c)
-
-_QUEUED_MESSAGE = (
-    update(_JOBS)
-    .where(_JOBS.c.id == bindparam("job_id"), _JOBS.c.dispatched.is_(False), _JOBS.c.status.in_(ACTIVE_STATUSES))
-    .values(message=bindparam("text"))
-)
-
-
-class QueuedJob(NamedTuple):
-    """What dispatch reads of a queued job before it tries it (the full record is read under the lock)."""
-
-    id: str
-    tenant: str
-    cpus: float
-    gpus: int
-    memory_bytes: int
-    message: str
+_QUEUED_MESSAGE = update(_JOBS).where(*_STILL_QUEUED).values(message=bindparam("text"))
 
 
 class Store(Database):
@@ -231,7 +151,7 @@ class Store(Database):
         """What the tenant's dispatched, unfinished jobs hold, if its job ``job_id`` is still admitted, not dispatched
         and not ended; else None (one read, no record loaded)."""
         with self.read() as conn:
-            queued, *held = conn.execute(_QUEUED_AND_HELD, {"tenant": tenant, "job_id": job_id}).one()
+            queued, *held = conn.execute(QUEUED_AND_HELD, {"tenant": tenant, "job_id": job_id}).one()
         return Held.of(held) if queued else None
 
     def list_jobs(
@@ -274,7 +194,7 @@ class Store(Database):
         with self.session() as s:
             return list(s.scalars(query))
 
-    def queued_jobs(self) -> list["QueuedJob"]:
+    def queued_jobs(self) -> list[QueuedJob]:
         """Admitted jobs not yet dispatched (nor ended), oldest first, as the few columns dispatch needs."""
         query = (
             select(JobRow.id, JobRow.tenant, JobRow.cpus, JobRow.gpus, JobRow.memory_bytes, JobRow.message)
@@ -286,14 +206,14 @@ class Store(Database):
 
     def held_by_tenant(self) -> dict[str, Held]:
         """What each tenant's dispatched, unfinished jobs hold, in one read."""
-        query = select(JobRow.tenant, *_HELD_SUMS).where(*_DISPATCHED_UNFINISHED).group_by(JobRow.tenant)
+        query = select(JobRow.tenant, *HELD_SUMS).where(*DISPATCHED_UNFINISHED).group_by(JobRow.tenant)
         with self.session() as s:
             return {tenant: Held.of(sums) for tenant, *sums in s.execute(query)}
 
     def held_by(self, tenant: str, exclude: str | None = None) -> Held:
         """What a tenant's dispatched, unfinished jobs hold (but ``exclude``)."""
         with self.read() as conn:
-            return Held.of(conn.execute(_HELD_BY, {"tenant": tenant, "exclude": exclude or ""}).one())
+            return Held.of(conn.execute(HELD_BY, {"tenant": tenant, "exclude": exclude or ""}).one())
 
     def tenant_jobs(self, tenant: str) -> TenantJobs:
         """How many of a tenant's jobs wait and what its dispatched ones hold, in one read."""
