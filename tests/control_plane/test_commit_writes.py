@@ -1,8 +1,7 @@
 """Writes sent together (``db.commit_writes``) on a real PostgreSQL: a priced admission's record and hold go in
 one statement and its commit's writes (the job's money, the balance, two audit rows) with the COMMIT in another,
-and every row is
-what it would be written one statement at a time (the JSON spec, the inbox rows in their order); writes of many
-rows go one statement each."""
+and every row is what it would be written one statement at a time (the JSON spec, the inbox rows in their order);
+writes of many rows go one statement each."""
 
 from __future__ import annotations
 

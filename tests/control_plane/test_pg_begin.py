@@ -7,10 +7,12 @@ connection given back with a transaction open is rolled back before anyone else 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, insert, select, text
 
+from operators.control_plane.db import commit_writes
 from operators.control_plane.db.models import TokenRow
 from operators.control_plane.db.store import Store
 
@@ -69,8 +71,6 @@ def test_a_failed_statement_is_rolled_back_and_the_connection_serves_the_next_tr
 
 
 def test_a_connection_given_back_in_a_transaction_is_rolled_back_at_checkin(store):
-    from operators.control_plane.db.engine import _IN_TRANSACTION
-
     with store.engine.connect() as conn:
         raw = conn.connection.dbapi_connection
         with raw.cursor() as cursor:  # a transaction SQLAlchemy does not know of
@@ -78,54 +78,50 @@ def test_a_connection_given_back_in_a_transaction_is_rolled_back_at_checkin(stor
                 "BEGIN; INSERT INTO tokens (token_hash, subject, role, created_at) VALUES (%s, 'e', 'tenant', 0)",
                 ("e" * 64,),
             )
-        conn.info.pop(_IN_TRANSACTION, None)
     assert raw.info.transaction_status == 0  # idle: rolled back as it went back to the pool
     assert _tokens(store) == 0
+
+
+@contextmanager
+def commit_write_of(rows: list[dict]) -> Iterator[str]:
+    """A commit part writing ``rows`` into ``tokens`` for the sessions flagged with the key it gives (and no other)."""
+    flag = f"test_commit_write_{id(rows)}"
+
+    def part(session) -> list:
+        return [(insert(TokenRow.__table__), rows)] if session.info.get(flag) else []
+
+    commit_writes.add(part)
+    try:
+        yield flag
+    finally:
+        commit_writes._PARTS.remove(part)
+
+
+def _token_row(name: str) -> dict:
+    return {"token_hash": name * 64, "subject": name, "role": "tenant", "created_at": 0.0, "name": "t"}
 
 
 def test_commit_writes_that_fail_undo_the_transaction_they_were_to_commit(store):
     """The COMMIT rides on the commit's writes (``engine.commit_with``): if they fail, nothing of the transaction
     stays, the flushed rows before them included."""
-    from operators.control_plane.db import commit_writes
-    from sqlalchemy import insert
-
-    duplicate = [{"token_hash": "x" * 64, "subject": "x", "role": "tenant", "created_at": 0.0, "name": "t"}] * 2
-
-    def failing(session) -> list:
-        return [(insert(TokenRow.__table__), duplicate)] if session.info.get("fail_commit_writes") else []
-
-    commit_writes.add(failing)
-    try:
+    with commit_write_of([_token_row("x")] * 2) as flag:  # the same key twice
         with pytest.raises(Exception, match="duplicate key"):
             with store.lock("test:begin") as session:
-                session.info["fail_commit_writes"] = True
+                session.info[flag] = True
                 session.add(_token("f"))
         with store.lock("test:begin") as session:  # the next transaction on the pool's connections is clean
             session.add(_token("g"))
-    finally:
-        commit_writes._PARTS.remove(failing)
     with store.engine.connect() as conn:
         assert conn.execute(select(TokenRow.subject)).scalars().all() == ["g"]
 
 
 def test_commit_writes_carry_the_commit_and_it_holds(store):
-    from operators.control_plane.db import commit_writes
-    from sqlalchemy import event, insert
-
     sent: list[str] = []
     event.listen(store.engine, "before_cursor_execute", lambda *args: sent.append(args[2]))
-
-    def writes(session) -> list:
-        row = {"token_hash": "h" * 64, "subject": "h", "role": "tenant", "created_at": 0.0, "name": "t"}
-        return [(insert(TokenRow.__table__), [row])] if session.info.get("commit_writes") else []
-
-    commit_writes.add(writes)
-    try:
+    with commit_write_of([_token_row("h")]) as flag:
         with store.lock("test:begin") as session:
-            session.info["commit_writes"] = True
+            session.info[flag] = True
             session.add(_token("i"))
-    finally:
-        commit_writes._PARTS.remove(writes)
     assert sent[-1].endswith(";COMMIT")
     with store.engine.connect() as conn:
         assert sorted(conn.execute(select(TokenRow.subject)).scalars()) == ["h", "i"]

@@ -67,71 +67,60 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-_BEGIN_PENDING, _IN_TRANSACTION = "testbed_begin_pending", "testbed_in_transaction"  # ConnectionRecord.info keys
-
-
 def postgresql_begin_with_first_statement(engine: Engine) -> None:
     """Let this PostgreSQL (psycopg2) engine send a transaction's ``BEGIN`` with its first statement.
 
     psycopg2 sends ``BEGIN`` as a round trip of its own before a transaction's first statement; on a busy replica
-    each round trip also waits for the GIL on its way back. Here its connections stay in autocommit, and a
-    transaction SQLAlchemy begins sends ``BEGIN;`` in front of its first statement (one query, one round trip),
-    then ``COMMIT`` or ``ROLLBACK`` at its end, as psycopg2 would. A connection given back to the pool with a
-    transaction still open (whatever went wrong) is rolled back there."""
+    each round trip also waits for the GIL on its way back. Here its connections stay in autocommit: a statement
+    run in a SQLAlchemy transaction while the server has none open gets ``BEGIN;`` in front of it (one query, one
+    round trip), and the dialect's commit and rollback send ``COMMIT`` and ``ROLLBACK`` when the server has one
+    open (libpq's own view of it: no round trip to ask). The pool's rollback on check-in is the dialect's too, so a
+    connection given back with a transaction open, whatever went wrong, is rolled back there."""
 
     @event.listens_for(engine, "connect")
     def _autocommit(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.autocommit = True
 
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        conn.info[_BEGIN_PENDING] = True
-
     @event.listens_for(engine, "before_cursor_execute", retval=True)
     def _with_begin(
         conn: Connection, cursor: Any, statement: str, parameters: Any, _context: Any, executemany: bool
     ) -> tuple[str, Any]:
-        if conn.info.pop(_BEGIN_PENDING, False):
-            conn.info[_IN_TRANSACTION] = True
+        if conn.in_transaction() and not _open(cursor.connection):
             if executemany:  # one statement run for many rows: BEGIN cannot ride on it
                 cursor.execute("BEGIN")
             else:
                 statement = "BEGIN;" + statement
         return statement, parameters
 
-    def _end(command: str) -> Callable[[Connection], None]:
-        def end(conn: Connection) -> None:
-            conn.info.pop(_BEGIN_PENDING, None)
-            if conn.info.pop(_IN_TRANSACTION, False):
-                with conn.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
+    def _end(command: str, psycopg2_end: Callable[[Any], None]) -> Callable[[Any], None]:
+        def end(dbapi_connection: Any) -> None:
+            raw = getattr(dbapi_connection, "dbapi_connection", dbapi_connection)
+            if not raw.autocommit:  # not yet switched (the dialect's first queries on a new connection): psycopg2's
+                psycopg2_end(dbapi_connection)
+            elif _open(raw):
+                with raw.cursor() as cursor:
                     cursor.execute(command)
 
         return end
 
-    event.listen(engine, "commit", _end("COMMIT"))
-    event.listen(engine, "rollback", _end("ROLLBACK"))
+    # Errors raised here are SQLAlchemy's to handle as any commit's or rollback's (a lost connection invalidated).
+    dialect = engine.dialect
+    dialect.do_commit = _end("COMMIT", dialect.do_commit)  # type: ignore[method-assign]
+    dialect.do_rollback = _end("ROLLBACK", dialect.do_rollback)  # type: ignore[method-assign]
 
-    @event.listens_for(engine, "checkin")
-    def _no_open_transaction(dbapi_connection: Any, record: Any) -> None:
-        record.info.pop(_BEGIN_PENDING, None)
-        record.info.pop(_IN_TRANSACTION, None)
-        if dbapi_connection is not None and not dbapi_connection.closed and dbapi_connection.info.transaction_status:
-            try:  # not idle: a transaction left open (or failed) on this connection
-                with dbapi_connection.cursor() as cursor:
-                    cursor.execute("ROLLBACK")
-            except Exception:  # a broken connection: the pool discards it
-                record.invalidate()
+
+def _open(psycopg2_connection: Any) -> bool:
+    """Whether the server has a transaction open on this connection (libpq's status: idle is 0)."""
+    return bool(psycopg2_connection.info.transaction_status)
 
 
 def commit_with(conn: Connection, sql: str, params: dict[str, Any]) -> CursorResult[Any]:
     """Run ``sql`` as the last statement of ``conn``'s transaction, with the transaction's ``COMMIT`` in the same
-    query (on a :func:`postgresql_begin_with_first_statement` engine; otherwise the commit comes as usual). Nothing
-    may run in the transaction after it: the transaction has ended once it returns."""
-    if not (conn.info.get(_IN_TRANSACTION) or conn.info.get(_BEGIN_PENDING)):
-        return conn.exec_driver_sql(sql, params)
-    result = conn.exec_driver_sql(sql + ";COMMIT", params)
-    conn.info.pop(_IN_TRANSACTION, None)  # committed: the commit SQLAlchemy makes next sends nothing
-    return result
+    query (on a :func:`postgresql_begin_with_first_statement` engine, whose connections are in autocommit; on any
+    other the commit comes as usual). Nothing may run in the transaction after it: it has ended once this returns,
+    and the commit SQLAlchemy makes next finds nothing open to send ``COMMIT`` for."""
+    autocommit = conn.dialect.name == "postgresql" and conn.connection.dbapi_connection.autocommit  # type: ignore[union-attr]
+    return conn.exec_driver_sql(sql + ";COMMIT" if autocommit else sql, params)
 
 
 class DatabaseBusy(RuntimeError):
