@@ -1,6 +1,7 @@
 """How the MLflow tracking server is started with access control, in both modes (pure functions).
 
-MLflow's own basic-auth app (``--app-name basic-auth``) with workspaces (``--enable-workspaces``):
+MLflow's own basic-auth app (``--app-name testbed-basic-auth``: ``mlflow_app.py`` serves MLflow's ``basic-auth``
+app with two per-request layers made plain) with workspaces (``--enable-workspaces``):
 one workspace per tenant, ``default_permission = NO_PERMISSIONS``, the fail-closed net on, no
 grant ever reaching the ``default`` workspace, and ``mlflow_guard.py`` as the authorization function. The lead wires :func:`local_server_auth` into
 ``embedded/components.py`` and :func:`cluster_server_auth` into ``infra/addons/mlflow.py``.
@@ -20,7 +21,8 @@ from pathlib import Path
 ADMIN_USERNAME = "_admin"
 OPERATOR_USERNAME = "_program-office"
 
-AUTH_APP_NAME = "basic-auth"
+AUTH_APP_NAME = "testbed-basic-auth"  # mlflow_app.py: MLflow's own app (below), two per-request layers made plain
+MLFLOW_AUTH_APP_NAME = "basic-auth"  # MLflow's own basic-auth app (entry point mlflow.app of the mlflow package)
 DEFAULT_PERMISSION = "NO_PERMISSIONS"  # mlflow.server.auth.permissions.NO_PERMISSIONS.name
 # Credential checks cost one scrypt hash (~90 ms) per request without the cache; with it, at most
 # once per (user, password) per TTL per worker. A rotated password stays valid on *other* workers

@@ -13,6 +13,10 @@ check. ``mlflow_auth_overhead_ratio_async``: the same with ``synchronous=False``
 ``workloads/worker.py`` logs per-epoch metrics (the run's time includes draining the queue at
 ``end_run``).
 
+``mlflow_auth_overhead_ratio_mlflow_app``: the same access control served by MLflow's own ``basic-auth`` app
+instead of the testbed's (``testbed.mlflow_app``: the permission middleware skipped for Flask-served requests, the
+workspace middleware a plain ASGI layer), measured in the same rounds: what those two layers cost.
+
 ``mlflow_auth_overhead_ratio_without_lookup_caches``: the same access control with MLflow's own
 credential cache but without the guard's memoized permission lookups (testbed.mlflow_guard:
 the run's experiment, the user, the role grants), measured in the same rounds: what they save.
@@ -87,6 +91,7 @@ def main() -> int:
         try:
             servers["open"] = start_server(Path(home) / "open", secured=False)
             servers["auth"] = start_server(Path(home) / "auth", secured=True)
+            servers["auth_mlflow_app"] = start_server(Path(home) / "mlflow_app", secured=True, mlflow_app=True)
             servers["auth_nolookup"] = start_server(Path(home) / "nolookup", secured=True, lookup_caches=False)
             if args.no_cache_too:
                 servers["auth_nocache"] = start_server(Path(home) / "nocache", secured=True, auth_cache_ttl_seconds=0)
@@ -100,7 +105,7 @@ def main() -> int:
             for round_ in range(rounds + 1):  # round 0 warms up (experiment creation, connections)
                 for name in order if round_ % 2 == 0 else order[::-1]:
                     for sync in (True, False):
-                        if name in ("auth_nocache", "auth_nolookup") and not sync:
+                        if name in ("auth_nocache", "auth_nolookup", "auth_mlflow_app") and not sync:
                             continue
                         cpu_before = server_cpu_seconds(servers[name])
                         with identity(creds[name]):
@@ -126,6 +131,8 @@ def main() -> int:
     if ("auth_nocache", True) in medians:
         print(f"mlflow_run_seconds_auth_nocache={medians['auth_nocache', True]:.3f}")
         print(f"mlflow_auth_nocache_overhead_ratio={medians['auth_nocache', True] / medians['open', True]:.3f}")
+    print(f"mlflow_run_seconds_auth_mlflow_app={medians['auth_mlflow_app', True]:.3f}")
+    print(f"mlflow_auth_overhead_ratio_mlflow_app={medians['auth_mlflow_app', True] / medians['open', True]:.3f}")
     print(f"mlflow_run_seconds_auth_without_lookup_caches={medians['auth_nolookup', True]:.3f}")
     print(
         f"mlflow_auth_overhead_ratio_without_lookup_caches={medians['auth_nolookup', True] / medians['open', True]:.3f}"

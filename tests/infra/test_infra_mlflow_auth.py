@@ -31,7 +31,7 @@ def test_mlflow_runs_the_auth_app_with_its_secret_and_guard(runs):
     for region, run in runs.items():
         container, pod = _container(run, MLFLOW)
         args = container["args"]
-        assert args[args.index("--app-name") + 1] == "basic-auth" and "--enable-workspaces" in args, region
+        assert args[args.index("--app-name") + 1] == "testbed-basic-auth" and "--enable-workspaces" in args, region
         env = {e["name"]: e for e in container["env"]}
         assert env["MLFLOW_AUTH_CONFIG_PATH"]["value"] == f"{CLUSTER_AUTH_MOUNT_DIR}/{CLUSTER_SECRET_KEY_INI}"
         assert env["PYTHONPATH"]["value"] == CLUSTER_GUARD_MOUNT_DIR

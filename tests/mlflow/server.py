@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from testbed.mlflow_server import AUTH_APP_NAME, MLFLOW_AUTH_APP_NAME
 from operators.mlflow_access import (
     OPERATOR_USERNAME,
     MlflowAccessAdmin,
@@ -87,10 +88,12 @@ def start_server(
     lookup_caches: bool = True,
     port: int | None = None,
     admin_password: str | None = None,
+    mlflow_app: bool = False,
 ) -> MlflowServer:
     """Start ``mlflow server`` in ``home``; ``secured``: basic-auth + workspaces as wired for local mode (with
     ``admin_password`` if given; ``lookup_caches=False``: without the guard's memoized permission lookups, a
-    benchmark's baseline); ``port``: a given one (a server restarted where it was)."""
+    benchmark's baseline); ``port``: a given one (a server restarted where it was); ``mlflow_app``: MLflow's own
+    ``basic-auth`` app instead of the testbed's (testbed.mlflow_app), a benchmark's baseline."""
     home.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     argv = [
@@ -122,7 +125,7 @@ def start_server(
         cache = {} if auth_cache_ttl_seconds is None else {"auth_cache_ttl_seconds": auth_cache_ttl_seconds}
         auth = local_server_auth(home, admin_password, new_secret(), **cache)
         auth.write_ini()
-        argv += list(auth.argv)
+        argv += [MLFLOW_AUTH_APP_NAME if mlflow_app and arg == AUTH_APP_NAME else arg for arg in auth.argv]
         env.update(auth.env)
     log = open(home / "server.log", "wb")
     process = subprocess.Popen(

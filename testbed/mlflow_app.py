@@ -1,0 +1,123 @@
+"""MLflow's basic-auth app, with two of its per-request ASGI layers made plain (``mlflow server --app-name
+testbed-basic-auth``; entry point ``mlflow.app`` in pyproject.toml, so it runs wherever this package is installed:
+the local venv and the testbed image).
+
+``mlflow.server.auth.create_app`` builds the app the testbed serves, unchanged. Two of its middlewares are
+``@app.middleware("http")`` functions, which Starlette runs through ``BaseHTTPMiddleware``: every request then
+costs a task group, two memory streams and a streamed response per layer, before the Flask app answers it.
+
+- MLflow's FastAPI permission middleware guards the routes FastAPI serves itself; a request Flask serves (every
+  tracking API call: Flask's ``_before_request`` authorizes it) is handed on untouched. Here such a request goes
+  straight on: :func:`flask_served` asks MLflow's own questions (an unprotected path; no FastAPI validator for the
+  path; not one of the app's native FastAPI routes), and any other request goes through MLflow's middleware as
+  before.
+- The workspace middleware resolves the request's ``X-MLflow-Workspace`` and binds it for the request; here
+  :class:`WorkspaceBinding` does the same with MLflow's own functions, as a plain ASGI layer.
+
+Both are found by their names in the app's middleware list; a MLflow that no longer has them stops the server
+from starting (:class:`AppLayoutChanged`) rather than serving something unchecked.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mlflow.exceptions import MlflowException
+from mlflow.server import auth as mlflow_auth
+from mlflow.server.workspace_helpers import WORKSPACE_HEADER_NAME, resolve_workspace_for_request_if_enabled
+from mlflow.utils.workspace_context import clear_server_request_workspace, set_server_request_workspace
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+PERMISSION_MIDDLEWARE = "fastapi_permission_middleware"  # mlflow.server.auth.add_fastapi_permission_middleware
+WORKSPACE_MIDDLEWARE = "workspace_context_middleware"  # mlflow.server.fastapi_app.add_fastapi_workspace_middleware
+
+
+class AppLayoutChanged(RuntimeError):
+    """The MLflow app no longer has the middleware this module replaces (a MLflow upgrade): nothing is served."""
+
+
+def flask_served(native_routes: list[Any], scope: Scope) -> bool:
+    """Whether MLflow's permission middleware would hand this request on without looking at it: an unprotected
+    path, or one with no FastAPI validator that none of the app's own FastAPI routes serves (Flask authorizes it).
+    The fail-closed net only ever denies a native route, which goes through the middleware itself."""
+    path = scope.get("path")
+    if not path:  # MLflow then reads the path from the URL: leave it to MLflow
+        return False
+    if mlflow_auth.is_unprotected_route(path):
+        return True
+    return mlflow_auth._find_fastapi_validator(path, scope["method"]) is None and not (
+        mlflow_auth._scope_matches_native_route(native_routes, scope)
+    )
+
+
+class FlaskServedPassThrough:
+    """MLflow's permission middleware, skipped for the requests it would hand on untouched (:func:`flask_served`)."""
+
+    def __init__(self, app: ASGIApp, dispatch: Any, native_routes: list[Any]) -> None:
+        self.app = app
+        self.guarded = BaseHTTPMiddleware(app, dispatch=dispatch)
+        self.native_routes = native_routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and flask_served(self.native_routes, scope):
+            await self.app(scope, receive, send)
+        else:
+            await self.guarded(scope, receive, send)
+
+
+class WorkspaceBinding:
+    """MLflow's workspace middleware as a plain ASGI layer: the request's workspace (its header) is resolved and
+    bound for the request; one that cannot be resolved is answered with MLflow's error."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = Headers(scope=scope).get(WORKSPACE_HEADER_NAME)
+        try:
+            workspace = resolve_workspace_for_request_if_enabled(scope.get("path") or "", header)
+        except MlflowException as e:
+            error = JSONResponse(status_code=e.get_http_status_code(), content=json.loads(e.serialize_as_json()))
+            await error(scope, receive, send)
+            return
+        set_server_request_workspace(workspace.name if workspace else None)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            clear_server_request_workspace()
+
+
+def _position(middleware: list[Middleware], name: str) -> int:
+    """Where the ``@app.middleware("http")`` function ``name`` is in the app's middleware list."""
+    found = [i for i, m in enumerate(middleware) if getattr(m.kwargs.get("dispatch"), "__name__", None) == name]
+    if len(found) != 1 or middleware[found[0]].cls is not BaseHTTPMiddleware:
+        raise AppLayoutChanged(f"MLflow's app has {len(found)} middleware functions named {name!r}; expected one")
+    return found[0]
+
+
+def create_app() -> Any:
+    """``mlflow.server.auth.create_app()``, :func:`streamlined` (a Flask app, when MLflow is not served by uvicorn,
+    is returned as it is)."""
+    app = mlflow_auth.create_app()
+    return streamlined(app) if hasattr(app, "user_middleware") else app
+
+
+def streamlined(app: Any) -> Any:
+    """``app`` (MLflow's FastAPI app, its permission middleware added, not yet started) with that middleware
+    skipped for Flask-served requests and the workspace middleware a plain ASGI layer."""
+    layers = app.user_middleware
+    permission = _position(layers, PERMISSION_MIDDLEWARE)
+    native_routes = mlflow_auth._native_fastapi_routes(app)  # what MLflow's middleware took: every route is in
+    layers[permission] = Middleware(
+        FlaskServedPassThrough, dispatch=layers[permission].kwargs["dispatch"], native_routes=native_routes
+    )
+    layers[_position(layers, WORKSPACE_MIDDLEWARE)] = Middleware(WorkspaceBinding)
+    return app
