@@ -2,9 +2,10 @@
 testbed-basic-auth``; entry point ``mlflow.app`` in pyproject.toml, so it runs wherever this package is installed:
 the local venv and the testbed image).
 
-``mlflow.server.auth.create_app`` builds the app the testbed serves, unchanged. Two of its middlewares are
-``@app.middleware("http")`` functions, which Starlette runs through ``BaseHTTPMiddleware``: every request then
-costs a task group, two memory streams and a streamed response per layer, before the Flask app answers it.
+``mlflow.server.auth.create_app`` builds the app; this module changes two entries of its middleware list and
+nothing else. Those two are ``@app.middleware("http")`` functions, which Starlette runs through
+``BaseHTTPMiddleware``: every request then costs a task group, two memory streams and a streamed response per
+layer, before the Flask app answers it.
 
 - MLflow's FastAPI permission middleware guards the routes FastAPI serves itself; a request Flask serves (every
   tracking API call: Flask's ``_before_request`` authorizes it) is handed on untouched. Here such a request goes
@@ -14,7 +15,7 @@ costs a task group, two memory streams and a streamed response per layer, before
 - The workspace middleware resolves the request's ``X-MLflow-Workspace`` and binds it for the request; here
   :class:`WorkspaceBinding` does the same with MLflow's own functions, as a plain ASGI layer.
 
-Both are found by their names in the app's middleware list; a MLflow that no longer has them stops the server
+Both are found by their names in the app's middleware list; an MLflow that no longer has them stops the server
 from starting (:class:`AppLayoutChanged`) rather than serving something unchecked.
 """
 
@@ -38,7 +39,7 @@ WORKSPACE_MIDDLEWARE = "workspace_context_middleware"  # mlflow.server.fastapi_a
 
 
 class AppLayoutChanged(RuntimeError):
-    """The MLflow app no longer has the middleware this module replaces (a MLflow upgrade): nothing is served."""
+    """The MLflow app no longer has the middleware this module replaces (an MLflow upgrade): nothing is served."""
 
 
 def flask_served(native_routes: list[Any], scope: Scope) -> bool:
