@@ -4,8 +4,9 @@ the local venv and the testbed image).
 
 ``mlflow.server.auth.create_app`` builds the app; this module changes two entries of its middleware list and
 nothing else. Those two are ``@app.middleware("http")`` functions, which Starlette runs through
-``BaseHTTPMiddleware``: every request then costs a task group, two memory streams and a streamed response per
-layer, before the Flask app answers it.
+``BaseHTTPMiddleware``: per layer and request, the rest of the app runs as a task of its own, its messages come
+back through a memory stream, and its response is streamed out again, before the Flask app's answer reaches the
+client.
 
 - MLflow's FastAPI permission middleware guards the routes FastAPI serves itself; a request Flask serves (every
   tracking API call: Flask's ``_before_request`` authorizes it) is handed on untouched. Here such a request goes
@@ -26,11 +27,12 @@ from typing import Any
 
 from mlflow.exceptions import MlflowException
 from mlflow.server import auth as mlflow_auth
+from mlflow.server.asgi_utils import get_routed_asgi_path
 from mlflow.server.workspace_helpers import WORKSPACE_HEADER_NAME, resolve_workspace_for_request_if_enabled
 from mlflow.utils.workspace_context import clear_server_request_workspace, set_server_request_workspace
-from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -82,9 +84,11 @@ class WorkspaceBinding:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        header = Headers(scope=scope).get(WORKSPACE_HEADER_NAME)
+        request = Request(scope)
         try:
-            workspace = resolve_workspace_for_request_if_enabled(scope.get("path") or "", header)
+            workspace = resolve_workspace_for_request_if_enabled(
+                get_routed_asgi_path(request), request.headers.get(WORKSPACE_HEADER_NAME)
+            )
         except MlflowException as e:
             error = JSONResponse(status_code=e.get_http_status_code(), content=json.loads(e.serialize_as_json()))
             await error(scope, receive, send)

@@ -50,22 +50,25 @@ def test_a_transactions_writes_are_invisible_to_others_until_it_commits(store):
     assert _tokens(store) == 1
 
 
-def test_a_failure_undoes_the_whole_transaction(store):
-    with pytest.raises(RuntimeError, match="boom"):
+def _raise_boom(_session) -> None:
+    raise RuntimeError("boom")
+
+
+def _divide_by_zero(session) -> None:
+    session.execute(text("SELECT 1 / 0"))  # PostgreSQL aborts the transaction
+
+
+@pytest.mark.parametrize(
+    ("fail", "error"), [(_raise_boom, "boom"), (_divide_by_zero, "division by zero")], ids=["raised", "statement"]
+)
+def test_a_failure_undoes_the_whole_transaction_and_the_connection_serves_the_next(store, fail, error):
+    with pytest.raises(Exception, match=error):
         with store.lock("test:begin") as session:
             session.add(_token("b"))
             session.flush()
-            raise RuntimeError("boom")
+            fail(session)
     assert _tokens(store) == 0
-
-
-def test_a_failed_statement_is_rolled_back_and_the_connection_serves_the_next_transaction(store):
-    with pytest.raises(Exception, match="division by zero"):
-        with store.lock("test:begin") as session:
-            session.add(_token("c"))
-            session.flush()
-            session.execute(text("SELECT 1 / 0"))
-    with store.lock("test:begin") as session:  # the aborted transaction is not in the way
+    with store.lock("test:begin") as session:  # the failed transaction is not in the way
         session.add(_token("d"))
     assert _tokens(store) == 1
 
