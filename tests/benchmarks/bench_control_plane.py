@@ -9,7 +9,8 @@
    operators.control_plane`` serves it); the clients run in this one. ``admission_p50_seconds``/
    ``admission_p99_seconds`` time admission inside the control plane (quota and grant checks,
    template resolution, the persisted job record); ``http_roundtrip_p*`` is what the 50 clients
-   observed, queueing on 2 cores included.
+   observed, queueing on 2 cores included. ``http_layer_*``: the same load again with every submit after a
+   tenant's first answered from memory (timed_replica.py): what the HTTP layer alone sustains and costs.
 
 Run: ``.venv/bin/python tests/benchmarks/bench_control_plane.py [--rounds N]``
 """
@@ -31,7 +32,8 @@ sys.path.insert(0, str(REPO))
 from testbed.client import TestbedClient  # noqa: E402
 from embedded import RAY_LOOPBACK_ENV, LocalTestbed  # noqa: E402
 from tests.replicas import ReplicaSet, stack_with_tenants  # noqa: E402
-from tests.benchmarks.admission_load import TRIVIAL, percentile, submit_concurrently  # noqa: E402
+from tests.benchmarks.admission_load import TRIVIAL, LoadResult, percentile, submit_concurrently  # noqa: E402
+from tests.benchmarks.timed_replica import ADMISSION_ENV  # noqa: E402
 
 TIMED_REPLICA = [sys.executable, str(Path(__file__).with_name("timed_replica.py"))]
 
@@ -103,7 +105,11 @@ def bench_submit_overhead(rounds: int) -> None:
         local.down()
 
 
-def bench_admission(tenants: int, jobs_per_tenant: int) -> None:
+def _serve_load(
+    tenants: int, jobs_per_tenant: int, env: dict[str, str]
+) -> tuple[LoadResult, list[float], dict[str, float]]:
+    """50 tenants' submits over HTTP to one timed replica (no-op backend, SQLite) with ``env``: the clients' load,
+    the admission samples and the server's CPU milliseconds per job by thread."""
     import httpx
 
     from testbed.settings import ControlPlaneSettings
@@ -120,12 +126,19 @@ def bench_admission(tenants: int, jobs_per_tenant: int) -> None:
     )
     # The control plane in a process of its own (as served), the 50 clients in this one: clients sharing the
     # server's interpreter would charge their own HTTP work to the server.
-    with ReplicaSet(settings, home, count=1, command=TIMED_REPLICA) as served:
+    with ReplicaSet(settings, home, count=1, command=TIMED_REPLICA, env=env) as served:
         url = served.replicas[0].url
         before = httpx.get(url + "/_bench/threads", timeout=30).json()
         load = submit_concurrently(home / "credentials", tenant_ids, [url], jobs_per_tenant)
         after = httpx.get(url + "/_bench/threads", timeout=30).json()
         admission = httpx.get(url + "/_bench/admission", timeout=30).json()
+    jobs = max(1, len(load.roundtrip))
+    spent = {name: (seconds - before.get(name, 0.0)) * 1000 / jobs for name, seconds in after.items()}
+    return load, admission, spent
+
+
+def bench_admission(tenants: int, jobs_per_tenant: int) -> None:
+    load, admission, spent = _serve_load(tenants, jobs_per_tenant, {})
     roundtrip, errors = load.roundtrip, load.errors
     print(
         f"admission_jobs={len(admission)} tenants={tenants} errors={len(errors)} throughput_jobs_per_second={load.throughput:.0f}"
@@ -135,13 +148,18 @@ def bench_admission(tenants: int, jobs_per_tenant: int) -> None:
     print(f"http_roundtrip_p50_seconds={percentile(roundtrip, 50):.4f}")
     print(f"http_roundtrip_p99_seconds={percentile(roundtrip, 99):.4f}")
     # Where the server's CPU went, per job: the event loop (MainThread: HTTP), admission, dispatch, the sync.
-    jobs = max(1, len(roundtrip))
-    spent = {name: (seconds - before.get(name, 0.0)) * 1000 / jobs for name, seconds in after.items()}
     print(f"server_cpu_ms_per_job={sum(spent.values()):.2f}")
     print(f"client_cpu_ms_per_job={load.client_cpu_ms_per_job:.2f}  # the 50 clients (httpx), on the same cores")
     for name, ms in sorted(spent.items(), key=lambda item: -item[1]):
         if ms >= 0.01:
             print(f"server_cpu_ms_per_job_{re.sub(r'[^a-z0-9]+', '_', name.lower()).strip('_')}={ms:.2f}")
+    # The same load with every submit after a tenant's first answered from memory (timed_replica.py): what the
+    # HTTP layer alone (token, validation, answer) sustains and costs, the ceiling the rest of admission lowers.
+    layer, _, layer_spent = _serve_load(tenants, jobs_per_tenant, {ADMISSION_ENV: "memory"})
+    print(
+        f"http_layer_throughput_jobs_per_second={layer.throughput:.0f}  # errors={len(layer.errors)}, admission answered from memory"
+    )
+    print(f"http_layer_server_cpu_ms_per_job={sum(layer_spent.values()):.2f}")
 
 
 def main() -> int:
