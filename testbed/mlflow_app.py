@@ -18,26 +18,45 @@ client.
 
 Both are found by their names in the app's middleware list; an MLflow that no longer has them stops the server
 from starting (:class:`AppLayoutChanged`) rather than serving something unchecked.
+
+One store method is given a memo (:func:`prebuild_run_scope`): the workspace-aware tracking store scopes every run
+query by joining the run's experiment and filtering on the workspace, and builds that query again on every call
+(twice per logged metric: most of the Python the server runs for workspaces). Here MLflow's own method builds it
+once per workspace; each call gets a copy bound to its session.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
+import logging
 from typing import Any
 
 from mlflow.exceptions import MlflowException
 from mlflow.server import auth as mlflow_auth
 from mlflow.server.asgi_utils import get_routed_asgi_path
 from mlflow.server.workspace_helpers import WORKSPACE_HEADER_NAME, resolve_workspace_for_request_if_enabled
+from mlflow.store.tracking.dbmodels.models import SqlRun
+from mlflow.store.tracking.sqlalchemy_workspace_store import WorkspaceAwareSqlAlchemyStore
 from mlflow.utils.workspace_context import clear_server_request_workspace, set_server_request_workspace
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from sqlalchemy.orm import Query
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
 
 PERMISSION_MIDDLEWARE = "fastapi_permission_middleware"  # mlflow.server.auth.add_fastapi_permission_middleware
 WORKSPACE_MIDDLEWARE = "workspace_context_middleware"  # mlflow.server.fastapi_app.add_fastapi_workspace_middleware
+
+
+# WorkspaceAwareSqlAlchemyStore._get_query as read for prebuild_run_scope (mlflow 3.17.2): for SqlRun it builds from
+# ``session.query`` alone, so the query can be built without a session and bound to one later.
+RUN_SCOPE_SOURCE_SHA256 = "9cc926bae14f7d80ede3ed5cfc128dfb7fb685d33cfe726608bd7d234efbf2db"
+RUN_SCOPE_WORKSPACES = 1024  # prebuilt queries kept (one per workspace: a company each); more: all built again
 
 
 class AppLayoutChanged(RuntimeError):
@@ -108,9 +127,48 @@ def _position(middleware: list[Middleware], name: str) -> int:
     return found[0]
 
 
+class _Unbound:
+    """Stands in for a session where MLflow's method only asks it for a query: the query, bound to no session."""
+
+    @staticmethod
+    def query(*entities: Any) -> Query:
+        return Query(entities)
+
+
+def prebuild_run_scope(store_class: type = WorkspaceAwareSqlAlchemyStore) -> bool:
+    """Make ``store_class._get_query`` build its run query once per workspace (with MLflow's own method, given no
+    session) and hand each call a copy bound to the caller's session; every other model goes to MLflow's method as
+    before. Done once; not done (False, logged) when MLflow's method is not the one read for this
+    (``RUN_SCOPE_SOURCE_SHA256``): the store then runs as MLflow ships it."""
+    upstream = store_class._get_query
+    if getattr(upstream, "prebuilt_run_scope", False):
+        return True
+    if hashlib.sha256(inspect.getsource(upstream).encode()).hexdigest() != RUN_SCOPE_SOURCE_SHA256:
+        log.warning("MLflow's %s._get_query changed: its run query is built on every call", store_class.__name__)
+        return False
+    prebuilt: dict[str, Query] = {}
+
+    def _get_query(self: Any, session: Any, model: Any) -> Any:
+        if model is not SqlRun:
+            return upstream(self, session, model)
+        workspace = self._get_active_workspace()
+        query = prebuilt.get(workspace)
+        if query is None:
+            if len(prebuilt) >= RUN_SCOPE_WORKSPACES:
+                prebuilt.clear()
+            query = prebuilt[workspace] = upstream(self, _Unbound(), model)
+        return query.with_session(session)
+
+    _get_query.prebuilt_run_scope = True  # type: ignore[attr-defined]
+    _get_query.__doc__ = upstream.__doc__
+    store_class._get_query = _get_query  # type: ignore[method-assign]
+    return True
+
+
 def create_app() -> Any:
     """``mlflow.server.auth.create_app()``, :func:`streamlined` (a Flask app, when MLflow is not served by uvicorn,
-    is returned as it is)."""
+    is returned as it is), its tracking store's run query prebuilt (:func:`prebuild_run_scope`)."""
+    prebuild_run_scope()
     app = mlflow_auth.create_app()
     return streamlined(app) if hasattr(app, "user_middleware") else app
 

@@ -10,6 +10,11 @@ import re
 from typing import Any
 
 import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlRun
+from mlflow.store.tracking.sqlalchemy_workspace_store import WorkspaceAwareSqlAlchemyStore
+from mlflow.utils.workspace_context import WorkspaceContext
+from sqlalchemy.dialects import sqlite
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from tests.mlflow.test_native_route_match import TRACKING_PATHS, _routes
@@ -160,3 +165,56 @@ def test_workspace_binding_answers_as_mlflow_does(monkeypatch, header):
         assert expected[0] >= 400 and "workspaces are not enabled" in json.loads(expected[1])["message"]
     else:
         assert plain.workspaces == [None] and expected[0] == 200
+
+
+class PrebuiltStore(WorkspaceAwareSqlAlchemyStore):
+    """MLflow's workspace-aware tracking store, to be given the prebuilt run query here (its parent keeps MLflow's)."""
+
+
+@pytest.fixture
+def two_workspace_stores(tmp_path, monkeypatch) -> tuple[Any, Any]:
+    """MLflow's store and the prebuilt one on one tracking database with workspaces ``alpha`` and ``beta``."""
+    from mlflow.entities.workspace import Workspace
+    from mlflow.store.workspace.sqlalchemy_store import SqlAlchemyStore as WorkspaceStore
+
+    monkeypatch.setenv("MLFLOW_ENABLE_WORKSPACES", "true")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    upstream = WorkspaceAwareSqlAlchemyStore(uri, str(tmp_path / "artifacts"))
+    workspaces = WorkspaceStore(uri)
+    for name in ("alpha", "beta"):
+        workspaces.create_workspace(Workspace(name=name))
+    assert mlflow_app.prebuild_run_scope(PrebuiltStore)
+    return upstream, PrebuiltStore(uri, str(tmp_path / "artifacts"))
+
+
+def _compiled(query: Any) -> tuple[str, dict]:
+    compiled = query.statement.compile(dialect=sqlite.dialect())
+    return str(compiled), compiled.params
+
+
+def test_run_query_is_mlflows_own_built_once_per_workspace(two_workspace_stores):
+    upstream, prebuilt = two_workspace_stores
+    assert WorkspaceAwareSqlAlchemyStore._get_query is not PrebuiltStore._get_query  # MLflow's class untouched here
+    for workspace in ("alpha", "beta", "alpha"):
+        with WorkspaceContext(workspace), upstream.ManagedSessionMaker() as session:
+            for model in (SqlRun, SqlExperiment):
+                mlflows = upstream._get_query(session, model).filter_by(lifecycle_stage="active")
+                ours = prebuilt._get_query(session, model).filter_by(lifecycle_stage="active")
+                assert _compiled(ours) == _compiled(mlflows)
+                assert ours.session is session
+            assert _compiled(prebuilt._get_query(session, SqlRun))[1] == {"workspace_1": workspace}
+
+
+def test_runs_stay_in_their_workspace_through_the_prebuilt_query(two_workspace_stores):
+    _, store = two_workspace_stores
+    runs = {}
+    for workspace in ("alpha", "beta"):
+        with WorkspaceContext(workspace):
+            experiment = store.create_experiment(f"{workspace}-experiment")
+            runs[workspace] = store.create_run(experiment, "someone", 0, [], "run").info.run_id
+    for _ in range(2):  # the second time from the prebuilt queries
+        for workspace, other in (("alpha", "beta"), ("beta", "alpha")):
+            with WorkspaceContext(workspace):
+                assert store.get_run(runs[workspace]).info.run_id == runs[workspace]
+                with pytest.raises(MlflowException, match="not found"):
+                    store.get_run(runs[other])
