@@ -40,11 +40,11 @@ from mlflow.server.workspace_helpers import WORKSPACE_HEADER_NAME, resolve_works
 from mlflow.store.tracking.dbmodels.models import SqlRun
 from mlflow.store.tracking.sqlalchemy_workspace_store import WorkspaceAwareSqlAlchemyStore
 from mlflow.utils.workspace_context import clear_server_request_workspace, set_server_request_workspace
+from sqlalchemy.orm import Query
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from sqlalchemy.orm import Query
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger(__name__)

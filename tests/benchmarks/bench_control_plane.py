@@ -108,7 +108,7 @@ def bench_submit_overhead(rounds: int) -> None:
 def _serve_load(
     tenants: int, jobs_per_tenant: int, env: dict[str, str]
 ) -> tuple[LoadResult, list[float], dict[str, float]]:
-    """50 tenants' submits over HTTP to one timed replica (no-op backend, SQLite) with ``env``: the clients' load,
+    """``tenants`` tenants' submits over HTTP to one timed replica (no-op backend, SQLite) with ``env``: the clients' load,
     the admission samples and the server's CPU milliseconds per job by thread."""
     import httpx
 
