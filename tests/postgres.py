@@ -15,7 +15,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from testbed.net import HOST, free_port
 from tests.waiting import wait_until
@@ -115,3 +115,31 @@ def postgres_server(max_connections: int = 200, durable: bool = False) -> Iterat
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def record_queries(engine: Any) -> list[str]:
+    """Every query ``engine``'s connections are asked to send from now on, in order, the pool's own checks included:
+    the pool's idle connections are closed, and each connection opened from here on gets a psycopg2 cursor that
+    notes each query as its default. On the control plane's connections (autocommit, ``BEGIN`` riding on the first
+    statement) each query is one round trip; ``executemany`` sends one per row."""
+    import psycopg2.extensions
+    from sqlalchemy import event
+
+    sent: list[str] = []
+
+    class Recording(psycopg2.extensions.cursor):
+        def execute(self, query, vars=None):  # noqa: A002 - psycopg2's name
+            sent.append(str(query))
+            return super().execute(query, vars)
+
+        def executemany(self, query, vars_list):
+            rows = list(vars_list)
+            sent.extend([str(query)] * len(rows))
+            return super().executemany(query, rows)
+
+    def recording(dbapi_connection: Any, *_: Any) -> None:
+        dbapi_connection.cursor_factory = Recording
+
+    event.listen(engine, "connect", recording)
+    engine.dispose()  # connections opened before would escape the count
+    return sent

@@ -7,7 +7,8 @@ for ``--seconds``. SQLite: one control plane; PostgreSQL (a private server with 
 two control planes on one database, tenants alternating between them (the replicas' contention
 on the database, in one process). The background sync is not running: this is admission alone
 (the HTTP figures, bench_control_plane.py and bench_replicas.py, include dispatch).
-``max_queued_jobs_per_tenant`` is raised so the queue cap never refuses.
+``max_queued_jobs_per_tenant`` is raised so the queue cap never refuses. ``pg_queries_per_admission``: the queries
+(round trips) the planes sent to PostgreSQL per admission, counted at the driver (``tests.postgres.record_queries``).
 
 ``--profile FILE`` writes a cProfile of every admission (all threads) to FILE (pstats).
 
@@ -128,7 +129,7 @@ def main() -> int:
             stats.dump_stats(str(args.profile))
             stats.sort_stats("cumulative").print_stats(40)
     if args.db in ("pg", "both"):
-        from tests.postgres import postgres_server
+        from tests.postgres import postgres_server, record_queries
 
         (home / "pg").mkdir()
         with ExitStack() as stack:
@@ -136,7 +137,13 @@ def main() -> int:
             planes, tenants = planes_for(pg.create_database("bench"), home / "pg", args.tenants, 2)
             for plane in planes:
                 stack.callback(plane.shutdown)
-            report("pg", *run_load(planes, tenants, args.seconds))
+            sent = [record_queries(plane.store.engine) for plane in planes]
+            samples, errors, wall = run_load(planes, tenants, args.seconds)
+            report("pg", samples, errors, wall)
+            queries = sum(len(plane_queries) for plane_queries in sent)
+            print(
+                f"pg_queries_per_admission={queries / max(1, len(samples) + errors):.2f}  # round trips to PostgreSQL"
+            )
     return 0
 
 

@@ -38,7 +38,9 @@ TIMED_REPLICA = [sys.executable, str(Path(__file__).with_name("timed_replica.py"
 
 
 def bench_admission(replicas: ReplicaSet, home: Path, tenants: list[str], jobs_per_tenant: int) -> None:
+    queries_before = sum(httpx.get(r.url + "/_bench/queries", timeout=30).json() for r in replicas.replicas)
     load = submit_concurrently(home / "credentials", tenants, [r.url for r in replicas.replicas], jobs_per_tenant)
+    queries = sum(httpx.get(r.url + "/_bench/queries", timeout=30).json() for r in replicas.replicas) - queries_before
     roundtrip, errors = load.roundtrip, load.errors
     per_replica = {r.name: httpx.get(r.url + "/_bench/admission", timeout=30).json() for r in replicas.replicas}
     admission = [s for samples in per_replica.values() for s in samples]
@@ -55,6 +57,10 @@ def bench_admission(replicas: ReplicaSet, home: Path, tenants: list[str], jobs_p
     print(f"http_roundtrip_p50_seconds_pg={percentile(roundtrip, 50):.4f}")
     print(f"http_roundtrip_p99_seconds_pg={percentile(roundtrip, 99):.4f}")
     print(f"client_cpu_ms_per_job_pg={load.client_cpu_ms_per_job:.2f}  # the 50 clients (httpx), on the same cores")
+    print(
+        f"pg_queries_per_job={queries / max(1, len(roundtrip)):.2f}  # round trips to PostgreSQL by both replicas while "
+        "the clients submitted (admission, dispatch, the sync and the lease), per job"
+    )
 
 
 def bench_failover(replicas: ReplicaSet, operator: str, rounds: int) -> None:

@@ -2,7 +2,8 @@
 
 It serves what ``python -m operators.control_plane`` serves, with ``plane.admit_with_balance`` timed (the same
 measurement as bench_control_plane.py's) and the samples, in seconds, at ``GET /_bench/admission``;
-``GET /_bench/threads``: the CPU seconds its threads have used so far, by thread name (Linux).
+``GET /_bench/threads``: the CPU seconds its threads have used so far, by thread name (Linux); on PostgreSQL,
+``GET /_bench/queries``: the queries (round trips) it has sent to the database so far (``tests.postgres.record_queries``).
 
 With ``TESTBED_BENCH_ADMISSION=memory`` it serves the HTTP layer alone: each tenant's first job is admitted for real
 (stored; the request hands it to no dispatch thread) and every later submit of the tenant is answered with that
@@ -27,6 +28,7 @@ from operators.control_plane import __main__ as control_plane  # noqa: E402
 from operators.control_plane.app import create_app  # noqa: E402
 from operators.control_plane.room import NO_ROOM_PREFIX  # noqa: E402
 from tests.benchmarks.admission_load import time_admissions  # noqa: E402
+from tests.postgres import record_queries  # noqa: E402
 
 ADMISSION_ENV = "TESTBED_BENCH_ADMISSION"
 
@@ -73,6 +75,9 @@ def timed_app(*args, **kwargs) -> FastAPI:
     samples = time_admissions(plane)
     app.add_api_route("/_bench/admission", lambda: samples, methods=["GET"])
     app.add_api_route("/_bench/threads", thread_cpu_seconds, methods=["GET"])
+    if plane.store.engine.dialect.name == "postgresql":
+        sent = record_queries(plane.store.engine)
+        app.add_api_route("/_bench/queries", lambda: len(sent), methods=["GET"])
     return app
 
 

@@ -1,7 +1,7 @@
 """Writes sent together (``db.commit_writes``) on a real PostgreSQL: a priced admission's record and hold go in
-one statement and its commit's writes (the job's money, the balance, two audit rows) with the COMMIT in another,
-and every row is what it would be written one statement at a time (the JSON spec, the inbox rows in their order);
-writes of many rows go one statement each."""
+one statement and its commit's writes (the job's money, the balance, two audit rows) with the COMMIT in another, four
+queries in all reaching the server, and every row is what it would be written one statement at a time (the JSON
+spec, the inbox rows in their order); writes of many rows go one statement each."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from operators.control_plane.db.store import Store
 from operators.control_plane.db.models import AuditInboxRow, JobRow, MoneyBalanceRow, MoneyJobRow, MoneyLedgerRow
 from testbed.jobs import JobSpec
 from tests.benchmarks.bench_admission_throughput import planes_for
+from tests.postgres import record_queries
 
 
 def test_a_priced_admission_on_postgresql_is_four_statements_and_writes_every_row(postgres_url, tmp_path):
@@ -29,13 +30,17 @@ def test_a_priced_admission_on_postgresql_is_four_statements_and_writes_every_ro
 def check_admission(plane, tenant: str) -> None:
     principal = Principal(subject=tenant, role="tenant")
     spec = JobSpec(entrypoint="python -c 'pass'", cpus=1, gpus=1, max_runtime_seconds=600, env={"K": "v"})
-    plane.admit(principal, spec)  # the first: the store's caches filled
+    sent = record_queries(plane.store.engine)  # what reaches the server, the pool's own checks included
+    plane.admit(principal, spec)  # the first: the store's caches filled, its connection given back just now
+    sent.clear()
     statements: list[str] = []
     event.listen(plane.store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
     admitted = plane.admit_with_balance(principal, spec)
     # BEGIN with the tenant's lock, the balance read, the record with its hold, the commit's writes with COMMIT:
-    # four round trips in all (engine.postgresql_begin_with_first_statement, engine.commit_with)
+    # four round trips in all (engine.postgresql_begin_with_first_statement, engine.commit_with), and no check of a
+    # connection used moments ago (engine.ping_when_idle)
     assert len(statements) == 4, statements
+    assert sent == statements, sent
     assert statements[0].startswith("BEGIN;SELECT pg_advisory_xact_lock")
     assert statements[2].startswith("WITH") and statements[3].startswith("WITH") and statements[3].endswith(";COMMIT")
     job_id = admitted.row.id

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import contextvars
 import threading
+import time
 from contextlib import contextmanager
 from typing import Any, Callable, ContextManager, Iterator
 
-from sqlalchemy import Connection, Table, create_engine, event
+from sqlalchemy import Connection, Table, create_engine, event, exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
@@ -27,6 +28,12 @@ DB_TIMEOUT_SECONDS = 3.0
 # replicas within the server's default 100 connections.
 SQLITE_POOL_CONNECTIONS = 56
 PG_POOL_CONNECTIONS = 40
+# A PostgreSQL connection given back to the pool less than this long ago is used again without a check; one idle
+# longer is checked first (a round trip). PgBouncer's ``server_check_delay`` keeps the same default, for the same
+# trade (pgbouncer/pgbouncer doc/config.md): a check on every use (SQLAlchemy's ``pool_pre_ping``) was one round trip
+# in five of every admission.
+PING_AFTER_IDLE_SECONDS = 30.0
+_RELEASED_AT = "testbed_released_at"  # in a pooled connection's record: when it was last given back (monotonic)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -37,8 +44,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for SQLite (WAL, shared across threads, BEGIN IMMEDIATE for writes) or any SQLAlchemy URL."""
+def make_engine(url: str, ping_clock: Callable[[], float] = time.monotonic) -> Engine:
+    """An engine for SQLite (WAL, shared across threads, BEGIN IMMEDIATE for writes) or any SQLAlchemy URL;
+    ``ping_clock``: what times a PostgreSQL connection's idle spell (:func:`ping_when_idle`)."""
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
@@ -52,7 +60,6 @@ def make_engine(url: str) -> Engine:
         ms = int(DB_TIMEOUT_SECONDS * 1000)
         engine = create_engine(
             url,
-            pool_pre_ping=True,
             pool_size=PG_POOL_CONNECTIONS,
             max_overflow=0,
             pool_timeout=DB_TIMEOUT_SECONDS,
@@ -62,9 +69,38 @@ def make_engine(url: str) -> Engine:
             },
         )
         postgresql_begin_with_first_statement(engine)
+        ping_when_idle(engine, PING_AFTER_IDLE_SECONDS, ping_clock)
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
     return engine
+
+
+def ping_when_idle(engine: Engine, idle_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+    """Check a pooled connection before use only when it sat in the pool longer than ``idle_seconds`` (a server
+    restart, a failover or a firewall's idle timeout may have closed it meanwhile); a dead one is replaced with
+    every other connection opened before it, as ``pool_pre_ping`` would.
+
+    A connection used moments ago is not checked: if the server went away in between, its transaction fails on its
+    first statement (nothing written; the API answers 503), SQLAlchemy sees the disconnect and renews the whole
+    pool, and the next transaction gets a new connection. A transaction in flight when the server goes fails the
+    same way with or without a check."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _released(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_RELEASED_AT] = clock()
+
+    @event.listens_for(engine, "checkout")
+    def _check(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        released = record.info.get(_RELEASED_AT)
+        if released is None or clock() - released <= idle_seconds:  # new, or given back moments ago
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as error:
+            if dialect.is_disconnect(error, dbapi_connection, None):
+                raise exc.InvalidatePoolError(f"a pooled connection was closed while idle: {error}") from error
+            raise
 
 
 def postgresql_begin_with_first_statement(engine: Engine) -> None:
