@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextvars
 import threading
-import time
 from contextlib import contextmanager
 from typing import Any, Callable, ContextManager, Iterator
 
@@ -17,6 +16,7 @@ from sqlalchemy.engine import CursorResult, Engine
 from sqlalchemy.orm import Session
 
 from operators.control_plane.db.migrate import sqlite_immediate
+from testbed.clock import SYSTEM_CLOCK, Clock
 
 # A locked or unreachable database fails a request after this long (the API answers 503) instead of hanging.
 DB_TIMEOUT_SECONDS = 3.0
@@ -44,9 +44,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str, ping_clock: Callable[[], float] = time.monotonic) -> Engine:
+def make_engine(url: str, clock: Clock = SYSTEM_CLOCK) -> Engine:
     """An engine for SQLite (WAL, shared across threads, BEGIN IMMEDIATE for writes) or any SQLAlchemy URL;
-    ``ping_clock``: what times a PostgreSQL connection's idle spell (:func:`ping_when_idle`)."""
+    ``clock`` times a PostgreSQL connection's idle spells (:func:`ping_when_idle`)."""
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
@@ -69,13 +69,13 @@ def make_engine(url: str, ping_clock: Callable[[], float] = time.monotonic) -> E
             },
         )
         postgresql_begin_with_first_statement(engine)
-        ping_when_idle(engine, PING_AFTER_IDLE_SECONDS, ping_clock)
+        ping_when_idle(engine, PING_AFTER_IDLE_SECONDS, clock)
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
     return engine
 
 
-def ping_when_idle(engine: Engine, idle_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+def ping_when_idle(engine: Engine, idle_seconds: float, clock: Clock = SYSTEM_CLOCK) -> None:
     """Check a pooled connection before use only when it sat in the pool longer than ``idle_seconds`` (a server
     restart, a failover or a firewall's idle timeout may have closed it meanwhile); a dead one is replaced with
     every other connection opened before it, as ``pool_pre_ping`` would.
@@ -88,12 +88,12 @@ def ping_when_idle(engine: Engine, idle_seconds: float, clock: Callable[[], floa
 
     @event.listens_for(engine, "checkin")
     def _released(_dbapi_connection: Any, record: Any) -> None:
-        record.info[_RELEASED_AT] = clock()
+        record.info[_RELEASED_AT] = clock.monotonic()
 
     @event.listens_for(engine, "checkout")
     def _check(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         released = record.info.get(_RELEASED_AT)
-        if released is None or clock() - released <= idle_seconds:  # new, or given back moments ago
+        if released is None or clock.monotonic() - released <= idle_seconds:  # new, or given back moments ago
             return
         try:
             dialect.do_ping(dbapi_connection)
