@@ -31,6 +31,20 @@ REPO = Path(__file__).resolve().parents[1]
 CONTROL_PLANE = [sys.executable, "-m", "tests.noop_doubles"]  # the control plane, with the no-op test aids
 
 
+def noop_settings(home: Path, stack: Path, database_url: str, **overrides: Any) -> ControlPlaneSettings:
+    """A control plane's settings for tests and benchmarks: ``stack`` on ``database_url``, the no-op backend, an MLflow
+    address that answers nothing, its storage and credentials under ``home``; ``overrides``: any other setting."""
+    return ControlPlaneSettings(
+        stack_file=stack,
+        database_url=database_url,
+        backend="noop",
+        mlflow_tracking_uri="http://127.0.0.1:1",
+        storage_path=str(home / "storage"),
+        credentials_dir=home / "credentials",
+        **overrides,
+    )
+
+
 def stack_with_tenants(
     out: Path, count: int, quota: dict[str, Any], region: str = "gyeongnam"
 ) -> tuple[Path, list[str]]:

@@ -33,24 +33,15 @@ sys.path.insert(0, str(REPO))
 from operators.control_plane.auth import Principal  # noqa: E402
 from operators.control_plane.plane import ControlPlane  # noqa: E402
 from testbed.jobs import JobSpec  # noqa: E402
-from testbed.settings import ControlPlaneSettings  # noqa: E402
 from tests.benchmarks.admission_load import TRIVIAL, percentile  # noqa: E402
-from tests.replicas import stack_with_tenants  # noqa: E402
+from tests.replicas import noop_settings, stack_with_tenants  # noqa: E402
 
 QUEUE_CAP = 10_000_000
 
 
 def planes_for(database_url: str, home: Path, tenants: int, replicas: int) -> tuple[list[ControlPlane], list[str]]:
     stack, ids = stack_with_tenants(home, tenants, {"max_running_jobs": 10_000})
-    settings = ControlPlaneSettings(
-        stack_file=stack,
-        database_url=database_url,
-        backend="noop",
-        mlflow_tracking_uri="http://127.0.0.1:1",
-        storage_path=str(home / "storage"),
-        credentials_dir=home / "credentials",
-        max_queued_jobs_per_tenant=QUEUE_CAP,
-    )
+    settings = noop_settings(home, stack, database_url, max_queued_jobs_per_tenant=QUEUE_CAP)
     return [ControlPlane(settings) for _ in range(replicas)], ids
 
 

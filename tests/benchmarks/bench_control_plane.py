@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from testbed.client import TestbedClient  # noqa: E402
 from embedded import RAY_LOOPBACK_ENV, LocalTestbed  # noqa: E402
-from tests.replicas import ReplicaSet, stack_with_tenants  # noqa: E402
+from tests.replicas import ReplicaSet, noop_settings, stack_with_tenants  # noqa: E402
 from tests.benchmarks.admission_load import TRIVIAL, LoadResult, percentile, submit_concurrently  # noqa: E402
 from tests.benchmarks.timed_replica import ADMISSION_ENV  # noqa: E402
 
@@ -112,18 +112,9 @@ def _serve_load(
     the admission samples and the server's CPU milliseconds per job by thread."""
     import httpx
 
-    from testbed.settings import ControlPlaneSettings
-
     home = Path(tempfile.mkdtemp(prefix="tb-adm-", dir="/tmp"))
     stack, tenant_ids = stack_with_tenants(home, tenants, {"max_running_jobs": 10_000})
-    settings = ControlPlaneSettings(
-        stack_file=stack,
-        database_url=f"sqlite:///{home / 'cp.db'}",
-        backend="noop",
-        mlflow_tracking_uri="http://127.0.0.1:1",
-        storage_path=str(home / "storage"),
-        credentials_dir=home / "credentials",
-    )
+    settings = noop_settings(home, stack, f"sqlite:///{home / 'cp.db'}")
     # The control plane in a process of its own (as served), the 50 clients in this one: clients sharing the
     # server's interpreter would charge their own HTTP work to the server.
     with ReplicaSet(settings, home, count=1, command=TIMED_REPLICA, env=env) as served:

@@ -33,9 +33,8 @@ sys.path.insert(0, str(REPO))
 from operators.control_plane.plane import ControlPlane  # noqa: E402
 from operators.control_plane.db.models import JobRow  # noqa: E402
 from testbed.jobs import JobSpec, JobStatus  # noqa: E402
-from testbed.settings import ControlPlaneSettings  # noqa: E402
 from tests.benchmarks.admission_load import percentile  # noqa: E402
-from tests.replicas import stack_with_tenants  # noqa: E402
+from tests.replicas import noop_settings, stack_with_tenants  # noqa: E402
 
 
 def queue(plane: ControlPlane, tenants: list[str], jobs: int, job_seconds: float) -> None:
@@ -81,15 +80,7 @@ def main() -> int:
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="tb-dispatch-", dir="/tmp"))
     stack, tenants = stack_with_tenants(home, args.tenants, {"max_running_jobs": args.running})
-    settings = ControlPlaneSettings(
-        stack_file=stack,
-        database_url=f"sqlite:///{home / 'cp.db'}",
-        backend="noop",
-        mlflow_tracking_uri="http://127.0.0.1:1",
-        storage_path=str(home / "storage"),
-        credentials_dir=home / "credentials",
-        max_queued_jobs_per_tenant=args.jobs,
-    )
+    settings = noop_settings(home, stack, f"sqlite:///{home / 'cp.db'}", max_queued_jobs_per_tenant=args.jobs)
     plane = ControlPlane(settings)
     me = psutil.Process()
     rss_before = me.memory_info().rss

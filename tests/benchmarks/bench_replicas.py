@@ -28,10 +28,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from testbed.client import TestbedClient  # noqa: E402
-from testbed.settings import ControlPlaneSettings  # noqa: E402
 from tests.benchmarks.admission_load import percentile, submit_concurrently  # noqa: E402
 from tests.postgres import postgres_server  # noqa: E402
-from tests.replicas import ReplicaSet, stack_with_tenants  # noqa: E402
+from tests.replicas import ReplicaSet, noop_settings, stack_with_tenants  # noqa: E402
 from tests.waiting import wait_until  # noqa: E402
 
 TIMED_REPLICA = [sys.executable, str(Path(__file__).with_name("timed_replica.py"))]
@@ -90,14 +89,7 @@ def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="tb-rep-", dir="/tmp"))
     with postgres_server(durable=True) as pg:
         stack, tenants = stack_with_tenants(home, args.tenants, {"max_running_jobs": 10_000})
-        settings = ControlPlaneSettings(
-            stack_file=stack,
-            database_url=pg.create_database("bench"),
-            backend="noop",
-            mlflow_tracking_uri="http://127.0.0.1:1",
-            storage_path=str(home / "storage"),
-            credentials_dir=home / "credentials",
-        )
+        settings = noop_settings(home, stack, pg.create_database("bench"))
         with ReplicaSet(settings, home, command=TIMED_REPLICA) as replicas:
             bench_admission(replicas, home, tenants, args.jobs_per_tenant)
             if args.failovers > 0:

@@ -15,9 +15,8 @@ from operators.control_plane.auth import Principal
 from operators.control_plane.plane import ControlPlane
 from operators.control_plane.db.models import JobRow
 from testbed.jobs import JobSpec, JobStatus
-from testbed.settings import ControlPlaneSettings
 from tests.job_rows import add_rows
-from tests.replicas import stack_with_tenants
+from tests.replicas import noop_settings, stack_with_tenants
 
 TENANTS = 3
 LONG = "sleep 100000"  # the no-op backend "runs" it that long: the tenant stays at its one running job
@@ -25,15 +24,7 @@ LONG = "sleep 100000"  # the no-op backend "runs" it that long: the tenant stays
 
 def _plane(home: Path, database_url: str) -> tuple[ControlPlane, list[str]]:
     stack, tenants = stack_with_tenants(home, TENANTS, {"max_running_jobs": 1})
-    settings = ControlPlaneSettings(
-        stack_file=stack,
-        database_url=database_url,
-        backend="noop",
-        mlflow_tracking_uri="http://127.0.0.1:1",
-        storage_path=str(home / "storage"),
-        credentials_dir=home / "credentials",
-        max_queued_jobs_per_tenant=100_000,
-    )
+    settings = noop_settings(home, stack, database_url, max_queued_jobs_per_tenant=100_000)
     return ControlPlane(settings), tenants
 
 

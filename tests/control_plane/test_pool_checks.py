@@ -15,10 +15,9 @@ from sqlalchemy.pool import NullPool
 from operators.control_plane.app import create_app
 from operators.control_plane.backends.noop import NoopBackend
 from operators.control_plane.db.engine import PING_AFTER_IDLE_SECONDS, make_engine
-from testbed.settings import ControlPlaneSettings
 from tests.clock import ManualClock
 from tests.postgres import record_queries
-from tests.replicas import stack_with_tenants
+from tests.replicas import noop_settings, stack_with_tenants
 from tests.waiting import wait_until
 
 OTHERS = "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
@@ -93,14 +92,7 @@ def test_through_the_api_the_request_that_meets_a_closed_connection_is_a_503_tha
     postgres_url, tmp_path
 ):
     stack, (tenant,) = stack_with_tenants(tmp_path, 1, {})
-    settings = ControlPlaneSettings(
-        stack_file=stack,
-        database_url=postgres_url,
-        backend="noop",
-        mlflow_tracking_uri="http://127.0.0.1:1",
-        storage_path=str(tmp_path / "storage"),
-        credentials_dir=tmp_path / "credentials",
-    )
+    settings = noop_settings(tmp_path, stack, postgres_url)
     # No background sync and a backend in memory: the requests are the only users of the database's connections.
     app = create_app(settings, backend=NoopBackend(), sync=False)
     with TestClient(app) as client:

@@ -22,7 +22,7 @@ from testbed.config import load_stack_file
 from testbed.money import Meter, Rates, exact_cost, round_half_up
 from testbed.settings import ControlPlaneSettings
 from tests.control_plane.test_replicas import database
-from tests.replicas import ReplicaSet, stack_with_tenants
+from tests.replicas import ReplicaSet, noop_settings, stack_with_tenants
 from tests.waiting import wait_until
 
 LOCAL = Rates(gpu_hour_krw=2800, cpu_hour_krw=45, gib_hour_krw=6)  # Pulumi.gyeongnam.yaml, pool local
@@ -96,13 +96,10 @@ def test_fifty_concurrent_gpu_submissions_never_hold_more_than_the_balance_sqlit
 
 
 def settings_for(home: Path, stack: Path, postgres_url: str) -> ControlPlaneSettings:
-    return ControlPlaneSettings(
-        stack_file=stack,
-        database_url=postgres_url,
-        backend="noop",
-        mlflow_tracking_uri="http://127.0.0.1:1",
-        storage_path=str(home / "storage"),
-        credentials_dir=home / "credentials",
+    return noop_settings(
+        home,
+        stack,
+        postgres_url,
         sync_interval_seconds=0.1,
         lease_ttl_seconds=3.0,
         lease_renew_seconds=0.5,
