@@ -222,3 +222,29 @@ def test_admission_and_dispatch_read_a_long_queue_from_the_index(on_sqlite):
             assert searches and all("ix_jobs_tenant_dispatched_status" in s or "(id=?)" in s for s in searches), plan
             if statement is sent[0][0]:  # the queue's count: the index alone
                 assert any("COVERING INDEX ix_jobs_tenant_dispatched_status" in s for s in searches), plan
+
+
+def test_hot_statements_are_rendered_once(on_sqlite):
+    """Admission's read, a request's dispatch check and its mark send the SQL compiled with the statement the first
+    time, not a rendering of it per execution (what a list of values in ``in_`` costs: docs/operators/scale.md)."""
+    plane, tenants = on_sqlite
+    admitted = [
+        (t, plane.admit(Principal(subject=t, role="tenant"), JobSpec(entrypoint=LONG, cpus=1))) for t in tenants[:2]
+    ]
+    sent: list[list[str]] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        sent[-1].append(statement)
+
+    event.listen(plane.store.engine, "before_cursor_execute", record)
+    try:
+        for tenant, row in admitted:  # the same statements for two tenants' jobs
+            sent.append([])
+            plane.money.balance_and_jobs(tenant)
+            plane.store.held_if_queued(tenant, row.id)
+            assert plane.dispatch(row).dispatched
+    finally:
+        event.remove(plane.store.engine, "before_cursor_execute", record)
+    first, second = sent
+    assert first == second and sum("jobs.status IN (?, ?)" in s for s in first) >= 3, first
+    assert all(a is b for a, b in zip(first, second)), [a for a, b in zip(first, second) if a is not b]

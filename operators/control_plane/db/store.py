@@ -15,12 +15,12 @@ from sqlalchemy.orm import Session
 
 from operators.control_plane.db import balances
 from operators.control_plane.db.held import (
-    ACTIVE_STATUSES,
     DISPATCHED_UNFINISHED,
     HELD_BY,
     HELD_SUMS,
     QUEUED_AND_HELD,
     TENANT_JOBS,
+    UNFINISHED,
     Held,
     QueuedJob,
     TenantJobs,
@@ -38,7 +38,7 @@ STOP_REASON_PREFIX = "stopped:"
 
 _JOBS = JobRow.__table__
 # The job still waits: admitted, not dispatched, not ended (the writes below change nothing otherwise).
-_STILL_QUEUED = (_JOBS.c.id == bindparam("job_id"), _JOBS.c.dispatched.is_(False), _JOBS.c.status.in_(ACTIVE_STATUSES))
+_STILL_QUEUED = (_JOBS.c.id == bindparam("job_id"), _JOBS.c.dispatched.is_(False), UNFINISHED)
 # A queued job handed to the backend: not an end, so nothing else moves with it (no money, usage or audit row).
 _MARK_DISPATCHED = (
     update(_JOBS)
@@ -186,11 +186,7 @@ class Store(Database):
     def dispatched_jobs(self, status: JobStatus | None = None) -> list[JobRow]:
         """Dispatched jobs not yet in a terminal state (or in ``status``), oldest first."""
         query = select(JobRow).where(JobRow.dispatched.is_(True)).order_by(JobRow.submitted_at)
-        query = (
-            query.where(JobRow.status == status.value)
-            if status is not None
-            else query.where(JobRow.status.in_(ACTIVE_STATUSES))
-        )
+        query = query.where(JobRow.status == status.value) if status is not None else query.where(UNFINISHED)
         with self.session() as s:
             return list(s.scalars(query))
 
@@ -198,7 +194,7 @@ class Store(Database):
         """Admitted jobs not yet dispatched (nor ended), oldest first, as the few columns dispatch needs."""
         query = (
             select(JobRow.id, JobRow.tenant, JobRow.cpus, JobRow.gpus, JobRow.memory_bytes, JobRow.message)
-            .where(JobRow.dispatched.is_(False), JobRow.status.in_(ACTIVE_STATUSES))
+            .where(JobRow.dispatched.is_(False), UNFINISHED)
             .order_by(JobRow.submitted_at, JobRow.id)
         )
         with self.session() as s:
