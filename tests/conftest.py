@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
@@ -159,20 +159,14 @@ class NoopPlane:
         return TestbedClient(self.url, self.token(subject))
 
 
-def make_noop_app(home: Path, stack_file: Path | None = None, sync: bool = True):
+def make_noop_app(home: Path, stack_file: Path | None = None, sync: bool = True, **settings: Any):
+    """The control plane on SQLite under ``home`` with the no-op backend and its test aids; ``settings``: any other."""
     from operators.control_plane.app import create_app
-    from testbed.settings import ControlPlaneSettings
     from tests.noop_doubles import noop_backend
+    from tests.replicas import noop_settings
 
-    settings = ControlPlaneSettings(
-        stack_file=stack_file or stack_file_for(REGION),
-        database_url=f"sqlite:///{home / 'cp.db'}",
-        backend="noop",
-        mlflow_tracking_uri="http://127.0.0.1:1",
-        storage_path=str(home / "storage"),
-        credentials_dir=home / "credentials",
-    )
-    return create_app(settings, backend=noop_backend(settings), sync=sync)
+    config = noop_settings(home, stack_file or stack_file_for(REGION), f"sqlite:///{home / 'cp.db'}", **settings)
+    return create_app(config, backend=noop_backend(config), sync=sync)
 
 
 @pytest.fixture()

@@ -33,16 +33,15 @@ CONTROL_PLANE = [sys.executable, "-m", "tests.noop_doubles"]  # the control plan
 
 def noop_settings(home: Path, stack: Path, database_url: str, **overrides: Any) -> ControlPlaneSettings:
     """A control plane's settings for tests and benchmarks: ``stack`` on ``database_url``, the no-op backend, an MLflow
-    address that answers nothing, its storage and credentials under ``home``; ``overrides``: any other setting."""
-    return ControlPlaneSettings(
-        stack_file=stack,
-        database_url=database_url,
-        backend="noop",
-        mlflow_tracking_uri="http://127.0.0.1:1",
-        storage_path=str(home / "storage"),
-        credentials_dir=home / "credentials",
-        **overrides,
-    )
+    address that answers nothing, its storage and credentials under ``home``; ``overrides``: any setting, these
+    included."""
+    defaults: dict[str, Any] = {
+        "backend": "noop",
+        "mlflow_tracking_uri": "http://127.0.0.1:1",
+        "storage_path": str(home / "storage"),
+        "credentials_dir": home / "credentials",
+    }
+    return ControlPlaneSettings(stack_file=stack, database_url=database_url, **{**defaults, **overrides})
 
 
 def stack_with_tenants(

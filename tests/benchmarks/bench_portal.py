@@ -29,9 +29,8 @@ from operators.control_plane.auth import hash_token  # noqa: E402
 from tests.serve import serve_in_thread  # noqa: E402
 from tests.benchmarks.admission_load import percentile  # noqa: E402
 from tests.portal.pages import login  # noqa: E402
-from tests.replicas import stack_with_tenants  # noqa: E402
+from tests.replicas import noop_settings, stack_with_tenants  # noqa: E402
 from testbed.jobs import JobSpec  # noqa: E402
-from testbed.settings import ControlPlaneSettings  # noqa: E402
 
 PAGE = 50
 
@@ -44,17 +43,8 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="tb-bench-portal-", dir="/tmp"))
     try:
         stack, [tenant] = stack_with_tenants(home, 1, {"max_running_jobs": 10_000})
-        app = create_app(
-            ControlPlaneSettings(
-                stack_file=stack,
-                database_url=f"sqlite:///{home / 'cp.db'}",
-                backend="noop",
-                mlflow_tracking_uri="http://127.0.0.1:1",
-                storage_path=str(home / "storage"),
-                credentials_dir=home / "credentials",
-                max_queued_jobs_per_tenant=args.jobs + 10,
-            )
-        )
+        url = f"sqlite:///{home / 'cp.db'}"
+        app = create_app(noop_settings(home, stack, url, max_queued_jobs_per_tenant=args.jobs + 10))
         with serve_in_thread(app) as url:
             token = (home / "credentials" / f"{tenant}.token").read_text().strip()
             headers = {"Authorization": f"Bearer {token}"}

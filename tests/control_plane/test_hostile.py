@@ -16,17 +16,15 @@ from typing import Iterator
 import httpx
 import pytest
 
-from operators.control_plane.app import create_app
 from operators.control_plane.backends.base import BackendJobInfo, PermanentBackendError
 from operators.control_plane.observation import observed_changes
-from tests.noop_doubles import noop_backend
 from tests.serve import serve_in_thread
+from tests.conftest import make_noop_app
 from operators.control_plane.db.store import JobRow
 from testbed.client import TestbedClient, TestbedError
 from testbed.config import stack_file_for
 from testbed.jobs import JobStatus
 from testbed.limits import MAX_BODY_BYTES, MAX_ENTRYPOINT_CHARS, MAX_PAGE_SIZE
-from testbed.settings import ControlPlaneSettings
 
 ALICE = "changwon-precision"  # quota: 8 CPUs, 2 GPUs, 64Gi
 GIB = 2**30
@@ -35,16 +33,7 @@ GIB = 2**30
 @contextmanager
 def plane(tmp_path: Path, sync: bool = True, **settings) -> Iterator[tuple[str, object]]:
     """A no-op control plane with extra settings, served on 127.0.0.1: (url, app)."""
-    config = ControlPlaneSettings(
-        stack_file=stack_file_for("gyeongnam"),
-        database_url=f"sqlite:///{tmp_path / 'cp.db'}",
-        backend="noop",
-        mlflow_tracking_uri="http://127.0.0.1:1",
-        storage_path=str(tmp_path / "storage"),
-        credentials_dir=tmp_path / "credentials",
-        **settings,
-    )
-    app = create_app(config, backend=noop_backend(config), sync=sync)
+    app = make_noop_app(tmp_path, stack_file_for("gyeongnam"), sync=sync, **settings)
     with serve_in_thread(app) as url:
         yield url, app
 

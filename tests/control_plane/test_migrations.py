@@ -172,7 +172,7 @@ def test_replicas_upgrading_together_do_not_race(empty_url):
 
 @pytest.mark.integration  # starts a real process
 def test_testbed_db_upgrade(tmp_path):
-    from testbed.settings import ControlPlaneSettings
+    from tests.replicas import noop_settings
     from testbed.config import stack_file_for
 
     url = f"sqlite:///{tmp_path / 'cp.db'}"
@@ -182,13 +182,7 @@ def test_testbed_db_upgrade(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"{url}: {migrate.INITIAL_REVISION} -> {migrate.head_revision()}"
     settings = tmp_path / "settings.json"
-    ControlPlaneSettings(
-        stack_file=stack_file_for("gyeongnam"),
-        database_url=url,
-        backend="noop",
-        mlflow_tracking_uri="http://127.0.0.1:1",
-        storage_path=str(tmp_path),
-    ).write(settings)
+    noop_settings(tmp_path, stack_file_for("gyeongnam"), url).write(settings)
     done = subprocess.run(
         [*cli, "db", "upgrade", "--settings", str(settings)], capture_output=True, text=True, timeout=120
     )

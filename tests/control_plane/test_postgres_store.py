@@ -8,18 +8,11 @@ import pytest
 def test_control_plane_on_postgresql(postgres_url, tmp_path):
     from operators.control_plane.app import create_app
     from tests.serve import serve_in_thread
-    from testbed.settings import ControlPlaneSettings
+    from tests.replicas import noop_settings
     from testbed.client import TestbedClient, TestbedError
     from testbed.config import stack_file_for
 
-    settings = ControlPlaneSettings(
-        stack_file=stack_file_for("gyeongnam"),
-        database_url=postgres_url,
-        backend="noop",
-        mlflow_tracking_uri="http://127.0.0.1:1",
-        storage_path=str(tmp_path),
-        credentials_dir=tmp_path / "credentials",
-    )
+    settings = noop_settings(tmp_path, stack_file_for("gyeongnam"), postgres_url)
     app = create_app(settings)
     assert not app.state.plane.store.inline_writes
     with serve_in_thread(app) as url:

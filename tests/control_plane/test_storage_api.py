@@ -19,10 +19,10 @@ import pytest
 from operators.control_plane.app import create_app
 from operators.control_plane.launch import launch_request
 from tests.serve import serve_in_thread
+from tests.replicas import noop_settings
 from testbed.client import TestbedClient, TestbedError
 from testbed.config import stack_file_for
 from testbed.packaging import build_package
-from testbed.settings import ControlPlaneSettings
 from testbed.storage import DATA_SCHEME
 
 ALICE = "changwon-precision"
@@ -33,15 +33,7 @@ BOB = "gimhae-robotics"
 def plane(tmp_path: Path, **settings) -> Iterator[tuple[str, object]]:
     """A no-op control plane with extra settings (e.g. lower upload limits): (url, app)."""
     app = create_app(
-        ControlPlaneSettings(
-            stack_file=stack_file_for("gyeongnam"),
-            database_url=f"sqlite:///{tmp_path / 'cp.db'}",
-            backend="noop",
-            mlflow_tracking_uri="http://127.0.0.1:1",
-            storage_path=str(tmp_path / "storage"),
-            credentials_dir=tmp_path / "credentials",
-            **settings,
-        )
+        noop_settings(tmp_path, stack_file_for("gyeongnam"), f"sqlite:///{tmp_path / 'cp.db'}", **settings)
     )
     with serve_in_thread(app) as url:
         yield url, app

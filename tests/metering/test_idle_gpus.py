@@ -45,18 +45,15 @@ def test_idle_gpus_are_flagged_counted_and_stopped_by_policy(
     tmp_path: Path, exporter: FakeDcgmExporter, prometheus
 ) -> None:
     from operators.control_plane.app import create_app
+    from tests.replicas import noop_settings
     from tests.serve import serve_in_thread
-    from testbed.settings import ControlPlaneSettings
 
     scrape = {"job_name": "dcgm-exporter", "honor_labels": True, "static_configs": [{"targets": [exporter.address]}]}
     with prometheus(None, token="unused", extra_scrape_configs=[scrape], interval=0.5) as prom:
-        settings = ControlPlaneSettings(
-            stack_file=_stack_with_policy(tmp_path),
-            database_url=f"sqlite:///{tmp_path / 'cp.db'}",
-            backend="noop",
-            mlflow_tracking_uri="http://127.0.0.1:1",
-            storage_path=str(tmp_path / "storage"),
-            credentials_dir=tmp_path / "credentials",
+        settings = noop_settings(
+            tmp_path,
+            _stack_with_policy(tmp_path),
+            f"sqlite:///{tmp_path / 'cp.db'}",
             prometheus_url=prom.url,
             idle_flag_minutes=0.05,
             idle_check_seconds=0.5,

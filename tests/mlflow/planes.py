@@ -18,17 +18,15 @@ def control_plane_app(server: MlflowServer, home: Path) -> FastAPI:
     """The app (no background sync) of a gyeongnam control plane in ``home`` that provisions ``server``."""
     from operators.control_plane.app import create_app
     from testbed.config import stack_file_for
-    from testbed.settings import ControlPlaneSettings
+    from tests.replicas import noop_settings
 
     password_file = home / "credentials" / "mlflow-admin.password"
     write_secret(password_file, server.admin_password)
-    settings = ControlPlaneSettings(
-        stack_file=stack_file_for("gyeongnam"),
-        database_url=f"sqlite:///{home / 'cp.db'}",
-        backend="noop",
+    settings = noop_settings(
+        home,
+        stack_file_for("gyeongnam"),
+        f"sqlite:///{home / 'cp.db'}",
         mlflow_tracking_uri=server.url,
-        storage_path=str(home / "storage"),
-        credentials_dir=home / "credentials",
         mlflow_admin_password_file=password_file,
     )
     return create_app(settings, sync=False)

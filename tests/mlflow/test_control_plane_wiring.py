@@ -166,18 +166,12 @@ def test_an_unreachable_mlflow_holds_no_dispatch_back(tmp_path, monkeypatch):
     from tests.clock import ManualClock
     from operators.control_plane.db.store import Store
     from testbed.config import stack_file_for
-    from testbed.settings import ControlPlaneSettings
+    from tests.replicas import noop_settings
 
     password_file = tmp_path / "admin.password"
     write_secret(password_file, "an-admin-password-of-some-length")
-    settings = ControlPlaneSettings(
-        stack_file=stack_file_for("gyeongnam"),
-        database_url=f"sqlite:///{tmp_path / 'cp.db'}",
-        backend="noop",
-        mlflow_tracking_uri="http://127.0.0.1:1",
-        storage_path=str(tmp_path / "storage"),
-        mlflow_admin_password_file=password_file,
-    )
+    url = f"sqlite:///{tmp_path / 'cp.db'}"
+    settings = noop_settings(tmp_path, stack_file_for("gyeongnam"), url, mlflow_admin_password_file=password_file)
     store = Store(settings.database_url)
     try:
         clock = ManualClock()

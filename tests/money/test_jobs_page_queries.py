@@ -17,25 +17,18 @@ from operators.control_plane.app import create_app
 from operators.control_plane.auth import hash_token
 from operators.control_plane.db.models import MoneyLedgerRow
 from tests.stack_files import REAL_STACK_DIR
+from tests.replicas import noop_settings
 from testbed.jobs import JobSpec
 from testbed.money import LedgerKind
-from testbed.settings import ControlPlaneSettings
 
 JOBS = 60
 
 
 def test_statements_per_jobs_page_do_not_grow_with_its_size(tmp_path):
     tenant = "changwon-precision"  # the real region's sample company: priced, with a grant in won
+    stack = REAL_STACK_DIR / "Pulumi.gyeongnam.yaml"
     app = create_app(
-        ControlPlaneSettings(
-            stack_file=REAL_STACK_DIR / "Pulumi.gyeongnam.yaml",
-            database_url=f"sqlite:///{tmp_path / 'cp.db'}",
-            backend="noop",
-            mlflow_tracking_uri="http://127.0.0.1:1",
-            storage_path=str(tmp_path / "storage"),
-            credentials_dir=tmp_path / "credentials",
-            max_queued_jobs_per_tenant=JOBS + 10,
-        )
+        noop_settings(tmp_path, stack, f"sqlite:///{tmp_path / 'cp.db'}", max_queued_jobs_per_tenant=JOBS + 10)
     )
     with TestClient(app) as client:
         token = (tmp_path / "credentials" / f"{tenant}.token").read_text().strip()

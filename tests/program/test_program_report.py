@@ -4,6 +4,7 @@ the stopped region is shown as such, with the time of its last good answer and i
 from __future__ import annotations
 
 from tests.stack_files import REAL_STACK_DIR
+from tests.replicas import noop_settings
 
 import json
 import os
@@ -26,7 +27,6 @@ from testbed.cli.main import main
 from testbed.config import stack_file_for
 from testbed.jobs import JobSpec, JobStatus
 from testbed.net import free_port
-from testbed.settings import ControlPlaneSettings
 from tests.conftest import NoopPlane, make_noop_app
 from tests.waiting import wait_until
 
@@ -36,15 +36,8 @@ pytestmark = pytest.mark.integration
 def _start_region_process(home: Path, region: str) -> tuple[subprocess.Popen, str]:
     """A region's control plane alone, on the no-op backend, in its own process (its own home)."""
     port = free_port()
-    settings = ControlPlaneSettings(
-        stack_file=stack_file_for(region, REAL_STACK_DIR),  # the real regions' stack files
-        database_url=f"sqlite:///{home / 'cp.db'}",
-        backend="noop",
-        mlflow_tracking_uri="http://127.0.0.1:1",
-        storage_path=str(home / "storage"),
-        credentials_dir=home / "credentials",
-        port=port,
-    )
+    stack = stack_file_for(region, REAL_STACK_DIR)  # the real regions' stack files
+    settings = noop_settings(home, stack, f"sqlite:///{home / 'cp.db'}", port=port)
     settings.write(home / "settings.json")
     process = subprocess.Popen(
         [sys.executable, "-m", "operators.control_plane", "--settings", str(home / "settings.json")],
