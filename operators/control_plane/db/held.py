@@ -13,7 +13,7 @@ from testbed.jobs import TERMINAL_STATUSES, JobStatus
 # Unfinished jobs, named positively so the status index serves the reads (finished jobs are not scanned).
 ACTIVE_STATUSES = [status.value for status in JobStatus if status not in TERMINAL_STATUSES]
 # ``status IN (...)`` with one bound parameter per status, compiled once with each statement. ``in_`` given a list of
-# values makes it one "expanding" parameter instead, whose SQL is rendered again at every execution: 10 to 20 us a
+# values makes it one "expanding" parameter instead, whose SQL is rendered again at every execution: 10 to 40 us a
 # query here, in the reads of every admission, dispatch and sync round.
 UNFINISHED: ColumnElement[bool] = JobRow.status.in_([literal(status) for status in ACTIVE_STATUSES])
 
