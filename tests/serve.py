@@ -9,6 +9,7 @@ from typing import Iterator
 import uvicorn
 from fastapi import FastAPI
 
+from operators.control_plane.__main__ import SERVER_PARTS  # the parts the control plane is served with
 from testbed.net import HOST, free_port
 from tests.waiting import wait_until
 
@@ -17,7 +18,8 @@ from tests.waiting import wait_until
 def serve_in_thread(app: FastAPI, port: int | None = None, timeout: float = 20.0) -> Iterator[str]:
     """Run ``app`` with uvicorn in a background thread; yield its URL; stop it on exit."""
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host=HOST, port=port, log_level="warning", access_log=False))
+    config = uvicorn.Config(app, host=HOST, port=port, log_level="warning", access_log=False, **SERVER_PARTS)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
 

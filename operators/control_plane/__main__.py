@@ -13,10 +13,11 @@ from operators.control_plane.app import create_app
 from testbed.settings import ControlPlaneSettings, SettingsError
 from testbed.config import ConfigError
 
-# httptools' C parser and uvloop, named rather than left to uvicorn's "auto" (which falls back to the pure-Python h11
-# and asyncio's loop when they are missing): the event loop's CPU a submit is about a quarter less with them
-# (docs/operators/scale.md).
-SERVER_PARTS = {"http": "httptools", "loop": "uvloop"}
+# h11 parses requests, named rather than left to uvicorn's "auto" (which takes httptools wherever it is installed): h11
+# refuses a request head over 16 KiB with a 400, where uvicorn's httptools protocol buffers a header of any length,
+# so anyone who can reach the port could fill the server's memory. httptools would save about a quarter of the event
+# loop's CPU a submit, and uvloop nothing measurable (docs/operators/scale.md, "The server's HTTP parts").
+SERVER_PARTS = {"http": "h11", "loop": "asyncio"}
 
 
 def main(argv: list[str] | None = None) -> int:
