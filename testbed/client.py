@@ -17,6 +17,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from testbed.client_error import TestbedError
+from testbed.tls import tls_context
 from testbed.local_address import local_control_plane_url, testbed_home
 from testbed.api import Health, IssuedToken, MlflowLogin, TemplateList, TenantList, TokenList
 from testbed.audit import AuditEntry, AuditPage, AuditVerification
@@ -53,7 +54,7 @@ class TestbedClient:
     def __init__(self, url: str, token: str | None, timeout: float = 30.0):
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, verify=tls_context())
 
     @classmethod
     def from_env(cls, url: str | None = None, token: str | None = None) -> "TestbedClient":

@@ -263,12 +263,14 @@ def fetch_region(entry: RegionEntry, timeout: float = 10.0) -> tuple[dict[str, A
     """(``/v1/budget``, ``/v1/usage``) of one region with its program-office token; raises on any failure."""
     import httpx
 
+    from testbed.tls import tls_context
+
     try:
         token = entry.token_file.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ProgramError(f"token_file {entry.token_file}: {exc.strerror}") from None
     headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=entry.url.rstrip("/"), headers=headers, timeout=timeout) as client:
+    with httpx.Client(base_url=entry.url.rstrip("/"), headers=headers, timeout=timeout, verify=tls_context()) as client:
         answers = []
         for path in ("/v1/budget", "/v1/usage"):
             response = client.get(path)

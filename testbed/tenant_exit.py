@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
+from testbed.tls import tls_context
+
 MLFLOW_PAGE = 500
 
 
@@ -102,7 +104,11 @@ def export_mlflow(
     auth = (username, password) if username and password else None
     result = MlflowExport()
     with httpx.Client(
-        base_url=url.rstrip("/"), auth=auth, headers={"X-MLFLOW-WORKSPACE": workspace}, timeout=timeout
+        base_url=url.rstrip("/"),
+        auth=auth,
+        headers={"X-MLFLOW-WORKSPACE": workspace},
+        timeout=timeout,
+        verify=tls_context(),
     ) as http:
 
         def call(method: str, path: str, **kwargs: Any) -> dict[str, Any]:

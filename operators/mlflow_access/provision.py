@@ -27,6 +27,7 @@ import httpx
 
 from testbed.mlflow_server import ADMIN_USERNAME, OPERATOR_USERNAME
 from testbed.tenant_exit import MlflowPurged
+from testbed.tls import tls_context
 
 TENANT_ROLE = "testbed-tenant"
 OPERATOR_ROLE = "testbed-operator-read"
@@ -91,7 +92,11 @@ class MlflowAccessAdmin:
         self.url = url.rstrip("/")
         self.operator_username = operator_username
         self._http = httpx.Client(
-            base_url=self.url, auth=(admin_username, admin_password), timeout=timeout, transport=transport
+            base_url=self.url,
+            auth=(admin_username, admin_password),
+            timeout=timeout,
+            transport=transport,
+            verify=tls_context(),
         )
 
     def close(self) -> None:
