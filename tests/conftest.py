@@ -153,7 +153,9 @@ class NoopPlane:
         return self.app.state.plane
 
     def token(self, subject: str) -> str:
-        return (self.home / "credentials" / f"{subject}.token").read_text().strip()
+        from tests.replicas import issued_token
+
+        return issued_token(self.home, subject)
 
     def client(self, subject: str) -> TestbedClient:
         return TestbedClient(self.url, self.token(subject))

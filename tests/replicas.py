@@ -44,6 +44,11 @@ def noop_settings(home: Path, stack: Path, database_url: str, **overrides: Any) 
     return ControlPlaneSettings(stack_file=stack, database_url=database_url, **{**defaults, **overrides})
 
 
+def issued_token(home: Path, subject: str) -> str:
+    """The token a control plane with :func:`noop_settings` (credentials under ``home``) wrote for ``subject``."""
+    return (home / "credentials" / f"{subject}.token").read_text().strip()
+
+
 def stack_with_tenants(
     out: Path, count: int, quota: dict[str, Any], region: str = "gyeongnam"
 ) -> tuple[Path, list[str]]:

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from testbed.client import TestbedClient, TestbedError
 from testbed.jobs import Job
+from tests.replicas import issued_token
 
 TRIVIAL = "python -c 'pass'"
 
@@ -120,9 +121,9 @@ SUBMITTERS = {"raw": RawSubmitter, "sdk": SdkSubmitter}
 
 
 def submit_concurrently(
-    credentials: Path, tenants: list[str], urls: list[str], jobs_per_tenant: int, client: Client = "sdk"
+    home: Path, tenants: list[str], urls: list[str], jobs_per_tenant: int, client: Client = "sdk"
 ) -> LoadResult:
-    """Every tenant (its token from ``credentials/<tenant>.token``) submits ``jobs_per_tenant`` trivial
+    """Every tenant (its token from ``home/credentials/<tenant>.token``) submits ``jobs_per_tenant`` trivial
     jobs at once through ``client``, tenant i to ``urls[i % len(urls)]``; the client round trips and errors."""
     result = LoadResult()
     lock = threading.Lock()
@@ -135,7 +136,7 @@ def submit_concurrently(
     barrier = threading.Barrier(len(tenants), action=start)
 
     def tenant_loop(i: int, tenant: str) -> None:
-        token = (credentials / f"{tenant}.token").read_text().strip()
+        token = issued_token(home, tenant)
         submitter = SUBMITTERS[client](urls[i % len(urls)], token)
         try:
             submitter.open()  # the connection

@@ -123,7 +123,7 @@ def _serve_load(
     with ReplicaSet(settings, home, count=1, command=TIMED_REPLICA, env=env) as served:
         url = served.replicas[0].url
         before = httpx.get(url + "/_bench/threads", timeout=30).json()
-        load = submit_concurrently(home / "credentials", tenant_ids, [url], jobs_per_tenant, client)
+        load = submit_concurrently(home, tenant_ids, [url], jobs_per_tenant, client)
         after = httpx.get(url + "/_bench/threads", timeout=30).json()
         admission = httpx.get(url + "/_bench/admission", timeout=30).json()
     jobs = max(1, len(load.roundtrip))

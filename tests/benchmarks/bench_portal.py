@@ -29,7 +29,7 @@ from operators.control_plane.auth import hash_token  # noqa: E402
 from tests.serve import serve_in_thread  # noqa: E402
 from tests.benchmarks.admission_load import percentile  # noqa: E402
 from tests.portal.pages import login  # noqa: E402
-from tests.replicas import noop_settings, stack_with_tenants  # noqa: E402
+from tests.replicas import issued_token, noop_settings, stack_with_tenants  # noqa: E402
 from testbed.jobs import JobSpec  # noqa: E402
 
 PAGE = 50
@@ -46,7 +46,7 @@ def main() -> None:
         url = f"sqlite:///{home / 'cp.db'}"
         app = create_app(noop_settings(home, stack, url, max_queued_jobs_per_tenant=args.jobs + 10))
         with serve_in_thread(app) as url:
-            token = (home / "credentials" / f"{tenant}.token").read_text().strip()
+            token = issued_token(home, tenant)
             headers = {"Authorization": f"Bearer {token}"}
             with httpx.Client(base_url=url, headers=headers, timeout=60) as api:
                 # the jobs are admitted in process (the API's own admission and dispatch, without 1,000 round trips)

@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 from testbed.client import TestbedClient  # noqa: E402
 from tests.benchmarks.admission_load import Client, percentile, submit_concurrently  # noqa: E402
 from tests.postgres import postgres_server  # noqa: E402
-from tests.replicas import ReplicaSet, noop_settings, stack_with_tenants  # noqa: E402
+from tests.replicas import issued_token, noop_settings, ReplicaSet, stack_with_tenants  # noqa: E402
 from tests.waiting import wait_until  # noqa: E402
 
 TIMED_REPLICA = [sys.executable, str(Path(__file__).with_name("timed_replica.py"))]
@@ -50,7 +50,7 @@ def bench_admission(
     taken = {name: len(samples) for name, samples in _admission_samples(replicas).items()}
     queries_before = sum(httpx.get(r.url + "/_bench/queries", timeout=30).json() for r in replicas.replicas)
     urls = [r.url for r in replicas.replicas]
-    load = submit_concurrently(home / "credentials", tenants, urls, jobs_per_tenant, client)
+    load = submit_concurrently(home, tenants, urls, jobs_per_tenant, client)
     queries = sum(httpx.get(r.url + "/_bench/queries", timeout=30).json() for r in replicas.replicas) - queries_before
     roundtrip, errors = load.roundtrip, load.errors
     per_replica = {name: samples[taken[name] :] for name, samples in _admission_samples(replicas).items()}
@@ -116,7 +116,7 @@ def main() -> int:
         stack, tenants = stack_with_tenants(home, args.tenants, {"max_running_jobs": 10_000})
         settings = noop_settings(home, stack, pg.create_database("bench"))
         with ReplicaSet(settings, home, command=TIMED_REPLICA) as replicas:
-            operator = (home / "credentials" / "operator.token").read_text().strip()  # written by the first replica
+            operator = issued_token(home, "operator")  # written by the first replica
             bench_admission(replicas, home, tenants, args.jobs_per_tenant)
             settle(replicas, operator)
             bench_admission(replicas, home, tenants, args.jobs_per_tenant, "raw")

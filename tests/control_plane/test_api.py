@@ -12,6 +12,7 @@ from operators.control_plane.backends.base import NO_RESOURCES, Resources
 from operators.control_plane.launch import launch_request
 from testbed.client import TestbedClient, TestbedError
 from testbed.jobs import Job
+from tests.replicas import issued_token
 
 ALICE = "changwon-precision"  # quota: 8 CPUs, 2 GPUs, 64Gi
 BOB = "gimhae-robotics"
@@ -262,7 +263,7 @@ def test_gpu_jobs_are_refused_once_the_grant_is_used_up(tmp_path):
     app, server = _plane_with_grant(tmp_path, gpu_hours=1)
     plane = app.state.plane
     with server as url:
-        client = TestbedClient(url, (tmp_path / "credentials" / f"{ALICE}.token").read_text().strip())
+        client = TestbedClient(url, issued_token(tmp_path, ALICE))
         first = client.submit({"entrypoint": "true", "gpus": 1, "max_runtime_seconds": 600})
         assert first.hold_krw > 0 and first.max_runtime_seconds == 600
         # a job that held 2 GPUs for 30 minutes, charged when it ends: the whole 1 GPU-hour grant
@@ -301,7 +302,7 @@ def test_jobs_are_refused_outside_the_grant_period(tmp_path):
         tmp_path, fiscal_period={"start": "2020-01-01", "end": "2027-02-28"}, start="2020-01-01", end="2020-12-31"
     )
     with server as url:
-        client = TestbedClient(url, (tmp_path / "credentials" / f"{ALICE}.token").read_text().strip())
+        client = TestbedClient(url, issued_token(tmp_path, ALICE))
         for spec in ({"entrypoint": "true", "gpus": 1}, {"entrypoint": "true"}):  # CPU work is charged too
             with pytest.raises(TestbedError) as err:
                 client.submit(spec)

@@ -18,6 +18,7 @@ import pytest
 
 from operators.control_plane.backends.base import BackendJobInfo, PermanentBackendError
 from operators.control_plane.observation import observed_changes
+from tests.replicas import issued_token
 from tests.serve import serve_in_thread
 from tests.conftest import make_noop_app
 from operators.control_plane.db.store import JobRow
@@ -36,10 +37,6 @@ def plane(tmp_path: Path, sync: bool = True, **settings) -> Iterator[tuple[str, 
     app = make_noop_app(tmp_path, stack_file_for("gyeongnam"), sync=sync, **settings)
     with serve_in_thread(app) as url:
         yield url, app
-
-
-def token(tmp_path: Path, subject: str) -> str:
-    return (tmp_path / "credentials" / f"{subject}.token").read_text().strip()
 
 
 def refused(call, status: int, code: str) -> str:
@@ -71,7 +68,7 @@ def test_no_request_names_a_host_path(noop_plane):
 # -- a job that can never run is admitted, cannot be stopped and is billed ------------------------
 def test_a_job_larger_than_any_node_is_refused(tmp_path):
     with plane(tmp_path, capacity_cpus=4, capacity_gpus=1, capacity_memory=23 * GIB) as (url, _app):
-        client = TestbedClient(url, token(tmp_path, ALICE))
+        client = TestbedClient(url, issued_token(tmp_path, ALICE))
         detail = refused(lambda: client.submit(entrypoint="true", memory="40Gi"), 403, "capacity_exceeded")
         assert "40Gi memory (largest node: 23Gi)" in detail  # inside the 64Gi quota, beyond any node
         assert "2 GPUs (largest node: 1)" in refused(
@@ -194,7 +191,7 @@ def test_every_list_is_paged_with_a_cursor(noop_plane):
 def test_a_tenant_can_park_only_so_many_queued_jobs(tmp_path):
     with plane(tmp_path, sync=False, max_queued_jobs_per_tenant=2) as (url, app):
         app.state.plane.dispatcher.dispatch = lambda row: row  # nothing leaves the queue
-        client = TestbedClient(url, token(tmp_path, ALICE))
+        client = TestbedClient(url, issued_token(tmp_path, ALICE))
         queued = [client.submit(entrypoint="true") for _ in range(2)]
         assert "max_queued_jobs_per_tenant: 2" in refused(lambda: client.submit(entrypoint="true"), 403, "queue_full")
         client.stop(queued[0].id)

@@ -17,7 +17,7 @@ from operators.control_plane.backends.noop import NoopBackend
 from operators.control_plane.db.engine import PING_AFTER_IDLE_SECONDS, make_engine
 from tests.clock import ManualClock
 from tests.postgres import record_queries
-from tests.replicas import noop_settings, stack_with_tenants
+from tests.replicas import issued_token, noop_settings, stack_with_tenants
 from tests.waiting import wait_until
 
 OTHERS = "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
@@ -96,7 +96,7 @@ def test_through_the_api_the_request_that_meets_a_closed_connection_is_a_503_tha
     # No background sync and a backend in memory: the requests are the only users of the database's connections.
     app = create_app(settings, backend=NoopBackend(), sync=False)
     with TestClient(app) as client:
-        headers = {"Authorization": "Bearer " + (tmp_path / "credentials" / f"{tenant}.token").read_text().strip()}
+        headers = {"Authorization": "Bearer " + issued_token(tmp_path, tenant)}
         assert client.get("/v1/jobs", headers=headers).json()["jobs"] == []  # its connection given back just now
         terminate_others(postgres_url)
         refused = client.post("/v1/jobs", json={"entrypoint": "true"}, headers=headers)

@@ -8,7 +8,7 @@ import pytest
 def test_control_plane_on_postgresql(postgres_url, tmp_path):
     from operators.control_plane.app import create_app
     from tests.serve import serve_in_thread
-    from tests.replicas import noop_settings
+    from tests.replicas import issued_token, noop_settings
     from testbed.client import TestbedClient, TestbedError
     from testbed.config import stack_file_for
 
@@ -16,7 +16,7 @@ def test_control_plane_on_postgresql(postgres_url, tmp_path):
     app = create_app(settings)
     assert not app.state.plane.store.inline_writes
     with serve_in_thread(app) as url:
-        token = lambda s: (tmp_path / "credentials" / f"{s}.token").read_text().strip()  # noqa: E731
+        token = lambda s: issued_token(tmp_path, s)  # noqa: E731
         alice, bob = TestbedClient(url, token("changwon-precision")), TestbedClient(url, token("gimhae-robotics"))
         job = alice.wait(alice.submit(entrypoint="true", cpus=2).id, timeout=30)
         assert job.status == "SUCCEEDED" and job.started_at

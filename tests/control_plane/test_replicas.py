@@ -27,7 +27,7 @@ from tests.noop_doubles import SUBMIT_SECONDS_ENV
 from testbed.client import TestbedClient
 from testbed.settings import ControlPlaneSettings
 from embedded.jobs_user import hand_over, jobs_user
-from tests.replicas import Replica, ReplicaSet, ray_head, stack_with_tenants
+from tests.replicas import issued_token, ray_head, Replica, ReplicaSet, stack_with_tenants
 from tests.waiting import wait_until
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
@@ -151,8 +151,8 @@ def run_scenario(scenario: Scenario, postgres_url: str, home: Path) -> tuple[Obs
     )
     seen = Observed()
     with ReplicaSet(settings, home, env=scenario.env) as replicas:
-        tokens = {t: (home / "credentials" / f"{t}.token").read_text().strip() for t in tenants}
-        operator = (home / "credentials" / "operator.token").read_text().strip()
+        tokens = {t: issued_token(home, t) for t in tenants}
+        operator = issued_token(home, "operator")
         stop = threading.Event()
         sampler = threading.Thread(target=sample_running, args=(replicas, operator, scenario.quota, seen, stop))
         sampler.start()

@@ -19,7 +19,7 @@ import pytest
 from operators.control_plane.app import create_app
 from operators.control_plane.launch import launch_request
 from tests.serve import serve_in_thread
-from tests.replicas import noop_settings
+from tests.replicas import issued_token, noop_settings
 from testbed.client import TestbedClient, TestbedError
 from testbed.config import stack_file_for
 from testbed.packaging import build_package
@@ -40,7 +40,7 @@ def plane(tmp_path: Path, **settings) -> Iterator[tuple[str, object]]:
 
 
 def client(tmp_path: Path, url: str, subject: str) -> TestbedClient:
-    return TestbedClient(url, (tmp_path / "credentials" / f"{subject}.token").read_text().strip())
+    return TestbedClient(url, issued_token(tmp_path, subject))
 
 
 def refused(call, status: int, code: str) -> str:
@@ -109,7 +109,7 @@ def test_another_tenants_package_cannot_be_used_or_seen(noop_plane):
 
 def test_a_package_body_is_checked(tmp_path):
     with plane(tmp_path, max_package_bytes=64 * 1024) as (url, _app):
-        token = (tmp_path / "credentials" / f"{ALICE}.token").read_text().strip()
+        token = issued_token(tmp_path, ALICE)
         body = raw_zip({"train.py": b"print(1)\n"})
         sha = hashlib.sha256(body).hexdigest()
         wrong = put(url, token, f"/v1/packages/sha256:{'0' * 64}", body)
@@ -209,7 +209,7 @@ def test_data_upload_list_read_delete_and_tenant_isolation(noop_plane, tmp_path)
 
 def test_a_data_file_over_the_limit_is_413(tmp_path):
     with plane(tmp_path, max_data_file_bytes=1000) as (url, _app):
-        token = (tmp_path / "credentials" / f"{ALICE}.token").read_text().strip()
+        token = issued_token(tmp_path, ALICE)
         declared = put(url, token, "/v1/data/x.bin", b"x" * 5000)  # refused by its Content-Length, unread
         streamed = put(url, token, "/v1/data/x.bin", iter([b"x" * 600] * 5))  # chunked: refused once past 1000
         for answer in (declared, streamed):

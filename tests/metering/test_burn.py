@@ -17,6 +17,7 @@ from operators.control_plane.db.models import MoneyLedgerRow
 from operators.metering.burn import grant_notice
 from testbed.client import TestbedClient
 from testbed.money import TenantBalance, kst_date
+from tests.replicas import issued_token
 
 ALICE = "changwon-precision"  # grant 180,000,000 KRW, admit-if-fits
 
@@ -113,7 +114,7 @@ def test_a_submitted_jobs_answer_is_what_reading_it_back_says(tmp_path):
     adjust(app.state.plane, ALICE, 150_000_000, time.time() - 86400)  # 83% charged: the notice shows
     with (
         serve_in_thread(app) as url,
-        TestbedClient(url, (tmp_path / "credentials" / f"{ALICE}.token").read_text().strip()) as alice,
+        TestbedClient(url, issued_token(tmp_path, ALICE)) as alice,
     ):
         answers = [
             alice.submit({"entrypoint": "true", "cpus": 1, "gpus": i % 2, "max_runtime_seconds": 600 * (i + 1)})

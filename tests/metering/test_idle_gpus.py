@@ -45,7 +45,7 @@ def test_idle_gpus_are_flagged_counted_and_stopped_by_policy(
     tmp_path: Path, exporter: FakeDcgmExporter, prometheus
 ) -> None:
     from operators.control_plane.app import create_app
-    from tests.replicas import noop_settings
+    from tests.replicas import issued_token, noop_settings
     from tests.serve import serve_in_thread
 
     scrape = {"job_name": "dcgm-exporter", "honor_labels": True, "static_configs": [{"targets": [exporter.address]}]}
@@ -63,7 +63,7 @@ def test_idle_gpus_are_flagged_counted_and_stopped_by_policy(
         with serve_in_thread(app) as url:
 
             def client(subject: str) -> TestbedClient:
-                return TestbedClient(url, (tmp_path / "credentials" / f"{subject}.token").read_text().strip())
+                return TestbedClient(url, issued_token(tmp_path, subject))
 
             stopping, flagging = client(STOPPING_TENANT), client(FLAGGING_TENANT)
             spec = JobSpec(entrypoint="sleep 600", gpus=1, cpus=1, memory="1Gi")
@@ -119,7 +119,7 @@ def test_idle_gpus_are_flagged_counted_and_stopped_by_policy(
             assert usage["sacheon-aero-parts"].idle_gpu_hours == 0
             # ... and on the tenant's statement of this month
             month = kst_month(time.time())
-            token = (tmp_path / "credentials" / f"{STOPPING_TENANT}.token").read_text().strip()
+            token = issued_token(tmp_path, STOPPING_TENANT)
             statement = httpx.get(
                 f"{url}/v1/statements/{month}",
                 params={"tenant": STOPPING_TENANT},

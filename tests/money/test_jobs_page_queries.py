@@ -17,7 +17,7 @@ from operators.control_plane.app import create_app
 from operators.control_plane.auth import hash_token
 from operators.control_plane.db.models import MoneyLedgerRow
 from tests.stack_files import REAL_STACK_DIR
-from tests.replicas import noop_settings
+from tests.replicas import issued_token, noop_settings
 from testbed.jobs import JobSpec
 from testbed.money import LedgerKind
 
@@ -31,7 +31,7 @@ def test_statements_per_jobs_page_do_not_grow_with_its_size(tmp_path):
         noop_settings(tmp_path, stack, f"sqlite:///{tmp_path / 'cp.db'}", max_queued_jobs_per_tenant=JOBS + 10)
     )
     with TestClient(app) as client:
-        token = (tmp_path / "credentials" / f"{tenant}.token").read_text().strip()
+        token = issued_token(tmp_path, tenant)
         headers = {"Authorization": f"Bearer {token}"}
         plane = app.state.plane
         caller = plane.tokens.resolve(hash_token(token))

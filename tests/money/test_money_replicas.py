@@ -22,7 +22,7 @@ from testbed.config import load_stack_file
 from testbed.money import Meter, Rates, exact_cost, round_half_up
 from testbed.settings import ControlPlaneSettings
 from tests.control_plane.test_replicas import database
-from tests.replicas import ReplicaSet, noop_settings, stack_with_tenants
+from tests.replicas import issued_token, noop_settings, ReplicaSet, stack_with_tenants
 from tests.waiting import wait_until
 
 LOCAL = Rates(gpu_hour_krw=2800, cpu_hour_krw=45, gib_hour_krw=6)  # Pulumi.gyeongnam.yaml, pool local
@@ -84,10 +84,10 @@ def test_fifty_concurrent_gpu_submissions_never_hold_more_than_the_balance_sqlit
 
     stack, tenants = grant_stack(tmp_path, GRANT)
     app = make_noop_app(tmp_path, stack_file=stack)
-    token = (tmp_path / "credentials" / f"{tenants[0]}.token").read_text().strip()
+    token = issued_token(tmp_path, tenants[0])
     with serve_in_thread(app) as url:
         check_admitted_within_balance(submit_concurrently([url], token, GPU_JOB, 50), url, token)
-        operator = (tmp_path / "credentials" / "operator.token").read_text().strip()
+        operator = issued_token(tmp_path, "operator")
         metrics = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {operator}"}).text
         tenant = tenants[0]
         assert f'testbed_tenant_grant_krw{{tenant="{tenant}"}} {GRANT:.1f}' in metrics
@@ -111,7 +111,7 @@ def settings_for(home: Path, stack: Path, postgres_url: str) -> ControlPlaneSett
 def test_fifty_concurrent_gpu_submissions_on_two_replicas(postgres_url, tmp_path):
     stack, tenants = grant_stack(tmp_path, GRANT)
     with ReplicaSet(settings_for(tmp_path, stack, postgres_url), tmp_path) as replicas:
-        token = (tmp_path / "credentials" / f"{tenants[0]}.token").read_text().strip()
+        token = issued_token(tmp_path, tenants[0])
         answers = submit_concurrently([r.url for r in replicas.replicas], token, GPU_JOB, 50)
         check_admitted_within_balance(answers, replicas.replicas[0].url, token)
     holds = database(postgres_url, "SELECT count(*), sum(amount_krw) FROM money_ledger WHERE kind = 'hold'")
@@ -125,7 +125,7 @@ def test_kill_9_of_the_reconciler_mid_job_loses_no_hold_and_charges_nothing_twic
     )
     spec = {"entrypoint": "sleep 6", "gpus": 2, "cpus": 4, "memory": "16Gi", "max_runtime_seconds": 60}
     with ReplicaSet(settings_for(tmp_path, stack, postgres_url), tmp_path) as replicas:
-        token = (tmp_path / "credentials" / f"{tenants[0]}.token").read_text().strip()
+        token = issued_token(tmp_path, tenants[0])
         answers = submit_concurrently([r.url for r in replicas.replicas], token, spec, 4)
         assert [a.status_code for a in answers] == [201] * 4, [a.text for a in answers]
         # mid-job: the reconciler has charged every job at least once
@@ -191,7 +191,7 @@ def test_stop_mode_stops_a_running_job_at_exhaustion_charged_exactly(postgres_ur
     # 2 GPUs, 4 CPUs, 16 GiB: 5,876 KRW per hour = 1.63 won a second; 20 won after 12.3 s
     spec = {"entrypoint": "sleep 120", "gpus": 2, "cpus": 4, "memory": "16Gi", "max_runtime_seconds": 60}
     with ReplicaSet(settings_for(tmp_path, stack, postgres_url), tmp_path) as replicas:
-        token = (tmp_path / "credentials" / f"{tenants[0]}.token").read_text().strip()
+        token = issued_token(tmp_path, tenants[0])
         client = httpx.Client(
             base_url=replicas.replicas[0].url, headers={"Authorization": f"Bearer {token}"}, timeout=30
         )
