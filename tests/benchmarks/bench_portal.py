@@ -37,9 +37,11 @@ PAGE = 50
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--jobs", type=int, default=1000, help=f"at least {PAGE}: a full page is timed")
     parser.add_argument("--rounds", type=int, default=100)
     args = parser.parse_args()
+    if args.jobs < PAGE:
+        parser.error(f"--jobs {args.jobs}: at least {PAGE} (one full page of the portal's jobs) are needed")
     home = Path(tempfile.mkdtemp(prefix="tb-bench-portal-", dir="/tmp"))
     try:
         stack, [tenant] = stack_with_tenants(home, 1, {"max_running_jobs": 10_000})
