@@ -66,7 +66,6 @@ class LoadResult:
 
 
 Client = Literal["raw", "sdk"]
-CLIENTS: tuple[Client, ...] = ("raw", "sdk")
 
 
 class RawSubmitter:
@@ -139,7 +138,11 @@ def submit_concurrently(
         token = issued_token(home, tenant)
         submitter = SUBMITTERS[client](urls[i % len(urls)], token)
         try:
-            submitter.open()  # the connection
+            try:
+                submitter.open()  # the connection
+            except BaseException:
+                barrier.abort()  # the others stop waiting: the run fails rather than hangs
+                raise
             barrier.wait()
             for _ in range(jobs_per_tenant):
                 begin = time.perf_counter()
@@ -157,6 +160,8 @@ def submit_concurrently(
         t.start()
     for t in threads:
         t.join()
+    if not started:
+        raise RuntimeError("the load never started: a client could not connect (its error is above)")
     result.wall_seconds = time.perf_counter() - started[0]
     result.setup_seconds = started[0] - setup_began
     result.client_cpu_seconds = time.process_time() - started[1]
