@@ -27,11 +27,14 @@ def test_a_priced_admission_on_postgresql_is_four_statements_and_writes_every_ro
         plane.shutdown()
 
 
-def check_admission(plane, tenant: str) -> None:
+def check_admission(plane, tenant: str, warm_up: int = 1, prepared: bool = False) -> None:
+    """Admit ``warm_up`` times, then once more and check that one: four queries (``prepared``: each an ``EXECUTE``)
+    and every row."""
     principal = Principal(subject=tenant, role="tenant")
     spec = JobSpec(entrypoint="python -c 'pass'", cpus=1, gpus=1, max_runtime_seconds=600, env={"K": "v"})
     sent = record_queries(plane.store.engine)  # what reaches the server, the pool's own checks included
-    plane.admit(principal, spec)  # the first: the store's caches filled, its connection given back just now
+    for _ in range(warm_up):  # the store's caches filled, its connection given back just now
+        plane.admit(principal, spec)
     sent.clear()
     statements: list[str] = []
     event.listen(plane.store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
@@ -41,8 +44,12 @@ def check_admission(plane, tenant: str) -> None:
     # connection used moments ago (engine.ping_when_idle)
     assert len(statements) == 4, statements
     assert sent == statements, sent
-    assert statements[0].startswith("BEGIN;SELECT pg_advisory_xact_lock")
-    assert statements[2].startswith("WITH") and statements[3].startswith("WITH") and statements[3].endswith(";COMMIT")
+    if prepared:  # engine.PreparedStatements
+        assert all(s.startswith(("BEGIN;EXECUTE tb_", "EXECUTE tb_")) for s in statements), statements
+    else:
+        assert statements[0].startswith("BEGIN;SELECT pg_advisory_xact_lock")
+        assert statements[2].startswith("WITH") and statements[3].startswith("WITH")
+    assert statements[0].startswith("BEGIN;") and statements[3].endswith(";COMMIT")
     job_id = admitted.row.id
     with plane.store.session() as s:
         job = s.get(JobRow, job_id)
@@ -52,7 +59,8 @@ def check_admission(plane, tenant: str) -> None:
         money = s.get(MoneyJobRow, job_id)
         assert money.held and money.hold_krw == hold.amount_krw and money.gpu_need_seconds == 600
         balance = s.get(MoneyBalanceRow, tenant)
-        assert balance.held_krw == 2 * hold.amount_krw and balance.held_gpu_seconds == 2 * 600
+        admitted_jobs = warm_up + 1
+        assert balance.held_krw == admitted_jobs * hold.amount_krw and balance.held_gpu_seconds == admitted_jobs * 600
         inbox = s.scalars(select(AuditInboxRow).where(AuditInboxRow.job_id == job_id).order_by(AuditInboxRow.id))
         assert [(row.kind, row.tenant) for row in inbox] == [("job.admitted", tenant), ("ledger.hold", tenant)]
 
