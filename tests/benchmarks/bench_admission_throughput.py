@@ -3,12 +3,13 @@
 ``admission_jobs_per_second``: admissions completed per second by ``--tenants`` threads, each a
 tenant calling ``ControlPlane.admit`` in-process in a loop (the layer the admission figures time:
 the checks, the price and the grant's balance, the tenant's section, the job record and its hold)
-for ``--seconds``. SQLite: one control plane; PostgreSQL (a private server with durable commits):
-two control planes on one database, tenants alternating between them (the replicas' contention
-on the database, in one process). The background sync is not running: this is admission alone
-(the HTTP figures, bench_control_plane.py and bench_replicas.py, include dispatch).
+for ``--seconds``. SQLite: one control plane. PostgreSQL (a private server with durable commits): two replicas on
+one database, each a process of its own (as replicas run), with half the tenants calling it in-process; and
+``admission_jobs_per_second_pg_one_process``, the same two planes in one process, which shared one interpreter
+(what this benchmark measured before; a fresh database). The background sync is not running: this is admission
+alone (the HTTP figures, bench_control_plane.py and bench_replicas.py, include dispatch).
 ``max_queued_jobs_per_tenant`` is raised so the queue cap never refuses. ``pg_queries_per_admission``: the queries
-(round trips) the planes sent to PostgreSQL per admission, counted at the driver (``tests.postgres.record_queries``).
+(round trips) the replicas sent to PostgreSQL per admission, counted at the driver (``tests.postgres.record_queries``).
 
 ``--profile FILE`` writes a cProfile of every admission (all threads) to FILE (pstats).
 
@@ -19,19 +20,21 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import multiprocessing
 import pstats
 import sys
 import tempfile
 import threading
 import time
-from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from operators.control_plane.auth import Principal  # noqa: E402
 from operators.control_plane.plane import ControlPlane  # noqa: E402
+from testbed.settings import ControlPlaneSettings  # noqa: E402
 from testbed.jobs import JobSpec  # noqa: E402
 from tests.benchmarks.admission_load import TRIVIAL, percentile  # noqa: E402
 from tests.replicas import noop_settings, stack_with_tenants  # noqa: E402
@@ -39,9 +42,14 @@ from tests.replicas import noop_settings, stack_with_tenants  # noqa: E402
 QUEUE_CAP = 10_000_000
 
 
-def planes_for(database_url: str, home: Path, tenants: int, replicas: int) -> tuple[list[ControlPlane], list[str]]:
+def settings_for(database_url: str, home: Path, tenants: int) -> tuple[ControlPlaneSettings, list[str]]:
+    """A no-op control plane's settings for ``tenants`` tenants (the queue cap out of the way), and their ids."""
     stack, ids = stack_with_tenants(home, tenants, {"max_running_jobs": 10_000})
-    settings = noop_settings(home, stack, database_url, max_queued_jobs_per_tenant=QUEUE_CAP)
+    return noop_settings(home, stack, database_url, max_queued_jobs_per_tenant=QUEUE_CAP), ids
+
+
+def planes_for(database_url: str, home: Path, tenants: int, replicas: int) -> tuple[list[ControlPlane], list[str]]:
+    settings, ids = settings_for(database_url, home, tenants)
     return [ControlPlane(settings) for _ in range(replicas)], ids
 
 
@@ -88,6 +96,47 @@ def run_load(
     return [s for mine in samples for s in mine], errors[0], time.perf_counter() - started
 
 
+def replica_load(
+    settings: ControlPlaneSettings, tenants: list[str], seconds: float, start: Any, results: Any
+) -> None:
+    """One replica's process: its control plane, its tenants admitting for ``seconds`` once every replica is ready
+    (``start``, a barrier); puts (latency samples, errors, wall seconds, queries sent) on ``results``."""
+    from tests.postgres import record_queries
+
+    plane = ControlPlane(settings)
+    try:
+        sent = record_queries(plane.store.engine)
+        start.wait()
+        samples, errors, wall = run_load([plane], tenants, seconds)
+        results.put((samples, errors, wall, len(sent)))
+    finally:
+        plane.shutdown()
+
+
+def run_replicas(
+    settings: ControlPlaneSettings, tenants: list[str], seconds: float, replicas: int
+) -> tuple[list[float], int, float, int]:
+    """(latency samples, errors, wall seconds, queries) of ``replicas`` processes, each a replica with its share of
+    the tenants (the database is migrated already)."""
+    spawn = multiprocessing.get_context("spawn")
+    start, results = spawn.Barrier(replicas), spawn.Queue()
+    processes = [
+        spawn.Process(target=replica_load, args=(settings, tenants[i::replicas], seconds, start, results))
+        for i in range(replicas)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        outcomes = [results.get(timeout=seconds + 120) for _ in processes]
+    finally:
+        for process in processes:
+            process.join(timeout=60)
+            if process.is_alive():
+                process.kill()
+    samples = [sample for outcome in outcomes for sample in outcome[0]]
+    return samples, sum(o[1] for o in outcomes), max(o[2] for o in outcomes), sum(o[3] for o in outcomes)
+
+
 def report(label: str, samples: list[float], errors: int, wall: float) -> None:
     suffix = "" if label == "sqlite" else f"_{label}"
     print(
@@ -120,21 +169,25 @@ def main() -> int:
             stats.dump_stats(str(args.profile))
             stats.sort_stats("cumulative").print_stats(40)
     if args.db in ("pg", "both"):
-        from tests.postgres import postgres_server, record_queries
+        from tests.postgres import postgres_server
 
         (home / "pg").mkdir()
-        with ExitStack() as stack:
-            pg = stack.enter_context(postgres_server(durable=True))
-            planes, tenants = planes_for(pg.create_database("bench"), home / "pg", args.tenants, 2)
-            for plane in planes:
-                stack.callback(plane.shutdown)
-            sent = [record_queries(plane.store.engine) for plane in planes]
-            samples, errors, wall = run_load(planes, tenants, args.seconds)
+        (home / "pg-one-process").mkdir()
+        with postgres_server(durable=True) as pg:
+            settings, tenants = settings_for(pg.create_database("bench"), home / "pg", args.tenants)
+            ControlPlane(settings).shutdown()  # the database migrated before the replicas start
+            samples, errors, wall, queries = run_replicas(settings, tenants, args.seconds, 2)
             report("pg", samples, errors, wall)
-            queries = sum(len(plane_queries) for plane_queries in sent)
             print(
                 f"pg_queries_per_admission={queries / max(1, len(samples) + errors):.2f}  # round trips to PostgreSQL"
             )
+            planes, tenants = planes_for(pg.create_database("bench_one"), home / "pg-one-process", args.tenants, 2)
+            try:
+                samples, errors, wall = run_load(planes, tenants, args.seconds)
+            finally:
+                for plane in planes:
+                    plane.shutdown()
+            report("pg_one_process", samples, errors, wall)
     return 0
 
 
