@@ -96,9 +96,7 @@ def run_load(
     return [s for mine in samples for s in mine], errors[0], time.perf_counter() - started
 
 
-def replica_load(
-    settings: ControlPlaneSettings, tenants: list[str], seconds: float, start: Any, results: Any
-) -> None:
+def replica_load(settings: ControlPlaneSettings, tenants: list[str], seconds: float, start: Any, results: Any) -> None:
     """One replica's process: its control plane, its tenants admitting for ``seconds`` once every replica is ready
     (``start``, a barrier); puts (latency samples, errors, wall seconds, queries sent) on ``results``."""
     from tests.postgres import record_queries
