@@ -40,11 +40,11 @@ def check_admission(plane, tenant: str, warm_up: int = 1, prepared: bool = False
     event.listen(plane.store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
     admitted = plane.admit_with_balance(principal, spec)
     # BEGIN with the tenant's lock, the balance read, the record with its hold, the commit's writes with COMMIT:
-    # four round trips in all (engine.postgresql_begin_with_first_statement, engine.commit_with), and no check of a
-    # connection used moments ago (engine.ping_when_idle)
+    # four round trips in all (pg_round_trips.postgresql_begin_with_first_statement, pg_round_trips.commit_with),
+    # and no check of a connection used moments ago (engine.ping_when_idle)
     assert len(statements) == 4, statements
     assert sent == statements, sent
-    if prepared:  # engine.PreparedStatements
+    if prepared:  # pg_round_trips.PreparedStatements
         assert all(s.startswith(("BEGIN;EXECUTE tb_", "EXECUTE tb_")) for s in statements), statements
     else:
         assert statements[0].startswith("BEGIN;SELECT pg_advisory_xact_lock")

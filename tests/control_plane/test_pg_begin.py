@@ -1,4 +1,4 @@
-"""PostgreSQL transactions whose ``BEGIN`` rides on their first statement (``engine.postgresql_begin_with_first_statement``).
+"""PostgreSQL transactions whose ``BEGIN`` rides on their first statement (``pg_round_trips.postgresql_begin_with_first_statement``).
 
 psycopg2 stays in autocommit, so it sends no ``BEGIN`` of its own: each test shows the transaction is still there
 (uncommitted writes invisible to others, a failure undoing them, a commit making them durable), and that a
@@ -105,7 +105,7 @@ def _token_row(name: str) -> dict:
 
 
 def test_commit_writes_that_fail_undo_the_transaction_they_were_to_commit(store):
-    """The COMMIT rides on the commit's writes (``engine.commit_with``): if they fail, nothing of the transaction
+    """The COMMIT rides on the commit's writes (``pg_round_trips.commit_with``): if they fail, nothing of the transaction
     stays, the flushed rows before them included."""
     with commit_write_of([_token_row("x")] * 2) as flag:  # the same key twice
         with pytest.raises(Exception, match="duplicate key"):

@@ -1,4 +1,4 @@
-"""Statements a PostgreSQL connection repeats, run as prepared statements (``engine.PreparedStatements``), on a real
+"""Statements a PostgreSQL connection repeats, run as prepared statements (``pg_round_trips.PreparedStatements``), on a real
 server: prepared once a connection has run one ``PREPARE_AFTER_EXECUTIONS`` times, with the same rows as before; a
 second connection's ``PREPARE`` rides on its next statement (no round trip more); one PostgreSQL refuses runs as text
 and aborts nothing; a prepared statement outlives a rolled-back transaction; a connection opened again prepares again;
@@ -11,8 +11,8 @@ import logging
 import pytest
 from sqlalchemy import bindparam, select, text
 
-from operators.control_plane.db import engine as engine_module
-from operators.control_plane.db.engine import PREPARE_AFTER_EXECUTIONS
+from operators.control_plane.db import pg_round_trips
+from operators.control_plane.db.pg_round_trips import PREPARE_AFTER_EXECUTIONS
 from operators.control_plane.db.models import TokenRow
 from operators.control_plane.db.store import Store
 from tests.benchmarks.bench_admission_throughput import planes_for
@@ -25,8 +25,8 @@ UNTYPED = text("SELECT :value IS NULL")  # PostgreSQL cannot tell the parameter'
 
 @pytest.fixture
 def store(postgres_url, monkeypatch):
-    monkeypatch.setattr(engine_module, "_prepared_somewhere", set())  # what other tests prepared is not known here
-    monkeypatch.setattr(engine_module, "_unpreparable", set())
+    monkeypatch.setattr(pg_round_trips, "_prepared_somewhere", set())  # what other tests prepared is not known here
+    monkeypatch.setattr(pg_round_trips, "_unpreparable", set())
     store = Store(postgres_url)
     with store.engine.begin() as conn:
         conn.execute(
@@ -84,7 +84,7 @@ def test_a_second_connection_prepares_with_its_next_statement_in_the_same_round_
 
 def test_a_statement_postgresql_will_not_prepare_runs_as_text_and_aborts_nothing(store, caplog):
     sent = record_queries(store.engine)
-    with caplog.at_level(logging.WARNING, logger=engine_module.__name__), store.engine.connect() as conn:
+    with caplog.at_level(logging.WARNING, logger=pg_round_trips.__name__), store.engine.connect() as conn:
         for _ in range(PREPARE_AFTER_EXECUTIONS + 1):
             with conn.begin():
                 conn.execute(TokenRow.__table__.delete().where(TokenRow.subject == "bob"))

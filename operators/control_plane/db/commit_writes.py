@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import ColumnElement
 
-from operators.control_plane.db.engine import commit_with
+from operators.control_plane.db.pg_round_trips import commit_with
 
 Write = tuple[Insert, list[dict[str, Any]]]  # an INSERT (ON CONFLICT ...) and its rows, each with the same keys
 CommitPart = Callable[[Session], list[Write]]
@@ -55,7 +55,7 @@ def execute_together(
 ) -> CursorResult[Any] | None:
     """Run ``writes`` in ``conn``'s transaction, on PostgreSQL in one statement (each of up to ``TOGETHER_ROWS``
     rows); with ``returning`` (only then), that column of the last write's rows. ``commit``: the writes end the
-    transaction, and on PostgreSQL its ``COMMIT`` is sent with them (one round trip: :func:`.engine.commit_with`)."""
+    transaction, and on PostgreSQL its ``COMMIT`` is sent with them (one round trip: :func:`.pg_round_trips.commit_with`)."""
     writes = [(statement, rows) for statement, rows in writes if rows]
     if not writes:
         return None
