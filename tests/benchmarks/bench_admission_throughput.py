@@ -23,7 +23,6 @@ import cProfile
 import multiprocessing
 import pstats
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from testbed.settings import ControlPlaneSettings  # noqa: E402
 from testbed.jobs import JobSpec  # noqa: E402
 from tests.benchmarks.admission_load import TRIVIAL, percentile  # noqa: E402
 from tests.replicas import noop_settings, stack_with_tenants  # noqa: E402
+from tests.benchmarks.scratch import scratch_home  # noqa: E402
 
 QUEUE_CAP = 10_000_000
 
@@ -152,7 +152,12 @@ def main() -> int:
     parser.add_argument("--db", choices=["sqlite", "pg", "both"], default="both")
     parser.add_argument("--profile", type=Path, help="write a cProfile (pstats) of the SQLite admissions here")
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="tb-admit-", dir="/tmp"))
+    with scratch_home("tb-admit") as home:
+        bench(args, home)
+    return 0
+
+
+def bench(args: argparse.Namespace, home: Path) -> None:
     if args.db in ("sqlite", "both"):
         (home / "sqlite").mkdir()
         planes, tenants = planes_for(f"sqlite:///{home / 'sqlite' / 'cp.db'}", home / "sqlite", args.tenants, 1)
@@ -186,7 +191,6 @@ def main() -> int:
                 for plane in planes:
                     plane.shutdown()
             report("pg_one_process", samples, errors, wall)
-    return 0
 
 
 if __name__ == "__main__":

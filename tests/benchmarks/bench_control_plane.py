@@ -24,7 +24,6 @@ import argparse
 import re
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from embedded import RAY_LOOPBACK_ENV, LocalTestbed  # noqa: E402
 from tests.replicas import ReplicaSet, noop_settings, stack_with_tenants  # noqa: E402
 from tests.benchmarks.admission_load import TRIVIAL, Client, LoadResult, percentile, submit_concurrently  # noqa: E402
 from tests.benchmarks.timed_replica import ADMISSION_ENV  # noqa: E402
+from tests.benchmarks.scratch import scratch_home  # noqa: E402
 
 TIMED_REPLICA = [sys.executable, str(Path(__file__).with_name("timed_replica.py"))]
 
@@ -59,9 +59,13 @@ def _time_until(get_status, start: float) -> tuple[float, float]:
 
 
 def bench_submit_overhead(rounds: int) -> None:
+    with scratch_home("tb-bench") as home:
+        _submit_overhead(rounds, home)
+
+
+def _submit_overhead(rounds: int, home: Path) -> None:
     import os
 
-    home = Path(tempfile.mkdtemp(prefix="tb-bench-", dir="/tmp"))
     local = LocalTestbed(home)
     os.environ.update(RAY_LOOPBACK_ENV)
     try:
@@ -115,17 +119,17 @@ def _serve_load(
     ``env``: the clients' load, the admission samples and the server's CPU milliseconds per job by thread."""
     import httpx
 
-    home = Path(tempfile.mkdtemp(prefix="tb-adm-", dir="/tmp"))
-    stack, tenant_ids = stack_with_tenants(home, tenants, {"max_running_jobs": 10_000})
-    settings = noop_settings(home, stack, f"sqlite:///{home / 'cp.db'}")
-    # The control plane in a process of its own (as served), the 50 clients in this one: clients sharing the
-    # server's interpreter would charge their own HTTP work to the server.
-    with ReplicaSet(settings, home, count=1, command=TIMED_REPLICA, env=env) as served:
-        url = served.replicas[0].url
-        before = httpx.get(url + "/_bench/threads", timeout=30).json()
-        load = submit_concurrently(home, tenant_ids, [url], jobs_per_tenant, client)
-        after = httpx.get(url + "/_bench/threads", timeout=30).json()
-        admission = httpx.get(url + "/_bench/admission", timeout=30).json()
+    with scratch_home("tb-adm") as home:
+        stack, tenant_ids = stack_with_tenants(home, tenants, {"max_running_jobs": 10_000})
+        settings = noop_settings(home, stack, f"sqlite:///{home / 'cp.db'}")
+        # The control plane in a process of its own (as served), the 50 clients in this one: clients sharing the
+        # server's interpreter would charge their own HTTP work to the server.
+        with ReplicaSet(settings, home, count=1, command=TIMED_REPLICA, env=env) as served:
+            url = served.replicas[0].url
+            before = httpx.get(url + "/_bench/threads", timeout=30).json()
+            load = submit_concurrently(home, tenant_ids, [url], jobs_per_tenant, client)
+            after = httpx.get(url + "/_bench/threads", timeout=30).json()
+            admission = httpx.get(url + "/_bench/admission", timeout=30).json()
     jobs = max(1, len(load.roundtrip))
     spent = {name: (seconds - before.get(name, 0.0)) * 1000 / jobs for name, seconds in after.items()}
     return load, admission, spent

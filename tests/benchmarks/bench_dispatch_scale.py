@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -35,6 +34,7 @@ from operators.control_plane.db.models import JobRow  # noqa: E402
 from testbed.jobs import JobSpec, JobStatus  # noqa: E402
 from tests.benchmarks.admission_load import percentile  # noqa: E402
 from tests.replicas import noop_settings, stack_with_tenants  # noqa: E402
+from tests.benchmarks.scratch import scratch_home  # noqa: E402
 
 
 def queue(plane: ControlPlane, tenants: list[str], jobs: int, job_seconds: float) -> None:
@@ -78,7 +78,11 @@ def main() -> int:
     parser.add_argument("--job-seconds", type=float, default=5.0)
     parser.add_argument("--seconds", type=float, default=40.0)
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="tb-dispatch-", dir="/tmp"))
+    with scratch_home("tb-dispatch") as home:
+        return bench(args, home)
+
+
+def bench(args: argparse.Namespace, home: Path) -> int:
     stack, tenants = stack_with_tenants(home, args.tenants, {"max_running_jobs": args.running})
     settings = noop_settings(home, stack, f"sqlite:///{home / 'cp.db'}", max_queued_jobs_per_tenant=args.jobs)
     plane = ControlPlane(settings)

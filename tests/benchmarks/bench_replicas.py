@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from tests.benchmarks.admission_load import Client, percentile, submit_concurren
 from tests.postgres import postgres_server  # noqa: E402
 from tests.replicas import issued_token, noop_settings, ReplicaSet, stack_with_tenants  # noqa: E402
 from tests.waiting import wait_until  # noqa: E402
+from tests.benchmarks.scratch import scratch_home  # noqa: E402
 
 TIMED_REPLICA = [sys.executable, str(Path(__file__).with_name("timed_replica.py"))]
 
@@ -111,7 +111,11 @@ def main() -> int:
     parser.add_argument("--jobs-per-tenant", type=int, default=20)
     parser.add_argument("--failovers", type=int, default=3, help="0: the admission figures only")
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="tb-rep-", dir="/tmp"))
+    with scratch_home("tb-rep") as home:
+        return bench(args, home)
+
+
+def bench(args: argparse.Namespace, home: Path) -> int:
     with postgres_server(durable=True) as pg:
         stack, tenants = stack_with_tenants(home, args.tenants, {"max_running_jobs": 10_000})
         settings = noop_settings(home, stack, pg.create_database("bench"))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from sqlalchemy import event  # noqa: E402
 from operators.control_plane.api.jobs import admitted_view  # noqa: E402
 from operators.control_plane.auth import Principal  # noqa: E402
 from tests.benchmarks.bench_admission_throughput import planes_for  # noqa: E402
+from tests.benchmarks.scratch import scratch_home  # noqa: E402
 from testbed.jobs import JobSpec  # noqa: E402
 
 LONG = "sleep 100000"  # the no-op backend "runs" it that long
@@ -36,7 +36,11 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="tb-sweep-", dir="/tmp"))
+    with scratch_home("tb-sweep") as home:
+        return bench(args, home)
+
+
+def bench(args: argparse.Namespace, home: Path) -> int:
     planes, tenants = planes_for(f"sqlite:///{home / 'cp.db'}", home, 1, 1)
     plane = planes[0]
     plane.dispatcher.stop_sync()
