@@ -37,13 +37,17 @@ from testbed.limits import MAX_BODY_BYTES
 from testbed.settings import ControlPlaneSettings
 
 DISPATCH_THREADS = 4
-# Admissions at once, per replica. An admission is short (on SQLite a group commit with the one writer, on
-# PostgreSQL four statements) and the requests beyond these wait in the pool's queue, inside their HTTP round trip.
+# Admissions at once, per replica, by database. An admission is short (on SQLite a group commit with the one writer,
+# on PostgreSQL four statements) and the requests beyond these wait in the pool's queue, inside their HTTP round trip.
 # More threads only made more admissions contend, for the one writer (SQLite: each group commit grew, and every
 # admission in it waited for it) and for the GIL on each round trip (PostgreSQL), and each admission took longer:
 # bench_control_plane.py admission p99 22-27 ms with four, 17-19 ms with two; bench_replicas.py 78-93 ms with
-# four, 34-50 ms with two, 42-66 ms with three (throughput 260-338, 246-299, 297-354 per s).
-ADMISSION_THREADS = 2
+# four, 34-50 ms with two, 42-66 ms with three (throughput 260-338, 246-299, 297-354 per s). On SQLite one is enough:
+# admissions all write, through the one writer, so a second only waited for the first's writes and the GIL (five
+# interleaved pairs of runs: p99 29 -> 19 ms, p50 7.7 -> 3.8 ms, 215 -> 217 jobs/s, the clients' round trips the same).
+# PostgreSQL keeps two: one thread waits idle on every round trip (two replicas: 263-274 jobs/s with one, 296-363
+# with two).
+ADMISSION_THREADS = {"sqlite": 1, "postgresql": 2}
 
 
 def create_app(
@@ -60,7 +64,8 @@ def create_app(
     # A few threads hand jobs to the backend: enough to overlap its network calls, few enough
     # that admissions on the event loop do not queue behind dozens of threads for the GIL.
     dispatchers = ThreadPoolExecutor(max_workers=DISPATCH_THREADS, thread_name_prefix="dispatch")
-    admitters = TurnsByKey(ADMISSION_THREADS, "admit")  # one thread per company at most
+    threads = ADMISSION_THREADS.get(plane.store.engine.dialect.name, max(ADMISSION_THREADS.values()))
+    admitters = TurnsByKey(threads, "admit")  # one thread per company at most
     probe = HealthProbe(plane.store, plane.backend)
 
     @asynccontextmanager
