@@ -44,7 +44,8 @@ DISPATCH_THREADS = 4
 # bench_control_plane.py admission p99 22-27 ms with four, 17-19 ms with two; bench_replicas.py 78-93 ms with
 # four, 34-50 ms with two, 42-66 ms with three (throughput 260-338, 246-299, 297-354 per s). On SQLite one is enough:
 # admissions all write, through the one writer, so a second only waited for the first's writes and the GIL (five
-# interleaved pairs of runs: p99 29 -> 19 ms, p50 7.7 -> 3.8 ms, 215 -> 217 jobs/s, the clients' round trips the same).
+# interleaved pairs of runs: p99 29 -> 19 ms, p50 7.7 -> 3.8 ms, 215 -> 217 jobs/s, the clients' round trips the same;
+# over eleven pairs, 2.5% fewer jobs/s on average: within this machine's noise, docs/operators/scale.md).
 # PostgreSQL keeps two: one thread waits idle on every round trip (two replicas: 263-274 jobs/s with one, 296-363
 # with two).
 ADMISSION_THREADS = {"sqlite": 1, "postgresql": 2}
