@@ -7,9 +7,7 @@ Run: ``.venv/bin/python tests/benchmarks/bench_local_testbed.py``
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,6 +16,7 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("TESTBED_STACK_DIR", str(REPO / "tests" / "stacks"))
 
 from embedded import RAY_LOOPBACK_ENV, LocalTestbed, instance_processes  # noqa: E402
+from tests.benchmarks.scratch import scratch_home  # noqa: E402
 
 REGION = "gyeongnam"
 
@@ -30,18 +29,17 @@ def timed(call) -> float:
 
 def main() -> None:
     os.environ.update(RAY_LOOPBACK_ENV)
-    home = Path(tempfile.mkdtemp(prefix="tb-bench-", dir="/tmp"))
-    os.environ["TESTBED_HOME"] = str(home)
-    testbed = LocalTestbed(home)
-    try:
-        cold = timed(lambda: testbed.up(region=REGION, num_cpus=2))
-        again = timed(lambda: testbed.up(region=REGION))
-        instance = testbed.load_state().instance
-        down = timed(testbed.down)
-        left = instance_processes(instance)
-    finally:
-        testbed.down()
-        shutil.rmtree(home, ignore_errors=True)
+    with scratch_home("tb-bench") as home:
+        os.environ["TESTBED_HOME"] = str(home)
+        testbed = LocalTestbed(home)
+        try:
+            cold = timed(lambda: testbed.up(region=REGION, num_cpus=2))
+            again = timed(lambda: testbed.up(region=REGION))
+            instance = testbed.load_state().instance
+            down = timed(testbed.down)
+            left = instance_processes(instance)
+        finally:
+            testbed.down()
     print(f"up_cold_seconds={cold:.1f}")
     print(f"up_idempotent_seconds={again:.1f}")
     print(f"down_seconds={down:.1f}")

@@ -12,10 +12,8 @@ Run: ``.venv/bin/python tests/benchmarks/bench_portal.py [--jobs N] [--rounds N]
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from tests.benchmarks.admission_load import percentile  # noqa: E402
 from tests.portal.pages import login  # noqa: E402
 from tests.replicas import issued_token, noop_settings, stack_with_tenants  # noqa: E402
 from testbed.jobs import JobSpec  # noqa: E402
+from tests.benchmarks.scratch import scratch_home  # noqa: E402
 
 PAGE = 50
 
@@ -42,8 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.jobs < PAGE:
         parser.error(f"--jobs {args.jobs}: at least {PAGE} (one full page of the portal's jobs) are needed")
-    home = Path(tempfile.mkdtemp(prefix="tb-bench-portal-", dir="/tmp"))
-    try:
+    with scratch_home("tb-bench-portal") as home:
         stack, [tenant] = stack_with_tenants(home, 1, {"max_running_jobs": 10_000})
         url = f"sqlite:///{home / 'cp.db'}"
         app = create_app(noop_settings(home, stack, url, max_queued_jobs_per_tenant=args.jobs + 10))
@@ -83,8 +81,6 @@ def main() -> None:
         print(f"portal_jobs_page_p50_seconds={statistics.median(portal_times):.4f}")
         print(f"api_jobs_list_p95_seconds={percentile(api_times, 95):.4f}  # GET /v1/jobs?limit={PAGE}, same data")
         print(f"api_jobs_list_p50_seconds={statistics.median(api_times):.4f}")
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from testbed.client import TestbedClient  # noqa: E402
 from embedded import RAY_LOOPBACK_ENV, LocalTestbed  # noqa: E402
+from tests.benchmarks.scratch import scratch_home  # noqa: E402
 
 PLAIN = """
 import sys, time
@@ -61,28 +60,28 @@ def main(argv: list[str] | None = None) -> int:
         assert done.returncode == 0, done.stderr[-2000:]
         return time.perf_counter() - started
 
-    home = Path(tempfile.mkdtemp(prefix="bench-e2e-", dir="/tmp"))
-    os.environ["TESTBED_HOME"] = str(home)
-    testbed = LocalTestbed(home)
-    try:
-        plain_before = plain()
-        testbed.up(region="gyeongnam", num_cpus=2)
-        client = TestbedClient(testbed.load_state().control_plane_url, testbed.token(args.tenant))
-        client.submit(template="smoke", params={"epochs": 1})  # warm: the tenant's MLflow login and experiment set-up
-        started = time.perf_counter()
-        wall_start = time.time()
-        job = client.submit(template=args.template, params={"epochs": args.epochs, "baselines": False}, cpus=1)
-        job = client.wait(job.id, timeout=900, poll=0.2)
-        logs = client.logs(job.id).logs
-        while "result:" not in logs and time.perf_counter() - started < 900:
-            time.sleep(0.2)
+    with scratch_home("tb-bench-e2e") as home:
+        os.environ["TESTBED_HOME"] = str(home)
+        testbed = LocalTestbed(home)
+        try:
+            plain_before = plain()
+            testbed.up(region="gyeongnam", num_cpus=2)
+            client = TestbedClient(testbed.load_state().control_plane_url, testbed.token(args.tenant))
+            # warm: the tenant's MLflow login and experiment set-up
+            client.submit(template="smoke", params={"epochs": 1})
+            started = time.perf_counter()
+            wall_start = time.time()
+            job = client.submit(template=args.template, params={"epochs": args.epochs, "baselines": False}, cpus=1)
+            job = client.wait(job.id, timeout=900, poll=0.2)
             logs = client.logs(job.id).logs
-        e2e = time.perf_counter() - started
-        assert job.status.value == "SUCCEEDED", logs[-3000:]
-        plain_after = plain()
-    finally:
-        testbed.down()
-        shutil.rmtree(home, ignore_errors=True)
+            while "result:" not in logs and time.perf_counter() - started < 900:
+                time.sleep(0.2)
+                logs = client.logs(job.id).logs
+            e2e = time.perf_counter() - started
+            assert job.status.value == "SUCCEEDED", logs[-3000:]
+            plain_after = plain()
+        finally:
+            testbed.down()
     plain_e2e = (plain_before + plain_after) / 2
     loop = next(
         (float(w.split("=")[1]) for line in logs.splitlines() for w in line.split() if w.startswith("loop_seconds=")),
