@@ -65,8 +65,8 @@ def create_app(
     # A few threads hand jobs to the backend: enough to overlap its network calls, few enough
     # that admissions on the event loop do not queue behind dozens of threads for the GIL.
     dispatchers = ThreadPoolExecutor(max_workers=DISPATCH_THREADS, thread_name_prefix="dispatch")
-    threads = ADMISSION_THREADS.get(plane.store.engine.dialect.name, max(ADMISSION_THREADS.values()))
-    admitters = TurnsByKey(threads, "admit")  # one thread per company at most
+    # one thread per company at most
+    admitters = TurnsByKey(ADMISSION_THREADS[plane.store.engine.dialect.name], "admit")
     probe = HealthProbe(plane.store, plane.backend)
 
     @asynccontextmanager
