@@ -22,10 +22,10 @@ SERVER_PARTS = {"http": "h11", "loop": "asyncio"}
 
 # Python's cyclic garbage collector, set for a server: each request makes thousands of short-lived objects (ORM rows,
 # statements' results, pydantic models) and the heap is mostly what the start built (modules, the app, SQLAlchemy's
-# metadata), which never becomes garbage. A young collection every 10,000 objects (Python's default: 700), a full one
-# about 30 times less often, and that one over only what was made since the start (frozen out of every collection):
-# the collections took 0.22-0.29 ms of every job's 4-6 ms under load, and each full one stopped every thread for
-# 100-135 ms (docs/operators/scale.md, "The garbage collector").
+# metadata), nearly all of it kept until the process ends. A young collection every 10,000 objects (Python's default:
+# 700), a full one about 30 times less often, and that one over only what was made since the start (frozen out of
+# every collection): the collections took 0.22-0.29 ms of every job's 4-6 ms under load, and each full one stopped
+# every thread for 100-135 ms (docs/operators/scale.md, "The garbage collector").
 GC_THRESHOLDS = (10_000, 20, 10)
 
 
