@@ -200,3 +200,28 @@ def test_a_writer_that_never_gets_its_turn_gives_up_with_database_busy(store, mo
         release.set()
         holder.join(timeout=60)
     assert count(store) == 0 and store._writers.waiting == 0
+
+
+def test_a_write_holds_the_write_lock_from_its_start_with_no_engine_events(store):
+    """The writer begins with ``BEGIN IMMEDIATE`` before its work runs a statement, sent as a statement: the engine
+    carries no connection events (one makes SQLAlchemy dispatch events around every statement of every thread)."""
+    import sqlite3
+
+    other = sqlite3.connect(store.engine.url.database, timeout=0, isolation_level=None)
+    seen: list[str] = []
+
+    def work(_session) -> None:
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            seen.append("free")
+            other.execute("ROLLBACK")
+        except sqlite3.OperationalError as exc:
+            seen.append(str(exc))
+
+    try:
+        store.group_write(work)
+        work(None)  # after the commit: free again
+    finally:
+        other.close()
+    assert seen == ["database is locked", "free"]
+    assert store.engine._has_events is False

@@ -15,7 +15,6 @@ from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from operators.control_plane.db.migrate import sqlite_immediate
 from operators.control_plane.db.pg_round_trips import postgresql_begin_with_first_statement, prepare_repeated_statements
 from testbed.clock import SYSTEM_CLOCK, Clock
 
@@ -38,6 +37,7 @@ _RELEASED_AT = "testbed_released_at"  # in a pooled connection's record: when it
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # pysqlite's own transactions off: a write begins with BEGIN IMMEDIATE
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
@@ -56,7 +56,6 @@ def make_engine(url: str, clock: Clock = SYSTEM_CLOCK) -> Engine:
             pool_timeout=DB_TIMEOUT_SECONDS,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
-        sqlite_immediate(engine)
     elif url.startswith("postgresql"):
         ms = int(DB_TIMEOUT_SECONDS * 1000)
         engine = create_engine(

@@ -34,12 +34,12 @@ def lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
-def sqlite_immediate(engine: Engine, always: bool = False) -> None:
-    """Let this SQLite engine open write transactions with ``BEGIN IMMEDIATE``.
+def sqlite_immediate(engine: Engine) -> None:
+    """Open every transaction of this SQLite engine (the migrations') with ``BEGIN IMMEDIATE``: the database's write
+    lock, taken at once. pysqlite's own transaction handling is switched off.
 
-    pysqlite's own transaction handling is switched off; a transaction then begins with
-    ``BEGIN IMMEDIATE`` (taking the database's write lock at once) when ``always`` or when its
-    connection has the ``sqlite_immediate`` execution option, and reads run as single statements.
+    The control plane's engine has no such event (an engine event makes SQLAlchemy dispatch events on every
+    statement): its writes begin with ``BEGIN IMMEDIATE`` themselves (``Database._writer``).
     """
 
     @event.listens_for(engine, "connect")
@@ -48,8 +48,7 @@ def sqlite_immediate(engine: Engine, always: bool = False) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        if always or conn.get_execution_options().get("sqlite_immediate"):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _config(connection: Connection | None = None, opening_prices: Mapping[str, Any] | None = None) -> Config:
@@ -69,7 +68,7 @@ def head_revision() -> str:
 def _migration_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 60})
-        sqlite_immediate(engine, always=True)
+        sqlite_immediate(engine)
         return engine
     return create_engine(url, poolclass=NullPool)
 

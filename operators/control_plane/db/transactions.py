@@ -29,6 +29,15 @@ T = TypeVar("T")
 _ADVISORY_LOCK = select(func.pg_advisory_xact_lock(bindparam("key", type_=BigInteger)))
 
 
+def begin_immediate(session: Session) -> None:
+    """Open the session's SQLite transaction with ``BEGIN IMMEDIATE`` (the database's write lock, at once).
+
+    Sent as a statement, not by an engine ``begin`` event: any connection event on the engine makes SQLAlchemy
+    dispatch its events (before and after execute, cursor execute, begin, commit) on every statement, which took
+    13-15% of an admission's and dispatch's CPU (docs/operators/scale.md, "No engine events on SQLite")."""
+    session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+
+
 class Database:
     """An engine and the transactions on it: reads, writes, locked sections, group commits (SQLite)."""
 
@@ -36,11 +45,6 @@ class Database:
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.inline_writes = url.startswith("sqlite")
-        self._write_sessions = (
-            sessionmaker(self.engine.execution_options(sqlite_immediate=True), expire_on_commit=False)
-            if self.inline_writes
-            else self._sessions
-        )
         # SQLite has one writer at a time and its busy handler backs off in sleeps of up to
         # 100 ms; queueing writers on a lock in this process is far faster under concurrency.
         self._writers = WriterQueue() if self.inline_writes else None
@@ -74,10 +78,8 @@ class Database:
         """A section serialised across replicas on ``name``: one transaction, committed at its end."""
         current = self._current()
         with self.write_session() as session:
-            if session.get_bind().dialect.name == "postgresql":
+            if session.get_bind().dialect.name == "postgresql":  # SQLite: the writer's BEGIN IMMEDIATE holds it
                 session.connection().execute(_ADVISORY_LOCK, {"key": lock_key(name)})
-            else:
-                session.connection()  # BEGIN IMMEDIATE now: the write lock is held from here
             self._section.session = session
             try:
                 yield session
@@ -128,7 +130,9 @@ class Database:
     @contextmanager
     def _writer(self, leader: bool = False) -> Iterator[Session]:
         """A write transaction; on SQLite in the writer's turn (:class:`WriterQueue`), a group commit's leader's first."""
-        with self._writers.held(leader) if self._writers else nullcontext(), self._write_sessions.begin() as session:
+        with self._writers.held(leader) if self._writers else nullcontext(), self._sessions.begin() as session:
+            if self.inline_writes:
+                begin_immediate(session)
             yield session
 
     def _leader_writer(self) -> ContextManager[Session]:
