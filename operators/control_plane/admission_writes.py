@@ -28,6 +28,9 @@ _INSERT_ENTRY = insert(MoneyLedgerRow.__table__)
 _ENTRY_ID = MoneyLedgerRow.__table__.c.id
 
 
+_NO_DEFAULT = object()  # a column with no scalar default
+
+
 @lru_cache(maxsize=None)
 def _columns(table: Table) -> tuple[tuple[str, Any, bool], ...]:
     """Each column of ``table``: (its attribute, its scalar default or :data:`_NO_DEFAULT`, whether it is in the key)."""
@@ -39,9 +42,6 @@ def _columns(table: Table) -> tuple[tuple[str, Any, bool], ...]:
         )
         for column in table.columns
     )
-
-
-_NO_DEFAULT = object()
 
 
 def _values(row: Any) -> dict[str, Any]:

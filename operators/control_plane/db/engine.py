@@ -46,7 +46,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_engine(url: str, clock: Clock = SYSTEM_CLOCK) -> Engine:
-    """An engine for SQLite (WAL, shared across threads, BEGIN IMMEDIATE for writes) or any SQLAlchemy URL;
+    """An engine for SQLite (WAL, shared across threads, no connection events: ``Database`` begins its writes with
+    BEGIN IMMEDIATE itself) or any SQLAlchemy URL;
     ``clock`` times a PostgreSQL connection's idle spells (:func:`ping_when_idle`)."""
     if url.startswith("sqlite"):
         engine = create_engine(
