@@ -46,7 +46,11 @@ CLUSTER_SECRET_KEY_FLASK = "flask-secret-key"
 CLUSTER_AUTH_MOUNT_DIR = "/etc/mlflow-auth"
 CLUSTER_AUTH_DB = "mlflow_auth"  # a PostgreSQL database next to MLflow's own ("mlflow")
 
-SERVER_ARGV: tuple[str, ...] = ("--app-name", AUTH_APP_NAME, "--enable-workspaces")
+# MLflow's server runs under uvicorn's command line, whose "auto" takes httptools and uvloop wherever they are installed
+# (they are: the control plane's HTTP parts). uvicorn's httptools protocol reads a request head of any length, before
+# MLflow's authentication, where h11 refuses one over 16 KiB: MLflow's server keeps h11 and asyncio's loop.
+UVICORN_PARTS: tuple[str, ...] = ("--uvicorn-opts", "--http h11 --loop asyncio")
+SERVER_ARGV: tuple[str, ...] = ("--app-name", AUTH_APP_NAME, "--enable-workspaces", *UVICORN_PARTS)
 
 # MLflow's basic-auth authentication plus one refusal (mlflow_guard.py: no user roster for non-admins).
 # Locally the server imports it from this package; in a cluster, from a ConfigMap-mounted file.

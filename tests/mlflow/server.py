@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from testbed.mlflow_server import AUTH_APP_NAME, MLFLOW_AUTH_APP_NAME
+from testbed.mlflow_server import AUTH_APP_NAME, MLFLOW_AUTH_APP_NAME, UVICORN_PARTS
 from operators.mlflow_access import (
     OPERATOR_USERNAME,
     MlflowAccessAdmin,
@@ -120,6 +120,7 @@ def start_server(
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     if not secured:
         admin_password = None
+        argv += UVICORN_PARTS  # as the secured server's argv has them: the same HTTP parts on both sides of a ratio
     else:
         admin_password = admin_password or new_secret()
         cache = {} if auth_cache_ttl_seconds is None else {"auth_cache_ttl_seconds": auth_cache_ttl_seconds}

@@ -26,6 +26,7 @@ import mlflow
 import pytest
 
 from testbed import jobs
+from testbed.mlflow_server import UVICORN_PARTS
 from testbed.storage import JOBS, tenant_path
 from testbed.templates import get_template
 
@@ -124,6 +125,7 @@ def mlflow_server(tmp_path_factory) -> Iterator[str]:
         f"sqlite:///{home / 'mlflow.db'}",
         "--artifacts-destination",
         str(home / "artifacts"),
+        *UVICORN_PARTS,
     ]
     log = open(home / "server.log", "wb")
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
