@@ -16,7 +16,7 @@ from operators.control_plane.http_parser import BoundedHttpToolsProtocol
 from testbed.settings import ControlPlaneSettings, SettingsError
 from testbed.config import ConfigError
 
-# httptools parses requests and uvloop runs the event loop: together about a quarter less of the event loop's CPU a
+# httptools parses requests and uvloop runs the event loop: together about a fifth less of the event loop's CPU a
 # submit than h11 on asyncio's loop (docs/operators/scale.md, "The server's HTTP parts"). uvicorn's own httptools
 # protocol buffers a request head of any length, so the protocol is ours, which refuses a head over 16 KiB (h11's
 # bound) with a 431; named rather than left to uvicorn's "auto".

@@ -52,7 +52,13 @@ def test_ini_rejects_a_second_line():
 
 def test_local_mode(tmp_path):
     auth = sc.local_server_auth(tmp_path / "mlflow", "a" * 20, "flask-key")
-    assert auth.argv[:3] == ("--app-name", "testbed-basic-auth", "--enable-workspaces")  # testbed/mlflow_app.py
+    assert auth.argv == (
+        "--app-name",
+        "testbed-basic-auth",  # testbed/mlflow_app.py
+        "--enable-workspaces",
+        "--uvicorn-opts",
+        "--http h11 --loop asyncio",  # tests/mlflow/test_request_head_limit.py holds what it is for
+    )
     assert auth.ini_path == tmp_path / "mlflow" / "basic_auth.ini"
     assert _parse(auth.ini)["admin_password"] == "a" * 20  # in the 0600 file, not in the server's environment
     assert _parse(auth.ini)["database_uri"] == f"sqlite:///{tmp_path / 'mlflow' / 'auth.db'}"
